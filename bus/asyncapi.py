@@ -1,0 +1,104 @@
+"""One AsyncAPI 3.0 document for every subject on the bus, with the CloudEvents headers.
+
+The document describes the bus from a client's side: for each contract there is a channel
+(``city.<classification>.<domain>.<event>.{entity}``), a message with the CloudEvents headers and
+the contract's JSON Schema as payload, and a ``send`` and a ``receive`` operation.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from bus import subjects
+from bus.envelope import CONTENT_TYPES
+from contracts import Contract, Registry
+
+__all__ = ["asyncapi_document", "headers_schema"]
+
+_REF = "#/components/schemas/{name}"
+
+
+def headers_schema() -> dict[str, Any]:
+    """JSON Schema of the CloudEvents 1.0 binary-mode headers every message carries."""
+    text = {"type": "string"}
+    return {
+        "type": "object",
+        "required": ["ce-specversion", "ce-id", "ce-source", "ce-type"],
+        "properties": {
+            "ce-specversion": {"const": "1.0", "description": "CloudEvents version"},
+            "ce-id": {**text, "description": "Unique id of the event; also Nats-Msg-Id for dedupe"},
+            "ce-source": {**text, "format": "uri-reference", "description": "Who produced it"},
+            "ce-type": {**text, "description": "<contract name>.v<major version>"},
+            "ce-time": {**text, "format": "date-time", "description": "When it happened (UTC)"},
+            "ce-dataschema": {**text, "format": "uri", "description": "URN of the contract's schema"},
+            "ce-provenance": {
+                "enum": ["sensor", "manual", "vendor", "recorded", "synthetic"],
+                "description": "Where the values come from",
+            },
+            "content-type": {"enum": sorted(CONTENT_TYPES.values())},
+            "Nats-Msg-Id": {**text, "description": "Equals ce-id; JetStream drops duplicates"},
+        },
+    }
+
+
+def _key(cls: type[Contract]) -> str:
+    info = cls.__contract__
+    return f"{info.name}.v{info.version}".replace(".", "_")
+
+
+def asyncapi_document(registry: Registry, *, server_url: str = "nats://127.0.0.1:4222") -> dict[str, Any]:
+    """The AsyncAPI 3.0 document of every contract in ``registry``."""
+    classes = list(registry)
+    _, components = msgspec.json.schema_components(classes, ref_template=_REF)
+    channels: dict[str, Any] = {}
+    operations: dict[str, Any] = {}
+    messages: dict[str, Any] = {}
+    for cls in classes:
+        info = cls.__contract__
+        key = _key(cls)
+        schema = components[cls.__name__]
+        messages[key] = {
+            "name": info.type,
+            "title": info.name,
+            "summary": (cls.__doc__ or "").strip().splitlines()[0],
+            "contentType": CONTENT_TYPES["json"],
+            "headers": {"$ref": "#/components/schemas/CloudEventsHeaders"},
+            "payload": {"$ref": _REF.format(name=cls.__name__)},
+            "examples": [{"name": "example", "payload": dict(info.example)}],
+            "x-citybus-classification": info.classification.value,
+        }
+        channels[key] = {
+            "address": subjects.contract_filter(cls, "{entity}"),
+            "title": info.name,
+            "description": (cls.__doc__ or "").strip(),
+            "parameters": {"entity": {"description": f"The value of the `{info.key}` field"}},
+            "messages": {key: {"$ref": f"#/components/messages/{key}"}},
+            "tags": [{"name": info.classification.value}, {"name": info.domain}],
+        }
+        message_ref = [{"$ref": f"#/channels/{key}/messages/{key}"}]
+        for action in ("send", "receive"):
+            operations[f"{action}_{key}"] = {
+                "action": action,
+                "channel": {"$ref": f"#/channels/{key}"},
+                "messages": message_ref,
+            }
+        schema.setdefault("description", (cls.__doc__ or "").strip())
+    components["CloudEventsHeaders"] = headers_schema()
+    return {
+        "asyncapi": "3.0.0",
+        "info": {
+            "title": "citybus",
+            "version": "1",
+            "description": (
+                "The message bus of the Drammen smart-city testbed. Every message is a CloudEvents 1.0 "
+                "event in binary mode (attributes in NATS headers) whose body is one of these contracts."
+            ),
+        },
+        "defaultContentType": CONTENT_TYPES["json"],
+        "servers": {"citybus": {"host": server_url.split("://", 1)[-1], "protocol": "nats"}},
+        "channels": channels,
+        "operations": operations,
+        "components": {"messages": messages, "schemas": components},
+    }

@@ -1,0 +1,577 @@
+"""The :class:`Bus`: one NATS connection per process, speaking contracts instead of bytes.
+
+A message goes out as a contract instance and comes in as an :class:`~bus.envelope.Event` of the
+contract the subscriber asked for. In between, the bus builds the subject, the CloudEvents headers
+and the body; on the way in it checks the headers, decodes and validates the body with a decoder
+built once per subscription, and sends anything that does not fit to the dead letters — a handler
+never sees an invalid message, and no message disappears silently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time as _time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import nats
+import nats.errors
+import nats.js.errors
+import structlog
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription as NatsSubscription
+from nats.js import JetStreamContext
+
+from bus import subjects
+from bus.codec import Codec, encode
+from bus.deadletters import DeadLetters
+from bus.envelope import (
+    CONTENT_TYPES,
+    Envelope,
+    Event,
+    Provenance,
+    build_headers,
+    new_event_id,
+    parse_headers,
+)
+from bus.errors import (
+    CityBusError,
+    ContractViolation,
+    NoRespondersError,
+    NotConnectedError,
+    PublishTimeoutError,
+    RequestTimeoutError,
+    ServerUnavailableError,
+)
+from bus.jetstream import ConsumerSettings, DurableConsumer, StreamSettings, provision_streams
+from bus.metrics import ContractMetrics, Metrics
+from contracts import Contract, Registry, default_registry
+
+__all__ = ["Bus", "Handler", "PublishAck", "Responder", "Subscription"]
+
+C = TypeVar("C", bound=Contract)
+R = TypeVar("R", bound=Contract)
+
+Handler = Callable[[Event[C]], Awaitable[None]]
+"""An async function that takes one typed event."""
+Responder = Callable[[Event[C]], Awaitable[Contract]]
+"""An async function that answers a request with a contract instance."""
+
+_ERROR_HEADER = "citybus-error"
+# Errors from nats-py that mean "not now, try again": the server is restarting or unreachable.
+_TRANSIENT = (
+    nats.errors.TimeoutError,
+    nats.errors.NoRespondersError,
+    nats.js.errors.NoStreamResponseError,
+    nats.errors.ConnectionClosedError,
+    nats.errors.ConnectionReconnectingError,
+    nats.errors.OutboundBufferLimitError,
+    nats.errors.StaleConnectionError,
+    nats.errors.FlushTimeoutError,
+    asyncio.TimeoutError,
+)
+
+
+async def _check_reachable(url: str, timeout: float) -> None:
+    """Fail fast when no server of ``url`` accepts connections.
+
+    nats-py retries a failed first connect as often as it reconnects — forever, here — so a
+    mistyped URL or a dead server would hang instead of saying so.
+    """
+    servers = [u.strip() for u in url.split(",") if u.strip()]
+    problems = []
+    for server in servers:
+        parsed = urlsplit(server if "://" in server else f"nats://{server}")
+        host, port = parsed.hostname or "127.0.0.1", parsed.port or 4222
+        try:
+            async with asyncio.timeout(timeout):
+                _, writer = await asyncio.open_connection(host, port)
+        except (OSError, TimeoutError) as exc:
+            problems.append(f"{host}:{port}: {getattr(exc, 'strerror', None) or type(exc).__name__}")
+            continue
+        writer.close()
+        return
+    raise ServerUnavailableError(
+        f"no NATS server answered at {url} ({'; '.join(problems) or 'no address given'}): start one, "
+        "or leave the URL unset so citybus starts its embedded server"
+    )
+
+
+class PublishAck:
+    """JetStream's acknowledgement of a durable publish."""
+
+    __slots__ = ("stream", "seq", "duplicate", "event_id")
+
+    def __init__(self, stream: str, seq: int, duplicate: bool, event_id: str) -> None:
+        self.stream = stream
+        self.seq = seq
+        self.duplicate = duplicate
+        self.event_id = event_id
+
+    def __repr__(self) -> str:
+        return f"PublishAck(stream={self.stream!r}, seq={self.seq}, duplicate={self.duplicate})"
+
+
+class Subscription:
+    """A live typed subscription; :meth:`unsubscribe` or :meth:`drain` to end it."""
+
+    def __init__(self, sub: NatsSubscription, subject: str) -> None:
+        self._sub = sub
+        self.subject = subject
+
+    async def unsubscribe(self) -> None:
+        """Stop receiving at once."""
+        await self._sub.unsubscribe()
+
+    async def drain(self) -> None:
+        """Stop receiving, after handling what has already arrived."""
+        await self._sub.drain()  # type: ignore[no-untyped-call]
+
+
+class Bus:
+    """A contract-typed NATS connection.
+
+    :param registry: the contracts this bus knows (the built-in ones by default).
+    :param metrics: where to count; a fresh registry of its own by default.
+    :param source: the CloudEvents ``source`` of what this process publishes.
+    :param provenance: the provenance stamped on what it publishes unless a publish says otherwise.
+    :param encoding: ``json`` (default) or ``msgpack`` for bodies.
+    :param max_in_flight_bytes: publish backpressure: after this many bytes the publisher waits
+        until the server has taken them (a flush), so a fast producer cannot bury its own connection.
+    """
+
+    def __init__(
+        self,
+        *,
+        registry: Registry | None = None,
+        metrics: Metrics | None = None,
+        logger: Any = None,
+        name: str = "citybus",
+        source: str = "/citybus",
+        provenance: Provenance | str = Provenance.MANUAL,
+        encoding: str = "json",
+        max_in_flight_bytes: int = 1_048_576,
+        request_timeout: float = 5.0,
+    ) -> None:
+        if encoding not in CONTENT_TYPES:
+            raise ValueError(f"encoding {encoding!r} is not one of {', '.join(CONTENT_TYPES)}")
+        self.registry = registry if registry is not None else default_registry()
+        self.metrics = metrics if metrics is not None else Metrics()
+        self.log = (logger if logger is not None else structlog.get_logger()).bind(component="bus")
+        self.name = name
+        self.source = source
+        self.provenance = Provenance(provenance)
+        self.content_type = CONTENT_TYPES[encoding]
+        self.request_timeout = request_timeout
+        self._max_in_flight = max_in_flight_bytes
+        self._unflushed = 0
+        self._nc: NATS | None = None
+        self._js: JetStreamContext | None = None
+        self._publishers: dict[type[Contract], ContractMetrics] = {}
+        self.dead_letters = DeadLetters(self)
+        self.url = ""
+
+    # -- connection ---------------------------------------------------------------------------
+
+    async def connect(
+        self,
+        url: str,
+        *,
+        connect_timeout: float = 5.0,
+        reconnect_wait: float = 1.0,
+        drain_timeout: float = 10.0,
+        **options: Any,
+    ) -> None:
+        """Connect to NATS at ``url``, and keep reconnecting forever once connected.
+
+        Raises :class:`ServerUnavailableError` if no server answers the first time.
+        """
+        log = self.log.bind(url=url)
+
+        async def on_disconnect() -> None:
+            self.metrics.connected.set(0)
+            self.metrics.disconnects.inc()
+            log.warning("nats disconnected")
+
+        async def on_reconnect() -> None:
+            self.metrics.connected.set(1)
+            self.metrics.reconnects.inc()
+            log.info("nats reconnected")
+
+        async def on_error(exc: Exception) -> None:
+            if isinstance(exc, nats.errors.SlowConsumerError):
+                self.metrics.slow_consumers.inc()
+                log.warning("slow consumer: messages dropped", subject=exc.subject, sid=exc.sid)
+            else:
+                self.metrics.nats_errors.inc()
+                log.warning("nats error", error=str(exc) or type(exc).__name__)
+
+        async def on_closed() -> None:
+            self.metrics.connected.set(0)
+            log.info("nats connection closed")
+
+        await _check_reachable(url, connect_timeout)
+        try:
+            self._nc = await nats.connect(
+                url,
+                name=self.name,
+                connect_timeout=connect_timeout,
+                reconnect_time_wait=reconnect_wait,
+                max_reconnect_attempts=-1,
+                allow_reconnect=True,
+                drain_timeout=drain_timeout,
+                disconnected_cb=on_disconnect,
+                reconnected_cb=on_reconnect,
+                error_cb=on_error,
+                closed_cb=on_closed,
+                **options,
+            )
+        except (TimeoutError, OSError, nats.errors.NoServersError) as exc:
+            raise ServerUnavailableError(
+                f"no NATS server answered at {url} ({exc or type(exc).__name__}): start one, or "
+                "leave the URL unset so citybus starts its embedded server"
+            ) from exc
+        self._js = self._nc.jetstream()
+        self.url = url
+        self.metrics.connected.set(1)
+        log.info("nats connected")
+
+    @property
+    def connected(self) -> bool:
+        """True while the connection is up (not while reconnecting)."""
+        return self._nc is not None and self._nc.is_connected
+
+    @property
+    def nc(self) -> NATS:
+        """The underlying nats-py client, for the parts of ``bus`` that need it."""
+        if self._nc is None:
+            raise NotConnectedError("the bus is not connected: call `await bus.connect(url)` first")
+        return self._nc
+
+    @property
+    def js(self) -> JetStreamContext:
+        """The JetStream context of the connection."""
+        if self._js is None:
+            raise NotConnectedError("the bus is not connected: call `await bus.connect(url)` first")
+        return self._js
+
+    async def flush(self, timeout: float = 5.0) -> None:
+        """Wait until the server has received everything published so far."""
+        try:
+            await self.nc.flush(timeout=timeout)  # type: ignore[arg-type]
+        except _TRANSIENT as exc:
+            raise NotConnectedError(f"NATS did not confirm the flush: {exc or type(exc).__name__}") from exc
+        self._unflushed = 0
+
+    async def drain(self) -> None:
+        """Stop subscriptions after their pending messages, flush publishes, and close. Idempotent."""
+        nc, self._nc, self._js = self._nc, None, None
+        if nc is None or nc.is_closed:
+            return
+        try:
+            await nc.drain()
+        except (TimeoutError, nats.errors.ConnectionClosedError, nats.errors.FlushTimeoutError):
+            await nc.close()
+        self.metrics.connected.set(0)
+
+    async def close(self) -> None:
+        """Close at once, dropping what has not been handled."""
+        nc, self._nc, self._js = self._nc, None, None
+        if nc is not None and not nc.is_closed:
+            await nc.close()
+        self.metrics.connected.set(0)
+
+    # -- publishing ---------------------------------------------------------------------------
+
+    def _prepare(
+        self,
+        instance: Contract,
+        *,
+        event_id: str | None,
+        source: str | None,
+        provenance: Provenance | str | None,
+        time: datetime | None,
+        encoding: str | None,
+    ) -> tuple[str, bytes, dict[str, str]]:
+        content_type = CONTENT_TYPES[encoding] if encoding else self.content_type
+        headers = build_headers(
+            instance.__contract__,
+            event_id=event_id or new_event_id(),
+            source=source or self.source,
+            time=time or datetime.now(UTC),
+            provenance=provenance or self.provenance,
+            content_type=content_type,
+        )
+        return subjects.contract_subject(instance), encode(instance, content_type), headers
+
+    def _publisher_metrics(self, cls: type[Contract]) -> ContractMetrics:
+        cm = self._publishers.get(cls)
+        if cm is None:
+            cm = self._publishers[cls] = self.metrics.contract(cls.__contract__.type)
+        return cm
+
+    async def publish(
+        self,
+        instance: Contract,
+        *,
+        event_id: str | None = None,
+        source: str | None = None,
+        provenance: Provenance | str | None = None,
+        time: datetime | None = None,
+        encoding: str | None = None,
+    ) -> str:
+        """Publish one message (at most once, core NATS). Returns its ``ce-id``.
+
+        JetStream streams still store it when they cover its subject; use :meth:`publish_durable`
+        to wait for that acknowledgement.
+        """
+        subject, body, headers = self._prepare(
+            instance, event_id=event_id, source=source, provenance=provenance, time=time, encoding=encoding
+        )
+        nc = self.nc
+        try:
+            await nc.publish(subject, body, headers=headers)
+        except nats.errors.OutboundBufferLimitError as exc:
+            raise NotConnectedError(
+                "NATS is disconnected and the reconnect buffer is full: the message was not sent"
+            ) from exc
+        except nats.errors.ConnectionClosedError as exc:
+            raise NotConnectedError("the NATS connection is closed: the message was not sent") from exc
+        self._publisher_metrics(type(instance)).published.inc()
+        # Backpressure: bound what is written but not yet taken by the server.
+        self._unflushed += len(body)
+        if self._unflushed >= self._max_in_flight and nc.is_connected:
+            self._unflushed = 0
+            try:
+                await nc.flush(timeout=10)
+            except _TRANSIENT:
+                pass  # the connection is going down; the reconnect buffer takes over
+        return headers["ce-id"]
+
+    async def publish_durable(
+        self,
+        instance: Contract,
+        *,
+        event_id: str | None = None,
+        source: str | None = None,
+        provenance: Provenance | str | None = None,
+        time: datetime | None = None,
+        encoding: str | None = None,
+        timeout: float = 30.0,
+    ) -> PublishAck:
+        """Publish and wait until a JetStream stream has stored the message.
+
+        While the server is unreachable or restarting, the publish is retried with the same
+        ``ce-id`` until ``timeout``; JetStream's duplicate window stores it exactly once.
+        """
+        subject, body, headers = self._prepare(
+            instance, event_id=event_id, source=source, provenance=provenance, time=time, encoding=encoding
+        )
+        ack = await self._publish_acked(subject, body, headers, type(instance), timeout)
+        self._publisher_metrics(type(instance)).published.inc()
+        return ack
+
+    async def _publish_acked(
+        self, subject: str, body: bytes, headers: dict[str, str], cls: type[Contract], timeout: float
+    ) -> PublishAck:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        delay = 0.05
+        while True:
+            remaining = deadline - loop.time()
+            try:
+                if self._js is None:
+                    raise NotConnectedError("the bus is not connected")
+                ack = await self._js.publish(
+                    subject,
+                    body,
+                    timeout=max(0.1, min(self.request_timeout, remaining)),
+                    headers=dict(headers),
+                )
+                return PublishAck(ack.stream, ack.seq, bool(ack.duplicate), headers["ce-id"])
+            except nats.js.errors.APIError as exc:
+                raise CityBusError(f"JetStream refused {subject}: {exc.description or exc}") from exc
+            except (*_TRANSIENT, NotConnectedError) as exc:
+                if self._nc is None or self._nc.is_closed or loop.time() + delay >= deadline:
+                    raise PublishTimeoutError(
+                        f"no JetStream stream acknowledged {subject} within {timeout:.0f} s "
+                        f"({type(exc).__name__}): is the server up and the stream provisioned?"
+                    ) from exc
+                self.metrics.publish_retries.labels(cls.__contract__.type).inc()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+
+    # -- subscribing --------------------------------------------------------------------------
+
+    def _check(self, msg: Msg, codec: Codec[C], expected: str) -> Event[C]:
+        """Headers, contract and body of a received message, or :class:`ContractViolation`."""
+        envelope: Envelope = parse_headers(msg.headers, msg.subject)
+        if envelope.type != expected:
+            known = self.registry.by_type(envelope.type)
+            raise ContractViolation(
+                f"expected {expected}, got ce-type {envelope.type!r}"
+                + ("" if known else " (not a known contract)"),
+                reason="wrong-contract" if known else "unknown-type",
+            )
+        return Event(codec.decode(msg.data, envelope.content_type), envelope)
+
+    def _receiver(
+        self, cls: type[C], handler: Callable[[Event[C]], Awaitable[Any]], group: str
+    ) -> Callable[[Msg], Awaitable[None]]:
+        """The nats-py callback for one subscription: check, count, hand over, time."""
+        codec = Codec(cls)
+        expected = cls.__contract__.type
+        cm = self.metrics.contract(expected)
+        dead_letters = self.dead_letters
+        log = self.log
+
+        async def receive(msg: Msg) -> None:
+            try:
+                event = self._check(msg, codec, expected)
+            except ContractViolation as exc:
+                cm.invalid(exc.reason)
+                await dead_letters.send(
+                    msg, reason=exc.reason, detail=str(exc), contract=expected, consumer=group
+                )
+                return
+            cm.received.inc()
+            sent = event.envelope.time
+            if sent is not None:
+                cm.latency.observe(max(0.0, _time.time() - sent.timestamp()))
+            started = _time.perf_counter()
+            with structlog.contextvars.bound_contextvars(event_id=event.id):
+                try:
+                    await handler(event)
+                except Exception as exc:
+                    cm.handler_errors.inc()
+                    log.exception("handler failed", contract=expected, subject=msg.subject, event_id=event.id)
+                    await dead_letters.send(
+                        msg,
+                        reason="handler-error",
+                        detail=f"{type(exc).__name__}: {exc}",
+                        contract=expected,
+                        consumer=group,
+                    )
+                finally:
+                    cm.handler_duration.observe(_time.perf_counter() - started)
+
+        return receive
+
+    async def subscribe(
+        self,
+        contract: type[C],
+        handler: Handler[C],
+        *,
+        queue: str = "",
+        entity: str = "*",
+    ) -> Subscription:
+        """Receive every message of ``contract`` (or of one ``entity``) as typed events.
+
+        With ``queue``, subscribers sharing the name share the work: each message goes to one.
+        A message that does not fit the contract goes to the dead letters instead of ``handler``;
+        a handler that raises is logged, counted and its message dead-lettered too.
+        """
+        subject = subjects.contract_filter(contract, entity)
+        sub = await self.nc.subscribe(subject, queue=queue, cb=self._receiver(contract, handler, queue))
+        return Subscription(sub, subject)
+
+    async def serve(
+        self,
+        contract: type[C],
+        responder: Responder[C],
+        *,
+        queue: str = "",
+        entity: str = "*",
+    ) -> Subscription:
+        """Answer requests of ``contract`` with the contract instance ``responder`` returns."""
+        nc = self.nc
+
+        async def answer(event: Event[C], msg: Msg) -> None:
+            reply = await responder(event)
+            _, body, headers = self._prepare(
+                reply, event_id=None, source=None, provenance=None, time=None, encoding=None
+            )
+            await nc.publish(msg.reply, body, headers=headers)
+
+        codec = Codec(contract)
+        expected = contract.__contract__.type
+        cm = self.metrics.contract(expected)
+
+        async def receive(msg: Msg) -> None:
+            try:
+                event = self._check(msg, codec, expected)
+            except ContractViolation as exc:
+                cm.invalid(exc.reason)
+                await self.dead_letters.send(msg, reason=exc.reason, detail=str(exc), contract=expected)
+                if msg.reply:
+                    await nc.publish(msg.reply, b"", headers={_ERROR_HEADER: f"{exc.reason}: {exc}"})
+                return
+            cm.received.inc()
+            try:
+                await answer(event, msg)
+            except Exception as exc:
+                cm.handler_errors.inc()
+                self.log.exception("responder failed", contract=expected, event_id=event.id)
+                if msg.reply:
+                    await nc.publish(msg.reply, b"", headers={_ERROR_HEADER: f"handler-error: {exc}"})
+
+        sub = await nc.subscribe(subjects.request_filter(contract, entity), queue=queue, cb=receive)
+        return Subscription(sub, sub.subject)
+
+    async def request(
+        self, instance: Contract, response: type[R], *, timeout: float | None = None
+    ) -> Event[R]:
+        """Send ``instance`` as a request and wait for one reply of contract ``response``."""
+        _, body, headers = self._prepare(
+            instance, event_id=None, source=None, provenance=None, time=None, encoding=None
+        )
+        subject = subjects.request_subject(instance)
+        wait = timeout if timeout is not None else self.request_timeout
+        try:
+            msg = await self.nc.request(subject, body, timeout=wait, headers=headers)
+        except nats.errors.NoRespondersError as exc:
+            raise NoRespondersError(f"nobody serves {subject}") from exc
+        except nats.errors.TimeoutError as exc:
+            raise RequestTimeoutError(f"no reply on {subject} within {wait} s") from exc
+        self._publisher_metrics(type(instance)).published.inc()
+        if msg.headers and _ERROR_HEADER in msg.headers:
+            raise CityBusError(
+                f"the responder on {subject} refused the request: {msg.headers[_ERROR_HEADER]}"
+            )
+        return self._check(msg, Codec(response), response.__contract__.type)
+
+    # -- JetStream ----------------------------------------------------------------------------
+
+    async def provision_streams(self, settings: StreamSettings | None = None) -> list[str]:
+        """Create or update the JetStream streams of every registered contract; return their names."""
+        try:
+            return await provision_streams(self, self.registry, settings or StreamSettings())
+        except nats.js.errors.APIError as exc:
+            raise CityBusError(
+                f"JetStream refused the stream configuration: {exc.description or exc}"
+            ) from exc
+        except _TRANSIENT as exc:
+            raise NotConnectedError(
+                f"JetStream did not answer ({type(exc).__name__}): is JetStream enabled on the server?"
+            ) from exc
+
+    def consume(
+        self,
+        contract: type[C],
+        handler: Handler[C],
+        *,
+        durable: str,
+        entity: str = "*",
+        settings: ConsumerSettings | None = None,
+    ) -> DurableConsumer[C]:
+        """A durable consumer of ``contract``: run its ``run()`` in your TaskGroup.
+
+        Each message is acked after ``handler`` returns, retried after ``retry_delay`` when it
+        raises, and dead-lettered after ``max_deliver`` deliveries.
+        """
+        return DurableConsumer(
+            self, contract, handler, durable=durable, entity=entity, settings=settings or ConsumerSettings()
+        )

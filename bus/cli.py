@@ -1,0 +1,390 @@
+"""The ``citybus`` command: the one place that sees every package.
+
+Its entry point lives here in ``bus``; other packages add subcommands through the entry-point
+group ``citybus.commands`` (each entry point names ``register(subparsers)``), so ``bus`` never
+imports ``adapters`` or ``sandbox``. A user mistake — a wrong config value, a dead server, an
+invalid message — ends with one line saying what to fix and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from bus import subjects
+from bus.asyncapi import asyncapi_document
+from bus.bus import Bus
+from bus.config import Config, load_config
+from bus.envelope import Provenance, parse_headers
+from bus.errors import CityBusError, ConfigError, ContractViolation
+from bus.logs import configure_logging
+from bus.metrics import Metrics
+from bus.runtime import Runtime, nats_url_for_client
+from contracts import (
+    Contract,
+    UnknownContractError,
+    check,
+    default_registry,
+    json_schema,
+    load_snapshot,
+    snapshot,
+)
+
+__all__ = ["main"]
+
+COMMANDS_GROUP = "citybus.commands"
+
+Command = Callable[[argparse.Namespace, Config], int]
+
+
+def out(text: str = "") -> None:
+    """Write a line to standard output (the command's result; logs go to standard error)."""
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+def err(text: str) -> None:
+    """Write a line to standard error."""
+    sys.stderr.write(text + "\n")
+    sys.stderr.flush()
+
+
+# -- up -------------------------------------------------------------------------------------------
+
+
+def cmd_up(args: argparse.Namespace, config: Config) -> int:
+    """Run citybus until Ctrl-C or SIGTERM."""
+    log = configure_logging(config.log.format, config.log.level)
+    runtime = Runtime(config, logger=log)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        task = asyncio.create_task(runtime.run(stop))
+        ready = asyncio.create_task(runtime.ready.wait())
+        await asyncio.wait({task, ready}, return_when=asyncio.FIRST_COMPLETED)
+        if runtime.ready.is_set():
+            err(f"citybus is up: NATS at {runtime.nats_url}")
+            if runtime.ops is not None:
+                err(f"  metrics  {runtime.ops.url}/metrics")
+                err(f"  health   {runtime.ops.url}/healthz   {runtime.ops.url}/readyz")
+            err("  Ctrl-C to stop")
+        else:
+            ready.cancel()
+        await task
+
+    asyncio.run(main())
+    return 0
+
+
+# -- tail -----------------------------------------------------------------------------------------
+
+
+def _pattern(text: str) -> str:
+    """A subject pattern, or a contract name standing for all its subjects."""
+    registry = default_registry()
+    if not text.startswith(subjects.ROOT + ".") and text not in (">", "*"):
+        try:
+            return subjects.contract_filter(registry.get(text))
+        except UnknownContractError:
+            pass
+    try:
+        return subjects.validate_pattern(text)
+    except ValueError as exc:
+        raise CityBusError(str(exc)) from None
+
+
+def cmd_tail(args: argparse.Namespace, config: Config) -> int:
+    """Print live messages on matching subjects, one per line."""
+    patterns = [_pattern(p) for p in args.patterns]
+    url = nats_url_for_client(config, args.nats)
+    registry = default_registry()
+    encoders = {"json": msgspec.json.Encoder()}
+
+    async def main() -> None:
+        bus = Bus(metrics=Metrics(), logger=configure_logging(config.log.format, "warning"))
+        await bus.connect(url, connect_timeout=config.nats.connect_timeout)
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        for pattern in patterns:
+            await bus.nc.subscribe(pattern, cb=queue.put)
+        err(f"tailing {', '.join(patterns)} on {url} (Ctrl-C to stop)")
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        seen = 0
+        stopper = asyncio.create_task(stop.wait())
+        while not stop.is_set() and (args.count is None or seen < args.count):
+            getter = asyncio.create_task(queue.get())
+            done, _ = await asyncio.wait({getter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            if getter not in done:
+                getter.cancel()
+                break
+            out(_render(getter.result(), registry, encoders["json"], as_json=args.json))
+            seen += 1
+        stopper.cancel()
+        await bus.close()
+
+    asyncio.run(main())
+    return 0
+
+
+def _render(msg: Any, registry: Any, encoder: msgspec.json.Encoder, *, as_json: bool) -> str:
+    try:
+        envelope = parse_headers(msg.headers, msg.subject)
+    except ContractViolation as exc:
+        body = msg.data.decode("utf-8", "backslashreplace")
+        if as_json:
+            return json.dumps({"subject": msg.subject, "error": str(exc), "raw": body})
+        return f"{msg.subject}  !! {exc}  {body}"
+    cls = registry.by_type(envelope.type)
+    data: Any
+    problem = ""
+    if cls is None:
+        problem = f"unknown contract {envelope.type}"
+        data = msg.data.decode("utf-8", "backslashreplace")
+    else:
+        from bus.codec import Codec
+
+        try:
+            data = msgspec.to_builtins(Codec(cls).decode(msg.data, envelope.content_type))
+        except ContractViolation as exc:
+            problem = str(exc)
+            data = msg.data.decode("utf-8", "backslashreplace")
+    if as_json:
+        record = {
+            "subject": msg.subject,
+            "type": envelope.type,
+            "id": envelope.id,
+            "time": envelope.time.isoformat() if envelope.time else None,
+            "source": envelope.source,
+            "provenance": envelope.provenance,
+            "data": data,
+        }
+        if problem:
+            record["error"] = problem
+        return json.dumps(record, ensure_ascii=False)
+    when = envelope.time.strftime("%H:%M:%S") if envelope.time else "--:--:--"
+    body = data if isinstance(data, str) else encoder.encode(data).decode()
+    mark = f"  !! {problem}" if problem else ""
+    return f"{when} {msg.subject} [{envelope.provenance or '?'}] {body}{mark}"
+
+
+# -- publish --------------------------------------------------------------------------------------
+
+
+def cmd_publish(args: argparse.Namespace, config: Config) -> int:
+    """Validate one message against its contract and publish it."""
+    cls = default_registry().get(args.contract)
+    text = args.json
+    if text == "-":
+        text = sys.stdin.read()
+    elif text.startswith("@"):
+        try:
+            text = Path(text[1:]).read_text()
+        except OSError as exc:
+            raise CityBusError(f"cannot read {text[1:]}: {exc.strerror}") from None
+    try:
+        instance: Contract = msgspec.json.decode(text.encode(), type=cls)
+    except msgspec.ValidationError as exc:
+        raise ContractViolation(f"not a valid {cls.__contract__.name}: {exc}") from None
+    except msgspec.DecodeError as exc:
+        raise ContractViolation(f"not valid JSON: {exc}") from None
+    url = nats_url_for_client(config, args.nats)
+
+    async def main() -> None:
+        bus = Bus(
+            metrics=Metrics(),
+            logger=configure_logging(config.log.format, "warning"),
+            source=args.source or config.bus.source,
+            provenance=args.provenance or config.bus.provenance,
+            encoding=config.bus.encoding,
+        )
+        await bus.connect(url, connect_timeout=config.nats.connect_timeout)
+        try:
+            if args.core:
+                event_id = await bus.publish(instance)
+                await bus.flush()
+                out(f"published {event_id} on {subjects.contract_subject(instance)}")
+            else:
+                ack = await bus.publish_durable(instance, timeout=args.timeout)
+                state = "already stored" if ack.duplicate else "stored"
+                subject = subjects.contract_subject(instance)
+                out(f"{state} {ack.event_id} on {subject} ({ack.stream} #{ack.seq})")
+        finally:
+            await bus.drain()
+
+    asyncio.run(main())
+    return 0
+
+
+# -- contracts ------------------------------------------------------------------------------------
+
+
+def cmd_contracts_list(args: argparse.Namespace, config: Config) -> int:
+    """List the contracts with version, classification and subject."""
+    rows = [("CONTRACT", "VERSION", "CLASS", "KEY", "SUBJECT")]
+    for cls in default_registry():
+        info = cls.__contract__
+        rows.append(
+            (info.name, str(info.version), info.classification.value, info.key, subjects.contract_filter(cls))
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        out("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    return 0
+
+
+def cmd_contracts_schema(args: argparse.Namespace, config: Config) -> int:
+    """Print one contract's JSON Schema."""
+    out(json.dumps(json_schema(default_registry().get(args.name)), indent=2, ensure_ascii=False))
+    return 0
+
+
+def cmd_contracts_asyncapi(args: argparse.Namespace, config: Config) -> int:
+    """Print the AsyncAPI 3.0 document of the bus."""
+    out(json.dumps(asyncapi_document(default_registry()), indent=2, ensure_ascii=False))
+    return 0
+
+
+def cmd_contracts_check(args: argparse.Namespace, config: Config) -> int:
+    """Compare the contracts with the stored snapshot; fail on a breaking change."""
+    stored = load_snapshot(args.snapshot)
+    problems = check(stored, default_registry())
+    if problems:
+        err(f"{len(problems)} breaking change(s) kept their contract version:")
+        for problem in problems:
+            err(f"  - {problem.message}")
+        err("Publish the changed contract as a new major version beside the old one, or undo the change.")
+        return 1
+    out(f"contracts compatible with {args.snapshot or 'the stored snapshot'}")
+    return 0
+
+
+def cmd_contracts_snapshot(args: argparse.Namespace, config: Config) -> int:
+    """Write the current contracts' snapshot (after an intended, compatible change)."""
+    text = json.dumps(snapshot(default_registry()), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    if args.output:
+        Path(args.output).write_text(text)
+        err(f"wrote {args.output}")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+# -- the parser -----------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full ``citybus`` parser, including subcommands from installed packages."""
+    parser = argparse.ArgumentParser(
+        prog="citybus",
+        description="The message bus of the Drammen smart-city testbed.",
+    )
+    parser.add_argument("--config", "-c", type=Path, help="citybus.toml to read (default: ./citybus.toml)")
+    parser.add_argument("--log-format", choices=["auto", "json", "console"], help="log format")
+    parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="log level")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    up = sub.add_parser("up", help="run the embedded NATS server, streams, adapters and metrics")
+    up.add_argument("--nats", metavar="URL", help="use this NATS server instead of the embedded one")
+    up.add_argument("--data-dir", metavar="DIR", help="the embedded server's data directory")
+    up.add_argument("--ops-port", type=int, metavar="PORT", help="port of /metrics, /healthz (0 = free)")
+    up.set_defaults(func=cmd_up)
+
+    tail = sub.add_parser("tail", help="print live messages on matching subjects")
+    tail.add_argument("patterns", nargs="+", metavar="PATTERN", help="subject pattern or contract name")
+    tail.add_argument("--nats", metavar="URL", help="NATS server (default: the running citybus up)")
+    tail.add_argument("--json", action="store_true", help="one JSON object per line")
+    tail.add_argument("--count", "-n", type=int, help="stop after this many messages")
+    tail.set_defaults(func=cmd_tail)
+
+    publish = sub.add_parser("publish", help="validate and publish one message")
+    publish.add_argument(
+        "contract", metavar="CONTRACT", help="contract name, e.g. environment.beach-observation"
+    )
+    publish.add_argument("json", metavar="JSON", help="the message as JSON, @FILE, or - for standard input")
+    publish.add_argument("--nats", metavar="URL", help="NATS server (default: the running citybus up)")
+    publish.add_argument("--provenance", choices=[p.value for p in Provenance], help="default: manual")
+    publish.add_argument("--source", help="CloudEvents source (default: [bus] source)")
+    publish.add_argument("--core", action="store_true", help="publish without waiting for JetStream")
+    publish.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for JetStream")
+    publish.set_defaults(func=cmd_publish)
+
+    contracts = sub.add_parser("contracts", help="list, export and check the message contracts")
+    csub = contracts.add_subparsers(dest="contracts_command", metavar="COMMAND", required=True)
+    csub.add_parser("list", help="the contracts with version, class and subject").set_defaults(
+        func=cmd_contracts_list
+    )
+    schema = csub.add_parser("schema", help="one contract's JSON Schema")
+    schema.add_argument("name", metavar="NAME")
+    schema.set_defaults(func=cmd_contracts_schema)
+    csub.add_parser("asyncapi", help="the AsyncAPI 3.0 document of all subjects").set_defaults(
+        func=cmd_contracts_asyncapi
+    )
+    chk = csub.add_parser("check", help="fail on a breaking change that kept its version")
+    chk.add_argument("--snapshot", type=Path, help="snapshot to compare with (default: the shipped one)")
+    chk.set_defaults(func=cmd_contracts_check)
+    snap = csub.add_parser("snapshot", help="write the snapshot of the current contracts")
+    snap.add_argument("--output", "-o", type=Path, help="file to write (default: standard output)")
+    snap.set_defaults(func=cmd_contracts_snapshot)
+
+    for ep in sorted(entry_points(group=COMMANDS_GROUP), key=lambda e: e.name):
+        try:
+            register = ep.load()
+            register(sub)
+        except Exception as exc:  # a broken plug-in must not take the whole CLI down
+            err(f"citybus: warning: command plug-in {ep.name!r} ({ep.value}) failed to load: {exc}")
+    return parser
+
+
+def _configure(args: argparse.Namespace) -> Config:
+    config = load_config(args.config)
+    log = config.log
+    if args.log_format or args.log_level:
+        log = msgspec.structs.replace(
+            log, format=args.log_format or log.format, level=args.log_level or log.level
+        )
+    nats, server, ops = config.nats, config.server, config.ops
+    if getattr(args, "nats", None) and args.command == "up":
+        nats = msgspec.structs.replace(nats, url=args.nats)
+    if getattr(args, "data_dir", None):
+        server = msgspec.structs.replace(server, data_dir=args.data_dir)
+    if getattr(args, "ops_port", None) is not None:
+        if not 0 <= args.ops_port <= 65535:
+            raise ConfigError(f"--ops-port {args.ops_port}: a port is 0..65535 (0 picks a free one)")
+        ops = msgspec.structs.replace(ops, port=args.ops_port)
+    return msgspec.structs.replace(config, log=log, nats=nats, server=server, ops=ops)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``citybus`` command; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        config = _configure(args)
+        status: int = args.func(args, config)
+    except ConfigError as exc:
+        err(f"citybus: configuration error: {exc}")
+        return 2
+    except (CityBusError, UnknownContractError) as exc:
+        err(f"citybus: error: {exc}")
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,329 @@
+"""citybus configuration: one frozen :class:`Config`, decoded from TOML and ``CITYBUS_*`` variables.
+
+Configuration is passed in, never global: :func:`load_config` returns a value that the CLI hands to
+the components. It reads, lowest precedence first:
+
+1. the defaults declared here;
+2. a TOML file: the ``path`` argument, else the file named by ``CITYBUS_CONFIG``, else
+   ``citybus.toml`` in the current directory if there is one;
+3. environment variables ``CITYBUS_<SECTION>_<FIELD>``, e.g. ``CITYBUS_NATS_URL``,
+   ``CITYBUS_OPS_PORT``, ``CITYBUS_SERVER_DATA_DIR``.
+
+Every mistake a user can make raises :class:`~bus.errors.ConfigError` with a message naming the file
+or variable, the key (``ops.port``) and what is allowed. An example ``citybus.toml``::
+
+    [nats]
+    url = "nats://nats.drammen.kommune.no:4222"
+
+    [ops]
+    port = 9464
+
+    [adapters.beach-sensors]
+    mqtt_url = "mqtt://broker:1883"
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+from bus.errors import ConfigError
+from bus.server import default_data_dir
+
+__all__ = [
+    "BusConfig",
+    "Config",
+    "ConsumerConfig",
+    "LogConfig",
+    "NatsConfig",
+    "OpsConfig",
+    "ServerConfig",
+    "StreamsConfig",
+    "load_config",
+]
+
+ENV_PREFIX = "CITYBUS_"
+CONFIG_ENV = "CITYBUS_CONFIG"
+DEFAULT_CONFIG_FILE = "citybus.toml"
+
+_Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
+_Seconds = Annotated[float, msgspec.Meta(gt=0)]
+
+
+class NatsConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """How citybus connects to NATS."""
+
+    url: str = ""
+    """Server URL(s), comma-separated for a cluster; empty starts the embedded nats-server."""
+    name: Annotated[str, msgspec.Meta(min_length=1)] = "citybus"
+    """Connection name shown by the server's monitoring (``connz``)."""
+    connect_timeout: _Seconds = 5.0
+    """Seconds to wait for the first connection before giving up."""
+    reconnect_wait: Annotated[float, msgspec.Meta(ge=0)] = 1.0
+    """Seconds between reconnect attempts; citybus reconnects forever."""
+    drain_timeout: _Seconds = 10.0
+    """Seconds that draining the connection on shutdown may take."""
+    request_timeout: _Seconds = 5.0
+    """Default seconds to wait for a reply to a request."""
+    max_in_flight_bytes: Annotated[int, msgspec.Meta(ge=1)] = 1_048_576
+    """Publish backpressure: bytes buffered for the server before publishers wait."""
+
+
+class ServerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The embedded nats-server, used when ``nats.url`` is empty."""
+
+    host: Annotated[str, msgspec.Meta(min_length=1)] = "127.0.0.1"
+    """Address to listen on; the default keeps the broker private to this machine."""
+    port: _Port = 0
+    """Client port; 0 picks a free one (and keeps it across restarts of the server)."""
+    data_dir: str = ""
+    """Config, log and JetStream store; empty means ``$XDG_DATA_HOME/citybus/nats``."""
+    jetstream: bool = True
+    """Enable JetStream (durable streams and consumers)."""
+
+
+class StreamsConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Limits of the JetStream streams provisioned from the contract registry."""
+
+    max_age: Annotated[float, msgspec.Meta(ge=0)] = 7 * 24 * 3600.0
+    """Seconds a message is kept; 0 keeps messages forever (within the other limits)."""
+    max_bytes: Annotated[int, msgspec.Meta(ge=-1)] = 1 << 30
+    """Bytes a stream may hold before the oldest messages go; -1 is unlimited."""
+    max_msgs: Annotated[int, msgspec.Meta(ge=-1)] = -1
+    """Messages a stream may hold before the oldest go; -1 is unlimited."""
+    duplicate_window: Annotated[float, msgspec.Meta(ge=0)] = 120.0
+    """Seconds within which a republished ``Nats-Msg-Id`` (the CloudEvents id) is dropped."""
+    replicas: Annotated[int, msgspec.Meta(ge=1, le=5)] = 1
+    """Copies of each stream in a cluster (1 on a single server; JetStream allows at most 5)."""
+    storage: Literal["file", "memory"] = "file"
+    """Where streams live: ``file`` survives restarts, ``memory`` is faster and does not."""
+
+
+class ConsumerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Durable pull consumers: delivery, retries and flow control."""
+
+    max_deliver: Annotated[int, msgspec.Meta(ge=1)] = 5
+    """Deliveries of one message before it goes to the dead letters."""
+    retry_delay: Annotated[float, msgspec.Meta(ge=0)] = 1.0
+    """Seconds before a failed message is delivered again."""
+    ack_wait: _Seconds = 30.0
+    """Seconds a handler has before an unacknowledged message is redelivered."""
+    max_in_flight: Annotated[int, msgspec.Meta(ge=1)] = 64
+    """Messages fetched at most at once: never more than the handler can take."""
+
+
+class OpsConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The operations HTTP server: ``/metrics``, ``/healthz``, ``/readyz``, schemas."""
+
+    enabled: bool = True
+    """Serve the operations endpoints."""
+    host: Annotated[str, msgspec.Meta(min_length=1)] = "127.0.0.1"
+    """Address to listen on."""
+    port: _Port = 9464
+    """Port to listen on (9464 is Prometheus's conventional exporter port); 0 picks a free one."""
+
+
+class LogConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Logging."""
+
+    format: Literal["auto", "json", "console"] = "auto"
+    """``json`` lines, readable ``console`` lines, or ``auto``: console on a terminal, else JSON."""
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    """The least severe level written."""
+
+
+class BusConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """What citybus puts on the messages it publishes."""
+
+    encoding: Literal["json", "msgpack"] = "json"
+    """Body encoding of published contracts."""
+    source: Annotated[str, msgspec.Meta(min_length=1)] = "/citybus"
+    """Default CloudEvents ``source`` (a URI reference) of published events."""
+    provenance: Literal["sensor", "manual", "vendor", "recorded", "synthetic"] = "manual"
+    """Default provenance of published events."""
+
+
+class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The whole citybus configuration; every section has complete defaults."""
+
+    nats: NatsConfig = msgspec.field(default_factory=NatsConfig)
+    """The NATS connection."""
+    server: ServerConfig = msgspec.field(default_factory=ServerConfig)
+    """The embedded nats-server."""
+    streams: StreamsConfig = msgspec.field(default_factory=StreamsConfig)
+    """JetStream stream limits."""
+    consumer: ConsumerConfig = msgspec.field(default_factory=ConsumerConfig)
+    """Durable consumers."""
+    ops: OpsConfig = msgspec.field(default_factory=OpsConfig)
+    """The operations HTTP server."""
+    log: LogConfig = msgspec.field(default_factory=LogConfig)
+    """Logging."""
+    bus: BusConfig = msgspec.field(default_factory=BusConfig)
+    """Defaults for published messages."""
+    adapters: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)
+    """Raw ``[adapters.<instance>]`` sections; each adapter validates its own with the adapter SDK."""
+
+    def resolved_data_dir(self) -> Path:
+        """The embedded server's data dir: ``server.data_dir`` with ``~`` expanded, or the default."""
+        if self.server.data_dir:
+            return Path(self.server.data_dir).expanduser()
+        return default_data_dir()
+
+
+# Sections whose fields are plain values, by name; ``adapters`` is free-form and checked apart.
+_SECTIONS: dict[str, type[msgspec.Struct]] = {
+    f.name: f.type
+    for f in msgspec.structs.fields(Config)
+    if isinstance(f.type, type) and issubclass(f.type, msgspec.Struct)
+}
+
+
+def _env_names() -> dict[str, tuple[str, str]]:
+    """``CITYBUS_NATS_URL`` → ``("nats", "url")``, built from the fields so underscores are safe."""
+    names: dict[str, tuple[str, str]] = {}
+    for section, struct in _SECTIONS.items():
+        for field in msgspec.structs.fields(struct):
+            names[f"{ENV_PREFIX}{section}_{field.name}".upper()] = (section, field.name)
+    return names
+
+
+_ENV_NAMES = _env_names()
+
+
+def load_config(path: Path | None = None, environ: Mapping[str, str] | None = None) -> Config:
+    """Read the configuration from a TOML file and ``CITYBUS_*`` variables (see the module doc).
+
+    ``environ`` defaults to ``os.environ``; tests pass a dict. ``CITYBUS_*`` variables that are not
+    configuration keys (``CITYBUS_CONFIG``, ``CITYBUS_REQUIRE_SERVICES``, …) are ignored. Raises
+    :class:`~bus.errors.ConfigError` for a missing or malformed file and for any invalid value.
+    """
+    env = os.environ if environ is None else environ
+    data: dict[str, dict[str, Any]] = {}
+    file = _config_file(path, env)
+    if file is not None:
+        data = _read_toml(file)
+    origin = f"config file {file}" if file is not None else "config"
+
+    sections: dict[str, Any] = {}
+    for section, table in data.items():
+        if section == "adapters":
+            sections[section] = _check_adapters(table, origin)
+            continue
+        struct = _SECTIONS.get(section)
+        if struct is None:
+            raise ConfigError(
+                f"{origin}: unknown section [{section}]; allowed sections: {', '.join(_allowed_sections())}"
+            )
+        if not isinstance(table, dict):
+            raise ConfigError(f"{origin}: {section} must be a table ([{section}]), not {_toml_type(table)}")
+        values: dict[str, Any] = {}
+        for key, value in table.items():
+            values[key] = _convert(struct, section, key, value, origin=origin, strict=True)
+        sections[section] = values
+
+    for name in sorted(env):
+        target = _ENV_NAMES.get(name)
+        if target is None:
+            continue  # not a configuration key: CITYBUS_CONFIG and friends belong to others
+        section, key = target
+        value = _convert(
+            _SECTIONS[section], section, key, env[name], origin=f"environment variable {name}", strict=False
+        )
+        sections.setdefault(section, {})[key] = value
+
+    try:
+        return msgspec.convert(sections, type=Config)
+    except msgspec.ValidationError as exc:  # every value was checked above; this is a safety net
+        raise ConfigError(f"{origin}: {exc}") from exc
+
+
+def _config_file(path: Path | None, env: Mapping[str, str]) -> Path | None:
+    """The file to read, or ``None``: explicit path, then ``CITYBUS_CONFIG``, then ./citybus.toml."""
+    if path is not None:
+        file, named_by = Path(path).expanduser(), ""
+    elif env.get(CONFIG_ENV):
+        file, named_by = Path(env[CONFIG_ENV]).expanduser(), f" (named by {CONFIG_ENV})"
+    else:
+        default = Path(DEFAULT_CONFIG_FILE)
+        return default if default.is_file() else None
+    if not file.exists():
+        raise ConfigError(f"config file {file}{named_by} not found")
+    return file
+
+
+def _read_toml(file: Path) -> dict[str, Any]:
+    try:
+        with file.open("rb") as stream:
+            return tomllib.load(stream)
+    except tomllib.TOMLDecodeError as exc:
+        # tomllib's message ends with "(at line N, column M)".
+        raise ConfigError(f"config file {file} is not valid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {file} is not UTF-8 text: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {file}: {exc.strerror or exc}") from None
+
+
+def _check_adapters(table: Any, origin: str) -> dict[str, dict[str, Any]]:
+    if not isinstance(table, dict):
+        raise ConfigError(f"{origin}: adapters must be a table of [adapters.<name>] tables")
+    for name, section in table.items():
+        if not isinstance(section, dict):
+            raise ConfigError(
+                f"{origin}: adapters.{name} must be a table ([adapters.{name}]), not {_toml_type(section)}"
+            )
+    return table
+
+
+def _convert(
+    struct: type[msgspec.Struct], section: str, key: str, value: Any, *, origin: str, strict: bool
+) -> Any:
+    """One value checked against its field's type and constraints; the error names the key."""
+    fields = {f.name: f for f in msgspec.structs.fields(struct)}
+    field = fields.get(key)
+    if field is None:
+        raise ConfigError(
+            f"{origin}: unknown key {section}.{key}; allowed keys in [{section}]: {', '.join(sorted(fields))}"
+        )
+    try:
+        return msgspec.convert(value, type=field.type, strict=strict)
+    except msgspec.ValidationError:
+        raise ConfigError(
+            f"{origin}: {section}.{key} = {value!r} is not allowed: expected {_describe(field.type)}"
+        ) from None
+
+
+def _describe(annotation: Any) -> str:
+    """What a field accepts, in words: "an integer from 0 to 65535", "one of 'json', 'msgpack'"."""
+    info = msgspec.inspect.type_info(annotation)
+    if isinstance(info, msgspec.inspect.LiteralType):
+        return "one of " + ", ".join(repr(v) for v in info.values)
+    if isinstance(info, msgspec.inspect.BoolType):
+        return "true or false"
+    if isinstance(info, msgspec.inspect.StrType):
+        return "a non-empty string" if info.min_length else "a string"
+    if isinstance(info, msgspec.inspect.IntType | msgspec.inspect.FloatType):
+        noun = "an integer" if isinstance(info, msgspec.inspect.IntType) else "a number"
+        if info.ge is not None and info.le is not None:
+            return f"{noun} from {info.ge:g} to {info.le:g}"
+        bounds = [
+            f"{op} {bound:g}"
+            for op, bound in ((">", info.gt), (">=", info.ge), ("<", info.lt), ("<=", info.le))
+            if bound is not None
+        ]
+        return f"{noun} {' and '.join(bounds)}" if bounds else noun
+    return str(annotation)
+
+
+def _allowed_sections() -> list[str]:
+    return sorted([*_SECTIONS, "adapters"])
+
+
+def _toml_type(value: Any) -> str:
+    names = {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "an array"}
+    return names.get(type(value), type(value).__name__)

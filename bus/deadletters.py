@@ -1,0 +1,85 @@
+"""Dead letters: where a message goes when it cannot be handed to its consumer.
+
+A dead letter is itself a contract (:class:`contracts.DeadLetter`, internal), published on
+``city.internal.citybus.dead-letter.<reason>`` and stored by the ``CITY_INTERNAL_CITYBUS`` stream,
+so operators can read, count and replay them with the same tools as any other message.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from nats.aio.msg import Msg
+
+from bus.envelope import H_PROVENANCE
+from bus.errors import CityBusError
+from contracts.citybus import DeadLetter
+
+if TYPE_CHECKING:
+    from bus.bus import Bus
+
+__all__ = ["DeadLetters"]
+
+# How long a dead letter may wait for JetStream before it is published without the acknowledgement.
+_STORE_TIMEOUT = 5.0
+
+
+class DeadLetters:
+    """Sends dead letters for one bus, counting each by contract and reason."""
+
+    def __init__(self, bus: Bus) -> None:
+        self._bus = bus
+
+    async def send(
+        self,
+        msg: Msg,
+        *,
+        reason: str,
+        detail: str,
+        contract: str = "",
+        consumer: str = "",
+        deliveries: int = 1,
+    ) -> None:
+        """Dead-letter a received message, keeping its subject, headers and body as they arrived."""
+        letter = DeadLetter(
+            reason=reason,
+            detail=detail,
+            original_subject=msg.subject,
+            original_headers=dict(msg.headers or {}),
+            payload=bytes(msg.data),
+            contract=contract,
+            consumer=consumer,
+            deliveries=deliveries,
+            failed_at=datetime.now(UTC),
+        )
+        await self.publish(letter)
+
+    async def publish(self, letter: DeadLetter) -> None:
+        """Store a dead letter durably; if JetStream cannot, publish it plainly and log it whole."""
+        bus = self._bus
+        # A dead letter carries the values of its original, so it keeps the original's provenance.
+        provenance = letter.original_headers.get(H_PROVENANCE) or bus.provenance
+        bus.metrics.dead_lettered.labels(letter.contract or "unknown", letter.reason).inc()
+        log = bus.log.bind(
+            reason=letter.reason,
+            detail=letter.detail,
+            subject=letter.original_subject,
+            contract=letter.contract,
+        )
+        try:
+            await bus.publish_durable(letter, provenance=provenance, timeout=_STORE_TIMEOUT)
+        except CityBusError as exc:
+            # Never lose it: the log line carries everything needed to recover the message.
+            log.error(
+                "dead letter not stored by JetStream",
+                error=str(exc),
+                headers=letter.original_headers,
+                payload=letter.payload.decode("utf-8", "backslashreplace"),
+            )
+            try:
+                await bus.publish(letter, provenance=provenance)
+            except CityBusError:
+                pass
+            return
+        log.warning("message dead-lettered")

@@ -1,0 +1,162 @@
+"""The CloudEvents 1.0 envelope, in binary mode, carried in NATS headers.
+
+Attributes travel as ``ce-*`` headers (the CloudEvents NATS binding), the body is the contract
+encoded by msgspec, and ``content-type`` says how. ``Nats-Msg-Id`` repeats ``ce-id`` so JetStream
+drops a duplicate of a message it already stored. ``ce-provenance`` (a CloudEvents extension
+attribute) says where the value comes from: a sensor, a person, a vendor, a recording or a generator.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Generic, TypeVar
+
+from bus.errors import MissingHeaderError
+from contracts import Contract, ContractInfo
+
+__all__ = [
+    "CONTENT_TYPES",
+    "Envelope",
+    "Event",
+    "Provenance",
+    "build_headers",
+    "format_time",
+    "new_event_id",
+    "parse_headers",
+]
+
+SPECVERSION = "1.0"
+H_SPECVERSION = "ce-specversion"
+H_ID = "ce-id"
+H_SOURCE = "ce-source"
+H_TYPE = "ce-type"
+H_TIME = "ce-time"
+H_DATASCHEMA = "ce-dataschema"
+H_PROVENANCE = "ce-provenance"
+H_CONTENT_TYPE = "content-type"
+H_MSG_ID = "Nats-Msg-Id"
+
+JSON = "application/json"
+MSGPACK = "application/msgpack"
+CONTENT_TYPES = {"json": JSON, "msgpack": MSGPACK}
+
+_REQUIRED = (H_SPECVERSION, H_ID, H_SOURCE, H_TYPE)
+
+
+class Provenance(enum.StrEnum):
+    """Where a message's values come from; every message says so."""
+
+    SENSOR = "sensor"
+    MANUAL = "manual"
+    VENDOR = "vendor"
+    RECORDED = "recorded"
+    SYNTHETIC = "synthetic"
+
+
+def new_event_id() -> str:
+    """A fresh, globally unique ``ce-id``."""
+    return uuid.uuid4().hex
+
+
+def format_time(moment: datetime) -> str:
+    """RFC 3339 in UTC with a ``Z``, as CloudEvents wants ``time``."""
+    if moment.tzinfo is None:
+        raise ValueError("ce-time needs a timezone-aware datetime")
+    return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def build_headers(
+    info: ContractInfo,
+    *,
+    event_id: str,
+    source: str,
+    time: datetime,
+    provenance: Provenance | str,
+    content_type: str = JSON,
+) -> dict[str, str]:
+    """The NATS headers of one message of a contract."""
+    return {
+        H_SPECVERSION: SPECVERSION,
+        H_ID: event_id,
+        H_SOURCE: source,
+        H_TYPE: info.type,
+        H_TIME: format_time(time),
+        H_DATASCHEMA: info.dataschema,
+        H_PROVENANCE: str(provenance),
+        H_CONTENT_TYPE: content_type,
+        H_MSG_ID: event_id,
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """The CloudEvents attributes of a received message."""
+
+    id: str
+    source: str
+    type: str
+    time: datetime | None
+    subject: str
+    provenance: str
+    content_type: str
+
+
+def parse_headers(headers: Mapping[str, str] | None, subject: str) -> Envelope:
+    """Read the envelope from a message's headers; raise :class:`MissingHeaderError` if incomplete."""
+    if not headers:
+        raise MissingHeaderError("the message has no headers: it is not a CloudEvents message")
+    missing = [h for h in _REQUIRED if not headers.get(h)]
+    if missing:
+        raise MissingHeaderError(f"missing CloudEvents header(s): {', '.join(missing)}")
+    if headers[H_SPECVERSION] != SPECVERSION:
+        raise MissingHeaderError(
+            f"ce-specversion is {headers[H_SPECVERSION]!r}; citybus speaks CloudEvents {SPECVERSION}"
+        )
+    raw_time = headers.get(H_TIME)
+    time: datetime | None = None
+    if raw_time:
+        try:
+            time = datetime.fromisoformat(raw_time)
+        except ValueError:
+            raise MissingHeaderError(f"ce-time {raw_time!r} is not an RFC 3339 timestamp") from None
+        if time.tzinfo is None:
+            raise MissingHeaderError(f"ce-time {raw_time!r} has no timezone")
+    return Envelope(
+        id=headers[H_ID],
+        source=headers[H_SOURCE],
+        type=headers[H_TYPE],
+        time=time,
+        subject=subject,
+        provenance=headers.get(H_PROVENANCE, ""),
+        content_type=headers.get(H_CONTENT_TYPE, JSON),
+    )
+
+
+C_co = TypeVar("C_co", bound=Contract, covariant=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Event(Generic[C_co]):
+    """A received message: the decoded contract instance and its envelope."""
+
+    data: C_co
+    envelope: Envelope
+
+    @property
+    def id(self) -> str:
+        """The ``ce-id``."""
+        return self.envelope.id
+
+    @property
+    def subject(self) -> str:
+        """The subject it arrived on."""
+        return self.envelope.subject
+
+    @property
+    def provenance(self) -> str:
+        """Where its values come from (``sensor``, ``recorded``, …)."""
+        return self.envelope.provenance

@@ -1,0 +1,80 @@
+"""The one error hierarchy of citybus.
+
+::
+
+    CityBusError
+     ├── ConfigError (ValueError)          a wrong value in citybus.toml or CITYBUS_* variables
+     ├── ContractViolation (ValueError)    a message that does not fit its contract
+     │    └── MissingHeaderError           a CloudEvents header is missing or malformed
+     ├── NotConnectedError                 the bus has no NATS connection (yet, or any more)
+     │    └── ServerUnavailableError       no NATS server answered at the given URL
+     ├── PublishTimeoutError (TimeoutError) a durable publish was not acknowledged in time
+     ├── RequestTimeoutError (TimeoutError) nobody answered a request in time
+     ├── NoRespondersError                 nobody listens on the request subject
+     └── EmbeddedServerError               the embedded nats-server could not start or stop
+
+Errors from nats-py and msgspec are wrapped where they enter citybus (``raise … from``), with a
+message that says what to do.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CityBusError",
+    "ConfigError",
+    "ContractViolation",
+    "EmbeddedServerError",
+    "MissingHeaderError",
+    "NoRespondersError",
+    "NotConnectedError",
+    "PublishTimeoutError",
+    "RequestTimeoutError",
+    "ServerUnavailableError",
+]
+
+
+class CityBusError(Exception):
+    """Root of every error citybus raises on purpose."""
+
+
+class ConfigError(CityBusError, ValueError):
+    """A configuration value is wrong; the message names the key and what is allowed."""
+
+
+class ContractViolation(CityBusError, ValueError):
+    """A message does not fit its contract. ``reason`` is a short token for metrics and dead letters."""
+
+    def __init__(self, message: str, *, reason: str = "invalid") -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class MissingHeaderError(ContractViolation):
+    """A required CloudEvents header is missing or malformed."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, reason="missing-header")
+
+
+class NotConnectedError(CityBusError):
+    """The bus is not connected to NATS."""
+
+
+class ServerUnavailableError(NotConnectedError):
+    """No NATS server answered at the configured URL."""
+
+
+class PublishTimeoutError(CityBusError, TimeoutError):
+    """JetStream did not acknowledge a durable publish before the deadline."""
+
+
+class RequestTimeoutError(CityBusError, TimeoutError):
+    """A request got no reply before its timeout."""
+
+
+class NoRespondersError(CityBusError):
+    """A request went to a subject that nobody serves."""
+
+
+class EmbeddedServerError(CityBusError):
+    """The embedded nats-server could not be found, started or stopped."""

@@ -1,0 +1,264 @@
+"""JetStream: streams provisioned from the contract registry, and durable pull consumers.
+
+One stream per classification and domain (``CITY_PUBLIC_ENVIRONMENT`` holds
+``city.public.environment.>``), with limits from the configuration and a duplicate window so a
+republished ``ce-id`` is stored once. A :class:`DurableConsumer` fetches only as many messages as
+it has free handler slots, acks after the handler succeeds, retries a failure after a delay, and
+dead-letters a message once it has been delivered ``max_deliver`` times.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time as _time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+import nats.errors
+import nats.js.errors
+import structlog
+from nats.aio.msg import Msg
+from nats.js import api
+
+from bus import subjects
+from bus.codec import Codec
+from bus.envelope import Event
+from bus.errors import CityBusError, ContractViolation
+from contracts import Contract, Registry
+
+if TYPE_CHECKING:
+    from bus.bus import Bus
+
+__all__ = ["ConsumerSettings", "DurableConsumer", "StreamSettings", "provision_streams"]
+
+C = TypeVar("C", bound=Contract)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StreamSettings:
+    """Limits of every provisioned stream."""
+
+    max_age: float = 7 * 24 * 3600.0
+    max_bytes: int = 1 << 30
+    max_msgs: int = -1
+    duplicate_window: float = 120.0
+    replicas: int = 1
+    storage: str = "file"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConsumerSettings:
+    """How a durable consumer delivers, retries and gives up."""
+
+    max_deliver: int = 5
+    retry_delay: float = 1.0
+    ack_wait: float = 30.0
+    max_in_flight: int = 64
+
+
+def _stream_config(name: str, subject: str, description: str, settings: StreamSettings) -> api.StreamConfig:
+    return api.StreamConfig(
+        name=name,
+        description=description,
+        subjects=[subject],
+        retention=api.RetentionPolicy.LIMITS,
+        discard=api.DiscardPolicy.OLD,
+        max_age=settings.max_age,
+        max_bytes=settings.max_bytes,
+        max_msgs=settings.max_msgs,
+        duplicate_window=settings.duplicate_window,
+        num_replicas=settings.replicas,
+        storage=api.StorageType(settings.storage),
+    )
+
+
+async def provision_streams(bus: Bus, registry: Registry, settings: StreamSettings) -> list[str]:
+    """Create or update one stream per classification and domain; return their names."""
+    js = bus.js
+    names = []
+    for classification, domain in registry.domains():
+        name = subjects.stream_name(classification, domain)
+        config = _stream_config(
+            name,
+            subjects.domain_filter(classification, domain),
+            f"citybus {classification.value} {domain} messages",
+            settings,
+        )
+        try:
+            await js.stream_info(name)
+        except nats.js.errors.NotFoundError:
+            await js.add_stream(config)
+            bus.log.info("stream created", stream=name)
+        else:
+            await js.update_stream(config)
+        names.append(name)
+    return names
+
+
+class DurableConsumer(Generic[C]):
+    """A durable JetStream pull consumer delivering typed events to a handler.
+
+    Create it with :meth:`bus.Bus.consume`, then run :meth:`run` inside the caller's TaskGroup;
+    :meth:`stop` ends it after the messages in hand are handled.
+    """
+
+    def __init__(
+        self,
+        bus: Bus,
+        contract: type[C],
+        handler: Callable[[Event[C]], Awaitable[Any]],
+        *,
+        durable: str,
+        entity: str = "*",
+        settings: ConsumerSettings,
+    ) -> None:
+        self._bus = bus
+        self.contract = contract
+        self._handler = handler
+        self.durable = durable
+        self.subject = subjects.contract_filter(contract, entity)
+        info = contract.__contract__
+        self.stream = subjects.stream_name(info.classification, info.domain)
+        self.settings = settings
+        self._codec = Codec(contract)
+        self._metrics = bus.metrics.contract(info.type)
+        self._stopping = asyncio.Event()
+        self._sub: Any = None
+        self.log = bus.log.bind(consumer=durable, contract=info.type)
+
+    async def start(self) -> None:
+        """Create (or bind to) the durable consumer on the server."""
+        s = self.settings
+        config = api.ConsumerConfig(
+            durable_name=self.durable,
+            ack_policy=api.AckPolicy.EXPLICIT,
+            # citybus counts deliveries itself, so that the last failure is dead-lettered instead
+            # of the server silently giving up on the message.
+            max_deliver=-1,
+            ack_wait=s.ack_wait,
+            filter_subject=self.subject,
+            max_ack_pending=max(s.max_in_flight * 4, 256),
+        )
+        try:
+            self._sub = await self._bus.js.pull_subscribe(
+                self.subject, durable=self.durable, stream=self.stream, config=config
+            )
+        except nats.js.errors.NotFoundError as exc:
+            raise CityBusError(
+                f"stream {self.stream} does not exist: provision the streams first (citybus up does)"
+            ) from exc
+
+    def stop(self) -> None:
+        """Ask :meth:`run` to return once the messages in hand are handled."""
+        self._stopping.set()
+
+    async def run(self) -> None:
+        """Fetch and handle until :meth:`stop`; messages in hand are finished before returning."""
+        if self._sub is None:
+            await self.start()
+        try:
+            async with asyncio.TaskGroup() as tg:
+                await self._fetch_loop(tg)
+        finally:
+            sub, self._sub = self._sub, None
+            try:
+                await sub.unsubscribe()
+            except nats.errors.Error:
+                pass  # the connection is already gone; the durable consumer stays on the server
+        self.log.info("consumer stopped")
+
+    async def _fetch_loop(self, tg: asyncio.TaskGroup) -> None:
+        """Fetch no more messages than there are free handler slots; one task per message."""
+        limit = self.settings.max_in_flight
+        slots = asyncio.Semaphore(limit)
+        in_flight = 0
+
+        async def handle(msg: Msg) -> None:
+            nonlocal in_flight
+            try:
+                await self._handle(msg)
+            except (TimeoutError, nats.errors.Error) as exc:
+                # The ack, nak or term did not reach the server: JetStream redelivers after
+                # ack_wait, so the message is handled again rather than lost.
+                self.log.warning("acknowledgement failed", error=type(exc).__name__)
+            finally:
+                in_flight -= 1
+                slots.release()
+
+        while not self._stopping.is_set():
+            async with slots:  # wait for at least one free slot
+                pass
+            try:
+                msgs = await self._sub.fetch(batch=limit - in_flight, timeout=1.0)
+            except (TimeoutError, nats.errors.TimeoutError):
+                continue
+            except (nats.errors.ConnectionClosedError, nats.errors.ConnectionReconnectingError) as exc:
+                self.log.warning("fetch failed, retrying", error=type(exc).__name__)
+                await asyncio.sleep(0.5)
+                continue
+            for msg in msgs:
+                await slots.acquire()
+                in_flight += 1
+                tg.create_task(handle(msg))
+
+    async def _handle(self, msg: Msg) -> None:
+        cm = self._metrics
+        dead_letters = self._bus.dead_letters
+        expected = cm.contract
+        deliveries = msg.metadata.num_delivered
+        try:
+            event = self._bus._check(msg, self._codec, expected)
+        except ContractViolation as exc:
+            cm.invalid(exc.reason)
+            await dead_letters.send(
+                msg,
+                reason=exc.reason,
+                detail=str(exc),
+                contract=expected,
+                consumer=self.durable,
+                deliveries=deliveries,
+            )
+            await msg.term()
+            return
+        if deliveries > self.settings.max_deliver:
+            # Delivered again after a crash or an ack timeout on its last allowed delivery.
+            await dead_letters.send(
+                msg,
+                reason="max-deliver",
+                detail=f"delivered {deliveries} times without success",
+                contract=expected,
+                consumer=self.durable,
+                deliveries=deliveries,
+            )
+            await msg.term()
+            return
+        cm.received.inc()
+        if event.envelope.time is not None:
+            cm.latency.observe(max(0.0, _time.time() - event.envelope.time.timestamp()))
+        started = _time.perf_counter()
+        with structlog.contextvars.bound_contextvars(event_id=event.id):
+            try:
+                await self._handler(event)
+            except Exception as exc:
+                cm.handler_errors.inc()
+                if deliveries >= self.settings.max_deliver:
+                    self.log.error("handler failed, giving up", event_id=event.id, error=repr(exc))
+                    await dead_letters.send(
+                        msg,
+                        reason="max-deliver",
+                        detail=f"handler failed {deliveries} times; last: {type(exc).__name__}: {exc}",
+                        contract=expected,
+                        consumer=self.durable,
+                        deliveries=deliveries,
+                    )
+                    await msg.term()
+                else:
+                    self.log.warning(
+                        "handler failed, will retry", event_id=event.id, delivery=deliveries, error=repr(exc)
+                    )
+                    await msg.nak(delay=self.settings.retry_delay)
+                return
+            finally:
+                cm.handler_duration.observe(_time.perf_counter() - started)
+        await msg.ack()

@@ -1,0 +1,83 @@
+"""Logging with structlog: JSON lines by default, readable key-value lines on a terminal.
+
+:func:`configure_logging` is called once, by the CLI, from :class:`~bus.config.LogConfig`; components
+receive a logger bound to their name (:func:`get_logger`) rather than reaching for a global one.
+Values bound with ``structlog.contextvars.bind_contextvars`` (the adapter, the event id of the message
+being handled) appear on every line logged in that context.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any, TextIO, cast
+
+import structlog
+from structlog.tracebacks import ExceptionDictTransformer
+from structlog.typing import FilteringBoundLogger, Processor
+
+from bus.errors import ConfigError
+
+__all__ = ["FORMATS", "LEVELS", "configure_logging", "get_logger"]
+
+FORMATS = ("auto", "json", "console")
+LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
+
+
+def configure_logging(
+    format: str = "auto",  # named like the log.format key it comes from
+    level: str = "info",
+    stream: TextIO | None = None,
+) -> FilteringBoundLogger:
+    """Configure structlog for the process and return a logger.
+
+    ``format`` is ``json`` (one JSON object per line: ``timestamp`` in ISO 8601 UTC, ``level``,
+    ``event`` and the bound keys), ``console`` (aligned key-value lines), or ``auto``: console when
+    ``stream`` is a terminal, JSON otherwise, so that log shippers always get JSON. Lines below
+    ``level`` cost one method call and are dropped. ``stream`` defaults to standard error.
+    """
+    if format not in FORMATS:
+        raise ConfigError(f"log.format = {format!r} is not allowed: expected one of {', '.join(FORMATS)}")
+    if level not in LEVELS:
+        raise ConfigError(f"log.level = {level!r} is not allowed: expected one of {', '.join(LEVELS)}")
+    out = stream if stream is not None else sys.stderr
+    console = format == "console" or (format == "auto" and _isatty(out))
+
+    processors: list[Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.StackInfoRenderer(),
+    ]
+    if console:
+        # ConsoleRenderer formats exceptions itself, readably; colours only for a real terminal.
+        processors.append(structlog.dev.ConsoleRenderer(colors=_isatty(out)))
+    else:
+        # Exceptions become structured data ({"exception": [{"exc_type": ..., "frames": [...]}]}),
+        # which stays one JSON line and can be queried in the log store. Without local variables:
+        # they would put passwords and personal data from the failing frame into the logs.
+        processors += [
+            structlog.processors.ExceptionRenderer(ExceptionDictTransformer(show_locals=False)),
+            structlog.processors.JSONRenderer(),
+        ]
+
+    structlog.configure(
+        processors=processors,
+        wrapper_class=structlog.make_filtering_bound_logger(LEVELS[level]),
+        logger_factory=structlog.PrintLoggerFactory(out),
+        # Not cached: reconfiguring (the CLI after reading the config, tests) must reach every logger.
+        cache_logger_on_first_use=False,
+    )
+    return get_logger("citybus")
+
+
+def get_logger(component: str, **bound: Any) -> FilteringBoundLogger:
+    """A logger with ``component`` (and any other ``bound`` keys) on every line."""
+    return cast(FilteringBoundLogger, structlog.get_logger().bind(component=component, **bound))
+
+
+def _isatty(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):  # no isatty, or a closed stream
+        return False

