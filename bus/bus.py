@@ -50,7 +50,7 @@ from bus.jetstream import ConsumerSettings, DurableConsumer, StreamSettings, pro
 from bus.metrics import ContractMetrics, Metrics
 from contracts import Contract, Registry, default_registry
 
-__all__ = ["Bus", "Handler", "PublishAck", "Responder", "Subscription"]
+__all__ = ["Bus", "Handler", "PublishAck", "Responder", "Subscription", "redact_url"]
 
 C = TypeVar("C", bound=Contract)
 R = TypeVar("R", bound=Contract)
@@ -75,6 +75,18 @@ _TRANSIENT = (
 )
 
 
+def redact_url(url: str) -> str:
+    """``url`` with any user name, password or token replaced by ``***``, for logs and messages."""
+    parts = []
+    for server in url.split(","):
+        parsed = urlsplit(server.strip())
+        if parsed.username or parsed.password:
+            netloc = "***@" + parsed.netloc.rpartition("@")[2]
+            server = parsed._replace(netloc=netloc).geturl()
+        parts.append(server.strip())
+    return ",".join(parts)
+
+
 async def _check_reachable(url: str, timeout: float) -> None:
     """Fail fast when no server of ``url`` accepts connections.
 
@@ -94,8 +106,9 @@ async def _check_reachable(url: str, timeout: float) -> None:
             continue
         writer.close()
         return
+    why = "; ".join(problems) or "no address given"
     raise ServerUnavailableError(
-        f"no NATS server answered at {url} ({'; '.join(problems) or 'no address given'}): start one, "
+        f"no NATS server answered at {redact_url(url)} ({why}): start one, "
         "or leave the URL unset so citybus starts its embedded server"
     )
 
@@ -169,6 +182,7 @@ class Bus:
         self._max_in_flight = max_in_flight_bytes
         self._unflushed = 0
         self._nc: NATS | None = None
+        self._closing = False
         self._js: JetStreamContext | None = None
         self._publishers: dict[type[Contract], ContractMetrics] = {}
         self.dead_letters = DeadLetters(self)
@@ -189,10 +203,12 @@ class Bus:
 
         Raises :class:`ServerUnavailableError` if no server answers the first time.
         """
-        log = self.log.bind(url=url)
+        log = self.log.bind(url=redact_url(url))
 
         async def on_disconnect() -> None:
             self.metrics.connected.set(0)
+            if self._closing:
+                return  # our own drain or close, not a lost connection
             self.metrics.disconnects.inc()
             log.warning("nats disconnected")
 
@@ -211,9 +227,10 @@ class Bus:
 
         async def on_closed() -> None:
             self.metrics.connected.set(0)
-            log.info("nats connection closed")
+            log.debug("nats connection closed")
 
         await _check_reachable(url, connect_timeout)
+        self._closing = False
         try:
             self._nc = await nats.connect(
                 url,
@@ -231,7 +248,7 @@ class Bus:
             )
         except (TimeoutError, OSError, nats.errors.NoServersError) as exc:
             raise ServerUnavailableError(
-                f"no NATS server answered at {url} ({exc or type(exc).__name__}): start one, or "
+                f"no NATS server answered at {redact_url(url)} ({exc or type(exc).__name__}): start one, or "
                 "leave the URL unset so citybus starts its embedded server"
             ) from exc
         self._js = self._nc.jetstream()
@@ -271,6 +288,7 @@ class Bus:
         nc, self._nc, self._js = self._nc, None, None
         if nc is None or nc.is_closed:
             return
+        self._closing = True
         try:
             await nc.drain()
         except (TimeoutError, nats.errors.ConnectionClosedError, nats.errors.FlushTimeoutError):
@@ -281,6 +299,7 @@ class Bus:
         """Close at once, dropping what has not been handled."""
         nc, self._nc, self._js = self._nc, None, None
         if nc is not None and not nc.is_closed:
+            self._closing = True
             await nc.close()
         self.metrics.connected.set(0)
 

@@ -22,7 +22,7 @@ import msgspec
 
 from bus import subjects
 from bus.asyncapi import asyncapi_document
-from bus.bus import Bus
+from bus.bus import Bus, redact_url
 from bus.config import Config, load_config
 from bus.envelope import Provenance, parse_headers
 from bus.errors import CityBusError, ConfigError, ContractViolation
@@ -75,7 +75,7 @@ def cmd_up(args: argparse.Namespace, config: Config) -> int:
         ready = asyncio.create_task(runtime.ready.wait())
         await asyncio.wait({task, ready}, return_when=asyncio.FIRST_COMPLETED)
         if runtime.ready.is_set():
-            err(f"citybus is up: NATS at {runtime.nats_url}")
+            err(f"citybus is up: NATS at {redact_url(runtime.nats_url)}")
             if runtime.ops is not None:
                 err(f"  metrics  {runtime.ops.url}/metrics")
                 err(f"  health   {runtime.ops.url}/healthz   {runtime.ops.url}/readyz")
@@ -118,7 +118,7 @@ def cmd_tail(args: argparse.Namespace, config: Config) -> int:
         queue: asyncio.Queue[Any] = asyncio.Queue()
         for pattern in patterns:
             await bus.nc.subscribe(pattern, cb=queue.put)
-        err(f"tailing {', '.join(patterns)} on {url} (Ctrl-C to stop)")
+        err(f"tailing {', '.join(patterns)} on {redact_url(url)} (Ctrl-C to stop)")
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 import structlog
 
-from bus.bus import Bus
+from bus.bus import Bus, redact_url
 from bus.config import Config
 from bus.errors import CityBusError
 from bus.health import Health
@@ -168,7 +168,7 @@ class Runtime:
             await self._start(stack, log)
             self._write_instance()
             self.ready.set()
-            log.info("citybus is up", nats=self.nats_url, ops=self.ops.url if self.ops else None)
+            log.info("citybus is up", nats=redact_url(self.nats_url), ops=self.ops.url if self.ops else None)
             await stop.wait()
             log.info("stopping")
         log.info("stopped")
@@ -256,7 +256,10 @@ class Runtime:
         path.parent.mkdir(parents=True, exist_ok=True)
         info = {"pid": os.getpid(), "nats_url": self.nats_url, "ops_url": self.ops.url if self.ops else None}
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(info))
+        # The URL may carry credentials: readable by this user only.
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as file:
+            file.write(json.dumps(info))
         tmp.replace(path)
 
     async def _forget_instance(self) -> None:
