@@ -23,6 +23,7 @@ from bus.errors import (
     ServerUnavailableError,
 )
 from bus.jetstream import ConsumerSettings, DurableConsumer, StreamSettings
+from bus.memory import MemoryBus
 from bus.metrics import Metrics
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     "Envelope",
     "Event",
     "Handler",
+    "MemoryBus",
     "Metrics",
     "MissingHeaderError",
     "NoRespondersError",

@@ -118,6 +118,9 @@ def cmd_tail(args: argparse.Namespace, config: Config) -> int:
         queue: asyncio.Queue[Any] = asyncio.Queue()
         for pattern in patterns:
             await bus.nc.subscribe(pattern, cb=queue.put)
+        # The server must have the subscriptions before "tailing" says so, or a message published
+        # right after the announcement can be missed.
+        await bus.flush()
         err(f"tailing {', '.join(patterns)} on {redact_url(url)} (Ctrl-C to stop)")
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -260,8 +263,14 @@ def cmd_contracts_asyncapi(args: argparse.Namespace, config: Config) -> int:
 
 def cmd_contracts_check(args: argparse.Namespace, config: Config) -> int:
     """Compare the contracts with the stored snapshot; fail on a breaking change."""
-    stored = load_snapshot(args.snapshot)
-    problems = check(stored, default_registry())
+    where = args.snapshot or "the shipped snapshot"
+    try:
+        stored = load_snapshot(args.snapshot)
+        problems = check(stored, default_registry())
+    except OSError as exc:
+        raise CityBusError(f"cannot read {where}: {exc.strerror or exc}") from None
+    except ValueError as exc:  # not JSON, or not a snapshot
+        raise CityBusError(f"{where} is not a citybus contracts snapshot: {exc}") from None
     if problems:
         err(f"{len(problems)} breaking change(s) kept their contract version:")
         for problem in problems:
@@ -276,7 +285,10 @@ def cmd_contracts_snapshot(args: argparse.Namespace, config: Config) -> int:
     """Write the current contracts' snapshot (after an intended, compatible change)."""
     text = json.dumps(snapshot(default_registry()), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
     if args.output:
-        Path(args.output).write_text(text)
+        try:
+            Path(args.output).write_text(text)
+        except OSError as exc:
+            raise CityBusError(f"cannot write {args.output}: {exc.strerror or exc}") from None
         err(f"wrote {args.output}")
     else:
         sys.stdout.write(text)

@@ -4,7 +4,7 @@ dead letters, JetStream retries and dedupe, and surviving a server restart."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 import msgspec
 import nats
@@ -13,9 +13,25 @@ from nats.js import api
 
 from bus import Bus, CityBusError, ConsumerSettings, Event, Metrics, Provenance
 from bus.envelope import build_headers, new_event_id
+from bus.memory import MemoryBus
 from bus.server import EmbeddedServer
 from bus.subjects import contract_subject, request_subject
 from contracts import BeachObservation, DeadLetter, WeatherObserved
+
+
+@pytest.fixture(params=["nats", "memory"])
+async def any_bus(request: pytest.FixtureRequest, nats_server: EmbeddedServer) -> AsyncIterator[Bus]:
+    """The same cases against the real server and the in-memory bus: they must behave alike."""
+    b: Bus
+    if request.param == "nats":
+        b = Bus(metrics=Metrics(), source="/tests")
+        await b.connect(nats_server.url, reconnect_wait=0.1)
+        await b.provision_streams()
+    else:
+        b = MemoryBus(metrics=Metrics(), source="/tests")
+        await b.connect()
+    yield b
+    await b.drain()
 
 
 def beach(entity: str, **changes: object) -> BeachObservation:
@@ -51,11 +67,11 @@ async def dead_letter_collector(bus: Bus) -> Collector:
 
 
 @pytest.mark.parametrize("encoding", ["json", "msgpack"])
-async def test_publish_reaches_typed_subscriber(bus: Bus, entity: str, encoding: str) -> None:
+async def test_publish_reaches_typed_subscriber(any_bus: Bus, entity: str, encoding: str) -> None:
     got = Collector()
-    await bus.subscribe(BeachObservation, got, entity=entity)
+    await any_bus.subscribe(BeachObservation, got, entity=entity)
     sent = beach(entity)
-    event_id = await bus.publish(sent, provenance=Provenance.SENSOR, encoding=encoding)
+    event_id = await any_bus.publish(sent, provenance=Provenance.SENSOR, encoding=encoding)
     await wait_for(lambda: len(got.events) == 1)
     event = got.events[0]
     assert event.data == sent
@@ -66,41 +82,41 @@ async def test_publish_reaches_typed_subscriber(bus: Bus, entity: str, encoding:
     assert event.envelope.source == "/tests"
     assert event.subject == f"city.public.environment.beach-observation.{entity}"
     assert (
-        sample(bus.metrics, "citybus_messages_received_total", contract="environment.beach-observation.v1")
+        sample(any_bus.metrics, "citybus_messages_received_total", contract="environment.beach-observation.v1")
         == 1
     )
 
 
-async def test_queue_group_shares_work(bus: Bus, entity: str) -> None:
+async def test_queue_group_shares_work(any_bus: Bus, entity: str) -> None:
     first, second = Collector(), Collector()
-    await bus.subscribe(BeachObservation, first, queue="stats", entity=entity)
-    await bus.subscribe(BeachObservation, second, queue="stats", entity=entity)
+    await any_bus.subscribe(BeachObservation, first, queue="stats", entity=entity)
+    await any_bus.subscribe(BeachObservation, second, queue="stats", entity=entity)
     for i in range(40):
-        await bus.publish(beach(entity, water_temperature=10 + i / 10))
+        await any_bus.publish(beach(entity, water_temperature=10 + i / 10))
     await wait_for(lambda: len(first.events) + len(second.events) == 40)
     await asyncio.sleep(0.1)
     assert len(first.events) + len(second.events) == 40  # each message to exactly one member
     assert first.events and second.events
 
 
-async def test_request_reply(bus: Bus, entity: str) -> None:
+async def test_request_reply(any_bus: Bus, entity: str) -> None:
     async def respond(event: Event[BeachObservation]) -> WeatherObserved:
         return msgspec.structs.replace(
             WeatherObserved.example(), station=event.data.site, temperature=event.data.water_temperature
         )
 
-    await bus.serve(BeachObservation, respond, entity=entity)
-    reply = await bus.request(beach(entity, water_temperature=17.3), WeatherObserved)
+    await any_bus.serve(BeachObservation, respond, entity=entity)
+    reply = await any_bus.request(beach(entity, water_temperature=17.3), WeatherObserved)
     assert isinstance(reply.data, WeatherObserved)
     assert reply.data.station == entity
     assert reply.data.temperature == 17.3
 
 
-async def test_request_with_invalid_body_is_refused_not_timed_out(bus: Bus, entity: str) -> None:
+async def test_request_with_invalid_body_is_refused_not_timed_out(any_bus: Bus, entity: str) -> None:
     async def respond(event: Event[BeachObservation]) -> WeatherObserved:
         raise AssertionError("an invalid request must not reach the responder")
 
-    await bus.serve(BeachObservation, respond, entity=entity)
+    await any_bus.serve(BeachObservation, respond, entity=entity)
     subject = request_subject(beach(entity))
     headers = build_headers(
         BeachObservation.__contract__,
@@ -109,7 +125,7 @@ async def test_request_with_invalid_body_is_refused_not_timed_out(bus: Bus, enti
         time=beach(entity).observed_at,
         provenance="manual",
     )
-    reply = await bus.nc.request(subject, b'{"site": 1}', headers=headers, timeout=5)
+    reply = await any_bus.nc.request(subject, b'{"site": 1}', headers=headers, timeout=5)
     assert reply.headers is not None
     assert reply.headers["citybus-error"].startswith("invalid-body")
 
@@ -126,11 +142,11 @@ async def test_request_with_invalid_body_is_refused_not_timed_out(bus: Bus, enti
     ],
 )
 async def test_bad_messages_go_to_dead_letters_and_subscriber_keeps_running(
-    bus: Bus, entity: str, body: bytes, headers: object, reason: str, detail: str
+    any_bus: Bus, entity: str, body: bytes, headers: object, reason: str, detail: str
 ) -> None:
-    letters = await dead_letter_collector(bus)
+    letters = await dead_letter_collector(any_bus)
     got = Collector()
-    await bus.subscribe(BeachObservation, got, entity=entity)
+    await any_bus.subscribe(BeachObservation, got, entity=entity)
     subject = contract_subject(beach(entity))
     good = build_headers(
         BeachObservation.__contract__,
@@ -145,8 +161,8 @@ async def test_bad_messages_go_to_dead_letters_and_subscriber_keeps_running(
         headers = {**good, "ce-type": "environment.weather-observed.v1"}
     elif headers == "unknown":
         headers = {**good, "ce-type": "nobody.knows.v9"}
-    await bus.nc.publish(subject, body, headers=headers)  # type: ignore[arg-type]
-    await bus.publish(beach(entity))  # the subscriber still works afterwards
+    await any_bus.nc.publish(subject, body, headers=headers)  # type: ignore[arg-type]
+    await any_bus.publish(beach(entity))  # the subscriber still works afterwards
     await wait_for(lambda: len(got.events) == 1 and len(letters.events) == 1)
     letter = letters.events[0].data
     assert isinstance(letter, DeadLetter)
@@ -157,7 +173,7 @@ async def test_bad_messages_go_to_dead_letters_and_subscriber_keeps_running(
     assert letter.contract == "environment.beach-observation.v1"
     assert (
         sample(
-            bus.metrics,
+            any_bus.metrics,
             "citybus_messages_invalid_total",
             contract="environment.beach-observation.v1",
             reason=reason,
@@ -166,7 +182,7 @@ async def test_bad_messages_go_to_dead_letters_and_subscriber_keeps_running(
     )
     assert (
         sample(
-            bus.metrics,
+            any_bus.metrics,
             "citybus_dead_letters_total",
             contract="environment.beach-observation.v1",
             reason=reason,
@@ -175,12 +191,12 @@ async def test_bad_messages_go_to_dead_letters_and_subscriber_keeps_running(
     )
 
 
-async def test_dead_letters_are_stored_in_jetstream(bus: Bus, entity: str) -> None:
+async def test_dead_letters_are_stored_in_jetstream(any_bus: Bus, entity: str) -> None:
     subject = contract_subject(beach(entity))
-    await bus.subscribe(BeachObservation, Collector(), entity=entity)
-    await bus.nc.publish(subject, b"garbage", headers={"ce-id": "x"})
-    await bus.flush()
-    sub = await bus.js.pull_subscribe("city.internal.citybus.dead-letter.>", stream="CITY_INTERNAL_CITYBUS")
+    await any_bus.subscribe(BeachObservation, Collector(), entity=entity)
+    await any_bus.nc.publish(subject, b"garbage", headers={"ce-id": "x"})
+    await any_bus.flush()
+    sub = await any_bus.js.pull_subscribe("city.internal.citybus.dead-letter.>", stream="CITY_INTERNAL_CITYBUS")
     found: list[DeadLetter] = []
     async with asyncio.timeout(10):
         while not any(d.original_subject == subject for d in found):
@@ -189,21 +205,21 @@ async def test_dead_letters_are_stored_in_jetstream(bus: Bus, entity: str) -> No
     await sub.unsubscribe()
 
 
-async def test_handler_error_is_dead_lettered_on_core_subscription(bus: Bus, entity: str) -> None:
-    letters = await dead_letter_collector(bus)
+async def test_handler_error_is_dead_lettered_on_core_subscription(any_bus: Bus, entity: str) -> None:
+    letters = await dead_letter_collector(any_bus)
 
     async def broken(event: Event[BeachObservation]) -> None:
         raise RuntimeError("sink unavailable")
 
-    await bus.subscribe(BeachObservation, broken, entity=entity)
-    await bus.publish(beach(entity))
+    await any_bus.subscribe(BeachObservation, broken, entity=entity)
+    await any_bus.publish(beach(entity))
     await wait_for(lambda: len(letters.events) == 1)
     assert letters.events[0].data.reason == "handler-error"  # type: ignore[attr-defined]
     assert "sink unavailable" in letters.events[0].data.detail  # type: ignore[attr-defined]
 
 
-async def test_durable_consumer_retries_then_dead_letters(bus: Bus, entity: str) -> None:
-    letters = await dead_letter_collector(bus)
+async def test_durable_consumer_retries_then_dead_letters(any_bus: Bus, entity: str) -> None:
+    letters = await dead_letter_collector(any_bus)
     calls: list[int] = []
 
     async def always_fails(event: Event[BeachObservation]) -> None:
@@ -211,12 +227,12 @@ async def test_durable_consumer_retries_then_dead_letters(bus: Bus, entity: str)
         raise RuntimeError("database down")
 
     settings = ConsumerSettings(max_deliver=3, retry_delay=0.05, ack_wait=5)
-    consumer = bus.consume(
+    consumer = any_bus.consume(
         BeachObservation, always_fails, durable=f"retry-{entity}", entity=entity, settings=settings
     )
     async with asyncio.TaskGroup() as tg:
         tg.create_task(consumer.run())
-        await bus.publish_durable(beach(entity))
+        await any_bus.publish_durable(beach(entity))
         await wait_for(lambda: len(letters.events) == 1)
         consumer.stop()
     letter = letters.events[0].data
@@ -227,8 +243,8 @@ async def test_durable_consumer_retries_then_dead_letters(bus: Bus, entity: str)
     assert len(calls) == 3
 
 
-async def test_durable_consumer_recovers_after_transient_failures(bus: Bus, entity: str) -> None:
-    letters = await dead_letter_collector(bus)
+async def test_durable_consumer_recovers_after_transient_failures(any_bus: Bus, entity: str) -> None:
+    letters = await dead_letter_collector(any_bus)
     attempts: list[int] = []
     done: list[Event[BeachObservation]] = []
 
@@ -239,22 +255,22 @@ async def test_durable_consumer_recovers_after_transient_failures(bus: Bus, enti
         done.append(event)
 
     settings = ConsumerSettings(max_deliver=5, retry_delay=0.05)
-    consumer = bus.consume(
+    consumer = any_bus.consume(
         BeachObservation, flaky, durable=f"flaky-{entity}", entity=entity, settings=settings
     )
     async with asyncio.TaskGroup() as tg:
         tg.create_task(consumer.run())
-        await bus.publish_durable(beach(entity))
+        await any_bus.publish_durable(beach(entity))
         await wait_for(lambda: len(done) == 1)
         consumer.stop()
     assert len(attempts) == 3
     assert not [e for e in letters.events if e.data.original_subject.endswith(entity)]  # type: ignore[attr-defined]
 
 
-async def test_durable_consumer_dead_letters_invalid_message(bus: Bus, entity: str) -> None:
-    letters = await dead_letter_collector(bus)
+async def test_durable_consumer_dead_letters_invalid_message(any_bus: Bus, entity: str) -> None:
+    letters = await dead_letter_collector(any_bus)
     got = Collector()
-    consumer = bus.consume(BeachObservation, got, durable=f"invalid-{entity}", entity=entity)
+    consumer = any_bus.consume(BeachObservation, got, durable=f"invalid-{entity}", entity=entity)
     subject = contract_subject(beach(entity))
     headers = build_headers(
         BeachObservation.__contract__,
@@ -263,8 +279,8 @@ async def test_durable_consumer_dead_letters_invalid_message(bus: Bus, entity: s
         time=beach(entity).observed_at,
         provenance="sensor",
     )
-    await bus.js.publish(subject, b'{"site": "nope"}', headers=headers)
-    await bus.publish_durable(beach(entity))
+    await any_bus.js.publish(subject, b'{"site": "nope"}', headers=headers)
+    await any_bus.publish_durable(beach(entity))
     async with asyncio.TaskGroup() as tg:
         tg.create_task(consumer.run())
         await wait_for(lambda: len(got.events) == 1 and len(letters.events) == 1)
@@ -291,15 +307,15 @@ async def stored_ids(bus: Bus, subject: str, stream: str) -> list[str]:
     return ids
 
 
-async def test_duplicate_event_id_is_stored_once(bus: Bus, entity: str) -> None:
+async def test_duplicate_event_id_is_stored_once(any_bus: Bus, entity: str) -> None:
     event_id = new_event_id()
-    first = await bus.publish_durable(beach(entity), event_id=event_id)
-    second = await bus.publish_durable(beach(entity), event_id=event_id)
+    first = await any_bus.publish_durable(beach(entity), event_id=event_id)
+    second = await any_bus.publish_durable(beach(entity), event_id=event_id)
     assert not first.duplicate
     assert second.duplicate
     assert second.seq == first.seq
     subject = contract_subject(beach(entity))
-    assert await stored_ids(bus, subject, "CITY_PUBLIC_ENVIRONMENT") == [event_id]
+    assert await stored_ids(any_bus, subject, "CITY_PUBLIC_ENVIRONMENT") == [event_id]
 
 
 async def test_durable_publishes_survive_server_restart(fresh_server: EmbeddedServer, entity: str) -> None:
