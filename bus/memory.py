@@ -310,6 +310,7 @@ class MemoryConnection:
         self.is_draining_pubs = False
 
     def jetstream(self) -> MemoryJetStream:
+        """The in-memory JetStream of this connection."""
         return self._js
 
     def notify(self, stream: _Stream) -> None:
@@ -319,6 +320,7 @@ class MemoryConnection:
     async def publish(
         self, subject: str, payload: bytes = b"", reply: str = "", headers: dict[str, str] | None = None
     ) -> None:
+        """Publish: store it if a stream captures the subject, and deliver it to subscribers."""
         if self.is_closed:
             raise nats.errors.ConnectionClosedError
         subjects.validate_pattern(subject)
@@ -345,6 +347,7 @@ class MemoryConnection:
         return delivered
 
     async def subscribe(self, subject: str, queue: str = "", cb: Callback | None = None) -> _Subscription:
+        """Subscribe a callback to a subject pattern, optionally in a queue group."""
         if cb is None:
             raise ValueError("the memory connection delivers to callbacks only")
         sub = _Subscription(self, subjects.validate_pattern(subject), queue, cb)
@@ -352,12 +355,14 @@ class MemoryConnection:
         return sub
 
     def remove(self, sub: _Subscription) -> None:
+        """Forget a subscription."""
         if sub in self._subs:
             self._subs.remove(sub)
 
     async def request(
         self, subject: str, payload: bytes = b"", timeout: float = 5, headers: dict[str, str] | None = None
     ) -> MemoryMsg:
+        """Deliver a request and wait for the first reply."""
         inbox = f"_INBOX.memory.{next(self._inboxes)}"
         answer: asyncio.Future[MemoryMsg] = asyncio.get_running_loop().create_future()
 
@@ -384,10 +389,12 @@ class MemoryConnection:
                     await sub.idle.wait()
 
     async def drain(self) -> None:
+        """Handle what was delivered, then close."""
         await self.flush()
         await self.close()
 
     async def close(self) -> None:
+        """Close: subscriptions stop at once."""
         self.is_closed = True
         self.is_connected = False
         for sub in list(self._subs):

@@ -82,7 +82,9 @@ async def test_publish_reaches_typed_subscriber(any_bus: Bus, entity: str, encod
     assert event.envelope.source == "/tests"
     assert event.subject == f"city.public.environment.beach-observation.{entity}"
     assert (
-        sample(any_bus.metrics, "citybus_messages_received_total", contract="environment.beach-observation.v1")
+        sample(
+            any_bus.metrics, "citybus_messages_received_total", contract="environment.beach-observation.v1"
+        )
         == 1
     )
 
@@ -196,7 +198,9 @@ async def test_dead_letters_are_stored_in_jetstream(any_bus: Bus, entity: str) -
     await any_bus.subscribe(BeachObservation, Collector(), entity=entity)
     await any_bus.nc.publish(subject, b"garbage", headers={"ce-id": "x"})
     await any_bus.flush()
-    sub = await any_bus.js.pull_subscribe("city.internal.citybus.dead-letter.>", stream="CITY_INTERNAL_CITYBUS")
+    sub = await any_bus.js.pull_subscribe(
+        "city.internal.citybus.dead-letter.>", stream="CITY_INTERNAL_CITYBUS"
+    )
     found: list[DeadLetter] = []
     async with asyncio.timeout(10):
         while not any(d.original_subject == subject for d in found):

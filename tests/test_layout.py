@@ -1,0 +1,115 @@
+"""The shape of the packages: public API, docstrings, typing marker, and which layer imports which.
+
+The check that ``contracts`` imports nothing from the other layers lives in ``test_contracts.py``.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import inspect
+import types
+from pathlib import Path
+
+import pytest
+
+import bus
+import contracts
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("bus", "contracts")
+
+
+def module_names(package: str) -> list[str]:
+    return [
+        package if path.stem == "__init__" else f"{package}.{path.stem}"
+        for path in sorted((ROOT / package).glob("*.py"))
+    ]
+
+
+MODULES = [name for package in PACKAGES for name in module_names(package)]
+
+
+@pytest.mark.parametrize("package", [bus, contracts], ids=lambda p: p.__name__)
+def test_package_all_is_sorted_and_every_name_exists(package: types.ModuleType) -> None:
+    assert package.__all__ == sorted(package.__all__)
+    assert len(set(package.__all__)) == len(package.__all__)
+    missing = [name for name in package.__all__ if not hasattr(package, name)]
+    assert not missing
+
+
+def test_bus_all_lists_exactly_the_public_names() -> None:
+    public = {
+        name
+        for name, value in vars(bus).items()
+        if not name.startswith("_") and not isinstance(value, types.ModuleType)
+    }
+    assert set(bus.__all__) == public
+
+
+@pytest.mark.parametrize("name", module_names("bus"))
+def test_every_bus_module_declares_what_it_exports(name: str) -> None:
+    module = importlib.import_module(name)
+    assert isinstance(module.__all__, list), name
+    assert [n for n in module.__all__ if not hasattr(module, n)] == []
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_every_module_has_a_docstring(name: str) -> None:
+    module = importlib.import_module(name)
+    assert module.__doc__ and module.__doc__.strip(), f"{name} has no module docstring"
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_every_public_function_class_and_method_has_a_docstring(name: str) -> None:
+    module = importlib.import_module(name)
+    undocumented = []
+    for public in module.__all__:
+        value = getattr(module, public)
+        if not (inspect.isclass(value) or inspect.isfunction(value)) or value.__module__ != name:
+            continue  # re-exported, or a constant / type alias
+        if not (value.__doc__ or "").strip():
+            undocumented.append(public)
+        if inspect.isclass(value):
+            for attribute, member in vars(value).items():
+                if attribute.startswith("_"):
+                    continue
+                function = member.fget if isinstance(member, property) else member
+                if isinstance(function, classmethod | staticmethod):
+                    function = function.__func__
+                if inspect.isfunction(function) and not function.__doc__:
+                    undocumented.append(f"{public}.{attribute}")
+    assert undocumented == [], f"{name}: no docstring on {', '.join(undocumented)}"
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_packages_ship_py_typed(package: str) -> None:
+    assert (ROOT / package / "py.typed").is_file()
+
+
+def imported_packages(path: Path) -> set[str]:
+    """The top-level packages a module imports (absolute imports only; relative ones stay inside)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.add(node.module.split(".")[0])
+    return found
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "bus").glob("*.py")), ids=lambda p: p.name)
+def test_bus_never_imports_adapters_or_sandbox(path: Path) -> None:
+    assert imported_packages(path).isdisjoint({"adapters", "sandbox"})
+
+
+def test_the_import_scan_sees_imports_anywhere_in_a_module(tmp_path: Path) -> None:
+    module = tmp_path / "m.py"
+    module.write_text(
+        "import os.path\n"
+        "def f():\n"
+        "    from adapters.sdk import Adapter\n"
+        "    import sandbox.replay as replay\n"
+        "from . import sibling\n"
+    )
+    assert imported_packages(module) == {"os", "adapters", "sandbox"}
