@@ -8,7 +8,7 @@ The public API::
     await bus.subscribe(BeachObservation, handler, queue="statistics")
 """
 
-from bus.bus import Bus, Handler, PublishAck, Responder, Subscription
+from bus.bus import Bus, Handler, PublishAck, RawHandler, RawMessage, Responder, Subscription
 from bus.envelope import Envelope, Event, Provenance
 from bus.errors import (
     CityBusError,
@@ -45,6 +45,8 @@ __all__ = [
     "Provenance",
     "PublishAck",
     "PublishTimeoutError",
+    "RawHandler",
+    "RawMessage",
     "RequestTimeoutError",
     "Responder",
     "ServerUnavailableError",

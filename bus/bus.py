@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import time as _time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -50,7 +51,16 @@ from bus.jetstream import ConsumerSettings, DurableConsumer, StreamSettings, pro
 from bus.metrics import ContractMetrics, Metrics
 from contracts import Contract, Registry, default_registry
 
-__all__ = ["Bus", "Handler", "PublishAck", "Responder", "Subscription", "redact_url"]
+__all__ = [
+    "Bus",
+    "Handler",
+    "PublishAck",
+    "RawHandler",
+    "RawMessage",
+    "Responder",
+    "Subscription",
+    "redact_url",
+]
 
 C = TypeVar("C", bound=Contract)
 R = TypeVar("R", bound=Contract)
@@ -126,6 +136,19 @@ class PublishAck:
 
     def __repr__(self) -> str:
         return f"PublishAck(stream={self.stream!r}, seq={self.seq}, duplicate={self.duplicate})"
+
+
+@dataclass(frozen=True, slots=True)
+class RawMessage:
+    """A message that is not (yet) a contract: a device uplink, a vendor payload, a raw subject."""
+
+    subject: str
+    data: bytes
+    headers: Mapping[str, str] | None = None
+
+
+RawHandler = Callable[[RawMessage], Awaitable[None]]
+"""An async function that takes one raw message."""
 
 
 class Subscription:
@@ -496,6 +519,35 @@ class Bus:
         subject = subjects.contract_filter(contract, entity)
         sub = await self.nc.subscribe(subject, queue=queue, cb=self._receiver(contract, handler, queue))
         return Subscription(sub, subject)
+
+    async def subscribe_raw(self, subject: str, handler: RawHandler, *, queue: str = "") -> Subscription:
+        """Receive raw messages on a subject pattern (for adapters that translate native formats).
+
+        A handler that raises is logged and its message dead-lettered (reason ``handler-error``).
+        """
+        subjects.validate_pattern(subject)
+        log = self.log
+
+        async def receive(msg: Msg) -> None:
+            raw = RawMessage(msg.subject, bytes(msg.data), msg.headers)
+            try:
+                await handler(raw)
+            except Exception as exc:
+                log.exception("raw handler failed", subject=msg.subject)
+                await self.dead_letters.send(
+                    raw, reason="handler-error", detail=f"{type(exc).__name__}: {exc}", consumer=queue
+                )
+
+        sub = await self.nc.subscribe(subject, queue=queue, cb=receive)
+        return Subscription(sub, subject)
+
+    async def publish_raw(self, subject: str, data: bytes, headers: Mapping[str, str] | None = None) -> None:
+        """Publish bytes that are not a contract (a device uplink, a control message)."""
+        subjects.validate_pattern(subject)
+        try:
+            await self.nc.publish(subject, data, headers=dict(headers) if headers else None)
+        except (nats.errors.OutboundBufferLimitError, nats.errors.ConnectionClosedError) as exc:
+            raise NotConnectedError(f"NATS is not connected: {subject} was not sent") from exc
 
     async def serve(
         self,

@@ -7,10 +7,9 @@ so operators can read, count and replay them with the same tools as any other me
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
-
-from nats.aio.msg import Msg
+from typing import TYPE_CHECKING, Protocol
 
 from bus.envelope import H_PROVENANCE
 from bus.errors import CityBusError
@@ -19,7 +18,19 @@ from contracts.citybus import DeadLetter
 if TYPE_CHECKING:
     from bus.bus import Bus
 
-__all__ = ["DeadLetters"]
+__all__ = ["DeadLetters", "Inbound"]
+
+
+class Inbound(Protocol):
+    """What a dead letter needs of a received message (nats-py's ``Msg`` and ``RawMessage`` fit)."""
+
+    @property
+    def subject(self) -> str: ...
+    @property
+    def data(self) -> bytes: ...
+    @property
+    def headers(self) -> Mapping[str, str] | None: ...
+
 
 # How long a dead letter may wait for JetStream before it is published without the acknowledgement.
 _STORE_TIMEOUT = 5.0
@@ -33,7 +44,7 @@ class DeadLetters:
 
     async def send(
         self,
-        msg: Msg,
+        msg: Inbound,
         *,
         reason: str,
         detail: str,

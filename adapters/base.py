@@ -1,0 +1,138 @@
+"""The adapter model: a class with a name, a config Struct, the contracts it consumes and
+produces, and ``async run(ctx)``.
+
+::
+
+    class BeachSensors(Adapter[BeachConfig]):
+        \"\"\"Vicotee beach units: VicPack uplinks in, beach observations out.\"\"\"
+
+        name = "vicotee-beach"
+        Config = BeachConfig
+        consumes = ()
+        produces = (BeachObservation,)
+
+        async def run(self, ctx: Context) -> None:
+            await ctx.subscribe_raw("ttn.>", self.on_uplink)
+            ctx.ready()
+            await ctx.wait_stopped()
+
+An adapter only translates: it talks to the bus through its :class:`~adapters.context.Context`,
+which refuses contracts it did not declare.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar
+
+import msgspec
+
+from bus.errors import CityBusError
+from contracts import Classification, Contract, default_registry
+
+if TYPE_CHECKING:
+    from adapters.context import Context
+
+__all__ = ["Adapter", "AdapterDeclarationError", "NoConfig", "check_declaration"]
+
+_NAME = re.compile(r"^[a-z][a-z0-9]*(?:-[a-z0-9]+)*$")
+
+
+class AdapterDeclarationError(CityBusError, ValueError):
+    """An adapter class is declared wrongly; the message names the adapter and the problem."""
+
+
+class NoConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The configuration of an adapter that needs none."""
+
+
+ConfigT = TypeVar("ConfigT", bound=msgspec.Struct)
+
+
+class Adapter(Generic[ConfigT]):
+    """Base class of every adapter. Subclasses set the class attributes and implement :meth:`run`."""
+
+    name: ClassVar[str]
+    """The adapter's name, in kebab case; also its entry-point name in ``citybus.adapters``."""
+    Config: ClassVar[type[msgspec.Struct]] = NoConfig
+    """The frozen Struct its ``[adapters.<instance>]`` section decodes into."""
+    consumes: ClassVar[tuple[type[Contract], ...]] = ()
+    """The contracts it subscribes to."""
+    produces: ClassVar[tuple[type[Contract], ...]] = ()
+    """The contracts it publishes."""
+    declassifier: ClassVar[bool] = False
+    """True for the rare adapter that consumes internal or personal data and publishes public data
+    (an aggregate with privacy thresholds): the one door through which data may be declassified."""
+
+    def __init__(self, config: ConfigT) -> None:
+        self.config = config
+
+    async def run(self, ctx: Context) -> None:
+        """Do the adapter's work until cancelled; call ``ctx.ready()`` once ready."""
+        raise NotImplementedError
+
+    def consumed(self) -> tuple[type[Contract], ...]:
+        """The contracts this instance consumes: :attr:`consumes`, unless its config narrows or
+        widens them (a bridge or an archive configured with the contracts it carries)."""
+        return self.consumes
+
+    def produced(self) -> tuple[type[Contract], ...]:
+        """The contracts this instance produces: :attr:`produces` unless its config says otherwise."""
+        return self.produces
+
+    @classmethod
+    def kind(cls) -> Literal["source", "service", "sink"]:
+        """``source`` (only produces), ``sink`` (only consumes) or ``service`` (both)."""
+        if cls.produces and cls.consumes:
+            return "service"
+        return "source" if cls.produces else "sink"
+
+    @classmethod
+    def summary(cls) -> str:
+        """The first line of the class docstring."""
+        return (cls.__doc__ or "").strip().splitlines()[0] if (cls.__doc__ or "").strip() else ""
+
+    @classmethod
+    def classifications(cls) -> set[Classification]:
+        """Every classification among the contracts it consumes and produces."""
+        return {c.__contract__.classification for c in (*cls.consumes, *cls.produces)}
+
+
+def check_declaration(cls: Any) -> type[Adapter[Any]]:
+    """Check that ``cls`` is a well-declared adapter; raise :class:`AdapterDeclarationError` if not."""
+    label = getattr(cls, "__qualname__", repr(cls))
+    if not (isinstance(cls, type) and issubclass(cls, Adapter)):
+        raise AdapterDeclarationError(f"{label} is not a subclass of adapters.Adapter")
+    name = getattr(cls, "name", None)
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise AdapterDeclarationError(
+            f"{label}: `name` must be a kebab-case string such as 'beach-sensors', got {name!r}"
+        )
+    config = cls.Config
+    if not (isinstance(config, type) and issubclass(config, msgspec.Struct)):
+        raise AdapterDeclarationError(f"adapter {name}: `Config` must be a msgspec.Struct class")
+    registry = default_registry()
+    for attr in ("consumes", "produces"):
+        declared = getattr(cls, attr)
+        if not isinstance(declared, tuple):
+            raise AdapterDeclarationError(f"adapter {name}: `{attr}` must be a tuple of contract classes")
+        for contract in declared:
+            if not (isinstance(contract, type) and issubclass(contract, Contract)):
+                raise AdapterDeclarationError(f"adapter {name}: {attr} lists {contract!r}, not a contract")
+            if contract not in registry:
+                raise AdapterDeclarationError(
+                    f"adapter {name}: {attr} lists {contract.__qualname__}, "
+                    "which is not a registered contract"
+                )
+    if cls.run is Adapter.run or not inspect.iscoroutinefunction(cls.run):
+        raise AdapterDeclarationError(f"adapter {name}: it must define `async def run(self, ctx)`")
+    public = Classification.PUBLIC
+    private_in = any(c.__contract__.classification is not public for c in cls.consumes)
+    public_out = any(c.__contract__.classification is public for c in cls.produces)
+    if private_in and public_out and not cls.declassifier:
+        raise AdapterDeclarationError(
+            f"adapter {name}: it consumes internal or personal contracts and produces public ones; "
+            "that makes it a declassifier, which it must say with `declassifier = True`"
+        )
+    return cls

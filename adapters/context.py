@@ -1,0 +1,214 @@
+"""The context an adapter runs in: its only way to the bus.
+
+The context publishes only the contracts the adapter declared, subscribes it (in a queue group
+named after its instance, so replicas share the work), binds its logger, counts its metrics, gives
+it a clock, and lets it say when it is ready. Everything it subscribes is unsubscribed when its
+``run`` ends, so a restarted adapter starts clean.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any, TypeVar
+
+from adapters.clock import Clock, WallClock
+from adapters.metrics import InstanceMetrics
+from bus import Bus, ConsumerSettings, Event, PublishAck, RawHandler, RawMessage, Subscription
+from bus.envelope import Provenance
+from bus.errors import CityBusError
+from contracts import Contract
+
+__all__ = ["Context", "UndeclaredContractError"]
+
+C = TypeVar("C", bound=Contract)
+
+
+class UndeclaredContractError(CityBusError, PermissionError):
+    """An adapter tried to publish or subscribe a contract it did not declare."""
+
+
+class Context:
+    """What an adapter instance gets from the runtime. Created by the supervisor or a test harness."""
+
+    def __init__(
+        self,
+        *,
+        bus: Bus,
+        adapter: str,
+        instance: str,
+        consumes: tuple[type[Contract], ...],
+        produces: tuple[type[Contract], ...],
+        metrics: InstanceMetrics,
+        logger: Any,
+        clock: Clock | None = None,
+        on_ready: Callable[[], None] | None = None,
+        consumer_settings: ConsumerSettings | None = None,
+    ) -> None:
+        self._bus = bus
+        self.adapter = adapter
+        self.instance = instance
+        self._consumes = frozenset(consumes)
+        self._produces = frozenset(produces)
+        self.metrics = metrics
+        self.log = logger.bind(adapter=adapter, instance=instance)
+        self.clock: Clock = clock or WallClock()
+        self._on_ready = on_ready
+        self._consumer_settings = consumer_settings or ConsumerSettings()
+        self.source = f"/adapters/{instance}"
+        self._subscriptions: list[Subscription] = []
+        self._stopped = asyncio.Event()
+        self.is_ready = False
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def ready(self) -> None:
+        """Say that the adapter is ready (connected, subscribed, serving)."""
+        if not self.is_ready:
+            self.is_ready = True
+            self.log.info("adapter ready")
+            if self._on_ready is not None:
+                self._on_ready()
+
+    async def wait_stopped(self) -> None:
+        """Wait until the adapter is asked to stop (it is cancelled then; this never returns early)."""
+        await self._stopped.wait()
+
+    async def close(self) -> None:
+        """Unsubscribe everything the adapter subscribed. Called when its ``run`` ends."""
+        subs, self._subscriptions = self._subscriptions, []
+        for sub in subs:
+            try:
+                await sub.unsubscribe()
+            except Exception as exc:  # the connection may already be gone
+                self.log.debug("unsubscribe failed", subject=sub.subject, error=repr(exc))
+
+    # -- publishing ---------------------------------------------------------------------------
+
+    def _check_produces(self, instance: Contract) -> None:
+        if type(instance) not in self._produces:
+            declared = ", ".join(sorted(c.__contract__.name for c in self._produces)) or "none"
+            raise UndeclaredContractError(
+                f"adapter {self.adapter} ({self.instance}) may not publish {instance.__contract__.name}: "
+                f"it declares that it produces {declared}"
+            )
+
+    async def publish(
+        self,
+        instance: Contract,
+        *,
+        provenance: Provenance | str,
+        event_id: str | None = None,
+        time: datetime | None = None,
+    ) -> str:
+        """Publish one message of a declared contract; returns its ``ce-id``."""
+        self._check_produces(instance)
+        event = await self._bus.publish(
+            instance, provenance=provenance, event_id=event_id, time=time, source=self.source
+        )
+        self.metrics.published(instance.__contract__.type)
+        return event
+
+    async def publish_durable(
+        self,
+        instance: Contract,
+        *,
+        provenance: Provenance | str,
+        event_id: str | None = None,
+        time: datetime | None = None,
+        timeout: float = 30.0,
+    ) -> PublishAck:
+        """Publish and wait for JetStream to store it (retried through reconnects)."""
+        self._check_produces(instance)
+        ack = await self._bus.publish_durable(
+            instance, provenance=provenance, event_id=event_id, time=time, source=self.source, timeout=timeout
+        )
+        self.metrics.published(instance.__contract__.type)
+        return ack
+
+    # -- subscribing --------------------------------------------------------------------------
+
+    def _check_consumes(self, contract: type[Contract]) -> None:
+        if contract not in self._consumes:
+            declared = ", ".join(sorted(c.__contract__.name for c in self._consumes)) or "none"
+            raise UndeclaredContractError(
+                f"adapter {self.adapter} ({self.instance}) may not subscribe to "
+                f"{contract.__contract__.name}: it declares that it consumes {declared}"
+            )
+
+    def _counted(self, contract: type[C], handler: Callable[[Event[C]], Awaitable[None]]) -> Any:
+        count = self.metrics.received
+        ce_type = contract.__contract__.type
+
+        async def counted(event: Event[C]) -> None:
+            count(ce_type)
+            await handler(event)
+
+        return counted
+
+    async def subscribe(
+        self,
+        contract: type[C],
+        handler: Callable[[Event[C]], Awaitable[None]],
+        *,
+        queue: str | None = None,
+        entity: str = "*",
+    ) -> Subscription:
+        """Receive a declared contract as typed events (at most once, core NATS).
+
+        Instances of one adapter share the work in a queue group named after the instance.
+        """
+        self._check_consumes(contract)
+        sub = await self._bus.subscribe(
+            contract,
+            self._counted(contract, handler),
+            queue=self.instance if queue is None else queue,
+            entity=entity,
+        )
+        self._subscriptions.append(sub)
+        return sub
+
+    async def consume(
+        self,
+        contract: type[C],
+        handler: Callable[[Event[C]], Awaitable[None]],
+        *,
+        durable: str | None = None,
+        entity: str = "*",
+        settings: ConsumerSettings | None = None,
+    ) -> None:
+        """Consume a declared contract from its JetStream stream, at least once, until cancelled.
+
+        Each message is acknowledged after ``handler`` returns and retried when it raises; after
+        ``max_deliver`` tries it goes to the dead letters.
+        """
+        self._check_consumes(contract)
+        name = durable or f"{self.instance}-{contract.__contract__.event}-v{contract.__contract__.version}"
+        consumer = self._bus.consume(
+            contract,
+            self._counted(contract, handler),
+            durable=name,
+            entity=entity,
+            settings=settings or self._consumer_settings,
+        )
+        await consumer.start()
+        try:
+            await consumer.run()
+        finally:
+            consumer.stop()
+
+    async def subscribe_raw(
+        self, subject: str, handler: RawHandler, *, queue: str | None = None
+    ) -> Subscription:
+        """Receive raw messages on a subject (device uplinks, vendor payloads) to translate."""
+        sub = await self._bus.subscribe_raw(subject, handler, queue=self.instance if queue is None else queue)
+        self._subscriptions.append(sub)
+        return sub
+
+    async def dead_letter(self, raw: RawMessage, *, reason: str, detail: str, contract: str = "") -> None:
+        """Send an input the adapter cannot translate to the dead letters, with the reason."""
+        self.metrics.dead_lettered(reason)
+        await self._bus.dead_letters.send(
+            raw, reason=reason, detail=detail, contract=contract, consumer=self.instance
+        )

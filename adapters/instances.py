@@ -1,0 +1,104 @@
+"""Adapter instances from the configuration: ``[adapters.<instance>]`` sections.
+
+::
+
+    [adapters.beach]                 # the instance name: its queue group, durable names, user
+    adapter = "vicotee-beach"        # which adapter (default: the instance name)
+    enabled = true                   # default true
+    devices = { "a84041000181c4d1" = { site = "bragernes-strand", water_slot = 1 } }
+
+    [adapters.mqtt-city]
+    adapter = "mqtt-bridge"
+    url = "mqtt://127.0.0.1:1883"
+
+Several instances of one adapter are several sections. Every error names the instance, the
+adapter, the key and what is allowed.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from adapters.base import Adapter
+from bus.errors import ConfigError
+
+__all__ = ["Instance", "instances_from_config", "parse_instance"]
+
+_INSTANCE = re.compile(r"^[a-z][a-z0-9]*(?:-[a-z0-9]+)*$")
+_RESERVED = ("adapter", "enabled")
+
+
+@dataclass(frozen=True, slots=True)
+class Instance:
+    """One configured adapter instance."""
+
+    name: str
+    adapter: type[Adapter[Any]]
+    config: msgspec.Struct
+
+    def create(self) -> Adapter[Any]:
+        """A fresh adapter object (one per start, so a restart begins from a clean state)."""
+        return self.adapter(self.config)
+
+
+def _allowed(struct: type[msgspec.Struct]) -> str:
+    names = [f.name for f in msgspec.structs.fields(struct)]
+    return ", ".join([*_RESERVED, *names])
+
+
+def parse_instance(name: str, adapter: type[Adapter[Any]], table: dict[str, Any]) -> Instance:
+    """Decode one ``[adapters.<name>]`` table into the adapter's Config; raise :class:`ConfigError`."""
+    where = f"[adapters.{name}] ({adapter.name})"
+    struct = adapter.Config
+    values = {k: v for k, v in table.items() if k not in _RESERVED}
+    fields = {f.name for f in msgspec.structs.fields(struct)}
+    for key in values:
+        if key not in fields:
+            raise ConfigError(f"{where}: unknown key {key!r}; allowed keys: {_allowed(struct)}")
+    try:
+        config = msgspec.convert(values, type=struct)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"{where}: {_describe(exc)}") from None
+    return Instance(name, adapter, config)
+
+
+def _describe(exc: msgspec.ValidationError) -> str:
+    """msgspec says ``Expected `int`, got `str` - at `$.port```; say it with the key first."""
+    text = str(exc)
+    message, sep, path = text.rpartition(" - at `")
+    if not sep:
+        return text
+    key = path.rstrip("`").removeprefix("$").lstrip(".") or "(the section)"
+    return f"key {key}: {message}"
+
+
+def instances_from_config(
+    sections: dict[str, dict[str, Any]], adapters: dict[str, type[Adapter[Any]]]
+) -> list[Instance]:
+    """Every enabled instance in the ``adapters`` sections of the configuration, in file order."""
+    found = []
+    for name, table in sections.items():
+        if not _INSTANCE.match(name):
+            raise ConfigError(f"[adapters.{name}]: an instance name must be kebab case, e.g. 'mqtt-city'")
+        adapter_name = table.get("adapter", name)
+        enabled = table.get("enabled", True)
+        if not isinstance(enabled, bool):
+            raise ConfigError(f"[adapters.{name}]: enabled must be true or false, not {enabled!r}")
+        if not isinstance(adapter_name, str) or adapter_name not in adapters:
+            known = ", ".join(sorted(adapters)) or "none installed"
+            raise ConfigError(
+                f"[adapters.{name}]: no adapter named {adapter_name!r} is installed; "
+                f"installed adapters: {known}"
+                + (
+                    ""
+                    if "adapter" in table
+                    else ' (set `adapter = "NAME"` if the instance is named otherwise)'
+                )
+            )
+        if enabled:
+            found.append(parse_instance(name, adapters[adapter_name], table))
+    return found

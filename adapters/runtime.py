@@ -1,0 +1,69 @@
+"""The adapters' part of ``citybus up``: discover, configure and supervise the adapter instances.
+
+Registered as the ``adapters`` entry point of the group ``citybus.runtime``, so the bus's runtime
+runs it without importing this package.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from adapters.discovery import discover
+from adapters.instances import instances_from_config
+from adapters.supervisor import Supervisor
+from bus.runtime import RuntimeContext, consumer_settings
+
+__all__ = ["AdapterRuntime", "component"]
+
+
+class AdapterRuntime:
+    """Runs the configured adapter instances under a :class:`Supervisor`."""
+
+    name = "adapters"
+
+    def __init__(self, context: RuntimeContext, *, ready_timeout: float = 30.0) -> None:
+        self.log = context.logger.bind(component="adapters")
+        found = discover()
+        for problem in found.problems:
+            self.log.error("adapter not loaded", problem=str(problem))
+        instances = instances_from_config(context.config.adapters, found.adapters)
+        self.supervisor = Supervisor(
+            instances,
+            bus=context.bus,
+            health=context.health,
+            logger=context.logger,
+            consumer_settings=consumer_settings(context.config),
+        )
+        self.ready_timeout = ready_timeout
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Start the instances; return once all are ready (or the ready timeout passed)."""
+        names = [i.name for i in self.supervisor.instances]
+        self.log.info("starting adapters", instances=names)
+        self._task = asyncio.create_task(self.supervisor.run(), name="adapter supervisor")
+        keys = [f"adapter {n}" for n in names]
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.ready_timeout
+        while loop.time() < deadline and not self._task.done():
+            status = self.supervisor.health.status()
+            if all(status.get(k) for k in keys):
+                return
+            await asyncio.sleep(0.05)
+        if self._task.done():
+            await self._task  # raises what stopped the supervisor
+        not_ready = [k for k, ok in self.supervisor.health.status().items() if k in keys and not ok]
+        if not_ready:
+            self.log.warning("adapters not ready yet", waiting_for=not_ready, after=self.ready_timeout)
+
+    async def stop(self) -> None:
+        """Stop the instances in reverse order."""
+        self.supervisor.stop()
+        if self._task is not None:
+            await self._task
+
+
+def component(context: RuntimeContext) -> Any:
+    """The ``citybus.runtime`` entry point: the adapter runtime of ``citybus up``."""
+    return AdapterRuntime(context)

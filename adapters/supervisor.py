@@ -1,0 +1,166 @@
+"""Supervision: every adapter instance in one TaskGroup, restarted with backoff when it fails.
+
+A failing adapter is logged, counted (``citybus_adapter_restarts_total``), marked down
+(``citybus_adapter_up``) and not ready, and started again — as a fresh object — after a delay that
+doubles up to a bound and resets once it has run stably. It never takes the others down. On stop,
+instances are cancelled one at a time in reverse order of starting, each under a timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from prometheus_client import CollectorRegistry
+
+from adapters.clock import Clock
+from adapters.context import Context
+from adapters.instances import Instance
+from adapters.metrics import AdapterMetrics
+from bus import Bus, ConsumerSettings
+from bus.health import Health
+
+__all__ = ["Backoff", "Supervisor", "adapter_metrics"]
+
+_FAMILIES: weakref.WeakKeyDictionary[CollectorRegistry, AdapterMetrics] = weakref.WeakKeyDictionary()
+
+
+def adapter_metrics(registry: CollectorRegistry) -> AdapterMetrics:
+    """The adapter metric families of a registry, registered on first use."""
+    families = _FAMILIES.get(registry)
+    if families is None:
+        families = _FAMILIES[registry] = AdapterMetrics(registry)
+    return families
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Backoff:
+    """How long to wait before restarting a failed adapter."""
+
+    initial: float = 0.5
+    maximum: float = 30.0
+    stable_after: float = 60.0
+    """An instance that ran this long before failing starts again from ``initial``."""
+
+
+class Supervisor:
+    """Runs adapter instances until :meth:`stop`. Use :meth:`run` inside a task you own."""
+
+    def __init__(
+        self,
+        instances: list[Instance],
+        *,
+        bus: Bus,
+        health: Health | None = None,
+        logger: Any = None,
+        clock: Clock | None = None,
+        consumer_settings: ConsumerSettings | None = None,
+        backoff: Backoff | None = None,
+        stop_timeout: float = 10.0,
+    ) -> None:
+        self.instances = list(instances)
+        self._bus = bus
+        self.health = health or Health()
+        self.log = (logger if logger is not None else structlog.get_logger()).bind(component="supervisor")
+        self._logger = logger if logger is not None else structlog.get_logger()
+        self._clock = clock
+        self._consumer_settings = consumer_settings
+        self.backoff = backoff or Backoff()
+        self.stop_timeout = stop_timeout
+        self._families = adapter_metrics(bus.metrics.registry)
+        self._stop = asyncio.Event()
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self.contexts: dict[str, Context] = {}
+        for instance in self.instances:
+            self.health.expect(self._key(instance))
+
+    @staticmethod
+    def _key(instance: Instance) -> str:
+        return f"adapter {instance.name}"
+
+    def stop(self) -> None:
+        """Ask :meth:`run` to stop the instances (in reverse order) and return."""
+        self._stop.set()
+
+    async def run(self) -> None:
+        """Start every instance, supervise them, and stop them in reverse order on :meth:`stop`."""
+        async with asyncio.TaskGroup() as tg:
+            for instance in self.instances:
+                self._tasks[instance.name] = tg.create_task(
+                    self._supervise(instance), name=f"adapter {instance.name}"
+                )
+            await self._stop.wait()
+            for instance in reversed(self.instances):
+                await self._stop_one(instance)
+
+    async def _stop_one(self, instance: Instance) -> None:
+        task = self._tasks[instance.name]
+        if task.done():
+            return
+        task.cancel()
+        done, _ = await asyncio.wait({task}, timeout=self.stop_timeout)
+        if done:
+            self.log.info("adapter stopped", instance=instance.name)
+        else:
+            self.log.error("adapter did not stop in time", instance=instance.name, timeout=self.stop_timeout)
+
+    async def _supervise(self, instance: Instance) -> None:
+        adapter_name = instance.adapter.name
+        metrics = self._families.instance(adapter_name, instance.name)
+        log = self.log.bind(adapter=adapter_name, instance=instance.name)
+        key = self._key(instance)
+        loop = asyncio.get_running_loop()
+        delay = self.backoff.initial
+
+        def on_ready() -> None:
+            metrics.up.set(1)
+            self.health.ready(key)
+
+        while True:
+            adapter = instance.create()
+            ctx = Context(
+                bus=self._bus,
+                adapter=adapter_name,
+                instance=instance.name,
+                consumes=adapter.consumed(),
+                produces=adapter.produced(),
+                metrics=metrics,
+                logger=self._logger,
+                clock=self._clock,
+                on_ready=on_ready,
+                consumer_settings=self._consumer_settings,
+            )
+            self.contexts[instance.name] = ctx
+            started = loop.time()
+            log.info("adapter starting")
+            try:
+                await adapter.run(ctx)
+            except asyncio.CancelledError:
+                metrics.up.set(0)
+                await ctx.close()
+                raise
+            except Exception as exc:
+                metrics.up.set(0)
+                metrics.restarts.inc()
+                self.health.ready(key, False)
+                await ctx.close()
+                if loop.time() - started >= self.backoff.stable_after:
+                    delay = self.backoff.initial
+                log.error(
+                    "adapter failed, restarting",
+                    error=f"{type(exc).__name__}: {exc}",
+                    restart_in=delay,
+                    exc_info=exc,
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.backoff.maximum)
+                continue
+            # A normal return means the adapter's work is done (a one-shot import, a finite replay).
+            await ctx.close()
+            metrics.up.set(0)
+            self.health.ready(key)
+            log.info("adapter finished")
+            return
