@@ -1,8 +1,33 @@
 """citybus adapters: the SDK that plugs devices, vendor APIs and services into the bus, and the
 built-in adapters (one subpackage each).
 
-Adapters talk to :mod:`bus`, never to nats-py directly; they are discovered through the
-entry-point group ``citybus.adapters``.
+An adapter is a class with a name, a config Struct, the contracts it consumes and produces, and
+``async run(ctx)``; it talks to :mod:`bus` only through its :class:`Context`, and is discovered
+through the entry-point group ``citybus.adapters``. :mod:`adapters.testing` runs one in tests.
 """
 
-__all__: list[str] = []
+from adapters.base import Adapter, AdapterDeclarationError, NoConfig, check_declaration
+from adapters.clock import Clock, WallClock
+from adapters.context import Context, UndeclaredContractError
+from adapters.discovery import Discovery, DiscoveryProblem, discover
+from adapters.instances import Instance, instances_from_config, parse_instance
+from adapters.supervisor import Backoff, Supervisor
+
+__all__ = [
+    "Adapter",
+    "AdapterDeclarationError",
+    "Backoff",
+    "Clock",
+    "Context",
+    "Discovery",
+    "DiscoveryProblem",
+    "Instance",
+    "NoConfig",
+    "Supervisor",
+    "UndeclaredContractError",
+    "WallClock",
+    "check_declaration",
+    "discover",
+    "instances_from_config",
+    "parse_instance",
+]

@@ -1,0 +1,155 @@
+"""The adapters' subcommands of ``citybus``: ``adapters list``, ``adapters run`` and ``adapter new``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from adapters.discovery import discover
+from adapters.instances import Instance, instances_from_config, parse_instance
+from adapters.scaffold import scaffold
+from adapters.supervisor import Supervisor
+from bus import Bus, Metrics
+from bus.config import Config, load_config
+from bus.errors import CityBusError, ConfigError
+from bus.logs import configure_logging
+from bus.runtime import consumer_settings, nats_url_for_client
+
+__all__ = ["register"]
+
+
+def _out(text: str = "") -> None:
+    sys.stdout.write(text + "\n")
+
+
+def _err(text: str) -> None:
+    sys.stderr.write(text + "\n")
+
+
+def cmd_list(args: argparse.Namespace, config: Config) -> int:
+    """List the installed adapters, what each consumes and produces, and their classifications."""
+    found = discover()
+    adapters = sorted(found.adapters.items())
+    if args.json:
+        listing = [
+            {
+                "name": name,
+                "kind": cls.kind(),
+                "consumes": [c.__contract__.name for c in cls.consumes],
+                "produces": [c.__contract__.name for c in cls.produces],
+                "classification": sorted(c.value for c in cls.classifications()),
+                "declassifier": cls.declassifier,
+                "distribution": found.distributions[name],
+                "summary": cls.summary(),
+            }
+            for name, cls in adapters
+        ]
+        _out(json.dumps({"adapters": listing, "problems": [str(p) for p in found.problems]}, indent=2))
+        return 0
+    table = [("ADAPTER", "KIND", "CONSUMES", "PRODUCES", "CLASS", "FROM")]
+    for name, cls in adapters:
+        table.append(
+            (
+                name,
+                cls.kind() + (" (declassifier)" if cls.declassifier else ""),
+                ", ".join(c.__contract__.name for c in cls.consumes) or "-",
+                ", ".join(c.__contract__.name for c in cls.produces) or "-",
+                ", ".join(sorted(c.value for c in cls.classifications())) or "-",
+                found.distributions[name],
+            )
+        )
+    widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
+    for line in table:
+        _out("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip())
+    for name, cls in adapters:
+        if cls.summary():
+            _out(f"\n{name}: {cls.summary()}")
+    for problem in found.problems:
+        _err(f"citybus: warning: {problem}")
+    return 0
+
+
+def _instance(name: str, config: Config) -> Instance:
+    found = discover()
+    for problem in found.problems:
+        _err(f"citybus: warning: {problem}")
+    configured = instances_from_config(
+        {k: v for k, v in config.adapters.items() if k == name or v.get("adapter") == name}, found.adapters
+    )
+    if len(configured) > 1:
+        names = ", ".join(i.name for i in configured)
+        raise ConfigError(f"several instances of adapter {name} are configured ({names}): name one of them")
+    if configured:
+        return configured[0]
+    if name in found.adapters:
+        return parse_instance(name, found.adapters[name], {})
+    known = ", ".join(sorted(found.adapters)) or "none"
+    raise CityBusError(f"no adapter or configured instance named {name!r}; installed adapters: {known}")
+
+
+def cmd_run(args: argparse.Namespace, config: Config) -> int:
+    """Run one adapter instance against the running citybus (or --nats URL) until Ctrl-C."""
+    if args.adapter_config is not None:
+        config = load_config(args.adapter_config)
+    instance = _instance(args.name, config)
+    url = nats_url_for_client(config, args.nats)
+    log = configure_logging(config.log.format, config.log.level)
+
+    async def main() -> None:
+        bus = Bus(
+            metrics=Metrics(), logger=log, name=f"citybus-{instance.name}", encoding=config.bus.encoding
+        )
+        await bus.connect(
+            url, connect_timeout=config.nats.connect_timeout, reconnect_wait=config.nats.reconnect_wait
+        )
+        supervisor = Supervisor([instance], bus=bus, logger=log, consumer_settings=consumer_settings(config))
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, supervisor.stop)
+        _err(f"running adapter {instance.adapter.name} as instance {instance.name} (Ctrl-C to stop)")
+        try:
+            await supervisor.run()
+        finally:
+            await bus.drain()
+
+    asyncio.run(main())
+    return 0
+
+
+def cmd_new(args: argparse.Namespace, config: Config) -> int:
+    """Scaffold a separate, pip-installable adapter package."""
+    target = scaffold(args.name, Path(args.directory) if args.directory else None)
+    _out(f"created {target}")
+    _out("next:")
+    _out(f"  pip install -e '{target}[test]'")
+    _out("  citybus adapters list")
+    _out(f"  pytest {target}")
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    """Add ``adapters`` and ``adapter`` to the ``citybus`` command."""
+    adapters = subparsers.add_parser("adapters", help="list and run the installed adapters")
+    sub = adapters.add_subparsers(dest="adapters_command", metavar="COMMAND", required=True)
+    listing = sub.add_parser("list", help="installed adapters, what they consume and produce")
+    listing.add_argument("--json", action="store_true", help="as JSON")
+    listing.set_defaults(func=cmd_list)
+    run = sub.add_parser("run", help="run one adapter instance against the running citybus")
+    run.add_argument("name", metavar="NAME", help="a configured instance or an adapter name")
+    run.add_argument(
+        "--config", dest="adapter_config", type=Path, help="citybus.toml with the instance's section"
+    )
+    run.add_argument("--nats", metavar="URL", help="NATS server (default: the running citybus up)")
+    run.set_defaults(func=cmd_run)
+
+    adapter = subparsers.add_parser("adapter", help="create a new adapter package")
+    asub = adapter.add_subparsers(dest="adapter_command", metavar="COMMAND", required=True)
+    new = asub.add_parser("new", help="scaffold a pip-installable adapter package with a test")
+    new.add_argument("name", metavar="NAME", help="the adapter's name, kebab case (e.g. 'harbour-sensors')")
+    new.add_argument("--directory", "-d", help="where to create it (default: ./citybus-NAME)")
+    new.set_defaults(func=cmd_new)
