@@ -1,0 +1,429 @@
+"""The adapter SDK: declaration, discovery through real entry points, instances from config,
+the context's contract checks, supervision (restart, backoff, isolation, shutdown order), the
+test harness against both buses, ``citybus up`` running adapters, and ``citybus adapter new``."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+
+import msgspec
+import pytest
+import sdk_adapters
+import structlog.testing
+from sdk_adapters import JOURNAL, Echo, Leaky, Sneaky, Ticker
+
+from adapters import (
+    Adapter,
+    AdapterDeclarationError,
+    Backoff,
+    Supervisor,
+    UndeclaredContractError,
+    check_declaration,
+    discover,
+    instances_from_config,
+)
+from adapters.testing import AdapterHarness
+from bus import Bus, Event, MemoryBus, Metrics
+from bus.config import load_config
+from bus.errors import ConfigError
+from bus.health import Health
+from bus.runtime import Runtime
+from bus.server import EmbeddedServer
+from contracts import BeachObservation, WeatherObserved
+
+TESTS = Path(__file__).parent
+ENTRY_POINTS = """\
+[citybus.adapters]
+ticker = sdk_adapters:Ticker
+echo = sdk_adapters:Echo
+sneaky = sdk_adapters:Sneaky
+leaky = sdk_adapters:Leaky
+missing = sdk_adapters:DoesNotExist
+broken = broken_adapter:Whatever
+not-an-adapter = sdk_adapters:NOT_AN_ADAPTER
+misnamed = sdk_adapters:Ticker
+"""
+
+
+def install_entry_points(site: Path) -> Path:
+    """A real installed distribution (a .dist-info with entry_points.txt) in ``site``."""
+    info = site / "citybus_sdk_tests-0.1.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: citybus-sdk-tests\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(ENTRY_POINTS)
+    return site
+
+
+@pytest.fixture
+def installed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    site = install_entry_points(tmp_path / "site")
+    monkeypatch.syspath_prepend(str(site))
+    yield site
+
+
+async def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not predicate():  # noqa: ASYNC110 - polling plain state
+            await asyncio.sleep(0.01)
+
+
+def sample(bus: Bus, name: str, **labels: str) -> float:
+    return bus.metrics.registry.get_sample_value(name, labels) or 0.0
+
+
+# -- declaration ------------------------------------------------------------------------------
+
+
+def test_well_declared_adapters_pass() -> None:
+    assert check_declaration(Ticker) is Ticker
+    assert Ticker.kind() == "source"
+    assert Echo.kind() == "service"
+
+
+@pytest.mark.parametrize(
+    ("attrs", "message"),
+    [
+        ({"name": "Not Kebab"}, "kebab-case"),
+        ({"Config": dict}, "msgspec.Struct"),
+        ({"produces": [BeachObservation]}, "must be a tuple"),
+        ({"produces": (int,)}, "not a contract"),
+        ({"run": lambda self, ctx: None}, "async def run"),
+    ],
+)
+def test_bad_declarations_are_refused_with_the_reason(attrs: dict[str, object], message: str) -> None:
+    cls = type("Bad", (Ticker,), {"name": "bad", **attrs})
+    with pytest.raises(AdapterDeclarationError, match=message):
+        check_declaration(cls)
+
+
+def test_an_adapter_moving_personal_data_to_public_must_declare_itself_a_declassifier() -> None:
+    with pytest.raises(AdapterDeclarationError, match="declassifier"):
+        check_declaration(Leaky)
+    declared = type("Declared", (Leaky,), {"declassifier": True})
+    assert check_declaration(declared) is declared
+
+
+# -- discovery --------------------------------------------------------------------------------
+
+
+def test_discovery_finds_installed_adapters_and_reports_broken_ones(installed: Path) -> None:
+    found = discover()
+    assert found.adapters["ticker"] is Ticker
+    assert found.adapters["echo"] is Echo
+    assert found.distributions["ticker"] == "citybus-sdk-tests 0.1"
+    problems = {p.name: p.reason for p in found.problems}
+    assert "import failed: ImportError: this adapter needs a library" in problems["broken"]
+    assert "missing attribute" in problems["missing"]
+    assert "not a subclass of adapters.Adapter" in problems["not-an-adapter"]
+    assert "declassifier" in problems["leaky"]
+    assert "calls itself 'ticker'" in problems["misnamed"]
+
+
+def test_adapters_list_shows_installed_adapters(installed: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(installed), str(TESTS)])}
+    result = subprocess.run(
+        [sys.executable, "-m", "bus.cli", "adapters", "list", "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    listing = json.loads(result.stdout)
+    ticker = next(a for a in listing["adapters"] if a["name"] == "ticker")
+    assert ticker["produces"] == ["environment.beach-observation"]
+    assert ticker["classification"] == ["public"]
+    assert ticker["kind"] == "source"
+    assert any("broken" in p and "ImportError" in p for p in listing["problems"])
+    plain = subprocess.run(
+        [sys.executable, "-m", "bus.cli", "adapters", "list"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert "ticker" in plain.stdout and "Traceback" not in plain.stderr
+    assert "adapter entry point 'broken'" in plain.stderr
+
+
+# -- instances from configuration -------------------------------------------------------------
+
+
+ADAPTERS: dict[str, type[Adapter]] = {"ticker": Ticker, "echo": Echo}  # type: ignore[type-arg]
+
+
+def test_several_instances_of_one_adapter() -> None:
+    instances = instances_from_config(
+        {
+            "ticker-a": {"adapter": "ticker", "site": "sota-fjordpark"},
+            "ticker-b": {"adapter": "ticker", "interval": 5},
+            "echo": {},
+            "off": {"adapter": "ticker", "enabled": False},
+        },
+        ADAPTERS,
+    )
+    assert [(i.name, i.adapter.name) for i in instances] == [
+        ("ticker-a", "ticker"),
+        ("ticker-b", "ticker"),
+        ("echo", "echo"),
+    ]
+    assert instances[0].config == sdk_adapters.TickerConfig(site="sota-fjordpark")
+    assert instances[1].config == sdk_adapters.TickerConfig(interval=5.0)
+
+
+@pytest.mark.parametrize(
+    ("sections", "message"),
+    [
+        (
+            {"t": {"adapter": "ticker", "intervall": 1}},
+            r"\[adapters.t\] \(ticker\): unknown key 'intervall'; "
+            r"allowed keys: adapter, enabled, site, interval, crash_after",
+        ),
+        (
+            {"t": {"adapter": "ticker", "interval": "fast"}},
+            r"\[adapters.t\] \(ticker\): key interval: Expected `float`, got `str`",
+        ),
+        (
+            {"t": {"adapter": "nope"}},
+            r"no adapter named 'nope' is installed; installed adapters: echo, ticker",
+        ),
+        ({"t": {}}, r"set `adapter = \"NAME\"`"),
+        ({"Bad_Name": {"adapter": "ticker"}}, "kebab case"),
+        ({"t": {"adapter": "ticker", "enabled": "yes"}}, "enabled must be true or false"),
+    ],
+)
+def test_config_errors_name_instance_adapter_and_key(
+    sections: dict[str, dict[str, object]], message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        instances_from_config(sections, ADAPTERS)
+
+
+# -- the context ------------------------------------------------------------------------------
+
+
+async def test_context_refuses_contracts_the_adapter_did_not_declare() -> None:
+    with pytest.raises(UndeclaredContractError, match="may not publish operations.device-status"):
+        async with AdapterHarness(Sneaky) as harness:
+            await harness.settle()
+    async with AdapterHarness(Ticker) as harness:
+        assert harness.context is not None
+        with pytest.raises(
+            UndeclaredContractError, match="may not subscribe to environment.weather-observed"
+        ):
+            await harness.context.subscribe(WeatherObserved, harness._record)
+
+
+# -- the harness, against both buses ------------------------------------------------------------
+
+
+@pytest.fixture(params=["memory", "nats"])
+async def harness_bus(request: pytest.FixtureRequest, nats_server: EmbeddedServer) -> AsyncIterator[Bus]:
+    b: Bus
+    if request.param == "memory":
+        b = MemoryBus(metrics=Metrics())
+        await b.connect()
+    else:
+        b = Bus(metrics=Metrics())
+        await b.connect(nats_server.url)
+        await b.provision_streams()
+    yield b
+    await b.drain()
+
+
+async def test_harness_runs_a_service_the_same_on_both_buses(harness_bus: Bus, entity: str) -> None:
+    async with AdapterHarness(Echo, bus=harness_bus, instance=f"echo-{entity}") as harness:
+        await harness.publish(
+            msgspec.structs.replace(BeachObservation.example(), site=entity, water_temperature=16.4)
+        )
+        [reply] = await harness.wait_for(WeatherObserved)
+        assert reply.data.station == entity
+        assert reply.data.temperature == 16.4
+        assert reply.envelope.source == f"/adapters/echo-{entity}"
+        # an invalid message never reaches the adapter; it is dead-lettered the same way on both
+        await harness_bus.publish_raw(
+            f"city.public.environment.beach-observation.{entity}",
+            b"{}",
+            {
+                "ce-specversion": "1.0",
+                "ce-id": "x",
+                "ce-source": "/t",
+                "ce-type": "environment.beach-observation.v1",
+            },
+        )
+        await wait_for(lambda: len(harness.dead_letters) >= 1)
+        assert harness.dead_letters[0].reason == "invalid-body"
+        assert len(harness.published(WeatherObserved)) == 1
+
+
+# -- supervision ------------------------------------------------------------------------------
+
+
+def supervised(bus: Bus, sections: dict[str, dict[str, object]], **kwargs: object) -> Supervisor:
+    instances = instances_from_config(sections, ADAPTERS)
+    return Supervisor(instances, bus=bus, backoff=Backoff(initial=0.01, maximum=0.05), **kwargs)  # type: ignore[arg-type]
+
+
+async def test_a_crashing_adapter_is_restarted_while_another_keeps_delivering(bus: Bus, entity: str) -> None:
+    steady: list[Event[BeachObservation]] = []
+
+    async def collect(event: Event[BeachObservation]) -> None:
+        steady.append(event)
+
+    await bus.subscribe(BeachObservation, collect, entity=f"steady-{entity}")
+    health = Health()
+    supervisor = supervised(
+        bus,
+        {
+            "crashy": {"adapter": "ticker", "site": f"crashy-{entity}", "crash_after": 1},
+            "steady": {"adapter": "ticker", "site": f"steady-{entity}"},
+        },
+        health=health,
+    )
+    async with asyncio.TaskGroup() as tg:
+        tg.create_task(supervisor.run())
+        await wait_for(
+            lambda: sample(bus, "citybus_adapter_restarts_total", adapter="ticker", instance="crashy") >= 3
+        )
+        before = len(steady)
+        await wait_for(lambda: len(steady) >= before + 5)  # still delivering after three crashes
+        assert sample(bus, "citybus_adapter_up", adapter="ticker", instance="steady") == 1
+        assert health.status()["adapter steady"] is True
+        supervisor.stop()
+    assert sample(bus, "citybus_adapter_restarts_total", adapter="ticker", instance="steady") == 0
+    assert (
+        sample(
+            bus,
+            "citybus_adapter_messages_published_total",
+            adapter="ticker",
+            instance="steady",
+            contract="environment.beach-observation.v1",
+        )
+        >= 5
+    )
+
+
+async def test_backoff_doubles_up_to_its_bound() -> None:
+    bus = MemoryBus(metrics=Metrics())
+    await bus.connect()
+    with structlog.testing.capture_logs() as logs:
+        supervisor = Supervisor(
+            instances_from_config({"crashy": {"adapter": "ticker", "crash_after": 1}}, ADAPTERS),
+            bus=bus,
+            backoff=Backoff(initial=0.01, maximum=0.04, stable_after=60),
+        )
+
+        def delays() -> list[float]:
+            return [e["restart_in"] for e in logs if e["event"] == "adapter failed, restarting"]
+
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(supervisor.run())
+            await wait_for(lambda: len(delays()) >= 5)
+            supervisor.stop()
+    assert delays()[:5] == [0.01, 0.02, 0.04, 0.04, 0.04]
+    await bus.drain()
+
+
+async def test_shutdown_stops_adapters_in_reverse_order(bus: Bus, entity: str) -> None:
+    JOURNAL.clear()
+    supervisor = supervised(
+        bus,
+        {
+            f"first-{entity}": {"adapter": "ticker", "interval": 1},
+            f"second-{entity}": {"adapter": "ticker", "interval": 1},
+            f"third-{entity}": {"adapter": "ticker", "interval": 1},
+        },
+    )
+    async with asyncio.TaskGroup() as tg:
+        tg.create_task(supervisor.run())
+        await wait_for(
+            lambda: all(c.is_ready for c in supervisor.contexts.values()) and len(supervisor.contexts) == 3
+        )
+        supervisor.stop()
+    assert JOURNAL == [f"stopped third-{entity}", f"stopped second-{entity}", f"stopped first-{entity}"]
+
+
+# -- citybus up runs configured adapters ------------------------------------------------------
+
+
+async def test_citybus_up_runs_the_configured_adapters(installed: Path, tmp_path: Path) -> None:
+    toml = tmp_path / "citybus.toml"
+    toml.write_text(
+        f'[server]\ndata_dir = "{tmp_path / "nats"}"\n[ops]\nport = 0\n'
+        '[adapters.echo]\n[adapters.beach-ticker]\nadapter = "ticker"\nsite = "blektjern"\ninterval = 0.05\n'
+    )
+    config = load_config(toml, environ={})
+    runtime = Runtime(config)
+    stop = asyncio.Event()
+    replies: list[Event[WeatherObserved]] = []
+
+    async def collect(event: Event[WeatherObserved]) -> None:
+        replies.append(event)
+
+    async with asyncio.TaskGroup() as tg:
+        tg.create_task(runtime.run(stop))
+        await asyncio.wait_for(runtime.ready.wait(), 30)
+        status = runtime.health.status()
+        assert status["adapter echo"] is True and status["adapter beach-ticker"] is True
+        assert runtime.bus is not None
+        await runtime.bus.subscribe(WeatherObserved, collect, entity="blektjern")
+        await wait_for(lambda: len(replies) >= 2)  # ticker → echo → weather, through the embedded server
+        stop.set()
+    assert replies[0].envelope.source == "/adapters/echo"
+
+
+# -- scaffolding ------------------------------------------------------------------------------
+
+
+def test_adapter_new_scaffolds_a_package_that_installs_lists_and_passes_its_test(tmp_path: Path) -> None:
+    def citybus(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "bus.cli", *args],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            env=env,
+            timeout=120,
+            check=False,
+        )
+
+    created = citybus("adapter", "new", "demo")
+    assert created.returncode == 0, created.stderr
+    package = tmp_path / "citybus-demo"
+    assert (package / "pyproject.toml").is_file()
+    site = tmp_path / "site"
+    install = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(site), str(package)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert install.returncode == 0, install.stderr
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    listed = citybus("adapters", "list", env=env)
+    assert listed.returncode == 0, listed.stderr
+    assert any(line.split()[:2] == ["demo", "source"] for line in listed.stdout.splitlines())
+    own_test = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(package / "tests")],
+        capture_output=True,
+        text=True,
+        cwd=package,
+        env=env,
+        timeout=300,
+        check=False,
+    )
+    assert own_test.returncode == 0, own_test.stdout + own_test.stderr
+    assert "2 passed" in own_test.stdout
+    again = citybus("adapter", "new", "demo")
+    assert again.returncode == 1 and "already exists" in again.stderr
+    bad = citybus("adapter", "new", "Bad Name")
+    assert bad.returncode == 1 and "kebab case" in bad.stderr
