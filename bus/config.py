@@ -85,6 +85,18 @@ class ServerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     """Config, log and JetStream store; empty means ``$XDG_DATA_HOME/citybus/nats``."""
     jetstream: bool = True
     """Enable JetStream (durable streams and consumers)."""
+    mqtt: bool = False
+    """Also listen for MQTT 3.1.1 clients (LoRaWAN network servers publish uplinks straight into the
+    bus: topic ``a/b/c`` arrives as subject ``a.b.c``). nats-server needs JetStream for MQTT."""
+    mqtt_port: _Port = 0
+    """MQTT port when ``mqtt`` is on; 0 picks a free one (and keeps it across restarts of the server)."""
+
+    def __post_init__(self) -> None:
+        if self.mqtt and not self.jetstream:
+            raise ValueError(
+                "server.mqtt = true needs server.jetstream = true: nats-server keeps MQTT sessions "
+                "and QoS 1 messages in JetStream"
+            )
 
 
 class StreamsConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -238,7 +250,7 @@ def load_config(path: Path | None = None, environ: Mapping[str, str] | None = No
 
     try:
         return msgspec.convert(sections, type=Config)
-    except msgspec.ValidationError as exc:  # every value was checked above; this is a safety net
+    except msgspec.ValidationError as exc:  # checks across fields (__post_init__), and a safety net
         raise ConfigError(f"{origin}: {exc}") from exc
 
 

@@ -25,11 +25,19 @@ class Inbound(Protocol):
     """What a dead letter needs of a received message (nats-py's ``Msg`` and ``RawMessage`` fit)."""
 
     @property
-    def subject(self) -> str: ...
+    def subject(self) -> str:
+        """The subject it arrived on."""
+        ...
+
     @property
-    def data(self) -> bytes: ...
+    def data(self) -> bytes:
+        """Its body as it arrived."""
+        ...
+
     @property
-    def headers(self) -> Mapping[str, str] | None: ...
+    def headers(self) -> Mapping[str, str] | None:
+        """Its headers as they arrived."""
+        ...
 
 
 # How long a dead letter may wait for JetStream before it is published without the acknowledgement.

@@ -158,6 +158,8 @@ class Runtime:
         self.bus: Bus | None = None
         self.ops: OpsServer | None = None
         self.nats_url = ""
+        self.mqtt_url = ""
+        """The embedded server's MQTT listener (``server.mqtt``), else empty."""
         self.ready = asyncio.Event()
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -168,7 +170,12 @@ class Runtime:
             await self._start(stack, log)
             self._write_instance()
             self.ready.set()
-            log.info("citybus is up", nats=redact_url(self.nats_url), ops=self.ops.url if self.ops else None)
+            log.info(
+                "citybus is up",
+                nats=redact_url(self.nats_url),
+                mqtt=self.mqtt_url or None,
+                ops=self.ops.url if self.ops else None,
+            )
             await stop.wait()
             log.info("stopping")
         log.info("stopped")
@@ -195,11 +202,21 @@ class Runtime:
                 host=cfg.server.host,
                 port=cfg.server.port,
                 jetstream=cfg.server.jetstream,
+                mqtt_port=cfg.server.mqtt_port if cfg.server.mqtt else None,
                 logger=self.log,
             )
             url = await self.server.start()
             stack.push_async_callback(self._bounded, "nats-server", self.server.stop)
-            log.info("embedded nats-server started", url=url, data_dir=str(cfg.resolved_data_dir()))
+            if cfg.server.mqtt:
+                self.mqtt_url = self.server.mqtt_url
+            log.info(
+                "embedded nats-server started",
+                url=url,
+                mqtt=self.mqtt_url or None,
+                data_dir=str(cfg.resolved_data_dir()),
+            )
+        elif cfg.server.mqtt:
+            log.warning("server.mqtt is ignored: nats.url names an external server, configure MQTT there")
         self.nats_url = url
         bus = Bus(
             registry=self.registry,
@@ -234,6 +251,7 @@ class Runtime:
             registry=self.registry,
             logger=self.log,
             nats_url=url,
+            extras={"mqtt_url": self.mqtt_url} if self.mqtt_url else {},
         )
         factories = self._factories if self._factories is not None else discover_components()
         for name, factory in factories:
@@ -254,7 +272,12 @@ class Runtime:
     def _write_instance(self) -> None:
         path = instance_file(self.config)
         path.parent.mkdir(parents=True, exist_ok=True)
-        info = {"pid": os.getpid(), "nats_url": self.nats_url, "ops_url": self.ops.url if self.ops else None}
+        info = {
+            "pid": os.getpid(),
+            "nats_url": self.nats_url,
+            "mqtt_url": self.mqtt_url or None,
+            "ops_url": self.ops.url if self.ops else None,
+        }
         tmp = path.with_suffix(".tmp")
         # The URL may carry credentials: readable by this user only.
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

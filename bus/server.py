@@ -10,6 +10,10 @@ Guarantees, and how they are kept:
 * **A free port without races.** Port 0 becomes nats-server's ``port: -1`` (the kernel picks) and the
   chosen port is read back from the *ports file* the server writes once it listens. A restart reuses
   that port, so connected clients simply reconnect.
+* **MQTT, when asked.** With ``mqtt_port`` the server also listens for MQTT 3.1.1 clients (a LoRaWAN
+  network server publishing uplinks into the bus; topic ``a/b/c`` is subject ``a.b.c``). The ports
+  file does not list the MQTT port, so MQTT port 0 is resolved here, before the start, by binding a
+  socket to port 0 and closing it; a restart reuses that port too.
 * **One server per data dir.** nats-server does not lock its JetStream store itself, and two servers
   on one store corrupt it. We take an exclusive ``flock`` on ``<data_dir>/nats-server.lock`` and hand
   the locked descriptor to the child, so the lock lives as long as *either* process does.
@@ -30,6 +34,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import sys
 import sysconfig
 from collections.abc import Callable, Mapping
@@ -107,9 +112,10 @@ class EmbeddedServer:
             nc = await nats.connect(server.url)
 
     ``start()`` after ``stop()`` or ``kill()`` starts a new process on the same port with the same
-    store. ``extra_config`` is appended verbatim to the generated nats-server configuration (accounts,
-    MQTT, …); it must be valid nats-server configuration syntax. Log lines go to ``logger`` (or
-    structlog's default), bound to ``component="nats-server"``.
+    store. ``mqtt_port`` (0 picks a free port) adds an MQTT listener on ``host``, which nats-server
+    allows only with JetStream. ``extra_config`` is appended verbatim to the generated nats-server
+    configuration (accounts, …); it must be valid nats-server configuration syntax. Log lines go to
+    ``logger`` (or structlog's default), bound to ``component="nats-server"``.
     """
 
     def __init__(
@@ -124,13 +130,23 @@ class EmbeddedServer:
         logger: structlog.typing.FilteringBoundLogger | None = None,
         extra_config: str = "",
         start_timeout: float = 10.0,
+        mqtt_port: int | None = None,
     ) -> None:
         if not 0 <= port <= 65535:
             raise EmbeddedServerError(f"port {port} is not a TCP port (0..65535; 0 picks a free one)")
+        if mqtt_port is not None and not 0 <= mqtt_port <= 65535:
+            raise EmbeddedServerError(
+                f"MQTT port {mqtt_port} is not a TCP port (0..65535; 0 picks a free one)"
+            )
+        if mqtt_port is not None and not jetstream:
+            raise EmbeddedServerError(
+                "nats-server's MQTT listener needs JetStream: enable JetStream or leave MQTT off"
+            )
         self._data_dir = Path(data_dir).expanduser()
         self._host = host
         self._port = port  # becomes the chosen port after the first start, so restarts reuse it
         self._jetstream = jetstream
+        self._mqtt_port = mqtt_port  # like _port: the chosen port after the first start
         self._name = name
         self._binary = binary
         base = logger if logger is not None else structlog.get_logger()
@@ -176,6 +192,21 @@ class EmbeddedServer:
         return f"nats://[{host}]:{self._port}" if ":" in host else f"nats://{host}:{self._port}"
 
     @property
+    def mqtt_port(self) -> int | None:
+        """The MQTT port: ``None`` without MQTT, else as for :attr:`port`."""
+        return self._mqtt_port
+
+    @property
+    def mqtt_url(self) -> str:
+        """The MQTT URL, ``mqtt://host:port``; known once the server has started with MQTT."""
+        if self._mqtt_port is None:
+            raise EmbeddedServerError("the embedded nats-server was configured without MQTT")
+        if self._mqtt_port == 0:
+            raise EmbeddedServerError("the embedded nats-server has not been started yet")
+        host = _connect_host(self._host)
+        return f"mqtt://[{host}]:{self._mqtt_port}" if ":" in host else f"mqtt://{host}:{self._mqtt_port}"
+
+    @property
     def pid(self) -> int | None:
         """The server's process id while it runs, else ``None``."""
         return self._process.pid if self.running and self._process is not None else None
@@ -210,6 +241,8 @@ class EmbeddedServer:
 
     async def _start_locked(self, binary: Path) -> str:
         self._remove_ports_files()  # left by a killed server; we hold the lock, so none is live
+        if self._mqtt_port == 0:
+            self._mqtt_port = _free_port(self._host)
         self.config_file.write_text(self._render_config(), encoding="utf-8")
         log_offset = self.log_file.stat().st_size if self.log_file.exists() else 0
         stderr_path = self._data_dir / _STDERR_FILE
@@ -235,7 +268,13 @@ class EmbeddedServer:
             raise
         self._port = port
         self._record_holder(process.pid)
-        log.info("nats-server started", pid=process.pid, url=self.url, jetstream=self._jetstream)
+        log.info(
+            "nats-server started",
+            pid=process.pid,
+            url=self.url,
+            jetstream=self._jetstream,
+            mqtt=self.mqtt_url if self._mqtt_port is not None else None,
+        )
         return self.url
 
     async def stop(self, timeout: float = 10.0) -> None:
@@ -308,13 +347,16 @@ class EmbeddedServer:
             ) from exc
 
     async def _wait_ready(self, process: asyncio.subprocess.Process) -> int:
-        """Poll until the ports file names a port that accepts a TCP connection."""
+        """Poll until the ports file names a port that accepts a TCP connection (and MQTT's port too)."""
+        host = _connect_host(self._host)
         while True:
             if process.returncode is not None:
                 raise _ServerExited(process.returncode)
             port = self._read_ports_file(process.pid)
-            if port is not None and await _accepts_connections(_connect_host(self._host), port):
-                return port
+            if port is not None and await _accepts_connections(host, port):
+                # nats-server opens its MQTT listener after the client one.
+                if self._mqtt_port is None or await _accepts_connections(host, self._mqtt_port):
+                    return port
             await asyncio.sleep(_POLL_INTERVAL)
 
     async def _terminate(self, process: asyncio.subprocess.Process, *, timeout: float) -> None:
@@ -358,6 +400,8 @@ class EmbeddedServer:
         if self._jetstream:
             # nats-server stores under <store_dir>/jetstream, i.e. self.store_dir.
             lines += ["jetstream {", f"  store_dir: {json.dumps(str(self._data_dir))}", "}"]
+        if self._mqtt_port is not None:
+            lines += ["mqtt {", f"  host: {json.dumps(self._host)}", f"  port: {self._mqtt_port}", "}"]
         text = "\n".join(lines) + "\n"
         if self._extra_config:
             text += "\n" + self._extra_config.rstrip() + "\n"
@@ -416,7 +460,12 @@ class EmbeddedServer:
     def _exit_message(self, returncode: int, stderr_path: Path, log_offset: int) -> str:
         reason = self._failure_reason(stderr_path, log_offset)
         message = f"nats-server exited with code {returncode} during start{reason}"
-        if "address already in use" in reason:
+        if "address already in use" in reason and "mqtt" in reason.lower():
+            message += (
+                f"; MQTT port {self._mqtt_port} on {self._host} is taken: stop the program using it, or "
+                "choose another port with server.mqtt_port / CITYBUS_SERVER_MQTT_PORT (0 picks a free one)"
+            )
+        elif "address already in use" in reason:
             message += (
                 f"; port {self._port} on {self._host} is taken: stop the program using it, or choose "
                 "another port with server.port / CITYBUS_SERVER_PORT (0 picks a free one)"
@@ -444,6 +493,19 @@ class _ServerExited(Exception):
     def __init__(self, returncode: int) -> None:
         super().__init__(returncode)
         self.returncode = returncode
+
+
+def _free_port(host: str) -> int:
+    """A TCP port that is free on ``host`` right now (the kernel's pick for a socket bound to 0).
+
+    Another program could take it before nats-server binds it; the start then fails and says so.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    address = "" if host in ("0.0.0.0", "*", "::", "[::]") else host.strip("[]")
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.bind((address, 0))
+        port: int = sock.getsockname()[1]
+    return port
 
 
 def _connect_host(host: str) -> str:

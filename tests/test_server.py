@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
@@ -12,12 +13,15 @@ import textwrap
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiomqtt
 import nats
 import pytest
 from nats.js.api import StreamConfig
 
 from bus import server as server_module
-from bus.errors import EmbeddedServerError
+from bus.config import load_config
+from bus.errors import ConfigError, EmbeddedServerError
+from bus.runtime import Runtime, RuntimeContext, instance_file
 from bus.server import EmbeddedServer, default_data_dir, find_nats_server
 
 pytestmark = pytest.mark.slow
@@ -115,6 +119,95 @@ async def test_clients_round_trip_messages_and_use_jetstream(server: EmbeddedSer
         await nc.close()
     assert "jetstream" in server.config_file.read_text()
     assert server.store_dir.is_dir()
+
+
+async def test_mqtt_listener_publishes_into_nats_subjects(tmp_path: Path) -> None:
+    async with EmbeddedServer(data_dir=tmp_path, mqtt_port=0) as srv:
+        assert srv.mqtt_port
+        assert srv.mqtt_url == f"mqtt://127.0.0.1:{srv.mqtt_port}"
+        assert f"port: {srv.mqtt_port}" in srv.config_file.read_text()
+        nc = await nats.connect(srv.url)
+        try:
+            # The Things Stack's uplink topic: '/' becomes '.', and '@' is allowed in a subject.
+            sub = await nc.subscribe("v3.app@tenant.devices.dev1.up")
+            await nc.flush()
+            async with aiomqtt.Client("127.0.0.1", srv.mqtt_port, identifier="tts") as client:
+                await client.publish("v3/app@tenant/devices/dev1/up", b'{"uplink": 1}', qos=1)
+            msg = await sub.next_msg(timeout=5)
+            assert msg.data == b'{"uplink": 1}'
+        finally:
+            await nc.close()
+        port = srv.mqtt_port
+        await srv.stop()
+        await srv.start()  # a restart keeps the MQTT port, as it keeps the client port
+        assert srv.mqtt_port == port
+
+
+def test_mqtt_needs_jetstream(tmp_path: Path) -> None:
+    with pytest.raises(EmbeddedServerError, match="MQTT listener needs JetStream"):
+        EmbeddedServer(data_dir=tmp_path, mqtt_port=0, jetstream=False)
+    with pytest.raises(EmbeddedServerError, match="MQTT port 70000"):
+        EmbeddedServer(data_dir=tmp_path, mqtt_port=70000)
+    with pytest.raises(EmbeddedServerError, match="without MQTT"):
+        _ = EmbeddedServer(data_dir=tmp_path).mqtt_url
+
+
+def test_mqtt_is_off_by_default_and_needs_jetstream_in_the_config() -> None:
+    assert load_config(environ={}).server.mqtt is False
+    server = load_config(environ={"CITYBUS_SERVER_MQTT": "true", "CITYBUS_SERVER_MQTT_PORT": "1883"}).server
+    assert (server.mqtt, server.mqtt_port) == (True, 1883)
+    with pytest.raises(ConfigError, match="server.mqtt = true needs server.jetstream = true"):
+        load_config(environ={"CITYBUS_SERVER_MQTT": "true", "CITYBUS_SERVER_JETSTREAM": "false"})
+
+
+async def test_citybus_up_with_mqtt_tells_components_and_clients_where_it_listens(tmp_path: Path) -> None:
+    config = load_config(
+        environ={
+            "CITYBUS_SERVER_DATA_DIR": str(tmp_path),
+            "CITYBUS_SERVER_MQTT": "true",
+            "CITYBUS_OPS_ENABLED": "false",
+        }
+    )
+    seen: list[RuntimeContext] = []
+
+    class Probe:
+        name = "probe"
+
+        async def start(self) -> None:
+            pass
+
+        async def stop(self) -> None:
+            pass
+
+    def probe(context: RuntimeContext) -> Probe:
+        seen.append(context)
+        return Probe()
+
+    runtime = Runtime(config, components=[("probe", probe)])
+    stop = asyncio.Event()
+    async with asyncio.TaskGroup() as tg:
+        tg.create_task(runtime.run(stop))
+        try:
+            async with asyncio.timeout(30):
+                await runtime.ready.wait()
+            assert runtime.server is not None
+            url = runtime.server.mqtt_url
+            assert url.startswith("mqtt://127.0.0.1:")
+            assert seen[0].extras["mqtt_url"] == url
+            assert json.loads(instance_file(config).read_text())["mqtt_url"] == url
+        finally:
+            stop.set()
+
+
+async def test_taken_mqtt_port_is_reported_with_the_setting_to_change(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        srv = EmbeddedServer(data_dir=tmp_path, mqtt_port=taken.getsockname()[1])
+        with pytest.raises(EmbeddedServerError, match="address already in use") as info:
+            await srv.start()
+    assert "CITYBUS_SERVER_MQTT_PORT" in str(info.value)
+    assert not srv.running
 
 
 async def test_stop_leaves_no_process_and_is_idempotent(tmp_path: Path) -> None:
