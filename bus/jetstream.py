@@ -190,7 +190,7 @@ class DurableConsumer(Generic[C]):
             async with slots:  # wait for at least one free slot
                 pass
             try:
-                msgs = await self._sub.fetch(batch=limit - in_flight, timeout=1.0)
+                msgs = await self._fetch(limit - in_flight)
             except (TimeoutError, nats.errors.TimeoutError):
                 continue
             except (nats.errors.ConnectionClosedError, nats.errors.ConnectionReconnectingError) as exc:
@@ -201,6 +201,23 @@ class DurableConsumer(Generic[C]):
                 await slots.acquire()
                 in_flight += 1
                 tg.create_task(handle(msg))
+
+    async def _fetch(self, batch: int) -> list[Msg]:
+        """One pull request, in a task of its own.
+
+        nats-py's ``fetch`` can swallow a cancellation that arrives together with a message, which
+        would keep a stopping consumer fetching forever. Awaiting it through ``asyncio.wait`` keeps
+        the cancellation here, where it is honoured; the fetch is cancelled with it, and what it had
+        fetched is redelivered after ``ack_wait``.
+        """
+        fetch = asyncio.ensure_future(self._sub.fetch(batch=batch, timeout=1.0))
+        try:
+            await asyncio.wait({fetch})
+        except asyncio.CancelledError:
+            fetch.cancel()
+            raise
+        msgs: list[Msg] = fetch.result()
+        return msgs
 
     async def _handle(self, msg: Msg) -> None:
         cm = self._metrics

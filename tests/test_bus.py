@@ -356,6 +356,8 @@ async def test_flooding_publisher_that_also_subscribes_receives_everything(bus: 
         await bus.publish(message)
     await wait_for(lambda: len(got.events) == total, timeout=60)
     assert sample(bus.metrics, "citybus_nats_slow_consumers_total") == 0
+    # The stream stored them too; drop them so durable consumers in later tests need not wade through.
+    await bus.js.purge_stream("CITY_PUBLIC_ENVIRONMENT", subject=contract_subject(message))
 
 
 async def test_connect_to_dead_server_says_what_to_do() -> None:
