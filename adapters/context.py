@@ -206,6 +206,10 @@ class Context:
         self._subscriptions.append(sub)
         return sub
 
+    async def publish_raw(self, subject: str, data: bytes, headers: dict[str, str] | None = None) -> None:
+        """Publish bytes that are not a contract (a bridged MQTT message, a device command) on a subject."""
+        await self._bus.publish_raw(subject, data, headers)
+
     async def dead_letter(self, raw: RawMessage, *, reason: str, detail: str, contract: str = "") -> None:
         """Send an input the adapter cannot translate to the dead letters, with the reason."""
         self.metrics.dead_lettered(reason)
