@@ -90,8 +90,9 @@ class Adapter(Generic[ConfigT]):
 
     @classmethod
     def summary(cls) -> str:
-        """The first line of the class docstring."""
-        return (cls.__doc__ or "").strip().splitlines()[0] if (cls.__doc__ or "").strip() else ""
+        """The first paragraph of the class docstring, on one line."""
+        first = (cls.__doc__ or "").strip().split("\n\n", 1)[0]
+        return " ".join(first.split())
 
     @classmethod
     def classifications(cls) -> set[Classification]:

@@ -56,9 +56,10 @@ def cmd_list(args: argparse.Namespace, config: Config) -> int:
         table.append(
             (
                 name,
-                cls.kind() + (" (declassifier)" if cls.declassifier else ""),
-                ", ".join(c.__contract__.name for c in cls.consumes) or "-",
-                ", ".join(c.__contract__.name for c in cls.produces) or "-",
+                (cls.kind() if cls.consumes or cls.produces else "per config")
+                + (" (declassifier)" if cls.declassifier else ""),
+                ", ".join(c.__contract__.name for c in cls.consumes) or ("-" if cls.produces else "(config)"),
+                ", ".join(c.__contract__.name for c in cls.produces) or ("-" if cls.consumes else "(config)"),
                 ", ".join(sorted(c.value for c in cls.classifications())) or "-",
                 found.distributions[name],
             )

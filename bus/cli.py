@@ -382,10 +382,36 @@ def _configure(args: argparse.Namespace) -> Config:
     return msgspec.structs.replace(config, log=log, nats=nats, server=server, ops=ops)
 
 
+_GLOBAL_OPTIONS = ("--config", "-c", "--log-format", "--log-level")
+
+
+def _hoist_global_options(argv: Sequence[str]) -> list[str]:
+    """Move the global options to the front, so ``citybus up --log-format console`` works too.
+
+    A subcommand's own ``--config`` (``adapters run NAME --config FILE``) means the same file, so
+    it is hoisted as well.
+    """
+    front: list[str] = []
+    rest: list[str] = []
+    args = list(argv)
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        name = arg.split("=", 1)[0]
+        if name in _GLOBAL_OPTIONS:
+            takes_value = "=" not in arg
+            front.extend(args[i : i + 2] if takes_value else [arg])
+            i += 2 if takes_value else 1
+            continue
+        rest.append(arg)
+        i += 1
+    return front + rest
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``citybus`` command; returns the exit status."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_hoist_global_options(sys.argv[1:] if argv is None else argv))
     try:
         config = _configure(args)
         status: int = args.func(args, config)
