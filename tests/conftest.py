@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator
@@ -39,14 +40,46 @@ async def fresh_server(tmp_path: Path) -> AsyncIterator[EmbeddedServer]:
     await server.stop()
 
 
+async def open_bus(server: EmbeddedServer) -> Bus:
+    """A bus connected to ``server``, with its own metrics and the streams provisioned."""
+    b = Bus(metrics=Metrics(), logger=structlog.get_logger(), source="/tests")
+    await b.connect(server.url, reconnect_wait=0.1)
+    await b.provision_streams()
+    return b
+
+
 @pytest.fixture
 async def bus(nats_server: EmbeddedServer) -> AsyncIterator[Bus]:
-    """A connected bus with its own metrics and the streams provisioned."""
-    b = Bus(metrics=Metrics(), logger=structlog.get_logger(), source="/tests")
-    await b.connect(nats_server.url, reconnect_wait=0.1)
-    await b.provision_streams()
+    """A connected bus on the session's server."""
+    b = await open_bus(nats_server)
     yield b
     await b.drain()
+
+
+@pytest.fixture
+async def quiet_bus(fresh_server: EmbeddedServer) -> AsyncIterator[Bus]:
+    """A bus on a nats-server of the test's own. A new durable consumer starts with what its stream
+    already holds, and on the session's server that is everything other tests published; here the
+    streams start empty."""
+    b = await open_bus(fresh_server)
+    yield b
+    await b.drain()
+
+
+MOSQUITTO = ("127.0.0.1", 1883)
+
+
+@pytest.fixture
+async def mosquitto() -> str:
+    """The URL of the Mosquitto broker, or a skip (a failure under CITYBUS_REQUIRE_SERVICES=1)."""
+    try:
+        async with asyncio.timeout(2):
+            _, writer = await asyncio.open_connection(*MOSQUITTO)
+    except (OSError, TimeoutError):
+        require_service("Mosquitto", f"nothing listens on {MOSQUITTO[0]}:{MOSQUITTO[1]}")
+    writer.close()
+    await writer.wait_closed()
+    return f"mqtt://{MOSQUITTO[0]}:{MOSQUITTO[1]}"
 
 
 @pytest.fixture

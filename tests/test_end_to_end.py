@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 
 import aiomqtt
 import pytest
-from conftest import require_service
+from conftest import MOSQUITTO, require_service
 from pg import SHARED_DSN, query, unreachable
 from psycopg import sql
 
@@ -26,19 +26,12 @@ from adapters.vicotee import build_frame, driver_info, reference_voltage_raw, te
 from bus import Bus
 
 SI7050 = 1  # the driver id of the Si7050 thermometer in a driver_info package
-BROKER = ("127.0.0.1", 1883)
+BROKER = MOSQUITTO
 
 
 @pytest.fixture
-async def services() -> None:
+async def services(mosquitto: str) -> None:
     """Mosquitto and PostgreSQL, or a skip (a failure under CITYBUS_REQUIRE_SERVICES=1)."""
-    try:
-        async with asyncio.timeout(2):
-            _, writer = await asyncio.open_connection(*BROKER)
-        writer.close()
-        await writer.wait_closed()
-    except (OSError, TimeoutError):
-        require_service("Mosquitto", "nothing listens on 127.0.0.1:1883")
     reason = await unreachable(SHARED_DSN)
     if reason is not None:
         require_service("PostgreSQL", f"no server at 127.0.0.1:5432 ({reason})")

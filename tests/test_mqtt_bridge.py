@@ -15,8 +15,7 @@ from typing import Any
 import aiomqtt
 import msgspec
 import pytest
-import structlog
-from conftest import require_service
+from conftest import MOSQUITTO
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -25,40 +24,14 @@ from adapters.instances import parse_instance
 from adapters.mqtt import MqttBridge, MqttBridgeConfig, subject_to_topic, topic_to_subject
 from adapters.mqtt.topics import TopicTemplate, filters_overlap, topic_matches
 from adapters.testing import AdapterHarness
-from bus import Bus, ConfigError, ConsumerSettings, Metrics, RawMessage
-from bus.server import EmbeddedServer
+from bus import Bus, ConfigError, ConsumerSettings, RawMessage
 from bus.subjects import validate_pattern
 from contracts import BeachObservation, DeviceStatus
 
-BROKER = ("127.0.0.1", 1883)
+BROKER = MOSQUITTO
 
 
 # -- fixtures and helpers -------------------------------------------------------------------------
-
-
-@pytest.fixture
-async def mosquitto() -> str:
-    """The URL of the Mosquitto broker, or a skip (a failure under CITYBUS_REQUIRE_SERVICES=1)."""
-    try:
-        async with asyncio.timeout(2):
-            _, writer = await asyncio.open_connection(*BROKER)
-    except (OSError, TimeoutError):
-        require_service("Mosquitto", "nothing listens on 127.0.0.1:1883")
-    writer.close()
-    await writer.wait_closed()
-    return f"mqtt://{BROKER[0]}:{BROKER[1]}"
-
-
-@pytest.fixture
-async def quiet_bus(fresh_server: EmbeddedServer) -> AsyncIterator[Bus]:
-    """A bus on a nats-server of the test's own. A new bridge's durable consumer starts with what
-    its stream already holds, and on the session's server that is every observation other tests
-    published; here it starts empty."""
-    b = Bus(metrics=Metrics(), logger=structlog.get_logger(), source="/tests")
-    await b.connect(fresh_server.url, reconnect_wait=0.1)
-    await b.provision_streams()
-    yield b
-    await b.drain()
 
 
 @pytest.fixture
