@@ -79,9 +79,11 @@ def _instance(name: str, config: Config) -> Instance:
     found = discover()
     for problem in found.problems:
         _err(f"citybus: warning: {problem}")
-    configured = instances_from_config(
-        {k: v for k, v in config.adapters.items() if k == name or v.get("adapter") == name}, found.adapters
-    )
+    # An instance run on its own is often one that `citybus up` leaves out (enabled = false).
+    sections = {
+        k: {**v, "enabled": True} for k, v in config.adapters.items() if k == name or v.get("adapter") == name
+    }
+    configured = instances_from_config(sections, found.adapters)
     if len(configured) > 1:
         names = ", ".join(i.name for i in configured)
         raise ConfigError(f"several instances of adapter {name} are configured ({names}): name one of them")

@@ -427,3 +427,18 @@ def test_adapter_new_scaffolds_a_package_that_installs_lists_and_passes_its_test
     assert again.returncode == 1 and "already exists" in again.stderr
     bad = citybus("adapter", "new", "Bad Name")
     assert bad.returncode == 1 and "kebab case" in bad.stderr
+
+
+def test_adapters_run_finds_an_instance_that_citybus_up_leaves_out(installed: Path, tmp_path: Path) -> None:
+    from adapters.cli import _instance
+
+    toml = tmp_path / "citybus.toml"
+    toml.write_text('[adapters.solo]\nadapter = "ticker"\nenabled = false\nsite = "stordammen"\n')
+    config = load_config(toml, environ={})
+    instance = _instance("solo", config)
+    assert (instance.name, instance.adapter, instance.config) == (
+        "solo",
+        Ticker,
+        sdk_adapters.TickerConfig(site="stordammen"),
+    )
+    assert _instance("echo", config).name == "echo"  # not configured: the adapter with its defaults
