@@ -120,33 +120,37 @@ class Supervisor:
             self.health.ready(key)
 
         while True:
-            adapter = instance.create()
-            ctx = Context(
-                bus=self._bus,
-                adapter=adapter_name,
-                instance=instance.name,
-                consumes=adapter.consumed(),
-                produces=adapter.produced(),
-                metrics=metrics,
-                logger=self._logger,
-                clock=self._clock,
-                on_ready=on_ready,
-                consumer_settings=self._consumer_settings,
-            )
-            self.contexts[instance.name] = ctx
+            ctx: Context | None = None
             started = loop.time()
             log.info("adapter starting")
             try:
+                # Creating the adapter runs its code too: a failing __init__ is restarted like a failing run.
+                adapter = instance.create()
+                ctx = Context(
+                    bus=self._bus,
+                    adapter=adapter_name,
+                    instance=instance.name,
+                    consumes=adapter.consumed(),
+                    produces=adapter.produced(),
+                    metrics=metrics,
+                    logger=self._logger,
+                    clock=self._clock,
+                    on_ready=on_ready,
+                    consumer_settings=self._consumer_settings,
+                )
+                self.contexts[instance.name] = ctx
                 await adapter.run(ctx)
             except asyncio.CancelledError:
                 metrics.up.set(0)
-                await ctx.close()
+                if ctx is not None:
+                    await ctx.close()
                 raise
             except Exception as exc:
                 metrics.up.set(0)
                 metrics.restarts.inc()
                 self.health.ready(key, False)
-                await ctx.close()
+                if ctx is not None:
+                    await ctx.close()
                 if loop.time() - started >= self.backoff.stable_after:
                     delay = self.backoff.initial
                 log.error(

@@ -87,16 +87,20 @@ class AdapterHarness:
         )
         self._task = asyncio.create_task(self._run(self.context), name=f"adapter {self.instance}")
         waiter = asyncio.create_task(ready.wait())
-        done, _ = await asyncio.wait(
-            {waiter, self._task}, timeout=self._ready_timeout, return_when="FIRST_COMPLETED"
-        )
-        waiter.cancel()
-        if self._task in done and self.error is not None:
-            raise self.error
-        if not ready.is_set() and self._task not in done:
-            raise TimeoutError(
-                f"adapter {self.adapter_class.name} did not call ctx.ready() within {self._ready_timeout} s"
+        try:
+            done, _ = await asyncio.wait(
+                {waiter, self._task}, timeout=self._ready_timeout, return_when="FIRST_COMPLETED"
             )
+            if self._task in done and self.error is not None:
+                raise self.error
+            if not ready.is_set() and self._task not in done:
+                name, wait = self.adapter_class.name, self._ready_timeout
+                raise TimeoutError(f"adapter {name} did not call ctx.ready() within {wait} s")
+        except BaseException:
+            await self._stop()
+            raise
+        finally:
+            waiter.cancel()
         return self
 
     async def _run(self, ctx: Context) -> None:
@@ -112,6 +116,11 @@ class AdapterHarness:
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        await self._stop()
+        if exc_type is None and self.error is not None:
+            raise self.error  # the adapter failed after the test's last look
+
+    async def _stop(self) -> None:
         if self._task is not None and not self._task.done():
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)

@@ -123,6 +123,24 @@ async def _check_reachable(url: str, timeout: float) -> None:
     )
 
 
+async def _check_accepted(url: str, timeout: float, options: dict[str, Any]) -> None:
+    """Fail fast when the server refuses us (credentials, TLS): one attempt, no reconnects.
+
+    The real connection then reconnects forever; were it the first to try, a wrong password would
+    be retried forever instead of reported.
+    """
+    try:
+        probe = await nats.connect(
+            url, allow_reconnect=False, max_reconnect_attempts=0, connect_timeout=timeout, **options
+        )
+    except Exception as exc:  # nats-py raises its own errors, OSError or TimeoutError here
+        raise ServerUnavailableError(
+            f"the NATS server at {redact_url(url)} refused the connection: {exc or type(exc).__name__}; "
+            "check the credentials and TLS settings in the URL or configuration"
+        ) from exc
+    await probe.close()
+
+
 class PublishAck:
     """JetStream's acknowledgement of a durable publish."""
 
@@ -253,6 +271,7 @@ class Bus:
             log.debug("nats connection closed")
 
         await _check_reachable(url, connect_timeout)
+        await _check_accepted(url, connect_timeout, options)
         self._closing = False
         try:
             self._nc = await nats.connect(
@@ -308,14 +327,17 @@ class Bus:
 
     async def drain(self) -> None:
         """Stop subscriptions after their pending messages, flush publishes, and close. Idempotent."""
-        nc, self._nc, self._js = self._nc, None, None
-        if nc is None or nc.is_closed:
+        nc = self._nc
+        if nc is None or nc.is_closed or self._closing:
             return
         self._closing = True
         try:
+            # Handlers still finishing their pending messages may publish (or dead-letter) meanwhile.
             await nc.drain()
         except (TimeoutError, nats.errors.ConnectionClosedError, nats.errors.FlushTimeoutError):
             await nc.close()
+        finally:
+            self._nc = self._js = None
         self.metrics.connected.set(0)
 
     async def close(self) -> None:

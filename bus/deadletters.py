@@ -59,8 +59,11 @@ class DeadLetters:
         contract: str = "",
         consumer: str = "",
         deliveries: int = 1,
-    ) -> None:
-        """Dead-letter a received message, keeping its subject, headers and body as they arrived."""
+    ) -> bool:
+        """Dead-letter a received message, keeping its subject, headers and body as they arrived.
+
+        Returns whether JetStream stored the dead letter (see :meth:`publish`).
+        """
         letter = DeadLetter(
             reason=reason,
             detail=detail,
@@ -72,10 +75,14 @@ class DeadLetters:
             deliveries=deliveries,
             failed_at=datetime.now(UTC),
         )
-        await self.publish(letter)
+        return await self.publish(letter)
 
-    async def publish(self, letter: DeadLetter) -> None:
-        """Store a dead letter durably; if JetStream cannot, publish it plainly and log it whole."""
+    async def publish(self, letter: DeadLetter) -> bool:
+        """Store a dead letter durably; if JetStream cannot, publish it plainly and log it whole.
+
+        Returns ``False`` when JetStream did not store it: a durable consumer then keeps the original
+        (and tries again later) instead of terminating it.
+        """
         bus = self._bus
         # A dead letter carries the values of its original, so it keeps the original's provenance.
         provenance = letter.original_headers.get(H_PROVENANCE) or bus.provenance
@@ -100,5 +107,6 @@ class DeadLetters:
                 await bus.publish(letter, provenance=provenance)
             except CityBusError:
                 pass
-            return
+            return False
         log.warning("message dead-lettered")
+        return True

@@ -219,6 +219,17 @@ class DurableConsumer(Generic[C]):
         msgs: list[Msg] = fetch.result()
         return msgs
 
+    async def _give_up(self, msg: Msg, dead_letter_stored: bool) -> None:
+        """Terminate a message whose dead letter is stored; otherwise keep it in the stream.
+
+        The original is removed only once its dead letter is safe: if JetStream did not store the
+        dead letter, the message comes back after a delay, and is dead-lettered again then.
+        """
+        if dead_letter_stored:
+            await msg.term()
+        else:
+            await msg.nak(delay=max(self.settings.retry_delay, 5.0))
+
     async def _handle(self, msg: Msg) -> None:
         cm = self._metrics
         dead_letters = self._bus.dead_letters
@@ -228,7 +239,7 @@ class DurableConsumer(Generic[C]):
             event = self._bus._check(msg, self._codec, expected)
         except ContractViolation as exc:
             cm.invalid(exc.reason)
-            await dead_letters.send(
+            stored = await dead_letters.send(
                 msg,
                 reason=exc.reason,
                 detail=str(exc),
@@ -236,11 +247,11 @@ class DurableConsumer(Generic[C]):
                 consumer=self.durable,
                 deliveries=deliveries,
             )
-            await msg.term()
+            await self._give_up(msg, stored)
             return
         if deliveries > self.settings.max_deliver:
             # Delivered again after a crash or an ack timeout on its last allowed delivery.
-            await dead_letters.send(
+            stored = await dead_letters.send(
                 msg,
                 reason="max-deliver",
                 detail=f"delivered {deliveries} times without success",
@@ -248,7 +259,7 @@ class DurableConsumer(Generic[C]):
                 consumer=self.durable,
                 deliveries=deliveries,
             )
-            await msg.term()
+            await self._give_up(msg, stored)
             return
         cm.received.inc()
         if event.envelope.time is not None:
@@ -261,7 +272,7 @@ class DurableConsumer(Generic[C]):
                 cm.handler_errors.inc()
                 if deliveries >= self.settings.max_deliver:
                     self.log.error("handler failed, giving up", event_id=event.id, error=repr(exc))
-                    await dead_letters.send(
+                    stored = await dead_letters.send(
                         msg,
                         reason="max-deliver",
                         detail=f"handler failed {deliveries} times; last: {type(exc).__name__}: {exc}",
@@ -269,7 +280,7 @@ class DurableConsumer(Generic[C]):
                         consumer=self.durable,
                         deliveries=deliveries,
                     )
-                    await msg.term()
+                    await self._give_up(msg, stored)
                 else:
                     self.log.warning(
                         "handler failed, will retry", event_id=event.id, delivery=deliveries, error=repr(exc)

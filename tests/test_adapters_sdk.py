@@ -442,3 +442,30 @@ def test_adapters_run_finds_an_instance_that_citybus_up_leaves_out(installed: Pa
         sdk_adapters.TickerConfig(site="stordammen"),
     )
     assert _instance("echo", config).name == "echo"  # not configured: the adapter with its defaults
+
+
+async def test_an_adapter_whose_constructor_fails_is_restarted_and_the_others_keep_running() -> None:
+    class Fragile(Ticker):
+        """Cannot even be created."""
+
+        name = "fragile"
+
+        def __init__(self, config: sdk_adapters.TickerConfig) -> None:
+            raise RuntimeError("missing calibration file")
+
+    bus = MemoryBus(metrics=Metrics())
+    await bus.connect()
+    adapters = {"ticker": Ticker, "fragile": check_declaration(Fragile)}
+    supervisor = Supervisor(
+        instances_from_config({"fragile": {}, "steady": {"adapter": "ticker"}}, adapters),
+        bus=bus,
+        backoff=Backoff(initial=0.01, maximum=0.02),
+    )
+    async with asyncio.TaskGroup() as tg:
+        tg.create_task(supervisor.run())
+        await wait_for(
+            lambda: sample(bus, "citybus_adapter_restarts_total", adapter="fragile", instance="fragile") >= 2
+        )
+        assert sample(bus, "citybus_adapter_up", adapter="ticker", instance="steady") == 1
+        supervisor.stop()
+    await bus.drain()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import msgspec
 import nats
@@ -388,3 +389,17 @@ async def test_raw_client_sees_cloudevents_headers(
     assert msg.headers["ce-dataschema"] == "urn:citybus:contract:environment.beach-observation:v1"
     assert msg.headers["ce-time"].endswith("Z")
     await nc.close()
+
+
+async def test_wrong_credentials_fail_fast_instead_of_retrying_forever(tmp_path: Path) -> None:
+    async with EmbeddedServer(
+        data_dir=tmp_path / "nats", extra_config='authorization { user: "city", password: "right" }'
+    ) as server:
+        port = server.url.rsplit(":", 1)[1]
+        b = Bus(metrics=Metrics())
+        with pytest.raises(CityBusError, match="refused the connection.*check the credentials") as caught:
+            await b.connect(f"nats://city:wrong@127.0.0.1:{port}", connect_timeout=2)
+        assert "wrong" not in str(caught.value)  # the password is not repeated back
+        await b.connect(f"nats://city:right@127.0.0.1:{port}", connect_timeout=2)
+        assert b.connected
+        await b.drain()
