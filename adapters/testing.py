@@ -145,7 +145,9 @@ class AdapterHarness:
         await self.bus.publish_raw(subject, data, headers)
 
     async def settle(self, timeout: float = 5.0) -> None:
-        """Wait until everything published so far has been handled (and raise what the adapter raised)."""
+        """Wait until everything published so far has been handled by core subscriptions (and raise
+        what the adapter raised). An adapter that consumes durably (``ctx.consume``) handles its
+        messages in its own time: wait for its output with :meth:`wait_for`."""
         await self.bus.flush(timeout)
         await asyncio.sleep(0)
         if self.error is not None:
