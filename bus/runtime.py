@@ -167,7 +167,21 @@ class Runtime:
         log = self.log.bind(component="runtime")
         async with AsyncExitStack() as stack:
             stack.push_async_callback(self._forget_instance)
-            await self._start(stack, log)
+            # Ctrl-C must work while starting too (a server coming up, adapters getting ready):
+            # a stop that comes first cancels start-up, and the stack stops what had started.
+            starting = asyncio.create_task(self._start(stack, log), name="citybus start-up")
+            stopping = asyncio.create_task(stop.wait(), name="citybus stop")
+            try:
+                await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                stopping.cancel()
+                if not starting.done():
+                    starting.cancel()
+                    log.info("stopping during start-up")
+                await asyncio.gather(starting, stopping, return_exceptions=True)
+            if starting.cancelled():
+                return
+            starting.result()  # a start-up error (a wrong config, a dead server) ends here
             self._write_instance()
             self.ready.set()
             log.info(

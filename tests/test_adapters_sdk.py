@@ -469,3 +469,32 @@ async def test_an_adapter_whose_constructor_fails_is_restarted_and_the_others_ke
         assert sample(bus, "citybus_adapter_up", adapter="ticker", instance="steady") == 1
         supervisor.stop()
     await bus.drain()
+
+
+async def test_citybus_up_can_be_stopped_while_it_is_still_starting(tmp_path: Path) -> None:
+    started = asyncio.Event()
+    stopped: list[str] = []
+
+    class NeverReady:
+        name = "never-ready"
+
+        async def start(self) -> None:
+            started.set()
+            await asyncio.Event().wait()  # like adapters that never say they are ready
+
+        async def stop(self) -> None:
+            stopped.append("never-ready")
+
+    config = load_config(
+        None, environ={"CITYBUS_SERVER_DATA_DIR": str(tmp_path / "nats"), "CITYBUS_OPS_PORT": "0"}
+    )
+    runtime = Runtime(config, components=[("never-ready", lambda context: NeverReady())])
+    stop = asyncio.Event()
+    async with asyncio.TaskGroup() as tg:
+        run = tg.create_task(runtime.run(stop))
+        await asyncio.wait_for(started.wait(), 30)
+        assert runtime.server is not None and runtime.server.running
+        stop.set()
+    assert run.done() and not runtime.ready.is_set()
+    assert not runtime.server.running  # the embedded server it had started is stopped again
+    assert stopped == []  # a component that never finished starting is not asked to stop
