@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import json
 import signal
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,20 +14,13 @@ from adapters.instances import Instance, instances_from_config, parse_instance
 from adapters.scaffold import scaffold
 from adapters.supervisor import Supervisor
 from bus import Bus, Metrics
+from bus.cli import err, out
 from bus.config import Config, load_config
 from bus.errors import CityBusError, ConfigError
 from bus.logs import configure_logging
 from bus.runtime import consumer_settings, nats_url_for_client
 
 __all__ = ["register"]
-
-
-def _out(text: str = "") -> None:
-    sys.stdout.write(text + "\n")
-
-
-def _err(text: str) -> None:
-    sys.stderr.write(text + "\n")
 
 
 def cmd_list(args: argparse.Namespace, config: Config) -> int:
@@ -49,7 +41,7 @@ def cmd_list(args: argparse.Namespace, config: Config) -> int:
             }
             for name, cls in adapters
         ]
-        _out(json.dumps({"adapters": listing, "problems": [str(p) for p in found.problems]}, indent=2))
+        out(json.dumps({"adapters": listing, "problems": [str(p) for p in found.problems]}, indent=2))
         return 0
     table = [("ADAPTER", "KIND", "CONSUMES", "PRODUCES", "CLASS", "FROM")]
     for name, cls in adapters:
@@ -66,19 +58,19 @@ def cmd_list(args: argparse.Namespace, config: Config) -> int:
         )
     widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
     for line in table:
-        _out("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip())
+        out("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip())
     for name, cls in adapters:
         if cls.summary():
-            _out(f"\n{name}: {cls.summary()}")
+            out(f"\n{name}: {cls.summary()}")
     for problem in found.problems:
-        _err(f"citybus: warning: {problem}")
+        err(f"citybus: warning: {problem}")
     return 0
 
 
 def _instance(name: str, config: Config) -> Instance:
     found = discover()
     for problem in found.problems:
-        _err(f"citybus: warning: {problem}")
+        err(f"citybus: warning: {problem}")
     # An instance run on its own is often one that `citybus up` leaves out (enabled = false).
     sections = {
         k: {**v, "enabled": True} for k, v in config.adapters.items() if k == name or v.get("adapter") == name
@@ -114,7 +106,7 @@ def cmd_run(args: argparse.Namespace, config: Config) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, supervisor.stop)
-        _err(f"running adapter {instance.adapter.name} as instance {instance.name} (Ctrl-C to stop)")
+        err(f"running adapter {instance.adapter.name} as instance {instance.name} (Ctrl-C to stop)")
         try:
             await supervisor.run()
         finally:
@@ -127,11 +119,11 @@ def cmd_run(args: argparse.Namespace, config: Config) -> int:
 def cmd_new(args: argparse.Namespace, config: Config) -> int:
     """Scaffold a separate, pip-installable adapter package."""
     target = scaffold(args.name, Path(args.directory) if args.directory else None)
-    _out(f"created {target}")
-    _out("next:")
-    _out(f"  pip install -e '{target}[test]'")
-    _out("  citybus adapters list")
-    _out(f"  pytest {target}")
+    out(f"created {target}")
+    out("next:")
+    out(f"  pip install -e '{target}[test]'")
+    out("  citybus adapters list")
+    out(f"  pytest {target}")
     return 0
 
 

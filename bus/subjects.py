@@ -54,43 +54,35 @@ def event_token(info: ContractInfo) -> str:
     return info.event if info.version == 1 else f"{info.event}-v{info.version}"
 
 
+def _subject(info: ContractInfo, entity: str, *, rpc: bool = False) -> str:
+    tokens = [ROOT, info.classification.value, info.domain, event_token(info), entity]
+    if rpc:
+        tokens.insert(2, RPC)
+    return ".".join(tokens)
+
+
+def _entity_or_wildcard(entity: str) -> str:
+    return entity if entity in ("*", ">") else entity_token(entity)
+
+
 def contract_subject(instance: Contract) -> str:
     """The subject an instance is published on."""
-    info = instance.__contract__
-    return ".".join(
-        (ROOT, info.classification.value, info.domain, event_token(info), entity_token(instance.entity()))
-    )
+    return _subject(instance.__contract__, entity_token(instance.entity()))
 
 
 def contract_filter(cls: type[Contract], entity: str = "*") -> str:
     """The subject (or wildcard) that carries a contract, for one entity or all of them."""
-    info = cls.__contract__
-    if entity not in ("*", ">"):
-        entity = entity_token(entity)
-    return ".".join((ROOT, info.classification.value, info.domain, event_token(info), entity))
+    return _subject(cls.__contract__, _entity_or_wildcard(entity))
 
 
 def request_subject(instance: Contract) -> str:
     """The subject a request carrying ``instance`` is sent on."""
-    info = instance.__contract__
-    return ".".join(
-        (
-            ROOT,
-            info.classification.value,
-            RPC,
-            info.domain,
-            event_token(info),
-            entity_token(instance.entity()),
-        )
-    )
+    return _subject(instance.__contract__, entity_token(instance.entity()), rpc=True)
 
 
 def request_filter(cls: type[Contract], entity: str = "*") -> str:
     """The subject (or wildcard) a responder for requests of ``cls`` listens on."""
-    info = cls.__contract__
-    if entity not in ("*", ">"):
-        entity = entity_token(entity)
-    return ".".join((ROOT, info.classification.value, RPC, info.domain, event_token(info), entity))
+    return _subject(cls.__contract__, _entity_or_wildcard(entity), rpc=True)
 
 
 def domain_filter(classification: Classification, domain: str) -> str:

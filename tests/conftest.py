@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -13,6 +13,13 @@ import structlog
 
 from bus import Bus, Metrics
 from bus.server import EmbeddedServer
+
+
+async def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Poll until ``predicate`` holds; fail the test (not a timing assertion) if it never does."""
+    async with asyncio.timeout(timeout):
+        while not predicate():  # noqa: ASYNC110 - the condition is plain state, not an event
+            await asyncio.sleep(0.01)
 
 
 def require_service(name: str, reason: str) -> None:

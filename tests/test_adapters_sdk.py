@@ -9,13 +9,14 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import msgspec
 import pytest
 import sdk_adapters
 import structlog.testing
+from conftest import wait_for
 from sdk_adapters import JOURNAL, Echo, Leaky, Sneaky, Ticker
 
 from adapters import (
@@ -65,12 +66,6 @@ def installed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]
     site = install_entry_points(tmp_path / "site")
     monkeypatch.syspath_prepend(str(site))
     yield site
-
-
-async def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not predicate():  # noqa: ASYNC110 - polling plain state
-            await asyncio.sleep(0.01)
 
 
 def sample(bus: Bus, name: str, **labels: str) -> float:

@@ -4,12 +4,13 @@ dead letters, JetStream retries and dedupe, and surviving a server restart."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import msgspec
 import nats
 import pytest
+from conftest import wait_for
 from nats.js import api
 
 from bus import Bus, CityBusError, ConsumerSettings, Event, Metrics, Provenance
@@ -42,13 +43,6 @@ def beach(entity: str, **changes: object) -> BeachObservation:
 def sample(metrics: Metrics, name: str, **labels: str) -> float:
     value = metrics.registry.get_sample_value(name, labels)
     return value or 0.0
-
-
-async def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Poll until ``predicate`` holds; fail the test (not a timing assertion) if it never does."""
-    async with asyncio.timeout(timeout):
-        while not predicate():  # noqa: ASYNC110 - the condition is plain state, not an event
-            await asyncio.sleep(0.01)
 
 
 class Collector:
