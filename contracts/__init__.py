@@ -18,9 +18,23 @@ from contracts.compat import (
     save_snapshot,
     snapshot,
 )
-from contracts.environment import AirQualityObserved, BeachObservation, WeatherObserved
+from contracts.environment import (
+    AirQualityObserved,
+    BeachObservation,
+    ForecastStep,
+    WeatherForecast,
+    WeatherObserved,
+)
 from contracts.fields import GeoPoint, Latitude, Longitude, Slug, Timestamp
-from contracts.mobility import BikeStationStatus, CallStatus, TrainCall
+from contracts.mobility import (
+    BikeStation,
+    BikeStationStatus,
+    CallStatus,
+    Quay,
+    StopPlace,
+    TrainCall,
+    TransportMode,
+)
 from contracts.operations import DeviceState, DeviceStatus
 from contracts.registry import Registry, UnknownContractError, default_registry
 from contracts.schema import json_schema, schema_components
@@ -28,6 +42,7 @@ from contracts.schema import json_schema, schema_components
 __all__ = [
     "AirQualityObserved",
     "BeachObservation",
+    "BikeStation",
     "BikeStationStatus",
     "Breaking",
     "BreakingKind",
@@ -39,15 +54,20 @@ __all__ = [
     "DeadLetter",
     "DeviceState",
     "DeviceStatus",
+    "ForecastStep",
     "GeoPoint",
     "Latitude",
     "Longitude",
+    "Quay",
     "Registry",
     "Slug",
+    "StopPlace",
     "Timestamp",
     "TrainCall",
+    "TransportMode",
     "UnknownContractError",
     "VolunteerSignup",
+    "WeatherForecast",
     "WeatherObserved",
     "check",
     "contract",

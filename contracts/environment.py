@@ -8,12 +8,19 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
+import msgspec
 from msgspec import Meta
 
 from contracts.base import Classification, Contract, contract, measure
 from contracts.fields import GeoPoint, Slug, Timestamp
 
-__all__ = ["AirQualityObserved", "BeachObservation", "WeatherObserved"]
+__all__ = [
+    "AirQualityObserved",
+    "BeachObservation",
+    "ForecastStep",
+    "WeatherForecast",
+    "WeatherObserved",
+]
 
 
 @contract(
@@ -61,6 +68,17 @@ class BeachObservation(Contract, frozen=True, kw_only=True):
         | None
     ) = None
     location: Annotated[GeoPoint | None, Meta(description="Where the water was measured")] = None
+    source: (
+        Annotated[
+            str,
+            Meta(
+                min_length=1,
+                description="Who reported the reading when it came through a platform, e.g. yr.no or "
+                "Badevann.no; absent when citybus read the sensor itself",
+            ),
+        ]
+        | None
+    ) = None
 
 
 @contract(
@@ -163,3 +181,96 @@ class AirQualityObserved(Contract, frozen=True, kw_only=True):
     averaging_period: Annotated[
         int, measure("Length of the period the value is the mean of", unit="s", gt=0, le=31_622_400)
     ] = 3600
+
+
+class ForecastStep(msgspec.Struct, frozen=True, kw_only=True):
+    """The forecast weather at one moment, and over the period that starts then.
+
+    Instant values (temperature, wind, humidity, pressure, cloud) hold at ``time``; ``precipitation``
+    and ``symbol`` cover the ``period_hours`` after it, the shortest period the source gives.
+    """
+
+    time: Annotated[Timestamp, Meta(description="The moment the instant values hold at")]
+    temperature: Annotated[float, measure("Air temperature", unit="CEL", ge=-60, le=60)] | None = None
+    relative_humidity: (
+        Annotated[float, measure("Relative humidity of the air", unit="%", ge=0, le=100)] | None
+    ) = None
+    wind_speed: Annotated[float, measure("Mean wind speed", unit="m/s", ge=0, le=100)] | None = None
+    wind_direction: (
+        Annotated[
+            float, measure("Direction the wind blows from, clockwise from north", unit="deg", ge=0, le=360)
+        ]
+        | None
+    ) = None
+    atmospheric_pressure: (
+        Annotated[float, measure("Air pressure at sea level", unit="hPa", ge=800, le=1100)] | None
+    ) = None
+    cloud_cover: (
+        Annotated[float, measure("Share of the sky covered by cloud", unit="%", ge=0, le=100)] | None
+    ) = None
+    period_hours: (
+        Annotated[int, measure("Length of the period precipitation and symbol cover", unit="h", ge=1, le=24)]
+        | None
+    ) = None
+    precipitation: (
+        Annotated[float, measure("Precipitation over the period", unit="mm", ge=0, le=500)] | None
+    ) = None
+    symbol: (
+        Annotated[
+            str,
+            Meta(
+                pattern=r"^[a-z]+(?:_(?:day|night|polartwilight))?$",
+                description="The weather symbol for the period, e.g. partlycloudy_day (MET Norway codes)",
+            ),
+        ]
+        | None
+    ) = None
+
+
+@contract(
+    "environment.weather-forecast",
+    version=1,
+    classification=Classification.PUBLIC,
+    key="place",
+    example={
+        "place": "bragernes-strand",
+        "place_name": "Bragernes strand",
+        "location": {"type": "Point", "coordinates": [10.2138, 59.7409]},
+        "elevation": 2.0,
+        "updated_at": "2018-08-29T06:12:44Z",
+        "steps": [
+            {
+                "time": "2018-08-29T10:00:00Z",
+                "temperature": 17.9,
+                "relative_humidity": 71.0,
+                "wind_speed": 2.4,
+                "wind_direction": 225.0,
+                "atmospheric_pressure": 1013.2,
+                "cloud_cover": 40.0,
+                "period_hours": 1,
+                "precipitation": 0.0,
+                "symbol": "partlycloudy_day",
+            }
+        ],
+    },
+)
+class WeatherForecast(Contract, frozen=True, kw_only=True):
+    """The weather forecast for one place in Drammen, hour by hour and then in longer steps.
+
+    One message is one forecast run for one place (MET Norway's Locationforecast updates about
+    hourly), replacing the place's previous one: a citizen planning a trip to the beach, or a
+    journey planner choosing between bike and train, reads the latest message for the place.
+    """
+
+    place: Annotated[Slug, Meta(description="The place forecast for, e.g. bragernes-strand")]
+    place_name: Annotated[str, Meta(description="The place's name for people")] | None = None
+    location: Annotated[GeoPoint, Meta(description="The point the forecast is for")]
+    elevation: (
+        Annotated[float, measure("Height above sea level the forecast is for", unit="m", ge=-500, le=9000)]
+        | None
+    ) = None
+    updated_at: Annotated[Timestamp, Meta(description="When the forecast was made (the model run's time)")]
+    steps: Annotated[
+        list[ForecastStep],
+        Meta(min_length=1, max_length=500, description="The forecast steps, in time order"),
+    ]

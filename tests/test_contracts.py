@@ -39,8 +39,11 @@ EXPECTED = {
     "community.volunteer-signup.v1": ("personal", "volunteer_id"),
     "environment.air-quality-observed.v1": ("public", "station"),
     "environment.beach-observation.v1": ("public", "site"),
+    "environment.weather-forecast.v1": ("public", "place"),
     "environment.weather-observed.v1": ("public", "station"),
+    "mobility.bike-station.v1": ("public", "station_id"),
     "mobility.bike-station-status.v1": ("public", "station_id"),
+    "mobility.stop-place.v1": ("public", "stop_place"),
     "mobility.train-call.v1": ("public", "stop_place"),
     "operations.device-status.v1": ("internal", "device"),
 }
