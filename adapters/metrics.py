@@ -10,7 +10,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-__all__ = ["AdapterMetrics", "InstanceMetrics"]
+__all__ = ["AdapterMetrics", "InstanceMetrics", "SourceMetrics"]
 
 
 class AdapterMetrics:
@@ -48,6 +48,27 @@ class AdapterMetrics:
             registry=registry,
         )
 
+        self.source_fetches = Counter(
+            "citybus_source_fetches",
+            "Fetches of a polled source (an HTTP endpoint or a file) by outcome: ok, unchanged, "
+            "not-modified, malformed, or the failure (unreachable, timeout, http-<status>, too-large, "
+            "missing-file, unreadable).",
+            ["adapter", "instance", "source", "outcome"],
+            registry=registry,
+        )
+        self.source_up = Gauge(
+            "citybus_source_up",
+            "1 while the polled source's last fetch succeeded and parsed, else 0.",
+            ["adapter", "instance", "source"],
+            registry=registry,
+        )
+        self.source_last_success = Gauge(
+            "citybus_source_last_success_timestamp_seconds",
+            "When the polled source last answered with a document that parsed (Unix time).",
+            ["adapter", "instance", "source"],
+            registry=registry,
+        )
+
     def instance(self, adapter: str, instance: str) -> InstanceMetrics:
         """The metrics of one instance."""
         return InstanceMetrics(self, adapter, instance)
@@ -81,3 +102,21 @@ class InstanceMetrics:
     def dead_lettered(self, reason: str) -> None:
         """Count one input sent to the dead letters."""
         self._families.dead_lettered.labels(*self._labels, reason).inc()
+
+    def source(self, name: str) -> SourceMetrics:
+        """The metrics of one polled source of this instance (``name`` as the adapter calls it)."""
+        return SourceMetrics(self._families, (*self._labels, name))
+
+
+class SourceMetrics:
+    """One polled source's metric children."""
+
+    def __init__(self, families: AdapterMetrics, labels: tuple[str, str, str]) -> None:
+        self._families = families
+        self._labels = labels
+        self.up = families.source_up.labels(*labels)
+        self.last_success = families.source_last_success.labels(*labels)
+
+    def fetched(self, outcome: str) -> None:
+        """Count one fetch with its outcome."""
+        self._families.source_fetches.labels(*self._labels, outcome).inc()

@@ -13,6 +13,7 @@ import structlog
 
 from bus import Bus, Metrics
 from bus.server import EmbeddedServer
+from tests.http_files import FileServer
 
 
 async def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
@@ -93,3 +94,10 @@ async def mosquitto() -> str:
 def entity() -> str:
     """An entity token no other test uses, so tests sharing the server's streams stay apart."""
     return f"t-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+async def http_files() -> AsyncIterator[FileServer]:
+    """A real local HTTP server that serves the files a test gives it (see tests/http_files.py)."""
+    async with FileServer() as server:
+        yield server
