@@ -58,12 +58,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
+from urllib.parse import urlsplit
 from typing import Annotated, Any, Final, Literal
 
 import aiohttp
 import msgspec
 from msgspec import Meta
-from yarl import URL
 
 from adapters.context import Context
 from bus import Provenance, RawMessage
@@ -124,10 +124,11 @@ class SourceConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
             raise ValueError("give exactly one of `url` (an http(s) URL to poll) or `file` (a path to read)")
         if self.url is not None:
             try:
-                url = URL(self.url)
+                url = urlsplit(self.url)
+                host = url.hostname
             except ValueError as exc:
                 raise ValueError(f"`url` is not a valid URL: {exc}") from None
-            if url.scheme not in ("http", "https") or not url.host:
+            if url.scheme not in ("http", "https") or not host:
                 raise ValueError(
                     f"url {redact_url(self.url)!r} must be an http:// or https:// URL with a host"
                 )
