@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 
 import bus
-import contracts
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("bus", "contracts")
@@ -27,14 +26,25 @@ def module_names(package: str) -> list[str]:
     ]
 
 
-MODULES = [name for package in PACKAGES for name in module_names(package)]
+def adapter_module_names() -> list[str]:
+    """Every module of the adapters package, subpackages included."""
+    names = []
+    for path in sorted((ROOT / "adapters").rglob("*.py")):
+        parts = path.relative_to(ROOT).with_suffix("").parts
+        names.append(".".join(parts[:-1] if parts[-1] == "__init__" else parts))
+    return names
 
 
-@pytest.mark.parametrize("package", [bus, contracts], ids=lambda p: p.__name__)
-def test_package_all_is_sorted_and_every_name_exists(package: types.ModuleType) -> None:
-    assert package.__all__ == sorted(package.__all__)
-    assert len(set(package.__all__)) == len(package.__all__)
-    missing = [name for name in package.__all__ if not hasattr(package, name)]
+MODULES = [name for package in PACKAGES for name in module_names(package)] + adapter_module_names()
+ADAPTER_PACKAGES = [name for name in adapter_module_names() if (ROOT / name.replace(".", "/")).is_dir()]
+
+
+@pytest.mark.parametrize("package", ["bus", "contracts", *ADAPTER_PACKAGES])
+def test_package_all_is_sorted_and_every_name_exists(package: str) -> None:
+    module = importlib.import_module(package)
+    assert module.__all__ == sorted(module.__all__)
+    assert len(set(module.__all__)) == len(module.__all__)
+    missing = [name for name in module.__all__ if not hasattr(module, name)]
     assert not missing
 
 
@@ -101,6 +111,12 @@ def imported_packages(path: Path) -> set[str]:
 @pytest.mark.parametrize("path", sorted((ROOT / "bus").glob("*.py")), ids=lambda p: p.name)
 def test_bus_never_imports_adapters_or_sandbox(path: Path) -> None:
     assert imported_packages(path).isdisjoint({"adapters", "sandbox"})
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "adapters").rglob("*.py")), ids=lambda p: p.name)
+def test_adapters_never_import_the_sandbox_or_nats(path: Path) -> None:
+    # adapters talk to the bus through their context, never to nats-py; no adapter knows the sandbox
+    assert imported_packages(path).isdisjoint({"sandbox", "nats"})
 
 
 def test_the_import_scan_sees_imports_anywhere_in_a_module(tmp_path: Path) -> None:
