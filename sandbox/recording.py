@@ -1,0 +1,394 @@
+"""The recording format: MCAP, one channel per subject, JSON bodies with the contract's JSON Schema.
+
+MCAP is the standard indexed, chunked container for recorded sensor data, so a citybus recording
+opens in the ``mcap`` CLI, Foxglove and every MCAP library. How citybus uses it:
+
+* **Channels.** One channel per subject (the MCAP *topic* is the NATS subject). A channel's
+  metadata holds what replay needs and does not change between messages on it: ``ce-type``,
+  ``ce-source``, ``ce-provenance`` and ``content-type``. A subject whose messages come from two
+  sources (a beach's sensor readings and its manual readings) gets one channel per source on the
+  same topic, so provenance is never mixed up.
+* **Schemas.** A contract message's channel refers to the contract's JSON Schema (encoding
+  ``jsonschema``, named by its CloudEvents type, e.g. ``environment.beach-observation.v1``); its
+  messages are JSON (``message_encoding = "json"``). A msgpack body is re-encoded as JSON when it is
+  recorded. A raw subject (a device uplink) has no schema; its bodies are kept as they arrived, with
+  ``message_encoding = "json"`` when they are JSON and ``application/octet-stream`` otherwise.
+* **Times.** ``log_time`` is the message's original ``ce-time`` (when the city measured it, the
+  replay clock), ``publish_time`` when the recorder received it. Both are nanoseconds since the Unix
+  epoch, as MCAP wants.
+* **Crash safety.** Chunks are compressed (zstd by default, lz4 optional) and flushed at least every
+  ``flush_interval`` seconds; a file whose writer never finished (Ctrl-C, a crash, a full disk) is
+  still read up to its last complete chunk (:func:`read_messages` stops there cleanly).
+
+Attribution of the data a recording holds travels in an MCAP metadata record named ``citybus``.
+"""
+
+from __future__ import annotations
+
+import json
+import time as _time
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from struct import error as struct_error
+from typing import IO, Any, Final, Literal
+
+import msgspec
+from mcap.exceptions import McapError
+from mcap.reader import make_reader
+from mcap.records import Channel
+from mcap.stream_reader import StreamReader
+from mcap.writer import CompressionType, Writer
+
+from bus.envelope import H_CONTENT_TYPE, H_PROVENANCE, H_SOURCE, H_TIME, H_TYPE, JSON, MSGPACK
+from bus.errors import CityBusError
+from contracts import Registry, default_registry, json_schema
+
+__all__ = [
+    "OCTET_STREAM",
+    "RecordedMessage",
+    "RecordingError",
+    "RecordingInfo",
+    "RecordingWriter",
+    "nanoseconds",
+    "read_info",
+    "read_messages",
+]
+
+PROFILE: Final = "citybus"
+OCTET_STREAM: Final = "application/octet-stream"
+_CHANNEL_KEYS: Final = (H_TYPE, H_SOURCE, H_PROVENANCE, H_CONTENT_TYPE)
+
+
+class RecordingError(CityBusError, ValueError):
+    """A recording that cannot be read or written; the message names the file and the problem."""
+
+
+def nanoseconds(moment: datetime) -> int:
+    """A timezone-aware datetime as nanoseconds since the Unix epoch (MCAP's timestamps)."""
+    if moment.tzinfo is None:
+        raise ValueError("a recording needs timezone-aware times")
+    delta = moment - datetime(1970, 1, 1, tzinfo=UTC)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
+
+
+def _moment(ns: int) -> datetime:
+    return datetime.fromtimestamp(ns // 1_000_000_000, UTC).replace(microsecond=(ns % 1_000_000_000) // 1000)
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedMessage:
+    """One message of a recording, as replay needs it."""
+
+    subject: str
+    data: bytes
+    log_time: int
+    """The original ``ce-time`` in nanoseconds since the epoch: when it happens on the replay clock."""
+    publish_time: int
+    """When the recorder received it, in nanoseconds since the epoch."""
+    headers: Mapping[str, str]
+    """The channel's attributes: ``ce-type``, ``ce-source``, ``ce-provenance``, ``content-type``."""
+    sequence: int = 0
+    """The message's number within its channel (from 1)."""
+
+    @property
+    def type(self) -> str:
+        """The CloudEvents type (``environment.beach-observation.v1``); empty for a raw message."""
+        return self.headers.get(H_TYPE, "")
+
+    @property
+    def time(self) -> datetime:
+        """The original time as a datetime (UTC)."""
+        return _moment(self.log_time)
+
+
+class RecordingWriter:
+    """Writes a recording; use as a context manager (or call :meth:`close`) so the file gets its index.
+
+    ::
+
+        with RecordingWriter("drammen.mcap") as writer:
+            writer.add(subject, body, headers)        # headers as they arrived, ce-time included
+    """
+
+    def __init__(
+        self,
+        output: str | Path | IO[bytes],
+        *,
+        compression: Literal["zstd", "lz4", "none"] = "zstd",
+        chunk_size: int = 1024 * 1024,
+        flush_interval: float = 1.0,
+        registry: Registry | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> None:
+        if isinstance(output, str | Path):
+            self._owns = True
+            self._file: IO[bytes] = open(output, "wb")  # noqa: SIM115 - closed by close()
+            self.path = str(output)
+        else:
+            self._owns = False
+            self._file = output
+            self.path = getattr(output, "name", "<stream>")
+        kind = {"zstd": CompressionType.ZSTD, "lz4": CompressionType.LZ4, "none": CompressionType.NONE}
+        self._writer = Writer(self._file, chunk_size=chunk_size, compression=kind[compression])
+        self._writer.start(profile=PROFILE, library="citybus")
+        if metadata:
+            self._writer.add_metadata("citybus", dict(metadata))
+        self._registry = registry or default_registry()
+        self._schemas: dict[str, int] = {}
+        self._channels: dict[tuple[str, ...], int] = {}
+        self._sequences: Counter[int] = Counter()
+        self._flush_interval = flush_interval
+        self._last_flush = _time.monotonic()
+        self.count = 0
+        self._closed = False
+
+    def __enter__(self) -> RecordingWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _schema(self, ce_type: str) -> int:
+        if not ce_type:
+            return 0
+        found = self._schemas.get(ce_type)
+        if found is None:
+            contract = self._registry.by_type(ce_type)
+            if contract is None:
+                found = 0  # a type this citybus does not know: kept without a schema
+            else:
+                schema = json.dumps(json_schema(contract), sort_keys=True).encode()
+                found = self._writer.register_schema(name=ce_type, encoding="jsonschema", data=schema)
+            self._schemas[ce_type] = found
+        return found
+
+    def _channel(self, subject: str, attributes: dict[str, str], encoding: str) -> int:
+        key = (subject, encoding, *(attributes.get(k, "") for k in _CHANNEL_KEYS))
+        found = self._channels.get(key)
+        if found is None:
+            found = self._writer.register_channel(
+                topic=subject,
+                message_encoding=encoding,
+                schema_id=self._schema(attributes.get(H_TYPE, "")),
+                metadata={k: v for k, v in attributes.items() if v},
+            )
+            self._channels[key] = found
+        return found
+
+    def add(
+        self,
+        subject: str,
+        data: bytes,
+        headers: Mapping[str, str] | None = None,
+        *,
+        log_time: int | None = None,
+        publish_time: int | None = None,
+    ) -> None:
+        """Record one message. ``log_time`` defaults to its ``ce-time``, else to now."""
+        headers = headers or {}
+        now = _time.time_ns()
+        if log_time is None:
+            raw_time = headers.get(H_TIME)
+            log_time = nanoseconds(datetime.fromisoformat(raw_time)) if raw_time else now
+        attributes = {k: headers.get(k, "") for k in _CHANNEL_KEYS}
+        content_type = attributes[H_CONTENT_TYPE]
+        if content_type == MSGPACK:  # MCAP tools read JSON; the type system is the same
+            data = msgspec.json.encode(msgspec.msgpack.decode(data))
+            attributes[H_CONTENT_TYPE] = JSON
+        elif not attributes[H_TYPE]:
+            attributes[H_CONTENT_TYPE] = content_type or (JSON if _is_json(data) else OCTET_STREAM)
+        encoding = "json" if attributes[H_CONTENT_TYPE] in ("", JSON) else OCTET_STREAM
+        channel = self._channel(subject, attributes, encoding)
+        self._sequences[channel] += 1
+        self._writer.add_message(
+            channel_id=channel,
+            log_time=log_time,
+            publish_time=publish_time if publish_time is not None else now,
+            data=data,
+            sequence=self._sequences[channel],
+        )
+        self.count += 1
+        if _time.monotonic() - self._last_flush >= self._flush_interval:
+            self.flush()
+
+    def flush(self) -> None:
+        """Close the chunk in progress and write it out, so a crash after this loses nothing before it."""
+        self._writer.flush()  # type: ignore[no-untyped-call]
+        self._last_flush = _time.monotonic()
+
+    def close(self) -> None:
+        """Write the index and summary and close the file."""
+        if self._closed:
+            return
+        self._closed = True
+        self._writer.finish()  # type: ignore[no-untyped-call]
+        if self._owns:
+            self._file.close()
+
+
+def _is_json(data: bytes) -> bool:
+    try:
+        msgspec.json.decode(data)
+    except msgspec.DecodeError:
+        return False
+    return True
+
+
+_MAGIC: Final = b"\x89MCAP0\r\n"
+
+
+def _open(path: str | Path) -> IO[bytes]:
+    """The file, checked to start like an MCAP file."""
+    try:
+        stream = open(path, "rb")  # noqa: SIM115 - closed by the caller
+    except FileNotFoundError:
+        raise RecordingError(f"no recording at {path}: check the path") from None
+    except IsADirectoryError:
+        raise RecordingError(f"{path} is a directory, not a recording") from None
+    except OSError as exc:
+        raise RecordingError(f"cannot open {path}: {exc.strerror or exc}") from None
+    if stream.read(len(_MAGIC)) != _MAGIC:
+        stream.close()
+        raise RecordingError(f"{path} is not an MCAP recording (it does not start with the MCAP magic)")
+    stream.seek(0)
+    return stream
+
+
+def _summary(stream: IO[bytes]) -> Any:
+    """The file's summary, or ``None`` when its writer never finished (no footer or a cut-off one)."""
+    try:
+        return make_reader(stream).get_summary()
+    except (McapError, EOFError, ValueError, OSError, KeyError, struct_error):
+        return None
+    finally:
+        stream.seek(0)
+
+
+def _recorded(channel: Channel, message: Any) -> RecordedMessage:
+    return RecordedMessage(
+        subject=channel.topic,
+        data=message.data,
+        log_time=message.log_time,
+        publish_time=message.publish_time,
+        headers=channel.metadata,
+        sequence=message.sequence,
+    )
+
+
+def read_messages(
+    path: str | Path, *, start: int | None = None, end: int | None = None
+) -> Iterator[RecordedMessage]:
+    """The recording's messages in ``log_time`` order, from ``start`` up to (excluding) ``end`` (ns).
+
+    A complete file is read through its index, chunk by chunk, so memory stays flat however large
+    it is. A file whose writer never finished is read front to back up to its last complete record.
+    """
+    stream = _open(path)
+    with stream:
+        if _summary(stream) is None:
+            yield from _read_unfinished(stream, start, end)
+            return
+        try:
+            for _schema, channel, message in make_reader(stream).iter_messages(
+                starting_at=start, ending_before=end
+            ):
+                yield _recorded(channel, message)
+        except (McapError, EOFError, ValueError, struct_error) as exc:
+            raise RecordingError(f"{path} is damaged: {exc}") from None
+
+
+def _read_unfinished(stream: IO[bytes], start: int | None, end: int | None) -> Iterator[RecordedMessage]:
+    """Messages of a file without summary, in file order (a recorder writes in arrival order)."""
+    from mcap.records import Channel as ChannelRecord
+    from mcap.records import Message
+
+    channels: dict[int, Channel] = {}
+    try:
+        for record in StreamReader(stream).records:
+            if isinstance(record, ChannelRecord):
+                channels[record.id] = record
+            elif isinstance(record, Message):
+                if (start is None or record.log_time >= start) and (end is None or record.log_time < end):
+                    yield _recorded(channels[record.channel_id], record)
+    except (McapError, EOFError, ValueError, KeyError, OSError, struct_error):
+        return  # the last chunk was cut off: everything before it has been read
+
+
+@dataclass
+class RecordingInfo:
+    """What a recording holds: ``citybus recording info``."""
+
+    path: str
+    messages: int = 0
+    start: datetime | None = None
+    end: datetime | None = None
+    subjects: int = 0
+    channels: int = 0
+    per_type: Counter[str] = field(default_factory=Counter)
+    provenance: Counter[str] = field(default_factory=Counter)
+    metadata: dict[str, str] = field(default_factory=dict)
+    complete: bool = True
+
+    @property
+    def duration(self) -> float:
+        """Seconds from the first to the last message."""
+        if self.start is None or self.end is None:
+            return 0.0
+        return (self.end - self.start).total_seconds()
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-ready view (for ``--json``)."""
+        return {
+            "path": self.path,
+            "complete": self.complete,
+            "messages": self.messages,
+            "start": self.start.isoformat() if self.start else None,
+            "end": self.end.isoformat() if self.end else None,
+            "duration_seconds": self.duration,
+            "subjects": self.subjects,
+            "channels": self.channels,
+            "contracts": dict(sorted(self.per_type.items())),
+            "provenance": dict(sorted(self.provenance.items())),
+            "metadata": self.metadata,
+        }
+
+
+def read_info(path: str | Path) -> RecordingInfo:
+    """Count what a recording holds, from its summary when it has one (fast), else by reading it."""
+    info = RecordingInfo(path=str(path))
+    stream = _open(path)
+    with stream:
+        summary = _summary(stream)
+        if summary is not None:
+            for meta in make_reader(stream).iter_metadata():
+                if meta.name == "citybus":
+                    info.metadata.update(meta.metadata)
+    if summary is not None and summary.statistics is not None:
+        stats = summary.statistics
+        info.messages = stats.message_count
+        if stats.message_count:
+            info.start, info.end = _moment(stats.message_start_time), _moment(stats.message_end_time)
+        info.channels = len(summary.channels)
+        info.subjects = len({c.topic for c in summary.channels.values()})
+        for channel_id, count in stats.channel_message_counts.items():
+            channel = summary.channels[channel_id]
+            info.per_type[channel.metadata.get(H_TYPE) or "raw"] += count
+            info.provenance[channel.metadata.get(H_PROVENANCE) or "unknown"] += count
+        return info
+    info.complete = False
+    topics: set[str] = set()
+    keys: set[tuple[str, ...]] = set()
+    for message in read_messages(path):
+        info.messages += 1
+        moment = message.time
+        info.start = moment if info.start is None or moment < info.start else info.start
+        info.end = moment if info.end is None or moment > info.end else info.end
+        topics.add(message.subject)
+        keys.add((message.subject, *message.headers.values()))
+        info.per_type[message.type or "raw"] += 1
+        info.provenance[message.headers.get(H_PROVENANCE) or "unknown"] += 1
+    info.subjects, info.channels = len(topics), len(keys)
+    return info

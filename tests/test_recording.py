@@ -1,0 +1,148 @@
+"""The recording format: MCAP files that citybus writes and standard MCAP readers open."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import msgspec
+import pytest
+from mcap.reader import make_reader
+
+from bus.envelope import build_headers
+from contracts import BeachObservation, WeatherObserved
+from sandbox.recording import OCTET_STREAM, RecordingError, RecordingWriter, read_info, read_messages
+
+T0 = datetime(2018, 8, 29, 8, 0, tzinfo=UTC)
+BEACH = "city.public.environment.beach-observation.bragernes-strand"
+
+
+def _beach(i: int) -> bytes:
+    return msgspec.json.encode(
+        BeachObservation(
+            site="bragernes-strand", observed_at=T0 + timedelta(hours=i), water_temperature=15 + i / 10
+        )
+    )
+
+
+def _headers(i: int, provenance: str = "synthetic", source: str = "/sandbox/beach") -> dict[str, str]:
+    return build_headers(
+        BeachObservation.__contract__,
+        event_id=f"e{i}",
+        source=source,
+        time=T0 + timedelta(hours=i),
+        provenance=provenance,
+    )
+
+
+def test_a_recording_round_trips_subjects_bodies_times_and_attributes(tmp_path: Path) -> None:
+    path = tmp_path / "day.mcap"
+    with RecordingWriter(path, metadata={"attribution": "Entur (NLOD 2.0)"}) as writer:
+        for i in range(24):
+            writer.add(BEACH, _beach(i), _headers(i))
+        writer.add(BEACH, _beach(3), _headers(3, provenance="manual", source="/adapters/yr"))
+    messages = list(read_messages(path))
+    assert len(messages) == 25
+    assert [m.data for m in messages[:4]] == [_beach(0), _beach(1), _beach(2), _beach(3)]
+    assert messages[4].headers["ce-provenance"] == "manual"  # same time as e3, so it comes next
+    assert messages[0].time == T0 and messages[-1].time == T0 + timedelta(hours=23)
+    assert dict(messages[0].headers) == {
+        "ce-type": "environment.beach-observation.v1",
+        "ce-source": "/sandbox/beach",
+        "ce-provenance": "synthetic",
+        "content-type": "application/json",
+    }
+    info = read_info(path)
+    assert (info.messages, info.subjects, info.channels, info.complete) == (25, 1, 2, True)
+    assert info.duration == 23 * 3600
+    assert info.per_type == {"environment.beach-observation.v1": 25}
+    assert info.provenance == {"synthetic": 24, "manual": 1}
+    assert info.metadata == {"attribution": "Entur (NLOD 2.0)"}
+
+
+def test_standard_mcap_readers_see_json_channels_with_the_contract_schema(tmp_path: Path) -> None:
+    path = tmp_path / "day.mcap"
+    with RecordingWriter(path, compression="lz4") as writer:
+        writer.add(BEACH, _beach(0), _headers(0))
+    with path.open("rb") as stream:
+        reader = make_reader(stream, validate_crcs=True)
+        header = reader.get_header()
+        [(schema, channel, message)] = list(reader.iter_messages())
+    assert header.profile == "citybus"
+    assert channel.topic == BEACH and channel.message_encoding == "json"
+    assert schema is not None and schema.encoding == "jsonschema"
+    assert schema.name == "environment.beach-observation.v1"
+    assert json.loads(schema.data)["$id"] == "urn:citybus:contract:environment.beach-observation:v1"
+    assert json.loads(message.data)["water_temperature"] == 15.0
+
+
+def test_msgpack_bodies_are_recorded_as_json_and_raw_bodies_as_they_came(tmp_path: Path) -> None:
+    path = tmp_path / "mixed.mcap"
+    observed = WeatherObserved(station="marienlyst", observed_at=T0, temperature=17.9)
+    headers = build_headers(
+        WeatherObserved.__contract__,
+        event_id="w",
+        source="/s",
+        time=T0,
+        provenance="recorded",
+        content_type="application/msgpack",
+    )
+    with RecordingWriter(path) as writer:
+        writer.add(
+            "city.public.environment.weather-observed.marienlyst", msgspec.msgpack.encode(observed), headers
+        )
+        writer.add("v3.app.devices.unit-1.up", b"\xfa\x01\x02", {"ce-time": T0.isoformat()})
+        writer.add("v3.app.devices.unit-1.up", b'{"uplink_message": {}}', {"ce-time": T0.isoformat()})
+    weather, binary, text = read_messages(path)
+    assert json.loads(weather.data)["temperature"] == 17.9
+    assert weather.headers["content-type"] == "application/json"
+    assert (binary.data, binary.headers["content-type"], binary.type) == (b"\xfa\x01\x02", OCTET_STREAM, "")
+    assert text.headers["content-type"] == "application/json"
+    assert read_info(path).per_type == {"environment.weather-observed.v1": 1, "raw": 2}
+
+
+def test_an_interrupted_recording_is_readable_up_to_its_last_flushed_chunk(tmp_path: Path) -> None:
+    path = tmp_path / "crashed.mcap"
+    writer = RecordingWriter(path, flush_interval=3600)
+    sizes = []
+    for chunk in range(3):
+        for i in range(5 * chunk, 5 * chunk + 5):
+            writer.add(BEACH, _beach(i), _headers(i))
+        writer.flush()
+        sizes.append(path.stat().st_size)
+    for i in range(15, 20):
+        writer.add(BEACH, _beach(i), _headers(i))
+    # the process dies here: the chunk in progress never reaches the file, and the file has no index
+    assert [m.data for m in read_messages(path)] == [_beach(i) for i in range(15)]
+    info = read_info(path)
+    assert (info.complete, info.messages) == (False, 15)
+    # a crash in the middle of writing the third chunk: the first two are still there
+    cut = tmp_path / "cut.mcap"
+    cut.write_bytes(path.read_bytes()[: (sizes[1] + sizes[2]) // 2])
+    assert [m.data for m in read_messages(cut)] == [_beach(i) for i in range(10)]
+    writer.close()
+
+
+def test_time_windows_select_by_original_time(tmp_path: Path) -> None:
+    path = tmp_path / "day.mcap"
+    with RecordingWriter(path) as writer:
+        for i in range(24):
+            writer.add(BEACH, _beach(i), _headers(i))
+    start = int((T0 + timedelta(hours=6)).timestamp() * 1e9)
+    end = int((T0 + timedelta(hours=9)).timestamp() * 1e9)
+    assert [m.time.hour for m in read_messages(path, start=start, end=end)] == [14, 15, 16]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [(None, "no recording at"), (b"PK\x03\x04 not mcap", "not an MCAP recording")],
+)
+def test_a_missing_or_foreign_file_says_so(tmp_path: Path, content: bytes | None, message: str) -> None:
+    path = tmp_path / "x.mcap"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(RecordingError, match=message):
+        list(read_messages(path))
+    with pytest.raises(RecordingError, match=message):
+        read_info(path)
