@@ -13,6 +13,11 @@
 
 Several instances of one adapter are several sections. Every error names the instance, the
 adapter, the key and what is allowed.
+
+A table for a key whose default is itself a Struct (an adapter's ``source``, with the publisher's
+URL and a sensible interval) is merged over that default, so ``[adapters.air.source]`` with only
+``headers`` keeps the adapter's URL and interval. A Struct may name keys that exclude each other
+in ``__exclusive__`` (a source's ``url`` and ``file``): setting one drops the others' defaults.
 """
 
 from __future__ import annotations
@@ -59,11 +64,31 @@ def parse_instance(name: str, adapter: type[Adapter[Any]], table: dict[str, Any]
     for key in values:
         if key not in fields:
             raise ConfigError(f"{where}: unknown key {key!r}; allowed keys: {_allowed(struct)}")
+    values = _over_defaults(struct, values)
     try:
         config = msgspec.convert(values, type=struct)
     except msgspec.ValidationError as exc:
         raise ConfigError(f"{where}: {_describe(exc)}") from None
     return Instance(name, adapter, config)
+
+
+def _over_defaults(struct: type[msgspec.Struct], values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` with each table for a Struct-valued key merged over that key's default Struct."""
+    merged = dict(values)
+    for field in msgspec.structs.fields(struct):
+        given = values.get(field.name)
+        if not isinstance(given, dict):
+            continue
+        default = field.default if field.default_factory is msgspec.NODEFAULT else field.default_factory()
+        if not isinstance(default, msgspec.Struct):
+            continue
+        base = msgspec.to_builtins(default)
+        for group in getattr(type(default), "__exclusive__", ()):
+            if any(key in given for key in group):
+                for key in group:
+                    base.pop(key, None)
+        merged[field.name] = {**base, **_over_defaults(type(default), given)}
+    return merged
 
 
 def _describe(exc: msgspec.ValidationError) -> str:

@@ -58,8 +58,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
+from typing import Annotated, Any, ClassVar, Final, Literal
 from urllib.parse import urlsplit
-from typing import Annotated, Any, Final, Literal
 
 import aiohttp
 import msgspec
@@ -96,7 +96,14 @@ _LOG_EVERY: Final = 10
 
 
 class SourceConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """Where a polled document comes from and how often: an ``[adapters.<instance>.<source>]`` table."""
+    """Where a polled document comes from and how often: an ``[adapters.<instance>.<source>]`` table.
+
+    An adapter gives its source a default (the publisher's URL, a fitting interval); a table in
+    the configuration is merged over it, so setting ``headers`` alone keeps the URL, and setting
+    ``file`` replaces the default ``url`` (see :mod:`adapters.instances`).
+    """
+
+    __exclusive__: ClassVar[tuple[tuple[str, ...], ...]] = (("url", "file"),)
 
     url: str | None = None
     """An ``http://`` or ``https://`` URL to GET."""
@@ -136,6 +143,14 @@ class SourceConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
             raise ValueError(
                 f"backoff_initial ({self.backoff_initial}) is longer than backoff_max ({self.backoff_max})"
             )
+
+    def __repr__(self) -> str:
+        # headers carry API keys and client ids: never let a log line or traceback show them
+        shown = {f: getattr(self, f) for f in self.__struct_fields__ if f != "headers"}
+        shown["url"] = self.location if self.url is not None else None
+        masked = {name: "***" for name in self.headers}
+        fields = ", ".join(f"{k}={v!r}" for k, v in shown.items())
+        return f"SourceConfig({fields}, headers={masked!r})"
 
     @property
     def location(self) -> str:

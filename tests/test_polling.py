@@ -319,3 +319,38 @@ async def test_a_source_cancelled_mid_fetch_stops_at_once(http_files: FileServer
     async with asyncio.timeout(10):  # the fetch hangs for 60 s: only a cancelled fetch ends sooner
         await harness.__aexit__(None, None, None)
     assert harness.error is None
+
+
+class DefaultedConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    source: SourceConfig = msgspec.field(
+        default_factory=lambda: SourceConfig(url="https://api.example.org/readings", interval=900.0)
+    )
+
+
+class Defaulted(Idle):
+    """An adapter whose source has the publisher's URL and interval as its default."""
+
+    Config = DefaultedConfig
+
+
+def test_a_source_table_is_merged_over_the_adapters_default() -> None:
+    def source(table: dict[str, object]) -> SourceConfig:
+        config = parse_instance("readings", Defaulted, {"source": table} if table else {}).config
+        return config.source  # type: ignore[attr-defined, no-any-return]
+
+    assert source({}) == SourceConfig(url="https://api.example.org/readings", interval=900.0)
+    with_key = source({"headers": {"apikey": "k"}})
+    assert (with_key.url, with_key.interval, with_key.headers) == (
+        "https://api.example.org/readings",
+        900.0,
+        {"apikey": "k"},
+    )
+    from_file = source({"file": "recorded.json"})
+    assert (from_file.file, from_file.url, from_file.interval) == ("recorded.json", None, 900.0)
+    assert source({"url": "https://mirror.example.org/r", "interval": 60}).interval == 60.0
+
+
+def test_a_source_never_shows_its_secrets() -> None:
+    config = SourceConfig(url="https://user:pw@x.example/a", headers={"apikey": "s3cret"})
+    assert "s3cret" not in repr(config) and "pw" not in repr(config)
+    assert "apikey" in repr(config)
