@@ -27,26 +27,15 @@ This module only reads (no I/O, no mapping to the contract). Decisions, and why:
 
 from __future__ import annotations
 
-import re
 from typing import Final
 
 import msgspec
 
-from adapters.polling import SourceFormatError
+from adapters.jsondocs import RecordError, split_array
+from adapters.jsondocs import decode_record as decode_record_as
 from contracts.fields import Timestamp
 
 __all__ = ["RecordError", "UtdRecord", "decode_record", "split_records"]
-
-_BOM: Final = b"\xef\xbb\xbf"
-_BYTE: Final = re.compile(r" \(byte (\d+)\)$")
-_PATH: Final = re.compile(r" - at `\$([^`]*)`$")
-
-
-class RecordError(SourceFormatError):
-    """One record of a good document that makes no observation; it is dead-lettered on its own.
-
-    ``reason`` is the dead-letter reason (see :mod:`adapters.air.observation` for the list).
-    """
 
 
 class UtdRecord(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
@@ -84,31 +73,7 @@ class UtdRecord(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
     """``isValid``: false when the station itself flags the value as not to be trusted."""
 
 
-_DOCUMENT: Final = msgspec.json.Decoder(list[msgspec.Raw])
 _RECORD: Final = msgspec.json.Decoder(UtdRecord)
-
-
-def _position(body: bytes, offset: int) -> str:
-    line_start = body.rfind(b"\n", 0, offset) + 1
-    line = body.count(b"\n", 0, offset) + 1
-    column = len(body[line_start:offset].decode("utf-8", "replace")) + 1
-    return f"at line {line}, column {column} (byte {offset})"
-
-
-def _not_json(body: bytes, exc: msgspec.DecodeError) -> SourceFormatError:
-    text = str(exc)
-    if not body.strip():
-        return SourceFormatError("not JSON: the document is empty", reason="not-json")
-    if "truncated" in text:
-        return SourceFormatError(
-            f"not JSON: the document ends in the middle of a value after {len(body)} bytes (cut off?)",
-            reason="not-json",
-        )
-    text = text.removeprefix("JSON is malformed: ")
-    match = _BYTE.search(text)
-    if match is not None:
-        text = text[: match.start()] + " " + _position(body, int(match.group(1)))
-    return SourceFormatError(f"not JSON: {text}", reason="not-json")
 
 
 def split_records(body: bytes) -> list[bytes]:
@@ -117,34 +82,9 @@ def split_records(body: bytes) -> list[bytes]:
     Raises :class:`~adapters.polling.SourceFormatError` ``not-json`` or ``unexpected-shape`` when
     the document is not a JSON array.
     """
-    text = body.removeprefix(_BOM)
-    try:
-        records = _DOCUMENT.decode(text)
-    except msgspec.ValidationError as exc:
-        raise SourceFormatError(
-            f"expected a JSON array of records (as /aq/utd sends), got something else: {exc}",
-            reason="unexpected-shape",
-        ) from None
-    except msgspec.DecodeError as exc:
-        raise _not_json(text, exc) from None
-    except UnicodeDecodeError as exc:
-        raise SourceFormatError(
-            f"not JSON: a string is not valid UTF-8 ({exc.reason})", reason="not-json"
-        ) from None
-    return [bytes(record) for record in records]
-
-
-def _record_error(exc: msgspec.MsgspecError | UnicodeDecodeError, index: int) -> RecordError:
-    if isinstance(exc, UnicodeDecodeError):
-        message = f"a string is not valid UTF-8 ({exc.reason})"
-    else:  # msgspec says where inside the record ("at `$.value`"); say where in the document
-        message = _PATH.sub(lambda m: f" (at `$[{index}]{m.group(1)}`)", str(exc))
-    return RecordError(f"record $[{index}]: {message}", reason="unexpected-shape")
+    return split_array(body, what="records (as /aq/utd sends)")
 
 
 def decode_record(data: bytes, index: int) -> UtdRecord:
     """Record number ``index`` (from 0) of a document; raises :class:`RecordError` ``unexpected-shape``."""
-    try:
-        return _RECORD.decode(data)
-    except (msgspec.MsgspecError, UnicodeDecodeError) as exc:  # invalid UTF-8 inside a string, too
-        raise _record_error(exc, index) from None
+    return decode_record_as(_RECORD, data, index)

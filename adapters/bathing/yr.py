@@ -31,26 +31,15 @@ This module only reads (no I/O, no mapping to the contract). Decisions, and why:
 
 from __future__ import annotations
 
-import re
 from typing import Final
 
 import msgspec
 
-from adapters.polling import SourceFormatError
+from adapters.jsondocs import RecordError, split_array
+from adapters.jsondocs import decode_record as decode_record_as
 from contracts.fields import Timestamp
 
 __all__ = ["Place", "Position", "RecordError", "YrRecord", "decode_record", "place_of", "split_records"]
-
-_BOM: Final = b"\xef\xbb\xbf"
-_BYTE: Final = re.compile(r" \(byte (\d+)\)$")
-_PATH: Final = re.compile(r" - at `\$([^`]*)`$")
-
-
-class RecordError(SourceFormatError):
-    """One record of a good document that makes no observation; it is dead-lettered on its own.
-
-    ``reason`` is the dead-letter reason: ``unexpected-shape``, ``unnamed-site`` or ``out-of-range``.
-    """
 
 
 class Position(msgspec.Struct, frozen=True, kw_only=True):
@@ -90,32 +79,8 @@ class YrRecord(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
     """``sourceDisplayName``: the platform a sensor reading came through; absent for a manual reading."""
 
 
-_DOCUMENT: Final = msgspec.json.Decoder(list[msgspec.Raw])
 _PLACE: Final = msgspec.json.Decoder(Place)
 _RECORD: Final = msgspec.json.Decoder(YrRecord)
-
-
-def _position(body: bytes, offset: int) -> str:
-    line_start = body.rfind(b"\n", 0, offset) + 1
-    line = body.count(b"\n", 0, offset) + 1
-    column = len(body[line_start:offset].decode("utf-8", "replace")) + 1
-    return f"at line {line}, column {column} (byte {offset})"
-
-
-def _not_json(body: bytes, exc: msgspec.DecodeError) -> SourceFormatError:
-    text = str(exc)
-    if not body.strip():
-        return SourceFormatError("not JSON: the document is empty", reason="not-json")
-    if "truncated" in text:
-        return SourceFormatError(
-            f"not JSON: the document ends in the middle of a value after {len(body)} bytes (cut off?)",
-            reason="not-json",
-        )
-    text = text.removeprefix("JSON is malformed: ")
-    match = _BYTE.search(text)
-    if match is not None:
-        text = text[: match.start()] + " " + _position(body, int(match.group(1)))
-    return SourceFormatError(f"not JSON: {text}", reason="not-json")
 
 
 def split_records(body: bytes) -> list[bytes]:
@@ -124,42 +89,14 @@ def split_records(body: bytes) -> list[bytes]:
     Raises :class:`~adapters.polling.SourceFormatError` ``not-json`` or ``unexpected-shape`` when
     the document is not a JSON array.
     """
-    text = body.removeprefix(_BOM)
-    try:
-        records = _DOCUMENT.decode(text)
-    except msgspec.ValidationError as exc:
-        raise SourceFormatError(
-            f"expected a JSON array of water temperatures, got something else: {exc}",
-            reason="unexpected-shape",
-        ) from None
-    except msgspec.DecodeError as exc:
-        raise _not_json(text, exc) from None
-    except UnicodeDecodeError as exc:
-        raise SourceFormatError(
-            f"not JSON: a string is not valid UTF-8 ({exc.reason})", reason="not-json"
-        ) from None
-    return [bytes(record) for record in records]
-
-
-def _record_error(exc: msgspec.MsgspecError | UnicodeDecodeError, index: int) -> RecordError:
-    if isinstance(exc, UnicodeDecodeError):
-        message = f"a string is not valid UTF-8 ({exc.reason})"
-    else:  # msgspec says where inside the record ("at `$.value`"); say where in the document
-        message = _PATH.sub(lambda m: f" (at `$[{index}]{m.group(1)}`)", str(exc))
-    return RecordError(f"record $[{index}]: {message}", reason="unexpected-shape")
+    return split_array(body, what="water temperatures")
 
 
 def place_of(data: bytes, index: int) -> Place:
     """Where record number ``index`` (from 0) is; raises :class:`RecordError` if it is not an object."""
-    try:
-        return _PLACE.decode(data)
-    except (msgspec.MsgspecError, UnicodeDecodeError) as exc:
-        raise _record_error(exc, index) from None
+    return decode_record_as(_PLACE, data, index)
 
 
 def decode_record(data: bytes, index: int) -> YrRecord:
     """Record number ``index`` (from 0) of a document; raises :class:`RecordError` ``unexpected-shape``."""
-    try:
-        return _RECORD.decode(data)
-    except (msgspec.MsgspecError, UnicodeDecodeError) as exc:  # invalid UTF-8 inside a string, too
-        raise _record_error(exc, index) from None
+    return decode_record_as(_RECORD, data, index)

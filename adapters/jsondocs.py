@@ -1,0 +1,98 @@
+"""Reading publishers' JSON documents: errors that say where, and one bad record never sinks the rest.
+
+Many city data APIs answer with a JSON array of records (NILU's ``/aq/utd``, yr's bathing
+temperatures). :func:`split_array` checks the document as a whole — not JSON, or not an array, is
+a :class:`~adapters.polling.SourceFormatError` (``not-json`` with line and column, or
+``unexpected-shape``), which the poller dead-letters — and hands back every record as its own JSON
+bytes; :func:`decode_record` then decodes one, raising :class:`RecordError` ``unexpected-shape``
+with the record's index and field, so the adapter dead-letters that record alone.
+
+Invalid UTF-8 inside a string makes msgspec raise ``UnicodeDecodeError`` rather than a
+``DecodeError``; both levels catch it. A UTF-8 byte order mark in front of the document is skipped:
+some HTTP stacks add one, and it is not an error in the data.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final, TypeVar
+
+import msgspec
+
+from adapters.polling import SourceFormatError
+
+__all__ = ["RecordError", "decode_record", "split_array"]
+
+T = TypeVar("T")
+
+_BOM: Final = b"\xef\xbb\xbf"
+_BYTE: Final = re.compile(r" \(byte (\d+)\)$")
+_PATH: Final = re.compile(r" - at `\$([^`]*)`$")
+_ARRAY: Final = msgspec.json.Decoder(list[msgspec.Raw])
+
+
+class RecordError(SourceFormatError):
+    """One record of a good document that makes no message; it is dead-lettered on its own.
+
+    ``reason`` is the dead-letter reason (each adapter lists its own).
+    """
+
+
+def _position(body: bytes, offset: int) -> str:
+    line_start = body.rfind(b"\n", 0, offset) + 1
+    line = body.count(b"\n", 0, offset) + 1
+    column = len(body[line_start:offset].decode("utf-8", "replace")) + 1
+    return f"at line {line}, column {column} (byte {offset})"
+
+
+def _not_json(body: bytes, exc: msgspec.DecodeError) -> SourceFormatError:
+    text = str(exc)
+    if not body.strip():
+        return SourceFormatError("not JSON: the document is empty", reason="not-json")
+    if "truncated" in text:
+        return SourceFormatError(
+            f"not JSON: the document ends in the middle of a value after {len(body)} bytes (cut off?)",
+            reason="not-json",
+        )
+    text = text.removeprefix("JSON is malformed: ")
+    match = _BYTE.search(text)
+    if match is not None:
+        text = text[: match.start()] + " " + _position(body, int(match.group(1)))
+    return SourceFormatError(f"not JSON: {text}", reason="not-json")
+
+
+def split_array(body: bytes, *, what: str) -> list[bytes]:
+    """The records of a JSON-array document, each as its own JSON bytes (to decode, or to dead-letter).
+
+    ``what`` names the records in the error, e.g. ``"records (as /aq/utd sends)"``. Raises
+    :class:`~adapters.polling.SourceFormatError` ``not-json`` or ``unexpected-shape``.
+    """
+    text = body.removeprefix(_BOM)
+    try:
+        records = _ARRAY.decode(text)
+    except msgspec.ValidationError as exc:
+        raise SourceFormatError(
+            f"expected a JSON array of {what}, got something else: {exc}", reason="unexpected-shape"
+        ) from None
+    except msgspec.DecodeError as exc:
+        raise _not_json(text, exc) from None
+    except UnicodeDecodeError as exc:
+        raise SourceFormatError(
+            f"not JSON: a string is not valid UTF-8 ({exc.reason})", reason="not-json"
+        ) from None
+    return [bytes(record) for record in records]
+
+
+def decode_record(decoder: msgspec.json.Decoder[T], data: bytes, index: int) -> T:
+    """Record number ``index`` (from 0) of a document; raises :class:`RecordError` ``unexpected-shape``.
+
+    The error says where in the document: ``record $[3]: Expected `str`, got `null` (at `$[3].station`)``.
+    """
+    try:
+        return decoder.decode(data)
+    except (msgspec.MsgspecError, UnicodeDecodeError) as exc:
+        if isinstance(exc, UnicodeDecodeError):
+            message = f"a string is not valid UTF-8 ({exc.reason})"
+        else:  # msgspec says where inside the record; say where in the document
+            message = _PATH.sub(lambda m: f" (at `$[{index}]{m.group(1)}`)", str(exc))
+        raise RecordError(f"record $[{index}]: {message}", reason="unexpected-shape") from None
