@@ -45,7 +45,6 @@ Decisions, and why:
 from __future__ import annotations
 
 import functools
-import re
 from collections import Counter
 from typing import Final
 
@@ -55,6 +54,7 @@ from adapters.air.observation import COMPONENTS, component_code, observation_fro
 from adapters.air.utd import RecordError, decode_record, split_records
 from adapters.base import Adapter
 from adapters.context import Context
+from adapters.naming import check_slug
 from adapters.polling import Document, LastSeen, Poller, SourceConfig, http_session, stable_id
 from contracts import AirQualityObserved
 
@@ -62,8 +62,6 @@ __all__ = ["AirConfig", "NILU_URL", "NiluAirQuality"]
 
 NILU_URL: Final = "https://api.nilu.no/aq/utd?areas=Drammen"
 """The latest hourly values at Drammen's stations."""
-
-_SLUG: Final = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 
 
 def _default_source() -> SourceConfig:
@@ -82,11 +80,7 @@ class AirConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
 
     def __post_init__(self) -> None:
         for key, value in self.stations.items():
-            if not _SLUG.match(value) or len(value) > 64:
-                raise ValueError(
-                    f"stations: {key!r} = {value!r} is not a slug (lower-case letters, digits and single "
-                    "dashes, at most 64 characters), e.g. 'bangelokka'"
-                )
+            check_slug(value, f"stations: {key!r} =")
         for code in self.components or ():
             if code not in COMPONENTS:
                 raise ValueError(f"components: unknown component {code!r}; known: {', '.join(COMPONENTS)}")

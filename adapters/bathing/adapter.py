@@ -54,6 +54,7 @@ from adapters.base import Adapter
 from adapters.bathing.observation import observation_from, provenance_of
 from adapters.bathing.yr import Place, RecordError, YrRecord, decode_record, place_of, split_records
 from adapters.context import Context
+from adapters.naming import check_slug
 from adapters.polling import Document, LastSeen, Poller, SourceConfig, http_session, stable_id
 from bus import Provenance
 from contracts import BeachObservation
@@ -66,7 +67,6 @@ YR_URL: Final = "https://badetemperaturer.yr.no/api/watertemperatures"
 API_KEY_HEADER: Final = "apikey"
 """The request header yr's API reads its key from."""
 
-_SLUG: Final = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 _KEY: Final = re.compile(r"^[\x21-\x7e]+$")  # printable ASCII without spaces: a header value on one line
 
 
@@ -105,11 +105,7 @@ class BathingConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
         for key, value in self.sites.items():
             if not key.strip():
                 raise ValueError("sites: a key must be a yr location id, e.g. '0-10014'")
-            if not _SLUG.match(value) or len(value) > 64:
-                raise ValueError(
-                    f"sites: {key!r} = {value!r} is not a slug (lower-case letters, digits and single "
-                    "dashes, at most 64 characters), e.g. 'storoyodden'"
-                )
+            check_slug(value, f"sites: {key!r} =")
 
     def __repr__(self) -> str:
         key = None if self.api_key is None else "***"  # the source's own repr masks its headers
