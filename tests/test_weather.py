@@ -386,8 +386,8 @@ def forecast_error(table: dict[str, Any]) -> str:
         ),
         (
             {"places": {"Bragernes Strand": {"lat": 59.7, "lon": 10.2}}},
-            "place 'Bragernes Strand' is not a slug (lower-case letters, digits and single dashes, at most 64 characters): "
-            "write 'bragernes-strand'",
+            "place 'Bragernes Strand' is not a slug (lower-case letters, digits and single dashes, "
+            "at most 64 characters): write 'bragernes-strand'",
         ),
         ({"places": {"x": {"lat": 59.7, "lon": 10.2, "elevation": 3}}}, "unknown field `elevation`"),
         ({"place": {}}, "unknown key 'place'; allowed keys: adapter, enabled, places, source"),
