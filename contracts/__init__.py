@@ -6,7 +6,15 @@ messages); importing this package registers all built-in contracts in :func:`def
 This package does no I/O and imports nothing from ``bus``, ``adapters`` or ``sandbox``.
 """
 
-from contracts.base import Classification, Contract, ContractError, ContractInfo, contract, measure
+from contracts.base import (
+    Classification,
+    Contract,
+    ContractError,
+    ContractInfo,
+    contract,
+    measure,
+    validate,
+)
 from contracts.citybus import DeadLetter
 from contracts.community import VolunteerSignup
 from contracts.compat import (
@@ -79,4 +87,5 @@ __all__ = [
     "save_snapshot",
     "schema_components",
     "snapshot",
+    "validate",
 ]

@@ -38,6 +38,7 @@ __all__ = [
     "ContractInfo",
     "contract",
     "measure",
+    "validate",
 ]
 
 # ``rpc`` is the bus's request namespace (``city.<class>.rpc.…``), kept apart from stored events.
@@ -206,3 +207,22 @@ def measure(
         extra_json_schema=schema or None,
         **bounds,
     )
+
+
+S = TypeVar("S", bound=msgspec.Struct)
+_VALIDATORS: dict[type[Any], msgspec.json.Decoder[Any]] = {}
+
+
+def validate(instance: S) -> S:
+    """``instance`` checked against its constraints; raises :class:`msgspec.ValidationError` if one fails.
+
+    A Struct's constructor checks nothing — not a pattern, not a bound — only decoding does. An
+    adapter that builds a contract from outside data validates it before publishing, so a value the
+    contract forbids (a water temperature of 60 °C) goes to the dead letters instead of the bus.
+    """
+    cls = type(instance)
+    decoder = _VALIDATORS.get(cls)
+    if decoder is None:
+        decoder = _VALIDATORS[cls] = msgspec.json.Decoder(cls)
+    result: S = decoder.decode(msgspec.json.encode(instance))
+    return result

@@ -477,3 +477,16 @@ def test_importing_contracts_loads_no_other_layer() -> None:
         check=True,
     )
     assert result.stdout.strip() == "[]"
+
+
+def test_validate_checks_what_the_constructor_does_not() -> None:
+    from datetime import UTC, datetime
+
+    from contracts import BeachObservation, validate
+
+    when = datetime(2018, 8, 29, tzinfo=UTC)
+    ok = BeachObservation(site="bragernes-strand", observed_at=when, water_temperature=15.7)
+    assert validate(ok) == ok
+    hot = msgspec.structs.replace(ok, water_temperature=60.0)  # built without complaint...
+    with pytest.raises(msgspec.ValidationError, match="water_temperature"):
+        validate(hot)  # ...refused by the contract's bound

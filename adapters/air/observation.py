@@ -50,7 +50,7 @@ import msgspec
 
 from adapters.air.utd import RecordError, UtdRecord
 from adapters.naming import slug
-from contracts import AirQualityObserved
+from contracts import AirQualityObserved, validate
 from contracts.environment import AirComponent
 from contracts.fields import GeoPoint
 
@@ -83,8 +83,6 @@ _STATION_TYPES: Final[tuple[tuple[str, StationType], ...]] = (
 )
 
 _TO_MICROGRAMS: Final = {"ug/m3": 1.0, "mg/m3": 1000.0}
-
-_VALIDATE: Final = msgspec.json.Decoder(AirQualityObserved)
 
 
 def station_type(text: str | None) -> StationType | None:
@@ -159,8 +157,8 @@ def observation_from(record: UtdRecord, *, stations: Mapping[str, str]) -> AirQu
         observed_at=record.to_time,
         averaging_period=record.timestep,
     )
-    try:  # a Struct's constructor checks no constraints; decoding does
-        return _VALIDATE.decode(msgspec.json.encode(observation))
+    try:  # the constructor checked no constraint
+        return validate(observation)
     except msgspec.ValidationError as exc:
         raise RecordError(
             f"{label}: a value the contract does not allow: {exc}", reason="out-of-range"

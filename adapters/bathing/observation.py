@@ -30,15 +30,13 @@ import msgspec
 from adapters.bathing.yr import RecordError, YrRecord
 from adapters.naming import slug
 from bus import Provenance
-from contracts import BeachObservation
+from contracts import BeachObservation, validate
 from contracts.fields import GeoPoint
 
 __all__ = ["YR", "observation_from", "provenance_of", "reporter_of"]
 
 YR: Final = "yr.no"
 """The ``source`` of a reading reported to yr by hand."""
-
-_VALIDATE: Final = msgspec.json.Decoder(BeachObservation)
 
 
 def reporter_of(record: YrRecord) -> str | None:
@@ -72,8 +70,8 @@ def observation_from(record: YrRecord, *, sites: Mapping[str, str]) -> BeachObse
         location=None if position is None else GeoPoint.at(position.lat, position.lon),
         source=reporter_of(record) or YR,
     )
-    try:  # a Struct's constructor checks no constraints; decoding does
-        return _VALIDATE.decode(msgspec.json.encode(observation))
+    try:  # the constructor checked no constraint
+        return validate(observation)
     except msgspec.ValidationError as exc:
         raise RecordError(
             f"{label}: a value the contract does not allow: {exc}", reason="out-of-range"

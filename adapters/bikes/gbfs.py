@@ -57,7 +57,7 @@ from typing import Any, Final, Literal, TypeAlias, TypeVar
 import msgspec
 
 from adapters.polling import SourceFormatError
-from contracts import BikeStation, BikeStationStatus
+from contracts import BikeStation, BikeStationStatus, validate
 from contracts.fields import GeoPoint
 
 __all__ = [
@@ -81,8 +81,6 @@ RecordReason: TypeAlias = Literal[
 
 _VERSIONS: Final = ("1", "2", "3")
 _LARGEST_POSIX: Final = 1e11  # year 5138: a larger "POSIX time" is milliseconds or garbage
-_STATION: Final = msgspec.json.Decoder(BikeStation)
-_STATUS: Final = msgspec.json.Decoder(BikeStationStatus)
 
 _M = TypeVar("_M", BikeStation, BikeStationStatus)
 
@@ -298,9 +296,9 @@ def _text(record: dict[str, Any], name: str, language: str, *, required: bool) -
     return text
 
 
-def _validated(decoder: msgspec.json.Decoder[Any], instance: msgspec.Struct) -> Any:
-    try:  # a Struct's constructor checks no constraints; decoding does
-        return decoder.decode(msgspec.json.encode(instance))
+def _validated(instance: _M) -> _M:
+    try:
+        return validate(instance)
     except msgspec.ValidationError as exc:
         raise _Bad("out-of-range", f"the contract does not allow it: {exc}") from None
 
@@ -393,7 +391,7 @@ def parse_station_information(
             address=_text(record, "address", language, required=False),
             system=system,
         )
-        return _validated(_STATION, station)  # type: ignore[no-any-return]
+        return _validated(station)
 
     stations, rejected = _records(_stations(data, "station_information"), "station_information", read)
     return StationInformationFeed(envelope, stations, rejected)
@@ -438,7 +436,7 @@ def parse_station_status(body: bytes) -> StationStatusFeed:
             if reported in (None, 0)
             else _moment(reported, "last_reported"),
         )
-        return _validated(_STATUS, status)  # type: ignore[no-any-return]
+        return _validated(status)
 
     statuses, rejected = _records(_stations(data, "station_status"), "station_status", read)
     return StationStatusFeed(envelope, statuses, rejected)

@@ -4,10 +4,11 @@
 :class:`~adapters.trains.timetable.Timetable` of a few stop places; :mod:`~adapters.trains.siri`
 reads a SIRI 2.0 EstimatedTimetable into journeys and calls; :mod:`~adapters.trains.join` makes a
 real-time call and its planned call into one :class:`~contracts.TrainCall`. All three are pure: no
-I/O, and a bad record comes back as a :class:`~adapters.trains.records.Rejected` for its dead
+I/O, and a bad record comes back as a :class:`~adapters.records.Rejected` for its dead
 letter. :mod:`~adapters.trains.adapter` is :class:`EnturTrains`, which polls both sources.
 """
 
+from adapters.records import Rejected
 from adapters.trains.adapter import (
     DRAMMEN_AREA,
     ENTUR_CLIENT_NAME,
@@ -18,7 +19,6 @@ from adapters.trains.adapter import (
 )
 from adapters.trains.gtfs import REQUIRED_MEMBERS, GtfsResult, parse_gtfs, parse_gtfs_time
 from adapters.trains.join import delay_seconds, join_call, line_code, realtime_call, relevant_time
-from adapters.trains.records import Rejected
 from adapters.trains.siri import (
     SIRI_NAMESPACE,
     EstimatedTimetable,

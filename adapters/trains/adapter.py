@@ -80,13 +80,13 @@ from adapters.polling import (
     http_session,
     stable_id,
 )
+from adapters.records import Rejected, dead_letter_rejected
 from adapters.trains.gtfs import parse_gtfs
 from adapters.trains.join import join_call, relevant_time
-from adapters.trains.records import Rejected
 from adapters.trains.siri import parse_estimated_timetable
 from adapters.trains.timetable import Timetable
 from bus import Provenance
-from contracts import StopPlace, TrainCall
+from contracts import StopPlace, TrainCall, validate
 
 __all__ = [
     "DRAMMEN_AREA",
@@ -118,7 +118,6 @@ _ADAPTER: Final = "entur-trains"
 _OSLO: Final = ZoneInfo("Europe/Oslo")  # Entur's feeds are Norway's: their service dates are Oslo's
 _STOP_PLACE_ID: Final = re.compile(r"[A-Z]{3}:StopPlace:[0-9]+")  # the contract's pattern
 _LONGEST_SLEEP: Final = 3600.0  # wake at least hourly, so a clock that jumps is noticed
-_VALIDATE: Final = msgspec.json.Decoder(TrainCall)
 
 
 def _timetable_source() -> SourceConfig:
@@ -198,10 +197,7 @@ class _Run:
         return self.ctx.clock.now().astimezone(_OSLO).date()
 
     async def _reject(self, document: Document, rejected: list[Rejected]) -> None:
-        for record in rejected:
-            await self.ctx.dead_letter(
-                document.raw(record.payload), reason=record.reason, detail=record.detail
-            )
+        await dead_letter_rejected(self.ctx, document, rejected)
 
     async def _publish(
         self,
@@ -323,7 +319,7 @@ class _Run:
                 calls += 1
                 joined = join_call(timetable, journey, call)
                 try:
-                    valid = _VALIDATE.decode(msgspec.json.encode(joined))
+                    valid = validate(joined)
                 except msgspec.ValidationError as exc:
                     detail = (
                         f"journey {journey.journey_ref} at {call.stop_point}: "

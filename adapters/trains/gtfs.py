@@ -34,7 +34,7 @@ Decisions, and why:
   stop place — a time like ``7:6O`` (``bad-stop-time``), a stop time of a trip ``trips.txt`` does not
   have (``unknown-trip``) or of a route ``routes.txt`` does not have (``unknown-route``), a bad stop
   or calendar row (``bad-stop``, ``bad-calendar``), a value the contract does not allow
-  (``out-of-range``) — is a :class:`~adapters.trains.records.Rejected` record; the rest is used.
+  (``out-of-range``) — is a :class:`~adapters.records.Rejected` record; the rest is used.
 """
 
 from __future__ import annotations
@@ -53,9 +53,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import msgspec
 
 from adapters.polling import SourceFormatError
-from adapters.trains.records import Rejected
+from adapters.records import Rejected
 from adapters.trains.timetable import PlannedCall, ServiceCalendar, Timetable, codespace, mode_of_route_type
-from contracts import StopPlace, TrainCall
+from contracts import StopPlace, validate
 from contracts.fields import GeoPoint
 from contracts.mobility import Quay, TransportMode
 
@@ -66,9 +66,6 @@ REQUIRED_MEMBERS: Final = ("agency.txt", "stops.txt", "routes.txt", "trips.txt",
 
 _CALENDARS: Final = ("calendar.txt", "calendar_dates.txt")
 _WEEKDAYS: Final = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
-_VALIDATE_STOP_PLACE: Final = msgspec.json.Decoder(StopPlace)
-_VALIDATE_QUAY: Final = msgspec.json.Decoder(Quay)
-_VALIDATE_CALL: Final = msgspec.json.Decoder(TrainCall)
 _CHECK_DATE: Final = date(2018, 8, 28)  # any date: a call's constraints do not depend on it
 
 
@@ -299,7 +296,7 @@ def _stops(archive: zipfile.ZipFile, wanted: Collection[str], rejected: list[Rej
             continue
         quay = Quay(id=stop_id, public_code=_cell(row, i_platform) or None, location=location)
         try:
-            stops.quay_rows[stop_id] = _VALIDATE_QUAY.decode(msgspec.json.encode(quay))
+            stops.quay_rows[stop_id] = validate(quay)
         except msgspec.ValidationError as exc:
             rejected.append(member.reject("out-of-range", line, row, f"quay {stop_id}: {exc}"))
             continue
@@ -534,7 +531,7 @@ def parse_gtfs(body: bytes, stop_places: Collection[str]) -> GtfsResult:
             timezone=agency.timezone,
         )
         try:
-            _VALIDATE_CALL.decode(msgspec.json.encode(call.on(_CHECK_DATE)))
+            validate(call.on(_CHECK_DATE))
         except msgspec.ValidationError as exc:
             problem = f"{where}: a value the contract does not allow: {exc}"
             rejected.append(times_member.reject("out-of-range", stop_time.line, stop_time.row, problem))
@@ -563,7 +560,7 @@ def _stop_places(stops: _Stops, rejected: list[Rejected]) -> dict[str, StopPlace
             quays=quays,
         )
         try:
-            places[stop_id] = _VALIDATE_STOP_PLACE.decode(msgspec.json.encode(place))
+            places[stop_id] = validate(place)
         except msgspec.ValidationError as exc:
             payload = msgspec.json.encode(place)
             rejected.append(Rejected("out-of-range", f"stops.txt: stop place {stop_id}: {exc}", payload))

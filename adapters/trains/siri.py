@@ -28,7 +28,7 @@ Decisions, and why:
   :class:`~adapters.polling.SourceFormatError`. A kept call without a ``StopPointRef``
   (``no-stop-point``), with a time that is not an ISO 8601 time with its UTC offset (``bad-time``)
   or an ``Order`` that is not a positive number (``bad-order``), and a journey with calls in the
-  area but no journey reference (``no-journey-ref``), are :class:`~adapters.trains.records.Rejected`
+  area but no journey reference (``no-journey-ref``), are :class:`~adapters.records.Rejected`
   on their own.
 """
 
@@ -43,7 +43,7 @@ from typing import Final, Literal
 from xml.parsers import expat
 
 from adapters.polling import SourceFormatError
-from adapters.trains.records import Rejected
+from adapters.records import Rejected
 
 __all__ = ["SIRI_NAMESPACE", "EstimatedTimetable", "SiriCall", "SiriJourney", "parse_estimated_timetable"]
 

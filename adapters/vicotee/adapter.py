@@ -70,7 +70,7 @@ from adapters.vicotee.vicpack import Frame, Group, VicPackError, decode
 from bus import Provenance, RawMessage
 from bus.errors import CityBusError
 from bus.subjects import validate_pattern
-from contracts import BeachObservation
+from contracts import BeachObservation, validate
 
 __all__ = [
     "BeachConfig",
@@ -88,7 +88,6 @@ _Slot = Annotated[int, Meta(ge=0, le=255)]
 _CLOCK_AHEAD: Final = timedelta(minutes=10)
 _CLOCK_BEHIND: Final = timedelta(days=30)
 _EVENT_IDS: Final = uuid.UUID("6f0e2b8c-52a4-4d3e-9a57-1c3b8d2f7e10")  # uuid5 namespace of this adapter
-_VALIDATE: Final = msgspec.json.Decoder(BeachObservation)
 
 
 class DeviceConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -222,8 +221,8 @@ def observation_from(uplink: Uplink, frame: Frame, device: DeviceConfig) -> Beac
         depth=device.depth,
         location=None if site.approximate else site.location,
     )
-    try:  # a Struct's constructor checks no constraints; decoding does
-        return _VALIDATE.decode(msgspec.json.encode(observation))
+    try:  # the constructor checked no constraint
+        return validate(observation)
     except msgspec.ValidationError as exc:
         raise ObservationError(
             f"device {uplink.device_id}: a reading the contract does not allow: {exc}", reason="out-of-range"

@@ -10,6 +10,7 @@ document they cannot read and return every record they reject as a :class:`Rejec
 dead-lettered on its own.
 """
 
+from adapters.records import Rejected
 from adapters.weather.frost import ELEMENTS, Element, FrostObservations, StationReading, parse_observations
 from adapters.weather.frost_weather import FROST_URL, FrostConfig, FrostWeather, StationConfig
 from adapters.weather.locationforecast import Locationforecast, forecast_for, parse_compact
@@ -20,7 +21,6 @@ from adapters.weather.met_forecast import (
     MetForecast,
     PlaceConfig,
 )
-from adapters.weather.records import Rejected
 
 __all__ = [
     "DEFAULT_PLACES",

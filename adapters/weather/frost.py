@@ -57,7 +57,7 @@ import msgspec
 from msgspec import Meta
 
 from adapters.polling import SourceFormatError
-from adapters.weather.records import Rejected
+from adapters.records import Rejected
 from contracts import WeatherObserved
 
 __all__ = ["ELEMENTS", "Element", "FrostObservations", "StationReading", "parse_observations"]
@@ -185,7 +185,7 @@ class _Reader:
             item = _ITEM.decode(data)
         except msgspec.ValidationError as exc:
             self.rejected.append(
-                Rejected(data, "bad-record", f"data[{index}] is not an observation item: {exc}")
+                Rejected("bad-record", f"data[{index}] is not an observation item: {exc}", data)
             )
             return
         station = item.sourceId.partition(":")[0]
@@ -250,7 +250,7 @@ class _Reader:
             fields[element.field] = (rank, observation.value)
 
     def _reject(self, item: _Item, raw: msgspec.Raw, reason: str, detail: str) -> None:
-        self.rejected.append(Rejected(_wrapped(item, raw), reason, detail))
+        self.rejected.append(Rejected(reason, detail, _wrapped(item, raw)))
 
     def result(self) -> FrostObservations:
         readings = [

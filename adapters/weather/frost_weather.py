@@ -62,6 +62,7 @@ from adapters.base import Adapter
 from adapters.context import Context
 from adapters.naming import check_slug, slug
 from adapters.polling import Document, LastSeen, Poller, SourceConfig, http_session, stable_id
+from adapters.records import dead_letter_rejected
 from adapters.weather.frost import StationReading, parse_observations
 from contracts import GeoPoint, WeatherObserved
 
@@ -214,8 +215,7 @@ class FrostWeather(Adapter[FrostConfig]):
         Raises :class:`~adapters.polling.SourceFormatError` for a response it cannot read.
         """
         parsed = parse_observations(document.body, max_quality_code=self.config.max_quality_code)
-        for rejected in parsed.rejected:
-            await ctx.dead_letter(document.raw(rejected.raw), reason=rejected.reason, detail=rejected.detail)
+        await dead_letter_rejected(ctx, document, parsed.rejected)
         if parsed.skipped:
             ctx.log.debug("frost observations the contract has no field for", skipped=dict(parsed.skipped))
         for reading in parsed.readings:

@@ -39,8 +39,8 @@ import msgspec
 from msgspec import Meta
 
 from adapters.polling import SourceFormatError
-from adapters.weather.records import Rejected
-from contracts import ForecastStep, GeoPoint, WeatherForecast
+from adapters.records import Rejected
+from contracts import ForecastStep, GeoPoint, WeatherForecast, validate
 
 __all__ = ["Locationforecast", "forecast_for", "parse_compact"]
 
@@ -109,8 +109,6 @@ class _Feature(msgspec.Struct):
 
 _FEATURE: Final = msgspec.json.Decoder(_Feature)
 _STEP: Final = msgspec.json.Decoder(_Step)
-_VALID_STEP: Final = msgspec.json.Decoder(ForecastStep)
-_VALID_FORECAST: Final = msgspec.json.Decoder(WeatherForecast)
 
 _Convert = Callable[[float], float]
 
@@ -250,22 +248,22 @@ def parse_compact(body: bytes) -> Locationforecast:
         try:
             step = _STEP.decode(data)
         except msgspec.ValidationError as exc:  # the document parsed, so the step is JSON
-            rejected.append(Rejected(data, "bad-step", f"{where} is not a forecast step: {exc}"))
+            rejected.append(Rejected("bad-step", f"{where} is not a forecast step: {exc}", data))
             continue
         where = f"{where} ({step.time.isoformat()})"
         built = _forecast_step(step, units, where)
-        try:  # a Struct's constructor checks no constraints; decoding does
-            good.append((_VALID_STEP.decode(msgspec.json.encode(built)), data, where))
+        try:  # the constructor checked no constraint
+            good.append((validate(built), data, where))
         except msgspec.ValidationError as exc:
-            rejected.append(Rejected(data, "out-of-range", f"{where}: a value the contract forbids: {exc}"))
+            rejected.append(Rejected("out-of-range", f"{where}: a value the contract forbids: {exc}", data))
     good.sort(key=lambda item: item[0].time)
     steps: list[ForecastStep] = []
     for forecast_step, data, where in good:
         if steps and steps[-1].time == forecast_step.time:
-            rejected.append(Rejected(data, "duplicate-step", f"{where}: a step for this time came before"))
+            rejected.append(Rejected("duplicate-step", f"{where}: a step for this time came before", data))
         elif len(steps) == MAX_STEPS:
             rejected.append(
-                Rejected(data, "too-many-steps", f"{where}: a forecast holds at most {MAX_STEPS} steps")
+                Rejected("too-many-steps", f"{where}: a forecast holds at most {MAX_STEPS} steps", data)
             )
         else:
             steps.append(forecast_step)
@@ -297,7 +295,7 @@ def forecast_for(
         steps=list(forecast.steps),
     )
     try:
-        return _VALID_FORECAST.decode(msgspec.json.encode(built))
+        return validate(built)
     except msgspec.ValidationError as exc:
         raise SourceFormatError(
             f"place {place}: a value the contract forbids: {exc}", reason="out-of-range"

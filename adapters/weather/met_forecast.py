@@ -60,6 +60,7 @@ from adapters.base import Adapter
 from adapters.context import Context
 from adapters.naming import check_slug
 from adapters.polling import DEFAULT_USER_AGENT, Document, Poller, SourceConfig, http_session, stable_id
+from adapters.records import dead_letter_rejected
 from adapters.weather.locationforecast import forecast_for, parse_compact
 from contracts import GeoPoint, WeatherForecast
 
@@ -197,10 +198,7 @@ class MetForecast(Adapter[ForecastConfig]):
         config = self.config.places[place]
         parsed = parse_compact(document.body)
         forecast = forecast_for(parsed, place=place, location=config.location, place_name=config.name)
-        for rejected in parsed.rejected:
-            await ctx.dead_letter(
-                document.raw(rejected.raw), reason=rejected.reason, detail=f"place {place}: {rejected.detail}"
-            )
+        await dead_letter_rejected(ctx, document, parsed.rejected, prefix=f"place {place}: ")
         last = self._published.get(place)
         if last is not None and forecast.updated_at <= last:
             ctx.log.debug(
