@@ -42,6 +42,7 @@ from bus import Bus
 from bus.errors import ConfigError
 from contracts import BikeStation, BikeStationStatus
 from tests.conftest import wait_for
+from tests.fuzz import mutated
 from tests.http_files import SOURCES, FileServer
 
 OSM = SOURCES / "bikes" / "drammen_bike_stations_osm.json"
@@ -826,17 +827,7 @@ def test_a_truncated_document_parses_or_says_why(which: int, cut: float) -> None
 @st.composite
 def mutations(draw: st.DrawFn) -> tuple[int, bytes]:
     which = draw(st.sampled_from(range(len(PARSERS))))
-    body = bytearray(PARSERS[which][1])
-    for _ in range(draw(st.integers(1, 6))):
-        at = draw(st.integers(0, len(body) - 1))
-        match draw(st.sampled_from(["flip", "insert", "delete"])):
-            case "flip":
-                body[at] ^= 1 << draw(st.integers(0, 7))
-            case "insert":
-                body.insert(at, draw(st.sampled_from(b'0123456789-.,:"{}[]eE \xc3\xff')))
-            case _:
-                del body[at]
-    return which, bytes(body)
+    return which, draw(mutated(PARSERS[which][1]))
 
 
 @settings(max_examples=300, deadline=None)

@@ -54,6 +54,7 @@ from contracts import StopPlace, TrainCall
 from contracts.fields import GeoPoint
 from contracts.mobility import Quay
 from tests.conftest import wait_for
+from tests.fuzz import Edit, apply_edits, edits
 from tests.http_files import SOURCES, FileServer
 
 TRANSPORT = SOURCES / "transport"
@@ -709,25 +710,6 @@ def parses_or_refuses_gtfs(body: bytes) -> None:
     result.timetable.calls_on(date(2018, 8, 28))  # what the adapter does next must not fail either
 
 
-def mutate(data: bytes, edits: list[tuple[int, int, int]]) -> bytes:
-    """Apply (kind, position, byte) edits: 0 flips a byte, 1 inserts one, 2 deletes one."""
-    out = bytearray(data)
-    for kind, position, byte in edits:
-        where = position % (len(out) + 1)
-        if kind == 0 and out:
-            out[where % len(out)] ^= byte or 1
-        elif kind == 1:
-            out.insert(where, byte)
-        elif out:
-            del out[where % len(out)]
-    return bytes(out)
-
-
-edits = st.lists(
-    st.tuples(st.integers(0, 2), st.integers(0, 2**20), st.integers(0, 255)), min_size=1, max_size=8
-)
-
-
 @settings(max_examples=150, deadline=None)
 @given(st.data())
 def test_a_truncated_gtfs_zip_parses_or_is_refused(data: st.DataObject) -> None:
@@ -736,19 +718,21 @@ def test_a_truncated_gtfs_zip_parses_or_is_refused(data: st.DataObject) -> None:
 
 
 @settings(max_examples=150, deadline=None)
-@given(edits)
-def test_a_mutated_gtfs_zip_parses_or_is_refused(changes: list[tuple[int, int, int]]) -> None:
-    parses_or_refuses_gtfs(mutate(excerpt_zip(), changes))
+@given(edits(max_edits=8))
+def test_a_mutated_gtfs_zip_parses_or_is_refused(changes: list[Edit]) -> None:
+    parses_or_refuses_gtfs(apply_edits(excerpt_zip(), changes))
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.sampled_from(sorted(excerpt_members())), edits, st.booleans(), st.data())
+@given(st.sampled_from(sorted(excerpt_members())), edits(max_edits=8), st.booleans(), st.data())
 def test_mutated_or_truncated_gtfs_members_parse_or_are_refused(
-    member: str, changes: list[tuple[int, int, int]], truncate: bool, data: st.DataObject
+    member: str, changes: list[Edit], truncate: bool, data: st.DataObject
 ) -> None:
     # a well-formed zip around a damaged CSV member reaches the CSV readers, not just zipfile
     original = excerpt_members()[member]
-    damaged = original[: data.draw(st.integers(0, len(original)))] if truncate else mutate(original, changes)
+    damaged = (
+        original[: data.draw(st.integers(0, len(original)))] if truncate else apply_edits(original, changes)
+    )
     parses_or_refuses_gtfs(rezip({**excerpt_members(), member: damaged}))
 
 
@@ -793,9 +777,9 @@ def test_the_siri_excerpt_has_its_two_journeys_and_every_prefix_parses_or_is_ref
 
 
 @settings(max_examples=300, deadline=None)
-@given(edits)
-def test_a_mutated_siri_document_parses_or_is_refused(changes: list[tuple[int, int, int]]) -> None:
-    parses_or_refuses_siri(mutate(siri_excerpt(), changes))
+@given(edits(max_edits=8))
+def test_a_mutated_siri_document_parses_or_is_refused(changes: list[Edit]) -> None:
+    parses_or_refuses_siri(apply_edits(siri_excerpt(), changes))
 
 
 SIRI_VALUES = (

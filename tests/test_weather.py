@@ -41,6 +41,7 @@ from bus import Bus
 from bus.errors import ConfigError
 from contracts import ForecastStep, GeoPoint, WeatherForecast, WeatherObserved
 from tests.conftest import wait_for
+from tests.fuzz import mutated
 from tests.http_files import SOURCES, FileServer
 
 FORECAST = (SOURCES / "weather" / "met_locationforecast_compact_example.json").read_bytes()
@@ -755,42 +756,16 @@ def test_prefixes_of_the_whole_documents_are_read_or_rejected(forecast_size: int
     read_frost(FROST[:frost_size])
 
 
-Edit = tuple[int, str, int]
-EDITS = st.lists(
-    st.tuples(
-        st.integers(min_value=0, max_value=10**6),
-        st.sampled_from(["flip", "insert", "delete"]),
-        st.integers(0, 255),
-    ),
-    min_size=1,
-    max_size=8,
-)
-
-
-def mutated(data: bytes, edits: list[Edit]) -> bytes:
-    body = bytearray(data)
-    for position, kind, byte in edits:
-        at = position % (len(body) + 1)
-        if kind == "insert":
-            body.insert(at, byte)
-        elif at < len(body):
-            if kind == "flip":
-                body[at] ^= byte or 1
-            else:
-                del body[at]
-    return bytes(body)
+@settings(max_examples=300, deadline=None)
+@given(mutated(CUT_FORECAST, max_edits=8))
+def test_mutated_forecasts_are_read_or_rejected(body: bytes) -> None:
+    read_forecast(body)
 
 
 @settings(max_examples=300, deadline=None)
-@given(EDITS)
-def test_mutated_forecasts_are_read_or_rejected(edits: list[Edit]) -> None:
-    read_forecast(mutated(CUT_FORECAST, edits))
-
-
-@settings(max_examples=300, deadline=None)
-@given(EDITS)
-def test_mutated_frost_responses_are_read_or_rejected(edits: list[Edit]) -> None:
-    read_frost(mutated(CUT_FROST, edits))
+@given(mutated(CUT_FROST, max_edits=8))
+def test_mutated_frost_responses_are_read_or_rejected(body: bytes) -> None:
+    read_frost(body)
 
 
 @settings(max_examples=100, deadline=None)
