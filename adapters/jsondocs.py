@@ -21,7 +21,7 @@ import msgspec
 
 from adapters.polling import SourceFormatError
 
-__all__ = ["RecordError", "decode_record", "split_array"]
+__all__ = ["RecordError", "decode_document", "decode_record", "split_array"]
 
 T = TypeVar("T")
 
@@ -81,6 +81,28 @@ def split_array(body: bytes, *, what: str) -> list[bytes]:
             f"not JSON: a string is not valid UTF-8 ({exc.reason})", reason="not-json"
         ) from None
     return [bytes(record) for record in records]
+
+
+def decode_document(decoder: msgspec.json.Decoder[T], body: bytes, *, what: str, reason: str) -> T:
+    """A whole JSON document as ``decoder``'s type; raises :class:`~adapters.polling.SourceFormatError`.
+
+    ``not-json`` (with line and column, or the first byte that is not UTF-8) for a body that is
+    not JSON; ``reason`` with "not ``what``: …" for JSON of another shape. The whole body's UTF-8
+    is checked first: parts kept as ``msgspec.Raw`` and decoded later would otherwise meet a bad
+    byte as their own fault rather than the document's.
+    """
+    text = body.removeprefix(_BOM)
+    try:
+        text.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        message = f"not JSON: byte {exc.start} (0x{text[exc.start]:02x}) is not UTF-8 text"
+        raise SourceFormatError(message, reason="not-json") from None
+    try:
+        return decoder.decode(text)
+    except msgspec.ValidationError as exc:
+        raise SourceFormatError(f"not {what}: {exc}", reason=reason) from None
+    except msgspec.DecodeError as exc:
+        raise _not_json(text, exc) from None
 
 
 def decode_record(decoder: msgspec.json.Decoder[T], data: bytes, index: int) -> T:

@@ -56,6 +56,7 @@ from typing import Annotated, Final, NamedTuple
 import msgspec
 from msgspec import Meta
 
+from adapters.jsondocs import decode_document
 from adapters.polling import SourceFormatError
 from adapters.records import Rejected
 from contracts import WeatherObserved
@@ -263,31 +264,14 @@ class _Reader:
         )
 
 
-def _check_utf8(body: bytes) -> None:
-    # msgspec checks the UTF-8 of a string only when it decodes it, and the records are decoded
-    # one by one after the document: a bad byte must fail here, as the document's fault.
-    try:
-        body.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise SourceFormatError(
-            f"not JSON: byte {exc.start} (0x{body[exc.start]:02x}) is not UTF-8 text", reason="not-json"
-        ) from None
-
-
 def parse_observations(body: bytes, *, max_quality_code: int = 2) -> FrostObservations:
     """Read a Frost observations response; raises :class:`SourceFormatError` and nothing else.
 
     Pure: the same bytes always give the same result.
     """
-    _check_utf8(body)
-    try:
-        response = _RESPONSE.decode(body)
-    except msgspec.ValidationError as exc:
-        raise SourceFormatError(
-            f"not a Frost observations response: {exc}", reason="not-frost-observations"
-        ) from None
-    except msgspec.DecodeError as exc:
-        raise SourceFormatError(f"not JSON: {exc}", reason="not-json") from None
+    response = decode_document(
+        _RESPONSE, body, what="a Frost observations response", reason="not-frost-observations"
+    )
     if response.type is not None and response.type != "ObservationResponse":
         raise SourceFormatError(
             f"a Frost {response.type!r}, not an ObservationResponse", reason="not-frost-observations"

@@ -38,6 +38,7 @@ from typing import Annotated, Final
 import msgspec
 from msgspec import Meta
 
+from adapters.jsondocs import decode_document
 from adapters.polling import SourceFormatError
 from adapters.records import Rejected
 from contracts import ForecastStep, GeoPoint, WeatherForecast, validate
@@ -214,31 +215,14 @@ def _forecast_step(step: _Step, units: _Units, where: str) -> ForecastStep:
     )
 
 
-def _check_utf8(body: bytes) -> None:
-    # msgspec checks the UTF-8 of a string only when it decodes it, and the records are decoded
-    # one by one after the document: a bad byte must fail here, as the document's fault.
-    try:
-        body.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise SourceFormatError(
-            f"not JSON: byte {exc.start} (0x{body[exc.start]:02x}) is not UTF-8 text", reason="not-json"
-        ) from None
-
-
 def parse_compact(body: bytes) -> Locationforecast:
     """Read a Locationforecast 2.0 compact document; raises :class:`SourceFormatError` and nothing else.
 
     Pure: the same bytes always give the same result.
     """
-    _check_utf8(body)
-    try:
-        feature = _FEATURE.decode(body)
-    except msgspec.ValidationError as exc:
-        raise SourceFormatError(
-            f"not a Locationforecast compact document: {exc}", reason="not-locationforecast"
-        ) from None
-    except msgspec.DecodeError as exc:
-        raise SourceFormatError(f"not JSON: {exc}", reason="not-json") from None
+    feature = decode_document(
+        _FEATURE, body, what="a Locationforecast compact document", reason="not-locationforecast"
+    )
     units = _Units(feature.properties.meta.units)
     good: list[tuple[ForecastStep, bytes, str]] = []
     rejected: list[Rejected] = []
