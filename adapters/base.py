@@ -61,6 +61,9 @@ class Adapter(Generic[ConfigT]):
     """The contracts it subscribes to."""
     produces: ClassVar[tuple[type[Contract], ...]] = ()
     """The contracts it publishes."""
+    default_instance: ClassVar[str | None] = None
+    """The instance name it runs as when the configuration names no adapters at all: ``citybus up``
+    on a fresh machine runs every installed adapter that sets one (the sandbox's replay)."""
     declassifier: ClassVar[bool] = False
     """True for the rare adapter that consumes internal or personal data and publishes public data
     (an aggregate with privacy thresholds): the one door through which data may be declassified."""

@@ -20,7 +20,7 @@ from bus.errors import CityBusError, ConfigError
 from bus.logs import configure_logging
 from bus.runtime import consumer_settings, nats_url_for_client
 
-__all__ = ["register"]
+__all__ = ["register", "run_instance"]
 
 
 def cmd_list(args: argparse.Namespace, config: Config) -> int:
@@ -91,8 +91,13 @@ def cmd_run(args: argparse.Namespace, config: Config) -> int:
     """Run one adapter instance against the running citybus (or --nats URL) until Ctrl-C."""
     if args.adapter_config is not None:
         config = load_config(args.adapter_config)
-    instance = _instance(args.name, config)
-    url = nats_url_for_client(config, args.nats)
+    return run_instance(_instance(args.name, config), config, args.nats)
+
+
+def run_instance(instance: Instance, config: Config, nats: str | None) -> int:
+    """Run one adapter instance, supervised, against ``nats`` (default: the running citybus up)
+    until Ctrl-C — or until it ends on its own (a replay that does not loop)."""
+    url = nats_url_for_client(config, nats)
     log = configure_logging(config.log.format, config.log.level)
 
     async def main() -> None:

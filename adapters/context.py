@@ -13,6 +13,8 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any, TypeVar
 
+from prometheus_client import CollectorRegistry
+
 from adapters.clock import Clock, WallClock
 from adapters.metrics import InstanceMetrics
 from bus import Bus, ConsumerSettings, Event, PublishAck, RawHandler, RawMessage, Subscription
@@ -60,6 +62,12 @@ class Context:
         self._subscriptions: list[Subscription] = []
         self._stopped = asyncio.Event()
         self.is_ready = False
+
+    @property
+    def registry(self) -> CollectorRegistry:
+        """The Prometheus registry the bus's and adapters' metrics live in, for metrics of the
+        adapter's own (register each family once per registry: an adapter is restarted as a new object)."""
+        return self._bus.metrics.registry
 
     # -- lifecycle ----------------------------------------------------------------------------
 

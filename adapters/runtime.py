@@ -9,12 +9,24 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from adapters.base import Adapter
 from adapters.discovery import discover
 from adapters.instances import instances_from_config
 from adapters.supervisor import Supervisor
 from bus.runtime import RuntimeContext, consumer_settings
 
-__all__ = ["AdapterRuntime", "component"]
+__all__ = ["AdapterRuntime", "component", "default_sections"]
+
+
+def default_sections(adapters: dict[str, type[Adapter[Any]]]) -> dict[str, dict[str, Any]]:
+    """What runs when the configuration has no ``[adapters.*]`` section: each installed adapter that
+    declares a ``default_instance``, with its defaults. One section, even ``enabled = false``,
+    turns the defaults off."""
+    return {
+        cls.default_instance: {"adapter": name}
+        for name, cls in sorted(adapters.items())
+        if cls.default_instance is not None
+    }
 
 
 class AdapterRuntime:
@@ -27,7 +39,8 @@ class AdapterRuntime:
         found = discover()
         for problem in found.problems:
             self.log.error("adapter not loaded", problem=str(problem))
-        instances = instances_from_config(context.config.adapters, found.adapters)
+        sections = context.config.adapters or default_sections(found.adapters)
+        instances = instances_from_config(sections, found.adapters)
         self.supervisor = Supervisor(
             instances,
             bus=context.bus,

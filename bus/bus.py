@@ -163,6 +163,8 @@ class RawMessage:
     subject: str
     data: bytes
     headers: Mapping[str, str] | None = None
+    reply: str = ""
+    """Where a request wants its answer (``publish_raw`` to it); empty for a plain message."""
 
 
 RawHandler = Callable[[RawMessage], Awaitable[None]]
@@ -551,7 +553,7 @@ class Bus:
         log = self.log
 
         async def receive(msg: Msg) -> None:
-            raw = RawMessage(msg.subject, bytes(msg.data), msg.headers)
+            raw = RawMessage(msg.subject, bytes(msg.data), msg.headers, msg.reply or "")
             try:
                 await handler(raw)
             except Exception as exc:
@@ -613,6 +615,20 @@ class Bus:
 
         sub = await nc.subscribe(subjects.request_filter(contract, entity), queue=queue, cb=receive)
         return Subscription(sub, sub.subject)
+
+    async def request_raw(
+        self, subject: str, data: bytes = b"", *, timeout: float | None = None
+    ) -> RawMessage:
+        """Send bytes as a request (a control request) and wait for the first reply, as it came."""
+        subjects.validate_pattern(subject)
+        wait = timeout if timeout is not None else self.request_timeout
+        try:
+            msg = await self.nc.request(subject, data, timeout=wait)
+        except nats.errors.NoRespondersError as exc:
+            raise NoRespondersError(f"nobody serves {subject}") from exc
+        except nats.errors.TimeoutError as exc:
+            raise RequestTimeoutError(f"no reply on {subject} within {wait} s") from exc
+        return RawMessage(msg.subject, bytes(msg.data), msg.headers)
 
     async def request(
         self, instance: Contract, response: type[R], *, timeout: float | None = None

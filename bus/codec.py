@@ -49,7 +49,7 @@ class Codec(Generic[C]):
             raise ContractViolation(
                 f"{self.contract.__contract__.name}: {exc}", reason="invalid-body"
             ) from exc
-        except msgspec.DecodeError as exc:
+        except (msgspec.DecodeError, UnicodeDecodeError) as exc:  # a string of bytes that are not UTF-8, too
             raise ContractViolation(
                 f"body is not valid {content_type}: {exc}", reason="invalid-body"
             ) from exc

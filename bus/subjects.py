@@ -10,6 +10,11 @@ classification stays second for the broker's permissions, but the ``rpc`` token 
 out of the JetStream streams (``city.<classification>.<domain>.>``) — a stream capturing a request
 subject would answer the request itself with a storage acknowledgement. ``rpc`` is therefore not
 allowed as a domain name.
+
+Control subjects steer a running component over the bus (request/reply, JSON):
+``citybus.control.<component>.<instance>.<verb>`` (``citybus.control.replay.sandbox.pause``); a
+component that keeps its own time publishes it on ``citybus.clock.<instance>``. They live under
+their own root, outside every data stream, so the broker can grant them to operators alone.
 """
 
 from __future__ import annotations
@@ -19,10 +24,13 @@ import re
 from contracts import Classification, Contract, ContractInfo
 
 __all__ = [
+    "CONTROL_ROOT",
     "ROOT",
     "RPC",
+    "clock_subject",
     "contract_filter",
     "contract_subject",
+    "control_subject",
     "dead_letter_subject",
     "domain_filter",
     "entity_token",
@@ -37,6 +45,7 @@ __all__ = [
 
 ROOT = "city"
 RPC = "rpc"
+CONTROL_ROOT = "citybus"
 
 # NATS tokens may not contain whitespace, '.', '*' or '>'; anything else goes through unchanged.
 _UNSAFE = re.compile(r"[\s.*>]+")
@@ -98,6 +107,16 @@ def stream_name(classification: Classification, domain: str) -> str:
 def dead_letter_subject(reason: str) -> str:
     """Where a dead letter with this reason is published (internal, the ``citybus`` domain)."""
     return f"{ROOT}.{Classification.INTERNAL.value}.citybus.dead-letter.{entity_token(reason)}"
+
+
+def control_subject(component: str, instance: str, verb: str = "*") -> str:
+    """Where ``verb`` requests to one instance of a component go (``*``: all its verbs)."""
+    return f"{CONTROL_ROOT}.control.{entity_token(component)}.{entity_token(instance)}.{verb}"
+
+
+def clock_subject(instance: str) -> str:
+    """Where an instance that keeps its own time (a replay) publishes it."""
+    return f"{CONTROL_ROOT}.clock.{entity_token(instance)}"
 
 
 def is_pattern(subject: str) -> bool:

@@ -1,5 +1,49 @@
 """citybus sandbox: recordings of city data (MCAP), their replay onto the bus at any speed with
 faults injected on purpose, and the recorded Drammen day that ships with citybus.
+
+:mod:`~sandbox.recording` is the file format; :mod:`~sandbox.recorder` records live subjects;
+:mod:`~sandbox.replay` schedules a recording back onto the bus, moved in time by
+:mod:`~sandbox.timeshift`, with faults from :mod:`~sandbox.faults`; :mod:`~sandbox.adapter` runs
+it as the ``sandbox-replay`` adapter that ``citybus up`` starts by default; :mod:`sandbox.drammen`
+builds the recorded Drammen day; :mod:`~sandbox.cli` adds the ``record``, ``recording``, ``replay``
+and ``sandbox`` commands.
 """
 
-__all__: list[str] = []
+from sandbox.adapter import DRAMMEN_DAY, ClockTick, ReplayConfig, SandboxReplay, control_request
+from sandbox.faults import FaultInjector, FaultPlan, FaultPlanError, Outgoing
+from sandbox.recorder import record
+from sandbox.recording import (
+    RecordedMessage,
+    RecordingError,
+    RecordingInfo,
+    RecordingWriter,
+    read_info,
+    read_messages,
+)
+from sandbox.replay import ReplayClock, Replayer, ReplayMetrics, ReplayStatus, replay_metrics
+from sandbox.timeshift import TimeShifter
+
+__all__ = [
+    "ClockTick",
+    "DRAMMEN_DAY",
+    "FaultInjector",
+    "FaultPlan",
+    "FaultPlanError",
+    "Outgoing",
+    "RecordedMessage",
+    "RecordingError",
+    "RecordingInfo",
+    "RecordingWriter",
+    "ReplayClock",
+    "ReplayConfig",
+    "ReplayMetrics",
+    "ReplayStatus",
+    "Replayer",
+    "SandboxReplay",
+    "TimeShifter",
+    "control_request",
+    "read_info",
+    "read_messages",
+    "record",
+    "replay_metrics",
+]

@@ -132,6 +132,7 @@ async def test_request_with_invalid_body_is_refused_not_timed_out(any_bus: Bus, 
     [
         (b'{"site": "x", "water_tem', "ok", "invalid-body", "not valid application/json"),
         (b'{"site": "x"}', "ok", "invalid-body", "missing required field `observed_at`"),
+        (b'{"site": "br\xc5gernes"}', "ok", "invalid-body", "not valid application/json"),  # not UTF-8
         (b"{}", None, "missing-header", "no headers"),
         (b"{}", {"ce-id": "1"}, "missing-header", "ce-specversion"),
         (b"{}", "wrong", "wrong-contract", "environment.weather-observed.v1"),

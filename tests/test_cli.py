@@ -219,9 +219,13 @@ class Up:
         return int(found.group(1))
 
 
-async def start_up(base: Path) -> Up:
+async def start_up(base: Path, *, sandbox: bool = False) -> Up:
+    """``citybus up`` in a directory of its own; without the sandbox's replay unless asked, so what
+    a test publishes is all there is."""
     data_dir, cwd = base / "data", base / "cwd"
     cwd.mkdir(parents=True)
+    if not sandbox:
+        (cwd / "citybus.toml").write_text('[adapters.sandbox]\nadapter = "sandbox-replay"\nenabled = false\n')
     env = citybus_env(data_dir)
     process = await Background.start("up", cwd=cwd, env=env)
     try:
@@ -305,6 +309,40 @@ async def test_up_answers_health_readiness_and_metrics(up: Up) -> None:
     assert status == 200
     assert "citybus_nats_connected 1.0" in body.splitlines()
     assert metric_samples(body)[("citybus_nats_disconnects_total", ())] == 0
+
+
+async def test_up_with_no_adapters_configured_replays_the_drammen_day(tmp_path: Path) -> None:
+    running = await start_up(tmp_path, sandbox=True)
+    try:
+        async with aiohttp.ClientSession() as session:
+            status, body = await http_get(session, f"{running.ops_url}/readyz")
+            assert status == 200 and json.loads(body)["checks"]["adapter sandbox"] is True
+            for _ in range(200):  # the day's first minutes go out at once: midnight has many messages
+                samples = metric_samples((await http_get(session, f"{running.ops_url}/metrics"))[1])
+                if samples.get(("citybus_replay_messages_total", (("instance", "sandbox"),)), 0) > 0:
+                    break
+                await asyncio.sleep(0.05)
+            assert samples[("citybus_replay_speed", (("instance", "sandbox"),))] == 60
+            assert samples[("citybus_replay_messages_total", (("instance", "sandbox"),))] > 0
+        answer = await run_citybus("sandbox", "status", "--json", cwd=running.cwd, env=running.env)
+        assert answer.returncode == 0, answer
+        status_of = json.loads(answer.stdout)
+        assert (status_of["state"], status_of["speed"], status_of["duration_seconds"]) == (
+            "playing",
+            60,
+            86400,
+        )
+        paused = await run_citybus("sandbox", "pause", cwd=running.cwd, env=running.env)
+        assert paused.returncode == 0 and "sandbox: paused at" in paused.stdout, paused
+        wrong = await run_citybus(
+            "sandbox", "status", "--instance", "nothing", cwd=running.cwd, env=running.env
+        )
+        assert wrong.returncode == 1 and "nobody serves citybus.control.replay.nothing.status" in wrong.stderr
+    finally:
+        try:
+            await running.process.stop(signal.SIGINT)
+        finally:
+            await running.process.kill()
 
 
 async def test_publish_and_tail_find_the_running_up(up: Up, entity: str) -> None:

@@ -26,17 +26,25 @@ def module_names(package: str) -> list[str]:
     ]
 
 
-def adapter_module_names() -> list[str]:
-    """Every module of the adapters package, subpackages included."""
+def adapter_module_names(package: str = "adapters") -> list[str]:
+    """Every module of a package, subpackages included."""
     names = []
-    for path in sorted((ROOT / "adapters").rglob("*.py")):
+    for path in sorted((ROOT / package).rglob("*.py")):
         parts = path.relative_to(ROOT).with_suffix("").parts
         names.append(".".join(parts[:-1] if parts[-1] == "__init__" else parts))
     return names
 
 
-MODULES = [name for package in PACKAGES for name in module_names(package)] + adapter_module_names()
-ADAPTER_PACKAGES = [name for name in adapter_module_names() if (ROOT / name.replace(".", "/")).is_dir()]
+MODULES = [
+    *(name for package in PACKAGES for name in module_names(package)),
+    *adapter_module_names(),
+    *adapter_module_names("sandbox"),
+]
+ADAPTER_PACKAGES = [
+    name
+    for name in (*adapter_module_names(), *adapter_module_names("sandbox"))
+    if (ROOT / name.replace(".", "/")).is_dir()
+]
 
 
 @pytest.mark.parametrize("package", ["bus", "contracts", *ADAPTER_PACKAGES])
@@ -92,7 +100,7 @@ def test_every_public_function_class_and_method_has_a_docstring(name: str) -> No
     assert undocumented == [], f"{name}: no docstring on {', '.join(undocumented)}"
 
 
-@pytest.mark.parametrize("package", PACKAGES)
+@pytest.mark.parametrize("package", [*PACKAGES, "adapters", "sandbox"])
 def test_packages_ship_py_typed(package: str) -> None:
     assert (ROOT / package / "py.typed").is_file()
 

@@ -228,6 +228,17 @@ async def test_an_uplink_delivered_twice_keeps_its_event_id(harness: AdapterHarn
     assert third.id != first.id
 
 
+async def test_generated_uplinks_come_out_synthetic() -> None:
+    # The sandbox's recorded day feeds generated frames through the adapter: its readings are not
+    # a real unit's, and their provenance must say so.
+    async with AdapterHarness(VicoteeBeach, {**CONFIG, "provenance": "synthetic"}) as harness:
+        await harness.publish_raw(TTS_SUBJECT, tts_v3(beach_frame()))
+        [event] = await harness.wait_for(BeachObservation)
+    assert event.provenance == "synthetic"
+    assert event.data.water_temperature == pytest.approx(15.7, abs=RESOLUTION)
+    assert event.envelope.time == SAMPLED
+
+
 # -- what becomes a dead letter -------------------------------------------------------------------
 
 
@@ -462,6 +473,7 @@ def test_unknown_site_names_the_known_sites() -> None:
         ),
         ({"subjects": ["v3.>.up"]}, "'>' may only be the last token"),
         ({"subjects": []}, "subjects"),
+        ({"provenance": "vendor"}, "key provenance: Invalid enum value 'vendor'"),
     ],
     ids=[
         "unknown-key",
@@ -472,6 +484,7 @@ def test_unknown_site_names_the_known_sites() -> None:
         "same-eui",
         "bad-subject",
         "no-subjects",
+        "provenance",
     ],
 )
 def test_config_errors_name_the_key(table: dict[str, Any], named: str) -> None:

@@ -6,9 +6,10 @@ listener (``server.mqtt = true``; topic ``a/b/c`` arrives as subject ``a.b.c``),
 bridge from the city's broker. For each uplink the adapter reads the JSON
 (:mod:`~adapters.vicotee.uplinks`), finds the device in its configuration, decodes the VicPack frame
 (:mod:`~adapters.vicotee.vicpack`) and publishes one :class:`~contracts.BeachObservation` with
-provenance ``sensor``. Anything it cannot translate goes to the dead letters with the reason:
-``not-json``, ``unknown-shape``, ``bad-payload``, ``unknown-device``, ``vicpack-<reason>`` (e.g.
-``vicpack-crc``), ``no-water-reading`` or ``out-of-range``.
+provenance ``sensor`` (``synthetic`` with ``provenance = "synthetic"``, for generated uplinks).
+Anything it cannot translate goes to the dead letters with the reason: ``not-json``,
+``unknown-shape``, ``bad-payload``, ``unknown-device``, ``vicpack-<reason>`` (e.g. ``vicpack-crc``),
+``no-water-reading`` or ``out-of-range``.
 
 Configuration::
 
@@ -118,6 +119,9 @@ class BeachConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     """The subjects uplinks arrive on (NATS wildcards allowed)."""
     devices: dict[str, DeviceConfig] = msgspec.field(default_factory=dict)
     """The units, keyed by device id or DevEUI (hex, any case, ``-`` or ``:`` between bytes allowed)."""
+    provenance: Literal["sensor", "synthetic"] = "sensor"
+    """The provenance of what is published: ``sensor`` for real units; ``synthetic`` when the
+    uplinks are generated (the sandbox's recorded day makes its beach readings this way)."""
 
     def __post_init__(self) -> None:
         for subject in self.subjects:
@@ -266,7 +270,10 @@ class VicoteeBeach(Adapter[BeachConfig]):
             f"{uplink.network}/{uplink.device_id}/{uplink.received_at.isoformat()}/{uplink.frame.hex()}",
         )
         await ctx.publish(
-            observation, provenance=Provenance.SENSOR, time=observation.observed_at, event_id=str(event_id)
+            observation,
+            provenance=Provenance(self.config.provenance),
+            time=observation.observed_at,
+            event_id=str(event_id),
         )
         ctx.log.debug("beach observation", site=observation.site, device=uplink.device_id, rssi=uplink.rssi)
 

@@ -1,0 +1,208 @@
+"""The ``sandbox-replay`` adapter: the replayer as a source adapter, steered over the bus.
+
+The sandbox's replayer is started, supervised, measured and permissioned like any other source:
+``citybus up`` runs it by default on the recorded Drammen day, looping at 60×, so a newcomer sees
+live city data within seconds. Configuration::
+
+    [adapters.sandbox]
+    adapter = "sandbox-replay"
+    files = ["recordings/harbour.mcap"]    # default: the shipped Drammen day (2018-08-28)
+    speed = 60                             # × real time; 0 = as fast as possible
+    loop = true
+    start = 0                              # seconds into the recording
+    # duration = 3600                      # seconds of it (default: to its end)
+    include = ["city.public.mobility.>"]   # subject patterns (default: everything)
+    exclude = []
+    shift_to_now = true                    # the recorded day happens now
+    faults = "faults.toml"                 # a fault plan (see sandbox.faults)
+    truth = "faults.jsonl"                 # its ground-truth log (default: none)
+
+While it runs it answers JSON requests on ``citybus.control.replay.<instance>.<verb>``:
+``status``, ``pause``, ``resume``, ``seek`` (``{"position": seconds}``) and ``speed``
+(``{"speed": 60}``), each replying with the replay's status (``{"error": …}`` for a bad request),
+and publishes its clock on ``citybus.clock.<instance>`` every ``clock_interval`` seconds and at
+every change: ``{"time": …, "speed": …, "state": …}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import IO, Annotated, Any, Final
+
+import msgspec
+from msgspec import Meta
+
+from adapters import Adapter, Context
+from bus import RawMessage
+from bus.subjects import clock_subject, control_subject, validate_pattern
+from contracts import Contract, default_registry
+from sandbox.faults import FaultInjector, FaultPlan
+from sandbox.recording import read_info
+from sandbox.replay import Replayer, ReplayStatus, replay_metrics
+
+__all__ = ["DRAMMEN_DAY", "ClockTick", "ReplayConfig", "SandboxReplay", "control_request"]
+
+DRAMMEN_DAY: Final = Path(__file__).resolve().parent / "data" / "drammen-2018-08-28.mcap"
+"""The recorded Drammen day shipped with citybus (see ``sandbox/data/README.md``)."""
+
+
+class ReplayConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``[adapters.<instance>]`` of the replay adapter (see the module doc)."""
+
+    files: list[str] = msgspec.field(default_factory=lambda: [str(DRAMMEN_DAY)])
+    speed: Annotated[float, Meta(ge=0, le=1_000_000)] = 60.0
+    loop: bool = True
+    start: Annotated[float, Meta(ge=0)] = 0.0
+    duration: Annotated[float, Meta(gt=0)] | None = None
+    include: list[str] = msgspec.field(default_factory=list)
+    exclude: list[str] = msgspec.field(default_factory=list)
+    shift_to_now: bool = True
+    faults: str | None = None
+    truth: str | None = None
+    read_ahead: Annotated[int, Meta(ge=1, le=100_000)] = 512
+    clock_interval: Annotated[float, Meta(gt=0, le=3600)] = 1.0
+
+    def __post_init__(self) -> None:
+        if not self.files:
+            raise ValueError("files: give at least one recording (or leave it out for the Drammen day)")
+        for name in self.files:
+            if not Path(name).is_file():
+                raise ValueError(f"files: no recording at {name}")
+        for pattern in (*self.include, *self.exclude):
+            validate_pattern(pattern)
+        if self.faults is not None:
+            FaultPlan.load(Path(self.faults))  # a bad plan is a configuration error, found at start
+
+
+class ClockTick(msgspec.Struct, frozen=True, kw_only=True):
+    """The replay clock, as published on ``citybus.clock.<instance>``."""
+
+    time: datetime
+    speed: float
+    state: str
+
+
+class _Command(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    position: float | None = None
+    speed: float | None = None
+
+
+_COMMAND: Final = msgspec.json.Decoder(_Command)
+_VERBS: Final = ("status", "pause", "resume", "seek", "speed")
+
+
+class SandboxReplay(Adapter[ReplayConfig]):
+    """Recorded city data replayed onto the bus: at any speed, looping, with faults, steerable."""
+
+    name = "sandbox-replay"
+    Config = ReplayConfig
+    default_instance = "sandbox"
+
+    def produced(self) -> tuple[type[Contract], ...]:
+        """The contracts the configured recordings hold."""
+        registry = default_registry()
+        found: dict[str, type[Contract]] = {}
+        for name in self.config.files:
+            for ce_type in read_info(name).per_type:
+                contract = registry.by_type(ce_type)
+                if contract is not None:
+                    found[ce_type] = contract
+        return tuple(found[t] for t in sorted(found))
+
+    async def run(self, ctx: Context) -> None:
+        """Replay until done (or forever when looping), answering control requests meanwhile."""
+        config = self.config
+        with contextlib.ExitStack() as stack:
+            truth: IO[str] | None = None
+            if config.truth is not None:
+                # a small local file, opened once at start: not worth a thread
+                truth = stack.enter_context(open(config.truth, "a", encoding="utf-8"))  # noqa: ASYNC230, SIM115
+            factory: Callable[[datetime], FaultInjector] | None = None
+            if config.faults is not None:
+                plan = FaultPlan.load(Path(config.faults))
+
+                def factory(origin: datetime) -> FaultInjector:
+                    return FaultInjector(plan, origin=origin, truth=truth)
+
+            replayer = Replayer(
+                [Path(f) for f in config.files],
+                ctx.publish_raw,
+                instance=ctx.instance,
+                speed=config.speed,
+                loop=config.loop,
+                start=config.start,
+                duration=config.duration,
+                include=tuple(config.include),
+                exclude=tuple(config.exclude),
+                shift_to_now=config.shift_to_now,
+                read_ahead=config.read_ahead,
+                faults=factory,
+                metrics=replay_metrics(ctx.registry),
+                logger=ctx.log,
+            )
+
+            async def on_control(raw: RawMessage) -> None:
+                reply = _answer(replayer, raw.subject.rsplit(".", 1)[-1], raw.data)
+                if raw.reply:
+                    await ctx.publish_raw(raw.reply, reply)
+                await _tick(ctx, replayer)
+
+            await ctx.subscribe_raw(control_subject("replay", ctx.instance), on_control)
+            async with asyncio.TaskGroup() as tasks:
+                clock = tasks.create_task(_clock(ctx, replayer, config.clock_interval), name="replay clock")
+                ctx.ready()
+                await replayer.run()
+                clock.cancel()
+            await _tick(ctx, replayer)  # a replay that does not loop ends here: the adapter is done
+
+
+def _answer(replayer: Replayer, verb: str, data: bytes) -> bytes:
+    try:
+        command = _COMMAND.decode(data) if data.strip() else _Command()
+        status: ReplayStatus
+        if verb == "status":
+            status = replayer.status()
+        elif verb == "pause":
+            status = replayer.pause()
+        elif verb == "resume":
+            status = replayer.resume()
+        elif verb == "seek":
+            if command.position is None:
+                raise ValueError('seek needs {"position": seconds from the start of the window}')
+            status = replayer.seek(command.position)
+        elif verb == "speed":
+            if command.speed is None:
+                raise ValueError('speed needs {"speed": factor} (0: as fast as possible)')
+            status = replayer.set_speed(command.speed)
+        else:
+            raise ValueError(f"unknown verb {verb!r}; verbs: {', '.join(_VERBS)}")
+    except (ValueError, msgspec.DecodeError) as exc:
+        return msgspec.json.encode({"error": str(exc)})
+    return msgspec.json.encode(status)
+
+
+async def _tick(ctx: Context, replayer: Replayer) -> None:
+    if replayer.state == "starting":
+        return
+    tick = ClockTick(time=replayer.clock_time(), speed=replayer.speed, state=replayer.state)
+    await ctx.publish_raw(clock_subject(ctx.instance), msgspec.json.encode(tick))
+
+
+async def _clock(ctx: Context, replayer: Replayer, interval: float) -> None:
+    while replayer.state != "finished":
+        await _tick(ctx, replayer)
+        await replayer.wait_change(interval)
+
+
+async def control_request(
+    bus: Any, instance: str, verb: str, body: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Send one control request to a running replay and return its JSON answer (for the CLI)."""
+    subject = control_subject("replay", instance, verb)
+    raw = await bus.request_raw(subject, msgspec.json.encode(body or {}))
+    answer: dict[str, Any] = msgspec.json.decode(raw.data)
+    return answer

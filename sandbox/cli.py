@@ -1,0 +1,217 @@
+"""The sandbox's subcommands of ``citybus``: ``record``, ``recording info``, ``replay`` and ``sandbox``.
+
+``record`` writes live subjects to an MCAP file; ``recording info`` says what a file holds;
+``replay`` plays files onto the bus (the ``sandbox-replay`` adapter, run on its own); ``sandbox``
+steers a running replay (``status``, ``pause``, ``resume``, ``seek``, ``speed``) and builds the
+shipped Drammen day (``sandbox build``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+from pathlib import Path
+from typing import Any
+
+from adapters.cli import run_instance
+from adapters.instances import parse_instance
+from bus import Bus, Metrics
+from bus.cli import err, out
+from bus.config import Config
+from bus.errors import CityBusError
+from bus.logs import configure_logging
+from bus.runtime import nats_url_for_client
+from sandbox.adapter import DRAMMEN_DAY, SandboxReplay, control_request
+from sandbox.recorder import record
+from sandbox.recording import read_info
+
+__all__ = ["register"]
+
+
+def cmd_record(args: argparse.Namespace, config: Config) -> int:
+    """Record live subjects into an MCAP file until Ctrl-C, --duration or --count."""
+    url = nats_url_for_client(config, args.nats)
+
+    async def main() -> int:
+        bus = Bus(metrics=Metrics(), logger=configure_logging(config.log.format, "warning"))
+        await bus.connect(url, connect_timeout=config.nats.connect_timeout)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        ready = asyncio.Event()
+        task = asyncio.create_task(
+            record(
+                bus,
+                args.patterns,
+                args.output,
+                stop=stop,
+                duration=args.duration,
+                limit=args.count,
+                compression=args.compression,
+                ready=ready,
+            )
+        )
+        await asyncio.wait({task, asyncio.create_task(ready.wait())}, return_when=asyncio.FIRST_COMPLETED)
+        if not task.done():
+            err(f"recording {', '.join(args.patterns)} into {args.output} (Ctrl-C to stop)")
+        try:
+            count = await task
+        except ValueError as exc:
+            raise CityBusError(str(exc)) from None
+        finally:
+            await bus.close()
+        err(f"recorded {count} messages into {args.output}")
+        return 0
+
+    return asyncio.run(main())
+
+
+def cmd_info(args: argparse.Namespace, config: Config) -> int:
+    """Say what a recording holds."""
+    info = read_info(args.file)
+    if args.json:
+        out(json.dumps(info.as_dict(), indent=2))
+        return 0
+    out(f"{info.path}{'' if info.complete else '  (unfinished: read up to its last complete chunk)'}")
+    span = f"{info.start.isoformat()} .. {info.end.isoformat()}" if info.start and info.end else "-"
+    out(f"  messages  {info.messages} on {info.subjects} subjects ({info.channels} channels)")
+    out(f"  time      {span}  ({info.duration / 3600:.2f} h)")
+    out("  contracts")
+    for name, count in sorted(info.per_type.items()):
+        out(f"    {count:>8}  {name}")
+    out("  provenance")
+    for name, count in sorted(info.provenance.items()):
+        out(f"    {count:>8}  {name}")
+    for key, value in sorted(info.metadata.items()):
+        out(f"  {key}: {value}")
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace, config: Config) -> int:
+    """Replay recordings onto the running citybus (or --nats URL)."""
+    table: dict[str, Any] = {
+        "files": [str(f) for f in args.files] or [str(DRAMMEN_DAY)],
+        "speed": 0.0 if args.fast else args.speed,
+        "loop": args.loop,
+        "start": args.start,
+        "include": args.include,
+        "exclude": args.exclude,
+        "shift_to_now": not args.no_shift,
+    }
+    for key in ("duration", "faults", "truth"):
+        if getattr(args, key) is not None:
+            table[key] = str(getattr(args, key))
+    instance = parse_instance(args.name, SandboxReplay, table)
+    return run_instance(instance, config, args.nats)
+
+
+def cmd_control(args: argparse.Namespace, config: Config) -> int:
+    """Ask a running replay to do something, and print its status."""
+    url = nats_url_for_client(config, args.nats)
+    body: dict[str, Any] = {}
+    if args.verb == "seek":
+        body["position"] = args.value
+    elif args.verb == "speed":
+        body["speed"] = args.value
+
+    async def main() -> dict[str, Any]:
+        bus = Bus(metrics=Metrics(), logger=configure_logging(config.log.format, "warning"))
+        await bus.connect(url, connect_timeout=config.nats.connect_timeout)
+        try:
+            return await control_request(bus, args.instance, args.verb, body)
+        finally:
+            await bus.close()
+
+    answer = asyncio.run(main())
+    if "error" in answer:
+        raise CityBusError(f"the replay refused: {answer['error']}")
+    if args.json:
+        out(json.dumps(answer, indent=2))
+    else:
+        out(
+            f"{answer['instance']}: {answer['state']} at {answer['position_seconds']:.0f} s of "
+            f"{answer['duration_seconds']:.0f} s ({answer['progress']:.1%}), speed {answer['speed']:g}, "
+            f"loop {answer['loop']}, {answer['messages']} messages, clock {answer['clock']}, "
+            f"lag {answer['lag_seconds'] * 1000:.1f} ms"
+            + (f", faults {answer['faults']}" if answer["faults"] else "")
+        )
+    return 0
+
+
+def cmd_build(args: argparse.Namespace, config: Config) -> int:
+    """Build the recorded Drammen day from the real data and generated inputs."""
+    from sandbox.drammen.build import build_day  # the builder runs every source adapter: load it only here
+
+    report = build_day(args.output, seed=args.seed)
+    out(f"wrote {args.output}")
+    out(str(report))
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    """Add ``record``, ``recording``, ``replay`` and ``sandbox`` to the ``citybus`` command."""
+    rec = subparsers.add_parser("record", help="record live subjects into an MCAP file")
+    rec.add_argument("patterns", nargs="+", metavar="PATTERN", help="subject patterns, e.g. 'city.public.>'")
+    rec.add_argument("-o", "--output", type=Path, required=True, help="the MCAP file to write")
+    rec.add_argument("--duration", type=float, help="stop after this many seconds")
+    rec.add_argument("--count", "-n", type=int, help="stop after this many messages")
+    rec.add_argument("--compression", choices=("zstd", "lz4", "none"), default="zstd")
+    rec.add_argument("--nats", metavar="URL", help="NATS server (default: the running citybus up)")
+    rec.set_defaults(func=cmd_record)
+
+    recording = subparsers.add_parser("recording", help="look inside a recording")
+    rsub = recording.add_subparsers(dest="recording_command", metavar="COMMAND", required=True)
+    info = rsub.add_parser("info", help="duration, subjects, messages per contract, provenance")
+    info.add_argument("file", type=Path, metavar="FILE")
+    info.add_argument("--json", action="store_true", help="as JSON")
+    info.set_defaults(func=cmd_info)
+
+    replay = subparsers.add_parser("replay", help="replay recordings onto the bus")
+    replay.add_argument("files", nargs="*", type=Path, metavar="FILE", help="default: the Drammen day")
+    replay.add_argument("--speed", type=float, default=1.0, help="× real time (default 1)")
+    replay.add_argument("--fast", action="store_true", help="as fast as possible")
+    replay.add_argument("--loop", action="store_true", help="start again at the end, for ever")
+    replay.add_argument("--start", type=float, default=0.0, help="seconds into the recording")
+    replay.add_argument("--duration", type=float, help="seconds of recording to replay")
+    replay.add_argument(
+        "--include", action="append", default=[], metavar="PATTERN", help="only these subjects"
+    )
+    replay.add_argument(
+        "--exclude", action="append", default=[], metavar="PATTERN", help="not these subjects"
+    )
+    replay.add_argument(
+        "--no-shift", action="store_true", help="keep the recorded times (do not move to now)"
+    )
+    replay.add_argument("--faults", type=Path, metavar="PLAN", help="a fault plan (TOML)")
+    replay.add_argument("--truth", type=Path, metavar="FILE", help="write injected faults here (JSON lines)")
+    replay.add_argument(
+        "--name", default="replay", help="instance name, for control requests (default replay)"
+    )
+    replay.add_argument("--nats", metavar="URL", help="NATS server (default: the running citybus up)")
+    replay.set_defaults(func=cmd_replay)
+
+    sandbox = subparsers.add_parser("sandbox", help="steer a running replay; build the Drammen day")
+    ssub = sandbox.add_subparsers(dest="sandbox_command", metavar="COMMAND", required=True)
+    for verb, text in (
+        ("status", "what the replay is doing"),
+        ("pause", "stop the replay clock"),
+        ("resume", "start it again"),
+        ("seek", "jump to SECONDS from the start"),
+        ("speed", "set the speed factor (0: as fast as possible)"),
+    ):
+        command = ssub.add_parser(verb, help=text)
+        if verb in ("seek", "speed"):
+            command.add_argument("value", type=float, metavar="SECONDS" if verb == "seek" else "FACTOR")
+        command.add_argument("--instance", default="sandbox", help="the replay's instance (default sandbox)")
+        command.add_argument("--json", action="store_true", help="as JSON")
+        command.add_argument("--nats", metavar="URL", help="NATS server (default: the running citybus up)")
+        command.set_defaults(func=cmd_control, verb=verb)
+    build = ssub.add_parser("build", help="build the recorded Drammen day (real trains, generated sensors)")
+    build.add_argument(
+        "-o", "--output", type=Path, default=DRAMMEN_DAY, help="where (default: the shipped file)"
+    )
+    build.add_argument("--seed", type=int, default=20180828, help="the generators' seed")
+    build.set_defaults(func=cmd_build)

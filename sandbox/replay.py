@@ -1,0 +1,591 @@
+"""The replayer: recorded city data back onto the bus, on time, at any speed, with faults.
+
+How a message is replayed:
+
+* **Reading.** The recordings (several files are merged by time) are read in a worker thread in
+  batches of ``read_ahead`` messages, one batch ahead of the one being published, so memory stays
+  flat however large the files are and the event loop never waits on decompression.
+* **Scheduling.** Every message has its place on the replay clock: its original time
+  (``log_time``). The replay keeps an *anchor* — a position in the recording and the monotonic
+  time it was there — and a message is due at ``anchor_mono + (log_time - anchor_position) /
+  speed``. It is published at that absolute time (never "sleep the gap since the last one", which
+  adds up errors), and how late it went out is measured: ``citybus_replay_lag_seconds`` and the
+  ``citybus_replay_schedule_error_seconds`` histogram. ``speed = 0`` replays as fast as possible.
+  Pause, resume, a new speed and a seek all just move the anchor.
+* **Time shift.** With ``shift_to_now`` the recorded day happens now: every ``ce-time`` and every
+  timestamp in a body moves by the same offset (:class:`~sandbox.timeshift.TimeShifter`), so the
+  day keeps its inner timing. Each loop adds the window's length, so time goes on forward.
+* **Identity.** A replayed message gets a new ``ce-id``, derived from the recording, the message
+  and the loop, so JetStream's duplicate window keeps a duplicated message out but a second loop in.
+* **Faults.** A :class:`~sandbox.faults.FaultInjector` may drop, duplicate, delay, reorder,
+  corrupt, freeze or skew a message before it goes out; delayed messages wait in a heap and are
+  published between the others when due.
+
+The replay clock (:class:`ReplayClock`) is the time the replay says it is; it is published on
+``citybus.clock.<instance>`` for adapters that run on replayed time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import itertools
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Final, Literal
+
+import msgspec
+import structlog
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from bus.envelope import (
+    H_CONTENT_TYPE,
+    H_DATASCHEMA,
+    H_ID,
+    H_MSG_ID,
+    H_PROVENANCE,
+    H_SOURCE,
+    H_SPECVERSION,
+    H_TIME,
+    H_TYPE,
+    SPECVERSION,
+    format_time,
+)
+from bus.errors import CityBusError
+from bus.subjects import matches
+from contracts import Registry, default_registry
+from sandbox.faults import FaultInjector, Outgoing
+from sandbox.recording import RecordedMessage, RecordingError, nanoseconds, read_info, read_messages
+from sandbox.timeshift import TimeShifter
+
+__all__ = [
+    "Publish",
+    "ReplayClock",
+    "ReplayMetrics",
+    "ReplayStatus",
+    "Replayer",
+    "replay_metrics",
+]
+
+Publish = Callable[[str, bytes, dict[str, str]], Awaitable[None]]
+"""How the replayer sends a message: subject, body, headers."""
+
+_NS: Final = 1_000_000_000
+_IDS: Final = uuid.UUID("5b0d6c2e-3f4a-4e8b-9c1d-2a7e6f8b0c3d")
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _at(ns: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=ns // 1000)
+
+
+# -- metrics ---------------------------------------------------------------------------------------
+
+
+class ReplayMetrics:
+    """The replay metric families of one registry (labelled by the replaying instance)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.messages = Counter(
+            "citybus_replay_messages",
+            "Messages the replay published (faults included: a duplicate counts twice, a drop not).",
+            ["instance"],
+            registry=registry,
+        )
+        self.lag = Gauge(
+            "citybus_replay_lag_seconds",
+            "How late the replay published its last message, against its schedule.",
+            ["instance"],
+            registry=registry,
+        )
+        self.schedule_error = Histogram(
+            "citybus_replay_schedule_error_seconds",
+            "How late each replayed message went out, against its schedule.",
+            ["instance"],
+            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0),
+            registry=registry,
+        )
+        self.position = Gauge(
+            "citybus_replay_position_seconds",
+            "Where the replay is, in seconds of recording from the start of its window.",
+            ["instance"],
+            registry=registry,
+        )
+        self.progress = Gauge(
+            "citybus_replay_progress_ratio",
+            "How far through its window the replay is, from 0 to 1 (per loop).",
+            ["instance"],
+            registry=registry,
+        )
+        self.speed = Gauge(
+            "citybus_replay_speed",
+            "The replay's speed factor (0: as fast as possible; while paused, the speed it resumes at).",
+            ["instance"],
+            registry=registry,
+        )
+        self.loops = Counter(
+            "citybus_replay_loops",
+            "Times the replay started its window again.",
+            ["instance"],
+            registry=registry,
+        )
+        self.faults = Counter(
+            "citybus_replay_faults",
+            "Faults the replay injected, per kind.",
+            ["instance", "kind"],
+            registry=registry,
+        )
+
+
+_FAMILIES: dict[CollectorRegistry, ReplayMetrics] = {}
+
+
+def replay_metrics(registry: CollectorRegistry) -> ReplayMetrics:
+    """The replay metric families of a registry, registered on first use."""
+    families = _FAMILIES.get(registry)
+    if families is None:
+        families = _FAMILIES[registry] = ReplayMetrics(registry)
+    return families
+
+
+# -- status and clock ------------------------------------------------------------------------------
+
+
+class ReplayStatus(msgspec.Struct, frozen=True, kw_only=True):
+    """What a replay is doing: the answer to every control request."""
+
+    instance: str
+    state: Literal["starting", "playing", "paused", "finished"]
+    speed: float
+    position_seconds: float
+    duration_seconds: float
+    progress: float
+    clock: datetime | None
+    loop: int
+    messages: int
+    lag_seconds: float
+    faults: dict[str, int]
+    files: list[str]
+
+
+class ReplayClock:
+    """The time the replay says it is: the recording's time plus the shift, advancing at its speed.
+
+    Satisfies :class:`adapters.clock.Clock`, so an adapter in the same process can run on it.
+    """
+
+    def __init__(self, replayer: Replayer) -> None:
+        self._replayer = replayer
+
+    def now(self) -> datetime:
+        """The replayed time now (UTC)."""
+        return self._replayer.clock_time()
+
+    async def sleep(self, seconds: float) -> None:
+        """Wait until ``seconds`` of replayed time have passed (pauses and speed changes included)."""
+        target = self.now() + timedelta(seconds=seconds)
+        while (left := (target - self.now()).total_seconds()) > 0:
+            await self._replayer.wait_change(left / max(self._replayer.speed, 1e-9))
+
+
+# -- the replayer ----------------------------------------------------------------------------------
+
+
+@dataclass(order=True, slots=True)
+class _Pending:
+    due: float
+    order: int
+    message: Outgoing
+
+
+def _take(iterator: Iterator[tuple[int, RecordedMessage]], count: int) -> list[tuple[int, RecordedMessage]]:
+    return list(itertools.islice(iterator, count))
+
+
+class Replayer:
+    """Replays recordings through ``publish`` until done (or forever, looping); steer it with the
+    control methods while :meth:`run` runs."""
+
+    def __init__(
+        self,
+        files: list[Path],
+        publish: Publish,
+        *,
+        instance: str = "replay",
+        speed: float = 1.0,
+        loop: bool = False,
+        start: float = 0.0,
+        duration: float | None = None,
+        include: tuple[str, ...] = (),
+        exclude: tuple[str, ...] = (),
+        shift_to_now: bool = True,
+        read_ahead: int = 512,
+        faults: Callable[[datetime], FaultInjector] | None = None,
+        registry: Registry | None = None,
+        metrics: ReplayMetrics | None = None,
+        logger: Any = None,
+        monotonic: Callable[[], float] = time.monotonic,
+        wall: Callable[[], datetime] = lambda: datetime.now(UTC),
+        on_sent: Callable[[Outgoing, float, float], None] | None = None,
+    ) -> None:
+        if not files:
+            raise CityBusError("nothing to replay: give at least one recording")
+        if speed < 0:
+            raise ValueError(f"speed must be 0 (as fast as possible) or more, not {speed}")
+        self.files = [Path(f) for f in files]
+        self.instance = instance
+        self._publish = publish
+        self.speed = speed
+        self.loop = loop
+        self._include = include
+        self._exclude = exclude
+        self._shift_to_now = shift_to_now
+        self._read_ahead = max(1, read_ahead)
+        self._faults_factory = faults
+        self._registry = registry or default_registry()
+        self._shifter = TimeShifter(self._registry)
+        self._metrics = metrics
+        self.log = (logger if logger is not None else structlog.get_logger()).bind(
+            component="replay", instance=instance
+        )
+        self._mono = monotonic
+        self._wall = wall
+        self._on_sent = on_sent  # (message, when it was due, when it went out), monotonic seconds
+        self._first, self._last = self._extent()
+        self.window_start = self._first + int(start * _NS)
+        if self.window_start > self._last:
+            raise CityBusError(
+                f"start {start} s is past the end of the recording "
+                f"({(self._last - self._first) / _NS:.0f} s long)"
+            )
+        self.window_end = self._last + 1 if duration is None else self.window_start + int(duration * _NS)
+        self._window = max(self.window_end - self.window_start, 1)
+        # the anchor: the recording position (ns) at a monotonic moment
+        self._anchor_position = self.window_start
+        self._anchor_mono = monotonic()
+        self._offset = timedelta(0)
+        self.loop_index = 0
+        self._generation = 0
+        self.state: Literal["starting", "playing", "paused", "finished"] = "starting"
+        self._resumed = asyncio.Event()
+        self._resumed.set()
+        self._changed = asyncio.Event()
+        self._seek_to: int | None = None
+        self._pending: list[_Pending] = []
+        self._order = itertools.count()
+        self.injector: FaultInjector | None = None
+        self._faults_counted: dict[str, int] = {}
+        self.published = 0
+        self.lag = 0.0
+        self._position = self.window_start
+
+    # -- the recording ------------------------------------------------------------------------------
+
+    def _extent(self) -> tuple[int, int]:
+        """The first and last moment to replay (ns): the recordings' declared window (metadata
+        ``window_start``/``window_end``: a recorded day is 24 h long) or their first and last message."""
+        first: int | None = None
+        last: int | None = None
+        for path in self.files:
+            info = read_info(path)
+            if info.start is None or info.end is None:
+                continue
+            begin, finish = info.start, info.end
+            with contextlib.suppress(KeyError, ValueError):
+                begin = min(begin, datetime.fromisoformat(info.metadata["window_start"]))
+            with contextlib.suppress(KeyError, ValueError):
+                declared_end = datetime.fromisoformat(info.metadata["window_end"]) - timedelta(microseconds=1)
+                finish = max(finish, declared_end)
+            start, end = nanoseconds(begin), nanoseconds(finish)
+            first = start if first is None else min(first, start)
+            last = end if last is None else max(last, end)
+        if first is None or last is None:
+            raise RecordingError(f"nothing to replay: {', '.join(map(str, self.files))} holds no messages")
+        return first, last
+
+    def _wanted(self, subject: str) -> bool:
+        if self._include and not any(matches(p, subject) for p in self._include):
+            return False
+        return not any(matches(p, subject) for p in self._exclude)
+
+    def _messages(self, start: int) -> Iterator[tuple[int, RecordedMessage]]:
+        """(file index, message) of every wanted message from ``start`` to the window's end, by time."""
+
+        def one(index: int, path: Path) -> Iterator[tuple[int, RecordedMessage]]:
+            for message in read_messages(path, start=start, end=self.window_end):
+                if self._wanted(message.subject):
+                    yield index, message
+
+        streams = [one(i, p) for i, p in enumerate(self.files)]
+        return heapq.merge(*streams, key=lambda item: item[1].log_time)
+
+    # -- time ----------------------------------------------------------------------------------------
+
+    def position(self) -> int:
+        """Where the replay is in the recording (ns), now."""
+        if self.state != "playing":
+            return self._anchor_position
+        if self.speed == 0:
+            return self._position  # as fast as possible: where the last message was
+        return self._anchor_position + int((self._mono() - self._anchor_mono) * self.speed * _NS)
+
+    def clock_time(self) -> datetime:
+        """The replay clock: the recording's time now, shifted."""
+        return _at(min(self.position(), self.window_end)) + self._offset
+
+    def _reanchor(self, position: int | None = None) -> None:
+        self._anchor_position = self.position() if position is None else position
+        self._anchor_mono = self._mono()
+        self._announce()
+
+    def _announce(self) -> None:
+        """Wake everyone waiting in :meth:`wait_change` (and let the next waiters wait afresh)."""
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def wait_change(self, timeout: float) -> None:
+        """Wait up to ``timeout`` seconds, less if the replay is paused, resumed, seeked or re-sped."""
+        try:
+            await asyncio.wait_for(self._changed.wait(), max(timeout, 0.0))
+        except TimeoutError:
+            pass
+
+    def _due(self, log_time: int) -> float:
+        if self.speed == 0:
+            return self._mono()
+        return self._anchor_mono + (log_time - self._anchor_position) / self.speed / _NS
+
+    # -- control -------------------------------------------------------------------------------------
+
+    def pause(self) -> ReplayStatus:
+        """Stop the replay clock where it is."""
+        if self.state == "playing":
+            self._reanchor()
+            self.state = "paused"
+            self._resumed.clear()
+            self.log.info("replay paused", position=self._seconds(self._anchor_position))
+        return self.status()
+
+    def resume(self) -> ReplayStatus:
+        """Start the replay clock again from where it was paused."""
+        if self.state == "paused":
+            self.state = "playing"
+            self._reanchor(self._anchor_position)
+            self._resumed.set()
+            self.log.info("replay resumed", position=self._seconds(self._anchor_position))
+        return self.status()
+
+    def set_speed(self, speed: float) -> ReplayStatus:
+        """Replay ``speed`` times faster than real time from now on (0: as fast as possible)."""
+        if not 0 <= speed <= 1_000_000:
+            raise ValueError(f"speed must be between 0 (as fast as possible) and 1000000, not {speed}")
+        position = self.position()
+        self.speed = speed
+        self._reanchor(position)
+        if self._metrics is not None:
+            self._metrics.speed.labels(self.instance).set(speed)
+        self.log.info("replay speed set", speed=speed)
+        return self.status()
+
+    def seek(self, seconds: float) -> ReplayStatus:
+        """Jump to ``seconds`` from the start of the window (what lies between is skipped or replayed)."""
+        if not 0 <= seconds * _NS < self._window:
+            raise ValueError(f"position must be between 0 and {self._window / _NS:.0f} s, not {seconds}")
+        self._seek_to = self._position = self.window_start + int(seconds * _NS)
+        self._reanchor(self._seek_to)
+        self.log.info("replay seek", position=seconds)
+        return self.status()
+
+    def _seconds(self, position: int) -> float:
+        return (position - self.window_start) / _NS
+
+    def status(self) -> ReplayStatus:
+        """What the replay is doing now."""
+        position = min(max(self.position(), self.window_start), self.window_end)
+        return ReplayStatus(
+            instance=self.instance,
+            state=self.state,
+            speed=self.speed,
+            position_seconds=round(self._seconds(position), 3),
+            duration_seconds=round(self._window / _NS, 3),
+            progress=round(min(1.0, (position - self.window_start) / self._window), 6),
+            clock=None if self.state == "starting" else self.clock_time(),
+            loop=self.loop_index,
+            messages=self.published,
+            lag_seconds=round(self.lag, 6),
+            faults=dict(self.injector.counts) if self.injector is not None else {},
+            files=[str(f) for f in self.files],
+        )
+
+    # -- running -------------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Replay the window (again and again when looping) until done or cancelled."""
+        self._offset = (self._wall() - _at(self.window_start)) if self._shift_to_now else timedelta(0)
+        if self._faults_factory is not None:
+            self.injector = self._faults_factory(_at(self.window_start) + self._offset)
+        if self._metrics is not None:
+            self._metrics.speed.labels(self.instance).set(self.speed)
+        self.state = "playing"
+        self._reanchor(self.window_start)
+        self.log.info(
+            "replay started",
+            files=[str(f) for f in self.files],
+            speed=self.speed,
+            window_seconds=self._window / _NS,
+            shift=str(self._offset),
+        )
+        while True:
+            finished = await self._play(self._anchor_position)
+            if not finished:
+                continue  # a seek: play again from the new position
+            await self._drain_pending()
+            if not self.loop:
+                break
+            self.loop_index += 1
+            self._offset += timedelta(microseconds=self._window // 1000)
+            if self._metrics is not None:
+                self._metrics.loops.labels(self.instance).inc()
+            self._reanchor(self.window_start)
+            self.log.info("replay looped", loop=self.loop_index)
+        self.state = "finished"
+        self._announce()
+        self.log.info("replay finished", messages=self.published)
+
+    async def _play(self, start: int) -> bool:
+        """Play from ``start`` to the window's end; False when a seek interrupted it."""
+        self._seek_to = None
+        generation = self._generation = self._generation + 1
+        iterator = self._messages(start)
+        batch = await asyncio.to_thread(_take, iterator, self._read_ahead)
+        while batch:
+            following = asyncio.create_task(asyncio.to_thread(_take, iterator, self._read_ahead))
+            try:
+                for index, message in batch:
+                    if not await self._wait_until(message.log_time) or self._generation != generation:
+                        return False
+                    await self._send(index, message)
+            finally:
+                if self._seek_to is not None or self._generation != generation:
+                    following.cancel()
+            if self._seek_to is not None:
+                return False
+            batch = await following
+        return True
+
+    async def _wait_until(self, log_time: int) -> bool:
+        """Wait for a message's time, publishing delayed ones on the way; False on a seek."""
+        while True:
+            await self._resumed.wait()
+            if self._seek_to is not None:
+                return False
+            now = self._mono()
+            due = now if self.speed == 0 else self._due(log_time)
+            if self._pending and self._pending[0].due <= min(due, now):
+                await self._release(heapq.heappop(self._pending))
+                continue
+            next_due = min(due, self._pending[0].due) if self._pending else due
+            if next_due <= now:
+                return True
+            changed = self._changed
+            try:
+                await asyncio.wait_for(changed.wait(), next_due - now)
+            except TimeoutError:
+                pass
+
+    async def _drain_pending(self) -> None:
+        if self.injector is not None:
+            now = self._mono()
+            flushed = self.injector.flush()
+            self._count_faults()
+            for delay, message in flushed:
+                heapq.heappush(
+                    self._pending, _Pending(now + delay / max(self.speed, 1e-9), next(self._order), message)
+                )
+        while self._pending:
+            await self._resumed.wait()
+            head = self._pending[0]
+            wait = head.due - self._mono()
+            if wait > 0 and self.speed:
+                await self.wait_change(wait)
+                continue
+            await self._release(heapq.heappop(self._pending))
+
+    def _outgoing(self, index: int, message: RecordedMessage) -> Outgoing:
+        recorded = message.headers
+        ce_type = recorded.get(H_TYPE, "")
+        when = message.time + self._offset
+        event_id = uuid.uuid5(
+            _IDS,
+            f"{self.files[index].name}/{message.subject}/{message.sequence}/{self.loop_index}/{self._generation}",
+        ).hex
+        headers = {
+            H_SPECVERSION: SPECVERSION,
+            H_ID: event_id,
+            H_SOURCE: recorded.get(H_SOURCE, f"/sandbox/{self.instance}"),
+            H_TYPE: ce_type,
+            H_TIME: format_time(when),
+            H_PROVENANCE: recorded.get(H_PROVENANCE, "recorded"),
+            H_CONTENT_TYPE: recorded.get(H_CONTENT_TYPE, "application/json"),
+            H_MSG_ID: event_id,
+        }
+        contract = self._registry.by_type(ce_type) if ce_type else None
+        if contract is not None:
+            headers[H_DATASCHEMA] = contract.__contract__.dataschema
+        if not ce_type:  # a raw message (a device uplink) keeps only what it had
+            headers = {k: v for k, v in headers.items() if k in (H_CONTENT_TYPE, H_ID, H_MSG_ID, H_TIME)}
+        data = self._shifter.body(message.data, ce_type, self._offset) if ce_type else message.data
+        return Outgoing(subject=message.subject, data=data, headers=headers, time=when)
+
+    async def _send(self, index: int, message: RecordedMessage) -> None:
+        self._position = message.log_time
+        outgoing = self._outgoing(index, message)
+        due = self._due(message.log_time)
+        if self.injector is None:
+            planned = [(0.0, outgoing)]
+        else:
+            planned = self.injector.apply(outgoing)
+            self._count_faults()
+        for delay, out in planned:
+            if delay > 0:
+                wait = delay / self.speed if self.speed else 0.0
+                heapq.heappush(self._pending, _Pending(due + wait, next(self._order), out))
+            else:
+                await self._emit(out, due)
+        if self._metrics is not None:
+            self._metrics.position.labels(self.instance).set(self._seconds(message.log_time))
+            self._metrics.progress.labels(self.instance).set(
+                min(1.0, (message.log_time - self.window_start) / self._window)
+            )
+
+    def _count_faults(self) -> None:
+        if self.injector is None or self._metrics is None:
+            return
+        for kind, count in self.injector.counts.items():
+            counted = self._faults_counted.get(kind, 0)
+            if count > counted:
+                self._metrics.faults.labels(self.instance, kind).inc(count - counted)
+                self._faults_counted[kind] = count
+
+    async def _release(self, pending: _Pending) -> None:
+        await self._emit(pending.message, pending.due)
+
+    async def _emit(self, message: Outgoing, due: float) -> None:
+        await self._publish(message.subject, message.data, message.headers)
+        sent = self._mono()
+        self.published += 1
+        self.lag = max(0.0, sent - due) if self.speed else 0.0
+        if self._on_sent is not None:
+            self._on_sent(message, due, sent)
+        if self._metrics is not None:
+            self._metrics.messages.labels(self.instance).inc()
+            if self.speed:
+                self._metrics.lag.labels(self.instance).set(self.lag)
+                self._metrics.schedule_error.labels(self.instance).observe(self.lag)
+        if self.lag > 1.0 and self.published % 1000 == 1:
+            self.log.warning("replay running late", lag_seconds=round(self.lag, 3), speed=self.speed)

@@ -1,0 +1,274 @@
+"""Replaying recordings: order, bodies, timing on the replay's own schedule, time shift, loops,
+filters, faults, and control over the bus.
+
+Timing is checked on the times the replayer scheduled (``on_sent`` reports when each message was
+due and when it went out, on the monotonic clock): the gaps between due times must be the recorded
+gaps divided by the speed. How late each one went out is a benchmark's business, not a test's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from adapters.testing import AdapterHarness
+from bus import Bus, Metrics
+from bus.envelope import build_headers
+from bus.errors import CityBusError, ConfigError
+from bus.subjects import clock_subject, control_subject
+from contracts import BeachObservation, WeatherObserved
+from sandbox.adapter import SandboxReplay
+from sandbox.faults import FaultInjector, FaultPlan, Outgoing
+from sandbox.recording import RecordingWriter
+from sandbox.replay import Replayer, replay_metrics
+from tests.conftest import wait_for
+
+T0 = datetime(2018, 8, 28, 6, 0, tzinfo=UTC)
+SITES = ("bragernes-strand", "sota-fjordpark", "blektjern")
+
+
+def beach(site: str, when: datetime, temperature: float) -> tuple[str, bytes, dict[str, str]]:
+    observation = BeachObservation(site=site, observed_at=when, water_temperature=temperature)
+    headers = build_headers(
+        BeachObservation.__contract__,
+        event_id=f"{site}-{when:%H%M}",
+        source="/rec",
+        time=when,
+        provenance="synthetic",
+    )
+    return f"city.public.environment.beach-observation.{site}", msgspec.json.encode(observation), headers
+
+
+def weather(when: datetime) -> tuple[str, bytes, dict[str, str]]:
+    observed = WeatherObserved(station="marienlyst", observed_at=when, temperature=17.0)
+    headers = build_headers(
+        WeatherObserved.__contract__,
+        event_id=f"w-{when:%H%M}",
+        source="/rec",
+        time=when,
+        provenance="synthetic",
+    )
+    return "city.public.environment.weather-observed.marienlyst", msgspec.json.encode(observed), headers
+
+
+@pytest.fixture
+def recording(tmp_path: Path) -> Path:
+    """Three beach sites every 10 minutes for two hours: 36 messages, 6 per site per hour."""
+    path = tmp_path / "beach.mcap"
+    with RecordingWriter(path) as writer:
+        for step in range(12):
+            for i, site in enumerate(SITES):
+                writer.add(*beach(site, T0 + timedelta(minutes=10 * step, seconds=i), 15 + step / 10))
+    return path
+
+
+class Sink:
+    """Collects what a replayer publishes, with its schedule."""
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[str, bytes, dict[str, str]]] = []
+        self.schedule: list[tuple[float, float]] = []
+
+    async def publish(self, subject: str, data: bytes, headers: dict[str, str]) -> None:
+        self.messages.append((subject, data, headers))
+
+    def sent(self, message: Outgoing, due: float, sent: float) -> None:
+        self.schedule.append((due, sent))
+
+
+async def test_a_replay_keeps_subjects_bodies_order_and_the_recorded_gaps(recording: Path) -> None:
+    sink = Sink()
+    speed = 36_000.0  # ten recorded minutes in 1/60 s
+    replayer = Replayer([recording], sink.publish, speed=speed, shift_to_now=False, on_sent=sink.sent)
+    await replayer.run()
+    assert len(sink.messages) == 36
+    expected = [
+        beach(site, T0 + timedelta(minutes=10 * s, seconds=i), 15 + s / 10)
+        for s in range(12)
+        for i, site in enumerate(SITES)
+    ]
+    assert [(m[0], m[1]) for m in sink.messages] == [(e[0], e[1]) for e in expected]
+    assert [m[2]["ce-time"] for m in sink.messages] == [e[2]["ce-time"] for e in expected]
+    dues = [due for due, _ in sink.schedule]
+    recorded = [
+        (T0 + timedelta(minutes=10 * s, seconds=i) - T0).total_seconds() for s in range(12) for i in range(3)
+    ]
+    for k in range(1, len(dues)):
+        assert dues[k] - dues[0] == pytest.approx(recorded[k] / speed, abs=1e-6)
+    assert replayer.state == "finished" and replayer.published == 36
+
+
+async def test_replayed_messages_get_new_ids_and_keep_their_attributes(recording: Path) -> None:
+    sink = Sink()
+    await Replayer([recording], sink.publish, speed=0, shift_to_now=False).run()
+    first = sink.messages[0][2]
+    assert first["ce-id"] != "bragernes-strand-0600" and first["Nats-Msg-Id"] == first["ce-id"]
+    assert (first["ce-type"], first["ce-source"], first["ce-provenance"]) == (
+        "environment.beach-observation.v1",
+        "/rec",
+        "synthetic",
+    )
+    assert first["ce-dataschema"] == "urn:citybus:contract:environment.beach-observation:v1"
+    assert len({m[2]["ce-id"] for m in sink.messages}) == 36
+
+
+async def test_shift_to_now_moves_headers_and_bodies_by_the_same_offset(recording: Path) -> None:
+    now = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+    sink = Sink()
+    await Replayer([recording], sink.publish, speed=0, wall=lambda: now).run()
+    offset = now - T0
+    for _subject, data, headers in sink.messages:
+        body = msgspec.json.decode(data, type=BeachObservation)
+        assert datetime.fromisoformat(headers["ce-time"]) == body.observed_at
+    first = msgspec.json.decode(sink.messages[0][1], type=BeachObservation)
+    assert first.observed_at == T0 + offset == now
+
+
+async def test_a_loop_goes_on_forward_in_time(recording: Path) -> None:
+    sink = Sink()
+    replayer = Replayer([recording], sink.publish, speed=0, loop=True, shift_to_now=False)
+    task = asyncio.create_task(replayer.run())
+    await wait_for(lambda: len(sink.messages) >= 80)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    times = [datetime.fromisoformat(m[2]["ce-time"]) for m in sink.messages[:80]]
+    assert times == sorted(times)
+    # the second loop starts right after the first one's last message (110 min 2 s after its first)
+    assert times[36] - times[0] == timedelta(minutes=110, seconds=2)
+    first = msgspec.json.decode(sink.messages[0][1], type=BeachObservation)
+    again = msgspec.json.decode(sink.messages[36][1], type=BeachObservation)
+    assert (again.site, again.water_temperature) == (first.site, first.water_temperature)
+    assert replayer.loop_index >= 2
+    ids = [m[2]["ce-id"] for m in sink.messages[:80]]
+    assert len(set(ids)) == 80  # a second loop is not a duplicate
+
+
+async def test_start_duration_include_and_exclude_choose_what_is_replayed(
+    recording: Path, tmp_path: Path
+) -> None:
+    other = tmp_path / "weather.mcap"
+    with RecordingWriter(other) as writer:
+        for step in range(4):
+            writer.add(*weather(T0 + timedelta(minutes=30 * step, seconds=30)))
+    sink = Sink()
+    await Replayer(
+        [recording, other], sink.publish, speed=0, shift_to_now=False, start=1800, duration=3600
+    ).run()
+    times = [datetime.fromisoformat(m[2]["ce-time"]) for m in sink.messages]
+    assert times[0] == T0 + timedelta(minutes=30) and max(times) < T0 + timedelta(minutes=90)
+    assert times == sorted(times)  # two files merged by time
+    assert sum("weather-observed" in m[0] for m in sink.messages) == 2
+    sink = Sink()
+    await Replayer(
+        [recording, other],
+        sink.publish,
+        speed=0,
+        include=("city.public.environment.beach-observation.*",),
+        exclude=("*.*.*.*.blektjern",),
+    ).run()
+    assert {m[0].rsplit(".", 1)[-1] for m in sink.messages} == {"bragernes-strand", "sota-fjordpark"}
+    assert len(sink.messages) == 24
+
+
+async def test_faults_from_a_plan_reach_the_replay_and_its_ground_truth(
+    recording: Path, tmp_path: Path
+) -> None:
+    plan_file = tmp_path / "faults.toml"
+    plan_file.write_text(
+        'seed = 7\n[[faults]]\nkind = "drop"\nprobability = 1.0\n'
+        'subjects = ["city.public.environment.beach-observation.blektjern"]\n'
+    )
+    plan = FaultPlan.load(plan_file)
+    truth = tmp_path / "truth.jsonl"
+    sink = Sink()
+    with truth.open("w", encoding="utf-8") as log:
+        replayer = Replayer(
+            [recording],
+            sink.publish,
+            speed=0,
+            faults=lambda origin: FaultInjector(plan, origin=origin, truth=log),
+        )
+        await replayer.run()
+    assert len(sink.messages) == 24 and not any(m[0].endswith("blektjern") for m in sink.messages)
+    lines = [json.loads(line) for line in truth.read_text().splitlines()]
+    assert len(lines) == 12 and {line["kind"] for line in lines} == {"drop"}
+    assert replayer.status().faults == {"drop": 12}
+
+
+def test_a_bad_replay_is_refused_with_a_reason(recording: Path, tmp_path: Path) -> None:
+    with pytest.raises(CityBusError, match="past the end"):
+        Replayer([recording], Sink().publish, start=10 * 3600)
+    with pytest.raises(CityBusError, match="no recording at"):
+        Replayer([tmp_path / "nothing.mcap"], Sink().publish)
+    with pytest.raises(ValueError, match="speed"):
+        Replayer([recording], Sink().publish, speed=-1)
+
+
+# -- the adapter, steered over the bus ------------------------------------------------------------
+
+
+async def control(bus: Bus, verb: str, **body: float) -> dict[str, object]:
+    raw = await bus.request_raw(control_subject("replay", "test", verb), msgspec.json.encode(body))
+    answer: dict[str, object] = msgspec.json.decode(raw.data)
+    return answer
+
+
+async def test_pause_resume_seek_and_speed_over_control_subjects(recording: Path) -> None:
+    config = {"files": [str(recording)], "speed": 600.0, "loop": False}
+    async with AdapterHarness(SandboxReplay, config) as harness:
+        bus = harness.bus
+        ticks: list[dict[str, object]] = []
+
+        async def on_tick(raw: object) -> None:
+            ticks.append(msgspec.json.decode(raw.data))  # type: ignore[attr-defined]
+
+        await bus.subscribe_raw(clock_subject("test"), on_tick)  # type: ignore[arg-type]
+        await harness.wait_for(BeachObservation, 3)
+        paused = await control(bus, "pause")
+        assert paused["state"] == "paused"
+        count = len(harness.published(BeachObservation))
+        await asyncio.sleep(0.3)  # at 600× that would be three recorded minutes: nothing may come
+        assert len(harness.published(BeachObservation)) == count
+        status = await control(bus, "status")
+        assert status["state"] == "paused" and status["position_seconds"] == paused["position_seconds"]
+        faster = await control(bus, "speed", speed=0)
+        assert faster["speed"] == 0
+        seeked = await control(bus, "seek", position=0)
+        assert seeked["position_seconds"] == 0
+        refused = await control(bus, "seek", position=10**6)
+        assert "position must be between" in str(refused["error"])
+        unknown = await control(bus, "rewind")
+        assert "unknown verb" in str(unknown["error"])
+        await wait_for(lambda: any(t.get("state") == "paused" for t in ticks))
+        resumed = await control(bus, "resume")
+        assert resumed["state"] == "playing"
+        await harness.wait_for(BeachObservation, count + 36)  # from the start again, as fast as possible
+        await wait_for(lambda: ticks[-1].get("state") == "finished")
+    sites = [e.data.site for e in harness.published(BeachObservation)[:3]]
+    assert sites == list(SITES)
+
+
+async def test_the_adapter_refuses_a_missing_file_or_a_bad_plan(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no recording at"):
+        AdapterHarness(SandboxReplay, {"files": [str(tmp_path / "x.mcap")]})
+    plan = tmp_path / "plan.toml"
+    plan.write_text('[[faults]]\nkind = "explode"\n')
+    with pytest.raises(ConfigError, match="explode"):
+        AdapterHarness(SandboxReplay, {"faults": str(plan)})
+
+
+async def test_replay_metrics_count_messages_and_position(recording: Path) -> None:
+    metrics = Metrics()
+    families = replay_metrics(metrics.registry)
+    sink = Sink()
+    await Replayer(
+        [recording], sink.publish, speed=0, instance="m", metrics=families, shift_to_now=False
+    ).run()
+    value = metrics.registry.get_sample_value
+    assert value("citybus_replay_messages_total", {"instance": "m"}) == 36
+    assert value("citybus_replay_progress_ratio", {"instance": "m"}) == pytest.approx(1.0, abs=1e-3)
