@@ -7,7 +7,7 @@ through the entry-point group ``citybus.adapters``. :mod:`adapters.testing` runs
 """
 
 from adapters.base import Adapter, AdapterDeclarationError, NoConfig, check_declaration
-from adapters.clock import Clock, WallClock
+from adapters.clock import BusClock, Clock, WallClock
 from adapters.context import Context, UndeclaredContractError
 from adapters.discovery import Discovery, DiscoveryProblem, discover
 from adapters.instances import Instance, instances_from_config, parse_instance
@@ -17,6 +17,7 @@ __all__ = [
     "Adapter",
     "AdapterDeclarationError",
     "Backoff",
+    "BusClock",
     "Clock",
     "Context",
     "Discovery",

@@ -5,6 +5,7 @@
     [adapters.beach]                 # the instance name: its queue group, durable names, user
     adapter = "vicotee-beach"        # which adapter (default: the instance name)
     enabled = true                   # default true
+    clock = "sandbox"                # run on the time the replay "sandbox" keeps (default: wall clock)
     devices = { "a84041000181c4d1" = { site = "bragernes-strand", water_slot = 1 } }
 
     [adapters.mqtt-city]
@@ -34,7 +35,7 @@ from bus.errors import ConfigError
 __all__ = ["Instance", "instances_from_config", "parse_instance"]
 
 _INSTANCE = re.compile(r"^[a-z][a-z0-9]*(?:-[a-z0-9]+)*$")
-_RESERVED = ("adapter", "enabled")
+_RESERVED = ("adapter", "enabled", "clock")
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +45,8 @@ class Instance:
     name: str
     adapter: type[Adapter[Any]]
     config: msgspec.Struct
+    clock: str | None = None
+    """The replay whose clock the instance runs on (``clock = "sandbox"``); ``None``: the wall clock."""
 
     def create(self) -> Adapter[Any]:
         """A fresh adapter object (one per start, so a restart begins from a clean state)."""
@@ -69,7 +72,13 @@ def parse_instance(name: str, adapter: type[Adapter[Any]], table: dict[str, Any]
         config = msgspec.convert(values, type=struct)
     except msgspec.ValidationError as exc:
         raise ConfigError(f"{where}: {_describe(exc)}") from None
-    return Instance(name, adapter, config)
+    clock = table.get("clock")
+    if clock is not None and not (isinstance(clock, str) and _INSTANCE.match(clock)):
+        raise ConfigError(
+            f'{where}: clock must name the replay instance whose time it runs on, e.g. "sandbox"; '
+            f"got {clock!r}"
+        )
+    return Instance(name, adapter, config, clock)
 
 
 def _over_defaults(struct: type[msgspec.Struct], values: dict[str, Any]) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from typing import Any
 import structlog
 from prometheus_client import CollectorRegistry
 
-from adapters.clock import Clock
+from adapters.clock import BusClock, Clock
 from adapters.context import Context
 from adapters.instances import Instance
 from adapters.metrics import AdapterMetrics
@@ -73,6 +73,7 @@ class Supervisor:
         self._families = adapter_metrics(bus.metrics.registry)
         self._stop = asyncio.Event()
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._bus_clocks: dict[str, BusClock] = {}
         self.contexts: dict[str, Context] = {}
         for instance in self.instances:
             self.health.expect(self._key(instance))
@@ -92,9 +93,26 @@ class Supervisor:
                 self._tasks[instance.name] = tg.create_task(
                     self._supervise(instance), name=f"adapter {instance.name}"
                 )
-            await self._stop.wait()
+            stopping = tg.create_task(self._stop.wait(), name="supervisor stop")
+            # until stopped, or until every instance has finished its work (a replay that does not loop)
+            pending: set[asyncio.Task[Any]] = {stopping, *self._tasks.values()}
+            while not stopping.done() and not all(t.done() for t in self._tasks.values()):
+                _, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            stopping.cancel()
             for instance in reversed(self.instances):
                 await self._stop_one(instance)
+        for clock in self._bus_clocks.values():
+            await clock.close()
+
+    async def _clock_of(self, instance: Instance) -> Clock | None:
+        """The instance's clock: the replay's it follows, else the supervisor's (the wall clock)."""
+        if instance.clock is None:
+            return self._clock
+        clock = self._bus_clocks.get(instance.clock)
+        if clock is None:
+            clock = self._bus_clocks[instance.clock] = BusClock(self._bus, instance.clock)
+            await clock.start()
+        return clock
 
     async def _stop_one(self, instance: Instance) -> None:
         task = self._tasks[instance.name]
@@ -134,7 +152,7 @@ class Supervisor:
                     produces=adapter.produced(),
                     metrics=metrics,
                     logger=self._logger,
-                    clock=self._clock,
+                    clock=await self._clock_of(instance),
                     on_ready=on_ready,
                     consumer_settings=self._consumer_settings,
                 )

@@ -9,15 +9,19 @@ gaps divided by the speed. How late each one went out is a benchmark's business,
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import ClassVar
 
 import msgspec
 import pytest
 
+from adapters import Adapter, Context, NoConfig, Supervisor
+from adapters.instances import parse_instance
 from adapters.testing import AdapterHarness
-from bus import Bus, Metrics
+from bus import Bus, MemoryBus, Metrics
 from bus.envelope import build_headers
 from bus.errors import CityBusError, ConfigError
 from bus.subjects import clock_subject, control_subject
@@ -272,3 +276,49 @@ async def test_replay_metrics_count_messages_and_position(recording: Path) -> No
     value = metrics.registry.get_sample_value
     assert value("citybus_replay_messages_total", {"instance": "m"}) == 36
     assert value("citybus_replay_progress_ratio", {"instance": "m"}) == pytest.approx(1.0, abs=1e-3)
+
+
+# -- adapters on replayed time ----------------------------------------------------------------------
+
+
+class Sleeper(Adapter[NoConfig]):
+    """Notes the time its clock says, sleeps ten replayed minutes, notes it again."""
+
+    name = "sleeper"
+    seen: ClassVar[list[datetime]] = []
+
+    async def run(self, ctx: Context) -> None:
+        ctx.ready()
+        while True:
+            Sleeper.seen.append(ctx.clock.now())
+            await ctx.clock.sleep(600)
+
+
+async def test_an_adapter_with_clock_sandbox_runs_on_the_replays_time(recording: Path) -> None:
+    bus = MemoryBus(metrics=Metrics(), source="/tests")
+    await bus.connect("memory://")
+    replay = parse_instance(
+        "sandbox",
+        SandboxReplay,
+        {"files": [str(recording)], "speed": 600.0, "shift_to_now": False, "clock_interval": 0.05},
+    )
+    sleeper = parse_instance("sleeper", Sleeper, {"clock": "sandbox"})
+    assert sleeper.clock == "sandbox"
+    supervisor = Supervisor([replay, sleeper], bus=bus)
+    task = asyncio.create_task(supervisor.run())
+    try:
+        # ten replayed minutes last a second at 600×: three wake-ups come within a few seconds
+        await wait_for(lambda: len([t for t in Sleeper.seen if t.year == 2018]) >= 3, timeout=20)
+    finally:
+        supervisor.stop()
+        await task
+        await bus.drain()
+    replayed = [t for t in Sleeper.seen if t.year == 2018]
+    assert all(T0 <= t <= T0 + timedelta(hours=2, minutes=10) for t in replayed)
+    gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(replayed)]
+    assert all(gap >= 600 for gap in gaps)  # a sleep of 600 replayed seconds is never shorter
+
+
+def test_a_wrong_clock_is_refused() -> None:
+    with pytest.raises(ConfigError, match="clock must name the replay instance"):
+        parse_instance("sleeper", Sleeper, {"clock": "Sandbox Replay"})
