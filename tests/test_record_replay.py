@@ -1,9 +1,13 @@
 """Record live subjects from a real nats-server, replay them onto it: the same subjects, bodies and
-order, with the recorded gaps kept on the replay's own schedule."""
+order, with the recorded gaps kept on the replay's own schedule; and faults injected on the way,
+with a ground truth that matches what a subscriber saw."""
 
 from __future__ import annotations
 
 import asyncio
+import io
+import json
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -11,10 +15,13 @@ import msgspec
 import pytest
 
 from bus import Bus, RawMessage
+from bus.codec import Codec
+from bus.envelope import build_headers
+from bus.errors import ContractViolation
 from contracts import BeachObservation
-from sandbox.faults import Outgoing
+from sandbox.faults import FaultInjector, FaultPlan, Outgoing
 from sandbox.recorder import record
-from sandbox.recording import read_info
+from sandbox.recording import RecordingWriter, read_info
 from sandbox.replay import Replayer
 from tests.conftest import wait_for
 
@@ -62,3 +69,64 @@ async def test_record_then_replay_round_trips_through_nats(bus: Bus, entity: str
     ]
     for k in range(1, 30):
         assert schedule[k] - schedule[0] == pytest.approx(7 * 60 * k / speed, abs=1e-6)
+
+
+async def test_the_ground_truth_matches_what_a_subscriber_saw(bus: Bus, entity: str, tmp_path: Path) -> None:
+    subject = f"city.public.environment.beach-observation.{entity}"
+    path = tmp_path / "day.mcap"
+    with RecordingWriter(path) as writer:
+        for i in range(200):
+            when = T0 + timedelta(minutes=i)
+            body = msgspec.json.encode(
+                BeachObservation(site=entity, observed_at=when, water_temperature=15.0)
+            )
+            headers = build_headers(
+                BeachObservation.__contract__,
+                event_id=f"e{i}",
+                source="/rec",
+                time=when,
+                provenance="synthetic",
+            )
+            writer.add(subject, body, headers)
+    plan = FaultPlan.loads(
+        "seed = 42\n"
+        '[[faults]]\nkind = "drop"\nprobability = 0.1\n'
+        '[[faults]]\nkind = "duplicate"\nprobability = 0.05\n'
+        '[[faults]]\nkind = "corrupt"\nprobability = 0.05\nmode = "truncate"\n',
+        origin="test",
+    )
+    received: list[RawMessage] = []
+
+    async def collect(raw: RawMessage) -> None:
+        received.append(raw)
+
+    await bus.subscribe_raw(subject, collect)
+    await bus.flush()
+    truth = io.StringIO()
+    replayer = Replayer(
+        [path],
+        bus.publish_raw,
+        speed=0,
+        faults=lambda origin: FaultInjector(plan, origin=origin, truth=truth),
+    )
+    await replayer.run()
+    faults = [json.loads(line) for line in truth.getvalue().splitlines()]
+    kinds = Counter(f["kind"] for f in faults)
+    assert set(kinds) == {"drop", "duplicate", "corrupt"}
+    expected = 200 - kinds["drop"] + kinds["duplicate"]
+    await wait_for(lambda: len(received) == expected)
+    seen = Counter(r.headers["ce-id"] for r in received if r.headers)
+    codec = Codec(BeachObservation)
+
+    def decodes(raw: RawMessage) -> bool:
+        try:
+            codec.decode(raw.data)
+        except ContractViolation:
+            return False
+        return True
+
+    broken = {r.headers["ce-id"] for r in received if r.headers and not decodes(r)}
+    assert {f["ce_id"] for f in faults if f["kind"] == "drop"}.isdisjoint(seen)
+    assert {f["ce_id"] for f in faults if f["kind"] == "duplicate"} == {i for i, n in seen.items() if n == 2}
+    assert {f["ce_id"] for f in faults if f["kind"] == "corrupt"} == broken
+    assert sum(seen.values()) == expected and len(seen) == 200 - kinds["drop"]
