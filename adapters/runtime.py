@@ -13,9 +13,10 @@ from adapters.base import Adapter
 from adapters.discovery import discover
 from adapters.instances import instances_from_config
 from adapters.supervisor import Supervisor
+from bus.config import Config
 from bus.runtime import RuntimeContext, consumer_settings
 
-__all__ = ["AdapterRuntime", "component", "default_sections"]
+__all__ = ["AdapterRuntime", "check", "component", "default_sections"]
 
 
 def default_sections(adapters: dict[str, type[Adapter[Any]]]) -> dict[str, dict[str, Any]]:
@@ -80,3 +81,9 @@ class AdapterRuntime:
 def component(context: RuntimeContext) -> Any:
     """The ``citybus.runtime`` entry point: the adapter runtime of ``citybus up``."""
     return AdapterRuntime(context)
+
+
+def check(config: Config) -> None:
+    """The ``citybus.checks`` entry point: every adapter section configures, before anything starts."""
+    found = discover()
+    instances_from_config(config.adapters or default_sections(found.adapters), found.adapters)

@@ -31,11 +31,13 @@ from bus.server import EmbeddedServer
 from contracts import Registry, default_registry
 
 __all__ = [
-    "INSTANCE_FILE",
     "Component",
+    "ConfigCheck",
+    "INSTANCE_FILE",
     "Runtime",
     "RuntimeContext",
     "consumer_settings",
+    "discover_checks",
     "instance_file",
     "read_instance",
     "stream_settings",
@@ -43,6 +45,7 @@ __all__ = [
 
 INSTANCE_FILE = "instance.json"
 RUNTIME_GROUP = "citybus.runtime"
+CHECK_GROUP = "citybus.checks"
 
 
 class Component(Protocol):
@@ -134,6 +137,16 @@ def discover_components() -> list[tuple[str, ComponentFactory]]:
     return found
 
 
+ConfigCheck = Callable[[Config], None]
+"""Checks a configuration before anything starts; raises :class:`~bus.errors.ConfigError`."""
+
+
+def discover_checks() -> list[tuple[str, ConfigCheck]]:
+    """The configuration checks installed in the ``citybus.checks`` entry-point group: each package
+    that configures a runtime component checks its part before a server is started."""
+    return [(ep.name, ep.load()) for ep in sorted(entry_points(group=CHECK_GROUP), key=lambda e: e.name)]
+
+
 class Runtime:
     """Everything ``citybus up`` runs, in order. Use :meth:`run` with an event that says "stop"."""
 
@@ -145,6 +158,7 @@ class Runtime:
         registry: Registry | None = None,
         metrics: Metrics | None = None,
         components: list[tuple[str, ComponentFactory]] | None = None,
+        checks: list[tuple[str, ConfigCheck]] | None = None,
         shutdown_timeout: float = 10.0,
     ) -> None:
         self.config = config
@@ -153,6 +167,7 @@ class Runtime:
         self.metrics = metrics if metrics is not None else Metrics()
         self.health = Health()
         self._factories = components
+        self._checks = checks
         self.shutdown_timeout = shutdown_timeout
         self.server: EmbeddedServer | None = None
         self.bus: Bus | None = None
@@ -196,6 +211,9 @@ class Runtime:
 
     async def _start(self, stack: AsyncExitStack, log: Any) -> None:
         cfg = self.config
+        # A wrong adapter section is found before a server is started, not after.
+        for _name, check in self._checks if self._checks is not None else discover_checks():
+            check(cfg)
         self.health.expect("nats")
         self.health.expect("streams")
         if cfg.ops.enabled:

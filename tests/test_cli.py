@@ -558,6 +558,12 @@ ONE_SHOT = {
     ),
     "bad environment variable": Invocation(("contracts", "list"), env={"CITYBUS_OPS_PORT": "http"}),
     "missing --config": Invocation(("--config", "missing.toml", "contracts", "list")),
+    "up with a wrong adapter section": Invocation(
+        ("up",),
+        files={"citybus.toml": '[adapters.trains]\nadapter = "entur-trains"\nstop_places = ["Drammen"]\n'},
+    ),
+    "replay a missing recording": Invocation(("replay", "missing.mcap")),
+    "recording info of a missing file": Invocation(("recording", "info", "missing.mcap")),
 }
 
 
@@ -677,6 +683,13 @@ async def test_contracts_check_names_a_removed_field(ran: dict[str, Result], tmp
         ),
         ("bad environment variable", 2, ["configuration error", "CITYBUS_OPS_PORT", "ops.port = 'http'"]),
         ("missing --config", 2, ["configuration error", "config file missing.toml not found"]),
+        (
+            "up with a wrong adapter section",
+            2,
+            ["configuration error", "[adapters.trains] (entur-trains)", "'Drammen' is not a stop place id"],
+        ),
+        ("replay a missing recording", 2, ["configuration error", "no recording at missing.mcap"]),
+        ("recording info of a missing file", 1, ["no recording at missing.mcap: check the path"]),
     ],
 )
 def test_a_mistake_ends_in_one_line_and_no_traceback(
