@@ -20,7 +20,7 @@ from sandbox.recording import (
     read_info,
     read_messages,
 )
-from sandbox.replay import ReplayClock, Replayer, ReplayMetrics, ReplayStatus, replay_metrics
+from sandbox.replay import Replayer, ReplayMetrics, ReplayStatus, replay_metrics
 from sandbox.timeshift import TimeShifter
 
 __all__ = [
@@ -34,7 +34,6 @@ __all__ = [
     "RecordingError",
     "RecordingInfo",
     "RecordingWriter",
-    "ReplayClock",
     "ReplayConfig",
     "ReplayMetrics",
     "ReplayStatus",

@@ -21,8 +21,9 @@ How a message is replayed:
   corrupt, freeze or skew a message before it goes out; delayed messages wait in a heap and are
   published between the others when due.
 
-The replay clock (:class:`ReplayClock`) is the time the replay says it is; it is published on
-``citybus.clock.<instance>`` for adapters that run on replayed time.
+The replay clock (:meth:`Replayer.clock_time`) is the time the replay says it is; the
+``sandbox-replay`` adapter publishes it on ``citybus.clock.<instance>``, and an adapter instance
+with ``clock = "<instance>"`` runs on it (:class:`adapters.clock.BusClock`).
 """
 
 from __future__ import annotations
@@ -65,7 +66,6 @@ from sandbox.timeshift import TimeShifter
 
 __all__ = [
     "Publish",
-    "ReplayClock",
     "ReplayMetrics",
     "ReplayStatus",
     "Replayer",
@@ -153,7 +153,7 @@ def replay_metrics(registry: CollectorRegistry) -> ReplayMetrics:
     return families
 
 
-# -- status and clock ------------------------------------------------------------------------------
+# -- status ---------------------------------------------------------------------------------------------
 
 
 class ReplayStatus(msgspec.Struct, frozen=True, kw_only=True):
@@ -171,26 +171,6 @@ class ReplayStatus(msgspec.Struct, frozen=True, kw_only=True):
     lag_seconds: float
     faults: dict[str, int]
     files: list[str]
-
-
-class ReplayClock:
-    """The time the replay says it is: the recording's time plus the shift, advancing at its speed.
-
-    Satisfies :class:`adapters.clock.Clock`, so an adapter in the same process can run on it.
-    """
-
-    def __init__(self, replayer: Replayer) -> None:
-        self._replayer = replayer
-
-    def now(self) -> datetime:
-        """The replayed time now (UTC)."""
-        return self._replayer.clock_time()
-
-    async def sleep(self, seconds: float) -> None:
-        """Wait until ``seconds`` of replayed time have passed (pauses and speed changes included)."""
-        target = self.now() + timedelta(seconds=seconds)
-        while (left := (target - self.now()).total_seconds()) > 0:
-            await self._replayer.wait_change(left / max(self._replayer.speed, 1e-9))
 
 
 # -- the replayer ----------------------------------------------------------------------------------
