@@ -10,6 +10,7 @@ never sees an invalid message, and no message disappears silently.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time as _time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -83,6 +84,12 @@ _TRANSIENT = (
     nats.errors.FlushTimeoutError,
     asyncio.TimeoutError,
 )
+
+
+@functools.lru_cache(maxsize=8192)
+def _checked_subject(subject: str) -> str:
+    """A subject to publish on, checked once (a replay publishes on the same few hundred again and again)."""
+    return subjects.validate_pattern(subject)
 
 
 def redact_url(url: str) -> str:
@@ -567,7 +574,7 @@ class Bus:
 
     async def publish_raw(self, subject: str, data: bytes, headers: Mapping[str, str] | None = None) -> None:
         """Publish bytes that are not a contract (a device uplink, a control message)."""
-        subjects.validate_pattern(subject)
+        _checked_subject(subject)
         try:
             await self.nc.publish(subject, data, headers=dict(headers) if headers else None)
         except (nats.errors.OutboundBufferLimitError, nats.errors.ConnectionClosedError) as exc:

@@ -330,6 +330,10 @@ class RecordingInfo:
     per_type: Counter[str] = field(default_factory=Counter)
     provenance: Counter[str] = field(default_factory=Counter)
     metadata: dict[str, str] = field(default_factory=dict)
+    first_ns: int | None = None
+    """The first message's log time in nanoseconds (``start`` keeps only microseconds)."""
+    last_ns: int | None = None
+    """The last message's log time in nanoseconds."""
     complete: bool = True
 
     @property
@@ -371,6 +375,7 @@ def read_info(path: str | Path) -> RecordingInfo:
         info.messages = stats.message_count
         if stats.message_count:
             info.start, info.end = _moment(stats.message_start_time), _moment(stats.message_end_time)
+            info.first_ns, info.last_ns = stats.message_start_time, stats.message_end_time
         info.channels = len(summary.channels)
         info.subjects = len({c.topic for c in summary.channels.values()})
         for channel_id, count in stats.channel_message_counts.items():
@@ -386,6 +391,8 @@ def read_info(path: str | Path) -> RecordingInfo:
         moment = message.time
         info.start = moment if info.start is None or moment < info.start else info.start
         info.end = moment if info.end is None or moment > info.end else info.end
+        info.first_ns = message.log_time if info.first_ns is None else min(info.first_ns, message.log_time)
+        info.last_ns = message.log_time if info.last_ns is None else max(info.last_ns, message.log_time)
         topics.add(message.subject)
         keys.add((message.subject, *message.headers.values()))
         info.per_type[message.type or "raw"] += 1

@@ -30,11 +30,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import heapq
 import itertools
 import time
-import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -55,7 +55,6 @@ from bus.envelope import (
     H_TIME,
     H_TYPE,
     SPECVERSION,
-    format_time,
 )
 from bus.errors import CityBusError
 from bus.subjects import matches
@@ -76,12 +75,34 @@ Publish = Callable[[str, bytes, dict[str, str]], Awaitable[None]]
 """How the replayer sends a message: subject, body, headers."""
 
 _NS: Final = 1_000_000_000
-_IDS: Final = uuid.UUID("5b0d6c2e-3f4a-4e8b-9c1d-2a7e6f8b0c3d")
+_SPIN: Final = 0.0015
+"""Seconds before a message is due when the replay stops sleeping and yields until it is."""
+_SCHEDULED_BATCH: Final = 64
+"""Messages read at a time when replaying on a schedule (as fast as possible: ``read_ahead``)."""
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _at(ns: int) -> datetime:
     return _EPOCH + timedelta(microseconds=ns // 1000)
+
+
+def _ns(delta: timedelta) -> int:
+    return (delta.days * 86_400 + delta.seconds) * _NS + delta.microseconds * 1000
+
+
+class _TimeFormat:
+    """RFC 3339 ``ce-time`` from nanoseconds, the date and time of day formatted once per second."""
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._prefix = ""
+
+    def format(self, ns: int) -> str:
+        second, rest = divmod(ns, _NS)
+        if second != self._second:
+            self._second = second
+            self._prefix = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        return f"{self._prefix}.{rest // 1000:06d}Z"
 
 
 # -- metrics ---------------------------------------------------------------------------------------
@@ -249,6 +270,9 @@ class Replayer:
         self._anchor_position = self.window_start
         self._anchor_mono = monotonic()
         self._offset = timedelta(0)
+        self._offset_ns = 0
+        self._channel_headers: dict[tuple[tuple[str, str], ...], dict[str, str]] = {}
+        self._times = _TimeFormat()
         self.loop_index = 0
         self._generation = 0
         self.state: Literal["starting", "playing", "paused", "finished"] = "starting"
@@ -273,15 +297,13 @@ class Replayer:
         last: int | None = None
         for path in self.files:
             info = read_info(path)
-            if info.start is None or info.end is None:
+            if info.first_ns is None or info.last_ns is None:
                 continue
-            begin, finish = info.start, info.end
+            start, end = info.first_ns, info.last_ns  # nanoseconds: a datetime would lose the last ones
             with contextlib.suppress(KeyError, ValueError):
-                begin = min(begin, datetime.fromisoformat(info.metadata["window_start"]))
+                start = min(start, nanoseconds(datetime.fromisoformat(info.metadata["window_start"])))
             with contextlib.suppress(KeyError, ValueError):
-                declared_end = datetime.fromisoformat(info.metadata["window_end"]) - timedelta(microseconds=1)
-                finish = max(finish, declared_end)
-            start, end = nanoseconds(begin), nanoseconds(finish)
+                end = max(end, nanoseconds(datetime.fromisoformat(info.metadata["window_end"])) - 1)
             first = start if first is None else min(first, start)
             last = end if last is None else max(last, end)
         if first is None or last is None:
@@ -407,6 +429,7 @@ class Replayer:
     async def run(self) -> None:
         """Replay the window (again and again when looping) until done or cancelled."""
         self._offset = (self._wall() - _at(self.window_start)) if self._shift_to_now else timedelta(0)
+        self._offset_ns = _ns(self._offset)
         if self._faults_factory is not None:
             self.injector = self._faults_factory(_at(self.window_start) + self._offset)
         if self._metrics is not None:
@@ -429,6 +452,7 @@ class Replayer:
                 break
             self.loop_index += 1
             self._offset += timedelta(microseconds=self._window // 1000)
+            self._offset_ns = _ns(self._offset)
             if self._metrics is not None:
                 self._metrics.loops.labels(self.instance).inc()
             self._reanchor(self.window_start)
@@ -442,9 +466,13 @@ class Replayer:
         self._seek_to = None
         generation = self._generation = self._generation + 1
         iterator = self._messages(start)
-        batch = await asyncio.to_thread(_take, iterator, self._read_ahead)
+        # On a schedule, small batches: reading holds the GIL, and a message due meanwhile waits.
+        size = self._read_ahead if self.speed == 0 else min(self._read_ahead, _SCHEDULED_BATCH)
+        batch = await asyncio.to_thread(_take, iterator, size)
+        if self.state == "playing":
+            self._reanchor(start)  # the clock starts when the first message is at hand, not before
         while batch:
-            following = asyncio.create_task(asyncio.to_thread(_take, iterator, self._read_ahead))
+            following = asyncio.create_task(asyncio.to_thread(_take, iterator, size))
             try:
                 for index, message in batch:
                     if not await self._wait_until(message.log_time) or self._generation != generation:
@@ -472,9 +500,13 @@ class Replayer:
             next_due = min(due, self._pending[0].due) if self._pending else due
             if next_due <= now:
                 return True
+            if next_due - now <= _SPIN:
+                # the selector's timeouts are whole milliseconds: the last one is spent yielding
+                await asyncio.sleep(0)
+                continue
             changed = self._changed
             try:
-                await asyncio.wait_for(changed.wait(), next_due - now)
+                await asyncio.wait_for(changed.wait(), next_due - now - _SPIN)
             except TimeoutError:
                 pass
 
@@ -496,31 +528,38 @@ class Replayer:
                 continue
             await self._release(heapq.heappop(self._pending))
 
+    def _constant_headers(self, headers: Mapping[str, str]) -> dict[str, str]:
+        """The headers every message of one channel shares, built once per channel."""
+        key = tuple(sorted(headers.items()))
+        found = self._channel_headers.get(key)
+        if found is None:
+            ce_type = headers.get(H_TYPE, "")
+            found = {H_CONTENT_TYPE: headers.get(H_CONTENT_TYPE, "application/json")}
+            if ce_type:  # a raw message (a device uplink) keeps only what it had
+                found = {
+                    H_SPECVERSION: SPECVERSION,
+                    H_SOURCE: headers.get(H_SOURCE, f"/sandbox/{self.instance}"),
+                    H_TYPE: ce_type,
+                    H_PROVENANCE: headers.get(H_PROVENANCE, "recorded"),
+                    **found,
+                }
+                contract = self._registry.by_type(ce_type)
+                if contract is not None:
+                    found[H_DATASCHEMA] = contract.__contract__.dataschema
+            self._channel_headers[key] = found
+        return found
+
     def _outgoing(self, index: int, message: RecordedMessage) -> Outgoing:
-        recorded = message.headers
-        ce_type = recorded.get(H_TYPE, "")
-        when = message.time + self._offset
-        event_id = uuid.uuid5(
-            _IDS,
-            f"{self.files[index].name}/{message.subject}/{message.sequence}/{self.loop_index}/{self._generation}",
-        ).hex
-        headers = {
-            H_SPECVERSION: SPECVERSION,
-            H_ID: event_id,
-            H_SOURCE: recorded.get(H_SOURCE, f"/sandbox/{self.instance}"),
-            H_TYPE: ce_type,
-            H_TIME: format_time(when),
-            H_PROVENANCE: recorded.get(H_PROVENANCE, "recorded"),
-            H_CONTENT_TYPE: recorded.get(H_CONTENT_TYPE, "application/json"),
-            H_MSG_ID: event_id,
-        }
-        contract = self._registry.by_type(ce_type) if ce_type else None
-        if contract is not None:
-            headers[H_DATASCHEMA] = contract.__contract__.dataschema
-        if not ce_type:  # a raw message (a device uplink) keeps only what it had
-            headers = {k: v for k, v in headers.items() if k in (H_CONTENT_TYPE, H_ID, H_MSG_ID, H_TIME)}
+        ce_type = message.headers.get(H_TYPE, "")
+        shifted = message.log_time + self._offset_ns
+        pass_ = f"{self.loop_index}/{self._generation}"  # a new loop or seek: new ids
+        identity = f"{self.files[index].name}/{message.subject}/{message.sequence}/{pass_}"
+        event_id = hashlib.blake2b(identity.encode(), digest_size=16).hexdigest()
+        headers = dict(self._constant_headers(message.headers))
+        headers[H_ID] = headers[H_MSG_ID] = event_id
+        headers[H_TIME] = self._times.format(shifted)
         data = self._shifter.body(message.data, ce_type, self._offset) if ce_type else message.data
-        return Outgoing(subject=message.subject, data=data, headers=headers, time=when)
+        return Outgoing(subject=message.subject, data=data, headers=headers, time=_at(shifted))
 
     async def _send(self, index: int, message: RecordedMessage) -> None:
         self._position = message.log_time

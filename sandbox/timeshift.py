@@ -63,6 +63,30 @@ def _shift(value: Any, path: _Path, delta: timedelta) -> Any:
     return value
 
 
+_FIELDS: Final = msgspec.json.Decoder(dict[str, msgspec.Raw])
+_MOMENT: Final = msgspec.json.Decoder(datetime)
+_ENCODER: Final = msgspec.json.Encoder()
+
+
+def _shift_top_level(data: bytes, paths: list[_Path], delta: timedelta) -> bytes:
+    """Shift top-level timestamp fields and leave every other byte of the body as it was."""
+    try:
+        fields = _FIELDS.decode(data)
+    except (msgspec.DecodeError, UnicodeDecodeError):
+        return data  # not a JSON object: nothing to shift (a corrupted body stays corrupted)
+    for (name,) in paths:
+        raw = fields.get(name)
+        if raw is None:
+            continue
+        try:
+            moment = _MOMENT.decode(raw)
+        except (msgspec.DecodeError, UnicodeDecodeError):
+            continue  # null, or not a time: left as it is
+        if moment.tzinfo is not None:
+            fields[name] = msgspec.Raw(_ENCODER.encode(moment + delta))
+    return _ENCODER.encode(fields)
+
+
 class TimeShifter:
     """Shifts messages of the registry's contracts by a time delta."""
 
@@ -83,6 +107,8 @@ class TimeShifter:
         paths = self.paths(ce_type)
         if not paths or not delta:
             return data
+        if all(len(path) == 1 for path in paths):  # the common case: only top-level timestamps
+            return _shift_top_level(data, paths, delta)
         try:
             decoded = msgspec.json.decode(data)
         except (msgspec.DecodeError, UnicodeDecodeError):

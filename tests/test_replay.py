@@ -322,3 +322,15 @@ async def test_an_adapter_with_clock_sandbox_runs_on_the_replays_time(recording:
 def test_a_wrong_clock_is_refused() -> None:
     with pytest.raises(ConfigError, match="clock must name the replay instance"):
         parse_instance("sleeper", Sleeper, {"clock": "Sandbox Replay"})
+
+
+async def test_nanoseconds_of_the_last_message_are_not_lost(tmp_path: Path) -> None:
+    # other MCAP tools write nanosecond times: the last message must not fall off the window's end
+    path = tmp_path / "ns.mcap"
+    base = int(T0.timestamp()) * 1_000_000_000
+    with RecordingWriter(path) as writer:
+        writer.add(*beach("bragernes-strand", T0, 15.0), log_time=base + 1)
+        writer.add(*beach("bragernes-strand", T0, 15.1), log_time=base + 1_000_000_999)
+    sink = Sink()
+    await Replayer([path], sink.publish, speed=0).run()
+    assert len(sink.messages) == 2
