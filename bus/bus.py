@@ -329,6 +329,9 @@ class Bus:
     async def flush(self, timeout: float = 5.0) -> None:
         """Wait until the server has received everything published so far."""
         try:
+            # nats-py 2.16 writes the flush's PING straight to the socket, possibly ahead of commands
+            # still in its own buffer: the second round trip starts after the first has drained it.
+            await self.nc.flush(timeout=timeout)  # type: ignore[arg-type]
             await self.nc.flush(timeout=timeout)  # type: ignore[arg-type]
         except _TRANSIENT as exc:
             raise NotConnectedError(f"NATS did not confirm the flush: {exc or type(exc).__name__}") from exc

@@ -27,18 +27,32 @@ __all__ = [
     "CONTROL_ROOT",
     "ROOT",
     "RPC",
+    "classification_filter",
+    "clock_filter",
     "clock_subject",
     "contract_filter",
     "contract_subject",
+    "control_filter",
     "control_subject",
+    "data_filter",
+    "dead_letter_filter",
     "dead_letter_subject",
     "domain_filter",
+    "durable_name",
     "entity_token",
     "event_token",
+    "inbox_filter",
+    "inbox_prefix",
+    "intersection",
     "is_pattern",
+    "js_ack_filter",
+    "js_api",
     "matches",
+    "overlaps",
+    "request_classification_filter",
     "request_filter",
     "request_subject",
+    "reserved_roots",
     "stream_name",
     "validate_pattern",
 ]
@@ -147,3 +161,113 @@ def matches(pattern: str, subject: str) -> bool:
         if i >= len(s) or (token != "*" and token != s[i]):
             return False
     return len(p) == len(s)
+
+
+# -- access control (bus.access): the patterns the broker's permissions are written in ---------------
+
+
+def data_filter() -> str:
+    """Every data subject, of every classification (``city.>``)."""
+    return f"{ROOT}.>"
+
+
+def classification_filter(classification: Classification) -> str:
+    """Every subject of one classification (``city.public.>``): one broker permission per class."""
+    return f"{ROOT}.{classification.value}.>"
+
+
+def request_classification_filter(classification: Classification) -> str:
+    """Every request subject of one classification (``city.public.rpc.>``)."""
+    return f"{ROOT}.{classification.value}.{RPC}.>"
+
+
+def dead_letter_filter() -> str:
+    """Every dead-letter subject, whatever the reason (``city.internal.citybus.dead-letter.*``)."""
+    return dead_letter_subject("reason").rpartition(".")[0] + ".*"
+
+
+def control_filter() -> str:
+    """Every control subject of every component (``citybus.control.>``)."""
+    return f"{CONTROL_ROOT}.control.>"
+
+
+def clock_filter() -> str:
+    """Every clock subject (``citybus.clock.>``)."""
+    return f"{CONTROL_ROOT}.clock.>"
+
+
+def inbox_prefix(user: str) -> str:
+    """The inbox prefix of one client (``_INBOX.<user>``; nats-py's ``inbox_prefix`` option).
+
+    Each user gets its own, so that the broker can let it read its replies and nobody else's.
+    """
+    return f"_INBOX.{entity_token(user)}"
+
+
+def inbox_filter(user: str) -> str:
+    """Every reply subject of one client (``_INBOX.<user>.>``)."""
+    return f"{inbox_prefix(user)}.>"
+
+
+def durable_name(instance: str, cls: type[Contract]) -> str:
+    """The durable JetStream consumer an adapter instance reads a contract with.
+
+    Fixed per instance and contract, so that the broker can grant an adapter its own consumers
+    and no other (``vicotee-beach-beach-observation-v1``).
+    """
+    info = cls.__contract__
+    return f"{entity_token(instance)}-{info.event}-v{info.version}"
+
+
+def js_api(*tokens: str) -> str:
+    """A JetStream API subject: ``js_api("STREAM", "INFO", name)`` is ``$JS.API.STREAM.INFO.<name>``."""
+    return ".".join(("$JS", "API", *tokens))
+
+
+def js_ack_filter(stream: str, consumer: str) -> str:
+    """The subjects a consumer's messages are acknowledged on (``$JS.ACK.<stream>.<consumer>.>``)."""
+    return f"$JS.ACK.{stream}.{consumer}.>"
+
+
+def intersection(a: str, b: str) -> str | None:
+    """The pattern of the subjects that match both ``a`` and ``b``, or ``None`` if none does.
+
+    ``intersection("*.devices.*.up", "city.>")`` is ``city.devices.*.up``.
+    """
+    ta, tb = a.split("."), b.split(".")
+    out: list[str] = []
+    for i in range(max(len(ta), len(tb))):
+        if i >= len(ta) or i >= len(tb):
+            return None  # one pattern ended without '>', the other goes on
+        x, y = ta[i], tb[i]
+        if x == ">":
+            return ".".join(out + tb[i:])
+        if y == ">":
+            return ".".join(out + ta[i:])
+        if x == "*":
+            out.append(y)
+        elif y == "*" or x == y:
+            out.append(x)
+        else:
+            return None
+    return ".".join(out)
+
+
+def overlaps(a: str, b: str) -> bool:
+    """Whether some subject matches both patterns."""
+    return intersection(a, b) is not None
+
+
+def reserved_roots() -> tuple[str, ...]:
+    """The namespaces that belong to the bus and the broker, not to raw (native-format) subjects.
+
+    ``city.>`` carries contracts, ``citybus.>`` control and clocks, ``_INBOX.>`` replies; the
+    ``$``-prefixed roots are nats-server's own (JetStream and its key-value and object stores,
+    the system account, MQTT sessions, Raft, services).
+    """
+    return (
+        data_filter(),
+        f"{CONTROL_ROOT}.>",
+        "_INBOX.>",
+        *(f"${root}.>" for root in ("JS", "JSC", "KV", "O", "SYS", "MQTT", "NRG", "SRV")),
+    )
