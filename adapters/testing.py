@@ -29,7 +29,7 @@ from adapters.instances import parse_instance
 from adapters.supervisor import adapter_metrics
 from bus import Bus, ConsumerSettings, Event, MemoryBus, Metrics, RawMessage
 from bus.envelope import Provenance
-from contracts import Contract, DeadLetter
+from contracts import Contract, DeadLetter, PersonalDeadLetter
 
 __all__ = ["AdapterHarness"]
 
@@ -68,7 +68,7 @@ class AdapterHarness:
     async def __aenter__(self) -> Self:
         if self._own_bus:
             await self.bus.connect("memory://")
-        watched: set[type[Contract]] = {*self.adapter.produced(), DeadLetter}
+        watched: set[type[Contract]] = {*self.adapter.produced(), DeadLetter, PersonalDeadLetter}
         for contract in watched:
             await self.bus.subscribe(contract, self._record, entity=">")
         metrics = adapter_metrics(self.bus.metrics.registry).instance(self.adapter_class.name, self.instance)
@@ -167,9 +167,9 @@ class AdapterHarness:
         return [e for e in self._events if isinstance(e.data, contract)]  # type: ignore[misc]
 
     @property
-    def dead_letters(self) -> list[DeadLetter]:
-        """The dead letters so far."""
-        return [e.data for e in self._events if isinstance(e.data, DeadLetter)]
+    def dead_letters(self) -> list[DeadLetter | PersonalDeadLetter]:
+        """The dead letters so far (personal ones included)."""
+        return [e.data for e in self._events if isinstance(e.data, DeadLetter | PersonalDeadLetter)]
 
     def raw(self, subject: str, data: bytes, headers: dict[str, str] | None = None) -> RawMessage:
         """A raw message, as an adapter's raw handler receives it."""

@@ -119,7 +119,7 @@ from dataclasses import dataclass, field
 
 from bus import subjects
 from bus.errors import CityBusError
-from contracts import Classification, Contract
+from contracts import Classification, Contract, PersonalDeadLetter
 
 __all__ = [
     "AccessError",
@@ -442,6 +442,10 @@ class AccessModel:
                 for action in ("INFO", "CREATE", "UPDATE"):
                     r.pub(subjects.js_api("STREAM", action, stream), f"provisions the stream {stream}")
             r.pub(subjects.dead_letter_filter(), "dead-letters messages that no adapter could take")
+            r.pub(
+                subjects.contract_filter(PersonalDeadLetter),
+                "dead-letters a personal message apart from the others (its payload is personal)",
+            )
             r.sub(inbox, "its replies (JetStream answers and acknowledgements), and nobody else's")
             return User(account=account, name=kind.value, kind=kind, permissions=r.permissions())
         readable = (PUBLIC,) if kind is Kind.PUBLIC else (PUBLIC, INTERNAL)
@@ -476,6 +480,11 @@ class AccessModel:
         for cls in d.produces:
             r.pub(subjects.contract_filter(cls), f"produces {_describe(cls)}")
         r.pub(subjects.dead_letter_filter(), "dead-letters what it cannot translate or handle")
+        if any(c.__contract__.classification is PERSONAL for c in d.consumes):
+            r.pub(
+                subjects.contract_filter(PersonalDeadLetter),
+                "dead-letters a personal message it cannot handle apart from the others",
+            )
         for pattern in d.raw_publish:
             r.pub(pattern, "a raw subject it publishes (a native format, a bridge)")
         if d.control is not None:

@@ -2,7 +2,10 @@
 
 A dead letter is itself a contract (:class:`contracts.DeadLetter`, internal), published on
 ``city.internal.citybus.dead-letter.<reason>`` and stored by the ``CITY_INTERNAL_CITYBUS`` stream,
-so operators can read, count and replay them with the same tools as any other message.
+so operators can read, count and replay them with the same tools as any other message. A dead
+letter carries its original's payload, so that of a personal message (one on a ``city.personal.``
+subject, or of a personal contract) is a :class:`contracts.PersonalDeadLetter`, published on
+``city.personal.citybus.personal-dead-letter.<reason>`` where only readers of personal data see it.
 """
 
 from __future__ import annotations
@@ -11,9 +14,11 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Protocol
 
-from bus.envelope import H_PROVENANCE
+from bus.envelope import H_PROVENANCE, H_TYPE
 from bus.errors import CityBusError
-from contracts.citybus import DeadLetter
+from bus.subjects import ROOT
+from contracts import Classification
+from contracts.citybus import DeadLetter, PersonalDeadLetter
 
 if TYPE_CHECKING:
     from bus.bus import Bus
@@ -64,7 +69,8 @@ class DeadLetters:
 
         Returns whether JetStream stored the dead letter (see :meth:`publish`).
         """
-        letter = DeadLetter(
+        kind = PersonalDeadLetter if self._personal(msg, contract) else DeadLetter
+        letter = kind(
             reason=reason,
             detail=detail,
             original_subject=msg.subject,
@@ -77,7 +83,19 @@ class DeadLetters:
         )
         return await self.publish(letter)
 
-    async def publish(self, letter: DeadLetter) -> bool:
+    def _personal(self, msg: Inbound, contract: str) -> bool:
+        """Whether the message may hold personal data: it came on a personal subject, or says (or
+        was expected to be) a personal contract."""
+        if msg.subject.startswith(f"{ROOT}.{Classification.PERSONAL.value}."):
+            return True
+        registry = self._bus.registry
+        for ce_type in (contract, (msg.headers or {}).get(H_TYPE, "")):
+            found = registry.by_type(ce_type) if ce_type else None
+            if found is not None and found.__contract__.classification is Classification.PERSONAL:
+                return True
+        return False
+
+    async def publish(self, letter: DeadLetter | PersonalDeadLetter) -> bool:
         """Store a dead letter durably; if JetStream cannot, publish it plainly and log it whole.
 
         Returns ``False`` when JetStream did not store it: a durable consumer then keeps the original
@@ -96,13 +114,15 @@ class DeadLetters:
         try:
             await bus.publish_durable(letter, provenance=provenance, timeout=_STORE_TIMEOUT)
         except CityBusError as exc:
-            # Never lose it: the log line carries everything needed to recover the message.
-            log.error(
-                "dead letter not stored by JetStream",
-                error=str(exc),
-                headers=letter.original_headers,
-                payload=letter.payload.decode("utf-8", "backslashreplace"),
-            )
+            if isinstance(letter, PersonalDeadLetter):  # personal data never goes to a log
+                log.error("personal dead letter not stored by JetStream", error=str(exc))
+            else:  # never lose it: the log line carries everything needed to recover the message
+                log.error(
+                    "dead letter not stored by JetStream",
+                    error=str(exc),
+                    headers=letter.original_headers,
+                    payload=letter.payload.decode("utf-8", "backslashreplace"),
+                )
             try:
                 await bus.publish(letter, provenance=provenance)
             except CityBusError:

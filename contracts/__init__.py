@@ -15,7 +15,7 @@ from contracts.base import (
     measure,
     validate,
 )
-from contracts.citybus import DeadLetter
+from contracts.citybus import DeadLetter, PersonalDeadLetter
 from contracts.community import VolunteerSignup
 from contracts.compat import (
     Breaking,
@@ -66,6 +66,7 @@ __all__ = [
     "GeoPoint",
     "Latitude",
     "Longitude",
+    "PersonalDeadLetter",
     "Quay",
     "Registry",
     "Slug",

@@ -805,6 +805,7 @@ def test_the_table_says_who_may_do_what_and_why() -> None:
     stream, durable = "CITY_PERSONAL_COMMUNITY", "volunteer-archive-volunteer-signup-v1"
     assert archive == {
         ("publish", "city.internal.citybus.dead-letter.*"),
+        ("publish", "city.personal.citybus.personal-dead-letter.*"),  # it consumes personal data
         ("publish", f"$JS.API.CONSUMER.INFO.{stream}.{durable}"),
         ("publish", f"$JS.API.CONSUMER.CREATE.{stream}.{durable}.city.personal.community.volunteer-signup.*"),
         ("publish", f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{durable}"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import msgspec
@@ -18,7 +19,7 @@ from bus.envelope import build_headers, new_event_id
 from bus.memory import MemoryBus
 from bus.server import EmbeddedServer
 from bus.subjects import contract_subject, request_subject
-from contracts import BeachObservation, DeadLetter, WeatherObserved
+from contracts import BeachObservation, DeadLetter, PersonalDeadLetter, VolunteerSignup, WeatherObserved
 
 
 @pytest.fixture(params=["nats", "memory"])
@@ -398,3 +399,25 @@ async def test_wrong_credentials_fail_fast_instead_of_retrying_forever(tmp_path:
         await b.connect(f"nats://city:right@127.0.0.1:{port}", connect_timeout=2)
         assert b.connected
         await b.drain()
+
+
+async def test_a_personal_message_s_dead_letter_stays_personal(any_bus: Bus, entity: str) -> None:
+    internal = await dead_letter_collector(any_bus)
+    personal = Collector()
+    await any_bus.subscribe(PersonalDeadLetter, personal, entity=">")
+    await any_bus.subscribe(VolunteerSignup, Collector(), entity=entity)
+    subject = f"city.personal.community.volunteer-signup.{entity}"
+    when = datetime(2018, 8, 29, 19, 42, tzinfo=UTC)
+    headers = build_headers(
+        VolunteerSignup.__contract__, event_id=new_event_id(), source="/t", time=when, provenance="manual"
+    )
+    body = (
+        b'{"volunteer_id": "v-1", "name": "Kari Nordmann", "phone": 4791234567}'  # a wrong type, and a name
+    )
+    await any_bus.nc.publish(subject, body, headers=headers)  # type: ignore[arg-type]
+    await wait_for(lambda: len(personal.events) == 1)
+    letter = personal.events[0].data
+    assert isinstance(letter, PersonalDeadLetter) and letter.payload == body
+    assert personal.events[0].envelope.subject.startswith("city.personal.citybus.personal-dead-letter.")
+    await any_bus.flush()
+    assert internal.events == []  # internal readers (operators, dashboards) never see the name

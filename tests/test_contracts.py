@@ -37,6 +37,7 @@ BUILTIN = [cls for cls in default_registry() if cls.__module__.startswith("contr
 EXPECTED = {
     "citybus.dead-letter.v1": ("internal", "reason"),
     "community.volunteer-signup.v1": ("personal", "volunteer_id"),
+    "citybus.personal-dead-letter.v1": ("personal", "reason"),
     "environment.air-quality-observed.v1": ("public", "station"),
     "environment.beach-observation.v1": ("public", "site"),
     "environment.weather-forecast.v1": ("public", "place"),
