@@ -67,6 +67,13 @@ class Adapter(Generic[ConfigT]):
     declassifier: ClassVar[bool] = False
     """True for the rare adapter that consumes internal or personal data and publishes public data
     (an aggregate with privacy thresholds): the one door through which data may be declassified."""
+    durable: ClassVar[bool] = False
+    """True for an adapter that consumes durably (``ctx.consume``): the broker then lets it use the
+    JetStream API of its own durable consumers, one per contract it consumes, and no other."""
+    control: ClassVar[str | None] = None
+    """The component whose control requests it answers (``"replay"``: requests on
+    ``citybus.control.replay.<instance>.<verb>``, and it publishes its clock on
+    ``citybus.clock.<instance>``); ``None`` for an adapter that takes no control requests."""
 
     def __init__(self, config: ConfigT) -> None:
         self.config = config
@@ -83,6 +90,17 @@ class Adapter(Generic[ConfigT]):
     def produced(self) -> tuple[type[Contract], ...]:
         """The contracts this instance produces: :attr:`produces` unless its config says otherwise."""
         return self.produces
+
+    def raw_subjects(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """The raw subjects (native formats, not contracts) this instance reads and writes, as NATS
+        patterns: ``(subscribe, publish)``; by default none.
+
+        An adapter that calls ``ctx.subscribe_raw`` or ``ctx.publish_raw`` outside its contracts
+        (device uplinks, a bridge's topics) lists those subjects here: the broker grants each
+        adapter exactly its contracts and these, and refuses the rest. Raw subjects stay outside
+        ``city.``, ``citybus.``, ``_INBOX.`` and ``$…`` (see :mod:`bus.access`).
+        """
+        return ((), ())
 
     @classmethod
     def kind(cls) -> Literal["source", "service", "sink"]:

@@ -105,6 +105,10 @@ class $cls(Adapter[${cls}Config]):
     Config = ${cls}Config
     produces = (BeachObservation,)
 
+    def raw_subjects(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """The devices' subjects it reads (the broker grants it these and its contracts)."""
+        return ((f"{self.config.subject_prefix}.*",), ())
+
     async def run(self, ctx: Context) -> None:
         decoder = msgspec.json.Decoder(Reading)
 

@@ -101,6 +101,7 @@ class SandboxReplay(Adapter[ReplayConfig]):
     name = "sandbox-replay"
     Config = ReplayConfig
     default_instance = "sandbox"
+    control = "replay"  # pause, resume, seek, speed and status requests; it publishes its clock
 
     def produced(self) -> tuple[type[Contract], ...]:
         """The contracts the configured recordings hold."""

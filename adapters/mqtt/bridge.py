@@ -50,7 +50,13 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from adapters.base import Adapter
 from adapters.context import Context
 from adapters.mqtt.config import Endpoint, InboundRoute, MqttBridgeConfig, OutboundRoute
-from adapters.mqtt.topics import TopicTemplate, reserved_subject, topic_matches, topic_to_subject
+from adapters.mqtt.topics import (
+    TopicTemplate,
+    filter_to_subjects,
+    reserved_subject,
+    topic_matches,
+    topic_to_subject,
+)
 from bus import Event, RawMessage
 from bus.codec import encode
 from bus.envelope import JSON, format_time
@@ -166,6 +172,7 @@ class MqttBridge(Adapter[MqttBridgeConfig]):
 
     name = "mqtt-bridge"
     Config = MqttBridgeConfig
+    durable = True  # outbound contracts through ctx.consume
 
     def __init__(self, config: MqttBridgeConfig) -> None:
         super().__init__(config)
@@ -180,6 +187,15 @@ class MqttBridge(Adapter[MqttBridgeConfig]):
     def consumed(self) -> tuple[type[Contract], ...]:
         """The contracts configured to go out to MQTT."""
         return tuple(self._outbound)
+
+    def raw_subjects(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """It publishes the subjects its inbound topics arrive on, and reads no raw subject."""
+        published: list[str] = []
+        for route in self.config.inbound:
+            for pattern in filter_to_subjects(route.topic, route.subject_prefix):
+                if pattern not in published:
+                    published.append(pattern)
+        return ((), tuple(published))
 
     async def run(self, ctx: Context) -> None:
         """Connect, bridge both ways, and reconnect forever when the broker goes away."""

@@ -23,6 +23,7 @@ from urllib.parse import unquote
 __all__ = [
     "TEMPLATE_FIELDS",
     "TopicTemplate",
+    "filter_to_subjects",
     "filters_overlap",
     "parse_template",
     "reserved_subject",
@@ -65,6 +66,26 @@ def topic_to_subject(topic: str, prefix: str = "") -> str:
     """The NATS subject an MQTT topic arrives on, after ``prefix`` (tokens, e.g. ``ttn``) if any."""
     mapped = ".".join(_escape_level(level) for level in topic.split("/"))
     return f"{prefix}.{mapped}" if prefix else mapped
+
+
+def filter_to_subjects(topic_filter: str, prefix: str = "") -> tuple[str, ...]:
+    """The NATS patterns covering every subject that topics matching an MQTT filter arrive on.
+
+    ``+`` becomes ``*``; a last level ``#`` becomes ``>`` and, since MQTT's ``a/#`` also matches
+    ``a`` itself, the parent's subject too (``a/#`` → ``a.>`` and ``a``). A filter that is ``#``
+    alone, without a prefix, is ``>``.
+    """
+    levels = topic_filter.split("/")
+    multi = levels[-1] == "#"
+    if multi:
+        levels = levels[:-1]
+    tokens = ["*" if level == "+" else _escape_level(level) for level in levels]
+    base = ".".join(([prefix] if prefix else []) + tokens)
+    if not multi:
+        return (base,)
+    if not base:
+        return (">",)
+    return (f"{base}.>", base)
 
 
 def subject_to_topic(subject: str, prefix: str = "") -> str:

@@ -34,6 +34,7 @@ class PostgresArchive(Adapter[ArchiveConfig]):
     # The contracts come from the configuration: see consumed().
     consumes = ()
     produces = ()
+    durable = True  # every contract through ctx.consume
 
     def __init__(self, config: ArchiveConfig) -> None:
         super().__init__(config)

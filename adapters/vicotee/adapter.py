@@ -250,6 +250,10 @@ class VicoteeBeach(Adapter[BeachConfig]):
     Config = BeachConfig
     produces = (BeachObservation,)
 
+    def raw_subjects(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """It reads the configured uplink subjects, and publishes no raw subject."""
+        return (tuple(self.config.subjects), ())
+
     async def run(self, ctx: Context) -> None:
         """Subscribe to the uplink subjects and translate every uplink until stopped."""
         if not self.config.devices:

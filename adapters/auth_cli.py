@@ -1,0 +1,330 @@
+"""``citybus auth``: issue, show and revoke who may do what on the broker.
+
+::
+
+    citybus auth generate                       keys for every user, and accounts.conf
+    citybus auth add-pilot acme --produces environment.beach-observation
+    citybus auth revoke acme                    then reload the server (SIGHUP)
+    citybus auth show [--user NAME] [--json]    who may do what, and why
+
+Every command works on the credentials directory (``--dir``, default ``credentials`` in the
+server's data directory) and ends by writing the server's configuration again, so the file never
+lags behind the keys. A seed is never printed: the commands name the seed *file*, which its
+user reads (nats-py ``nkeys_seed=``); the file is the secret, and it goes to its user over a
+private channel.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from adapters.access import (
+    ACCOUNTS_FILE,
+    Generated,
+    Pilot,
+    access_model,
+    configured_instances,
+    contract_ref,
+    credentials_dir,
+    generate,
+    load_pilots,
+    save_pilots,
+)
+from bus import subjects
+from bus.access import AccessModel, Account, Kind, User
+from bus.cli import err, out
+from bus.config import Config
+from bus.credentials import CredentialInfo, CredentialStore
+from bus.errors import CityBusError
+from bus.logs import configure_logging
+from contracts import Contract, UnknownContractError, default_registry
+
+__all__ = ["register"]
+
+_NAME = re.compile(r"^[a-z][a-z0-9]*(?:-[a-z0-9]+)*$")
+_BUILT_IN = frozenset(k.value for k in (Kind.SERVICE, Kind.OPERATOR, Kind.INTERNAL, Kind.PUBLIC, Kind.SYSTEM))
+
+
+class _Setup:
+    """What every subcommand needs: the directory, its store, the instances and the pilots."""
+
+    def __init__(self, args: argparse.Namespace, config: Config) -> None:
+        self.directory = credentials_dir(config, args.dir)
+        # Logs (an audit trail with public keys, never seeds) go to standard error, apart from
+        # the command's output.
+        log = configure_logging(config.log.format, "warning")
+        self.store = CredentialStore(self.directory, logger=log)
+        self.instances, problems = configured_instances(config)
+        for problem in problems:
+            err(f"citybus: warning: {problem}")
+        self.pilots = load_pilots(self.directory)
+
+    def model(self, pilots: list[Pilot] | None = None) -> AccessModel:
+        return access_model(self.instances, self.pilots if pilots is None else pilots)
+
+
+def _label(key: tuple[str, str]) -> str:
+    return f"{key[0]}/{key[1]}"
+
+
+def _say_generated(done: Generated) -> None:
+    out(f"wrote {done.config_file} (accounts CITY, SANDBOX, SYS; public keys only)")
+    if done.revoked:
+        out(f"left out, revoked: {', '.join(_label(k) for k in done.revoked)}")
+    if done.unconfigured:
+        names = ", ".join(_label(k) for k in done.unconfigured)
+        out(f"credentials of users that are no longer configured: {names} (revoke them)")
+
+
+def cmd_generate(args: argparse.Namespace, config: Config) -> int:
+    """Issue credentials to every user that has none and write the server's configuration."""
+    setup = _Setup(args, config)
+    done = generate(setup.model(), setup.store)
+    kept = len(done.credentials) - len(done.issued)
+    out(f"credentials in {setup.directory}: {len(done.issued)} issued, {kept} kept")
+    for key in done.issued:
+        out(f"  issued {_label(key)}: {done.credentials[key].path}")
+    _say_generated(done)
+    server_config = (args.server_config or setup.directory.parent / "nats-server.conf").expanduser()
+    # nats-server joins an include's path to the including file's directory, absolute or not.
+    relative = os.path.relpath(done.config_file.resolve(), server_config.resolve().parent)
+    out("")
+    out("To use it, the nats-server configuration (JetStream enabled, no accounts of its own) includes it,")
+    out(f"by a path relative to that file's directory; in {server_config}:")
+    out(f"  include {json.dumps(relative)}")
+    out("and the server reloads it after every change: nats-server --signal reload (or SIGHUP).")
+    out("Give each user its own seed file (<ACCOUNT>/<user>.nk) and nothing else; it connects with")
+    out("that file and the inbox prefix _INBOX.<user>.")
+    return 0
+
+
+def _contracts(names: list[str]) -> tuple[type[Contract], ...]:
+    registry = default_registry()
+    found: list[type[Contract]] = []
+    for name in names:
+        try:
+            cls = registry.get(name)
+        except UnknownContractError as exc:
+            raise CityBusError(f"--produces: {exc}") from None
+        if cls not in found:
+            found.append(cls)
+    return tuple(found)
+
+
+def cmd_add_pilot(args: argparse.Namespace, config: Config) -> int:
+    """Add a pilot to the sandbox with the contracts it publishes, and issue its credentials."""
+    setup = _Setup(args, config)
+    name = args.name
+    if name in _BUILT_IN or not _NAME.match(name):
+        raise CityBusError(
+            f"{name!r} cannot name a pilot: use kebab case ('acme-sensors'), and none of the built-in "
+            f"users' names ({', '.join(sorted(_BUILT_IN))})"
+        )
+    existing = next((p for p in setup.pilots if p.name == name), None)
+    if existing is not None:
+        declared = ", ".join(contract_ref(c) for c in existing.produces) or "nothing"
+        raise CityBusError(
+            f"pilot {name!r} already exists (it publishes {declared}); choose another name, or "
+            f"`citybus auth revoke {name}` first to add it again with other contracts"
+        )
+    pilot = Pilot(name, _contracts(args.produces), datetime.now(UTC))
+    pilots = [*setup.pilots, pilot]
+    model = setup.model(pilots)  # refuses a bad name, a taken name or a personal contract
+    user = model.user(Account.SANDBOX, name)
+    credential = setup.store.generate(Account.SANDBOX.value, name)  # lifts an earlier revocation
+    save_pilots(setup.directory, pilots)
+    done = generate(model, setup.store)
+    out(f"added pilot {name} to the sandbox (account SANDBOX)")
+    for grant in user.permissions.publish:
+        out(f"  publishes  {grant.subject}  ({grant.why})")
+    out("  reads      the sandbox's replayed public and internal data, and the replay's clock")
+    out(f"seed file: {credential.path} (0600): hand it to the pilot over a private channel, never by mail")
+    out(f"connect with: that seed file and inbox prefix {credential.inbox_prefix}, e.g. with nats-py")
+    out(
+        f'  await nats.connect(URL, nkeys_seed="{credential.path}", inbox_prefix="{credential.inbox_prefix}")'
+    )
+    _say_generated(done)
+    out("Reload the server to let the pilot in: nats-server --signal reload (or SIGHUP).")
+    return 0
+
+
+def _find(model: AccessModel, infos: list[CredentialInfo], name: str, account: str | None) -> tuple[str, str]:
+    """The ``(account, user)`` that ``revoke NAME`` means; adapters and pilots only."""
+    if name in _BUILT_IN:
+        raise CityBusError(
+            f"{name!r} is a built-in user of every account and is not revoked (citybus needs it); "
+            f"to replace a leaked key, delete its seed file ({account or '<ACCOUNT>'}/{name}.nk in the "
+            "credentials directory) and run `citybus auth generate`"
+        )
+    keys = {u.key for u in model.users if u.name == name and u.kind in (Kind.ADAPTER, Kind.PILOT)}
+    keys |= {(i.account, i.user) for i in infos if i.user == name}
+    if account is not None:
+        keys = {k for k in keys if k[0] == account}
+    if not keys:
+        where = f" in account {account}" if account else ""
+        raise CityBusError(
+            f"no pilot or adapter user named {name!r}{where}; `citybus auth show` lists the users"
+        )
+    if len(keys) > 1:
+        accounts = " or ".join(sorted(k[0] for k in keys))
+        raise CityBusError(f"{name!r} is a user of {accounts}: say which with --account")
+    return next(iter(keys))
+
+
+def cmd_revoke(args: argparse.Namespace, config: Config) -> int:
+    """Revoke a pilot's or an adapter instance's credentials and write the configuration again."""
+    setup = _Setup(args, config)
+    model = setup.model()
+    infos = setup.store.list()
+    account, name = _find(model, infos, args.name, args.account)
+    was_revoked = any((i.account, i.user) == (account, name) and i.revoked_at is not None for i in infos)
+    info = setup.store.revoke(account, name)
+    # A SANDBOX user that is not an adapter instance is a pilot (or was one, revoked before).
+    adapter = any(u.key == (account, name) and u.kind is Kind.ADAPTER for u in model.users)
+    pilots = [p for p in setup.pilots if not (account == Account.SANDBOX.value and p.name == name)]
+    if len(pilots) != len(setup.pilots):
+        save_pilots(setup.directory, pilots)
+        model = setup.model(pilots)
+    done = generate(model, setup.store)
+    when = f"{info.revoked_at:%Y-%m-%d %H:%M} UTC" if info.revoked_at is not None else "an unknown time"
+    state = f"was already revoked at {when}" if was_revoked else f"revoked at {when}"
+    out(f"{account}/{name} {state} (public key {info.public_key}); its seed file is deleted")
+    _say_generated(done)
+    out("Reload the server to disconnect it: nats-server --signal reload (or SIGHUP).")
+    if account == Account.SANDBOX.value and not adapter:
+        out(
+            f"To let the pilot in again with new credentials: `citybus auth add-pilot {name} --produces ...`."
+        )
+    else:
+        out(
+            f"It stays revoked through `citybus auth generate`; to let it in again, delete {info.path} "
+            "and run `citybus auth generate`."
+        )
+    return 0
+
+
+def _state(user: User, infos: dict[tuple[str, str], CredentialInfo]) -> dict[str, Any]:
+    info = infos.get(user.key)
+    state = "missing" if info is None else ("revoked" if info.revoked_at is not None else "issued")
+    return {
+        "account": user.account.value,
+        "user": user.name,
+        "kind": user.kind.value,
+        "declassifier": user.declassifier,
+        "credentials": state,
+        "public_key": info.public_key if info is not None else None,
+        "seed_file": str(info.path) if info is not None and info.revoked_at is None else None,
+        "revoked_at": info.revoked_at.isoformat() if info is not None and info.revoked_at else None,
+        "inbox_prefix": subjects.inbox_prefix(user.name),
+    }
+
+
+def cmd_show(args: argparse.Namespace, config: Config) -> int:
+    """Print who may do what, and why; the declassifiers; and whose credentials exist."""
+    setup = _Setup(args, config)
+    model = setup.model()
+    infos = {(i.account, i.user): i for i in setup.store.list()}
+    users = [u for u in model.users if args.user is None or u.name == args.user]
+    if not users:
+        raise CityBusError(f"no user named {args.user!r}; `citybus auth show` lists them all")
+    keys = {u.key for u in users}
+    rows = [r for r in model.table() if (r.account, r.user) in keys]
+    declassifiers = [u for u in model.declassifiers() if u.key in keys]
+    unconfigured = sorted(
+        k for k, i in infos.items() if i.revoked_at is None and k not in {u.key for u in model.users}
+    )
+    if args.json:
+        document = {
+            "directory": str(setup.directory),
+            "config_file": str(setup.directory / ACCOUNTS_FILE),
+            "rights": [
+                {
+                    "account": r.account,
+                    "user": r.user,
+                    "kind": r.kind,
+                    "declassifier": r.declassifier,
+                    "right": r.right,
+                    "subject": r.subject,
+                    "why": r.why,
+                }
+                for r in rows
+            ],
+            "declassifiers": [{"account": u.account.value, "user": u.name} for u in declassifiers],
+            "users": [_state(u, infos) for u in users],
+            "unconfigured": [{"account": a, "user": n} for a, n in unconfigured],
+        }
+        out(json.dumps(document, indent=2, ensure_ascii=False))
+        return 0
+    table = [("ACCOUNT", "USER", "KIND", "RIGHT", "SUBJECT", "WHY")]
+    table += [(r.account, r.user, r.kind, r.right, r.subject, r.why) for r in rows]
+    widths = [max(len(line[i]) for line in table) for i in range(len(table[0]) - 1)]
+    for line in table:
+        cells = [cell.ljust(w) for cell, w in zip(line, widths, strict=False)]
+        out("  ".join([*cells, line[-1]]))
+    out("")
+    if declassifiers:
+        out("declassifiers (the only doors from internal or personal data to public data):")
+        for user in declassifiers:
+            out(f"  {user.account.value}/{user.name}")
+    else:
+        out("declassifiers: none (no user turns internal or personal data into public data)")
+    out("")
+    out(f"credentials in {setup.directory}:")
+    for user in users:
+        state = _state(user, infos)
+        if state["credentials"] == "issued":
+            text = f"issued, public key {state['public_key']}, seed file {state['seed_file']}"
+        elif state["credentials"] == "revoked":
+            text = f"revoked at {state['revoked_at']}: cannot connect"
+        else:
+            text = "none: cannot connect (run `citybus auth generate`)"
+        out(f"  {user.account.value}/{user.name}: {text}")
+    for account, name in unconfigured:
+        out(f"  {account}/{name}: issued, but no longer configured (revoke it)")
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    """Add ``auth`` to the ``citybus`` command."""
+    auth = subparsers.add_parser("auth", help="credentials and permissions on the broker")
+    sub = auth.add_subparsers(dest="auth_command", metavar="COMMAND", required=True)
+
+    def command(name: str, help: str, func: Any) -> argparse.ArgumentParser:
+        parser: argparse.ArgumentParser = sub.add_parser(name, help=help)
+        parser.add_argument(
+            "--dir",
+            type=Path,
+            help="the credentials directory (default: credentials in the server's data dir)",
+        )
+        parser.set_defaults(func=func)
+        return parser
+
+    gen = command("generate", "issue missing credentials and write accounts.conf", cmd_generate)
+    gen.add_argument(
+        "--server-config",
+        type=Path,
+        metavar="FILE",
+        help="the nats-server configuration that will include accounts.conf, to print the include line "
+        "for (default: nats-server.conf beside the credentials directory, the embedded server's)",
+    )
+    add = command("add-pilot", "add a sandbox pilot with the contracts it publishes", cmd_add_pilot)
+    add.add_argument("name", metavar="NAME", help="the pilot's name, kebab case (e.g. 'acme-sensors')")
+    add.add_argument(
+        "--produces",
+        nargs="+",
+        default=[],
+        metavar="CONTRACT",
+        help="contracts it publishes, e.g. environment.beach-observation (name or name@version)",
+    )
+    revoke = command("revoke", "revoke a pilot or adapter user (then reload the server)", cmd_revoke)
+    revoke.add_argument("name", metavar="NAME", help="the pilot or adapter instance")
+    revoke.add_argument("--account", choices=[a.value for a in Account], help="when NAME is in both")
+    show = command("show", "who may do what, and why", cmd_show)
+    show.add_argument("--user", metavar="NAME", help="only this user")
+    show.add_argument("--json", action="store_true", help="as JSON")
