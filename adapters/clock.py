@@ -50,11 +50,10 @@ class _Tick(msgspec.Struct, frozen=True, kw_only=True):
     time: datetime
     speed: float
     state: str
+    epoch: int = 0  # counts the replay's seeks
 
 
 _TICK: Final = msgspec.json.Decoder(_Tick)
-_JUMP: Final = timedelta(seconds=5)
-"""A tick this far from where the clock was heading is a jump, not drift."""
 
 
 class BusClock:
@@ -92,10 +91,8 @@ class BusClock:
             tick = _TICK.decode(raw.data)
         except msgspec.DecodeError:
             return  # not a clock tick: the time stays what it was
-        if self._tick is not None:
-            jump = tick.time - self.now()
-            if abs(jump) > _JUMP:  # a seek (or a new loop's start): sleeps keep what they had left
-                self._jumped += jump
+        if self._tick is not None and tick.epoch != self._tick.epoch:
+            self._jumped += tick.time - self.now()  # a seek: sleeps keep what they had left
         self._tick = tick
         self._at = self._mono()
         self._changed.set()

@@ -223,8 +223,9 @@ def _http_date(value: str | None) -> datetime | None:
 def _retry_after(value: str | None, now: datetime) -> float | None:
     if not value:
         return None
-    if value.strip().isdigit():
-        return float(value.strip())
+    value = value.strip()
+    if value.isascii() and value.isdigit():
+        return float(value)
     when = _http_date(value)
     return max(0.0, (when - now).total_seconds()) if when is not None and when.tzinfo else None
 
@@ -276,11 +277,22 @@ class Fetcher:
             headers["If-Modified-Since"] = self._last_modified
         where = config.location
         try:
+            # No redirects: aiohttp would carry the API key headers along to another host.
             async with self._session.get(
-                url, headers=headers, timeout=aiohttp.ClientTimeout(total=config.timeout)
+                url,
+                headers=headers,
+                timeout=aiohttp.ClientTimeout(total=config.timeout),
+                allow_redirects=False,
             ) as response:
                 if response.status == 304:
                     return None
+                if 300 <= response.status < 400:
+                    target = redact_url(response.headers.get("Location", "") or "(no Location)")
+                    raise FetchError(
+                        f"{where} redirects (HTTP {response.status}) to {target}: set `url` to where it "
+                        "redirects, if that is the publisher's (the headers are not sent along)",
+                        reason="redirect",
+                    )
                 if response.status != 200:
                     hint = _HINTS.get(response.status, "the source is failing; it is retried")
                     raise FetchError(
@@ -445,7 +457,9 @@ class Poller:
         config = self.config
         backoff = min(config.backoff_max, config.backoff_initial * 2.0 ** min(self._failures - 1, 30))
         backoff *= random.uniform(0.8, 1.0)  # jitter, not cryptography
-        return max(backoff, retry_after or 0.0)
+        # a server asking for more than a day (or than our own longest wait) is not taken at its word
+        wait = min(retry_after, max(config.backoff_max, config.interval)) if retry_after else 0.0
+        return max(backoff, wait)
 
     async def _dead_letter(self, document: Document, exc: SourceFormatError) -> None:
         body = document.body

@@ -96,7 +96,7 @@ class Supervisor:
             stopping = tg.create_task(self._stop.wait(), name="supervisor stop")
             # until stopped, or until every instance has finished its work (a replay that does not loop)
             pending: set[asyncio.Task[Any]] = {stopping, *self._tasks.values()}
-            while not stopping.done() and not all(t.done() for t in self._tasks.values()):
+            while not stopping.done() and not (self._tasks and all(t.done() for t in self._tasks.values())):
                 _, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
             stopping.cancel()
             for instance in reversed(self.instances):
@@ -111,7 +111,7 @@ class Supervisor:
         clock = self._bus_clocks.get(instance.clock)
         if clock is None:
             clock = self._bus_clocks[instance.clock] = BusClock(self._bus, instance.clock)
-            await clock.start()
+        await clock.start()  # idempotent: a start that failed is tried again on the restart
         return clock
 
     async def _stop_one(self, instance: Instance) -> None:

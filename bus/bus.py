@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import re
 import time as _time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -92,15 +93,26 @@ def _checked_subject(subject: str) -> str:
     return subjects.validate_pattern(subject)
 
 
+_SECRET_PARAMETER = re.compile(r"(?i)(key|token|secret|password|passwd|auth|client_?id|signature|sig)")
+
+
 def redact_url(url: str) -> str:
-    """``url`` with any user name, password or token replaced by ``***``, for logs and messages."""
+    """``url`` with any user name, password or token replaced by ``***``, for logs and messages:
+    the user information, and the value of every query parameter whose name says it is a secret
+    (``apikey``, ``access_token``, ``client_id`` …)."""
     parts = []
     for server in url.split(","):
         parsed = urlsplit(server.strip())
         if parsed.username or parsed.password:
-            netloc = "***@" + parsed.netloc.rpartition("@")[2]
-            server = parsed._replace(netloc=netloc).geturl()
-        parts.append(server.strip())
+            parsed = parsed._replace(netloc="***@" + parsed.netloc.rpartition("@")[2])
+        if parsed.query:
+            pairs = [p.partition("=") for p in parsed.query.split("&")]
+            query = "&".join(
+                f"{name}{eq}{'***' if eq and _SECRET_PARAMETER.search(name) else value}"
+                for name, eq, value in pairs
+            )
+            parsed = parsed._replace(query=query)
+        parts.append(parsed.geturl())
     return ",".join(parts)
 
 

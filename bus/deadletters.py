@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Protocol
 
+import nats.errors
+
 from bus.envelope import H_PROVENANCE, H_TYPE
 from bus.errors import CityBusError
 from bus.subjects import ROOT
@@ -23,7 +25,7 @@ from contracts.citybus import DeadLetter, PersonalDeadLetter
 if TYPE_CHECKING:
     from bus.bus import Bus
 
-__all__ = ["DeadLetters", "Inbound"]
+__all__ = ["PAYLOAD_LIMIT", "DeadLetters", "Inbound"]
 
 
 class Inbound(Protocol):
@@ -48,6 +50,10 @@ class Inbound(Protocol):
 # How long a dead letter may wait for JetStream before it is published without the acknowledgement.
 _STORE_TIMEOUT = 5.0
 
+PAYLOAD_LIMIT = 512 * 1024
+"""The most bytes of an original a dead letter keeps: NATS's default message limit is 1 MiB, and a
+dead letter carries the bytes as base64."""
+
 
 class DeadLetters:
     """Sends dead letters for one bus, counting each by contract and reason."""
@@ -70,12 +76,16 @@ class DeadLetters:
         Returns whether JetStream stored the dead letter (see :meth:`publish`).
         """
         kind = PersonalDeadLetter if self._personal(msg, contract) else DeadLetter
+        payload = bytes(msg.data)
+        if len(payload) > PAYLOAD_LIMIT:  # base64 in a dead letter must fit in one NATS message
+            detail += f" (the dead letter keeps the first {PAYLOAD_LIMIT} of {len(payload)} bytes)"
+            payload = payload[:PAYLOAD_LIMIT]
         letter = kind(
             reason=reason,
             detail=detail,
             original_subject=msg.subject,
             original_headers=dict(msg.headers or {}),
-            payload=bytes(msg.data),
+            payload=payload,
             contract=contract,
             consumer=consumer,
             deliveries=deliveries,
@@ -105,15 +115,12 @@ class DeadLetters:
         # A dead letter carries the values of its original, so it keeps the original's provenance.
         provenance = letter.original_headers.get(H_PROVENANCE) or bus.provenance
         bus.metrics.dead_lettered.labels(letter.contract or "unknown", letter.reason).inc()
-        log = bus.log.bind(
-            reason=letter.reason,
-            detail=letter.detail,
-            subject=letter.original_subject,
-            contract=letter.contract,
-        )
+        log = bus.log.bind(reason=letter.reason, subject=letter.original_subject, contract=letter.contract)
+        if not isinstance(letter, PersonalDeadLetter):  # a handler's error text may quote personal values
+            log = log.bind(detail=letter.detail)
         try:
             await bus.publish_durable(letter, provenance=provenance, timeout=_STORE_TIMEOUT)
-        except CityBusError as exc:
+        except (CityBusError, nats.errors.Error) as exc:
             if isinstance(letter, PersonalDeadLetter):  # personal data never goes to a log
                 log.error("personal dead letter not stored by JetStream", error=str(exc))
             else:  # never lose it: the log line carries everything needed to recover the message
@@ -125,7 +132,7 @@ class DeadLetters:
                 )
             try:
                 await bus.publish(letter, provenance=provenance)
-            except CityBusError:
+            except (CityBusError, nats.errors.Error):
                 pass
             return False
         log.warning("message dead-lettered")

@@ -21,7 +21,7 @@ While it runs it answers JSON requests on ``citybus.control.replay.<instance>.<v
 ``status``, ``pause``, ``resume``, ``seek`` (``{"position": seconds}``) and ``speed``
 (``{"speed": 60}``), each replying with the replay's status (``{"error": …}`` for a bad request),
 and publishes its clock on ``citybus.clock.<instance>`` every ``clock_interval`` seconds and at
-every change: ``{"time": …, "speed": …, "state": …}``.
+every change: ``{"time": …, "speed": …, "state": …, "epoch": …}`` (``epoch`` counts seeks).
 """
 
 from __future__ import annotations
@@ -84,6 +84,8 @@ class ClockTick(msgspec.Struct, frozen=True, kw_only=True):
     time: datetime
     speed: float
     state: str
+    epoch: int = 0
+    """Counts the replay's seeks: a follower's clock jumps (and its sleeps move along) when it changes."""
 
 
 class _Command(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -189,7 +191,9 @@ def _answer(replayer: Replayer, verb: str, data: bytes) -> bytes:
 async def _tick(ctx: Context, replayer: Replayer) -> None:
     if replayer.state == "starting":
         return
-    tick = ClockTick(time=replayer.clock_time(), speed=replayer.speed, state=replayer.state)
+    tick = ClockTick(
+        time=replayer.clock_time(), speed=replayer.speed, state=replayer.state, epoch=replayer.seeks
+    )
     await ctx.publish_raw(clock_subject(ctx.instance), msgspec.json.encode(tick))
 
 

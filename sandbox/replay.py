@@ -285,6 +285,8 @@ class Replayer:
         self.injector: FaultInjector | None = None
         self._faults_counted: dict[str, int] = {}
         self.published = 0
+        self.seeks = 0
+        """How often the replay was sought (the clock ticks' ``epoch``)."""
         self.lag = 0.0
         self._position = self.window_start
 
@@ -398,6 +400,7 @@ class Replayer:
         """Jump to ``seconds`` from the start of the window (what lies between is skipped or replayed)."""
         if not 0 <= seconds * _NS < self._window:
             raise ValueError(f"position must be between 0 and {self._window / _NS:.0f} s, not {seconds}")
+        self.seeks += 1
         self._seek_to = self._position = self.window_start + int(seconds * _NS)
         self._reanchor(self._seek_to)
         self.log.info("replay seek", position=seconds)
@@ -457,6 +460,7 @@ class Replayer:
                 self._metrics.loops.labels(self.instance).inc()
             self._reanchor(self.window_start)
             self.log.info("replay looped", loop=self.loop_index)
+        self._anchor_position = min(self.position(), self.window_end)  # where it ended, not began
         self.state = "finished"
         self._announce()
         self.log.info("replay finished", messages=self.published)
@@ -469,6 +473,8 @@ class Replayer:
         # On a schedule, small batches: reading holds the GIL, and a message due meanwhile waits.
         size = self._read_ahead if self.speed == 0 else min(self._read_ahead, _SCHEDULED_BATCH)
         batch = await asyncio.to_thread(_take, iterator, size)
+        if self._seek_to is not None:
+            return False  # a seek came while the first batch was read: play from there instead
         if self.state == "playing":
             self._reanchor(start)  # the clock starts when the first message is at hand, not before
         while batch:
@@ -476,12 +482,14 @@ class Replayer:
             try:
                 for index, message in batch:
                     if not await self._wait_until(message.log_time) or self._generation != generation:
+                        following.cancel()
                         return False
                     await self._send(index, message)
-            finally:
-                if self._seek_to is not None or self._generation != generation:
-                    following.cancel()
+            except BaseException:
+                following.cancel()  # a failed publish, a cancellation: the read-ahead goes too
+                raise
             if self._seek_to is not None:
+                following.cancel()
                 return False
             batch = await following
         return True
@@ -516,9 +524,8 @@ class Replayer:
             flushed = self.injector.flush()
             self._count_faults()
             for delay, message in flushed:
-                heapq.heappush(
-                    self._pending, _Pending(now + delay / max(self.speed, 1e-9), next(self._order), message)
-                )
+                due = now + delay / self.speed if self.speed else now  # as fast as possible: now
+                heapq.heappush(self._pending, _Pending(due, next(self._order), message))
         while self._pending:
             await self._resumed.wait()
             head = self._pending[0]

@@ -53,6 +53,7 @@ class FileServer:
         self._runner: web.AppRunner | None = None
         self.port = 0
         self._closing = asyncio.Event()
+        self._redirects: dict[str, str] = {}
 
     async def __aenter__(self) -> Self:
         app = web.Application()
@@ -97,6 +98,11 @@ class FileServer:
         )
         return self.url(path)
 
+    def redirect(self, path: str, to: str) -> str:
+        """Answer ``path`` with a 302 to ``to`` (another host, say); returns the URL of ``path``."""
+        self._redirects[path] = to
+        return self.url(path)
+
     def fail(self, path: str, *, status: int, times: int = 1) -> None:
         """Answer the next ``times`` requests for ``path`` with ``status``."""
         self._routes[path].failures.extend([status] * times)
@@ -109,6 +115,8 @@ class FileServer:
         path = request.path
         self.requests[path] += 1
         self.request_headers.append(dict(request.headers))
+        if path in self._redirects:
+            raise web.HTTPFound(self._redirects[path])
         route = self._routes.get(path)
         if route is None:
             return web.Response(status=404, text="not found")

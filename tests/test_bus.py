@@ -15,6 +15,7 @@ from conftest import wait_for
 from nats.js import api
 
 from bus import Bus, CityBusError, ConsumerSettings, Event, Metrics, Provenance
+from bus.deadletters import PAYLOAD_LIMIT
 from bus.envelope import build_headers, new_event_id
 from bus.memory import MemoryBus
 from bus.server import EmbeddedServer
@@ -421,3 +422,22 @@ async def test_a_personal_message_s_dead_letter_stays_personal(any_bus: Bus, ent
     assert personal.events[0].envelope.subject.startswith("city.personal.citybus.personal-dead-letter.")
     await any_bus.flush()
     assert internal.events == []  # internal readers (operators, dashboards) never see the name
+
+
+async def test_a_huge_bad_message_is_dead_lettered_with_its_head(any_bus: Bus, entity: str) -> None:
+    letters = await dead_letter_collector(any_bus)
+    await any_bus.subscribe(BeachObservation, Collector(), entity=entity)
+    subject = contract_subject(beach(entity))
+    headers = build_headers(
+        BeachObservation.__contract__,
+        event_id=new_event_id(),
+        source="/t",
+        time=beach(entity).observed_at,
+        provenance="sensor",
+    )
+    body = b'{"site": "' + b"x" * (PAYLOAD_LIMIT + 1000) + b'"}'  # base64 of it would not fit in 1 MiB
+    await any_bus.nc.publish(subject, body, headers=headers)  # type: ignore[arg-type]
+    await wait_for(lambda: len(letters.events) == 1)
+    letter = letters.events[0].data
+    assert letter.payload == body[:PAYLOAD_LIMIT]  # type: ignore[attr-defined]
+    assert f"keeps the first {PAYLOAD_LIMIT} of {len(body)} bytes" in letter.detail  # type: ignore[attr-defined]

@@ -354,3 +354,33 @@ def test_a_source_never_shows_its_secrets() -> None:
     config = SourceConfig(url="https://user:pw@x.example/a", headers={"apikey": "s3cret"})
     assert "s3cret" not in repr(config) and "pw" not in repr(config)
     assert "apikey" in repr(config)
+
+
+async def test_a_redirect_is_refused_so_api_keys_stay_with_their_host(
+    idle: AdapterHarness, http_files: FileServer
+) -> None:
+    url = http_files.redirect("/moved", "http://elsewhere.example/readings?apikey=SECRET")
+    async with http_session(idle.adapter.config.source) as session:
+        await _poller(idle, session, url=url, headers={"apikey": "k"}).poll()
+    assert _count(idle, "redirect") == 1
+    assert http_files.requests["/moved"] == 1  # and nothing was sent to elsewhere.example
+
+
+async def test_retry_after_is_read_carefully(idle: AdapterHarness, http_files: FileServer) -> None:
+    url = http_files.serve("/odd", b"[]", headers={"Retry-After": "99999999"})
+    http_files.fail("/odd", status=503)
+    async with http_session(idle.adapter.config.source) as session:
+        poller = _poller(idle, session, url=url, interval=60.0, backoff_max=300.0)
+        assert await poller.poll() <= 300.0  # not eleven hundred days
+        http_files.serve("/odd", b"[]", headers={"Retry-After": "\u00b2"})  # a digit that is not ASCII
+        http_files.fail("/odd", status=503)
+        assert await poller.poll() > 0  # refused, counted and retried; not a crash
+    assert _count(idle, "http-503") == 2
+
+
+def test_urls_in_logs_hide_credentials_and_secret_parameters() -> None:
+    from bus.bus import redact_url
+
+    assert redact_url("https://u:p@api.example/et?datasetId=BNR&apikey=S3CRET&client_id=abc") == (
+        "https://***@api.example/et?datasetId=BNR&apikey=***&client_id=***"
+    )

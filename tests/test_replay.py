@@ -105,6 +105,7 @@ async def test_a_replay_keeps_subjects_bodies_order_and_the_recorded_gaps(record
     for k in range(1, len(dues)):
         assert dues[k] - dues[0] == pytest.approx(recorded[k] / speed, abs=1e-6)
     assert replayer.state == "finished" and replayer.published == 36
+    assert replayer.status().progress == 1.0  # a finished replay says where it ended, not where it began
 
 
 async def test_replayed_messages_get_new_ids_and_keep_their_attributes(recording: Path) -> None:
