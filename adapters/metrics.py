@@ -20,31 +20,31 @@ class AdapterMetrics:
         self.up = Gauge(
             "citybus_adapter_up",
             "1 while the adapter instance runs and has said it is ready, else 0.",
-            ["adapter", "instance"],
+            ["adapter", "adapter_instance"],
             registry=registry,
         )
         self.restarts = Counter(
             "citybus_adapter_restarts",
             "Times the adapter instance failed and was restarted.",
-            ["adapter", "instance"],
+            ["adapter", "adapter_instance"],
             registry=registry,
         )
         self.published = Counter(
             "citybus_adapter_messages_published",
             "Messages the adapter instance published, per contract.",
-            ["adapter", "instance", "contract"],
+            ["adapter", "adapter_instance", "contract"],
             registry=registry,
         )
         self.received = Counter(
             "citybus_adapter_messages_received",
             "Messages handed to the adapter instance, per contract.",
-            ["adapter", "instance", "contract"],
+            ["adapter", "adapter_instance", "contract"],
             registry=registry,
         )
         self.dead_lettered = Counter(
             "citybus_adapter_dead_letters",
             "Inputs the adapter instance sent to the dead letters, per reason.",
-            ["adapter", "instance", "reason"],
+            ["adapter", "adapter_instance", "reason"],
             registry=registry,
         )
 
@@ -53,19 +53,19 @@ class AdapterMetrics:
             "Fetches of a polled source (an HTTP endpoint or a file) by outcome: ok, unchanged, "
             "not-modified, malformed, or the failure (unreachable, timeout, http-<status>, too-large, "
             "missing-file, unreadable).",
-            ["adapter", "instance", "source", "outcome"],
+            ["adapter", "adapter_instance", "source", "outcome"],
             registry=registry,
         )
         self.source_up = Gauge(
             "citybus_source_up",
             "1 while the polled source's last fetch succeeded and parsed, else 0.",
-            ["adapter", "instance", "source"],
+            ["adapter", "adapter_instance", "source"],
             registry=registry,
         )
         self.source_last_success = Gauge(
             "citybus_source_last_success_timestamp_seconds",
             "When the polled source last answered with a document that parsed (Unix time).",
-            ["adapter", "instance", "source"],
+            ["adapter", "adapter_instance", "source"],
             registry=registry,
         )
 

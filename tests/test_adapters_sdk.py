@@ -286,20 +286,23 @@ async def test_a_crashing_adapter_is_restarted_while_another_keeps_delivering(bu
     async with asyncio.TaskGroup() as tg:
         tg.create_task(supervisor.run())
         await wait_for(
-            lambda: sample(bus, "citybus_adapter_restarts_total", adapter="ticker", instance="crashy") >= 3
+            lambda: (
+                sample(bus, "citybus_adapter_restarts_total", adapter="ticker", adapter_instance="crashy")
+                >= 3
+            )
         )
         before = len(steady)
         await wait_for(lambda: len(steady) >= before + 5)  # still delivering after three crashes
-        assert sample(bus, "citybus_adapter_up", adapter="ticker", instance="steady") == 1
+        assert sample(bus, "citybus_adapter_up", adapter="ticker", adapter_instance="steady") == 1
         assert health.status()["adapter steady"] is True
         supervisor.stop()
-    assert sample(bus, "citybus_adapter_restarts_total", adapter="ticker", instance="steady") == 0
+    assert sample(bus, "citybus_adapter_restarts_total", adapter="ticker", adapter_instance="steady") == 0
     assert (
         sample(
             bus,
             "citybus_adapter_messages_published_total",
             adapter="ticker",
-            instance="steady",
+            adapter_instance="steady",
             contract="environment.beach-observation.v1",
         )
         >= 5
@@ -459,9 +462,12 @@ async def test_an_adapter_whose_constructor_fails_is_restarted_and_the_others_ke
     async with asyncio.TaskGroup() as tg:
         tg.create_task(supervisor.run())
         await wait_for(
-            lambda: sample(bus, "citybus_adapter_restarts_total", adapter="fragile", instance="fragile") >= 2
+            lambda: (
+                sample(bus, "citybus_adapter_restarts_total", adapter="fragile", adapter_instance="fragile")
+                >= 2
+            )
         )
-        assert sample(bus, "citybus_adapter_up", adapter="ticker", instance="steady") == 1
+        assert sample(bus, "citybus_adapter_up", adapter="ticker", adapter_instance="steady") == 1
         supervisor.stop()
     await bus.drain()
 

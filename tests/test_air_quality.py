@@ -91,7 +91,7 @@ def by_station(events: list[Any]) -> dict[tuple[str, str], Any]:
 
 
 def fetches(harness: AdapterHarness, outcome: str) -> float:
-    labels = {"adapter": "nilu-air-quality", "instance": "test", "source": "utd", "outcome": outcome}
+    labels = {"adapter": "nilu-air-quality", "adapter_instance": "test", "source": "utd", "outcome": outcome}
     return harness.bus.metrics.registry.get_sample_value("citybus_source_fetches_total", labels) or 0.0
 
 

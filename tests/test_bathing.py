@@ -62,7 +62,12 @@ def by_site(events: list[Any]) -> dict[str, Any]:
 
 
 def fetches(harness: AdapterHarness, outcome: str) -> float:
-    labels = {"adapter": "yr-bathing", "instance": "test", "source": "watertemperatures", "outcome": outcome}
+    labels = {
+        "adapter": "yr-bathing",
+        "adapter_instance": "test",
+        "source": "watertemperatures",
+        "outcome": outcome,
+    }
     return harness.bus.metrics.registry.get_sample_value("citybus_source_fetches_total", labels) or 0.0
 
 

@@ -319,11 +319,11 @@ async def test_up_with_no_adapters_configured_replays_the_drammen_day(tmp_path: 
             assert status == 200 and json.loads(body)["checks"]["adapter sandbox"] is True
             for _ in range(200):  # the day's first minutes go out at once: midnight has many messages
                 samples = metric_samples((await http_get(session, f"{running.ops_url}/metrics"))[1])
-                if samples.get(("citybus_replay_messages_total", (("instance", "sandbox"),)), 0) > 0:
+                if samples.get(("citybus_replay_messages_total", (("adapter_instance", "sandbox"),)), 0) > 0:
                     break
                 await asyncio.sleep(0.05)
-            assert samples[("citybus_replay_speed", (("instance", "sandbox"),))] == 60
-            assert samples[("citybus_replay_messages_total", (("instance", "sandbox"),))] > 0
+            assert samples[("citybus_replay_speed", (("adapter_instance", "sandbox"),))] == 60
+            assert samples[("citybus_replay_messages_total", (("adapter_instance", "sandbox"),))] > 0
         answer = await run_citybus("sandbox", "status", "--json", cwd=running.cwd, env=running.env)
         assert answer.returncode == 0, answer
         status_of = json.loads(answer.stdout)

@@ -85,12 +85,12 @@ class Readings(Adapter[ReadingsConfig]):
 
 
 def _count(harness: AdapterHarness, outcome: str, source: str = "readings") -> float:
-    labels = {"adapter": "test-readings", "instance": "test", "source": source, "outcome": outcome}
+    labels = {"adapter": "test-readings", "adapter_instance": "test", "source": source, "outcome": outcome}
     return harness.bus.metrics.registry.get_sample_value("citybus_source_fetches_total", labels) or 0.0
 
 
 def _up(harness: AdapterHarness) -> float | None:
-    labels = {"adapter": "test-readings", "instance": "test", "source": "readings"}
+    labels = {"adapter": "test-readings", "adapter_instance": "test", "source": "readings"}
     return harness.bus.metrics.registry.get_sample_value("citybus_source_up", labels)
 
 

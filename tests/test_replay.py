@@ -275,8 +275,8 @@ async def test_replay_metrics_count_messages_and_position(recording: Path) -> No
         [recording], sink.publish, speed=0, instance="m", metrics=families, shift_to_now=False
     ).run()
     value = metrics.registry.get_sample_value
-    assert value("citybus_replay_messages_total", {"instance": "m"}) == 36
-    assert value("citybus_replay_progress_ratio", {"instance": "m"}) == pytest.approx(1.0, abs=1e-3)
+    assert value("citybus_replay_messages_total", {"adapter_instance": "m"}) == 36
+    assert value("citybus_replay_progress_ratio", {"adapter_instance": "m"}) == pytest.approx(1.0, abs=1e-3)
 
 
 # -- adapters on replayed time ----------------------------------------------------------------------

@@ -130,7 +130,7 @@ def by_call(events: list[Any]) -> dict[tuple[str, str, str | None], TrainCall]:
 
 
 def fetches(harness: AdapterHarness, source: str, outcome: str) -> float:
-    labels = {"adapter": "entur-trains", "instance": "test", "source": source, "outcome": outcome}
+    labels = {"adapter": "entur-trains", "adapter_instance": "test", "source": source, "outcome": outcome}
     return harness.bus.metrics.registry.get_sample_value("citybus_source_fetches_total", labels) or 0.0
 
 
