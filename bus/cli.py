@@ -30,6 +30,7 @@ from bus.errors import CityBusError, ConfigError, ContractViolation
 from bus.logs import configure_logging
 from bus.metrics import Metrics
 from bus.runtime import Runtime, nats_url_for_client
+from bus.status import show_status
 from contracts import (
     Contract,
     UnknownContractError,
@@ -235,6 +236,16 @@ def cmd_publish(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
+# -- status ---------------------------------------------------------------------------------------
+
+
+def cmd_status(args: argparse.Namespace, config: Config) -> int:
+    """Show a running citybus: health, NATS, adapters, sources, replay, dead letters."""
+    return show_status(
+        config, ops=args.ops, interval=args.interval, once=args.once, as_json=args.json, write=out
+    )
+
+
 # -- contracts ------------------------------------------------------------------------------------
 
 
@@ -336,6 +347,15 @@ def build_parser() -> argparse.ArgumentParser:
     publish.add_argument("--core", action="store_true", help="publish without waiting for JetStream")
     publish.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for JetStream")
     publish.set_defaults(func=cmd_publish)
+
+    status = sub.add_parser("status", help="show a running citybus: health, adapters, rates, dead letters")
+    status.add_argument("--ops", metavar="URL", help="ops endpoint (default: the running citybus up)")
+    status.add_argument("--json", action="store_true", help="one JSON object, for machines")
+    status.add_argument("--once", action="store_true", help="scrape once and show totals, not rates")
+    status.add_argument(
+        "--interval", type=float, default=1.0, metavar="SECONDS", help="time between the two scrapes"
+    )
+    status.set_defaults(func=cmd_status)
 
     contracts = sub.add_parser("contracts", help="list, export and check the message contracts")
     csub = contracts.add_subparsers(dest="contracts_command", metavar="COMMAND", required=True)

@@ -131,9 +131,13 @@ class SandboxReplay(Adapter[ReplayConfig]):
                 def factory(origin: datetime) -> FaultInjector:
                     return FaultInjector(plan, origin=origin, truth=truth)
 
+            async def publish(subject: str, data: bytes, headers: dict[str, str]) -> None:
+                await ctx.publish_raw(subject, data, headers)
+                ctx.metrics.published(headers.get("ce-type") or "raw")  # counted like any adapter's
+
             replayer = Replayer(
                 [Path(f) for f in config.files],
-                ctx.publish_raw,
+                publish,
                 instance=ctx.instance,
                 speed=config.speed,
                 loop=config.loop,
