@@ -123,6 +123,7 @@ class DurableConsumer(Generic[C]):
         self.settings = settings
         self._codec = Codec(contract)
         self._metrics = bus.metrics.contract(info.type)
+        self._pending = bus.metrics.consumer_pending.labels(durable, self.stream)
         self._stopping = asyncio.Event()
         self._sub: Any = None
         self.log = bus.log.bind(consumer=durable, contract=info.type)
@@ -192,11 +193,14 @@ class DurableConsumer(Generic[C]):
             try:
                 msgs = await self._fetch(limit - in_flight)
             except (TimeoutError, nats.errors.TimeoutError):
+                self._pending.set(0)  # nothing came within the fetch's wait: nothing is waiting
                 continue
             except (nats.errors.ConnectionClosedError, nats.errors.ConnectionReconnectingError) as exc:
                 self.log.warning("fetch failed, retrying", error=type(exc).__name__)
                 await asyncio.sleep(0.5)
                 continue
+            if msgs:  # how many of the stream's messages are still to come to this consumer
+                self._pending.set(msgs[-1].metadata.num_pending)
             for msg in msgs:
                 await slots.acquire()
                 in_flight += 1

@@ -43,7 +43,8 @@ class MemoryMsg:
 
     @property
     def metadata(self) -> Any:
-        """JetStream delivery metadata (``num_delivered``), for messages from a durable consumer."""
+        """JetStream delivery metadata (``num_delivered``, ``num_pending``), for messages from a durable
+        consumer."""
         if self._delivery is None:
             raise nats.errors.NotJSMessageError
         return self._delivery
@@ -97,6 +98,7 @@ class _Delivery:
     consumer: _Consumer
     seq: int
     num_delivered: int
+    num_pending: int = 0  # the stream's matching messages not yet delivered, as JetStream counts them
 
 
 class _Consumer:
@@ -138,12 +140,15 @@ class _Consumer:
         stored = (by_seq or {m.seq: m for m in self.stream.messages})[seq]
         count = self.deliveries[seq] = self.deliveries.get(seq, 0) + 1
         self.pending.add(seq)
+        waiting = sum(
+            1 for m in self.stream.messages[self.cursor :] if subjects.matches(self.subject, m.subject)
+        )
         return MemoryMsg(
             stored.subject,
             stored.data,
             dict(stored.headers or {}),
             "$JS.ACK.memory",
-            _Delivery(self, seq, count),
+            _Delivery(self, seq, count, waiting),
         )
 
 

@@ -99,6 +99,13 @@ class Metrics:
             registry=r,
         )
         self.connected = Gauge("citybus_nats_connected", "1 while connected to NATS, else 0.", registry=r)
+        self.consumer_pending = Gauge(
+            "citybus_consumer_pending",
+            "Messages of its stream a durable consumer has yet to be delivered (JetStream's num_pending): "
+            "its backlog.",
+            ["consumer", "stream"],
+            registry=r,
+        )
         self.disconnects = Counter(
             "citybus_nats_disconnects", "Times the NATS connection was lost.", registry=r
         )

@@ -441,3 +441,30 @@ async def test_a_huge_bad_message_is_dead_lettered_with_its_head(any_bus: Bus, e
     letter = letters.events[0].data
     assert letter.payload == body[:PAYLOAD_LIMIT]  # type: ignore[attr-defined]
     assert f"keeps the first {PAYLOAD_LIMIT} of {len(body)} bytes" in letter.detail  # type: ignore[attr-defined]
+
+
+async def test_a_durable_consumer_reports_its_backlog(any_bus: Bus, entity: str) -> None:
+    release = asyncio.Event()
+    handled: list[Event[BeachObservation]] = []
+
+    async def slow(event: Event[BeachObservation]) -> None:
+        await release.wait()
+        handled.append(event)
+
+    for _ in range(5):
+        await any_bus.publish_durable(beach(entity))
+    durable = f"backlog-{entity}"
+    settings = ConsumerSettings(max_in_flight=1)
+    consumer = any_bus.consume(BeachObservation, slow, durable=durable, entity=entity, settings=settings)
+
+    def pending() -> float:
+        labels = {"consumer": durable, "stream": "CITY_PUBLIC_ENVIRONMENT"}
+        return any_bus.metrics.registry.get_sample_value("citybus_consumer_pending", labels) or 0.0
+
+    async with asyncio.TaskGroup() as tg:
+        tg.create_task(consumer.run())
+        await wait_for(lambda: pending() == 4)  # one in the handler, four waiting in the stream
+        release.set()
+        await wait_for(lambda: len(handled) == 5)
+        await wait_for(lambda: pending() == 0)
+        consumer.stop()

@@ -184,6 +184,7 @@ def exported() -> dict[str, set[str]]:
     contract.invalid("schema")
     metrics.dead_lettered.labels("environment.beach-observation.v1", "out-of-range").inc()
     metrics.publish_retries.labels("environment.beach-observation.v1").inc()
+    metrics.consumer_pending.labels("archive-beach-observation-v1", "CITY_PUBLIC_ENVIRONMENT").set(3)
     instance = adapter_metrics(registry).instance("vicotee", "drammen")
     instance.up.set(1)
     instance.restarts.inc()
@@ -300,6 +301,7 @@ def test_dashboard_has_the_rows_an_operator_looks_for(dashboard: dict[str, Any])
         "Adapters",
         "Polled sources",
         "Sandbox replay",
+        "JetStream consumers",
     ]
 
 
@@ -375,6 +377,7 @@ def test_alerts_watch_what_operators_asked_for(rules: list[dict[str, Any]]) -> N
         "citybus_source_up",
         "citybus_replay_lag_seconds",
         "citybus_handler_duration_seconds_bucket",
+        "citybus_consumer_pending",
     }
 
 
@@ -395,7 +398,7 @@ def promtool(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 def test_promtool_accepts_the_rules(tmp_path: Path) -> None:
     result = promtool("check", "rules", str(RULES), cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 8 rules found" in result.stdout
+    assert "SUCCESS: 9 rules found" in result.stdout
 
 
 BEACH = "environment.beach-observation.v1"
@@ -432,6 +435,9 @@ SERIES = [
     (f'citybus_handler_duration_seconds_bucket{{contract="{BEACH}",le="+Inf"}}', "0+10x30"),
     (f'citybus_handler_duration_seconds_bucket{{contract="{BIKES}",le="0.001"}}', "0+10x30"),
     (f'citybus_handler_duration_seconds_bucket{{contract="{BIKES}",le="+Inf"}}', "0+10x30"),
+    # The archive falls ever further behind; the bridge keeps up.
+    ('citybus_consumer_pending{consumer="archive",stream="CITY_PUBLIC_ENVIRONMENT"}', "500+100x30"),
+    ('citybus_consumer_pending{consumer="bridge",stream="CITY_PUBLIC_ENVIRONMENT"}', "3x30"),
 ]
 EXPECTED = [
     ("30s", [quiet("CitybusNatsDisconnected"), quiet("CitybusAdapterDown")]),
@@ -458,6 +464,11 @@ EXPECTED = [
     ("20m", [alert("CitybusHandlerSlow", "warning", contract=BEACH)]),
     ("30m", [alert("CitybusDeadLettersRising", "warning", contract=BEACH, reason="out-of-range")]),
     ("30m", [alert("CitybusInvalidMessagesRising", "warning", contract=BIKES, reason="schema")]),
+    ("10m", [quiet("CitybusConsumerBacklog")]),  # over 1000 from minute 6, but not yet for 15 minutes
+    (
+        "25m",
+        [alert("CitybusConsumerBacklog", "warning", consumer="archive", stream="CITY_PUBLIC_ENVIRONMENT")],
+    ),
 ]
 
 
