@@ -11,6 +11,7 @@ and ``sandbox`` commands.
 
 from sandbox.adapter import DRAMMEN_DAY, ClockTick, ReplayConfig, SandboxReplay, control_request
 from sandbox.faults import FaultInjector, FaultPlan, FaultPlanError, Outgoing
+from sandbox.metrics import ReplayMetrics, replay_metrics
 from sandbox.recorder import record
 from sandbox.recording import (
     RecordedMessage,
@@ -20,7 +21,7 @@ from sandbox.recording import (
     read_info,
     read_messages,
 )
-from sandbox.replay import Replayer, ReplayMetrics, ReplayStatus, replay_metrics
+from sandbox.replay import Replayer, ReplayStatus
 from sandbox.timeshift import TimeShifter
 
 __all__ = [

@@ -41,8 +41,9 @@ from bus import RawMessage
 from bus.subjects import clock_subject, control_subject, validate_pattern
 from contracts import Contract, default_registry
 from sandbox.faults import FaultInjector, FaultPlan
+from sandbox.metrics import replay_metrics
 from sandbox.recording import read_info
-from sandbox.replay import Replayer, ReplayStatus, replay_metrics
+from sandbox.replay import Replayer, ReplayStatus
 
 __all__ = ["DRAMMEN_DAY", "ClockTick", "ReplayConfig", "SandboxReplay", "control_request"]
 

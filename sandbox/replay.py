@@ -42,7 +42,6 @@ from typing import Any, Final, Literal
 
 import msgspec
 import structlog
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from bus.envelope import (
     H_CONTENT_TYPE,
@@ -60,15 +59,14 @@ from bus.errors import CityBusError
 from bus.subjects import matches
 from contracts import Registry, default_registry
 from sandbox.faults import FaultInjector, Outgoing
+from sandbox.metrics import ReplayMetrics
 from sandbox.recording import RecordedMessage, RecordingError, nanoseconds, read_info, read_messages
 from sandbox.timeshift import TimeShifter
 
 __all__ = [
     "Publish",
-    "ReplayMetrics",
     "ReplayStatus",
     "Replayer",
-    "replay_metrics",
 ]
 
 Publish = Callable[[str, bytes, dict[str, str]], Awaitable[None]]
@@ -103,75 +101,6 @@ class _TimeFormat:
             self._second = second
             self._prefix = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
         return f"{self._prefix}.{rest // 1000:06d}Z"
-
-
-# -- metrics ---------------------------------------------------------------------------------------
-
-
-class ReplayMetrics:
-    """The replay metric families of one registry (labelled by the replaying instance)."""
-
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self.messages = Counter(
-            "citybus_replay_messages",
-            "Messages the replay published (faults included: a duplicate counts twice, a drop not).",
-            ["adapter_instance"],
-            registry=registry,
-        )
-        self.lag = Gauge(
-            "citybus_replay_lag_seconds",
-            "How late the replay published its last message, against its schedule.",
-            ["adapter_instance"],
-            registry=registry,
-        )
-        self.schedule_error = Histogram(
-            "citybus_replay_schedule_error_seconds",
-            "How late each replayed message went out, against its schedule.",
-            ["adapter_instance"],
-            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0),
-            registry=registry,
-        )
-        self.position = Gauge(
-            "citybus_replay_position_seconds",
-            "Where the replay is, in seconds of recording from the start of its window.",
-            ["adapter_instance"],
-            registry=registry,
-        )
-        self.progress = Gauge(
-            "citybus_replay_progress_ratio",
-            "How far through its window the replay is, from 0 to 1 (per loop).",
-            ["adapter_instance"],
-            registry=registry,
-        )
-        self.speed = Gauge(
-            "citybus_replay_speed",
-            "The replay's speed factor (0: as fast as possible; while paused, the speed it resumes at).",
-            ["adapter_instance"],
-            registry=registry,
-        )
-        self.loops = Counter(
-            "citybus_replay_loops",
-            "Times the replay started its window again.",
-            ["adapter_instance"],
-            registry=registry,
-        )
-        self.faults = Counter(
-            "citybus_replay_faults",
-            "Faults the replay injected, per kind.",
-            ["adapter_instance", "kind"],
-            registry=registry,
-        )
-
-
-_FAMILIES: dict[CollectorRegistry, ReplayMetrics] = {}
-
-
-def replay_metrics(registry: CollectorRegistry) -> ReplayMetrics:
-    """The replay metric families of a registry, registered on first use."""
-    families = _FAMILIES.get(registry)
-    if families is None:
-        families = _FAMILIES[registry] = ReplayMetrics(registry)
-    return families
 
 
 # -- status ---------------------------------------------------------------------------------------------

@@ -31,7 +31,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from adapters.supervisor import adapter_metrics
 from bus.metrics import Metrics
-from sandbox.replay import replay_metrics
+from sandbox.metrics import replay_metrics
 
 ROOT = Path(__file__).resolve().parent.parent
 DASHBOARD = ROOT / "docs" / "grafana" / "citybus.json"

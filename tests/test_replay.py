@@ -28,8 +28,9 @@ from bus.subjects import clock_subject, control_subject
 from contracts import BeachObservation, WeatherObserved
 from sandbox.adapter import SandboxReplay
 from sandbox.faults import FaultInjector, FaultPlan, Outgoing
+from sandbox.metrics import replay_metrics
 from sandbox.recording import RecordingWriter
-from sandbox.replay import Replayer, replay_metrics
+from sandbox.replay import Replayer
 from tests.conftest import wait_for
 
 T0 = datetime(2018, 8, 28, 6, 0, tzinfo=UTC)

@@ -1,0 +1,77 @@
+"""The replay's Prometheus metrics: how far, how fast and how late a replay is, and what it injected.
+
+Labelled by the replaying adapter instance (``adapter_instance``), registered once per registry
+beside the bus's and the adapters' own.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+__all__ = ["ReplayMetrics", "replay_metrics"]
+
+
+class ReplayMetrics:
+    """The replay metric families of one registry (labelled by the replaying instance)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.messages = Counter(
+            "citybus_replay_messages",
+            "Messages the replay published (faults included: a duplicate counts twice, a drop not).",
+            ["adapter_instance"],
+            registry=registry,
+        )
+        self.lag = Gauge(
+            "citybus_replay_lag_seconds",
+            "How late the replay published its last message, against its schedule.",
+            ["adapter_instance"],
+            registry=registry,
+        )
+        self.schedule_error = Histogram(
+            "citybus_replay_schedule_error_seconds",
+            "How late each replayed message went out, against its schedule.",
+            ["adapter_instance"],
+            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0),
+            registry=registry,
+        )
+        self.position = Gauge(
+            "citybus_replay_position_seconds",
+            "Where the replay is, in seconds of recording from the start of its window.",
+            ["adapter_instance"],
+            registry=registry,
+        )
+        self.progress = Gauge(
+            "citybus_replay_progress_ratio",
+            "How far through its window the replay is, from 0 to 1 (per loop).",
+            ["adapter_instance"],
+            registry=registry,
+        )
+        self.speed = Gauge(
+            "citybus_replay_speed",
+            "The replay's speed factor (0: as fast as possible; while paused, the speed it resumes at).",
+            ["adapter_instance"],
+            registry=registry,
+        )
+        self.loops = Counter(
+            "citybus_replay_loops",
+            "Times the replay started its window again.",
+            ["adapter_instance"],
+            registry=registry,
+        )
+        self.faults = Counter(
+            "citybus_replay_faults",
+            "Faults the replay injected, per kind.",
+            ["adapter_instance", "kind"],
+            registry=registry,
+        )
+
+
+_FAMILIES: dict[CollectorRegistry, ReplayMetrics] = {}
+
+
+def replay_metrics(registry: CollectorRegistry) -> ReplayMetrics:
+    """The replay metric families of a registry, registered on first use."""
+    families = _FAMILIES.get(registry)
+    if families is None:
+        families = _FAMILIES[registry] = ReplayMetrics(registry)
+    return families
