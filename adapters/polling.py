@@ -36,7 +36,8 @@ What the poller promises the adapter and the operator:
   :class:`SourceFormatError`, the document goes to the dead letters with the reason (its first
   512 KiB if it is larger: a dead letter must fit in one NATS message), and the same bytes are not
   dead-lettered twice.
-* **Only new documents reach the handler.** HTTP sources are polled conditionally
+* **Only new documents reach the handler** (what an adapter makes of them is published only when it
+  changed: :mod:`adapters.changes`). HTTP sources are polled conditionally
   (``If-None-Match``/``If-Modified-Since``); a body identical to the last one handled is skipped;
   a file is re-read only when its size or modification time changes. A response's ``Expires`` is
   honoured (MET Norway asks for it): the next poll waits until then if that is later than the
@@ -51,14 +52,13 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import random
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Final, Literal
+from typing import Annotated, ClassVar, Final, Literal
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -75,12 +75,10 @@ __all__ = [
     "Document",
     "FetchError",
     "Fetcher",
-    "LastSeen",
     "Poller",
     "SourceConfig",
     "SourceFormatError",
     "http_session",
-    "stable_id",
 ]
 
 DEFAULT_USER_AGENT: Final = "citybus/0.1 (Drammen smart-city message bus; python-aiohttp)"
@@ -468,41 +466,3 @@ class Poller:
             detail += f" (the dead letter keeps the first {DEAD_LETTER_LIMIT} of {len(body)} bytes)"
             body = body[:DEAD_LETTER_LIMIT]
         await self._ctx.dead_letter(document.raw(body), reason=exc.reason, detail=detail)
-
-
-@dataclass
-class LastSeen:
-    """What was last published per entity, so a poll publishes only what changed.
-
-    ``changed(key, value)`` is true (and remembers ``value``) when ``key`` is new or its value
-    differs from the one remembered.
-    """
-
-    _values: dict[Hashable, Any] = field(default_factory=dict)
-
-    def changed(self, key: Hashable, value: Any) -> bool:
-        """Whether ``value`` is new for ``key``; remembers it either way."""
-        if key in self._values and self._values[key] == value:
-            return False
-        self._values[key] = value
-        return True
-
-    def forget(self, key: Hashable) -> None:
-        """Forget ``key`` (its next value counts as changed)."""
-        self._values.pop(key, None)
-
-    def __len__(self) -> int:
-        return len(self._values)
-
-
-_IDS: Final = uuid.UUID("3d9b4f0e-8c1a-4f57-b2e6-7a0c5d1e9f42")
-
-
-def stable_id(*parts: object) -> str:
-    """A ``ce-id`` made from what identifies a message, so re-publishing it is dropped as a duplicate.
-
-    Use the adapter's name, the entity and the values that make the message what it is::
-
-        stable_id("nilu-air-quality", station, component, observed_at.isoformat())
-    """
-    return uuid.uuid5(_IDS, "\x1f".join(str(p) for p in parts)).hex

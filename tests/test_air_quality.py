@@ -31,8 +31,9 @@ from adapters.air import (
     split_records,
     station_type,
 )
+from adapters.changes import stable_id
 from adapters.instances import parse_instance
-from adapters.polling import SourceFormatError, stable_id
+from adapters.polling import SourceFormatError
 from adapters.testing import AdapterHarness
 from bus import Bus
 from bus.errors import ConfigError

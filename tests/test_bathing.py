@@ -30,8 +30,9 @@ from adapters.bathing import (
     provenance_of,
     split_records,
 )
+from adapters.changes import stable_id
 from adapters.instances import parse_instance
-from adapters.polling import SourceFormatError, stable_id
+from adapters.polling import SourceFormatError
 from adapters.testing import AdapterHarness
 from bus import Bus, Provenance
 from bus.errors import ConfigError

@@ -20,16 +20,15 @@ import msgspec
 import pytest
 
 from adapters import Adapter, Context
+from adapters.changes import LastSeen, stable_id
 from adapters.instances import parse_instance
 from adapters.polling import (
     DEAD_LETTER_LIMIT,
     Document,
-    LastSeen,
     Poller,
     SourceConfig,
     SourceFormatError,
     http_session,
-    stable_id,
 )
 from adapters.testing import AdapterHarness
 from bus import Provenance

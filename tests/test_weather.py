@@ -25,8 +25,9 @@ from yarl import URL
 
 from adapters import Adapter, Context
 from adapters.base import NoConfig
+from adapters.changes import stable_id
 from adapters.instances import parse_instance
-from adapters.polling import Poller, SourceFormatError, stable_id
+from adapters.polling import Poller, SourceFormatError
 from adapters.testing import AdapterHarness
 from adapters.weather import (
     ForecastConfig,

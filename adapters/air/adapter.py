@@ -53,9 +53,10 @@ import msgspec
 from adapters.air.observation import COMPONENTS, component_code, observation_from
 from adapters.air.utd import RecordError, decode_record, split_records
 from adapters.base import Adapter
+from adapters.changes import LastSeen, stable_id
 from adapters.context import Context
 from adapters.naming import check_slug
-from adapters.polling import Document, LastSeen, Poller, SourceConfig, http_session, stable_id
+from adapters.polling import Document, Poller, SourceConfig, http_session
 from contracts import AirQualityObserved
 
 __all__ = ["AirConfig", "NILU_URL", "NiluAirQuality"]

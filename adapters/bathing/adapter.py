@@ -53,9 +53,10 @@ import msgspec
 from adapters.base import Adapter
 from adapters.bathing.observation import observation_from, provenance_of
 from adapters.bathing.yr import Place, RecordError, YrRecord, decode_record, place_of, split_records
+from adapters.changes import LastSeen, stable_id
 from adapters.context import Context
 from adapters.naming import check_slug
-from adapters.polling import Document, LastSeen, Poller, SourceConfig, http_session, stable_id
+from adapters.polling import Document, Poller, SourceConfig, http_session
 from bus import Provenance
 from contracts import BeachObservation
 

@@ -81,16 +81,9 @@ from adapters.bikes.gbfs import (
     parse_station_status,
     parse_system_information,
 )
+from adapters.changes import LastSeen, stable_id
 from adapters.context import Context
-from adapters.polling import (
-    Document,
-    LastSeen,
-    Poller,
-    SourceConfig,
-    SourceFormatError,
-    http_session,
-    stable_id,
-)
+from adapters.polling import Document, Poller, SourceConfig, SourceFormatError, http_session
 from contracts import BikeStation, BikeStationStatus
 
 __all__ = ["LONGEST_TTL", "FeedSource", "GbfsBikes", "GbfsConfig"]

@@ -70,16 +70,9 @@ import msgspec
 from msgspec import Meta
 
 from adapters.base import Adapter
+from adapters.changes import LastSeen, stable_id
 from adapters.context import Context
-from adapters.polling import (
-    Document,
-    LastSeen,
-    Poller,
-    SourceConfig,
-    SourceFormatError,
-    http_session,
-    stable_id,
-)
+from adapters.polling import Document, Poller, SourceConfig, SourceFormatError, http_session
 from adapters.records import Rejected, dead_letter_rejected
 from adapters.trains.gtfs import parse_gtfs
 from adapters.trains.join import join_call, relevant_time

@@ -59,9 +59,10 @@ from msgspec import Meta
 from yarl import URL
 
 from adapters.base import Adapter
+from adapters.changes import LastSeen, stable_id
 from adapters.context import Context
 from adapters.naming import check_slug, slug
-from adapters.polling import Document, LastSeen, Poller, SourceConfig, http_session, stable_id
+from adapters.polling import Document, Poller, SourceConfig, http_session
 from adapters.records import dead_letter_rejected
 from adapters.weather.frost import StationReading, parse_observations
 from contracts import GeoPoint, WeatherObserved

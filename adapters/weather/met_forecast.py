@@ -57,9 +57,10 @@ import msgspec
 from msgspec import Meta
 
 from adapters.base import Adapter
+from adapters.changes import stable_id
 from adapters.context import Context
 from adapters.naming import check_slug
-from adapters.polling import DEFAULT_USER_AGENT, Document, Poller, SourceConfig, http_session, stable_id
+from adapters.polling import DEFAULT_USER_AGENT, Document, Poller, SourceConfig, http_session
 from adapters.records import dead_letter_rejected
 from adapters.weather.locationforecast import forecast_for, parse_compact
 from contracts import GeoPoint, WeatherForecast
