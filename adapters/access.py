@@ -35,11 +35,7 @@ Decisions, and why:
 
 from __future__ import annotations
 
-import contextlib
-import os
 import re
-import secrets
-import sys
 import tomllib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -49,15 +45,15 @@ from pathlib import Path
 from adapters.discovery import DiscoveryProblem, discover
 from adapters.instances import Instance, instances_from_config
 from adapters.runtime import default_sections
-from bus.access import AccessModel, Declaration
+from bus.access import AccessModel, Account, Declaration
+from bus.auth import ACCOUNTS_FILE, Declared, Generated, generate, write_private
+from bus.auth import access_model as bus_access_model
 from bus.config import Config
-from bus.credentials import Credential, CredentialError, CredentialStore
 from bus.errors import ConfigError
 from contracts import Contract, UnknownContractError, default_registry
 
 __all__ = [
     "ACCOUNTS_FILE",
-    "CREDENTIALS_DIR",
     "PILOTS_FILE",
     "Generated",
     "Pilot",
@@ -67,6 +63,7 @@ __all__ = [
     "contract_ref",
     "credentials_dir",
     "declaration",
+    "declared",
     "declarations",
     "generate",
     "in_sandbox",
@@ -75,23 +72,17 @@ __all__ = [
     "write_private",
 ]
 
-CREDENTIALS_DIR = "credentials"
-"""The credentials directory's name inside the server's data directory."""
-ACCOUNTS_FILE = "accounts.conf"
-"""The nats-server configuration written into the credentials directory."""
 PILOTS_FILE = "pilots.toml"
 """The pilots and their declared contracts, in the credentials directory."""
-REPLAY_CONTROL = "replay"
-"""The control component of a replay: an adapter that answers it runs in ``SANDBOX``."""
-
 _NAME = re.compile(r"^[a-z][a-z0-9]*(?:-[a-z0-9]+)*$")
 
 
 def credentials_dir(config: Config, given: Path | None = None) -> Path:
-    """The credentials directory: ``given`` (``--dir``), else ``credentials`` in the server's data dir."""
+    """The credentials directory: ``given`` (``--dir``), else ``auth.dir``, else ``credentials`` in the
+    server's data dir."""
     if given is not None:
         return Path(given).expanduser()
-    return config.resolved_data_dir() / CREDENTIALS_DIR
+    return config.credentials_dir()
 
 
 # -- adapter instances ----------------------------------------------------------------------------
@@ -106,7 +97,7 @@ def configured_instances(config: Config) -> tuple[list[Instance], list[Discovery
 
 def in_sandbox(instance: Instance) -> bool:
     """Whether an instance belongs to ``SANDBOX``: a replay, or an instance on a replay's clock."""
-    return instance.adapter.control == REPLAY_CONTROL or instance.clock is not None
+    return instance.account == Account.SANDBOX.value
 
 
 def declaration(instance: Instance) -> Declaration:
@@ -221,66 +212,17 @@ def save_pilots(directory: Path, pilots: Sequence[Pilot]) -> Path:
 # -- the model and the server's configuration -----------------------------------------------------
 
 
-def access_model(instances: Iterable[Instance], pilots: Sequence[Pilot]) -> AccessModel:
-    """The access model of every contract, these adapter instances and these pilots."""
+def access_model(instances: Iterable[Instance], pilots: Sequence[Pilot], config: Config) -> AccessModel:
+    """The access model of every contract, these adapter instances, these pilots and the MQTT users."""
     split = declarations(instances)
-    return AccessModel(
-        default_registry(),
-        adapters=split.city,
-        sandbox_adapters=split.sandbox,
-        pilots=[p.declaration() for p in pilots],
-    )
+    declared = Declared(split.city, split.sandbox, tuple(p.declaration() for p in pilots))
+    return bus_access_model(default_registry(), declared, config)
 
 
-@dataclass(frozen=True, slots=True)
-class Generated:
-    """What :func:`generate` did."""
-
-    config_file: Path
-    credentials: dict[tuple[str, str], Credential]
-    """Every user that has credentials now, by ``(account, user)``."""
-    issued: tuple[tuple[str, str], ...]
-    """The users issued credentials just now."""
-    revoked: tuple[tuple[str, str], ...]
-    """Users of the model left out because they were revoked: they cannot connect."""
-    unconfigured: tuple[tuple[str, str], ...]
-    """Credentials in the directory of users the model no longer has (a removed instance)."""
-
-
-def generate(model: AccessModel, store: CredentialStore) -> Generated:
-    """Issue credentials to every user of ``model`` that has none (revoked users stay revoked) and
-    write the server's configuration, ``accounts.conf``, next to them."""
-    before = set(store.public_keys())
-    wanted = [u.key for u in model.users]
-    credentials = store.ensure(wanted)
-    text = model.render_config({key: c.public_key for key, c in credentials.items()})
-    path = store.directory / ACCOUNTS_FILE
-    write_private(path, text)
-    known = set(wanted)
-    return Generated(
-        config_file=path,
-        credentials=credentials,
-        issued=tuple(k for k in wanted if k in credentials and k not in before),
-        revoked=tuple(k for k in wanted if k not in credentials),
-        unconfigured=tuple(sorted(k for k in store.public_keys() if k not in known)),
-    )
-
-
-def write_private(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text``, atomically, readable by its owner only (0600)."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except OSError as exc:
-        raise CredentialError(f"cannot write {path}: {exc.strerror}") from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            if sys.platform != "win32":
-                os.fchmod(out.fileno(), 0o600)
-            out.write(text)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
+def declared(config: Config) -> Declared:
+    """The ``citybus.access`` entry point: what ``citybus up`` runs with ``config`` declares — its
+    adapter instances by account, and the pilots of its credentials directory."""
+    instances, _problems = configured_instances(config)  # the runtime reports the problems
+    split = declarations(instances)
+    pilots = load_pilots(config.credentials_dir())
+    return Declared(split.city, split.sandbox, tuple(p.declaration() for p in pilots))

@@ -43,6 +43,7 @@ from bus.config import Config
 from bus.credentials import CredentialInfo, CredentialStore
 from bus.errors import CityBusError
 from bus.logs import configure_logging
+from bus.runtime import read_instance, reload_server
 from contracts import Contract, UnknownContractError, default_registry
 
 __all__ = ["register"]
@@ -55,6 +56,7 @@ class _Setup:
     """What every subcommand needs: the directory, its store, the instances and the pilots."""
 
     def __init__(self, args: argparse.Namespace, config: Config) -> None:
+        self.config = config
         self.directory = credentials_dir(config, args.dir)
         # Logs (an audit trail with public keys, never seeds) go to standard error, apart from
         # the command's output.
@@ -66,11 +68,24 @@ class _Setup:
         self.pilots = load_pilots(self.directory)
 
     def model(self, pilots: list[Pilot] | None = None) -> AccessModel:
-        return access_model(self.instances, self.pilots if pilots is None else pilots)
+        return access_model(self.instances, self.pilots if pilots is None else pilots, self.config)
 
 
 def _label(key: tuple[str, str]) -> str:
     return f"{key[0]}/{key[1]}"
+
+
+def _reload(setup: _Setup, why: str) -> None:
+    """Reload the running ``citybus up``'s server if it uses this directory; else say how to."""
+    info = read_instance(setup.config)
+    auth = info.get("auth") if info is not None else None
+    here = setup.directory.resolve()
+    running = isinstance(auth, dict) and Path(str(auth.get("credentials"))).resolve() == here
+    pid = reload_server(setup.config) if running else None
+    if pid is not None:
+        out(f"reloaded the running citybus up's nats-server (pid {pid}): {why}")
+    else:
+        out(f"Reload the server {why}: nats-server --signal reload (or SIGHUP).")
 
 
 def _say_generated(done: Generated) -> None:
@@ -98,7 +113,8 @@ def cmd_generate(args: argparse.Namespace, config: Config) -> int:
     out("To use it, the nats-server configuration (JetStream enabled, no accounts of its own) includes it,")
     out(f"by a path relative to that file's directory; in {server_config}:")
     out(f"  include {json.dumps(relative)}")
-    out("and the server reloads it after every change: nats-server --signal reload (or SIGHUP).")
+    out("and the server reloads it after every change: nats-server --signal reload (or SIGHUP);")
+    out("`citybus up`'s embedded server includes it by itself, and `citybus auth` reloads that one.")
     out("Give each user its own seed file (<ACCOUNT>/<user>.nk) and nothing else; it connects with")
     out("that file and the inbox prefix _INBOX.<user>.")
     return 0
@@ -150,7 +166,7 @@ def cmd_add_pilot(args: argparse.Namespace, config: Config) -> int:
         f'  await nats.connect(URL, nkeys_seed="{credential.path}", inbox_prefix="{credential.inbox_prefix}")'
     )
     _say_generated(done)
-    out("Reload the server to let the pilot in: nats-server --signal reload (or SIGHUP).")
+    _reload(setup, "to let the pilot in")
     return 0
 
 
@@ -196,7 +212,7 @@ def cmd_revoke(args: argparse.Namespace, config: Config) -> int:
     state = f"was already revoked at {when}" if was_revoked else f"revoked at {when}"
     out(f"{account}/{name} {state} (public key {info.public_key}); its seed file is deleted")
     _say_generated(done)
-    out("Reload the server to disconnect it: nats-server --signal reload (or SIGHUP).")
+    _reload(setup, "to disconnect it")
     if account == Account.SANDBOX.value and not adapter:
         out(
             f"To let the pilot in again with new credentials: `citybus auth add-pilot {name} --produces ...`."

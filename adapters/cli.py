@@ -14,11 +14,11 @@ from adapters.instances import Instance, instances_from_config, parse_instance
 from adapters.scaffold import scaffold
 from adapters.supervisor import Supervisor
 from bus import Bus, Metrics
-from bus.cli import err, out
+from bus.cli import add_login_options, err, login, out
 from bus.config import Config, load_config
 from bus.errors import CityBusError, ConfigError
 from bus.logs import configure_logging
-from bus.runtime import consumer_settings, nats_url_for_client
+from bus.runtime import consumer_settings
 
 __all__ = ["register", "run_instance"]
 
@@ -91,21 +91,26 @@ def cmd_run(args: argparse.Namespace, config: Config) -> int:
     """Run one adapter instance against the running citybus (or --nats URL) until Ctrl-C."""
     if args.adapter_config is not None:
         config = load_config(args.adapter_config)
-    return run_instance(_instance(args.name, config), config, args.nats)
+    return run_instance(_instance(args.name, config), config, args)
 
 
-def run_instance(instance: Instance, config: Config, nats: str | None) -> int:
-    """Run one adapter instance, supervised, against ``nats`` (default: the running citybus up)
-    until Ctrl-C — or until it ends on its own (a replay that does not loop)."""
-    url = nats_url_for_client(config, nats)
+def run_instance(instance: Instance, config: Config, args: argparse.Namespace) -> int:
+    """Run one adapter instance, supervised, against ``--nats`` (default: the running citybus up)
+    until Ctrl-C — or until it ends on its own (a replay that does not loop). Under access control
+    it logs in as its own user (``--user``/``--nkey`` choose another)."""
+    who = login(args, config, default=instance.name, account=instance.account)
     log = configure_logging(config.log.format, config.log.level)
 
     async def main() -> None:
         bus = Bus(
             metrics=Metrics(), logger=log, name=f"citybus-{instance.name}", encoding=config.bus.encoding
         )
+        bus.user = who.user
         await bus.connect(
-            url, connect_timeout=config.nats.connect_timeout, reconnect_wait=config.nats.reconnect_wait
+            who.url,
+            connect_timeout=config.nats.connect_timeout,
+            reconnect_wait=config.nats.reconnect_wait,
+            **who.options,
         )
         supervisor = Supervisor([instance], bus=bus, logger=log, consumer_settings=consumer_settings(config))
         loop = asyncio.get_running_loop()
@@ -144,7 +149,7 @@ def register(subparsers: Any) -> None:
     run.add_argument(
         "--config", dest="adapter_config", type=Path, help="citybus.toml with the instance's section"
     )
-    run.add_argument("--nats", metavar="URL", help="NATS server (default: the running citybus up)")
+    add_login_options(run, default="the instance's own")
     run.set_defaults(func=cmd_run)
 
     adapter = subparsers.add_parser("adapter", help="create a new adapter package")

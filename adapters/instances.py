@@ -30,12 +30,17 @@ from typing import Any
 import msgspec
 
 from adapters.base import Adapter
+from bus.access import Account
 from bus.errors import ConfigError
 
 __all__ = ["Instance", "instances_from_config", "parse_instance"]
 
 _INSTANCE = re.compile(r"^[a-z][a-z0-9]*(?:-[a-z0-9]+)*$")
 _RESERVED = ("adapter", "enabled", "clock")
+
+
+REPLAY_CONTROL = "replay"
+"""The control component of a replay: an adapter that answers it runs in ``SANDBOX``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +56,14 @@ class Instance:
     def create(self) -> Adapter[Any]:
         """A fresh adapter object (one per start, so a restart begins from a clean state)."""
         return self.adapter(self.config)
+
+    @property
+    def account(self) -> str:
+        """The broker account the instance runs in: ``SANDBOX`` for a replay (its adapter answers
+        ``replay`` control requests) or an instance on a replay's clock — it handles replayed data,
+        which must never reach production — else ``CITY``."""
+        sandbox = self.adapter.control == REPLAY_CONTROL or self.clock is not None
+        return Account.SANDBOX.value if sandbox else Account.CITY.value
 
 
 def _allowed(struct: type[msgspec.Struct]) -> str:

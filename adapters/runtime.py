@@ -11,8 +11,9 @@ from typing import Any
 
 from adapters.base import Adapter
 from adapters.discovery import discover
-from adapters.instances import instances_from_config
+from adapters.instances import Instance, instances_from_config
 from adapters.supervisor import Supervisor
+from bus import Bus
 from bus.config import Config
 from bus.runtime import RuntimeContext, consumer_settings
 
@@ -42,12 +43,20 @@ class AdapterRuntime:
             self.log.error("adapter not loaded", problem=str(problem))
         sections = context.config.adapters or default_sections(found.adapters)
         instances = instances_from_config(sections, found.adapters)
+        connector = context.connector
+        connect = None
+        if connector is not None and connector.enabled:
+
+            async def connect(instance: Instance) -> Bus:
+                return await connector.connect(instance.account, instance.name)
+
         self.supervisor = Supervisor(
             instances,
             bus=context.bus,
             health=context.health,
             logger=context.logger,
             consumer_settings=consumer_settings(context.config),
+            connect=connect,
         )
         self.ready_timeout = ready_timeout
         self._task: asyncio.Task[None] | None = None

@@ -4,12 +4,19 @@ A failing adapter is logged, counted (``citybus_adapter_restarts_total``), marke
 (``citybus_adapter_up``) and not ready, and started again — as a fresh object — after a delay that
 doubles up to a bound and resets once it has run stably. It never takes the others down. On stop,
 instances are cancelled one at a time in reverse order of starting, each under a timeout.
+
+Under access control each instance has a connection of its own, logged in as its user (``connect``):
+the broker then enforces what that instance may publish and read. The connection is opened on the
+instance's first start (a failure — revoked credentials, a refusing server — is a failed start,
+retried with the backoff) and kept across restarts; all of them are drained once the instances
+stopped.
 """
 
 from __future__ import annotations
 
 import asyncio
 import weakref
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,9 +67,12 @@ class Supervisor:
         consumer_settings: ConsumerSettings | None = None,
         backoff: Backoff | None = None,
         stop_timeout: float = 10.0,
+        connect: Callable[[Instance], Awaitable[Bus]] | None = None,
     ) -> None:
         self.instances = list(instances)
         self._bus = bus
+        self._connect = connect
+        self._buses: dict[str, Bus] = {}
         self.health = health or Health()
         self.log = (logger if logger is not None else structlog.get_logger()).bind(component="supervisor")
         self._logger = logger if logger is not None else structlog.get_logger()
@@ -103,14 +113,29 @@ class Supervisor:
                 await self._stop_one(instance)
         for clock in self._bus_clocks.values():
             await clock.close()
+        for name, bus in reversed(self._buses.items()):
+            try:
+                await bus.drain()
+            except Exception as exc:  # one connection's trouble must not keep the others open
+                self.log.error("error while closing a connection", instance=name, error=repr(exc))
+        self._buses.clear()
 
-    async def _clock_of(self, instance: Instance) -> Clock | None:
+    async def _bus_of(self, instance: Instance) -> Bus:
+        """The instance's connection: its own under access control, else the shared one."""
+        if self._connect is None:
+            return self._bus
+        bus = self._buses.get(instance.name)
+        if bus is None:
+            bus = self._buses[instance.name] = await self._connect(instance)
+        return bus
+
+    async def _clock_of(self, instance: Instance, bus: Bus) -> Clock | None:
         """The instance's clock: the replay's it follows, else the supervisor's (the wall clock)."""
         if instance.clock is None:
             return self._clock
         clock = self._bus_clocks.get(instance.clock)
         if clock is None:
-            clock = self._bus_clocks[instance.clock] = BusClock(self._bus, instance.clock)
+            clock = self._bus_clocks[instance.clock] = BusClock(bus, instance.clock)
         await clock.start()  # idempotent: a start that failed is tried again on the restart
         return clock
 
@@ -144,15 +169,16 @@ class Supervisor:
             try:
                 # Creating the adapter runs its code too: a failing __init__ is restarted like a failing run.
                 adapter = instance.create()
+                bus = await self._bus_of(instance)
                 ctx = Context(
-                    bus=self._bus,
+                    bus=bus,
                     adapter=adapter_name,
                     instance=instance.name,
                     consumes=adapter.consumed(),
                     produces=adapter.produced(),
                     metrics=metrics,
                     logger=self._logger,
-                    clock=await self._clock_of(instance),
+                    clock=await self._clock_of(instance, bus),
                     on_ready=on_ready,
                     consumer_settings=self._consumer_settings,
                 )

@@ -137,6 +137,8 @@ __all__ = [
 _NAME = re.compile(r"^[a-z][a-z0-9]*(?:-[a-z0-9]+)*$")
 # An NKey user public key: 'U' and 55 more base32 characters (35 bytes, no padding).
 _USER_KEY = re.compile(r"^U[A-Z2-7]{55}$")
+# A bcrypt hash as nats-server accepts it: "$2a$", "$2b$" ... cost, then salt and hash.
+_BCRYPT = re.compile(r"^\$2[abxy]\$\d{2}\$[./A-Za-z0-9]{53}$")
 
 PUBLIC = Classification.PUBLIC
 INTERNAL = Classification.INTERNAL
@@ -168,6 +170,7 @@ class Kind(enum.StrEnum):
     INTERNAL = "internal"
     OPERATOR = "operator"
     PILOT = "pilot"
+    MQTT = "mqtt"
     SYSTEM = "system"
 
 
@@ -309,6 +312,7 @@ class AccessModel:
         adapters: Sequence[Declaration] = (),
         sandbox_adapters: Sequence[Declaration] = (),
         pilots: Sequence[Declaration] = (),
+        mqtt_users: Sequence[str] = (),
     ) -> None:
         pairs = sorted({(c.__contract__.classification, c.__contract__.domain) for c in contracts})
         self._streams = [(cls, subjects.stream_name(cls, domain)) for cls, domain in pairs]
@@ -317,6 +321,7 @@ class AccessModel:
             users += [self._client(account, kind) for kind in _CLIENT_KINDS]
             users += [self._adapter(account, d, Kind.ADAPTER) for d in declared]
         users += [self._adapter(Account.SANDBOX, d, Kind.PILOT) for d in pilots]
+        users += [self._mqtt(name, adapters) for name in mqtt_users]
         users.append(
             User(
                 account=Account.SYS,
@@ -384,17 +389,30 @@ class AccessModel:
 
     # -- the nats-server configuration ------------------------------------------------------------
 
-    def render_config(self, keys: Mapping[tuple[str, str], str]) -> str:
+    def render_config(
+        self,
+        keys: Mapping[tuple[str, str], str],
+        passwords: Mapping[tuple[str, str], str] | None = None,
+    ) -> str:
         """The ``accounts`` block and ``system_account`` for nats-server, one NKey user per key.
 
         ``keys`` maps ``(account, user)`` to the user's NKey *public* key
-        (:meth:`bus.credentials.CredentialStore.public_keys`). A user without a key is left out
-        (a comment says so) and cannot connect.
+        (:meth:`bus.credentials.CredentialStore.public_keys`); ``passwords`` maps the MQTT users to
+        the *bcrypt hash* of their password (MQTT clients cannot sign with an NKey). A user without
+        a key is left out (a comment says so) and cannot connect.
         """
+        hashes = dict(passwords or {})
+        for (account_name, user_name), value in hashes.items():
+            if not _BCRYPT.match(value):
+                raise AccessError(
+                    f"the password given for {account_name}/{user_name} is not a bcrypt hash: the "
+                    "configuration never holds a password itself"
+                )
+        keys = {**keys, **hashes}
         owners: dict[str, User] = {}
         for user in self.users:
             key = keys.get(user.key)
-            if key is None:
+            if key is None or user.kind is Kind.MQTT:
                 continue
             if not _USER_KEY.match(key):
                 hint = " (that is a seed, which must never leave its file)" if key.startswith("S") else ""
@@ -426,7 +444,10 @@ class AccessModel:
                     lines.append(f"      # {label}: no credentials, cannot connect")
                     continue
                 lines.append(f"      # {label}")
-                lines += _render_user(key, user.permissions)
+                if user.kind is Kind.MQTT:
+                    lines += _render_user(key, user.permissions, password_of=user.name)
+                else:
+                    lines += _render_user(key, user.permissions)
             lines += ["    ]", "  }"]
         lines += ["}", f"system_account: {Account.SYS.value}"]
         return "\n".join(lines) + "\n"
@@ -472,6 +493,22 @@ class AccessModel:
             r.sub(subjects.clock_filter(), "watches the clocks of replays")
         r.sub(inbox, "its replies, and nobody else's")
         return User(account=account, name=kind.value, kind=kind, permissions=r.permissions())
+
+    def _mqtt(self, name: str, adapters: Sequence[Declaration]) -> User:
+        """A user of the MQTT listener (``CITY``): the devices' side of the adapters' raw subjects."""
+        label = f"MQTT user {name!r} (CITY)"
+        if not _NAME.match(name):
+            raise AccessError(f"{label}: the name must be kebab case ('network-server')")
+        if name in _RESERVED_NAMES:
+            raise AccessError(f"{label}: {name!r} is the name of a built-in user; choose another name")
+        r = _Rights()
+        for d in adapters:
+            for pattern in d.raw_subscribe:
+                r.pub(pattern, f"sends what adapter {d.name} reads (uplinks: topic a/b is subject a.b)")
+            for pattern in d.raw_publish:
+                r.sub(pattern, f"receives what adapter {d.name} sends (downlinks)")
+        _deny_namespaces(r, label)
+        return User(account=Account.CITY, name=name, kind=Kind.MQTT, permissions=r.permissions())
 
     def _adapter(self, account: Account, d: Declaration, kind: Kind) -> User:
         label = f"{'pilot' if kind is Kind.PILOT else 'adapter'} {d.name!r} ({account})"
@@ -615,8 +652,17 @@ def _deny_namespaces(r: _Rights, label: str) -> None:
                     denied.append(Grant(cut, f"where {grant.subject} meets {root}: not a raw subject"))
 
 
-def _render_user(key: str, perms: Permissions) -> list[str]:
-    lines = ["      {", f"        nkey: {json.dumps(key)}"]
+def _render_user(key: str, perms: Permissions, *, password_of: str | None = None) -> list[str]:
+    if password_of is None:
+        lines = ["      {", f"        nkey: {json.dumps(key)}"]
+    else:
+        # An MQTT client sends a user name and password; only MQTT connections may use them.
+        lines = [
+            "      {",
+            f"        user: {json.dumps(password_of)}",
+            f"        password: {json.dumps(key)}",
+            '        allowed_connection_types: ["MQTT"]',
+        ]
     if not perms.unrestricted:
         lines.append("        permissions: {")
         for direction, allow, deny in (

@@ -45,6 +45,7 @@ from bus.errors import (
     ContractViolation,
     NoRespondersError,
     NotConnectedError,
+    PermissionDeniedError,
     PublishTimeoutError,
     RequestTimeoutError,
     ServerUnavailableError,
@@ -73,6 +74,10 @@ Responder = Callable[[Event[C]], Awaitable[Contract]]
 """An async function that answers a request with a contract instance."""
 
 _ERROR_HEADER = "citybus-error"
+# nats-py reports the server's -ERR 'Permissions Violation for Publish to "subject"' (lower case).
+_PERMISSION_DENIED = re.compile(
+    r'permissions violation for (publish|subscription) to "([^"]*)"', re.IGNORECASE
+)
 # Errors from nats-py that mean "not now, try again": the server is restarting or unreachable.
 _TRANSIENT = (
     nats.errors.TimeoutError,
@@ -249,6 +254,12 @@ class Bus:
         self._publishers: dict[type[Contract], ContractMetrics] = {}
         self.dead_letters = DeadLetters(self)
         self.url = ""
+        self.user = ""
+        """The user this bus connected as (``ACCOUNT/name``), or empty for an anonymous connection."""
+        self._denied: dict[str, float] = {}
+        """Subjects the broker refused to take from this connection, and when (loop time)."""
+        self.refused_subscriptions: set[str] = set()
+        """Subscriptions the broker refused (the user may not read them); known after a flush."""
 
     # -- connection ---------------------------------------------------------------------------
 
@@ -265,17 +276,18 @@ class Bus:
 
         Raises :class:`ServerUnavailableError` if no server answers the first time.
         """
-        log = self.log.bind(url=redact_url(url))
+        log = self.log.bind(url=redact_url(url), user=self.user or None)
 
         async def on_disconnect() -> None:
-            self.metrics.connected.set(0)
             if self._closing:
+                self.metrics.link(id(self), None)
                 return  # our own drain or close, not a lost connection
+            self.metrics.link(id(self), False)
             self.metrics.disconnects.inc()
             log.warning("nats disconnected")
 
         async def on_reconnect() -> None:
-            self.metrics.connected.set(1)
+            self.metrics.link(id(self), True)
             self.metrics.reconnects.inc()
             log.info("nats reconnected")
 
@@ -283,12 +295,29 @@ class Bus:
             if isinstance(exc, nats.errors.SlowConsumerError):
                 self.metrics.slow_consumers.inc()
                 log.warning("slow consumer: messages dropped", subject=exc.subject, sid=exc.sid)
-            else:
-                self.metrics.nats_errors.inc()
-                log.warning("nats error", error=str(exc) or type(exc).__name__)
+                return
+            text = str(exc) or type(exc).__name__
+            denied = _PERMISSION_DENIED.search(text)
+            if denied is not None:
+                operation, subject = denied.group(1).lower(), denied.group(2)
+                self.metrics.permission_denials.labels(operation).inc()
+                if operation == "publish":
+                    self._denied[subject] = asyncio.get_running_loop().time()
+                else:
+                    self.refused_subscriptions.add(subject)
+                log.warning(
+                    "the broker refused: permissions violation",
+                    operation=operation,
+                    subject=subject,
+                    user=self.user or None,
+                    hint="`citybus auth show` lists what each user may do",
+                )
+                return
+            self.metrics.nats_errors.inc()
+            log.warning("nats error", error=text)
 
         async def on_closed() -> None:
-            self.metrics.connected.set(0)
+            self.metrics.link(id(self), None)
             log.debug("nats connection closed")
 
         await _check_reachable(url, connect_timeout)
@@ -316,7 +345,7 @@ class Bus:
             ) from exc
         self._js = self._nc.jetstream()
         self.url = url
-        self.metrics.connected.set(1)
+        self.metrics.link(id(self), True)
         log.info("nats connected")
 
     @property
@@ -362,7 +391,7 @@ class Bus:
             await nc.close()
         finally:
             self._nc = self._js = None
-        self.metrics.connected.set(0)
+        self.metrics.link(id(self), None)
 
     async def close(self) -> None:
         """Close at once, dropping what has not been handled."""
@@ -370,7 +399,7 @@ class Bus:
         if nc is not None and not nc.is_closed:
             self._closing = True
             await nc.close()
-        self.metrics.connected.set(0)
+        self.metrics.link(id(self), None)
 
     # -- publishing ---------------------------------------------------------------------------
 
@@ -483,6 +512,12 @@ class Bus:
             except nats.js.errors.APIError as exc:
                 raise CityBusError(f"JetStream refused {subject}: {exc.description or exc}") from exc
             except (*_TRANSIENT, NotConnectedError) as exc:
+                refused = self._denied.get(subject)
+                if refused is not None and refused >= deadline - timeout:
+                    raise PermissionDeniedError(
+                        f"the broker refused {subject} from {self.user or 'this connection'}: its user may "
+                        "not publish there (`citybus auth show` lists what each user may do)"
+                    ) from exc
                 if self._nc is None or self._nc.is_closed or loop.time() + delay >= deadline:
                     raise PublishTimeoutError(
                         f"no JetStream stream acknowledged {subject} within {timeout:.0f} s "

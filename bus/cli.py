@@ -26,10 +26,10 @@ from bus.asyncapi import asyncapi_document
 from bus.bus import Bus, redact_url
 from bus.config import Config, load_config
 from bus.envelope import Provenance, parse_headers
-from bus.errors import CityBusError, ConfigError, ContractViolation
+from bus.errors import CityBusError, ConfigError, ContractViolation, PermissionDeniedError
 from bus.logs import configure_logging
 from bus.metrics import Metrics
-from bus.runtime import Runtime, nats_url_for_client
+from bus.runtime import Login, Runtime, client_login
 from bus.status import show_status
 from contracts import (
     Contract,
@@ -109,23 +109,70 @@ def _pattern(text: str) -> str:
         raise CityBusError(str(exc)) from None
 
 
+def add_login_options(parser: argparse.ArgumentParser, *, default: str | None) -> None:
+    """``--nats``, ``--user``, ``--account`` and ``--nkey``: where and as whom a command connects."""
+    parser.add_argument("--nats", metavar="URL", help="NATS server (default: the running citybus up)")
+    who = f"default: {default}" if default else "required under access control"
+    parser.add_argument(
+        "--user",
+        metavar="NAME",
+        help=f"connect as this user: public, internal, operator, an adapter instance or a pilot ({who})",
+    )
+    parser.add_argument(
+        "--account",
+        metavar="ACCOUNT",
+        help="city or sandbox (default: the account citybus up serves: sandbox when only the sandbox runs)",
+    )
+    parser.add_argument(
+        "--nkey", type=Path, metavar="FILE", help="log in with this seed file (a pilot's <name>.nk)"
+    )
+
+
+def login(
+    args: argparse.Namespace, config: Config, *, default: str | None, account: str | None = None
+) -> Login:
+    """The login of a command with :func:`add_login_options` (``account``: the default account)."""
+    return client_login(
+        config,
+        nats=args.nats,
+        user=args.user,
+        account=args.account,
+        nkey=args.nkey,
+        default_user=default,
+        default_account=account,
+    )
+
+
+def check_subscriptions(bus: Bus, patterns: Sequence[str], who: str) -> None:
+    """Fail with what to do when the broker refused a subscription (call after a flush)."""
+    refused = [p for p in patterns if p in bus.refused_subscriptions]
+    if refused:
+        raise PermissionDeniedError(
+            f"the broker refused {', '.join(refused)} to {who or 'this connection'}: that user may not read "
+            "it (`citybus auth show --user NAME` lists what a user may do; --user chooses another)"
+        )
+
+
 def cmd_tail(args: argparse.Namespace, config: Config) -> int:
     """Print live messages on matching subjects, one per line."""
     patterns = [_pattern(p) for p in args.patterns]
-    url = nats_url_for_client(config, args.nats)
+    who = login(args, config, default="internal")
     registry = default_registry()
     encoders = {"json": msgspec.json.Encoder()}
 
     async def main() -> None:
         bus = Bus(metrics=Metrics(), logger=configure_logging(config.log.format, "warning"))
-        await bus.connect(url, connect_timeout=config.nats.connect_timeout)
+        bus.user = who.user
+        await bus.connect(who.url, connect_timeout=config.nats.connect_timeout, **who.options)
         queue: asyncio.Queue[Any] = asyncio.Queue()
         for pattern in patterns:
             await bus.nc.subscribe(pattern, cb=queue.put)
         # The server must have the subscriptions before "tailing" says so, or a message published
         # right after the announcement can be missed.
         await bus.flush()
-        err(f"tailing {', '.join(patterns)} on {redact_url(url)} (Ctrl-C to stop)")
+        check_subscriptions(bus, patterns, who.user)
+        as_whom = f" as {who.user}" if who.user else ""
+        err(f"tailing {', '.join(patterns)} on {redact_url(who.url)}{as_whom} (Ctrl-C to stop)")
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -208,7 +255,7 @@ def cmd_publish(args: argparse.Namespace, config: Config) -> int:
         raise ContractViolation(f"not a valid {cls.__contract__.name}: {exc}") from None
     except msgspec.DecodeError as exc:
         raise ContractViolation(f"not valid JSON: {exc}") from None
-    url = nats_url_for_client(config, args.nats)
+    who = login(args, config, default=None)
 
     async def main() -> None:
         bus = Bus(
@@ -218,7 +265,8 @@ def cmd_publish(args: argparse.Namespace, config: Config) -> int:
             provenance=args.provenance or config.bus.provenance,
             encoding=config.bus.encoding,
         )
-        await bus.connect(url, connect_timeout=config.nats.connect_timeout)
+        bus.user = who.user
+        await bus.connect(who.url, connect_timeout=config.nats.connect_timeout, **who.options)
         try:
             if args.core:
                 event_id = await bus.publish(instance)
@@ -331,7 +379,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     tail = sub.add_parser("tail", help="print live messages on matching subjects")
     tail.add_argument("patterns", nargs="+", metavar="PATTERN", help="subject pattern or contract name")
-    tail.add_argument("--nats", metavar="URL", help="NATS server (default: the running citybus up)")
+    add_login_options(tail, default="internal")
     tail.add_argument("--json", action="store_true", help="one JSON object per line")
     tail.add_argument("--count", "-n", type=int, help="stop after this many messages")
     tail.set_defaults(func=cmd_tail)
@@ -341,7 +389,7 @@ def build_parser() -> argparse.ArgumentParser:
         "contract", metavar="CONTRACT", help="contract name, e.g. environment.beach-observation"
     )
     publish.add_argument("json", metavar="JSON", help="the message as JSON, @FILE, or - for standard input")
-    publish.add_argument("--nats", metavar="URL", help="NATS server (default: the running citybus up)")
+    add_login_options(publish, default=None)
     publish.add_argument("--provenance", choices=[p.value for p in Provenance], help="default: manual")
     publish.add_argument("--source", help="CloudEvents source (default: [bus] source)")
     publish.add_argument("--core", action="store_true", help="publish without waiting for JetStream")

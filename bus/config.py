@@ -36,6 +36,7 @@ from bus.errors import ConfigError
 from bus.server import default_data_dir
 
 __all__ = [
+    "AuthConfig",
     "BusConfig",
     "Config",
     "ConsumerConfig",
@@ -72,6 +73,9 @@ class NatsConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     """Default seconds to wait for a reply to a request."""
     max_in_flight_bytes: Annotated[int, msgspec.Meta(ge=1)] = 1_048_576
     """Publish backpressure: bytes buffered for the server before publishers wait."""
+    tls_ca: str = ""
+    """A CA certificate file (PEM) to trust for the server's TLS certificate, besides the system's;
+    for the embedded server with ``server.tls_cert``, that certificate itself is trusted."""
 
 
 class ServerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -90,12 +94,21 @@ class ServerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     bus: topic ``a/b/c`` arrives as subject ``a.b.c``). nats-server needs JetStream for MQTT."""
     mqtt_port: _Port = 0
     """MQTT port when ``mqtt`` is on; 0 picks a free one (and keeps it across restarts of the server)."""
+    tls_cert: str = ""
+    """A certificate file (PEM) for TLS on the client port; clients then connect with ``tls://``."""
+    tls_key: str = ""
+    """The private key file (PEM) of ``tls_cert``."""
 
     def __post_init__(self) -> None:
         if self.mqtt and not self.jetstream:
             raise ValueError(
                 "server.mqtt = true needs server.jetstream = true: nats-server keeps MQTT sessions "
                 "and QoS 1 messages in JetStream"
+            )
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ValueError(
+                "server.tls_cert and server.tls_key go together: give both files (PEM) for TLS on the "
+                "client port, or neither"
             )
 
 
@@ -149,6 +162,22 @@ class LogConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     """The least severe level written."""
 
 
+class AuthConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Who may connect, and what each user may do (see ``bus/access.py`` and ``bus/auth.py``)."""
+
+    mode: Literal["auto", "on", "off"] = "auto"
+    """``on``: every connection authenticates as its own user (NKeys) and the broker enforces what it
+    may publish and read; ``off``: anonymous connections, no access control; ``auto``: on for the
+    embedded server, off for an external one (which enforces what its operator configured; set
+    ``on`` once it includes citybus's ``accounts.conf``)."""
+    dir: str = ""
+    """The credentials directory; empty means ``credentials`` in the server's data dir."""
+    mqtt_users: tuple[Annotated[str, msgspec.Meta(pattern="^[a-z][a-z0-9]*(-[a-z0-9]+)*$")], ...] = ()
+    """Users of the embedded server's MQTT listener (a LoRaWAN network server, a gateway), in ``CITY``:
+    each gets a password and may publish what the adapters read from raw subjects (uplinks), and
+    read what they publish there (downlinks)."""
+
+
 class BusConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """What citybus puts on the messages it publishes."""
 
@@ -177,8 +206,22 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     """Logging."""
     bus: BusConfig = msgspec.field(default_factory=BusConfig)
     """Defaults for published messages."""
+    auth: AuthConfig = msgspec.field(default_factory=AuthConfig)
+    """Access control: credentials, accounts and users."""
     adapters: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)
     """Raw ``[adapters.<instance>]`` sections; each adapter validates its own with the adapter SDK."""
+
+    def auth_enabled(self) -> bool:
+        """Whether connections authenticate as their users (``auth.mode``, ``auto`` resolved)."""
+        if self.auth.mode == "auto":
+            return not self.nats.url
+        return self.auth.mode == "on"
+
+    def credentials_dir(self) -> Path:
+        """The credentials directory: ``auth.dir``, else ``credentials`` in the server's data dir."""
+        if self.auth.dir:
+            return Path(self.auth.dir).expanduser()
+        return self.resolved_data_dir() / "credentials"
 
     def resolved_data_dir(self) -> Path:
         """The embedded server's data dir: ``server.data_dir`` with ``~`` expanded, or the default."""

@@ -54,15 +54,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import bcrypt
 import nkeys  # type: ignore[import-untyped]
 import structlog
 
 from bus import subjects
 from bus.errors import CityBusError
 
-__all__ = ["Credential", "CredentialError", "CredentialInfo", "CredentialStore", "Secret"]
+__all__ = ["Credential", "CredentialError", "CredentialInfo", "CredentialStore", "Password", "Secret"]
 
 _SEED_SUFFIX = ".nk"
+_PASSWORD_SUFFIX = ".password"
+_BCRYPT_ROUNDS = 11  # nats-server checks it on every MQTT connect: ~0.1 s, then a session
 _REVOKED_SUFFIX = ".revoked"
 _ACCOUNT = re.compile(r"^[A-Z][A-Z0-9_]*$")
 _USER = re.compile(r"^[a-z][a-z0-9]*(?:-[a-z0-9]+)*$")
@@ -125,6 +128,24 @@ class Credential:
         user whose file is gone cannot reconnect even with the old configuration.
         """
         return {"nkeys_seed": str(self.path), "inbox_prefix": self.inbox_prefix}
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class Password:
+    """An MQTT user's password (MQTT clients cannot sign with an NKey) and its bcrypt hash.
+
+    The server's configuration holds the hash only; the password sits in its 0600 file, for the
+    MQTT client's operator.
+    """
+
+    account: str
+    user: str
+    path: Path
+    password: Secret
+    bcrypt_hash: str
+
+    def __repr__(self) -> str:
+        return f"Password(account={self.account!r}, user={self.user!r}, path={str(self.path)!r})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,6 +238,51 @@ class CredentialStore:
             else:
                 loaded[(account, user)] = self.generate(account, user)
         return loaded
+
+    def ensure_password(self, account: str, user: str) -> Password:
+        """The password of an MQTT user, issued (random, 0600 file with its bcrypt hash) if it has none."""
+        _check_names(account, user)
+        path = self._dir / account / f"{user}{_PASSWORD_SUFFIX}"
+        if path.exists():
+            return self._load_password(account, user, path)
+        directory = self._private_dir(path.parent)
+        secret = Secret(secrets.token_urlsafe(24))
+        hashed = bcrypt.hashpw(secret.reveal().encode(), bcrypt.gensalt(_BCRYPT_ROUNDS)).decode("ascii")
+        tmp = directory / f".{user}.{secrets.token_hex(8)}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as out:
+                if sys.platform != "win32":
+                    os.fchmod(out.fileno(), 0o600)
+                out.write(json.dumps({"user": user, "password": secret.reveal(), "bcrypt": hashed}) + "\n")
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, path)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+        self._log.info("MQTT password issued", account=account, user=user, path=str(path))
+        return Password(account, user, path, secret, hashed)
+
+    def _load_password(self, account: str, user: str, path: Path) -> Password:
+        _check_private(self._dir)
+        _check_private(path.parent)
+        _check_private(path)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            secret, hashed = Secret(str(data["password"])), str(data["bcrypt"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            # Not chained: the error could echo the file's content.
+            raise CredentialError(
+                f"the password file {path} is unreadable ({type(exc).__name__}): delete it and run "
+                "`citybus auth generate` to issue a new password"
+            ) from None
+        if not bcrypt.checkpw(secret.reveal().encode(), hashed.encode("ascii")):
+            raise CredentialError(
+                f"the password file {path} holds a hash of another password: delete it and run "
+                "`citybus auth generate` to issue a new password"
+            )
+        return Password(account, user, path, secret, hashed)
 
     # -- reading ----------------------------------------------------------------------------------
 

@@ -8,6 +8,7 @@
      │    └── MissingHeaderError           a CloudEvents header is missing or malformed
      ├── NotConnectedError                 the bus has no NATS connection (yet, or any more)
      │    └── ServerUnavailableError       no NATS server answered at the given URL
+     ├── PermissionDeniedError             the broker refused a publish: the user has no right to it
      ├── PublishTimeoutError (TimeoutError) a durable publish was not acknowledged in time
      ├── RequestTimeoutError (TimeoutError) nobody answered a request in time
      ├── NoRespondersError                 nobody listens on the request subject
@@ -27,6 +28,7 @@ __all__ = [
     "MissingHeaderError",
     "NoRespondersError",
     "NotConnectedError",
+    "PermissionDeniedError",
     "PublishTimeoutError",
     "RequestTimeoutError",
     "ServerUnavailableError",
@@ -62,6 +64,10 @@ class NotConnectedError(CityBusError):
 
 class ServerUnavailableError(NotConnectedError):
     """No NATS server answered at the configured URL."""
+
+
+class PermissionDeniedError(CityBusError):
+    """The broker refused a publish or subscription: the connection's user has no right to it."""
 
 
 class PublishTimeoutError(CityBusError, TimeoutError):

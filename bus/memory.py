@@ -420,7 +420,7 @@ class MemoryBus(Bus):
         self._nc = cast(Any, connection)
         self._js = cast(Any, connection.jetstream())
         self.url = url
-        self.metrics.connected.set(1)
+        self.metrics.link(id(self), True)
         await self.provision_streams()
 
     async def flush(self, timeout: float = 5.0) -> None:

@@ -98,7 +98,18 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
-        self.connected = Gauge("citybus_nats_connected", "1 while connected to NATS, else 0.", registry=r)
+        self.connected = Gauge(
+            "citybus_nats_connected",
+            "1 while connected to NATS (every connection of the process, one per adapter user), else 0.",
+            registry=r,
+        )
+        self._links: dict[int, bool] = {}
+        self.permission_denials = Counter(
+            "citybus_nats_permission_denials",
+            "Publishes and subscriptions the broker refused: a user did what its rights do not allow.",
+            ["operation"],
+            registry=r,
+        )
         self.consumer_pending = Gauge(
             "citybus_consumer_pending",
             "Messages of its stream a durable consumer has yet to be delivered (JetStream's num_pending): "
@@ -126,6 +137,18 @@ class Metrics:
             ["contract"],
             registry=r,
         )
+
+    def link(self, connection: int, up: bool | None) -> None:
+        """Record one connection's state (``None``: closed for good, forgotten).
+
+        ``citybus_nats_connected`` is 1 while every open connection is up: with access control
+        each adapter connects as its own user, and one lost connection is an outage of its own.
+        """
+        if up is None:
+            self._links.pop(connection, None)
+        else:
+            self._links[connection] = up
+        self.connected.set(1 if self._links and all(self._links.values()) else 0)
 
     def contract(self, ce_type: str) -> ContractMetrics:
         """The label children for one contract, resolved once (label lookups are not free)."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
@@ -20,8 +21,20 @@ from typing import Any, Protocol
 
 import structlog
 
+from bus.access import Account
+from bus.auth import (
+    Declared,
+    access_model,
+    account_name,
+    discover_declarations,
+    generate,
+    seed_file_options,
+    server_include,
+    tls_context,
+)
 from bus.bus import Bus, redact_url
 from bus.config import Config
+from bus.credentials import CredentialStore
 from bus.errors import CityBusError
 from bus.health import Health
 from bus.jetstream import ConsumerSettings, StreamSettings
@@ -33,13 +46,17 @@ from contracts import Registry, default_registry
 __all__ = [
     "Component",
     "ConfigCheck",
+    "Connector",
     "INSTANCE_FILE",
+    "Login",
     "Runtime",
     "RuntimeContext",
+    "client_login",
     "consumer_settings",
     "discover_checks",
     "instance_file",
     "read_instance",
+    "reload_server",
     "stream_settings",
 ]
 
@@ -60,17 +77,85 @@ class Component(Protocol):
         """Stop; the runtime bounds this with a timeout."""
 
 
+class Connector:
+    """Opens the bus connections of ``citybus up``: each user its own, with its credentials.
+
+    With access control off (:attr:`enabled` false) there are no users: components share the
+    runtime's bus and :meth:`connect` opens anonymous connections.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        url: str,
+        *,
+        registry: Registry,
+        metrics: Metrics,
+        logger: Any,
+        store: CredentialStore | None,
+        options: dict[str, Any] | None = None,
+    ) -> None:
+        self.config = config
+        self.url = url
+        self.registry = registry
+        self.metrics = metrics
+        self.log = logger
+        self.store = store
+        self.options = dict(options or {})
+        """Connect options every connection shares (TLS)."""
+
+    @property
+    def enabled(self) -> bool:
+        """Whether connections log in as their users."""
+        return self.store is not None
+
+    async def connect(self, account: str, user: str, *, name: str | None = None) -> Bus:
+        """A new bus connected as ``user`` of ``account`` (or anonymously, without access control).
+
+        Raises :class:`~bus.credentials.CredentialError` (missing or revoked credentials) or
+        :class:`~bus.errors.ServerUnavailableError` (the server refused or is down).
+        """
+        cfg = self.config
+        options = dict(self.options)
+        if self.store is not None:
+            options.update(self.store.load(account, user).connect_options())
+        bus = Bus(
+            registry=self.registry,
+            metrics=self.metrics,
+            logger=self.log,
+            name=name or f"citybus {account}/{user}",
+            source=cfg.bus.source,
+            provenance=cfg.bus.provenance,
+            encoding=cfg.bus.encoding,
+            max_in_flight_bytes=cfg.nats.max_in_flight_bytes,
+            request_timeout=cfg.nats.request_timeout,
+        )
+        if self.store is not None:
+            bus.user = f"{account}/{user}"
+        await bus.connect(
+            self.url,
+            connect_timeout=cfg.nats.connect_timeout,
+            reconnect_wait=cfg.nats.reconnect_wait,
+            drain_timeout=cfg.nats.drain_timeout,
+            **options,
+        )
+        return bus
+
+
 @dataclass(kw_only=True)
 class RuntimeContext:
     """What a component gets from the runtime."""
 
     config: Config
     bus: Bus
+    """The runtime's own connection (the ``service`` user of ``CITY`` under access control)."""
     health: Health
     metrics: Metrics
     registry: Registry
     logger: Any
     nats_url: str
+    connector: Connector | None = None
+    """Opens a connection per user (each adapter instance its own) under access control."""
     extras: dict[str, Any] = field(default_factory=dict)
 
 
@@ -159,6 +244,7 @@ class Runtime:
         metrics: Metrics | None = None,
         components: list[tuple[str, ComponentFactory]] | None = None,
         checks: list[tuple[str, ConfigCheck]] | None = None,
+        declarations: Declared | None = None,
         shutdown_timeout: float = 10.0,
     ) -> None:
         self.config = config
@@ -168,6 +254,7 @@ class Runtime:
         self.health = Health()
         self._factories = components
         self._checks = checks
+        self._declarations = declarations
         self.shutdown_timeout = shutdown_timeout
         self.server: EmbeddedServer | None = None
         self.bus: Bus | None = None
@@ -175,6 +262,11 @@ class Runtime:
         self.nats_url = ""
         self.mqtt_url = ""
         """The embedded server's MQTT listener (``server.mqtt``), else empty."""
+        self.connector: Connector | None = None
+        self.store: CredentialStore | None = None
+        """The credentials under access control, else ``None``."""
+        self.default_account = Account.CITY.value
+        """The account client commands read by default: ``SANDBOX`` when only the sandbox runs."""
         self.ready = asyncio.Event()
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -228,6 +320,7 @@ class Runtime:
             await self.ops.start()
             stack.push_async_callback(self._bounded, "ops server", self.ops.stop)
         url = cfg.nats.url
+        include = self._prepare_access(log)
         if not url:
             self.server = EmbeddedServer(
                 data_dir=cfg.resolved_data_dir(),
@@ -236,6 +329,9 @@ class Runtime:
                 jetstream=cfg.server.jetstream,
                 mqtt_port=cfg.server.mqtt_port if cfg.server.mqtt else None,
                 logger=self.log,
+                extra_config=include,
+                tls_cert=_path(cfg.server.tls_cert),
+                tls_key=_path(cfg.server.tls_key),
             )
             url = await self.server.start()
             stack.push_async_callback(self._bounded, "nats-server", self.server.stop)
@@ -250,31 +346,34 @@ class Runtime:
         elif cfg.server.mqtt:
             log.warning("server.mqtt is ignored: nats.url names an external server, configure MQTT there")
         self.nats_url = url
-        bus = Bus(
+        self.connector = connector = Connector(
+            cfg,
+            url,
             registry=self.registry,
             metrics=self.metrics,
             logger=self.log,
-            name=cfg.nats.name,
-            source=cfg.bus.source,
-            provenance=cfg.bus.provenance,
-            encoding=cfg.bus.encoding,
-            max_in_flight_bytes=cfg.nats.max_in_flight_bytes,
-            request_timeout=cfg.nats.request_timeout,
+            store=self.store,
+            options=self._tls_options(),
         )
-        await bus.connect(
-            url,
-            connect_timeout=cfg.nats.connect_timeout,
-            reconnect_wait=cfg.nats.reconnect_wait,
-            drain_timeout=cfg.nats.drain_timeout,
-        )
+        if connector.enabled:
+            bus = await connector.connect(Account.CITY.value, "service")
+        else:
+            bus = await connector.connect(Account.CITY.value, "service", name=cfg.nats.name)
         self.bus = bus
         # The connection is drained last of all (after every component stopped publishing).
         stack.push_async_callback(self._bounded, "nats connection", bus.drain)
         self.health.ready("nats")
         self.health.check("nats connected", lambda: bus.connected)
         streams = await bus.provision_streams(stream_settings(cfg))
+        if connector.enabled:
+            # The sandbox is an account of its own, with streams of its own (same names).
+            sandbox = await connector.connect(Account.SANDBOX.value, "service")
+            stack.push_async_callback(self._bounded, "nats connection (SANDBOX)", sandbox.drain)
+            await sandbox.provision_streams(stream_settings(cfg))
+            self.health.check("nats connected (SANDBOX)", lambda: sandbox.connected)
         self.health.ready("streams")
-        log.info("streams provisioned", streams=streams)
+        accounts = "CITY, SANDBOX" if connector.enabled else None
+        log.info("streams provisioned", streams=streams, accounts=accounts)
         context = RuntimeContext(
             config=cfg,
             bus=bus,
@@ -283,6 +382,7 @@ class Runtime:
             registry=self.registry,
             logger=self.log,
             nats_url=url,
+            connector=connector,
             extras={"mqtt_url": self.mqtt_url} if self.mqtt_url else {},
         )
         factories = self._factories if self._factories is not None else discover_components()
@@ -290,6 +390,49 @@ class Runtime:
             component = factory(context)
             await component.start()
             stack.push_async_callback(self._bounded, name, component.stop)
+
+    def _prepare_access(self, log: Any) -> str:
+        """Under access control: the credentials every user needs and the server's ``accounts.conf``.
+
+        Returns the ``include`` line for the embedded server's configuration (empty without access
+        control, or for an external server, which includes the file itself).
+        """
+        cfg = self.config
+        if not cfg.auth_enabled():
+            if cfg.nats.url:
+                log.info("access control is the external server's (auth.mode = auto/off)")
+            else:
+                log.warning("access control is off (auth.mode = off): any client may do anything")
+            return ""
+        declared = self._declarations if self._declarations is not None else discover_declarations(cfg)
+        if not declared.city:
+            self.default_account = Account.SANDBOX.value if declared.sandbox else Account.CITY.value
+        self.store = store = CredentialStore(cfg.credentials_dir(), logger=self.log)
+        if cfg.nats.url:
+            # An external server reads accounts.conf as its operator included it: written by
+            # `citybus auth generate`, not here (it would need a reload citybus cannot do).
+            log.info("connecting as each user, with the credentials in", credentials=str(store.directory))
+            return ""
+        model = access_model(self.registry, declared, cfg)
+        done = generate(model, store)
+        log.info(
+            "access control: accounts CITY, SANDBOX, SYS",
+            users=len(done.credentials),
+            issued=len(done.issued),
+            revoked=[f"{a}/{u}" for a, u in done.revoked] or None,
+            credentials=str(store.directory),
+        )
+        return server_include(done.config_file, cfg.resolved_data_dir())
+
+    def _tls_options(self) -> dict[str, Any]:
+        """TLS for every connection: the configured CA, and the embedded server's own certificate."""
+        cfg = self.config
+        cas = [cfg.nats.tls_ca] if cfg.nats.tls_ca else []
+        if not cfg.nats.url and cfg.server.tls_cert:
+            cas.append(cfg.server.tls_cert)
+        if not cas and not (cfg.nats.url or "").startswith("tls://"):
+            return {}
+        return {"tls": tls_context(*cas)}
 
     async def _bounded(self, what: str, stop: Callable[[], Any]) -> None:
         """Stop one part under a timeout; an error is logged, and the others still stop."""
@@ -304,11 +447,20 @@ class Runtime:
     def _write_instance(self) -> None:
         path = instance_file(self.config)
         path.parent.mkdir(parents=True, exist_ok=True)
+        cfg = self.config
         info = {
             "pid": os.getpid(),
             "nats_url": self.nats_url,
             "mqtt_url": self.mqtt_url or None,
             "ops_url": self.ops.url if self.ops else None,
+            "server_pid": self.server.pid if self.server else None,
+            # How client commands log in: where the credentials are, and which account to read.
+            "auth": (
+                {"credentials": str(self.store.directory), "account": self.default_account}
+                if self.store is not None
+                else None
+            ),
+            "tls_ca": cfg.nats.tls_ca or (cfg.server.tls_cert if not cfg.nats.url else "") or None,
         }
         tmp = path.with_suffix(".tmp")
         # The URL may carry credentials: readable by this user only.
@@ -327,6 +479,10 @@ class Runtime:
             pass
 
 
+def _path(text: str) -> Path | None:
+    return Path(text).expanduser() if text else None
+
+
 def nats_url_for_client(config: Config, override: str | None = None) -> str:
     """The NATS URL a client command should use: ``--nats``, the config, or the running ``citybus up``."""
     if override:
@@ -340,3 +496,73 @@ def nats_url_for_client(config: Config, override: str | None = None) -> str:
             "or say which NATS server to use with --nats URL or CITYBUS_NATS_URL"
         )
     return str(info["nats_url"])
+
+
+@dataclass(frozen=True, slots=True)
+class Login:
+    """Where and as whom a client command connects: ``bus.connect(login.url, **login.options)``."""
+
+    url: str
+    options: dict[str, Any]
+    """nats-py ``connect`` options: the seed *file*, the inbox prefix, TLS."""
+    user: str = ""
+    """``ACCOUNT/name``, or empty for an anonymous connection."""
+
+
+def client_login(
+    config: Config,
+    *,
+    nats: str | None = None,
+    user: str | None = None,
+    account: str | None = None,
+    nkey: Path | None = None,
+    default_user: str | None = "internal",
+    default_account: str | None = None,
+) -> Login:
+    """How a client command connects: to ``--nats``, the configured URL or the running ``citybus up``,
+    as ``--user`` of ``--account`` (default ``default_user`` in the account the running instance
+    reads: ``SANDBOX`` when only the sandbox runs), or with a seed file (``--nkey``).
+
+    Against a running ``citybus up`` its access control decides; against a given URL, credentials
+    are used when ``auth.mode = "on"`` or a user is named. ``default_user = None`` means the command
+    needs a user named (it publishes, and only a producer may); ``default_account`` replaces the
+    running instance's (an adapter instance belongs to its own account).
+    """
+    info = None if (nats or config.nats.url) else read_instance(config)
+    url = nats_url_for_client(config, nats) if info is None else str(info["nats_url"])
+    cas = [config.nats.tls_ca] if config.nats.tls_ca else []
+    if info is not None and info.get("tls_ca"):
+        cas.append(str(info["tls_ca"]))
+    options: dict[str, Any] = {}
+    if cas or url.startswith("tls://"):
+        options["tls"] = tls_context(*cas)
+    if nkey is not None:
+        options.update(seed_file_options(nkey, user))
+        return Login(url, options, user or Path(nkey).name.removesuffix(".nk"))
+    auth = info.get("auth") if info is not None else None
+    if info is None and (config.auth.mode == "on" or user or account):
+        auth = {"credentials": str(config.credentials_dir()), "account": Account.CITY.value}
+    if not isinstance(auth, dict):
+        return Login(url, options)
+    chosen = account_name(account or default_account or str(auth.get("account") or Account.CITY.value))
+    name = user or default_user
+    if name is None:
+        raise CityBusError(
+            "this command publishes, and under access control only a producer may: name the user with "
+            f"--user (an adapter instance or pilot of {chosen} that produces it; `citybus auth show` "
+            "lists them) or give a pilot's seed file with --nkey"
+        )
+    store = CredentialStore(Path(str(auth["credentials"])))
+    options.update(store.load(chosen, name).connect_options())
+    return Login(url, options, f"{chosen}/{name}")
+
+
+def reload_server(config: Config) -> int | None:
+    """Ask the running ``citybus up``'s embedded server to reload its configuration (SIGHUP); its pid,
+    or ``None`` when no embedded server runs on this data directory."""
+    info = read_instance(config)
+    pid = info.get("server_pid") if info is not None else None
+    if not isinstance(pid, int) or not _alive(pid):
+        return None
+    os.kill(pid, signal.SIGHUP)
+    return pid

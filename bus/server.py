@@ -131,6 +131,8 @@ class EmbeddedServer:
         extra_config: str = "",
         start_timeout: float = 10.0,
         mqtt_port: int | None = None,
+        tls_cert: Path | None = None,
+        tls_key: Path | None = None,
     ) -> None:
         if not 0 <= port <= 65535:
             raise EmbeddedServerError(f"port {port} is not a TCP port (0..65535; 0 picks a free one)")
@@ -151,6 +153,15 @@ class EmbeddedServer:
         self._binary = binary
         base = logger if logger is not None else structlog.get_logger()
         self._log: structlog.typing.FilteringBoundLogger = base.bind(component="nats-server")
+        if (tls_cert is None) != (tls_key is None):
+            raise EmbeddedServerError("TLS needs both a certificate and its private key (PEM files)")
+        for what, path in (("certificate", tls_cert), ("private key", tls_key)):
+            if path is not None and not Path(path).is_file():
+                raise EmbeddedServerError(
+                    f"the TLS {what} {path} does not exist: give a PEM file "
+                    "(server.tls_cert / server.tls_key)"
+                )
+        self._tls = (Path(tls_cert).resolve(), Path(tls_key).resolve()) if tls_cert and tls_key else None
         self._extra_config = extra_config
         self._start_timeout = start_timeout
         self._process: asyncio.subprocess.Process | None = None
@@ -189,7 +200,8 @@ class EmbeddedServer:
         if self._port == 0:
             raise EmbeddedServerError("the embedded nats-server has not been started yet")
         host = _connect_host(self._host)
-        return f"nats://[{host}]:{self._port}" if ":" in host else f"nats://{host}:{self._port}"
+        scheme = "tls" if self._tls else "nats"
+        return f"{scheme}://[{host}]:{self._port}" if ":" in host else f"{scheme}://{host}:{self._port}"
 
     @property
     def mqtt_port(self) -> int | None:
@@ -402,6 +414,15 @@ class EmbeddedServer:
             lines += ["jetstream {", f"  store_dir: {json.dumps(str(self._data_dir))}", "}"]
         if self._mqtt_port is not None:
             lines += ["mqtt {", f"  host: {json.dumps(self._host)}", f"  port: {self._mqtt_port}", "}"]
+        if self._tls is not None:
+            cert, key = self._tls
+            lines += [
+                "tls {",
+                f"  cert_file: {json.dumps(str(cert))}",
+                f"  key_file: {json.dumps(str(key))}",
+                "  timeout: 2",
+                "}",
+            ]
         text = "\n".join(lines) + "\n"
         if self._extra_config:
             text += "\n" + self._extra_config.rstrip() + "\n"

@@ -18,11 +18,10 @@ from typing import Any
 from adapters.cli import run_instance
 from adapters.instances import parse_instance
 from bus import Bus, Metrics
-from bus.cli import err, out
+from bus.cli import add_login_options, err, login, out
 from bus.config import Config
 from bus.errors import CityBusError
 from bus.logs import configure_logging
-from bus.runtime import nats_url_for_client
 from sandbox.adapter import DRAMMEN_DAY, SandboxReplay, control_request
 from sandbox.recorder import record
 from sandbox.recording import read_info
@@ -32,11 +31,12 @@ __all__ = ["register"]
 
 def cmd_record(args: argparse.Namespace, config: Config) -> int:
     """Record live subjects into an MCAP file until Ctrl-C, --duration or --count."""
-    url = nats_url_for_client(config, args.nats)
+    who = login(args, config, default="internal")
 
     async def main() -> int:
         bus = Bus(metrics=Metrics(), logger=configure_logging(config.log.format, "warning"))
-        await bus.connect(url, connect_timeout=config.nats.connect_timeout)
+        bus.user = who.user
+        await bus.connect(who.url, connect_timeout=config.nats.connect_timeout, **who.options)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -105,12 +105,12 @@ def cmd_replay(args: argparse.Namespace, config: Config) -> int:
         if getattr(args, key) is not None:
             table[key] = str(getattr(args, key))
     instance = parse_instance(args.name, SandboxReplay, table)
-    return run_instance(instance, config, args.nats)
+    return run_instance(instance, config, args)
 
 
 def cmd_control(args: argparse.Namespace, config: Config) -> int:
     """Ask a running replay to do something, and print its status."""
-    url = nats_url_for_client(config, args.nats)
+    who = login(args, config, default="operator")
     body: dict[str, Any] = {}
     if args.verb == "seek":
         body["position"] = args.value
@@ -119,7 +119,8 @@ def cmd_control(args: argparse.Namespace, config: Config) -> int:
 
     async def main() -> dict[str, Any]:
         bus = Bus(metrics=Metrics(), logger=configure_logging(config.log.format, "warning"))
-        await bus.connect(url, connect_timeout=config.nats.connect_timeout)
+        bus.user = who.user
+        await bus.connect(who.url, connect_timeout=config.nats.connect_timeout, **who.options)
         try:
             return await control_request(bus, args.instance, args.verb, body)
         finally:
@@ -159,7 +160,7 @@ def register(subparsers: Any) -> None:
     rec.add_argument("--duration", type=float, help="stop after this many seconds")
     rec.add_argument("--count", "-n", type=int, help="stop after this many messages")
     rec.add_argument("--compression", choices=("zstd", "lz4", "none"), default="zstd")
-    rec.add_argument("--nats", metavar="URL", help="NATS server (default: the running citybus up)")
+    add_login_options(rec, default="internal")
     rec.set_defaults(func=cmd_record)
 
     recording = subparsers.add_parser("recording", help="look inside a recording")
@@ -190,7 +191,7 @@ def register(subparsers: Any) -> None:
     replay.add_argument(
         "--name", default="replay", help="instance name, for control requests (default replay)"
     )
-    replay.add_argument("--nats", metavar="URL", help="NATS server (default: the running citybus up)")
+    add_login_options(replay, default="the instance (--name)")
     replay.set_defaults(func=cmd_replay)
 
     sandbox = subparsers.add_parser("sandbox", help="steer a running replay; build the Drammen day")
@@ -207,7 +208,7 @@ def register(subparsers: Any) -> None:
             command.add_argument("value", type=float, metavar="SECONDS" if verb == "seek" else "FACTOR")
         command.add_argument("--instance", default="sandbox", help="the replay's instance (default sandbox)")
         command.add_argument("--json", action="store_true", help="as JSON")
-        command.add_argument("--nats", metavar="URL", help="NATS server (default: the running citybus up)")
+        add_login_options(command, default="operator")
         command.set_defaults(func=cmd_control, verb=verb)
     build = ssub.add_parser("build", help="build the recorded Drammen day (real trains, generated sensors)")
     build.add_argument(

@@ -371,9 +371,12 @@ async def test_citybus_up_runs_the_configured_adapters(installed: Path, tmp_path
         await asyncio.wait_for(runtime.ready.wait(), 30)
         status = runtime.health.status()
         assert status["adapter echo"] is True and status["adapter beach-ticker"] is True
-        assert runtime.bus is not None
-        await runtime.bus.subscribe(WeatherObserved, collect, entity="blektjern")
+        # Each adapter runs as its own user; the runtime's own user reads no data: an internal one does.
+        assert runtime.connector is not None and runtime.connector.enabled
+        reader = await runtime.connector.connect("CITY", "internal")
+        await reader.subscribe(WeatherObserved, collect, entity="blektjern")
         await wait_for(lambda: len(replies) >= 2)  # ticker → echo → weather, through the embedded server
+        await reader.close()
         stop.set()
     assert replies[0].envelope.source == "/adapters/echo"
 

@@ -219,13 +219,16 @@ class Up:
         return int(found.group(1))
 
 
-async def start_up(base: Path, *, sandbox: bool = False) -> Up:
+async def start_up(base: Path, *, sandbox: bool = False, auth: bool = True) -> Up:
     """``citybus up`` in a directory of its own; without the sandbox's replay unless asked, so what
-    a test publishes is all there is."""
+    a test publishes is all there is; without access control if asked (for tests that read streams
+    directly: no user may, by design)."""
     data_dir, cwd = base / "data", base / "cwd"
     cwd.mkdir(parents=True)
+    toml = "" if auth else '[auth]\nmode = "off"\n'
     if not sandbox:
-        (cwd / "citybus.toml").write_text('[adapters.sandbox]\nadapter = "sandbox-replay"\nenabled = false\n')
+        toml += '[adapters.sandbox]\nadapter = "sandbox-replay"\nenabled = false\n'
+    (cwd / "citybus.toml").write_text(toml)
     env = citybus_env(data_dir)
     process = await Background.start("up", cwd=cwd, env=env)
     try:
@@ -285,8 +288,9 @@ async def http_get(session: aiohttp.ClientSession, url: str) -> tuple[int, str]:
 
 @pytest.fixture(scope="module")
 async def up(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Up]:
-    """One ``citybus up`` for the tests that only talk to it."""
-    running = await start_up(tmp_path_factory.mktemp("up"))
+    """One ``citybus up`` for the tests that only talk to it, without access control (the tests of
+    ``citybus up`` with it are in test_up_access.py)."""
+    running = await start_up(tmp_path_factory.mktemp("up"), auth=False)
     yield running
     try:
         await running.process.stop(signal.SIGINT)
@@ -428,7 +432,13 @@ async def test_runtime_counts_what_is_published(tmp_path: Path, entity: str) -> 
     empty = tmp_path / "citybus.toml"
     empty.write_text("")
     config = load_config(
-        empty, environ={"CITYBUS_SERVER_DATA_DIR": str(tmp_path / "data"), "CITYBUS_OPS_PORT": "0"}
+        empty,
+        environ={
+            "CITYBUS_SERVER_DATA_DIR": str(tmp_path / "data"),
+            "CITYBUS_OPS_PORT": "0",
+            # The runtime's own user publishes no data under access control: here it does.
+            "CITYBUS_AUTH_MODE": "off",
+        },
     )
     runtime = Runtime(config, logger=structlog.get_logger(), components=[])
     stop = asyncio.Event()

@@ -1,0 +1,209 @@
+"""Access control at run time: the credentials and server configuration ``citybus up`` runs with,
+and how a connection logs in as its user.
+
+:mod:`bus.access` says who may do what (pure); :mod:`bus.credentials` keeps the keys. This module
+joins them for the runtime and the client commands:
+
+* :func:`generate` issues the credentials every user of a model lacks and writes ``accounts.conf``
+  (public keys and bcrypt hashes only) into the credentials directory;
+* :func:`server_include` is the line that makes nats-server read it;
+* :func:`discover_declarations` asks the installed packages (entry-point group ``citybus.access``)
+  what their configured components declare — ``bus`` never imports ``adapters``;
+* :func:`login_options` are a user's nats-py ``connect`` options (its seed *file*, its private
+  inbox prefix, TLS);
+* :func:`tls_context` trusts a server's certificate.
+
+Layout of the credentials directory (``auth.dir``, default ``<server data dir>/credentials``)::
+
+    credentials/              0700
+      accounts.conf           0600  the nats-server accounts block (public keys and hashes only)
+      pilots.toml             0600  the pilots and the contracts each declared
+      CITY/ SANDBOX/ SYS/     0700  one seed file per user, one password file per MQTT user
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import ssl
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any
+
+from bus import subjects
+from bus.access import AccessModel, Account, Declaration, Kind
+from bus.config import Config
+from bus.credentials import Credential, CredentialError, CredentialStore
+from bus.errors import ConfigError
+from contracts import Contract
+
+__all__ = [
+    "ACCESS_GROUP",
+    "ACCOUNTS_FILE",
+    "Declared",
+    "Generated",
+    "access_model",
+    "discover_declarations",
+    "account_name",
+    "generate",
+    "seed_file_options",
+    "server_include",
+    "tls_context",
+    "write_private",
+]
+
+ACCESS_GROUP = "citybus.access"
+"""Entry points ``(Config) -> Declared``: what a package's configured components declare."""
+ACCOUNTS_FILE = "accounts.conf"
+"""The nats-server configuration written into the credentials directory."""
+
+
+@dataclass(frozen=True, slots=True)
+class Declared:
+    """What the configured components of a package declare, by account, and the sandbox's pilots."""
+
+    city: tuple[Declaration, ...] = ()
+    sandbox: tuple[Declaration, ...] = ()
+    pilots: tuple[Declaration, ...] = ()
+
+    def __add__(self, other: Declared) -> Declared:
+        return Declared(self.city + other.city, self.sandbox + other.sandbox, self.pilots + other.pilots)
+
+
+DeclarationsProvider = Callable[[Config], Declared]
+
+
+def discover_declarations(
+    config: Config, providers: Sequence[DeclarationsProvider] | None = None
+) -> Declared:
+    """Everything the installed packages' configured components declare (``citybus.access``)."""
+    if providers is None:
+        found = sorted(entry_points(group=ACCESS_GROUP), key=lambda e: e.name)
+        providers = [ep.load() for ep in found]
+    declared = Declared()
+    for provider in providers:
+        declared += provider(config)
+    return declared
+
+
+def access_model(contracts: Iterable[type[Contract]], declared: Declared, config: Config) -> AccessModel:
+    """The access model of these contracts, declarations and the configured MQTT users."""
+    return AccessModel(
+        contracts,
+        adapters=declared.city,
+        sandbox_adapters=declared.sandbox,
+        pilots=declared.pilots,
+        mqtt_users=config.auth.mqtt_users,
+    )
+
+
+# -- credentials and the server's configuration ---------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Generated:
+    """What :func:`generate` did."""
+
+    config_file: Path
+    credentials: dict[tuple[str, str], Credential]
+    """Every NKey user that has credentials now, by ``(account, user)``."""
+    issued: tuple[tuple[str, str], ...]
+    """The users issued credentials just now."""
+    revoked: tuple[tuple[str, str], ...]
+    """Users of the model left out because they were revoked: they cannot connect."""
+    unconfigured: tuple[tuple[str, str], ...]
+    """Credentials in the directory of users the model no longer has (a removed instance)."""
+
+
+def generate(model: AccessModel, store: CredentialStore) -> Generated:
+    """Issue credentials to every user of ``model`` that has none (revoked users stay revoked),
+    passwords to its MQTT users, and write the server's configuration, ``accounts.conf``."""
+    before = set(store.public_keys())
+    wanted = [u.key for u in model.users if u.kind is not Kind.MQTT]
+    credentials = store.ensure(wanted)
+    passwords = {u.key: store.ensure_password(*u.key).bcrypt_hash for u in model.users if u.kind is Kind.MQTT}
+    text = model.render_config({key: c.public_key for key, c in credentials.items()}, passwords)
+    path = store.directory / ACCOUNTS_FILE
+    write_private(path, text)
+    known = set(wanted)
+    return Generated(
+        config_file=path,
+        credentials=credentials,
+        issued=tuple(k for k in wanted if k in credentials and k not in before),
+        revoked=tuple(k for k in wanted if k not in credentials),
+        unconfigured=tuple(sorted(k for k in store.public_keys() if k not in known)),
+    )
+
+
+def server_include(accounts_file: Path, server_config_dir: Path) -> str:
+    """The ``include`` line for a nats-server configuration in ``server_config_dir``.
+
+    nats-server joins an include's path to the including file's directory, absolute or not, so the
+    path must be relative to it.
+    """
+    relative = os.path.relpath(Path(accounts_file).resolve(), Path(server_config_dir).resolve())
+    return f'include "{relative}"'
+
+
+def write_private(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text``, atomically, readable by its owner only (0600)."""
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as exc:
+        raise CredentialError(f"cannot write {path}: {exc.strerror}") from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            if sys.platform != "win32":
+                os.fchmod(out.fileno(), 0o600)
+            out.write(text)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+# -- logging in -----------------------------------------------------------------------------------
+
+
+def account_name(text: str) -> str:
+    """``city`` / ``CITY`` → ``CITY``; a :class:`~bus.errors.ConfigError` names the accounts."""
+    try:
+        return Account(text.upper()).value
+    except ValueError:
+        names = ", ".join(a.value.lower() for a in Account if a is not Account.SYS)
+        raise ConfigError(f"there is no account {text!r}: the accounts are {names}") from None
+
+
+def seed_file_options(path: Path, user: str | None = None) -> dict[str, Any]:
+    """``connect`` options for a seed file handed to a user (a pilot's ``<name>.nk``).
+
+    The user's name (for its private inbox prefix) is ``user``, else the file's name without
+    ``.nk``, as ``citybus auth`` names them.
+    """
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise CredentialError(f"the seed file {path} does not exist: give the .nk file citybus auth issued")
+    name = user or path.name.removesuffix(".nk")
+    return {"nkeys_seed": str(path), "inbox_prefix": subjects.inbox_prefix(name)}
+
+
+def tls_context(*ca_files: str | Path) -> ssl.SSLContext:
+    """A client TLS context that trusts the system's CAs and ``ca_files`` (a self-signed certificate
+    is its own CA); the server's name or address must match its certificate."""
+    context = ssl.create_default_context()
+    for ca in ca_files:
+        try:
+            context.load_verify_locations(cafile=str(Path(ca).expanduser()))
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(
+                f"cannot read the CA certificate {ca} ({exc.strerror or exc}): give a PEM file "
+                "(nats.tls_ca, or the embedded server's server.tls_cert)"
+            ) from None
+    return context
