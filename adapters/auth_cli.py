@@ -225,7 +225,20 @@ def cmd_revoke(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
-def _state(user: User, infos: dict[tuple[str, str], CredentialInfo]) -> dict[str, Any]:
+def _state(
+    user: User, infos: dict[tuple[str, str], CredentialInfo], store: CredentialStore
+) -> dict[str, Any]:
+    if user.kind is Kind.MQTT:
+        path = store.password_path(*user.key)
+        issued = path.exists()
+        return {
+            "account": user.account.value,
+            "user": user.name,
+            "kind": user.kind.value,
+            "declassifier": False,
+            "credentials": "issued" if issued else "missing",
+            "password_file": str(path) if issued else None,
+        }
     info = infos.get(user.key)
     state = "missing" if info is None else ("revoked" if info.revoked_at is not None else "issued")
     return {
@@ -272,7 +285,7 @@ def cmd_show(args: argparse.Namespace, config: Config) -> int:
                 for r in rows
             ],
             "declassifiers": [{"account": u.account.value, "user": u.name} for u in declassifiers],
-            "users": [_state(u, infos) for u in users],
+            "users": [_state(u, infos, setup.store) for u in users],
             "unconfigured": [{"account": a, "user": n} for a, n in unconfigured],
         }
         out(json.dumps(document, indent=2, ensure_ascii=False))
@@ -293,8 +306,10 @@ def cmd_show(args: argparse.Namespace, config: Config) -> int:
     out("")
     out(f"credentials in {setup.directory}:")
     for user in users:
-        state = _state(user, infos)
-        if state["credentials"] == "issued":
+        state = _state(user, infos, setup.store)
+        if state.get("password_file"):
+            text = f"issued, an MQTT password in {state['password_file']}"
+        elif state["credentials"] == "issued":
             text = f"issued, public key {state['public_key']}, seed file {state['seed_file']}"
         elif state["credentials"] == "revoked":
             text = f"revoked at {state['revoked_at']}: cannot connect"

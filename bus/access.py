@@ -46,6 +46,9 @@ pilot      the subjects of the contracts it produces        ``city.public.>``, `
 (SANDBOX)  (never personal); the dead letters; its          ``citybus.clock.>``, its ``raw_subscribe``, its
            ``raw_publish`` (outside ``city.``); the         inbox. *Never*: others' requests, the dead
            JetStream API of its own durable consumers       letters
+mqtt       the raw subjects ``CITY``'s adapters read        the raw subjects they publish (downlinks)
+(CITY)     (uplinks), with the same denials. Password
+           login, MQTT connections only
 system     everything (the system account)                  everything
 (SYS)
 ========== ================================================ ================================================
@@ -99,6 +102,10 @@ Why each right exists, and the decisions behind them:
 * **Pilots** (companies) exist in ``SANDBOX`` only. They read the replayed public and internal data
   and the replay's clock, publish only the contracts they declare, and never handle personal data:
   a pilot declaring a personal contract is refused.
+* **MQTT users** are the devices' side of the adapters: a LoRaWAN network server publishes the
+  uplinks an adapter reads from raw subjects and reads the downlinks adapters publish there —
+  nothing in ``city.``. MQTT clients cannot sign with an NKey, so they log in with a password;
+  the configuration holds its bcrypt hash and allows the user on MQTT connections only.
 * **Accounts are fixed.** ``service``, ``operator``, ``internal`` and ``public`` exist in both
   ``CITY`` and ``SANDBOX`` (separate keys); ``system`` in ``SYS``. An adapter or pilot cannot be
   named like one of them.

@@ -239,10 +239,14 @@ class CredentialStore:
                 loaded[(account, user)] = self.generate(account, user)
         return loaded
 
+    def password_path(self, account: str, user: str) -> Path:
+        """The password file of an MQTT user (it may not exist)."""
+        _check_names(account, user)
+        return self._dir / account / f"{user}{_PASSWORD_SUFFIX}"
+
     def ensure_password(self, account: str, user: str) -> Password:
         """The password of an MQTT user, issued (random, 0600 file with its bcrypt hash) if it has none."""
-        _check_names(account, user)
-        path = self._dir / account / f"{user}{_PASSWORD_SUFFIX}"
+        path = self.password_path(account, user)
         if path.exists():
             return self._load_password(account, user, path)
         directory = self._private_dir(path.parent)

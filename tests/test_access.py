@@ -791,6 +791,29 @@ def test_two_users_of_one_name_and_bad_keys_are_refused() -> None:
         model.render_config({("CITY", "public"): "SU" + "A" * 56})
 
 
+def test_mqtt_users_send_what_city_adapters_read_and_their_passwords_are_hashes_only() -> None:
+    uplinks = Declaration(
+        "beach",
+        consumes=(),
+        produces=(BeachObservation,),
+        declassifier=False,
+        raw_subscribe=("*.devices.*.up",),
+    )
+    model = AccessModel(CONTRACTS, adapters=[uplinks], mqtt_users=["network-server"])
+    user = model.user("CITY", "network-server")
+    assert [g.subject for g in user.permissions.publish] == ["*.devices.*.up"]
+    # Where the pattern meets the bus's namespaces, the broker refuses it.
+    assert "city.devices.*.up" in [g.subject for g in user.permissions.deny_publish]
+    assert user.permissions.subscribe == ()
+    with pytest.raises(AccessError, match="not a bcrypt hash"):
+        model.render_config({}, {("CITY", "network-server"): "plain-text-password"})
+    hashed = "$2b$11$" + "a" * 53
+    text = model.render_config({}, {("CITY", "network-server"): hashed})
+    assert f'password: "{hashed}"' in text and 'allowed_connection_types: ["MQTT"]' in text
+    with pytest.raises(AccessError, match="name of a built-in user"):
+        AccessModel(CONTRACTS, mqtt_users=["operator"])
+
+
 def test_the_table_says_who_may_do_what_and_why() -> None:
     model = city_model()
     rows = model.table()
