@@ -1,6 +1,15 @@
 """citybus's benchmarks: bounded, reproducible runs that write their figures to ``docs/benchmarks.md``.
 
-Each benchmark is a module run from the repository root (``python -m bench.replay``); with ``--smoke``
-it shrinks to a few seconds so CI can check that it still completes. Numbers live in the report,
-never in test assertions.
+One command runs them all from the repository root, ``python -m bench`` (``--smoke`` shrinks every
+case to seconds so CI can check that it still completes; ``--only`` picks cases). Numbers live in
+the report, never in test assertions. The modules:
+
+- :mod:`bench.suite`: the command, the list of cases, writing the report;
+- :mod:`bench.bus` and :mod:`bench.peers`: citybus against raw nats-py and FastStream (throughput,
+  latency, JetStream), each side a process of its own; :mod:`bench.faststream_peers`: FastStream's side;
+- :mod:`bench.replay` and :mod:`bench.memory`: the sandbox replay (throughput, schedule error, peak
+  RSS), on recordings :mod:`bench.recordings` generates;
+- :mod:`bench.startup`: ``citybus up`` to ready;
+- :mod:`bench.report`, :mod:`bench.stats`, :mod:`bench.common`: the report and the machine, percentiles
+  and profiles, and what every case shares.
 """
