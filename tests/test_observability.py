@@ -185,6 +185,7 @@ def exported() -> dict[str, set[str]]:
     metrics.dead_lettered.labels("environment.beach-observation.v1", "out-of-range").inc()
     metrics.publish_retries.labels("environment.beach-observation.v1").inc()
     metrics.consumer_pending.labels("archive-beach-observation-v1", "CITY_PUBLIC_ENVIRONMENT").set(3)
+    metrics.permission_denials.labels("publish").inc()
     instance = adapter_metrics(registry).instance("vicotee", "drammen")
     instance.up.set(1)
     instance.restarts.inc()
@@ -378,6 +379,7 @@ def test_alerts_watch_what_operators_asked_for(rules: list[dict[str, Any]]) -> N
         "citybus_replay_lag_seconds",
         "citybus_handler_duration_seconds_bucket",
         "citybus_consumer_pending",
+        "citybus_nats_permission_denials_total",
     }
 
 
@@ -398,7 +400,7 @@ def promtool(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 def test_promtool_accepts_the_rules(tmp_path: Path) -> None:
     result = promtool("check", "rules", str(RULES), cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 9 rules found" in result.stdout
+    assert "SUCCESS: 10 rules found" in result.stdout
 
 
 BEACH = "environment.beach-observation.v1"
@@ -438,6 +440,15 @@ SERIES = [
     # The archive falls ever further behind; the bridge keeps up.
     ('citybus_consumer_pending{consumer="archive",stream="CITY_PUBLIC_ENVIRONMENT"}', "500+100x30"),
     ('citybus_consumer_pending{consumer="bridge",stream="CITY_PUBLIC_ENVIRONMENT"}', "3x30"),
+    # An adapter keeps publishing where it may not; nobody subscribes where they may not.
+    (
+        'citybus_nats_permission_denials_total{job="citybus",instance="bus:9464",operation="publish"}',
+        "0+1x30",
+    ),
+    (
+        'citybus_nats_permission_denials_total{job="citybus",instance="bus:9464",operation="subscription"}',
+        "0x30",
+    ),
 ]
 EXPECTED = [
     ("30s", [quiet("CitybusNatsDisconnected"), quiet("CitybusAdapterDown")]),
@@ -464,6 +475,8 @@ EXPECTED = [
     ("20m", [alert("CitybusHandlerSlow", "warning", contract=BEACH)]),
     ("30m", [alert("CitybusDeadLettersRising", "warning", contract=BEACH, reason="out-of-range")]),
     ("30m", [alert("CitybusInvalidMessagesRising", "warning", contract=BIKES, reason="schema")]),
+    ("3m", [quiet("CitybusPermissionDenied")]),
+    ("10m", [alert("CitybusPermissionDenied", "warning", operation="publish")]),
     ("10m", [quiet("CitybusConsumerBacklog")]),  # over 1000 from minute 6, but not yet for 15 minutes
     (
         "25m",
