@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-__all__ = ["ReplayMetrics", "replay_metrics"]
+__all__ = ["InstanceMetrics", "ReplayMetrics", "replay_metrics"]
 
 
 class ReplayMetrics:
@@ -64,6 +64,33 @@ class ReplayMetrics:
             ["adapter_instance", "kind"],
             registry=registry,
         )
+
+    def instance(self, instance: str) -> InstanceMetrics:
+        """The metrics of one replaying instance, its labelled children looked up once."""
+        return InstanceMetrics(self, instance)
+
+
+class InstanceMetrics:
+    """One replaying instance's metrics: the families' children for its label, looked up once.
+
+    A replay updates several of them for every message it publishes; looking a labelled child up
+    (``family.labels(instance)``) each time would cost more than the update itself.
+    """
+
+    def __init__(self, families: ReplayMetrics, instance: str) -> None:
+        self.messages = families.messages.labels(instance)
+        self.lag = families.lag.labels(instance)
+        self.schedule_error = families.schedule_error.labels(instance)
+        self.position = families.position.labels(instance)
+        self.progress = families.progress.labels(instance)
+        self.speed = families.speed.labels(instance)
+        self.loops = families.loops.labels(instance)
+        self._faults = families.faults
+        self._instance = instance
+
+    def faults(self, kind: str) -> Counter:
+        """The counter of one kind of fault."""
+        return self._faults.labels(self._instance, kind)
 
 
 _FAMILIES: dict[CollectorRegistry, ReplayMetrics] = {}

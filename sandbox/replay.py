@@ -2,9 +2,10 @@
 
 How a message is replayed:
 
-* **Reading.** The recordings (several files are merged by time) are read in a worker thread in
-  batches of ``read_ahead`` messages, one batch ahead of the one being published, so memory stays
-  flat however large the files are and the event loop never waits on decompression.
+* **Reading.** The recordings (several files are merged by time) are read in batches of
+  ``read_ahead`` messages, so memory stays flat however large the files are. On a schedule, each
+  batch is read in a worker thread while the one before it is published, so the event loop does
+  not wait on decompression; as fast as possible, between batches on the loop itself.
 * **Scheduling.** Every message has its place on the replay clock: its original time
   (``log_time``). The replay keeps an *anchor* — a position in the recording and the monotonic
   time it was there — and a message is due at ``anchor_mono + (log_time - anchor_position) /
@@ -34,7 +35,7 @@ import hashlib
 import heapq
 import itertools
 import time
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -59,9 +60,9 @@ from bus.errors import CityBusError
 from bus.subjects import matches
 from contracts import Registry, default_registry
 from sandbox.faults import FaultInjector, Outgoing
-from sandbox.metrics import ReplayMetrics
+from sandbox.metrics import InstanceMetrics, ReplayMetrics
 from sandbox.recording import RecordedMessage, RecordingError, nanoseconds, read_info, read_messages
-from sandbox.timeshift import TimeShifter
+from sandbox.timeshift import Shift, TimeShifter
 
 __all__ = [
     "Publish",
@@ -88,19 +89,43 @@ def _ns(delta: timedelta) -> int:
     return (delta.days * 86_400 + delta.seconds) * _NS + delta.microseconds * 1000
 
 
+_CLOCK: Final = [f"{hour:02d}:{minute:02d}:" for hour in range(24) for minute in range(60)]
+"""``HH:MM:`` of every minute of a day."""
+
+
 class _TimeFormat:
-    """RFC 3339 ``ce-time`` from nanoseconds, the date and time of day formatted once per second."""
+    """RFC 3339 ``ce-time`` from nanoseconds, as fast as Python does it: the date formatted once a
+    day, the time of day once a second (from a table of minutes), the microseconds every time."""
 
     def __init__(self) -> None:
-        self._second = -1
+        self._day: int | None = None
+        self._date = ""
+        self._second: int | None = None
         self._prefix = ""
 
     def format(self, ns: int) -> str:
-        second, rest = divmod(ns, _NS)
+        second, micro = divmod(ns // 1000, 1_000_000)
         if second != self._second:
             self._second = second
-            self._prefix = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
-        return f"{self._prefix}.{rest // 1000:06d}Z"
+            day, minute = divmod(second, 86_400)
+            if day != self._day:
+                self._day = day
+                self._date = (_EPOCH + timedelta(days=day)).strftime("%Y-%m-%dT")
+            minute, second = divmod(minute, 60)
+            self._prefix = f"{self._date}{_CLOCK[minute]}{second:02d}."
+        return f"{self._prefix}{micro:06d}Z"
+
+
+@dataclass(frozen=True, slots=True)
+class _Channel:
+    """What every message of one recorded channel shares, worked out for its first message."""
+
+    headers: dict[str, str]
+    """The headers that do not change from message to message (all but ``ce-id`` and ``ce-time``)."""
+    shift: Shift | None
+    """Moves the body's timestamps (``None``: a raw message, or a type without any)."""
+    identity: hashlib.blake2b
+    """A blake2b hash fed with ``<file>/<subject>/``, the start of what every ``ce-id`` is made from."""
 
 
 # -- status ---------------------------------------------------------------------------------------------
@@ -135,6 +160,11 @@ class _Pending:
 
 def _take(iterator: Iterator[tuple[int, RecordedMessage]], count: int) -> list[tuple[int, RecordedMessage]]:
     return list(itertools.islice(iterator, count))
+
+
+def _cancel(task: asyncio.Task[Any] | None) -> None:
+    if task is not None:
+        task.cancel()
 
 
 class Replayer:
@@ -179,7 +209,7 @@ class Replayer:
         self._faults_factory = faults
         self._registry = registry or default_registry()
         self._shifter = TimeShifter(self._registry)
-        self._metrics = metrics
+        self._metrics: InstanceMetrics | None = None if metrics is None else metrics.instance(instance)
         self.log = (logger if logger is not None else structlog.get_logger()).bind(
             component="replay", instance=instance
         )
@@ -200,8 +230,10 @@ class Replayer:
         self._anchor_mono = monotonic()
         self._offset = timedelta(0)
         self._offset_ns = 0
-        self._channel_headers: dict[tuple[tuple[str, str], ...], dict[str, str]] = {}
+        self._channels: dict[tuple[int, int], _Channel] = {}  # by (file index, MCAP channel id)
+        self._wanted_subjects: dict[str, bool] = {}
         self._times = _TimeFormat()
+        self._pass = ""  # "<loop>/<generation>", the end of every ce-id's source text
         self.loop_index = 0
         self._generation = 0
         self.state: Literal["starting", "playing", "paused", "finished"] = "starting"
@@ -242,19 +274,26 @@ class Replayer:
         return first, last
 
     def _wanted(self, subject: str) -> bool:
-        if self._include and not any(matches(p, subject) for p in self._include):
-            return False
-        return not any(matches(p, subject) for p in self._exclude)
+        found = self._wanted_subjects.get(subject)
+        if found is None:
+            included = not self._include or any(matches(p, subject) for p in self._include)
+            found = included and not any(matches(p, subject) for p in self._exclude)
+            self._wanted_subjects[subject] = found
+        return found
 
     def _messages(self, start: int) -> Iterator[tuple[int, RecordedMessage]]:
         """(file index, message) of every wanted message from ``start`` to the window's end, by time."""
 
         def one(index: int, path: Path) -> Iterator[tuple[int, RecordedMessage]]:
-            for message in read_messages(path, start=start, end=self.window_end):
-                if self._wanted(message.subject):
-                    yield index, message
+            messages = read_messages(path, start=start, end=self.window_end)
+            if not self._include and not self._exclude:
+                return zip(itertools.repeat(index), messages)
+            wanted = self._wanted
+            return ((index, message) for message in messages if wanted(message.subject))
 
         streams = [one(i, p) for i, p in enumerate(self.files)]
+        if len(streams) == 1:
+            return streams[0]
         return heapq.merge(*streams, key=lambda item: item[1].log_time)
 
     # -- time ----------------------------------------------------------------------------------------
@@ -321,7 +360,7 @@ class Replayer:
         self.speed = speed
         self._reanchor(position)
         if self._metrics is not None:
-            self._metrics.speed.labels(self.instance).set(speed)
+            self._metrics.speed.set(speed)
         self.log.info("replay speed set", speed=speed)
         return self.status()
 
@@ -365,7 +404,7 @@ class Replayer:
         if self._faults_factory is not None:
             self.injector = self._faults_factory(_at(self.window_start) + self._offset)
         if self._metrics is not None:
-            self._metrics.speed.labels(self.instance).set(self.speed)
+            self._metrics.speed.set(self.speed)
         self.state = "playing"
         self._reanchor(self.window_start)
         self.log.info(
@@ -386,7 +425,7 @@ class Replayer:
             self._offset += timedelta(microseconds=self._window // 1000)
             self._offset_ns = _ns(self._offset)
             if self._metrics is not None:
-                self._metrics.loops.labels(self.instance).inc()
+                self._metrics.loops.inc()
             self._reanchor(self.window_start)
             self.log.info("replay looped", loop=self.loop_index)
         self._anchor_position = min(self.position(), self.window_end)  # where it ended, not began
@@ -398,6 +437,7 @@ class Replayer:
         """Play from ``start`` to the window's end; False when a seek interrupted it."""
         self._seek_to = None
         generation = self._generation = self._generation + 1
+        self._pass = f"{self.loop_index}/{generation}"  # a new loop or seek: new ids
         iterator = self._messages(start)
         # On a schedule, small batches: reading holds the GIL, and a message due meanwhile waits.
         size = self._read_ahead if self.speed == 0 else min(self._read_ahead, _SCHEDULED_BATCH)
@@ -407,20 +447,34 @@ class Replayer:
         if self.state == "playing":
             self._reanchor(start)  # the clock starts when the first message is at hand, not before
         while batch:
-            following = asyncio.create_task(asyncio.to_thread(_take, iterator, size))
+            # On a schedule the next batch is read meanwhile, in a worker thread. As fast as possible
+            # it is read here, after this one: there is no schedule to keep, and a worker thread
+            # would take the GIL whenever the loop let go of it to write to a socket, and keep it for
+            # up to five milliseconds each time (measured: a fifth of the rate into NATS).
+            following = asyncio.create_task(asyncio.to_thread(_take, iterator, size)) if self.speed else None
             try:
                 for index, message in batch:
-                    if not await self._wait_until(message.log_time) or self._generation != generation:
-                        following.cancel()
+                    # as fast as possible, with nothing delayed, paused or sought, a message is due
+                    # now: no need to ask _wait_until (a coroutine per message)
+                    if self.speed or self._pending or self._seek_to is not None or not self._resumed.is_set():
+                        if not await self._wait_until(message.log_time):
+                            _cancel(following)
+                            return False
+                    if self._generation != generation:
+                        _cancel(following)
                         return False
                     await self._send(index, message)
             except BaseException:
-                following.cancel()  # a failed publish, a cancellation: the read-ahead goes too
+                _cancel(following)  # a failed publish, a cancellation: the read-ahead goes too
                 raise
             if self._seek_to is not None:
-                following.cancel()
+                _cancel(following)
                 return False
-            batch = await following
+            if following is not None:
+                batch = await following
+            else:
+                await asyncio.sleep(0)  # between batches, the others: control requests, NATS's flusher
+                batch = _take(iterator, size)
         return True
 
     async def _wait_until(self, log_time: int) -> bool:
@@ -464,59 +518,60 @@ class Replayer:
                 continue
             await self._release(heapq.heappop(self._pending))
 
-    def _constant_headers(self, headers: Mapping[str, str]) -> dict[str, str]:
-        """The headers every message of one channel shares, built once per channel."""
-        key = tuple(sorted(headers.items()))
-        found = self._channel_headers.get(key)
-        if found is None:
-            ce_type = headers.get(H_TYPE, "")
-            found = {H_CONTENT_TYPE: headers.get(H_CONTENT_TYPE, "application/json")}
-            if ce_type:  # a raw message (a device uplink) keeps only what it had
-                found = {
-                    H_SPECVERSION: SPECVERSION,
-                    H_SOURCE: headers.get(H_SOURCE, f"/sandbox/{self.instance}"),
-                    H_TYPE: ce_type,
-                    H_PROVENANCE: headers.get(H_PROVENANCE, "recorded"),
-                    **found,
-                }
-                contract = self._registry.by_type(ce_type)
-                if contract is not None:
-                    found[H_DATASCHEMA] = contract.__contract__.dataschema
-            self._channel_headers[key] = found
+    def _channel(self, index: int, message: RecordedMessage) -> _Channel:
+        """What the messages of ``message``'s channel share: made once, kept by file and channel id."""
+        headers = message.headers
+        ce_type = headers.get(H_TYPE, "")
+        constant = {H_CONTENT_TYPE: headers.get(H_CONTENT_TYPE, "application/json")}
+        if ce_type:  # a raw message (a device uplink) keeps only what it had
+            constant = {
+                H_SPECVERSION: SPECVERSION,
+                H_SOURCE: headers.get(H_SOURCE, f"/sandbox/{self.instance}"),
+                H_TYPE: ce_type,
+                H_PROVENANCE: headers.get(H_PROVENANCE, "recorded"),
+                **constant,
+            }
+            contract = self._registry.by_type(ce_type)
+            if contract is not None:
+                constant[H_DATASCHEMA] = contract.__contract__.dataschema
+        identity = hashlib.blake2b(f"{self.files[index].name}/{message.subject}/".encode(), digest_size=16)
+        found = _Channel(constant, self._shifter.shift(ce_type) if ce_type else None, identity)
+        self._channels[index, message.channel] = found
         return found
 
-    def _outgoing(self, index: int, message: RecordedMessage) -> Outgoing:
-        ce_type = message.headers.get(H_TYPE, "")
-        shifted = message.log_time + self._offset_ns
-        pass_ = f"{self.loop_index}/{self._generation}"  # a new loop or seek: new ids
-        identity = f"{self.files[index].name}/{message.subject}/{message.sequence}/{pass_}"
-        event_id = hashlib.blake2b(identity.encode(), digest_size=16).hexdigest()
-        headers = dict(self._constant_headers(message.headers))
-        headers[H_ID] = headers[H_MSG_ID] = event_id
-        headers[H_TIME] = self._times.format(shifted)
-        data = self._shifter.body(message.data, ce_type, self._offset) if ce_type else message.data
-        return Outgoing(subject=message.subject, data=data, headers=headers, time=_at(shifted))
-
     async def _send(self, index: int, message: RecordedMessage) -> None:
-        self._position = message.log_time
-        outgoing = self._outgoing(index, message)
-        due = self._due(message.log_time)
+        log_time = message.log_time
+        self._position = log_time
+        due = self._mono() if self.speed == 0 else self._due(log_time)
+        channel = self._channels.get((index, message.channel)) or self._channel(index, message)
+        # a new ce-id from the file, subject, sequence, loop and pass (see _play)
+        event = channel.identity.copy()
+        event.update(f"{message.sequence}/{self._pass}".encode())
+        event_id = event.hexdigest()
+        headers = channel.headers.copy()
+        headers[H_ID] = headers[H_MSG_ID] = event_id
+        shifted = log_time + self._offset_ns
+        headers[H_TIME] = self._times.format(shifted)
+        data = message.data
+        if channel.shift is not None and self._offset_ns:
+            data = channel.shift(data, self._offset)
         if self.injector is None:
-            planned = [(0.0, outgoing)]
+            await self._publish(message.subject, data, headers)
+            self._sent(message.subject, data, headers, due, None, shifted)
         else:
+            outgoing = Outgoing(subject=message.subject, data=data, headers=headers, time=_at(shifted))
             planned = self.injector.apply(outgoing)
             self._count_faults()
-        for delay, out in planned:
-            if delay > 0:
-                wait = delay / self.speed if self.speed else 0.0
-                heapq.heappush(self._pending, _Pending(due + wait, next(self._order), out))
-            else:
-                await self._emit(out, due)
+            for delay, out in planned:
+                if delay > 0:
+                    wait = delay / self.speed if self.speed else 0.0
+                    heapq.heappush(self._pending, _Pending(due + wait, next(self._order), out))
+                else:
+                    await self._publish(out.subject, out.data, out.headers)
+                    self._sent(out.subject, out.data, out.headers, due, out)
         if self._metrics is not None:
-            self._metrics.position.labels(self.instance).set(self._seconds(message.log_time))
-            self._metrics.progress.labels(self.instance).set(
-                min(1.0, (message.log_time - self.window_start) / self._window)
-            )
+            self._metrics.position.set(self._seconds(log_time))
+            self._metrics.progress.set(min(1.0, (log_time - self.window_start) / self._window))
 
     def _count_faults(self) -> None:
         if self.injector is None or self._metrics is None:
@@ -524,23 +579,36 @@ class Replayer:
         for kind, count in self.injector.counts.items():
             counted = self._faults_counted.get(kind, 0)
             if count > counted:
-                self._metrics.faults.labels(self.instance, kind).inc(count - counted)
+                self._metrics.faults(kind).inc(count - counted)
                 self._faults_counted[kind] = count
 
     async def _release(self, pending: _Pending) -> None:
-        await self._emit(pending.message, pending.due)
-
-    async def _emit(self, message: Outgoing, due: float) -> None:
+        message = pending.message
         await self._publish(message.subject, message.data, message.headers)
+        self._sent(message.subject, message.data, message.headers, pending.due, message)
+
+    def _sent(
+        self,
+        subject: str,
+        data: bytes,
+        headers: dict[str, str],
+        due: float,
+        message: Outgoing | None,
+        shifted: int = 0,
+    ) -> None:
+        """Account for a message just published. The :class:`Outgoing` that ``on_sent`` gets is made
+        here only when there is none yet and someone wants it (``shifted``: its time in ns)."""
         sent = self._mono()
         self.published += 1
-        self.lag = max(0.0, sent - due) if self.speed else 0.0
+        lag = self.lag = max(0.0, sent - due) if self.speed else 0.0
         if self._on_sent is not None:
+            if message is None:
+                message = Outgoing(subject=subject, data=data, headers=headers, time=_at(shifted))
             self._on_sent(message, due, sent)
         if self._metrics is not None:
-            self._metrics.messages.labels(self.instance).inc()
+            self._metrics.messages.inc()
             if self.speed:
-                self._metrics.lag.labels(self.instance).set(self.lag)
-                self._metrics.schedule_error.labels(self.instance).observe(self.lag)
-        if self.lag > 1.0 and self.published % 1000 == 1:
-            self.log.warning("replay running late", lag_seconds=round(self.lag, 3), speed=self.speed)
+                self._metrics.lag.set(lag)
+                self._metrics.schedule_error.observe(lag)
+        if lag > 1.0 and self.published % 1000 == 1:
+            self.log.warning("replay running late", lag_seconds=round(lag, 3), speed=self.speed)

@@ -12,7 +12,7 @@ or an optional one. A body that is not a known contract, or not JSON, is left as
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any, Final
 
@@ -22,7 +22,7 @@ import msgspec.inspect as mi
 from bus.envelope import H_TIME, format_time
 from contracts import Registry, default_registry
 
-__all__ = ["TimeShifter"]
+__all__ = ["Shift", "TimeShifter"]
 
 # A path into a decoded body: field names, with "*" for "every item of this list".
 _Path = tuple[str, ...]
@@ -67,14 +67,18 @@ _FIELDS: Final = msgspec.json.Decoder(dict[str, msgspec.Raw])
 _MOMENT: Final = msgspec.json.Decoder(datetime)
 _ENCODER: Final = msgspec.json.Encoder()
 
+Shift = Callable[[bytes, timedelta], bytes]
+"""Moves every timestamp of one contract's body by a delta."""
 
-def _shift_top_level(data: bytes, paths: list[_Path], delta: timedelta) -> bytes:
-    """Shift top-level timestamp fields and leave every other byte of the body as it was."""
+
+def _shift_top_level(data: bytes, names: list[str], delta: timedelta) -> bytes:
+    """Shift top-level timestamp fields, re-encoding the body around them (keys, values and their
+    order as they were; whitespace and repeated keys are not kept)."""
     try:
         fields = _FIELDS.decode(data)
     except (msgspec.DecodeError, UnicodeDecodeError):
         return data  # not a JSON object: nothing to shift (a corrupted body stays corrupted)
-    for (name,) in paths:
+    for name in names:
         raw = fields.get(name)
         if raw is None:
             continue
@@ -87,12 +91,100 @@ def _shift_top_level(data: bytes, paths: list[_Path], delta: timedelta) -> bytes
     return _ENCODER.encode(fields)
 
 
+class _TopLevel:
+    """Shifts a contract's top-level timestamps by replacing their text in the body, leaving every
+    other byte as it was: the replay's hot path, a few times faster than re-encoding the body.
+
+    The body is decoded only as far as the timestamp fields (a Struct of ``Raw`` values: the other
+    fields are skipped, not built). A timestamp's text (``"2018-08-28T10:00:00+02:00"``, quotes
+    included) is replaced where it stands only when it occurs in the body exactly as often as the
+    timestamp fields hold it: then every occurrence is one of those fields, never the same text
+    in a key or inside another string. Otherwise the body is re-encoded (:func:`_shift_top_level`).
+    What a text becomes is remembered for the delta in use: city messages repeat their times (the
+    sensors of one poll, a train's aimed and expected departure), and ``null`` is the most common.
+    """
+
+    def __init__(self, names: list[str]) -> None:
+        self._names = names
+        fields = [(f"f{i}", msgspec.Raw, msgspec.Raw()) for i in range(len(names))]
+        rename = {f"f{i}": name for i, name in enumerate(names)}
+        self._decoder = msgspec.json.Decoder(msgspec.defstruct("Timestamps", fields, rename=rename))
+        self._delta = timedelta(0)
+        self._moved: dict[bytes, bytes | None] = {}  # a field's text: its text moved by _delta, or None
+
+    def _move(self, old: bytes, delta: timedelta) -> bytes | None:
+        try:
+            moment = _MOMENT.decode(old)
+        except (msgspec.DecodeError, UnicodeDecodeError):
+            return None  # null, or not a time: left as it is
+        if moment.tzinfo is None:
+            return None
+        return _ENCODER.encode(moment + delta)
+
+    def shift(self, data: bytes, delta: timedelta) -> bytes:
+        """``data`` with its timestamps moved by ``delta``."""
+        try:
+            found = msgspec.structs.astuple(self._decoder.decode(data))
+        except (msgspec.DecodeError, UnicodeDecodeError):
+            return data  # not a JSON object: nothing to shift (a corrupted body stays corrupted)
+        known = self._moved
+        if delta != self._delta or len(known) > _REMEMBERED:
+            self._delta = delta
+            known.clear()
+        moved: dict[bytes, bytes] = {}  # old text: new text
+        fields = 0  # how many fields hold a text that moves
+        for raw in found:
+            if not raw or raw == _NULL:
+                continue  # absent, or null
+            old = bytes(raw)
+            new = known.get(old, _UNKNOWN)
+            if new is _UNKNOWN:
+                new = known[old] = self._move(old, delta)
+            if new is not None:
+                moved[old] = new
+                fields += 1
+        if not moved:
+            return data
+        if len(moved) == 1:  # the common case: one timestamp, or several at the same time
+            ((old, new),) = moved.items()
+            if data.count(old) == fields:
+                return data.replace(old, new)
+            return _shift_top_level(data, self._names, delta)
+        # Each text must occur as often as fields hold it; and replacing one must not make another
+        # (a new text that is also an old one): then the replacements can go one after the other.
+        if sum(map(data.count, moved)) != fields or not moved.keys().isdisjoint(moved.values()):
+            return _shift_top_level(data, self._names, delta)
+        for old, new in moved.items():
+            data = data.replace(old, new)
+        return data
+
+
+_NULL: Final = msgspec.Raw(b"null")
+_UNKNOWN: Final = b""
+_REMEMBERED: Final = 4096
+"""Timestamp texts a shift remembers (then it forgets them all and starts again)."""
+
+
+def _shift_nested(paths: list[_Path]) -> Shift:
+    def shift(data: bytes, delta: timedelta) -> bytes:
+        try:
+            decoded = msgspec.json.decode(data)
+        except (msgspec.DecodeError, UnicodeDecodeError):
+            return data  # not JSON: nothing to shift (a corrupted body stays corrupted)
+        for path in paths:
+            decoded = _shift(decoded, path, delta)
+        return msgspec.json.encode(decoded)
+
+    return shift
+
+
 class TimeShifter:
     """Shifts messages of the registry's contracts by a time delta."""
 
     def __init__(self, registry: Registry | None = None) -> None:
         self._registry = registry or default_registry()
         self._plans: dict[str, list[_Path]] = {}
+        self._shifts: dict[str, Shift | None] = {}
 
     def paths(self, ce_type: str) -> list[_Path]:
         """The timestamp fields of a contract type (empty for an unknown type)."""
@@ -102,20 +194,28 @@ class TimeShifter:
             plan = self._plans[ce_type] = [] if contract is None else _paths(mi.type_info(contract))
         return plan
 
+    def shift(self, ce_type: str) -> Shift | None:
+        """How to move the timestamps of a ``ce_type`` body, planned once per type; ``None`` when it
+        has none (an unknown type, a raw message)."""
+        try:
+            return self._shifts[ce_type]
+        except KeyError:
+            pass
+        paths = self.paths(ce_type)
+        found: Shift | None = None
+        if paths and all(len(path) == 1 for path in paths):  # the common case: top-level timestamps
+            found = _TopLevel([name for (name,) in paths]).shift
+        elif paths:
+            found = _shift_nested(paths)
+        self._shifts[ce_type] = found
+        return found
+
     def body(self, data: bytes, ce_type: str, delta: timedelta) -> bytes:
         """``data`` (a JSON body of ``ce_type``) with every timestamp moved by ``delta``."""
-        paths = self.paths(ce_type)
-        if not paths or not delta:
+        shift = self.shift(ce_type)
+        if shift is None or not delta:
             return data
-        if all(len(path) == 1 for path in paths):  # the common case: only top-level timestamps
-            return _shift_top_level(data, paths, delta)
-        try:
-            decoded = msgspec.json.decode(data)
-        except (msgspec.DecodeError, UnicodeDecodeError):
-            return data  # not JSON: nothing to shift (a corrupted body stays corrupted)
-        for path in paths:
-            decoded = _shift(decoded, path, delta)
-        return msgspec.json.encode(decoded)
+        return shift(data, delta)
 
     def headers(self, headers: Mapping[str, str], delta: timedelta) -> dict[str, str]:
         """``headers`` with ``ce-time`` moved by ``delta``."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Literal
 
 import msgspec
 import pytest
@@ -12,7 +13,14 @@ from mcap.reader import make_reader
 
 from bus.envelope import build_headers
 from contracts import BeachObservation, WeatherObserved
-from sandbox.recording import OCTET_STREAM, RecordingError, RecordingWriter, read_info, read_messages
+from sandbox.recording import (
+    OCTET_STREAM,
+    RecordingError,
+    RecordingWriter,
+    nanoseconds,
+    read_info,
+    read_messages,
+)
 
 T0 = datetime(2018, 8, 29, 8, 0, tzinfo=UTC)
 BEACH = "city.public.environment.beach-observation.bragernes-strand"
@@ -146,3 +154,54 @@ def test_a_missing_or_foreign_file_says_so(tmp_path: Path, content: bytes | None
         list(read_messages(path))
     with pytest.raises(RecordingError, match=message):
         read_info(path)
+
+
+def _library_order(
+    path: Path, start: int | None = None, end: int | None = None
+) -> list[tuple[str, bytes, int]]:
+    with path.open("rb") as stream:
+        return [
+            (channel.topic, message.data, message.log_time)
+            for _schema, channel, message in make_reader(stream).iter_messages(
+                starting_at=start, ending_before=end
+            )
+        ]
+
+
+@pytest.mark.parametrize("compression", ["zstd", "lz4", "none"])
+def test_chunks_that_overlap_in_time_are_read_in_the_order_standard_mcap_readers_give(
+    tmp_path: Path, compression: Literal["zstd", "lz4", "none"]
+) -> None:
+    # Messages written out of time order in small chunks: the chunks overlap in time, and many
+    # messages share a time, so the order within a time is the file's order.
+    path = tmp_path / "shuffled.mcap"
+    base = nanoseconds(T0)
+    times = [base + ((i * 7919) % 50) * 1_000_000_000 + (i // 40) * 3_000_000_000 for i in range(600)]
+    with RecordingWriter(path, compression=compression, chunk_size=1500) as writer:
+        for i, log_time in enumerate(times):
+            writer.add(f"{BEACH}-{i % 5}", _beach(i % 24), _headers(i % 24), log_time=log_time)
+    expected = _library_order(path)
+    assert len(expected) == 600 and [m[2] for m in expected] == sorted(times)
+    assert [(m.subject, m.data, m.log_time) for m in read_messages(path)] == expected
+    first, middle = sorted(times)[0], sorted(times)[300]
+    for start, end in [(middle, None), (None, middle), (first + 1, middle + 1), (middle, middle)]:
+        window = [(m.subject, m.data, m.log_time) for m in read_messages(path, start=start, end=end)]
+        assert window == _library_order(path, start, end)
+
+
+def test_a_damaged_chunk_in_a_complete_recording_says_so(tmp_path: Path) -> None:
+    path = tmp_path / "day.mcap"
+    with RecordingWriter(path, compression="none") as writer:
+        for i in range(24):
+            writer.add(BEACH, _beach(i), _headers(i))
+    with path.open("rb") as stream:
+        summary = make_reader(stream).get_summary()
+    assert summary is not None
+    [chunk] = summary.chunk_indexes
+    content = bytearray(path.read_bytes())
+    # the length of the chunk's first record (after the chunk's own 49 bytes and the opcode)
+    first_length = chunk.chunk_start_offset + 49 + 1
+    content[first_length : first_length + 8] = (10**9).to_bytes(8, "little")
+    path.write_bytes(bytes(content))
+    with pytest.raises(RecordingError, match="day.mcap is damaged: the last record of the chunk"):
+        list(read_messages(path))

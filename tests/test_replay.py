@@ -22,15 +22,16 @@ from adapters import Adapter, Context, NoConfig, Supervisor
 from adapters.instances import parse_instance
 from adapters.testing import AdapterHarness
 from bus import Bus, MemoryBus, Metrics
-from bus.envelope import build_headers
+from bus.envelope import build_headers, format_time
 from bus.errors import CityBusError, ConfigError
 from bus.subjects import clock_subject, control_subject
-from contracts import BeachObservation, WeatherObserved
+from contracts import BeachObservation, TrainCall, WeatherObserved
 from sandbox.adapter import SandboxReplay
 from sandbox.faults import FaultInjector, FaultPlan, Outgoing
 from sandbox.metrics import replay_metrics
 from sandbox.recording import RecordingWriter
 from sandbox.replay import Replayer
+from sandbox.timeshift import TimeShifter
 from tests.conftest import wait_for
 
 T0 = datetime(2018, 8, 28, 6, 0, tzinfo=UTC)
@@ -336,3 +337,109 @@ async def test_nanoseconds_of_the_last_message_are_not_lost(tmp_path: Path) -> N
     sink = Sink()
     await Replayer([path], sink.publish, speed=0).run()
     assert len(sink.messages) == 2
+
+
+# -- what the hot path must keep -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "shifted"),
+    [
+        # two fields at the same time and one at another; every other byte as it was, spaces too
+        (
+            b'{"line": "L13", "aimed_departure": "2018-08-28T10:00:00+02:00", "aimed_arrival":null,'
+            b' "expected_departure":"2018-08-28T10:00:00+02:00", "actual_departure":"2018-08-28T08:05:00Z"}',
+            b'{"line": "L13", "aimed_departure": "2018-08-28T11:00:00+02:00", "aimed_arrival":null,'
+            b' "expected_departure":"2018-08-28T11:00:00+02:00", "actual_departure":"2018-08-28T09:05:00Z"}',
+        ),
+        # the same text in a field that is not a time stays as it was
+        (
+            b'{"aimed_departure":"2018-08-28T10:00:00Z","destination":"2018-08-28T10:00:00Z"}',
+            b'{"aimed_departure":"2018-08-28T11:00:00Z","destination":"2018-08-28T10:00:00Z"}',
+        ),
+        # a time moved onto another field's time is not moved twice
+        (
+            b'{"aimed_departure":"2018-08-28T10:00:00Z","expected_departure":"2018-08-28T11:00:00Z"}',
+            b'{"aimed_departure":"2018-08-28T11:00:00Z","expected_departure":"2018-08-28T12:00:00Z"}',
+        ),
+        # a time without a zone, null, something that is not a time, a body that is not an object
+        (b'{"aimed_departure":"2018-08-28T10:00:00","expected_departure":null}', None),
+        (b'{"aimed_departure":"soon","expected_departure":7}', None),
+        (b"[1, 2]", None),
+        (b"\xfa\x01 not json", None),
+    ],
+)
+def test_the_time_shift_moves_each_timestamp_once_and_leaves_the_rest_of_the_body(
+    body: bytes, shifted: bytes | None
+) -> None:
+    shifter = TimeShifter()
+    train = TrainCall.__contract__.type
+    for _ in range(2):  # the second time from what the shift remembers
+        assert shifter.body(body, train, timedelta(hours=1)) == (body if shifted is None else shifted)
+    assert shifter.body(body, train, timedelta(0)) == body
+
+
+async def test_ce_time_is_exact_across_midnight_and_in_every_microsecond(tmp_path: Path) -> None:
+    path = tmp_path / "midnight.mcap"
+    times = [
+        datetime(2020, 2, 28, 23, 59, 59, 999_999, tzinfo=UTC),
+        datetime(2020, 2, 29, 0, 0, tzinfo=UTC),
+        datetime(2020, 2, 29, 0, 0, 0, 1, tzinfo=UTC),
+        datetime(2020, 2, 29, 13, 7, 9, 50_000, tzinfo=UTC),
+        datetime(2020, 3, 1, 0, 0, 59, 999_000, tzinfo=UTC),
+    ]
+    with RecordingWriter(path) as writer:
+        for moment in times:
+            writer.add(*beach("bragernes-strand", moment, 15.0))
+    sink = Sink()
+    await Replayer([path], sink.publish, speed=0, shift_to_now=False).run()
+    assert [m[2]["ce-time"] for m in sink.messages] == [format_time(t) for t in times]
+    now = datetime(2026, 11, 27, 23, 59, 59, 999_998, tzinfo=UTC)
+    sink = Sink()
+    await Replayer([path], sink.publish, speed=0, wall=lambda: now).run()
+    offset = now - times[0]
+    assert [m[2]["ce-time"] for m in sink.messages] == [format_time(t + offset) for t in times]
+    for _subject, data, headers in sink.messages:
+        observed = msgspec.json.decode(data, type=BeachObservation).observed_at
+        assert format_time(observed) == headers["ce-time"]
+
+
+async def test_a_replay_as_fast_as_possible_lets_others_run_between_batches(recording: Path) -> None:
+    sink = Sink()
+    replayer = Replayer([recording], sink.publish, speed=0, read_ahead=8)
+    seen: list[int] = []
+
+    async def watch() -> None:
+        while replayer.state != "finished":
+            seen.append(len(sink.messages))
+            await asyncio.sleep(0)
+
+    await asyncio.gather(replayer.run(), watch())
+    assert len(sink.messages) == 36
+    assert {8, 16, 24, 32} <= set(seen)  # a control request, a clock tick, NATS's flusher get their turn
+
+
+async def test_replay_metrics_follow_position_speed_and_faults(recording: Path, tmp_path: Path) -> None:
+    plan_file = tmp_path / "faults.toml"
+    plan_file.write_text(
+        '[[faults]]\nkind = "drop"\nprobability = 1.0\n'
+        'subjects = ["city.public.environment.beach-observation.blektjern"]\n'
+    )
+    plan = FaultPlan.load(plan_file)
+    metrics = Metrics()
+    sink = Sink()
+    replayer = Replayer(
+        [recording],
+        sink.publish,
+        speed=0,
+        instance="m",
+        metrics=replay_metrics(metrics.registry),
+        faults=lambda origin: FaultInjector(plan, origin=origin),
+    )
+    await replayer.run()
+    value = metrics.registry.get_sample_value
+    labels = {"adapter_instance": "m"}
+    assert value("citybus_replay_messages_total", labels) == 24
+    assert value("citybus_replay_faults_total", {**labels, "kind": "drop"}) == 12
+    assert value("citybus_replay_speed", labels) == 0
+    assert value("citybus_replay_position_seconds", labels) == 110 * 60 + 2  # the last message's
