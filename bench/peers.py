@@ -19,7 +19,7 @@ Every implementation sends the same message: the example ``environment.beach-obs
     ``Bus.publish`` of the contract instance (a fresh ``ce-id`` and ``ce-time`` per message, the
     subject and the body encoded by citybus), and ``Bus.subscribe`` with a typed handler: headers
     checked, body decoded and validated into the contract, metrics counted.
-``faststream-msgspec`` / ``faststream-pydantic``
+``faststream-msgspec`` / ``faststream-pydantic`` / ``faststream-defaults``
     FastStream's NATS broker (:mod:`bench.faststream_peers`).
 
 Clocks: a subscriber stamps each message with ``time.monotonic_ns()`` as it reaches user code (the
@@ -61,11 +61,11 @@ from contracts import BeachObservation
 
 __all__ = ["DURABLE", "FILTER", "IMPLS", "SOURCE", "SUBJECT", "Endpoint", "cloudevents_headers", "main"]
 
-IMPLS: Final = ("raw", "citybus", "faststream-msgspec", "faststream-pydantic")
+IMPLS: Final = ("raw", "citybus", "faststream-msgspec", "faststream-pydantic", "faststream-defaults")
 """The publish/subscribe implementations."""
-DURABLE: Final = ("raw-async", "raw-sync", "citybus", "citybus-window")
-"""The JetStream publishers: ``publish_async`` and ``publish`` of nats-py, ``Bus.publish_durable`` one
-at a time, and ``Bus.publish_durable`` with ``--window`` of them in flight at once."""
+DURABLE: Final = ("raw-async", "raw-sync", "citybus-many", "citybus")
+"""The JetStream publishers: ``publish_async`` and ``publish`` of nats-py, ``Bus.publish_durable_many``
+with ``--window`` acknowledgements awaited at once, and ``Bus.publish_durable`` one at a time."""
 SOURCE: Final = "/bench"
 MESSAGE: Final = BeachObservation.example()
 SUBJECT: Final = contract_subject(MESSAGE)
@@ -255,24 +255,10 @@ async def durable(impl: str, url: str, count: int, window: int) -> dict[str, Any
         if impl == "citybus":
             results = [await bus.publish_durable(MESSAGE) for _ in range(count)]
         else:
-            results = await _windowed(bus, count, window)
+            results = await bus.publish_durable_many([MESSAGE] * count, window=window)
         end = time.monotonic_ns()
     await bus.drain()
     return _acked(start, end, count, [(ack.stream, ack.duplicate) for ack in results])
-
-
-async def _windowed(bus: Bus, count: int, window: int) -> list[Any]:
-    """``count`` durable publishes with up to ``window`` of them waiting for their ack at once: what an
-    application can do with ``Bus.publish_durable`` as it is (one task per message)."""
-    slots = asyncio.Semaphore(window)
-    tasks = []
-    async with asyncio.TaskGroup() as group:
-        for _ in range(count):
-            await slots.acquire()
-            task = group.create_task(bus.publish_durable(MESSAGE))
-            task.add_done_callback(lambda _: slots.release())
-            tasks.append(task)
-    return [task.result() for task in tasks]
 
 
 def _acked(start: int, end: int, count: int, acks: list[tuple[str, bool]]) -> dict[str, Any]:

@@ -9,7 +9,7 @@ attribute) says where the value comes from: a sensor, a person, a vendor, a reco
 from __future__ import annotations
 
 import enum
-import uuid
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -57,16 +57,35 @@ class Provenance(enum.StrEnum):
     SYNTHETIC = "synthetic"
 
 
+_ID_BATCH = 256
+_ids: list[str] = []
+
+
 def new_event_id() -> str:
-    """A fresh, globally unique ``ce-id``."""
-    return uuid.uuid4().hex
+    """A fresh, globally unique ``ce-id``: 128 random bits, 32 hex digits.
+
+    Random from the operating system's CSPRNG (as ``uuid4``), but read 256 ids at a time: one
+    system call per id measured as a quarter of preparing a message. Unpredictable, so nobody can
+    publish ahead with an id a producer will use (JetStream would drop the producer's message as a
+    duplicate). A forked child starts with an empty batch, never its parent's.
+    """
+    if not _ids:
+        block = os.urandom(16 * _ID_BATCH).hex()
+        _ids.extend(block[i : i + 32] for i in range(0, len(block), 32))
+    return _ids.pop()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_ids.clear)
 
 
 def format_time(moment: datetime) -> str:
     """RFC 3339 in UTC with a ``Z``, as CloudEvents wants ``time``."""
-    if moment.tzinfo is None:
-        raise ValueError("ce-time needs a timezone-aware datetime")
-    return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    if moment.tzinfo is not UTC:
+        if moment.tzinfo is None:
+            raise ValueError("ce-time needs a timezone-aware datetime")
+        moment = moment.astimezone(UTC)
+    return moment.isoformat(timespec="microseconds")[:-6] + "Z"  # without "+00:00"
 
 
 def build_headers(

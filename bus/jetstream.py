@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import nats.errors
 import nats.js.errors
-import structlog
 from nats.aio.msg import Msg
 from nats.js import api
 
@@ -25,6 +24,7 @@ from bus import subjects
 from bus.codec import Codec
 from bus.envelope import Event
 from bus.errors import CityBusError, ContractViolation
+from bus.logs import CURRENT_EVENT
 from contracts import Contract, Registry
 
 if TYPE_CHECKING:
@@ -269,28 +269,29 @@ class DurableConsumer(Generic[C]):
         if event.envelope.time is not None:
             cm.latency.observe(max(0.0, _time.time() - event.envelope.time.timestamp()))
         started = _time.perf_counter()
-        with structlog.contextvars.bound_contextvars(event_id=event.id):
-            try:
-                await self._handler(event)
-            except Exception as exc:
-                cm.handler_errors.inc()
-                if deliveries >= self.settings.max_deliver:
-                    self.log.error("handler failed, giving up", event_id=event.id, error=repr(exc))
-                    stored = await dead_letters.send(
-                        msg,
-                        reason="max-deliver",
-                        detail=f"handler failed {deliveries} times; last: {type(exc).__name__}: {exc}",
-                        contract=expected,
-                        consumer=self.durable,
-                        deliveries=deliveries,
-                    )
-                    await self._give_up(msg, stored)
-                else:
-                    self.log.warning(
-                        "handler failed, will retry", event_id=event.id, delivery=deliveries, error=repr(exc)
-                    )
-                    await msg.nak(delay=self.settings.retry_delay)
-                return
-            finally:
-                cm.handler_duration.observe(_time.perf_counter() - started)
+        token = CURRENT_EVENT.set(event.id)  # the event id on what the handler logs
+        try:
+            await self._handler(event)
+        except Exception as exc:
+            cm.handler_errors.inc()
+            if deliveries >= self.settings.max_deliver:
+                self.log.error("handler failed, giving up", event_id=event.id, error=repr(exc))
+                stored = await dead_letters.send(
+                    msg,
+                    reason="max-deliver",
+                    detail=f"handler failed {deliveries} times; last: {type(exc).__name__}: {exc}",
+                    contract=expected,
+                    consumer=self.durable,
+                    deliveries=deliveries,
+                )
+                await self._give_up(msg, stored)
+            else:
+                self.log.warning(
+                    "handler failed, will retry", event_id=event.id, delivery=deliveries, error=repr(exc)
+                )
+                await msg.nak(delay=self.settings.retry_delay)
+            return
+        finally:
+            CURRENT_EVENT.reset(token)
+            cm.handler_duration.observe(_time.perf_counter() - started)
         await msg.ack()

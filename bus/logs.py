@@ -2,14 +2,18 @@
 
 :func:`configure_logging` is called once, by the CLI, from :class:`~bus.config.LogConfig`; components
 receive a logger bound to their name (:func:`get_logger`) rather than reaching for a global one.
-Values bound with ``structlog.contextvars.bind_contextvars`` (the adapter, the event id of the message
-being handled) appear on every line logged in that context.
+Values bound with ``structlog.contextvars.bind_contextvars`` (the adapter, say) appear on every line
+logged in that context, and so does the ``event_id`` of the message being handled (set by the bus in
+:data:`CURRENT_EVENT`, one context variable, since binding structlog's per message measured as a cost
+of its own).
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import MutableMapping
+from contextvars import ContextVar
 from typing import Any, TextIO, cast
 
 import structlog
@@ -18,7 +22,19 @@ from structlog.typing import FilteringBoundLogger, Processor
 
 from bus.errors import ConfigError
 
-__all__ = ["FORMATS", "LEVELS", "configure_logging", "get_logger"]
+__all__ = ["CURRENT_EVENT", "FORMATS", "LEVELS", "add_event_id", "configure_logging", "get_logger"]
+
+CURRENT_EVENT: ContextVar[str | None] = ContextVar("citybus_event_id", default=None)
+"""The ``ce-id`` of the message whose handler is running, if any."""
+
+
+def add_event_id(logger: Any, method: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """A structlog processor: the handled message's ``event_id`` on each line logged while handling it."""
+    event_id = CURRENT_EVENT.get()
+    if event_id is not None:
+        event_dict.setdefault("event_id", event_id)
+    return event_dict
+
 
 FORMATS = ("auto", "json", "console")
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
@@ -45,6 +61,7 @@ def configure_logging(
 
     processors: list[Processor] = [
         structlog.contextvars.merge_contextvars,
+        add_event_id,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.processors.StackInfoRenderer(),

@@ -245,6 +245,22 @@ class MemoryJetStream:
             await self._connection.deliver(subject, payload, headers, "")
         return ack
 
+    async def publish_async(
+        self,
+        subject: str,
+        payload: bytes = b"",
+        wait_stall: float | None = None,
+        stream: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> asyncio.Future[api.PubAck]:
+        """As nats-py's: a future of the acknowledgement (here settled before it is returned)."""
+        future: asyncio.Future[api.PubAck] = asyncio.get_running_loop().create_future()
+        try:
+            future.set_result(await self.publish(subject, payload, stream=stream, headers=headers))
+        except nats.js.errors.NoStreamResponseError as exc:
+            future.set_exception(exc)
+        return future
+
     async def pull_subscribe(
         self,
         subject: str,

@@ -14,7 +14,7 @@ import pytest
 from conftest import wait_for
 from nats.js import api
 
-from bus import Bus, CityBusError, ConsumerSettings, Event, Metrics, Provenance
+from bus import Bus, CityBusError, ConsumerSettings, Event, Metrics, Provenance, PublishTimeoutError
 from bus.deadletters import PAYLOAD_LIMIT
 from bus.envelope import build_headers, new_event_id
 from bus.memory import MemoryBus
@@ -318,6 +318,59 @@ async def test_duplicate_event_id_is_stored_once(any_bus: Bus, entity: str) -> N
     assert second.seq == first.seq
     subject = contract_subject(beach(entity))
     assert await stored_ids(any_bus, subject, "CITY_PUBLIC_ENVIRONMENT") == [event_id]
+
+
+async def test_many_durable_publishes_are_pipelined_acknowledged_in_order_and_stored_once(
+    any_bus: Bus, entity: str
+) -> None:
+    readings = [beach(entity, water_temperature=i / 10) for i in range(120)]
+    acks = await any_bus.publish_durable_many(readings, window=16)
+    assert len(acks) == 120
+    assert [a.stream for a in acks] == ["CITY_PUBLIC_ENVIRONMENT"] * 120
+    assert all(not a.duplicate for a in acks)
+    assert [a.seq for a in acks] == sorted(a.seq for a in acks)  # in the order given
+    subject = contract_subject(readings[0])
+    assert await stored_ids(any_bus, subject, "CITY_PUBLIC_ENVIRONMENT") == [a.event_id for a in acks]
+    published = any_bus.metrics.contract(BeachObservation.__contract__.type).published
+    assert published._value.get() >= 120  # type: ignore[attr-defined]
+    with pytest.raises(ValueError, match="window"):
+        await any_bus.publish_durable_many(readings, window=0)
+
+
+async def test_many_durable_publishes_survive_a_server_restart(
+    fresh_server: EmbeddedServer, entity: str
+) -> None:
+    b = Bus(metrics=Metrics(), source="/tests", request_timeout=1.0)
+    await b.connect(fresh_server.url, reconnect_wait=0.1)
+    await b.provision_streams()
+    acked: list[str] = []
+
+    async def produce() -> None:
+        for batch in range(6):
+            readings = [beach(entity, water_temperature=(batch * 50 + i) / 10) for i in range(50)]
+            acked.extend(a.event_id for a in await b.publish_durable_many(readings, timeout=60, window=8))
+
+    async with asyncio.TaskGroup() as tg:
+        tg.create_task(produce())
+        await wait_for(lambda: len(acked) >= 50)
+        await fresh_server.kill()
+        await asyncio.sleep(0.3)
+        await fresh_server.start()
+    ids = await stored_ids(b, contract_subject(beach(entity)), "CITY_PUBLIC_ENVIRONMENT")
+    assert len(ids) == 300 and sorted(ids) == sorted(acked)  # every one stored, exactly once
+    await b.drain()
+
+
+async def test_many_durable_publishes_without_a_stream_time_out_saying_how_many(
+    fresh_server: EmbeddedServer,
+) -> None:
+    b = Bus(metrics=Metrics(), source="/tests", request_timeout=0.5)
+    await b.connect(fresh_server.url)  # streams not provisioned: nothing stores the messages
+    try:
+        with pytest.raises(PublishTimeoutError, match="3 of 3 messages were not acknowledged"):
+            await b.publish_durable_many([beach(f"nostream-{i}") for i in range(3)], timeout=1.0)
+    finally:
+        await b.close()
 
 
 async def test_durable_publishes_survive_server_restart(fresh_server: EmbeddedServer, entity: str) -> None:

@@ -183,7 +183,7 @@ def test_unknown_key_lists_allowed_keys(toml: WriteToml) -> None:
 def test_unknown_section_lists_sections(toml: WriteToml) -> None:
     message = _error(toml("[opps]\nport = 1\n"))
     assert "unknown section [opps]" in message
-    assert "adapters, bus, consumer, log, nats, ops, server, streams" in message
+    assert "adapters, auth, bus, consumer, log, nats, ops, server, streams" in message
 
 
 def test_section_that_is_not_a_table(toml: WriteToml) -> None:

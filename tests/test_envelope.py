@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -168,3 +169,21 @@ def test_unsupported_content_type_is_refused() -> None:
 def test_encoding_in_an_unsupported_content_type_is_a_value_error() -> None:
     with pytest.raises(ValueError, match="unsupported content type 'text/csv'"):
         encode(BeachObservation.example(), "text/csv")
+
+
+def test_event_ids_are_random_hex_and_a_forked_child_never_repeats_its_parents() -> None:
+    first = new_event_id()  # the parent now holds a batch of ids it has not used
+    assert len(first) == 32 and int(first, 16) >= 0
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its first ids, to the parent
+        os.close(read)
+        os.write(write, "".join(new_event_id() for _ in range(10)).encode())
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        text = pipe.read()
+    os.waitpid(pid, 0)
+    child = {text[i : i + 32] for i in range(0, len(text), 32)}
+    parent = {new_event_id() for _ in range(1000)}
+    assert len(child) == 10 and not child & parent and first not in child
