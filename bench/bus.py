@@ -58,7 +58,7 @@ TARGET_FASTSTREAM: Final = 12.0
 TARGET_LATENCY: Final = 1.3
 TARGET_DURABLE: Final = 0.90
 RATE: Final = 5_000.0
-WINDOW: Final = 256
+WINDOW: Final = 1024
 _NS: Final = 1e9
 
 

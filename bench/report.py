@@ -24,6 +24,8 @@ from bus.server import find_nats_server
 
 __all__ = ["Case", "Row", "Target", "machine", "render"]
 
+HISTORY: Final = Path(__file__).with_name("history.md")
+"""Before and after the fixes the profiles called for: copied into every full report."""
 LIBRARIES: Final = ("nats-py", "msgspec", "mcap", "zstandard", "lz4", "faststream", "pydantic")
 
 
@@ -193,6 +195,8 @@ def render(
         for target in case.targets:
             verdict = "not measured" if target.met is None else "met" if target.met else "**missed**"
             lines.append(f"| {number}. {target.what} | {target.target} | {target.result} | {verdict} |")
+    if HISTORY.exists() and not smoke:
+        lines += ["", HISTORY.read_text(encoding="utf-8").rstrip()]
     for number, case in enumerate(cases, 1):
         lines += ["", f"## {number}. {case.title}", "", case.what, ""]
         if case.failed:

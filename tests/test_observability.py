@@ -6,7 +6,8 @@ the exposition text of a registry holding every metric family a running ``citybu
 bus's, the adapters' and the replay's, each built by the function the runtime calls), with one child of
 each labelled family touched so that it is exported: metric names, label names in selectors and in
 ``by (...)``, ``rate``/``increase`` only over counters, quantiles only over histogram buckets. Every
-exported family must appear on the dashboard.
+exported family must appear on the dashboard. And a real ``citybus up``, started as a user starts it,
+is scraped: every family queried is in its ``/metrics``.
 
 PyYAML is not a dependency, so the rules file keeps to a small YAML subset (block mappings and lists,
 one-line scalars) that :func:`parse_yaml_subset` reads strictly: anything outside the subset is an
@@ -17,14 +18,17 @@ the rules are also checked by it, and unit-tested with synthetic series so each 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import shutil
+import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
@@ -32,6 +36,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from adapters.supervisor import adapter_metrics
 from bus.metrics import Metrics
 from sandbox.metrics import replay_metrics
+from tests.test_cli import start_up
 
 ROOT = Path(__file__).resolve().parent.parent
 DASHBOARD = ROOT / "docs" / "grafana" / "citybus.json"
@@ -313,6 +318,32 @@ def test_every_metric_queried_is_exported(
         (where, name) for where, expr in expressions for name in METRIC.findall(expr) if name not in exported
     ]
     assert not unknown, f"not exported by citybus: {unknown}"
+
+
+@pytest.mark.slow
+async def test_a_running_citybus_up_exports_every_family_queried(
+    tmp_path: Path, expressions: list[tuple[str, str]]
+) -> None:
+    """The real thing: ``citybus up`` as a user starts it (the sandbox replaying), scraped over HTTP."""
+    running = await start_up(tmp_path / "up", sandbox=True)
+    try:
+        async with aiohttp.ClientSession() as session:
+            # Once the replay has published, its labelled families have samples too.
+            for _ in range(100):
+                async with session.get(f"{running.ops_url}/metrics") as response:
+                    text = await response.text()
+                if "citybus_replay_messages_total{" in text:
+                    break
+                await asyncio.sleep(0.1)
+    finally:
+        try:
+            await running.process.stop(signal.SIGINT)
+        finally:
+            await running.process.kill()
+    registered = {family.name for family in text_string_to_metric_families(text)}
+    queried = _families({name: set() for _, expr in expressions for name in METRIC.findall(expr)})
+    assert queried - registered == set(), "queried, but not exported by a running citybus up"
+    assert "citybus_replay_messages_total{" in text  # the replay ran: its series are real ones
 
 
 def test_every_label_queried_exists_on_the_metric(
