@@ -23,11 +23,8 @@ Layout of the credentials directory (``auth.dir``, default ``<server data dir>/c
 
 from __future__ import annotations
 
-import contextlib
 import os
-import secrets
 import ssl
-import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from importlib.metadata import entry_points
@@ -37,7 +34,7 @@ from typing import Any
 from bus import subjects
 from bus.access import AccessModel, Account, Declaration, Kind
 from bus.config import Config
-from bus.credentials import Credential, CredentialError, CredentialStore
+from bus.credentials import Credential, CredentialError, CredentialStore, write_private
 from bus.errors import ConfigError
 from contracts import Contract
 
@@ -147,26 +144,6 @@ def server_include(accounts_file: Path, server_config_dir: Path) -> str:
     """
     relative = os.path.relpath(Path(accounts_file).resolve(), Path(server_config_dir).resolve())
     return f'include "{relative}"'
-
-
-def write_private(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text``, atomically, readable by its owner only (0600)."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except OSError as exc:
-        raise CredentialError(f"cannot write {path}: {exc.strerror}") from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            if sys.platform != "win32":
-                os.fchmod(out.fileno(), 0o600)
-            out.write(text)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
 
 
 # -- logging in -----------------------------------------------------------------------------------

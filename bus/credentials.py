@@ -61,7 +61,15 @@ import structlog
 from bus import subjects
 from bus.errors import CityBusError
 
-__all__ = ["Credential", "CredentialError", "CredentialInfo", "CredentialStore", "Password", "Secret"]
+__all__ = [
+    "Credential",
+    "CredentialError",
+    "CredentialInfo",
+    "CredentialStore",
+    "Password",
+    "Secret",
+    "write_private",
+]
 
 _SEED_SUFFIX = ".nk"
 _PASSWORD_SUFFIX = ".password"
@@ -249,22 +257,10 @@ class CredentialStore:
         path = self.password_path(account, user)
         if path.exists():
             return self._load_password(account, user, path)
-        directory = self._private_dir(path.parent)
+        self._private_dir(path.parent)
         secret = Secret(secrets.token_urlsafe(24))
         hashed = bcrypt.hashpw(secret.reveal().encode(), bcrypt.gensalt(_BCRYPT_ROUNDS)).decode("ascii")
-        tmp = directory / f".{user}.{secrets.token_hex(8)}.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as out:
-                if sys.platform != "win32":
-                    os.fchmod(out.fileno(), 0o600)
-                out.write(json.dumps({"user": user, "password": secret.reveal(), "bcrypt": hashed}) + "\n")
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(tmp, path)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
+        write_private(path, json.dumps({"user": user, "password": secret.reveal(), "bcrypt": hashed}) + "\n")
         self._log.info("MQTT password issued", account=account, user=user, path=str(path))
         return Password(account, user, path, secret, hashed)
 
@@ -392,6 +388,27 @@ class CredentialStore:
             except OSError as exc:
                 raise CredentialError(f"cannot create the credentials directory {d}: {exc.strerror}") from exc
         return directory
+
+
+def write_private(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text``, atomically, readable by its owner only (0600): a temporary file
+    created 0600 (whatever the umask), synced, then renamed over the old one."""
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as exc:
+        raise CredentialError(f"cannot write {path}: {exc.strerror}") from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            if sys.platform != "win32":
+                os.fchmod(out.fileno(), 0o600)
+            out.write(text)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
 
 
 def _check_names(account: str, user: str) -> None:
