@@ -125,6 +125,10 @@ class Supervisor:
         if self._connect is None:
             return self._bus
         bus = self._buses.get(instance.name)
+        if bus is not None and bus.closed:  # the server closed it (its user revoked): a new one
+            await bus.close()
+            del self._buses[instance.name]
+            bus = None
         if bus is None:
             bus = self._buses[instance.name] = await self._connect(instance)
         return bus

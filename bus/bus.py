@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import itertools
 import re
 import time as _time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -19,6 +20,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit
 
+import msgspec
 import nats
 import nats.errors
 import nats.js.errors
@@ -167,6 +169,23 @@ async def _check_accepted(url: str, timeout: float, options: dict[str, Any]) -> 
     await probe.close()
 
 
+class _AckError(msgspec.Struct):
+    code: int = 0
+    description: str = ""
+
+
+class _Ack(msgspec.Struct):
+    """JetStream's answer to a publish: where it stored the message, or why it did not."""
+
+    stream: str = ""
+    seq: int = 0
+    duplicate: bool = False
+    error: _AckError | None = None
+
+
+_ACK = msgspec.json.Decoder(_Ack)
+
+
 class PublishAck:
     """JetStream's acknowledgement of a durable publish."""
 
@@ -260,6 +279,9 @@ class Bus:
         """The user this bus connected as (``ACCOUNT/name``), or empty for an anonymous connection."""
         self._denied: dict[str, float] = {}
         """Subjects the broker refused to take from this connection, and when (loop time)."""
+        self._ack_prefix: str | None = None
+        self._ack_futures: dict[str, asyncio.Future[Any]] = {}
+        self._ack_tokens = itertools.count()
         self.refused_subscriptions: set[str] = set()
         """Subscriptions the broker refused (the user may not read them); known after a flush."""
 
@@ -319,7 +341,9 @@ class Bus:
             log.warning("nats error", error=text)
 
         async def on_closed() -> None:
-            self.metrics.link(id(self), None)
+            # Closed by us: forgotten. Closed by the server for good (a revoked user): down until
+            # someone closes or replaces this bus.
+            self.metrics.link(id(self), None if self._closing else False)
             log.debug("nats connection closed")
 
         await _check_reachable(url, connect_timeout)
@@ -347,9 +371,15 @@ class Bus:
                 "leave the URL unset so citybus starts its embedded server"
             ) from exc
         self._js = self._nc.jetstream()
+        self._ack_prefix = None  # a new connection: its acknowledgement inbox is made on first use
         self.url = url
         self.metrics.link(id(self), True)
         log.info("nats connected")
+
+    @property
+    def closed(self) -> bool:
+        """True once the connection is closed for good (or was never opened): no reconnect will come."""
+        return self._nc is None or self._nc.is_closed
 
     @property
     def connected(self) -> bool:
@@ -589,6 +619,30 @@ class Bus:
             self._publisher_metrics(cls).published.inc()
         return [ack for ack in acks if ack is not None]
 
+    async def _ack_inbox(self) -> str:
+        """The inbox where JetStream acknowledges :meth:`publish_durable_many`'s messages, one
+        subscription for the connection's life (nats-py subscribes again after a reconnect)."""
+        if self._ack_prefix is None:
+            prefix = self.nc.new_inbox()
+            futures = self._ack_futures
+            start = len(prefix) + 1
+
+            async def on_ack(msg: Msg) -> None:
+                future = futures.pop(msg.subject[start:], None)
+                if future is None or future.done():
+                    return
+                if not msg.data:  # a status: 503, no stream took it (the server restarting, say)
+                    future.set_exception(nats.js.errors.NoStreamResponseError())
+                    return
+                try:
+                    future.set_result(_ACK.decode(msg.data))
+                except msgspec.DecodeError as exc:
+                    future.set_exception(CityBusError(f"JetStream's acknowledgement is not JSON: {exc}"))
+
+            await self.nc.subscribe(f"{prefix}.*", cb=on_ack)
+            self._ack_prefix = prefix
+        return self._ack_prefix
+
     async def _publish_window(
         self,
         prepared: list[tuple[type[Contract], str, bytes, dict[str, str]]],
@@ -599,15 +653,23 @@ class Bus:
     ) -> list[int]:
         """One pass of :meth:`publish_durable_many` over ``pending``; returns the unacknowledged.
 
-        Per message only a future and a callback: a wait (with its timer) only when the window is
-        full, and once at the end. An acknowledgement that does not come within a request timeout
-        (lost with a restarting server) is given up for this pass, and the message sent again.
+        Each message is published with a reply subject in the bus's own acknowledgement inbox
+        (:meth:`_ack_inbox`), not with nats-py's ``publish_async``: that keeps a slot and a future
+        for a message whose publish failed (a full buffer while the server is away), and once its
+        4,000 slots are gone every later call hangs. Here every token is dropped when the pass ends,
+        whatever happened. Per message only a future and a callback; a wait only when the window is
+        full, and once at the end. An acknowledgement that does not come within a request timeout is
+        given up for this pass, and the message sent again. While the connection is down, nothing
+        more is pushed into nats-py's buffer: the rest waits for the next pass.
         """
         loop = asyncio.get_running_loop()
+        prefix = await self._ack_inbox()
+        futures = self._ack_futures
+        nc = self.nc
         # A counter and an event, not asyncio.Semaphore: its locked() measured as a cost per message.
         inflight = 0
         freed = asyncio.Event()
-        sent: list[tuple[int, asyncio.Future[Any]]] = []
+        sent: list[tuple[int, str, asyncio.Future[Any]]] = []
         failed: list[int] = []
 
         def release(_: asyncio.Future[Any]) -> None:
@@ -616,7 +678,8 @@ class Bus:
             freed.set()
 
         def give_up_waiting() -> None:
-            for _, future in sent:
+            for _, token, future in sent:
+                futures.pop(token, None)
                 future.cancel()  # frees its place (release); counted as failed below
 
         try:
@@ -629,37 +692,43 @@ class Bus:
                     except TimeoutError:
                         give_up_waiting()
                         await asyncio.sleep(0)  # the cancelled futures' callbacks run
+                if not nc.is_connected:
+                    failed.append(index)
+                    continue
                 _, subject, body, headers = prepared[index]
+                token = str(next(self._ack_tokens))
+                future: asyncio.Future[Any] = loop.create_future()
+                futures[token] = future
                 try:
-                    if self._js is None:
-                        raise NotConnectedError("the bus is not connected")
-                    future = await self._js.publish_async(subject, body, headers=headers)
-                except (*_TRANSIENT, NotConnectedError):
+                    await nc.publish(subject, body, reply=f"{prefix}.{token}", headers=headers)
+                except _TRANSIENT:
+                    futures.pop(token, None)
                     failed.append(index)
                     continue
                 inflight += 1
                 future.add_done_callback(release)
-                sent.append((index, future))
-            waiting = [future for _, future in sent if not future.done()]
+                sent.append((index, token, future))
+            waiting = [future for _, _, future in sent if not future.done()]
             if waiting:
                 wait = min(self.request_timeout, deadline - loop.time())
                 await asyncio.wait(waiting, timeout=max(wait, 0.001))
         finally:
             give_up_waiting()  # what is still unacknowledged now (or after an error) is not waited for
-        for index, future in sent:
+        for index, _, future in sent:
             if future.cancelled():
                 failed.append(index)
                 continue
             exc = future.exception()
-            if isinstance(exc, nats.js.errors.APIError):
-                raise CityBusError(
-                    f"JetStream refused {prepared[index][1]}: {exc.description or exc}"
-                ) from exc
             if exc is not None:
+                if isinstance(exc, CityBusError):
+                    raise exc
                 failed.append(index)
                 continue
-            ack = future.result()
-            acks[index] = PublishAck(ack.stream, ack.seq, bool(ack.duplicate), prepared[index][3]["ce-id"])
+            ack: _Ack = future.result()
+            if ack.error is not None:
+                refused = prepared[index][1]
+                raise CityBusError(f"JetStream refused {refused}: {ack.error.description or ack.error}")
+            acks[index] = PublishAck(ack.stream, ack.seq, ack.duplicate, prepared[index][3]["ce-id"])
         return sorted(failed)
 
     # -- subscribing --------------------------------------------------------------------------

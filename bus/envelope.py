@@ -69,10 +69,12 @@ def new_event_id() -> str:
     publish ahead with an id a producer will use (JetStream would drop the producer's message as a
     duplicate). A forked child starts with an empty batch, never its parent's.
     """
-    if not _ids:
-        block = os.urandom(16 * _ID_BATCH).hex()
-        _ids.extend(block[i : i + 32] for i in range(0, len(block), 32))
-    return _ids.pop()
+    while True:
+        try:
+            return _ids.pop()  # atomic: threads sharing the batch never get the same id
+        except IndexError:
+            block = os.urandom(16 * _ID_BATCH).hex()
+            _ids.extend(block[i : i + 32] for i in range(0, len(block), 32))
 
 
 if hasattr(os, "register_at_fork"):

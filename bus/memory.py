@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -24,7 +24,9 @@ import nats.js.errors
 from nats.js import api
 
 from bus import subjects
-from bus.bus import Bus
+from bus.bus import Bus, PublishAck
+from bus.envelope import Provenance
+from contracts import Contract
 
 __all__ = ["MemoryBus", "MemoryConnection"]
 
@@ -245,22 +247,6 @@ class MemoryJetStream:
             await self._connection.deliver(subject, payload, headers, "")
         return ack
 
-    async def publish_async(
-        self,
-        subject: str,
-        payload: bytes = b"",
-        wait_stall: float | None = None,
-        stream: str | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> asyncio.Future[api.PubAck]:
-        """As nats-py's: a future of the acknowledgement (here settled before it is returned)."""
-        future: asyncio.Future[api.PubAck] = asyncio.get_running_loop().create_future()
-        try:
-            future.set_result(await self.publish(subject, payload, stream=stream, headers=headers))
-        except nats.js.errors.NoStreamResponseError as exc:
-            future.set_exception(exc)
-        return future
-
     async def pull_subscribe(
         self,
         subject: str,
@@ -438,6 +424,23 @@ class MemoryBus(Bus):
         self.url = url
         self.metrics.link(id(self), True)
         await self.provision_streams()
+
+    async def publish_durable_many(
+        self,
+        instances: Iterable[Contract],
+        *,
+        source: str | None = None,
+        provenance: Provenance | str | None = None,
+        timeout: float = 30.0,
+        window: int = 1024,
+    ) -> list[PublishAck]:
+        """As :meth:`Bus.publish_durable_many`: in memory every publish is stored at once, in order."""
+        if window < 1:
+            raise ValueError("window must be at least 1")
+        return [
+            await self.publish_durable(instance, source=source, provenance=provenance, timeout=timeout)
+            for instance in instances
+        ]
 
     async def flush(self, timeout: float = 5.0) -> None:
         """Wait until everything published so far has been handled."""

@@ -12,6 +12,7 @@ import asyncio
 import json
 import os
 import signal
+import sys
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
@@ -562,7 +563,18 @@ def reload_server(config: Config) -> int | None:
     or ``None`` when no embedded server runs on this data directory."""
     info = read_instance(config)
     pid = info.get("server_pid") if info is not None else None
-    if not isinstance(pid, int) or not _alive(pid):
+    if not isinstance(pid, int) or not _alive(pid) or not _is_our_server(pid, config):
         return None
     os.kill(pid, signal.SIGHUP)
     return pid
+
+
+def _is_our_server(pid: int, config: Config) -> bool:
+    """Whether ``pid`` is still the embedded nats-server of this data dir: a pid written at start
+    may belong to another program by now, and SIGHUP would end most programs."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return sys.platform != "linux"  # no /proc to ask: trust the instance file
+    conf = str(config.resolved_data_dir() / "nats-server.conf")
+    return Path(os.fsdecode(argv[0])).name.startswith("nats-server") and conf in map(os.fsdecode, argv)

@@ -35,6 +35,7 @@ _clean_names: set[str] = set()
 
 _CRLF = b"\r\n"
 _NAME_CACHE_LIMIT = 4096
+_NAME_CACHE_LENGTH = 64  # longer names are checked every time, never kept: a cache an attacker cannot fill
 _names: dict[bytes, str | None] = {}  # raw name -> the key, or None for a name nats-py skips
 _text_names: dict[str, str | None] = {}  # the same, for names of ASCII blocks
 _BYTES_WHITESPACE = " \t\n\r\x0b\x0c"  # what bytes.strip() strips (str.strip() also takes \x1c-\x1f)
@@ -69,7 +70,7 @@ def parse_header_lines(raw: bytes) -> dict[str, str]:
             key = names[name]
         else:
             key = _name(name)
-            if len(names) < _NAME_CACHE_LIMIT:
+            if len(names) < _NAME_CACHE_LIMIT and len(name) <= _NAME_CACHE_LENGTH:
                 names[name] = key
         if key is None:
             continue
@@ -92,7 +93,7 @@ def _parse_ascii(text: str) -> dict[str, str]:
             key = names[name]
         else:
             key = _name(name.encode("ascii"))
-            if len(names) < _NAME_CACHE_LIMIT:
+            if len(names) < _NAME_CACHE_LIMIT and len(name) <= _NAME_CACHE_LENGTH:
                 names[name] = key
         if key is None:
             continue
@@ -115,7 +116,7 @@ def header_block(headers: Mapping[str, str]) -> bytes | None:
         for name in headers:
             if not isinstance(name, str) or not _HEADER_NAME.fullmatch(name):
                 return None
-            if len(names) < _NAME_CACHE_LIMIT:
+            if len(names) < _NAME_CACHE_LIMIT and len(name) <= _NAME_CACHE_LENGTH:
                 names.add(name)
     try:
         values = "".join(headers.values())

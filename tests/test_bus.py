@@ -361,6 +361,31 @@ async def test_many_durable_publishes_survive_a_server_restart(
     await b.drain()
 
 
+async def test_many_durable_publishes_during_an_outage_time_out_and_the_bus_works_again_after(
+    fresh_server: EmbeddedServer, entity: str
+) -> None:
+    """More messages than nats-py's 4,000 publish_async slots, while the server is away: each call ends
+    at its timeout, and once the server is back the same bus publishes again (nothing leaked)."""
+    b = Bus(metrics=Metrics(), source="/tests", request_timeout=0.5)
+    await b.connect(fresh_server.url, reconnect_wait=0.1)
+    await b.provision_streams()
+    readings = [beach(entity, water_temperature=i / 1000) for i in range(5000)]
+    try:
+        assert len(await b.publish_durable_many(readings[:500])) == 500
+        await fresh_server.kill()
+        for _ in range(2):
+            async with asyncio.timeout(15):  # a hang fails here instead of holding the suite
+                with pytest.raises(PublishTimeoutError, match="were not acknowledged"):
+                    await b.publish_durable_many(readings, timeout=1.5)
+        await fresh_server.start()
+        await wait_for(lambda: b.connected)
+        async with asyncio.timeout(30):
+            acks = await b.publish_durable_many(readings[500:2500], timeout=20)
+        assert len(acks) == 2000 and not b._ack_futures  # every token given back
+    finally:
+        await b.close()
+
+
 async def test_many_durable_publishes_without_a_stream_time_out_saying_how_many(
     fresh_server: EmbeddedServer,
 ) -> None:

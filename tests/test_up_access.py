@@ -16,6 +16,7 @@ import asyncio
 import datetime as dt
 import ipaddress
 import json
+import os
 import re
 import shutil
 import signal
@@ -37,7 +38,7 @@ from cryptography.x509.oid import NameOID
 
 from bus.config import load_config
 from bus.credentials import CredentialStore
-from bus.runtime import Runtime, client_login
+from bus.runtime import Runtime, client_login, reload_server
 from tests.conftest import wait_for
 from tests.test_cli import Background, Result, citybus_env, run_citybus
 from tests.test_vicotee_adapter import beach_frame, tts_v3
@@ -361,3 +362,13 @@ def test_tls_needs_both_files(tmp_path: Path) -> None:
     toml.write_text(f'[server]\ntls_cert = "{tmp_path / "cert.pem"}"\n')
     with pytest.raises(Exception, match="server.tls_cert and server.tls_key go together"):
         load_config(toml, environ={})
+
+
+def test_a_reload_never_signals_a_process_that_is_not_this_data_dirs_server(tmp_path: Path) -> None:
+    """The pid in instance.json may have been reused by the time `citybus auth` reloads: SIGHUP would
+    end most programs (here: this test process itself)."""
+    config = load_config(environ={"CITYBUS_SERVER_DATA_DIR": str(tmp_path)})
+    (tmp_path / "instance.json").write_text(
+        json.dumps({"pid": os.getpid(), "nats_url": "nats://127.0.0.1:1", "server_pid": os.getpid()})
+    )
+    assert reload_server(config) is None
