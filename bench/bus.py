@@ -518,8 +518,9 @@ async def _durable(sizes: Sizes, options: Options) -> Case:
                 Target(f"{DURABLE}: {label}", f">= {TARGET_DURABLE:.2f}x", f"{ratio:.2f}x", met)
             )
     case.notes.append(
-        "`Bus.publish_durable_many` publishes with nats-py's `publish_async` and awaits up to the window's "
-        "acknowledgements at once, retrying what is not acknowledged under the same `ce-id`; "
+        "`Bus.publish_durable_many` publishes with a reply subject in an acknowledgement inbox of the bus's "
+        "own and awaits up to the window's acknowledgements at once, retrying what is not acknowledged under "
+        "the same `ce-id`; "
         "`Bus.publish_durable` waits for each acknowledgement (one round trip per message), and compares "
         "with raw `js.publish` one after the other."
     )
