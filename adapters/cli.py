@@ -105,13 +105,7 @@ def run_instance(instance: Instance, config: Config, args: argparse.Namespace) -
         bus = Bus(
             metrics=Metrics(), logger=log, name=f"citybus-{instance.name}", encoding=config.bus.encoding
         )
-        bus.user = who.user
-        await bus.connect(
-            who.url,
-            connect_timeout=config.nats.connect_timeout,
-            reconnect_wait=config.nats.reconnect_wait,
-            **who.options,
-        )
+        await who.connect(bus, config, reconnect_wait=config.nats.reconnect_wait)
         supervisor = Supervisor([instance], bus=bus, logger=log, consumer_settings=consumer_settings(config))
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -545,12 +545,8 @@ class Bus:
             except nats.js.errors.APIError as exc:
                 raise CityBusError(f"JetStream refused {subject}: {exc.description or exc}") from exc
             except (*_TRANSIENT, NotConnectedError) as exc:
-                refused = self._denied.get(subject)
-                if refused is not None and refused >= deadline - timeout:
-                    raise PermissionDeniedError(
-                        f"the broker refused {subject} from {self.user or 'this connection'}: its user may "
-                        "not publish there (`citybus auth show` lists what each user may do)"
-                    ) from exc
+                if self._refused_since(subject, deadline - timeout):
+                    raise self._refusal(subject) from exc
                 if self._nc is None or self._nc.is_closed or loop.time() + delay >= deadline:
                     raise PublishTimeoutError(
                         f"no JetStream stream acknowledged {subject} within {timeout:.0f} s "
@@ -559,6 +555,16 @@ class Bus:
                 self.metrics.publish_retries.labels(cls.__contract__.type).inc()
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 1.0)
+
+    def _refused_since(self, subject: str, since: float) -> bool:
+        """Whether the broker refused a publish to ``subject`` at or after ``since`` (loop time)."""
+        return self._denied.get(subject, -1.0) >= since
+
+    def _refusal(self, subject: str) -> PermissionDeniedError:
+        return PermissionDeniedError(
+            f"the broker refused {subject} from {self.user or 'this connection'}: its user may not publish "
+            "there (`citybus auth show` lists what each user may do)"
+        )
 
     async def publish_durable_many(
         self,
@@ -599,12 +605,9 @@ class Bus:
             failed = await self._publish_window(prepared, pending, acks, window, deadline)
             if not failed:
                 break
-            refused = [prepared[i][1] for i in failed if self._denied.get(prepared[i][1], -1.0) >= started]
+            refused = [prepared[i][1] for i in failed if self._refused_since(prepared[i][1], started)]
             if refused:
-                raise PermissionDeniedError(
-                    f"the broker refused {refused[0]} from {self.user or 'this connection'}: its user may "
-                    "not publish there (`citybus auth show` lists what each user may do)"
-                )
+                raise self._refusal(refused[0])
             if self._nc is None or self._nc.is_closed or loop.time() + delay >= deadline:
                 raise PublishTimeoutError(
                     f"{len(failed)} of {len(prepared)} messages were not acknowledged by a JetStream stream "

@@ -162,8 +162,7 @@ def cmd_tail(args: argparse.Namespace, config: Config) -> int:
 
     async def main() -> None:
         bus = Bus(metrics=Metrics(), logger=configure_logging(config.log.format, "warning"))
-        bus.user = who.user
-        await bus.connect(who.url, connect_timeout=config.nats.connect_timeout, **who.options)
+        await who.connect(bus, config)
         queue: asyncio.Queue[Any] = asyncio.Queue()
         for pattern in patterns:
             await bus.nc.subscribe(pattern, cb=queue.put)
@@ -265,8 +264,7 @@ def cmd_publish(args: argparse.Namespace, config: Config) -> int:
             provenance=args.provenance or config.bus.provenance,
             encoding=config.bus.encoding,
         )
-        bus.user = who.user
-        await bus.connect(who.url, connect_timeout=config.nats.connect_timeout, **who.options)
+        await who.connect(bus, config)
         try:
             if args.core:
                 event_id = await bus.publish(instance)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -25,7 +25,6 @@ from nats.js import api
 
 from bus import subjects
 from bus.bus import Bus, PublishAck
-from bus.envelope import Provenance
 from contracts import Contract
 
 __all__ = ["MemoryBus", "MemoryConnection"]
@@ -425,22 +424,25 @@ class MemoryBus(Bus):
         self.metrics.link(id(self), True)
         await self.provision_streams()
 
-    async def publish_durable_many(
+    async def _publish_window(
         self,
-        instances: Iterable[Contract],
-        *,
-        source: str | None = None,
-        provenance: Provenance | str | None = None,
-        timeout: float = 30.0,
-        window: int = 1024,
-    ) -> list[PublishAck]:
-        """As :meth:`Bus.publish_durable_many`: in memory every publish is stored at once, in order."""
-        if window < 1:
-            raise ValueError("window must be at least 1")
-        return [
-            await self.publish_durable(instance, source=source, provenance=provenance, timeout=timeout)
-            for instance in instances
-        ]
+        prepared: list[tuple[type[Contract], str, bytes, dict[str, str]]],
+        pending: list[int],
+        acks: list[PublishAck | None],
+        window: int,
+        deadline: float,
+    ) -> list[int]:
+        """:meth:`Bus.publish_durable_many`'s pass, in memory: every publish is stored at once, in order."""
+        failed: list[int] = []
+        for index in pending:
+            _, subject, body, headers = prepared[index]
+            try:
+                ack = await self.js.publish(subject, body, headers=headers)
+            except nats.js.errors.NoStreamResponseError:
+                failed.append(index)
+                continue
+            acks[index] = PublishAck(ack.stream, ack.seq, bool(ack.duplicate), headers["ce-id"])
+        return failed
 
     async def flush(self, timeout: float = 5.0) -> None:
         """Wait until everything published so far has been handled."""

@@ -509,6 +509,11 @@ class Login:
     user: str = ""
     """``ACCOUNT/name``, or empty for an anonymous connection."""
 
+    async def connect(self, bus: Bus, config: Config, **options: Any) -> None:
+        """Connect ``bus`` as this login, with the configured connect timeout."""
+        bus.user = self.user
+        await bus.connect(self.url, connect_timeout=config.nats.connect_timeout, **options, **self.options)
+
 
 def client_login(
     config: Config,

@@ -35,8 +35,7 @@ def cmd_record(args: argparse.Namespace, config: Config) -> int:
 
     async def main() -> int:
         bus = Bus(metrics=Metrics(), logger=configure_logging(config.log.format, "warning"))
-        bus.user = who.user
-        await bus.connect(who.url, connect_timeout=config.nats.connect_timeout, **who.options)
+        await who.connect(bus, config)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -119,8 +118,7 @@ def cmd_control(args: argparse.Namespace, config: Config) -> int:
 
     async def main() -> dict[str, Any]:
         bus = Bus(metrics=Metrics(), logger=configure_logging(config.log.format, "warning"))
-        bus.user = who.user
-        await bus.connect(who.url, connect_timeout=config.nats.connect_timeout, **who.options)
+        await who.connect(bus, config)
         try:
             return await control_request(bus, args.instance, args.verb, body)
         finally:
