@@ -39,11 +39,11 @@ from adapters.access import (
 from bus import subjects
 from bus.access import AccessModel, Account, Kind, User
 from bus.cli import err, out
+from bus.client import read_instance, reload_server
 from bus.config import Config
 from bus.credentials import CredentialInfo, CredentialStore
 from bus.errors import CityBusError
 from bus.logs import configure_logging
-from bus.runtime import read_instance, reload_server
 from contracts import Contract, UnknownContractError, default_registry
 
 __all__ = ["register"]

@@ -24,12 +24,13 @@ import msgspec
 from bus import subjects
 from bus.asyncapi import asyncapi_document
 from bus.bus import Bus, redact_url
+from bus.client import Login, client_login
 from bus.config import Config, load_config
 from bus.envelope import Provenance, parse_headers
 from bus.errors import CityBusError, ConfigError, ContractViolation, PermissionDeniedError
 from bus.logs import configure_logging
 from bus.metrics import Metrics
-from bus.runtime import Login, Runtime, client_login
+from bus.runtime import Runtime
 from bus.status import show_status
 from contracts import (
     Contract,

@@ -27,9 +27,9 @@ import aiohttp
 import msgspec
 from prometheus_client.parser import text_string_to_metric_families
 
+from bus.client import instance_file, read_instance
 from bus.config import Config
 from bus.errors import CityBusError
-from bus.runtime import instance_file, read_instance
 
 __all__ = [
     "AdapterRow",

@@ -19,9 +19,10 @@ import pytest
 from nats.js.api import StreamConfig
 
 from bus import server as server_module
+from bus.client import instance_file
 from bus.config import load_config
 from bus.errors import ConfigError, EmbeddedServerError
-from bus.runtime import Runtime, RuntimeContext, instance_file
+from bus.runtime import Runtime, RuntimeContext
 from bus.server import EmbeddedServer, default_data_dir, find_nats_server
 
 pytestmark = pytest.mark.slow

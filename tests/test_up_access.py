@@ -36,9 +36,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from bus.client import client_login, reload_server
 from bus.config import load_config
 from bus.credentials import CredentialStore
-from bus.runtime import Runtime, client_login, reload_server
+from bus.runtime import Runtime
 from tests.conftest import wait_for
 from tests.test_cli import Background, Result, citybus_env, run_citybus
 from tests.test_vicotee_adapter import beach_frame, tts_v3
