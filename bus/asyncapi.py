@@ -7,13 +7,12 @@ the contract's JSON Schema as payload, and a ``send`` and a ``receive`` operatio
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
-
-import msgspec
 
 from bus import subjects
 from bus.envelope import CONTENT_TYPES
-from contracts import Contract, Registry
+from contracts import Contract, Registry, schema_components
 
 __all__ = ["asyncapi_document", "headers_schema"]
 
@@ -51,18 +50,18 @@ def _key(cls: type[Contract]) -> str:
 def asyncapi_document(registry: Registry, *, server_url: str = "nats://127.0.0.1:4222") -> dict[str, Any]:
     """The AsyncAPI 3.0 document of every contract in ``registry``."""
     classes = list(registry)
-    _, components = msgspec.json.schema_components(classes, ref_template=_REF)
+    _, components = schema_components(classes, ref_template=_REF)
     channels: dict[str, Any] = {}
     operations: dict[str, Any] = {}
     messages: dict[str, Any] = {}
     for cls in classes:
         info = cls.__contract__
         key = _key(cls)
-        schema = components[cls.__name__]
+        description = inspect.cleandoc(cls.__doc__ or "")
         messages[key] = {
             "name": info.type,
             "title": info.name,
-            "summary": (cls.__doc__ or "").strip().splitlines()[0],
+            "summary": description.splitlines()[0],
             "contentType": CONTENT_TYPES["json"],
             "headers": {"$ref": "#/components/schemas/CloudEventsHeaders"},
             "payload": {"$ref": _REF.format(name=cls.__name__)},
@@ -72,7 +71,7 @@ def asyncapi_document(registry: Registry, *, server_url: str = "nats://127.0.0.1
         channels[key] = {
             "address": subjects.contract_filter(cls, "{entity}"),
             "title": info.name,
-            "description": (cls.__doc__ or "").strip(),
+            "description": description,
             "parameters": {"entity": {"description": f"The value of the `{info.key}` field"}},
             "messages": {key: {"$ref": f"#/components/messages/{key}"}},
             "tags": [{"name": info.classification.value}, {"name": info.domain}],
@@ -84,7 +83,6 @@ def asyncapi_document(registry: Registry, *, server_url: str = "nats://127.0.0.1
                 "channel": {"$ref": f"#/channels/{key}"},
                 "messages": message_ref,
             }
-        schema.setdefault("description", (cls.__doc__ or "").strip())
     components["CloudEventsHeaders"] = headers_schema()
     return {
         "asyncapi": "3.0.0",

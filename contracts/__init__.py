@@ -45,7 +45,7 @@ from contracts.mobility import (
 )
 from contracts.operations import DeviceState, DeviceStatus
 from contracts.registry import Registry, UnknownContractError, default_registry
-from contracts.schema import json_schema, schema_components
+from contracts.schema import json_schema, normalise_descriptions, schema_components
 
 __all__ = [
     "AirQualityObserved",
@@ -85,6 +85,7 @@ __all__ = [
     "json_schema",
     "load_snapshot",
     "measure",
+    "normalise_descriptions",
     "save_snapshot",
     "schema_components",
     "snapshot",

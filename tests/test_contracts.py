@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import inspect
 import json
 import subprocess
 import sys
@@ -29,6 +30,7 @@ from contracts import (
     default_registry,
     json_schema,
     measure,
+    normalise_descriptions,
     schema_components,
 )
 
@@ -420,6 +422,40 @@ def test_schema_components_share_nested_structs_and_annotate_contracts() -> None
         assert component["title"] == cls.__contract__.name
         assert component["x-citybus"]["classification"] == cls.__contract__.classification.value
     json.dumps(components)
+
+
+def _descriptions(node: Any) -> list[str]:
+    if isinstance(node, list):
+        return [d for item in node for d in _descriptions(item)]
+    if not isinstance(node, dict):
+        return []
+    found = [node["description"]] if isinstance(node.get("description"), str) else []
+    return found + [d for key, value in node.items() if key != "examples" for d in _descriptions(value)]
+
+
+def test_schemas_read_the_same_whatever_msgspec_prints_for_a_docstring() -> None:
+    # msgspec before 0.23 gave a nested struct's docstring as written, since 0.23 dedented: the
+    # schemas citybus ships and embeds in recordings must not change with it.
+    indented = {"description": "A place.\n\n    GeoJSON puts longitude first.\n    "}
+    dedented = {"description": "A place.\n\nGeoJSON puts longitude first."}
+    assert normalise_descriptions(indented) == normalise_descriptions(dedented) == dedented
+    for schema in [json_schema(cls) for cls in BUILTIN] + [schema_components(BUILTIN)[1]]:
+        descriptions = _descriptions(schema)
+        assert descriptions
+        assert all(d == inspect.cleandoc(d) for d in descriptions)
+
+
+def test_normalising_descriptions_leaves_data_and_fields_called_description_alone() -> None:
+    schema = {
+        "properties": {"description": {"type": "string", "description": "  What.\n    More."}},
+        "examples": [{"description": "  kept\n    as it is"}],
+        "default": {"description": "  kept"},
+    }
+    assert normalise_descriptions(schema) == {
+        "properties": {"description": {"type": "string", "description": "What.\nMore."}},
+        "examples": [{"description": "  kept\n    as it is"}],
+        "default": {"description": "  kept"},
+    }
 
 
 # --- the package ----------------------------------------------------------------------------------

@@ -21,6 +21,8 @@ import msgspec
 import pytest
 import structlog
 from mcap.reader import make_reader
+from mcap.records import Chunk, ChunkIndex, Footer, MessageIndex, Schema, SummaryOffset
+from mcap.stream_reader import StreamReader
 
 import sandbox.drammen as drammen
 from adapters.instances import parse_instance
@@ -231,9 +233,33 @@ def test_every_pilot_site_has_one_unit_and_the_adapter_takes_their_configuration
 # -- the builder ----------------------------------------------------------------------------------
 
 
-def test_rebuilding_with_the_same_seed_gives_the_shipped_file_byte_for_byte(tmp_path: Path) -> None:
+def content(path: Path) -> list[Any]:
+    """What a recording says, record by record, without what a library prints for it.
+
+    Chunks are compared by the records inside them (zstandard may compress the same bytes
+    differently from one version to the next), indexes and the footer not at all (they locate
+    those bytes), and each embedded JSON Schema by what a reader relies on — which contract and
+    version it is, its example and its fields — not by msgspec's rendering of the rest.
+    """
+    out: list[Any] = []
+    with path.open("rb") as f:
+        for record in StreamReader(f, skip_magic=False).records:
+            if isinstance(record, Schema):
+                schema = json.loads(record.data)
+                what = {key: schema.get(key) for key in ("$id", "title", "x-citybus", "examples", "required")}
+                fields = sorted(schema["properties"])
+                out.append(("schema", record.id, record.name, record.encoding, what, fields))
+            elif not isinstance(record, (Chunk, ChunkIndex, MessageIndex, SummaryOffset, Footer)):
+                out.append(record)
+    return out
+
+
+def test_rebuilding_with_the_same_seed_gives_the_shipped_recording(tmp_path: Path) -> None:
     report = build_day(tmp_path / "day.mcap")
-    assert (tmp_path / "day.mcap").read_bytes() == SHIPPED.read_bytes()
+    rebuilt, shipped = content(tmp_path / "day.mcap"), content(SHIPPED)
+    assert len(rebuilt) == len(shipped)
+    for ours, theirs in zip(rebuilt, shipped, strict=True):
+        assert ours == theirs
     assert dict(report.counts) == COUNTS
     assert report.messages == sum(COUNTS.values())
     assert dict(report.left_out) == {"mobility.train-call.v1": 17}  # calls after midnight
