@@ -27,6 +27,7 @@ import nats
 import pytest
 import structlog
 from prometheus_client.parser import text_string_to_metric_families
+from test_contracts_compat import recorded
 
 from bus import Bus, Provenance
 from bus.config import load_config
@@ -653,7 +654,8 @@ def test_contracts_snapshot_prints_the_shipped_snapshot(ran: dict[str, Result]) 
     result = ran["contracts snapshot"]
     assert result.returncode == 0, result
     assert result.stdout == dump_snapshot(snapshot(default_registry()))
-    assert json.loads(result.stdout) == load_snapshot()
+    # the shipped file as a contract's author wrote it, not as this msgspec prints each schema
+    assert recorded(json.loads(result.stdout)) == recorded(load_snapshot())
 
 
 async def test_contracts_check_names_a_removed_field(ran: dict[str, Result], tmp_path: Path) -> None:
