@@ -84,22 +84,34 @@ class Registry:
         return sorted({c.__contract__.name for c in self._by_type.values()})
 
     def suggest(self, name: str, limit: int = 3) -> list[str]:
-        """The registered names closest to a misspelt ``name`` (best first), or none."""
-        names = self.names()
-        scored = sorted(((difflib.SequenceMatcher(None, name, n).ratio(), n) for n in names), reverse=True)
+        """The registered names closest to a misspelt ``name`` (best first), or none.
+
+        Close means a typo of the whole name, or of its event alone (``beach-observation``,
+        ``weather.forecast``, a misspelt domain): names sharing only a domain are not suggested.
+        """
+
+        def score(candidate: str) -> float:
+            event = candidate.partition(".")[2]
+            return max(
+                _similarity(name, candidate) if _similarity(name, candidate) >= 0.8 else 0.0,
+                _similarity(name.rpartition(".")[2], event),
+                _similarity(name.replace(".", "-"), event),
+            )
+
+        scored = sorted(((score(n), n) for n in self.names()), reverse=True)
+        if not scored or scored[0][0] < 0.75:
+            return []
         # Those about as close as the best: a typo has one answer, not every name of its domain.
-        close = [n for score, n in scored[:limit] if score >= 0.6 and score >= scored[0][0] - 0.05]
-        if not close:
-            # Only the event given ("beach-observation"), or its domain misspelt: match on the event.
-            events = {n.partition(".")[2]: n for n in names}
-            event = name.rpartition(".")[2]
-            close = [events[e] for e in difflib.get_close_matches(event, list(events), n=limit, cutoff=0.75)]
-        return close
+        return [n for s, n in scored[:limit] if s >= scored[0][0] - 0.05]
 
     def domains(self) -> list[tuple[Classification, str]]:
         """Every (classification, domain) pair in use: one JetStream stream each."""
         pairs = {(c.__contract__.classification, c.__contract__.domain) for c in self}
         return sorted(pairs)
+
+
+def _similarity(a: str, b: str) -> float:
+    return difflib.SequenceMatcher(None, a, b).ratio()
 
 
 def _sort_key(cls: type[Contract]) -> tuple[str, int]:
