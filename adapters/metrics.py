@@ -23,6 +23,13 @@ class AdapterMetrics:
             ["adapter", "adapter_instance"],
             registry=registry,
         )
+        self.finished = Gauge(
+            "citybus_adapter_finished",
+            "1 once the adapter instance has finished its work (its run returned: a replay that does "
+            "not loop, a one-shot import): not running then, but not down either. 0 while it runs.",
+            ["adapter", "adapter_instance"],
+            registry=registry,
+        )
         self.restarts = Counter(
             "citybus_adapter_restarts",
             "Times the adapter instance failed and was restarted.",
@@ -81,6 +88,7 @@ class InstanceMetrics:
         self._families = families
         self._labels = (adapter, instance)
         self.up = families.up.labels(adapter, instance)
+        self.finished = families.finished.labels(adapter, instance)
         self.restarts = families.restarts.labels(adapter, instance)
         self._published: dict[str, Any] = {}
         self._received: dict[str, Any] = {}

@@ -3,7 +3,10 @@
 A failing adapter is logged, counted (``citybus_adapter_restarts_total``), marked down
 (``citybus_adapter_up``) and not ready, and started again — as a fresh object — after a delay that
 doubles up to a bound and resets once it has run stably. It never takes the others down. On stop,
-instances are cancelled one at a time in reverse order of starting, each under a timeout.
+instances are cancelled one at a time in reverse order of starting, each under a timeout. An
+adapter whose ``run`` returns has finished its work (a replay that does not loop): it is not
+restarted, stays ready, and is marked finished (``citybus_adapter_finished``), so that nobody takes
+it for one that crashed.
 
 Under access control each instance has a connection of its own, logged in as its user (``connect``):
 the broker then enforces what that instance may publish and read. The connection is opened on the
@@ -169,6 +172,7 @@ class Supervisor:
         while True:
             ctx: Context | None = None
             started = loop.time()
+            metrics.finished.set(0)
             log.info("adapter starting")
             try:
                 # Creating the adapter runs its code too: a failing __init__ is restarted like a failing run.
@@ -213,6 +217,7 @@ class Supervisor:
             # A normal return means the adapter's work is done (a one-shot import, a finite replay).
             await ctx.close()
             metrics.up.set(0)
+            metrics.finished.set(1)
             self.health.ready(key)
             log.info("adapter finished")
             return

@@ -32,12 +32,15 @@ from bus.logs import configure_logging
 from bus.metrics import Metrics
 from bus.runtime import Runtime
 from bus.status import show_status
+from bus.strict import unknown_fields
 from contracts import (
     Contract,
+    Registry,
     UnknownContractError,
     check,
     default_registry,
     json_schema,
+    load_installed_contracts,
     load_snapshot,
     snapshot,
 )
@@ -96,14 +99,26 @@ def cmd_up(args: argparse.Namespace, config: Config) -> int:
 # -- tail -----------------------------------------------------------------------------------------
 
 
-def _pattern(text: str) -> str:
-    """A subject pattern, or a contract name standing for all its subjects."""
-    registry = default_registry()
-    if not text.startswith(subjects.ROOT + ".") and text not in (">", "*"):
+def _pattern(text: str, registry: Registry) -> str:
+    """A subject pattern, or a contract name standing for all its subjects.
+
+    The rule: an argument with a wildcard token or three tokens or more is a subject pattern (every
+    subject the bus carries has at least three: ``city.…`` has five, an MQTT topic ``a/b/c`` arrives
+    as ``a.b.c``); anything shorter names a contract (``domain.event`` or ``domain.event@2``), so a
+    misspelt name is an error naming the nearest contracts, not a subscription the broker refuses or
+    that never sees a message.
+    """
+    tokens = text.split(".")
+    if "*" not in tokens and ">" not in tokens:
         try:
             return subjects.contract_filter(registry.get(text))
-        except UnknownContractError:
-            pass
+        except UnknownContractError as exc:
+            if len(tokens) < 3:
+                if "did you mean" in str(exc):
+                    raise
+                raise UnknownContractError(
+                    f"{exc} (a subject pattern has a wildcard or three tokens or more: city.public.>)"
+                ) from None
     try:
         return subjects.validate_pattern(text)
     except ValueError as exc:
@@ -156,9 +171,9 @@ def check_subscriptions(bus: Bus, patterns: Sequence[str], who: str) -> None:
 
 def cmd_tail(args: argparse.Namespace, config: Config) -> int:
     """Print live messages on matching subjects, one per line."""
-    patterns = [_pattern(p) for p in args.patterns]
-    who = login(args, config, default="internal")
     registry = default_registry()
+    patterns = [_pattern(p, registry) for p in args.patterns]
+    who = login(args, config, default="internal")
     encoders = {"json": msgspec.json.Encoder()}
 
     async def main() -> None:
@@ -249,12 +264,7 @@ def cmd_publish(args: argparse.Namespace, config: Config) -> int:
             text = Path(text[1:]).read_text()
         except OSError as exc:
             raise CityBusError(f"cannot read {text[1:]}: {exc.strerror}") from None
-    try:
-        instance: Contract = msgspec.json.decode(text.encode(), type=cls)
-    except msgspec.ValidationError as exc:
-        raise ContractViolation(f"not a valid {cls.__contract__.name}: {exc}") from None
-    except msgspec.DecodeError as exc:
-        raise ContractViolation(f"not valid JSON: {exc}") from None
+    instance = _decode_strictly(cls, text.encode())
     who = login(args, config, default=None)
 
     async def main() -> None:
@@ -281,6 +291,29 @@ def cmd_publish(args: argparse.Namespace, config: Config) -> int:
 
     asyncio.run(main())
     return 0
+
+
+def _decode_strictly(cls: type[Contract], body: bytes) -> Contract:
+    """The message a producer typed, refusing fields the contract does not have.
+
+    Consumers stay tolerant of unknown fields (a later compatible version may add one); here a
+    person typed the message, and an unknown field is a typo whose value would be lost.
+    """
+    name = cls.__contract__.name
+    try:
+        unknown = unknown_fields(msgspec.json.decode(body), cls)
+        if unknown:
+            first = unknown[0]
+            where = "" if first.struct == cls.__name__ else f" ({first.struct})"
+            raise ContractViolation(
+                f"unknown field {first.path} in {name}{where}; fields are {', '.join(first.allowed)}"
+            )
+        instance: Contract = msgspec.json.decode(body, type=cls)
+    except msgspec.ValidationError as exc:
+        raise ContractViolation(f"not a valid {name}: {exc}") from None
+    except msgspec.DecodeError as exc:
+        raise ContractViolation(f"not valid JSON: {exc}") from None
+    return instance
 
 
 # -- status ---------------------------------------------------------------------------------------
@@ -480,6 +513,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``citybus`` command; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(_hoist_global_options(sys.argv[1:] if argv is None else argv))
+    # Contracts of installed packages (entry-point group citybus.contracts), before any command
+    # looks a contract up: tail, publish, the ops server and the streams of `up` all know them.
+    for warning in load_installed_contracts():
+        err(f"citybus: warning: {warning}")
     try:
         config = _configure(args)
         status: int = args.func(args, config)

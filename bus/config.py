@@ -24,6 +24,7 @@ or variable, the key (``ops.port``) and what is allowed. An example ``citybus.to
 
 from __future__ import annotations
 
+import difflib
 import os
 import tomllib
 from collections.abc import Mapping
@@ -50,6 +51,10 @@ __all__ = [
 
 ENV_PREFIX = "CITYBUS_"
 CONFIG_ENV = "CITYBUS_CONFIG"
+OTHER_VARIABLES = frozenset({CONFIG_ENV, "CITYBUS_REQUIRE_SERVICES", "CITYBUS_TEST_POSTGRES"})
+"""``CITYBUS_*`` variables that are not settings: the config file's name, and the test suite's own
+(services required in CI, the PostgreSQL to test against). Any other ``CITYBUS_*`` name that is not
+a setting is a mistake and reported, like an unknown key in the file."""
 DEFAULT_CONFIG_FILE = "citybus.toml"
 
 _Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
@@ -253,9 +258,10 @@ _ENV_NAMES = _env_names()
 def load_config(path: Path | None = None, environ: Mapping[str, str] | None = None) -> Config:
     """Read the configuration from a TOML file and ``CITYBUS_*`` variables (see the module doc).
 
-    ``environ`` defaults to ``os.environ``; tests pass a dict. ``CITYBUS_*`` variables that are not
-    configuration keys (``CITYBUS_CONFIG``, ``CITYBUS_REQUIRE_SERVICES``, …) are ignored. Raises
-    :class:`~bus.errors.ConfigError` for a missing or malformed file and for any invalid value.
+    ``environ`` defaults to ``os.environ``; tests pass a dict. A ``CITYBUS_*`` variable that is neither
+    a setting nor one of :data:`OTHER_VARIABLES` is reported (a misspelt setting would otherwise be
+    ignored without a word). Raises :class:`~bus.errors.ConfigError` for a missing or malformed file,
+    an unknown variable and any invalid value.
     """
     env = os.environ if environ is None else environ
     data: dict[str, dict[str, Any]] = {}
@@ -284,7 +290,9 @@ def load_config(path: Path | None = None, environ: Mapping[str, str] | None = No
     for name in sorted(env):
         target = _ENV_NAMES.get(name)
         if target is None:
-            continue  # not a configuration key: CITYBUS_CONFIG and friends belong to others
+            if name.startswith(ENV_PREFIX) and name not in OTHER_VARIABLES:
+                raise ConfigError(_unknown_variable(name))
+            continue  # not ours, or CITYBUS_CONFIG and friends, which are not settings
         section, key = target
         value = _convert(
             _SECTIONS[section], section, key, env[name], origin=f"environment variable {name}", strict=False
@@ -295,6 +303,29 @@ def load_config(path: Path | None = None, environ: Mapping[str, str] | None = No
         return msgspec.convert(sections, type=Config)
     except msgspec.ValidationError as exc:  # checks across fields (__post_init__), and a safety net
         raise ConfigError(f"{origin}: {exc}") from exc
+
+
+def _unknown_variable(name: str) -> str:
+    """The error for a ``CITYBUS_*`` variable that is no setting: the nearest names, what is allowed."""
+    # Compared without the prefix they all share, which would make any two names look alike.
+    rest = name.removeprefix(ENV_PREFIX).lower()
+    known = {n.removeprefix(ENV_PREFIX).lower(): n for n in [*_ENV_NAMES, *OTHER_VARIABLES]}
+    # A section left out (CITYBUS_DATA_DIR) is the likeliest slip; else the nearest spelling.
+    close = [known[k] for k in sorted(known) if k.endswith("_" + rest)][:1]
+    close = close or [known[k] for k in difflib.get_close_matches(rest, sorted(known), n=1, cutoff=0.6)]
+    guess = f"did you mean {close[0]}? " if close else ""
+    section = next((s for s in sorted(_SECTIONS, key=len, reverse=True) if rest.startswith(s)), None)
+    if section is None and close and close[0] in _ENV_NAMES:
+        section = _ENV_NAMES[close[0]][0]
+    if section is not None:
+        allowed = sorted(n for n, (s, _) in _ENV_NAMES.items() if s == section)
+        what = f"allowed in [{section}]: {', '.join(allowed)}"
+    else:
+        what = (
+            f"settings are {ENV_PREFIX}<SECTION>_<KEY> for the keys of citybus.toml "
+            f"(sections: {', '.join(sorted(_SECTIONS))}), and {CONFIG_ENV} names the file"
+        )
+    return f"environment variable {name}: not a citybus setting; {guess}{what}"
 
 
 def _config_file(path: Path | None, env: Mapping[str, str]) -> Path | None:

@@ -13,6 +13,8 @@ Layout, one file per user, the same ``.nk`` file that ``nsc`` and the ``nats`` C
       SANDBOX/
         acme.nk
         old-pilot.revoked        0600  a tombstone: the revoked public key and when (no secret)
+        network-server.password  0600  an MQTT user's password, the line itself (for the client)
+        network-server.bcrypt    0600  its bcrypt hash (what the server's configuration holds)
       SYS/
         system.nk
 
@@ -73,6 +75,7 @@ __all__ = [
 
 _SEED_SUFFIX = ".nk"
 _PASSWORD_SUFFIX = ".password"
+_HASH_SUFFIX = ".bcrypt"
 _BCRYPT_ROUNDS = 11  # nats-server checks it on every MQTT connect: ~0.1 s, then a session
 _REVOKED_SUFFIX = ".revoked"
 _ACCOUNT = re.compile(r"^[A-Z][A-Z0-9_]*$")
@@ -253,35 +256,65 @@ class CredentialStore:
         return self._dir / account / f"{user}{_PASSWORD_SUFFIX}"
 
     def ensure_password(self, account: str, user: str) -> Password:
-        """The password of an MQTT user, issued (random, 0600 file with its bcrypt hash) if it has none."""
+        """The password of an MQTT user, issued (random, 0600 file with its bcrypt hash) if it has none.
+
+        The password file holds the password alone, so an operator can pass it on as it is
+        (``mosquitto_pub -P "$(cat FILE)"``); its hash sits beside it in ``<user>.bcrypt``, kept so
+        that the server's configuration does not change at every start (bcrypt salts each hash).
+        """
         path = self.password_path(account, user)
         if path.exists():
             return self._load_password(account, user, path)
         self._private_dir(path.parent)
         secret = Secret(secrets.token_urlsafe(24))
-        hashed = bcrypt.hashpw(secret.reveal().encode(), bcrypt.gensalt(_BCRYPT_ROUNDS)).decode("ascii")
-        write_private(path, json.dumps({"user": user, "password": secret.reveal(), "bcrypt": hashed}) + "\n")
+        hashed = self._write_hash(path, secret)
+        write_private(path, secret.reveal() + "\n")
         self._log.info("MQTT password issued", account=account, user=user, path=str(path))
         return Password(account, user, path, secret, hashed)
+
+    def _write_hash(self, path: Path, secret: Secret) -> str:
+        hashed = bcrypt.hashpw(secret.reveal().encode(), bcrypt.gensalt(_BCRYPT_ROUNDS)).decode("ascii")
+        write_private(path.with_suffix(_HASH_SUFFIX), hashed + "\n")
+        return hashed
 
     def _load_password(self, account: str, user: str, path: Path) -> Password:
         _check_private(self._dir)
         _check_private(path.parent)
         _check_private(path)
+        unreadable = (
+            f"the password file {path} is unreadable: delete it and run "
+            "`citybus auth generate` to issue a new password"
+        )
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            secret, hashed = Secret(str(data["password"])), str(data["bcrypt"])
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            # Not chained: the error could echo the file's content.
-            raise CredentialError(
-                f"the password file {path} is unreadable ({type(exc).__name__}): delete it and run "
-                "`citybus auth generate` to issue a new password"
-            ) from None
-        if not bcrypt.checkpw(secret.reveal().encode(), hashed.encode("ascii")):
-            raise CredentialError(
-                f"the password file {path} holds a hash of another password: delete it and run "
-                "`citybus auth generate` to issue a new password"
-            )
+            text = path.read_text(encoding="utf-8").strip()
+        except (OSError, ValueError):
+            raise CredentialError(unreadable) from None  # not chained: it could echo the file
+        hash_file = path.with_suffix(_HASH_SUFFIX)
+        if text.startswith("{"):
+            # Issued by an earlier citybus: JSON with the password and its hash. Rewritten as the
+            # password alone and the hash beside it, so the file can be used as it is.
+            try:
+                data = json.loads(text)
+                secret, hashed = Secret(str(data["password"])), str(data["bcrypt"])
+            except (ValueError, KeyError, TypeError):
+                raise CredentialError(unreadable) from None
+            write_private(hash_file, hashed + "\n")
+            write_private(path, secret.reveal() + "\n")
+        else:
+            if not text or any(c.isspace() for c in text):
+                raise CredentialError(unreadable)
+            secret = Secret(text)
+            if not hash_file.exists():
+                return Password(account, user, path, secret, self._write_hash(path, secret))
+            _check_private(hash_file)
+            hashed = hash_file.read_text(encoding="ascii", errors="replace").strip()
+        try:
+            matches = bcrypt.checkpw(secret.reveal().encode(), hashed.encode("ascii", "replace"))
+        except ValueError:  # not a bcrypt hash at all
+            matches = False
+        if not matches:
+            # The password was changed by hand: hash the new one (the operator meant it).
+            hashed = self._write_hash(path, secret)
         return Password(account, user, path, secret, hashed)
 
     # -- reading ----------------------------------------------------------------------------------

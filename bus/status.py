@@ -73,6 +73,8 @@ class AdapterRow(msgspec.Struct, frozen=True, kw_only=True):
     published: Count
     received: Count
     dead_letters: Count
+    finished: bool = False
+    """It finished its work (a replay that does not loop): not running, and not down either."""
 
 
 class SourceRow(msgspec.Struct, frozen=True, kw_only=True):
@@ -208,6 +210,7 @@ def collect(
     instance_keys = ("adapter", "adapter_instance")
 
     up = _sum_by(gauges, "citybus_adapter_up", instance_keys)
+    finished = _sum_by(gauges, "citybus_adapter_finished", instance_keys)
     restarts = counters.by("citybus_adapter_restarts_total", instance_keys)
     published = counters.by("citybus_adapter_messages_published_total", instance_keys)
     received = counters.by("citybus_adapter_messages_received_total", instance_keys)
@@ -222,6 +225,7 @@ def collect(
             published=published.get(key, zero),
             received=received.get(key, zero),
             dead_letters=dead.get(key, zero),
+            finished=finished.get(key, 0.0) == 1.0,
         )
         for key in sorted(set(up) | set(restarts) | set(published) | set(received) | set(dead))
     ]
@@ -351,7 +355,7 @@ def render(status: Status) -> str:
                 (
                     a.adapter,
                     a.instance,
-                    _yes(a.up),
+                    "done" if a.finished else _yes(a.up),
                     _count(a.restarts),
                     _count(a.published),
                     _count(a.received),

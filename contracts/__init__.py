@@ -44,7 +44,13 @@ from contracts.mobility import (
     TransportMode,
 )
 from contracts.operations import DeviceState, DeviceStatus
-from contracts.registry import Registry, UnknownContractError, default_registry
+from contracts.registry import (
+    CONTRACTS_GROUP,
+    Registry,
+    UnknownContractError,
+    default_registry,
+    load_installed_contracts,
+)
 from contracts.schema import json_schema, normalise_descriptions, schema_components
 
 __all__ = [
@@ -54,6 +60,7 @@ __all__ = [
     "BikeStationStatus",
     "Breaking",
     "BreakingKind",
+    "CONTRACTS_GROUP",
     "CallStatus",
     "Classification",
     "Contract",
@@ -83,6 +90,7 @@ __all__ = [
     "default_registry",
     "dump_snapshot",
     "json_schema",
+    "load_installed_contracts",
     "load_snapshot",
     "measure",
     "normalise_descriptions",

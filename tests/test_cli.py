@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import contract_package
 import msgspec
 import nats
 import pytest
@@ -220,10 +221,11 @@ class Up:
         return int(found.group(1))
 
 
-async def start_up(base: Path, *, sandbox: bool = False, auth: bool = True) -> Up:
+async def start_up(base: Path, *, sandbox: bool = False, auth: bool = True, site: Path | None = None) -> Up:
     """``citybus up`` in a directory of its own; without the sandbox's replay unless asked, so what
     a test publishes is all there is; without access control if asked (for tests that read streams
-    directly: no user may, by design)."""
+    directly: no user may, by design); with the packages installed in ``site`` if given (on the
+    ``PYTHONPATH`` of it and of every command run with its environment)."""
     data_dir, cwd = base / "data", base / "cwd"
     cwd.mkdir(parents=True)
     toml = "" if auth else '[auth]\nmode = "off"\n'
@@ -231,6 +233,8 @@ async def start_up(base: Path, *, sandbox: bool = False, auth: bool = True) -> U
         toml += '[adapters.sandbox]\nadapter = "sandbox-replay"\nenabled = false\n'
     (cwd / "citybus.toml").write_text(toml)
     env = citybus_env(data_dir)
+    if site is not None:
+        env["PYTHONPATH"] = os.pathsep.join([env["PYTHONPATH"], str(site)])
     process = await Background.start("up", cwd=cwd, env=env)
     try:
         nats_url = (await process.wait_said(r"^citybus is up: NATS at (nats://\S+)$")).group(1)
@@ -392,6 +396,46 @@ async def test_publish_and_tail_find_the_running_up(up: Up, entity: str) -> None
         assert "error" not in record
     finally:
         await nc.close()
+
+
+async def test_contracts_of_an_installed_package_are_known_to_every_command(tmp_path: Path) -> None:
+    """A company's package declares its contracts in the ``citybus.contracts`` entry-point group:
+    ``up`` (its streams and ops endpoints), ``contracts list``, ``publish`` and ``tail`` know them."""
+    site = contract_package.install(tmp_path / "site")
+    running = await start_up(tmp_path / "up", auth=False, site=site)
+    try:
+        listed = await run_citybus("contracts", "list", cwd=running.cwd, env=running.env)
+        assert listed.returncode == 0, listed
+        assert f"{contract_package.NAME} 1 public widget city.public.testco.widget-reading.*".split() in [
+            row.split() for row in listed.stdout.splitlines()
+        ]
+        async with aiohttp.ClientSession() as session:
+            status, body = await http_get(session, f"{running.ops_url}/contracts")
+        assert status == 200 and contract_package.NAME in body, body
+
+        tail = await Background.start(
+            "tail", contract_package.NAME, "-n", "1", "--json", cwd=running.cwd, env=running.env
+        )
+        try:
+            await tail.wait_said(r"^tailing city\.public\.testco\.widget-reading\.\* on nats://")
+            message = json.dumps(contract_package.EXAMPLE)
+            published = await run_citybus(
+                "publish", contract_package.NAME, message, cwd=running.cwd, env=running.env
+            )
+            tailed = await tail.finish()
+        finally:
+            await tail.kill()
+        assert published.returncode == 0, published
+        assert "stored" in published.stdout and "(CITY_PUBLIC_TESTCO #1)" in published.stdout, published
+        record = json.loads(tailed.stdout)
+        assert record["type"] == contract_package.TYPE
+        assert record["data"] == contract_package.EXAMPLE
+        assert "error" not in record
+    finally:
+        try:
+            await running.process.stop(signal.SIGINT)
+        finally:
+            await running.process.kill()
 
 
 async def test_a_second_up_on_the_same_data_dir_is_refused(up: Up) -> None:
@@ -558,6 +602,14 @@ ONE_SHOT = {
     "publish a wrong type": Invocation(("publish", BEACH, reading(water_temperature="warm"))),
     "publish a missing field": Invocation(("publish", BEACH, reading(observed_at=None))),
     "publish not json": Invocation(("publish", BEACH, '{"site": ')),
+    "publish an unknown field": Invocation(
+        ("publish", BEACH, reading(water_temperature=None, water_temprature=15.7))
+    ),
+    "publish a misspelt contract": Invocation(("publish", "environment.beach-observatio", reading())),
+    # a misspelt contract is no subject: it fails before anything connects
+    "tail a misspelt contract": Invocation(("tail", "environment.beach-observatio")),
+    "tail an event without its domain": Invocation(("tail", "beach-observation")),
+    "tail a raw subject without up": Invocation(("tail", "v3.drammen.devices")),
     # nowhere to connect
     "publish without up": Invocation(("publish", BEACH, reading())),
     "tail without up": Invocation(("tail", BEACH)),
@@ -568,6 +620,7 @@ ONE_SHOT = {
         ("contracts", "list"), files={"citybus.toml": "[ops]\nprot = 1\n"}
     ),
     "bad environment variable": Invocation(("contracts", "list"), env={"CITYBUS_OPS_PORT": "http"}),
+    "misspelt environment variable": Invocation(("contracts", "list"), env={"CITYBUS_OPS_PROT": "0"}),
     "missing --config": Invocation(("--config", "missing.toml", "contracts", "list")),
     "up with a wrong adapter section": Invocation(
         ("up",),
@@ -681,6 +734,26 @@ async def test_contracts_check_names_a_removed_field(ran: dict[str, Result], tmp
         ("publish a wrong type", 1, ["not a valid environment.beach-observation", "`$.water_temperature`"]),
         ("publish a missing field", 1, ["missing required field `observed_at`"]),
         ("publish not json", 1, ["not valid JSON"]),
+        (
+            "publish an unknown field",
+            1,
+            [
+                "unknown field $.water_temprature in environment.beach-observation",
+                "fields are site, observed_at, water_temperature, air_temperature",
+            ],
+        ),
+        (
+            "publish a misspelt contract",
+            1,
+            ["unknown contract environment.beach-observatio; did you mean environment.beach-observation?"],
+        ),
+        (
+            "tail a misspelt contract",
+            1,
+            ["unknown contract environment.beach-observatio; did you mean environment.beach-observation?"],
+        ),
+        ("tail an event without its domain", 1, ["did you mean environment.beach-observation?"]),
+        ("tail a raw subject without up", 1, ["no running `citybus up` found"]),
         ("publish without up", 1, ["no running `citybus up` found", "--nats URL"]),
         ("tail without up", 1, ["no running `citybus up` found", "--nats URL"]),
         ("publish to a dead server", 1, [f"no NATS server answered at {DEAD_URL}"]),
@@ -694,6 +767,16 @@ async def test_contracts_check_names_a_removed_field(ran: dict[str, Result], tmp
             ["configuration error", "unknown key ops.prot", "allowed keys in [ops]: enabled, host, port"],
         ),
         ("bad environment variable", 2, ["configuration error", "CITYBUS_OPS_PORT", "ops.port = 'http'"]),
+        (
+            "misspelt environment variable",
+            2,
+            [
+                "configuration error",
+                "environment variable CITYBUS_OPS_PROT: not a citybus setting",
+                "did you mean CITYBUS_OPS_PORT?",
+                "allowed in [ops]: CITYBUS_OPS_ENABLED, CITYBUS_OPS_HOST, CITYBUS_OPS_PORT",
+            ],
+        ),
         ("missing --config", 2, ["configuration error", "config file missing.toml not found"]),
         (
             "up with a wrong adapter section",

@@ -123,17 +123,46 @@ def test_environment_overrides_the_file(toml: WriteToml) -> None:
     assert config.log.format == "json"
 
 
-def test_other_citybus_variables_are_ignored() -> None:
+def test_citybus_variables_that_are_not_settings_are_ignored() -> None:
     config = load_config(
         environ={
-            "CITYBUS_REQUIRE_SERVICES": "1",
-            "CITYBUS_SOMETHING_ELSE": "x",
-            "CITYBUS_OPS": "x",
-            "citybus_ops_port": "1",  # not the documented spelling
+            "CITYBUS_REQUIRE_SERVICES": "1",  # the test suite's
+            "CITYBUS_TEST_POSTGRES": "postgresql://127.0.0.1:5432/test",
+            "citybus_ops_port": "1",  # not a CITYBUS_ name at all (environment names are case-sensitive)
             "PATH": "/usr/bin",
         }
     )
     assert config == Config()
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        (
+            "CITYBUS_OPS_PROT",
+            "environment variable CITYBUS_OPS_PROT: not a citybus setting; did you mean CITYBUS_OPS_PORT? "
+            "allowed in [ops]: CITYBUS_OPS_ENABLED, CITYBUS_OPS_HOST, CITYBUS_OPS_PORT",
+        ),
+        (
+            "CITYBUS_OPS",
+            "environment variable CITYBUS_OPS: not a citybus setting; "
+            "allowed in [ops]: CITYBUS_OPS_ENABLED, CITYBUS_OPS_HOST, CITYBUS_OPS_PORT",
+        ),
+        ("CITYBUS_DATA_DIR", "did you mean CITYBUS_SERVER_DATA_DIR? allowed in [server]: "),
+        ("CITYBUS_NAT_URL", "did you mean CITYBUS_NATS_URL? allowed in [nats]: "),
+        ("CITYBUS_CONFIGG", "did you mean CITYBUS_CONFIG? settings are CITYBUS_<SECTION>_<KEY>"),
+        (
+            "CITYBUS_SOMETHING_ELSE",
+            "environment variable CITYBUS_SOMETHING_ELSE: not a citybus setting; settings are "
+            "CITYBUS_<SECTION>_<KEY> for the keys of citybus.toml (sections: auth, bus, consumer, log, "
+            "nats, ops, server, streams), and CITYBUS_CONFIG names the file",
+        ),
+    ],
+)
+def test_a_misspelt_citybus_variable_is_reported_with_the_nearest_name(name: str, expected: str) -> None:
+    message = _error(environ={name: "1"})
+    assert expected in message
+    assert message.startswith(f"environment variable {name}: not a citybus setting; ")
 
 
 def test_resolved_data_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -403,6 +403,7 @@ def test_alerts_watch_what_operators_asked_for(rules: list[dict[str, Any]]) -> N
     assert watched == {
         "citybus_nats_connected",
         "citybus_adapter_up",
+        "citybus_adapter_finished",
         "citybus_adapter_restarts_total",
         "citybus_dead_letters_total",
         "citybus_messages_invalid_total",
@@ -452,6 +453,10 @@ SERIES = [
     ('citybus_nats_connected{job="citybus",instance="bus:9464"}', "1 0x20"),
     ('citybus_adapter_up{adapter="vicotee",adapter_instance="drammen"}', "1 1 0x20"),
     ('citybus_adapter_up{adapter="frost",adapter_instance="weather"}', "1x22"),
+    # A replay that does not loop finished its work at minute 2: not running, and not down either.
+    ('citybus_adapter_up{adapter="sandbox-replay",adapter_instance="once"}', "1 1 0x20"),
+    ('citybus_adapter_finished{adapter="sandbox-replay",adapter_instance="once"}', "0 0 1x20"),
+    ('citybus_adapter_finished{adapter="vicotee",adapter_instance="drammen"}', "0x22"),
     ('citybus_adapter_restarts_total{adapter="vicotee",adapter_instance="drammen"}', "0+1x20"),
     ('citybus_adapter_restarts_total{adapter="frost",adapter_instance="weather"}', "0 0 1x20"),
     (f'citybus_dead_letters_total{{contract="{BEACH}",reason="out-of-range"}}', "0+2x40"),

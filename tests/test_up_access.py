@@ -146,7 +146,7 @@ async def test_the_server_refuses_anonymous_clients(up: Running) -> None:
 
 
 async def test_an_mqtt_user_sends_uplinks_and_nothing_else(up: Running) -> None:
-    password = json.loads((up.credentials / "CITY" / "network-server.password").read_text())["password"]
+    password = (up.credentials / "CITY" / "network-server.password").read_text().strip()  # the line itself
     port = int(up.instance["mqtt_url"].rsplit(":", 1)[1])
     tail = await Background.start("tail", "city.public.>", "-n", "1", "--json", cwd=up.cwd, env=up.env)
     try:
@@ -274,7 +274,7 @@ async def test_no_secret_appears_in_any_output_or_log(up: Running) -> None:
     assert "CITY/network-server: issued, an MQTT password in " in shown.stdout
     assert re.search(r"^CITY\s+network-server\s+mqtt\s+publish\s+v3\.\*\.devices\.\*\.up", shown.stdout, re.M)
     secrets = [p.read_text().strip() for p in up.credentials.glob("*/*.nk")]
-    secrets += [json.loads(p.read_text())["password"] for p in up.credentials.glob("*/*.password")]
+    secrets += [p.read_text().strip() for p in up.credentials.glob("*/*.password")]
     assert len(secrets) >= 10
     texts = [*up.outputs, up.process.text]
     texts += [p.read_text(errors="replace") for p in up.data_dir.glob("nats-server.log*")]
