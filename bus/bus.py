@@ -737,16 +737,27 @@ class Bus:
     # -- subscribing --------------------------------------------------------------------------
 
     def _check(self, msg: Msg, codec: Codec[C], expected: str) -> Event[C]:
-        """Headers, contract and body of a received message, or :class:`ContractViolation`."""
-        envelope: Envelope = parse_headers(msg.headers, msg.subject)
-        if envelope.type != expected:
-            known = self.registry.by_type(envelope.type)
+        """Headers, contract and body of a received message, or :class:`ContractViolation`.
+
+        Raises nothing else, whatever the bytes: a receive path that met another error would lose
+        the message (a subscription) or die on it at every redelivery (a durable consumer).
+        """
+        try:
+            envelope: Envelope = parse_headers(msg.headers, msg.subject)
+            if envelope.type != expected:
+                known = self.registry.by_type(envelope.type)
+                raise ContractViolation(
+                    f"expected {expected}, got ce-type {envelope.type!r}"
+                    + ("" if known else " (not a known contract)"),
+                    reason="wrong-contract" if known else "unknown-type",
+                )
+            return Event(codec.decode(msg.data, envelope.content_type), envelope)
+        except ContractViolation:
+            raise
+        except Exception as exc:  # a decoder's failure nobody foresaw: still the message's fault
             raise ContractViolation(
-                f"expected {expected}, got ce-type {envelope.type!r}"
-                + ("" if known else " (not a known contract)"),
-                reason="wrong-contract" if known else "unknown-type",
-            )
-        return Event(codec.decode(msg.data, envelope.content_type), envelope)
+                f"the message cannot be read: {type(exc).__name__}: {exc}", reason="invalid-body"
+            ) from exc
 
     def _receiver(
         self, cls: type[C], handler: Callable[[Event[C]], Awaitable[Any]], group: str
