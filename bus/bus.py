@@ -55,7 +55,7 @@ from bus.errors import (
 from bus.jetstream import ConsumerSettings, DurableConsumer, StreamSettings, provision_streams
 from bus.logs import CURRENT_EVENT
 from bus.metrics import ContractMetrics, Metrics
-from bus.wire import Client
+from bus.wire import BadHeaders, Client
 from contracts import Contract, Registry, default_registry
 
 __all__ = [
@@ -216,6 +216,18 @@ RawHandler = Callable[[RawMessage], Awaitable[None]]
 """An async function that takes one raw message."""
 
 
+def bad_header(msg: Msg | RawMessage) -> None:
+    """Raise :class:`ContractViolation` ``bad-header`` when the message's header block could not be
+    read (:class:`~bus.wire.BadHeaders`): nothing of it can be trusted, whatever reads it."""
+    headers = msg.headers
+    if type(headers) is BadHeaders:
+        raise ContractViolation(
+            f"the NATS header block cannot be read ({headers.error}); its bytes are kept in the "
+            "dead letter's original_headers as citybus-header-block",
+            reason="bad-header",
+        )
+
+
 class Subscription:
     """A live typed subscription; :meth:`unsubscribe` or :meth:`drain` to end it."""
 
@@ -271,6 +283,8 @@ class Bus:
         self._unflushed = 0
         self._nc: NATS | None = None
         self._closing = False
+        self._stalled = False
+        self._watchdog: asyncio.Task[None] | None = None
         self._js: JetStreamContext | None = None
         self._publishers: dict[type[Contract], ContractMetrics] = {}
         self.dead_letters = DeadLetters(self)
@@ -294,10 +308,14 @@ class Bus:
         connect_timeout: float = 5.0,
         reconnect_wait: float = 1.0,
         drain_timeout: float = 10.0,
+        watch_interval: float = 1.0,
+        stall_timeout: float = 5.0,
         **options: Any,
     ) -> None:
         """Connect to NATS at ``url``, and keep reconnecting forever once connected.
 
+        Every ``watch_interval`` seconds a watchdog checks that the connection still reads: its
+        reader task runs and the server answers a ping within ``stall_timeout`` (see :meth:`_watch`).
         Raises :class:`ServerUnavailableError` if no server answers the first time.
         """
         log = self.log.bind(url=redact_url(url), user=self.user or None)
@@ -311,6 +329,7 @@ class Bus:
             log.warning("nats disconnected")
 
         async def on_reconnect() -> None:
+            self._stalled = False
             self.metrics.link(id(self), True)
             self.metrics.reconnects.inc()
             log.info("nats reconnected")
@@ -373,8 +392,52 @@ class Bus:
         self._js = self._nc.jetstream()
         self._ack_prefix = None  # a new connection: its acknowledgement inbox is made on first use
         self.url = url
+        self._stalled = False
         self.metrics.link(id(self), True)
+        self._stop_watchdog()
+        self._watchdog = asyncio.get_running_loop().create_task(
+            self._watch(nc, watch_interval, stall_timeout, log), name=f"{self.name} watchdog"
+        )
         log.info("nats connected")
+
+    async def _watch(self, nc: NATS, interval: float, stall_timeout: float, log: Any) -> None:
+        """Notice a connection that no longer reads, say so, and reconnect it.
+
+        nats-py reads in one task; should it end (an exception from its parser) or hang, nothing
+        arrives any more — messages, acknowledgements, replies — while the client still says it is
+        connected, until its own ping check fires minutes later. Here, each ``interval``: the
+        reader task must be running and a ping answered within ``stall_timeout``. Otherwise the
+        connection counts as down (:attr:`connected`, ``citybus_nats_connected``, ``/readyz``), the
+        stall is counted and logged, and nats-py is told the connection is stale: it reconnects,
+        with a new reader. The task belongs to this bus: :meth:`drain` and :meth:`close` end it.
+        """
+        while not nc.is_closed:
+            await asyncio.sleep(interval)
+            if not nc.is_connected or self._closing:
+                continue  # reconnecting (nats-py's own business), or closing
+            reader: asyncio.Task[None] | None = getattr(nc, "_reading_task", None)
+            if reader is not None and reader.done():
+                why = "its reader task has ended"
+            else:
+                try:
+                    await nc.flush(timeout=stall_timeout)  # type: ignore[arg-type]
+                    continue
+                except nats.errors.FlushTimeoutError:
+                    why = f"the server did not answer a ping within {stall_timeout:g} s"
+                except nats.errors.Error:
+                    continue  # closed or reconnecting meanwhile
+            if not nc.is_connected or self._closing:
+                continue
+            self._stalled = True
+            self.metrics.link(id(self), False)
+            self.metrics.stalls.inc()
+            log.error("nats connection stalled: reconnecting", why=why)
+            await nc._process_op_err(nats.errors.StaleConnectionError())
+
+    def _stop_watchdog(self) -> None:
+        watchdog, self._watchdog = self._watchdog, None
+        if watchdog is not None and watchdog is not asyncio.current_task():
+            watchdog.cancel()
 
     @property
     def closed(self) -> bool:
@@ -384,7 +447,7 @@ class Bus:
     @property
     def connected(self) -> bool:
         """True while the connection is up (not while reconnecting)."""
-        return self._nc is not None and self._nc.is_connected
+        return self._nc is not None and self._nc.is_connected and not self._stalled
 
     @property
     def nc(self) -> NATS:
@@ -417,6 +480,7 @@ class Bus:
         if nc is None or nc.is_closed or self._closing:
             return
         self._closing = True
+        self._stop_watchdog()
         try:
             # Handlers still finishing their pending messages may publish (or dead-letter) meanwhile.
             await nc.drain()
@@ -429,6 +493,7 @@ class Bus:
     async def close(self) -> None:
         """Close at once, dropping what has not been handled."""
         nc, self._nc, self._js = self._nc, None, None
+        self._stop_watchdog()
         if nc is not None and not nc.is_closed:
             self._closing = True
             await nc.close()
@@ -743,6 +808,7 @@ class Bus:
         the message (a subscription) or die on it at every redelivery (a durable consumer).
         """
         try:
+            bad_header(msg)
             envelope: Envelope = parse_headers(msg.headers, msg.subject)
             if envelope.type != expected:
                 known = self.registry.by_type(envelope.type)
@@ -832,6 +898,11 @@ class Bus:
 
         async def receive(msg: Msg) -> None:
             raw = RawMessage(msg.subject, bytes(msg.data), msg.headers, msg.reply or "")
+            try:
+                bad_header(raw)
+            except ContractViolation as exc:
+                await self.dead_letters.send(raw, reason=exc.reason, detail=str(exc), consumer=queue)
+                return
             try:
                 await handler(raw)
             except Exception as exc:

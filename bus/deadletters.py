@@ -19,13 +19,18 @@ import nats.errors
 from bus.envelope import H_PROVENANCE, H_TYPE
 from bus.errors import CityBusError
 from bus.subjects import ROOT
+from bus.wire import BadHeaders, escape_block
 from contracts import Classification
 from contracts.citybus import DeadLetter, PersonalDeadLetter
 
 if TYPE_CHECKING:
     from bus.bus import Bus
 
-__all__ = ["PAYLOAD_LIMIT", "DeadLetters", "Inbound"]
+__all__ = ["HEADER_BLOCK", "PAYLOAD_LIMIT", "DeadLetters", "Inbound"]
+
+HEADER_BLOCK = "citybus-header-block"
+"""The key under which a dead letter's ``original_headers`` keep a header block that could not be
+read, as escaped text (``bad-header``)."""
 
 
 class Inbound(Protocol):
@@ -53,6 +58,14 @@ _STORE_TIMEOUT = 5.0
 PAYLOAD_LIMIT = 512 * 1024
 """The most bytes of an original a dead letter keeps: NATS's default message limit is 1 MiB, and a
 dead letter carries the bytes as base64."""
+
+
+def _headers(headers: Mapping[str, str] | None) -> dict[str, str]:
+    """The original's headers as a dead letter keeps them; a header block that could not be read
+    as its bytes, escaped (:func:`bus.wire.escape_block`)."""
+    if type(headers) is BadHeaders:
+        return {HEADER_BLOCK: escape_block(headers.raw)}
+    return dict(headers or {})
 
 
 class DeadLetters:
@@ -84,7 +97,7 @@ class DeadLetters:
             reason=reason,
             detail=detail,
             original_subject=msg.subject,
-            original_headers=dict(msg.headers or {}),
+            original_headers=_headers(msg.headers),
             payload=payload,
             contract=contract,
             consumer=consumer,

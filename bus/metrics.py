@@ -128,6 +128,12 @@ class Metrics:
             "Messages dropped by the client because a subscription could not keep up.",
             registry=r,
         )
+        self.stalls = Counter(
+            "citybus_nats_stalls",
+            "Times a NATS connection stopped reading (its reader ended or a ping went unanswered) while "
+            "it seemed connected; each is then reconnected.",
+            registry=r,
+        )
         self.nats_errors = Counter(
             "citybus_nats_errors", "Asynchronous errors reported by the NATS client.", registry=r
         )
