@@ -292,7 +292,11 @@ class Bus:
         self.user = ""
         """The user this bus connected as (``ACCOUNT/name``), or empty for an anonymous connection."""
         self._denied: dict[str, float] = {}
-        """Subjects the broker refused to take from this connection, and when (loop time)."""
+        """Subjects the broker refused to take from this connection (lower-cased: nats-py lower-cases
+        the server's error text), and when (loop time)."""
+        self._refusal_listeners: set[Callable[[str], None]] = set()
+        """Called with each refused subject (lower-cased) as the refusal arrives: a publish waiting
+        for its acknowledgement stops waiting."""
         self._ack_prefix: str | None = None
         self._ack_futures: dict[str, asyncio.Future[Any]] = {}
         self._ack_tokens = itertools.count()
@@ -345,7 +349,10 @@ class Bus:
                 operation, subject = denied.group(1).lower(), denied.group(2)
                 self.metrics.permission_denials.labels(operation).inc()
                 if operation == "publish":
+                    subject = subject.lower()  # already, from nats-py 2.x; whatever a later one does
                     self._denied[subject] = asyncio.get_running_loop().time()
+                    for listener in list(self._refusal_listeners):
+                        listener(subject)
                 else:
                     self.refused_subscriptions.add(subject)
                 log.warning(
@@ -432,7 +439,7 @@ class Bus:
             self.metrics.link(id(self), False)
             self.metrics.stalls.inc()
             log.error("nats connection stalled: reconnecting", why=why)
-            await nc._process_op_err(nats.errors.StaleConnectionError())
+            await nc.force_reconnect()  # a new socket and a new reader task
 
     def _stop_watchdog(self) -> None:
         watchdog, self._watchdog = self._watchdog, None
@@ -594,18 +601,56 @@ class Bus:
     ) -> PublishAck:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
+        refused: asyncio.Future[None] = loop.create_future()
+        key = subject.lower()
+
+        def on_refusal(denied: str) -> None:
+            if denied == key and not refused.done():
+                refused.set_result(None)
+
+        self._refusal_listeners.add(on_refusal)
+        try:
+            return await self._publish_acked_until(subject, body, headers, cls, timeout, deadline, refused)
+        finally:
+            self._refusal_listeners.discard(on_refusal)
+            refused.cancel()
+
+    async def _publish_acked_until(
+        self,
+        subject: str,
+        body: bytes,
+        headers: dict[str, str],
+        cls: type[Contract],
+        timeout: float,
+        deadline: float,
+        refused: asyncio.Future[None],
+    ) -> PublishAck:
+        """:meth:`_publish_acked`'s retries; each attempt ends early when ``refused`` is set: the
+        broker's refusal comes one round trip after the publish, the timeout many seconds later."""
+        loop = asyncio.get_running_loop()
         delay = 0.05
         while True:
             remaining = deadline - loop.time()
             try:
                 if self._js is None:
                     raise NotConnectedError("the bus is not connected")
-                ack = await self._js.publish(
-                    subject,
-                    body,
-                    timeout=max(0.1, min(self.request_timeout, remaining)),
-                    headers=dict(headers),
+                attempt = asyncio.ensure_future(
+                    self._js.publish(
+                        subject,
+                        body,
+                        timeout=max(0.1, min(self.request_timeout, remaining)),
+                        headers=dict(headers),
+                    )
                 )
+                try:
+                    either: set[asyncio.Future[Any]] = {attempt, refused}
+                    await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    if not attempt.done():
+                        attempt.cancel()  # refused, or this call cancelled
+                if refused.done() and not attempt.done():
+                    raise self._refusal(subject)
+                ack = attempt.result()
                 return PublishAck(ack.stream, ack.seq, bool(ack.duplicate), headers["ce-id"])
             except nats.js.errors.APIError as exc:
                 raise CityBusError(f"JetStream refused {subject}: {exc.description or exc}") from exc
@@ -622,8 +667,12 @@ class Bus:
                 delay = min(delay * 2, 1.0)
 
     def _refused_since(self, subject: str, since: float) -> bool:
-        """Whether the broker refused a publish to ``subject`` at or after ``since`` (loop time)."""
-        return self._denied.get(subject, -1.0) >= since
+        """Whether the broker refused a publish to ``subject`` at or after ``since`` (loop time).
+
+        Compared without case, as nats-py reports it: a subject differing only in case refused in
+        the same moment would be taken for this one, and the caller told of a refusal that is real.
+        """
+        return self._denied.get(subject.lower(), -1.0) >= since
 
     def _refusal(self, subject: str) -> PermissionDeniedError:
         return PermissionDeniedError(
@@ -750,6 +799,15 @@ class Bus:
                 futures.pop(token, None)
                 future.cancel()  # frees its place (release); counted as failed below
 
+        def on_refusal(denied: str) -> None:
+            # The broker refused a subject: its acknowledgements will never come, stop waiting.
+            for index, token, future in sent:
+                refused = prepared[index][1]
+                if refused.lower() == denied and not future.done():
+                    futures.pop(token, None)
+                    future.set_exception(self._refusal(refused))
+
+        self._refusal_listeners.add(on_refusal)
         try:
             for index in pending:
                 while inflight >= window:
@@ -781,6 +839,7 @@ class Bus:
                 wait = min(self.request_timeout, deadline - loop.time())
                 await asyncio.wait(waiting, timeout=max(wait, 0.001))
         finally:
+            self._refusal_listeners.discard(on_refusal)
             give_up_waiting()  # what is still unacknowledged now (or after an error) is not waited for
         for index, _, future in sent:
             if future.cancelled():
