@@ -74,7 +74,15 @@ class Metrics:
         )
         self.dead_lettered = Counter(
             "citybus_dead_letters",
-            "Messages sent to the dead letters, per contract and reason.",
+            "Dead letters stored by JetStream (each once, however often its original was redelivered), "
+            "per contract and reason.",
+            ["contract", "reason"],
+            registry=r,
+        )
+        self.dead_letters_unstored = Counter(
+            "citybus_dead_letters_unstored",
+            "Dead letters JetStream did not store (published plainly and logged instead), per contract "
+            "and reason: a durable consumer keeps such an original and tries again.",
             ["contract", "reason"],
             registry=r,
         )
