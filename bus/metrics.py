@@ -162,7 +162,13 @@ class Metrics:
             self._links.pop(connection, None)
         else:
             self._links[connection] = up
-        self.connected.set(1 if self._links and all(self._links.values()) else 0)
+        self.connected.set(1 if self.links_up else 0)
+
+    @property
+    def links_up(self) -> bool:
+        """Whether there is an open connection and every one is up: what ``citybus_nats_connected``
+        says, for a readiness check of the whole process."""
+        return bool(self._links) and all(self._links.values())
 
     def contract(self, ce_type: str) -> ContractMetrics:
         """The label children for one contract, resolved once (label lookups are not free)."""
