@@ -55,7 +55,7 @@ from bus.errors import (
 from bus.jetstream import ConsumerSettings, DurableConsumer, StreamSettings, provision_streams
 from bus.logs import CURRENT_EVENT
 from bus.metrics import ContractMetrics, Metrics
-from bus.wire import Client
+from bus.wire import BadHeaders, Client
 from contracts import Contract, Registry, default_registry
 
 __all__ = [
@@ -216,6 +216,18 @@ RawHandler = Callable[[RawMessage], Awaitable[None]]
 """An async function that takes one raw message."""
 
 
+def bad_header(msg: Msg | RawMessage) -> None:
+    """Raise :class:`ContractViolation` ``bad-header`` when the message's header block could not be
+    read (:class:`~bus.wire.BadHeaders`): nothing of it can be trusted, whatever reads it."""
+    headers = msg.headers
+    if type(headers) is BadHeaders:
+        raise ContractViolation(
+            f"the NATS header block cannot be read ({headers.error}); its bytes are kept in the "
+            "dead letter's original_headers as citybus-header-block",
+            reason="bad-header",
+        )
+
+
 class Subscription:
     """A live typed subscription; :meth:`unsubscribe` or :meth:`drain` to end it."""
 
@@ -271,6 +283,8 @@ class Bus:
         self._unflushed = 0
         self._nc: NATS | None = None
         self._closing = False
+        self._stalled = False
+        self._watchdog: asyncio.Task[None] | None = None
         self._js: JetStreamContext | None = None
         self._publishers: dict[type[Contract], ContractMetrics] = {}
         self.dead_letters = DeadLetters(self)
@@ -278,7 +292,11 @@ class Bus:
         self.user = ""
         """The user this bus connected as (``ACCOUNT/name``), or empty for an anonymous connection."""
         self._denied: dict[str, float] = {}
-        """Subjects the broker refused to take from this connection, and when (loop time)."""
+        """Subjects the broker refused to take from this connection (lower-cased: nats-py lower-cases
+        the server's error text), and when (loop time)."""
+        self._refusal_listeners: set[Callable[[str], None]] = set()
+        """Called with each refused subject (lower-cased) as the refusal arrives: a publish waiting
+        for its acknowledgement stops waiting."""
         self._ack_prefix: str | None = None
         self._ack_futures: dict[str, asyncio.Future[Any]] = {}
         self._ack_tokens = itertools.count()
@@ -294,10 +312,14 @@ class Bus:
         connect_timeout: float = 5.0,
         reconnect_wait: float = 1.0,
         drain_timeout: float = 10.0,
+        watch_interval: float = 1.0,
+        stall_timeout: float = 5.0,
         **options: Any,
     ) -> None:
         """Connect to NATS at ``url``, and keep reconnecting forever once connected.
 
+        Every ``watch_interval`` seconds a watchdog checks that the connection still reads: its
+        reader task runs and the server answers a ping within ``stall_timeout`` (see :meth:`_watch`).
         Raises :class:`ServerUnavailableError` if no server answers the first time.
         """
         log = self.log.bind(url=redact_url(url), user=self.user or None)
@@ -311,6 +333,7 @@ class Bus:
             log.warning("nats disconnected")
 
         async def on_reconnect() -> None:
+            self._stalled = False
             self.metrics.link(id(self), True)
             self.metrics.reconnects.inc()
             log.info("nats reconnected")
@@ -326,7 +349,10 @@ class Bus:
                 operation, subject = denied.group(1).lower(), denied.group(2)
                 self.metrics.permission_denials.labels(operation).inc()
                 if operation == "publish":
+                    subject = subject.lower()  # already, from nats-py 2.x; whatever a later one does
                     self._denied[subject] = asyncio.get_running_loop().time()
+                    for listener in list(self._refusal_listeners):
+                        listener(subject)
                 else:
                     self.refused_subscriptions.add(subject)
                 log.warning(
@@ -373,8 +399,52 @@ class Bus:
         self._js = self._nc.jetstream()
         self._ack_prefix = None  # a new connection: its acknowledgement inbox is made on first use
         self.url = url
+        self._stalled = False
         self.metrics.link(id(self), True)
+        self._stop_watchdog()
+        self._watchdog = asyncio.get_running_loop().create_task(
+            self._watch(nc, watch_interval, stall_timeout, log), name=f"{self.name} watchdog"
+        )
         log.info("nats connected")
+
+    async def _watch(self, nc: NATS, interval: float, stall_timeout: float, log: Any) -> None:
+        """Notice a connection that no longer reads, say so, and reconnect it.
+
+        nats-py reads in one task; should it end (an exception from its parser) or hang, nothing
+        arrives any more — messages, acknowledgements, replies — while the client still says it is
+        connected, until its own ping check fires minutes later. Here, each ``interval``: the
+        reader task must be running and a ping answered within ``stall_timeout``. Otherwise the
+        connection counts as down (:attr:`connected`, ``citybus_nats_connected``, ``/readyz``), the
+        stall is counted and logged, and nats-py is told the connection is stale: it reconnects,
+        with a new reader. The task belongs to this bus: :meth:`drain` and :meth:`close` end it.
+        """
+        while not nc.is_closed:
+            await asyncio.sleep(interval)
+            if not nc.is_connected or self._closing:
+                continue  # reconnecting (nats-py's own business), or closing
+            reader: asyncio.Task[None] | None = getattr(nc, "_reading_task", None)
+            if reader is not None and reader.done():
+                why = "its reader task has ended"
+            else:
+                try:
+                    await nc.flush(timeout=stall_timeout)  # type: ignore[arg-type]
+                    continue
+                except nats.errors.FlushTimeoutError:
+                    why = f"the server did not answer a ping within {stall_timeout:g} s"
+                except nats.errors.Error:
+                    continue  # closed or reconnecting meanwhile
+            if not nc.is_connected or self._closing:
+                continue
+            self._stalled = True
+            self.metrics.link(id(self), False)
+            self.metrics.stalls.inc()
+            log.error("nats connection stalled: reconnecting", why=why)
+            await nc.force_reconnect()  # a new socket and a new reader task
+
+    def _stop_watchdog(self) -> None:
+        watchdog, self._watchdog = self._watchdog, None
+        if watchdog is not None and watchdog is not asyncio.current_task():
+            watchdog.cancel()
 
     @property
     def closed(self) -> bool:
@@ -384,7 +454,7 @@ class Bus:
     @property
     def connected(self) -> bool:
         """True while the connection is up (not while reconnecting)."""
-        return self._nc is not None and self._nc.is_connected
+        return self._nc is not None and self._nc.is_connected and not self._stalled
 
     @property
     def nc(self) -> NATS:
@@ -417,6 +487,7 @@ class Bus:
         if nc is None or nc.is_closed or self._closing:
             return
         self._closing = True
+        self._stop_watchdog()
         try:
             # Handlers still finishing their pending messages may publish (or dead-letter) meanwhile.
             await nc.drain()
@@ -429,6 +500,7 @@ class Bus:
     async def close(self) -> None:
         """Close at once, dropping what has not been handled."""
         nc, self._nc, self._js = self._nc, None, None
+        self._stop_watchdog()
         if nc is not None and not nc.is_closed:
             self._closing = True
             await nc.close()
@@ -529,18 +601,56 @@ class Bus:
     ) -> PublishAck:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
+        refused: asyncio.Future[None] = loop.create_future()
+        key = subject.lower()
+
+        def on_refusal(denied: str) -> None:
+            if denied == key and not refused.done():
+                refused.set_result(None)
+
+        self._refusal_listeners.add(on_refusal)
+        try:
+            return await self._publish_acked_until(subject, body, headers, cls, timeout, deadline, refused)
+        finally:
+            self._refusal_listeners.discard(on_refusal)
+            refused.cancel()
+
+    async def _publish_acked_until(
+        self,
+        subject: str,
+        body: bytes,
+        headers: dict[str, str],
+        cls: type[Contract],
+        timeout: float,
+        deadline: float,
+        refused: asyncio.Future[None],
+    ) -> PublishAck:
+        """:meth:`_publish_acked`'s retries; each attempt ends early when ``refused`` is set: the
+        broker's refusal comes one round trip after the publish, the timeout many seconds later."""
+        loop = asyncio.get_running_loop()
         delay = 0.05
         while True:
             remaining = deadline - loop.time()
             try:
                 if self._js is None:
                     raise NotConnectedError("the bus is not connected")
-                ack = await self._js.publish(
-                    subject,
-                    body,
-                    timeout=max(0.1, min(self.request_timeout, remaining)),
-                    headers=dict(headers),
+                attempt = asyncio.ensure_future(
+                    self._js.publish(
+                        subject,
+                        body,
+                        timeout=max(0.1, min(self.request_timeout, remaining)),
+                        headers=dict(headers),
+                    )
                 )
+                try:
+                    either: set[asyncio.Future[Any]] = {attempt, refused}
+                    await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    if not attempt.done():
+                        attempt.cancel()  # refused, or this call cancelled
+                if refused.done() and not attempt.done():
+                    raise self._refusal(subject)
+                ack = attempt.result()
                 return PublishAck(ack.stream, ack.seq, bool(ack.duplicate), headers["ce-id"])
             except nats.js.errors.APIError as exc:
                 raise CityBusError(f"JetStream refused {subject}: {exc.description or exc}") from exc
@@ -557,8 +667,12 @@ class Bus:
                 delay = min(delay * 2, 1.0)
 
     def _refused_since(self, subject: str, since: float) -> bool:
-        """Whether the broker refused a publish to ``subject`` at or after ``since`` (loop time)."""
-        return self._denied.get(subject, -1.0) >= since
+        """Whether the broker refused a publish to ``subject`` at or after ``since`` (loop time).
+
+        Compared without case, as nats-py reports it: a subject differing only in case refused in
+        the same moment would be taken for this one, and the caller told of a refusal that is real.
+        """
+        return self._denied.get(subject.lower(), -1.0) >= since
 
     def _refusal(self, subject: str) -> PermissionDeniedError:
         return PermissionDeniedError(
@@ -685,6 +799,15 @@ class Bus:
                 futures.pop(token, None)
                 future.cancel()  # frees its place (release); counted as failed below
 
+        def on_refusal(denied: str) -> None:
+            # The broker refused a subject: its acknowledgements will never come, stop waiting.
+            for index, token, future in sent:
+                refused = prepared[index][1]
+                if refused.lower() == denied and not future.done():
+                    futures.pop(token, None)
+                    future.set_exception(self._refusal(refused))
+
+        self._refusal_listeners.add(on_refusal)
         try:
             for index in pending:
                 while inflight >= window:
@@ -716,6 +839,7 @@ class Bus:
                 wait = min(self.request_timeout, deadline - loop.time())
                 await asyncio.wait(waiting, timeout=max(wait, 0.001))
         finally:
+            self._refusal_listeners.discard(on_refusal)
             give_up_waiting()  # what is still unacknowledged now (or after an error) is not waited for
         for index, _, future in sent:
             if future.cancelled():
@@ -737,16 +861,28 @@ class Bus:
     # -- subscribing --------------------------------------------------------------------------
 
     def _check(self, msg: Msg, codec: Codec[C], expected: str) -> Event[C]:
-        """Headers, contract and body of a received message, or :class:`ContractViolation`."""
-        envelope: Envelope = parse_headers(msg.headers, msg.subject)
-        if envelope.type != expected:
-            known = self.registry.by_type(envelope.type)
+        """Headers, contract and body of a received message, or :class:`ContractViolation`.
+
+        Raises nothing else, whatever the bytes: a receive path that met another error would lose
+        the message (a subscription) or die on it at every redelivery (a durable consumer).
+        """
+        try:
+            bad_header(msg)
+            envelope: Envelope = parse_headers(msg.headers, msg.subject)
+            if envelope.type != expected:
+                known = self.registry.by_type(envelope.type)
+                raise ContractViolation(
+                    f"expected {expected}, got ce-type {envelope.type!r}"
+                    + ("" if known else " (not a known contract)"),
+                    reason="wrong-contract" if known else "unknown-type",
+                )
+            return Event(codec.decode(msg.data, envelope.content_type), envelope)
+        except ContractViolation:
+            raise
+        except Exception as exc:  # a decoder's failure nobody foresaw: still the message's fault
             raise ContractViolation(
-                f"expected {expected}, got ce-type {envelope.type!r}"
-                + ("" if known else " (not a known contract)"),
-                reason="wrong-contract" if known else "unknown-type",
-            )
-        return Event(codec.decode(msg.data, envelope.content_type), envelope)
+                f"the message cannot be read: {type(exc).__name__}: {exc}", reason="invalid-body"
+            ) from exc
 
     def _receiver(
         self, cls: type[C], handler: Callable[[Event[C]], Awaitable[Any]], group: str
@@ -821,6 +957,11 @@ class Bus:
 
         async def receive(msg: Msg) -> None:
             raw = RawMessage(msg.subject, bytes(msg.data), msg.headers, msg.reply or "")
+            try:
+                bad_header(raw)
+            except ContractViolation as exc:
+                await self.dead_letters.send(raw, reason=exc.reason, detail=str(exc), consumer=queue)
+                return
             try:
                 await handler(raw)
             except Exception as exc:

@@ -53,6 +53,12 @@ class Codec(Generic[C]):
             raise ContractViolation(
                 f"body is not valid {content_type}: {exc}", reason="invalid-body"
             ) from exc
+        except RecursionError as exc:
+            # msgspec skips an unknown field's value recursively: a thousand nested arrays in one
+            # (a few kilobytes anyone may send) exhaust the interpreter's recursion limit.
+            raise ContractViolation(
+                f"body is nested too deeply to decode as {content_type} ({exc})", reason="invalid-body"
+            ) from exc
         raise ContractViolation(
             f"unsupported content-type {content_type!r}; citybus reads {JSON} and {MSGPACK}",
             reason="unsupported-encoding",

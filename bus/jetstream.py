@@ -183,6 +183,10 @@ class DurableConsumer(Generic[C]):
                 # The ack, nak or term did not reach the server: JetStream redelivers after
                 # ack_wait, so the message is handled again rather than lost.
                 self.log.warning("acknowledgement failed", error=type(exc).__name__)
+            except Exception:
+                # Never the end of run(): the message is redelivered after ack_wait, and dead-lettered
+                # once it has been delivered max_deliver times.
+                self.log.exception("handling a message failed; it will be redelivered")
             finally:
                 in_flight -= 1
                 slots.release()

@@ -74,7 +74,15 @@ class Metrics:
         )
         self.dead_lettered = Counter(
             "citybus_dead_letters",
-            "Messages sent to the dead letters, per contract and reason.",
+            "Dead letters stored by JetStream (each once, however often its original was redelivered), "
+            "per contract and reason.",
+            ["contract", "reason"],
+            registry=r,
+        )
+        self.dead_letters_unstored = Counter(
+            "citybus_dead_letters_unstored",
+            "Dead letters JetStream did not store (published plainly and logged instead), per contract "
+            "and reason: a durable consumer keeps such an original and tries again.",
             ["contract", "reason"],
             registry=r,
         )
@@ -128,6 +136,12 @@ class Metrics:
             "Messages dropped by the client because a subscription could not keep up.",
             registry=r,
         )
+        self.stalls = Counter(
+            "citybus_nats_stalls",
+            "Times a NATS connection stopped reading (its reader ended or a ping went unanswered) while "
+            "it seemed connected; each is then reconnected.",
+            registry=r,
+        )
         self.nats_errors = Counter(
             "citybus_nats_errors", "Asynchronous errors reported by the NATS client.", registry=r
         )
@@ -148,7 +162,13 @@ class Metrics:
             self._links.pop(connection, None)
         else:
             self._links[connection] = up
-        self.connected.set(1 if self._links and all(self._links.values()) else 0)
+        self.connected.set(1 if self.links_up else 0)
+
+    @property
+    def links_up(self) -> bool:
+        """Whether there is an open connection and every one is up: what ``citybus_nats_connected``
+        says, for a readiness check of the whole process."""
+        return bool(self._links) and all(self._links.values())
 
     def contract(self, ce_type: str) -> ContractMetrics:
         """The label children for one contract, resolved once (label lookups are not free)."""

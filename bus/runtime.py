@@ -325,7 +325,9 @@ class Runtime:
         # The connection is drained last of all (after every component stopped publishing).
         stack.push_async_callback(self._bounded, "nats connection", bus.drain)
         self.health.ready("nats")
-        self.health.check("nats connected", lambda: bus.connected)
+        # This connection and every other of the process (each adapter's own, under access
+        # control), as citybus_nats_connected counts them: one refused or lost is an outage too.
+        self.health.check("nats connected", lambda: bus.connected and self.metrics.links_up)
         streams = await bus.provision_streams(stream_settings(cfg))
         if connector.enabled:
             # The sandbox is an account of its own, with streams of its own (same names).

@@ -282,11 +282,13 @@ def collect(
     ]
     checks = readiness.get("checks")
     checks = {str(k): bool(v) for k, v in checks.items()} if isinstance(checks, dict) else {}
+    connected = metrics.get(("citybus_nats_connected", ()), 0.0) == 1.0
     return Status(
         ops_url=ops_url,
-        ready=readiness.get("status") == "ready",
+        # /readyz and /metrics are read one after the other: should they disagree, the worse holds.
+        ready=readiness.get("status") == "ready" and connected,
         checks=checks,
-        nats_connected=metrics.get(("citybus_nats_connected", ()), 0.0) == 1.0,
+        nats_connected=connected,
         nats_disconnects=counters.one("citybus_nats_disconnects_total"),
         nats_reconnects=counters.one("citybus_nats_reconnects_total"),
         nats_slow_consumers=counters.one("citybus_nats_slow_consumers_total"),

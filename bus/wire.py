@@ -14,9 +14,18 @@ bytes in one join when every name is one already checked and no value needs nats
 (surrounding whitespace, a line break); anything else goes through nats-py's own code, which also
 raises its own errors for bad names. Both publish and JetStream's ``publish_async`` go through it.
 
-It overrides two private methods of nats-py 2.x (``_parse_header_lines``, ``_send_publish``).
-Should a later nats-py no longer call them, the overrides are simply never used: slower, never
-wrong. Tests compare both with nats-py's own on arbitrary input.
+Reading must also survive what nats-py cannot read. A header block nats-py chokes on
+(``NATS/1.0`` without a line end, a status line of bytes that are not UTF-8) raised from deep in
+its reader, and the reader task ended: the connection went deaf — no message, acknowledgement or
+reply — while it still counted as connected. :meth:`Client._process_headers` returns such a block
+as :class:`BadHeaders` (empty, carrying the raw bytes and the error), so the message is delivered
+and the bus dead-letters it (``bad-header``); :meth:`Client._process_msg` reports, instead of
+dying on, anything else a single message makes nats-py raise.
+
+It overrides private methods of nats-py 2.x (``_parse_header_lines``, ``_send_publish``,
+``_process_headers``, ``_process_msg``). Should a later nats-py no longer call them, the overrides
+are simply never used: slower, never wrong (and the bus's watchdog still sees a dead reader).
+Tests compare the header parser and writer with nats-py's own on arbitrary input.
 """
 
 from __future__ import annotations
@@ -25,10 +34,11 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+import nats.errors
 from nats.aio.client import Client as _NatsClient
 from nats.protocol import command
 
-__all__ = ["Client", "header_block", "parse_header_lines"]
+__all__ = ["BadHeaders", "Client", "escape_block", "header_block", "parse_header_lines"]
 
 _HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # the names nats-py writes as they are
 _clean_names: set[str] = set()
@@ -127,6 +137,25 @@ def header_block(headers: Mapping[str, str]) -> bytes | None:
     return ("NATS/1.0\r\n" + "\r\n".join(map(": ".join, headers.items())) + "\r\n\r\n").encode()
 
 
+class BadHeaders(dict[str, str]):
+    """The headers of a message whose header block could not be read: none, but the block's raw
+    bytes (:attr:`raw`) and what was wrong with it (:attr:`error`). Only :class:`Client` makes one,
+    so a sender cannot forge it with a header of its own."""
+
+    __slots__ = ("raw", "error")
+
+    def __init__(self, raw: bytes, error: str) -> None:
+        super().__init__()
+        self.raw = raw
+        self.error = error
+
+
+def escape_block(raw: bytes) -> str:
+    """``raw`` as printable ASCII with Python escapes (``\\xff``, ``\\r\\n``); lossless:
+    ``text.encode("ascii").decode("unicode_escape").encode("latin-1")`` gives the bytes back."""
+    return raw.decode("latin-1").encode("unicode_escape").decode("ascii")
+
+
 class Client(_NatsClient):
     """nats-py's client, reading header blocks with :func:`parse_header_lines` and writing them with
     :func:`header_block`."""
@@ -147,3 +176,18 @@ class Client(_NatsClient):
         await self._send_command(command.hpub_cmd(subject, reply, block, payload))
         if self._flush_queue is not None and self._flush_queue.empty():
             await self._flush_pending()
+
+    async def _process_headers(self, headers: Any) -> dict[str, str] | None:
+        try:
+            parsed: dict[str, str] | None = await super()._process_headers(headers)
+        except Exception as exc:  # nats-py indexes and decodes the status line unguarded
+            return BadHeaders(bytes(headers), f"{type(exc).__name__}: {exc}")
+        return parsed
+
+    async def _process_msg(self, sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes) -> None:
+        try:
+            await super()._process_msg(sid, subject, reply, data, headers)
+        except Exception as exc:
+            # Raised into the parser, it would end the reader task and the connection would go deaf.
+            where = subject[:200].decode("ascii", "replace")
+            await self._error_cb(nats.errors.Error(f"a message on {where} could not be read: {exc!r}"))

@@ -16,7 +16,7 @@ from nats.js import api
 
 from bus import Bus, CityBusError, ConsumerSettings, Event, Metrics, Provenance, PublishTimeoutError
 from bus.deadletters import PAYLOAD_LIMIT
-from bus.envelope import build_headers, new_event_id
+from bus.envelope import CONTENT_TYPES, build_headers, new_event_id
 from bus.memory import MemoryBus
 from bus.server import EmbeddedServer
 from bus.subjects import contract_subject, request_subject
@@ -546,3 +546,82 @@ async def test_a_durable_consumer_reports_its_backlog(any_bus: Bus, entity: str)
         await wait_for(lambda: len(handled) == 5)
         await wait_for(lambda: pending() == 0)
         consumer.stop()
+
+
+def deeply_nested(encoding: str, depth: int = 5000) -> bytes:
+    """A beach observation with an unknown field holding ``depth`` nested arrays (a few kilobytes):
+    msgspec skips the field recursively, past the interpreter's recursion limit."""
+    fields = msgspec.to_builtins(beach("x"))
+    if encoding == "json":
+        return msgspec.json.encode(fields)[:-1] + b',"x":' + b"[" * depth + b"]" * depth + b"}"
+    head = msgspec.msgpack.encode({**fields, "x": 0})[:-1]  # the map's last value replaced below
+    return head + b"\x91" * depth + b"\x90"
+
+
+def body_headers(encoding: str) -> dict[str, str]:
+    return build_headers(
+        BeachObservation.__contract__,
+        event_id=new_event_id(),
+        source="/t",
+        time=datetime.now(UTC),
+        provenance="sensor",
+        content_type=CONTENT_TYPES[encoding],
+    )
+
+
+@pytest.mark.parametrize("encoding", ["json", "msgpack"])
+async def test_a_deeply_nested_body_is_dead_lettered_on_a_subscription(
+    any_bus: Bus, entity: str, encoding: str
+) -> None:
+    letters = await dead_letter_collector(any_bus)
+    got = Collector()
+    await any_bus.subscribe(BeachObservation, got, entity=entity)
+    subject = contract_subject(beach(entity))
+    body = deeply_nested(encoding)
+    await any_bus.nc.publish(subject, body, headers=body_headers(encoding))
+    await any_bus.publish(beach(entity))  # the subscriber still works afterwards
+    await wait_for(lambda: len(got.events) == 1 and len(letters.events) == 1)
+    letter = letters.events[0].data
+    assert isinstance(letter, DeadLetter)
+    assert (letter.reason, letter.original_subject, letter.payload) == ("invalid-body", subject, body)
+    assert "nested too deeply" in letter.detail
+
+
+@pytest.mark.parametrize("encoding", ["json", "msgpack"])
+async def test_a_deeply_nested_body_is_dead_lettered_by_a_durable_consumer_which_goes_on(
+    any_bus: Bus, entity: str, encoding: str
+) -> None:
+    letters = await dead_letter_collector(any_bus)
+    got = Collector()
+    consumer = any_bus.consume(BeachObservation, got, durable=f"deep-{entity}", entity=entity)
+    subject = contract_subject(beach(entity))
+    await any_bus.js.publish(subject, deeply_nested(encoding), headers=body_headers(encoding))
+    await any_bus.publish_durable(beach(entity))
+    async with asyncio.TaskGroup() as tg:
+        running = tg.create_task(consumer.run())
+        await wait_for(lambda: len(got.events) == 1 and len(letters.events) == 1 or running.done())
+        assert not running.done()  # run() did not die on the message
+        consumer.stop()
+    letter = letters.events[0].data
+    assert isinstance(letter, DeadLetter)
+    assert (letter.reason, letter.consumer) == ("invalid-body", f"deep-{entity}")
+    assert "nested too deeply" in letter.detail
+
+
+@pytest.mark.parametrize("encoding", ["json", "msgpack"])
+async def test_a_deeply_nested_request_is_refused_and_dead_lettered(
+    any_bus: Bus, entity: str, encoding: str
+) -> None:
+    letters = await dead_letter_collector(any_bus)
+
+    async def respond(event: Event[BeachObservation]) -> WeatherObserved:
+        raise AssertionError("an invalid request must not reach the responder")
+
+    await any_bus.serve(BeachObservation, respond, entity=entity)
+    subject = request_subject(beach(entity))
+    body, headers = deeply_nested(encoding), body_headers(encoding)
+    reply = await any_bus.nc.request(subject, body, headers=headers, timeout=5)
+    assert reply.headers is not None
+    assert reply.headers["citybus-error"].startswith("invalid-body")
+    await wait_for(lambda: len(letters.events) == 1)
+    assert "nested too deeply" in letters.events[0].data.detail  # type: ignore[attr-defined]

@@ -188,6 +188,7 @@ def exported() -> dict[str, set[str]]:
     contract.latency.observe(0.01)
     contract.invalid("schema")
     metrics.dead_lettered.labels("environment.beach-observation.v1", "out-of-range").inc()
+    metrics.dead_letters_unstored.labels("environment.beach-observation.v1", "out-of-range").inc()
     metrics.publish_retries.labels("environment.beach-observation.v1").inc()
     metrics.consumer_pending.labels("archive-beach-observation-v1", "CITY_PUBLIC_ENVIRONMENT").set(3)
     metrics.permission_denials.labels("publish").inc()
