@@ -45,6 +45,7 @@ __all__ = [
     "OpsConfig",
     "ServerConfig",
     "StreamsConfig",
+    "config_file",
     "load_config",
 ]
 
@@ -295,6 +296,12 @@ def load_config(path: Path | None = None, environ: Mapping[str, str] | None = No
         return msgspec.convert(sections, type=Config)
     except msgspec.ValidationError as exc:  # checks across fields (__post_init__), and a safety net
         raise ConfigError(f"{origin}: {exc}") from exc
+
+
+def config_file(path: Path | None = None, environ: Mapping[str, str] | None = None) -> Path | None:
+    """The file :func:`load_config` reads with these arguments, made absolute; ``None`` if none."""
+    file = _config_file(path, os.environ if environ is None else environ)
+    return file.resolve() if file is not None else None
 
 
 def _config_file(path: Path | None, env: Mapping[str, str]) -> Path | None:

@@ -210,6 +210,9 @@ def test_generate_issues_private_credentials_once_and_a_config_nats_server_accep
     assert text.count("nkey:") == len(users)
     assert "bikes" not in text  # the disabled instance has no user
 
+    # No citybus up uses the directory: the command says it reloaded nothing.
+    assert "did not reload any server (no citybus up with an embedded server uses" in out
+
     # How to use it: an include relative to the including file (nats-server ignores a leading /).
     server_conf = cli.directory.parent / "nats-server.conf"
     assert f"in {server_conf}:" in out and 'include "credentials/accounts.conf"' in out
