@@ -51,7 +51,9 @@ from contracts import Contract, UnknownContractError, default_registry
 __all__ = ["register"]
 
 _NAME = re.compile(r"^[a-z][a-z0-9]*(?:-[a-z0-9]+)*$")
-_BUILT_IN = frozenset(k.value for k in (Kind.SERVICE, Kind.OPERATOR, Kind.INTERNAL, Kind.PUBLIC, Kind.SYSTEM))
+_BUILT_IN = frozenset(
+    k.value for k in (Kind.SERVICE, Kind.PROVISIONER, Kind.OPERATOR, Kind.INTERNAL, Kind.PUBLIC, Kind.SYSTEM)
+)
 
 
 class _Setup:
@@ -85,7 +87,8 @@ class _Setup:
                 self._check_agrees(given)
             else:
                 started = running.get("config_file") or "no config file"
-                err(f"citybus: acting on the running citybus up's configuration (pid {running.get('pid')}, {started})")
+                pid = running.get("pid")
+                err(f"citybus: acting on the running citybus up's configuration (pid {pid}, {started})")
         else:
             self.declared, self.mqtt_users = self._configured()
 

@@ -333,13 +333,17 @@ class Runtime:
         stack.push_async_callback(self._bounded, "nats connection", bus.drain)
         self.health.ready("nats")
         self.health.check("nats connected", lambda: bus.connected)
-        streams = await bus.provision_streams(stream_settings(cfg))
         if connector.enabled:
-            # The sandbox is an account of its own, with streams of its own (same names).
+            # The sandbox is an account of its own, with streams of its own (same names). Streams
+            # are provisioned by a user of their own, on connections closed once it is done: the
+            # long-lived service connections may not touch a stream (see bus/access.py).
+            for account in (Account.CITY.value, Account.SANDBOX.value):
+                streams = await self._provision(connector, account)
             sandbox = await connector.connect(Account.SANDBOX.value, "service")
             stack.push_async_callback(self._bounded, "nats connection (SANDBOX)", sandbox.drain)
-            await sandbox.provision_streams(stream_settings(cfg))
             self.health.check("nats connected (SANDBOX)", lambda: sandbox.connected)
+        else:
+            streams = await bus.provision_streams(stream_settings(cfg))
         self.health.ready("streams")
         accounts = "CITY, SANDBOX" if connector.enabled else None
         log.info("streams provisioned", streams=streams, accounts=accounts)
@@ -359,6 +363,14 @@ class Runtime:
             component = factory(context)
             await component.start()
             stack.push_async_callback(self._bounded, name, component.stop)
+
+    async def _provision(self, connector: Connector, account: str) -> list[str]:
+        """Provision ``account``'s streams as its ``provisioner``, then close that connection."""
+        provisioner = await connector.connect(account, "provisioner")
+        try:
+            return await provisioner.provision_streams(stream_settings(self.config))
+        finally:
+            await self._bounded(f"provisioning connection ({account})", provisioner.drain)
 
     def _prepare_access(self, log: Any) -> str:
         """Under access control: the credentials every user needs and the server's ``accounts.conf``.

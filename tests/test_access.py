@@ -491,17 +491,18 @@ async def test_anonymous_clients_are_refused(city: City) -> None:
         await nats.connect(city.server.url, allow_reconnect=False, max_reconnect_attempts=0)
 
 
-# -- JetStream: the service provisions, a durable consumer gets exactly its own rights -------------
+# -- JetStream: the provisioner provisions, a durable consumer gets exactly its own rights ---------
 
 
-async def test_the_service_provisions_streams_and_a_durable_consumer_works_with_its_minimal_rights(
+async def test_the_provisioner_provisions_streams_and_a_durable_consumer_works_with_its_minimal_rights(
     city: City,
 ) -> None:
     url, store = city.server.url, city.store
-    service = Bus(metrics=Metrics(), source="/tests/service")
+    service = Bus(metrics=Metrics(), source="/tests/provisioner")
     platform = Bus(metrics=Metrics(), source="/tests/platform")
     archive = Bus(metrics=Metrics(), source="/tests/archive")
-    for bus, user in ((service, "service"), (platform, "volunteer-platform"), (archive, "volunteer-archive")):
+    users = ((service, "provisioner"), (platform, "volunteer-platform"), (archive, "volunteer-archive"))
+    for bus, user in users:
         await bus.connect(url, **store.load("CITY", user).connect_options())
     try:
         names = await service.provision_streams()

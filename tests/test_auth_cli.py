@@ -191,13 +191,19 @@ def test_generate_issues_private_credentials_once_and_a_config_nats_server_accep
     d = cli.directory
     conf = d / "accounts.conf"
     assert f"wrote {conf}" in out
-    assert "credentials in" in out and "14 issued, 0 kept" in out
+    assert "credentials in" in out and "16 issued, 0 kept" in out
     users = [
         *(
             f"CITY/{u}"
-            for u in ("service", "operator", "internal", "public", "beach", "archive", "mqtt-city")
+            for u in (
+                *("service", "provisioner", "operator", "internal", "public"),
+                *("beach", "archive", "mqtt-city"),
+            )
         ),
-        *(f"SANDBOX/{u}" for u in ("service", "operator", "internal", "public", "sandbox", "beach-replayed")),
+        *(
+            f"SANDBOX/{u}"
+            for u in ("service", "provisioner", "operator", "internal", "public", "sandbox", "beach-replayed")
+        ),
         "SYS/system",
     ]
     seeds = sorted(str(p.relative_to(d)) for p in d.rglob("*.nk"))
@@ -228,7 +234,7 @@ def test_generate_issues_private_credentials_once_and_a_config_nats_server_accep
     # Again: every key is kept, and the configuration is the same.
     keys = {p: p.read_text() for p in d.rglob("*.nk")}
     status, out, _ = cli("generate", "--server-config", str(cli.directory.parent / "etc" / "nats.conf"))
-    assert status == 0 and "0 issued, 14 kept" in out
+    assert status == 0 and "0 issued, 16 kept" in out
     assert 'include "../credentials/accounts.conf"' in out
     assert {p: p.read_text() for p in d.rglob("*.nk")} == keys
     assert conf.read_text() == text
@@ -255,7 +261,7 @@ def test_generate_keeps_revoked_users_out(cli: Cli) -> None:
     assert f"delete {cli.directory / 'CITY' / 'beach.revoked'}" in out
     assert "credentials revoked" in err  # the audit log line, with the public key only
     status, out, _ = cli("generate")
-    assert status == 0 and "0 issued, 13 kept" in out and "left out, revoked: CITY/beach" in out
+    assert status == 0 and "0 issued, 15 kept" in out and "left out, revoked: CITY/beach" in out
     assert not (cli.directory / "CITY" / "beach.nk").exists()
     assert (
         "# beach (adapter): no credentials, cannot connect" in (cli.directory / "accounts.conf").read_text()
@@ -477,8 +483,8 @@ def test_seeds_stay_in_their_files(cli: Cli) -> None:
         ("generate",),
     ):
         assert cli(*args)[0] == 0
-    # 14 users of the configuration and the pilot; the pilot's and the archive's seeds were deleted.
-    assert len(cli.seeds) == 15
+    # 16 users of the configuration and the pilot; the pilot's and the archive's seeds were deleted.
+    assert len(cli.seeds) == 17
     everything = "\n".join(cli.outputs) + (cli.directory / "accounts.conf").read_text()
     everything += (cli.directory / "pilots.toml").read_text()
     assert not [s for s in cli.seeds if s in everything]
