@@ -31,14 +31,13 @@ from adapters.access import (
     configured_instances,
     contract_ref,
     credentials_dir,
-    declarations,
     generate,
     load_pilots,
     save_pilots,
 )
 from bus import subjects
 from bus.access import AccessModel, Account, Kind, User
-from bus.auth import Declared, declared_from_record, declared_record
+from bus.auth import Declared, declared_from_record, declared_record, discover_declarations
 from bus.auth import access_model as bus_access_model
 from bus.cli import err, out
 from bus.client import read_instance, reload_server
@@ -94,11 +93,13 @@ class _Setup:
 
     def _configured(self) -> tuple[Declared, tuple[str, ...]]:
         """The declarations of the configuration at hand, and its MQTT users."""
-        instances, problems = configured_instances(self.config)
+        _instances, problems = configured_instances(self.config)
         for problem in problems:
             err(f"citybus: warning: {problem}")
-        split = declarations(instances)
-        return Declared(split.city, split.sandbox), tuple(self.config.auth.mqtt_users)
+        # Every installed package's declarations, as `citybus up` asks for them (the sandbox's
+        # command-line replay user, too).
+        found = discover_declarations(self.config)
+        return Declared(found.city, found.sandbox), tuple(self.config.auth.mqtt_users)
 
     def _check_agrees(self, given: Path) -> None:
         """Refuse a given configuration that declares other users or rights than the running one."""

@@ -191,7 +191,7 @@ def test_generate_issues_private_credentials_once_and_a_config_nats_server_accep
     d = cli.directory
     conf = d / "accounts.conf"
     assert f"wrote {conf}" in out
-    assert "credentials in" in out and "16 issued, 0 kept" in out
+    assert "credentials in" in out and "17 issued, 0 kept" in out
     users = [
         *(
             f"CITY/{u}"
@@ -202,7 +202,10 @@ def test_generate_issues_private_credentials_once_and_a_config_nats_server_accep
         ),
         *(
             f"SANDBOX/{u}"
-            for u in ("service", "provisioner", "operator", "internal", "public", "sandbox", "beach-replayed")
+            for u in (
+                *("service", "provisioner", "operator", "internal", "public"),
+                *("sandbox", "beach-replayed", "replay"),  # replay: `citybus replay`'s (sandbox/access.py)
+            )
         ),
         "SYS/system",
     ]
@@ -234,7 +237,7 @@ def test_generate_issues_private_credentials_once_and_a_config_nats_server_accep
     # Again: every key is kept, and the configuration is the same.
     keys = {p: p.read_text() for p in d.rglob("*.nk")}
     status, out, _ = cli("generate", "--server-config", str(cli.directory.parent / "etc" / "nats.conf"))
-    assert status == 0 and "0 issued, 16 kept" in out
+    assert status == 0 and "0 issued, 17 kept" in out
     assert 'include "../credentials/accounts.conf"' in out
     assert {p: p.read_text() for p in d.rglob("*.nk")} == keys
     assert conf.read_text() == text
@@ -261,7 +264,7 @@ def test_generate_keeps_revoked_users_out(cli: Cli) -> None:
     assert f"delete {cli.directory / 'CITY' / 'beach.revoked'}" in out
     assert "credentials revoked" in err  # the audit log line, with the public key only
     status, out, _ = cli("generate")
-    assert status == 0 and "0 issued, 15 kept" in out and "left out, revoked: CITY/beach" in out
+    assert status == 0 and "0 issued, 16 kept" in out and "left out, revoked: CITY/beach" in out
     assert not (cli.directory / "CITY" / "beach.nk").exists()
     assert (
         "# beach (adapter): no credentials, cannot connect" in (cli.directory / "accounts.conf").read_text()
@@ -483,8 +486,8 @@ def test_seeds_stay_in_their_files(cli: Cli) -> None:
         ("generate",),
     ):
         assert cli(*args)[0] == 0
-    # 16 users of the configuration and the pilot; the pilot's and the archive's seeds were deleted.
-    assert len(cli.seeds) == 17
+    # 17 users of the configuration and the pilot; the pilot's and the archive's seeds were deleted.
+    assert len(cli.seeds) == 18
     everything = "\n".join(cli.outputs) + (cli.directory / "accounts.conf").read_text()
     everything += (cli.directory / "pilots.toml").read_text()
     assert not [s for s in cli.seeds if s in everything]

@@ -265,6 +265,19 @@ async def test_a_pilot_added_while_up_publishes_in_the_sandbox_until_revoked(
     assert ("SANDBOX", "acme") not in await connections(up)
 
 
+# -- citybus replay against the running instance ----------------------------------------------------
+
+
+async def test_citybus_replay_runs_against_the_running_instance_as_the_replay_user(up: Running) -> None:
+    """`citybus replay` logs in as SANDBOX/replay, which `citybus up` issues (sandbox/access.py);
+    and --duration is a number of seconds (it was passed on as text and always refused)."""
+    result = await up.citybus("replay", "--fast", "--duration", "600", "--log-level", "info")
+    assert result.returncode == 0, result
+    assert "running adapter sandbox-replay as instance replay" in result.stderr, result
+    assert "no credentials" not in result.stderr and "Traceback" not in result.stderr, result
+    assert re.search(r"SANDBOX/replay", result.stdout + result.stderr), result
+
+
 # -- citybus auth from another directory ---------------------------------------------------------
 
 
