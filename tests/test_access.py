@@ -38,7 +38,10 @@ import pytest
 import structlog
 from nats.aio.client import Client as NATS
 from nats.js import api
+from prometheus_client import CollectorRegistry
 
+from adapters import Context
+from adapters.metrics import AdapterMetrics
 from bus import Bus, Event, Metrics
 from bus.access import (
     AccessError,
@@ -49,6 +52,7 @@ from bus.access import (
     Kind,
 )
 from bus.credentials import CredentialError, CredentialStore, Secret
+from bus.errors import ConfigError
 from bus.server import EmbeddedServer
 from bus.subjects import (
     clock_subject,
@@ -539,6 +543,54 @@ async def test_the_provisioner_provisions_streams_and_a_durable_consumer_works_w
         assert operator.refused("publish", js_api("STREAM", "INFO", stream))
     finally:
         for bus in (service, platform, archive):
+            await bus.drain()
+
+
+async def test_an_adapters_durable_consumer_works_under_access_control(city: City) -> None:
+    """ctx.consume names its consumer by the rule the broker grants (bus.subjects.durable_name);
+    a durable name of its own is refused at the call, in one line, not by the broker later."""
+    url, store = city.server.url, city.store
+    provisioner = Bus(metrics=Metrics(), source="/tests/provisioner")
+    platform = Bus(metrics=Metrics(), source="/tests/platform")
+    archive = Bus(metrics=Metrics(), source="/tests/archive")
+    users = ((provisioner, "provisioner"), (platform, "volunteer-platform"), (archive, "volunteer-archive"))
+    for bus, user in users:
+        await bus.connect(url, **store.load("CITY", user).connect_options())
+    ctx = Context(
+        bus=archive,
+        adapter="volunteer-archive",
+        instance="volunteer-archive",
+        consumes=(VolunteerSignup,),
+        produces=(),
+        metrics=AdapterMetrics(CollectorRegistry()).instance("volunteer-archive", "volunteer-archive"),
+        logger=structlog.get_logger(),
+    )
+    try:
+        await provisioner.provision_streams()
+        signup = VolunteerSignup.example()
+        await platform.publish_durable(signup, timeout=5)
+        received: list[Event[VolunteerSignup]] = []
+
+        async def store_it(event: Event[VolunteerSignup]) -> None:
+            received.append(event)
+
+        with pytest.raises(ConfigError, match="named 'volunteer-archive-volunteer-signup-v1'"):
+            await ctx.consume(VolunteerSignup, store_it, durable="my-archive")
+        own = durable_name("volunteer-archive", VolunteerSignup)
+        for durable in (None, own):  # the rule's name, by default or repeated
+            received.clear()
+            task = asyncio.create_task(ctx.consume(VolunteerSignup, store_it, durable=durable))
+            try:
+                await wait_for(lambda t=task: any(e.data == signup for e in received) or t.done())
+                assert not task.done(), task.exception()
+            finally:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await platform.publish_durable(VolunteerSignup.example(), timeout=5)
+        assert not city.peer("CITY", "volunteer-archive").errors
+    finally:
+        for bus in (provisioner, platform, archive):
             await bus.drain()
 
 
