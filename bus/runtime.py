@@ -361,8 +361,10 @@ class Runtime:
         factories = self._factories if self._factories is not None else discover_components()
         for name, factory in factories:
             component = factory(context)
-            await component.start()
+            # Its stop is on the stack before it starts: a stop during its start (adapters getting
+            # ready) must stop it too, before the connections and the server it runs on.
             stack.push_async_callback(self._bounded, name, component.stop)
+            await component.start()
 
     async def _provision(self, connector: Connector, account: str) -> list[str]:
         """Provision ``account``'s streams as its ``provisioner``, then close that connection."""
