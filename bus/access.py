@@ -43,10 +43,10 @@ internal   requests ``city.public.rpc.>``,                  ``city.public.>``, `
 operator   ``citybus.control.>``; ``$JS.API.INFO``,         ``city.public.>``, ``city.internal.>``,
 (both)     ``STREAM.NAMES`` and the ``STREAM.INFO`` of      ``citybus.clock.>``, its inbox. *Never*:
            every stream that is not personal                others' requests
-pilot      the subjects of the contracts it produces        ``city.public.>``, ``city.internal.>``,
-(SANDBOX)  (never personal); the dead letters; its          ``citybus.clock.>``, its ``raw_subscribe``, its
-           ``raw_publish`` (outside ``city.``); the         inbox. *Never*: others' requests, the dead
-           JetStream API of its own durable consumers       letters
+pilot      the subjects of the contracts it produces        ``city.public.>``, ``city.internal.>`` (the
+(SANDBOX)  (never personal); its ``raw_publish`` (outside   sandbox's dead letters included),
+           ``city.``); the JetStream API of its own         ``citybus.clock.>``, its ``raw_subscribe``, its
+           durable consumers. *Never*: the dead letters     inbox. *Never*: others' requests
 mqtt       the raw subjects ``CITY``'s adapters read        the raw subjects they publish (downlinks)
 (CITY)     (uplinks), with the same denials. Password
            login, MQTT connections only
@@ -102,9 +102,11 @@ Why each right exists, and the decisions behind them:
   ``MSG.DELETE``, ``SNAPSHOT``, ``RESTORE``, no consumers, no data. An update can still drop
   messages (lower limits), which is why it lives on a user of its own and not on the service's
   long-lived connection, and why no other user may send it.
-* **Dead letters are internal.** Every adapter and pilot may *publish* them (its bus dead-letters
-  what it cannot handle); internal clients and operators read them; the public does not, and
-  neither do pilots — a dead letter carries the original payload whatever its classification.
+* **Dead letters are internal.** Every adapter may *publish* them (its bus dead-letters what it
+  cannot handle); internal clients and operators read them; the public does not — a dead letter
+  carries the original payload. **Pilots** read the sandbox's dead letters, which is how they see
+  why their messages were refused (a personal message's dead letter is personal, out of their
+  reach), and may never publish one: a forged dead letter would be taken for the bus's record.
 * **Operators** steer components (``citybus.control.>``), watch clocks and read public and internal
   data, and read the state of the streams that are not personal (``STREAM.INFO`` can list
   subjects, and a personal subject names a person).
@@ -536,7 +538,15 @@ class AccessModel:
         r = _Rights()
         for cls in d.produces:
             r.pub(subjects.contract_filter(cls), f"produces {_describe(cls)}")
-        r.pub(subjects.dead_letter_filter(), "dead-letters what it cannot translate or handle")
+        if kind is Kind.PILOT:
+            r.deny_publish.append(
+                Grant(
+                    subjects.dead_letter_filter(),
+                    "dead letters are the bus's record: a pilot could forge them",
+                )
+            )
+        else:
+            r.pub(subjects.dead_letter_filter(), "dead-letters what it cannot translate or handle")
         if any(c.__contract__.classification is PERSONAL for c in d.consumes):
             r.pub(
                 subjects.contract_filter(PersonalDeadLetter),
@@ -561,7 +571,12 @@ class AccessModel:
             for classification in (PUBLIC, INTERNAL):
                 r.sub(
                     subjects.classification_filter(classification),
-                    f"reads the sandbox's replayed {classification.value} data",
+                    f"reads the sandbox's replayed {classification.value} data"
+                    + (
+                        ", and the sandbox's dead letters (its own among them)"
+                        if classification is INTERNAL
+                        else ""
+                    ),
                 )
                 r.deny_subscribe.append(
                     Grant(
@@ -569,9 +584,6 @@ class AccessModel:
                         "requests are for their responders: they can carry what a citizen asked",
                     )
                 )
-            r.deny_subscribe.append(
-                Grant(subjects.dead_letter_filter(), "dead letters carry payloads of every classification")
-            )
         else:
             for cls in d.consumes:
                 r.sub(subjects.contract_filter(cls), f"consumes {_describe(cls)}")

@@ -407,9 +407,9 @@ def test_show_says_who_may_do_what_and_lists_the_declassifiers(cli: Cli, with_de
         "user": "acme",
         "kind": "pilot",
         "declassifier": False,
-        "right": "never subscribe",
+        "right": "never publish",
         "subject": "city.internal.citybus.dead-letter.*",
-        "why": "dead letters carry payloads of every classification",
+        "why": "dead letters are the bus's record: a pilot could forge them",
     } in doc["rights"]
     assert {r["user"] for r in doc["rights"]} >= {"acme", "stats", "beach", "system"}
 
