@@ -99,7 +99,8 @@ class _Setup:
         # Every installed package's declarations, as `citybus up` asks for them (the sandbox's
         # command-line replay user, too).
         found = discover_declarations(self.config)
-        return Declared(found.city, found.sandbox), tuple(self.config.auth.mqtt_users)
+        declared = Declared(found.city, found.sandbox, on_demand=found.on_demand)
+        return declared, tuple(self.config.auth.mqtt_users)
 
     def _check_agrees(self, given: Path) -> None:
         """Refuse a given configuration that declares other users or rights than the running one."""
@@ -127,7 +128,12 @@ class _Setup:
     def model(self, pilots: list[Pilot] | None = None) -> AccessModel:
         """The access model of the instances' declarations and ``pilots`` (default: the pilots)."""
         pilots = self.pilots if pilots is None else pilots
-        declared = Declared(self.declared.city, self.declared.sandbox, tuple(p.declaration() for p in pilots))
+        declared = Declared(
+            self.declared.city,
+            self.declared.sandbox,
+            tuple(p.declaration() for p in pilots),
+            self.declared.on_demand,
+        )
         return bus_access_model(default_registry(), declared, self.config, mqtt_users=self.mqtt_users)
 
     def keeps_users_in_use(self, model: AccessModel, revoking: tuple[str, str] | None = None) -> None:
@@ -146,7 +152,8 @@ def _users(declared: Declared, mqtt_users: tuple[str, ...]) -> dict[str, Any]:
     """``ACCOUNT/user`` → what it declares, for comparing two configurations."""
     record = declared_record(declared)
     users: dict[str, Any] = {f"{Account.CITY.value}/{name}": "mqtt" for name in mqtt_users}
-    for account, key in ((Account.CITY, "city"), (Account.SANDBOX, "sandbox")):
+    keys = (Account.CITY, "city"), (Account.SANDBOX, "sandbox"), (Account.SANDBOX, "on_demand")
+    for account, key in keys:
         users.update({f"{account.value}/{d['name']}": d for d in record[key]})
     return users
 

@@ -71,9 +71,17 @@ class Declared:
     city: tuple[Declaration, ...] = ()
     sandbox: tuple[Declaration, ...] = ()
     pilots: tuple[Declaration, ...] = ()
+    on_demand: tuple[Declaration, ...] = ()
+    """Users of ``SANDBOX`` for commands run on demand (``citybus replay``): issued like the
+    instances', but not running, so they do not make ``SANDBOX`` the account ``citybus up`` serves."""
 
     def __add__(self, other: Declared) -> Declared:
-        return Declared(self.city + other.city, self.sandbox + other.sandbox, self.pilots + other.pilots)
+        return Declared(
+            self.city + other.city,
+            self.sandbox + other.sandbox,
+            self.pilots + other.pilots,
+            self.on_demand + other.on_demand,
+        )
 
 
 DeclarationsProvider = Callable[[Config], Declared]
@@ -103,7 +111,7 @@ def access_model(
     return AccessModel(
         contracts,
         adapters=declared.city,
-        sandbox_adapters=declared.sandbox,
+        sandbox_adapters=declared.sandbox + declared.on_demand,
         pilots=declared.pilots,
         mqtt_users=config.auth.mqtt_users if mqtt_users is None else mqtt_users,
     )
@@ -128,7 +136,11 @@ def declared_record(declared: Declared) -> dict[str, list[dict[str, Any]]]:
             "control": d.control,
         }
 
-    return {"city": [one(d) for d in declared.city], "sandbox": [one(d) for d in declared.sandbox]}
+    return {
+        "city": [one(d) for d in declared.city],
+        "sandbox": [one(d) for d in declared.sandbox],
+        "on_demand": [one(d) for d in declared.on_demand],
+    }
 
 
 def declared_from_record(record: Any, registry: Registry) -> Declared:
@@ -149,7 +161,9 @@ def declared_from_record(record: Any, registry: Registry) -> Declared:
             )
 
         return Declared(
-            city=tuple(one(d) for d in record["city"]), sandbox=tuple(one(d) for d in record["sandbox"])
+            city=tuple(one(d) for d in record["city"]),
+            sandbox=tuple(one(d) for d in record["sandbox"]),
+            on_demand=tuple(one(d) for d in record.get("on_demand", ())),
         )
     except (KeyError, TypeError, UnknownContractError) as exc:
         raise ConfigError(

@@ -275,7 +275,9 @@ def cmd_publish(args: argparse.Namespace, config: Config) -> int:
                 ack = await bus.publish_durable(instance, timeout=args.timeout)
                 state = "already stored" if ack.duplicate else "stored"
                 subject = subjects.contract_subject(instance)
-                out(f"{state} {ack.event_id} on {subject} ({ack.stream} #{ack.seq})")
+                # Streams have the same names in every account: say which account stored it.
+                account = f"in {who.user.split('/')[0]}, " if "/" in who.user else ""
+                out(f"{state} {ack.event_id} on {subject} ({account}{ack.stream} #{ack.seq})")
         finally:
             await bus.drain()
 

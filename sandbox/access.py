@@ -51,4 +51,4 @@ def declared(config: Config) -> Declared:
     that name is configured (it declares its own rights)."""
     if COMMAND_LINE_INSTANCE in config.adapters:
         return Declared()
-    return Declared(sandbox=(replay_declaration(),))
+    return Declared(on_demand=(replay_declaration(),))

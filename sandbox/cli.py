@@ -120,7 +120,8 @@ def cmd_control(args: argparse.Namespace, config: Config) -> int:
         body["speed"] = args.value
 
     async def main() -> dict[str, Any]:
-        bus = Bus(metrics=Metrics(), logger=configure_logging(config.log.format, "warning"))
+        # Errors only: a refusal is the command's own one-line answer, not a warning besides it.
+        bus = Bus(metrics=Metrics(), logger=configure_logging(config.log.format, "error"))
         await who.connect(bus, config)
         try:
             return await control_request(bus, args.instance, args.verb, body)

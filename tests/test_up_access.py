@@ -217,8 +217,9 @@ async def test_a_pilot_added_while_up_publishes_in_the_sandbox_until_revoked(
         reading = json.dumps(
             {"site": "acme-test-site", "observed_at": "2018-08-29T10:00:00+02:00", "water_temperature": 17.5}
         )
+        # --account city does not move a SANDBOX key to CITY: the output says where it went.
         published = await up.citybus(
-            "publish", "environment.beach-observation", reading, "--nkey", str(seed), "--account", "sandbox"
+            "publish", "environment.beach-observation", reading, "--nkey", str(seed), "--account", "city"
         )
         tailed = await tail.finish()
     finally:
@@ -226,7 +227,8 @@ async def test_a_pilot_added_while_up_publishes_in_the_sandbox_until_revoked(
     up.outputs += [tailed.stdout, tailed.stderr]
     assert published.returncode == 0, published
     assert re.match(
-        rf"^stored [0-9a-f]+ on {re.escape(subject)} \(CITY_PUBLIC_ENVIRONMENT #\d+\)", published.stdout
+        rf"^stored [0-9a-f]+ on {re.escape(subject)} \(in SANDBOX, CITY_PUBLIC_ENVIRONMENT #\d+\)",
+        published.stdout,
     )
     assert json.loads(tailed.stdout)["data"]["site"] == "acme-test-site"
 
@@ -333,6 +335,17 @@ async def test_auth_with_another_configuration_is_refused_in_one_line(up: Runnin
     assert "CITY/network-server" in line and f"--config {up.cwd / 'citybus.toml'}" in line
     assert (up.credentials / "accounts.conf").read_bytes() == accounts
     assert not (up.credentials / "SANDBOX" / "elsewhere.nk").exists()
+
+
+async def test_a_pilot_asking_for_the_sandbox_status_is_told_it_may_not(up: Running) -> None:
+    added = await up.citybus("auth", "add-pilot", "curious", "--produces", "environment.beach-observation")
+    assert added.returncode == 0, added
+    seed = up.credentials / "SANDBOX" / "curious.nk"
+    result = await up.citybus("sandbox", "status", "--nkey", str(seed))
+    line = assert_one_line_error(result, 1, "the broker refused citybus.control.replay.sandbox.status")
+    assert "SANDBOX/curious" in line and "no reply" not in line, line
+    revoked = await up.citybus("auth", "revoke", "curious")
+    assert revoked.returncode == 0, revoked
 
 
 # -- secrets ----------------------------------------------------------------------------------------
