@@ -28,7 +28,6 @@ from adapters.access import (
     ACCOUNTS_FILE,
     Generated,
     Pilot,
-    access_model,
     configured_instances,
     contract_ref,
     credentials_dir,
@@ -38,9 +37,11 @@ from adapters.access import (
 )
 from bus import subjects
 from bus.access import AccessModel, Account, Kind, User
+from bus.auth import Declared, declared_from_record, declared_record, discover_declarations
+from bus.auth import access_model as bus_access_model
 from bus.cli import err, out
 from bus.client import read_instance, reload_server
-from bus.config import Config
+from bus.config import Config, config_file
 from bus.credentials import CredentialInfo, CredentialStore
 from bus.errors import CityBusError
 from bus.logs import configure_logging
@@ -49,11 +50,20 @@ from contracts import Contract, UnknownContractError, default_registry
 __all__ = ["register"]
 
 _NAME = re.compile(r"^[a-z][a-z0-9]*(?:-[a-z0-9]+)*$")
-_BUILT_IN = frozenset(k.value for k in (Kind.SERVICE, Kind.OPERATOR, Kind.INTERNAL, Kind.PUBLIC, Kind.SYSTEM))
+_BUILT_IN = frozenset(
+    k.value for k in (Kind.SERVICE, Kind.PROVISIONER, Kind.OPERATOR, Kind.INTERNAL, Kind.PUBLIC, Kind.SYSTEM)
+)
 
 
 class _Setup:
-    """What every subcommand needs: the directory, its store, the instances and the pilots."""
+    """What every subcommand needs: the directory, its store, the pilots, and the declarations of
+    the adapter instances — the running ``citybus up``'s when one uses this directory.
+
+    A running instance recorded in ``instance.json`` what it declared; rebuilding the model from
+    the configuration at hand instead (``./citybus.toml`` of whatever directory the command runs
+    in) would drop the users it runs as and disconnect them on the reload. A configuration given
+    (``--config``, ``CITYBUS_CONFIG`` or ``./citybus.toml``) that declares otherwise is refused.
+    """
 
     def __init__(self, args: argparse.Namespace, config: Config) -> None:
         self.config = config
@@ -62,30 +72,116 @@ class _Setup:
         # the command's output.
         log = configure_logging(config.log.format, "warning")
         self.store = CredentialStore(self.directory, logger=log)
-        self.instances, problems = configured_instances(config)
+        self.pilots = load_pilots(self.directory)
+        self.running = running = _running_instance(config, self.directory)
+        access = running.get("access") if running is not None else None
+        self.in_use: frozenset[str] = frozenset()
+        """``ACCOUNT/user`` of every user the running instance runs as (never dropped)."""
+        if running is not None and isinstance(access, dict):
+            self.declared = declared_from_record(access.get("declared"), default_registry())
+            self.mqtt_users = tuple(str(u) for u in access.get("mqtt_users") or ())
+            self.in_use = frozenset(str(u) for u in access.get("users") or ())
+            given = config_file(args.config)
+            if given is not None:
+                self._check_agrees(given)
+            else:
+                started = running.get("config_file") or "no config file"
+                pid = running.get("pid")
+                err(f"citybus: acting on the running citybus up's configuration (pid {pid}, {started})")
+        else:
+            self.declared, self.mqtt_users = self._configured()
+
+    def _configured(self) -> tuple[Declared, tuple[str, ...]]:
+        """The declarations of the configuration at hand, and its MQTT users."""
+        _instances, problems = configured_instances(self.config)
         for problem in problems:
             err(f"citybus: warning: {problem}")
-        self.pilots = load_pilots(self.directory)
+        # Every installed package's declarations, as `citybus up` asks for them (the sandbox's
+        # command-line replay user, too).
+        found = discover_declarations(self.config)
+        declared = Declared(found.city, found.sandbox, on_demand=found.on_demand)
+        return declared, tuple(self.config.auth.mqtt_users)
+
+    def _check_agrees(self, given: Path) -> None:
+        """Refuse a given configuration that declares other users or rights than the running one."""
+        declared, mqtt_users = self._configured()
+        ours, theirs = _users(declared, mqtt_users), _users(self.declared, self.mqtt_users)
+        if ours == theirs:
+            return
+        assert self.running is not None
+        differences = [
+            f"it would drop {', '.join(sorted(set(theirs) - set(ours)))}" if set(theirs) - set(ours) else "",
+            f"add {', '.join(sorted(set(ours) - set(theirs)))}" if set(ours) - set(theirs) else "",
+            ", ".join(
+                f"change the rights of {k}" for k in sorted(set(ours) & set(theirs)) if ours[k] != theirs[k]
+            ),
+        ]
+        started = self.running.get("config_file")
+        use = f"--config {started}" if started else "no citybus.toml (run it from a directory without one)"
+        raise CityBusError(
+            f"{given} does not match the configuration of the running citybus up (pid "
+            f"{self.running.get('pid')}, {started or 'started without a config file'}): "
+            f"{'; '.join(d for d in differences if d)}; run `citybus auth` with {use}, or restart "
+            "citybus up with this configuration first"
+        )
 
     def model(self, pilots: list[Pilot] | None = None) -> AccessModel:
-        return access_model(self.instances, self.pilots if pilots is None else pilots, self.config)
+        """The access model of the instances' declarations and ``pilots`` (default: the pilots)."""
+        pilots = self.pilots if pilots is None else pilots
+        declared = Declared(
+            self.declared.city,
+            self.declared.sandbox,
+            tuple(p.declaration() for p in pilots),
+            self.declared.on_demand,
+        )
+        return bus_access_model(default_registry(), declared, self.config, mqtt_users=self.mqtt_users)
+
+    def keeps_users_in_use(self, model: AccessModel, revoking: tuple[str, str] | None = None) -> None:
+        """Refuse, before anything is written, a model without a user the running instance runs as
+        (but the one being revoked, on purpose)."""
+        kept = {_label(u.key) for u in model.users}
+        dropped = sorted(self.in_use - kept - ({_label(revoking)} if revoking else set()))
+        if dropped and self.running is not None:
+            raise CityBusError(
+                f"refused: the running citybus up (pid {self.running.get('pid')}) runs as "
+                f"{', '.join(dropped)}, which this would drop; restart it with the new configuration first"
+            )
+
+
+def _users(declared: Declared, mqtt_users: tuple[str, ...]) -> dict[str, Any]:
+    """``ACCOUNT/user`` → what it declares, for comparing two configurations."""
+    record = declared_record(declared)
+    users: dict[str, Any] = {f"{Account.CITY.value}/{name}": "mqtt" for name in mqtt_users}
+    keys = (Account.CITY, "city"), (Account.SANDBOX, "sandbox"), (Account.SANDBOX, "on_demand")
+    for account, key in keys:
+        users.update({f"{account.value}/{d['name']}": d for d in record[key]})
+    return users
+
+
+def _running_instance(config: Config, directory: Path) -> dict[str, Any] | None:
+    """The running ``citybus up`` whose credentials are ``directory``, if one runs."""
+    info = read_instance(config)
+    auth = info.get("auth") if info is not None else None
+    if isinstance(auth, dict) and Path(str(auth.get("credentials"))).resolve() == directory.resolve():
+        return info
+    return None
 
 
 def _label(key: tuple[str, str]) -> str:
     return f"{key[0]}/{key[1]}"
 
 
-def _reload(setup: _Setup, why: str) -> None:
-    """Reload the running ``citybus up``'s server if it uses this directory; else say how to."""
-    info = read_instance(setup.config)
-    auth = info.get("auth") if info is not None else None
-    here = setup.directory.resolve()
-    running = isinstance(auth, dict) and Path(str(auth.get("credentials"))).resolve() == here
-    pid = reload_server(setup.config) if running else None
+def _reload(setup: _Setup, why: str) -> bool:
+    """Reload the running ``citybus up``'s server if it uses this directory, and say whether it did."""
+    pid = reload_server(setup.config) if setup.running is not None else None
     if pid is not None:
-        out(f"reloaded the running citybus up's nats-server (pid {pid}): {why}")
-    else:
-        out(f"Reload the server {why}: nats-server --signal reload (or SIGHUP).")
+        out(f"reloaded the running citybus up's nats-server (pid {pid}) {why}")
+        return True
+    out(
+        f"did not reload any server (no citybus up with an embedded server uses {setup.directory}): "
+        f"reload yours {why}: nats-server --signal reload (or SIGHUP)"
+    )
+    return False
 
 
 def _say_generated(done: Generated) -> None:
@@ -100,12 +196,16 @@ def _say_generated(done: Generated) -> None:
 def cmd_generate(args: argparse.Namespace, config: Config) -> int:
     """Issue credentials to every user that has none and write the server's configuration."""
     setup = _Setup(args, config)
-    done = generate(setup.model(), setup.store)
+    model = setup.model()
+    setup.keeps_users_in_use(model)
+    done = generate(model, setup.store)
     kept = len(done.credentials) - len(done.issued)
     out(f"credentials in {setup.directory}: {len(done.issued)} issued, {kept} kept")
     for key in done.issued:
         out(f"  issued {_label(key)}: {done.credentials[key].path}")
     _say_generated(done)
+    if _reload(setup, "to apply it"):
+        return 0
     server_config = (args.server_config or setup.directory.parent / "nats-server.conf").expanduser()
     # nats-server joins an include's path to the including file's directory, absolute or not.
     relative = os.path.relpath(done.config_file.resolve(), server_config.resolve().parent)
@@ -152,6 +252,7 @@ def cmd_add_pilot(args: argparse.Namespace, config: Config) -> int:
     pilot = Pilot(name, _contracts(args.produces), datetime.now(UTC))
     pilots = [*setup.pilots, pilot]
     model = setup.model(pilots)  # refuses a bad name, a taken name or a personal contract
+    setup.keeps_users_in_use(model)
     user = model.user(Account.SANDBOX, name)
     credential = setup.store.generate(Account.SANDBOX.value, name)  # lifts an earlier revocation
     save_pilots(setup.directory, pilots)
@@ -200,13 +301,15 @@ def cmd_revoke(args: argparse.Namespace, config: Config) -> int:
     infos = setup.store.list()
     account, name = _find(model, infos, args.name, args.account)
     was_revoked = any((i.account, i.user) == (account, name) and i.revoked_at is not None for i in infos)
-    info = setup.store.revoke(account, name)
     # A SANDBOX user that is not an adapter instance is a pilot (or was one, revoked before).
     adapter = any(u.key == (account, name) and u.kind is Kind.ADAPTER for u in model.users)
     pilots = [p for p in setup.pilots if not (account == Account.SANDBOX.value and p.name == name)]
     if len(pilots) != len(setup.pilots):
-        save_pilots(setup.directory, pilots)
         model = setup.model(pilots)
+    setup.keeps_users_in_use(model, revoking=(account, name))
+    info = setup.store.revoke(account, name)
+    if len(pilots) != len(setup.pilots):
+        save_pilots(setup.directory, pilots)
     done = generate(model, setup.store)
     when = f"{info.revoked_at:%Y-%m-%d %H:%M} UTC" if info.revoked_at is not None else "an unknown time"
     state = f"was already revoked at {when}" if was_revoked else f"revoked at {when}"

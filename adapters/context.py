@@ -17,9 +17,9 @@ from prometheus_client import CollectorRegistry
 
 from adapters.clock import Clock, WallClock
 from adapters.metrics import InstanceMetrics
-from bus import Bus, ConsumerSettings, Event, PublishAck, RawHandler, RawMessage, Subscription
+from bus import Bus, ConsumerSettings, Event, PublishAck, RawHandler, RawMessage, Subscription, subjects
 from bus.envelope import Provenance
-from bus.errors import CityBusError
+from bus.errors import CityBusError, ConfigError
 from contracts import Contract
 
 __all__ = ["Context", "UndeclaredContractError"]
@@ -190,9 +190,21 @@ class Context:
 
         Each message is acknowledged after ``handler`` returns and retried when it raises; after
         ``max_deliver`` tries it goes to the dead letters.
+
+        The durable consumer is named by one rule, :func:`bus.subjects.durable_name` (the instance
+        and the contract: ``archive-beach-observation-v1``), the name the broker lets this instance
+        use and no other. ``durable`` may repeat that name; another one raises
+        :class:`~bus.errors.ConfigError` at once, without access control too, so that an adapter
+        behaves the same with and without it.
         """
         self._check_consumes(contract)
-        name = durable or f"{self.instance}-{contract.__contract__.event}-v{contract.__contract__.version}"
+        name = subjects.durable_name(self.instance, contract)
+        if durable is not None and durable != name:
+            raise ConfigError(
+                f"instance {self.instance}: ctx.consume({contract.__contract__.name}, durable={durable!r}): "
+                f"an adapter's durable consumer of a contract is named {name!r} (its instance and the "
+                "contract; the broker grants that name and no other): leave durable out"
+            )
         consumer = self._bus.consume(
             contract,
             self._counted(contract, handler),

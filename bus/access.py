@@ -25,9 +25,10 @@ The permission model
 ========== ================================================ ================================================
 kind       publishes                                        subscribes
 ========== ================================================ ================================================
-service    ``$JS.API.STREAM.{INFO,CREATE,UPDATE}.<s>`` for  its inbox
-(CITY,     every stream of the registry; the dead letters
-SANDBOX)
+service    the dead letters                                 its inbox
+(both)
+provision- ``$JS.API.STREAM.{INFO,CREATE,UPDATE}.<s>`` for  its inbox
+er (both)  every stream of the registry, nothing else
 adapter    the subjects of the contracts it produces; the   the subjects of the contracts it consumes; its
 (CITY or   dead letters; its ``raw_publish``; its clock     ``raw_subscribe``; its control subjects (with
 SANDBOX)   (with ``control``); the JetStream API of its own ``control``); its inbox; in SANDBOX the
@@ -42,10 +43,10 @@ internal   requests ``city.public.rpc.>``,                  ``city.public.>``, `
 operator   ``citybus.control.>``; ``$JS.API.INFO``,         ``city.public.>``, ``city.internal.>``,
 (both)     ``STREAM.NAMES`` and the ``STREAM.INFO`` of      ``citybus.clock.>``, its inbox. *Never*:
            every stream that is not personal                others' requests
-pilot      the subjects of the contracts it produces        ``city.public.>``, ``city.internal.>``,
-(SANDBOX)  (never personal); the dead letters; its          ``citybus.clock.>``, its ``raw_subscribe``, its
-           ``raw_publish`` (outside ``city.``); the         inbox. *Never*: others' requests, the dead
-           JetStream API of its own durable consumers       letters
+pilot      the subjects of the contracts it produces        ``city.public.>``, ``city.internal.>`` (the
+(SANDBOX)  (never personal); its ``raw_publish`` (outside   sandbox's dead letters included),
+           ``city.``); the JetStream API of its own         ``citybus.clock.>``, its ``raw_subscribe``, its
+           durable consumers. *Never*: the dead letters     inbox. *Never*: others' requests
 mqtt       the raw subjects ``CITY``'s adapters read        the raw subjects they publish (downlinks)
 (CITY)     (uplinks), with the same denials. Password
            login, MQTT connections only
@@ -91,11 +92,21 @@ Why each right exists, and the decisions behind them:
   over a contract it does not consume), ``$JS.API.CONSUMER.MSG.NEXT.S.D`` (fetch), and
   ``$JS.ACK.S.D.>`` (ack, nak, term). Not ``CONSUMER.DURABLE.CREATE``, whose subject has no
   filter.
-* **The service** is the citybus runtime's own connection: it provisions the streams (info,
-  create, update — not delete) and publishes dead letters of messages no adapter took.
-* **Dead letters are internal.** Every adapter and pilot may *publish* them (its bus dead-letters
-  what it cannot handle); internal clients and operators read them; the public does not, and
-  neither do pilots — a dead letter carries the original payload whatever its classification.
+* **The service** is the citybus runtime's own connection, open as long as it runs: it publishes
+  dead letters of messages no adapter took, and may touch no stream.
+* **The provisioner** is a connection ``citybus up`` opens while it starts, in each account, and
+  closes once the streams are provisioned. Provisioning reads a stream (``STREAM.INFO``), creates
+  it when it is missing (``STREAM.CREATE``) and applies the configured limits to one that exists
+  (``STREAM.UPDATE``: a changed ``streams.max_age`` must reach the streams already there). These
+  three, for the registry's stream names exactly, are all it gets: no ``DELETE``, ``PURGE``,
+  ``MSG.DELETE``, ``SNAPSHOT``, ``RESTORE``, no consumers, no data. An update can still drop
+  messages (lower limits), which is why it lives on a user of its own and not on the service's
+  long-lived connection, and why no other user may send it.
+* **Dead letters are internal.** Every adapter may *publish* them (its bus dead-letters what it
+  cannot handle); internal clients and operators read them; the public does not — a dead letter
+  carries the original payload. **Pilots** read the sandbox's dead letters, which is how they see
+  why their messages were refused (a personal message's dead letter is personal, out of their
+  reach), and may never publish one: a forged dead letter would be taken for the bus's record.
 * **Operators** steer components (``citybus.control.>``), watch clocks and read public and internal
   data, and read the state of the streams that are not personal (``STREAM.INFO`` can list
   subjects, and a personal subject names a person).
@@ -106,9 +117,9 @@ Why each right exists, and the decisions behind them:
   uplinks an adapter reads from raw subjects and reads the downlinks adapters publish there —
   nothing in ``city.``. MQTT clients cannot sign with an NKey, so they log in with a password;
   the configuration holds its bcrypt hash and allows the user on MQTT connections only.
-* **Accounts are fixed.** ``service``, ``operator``, ``internal`` and ``public`` exist in both
-  ``CITY`` and ``SANDBOX`` (separate keys); ``system`` in ``SYS``. An adapter or pilot cannot be
-  named like one of them.
+* **Accounts are fixed.** ``service``, ``provisioner``, ``operator``, ``internal`` and ``public``
+  exist in both ``CITY`` and ``SANDBOX`` (separate keys); ``system`` in ``SYS``. An adapter or
+  pilot cannot be named like one of them.
 
 The configuration (:meth:`AccessModel.render_config`) is the ``accounts`` block and
 ``system_account``, to be included in the server's configuration; users without a key (revoked,
@@ -172,6 +183,7 @@ class Kind(enum.StrEnum):
     """The kinds of users, each with its own rule for what it may do."""
 
     SERVICE = "service"
+    PROVISIONER = "provisioner"
     ADAPTER = "adapter"
     PUBLIC = "public"
     INTERNAL = "internal"
@@ -181,7 +193,7 @@ class Kind(enum.StrEnum):
     SYSTEM = "system"
 
 
-_CLIENT_KINDS = (Kind.SERVICE, Kind.OPERATOR, Kind.INTERNAL, Kind.PUBLIC)
+_CLIENT_KINDS = (Kind.SERVICE, Kind.PROVISIONER, Kind.OPERATOR, Kind.INTERNAL, Kind.PUBLIC)
 _RESERVED_NAMES = frozenset(kind.value for kind in (*_CLIENT_KINDS, Kind.SYSTEM))
 
 
@@ -465,10 +477,13 @@ class AccessModel:
         r = _Rights()
         inbox = subjects.inbox_filter(kind.value)
         requests = "requests are for their responders: they can carry what a citizen asked"
-        if kind is Kind.SERVICE:
+        if kind is Kind.PROVISIONER:
             for _, stream in self._streams:
                 for action in ("INFO", "CREATE", "UPDATE"):
                     r.pub(subjects.js_api("STREAM", action, stream), f"provisions the stream {stream}")
+            r.sub(inbox, "its replies (JetStream answers), and nobody else's")
+            return User(account=account, name=kind.value, kind=kind, permissions=r.permissions())
+        if kind is Kind.SERVICE:
             r.pub(subjects.dead_letter_filter(), "dead-letters messages that no adapter could take")
             r.pub(
                 subjects.contract_filter(PersonalDeadLetter),
@@ -523,7 +538,15 @@ class AccessModel:
         r = _Rights()
         for cls in d.produces:
             r.pub(subjects.contract_filter(cls), f"produces {_describe(cls)}")
-        r.pub(subjects.dead_letter_filter(), "dead-letters what it cannot translate or handle")
+        if kind is Kind.PILOT:
+            r.deny_publish.append(
+                Grant(
+                    subjects.dead_letter_filter(),
+                    "dead letters are the bus's record: a pilot could forge them",
+                )
+            )
+        else:
+            r.pub(subjects.dead_letter_filter(), "dead-letters what it cannot translate or handle")
         if any(c.__contract__.classification is PERSONAL for c in d.consumes):
             r.pub(
                 subjects.contract_filter(PersonalDeadLetter),
@@ -548,7 +571,12 @@ class AccessModel:
             for classification in (PUBLIC, INTERNAL):
                 r.sub(
                     subjects.classification_filter(classification),
-                    f"reads the sandbox's replayed {classification.value} data",
+                    f"reads the sandbox's replayed {classification.value} data"
+                    + (
+                        ", and the sandbox's dead letters (its own among them)"
+                        if classification is INTERNAL
+                        else ""
+                    ),
                 )
                 r.deny_subscribe.append(
                     Grant(
@@ -556,9 +584,6 @@ class AccessModel:
                         "requests are for their responders: they can carry what a citizen asked",
                     )
                 )
-            r.deny_subscribe.append(
-                Grant(subjects.dead_letter_filter(), "dead letters carry payloads of every classification")
-            )
         else:
             for cls in d.consumes:
                 r.sub(subjects.contract_filter(cls), f"consumes {_describe(cls)}")

@@ -9,6 +9,9 @@ joins them for the runtime and the client commands:
 * :func:`server_include` is the line that makes nats-server read it;
 * :func:`discover_declarations` asks the installed packages (entry-point group ``citybus.access``)
   what their configured components declare — ``bus`` never imports ``adapters``;
+* :func:`declared_record` and :func:`declared_from_record` write those declarations into
+  ``instance.json`` and read them back, so ``citybus auth`` rebuilds the access model a running
+  ``citybus up`` uses, whatever directory it is run from;
 * :func:`login_options` are a user's nats-py ``connect`` options (its seed *file*, its private
   inbox prefix, TLS);
 * :func:`tls_context` trusts a server's certificate.
@@ -36,7 +39,7 @@ from bus.access import AccessModel, Account, Declaration, Kind
 from bus.config import Config
 from bus.credentials import Credential, CredentialError, CredentialStore, write_private
 from bus.errors import ConfigError
-from contracts import Contract
+from contracts import Contract, Registry, UnknownContractError
 
 __all__ = [
     "ACCESS_GROUP",
@@ -44,8 +47,10 @@ __all__ = [
     "Declared",
     "Generated",
     "access_model",
-    "discover_declarations",
     "account_name",
+    "declared_from_record",
+    "declared_record",
+    "discover_declarations",
     "generate",
     "seed_file_options",
     "server_include",
@@ -66,9 +71,17 @@ class Declared:
     city: tuple[Declaration, ...] = ()
     sandbox: tuple[Declaration, ...] = ()
     pilots: tuple[Declaration, ...] = ()
+    on_demand: tuple[Declaration, ...] = ()
+    """Users of ``SANDBOX`` for commands run on demand (``citybus replay``): issued like the
+    instances', but not running, so they do not make ``SANDBOX`` the account ``citybus up`` serves."""
 
     def __add__(self, other: Declared) -> Declared:
-        return Declared(self.city + other.city, self.sandbox + other.sandbox, self.pilots + other.pilots)
+        return Declared(
+            self.city + other.city,
+            self.sandbox + other.sandbox,
+            self.pilots + other.pilots,
+            self.on_demand + other.on_demand,
+        )
 
 
 DeclarationsProvider = Callable[[Config], Declared]
@@ -87,15 +100,81 @@ def discover_declarations(
     return declared
 
 
-def access_model(contracts: Iterable[type[Contract]], declared: Declared, config: Config) -> AccessModel:
-    """The access model of these contracts, declarations and the configured MQTT users."""
+def access_model(
+    contracts: Iterable[type[Contract]],
+    declared: Declared,
+    config: Config,
+    *,
+    mqtt_users: Sequence[str] | None = None,
+) -> AccessModel:
+    """The access model of these contracts, declarations and MQTT users (default: the configured)."""
     return AccessModel(
         contracts,
         adapters=declared.city,
-        sandbox_adapters=declared.sandbox,
+        sandbox_adapters=declared.sandbox + declared.on_demand,
         pilots=declared.pilots,
-        mqtt_users=config.auth.mqtt_users,
+        mqtt_users=config.auth.mqtt_users if mqtt_users is None else mqtt_users,
     )
+
+
+def declared_record(declared: Declared) -> dict[str, list[dict[str, Any]]]:
+    """The adapter instances' declarations as JSON-ready data, contracts as ``name@version``.
+
+    Pilots are left out: they live in the credentials directory (``pilots.toml``), which
+    ``citybus auth`` keeps itself.
+    """
+
+    def one(d: Declaration) -> dict[str, Any]:
+        return {
+            "name": d.name,
+            "consumes": [_ref(c) for c in d.consumes],
+            "produces": [_ref(c) for c in d.produces],
+            "declassifier": d.declassifier,
+            "raw_subscribe": list(d.raw_subscribe),
+            "raw_publish": list(d.raw_publish),
+            "durable": d.durable,
+            "control": d.control,
+        }
+
+    return {
+        "city": [one(d) for d in declared.city],
+        "sandbox": [one(d) for d in declared.sandbox],
+        "on_demand": [one(d) for d in declared.on_demand],
+    }
+
+
+def declared_from_record(record: Any, registry: Registry) -> Declared:
+    """The declarations :func:`declared_record` wrote; a :class:`~bus.errors.ConfigError` if they
+    cannot be read back (a contract no longer installed, a file from another version)."""
+    try:
+
+        def one(d: dict[str, Any]) -> Declaration:
+            return Declaration(
+                str(d["name"]),
+                consumes=tuple(registry.get(str(c)) for c in d["consumes"]),
+                produces=tuple(registry.get(str(c)) for c in d["produces"]),
+                declassifier=bool(d["declassifier"]),
+                raw_subscribe=tuple(str(p) for p in d["raw_subscribe"]),
+                raw_publish=tuple(str(p) for p in d["raw_publish"]),
+                durable=bool(d["durable"]),
+                control=None if d["control"] is None else str(d["control"]),
+            )
+
+        return Declared(
+            city=tuple(one(d) for d in record["city"]),
+            sandbox=tuple(one(d) for d in record["sandbox"]),
+            on_demand=tuple(one(d) for d in record.get("on_demand", ())),
+        )
+    except (KeyError, TypeError, UnknownContractError) as exc:
+        raise ConfigError(
+            f"cannot read what the running citybus up declared ({exc}): restart it with this version "
+            "of citybus and its installed packages"
+        ) from None
+
+
+def _ref(cls: type[Contract]) -> str:
+    info = cls.__contract__
+    return f"{info.name}@{info.version}"
 
 
 # -- credentials and the server's configuration ---------------------------------------------------

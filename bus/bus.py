@@ -1028,15 +1028,39 @@ class Bus:
     async def request_raw(
         self, subject: str, data: bytes = b"", *, timeout: float | None = None
     ) -> RawMessage:
-        """Send bytes as a request (a control request) and wait for the first reply, as it came."""
+        """Send bytes as a request (a control request) and wait for the first reply, as it came.
+
+        Raises :class:`PermissionDeniedError` within a round trip when the broker refuses the
+        subject (not after the timeout, as if the responder were slow).
+        """
         subjects.validate_pattern(subject)
         wait = timeout if timeout is not None else self.request_timeout
+        nc = self.nc
+        started = asyncio.get_running_loop().time()
+        reply = asyncio.ensure_future(nc.request(subject, data, timeout=wait))
         try:
-            msg = await self.nc.request(subject, data, timeout=wait)
+            # The server answers a refused publish with -ERR before the PONG of a PING sent after
+            # it (two flushes: nats-py writes a flush's PING ahead of what it still buffers).
+            for _ in range(2):
+                done, _pending = await asyncio.wait({reply}, timeout=0)
+                if done:
+                    break
+                try:
+                    await nc.flush(timeout=max(1, round(wait)))
+                except (nats.errors.TimeoutError, nats.errors.ConnectionClosedError):
+                    break
+            if not reply.done() and self._refused_since(subject, started):
+                raise self._refusal(subject)
+            msg = await reply
         except nats.errors.NoRespondersError as exc:
             raise NoRespondersError(f"nobody serves {subject}") from exc
         except nats.errors.TimeoutError as exc:
+            if self._refused_since(subject, started):
+                raise self._refusal(subject) from exc
             raise RequestTimeoutError(f"no reply on {subject} within {wait} s") from exc
+        finally:
+            if not reply.done():
+                reply.cancel()
         return RawMessage(msg.subject, bytes(msg.data), msg.headers)
 
     async def request(

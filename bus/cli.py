@@ -25,7 +25,7 @@ from bus import subjects
 from bus.asyncapi import asyncapi_document
 from bus.bus import Bus, redact_url
 from bus.client import Login, client_login
-from bus.config import Config, load_config
+from bus.config import Config, config_file, load_config
 from bus.envelope import Provenance, parse_headers
 from bus.errors import CityBusError, ConfigError, ContractViolation, PermissionDeniedError
 from bus.logs import configure_logging
@@ -70,7 +70,7 @@ def err(text: str) -> None:
 def cmd_up(args: argparse.Namespace, config: Config) -> int:
     """Run citybus until Ctrl-C or SIGTERM."""
     log = configure_logging(config.log.format, config.log.level)
-    runtime = Runtime(config, logger=log)
+    runtime = Runtime(config, logger=log, config_file=config_file(args.config))
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -285,7 +285,9 @@ def cmd_publish(args: argparse.Namespace, config: Config) -> int:
                 ack = await bus.publish_durable(instance, timeout=args.timeout)
                 state = "already stored" if ack.duplicate else "stored"
                 subject = subjects.contract_subject(instance)
-                out(f"{state} {ack.event_id} on {subject} ({ack.stream} #{ack.seq})")
+                # Streams have the same names in every account: say which account stored it.
+                account = f"in {who.user.split('/')[0]}, " if "/" in who.user else ""
+                out(f"{state} {ack.event_id} on {subject} ({account}{ack.stream} #{ack.seq})")
         finally:
             await bus.drain()
 

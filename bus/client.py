@@ -21,7 +21,7 @@ from bus.access import Account
 from bus.auth import account_name, seed_file_options, tls_context
 from bus.bus import Bus
 from bus.config import Config
-from bus.credentials import CredentialStore
+from bus.credentials import CredentialStore, seed_public_key
 from bus.errors import CityBusError
 
 __all__ = [
@@ -125,7 +125,14 @@ def client_login(
         options["tls"] = tls_context(*cas)
     if nkey is not None:
         options.update(seed_file_options(nkey, user))
-        return Login(url, options, user or Path(nkey).name.removesuffix(".nk"))
+        pilot = user or Path(nkey).name.removesuffix(".nk")
+        found_in = info.get("auth") if info is not None else None
+        directory = config.credentials_dir()
+        if isinstance(found_in, dict):
+            directory = Path(str(found_in["credentials"]))
+        # A key belongs to one account whatever --account says: name the one it logs in to.
+        found = _seed_account(Path(nkey).expanduser(), directory)
+        return Login(url, options, f"{found}/{pilot}" if found else pilot)
     auth = info.get("auth") if info is not None else None
     if info is None and (config.auth.mode == "on" or user or account):
         auth = {"credentials": str(config.credentials_dir()), "account": Account.CITY.value}
@@ -142,6 +149,21 @@ def client_login(
     store = CredentialStore(Path(str(auth["credentials"])))
     options.update(store.load(chosen, name).connect_options())
     return Login(url, options, f"{chosen}/{name}")
+
+
+def _seed_account(path: Path, credentials: Path) -> str | None:
+    """The account a seed file logs in to: where its public key is in the credentials directory,
+    else the directory it lies in (``<ACCOUNT>/<user>.nk``, as ``citybus auth`` writes them)."""
+    key = seed_public_key(path)
+    if key is not None:
+        try:
+            for (account, _user), public in CredentialStore(credentials).public_keys().items():
+                if public == key:
+                    return account
+        except (OSError, CityBusError):
+            pass  # not ours to read: fall back to the file's place
+    parent = path.parent.name
+    return parent if parent in {a.value for a in Account} else None
 
 
 def reload_server(config: Config) -> int | None:

@@ -46,6 +46,7 @@ __all__ = [
     "OpsConfig",
     "ServerConfig",
     "StreamsConfig",
+    "config_file",
     "load_config",
 ]
 
@@ -326,6 +327,12 @@ def _unknown_variable(name: str) -> str:
             f"(sections: {', '.join(sorted(_SECTIONS))}), and {CONFIG_ENV} names the file"
         )
     return f"environment variable {name}: not a citybus setting; {guess}{what}"
+
+
+def config_file(path: Path | None = None, environ: Mapping[str, str] | None = None) -> Path | None:
+    """The file :func:`load_config` reads with these arguments, made absolute; ``None`` if none."""
+    file = _config_file(path, os.environ if environ is None else environ)
+    return file.resolve() if file is not None else None
 
 
 def _config_file(path: Path | None, env: Mapping[str, str]) -> Path | None:

@@ -70,6 +70,7 @@ __all__ = [
     "CredentialStore",
     "Password",
     "Secret",
+    "seed_public_key",
     "write_private",
 ]
 
@@ -474,6 +475,15 @@ def _check_private(path: Path) -> None:
             f"the seed file {path} is readable by other users (mode {mode:04o}): run `chmod 600 {path}`, "
             "and since others could read it, revoke it and issue new credentials"
         )
+
+
+def seed_public_key(path: Path) -> str | None:
+    """The user public key of the seed in ``path`` (to find whose it is), or ``None`` if the file
+    is not a readable user seed."""
+    try:
+        return _public_key(Secret(Path(path).read_text(encoding="ascii").strip()))
+    except (OSError, UnicodeDecodeError, ValueError, TypeError, IndexError, nkeys.NkeysError):
+        return None
 
 
 def _public_key(seed: Secret) -> str:

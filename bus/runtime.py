@@ -20,10 +20,11 @@ from typing import Any, Protocol
 
 import structlog
 
-from bus.access import Account
+from bus.access import Account, Kind
 from bus.auth import (
     Declared,
     access_model,
+    declared_record,
     discover_declarations,
     generate,
     server_include,
@@ -208,8 +209,11 @@ class Runtime:
         checks: list[tuple[str, ConfigCheck]] | None = None,
         declarations: Declared | None = None,
         shutdown_timeout: float = 10.0,
+        config_file: Path | None = None,
     ) -> None:
         self.config = config
+        self.config_file = config_file
+        """The file ``config`` was read from (recorded in ``instance.json``), if any."""
         self.log = logger if logger is not None else structlog.get_logger()
         self.registry = registry if registry is not None else default_registry()
         self.metrics = metrics if metrics is not None else Metrics()
@@ -229,6 +233,9 @@ class Runtime:
         """The credentials under access control, else ``None``."""
         self.default_account = Account.CITY.value
         """The account client commands read by default: ``SANDBOX`` when only the sandbox runs."""
+        self.access: dict[str, Any] | None = None
+        """Under access control, what ``citybus auth`` needs to rebuild this instance's access model
+        (recorded in ``instance.json``): the declarations, the MQTT users, the users it runs as."""
         self.ready = asyncio.Event()
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -328,13 +335,17 @@ class Runtime:
         # This connection and every other of the process (each adapter's own, under access
         # control), as citybus_nats_connected counts them: one refused or lost is an outage too.
         self.health.check("nats connected", lambda: bus.connected and self.metrics.links_up)
-        streams = await bus.provision_streams(stream_settings(cfg))
         if connector.enabled:
-            # The sandbox is an account of its own, with streams of its own (same names).
+            # The sandbox is an account of its own, with streams of its own (same names). Streams
+            # are provisioned by a user of their own, on connections closed once it is done: the
+            # long-lived service connections may not touch a stream (see bus/access.py).
+            for account in (Account.CITY.value, Account.SANDBOX.value):
+                streams = await self._provision(connector, account)
             sandbox = await connector.connect(Account.SANDBOX.value, "service")
             stack.push_async_callback(self._bounded, "nats connection (SANDBOX)", sandbox.drain)
-            await sandbox.provision_streams(stream_settings(cfg))
             self.health.check("nats connected (SANDBOX)", lambda: sandbox.connected)
+        else:
+            streams = await bus.provision_streams(stream_settings(cfg))
         self.health.ready("streams")
         accounts = "CITY, SANDBOX" if connector.enabled else None
         log.info("streams provisioned", streams=streams, accounts=accounts)
@@ -352,8 +363,18 @@ class Runtime:
         factories = self._factories if self._factories is not None else discover_components()
         for name, factory in factories:
             component = factory(context)
-            await component.start()
+            # Its stop is on the stack before it starts: a stop during its start (adapters getting
+            # ready) must stop it too, before the connections and the server it runs on.
             stack.push_async_callback(self._bounded, name, component.stop)
+            await component.start()
+
+    async def _provision(self, connector: Connector, account: str) -> list[str]:
+        """Provision ``account``'s streams as its ``provisioner``, then close that connection."""
+        provisioner = await connector.connect(account, "provisioner")
+        try:
+            return await provisioner.provision_streams(stream_settings(self.config))
+        finally:
+            await self._bounded(f"provisioning connection ({account})", provisioner.drain)
 
     def _prepare_access(self, log: Any) -> str:
         """Under access control: the credentials every user needs and the server's ``accounts.conf``.
@@ -372,12 +393,19 @@ class Runtime:
         if not declared.city:
             self.default_account = Account.SANDBOX.value if declared.sandbox else Account.CITY.value
         self.store = store = CredentialStore(cfg.credentials_dir(), logger=self.log)
+        model = access_model(self.registry, declared, cfg)
+        # `citybus auth`, run from anywhere, must rebuild this model (not its own directory's
+        # citybus.toml's), and must never drop a user this instance runs as.
+        self.access = {
+            "declared": declared_record(declared),
+            "mqtt_users": list(cfg.auth.mqtt_users),
+            "users": [f"{a}/{n}" for a, n in (u.key for u in model.users if u.kind is not Kind.PILOT)],
+        }
         if cfg.nats.url:
             # An external server reads accounts.conf as its operator included it: written by
             # `citybus auth generate`, not here (it would need a reload citybus cannot do).
             log.info("connecting as each user, with the credentials in", credentials=str(store.directory))
             return ""
-        model = access_model(self.registry, declared, cfg)
         done = generate(model, store)
         log.info(
             "access control: accounts CITY, SANDBOX, SYS",
@@ -425,6 +453,8 @@ class Runtime:
                 else None
             ),
             "tls_ca": cfg.nats.tls_ca or (cfg.server.tls_cert if not cfg.nats.url else "") or None,
+            "config_file": str(self.config_file) if self.config_file is not None else None,
+            "access": self.access,
         }
         tmp = path.with_suffix(".tmp")
         # The URL may carry credentials: readable by this user only.

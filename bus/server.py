@@ -241,7 +241,12 @@ class EmbeddedServer:
             return self.url
         binary = self._binary if self._binary is not None else find_nats_server()
         try:
-            self._data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)  # the store may hold personal data
+            self._data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            # The store may hold personal data: the owner's only. mkdir's mode is filtered by the umask
+            # and ignored for a directory that exists (created as a parent of the credentials), so
+            # the mode is set explicitly.
+            if sys.platform != "win32":
+                os.chmod(self._data_dir, 0o700)
         except OSError as exc:
             raise EmbeddedServerError(f"cannot create the data dir {self._data_dir}: {exc}") from exc
         self._acquire_lock()
@@ -255,7 +260,7 @@ class EmbeddedServer:
         self._remove_ports_files()  # left by a killed server; we hold the lock, so none is live
         if self._mqtt_port == 0:
             self._mqtt_port = _free_port(self._host)
-        self.config_file.write_text(self._render_config(), encoding="utf-8")
+        _write_private(self.config_file, self._render_config())
         log_offset = self.log_file.stat().st_size if self.log_file.exists() else 0
         stderr_path = self._data_dir / _STDERR_FILE
         log = self._log.bind(data_dir=str(self._data_dir))
@@ -572,3 +577,12 @@ def _parent_death_signal() -> Callable[[], None] | None:
             os.kill(os.getpid(), signal.SIGTERM)
 
     return set_parent_death_signal
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write ``path`` readable by its owner only (0600, whatever the umask or its old mode)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        if sys.platform != "win32":
+            os.fchmod(out.fileno(), 0o600)
+        out.write(text)

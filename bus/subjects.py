@@ -213,7 +213,8 @@ def durable_name(instance: str, cls: type[Contract]) -> str:
     """The durable JetStream consumer an adapter instance reads a contract with.
 
     Fixed per instance and contract, so that the broker can grant an adapter its own consumers
-    and no other (``vicotee-beach-beach-observation-v1``).
+    and no other (``vicotee-beach-beach-observation-v1``). The one rule: the access model grants
+    these names (:mod:`bus.access`) and an adapter's ``ctx.consume`` uses them.
     """
     info = cls.__contract__
     return f"{entity_token(instance)}-{info.event}-v{info.version}"

@@ -22,6 +22,7 @@ from bus.cli import add_login_options, err, login, out
 from bus.config import Config
 from bus.errors import CityBusError
 from bus.logs import configure_logging
+from sandbox.access import COMMAND_LINE_INSTANCE
 from sandbox.adapter import DRAMMEN_DAY, SandboxReplay, control_request
 from sandbox.recorder import record
 from sandbox.recording import read_info
@@ -100,7 +101,9 @@ def cmd_replay(args: argparse.Namespace, config: Config) -> int:
         "exclude": args.exclude,
         "shift_to_now": not args.no_shift,
     }
-    for key in ("duration", "faults", "truth"):
+    if args.duration is not None:
+        table["duration"] = args.duration  # a number: the Config Struct wants a float, not its text
+    for key in ("faults", "truth"):  # paths: the Config Struct wants their text
         if getattr(args, key) is not None:
             table[key] = str(getattr(args, key))
     instance = parse_instance(args.name, SandboxReplay, table)
@@ -117,7 +120,8 @@ def cmd_control(args: argparse.Namespace, config: Config) -> int:
         body["speed"] = args.value
 
     async def main() -> dict[str, Any]:
-        bus = Bus(metrics=Metrics(), logger=configure_logging(config.log.format, "warning"))
+        # Errors only: a refusal is the command's own one-line answer, not a warning besides it.
+        bus = Bus(metrics=Metrics(), logger=configure_logging(config.log.format, "error"))
         await who.connect(bus, config)
         try:
             return await control_request(bus, args.instance, args.verb, body)
@@ -187,7 +191,10 @@ def register(subparsers: Any) -> None:
     replay.add_argument("--faults", type=Path, metavar="PLAN", help="a fault plan (TOML)")
     replay.add_argument("--truth", type=Path, metavar="FILE", help="write injected faults here (JSON lines)")
     replay.add_argument(
-        "--name", default="replay", help="instance name, for control requests (default replay)"
+        "--name",
+        default=COMMAND_LINE_INSTANCE,
+        help="instance name, for control requests and its user (default replay, a user of SANDBOX that "
+        "citybus up issues)",
     )
     add_login_options(replay, default="the instance (--name)")
     replay.set_defaults(func=cmd_replay)

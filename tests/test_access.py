@@ -38,7 +38,10 @@ import pytest
 import structlog
 from nats.aio.client import Client as NATS
 from nats.js import api
+from prometheus_client import CollectorRegistry
 
+from adapters import Context
+from adapters.metrics import AdapterMetrics
 from bus import Bus, Event, Metrics
 from bus.access import (
     AccessError,
@@ -49,6 +52,7 @@ from bus.access import (
     Kind,
 )
 from bus.credentials import CredentialError, CredentialStore, Secret
+from bus.errors import ConfigError
 from bus.server import EmbeddedServer
 from bus.subjects import (
     clock_subject,
@@ -156,9 +160,10 @@ ALLOWED: dict[str, tuple[set[str], set[str]]] = {
     "public": (set(), {"public"}),
     "internal": (set(), {"public", "internal", "dead-letter"}),
     "operator": ({"control"}, {"public", "internal", "dead-letter"}),
-    # in SANDBOX: its declared contract only (BeachObservation), the dead letters; it reads the
-    # replayed public and internal data; "sandbox" = it reaches, and is reached by, the sandbox
-    "pilot": ({"public", "dead-letter", "sandbox"}, {"public", "internal", "sandbox"}),
+    # in SANDBOX: its declared contract only (BeachObservation), never a dead letter (issue 12,
+    # item 7: it could forge them); it reads the replayed public and internal data and the
+    # sandbox's dead letters; "sandbox" = it reaches, and is reached by, the sandbox
+    "pilot": ({"public", "sandbox"}, {"public", "internal", "dead-letter", "sandbox"}),
 }
 # Who may read (WITNESS) and who may publish (FEEDER) a column's subject in each account; None:
 # nobody may, so the cell can only be refused. The sandbox column is always seen from SANDBOX.
@@ -382,10 +387,13 @@ async def test_a_pilot_follows_the_replay_clock_of_the_sandbox_only(city: City) 
     assert await receives(city.peer("SANDBOX", "acme"), "citybus.clock.>", replay, tick)
     assert await receives(city.peer("SANDBOX", "operator"), "citybus.clock.>", replay, tick)
     assert not await receives(city.peer("CITY", "operator"), "citybus.clock.>", replay, tick)
-    # The pilot does not see the sandbox's dead letters: they carry payloads of any classification.
+    # The pilot reads the sandbox's dead letters (why its messages were refused) and forges none.
+    pilot = city.peer("SANDBOX", "acme")
     letter = dead_letter_subject("t-pilot")
-    assert not await receives(city.peer("SANDBOX", "acme"), "city.internal.>", replay, letter)
+    assert await receives(pilot, "city.internal.>", replay, letter)
     assert await receives(city.peer("SANDBOX", "internal"), "city.internal.>", replay, letter)
+    assert not await receives(city.peer("SANDBOX", "internal"), "city.internal.>", pilot, letter)
+    assert pilot.refused("publish", letter)
 
 
 @pytest.mark.parametrize(
@@ -491,17 +499,18 @@ async def test_anonymous_clients_are_refused(city: City) -> None:
         await nats.connect(city.server.url, allow_reconnect=False, max_reconnect_attempts=0)
 
 
-# -- JetStream: the service provisions, a durable consumer gets exactly its own rights -------------
+# -- JetStream: the provisioner provisions, a durable consumer gets exactly its own rights ---------
 
 
-async def test_the_service_provisions_streams_and_a_durable_consumer_works_with_its_minimal_rights(
+async def test_the_provisioner_provisions_streams_and_a_durable_consumer_works_with_its_minimal_rights(
     city: City,
 ) -> None:
     url, store = city.server.url, city.store
-    service = Bus(metrics=Metrics(), source="/tests/service")
+    service = Bus(metrics=Metrics(), source="/tests/provisioner")
     platform = Bus(metrics=Metrics(), source="/tests/platform")
     archive = Bus(metrics=Metrics(), source="/tests/archive")
-    for bus, user in ((service, "service"), (platform, "volunteer-platform"), (archive, "volunteer-archive")):
+    users = ((service, "provisioner"), (platform, "volunteer-platform"), (archive, "volunteer-archive"))
+    for bus, user in users:
         await bus.connect(url, **store.load("CITY", user).connect_options())
     try:
         names = await service.provision_streams()
@@ -538,6 +547,53 @@ async def test_the_service_provisions_streams_and_a_durable_consumer_works_with_
         assert operator.refused("publish", js_api("STREAM", "INFO", stream))
     finally:
         for bus in (service, platform, archive):
+            await bus.drain()
+
+
+async def test_an_adapters_durable_consumer_works_under_access_control(city: City) -> None:
+    """ctx.consume names its consumer by the rule the broker grants (bus.subjects.durable_name);
+    a durable name of its own is refused at the call, in one line, not by the broker later."""
+    url, store = city.server.url, city.store
+    provisioner = Bus(metrics=Metrics(), source="/tests/provisioner")
+    platform = Bus(metrics=Metrics(), source="/tests/platform")
+    archive = Bus(metrics=Metrics(), source="/tests/archive")
+    users = ((provisioner, "provisioner"), (platform, "volunteer-platform"), (archive, "volunteer-archive"))
+    for bus, user in users:
+        await bus.connect(url, **store.load("CITY", user).connect_options())
+    ctx = Context(
+        bus=archive,
+        adapter="volunteer-archive",
+        instance="volunteer-archive",
+        consumes=(VolunteerSignup,),
+        produces=(),
+        metrics=AdapterMetrics(CollectorRegistry()).instance("volunteer-archive", "volunteer-archive"),
+        logger=structlog.get_logger(),
+    )
+    try:
+        await provisioner.provision_streams()
+        signup = VolunteerSignup.example()
+        await platform.publish_durable(signup, timeout=5)
+        received: list[Event[VolunteerSignup]] = []
+
+        async def store_it(event: Event[VolunteerSignup]) -> None:
+            received.append(event)
+
+        with pytest.raises(ConfigError, match="named 'volunteer-archive-volunteer-signup-v1'"):
+            await ctx.consume(VolunteerSignup, store_it, durable="my-archive")
+        own = durable_name("volunteer-archive", VolunteerSignup)
+        for durable in (None, own):  # the rule's name, by default or repeated
+            received.clear()
+            task = asyncio.create_task(ctx.consume(VolunteerSignup, store_it, durable=durable))
+            try:
+                await wait_for(lambda t=task: any(e.data == signup for e in received) or t.done())
+                assert not task.done(), task.exception()
+            finally:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await platform.publish_durable(VolunteerSignup.example(), timeout=5)
+    finally:
+        for bus in (provisioner, platform, archive):
             await bus.drain()
 
 

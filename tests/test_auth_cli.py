@@ -191,13 +191,22 @@ def test_generate_issues_private_credentials_once_and_a_config_nats_server_accep
     d = cli.directory
     conf = d / "accounts.conf"
     assert f"wrote {conf}" in out
-    assert "credentials in" in out and "14 issued, 0 kept" in out
+    assert "credentials in" in out and "17 issued, 0 kept" in out
     users = [
         *(
             f"CITY/{u}"
-            for u in ("service", "operator", "internal", "public", "beach", "archive", "mqtt-city")
+            for u in (
+                *("service", "provisioner", "operator", "internal", "public"),
+                *("beach", "archive", "mqtt-city"),
+            )
         ),
-        *(f"SANDBOX/{u}" for u in ("service", "operator", "internal", "public", "sandbox", "beach-replayed")),
+        *(
+            f"SANDBOX/{u}"
+            for u in (
+                *("service", "provisioner", "operator", "internal", "public"),
+                *("sandbox", "beach-replayed", "replay"),  # replay: `citybus replay`'s (sandbox/access.py)
+            )
+        ),
         "SYS/system",
     ]
     seeds = sorted(str(p.relative_to(d)) for p in d.rglob("*.nk"))
@@ -209,6 +218,9 @@ def test_generate_issues_private_credentials_once_and_a_config_nats_server_accep
     text = conf.read_text()
     assert text.count("nkey:") == len(users)
     assert "bikes" not in text  # the disabled instance has no user
+
+    # No citybus up uses the directory: the command says it reloaded nothing.
+    assert "did not reload any server (no citybus up with an embedded server uses" in out
 
     # How to use it: an include relative to the including file (nats-server ignores a leading /).
     server_conf = cli.directory.parent / "nats-server.conf"
@@ -225,7 +237,7 @@ def test_generate_issues_private_credentials_once_and_a_config_nats_server_accep
     # Again: every key is kept, and the configuration is the same.
     keys = {p: p.read_text() for p in d.rglob("*.nk")}
     status, out, _ = cli("generate", "--server-config", str(cli.directory.parent / "etc" / "nats.conf"))
-    assert status == 0 and "0 issued, 14 kept" in out
+    assert status == 0 and "0 issued, 17 kept" in out
     assert 'include "../credentials/accounts.conf"' in out
     assert {p: p.read_text() for p in d.rglob("*.nk")} == keys
     assert conf.read_text() == text
@@ -252,7 +264,7 @@ def test_generate_keeps_revoked_users_out(cli: Cli) -> None:
     assert f"delete {cli.directory / 'CITY' / 'beach.revoked'}" in out
     assert "credentials revoked" in err  # the audit log line, with the public key only
     status, out, _ = cli("generate")
-    assert status == 0 and "0 issued, 13 kept" in out and "left out, revoked: CITY/beach" in out
+    assert status == 0 and "0 issued, 16 kept" in out and "left out, revoked: CITY/beach" in out
     assert not (cli.directory / "CITY" / "beach.nk").exists()
     assert (
         "# beach (adapter): no credentials, cannot connect" in (cli.directory / "accounts.conf").read_text()
@@ -395,9 +407,9 @@ def test_show_says_who_may_do_what_and_lists_the_declassifiers(cli: Cli, with_de
         "user": "acme",
         "kind": "pilot",
         "declassifier": False,
-        "right": "never subscribe",
+        "right": "never publish",
         "subject": "city.internal.citybus.dead-letter.*",
-        "why": "dead letters carry payloads of every classification",
+        "why": "dead letters are the bus's record: a pilot could forge them",
     } in doc["rights"]
     assert {r["user"] for r in doc["rights"]} >= {"acme", "stats", "beach", "system"}
 
@@ -474,8 +486,8 @@ def test_seeds_stay_in_their_files(cli: Cli) -> None:
         ("generate",),
     ):
         assert cli(*args)[0] == 0
-    # 14 users of the configuration and the pilot; the pilot's and the archive's seeds were deleted.
-    assert len(cli.seeds) == 15
+    # 17 users of the configuration and the pilot; the pilot's and the archive's seeds were deleted.
+    assert len(cli.seeds) == 18
     everything = "\n".join(cli.outputs) + (cli.directory / "accounts.conf").read_text()
     everything += (cli.directory / "pilots.toml").read_text()
     assert not [s for s in cli.seeds if s in everything]

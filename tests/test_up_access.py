@@ -41,7 +41,7 @@ from bus.config import load_config
 from bus.credentials import CredentialStore
 from bus.runtime import Runtime
 from tests.conftest import wait_for
-from tests.test_cli import Background, Result, citybus_env, run_citybus
+from tests.test_cli import Background, Result, assert_one_line_error, citybus_env, run_citybus
 from tests.test_vicotee_adapter import beach_frame, tts_v3
 
 pytestmark = pytest.mark.slow
@@ -217,8 +217,9 @@ async def test_a_pilot_added_while_up_publishes_in_the_sandbox_until_revoked(
         reading = json.dumps(
             {"site": "acme-test-site", "observed_at": "2018-08-29T10:00:00+02:00", "water_temperature": 17.5}
         )
+        # --account city does not move a SANDBOX key to CITY: the output says where it went.
         published = await up.citybus(
-            "publish", "environment.beach-observation", reading, "--nkey", str(seed), "--account", "sandbox"
+            "publish", "environment.beach-observation", reading, "--nkey", str(seed), "--account", "city"
         )
         tailed = await tail.finish()
     finally:
@@ -226,7 +227,8 @@ async def test_a_pilot_added_while_up_publishes_in_the_sandbox_until_revoked(
     up.outputs += [tailed.stdout, tailed.stderr]
     assert published.returncode == 0, published
     assert re.match(
-        rf"^stored [0-9a-f]+ on {re.escape(subject)} \(CITY_PUBLIC_ENVIRONMENT #\d+\)", published.stdout
+        rf"^stored [0-9a-f]+ on {re.escape(subject)} \(in SANDBOX, CITY_PUBLIC_ENVIRONMENT #\d+\)",
+        published.stdout,
     )
     assert json.loads(tailed.stdout)["data"]["site"] == "acme-test-site"
 
@@ -263,6 +265,87 @@ async def test_a_pilot_added_while_up_publishes_in_the_sandbox_until_revoked(
             up.instance["nats_url"], allow_reconnect=False, connect_timeout=2, **seed_options(kept, "acme")
         )
     assert ("SANDBOX", "acme") not in await connections(up)
+
+
+# -- citybus replay against the running instance ----------------------------------------------------
+
+
+async def test_citybus_replay_runs_against_the_running_instance_as_the_replay_user(up: Running) -> None:
+    """`citybus replay` logs in as SANDBOX/replay, which `citybus up` issues (sandbox/access.py);
+    and --duration is a number of seconds (it was passed on as text and always refused)."""
+    result = await up.citybus("replay", "--fast", "--duration", "600", "--log-level", "info")
+    assert result.returncode == 0, result
+    assert "running adapter sandbox-replay as instance replay" in result.stderr, result
+    assert "no credentials" not in result.stderr and "Traceback" not in result.stderr, result
+    assert re.search(r"SANDBOX/replay", result.stdout + result.stderr), result
+
+
+# -- citybus auth from another directory ---------------------------------------------------------
+
+
+async def server_config_loads(up: Running) -> str:
+    """When the server last (re)loaded its configuration, as it says itself."""
+    system = up.credentials / "SYS" / "system.nk"
+    nc = await nats.connect(up.instance["nats_url"], **seed_options(system, "system"))
+    try:
+        reply = await nc.request("$SYS.REQ.SERVER.PING.VARZ", b"{}", timeout=5)
+    finally:
+        await nc.close()
+    return str(json.loads(reply.data)["data"]["config_load_time"])
+
+
+async def test_auth_run_elsewhere_acts_on_the_running_instance_and_drops_no_user(
+    up: Running, tmp_path: Path
+) -> None:
+    """Run from a directory without citybus.toml, `citybus auth generate` used to rebuild
+    accounts.conf from the defaults: the beach adapter and the MQTT network server were dropped."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    before = await server_config_loads(up)
+    result = await run_citybus("auth", "generate", cwd=elsewhere, env=up.env)
+    up.outputs += [result.stdout, result.stderr]
+    assert result.returncode == 0, result
+    assert "reloaded the running citybus up's nats-server" in result.stdout, result
+    assert "no longer configured" not in result.stdout, result
+    accounts = (up.credentials / "accounts.conf").read_text()
+    for user in ("beach (adapter)", "sandbox (adapter)", "network-server (mqtt)"):
+        assert f"# {user}\n" in accounts, user
+    # Once the server has applied the reload, every component is still connected as its user.
+    async with asyncio.timeout(15):
+        while await server_config_loads(up) == before:  # noqa: ASYNC110 - the server's state, polled
+            await asyncio.sleep(0.1)
+    seen = await connections(up)
+    assert {("CITY", "service"), ("SANDBOX", "service"), ("SANDBOX", "sandbox"), ("CITY", "beach")} <= seen
+    assert not up.process.said("(?i)authorization violation")
+    assert up.instance["config_file"] == str(up.cwd / "citybus.toml")
+
+
+async def test_auth_with_another_configuration_is_refused_in_one_line(up: Running, tmp_path: Path) -> None:
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "citybus.toml").write_text('[adapters.sandbox]\nadapter = "sandbox-replay"\n')
+    accounts = (up.credentials / "accounts.conf").read_bytes()
+    result = await run_citybus(
+        "auth", "add-pilot", "elsewhere", "--produces", "environment.beach-observation", cwd=other, env=up.env
+    )
+    up.outputs += [result.stdout, result.stderr]
+    line = assert_one_line_error(
+        result, 1, "does not match the configuration of the running citybus up", "drop CITY/beach"
+    )
+    assert "CITY/network-server" in line and f"--config {up.cwd / 'citybus.toml'}" in line
+    assert (up.credentials / "accounts.conf").read_bytes() == accounts
+    assert not (up.credentials / "SANDBOX" / "elsewhere.nk").exists()
+
+
+async def test_a_pilot_asking_for_the_sandbox_status_is_told_it_may_not(up: Running) -> None:
+    added = await up.citybus("auth", "add-pilot", "curious", "--produces", "environment.beach-observation")
+    assert added.returncode == 0, added
+    seed = up.credentials / "SANDBOX" / "curious.nk"
+    result = await up.citybus("sandbox", "status", "--nkey", str(seed))
+    line = assert_one_line_error(result, 1, "the broker refused citybus.control.replay.sandbox.status")
+    assert "SANDBOX/curious" in line and "no reply" not in line, line
+    revoked = await up.citybus("auth", "revoke", "curious")
+    assert revoked.returncode == 0, revoked
 
 
 # -- secrets ----------------------------------------------------------------------------------------
