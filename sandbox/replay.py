@@ -17,7 +17,14 @@ How a message is replayed:
   timestamp in a body moves by the same offset (:class:`~sandbox.timeshift.TimeShifter`), so the
   day keeps its inner timing. Each loop adds the window's length, so time goes on forward.
 * **Identity.** A replayed message gets a new ``ce-id``, derived from the recording, the message
-  and the loop, so JetStream's duplicate window keeps a duplicated message out but a second loop in.
+  and the loop (and pass), so every loop is new events. It carries no ``Nats-Msg-Id``: JetStream's
+  deduplication is for a publisher that re-sends after a lost acknowledgement, and the replay never
+  re-sends (it publishes once, without acknowledgement, and its ids are unique by construction), so
+  the duplicate window could drop nothing — but nats-server would hold every id of the window in
+  memory, ~200 bytes each per stream: at 32,000 msg/s and the default 120 s, 4 million ids, ~1.9 GB
+  of server RSS once Go's garbage collector doubles it (measured, ``docs/benchmarks.md``). Without
+  the header that memory is zero at any speed. Consumers deduplicate on ``ce-id``, as they must
+  after a redelivery anyway.
 * **Faults.** A :class:`~sandbox.faults.FaultInjector` may drop, duplicate, delay, reorder,
   corrupt, freeze or skew a message before it goes out; delayed messages wait in a heap and are
   published between the others when due.
@@ -48,7 +55,6 @@ from bus.envelope import (
     H_CONTENT_TYPE,
     H_DATASCHEMA,
     H_ID,
-    H_MSG_ID,
     H_PROVENANCE,
     H_SOURCE,
     H_SPECVERSION,
@@ -549,7 +555,7 @@ class Replayer:
         event.update(f"{message.sequence}/{self._pass}".encode())
         event_id = event.hexdigest()
         headers = channel.headers.copy()
-        headers[H_ID] = headers[H_MSG_ID] = event_id
+        headers[H_ID] = event_id  # and no Nats-Msg-Id: see "Identity" in the module doc
         shifted = log_time + self._offset_ns
         headers[H_TIME] = self._times.format(shifted)
         data = message.data
