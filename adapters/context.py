@@ -230,6 +230,13 @@ class Context:
         """Publish bytes that are not a contract (a bridged MQTT message, a device command) on a subject."""
         await self._bus.publish_raw(subject, data, headers)
 
+    def count_published(self, contract: str, count: int) -> None:
+        """Count ``count`` messages of ``contract`` (its CloudEvents type) sent with :meth:`publish_raw`
+        as published, in the bus's ``citybus_messages_published_total`` and the adapter's own, as
+        :meth:`publish` counts its messages: for a fast path that counts per batch, not per message."""
+        self._bus.metrics.published.labels(contract).inc(count)
+        self.metrics.published(contract, count)
+
     async def dead_letter(self, raw: RawMessage, *, reason: str, detail: str, contract: str = "") -> None:
         """Send an input the adapter cannot translate to the dead letters, with the reason."""
         self.metrics.dead_lettered(reason)

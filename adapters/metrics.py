@@ -93,12 +93,12 @@ class InstanceMetrics:
         self._published: dict[str, Any] = {}
         self._received: dict[str, Any] = {}
 
-    def published(self, contract: str) -> None:
-        """Count one published message."""
+    def published(self, contract: str, count: int = 1) -> None:
+        """Count published messages (one, or a batch's ``count``)."""
         child = self._published.get(contract)
         if child is None:
             child = self._published[contract] = self._families.published.labels(*self._labels, contract)
-        child.inc()
+        child.inc(count)
 
     def received(self, contract: str) -> None:
         """Count one message handed to the adapter."""

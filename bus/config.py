@@ -34,7 +34,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from bus.errors import ConfigError
-from bus.server import default_data_dir
+from bus.server import MIN_MEMORY_LIMIT, default_data_dir
 
 __all__ = [
     "AuthConfig",
@@ -82,6 +82,11 @@ class NatsConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     tls_ca: str = ""
     """A CA certificate file (PEM) to trust for the server's TLS certificate, besides the system's;
     for the embedded server with ``server.tls_cert``, that certificate itself is trusted."""
+    monitor_url: str = ""
+    """The HTTP monitoring endpoint of the server at ``url`` (``http://host:8222``), read on every
+    scrape of ``/metrics`` for the server's memory, JetStream use and slow consumers
+    (``citybus_nats_server_*``); empty: those metrics are absent. The embedded server's own
+    endpoint is used without it."""
 
 
 class ServerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -104,6 +109,15 @@ class ServerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     """A certificate file (PEM) for TLS on the client port; clients then connect with ``tls://``."""
     tls_key: str = ""
     """The private key file (PEM) of ``tls_cert``."""
+    monitor: bool = True
+    """Serve nats-server's HTTP monitoring endpoints on the loopback address (never on ``host``);
+    citybus reads them for its ``citybus_nats_server_*`` metrics."""
+    monitor_port: _Port = 0
+    """The monitoring port; 0 picks a free one (and keeps it across restarts of the server)."""
+    memory_limit: Annotated[int, msgspec.Meta(ge=0)] = 1 << 30
+    """A soft ceiling on the server's memory in bytes (Go's ``GOMEMLIMIT``): near it, the garbage
+    collector runs more often instead of letting the heap double; 0 leaves Go's default (none).
+    It bounds the garbage, not what the server must hold: see ``bus/server.py``."""
 
     def __post_init__(self) -> None:
         if self.mqtt and not self.jetstream:
@@ -115,6 +129,11 @@ class ServerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
             raise ValueError(
                 "server.tls_cert and server.tls_key go together: give both files (PEM) for TLS on the "
                 "client port, or neither"
+            )
+        if 0 < self.memory_limit < MIN_MEMORY_LIMIT:
+            raise ValueError(
+                f"server.memory_limit = {self.memory_limit} bytes is too small for nats-server: give "
+                f"0 (no limit) or at least {MIN_MEMORY_LIMIT} ({MIN_MEMORY_LIMIT >> 20} MiB)"
             )
 
 

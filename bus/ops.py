@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import structlog
@@ -94,7 +95,9 @@ class OpsServer:
             await runner.cleanup()
 
     async def _get_metrics(self, request: web.Request) -> web.Response:
-        body = generate_latest(self._metrics.registry)
+        # In a worker thread: a collector may ask the NATS server (bus/monitor.py), and a server that
+        # hangs must not stall the event loop.
+        body = await asyncio.to_thread(generate_latest, self._metrics.registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def _get_healthz(self, request: web.Request) -> web.Response:

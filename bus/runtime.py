@@ -37,6 +37,7 @@ from bus.credentials import CredentialStore
 from bus.health import Health
 from bus.jetstream import ConsumerSettings, StreamSettings
 from bus.metrics import Metrics
+from bus.monitor import monitor_server
 from bus.ops import OpsServer
 from bus.server import EmbeddedServer
 from contracts import Registry, default_registry
@@ -301,6 +302,8 @@ class Runtime:
                 extra_config=include,
                 tls_cert=_path(cfg.server.tls_cert),
                 tls_key=_path(cfg.server.tls_key),
+                monitor_port=cfg.server.monitor_port if cfg.server.monitor else None,
+                memory_limit=cfg.server.memory_limit or None,
             )
             url = await self.server.start()
             stack.push_async_callback(self._bounded, "nats-server", self.server.stop)
@@ -315,6 +318,7 @@ class Runtime:
         elif cfg.server.mqtt:
             log.warning("server.mqtt is ignored: nats.url names an external server, configure MQTT there")
         self.nats_url = url
+        self._monitor(stack)
         self.connector = connector = Connector(
             cfg,
             url,
@@ -375,6 +379,15 @@ class Runtime:
             return await provisioner.provision_streams(stream_settings(self.config))
         finally:
             await self._bounded(f"provisioning connection ({account})", provisioner.drain)
+
+    def _monitor(self, stack: AsyncExitStack) -> None:
+        """The server's memory, JetStream use and slow consumers in ``/metrics`` (see bus/monitor.py)."""
+        server = self.server
+        url = server.monitor_url if server is not None else self.config.nats.monitor_url
+        if url:
+            limit = server.memory_limit if server is not None else None
+            monitor = monitor_server(self.metrics.registry, url, memory_limit=limit, logger=self.log)
+            stack.callback(self.metrics.registry.unregister, monitor)
 
     def _prepare_access(self, log: Any) -> str:
         """Under access control: the credentials every user needs and the server's ``accounts.conf``.

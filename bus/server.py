@@ -10,6 +10,22 @@ Guarantees, and how they are kept:
 * **A free port without races.** Port 0 becomes nats-server's ``port: -1`` (the kernel picks) and the
   chosen port is read back from the *ports file* the server writes once it listens. A restart reuses
   that port, so connected clients simply reconnect.
+* **Monitoring, on loopback.** With ``monitor_port`` the server serves its HTTP monitoring
+  endpoints (``/varz``, ``/jsz``, …) on the loopback address only, never on ``host``: they name
+  connections, accounts and streams, which is for this machine's operator (and citybus's own
+  ``/metrics``, see :mod:`bus.monitor`), not for the network. Port 0 becomes ``http_port: -1`` and the
+  chosen port is read back from the ports file, like the client port.
+* **Bounded memory.** ``memory_limit`` becomes the server's ``GOMEMLIMIT`` (``citybus up``: 1 GiB,
+  ``server.memory_limit``). What a nats-server holds grows with its traffic — JetStream keeps every
+  ``Nats-Msg-Id`` of a stream's duplicate window, ~200 bytes each — and Go's collector lets the heap
+  reach twice what is live before it collects (``GOGC=100``), and returns freed memory to the system
+  slowly: a replay at 32,000 msg/s grew the server to 1.95 GB, 1.6 GB after a pause. The replay no
+  longer sends ids (``sandbox/replay.py``), which bounds what is live; the soft limit bounds the
+  garbage on top of it: near the limit Go collects more often (at most half a CPU) and gives memory
+  back, instead of doubling. It cannot refuse memory the server needs, so it is a ceiling on waste,
+  not a cap that could lose messages. JetStream's ``max_memory_store``/``max_file_store`` are not
+  used for this: they bound what streams may hold (each stream already has ``max_bytes``), not the
+  process. ``docs/benchmarks.md`` has the figures.
 * **MQTT, when asked.** With ``mqtt_port`` the server also listens for MQTT 3.1.1 clients (a LoRaWAN
   network server publishing uplinks into the bus; topic ``a/b/c`` is subject ``a.b.c``). The ports
   file does not list the MQTT port, so MQTT port 0 is resolved here, before the start, by binding a
@@ -40,7 +56,7 @@ import sysconfig
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any, Self
+from typing import IO, Any, Final, Self
 from urllib.parse import urlsplit
 
 import structlog
@@ -50,7 +66,7 @@ from bus.errors import EmbeddedServerError
 if sys.platform != "win32":
     import fcntl
 
-__all__ = ["EmbeddedServer", "default_data_dir", "find_nats_server"]
+__all__ = ["MIN_MEMORY_LIMIT", "EmbeddedServer", "default_data_dir", "find_nats_server"]
 
 _BINARY = "nats-server.exe" if sys.platform == "win32" else "nats-server"
 _CONFIG_FILE = "nats-server.conf"
@@ -67,6 +83,10 @@ _LOG_PREFIX = re.compile(r"^\[\d+\] \S+ \S+ ")
 _DATA_DIR_HINT = (
     "stop the other `citybus up`, or choose another data dir with --data-dir / CITYBUS_SERVER_DATA_DIR"
 )
+
+
+MIN_MEMORY_LIMIT: Final = 32 << 20
+"""Below this, nats-server's own working set (a few tens of MB) would keep its GC running flat out."""
 
 
 def default_data_dir(environ: Mapping[str, str] | None = None) -> Path:
@@ -133,12 +153,23 @@ class EmbeddedServer:
         mqtt_port: int | None = None,
         tls_cert: Path | None = None,
         tls_key: Path | None = None,
+        monitor_port: int | None = None,
+        memory_limit: int | None = None,
     ) -> None:
         if not 0 <= port <= 65535:
             raise EmbeddedServerError(f"port {port} is not a TCP port (0..65535; 0 picks a free one)")
         if mqtt_port is not None and not 0 <= mqtt_port <= 65535:
             raise EmbeddedServerError(
                 f"MQTT port {mqtt_port} is not a TCP port (0..65535; 0 picks a free one)"
+            )
+        if monitor_port is not None and not 0 <= monitor_port <= 65535:
+            raise EmbeddedServerError(
+                f"monitoring port {monitor_port} is not a TCP port (0..65535; 0 picks a free one)"
+            )
+        if memory_limit is not None and memory_limit < MIN_MEMORY_LIMIT:
+            raise EmbeddedServerError(
+                f"memory limit {memory_limit} bytes is too small for nats-server: give at least "
+                f"{MIN_MEMORY_LIMIT >> 20} MiB (server.memory_limit)"
             )
         if mqtt_port is not None and not jetstream:
             raise EmbeddedServerError(
@@ -149,6 +180,8 @@ class EmbeddedServer:
         self._port = port  # becomes the chosen port after the first start, so restarts reuse it
         self._jetstream = jetstream
         self._mqtt_port = mqtt_port  # like _port: the chosen port after the first start
+        self._monitor_port = monitor_port  # like _port: the chosen port after the first start
+        self._memory_limit = memory_limit
         self._name = name
         self._binary = binary
         base = logger if logger is not None else structlog.get_logger()
@@ -217,6 +250,22 @@ class EmbeddedServer:
             raise EmbeddedServerError("the embedded nats-server has not been started yet")
         host = _connect_host(self._host)
         return f"mqtt://[{host}]:{self._mqtt_port}" if ":" in host else f"mqtt://{host}:{self._mqtt_port}"
+
+    @property
+    def monitor_url(self) -> str | None:
+        """The HTTP monitoring endpoint (``http://127.0.0.1:port``): ``None`` without monitoring or
+        before the first start."""
+        if not self._monitor_port:
+            return None
+        host = _loopback(self._host)
+        return (
+            f"http://[{host}]:{self._monitor_port}" if ":" in host else f"http://{host}:{self._monitor_port}"
+        )
+
+    @property
+    def memory_limit(self) -> int | None:
+        """The server's ``GOMEMLIMIT`` in bytes, or ``None`` for Go's default (no limit)."""
+        return self._memory_limit
 
     @property
     def pid(self) -> int | None:
@@ -351,6 +400,8 @@ class EmbeddedServer:
         }
         if self._lock_fd is not None:
             kwargs["pass_fds"] = (self._lock_fd,)  # the child shares the flock: held while it lives
+        if self._memory_limit is not None:
+            kwargs["env"] = {**os.environ, "GOMEMLIMIT": str(self._memory_limit)}
         preexec = _parent_death_signal()
         if preexec is not None:
             kwargs["preexec_fn"] = preexec
@@ -369,8 +420,13 @@ class EmbeddedServer:
         while True:
             if process.returncode is not None:
                 raise _ServerExited(process.returncode)
-            port = self._read_ports_file(process.pid)
+            ports = self._read_ports_file(process.pid)
+            port = ports.get("nats")
+            if self._monitor_port is not None and "monitoring" not in ports:
+                port = None  # the ports file lists the monitoring port once that listens too
             if port is not None and await _accepts_connections(host, port):
+                if self._monitor_port is not None:
+                    self._monitor_port = ports["monitoring"]
                 # nats-server opens its MQTT listener after the client one.
                 if self._mqtt_port is None or await _accepts_connections(host, self._mqtt_port):
                     return port
@@ -414,6 +470,11 @@ class EmbeddedServer:
             "logfile_size_limit: 10MB",  # a long-running `citybus up` must not fill the disk
             "logfile_max_num: 3",
         ]
+        if self._monitor_port is not None:
+            # loopback, never ``host``: see the module doc. "[::1]:port" for IPv6, "-1" for a free port.
+            host = _loopback(self._host)
+            listen = f"[{host}]" if ":" in host else host
+            lines.append(f"http: {json.dumps(f'{listen}:{self._monitor_port or -1}')}")
         if self._jetstream:
             # nats-server stores under <store_dir>/jetstream, i.e. self.store_dir.
             lines += ["jetstream {", f"  store_dir: {json.dumps(str(self._data_dir))}", "}"]
@@ -433,19 +494,23 @@ class EmbeddedServer:
             text += "\n" + self._extra_config.rstrip() + "\n"
         return text
 
-    def _read_ports_file(self, pid: int) -> int | None:
+    def _read_ports_file(self, pid: int) -> dict[str, int]:
+        """The ports the server listens on, by kind (``nats``, ``monitoring``), from its ports file."""
         # The file is named after the executable and the pid: "<exe>_<pid>.ports".
+        found: dict[str, int] = {}
         for path in self._data_dir.glob(f"*_{pid}{_PORTS_SUFFIX}"):
             try:
-                urls = json.loads(path.read_text(encoding="utf-8")).get("nats") or []
+                listed = json.loads(path.read_text(encoding="utf-8"))
+                kinds = {kind: listed.get(kind) or [] for kind in ("nats", "monitoring")}
             except (OSError, ValueError, AttributeError):
-                return None  # not completely written yet; try again
-            for url in urls:
-                with contextlib.suppress(ValueError, TypeError):
-                    port: int | None = urlsplit(str(url)).port
-                    if port:
-                        return port
-        return None
+                return {}  # not completely written yet; try again
+            for kind, urls in kinds.items():
+                for url in urls:
+                    with contextlib.suppress(ValueError, TypeError):
+                        port: int | None = urlsplit(str(url)).port
+                        if port:
+                            found.setdefault(kind, port)
+        return found
 
     def _remove_ports_files(self) -> None:
         for path in self._data_dir.glob(f"*{_PORTS_SUFFIX}"):
@@ -532,6 +597,11 @@ def _free_port(host: str) -> int:
         sock.bind((address, 0))
         port: int = sock.getsockname()[1]
     return port
+
+
+def _loopback(host: str) -> str:
+    """The loopback address of the family ``host`` belongs to (where monitoring listens)."""
+    return "::1" if ":" in host else "127.0.0.1"
 
 
 def _connect_host(host: str) -> str:

@@ -132,9 +132,11 @@ class SandboxReplay(Adapter[ReplayConfig]):
                 def factory(origin: datetime) -> FaultInjector:
                     return FaultInjector(plan, origin=origin, truth=truth)
 
+            sent = _Counts(ctx)
+
             async def publish(subject: str, data: bytes, headers: dict[str, str]) -> None:
                 await ctx.publish_raw(subject, data, headers)
-                ctx.metrics.published(headers.get("ce-type") or "raw")  # counted like any adapter's
+                sent.add(headers.get("ce-type") or "")
 
             replayer = Replayer(
                 [Path(f) for f in config.files],
@@ -160,12 +162,46 @@ class SandboxReplay(Adapter[ReplayConfig]):
                 await _tick(ctx, replayer)
 
             await ctx.subscribe_raw(control_subject("replay", ctx.instance), on_control)
-            async with asyncio.TaskGroup() as tasks:
-                clock = tasks.create_task(_clock(ctx, replayer, config.clock_interval), name="replay clock")
-                ctx.ready()
-                await replayer.run()
-                clock.cancel()
+            try:
+                async with asyncio.TaskGroup() as tasks:
+                    clock = tasks.create_task(
+                        _clock(ctx, replayer, config.clock_interval, sent), name="replay clock"
+                    )
+                    ctx.ready()
+                    await replayer.run()
+                    clock.cancel()
+            finally:
+                sent.flush()
             await _tick(ctx, replayer)  # a replay that does not loop ends here: the adapter is done
+
+
+class _Counts:
+    """The replay's messages per contract, counted cheaply and handed to the metrics in bulk.
+
+    The replay publishes up to ~80,000 messages a second through the raw fast path; looking up a
+    labelled counter for each would cost more than the publish. So each message adds one to a plain
+    dict, and :meth:`flush` (every clock tick, at least once a second, and at the end) counts the
+    totals in ``citybus_messages_published_total{contract}`` — where operators look for traffic,
+    as for every other publisher — and the adapter's own published counter.
+    """
+
+    def __init__(self, ctx: Context) -> None:
+        self._ctx = ctx
+        self._counts: dict[str, int] = {}
+
+    def add(self, ce_type: str) -> None:
+        """One message of ``ce_type`` (empty: a raw message, not a contract) went out."""
+        counts = self._counts
+        counts[ce_type] = counts.get(ce_type, 0) + 1
+
+    def flush(self) -> None:
+        """Count what went out since the last flush."""
+        counts, self._counts = self._counts, {}
+        for ce_type, count in counts.items():
+            if ce_type:
+                self._ctx.count_published(ce_type, count)
+            else:
+                self._ctx.metrics.published("raw", count)  # not a contract: the adapter's own only
 
 
 def _answer(replayer: Replayer, verb: str, data: bytes) -> bytes:
@@ -202,8 +238,9 @@ async def _tick(ctx: Context, replayer: Replayer) -> None:
     await ctx.publish_raw(clock_subject(ctx.instance), msgspec.json.encode(tick))
 
 
-async def _clock(ctx: Context, replayer: Replayer, interval: float) -> None:
+async def _clock(ctx: Context, replayer: Replayer, interval: float, sent: _Counts) -> None:
     while replayer.state != "finished":
+        sent.flush()
         await _tick(ctx, replayer)
         await replayer.wait_change(interval)
 

@@ -15,9 +15,23 @@ How a message is replayed:
   Pause, resume, a new speed and a seek all just move the anchor.
 * **Time shift.** With ``shift_to_now`` the recorded day happens now: every ``ce-time`` and every
   timestamp in a body moves by the same offset (:class:`~sandbox.timeshift.TimeShifter`), so the
-  day keeps its inner timing. Each loop adds the window's length, so time goes on forward.
+  day keeps its inner timing. **Every loop starts now again**: a loop's times are shifted so that
+  its window begins at the wall-clock time the loop begins (without ``shift_to_now``: at its
+  recorded time), so a replay never stamps a time later than *now + the window's length*, however
+  fast and long it loops. (Each loop once continued where the last one ended: at ``speed = 0`` a
+  recorded day takes a fraction of a second, and a looping replay stamped 2047 within hours.) At
+  real speed the next loop begins where the last ended anyway; faster than real time, a loop's
+  times run ahead of the wall clock and the next loop's go back to now — a consumer sees a new day
+  begin, as the ``ce-id`` of every loop is new too.
 * **Identity.** A replayed message gets a new ``ce-id``, derived from the recording, the message
-  and the loop, so JetStream's duplicate window keeps a duplicated message out but a second loop in.
+  and the loop (and pass), so every loop is new events. It carries no ``Nats-Msg-Id``: JetStream's
+  deduplication is for a publisher that re-sends after a lost acknowledgement, and the replay never
+  re-sends (it publishes once, without acknowledgement, and its ids are unique by construction), so
+  the duplicate window could drop nothing — but nats-server would hold every id of the window in
+  memory, ~200 bytes each per stream: at 32,000 msg/s and the default 120 s, 4 million ids, ~1.9 GB
+  of server RSS once Go's garbage collector doubles it (measured, ``docs/benchmarks.md``). Without
+  the header that memory is zero at any speed. Consumers deduplicate on ``ce-id``, as they must
+  after a redelivery anyway.
 * **Faults.** A :class:`~sandbox.faults.FaultInjector` may drop, duplicate, delay, reorder,
   corrupt, freeze or skew a message before it goes out; delayed messages wait in a heap and are
   published between the others when due.
@@ -48,7 +62,6 @@ from bus.envelope import (
     H_CONTENT_TYPE,
     H_DATASCHEMA,
     H_ID,
-    H_MSG_ID,
     H_PROVENANCE,
     H_SOURCE,
     H_SPECVERSION,
@@ -399,8 +412,7 @@ class Replayer:
 
     async def run(self) -> None:
         """Replay the window (again and again when looping) until done or cancelled."""
-        self._offset = (self._wall() - _at(self.window_start)) if self._shift_to_now else timedelta(0)
-        self._offset_ns = _ns(self._offset)
+        self._start_loop()
         if self._faults_factory is not None:
             self.injector = self._faults_factory(_at(self.window_start) + self._offset)
         if self._metrics is not None:
@@ -422,8 +434,7 @@ class Replayer:
             if not self.loop:
                 break
             self.loop_index += 1
-            self._offset += timedelta(microseconds=self._window // 1000)
-            self._offset_ns = _ns(self._offset)
+            self._start_loop()
             if self._metrics is not None:
                 self._metrics.loops.inc()
             self._reanchor(self.window_start)
@@ -432,6 +443,12 @@ class Replayer:
         self.state = "finished"
         self._announce()
         self.log.info("replay finished", messages=self.published)
+
+    def _start_loop(self) -> None:
+        """Anchor the times a loop stamps: with ``shift_to_now`` the window starts at the wall-clock
+        now, else at its recorded time (see "Time shift" in the module doc)."""
+        self._offset = (self._wall() - _at(self.window_start)) if self._shift_to_now else timedelta(0)
+        self._offset_ns = _ns(self._offset)
 
     async def _play(self, start: int) -> bool:
         """Play from ``start`` to the window's end; False when a seek interrupted it."""
@@ -549,7 +566,7 @@ class Replayer:
         event.update(f"{message.sequence}/{self._pass}".encode())
         event_id = event.hexdigest()
         headers = channel.headers.copy()
-        headers[H_ID] = headers[H_MSG_ID] = event_id
+        headers[H_ID] = event_id  # and no Nats-Msg-Id: see "Identity" in the module doc
         shifted = log_time + self._offset_ns
         headers[H_TIME] = self._times.format(shifted)
         data = message.data

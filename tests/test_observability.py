@@ -24,7 +24,7 @@ import re
 import shutil
 import signal
 import subprocess
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,10 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from adapters.supervisor import adapter_metrics
+from bus import Bus
 from bus.metrics import Metrics
+from bus.monitor import monitor_server
+from bus.server import EmbeddedServer
 from sandbox.metrics import replay_metrics
 from tests.test_cli import start_up
 
@@ -176,10 +179,29 @@ def test_the_yaml_subset_reader_reads_what_it_knows_and_refuses_the_rest() -> No
 
 
 @pytest.fixture(scope="module")
-def exported() -> dict[str, set[str]]:
+async def exported(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[dict[str, set[str]]]:
     """Sample name → label names, from the exposition text of every family citybus registers."""
     metrics = Metrics()
     registry: CollectorRegistry = metrics.registry
+    # The server's own families come from a real server's monitoring endpoint (bus/monitor.py).
+    server = EmbeddedServer(
+        data_dir=tmp_path_factory.mktemp("monitored"), monitor_port=0, memory_limit=1 << 30
+    )
+    await server.start()
+    try:
+        bus = Bus(source="/tests")
+        await bus.connect(server.url)
+        await bus.provision_streams()  # streams, so that the per-stream families have samples
+        await bus.drain()
+        assert server.monitor_url is not None
+        monitor_server(registry, server.monitor_url, memory_limit=server.memory_limit)
+        yield _exported(metrics)
+    finally:
+        await server.stop()
+
+
+def _exported(metrics: Metrics) -> dict[str, set[str]]:
+    registry = metrics.registry
     contract = metrics.contract("environment.beach-observation.v1")
     contract.published.inc()
     contract.received.inc()
@@ -309,6 +331,7 @@ def test_dashboard_has_the_rows_an_operator_looks_for(dashboard: dict[str, Any])
         "Polled sources",
         "Sandbox replay",
         "JetStream consumers",
+        "NATS server",
     ]
 
 
@@ -413,6 +436,9 @@ def test_alerts_watch_what_operators_asked_for(rules: list[dict[str, Any]]) -> N
         "citybus_handler_duration_seconds_bucket",
         "citybus_consumer_pending",
         "citybus_nats_permission_denials_total",
+        "citybus_nats_server_memory_bytes",
+        "citybus_nats_server_memory_limit_bytes",
+        "citybus_nats_server_slow_consumers_total",
     }
 
 
@@ -433,7 +459,7 @@ def promtool(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 def test_promtool_accepts_the_rules(tmp_path: Path) -> None:
     result = promtool("check", "rules", str(RULES), cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 10 rules found" in result.stdout
+    assert "SUCCESS: 12 rules found" in result.stdout
 
 
 BEACH = "environment.beach-observation.v1"
@@ -486,6 +512,14 @@ SERIES = [
         'citybus_nats_permission_denials_total{job="citybus",instance="bus:9464",operation="subscription"}',
         "0x30",
     ),
+    # The server creeps up to its 1 GiB limit (past 90% from minute 10) and stays; the other keeps well under.
+    ('citybus_nats_server_memory_bytes{job="citybus",instance="bus:9464"}', "500e6+50e6x10 1e9x20"),
+    ('citybus_nats_server_memory_limit_bytes{job="citybus",instance="bus:9464"}', "1073741824x30"),
+    ('citybus_nats_server_memory_bytes{job="citybus",instance="other:9464"}', "200e6x30"),
+    ('citybus_nats_server_memory_limit_bytes{job="citybus",instance="other:9464"}', "1073741824x30"),
+    # Slow consumers keep being found on one server; the other found one once, long ago.
+    ('citybus_nats_server_slow_consumers_total{job="citybus",instance="bus:9464"}', "0+2x30"),
+    ('citybus_nats_server_slow_consumers_total{job="citybus",instance="other:9464"}', "1x30"),
 ]
 EXPECTED = [
     ("30s", [quiet("CitybusNatsDisconnected"), quiet("CitybusAdapterDown")]),
@@ -519,6 +553,10 @@ EXPECTED = [
         "25m",
         [alert("CitybusConsumerBacklog", "warning", consumer="archive", stream="CITY_PUBLIC_ENVIRONMENT")],
     ),
+    ("15m", [quiet("CitybusNatsServerMemoryHigh")]),  # over 90% from minute 8, not yet for 10 minutes
+    ("20m", [alert("CitybusNatsServerMemoryHigh", "warning", job="citybus", instance="bus:9464")]),
+    ("3m", [quiet("CitybusNatsServerSlowConsumers")]),
+    ("10m", [alert("CitybusNatsServerSlowConsumers", "warning", job="citybus", instance="bus:9464")]),
 ]
 
 

@@ -114,7 +114,8 @@ async def test_replayed_messages_get_new_ids_and_keep_their_attributes(recording
     sink = Sink()
     await Replayer([recording], sink.publish, speed=0, shift_to_now=False).run()
     first = sink.messages[0][2]
-    assert first["ce-id"] != "bragernes-strand-0600" and first["Nats-Msg-Id"] == first["ce-id"]
+    assert first["ce-id"] != "bragernes-strand-0600"
+    assert "Nats-Msg-Id" not in first  # nothing for JetStream's duplicate window to hold (test_server_memory)
     assert (first["ce-type"], first["ce-source"], first["ce-provenance"]) == (
         "environment.beach-observation.v1",
         "/rec",
@@ -136,7 +137,7 @@ async def test_shift_to_now_moves_headers_and_bodies_by_the_same_offset(recordin
     assert first.observed_at == T0 + offset == now
 
 
-async def test_a_loop_goes_on_forward_in_time(recording: Path) -> None:
+async def test_every_loop_replays_the_recorded_times_again_without_a_shift(recording: Path) -> None:
     sink = Sink()
     replayer = Replayer([recording], sink.publish, speed=0, loop=True, shift_to_now=False)
     task = asyncio.create_task(replayer.run())
@@ -144,15 +145,43 @@ async def test_a_loop_goes_on_forward_in_time(recording: Path) -> None:
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
     times = [datetime.fromisoformat(m[2]["ce-time"]) for m in sink.messages[:80]]
-    assert times == sorted(times)
-    # the second loop starts right after the first one's last message (110 min 2 s after its first)
-    assert times[36] - times[0] == timedelta(minutes=110, seconds=2)
+    assert times[:36] == sorted(times[:36]) and times[0] == T0
+    assert times[36:72] == times[:36]  # the second loop is the recorded window again, not the next one
     first = msgspec.json.decode(sink.messages[0][1], type=BeachObservation)
     again = msgspec.json.decode(sink.messages[36][1], type=BeachObservation)
     assert (again.site, again.water_temperature) == (first.site, first.water_temperature)
     assert replayer.loop_index >= 2
     ids = [m[2]["ce-id"] for m in sink.messages[:80]]
     assert len(set(ids)) == 80  # a second loop is not a duplicate
+
+
+async def test_a_fast_looping_replay_never_stamps_beyond_now_plus_the_window(recording: Path) -> None:
+    """Issue 12: a looping replay as fast as possible once ran its shifted clock to 2047."""
+    sink = Sink()
+    wall = [datetime(2026, 12, 1, 12, 0, tzinfo=UTC)]
+
+    def now() -> datetime:  # the wall clock moves one second per message sent: loops take 36 s
+        return wall[0]
+
+    async def publish(subject: str, data: bytes, headers: dict[str, str]) -> None:
+        wall[0] += timedelta(seconds=1)
+        sink.messages.append((subject, data, headers))
+
+    replayer = Replayer([recording], publish, speed=0, loop=True, wall=now)
+    task = asyncio.create_task(replayer.run())
+    await wait_for(lambda: len(sink.messages) >= 36 * 200)  # 200 loops of a 110-minute window
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    window = timedelta(minutes=110, seconds=2)
+    for index, (_, data, headers) in enumerate(sink.messages[: 36 * 200]):
+        sent = datetime(2026, 12, 1, 12, 0, tzinfo=UTC) + timedelta(seconds=index + 1)
+        stamped = datetime.fromisoformat(headers["ce-time"])
+        assert stamped <= sent + window, (index, stamped)  # never beyond now + the recording's span
+        assert stamped >= sent - timedelta(seconds=36)  # and a loop starts at the now it starts
+        observed = msgspec.json.decode(data, type=BeachObservation).observed_at
+        assert observed == stamped  # the body moves with the header
+    loop_starts = [datetime.fromisoformat(m[2]["ce-time"]) for m in sink.messages[: 36 * 200 : 36]]
+    assert loop_starts[-1] - loop_starts[0] == timedelta(seconds=36 * 199)  # each loop begins at its now
 
 
 async def test_start_duration_include_and_exclude_choose_what_is_replayed(
