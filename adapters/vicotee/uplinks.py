@@ -207,7 +207,8 @@ def parse_uplink(data: bytes) -> Uplink:
             raise UplinkError(
                 "the message is JSON but not an object, so not a LoRaWAN uplink", reason="unknown-shape"
             ) from None
-        raise UplinkError(f"the message is {exc}", reason="not-json") from None
+        detail = exc.__cause__ if exc.kind == "syntax" else exc  # msgspec's words, or "nested too deeply"
+        raise UplinkError(f"the message is not JSON: {detail}", reason="not-json") from None
     network = _network(keys)
     if network is None:
         shown = ", ".join(sorted(keys)[:10]) or "none"
