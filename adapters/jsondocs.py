@@ -7,9 +7,11 @@ a :class:`~adapters.polling.SourceFormatError` (``not-json`` with line and colum
 bytes; :func:`decode_record` then decodes one, raising :class:`RecordError` ``unexpected-shape``
 with the record's index and field, so the adapter dead-letters that record alone.
 
-Invalid UTF-8 inside a string makes msgspec raise ``UnicodeDecodeError`` rather than a
-``DecodeError``; both levels catch it. A UTF-8 byte order mark in front of the document is skipped:
-some HTTP stacks add one, and it is not an error in the data.
+Every decode goes through :func:`bus.codec.decode_bytes`, so invalid UTF-8 inside a string (msgspec
+raises ``UnicodeDecodeError`` for it) and a document nested thousands of levels deep (a
+``RecursionError``) are refused like any other bad document, never a crash of the adapter. A UTF-8
+byte order mark in front of the document is skipped: some HTTP stacks add one, and it is not an
+error in the data.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from typing import Final, TypeVar
 import msgspec
 
 from adapters.polling import SourceFormatError
+from bus.codec import decode_bytes
+from bus.errors import UndecodableError
 
 __all__ = ["RecordError", "decode_document", "decode_record", "split_array"]
 
@@ -61,6 +65,16 @@ def _not_json(body: bytes, exc: msgspec.DecodeError) -> SourceFormatError:
     return SourceFormatError(f"not JSON: {text}", reason="not-json")
 
 
+def _unreadable(body: bytes, exc: UndecodableError) -> SourceFormatError:
+    """``not-json`` for a document that did not decode for a reason other than its shape."""
+    cause = exc.__cause__
+    if isinstance(cause, UnicodeDecodeError):
+        return SourceFormatError(f"not JSON: a string is not valid UTF-8 ({cause.reason})", reason="not-json")
+    if isinstance(cause, msgspec.DecodeError):
+        return _not_json(body, cause)
+    return SourceFormatError(f"not JSON citybus can read: the document is {exc}", reason="not-json")
+
+
 def split_array(body: bytes, *, what: str) -> list[bytes]:
     """The records of a JSON-array document, each as its own JSON bytes (to decode, or to dead-letter).
 
@@ -69,17 +83,13 @@ def split_array(body: bytes, *, what: str) -> list[bytes]:
     """
     text = body.removeprefix(_BOM)
     try:
-        records = _ARRAY.decode(text)
-    except msgspec.ValidationError as exc:
-        raise SourceFormatError(
-            f"expected a JSON array of {what}, got something else: {exc}", reason="unexpected-shape"
-        ) from None
-    except msgspec.DecodeError as exc:
-        raise _not_json(text, exc) from None
-    except UnicodeDecodeError as exc:
-        raise SourceFormatError(
-            f"not JSON: a string is not valid UTF-8 ({exc.reason})", reason="not-json"
-        ) from None
+        records = decode_bytes(_ARRAY, text)
+    except UndecodableError as exc:
+        if exc.kind == "shape":
+            raise SourceFormatError(
+                f"expected a JSON array of {what}, got something else: {exc}", reason="unexpected-shape"
+            ) from None
+        raise _unreadable(text, exc) from None
     return [bytes(record) for record in records]
 
 
@@ -98,11 +108,11 @@ def decode_document(decoder: msgspec.json.Decoder[T], body: bytes, *, what: str,
         message = f"not JSON: byte {exc.start} (0x{text[exc.start]:02x}) is not UTF-8 text"
         raise SourceFormatError(message, reason="not-json") from None
     try:
-        return decoder.decode(text)
-    except msgspec.ValidationError as exc:
-        raise SourceFormatError(f"not {what}: {exc}", reason=reason) from None
-    except msgspec.DecodeError as exc:
-        raise _not_json(text, exc) from None
+        return decode_bytes(decoder, text)
+    except UndecodableError as exc:
+        if exc.kind == "shape":
+            raise SourceFormatError(f"not {what}: {exc}", reason=reason) from None
+        raise _unreadable(text, exc) from None
 
 
 def decode_record(decoder: msgspec.json.Decoder[T], data: bytes, index: int) -> T:
@@ -111,10 +121,13 @@ def decode_record(decoder: msgspec.json.Decoder[T], data: bytes, index: int) -> 
     The error says where in the document: ``record $[3]: Expected `str`, got `null` (at `$[3].station`)``.
     """
     try:
-        return decoder.decode(data)
-    except (msgspec.MsgspecError, UnicodeDecodeError) as exc:
-        if isinstance(exc, UnicodeDecodeError):
-            message = f"a string is not valid UTF-8 ({exc.reason})"
-        else:  # msgspec says where inside the record; say where in the document
-            message = _PATH.sub(lambda m: f" (at `$[{index}]{m.group(1)}`)", str(exc))
+        return decode_bytes(decoder, data)
+    except UndecodableError as exc:
+        cause = exc.__cause__
+        if isinstance(cause, UnicodeDecodeError):
+            message = f"a string is not valid UTF-8 ({cause.reason})"
+        elif isinstance(cause, msgspec.MsgspecError):  # where in the record: say where in the document
+            message = _PATH.sub(lambda m: f" (at `$[{index}]{m.group(1)}`)", str(cause))
+        else:
+            message = str(exc)
         raise RecordError(f"record $[{index}]: {message}", reason="unexpected-shape") from None

@@ -79,6 +79,8 @@ import msgspec
 
 from adapters import Adapter, Context
 from bus import RawMessage
+from bus.codec import decode_bytes
+from bus.errors import UndecodableError
 from contracts import BeachObservation
 
 
@@ -115,7 +117,7 @@ class $cls(Adapter[${cls}Config]):
         async def on_reading(raw: RawMessage) -> None:
             device = raw.subject.rsplit(".", 1)[-1]
             try:
-                reading = decoder.decode(raw.data)
+                reading = decode_bytes(decoder, raw.data)  # any bytes a device sends: never a crash
                 observation = BeachObservation(
                     site=reading.site,
                     observed_at=reading.time,
@@ -123,7 +125,7 @@ class $cls(Adapter[${cls}Config]):
                     air_temperature=reading.air_celsius,
                     device=device,
                 )
-            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            except UndecodableError as exc:
                 await ctx.dead_letter(raw, reason="bad-reading", detail=str(exc))
                 return
             await ctx.publish(observation, provenance="sensor", time=reading.time)

@@ -5,7 +5,8 @@
     CityBusError
      ├── ConfigError (ValueError)          a wrong value in citybus.toml or CITYBUS_* variables
      ├── ContractViolation (ValueError)    a message that does not fit its contract
-     │    └── MissingHeaderError           a CloudEvents header is missing or malformed
+     │    ├── MissingHeaderError           a CloudEvents header is missing or malformed
+     │    └── UndecodableError             bytes from outside that a decoder could not read
      ├── NotConnectedError                 the bus has no NATS connection (yet, or any more)
      │    └── ServerUnavailableError       no NATS server answered at the given URL
      ├── PermissionDeniedError             the broker refused a publish: the user has no right to it
@@ -32,6 +33,7 @@ __all__ = [
     "PublishTimeoutError",
     "RequestTimeoutError",
     "ServerUnavailableError",
+    "UndecodableError",
 ]
 
 
@@ -56,6 +58,19 @@ class MissingHeaderError(ContractViolation):
 
     def __init__(self, message: str) -> None:
         super().__init__(message, reason="missing-header")
+
+
+class UndecodableError(ContractViolation):
+    """Bytes from outside that one of msgspec's decoders could not read (see :func:`bus.codec.decode_bytes`).
+
+    ``kind`` says how: ``"syntax"`` (not JSON or msgpack, or a string that is not UTF-8), ``"shape"``
+    (well formed, but not the type asked for; the message is msgspec's, with the path) or ``"depth"``
+    (nested deeper than the interpreter can follow). The msgspec or Python error is ``__cause__``.
+    """
+
+    def __init__(self, message: str, *, kind: str, reason: str = "invalid-body") -> None:
+        super().__init__(message, reason=reason)
+        self.kind = kind
 
 
 class NotConnectedError(CityBusError):

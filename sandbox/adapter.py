@@ -38,6 +38,8 @@ from msgspec import Meta
 
 from adapters import Adapter, Context
 from bus import RawMessage
+from bus.codec import decode_bytes
+from bus.errors import UndecodableError
 from bus.subjects import clock_subject, control_subject, validate_pattern
 from contracts import Contract, default_registry
 from sandbox.faults import FaultInjector, FaultPlan
@@ -206,7 +208,7 @@ class _Counts:
 
 def _answer(replayer: Replayer, verb: str, data: bytes) -> bytes:
     try:
-        command = _COMMAND.decode(data) if data.strip() else _Command()
+        command = decode_bytes(_COMMAND, data) if data.strip() else _Command()
         status: ReplayStatus
         if verb == "status":
             status = replayer.status()
@@ -224,7 +226,10 @@ def _answer(replayer: Replayer, verb: str, data: bytes) -> bytes:
             status = replayer.set_speed(command.speed)
         else:
             raise ValueError(f"unknown verb {verb!r}; verbs: {', '.join(_VERBS)}")
-    except (ValueError, msgspec.DecodeError) as exc:
+    except UndecodableError as exc:  # whatever the requester sent: it gets a reply saying what is wrong
+        error = str(exc) if exc.kind == "shape" else f"the request body is {exc}"
+        return msgspec.json.encode({"error": error})
+    except ValueError as exc:
         return msgspec.json.encode({"error": str(exc)})
     return msgspec.json.encode(status)
 

@@ -47,8 +47,9 @@ from mcap.records import Channel
 from mcap.stream_reader import StreamReader
 from mcap.writer import CompressionType, Writer
 
+from bus.codec import decode_bytes
 from bus.envelope import H_CONTENT_TYPE, H_PROVENANCE, H_SOURCE, H_TIME, H_TYPE, JSON, MSGPACK
-from bus.errors import CityBusError
+from bus.errors import CityBusError, UndecodableError
 from contracts import Registry, default_registry, json_schema
 
 __all__ = [
@@ -206,8 +207,8 @@ class RecordingWriter:
             log_time = nanoseconds(datetime.fromisoformat(raw_time)) if raw_time else now
         attributes = {k: headers.get(k, "") for k in _CHANNEL_KEYS}
         content_type = attributes[H_CONTENT_TYPE]
-        if content_type == MSGPACK:  # MCAP tools read JSON; the type system is the same
-            data = msgspec.json.encode(msgspec.msgpack.decode(data))
+        if content_type == MSGPACK and (decoded := _msgpack(data)) is not None:
+            data = msgspec.json.encode(decoded)  # MCAP tools read JSON; the type system is the same
             attributes[H_CONTENT_TYPE] = JSON
         elif not attributes[H_TYPE]:
             attributes[H_CONTENT_TYPE] = content_type or (JSON if _is_json(data) else OCTET_STREAM)
@@ -240,12 +241,24 @@ class RecordingWriter:
             self._file.close()
 
 
+_ANY_JSON: Final = msgspec.json.Decoder()
+_ANY_MSGPACK: Final = msgspec.msgpack.Decoder()
+
+
 def _is_json(data: bytes) -> bool:
     try:
-        msgspec.json.decode(data)
-    except msgspec.DecodeError:
+        decode_bytes(_ANY_JSON, data)
+    except UndecodableError:  # a recorder records anything it is sent, 100 000 nested "[" too
         return False
     return True
+
+
+def _msgpack(data: bytes) -> Any:
+    """The msgpack body decoded, or ``None`` for one that is not msgpack (recorded as the bytes it is)."""
+    try:
+        return decode_bytes(_ANY_MSGPACK, data, what="msgpack")
+    except UndecodableError:
+        return None
 
 
 _MAGIC: Final = b"\x89MCAP0\r\n"

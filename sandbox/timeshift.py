@@ -7,7 +7,8 @@ sensor whose clock is wrong (the ``skew`` fault).
 
 Which fields are timestamps is read from the contract (``msgspec.inspect``), once per contract:
 a ``datetime`` field, one inside a nested Struct (a forecast step's ``time``), in a list of them,
-or an optional one. A body that is not a known contract, or not JSON, is left as it is.
+or an optional one. A body that is not a known contract, or not JSON, is left as it is: one nested
+thousands of levels deep too (a recording may hold any bytes a publisher sent).
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ from typing import Any, Final
 import msgspec
 import msgspec.inspect as mi
 
+from bus.codec import decode_bytes
 from bus.envelope import H_TIME, format_time
+from bus.errors import UndecodableError
 from contracts import Registry, default_registry
 
 __all__ = ["Shift", "TimeShifter"]
@@ -65,6 +68,7 @@ def _shift(value: Any, path: _Path, delta: timedelta) -> Any:
 
 _FIELDS: Final = msgspec.json.Decoder(dict[str, msgspec.Raw])
 _MOMENT: Final = msgspec.json.Decoder(datetime)
+_ANY: Final = msgspec.json.Decoder()
 _ENCODER: Final = msgspec.json.Encoder()
 
 Shift = Callable[[bytes, timedelta], bytes]
@@ -75,16 +79,16 @@ def _shift_top_level(data: bytes, names: list[str], delta: timedelta) -> bytes:
     """Shift top-level timestamp fields, re-encoding the body around them (keys, values and their
     order as they were; whitespace and repeated keys are not kept)."""
     try:
-        fields = _FIELDS.decode(data)
-    except (msgspec.DecodeError, UnicodeDecodeError):
+        fields = decode_bytes(_FIELDS, data)
+    except UndecodableError:
         return data  # not a JSON object: nothing to shift (a corrupted body stays corrupted)
     for name in names:
         raw = fields.get(name)
         if raw is None:
             continue
         try:
-            moment = _MOMENT.decode(raw)
-        except (msgspec.DecodeError, UnicodeDecodeError):
+            moment = decode_bytes(_MOMENT, raw)
+        except UndecodableError:
             continue  # null, or not a time: left as it is
         if moment.tzinfo is not None:
             fields[name] = msgspec.Raw(_ENCODER.encode(moment + delta))
@@ -114,8 +118,8 @@ class _TopLevel:
 
     def _move(self, old: bytes, delta: timedelta) -> bytes | None:
         try:
-            moment = _MOMENT.decode(old)
-        except (msgspec.DecodeError, UnicodeDecodeError):
+            moment = decode_bytes(_MOMENT, old)
+        except UndecodableError:
             return None  # null, or not a time: left as it is
         if moment.tzinfo is None:
             return None
@@ -124,8 +128,8 @@ class _TopLevel:
     def shift(self, data: bytes, delta: timedelta) -> bytes:
         """``data`` with its timestamps moved by ``delta``."""
         try:
-            found = msgspec.structs.astuple(self._decoder.decode(data))
-        except (msgspec.DecodeError, UnicodeDecodeError):
+            found = msgspec.structs.astuple(decode_bytes(self._decoder, data))
+        except UndecodableError:
             return data  # not a JSON object: nothing to shift (a corrupted body stays corrupted)
         known = self._moved
         if delta != self._delta or len(known) > _REMEMBERED:
@@ -168,8 +172,8 @@ _REMEMBERED: Final = 4096
 def _shift_nested(paths: list[_Path]) -> Shift:
     def shift(data: bytes, delta: timedelta) -> bytes:
         try:
-            decoded = msgspec.json.decode(data)
-        except (msgspec.DecodeError, UnicodeDecodeError):
+            decoded = decode_bytes(_ANY, data)
+        except UndecodableError:
             return data  # not JSON: nothing to shift (a corrupted body stays corrupted)
         for path in paths:
             decoded = _shift(decoded, path, delta)

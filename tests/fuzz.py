@@ -13,9 +13,11 @@ crash. The tests feed it the real file with random edits::
 
 from __future__ import annotations
 
+from typing import Final
+
 from hypothesis import strategies as st
 
-__all__ = ["Edit", "apply_edits", "edits", "mutated"]
+__all__ = ["NESTING", "Edit", "apply_edits", "edits", "mutated"]
 
 Edit = tuple[str, int, int]
 
@@ -23,13 +25,21 @@ Edit = tuple[str, int, int]
 _BYTES = b'0123456789-.,:;"{}[]<>/=eE \n\xc3\xff'
 
 
+NESTING: Final = (b"[", b'{"a":', b"\x91")
+"""What ``nest`` repeats: JSON arrays, JSON objects, msgpack arrays of one item."""
+
+
 def apply_edits(document: bytes, edits: list[Edit]) -> bytes:
     """``document`` with each edit applied: ``("flip", at, byte)`` xors the byte at ``at``,
-    ``("insert", at, byte)`` inserts one, ``("delete", at, _)`` deletes one; positions wrap."""
+    ``("insert", at, byte)`` inserts one, ``("delete", at, _)`` deletes one; ``("nest", at, n)``
+    inserts one of :data:`NESTING` 100 000 times (``n`` picks which), past any parser's recursion
+    limit; positions wrap."""
     body = bytearray(document)
     for kind, position, byte in edits:
         at = position % (len(body) + 1)
-        if kind == "insert":
+        if kind == "nest":
+            body[at:at] = NESTING[byte % len(NESTING)] * 100_000
+        elif kind == "insert":
             body.insert(at, byte)
         elif at < len(body):
             if kind == "flip":
@@ -45,7 +55,7 @@ def edits(*, max_edits: int = 6) -> st.SearchStrategy[list[Edit]]:
         st.sampled_from(("flip", "insert", "delete")),
         st.integers(0, 2**24),
         st.integers(0, 255) | st.sampled_from(list(_BYTES)),
-    )
+    ) | st.tuples(st.just("nest"), st.integers(0, 2**24), st.integers(0, len(NESTING) - 1))
     return st.lists(edit, min_size=1, max_size=max_edits)
 
 

@@ -57,6 +57,8 @@ from typing import Any, Final, Literal, TypeAlias, TypeVar
 import msgspec
 
 from adapters.polling import SourceFormatError
+from bus.codec import decode_bytes
+from bus.errors import UndecodableError
 from contracts import BikeStation, BikeStationStatus, validate
 from contracts.fields import GeoPoint
 
@@ -105,15 +107,19 @@ class Envelope:
         return int(self.version.split(".", 1)[0])
 
 
+_ANY: Final = msgspec.json.Decoder()
+
+
 def _decode(body: bytes, feed: str) -> dict[str, Any]:
     try:
-        document = msgspec.json.decode(body)
-    except msgspec.DecodeError as exc:
-        raise SourceFormatError(f"{feed} is not JSON: {exc}", reason="not-json") from None
-    except UnicodeDecodeError as exc:  # msgspec checks UTF-8 in strings with the codec's error
-        raise SourceFormatError(
-            f"{feed} is not JSON: a string is not UTF-8 at byte {exc.start}", reason="not-json"
-        ) from None
+        document = decode_bytes(_ANY, body)
+    except UndecodableError as exc:
+        cause = exc.__cause__
+        if isinstance(cause, UnicodeDecodeError):  # msgspec checks UTF-8 in strings with the codec's error
+            detail = f"a string is not UTF-8 at byte {cause.start}"
+        else:
+            detail = str(cause) if isinstance(cause, msgspec.DecodeError) else str(exc)
+        raise SourceFormatError(f"{feed} is not JSON: {detail}", reason="not-json") from None
     if not isinstance(document, dict):
         raise SourceFormatError(
             f"{feed} is a JSON {_kind(document)}, not a GBFS document "

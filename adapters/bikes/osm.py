@@ -31,6 +31,8 @@ import msgspec
 from msgspec import Meta
 
 from adapters.polling import SourceFormatError
+from bus.codec import decode_bytes
+from bus.errors import UndecodableError
 
 __all__ = ["OsmRack", "station_information_from_osm"]
 
@@ -70,8 +72,8 @@ def station_information_from_osm(
     if last_updated.tzinfo is None:
         raise ValueError("last_updated must be timezone-aware (GBFS times are absolute)")
     try:
-        parsed = _RACKS.decode(racks)
-    except msgspec.DecodeError as exc:  # ValidationError is a DecodeError
+        parsed = decode_bytes(_RACKS, racks)
+    except UndecodableError as exc:
         raise SourceFormatError(f"not an OSM racks export: {exc}", reason="not-osm-racks") from None
     stations: list[dict[str, Any]] = []
     for rack in parsed.stations:

@@ -15,7 +15,8 @@ recordings)
     ``metadata.gateways[]`` (``rssi``, ``snr``).
 
 Every other key is ignored. :func:`parse_uplink` is pure and raises :class:`UplinkError` and
-nothing else, whose ``reason`` is the dead-letter reason.
+nothing else, whose ``reason`` is the dead-letter reason: for any bytes a device or network server
+sends, a body nested thousands of levels deep included (``not-json``).
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ from typing import Annotated, Final, Literal, TypeAlias
 import msgspec
 from msgspec import Meta
 
-from bus.errors import CityBusError
+from bus.codec import decode_bytes
+from bus.errors import CityBusError, UndecodableError
 
 __all__ = ["Network", "Uplink", "UplinkError", "parse_uplink"]
 
@@ -143,7 +145,7 @@ def _best(gateways: list[_Gateway]) -> tuple[float | None, float | None]:
 
 
 def _tts(data: bytes) -> Uplink:
-    message = _TTS.decode(data)
+    message = decode_bytes(_TTS, data)
     up = message.uplink_message
     rssi, snr = _best(up.rx_metadata)
     return Uplink(
@@ -159,7 +161,7 @@ def _tts(data: bytes) -> Uplink:
 
 
 def _chirpstack(data: bytes) -> Uplink:
-    message = _CHIRPSTACK.decode(data)
+    message = decode_bytes(_CHIRPSTACK, data)
     device = message.device_info
     rssi, snr = _best(message.rx_info)
     return Uplink(
@@ -175,7 +177,7 @@ def _chirpstack(data: bytes) -> Uplink:
 
 
 def _ttn(data: bytes) -> Uplink:
-    message = _TTN.decode(data)
+    message = decode_bytes(_TTN, data)
     rssi, snr = _best(message.metadata.gateways)
     return Uplink(
         network="ttn-v2",
@@ -199,13 +201,14 @@ _PARSERS: Final[dict[Network, Callable[[bytes], Uplink]]] = {
 def parse_uplink(data: bytes) -> Uplink:
     """Read one uplink message of any of the three shapes; raise :class:`UplinkError` if it is none."""
     try:
-        keys = _KEYS.decode(data)
-    except msgspec.ValidationError:
-        raise UplinkError(
-            "the message is JSON but not an object, so not a LoRaWAN uplink", reason="unknown-shape"
-        ) from None
-    except msgspec.DecodeError as exc:
-        raise UplinkError(f"the message is not JSON: {exc}", reason="not-json") from None
+        keys = decode_bytes(_KEYS, data)
+    except UndecodableError as exc:
+        if exc.kind == "shape":
+            raise UplinkError(
+                "the message is JSON but not an object, so not a LoRaWAN uplink", reason="unknown-shape"
+            ) from None
+        detail = exc.__cause__ if exc.kind == "syntax" else exc  # msgspec's words, or "nested too deeply"
+        raise UplinkError(f"the message is not JSON: {detail}", reason="not-json") from None
     network = _network(keys)
     if network is None:
         shown = ", ".join(sorted(keys)[:10]) or "none"
@@ -216,5 +219,5 @@ def parse_uplink(data: bytes) -> Uplink:
         )
     try:
         return _PARSERS[network](data)
-    except msgspec.ValidationError as exc:
+    except UndecodableError as exc:  # a shape that does not fit, or a string that is not UTF-8
         raise UplinkError(f"{_LABELS[network]} uplink: {exc}", reason="bad-payload") from None

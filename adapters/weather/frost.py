@@ -59,6 +59,8 @@ from msgspec import Meta
 from adapters.jsondocs import decode_document
 from adapters.polling import SourceFormatError
 from adapters.records import Rejected
+from bus.codec import decode_bytes
+from bus.errors import UndecodableError
 from contracts import WeatherObserved
 
 __all__ = ["ELEMENTS", "Element", "FrostObservations", "StationReading", "parse_observations"]
@@ -183,8 +185,8 @@ class _Reader:
     def item(self, index: int, raw: msgspec.Raw) -> None:
         data = bytes(raw)
         try:
-            item = _ITEM.decode(data)
-        except msgspec.ValidationError as exc:
+            item = decode_bytes(_ITEM, data)
+        except UndecodableError as exc:  # the document parsed, but this part may be deeper than it
             self.rejected.append(
                 Rejected("bad-record", f"data[{index}] is not an observation item: {exc}", data)
             )
@@ -207,13 +209,13 @@ class _Reader:
         fields: dict[str, tuple[tuple[int, float, int, int], float]],
     ) -> None:
         try:
-            element_id = _HEAD.decode(raw).elementId
+            element_id = decode_bytes(_HEAD, raw).elementId
             element = ELEMENTS.get(element_id)
             if element is None:
                 self.skipped[element_id] += 1
                 return
-            observation = _OBSERVATION.decode(raw)
-        except msgspec.ValidationError as exc:
+            observation = decode_bytes(_OBSERVATION, raw)
+        except UndecodableError as exc:
             self._reject(item, raw, "bad-record", f"{where} is not an observation: {exc}")
             return
         where = f"{where} ({element_id})"

@@ -41,6 +41,8 @@ from msgspec import Meta
 from adapters.jsondocs import decode_document
 from adapters.polling import SourceFormatError
 from adapters.records import Rejected
+from bus.codec import decode_bytes
+from bus.errors import UndecodableError
 from contracts import ForecastStep, GeoPoint, WeatherForecast, validate
 
 __all__ = ["Locationforecast", "forecast_for", "parse_compact"]
@@ -230,8 +232,8 @@ def parse_compact(body: bytes) -> Locationforecast:
         data = bytes(raw)
         where = f"timeseries[{index}]"
         try:
-            step = _STEP.decode(data)
-        except msgspec.ValidationError as exc:  # the document parsed, so the step is JSON
+            step = decode_bytes(_STEP, data)
+        except UndecodableError as exc:  # the document parsed, so the step is JSON (but maybe too deep)
             rejected.append(Rejected("bad-step", f"{where} is not a forecast step: {exc}", data))
             continue
         where = f"{where} ({step.time.isoformat()})"

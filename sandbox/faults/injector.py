@@ -13,7 +13,9 @@ from typing import IO, Any, Final, NamedTuple
 
 import msgspec
 
+from bus.codec import decode_bytes
 from bus.envelope import H_ID, H_MSG_ID, H_SOURCE, H_TYPE, format_time
+from bus.errors import UndecodableError
 from bus.subjects import matches
 from contracts import Registry, default_registry
 from sandbox.faults.plan import (
@@ -374,23 +376,23 @@ class FaultInjector:
 
 # --- corrupting and sticking bodies --------------------------------------------------------------
 
-# msgspec raises UnicodeDecodeError, not DecodeError, for a string that is not UTF-8.
-_UNDECODABLE: Final = (msgspec.DecodeError, UnicodeDecodeError)
+# Any JSON: a recorded body may be any bytes a publisher sent, nested thousands of levels deep too.
+_ANY: Final = msgspec.json.Decoder()
 
 
 def _decodes(data: bytes, decoder: msgspec.json.Decoder[Any] | None) -> bool:
     """Whether ``data`` is still JSON, or still decodes as the contract."""
     try:
-        msgspec.json.decode(data)
-    except _UNDECODABLE:
+        decode_bytes(_ANY, data)
+    except UndecodableError:
         pass
     else:
         return True
     if decoder is None:
         return False
     try:
-        decoder.decode(data)
-    except _UNDECODABLE:  # ValidationError is a DecodeError
+        decode_bytes(decoder, data)
+    except UndecodableError:
         return False
     return True
 
@@ -419,8 +421,8 @@ def _retype(
 ) -> tuple[bytes, str] | None:
     """``data`` with its first strictly typed field given the wrong type, and the field's name."""
     try:
-        body = msgspec.json.decode(data)
-    except _UNDECODABLE:
+        body = decode_bytes(_ANY, data)
+    except UndecodableError:
         return None
     if not isinstance(body, dict):
         return None
@@ -435,8 +437,8 @@ def _retype(
         if decoder is None:
             return candidate, name
         try:
-            decoder.decode(candidate)
-        except msgspec.ValidationError:
+            decode_bytes(decoder, candidate)
+        except UndecodableError:
             return candidate, name
     return None
 
@@ -446,8 +448,8 @@ def _with_times(stuck: bytes, fresh: bytes, paths: list[tuple[str, ...]]) -> byt
     if not paths:
         return stuck  # nothing known to be a timestamp: the reading repeats as it was
     try:
-        stuck_body, fresh_body = msgspec.json.decode(stuck), msgspec.json.decode(fresh)
-    except _UNDECODABLE:
+        stuck_body, fresh_body = decode_bytes(_ANY, stuck), decode_bytes(_ANY, fresh)
+    except UndecodableError:
         return stuck
     for path in paths:
         stuck_body = _copy_path(stuck_body, fresh_body, path)
