@@ -25,9 +25,10 @@ from bus import subjects
 from bus.asyncapi import asyncapi_document
 from bus.bus import Bus, redact_url
 from bus.client import Login, client_login
+from bus.codec import decode_bytes
 from bus.config import Config, config_file, load_config
 from bus.envelope import Provenance, parse_headers
-from bus.errors import CityBusError, ConfigError, ContractViolation, PermissionDeniedError
+from bus.errors import CityBusError, ConfigError, ContractViolation, PermissionDeniedError, UndecodableError
 from bus.logs import configure_logging
 from bus.metrics import Metrics
 from bus.runtime import Runtime
@@ -295,6 +296,9 @@ def cmd_publish(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
+_ANY_JSON = msgspec.json.Decoder()
+
+
 def _decode_strictly(cls: type[Contract], body: bytes) -> Contract:
     """The message a producer typed, refusing fields the contract does not have.
 
@@ -303,18 +307,16 @@ def _decode_strictly(cls: type[Contract], body: bytes) -> Contract:
     """
     name = cls.__contract__.name
     try:
-        unknown = unknown_fields(msgspec.json.decode(body), cls)
+        unknown = unknown_fields(decode_bytes(_ANY_JSON, body), cls)
         if unknown:
             first = unknown[0]
             where = "" if first.struct == cls.__name__ else f" ({first.struct})"
             raise ContractViolation(
                 f"unknown field {first.path} in {name}{where}; fields are {', '.join(first.allowed)}"
             )
-        instance: Contract = msgspec.json.decode(body, type=cls)
-    except msgspec.ValidationError as exc:
-        raise ContractViolation(f"not a valid {name}: {exc}") from None
-    except msgspec.DecodeError as exc:
-        raise ContractViolation(f"not valid JSON: {exc}") from None
+        instance: Contract = decode_bytes(msgspec.json.Decoder(cls), body)
+    except UndecodableError as exc:
+        raise ContractViolation(f"not a valid {name}: {exc}" if exc.kind == "shape" else str(exc)) from None
     return instance
 
 

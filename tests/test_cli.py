@@ -602,6 +602,9 @@ ONE_SHOT = {
     "publish a wrong type": Invocation(("publish", BEACH, reading(water_temperature="warm"))),
     "publish a missing field": Invocation(("publish", BEACH, reading(observed_at=None))),
     "publish not json": Invocation(("publish", BEACH, '{"site": ')),
+    "publish nested too deeply": Invocation(
+        ("publish", BEACH, "@deep.json"), files={"deep.json": "[" * 100_000}
+    ),
     "publish an unknown field": Invocation(
         ("publish", BEACH, reading(water_temperature=None, water_temprature=15.7))
     ),
@@ -734,6 +737,7 @@ async def test_contracts_check_names_a_removed_field(ran: dict[str, Result], tmp
         ("publish a wrong type", 1, ["not a valid environment.beach-observation", "`$.water_temperature`"]),
         ("publish a missing field", 1, ["missing required field `observed_at`"]),
         ("publish not json", 1, ["not valid JSON"]),
+        ("publish nested too deeply", 1, ["nested too deeply to decode as JSON"]),
         (
             "publish an unknown field",
             1,
