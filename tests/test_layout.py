@@ -137,3 +137,38 @@ def test_the_import_scan_sees_imports_anywhere_in_a_module(tmp_path: Path) -> No
         "from . import sibling\n"
     )
     assert imported_packages(module) == {"os", "adapters", "sandbox"}
+
+
+def code_strings(path: Path) -> list[str]:
+    """The string constants of a module that are not docstrings, and its names: what its code knows."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    docstrings = {
+        id(node.body[0].value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
+        and node.body
+        and isinstance(node.body[0], ast.Expr)
+        and isinstance(node.body[0].value, ast.Constant)
+    }
+    found: list[str] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
+            found.append(node.value)
+        elif isinstance(node, ast.Name):
+            found.append(node.id)
+        elif isinstance(node, ast.Attribute):
+            found.append(node.attr)
+        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            found.append(node.name)
+    return found
+
+
+# Upper layers' metric names: bus/status.py renders what adapters/ and sandbox/ contribute through
+# the citybus.status entry points, and never reads their families itself.
+UPPER_METRICS = ("citybus_adapter_", "citybus_replay_", "citybus_source_")
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "bus").rglob("*.py")), ids=lambda p: p.name)
+def test_bus_knows_no_upper_layer_metric_by_name(path: Path) -> None:
+    text = path.read_text(encoding="utf-8")
+    assert [name for name in UPPER_METRICS if name in text] == []
