@@ -36,7 +36,7 @@ import aiohttp
 import msgspec
 from prometheus_client.parser import text_string_to_metric_families
 
-from bus.client import instance_file, read_instance
+from bus.access.login import instance_file, read_instance
 from bus.config import Config
 from bus.errors import CityBusError
 
@@ -357,12 +357,12 @@ def ops_url_for_client(config: Config, override: str | None = None) -> str:
             f"no running `citybus up` found (looked for {instance_file(config)}): start `citybus up`, "
             "or say which instance to read with --ops URL"
         )
-    if not info.get("ops_url"):
+    if not info.ops_url:
         raise CityBusError(
             "the running `citybus up` has no ops endpoint ([ops] enabled = false): enable it, "
             "or say which instance to read with --ops URL"
         )
-    return str(info["ops_url"]).rstrip("/")
+    return info.ops_url.rstrip("/")
 
 
 async def _get(session: aiohttp.ClientSession, url: str) -> tuple[int, str]:
