@@ -2,15 +2,22 @@
 
 Labels are the adapter (its name) and the instance (its ``[adapters.<instance>]`` section), so two
 MQTT bridges show up apart.
+
+:func:`status_sections` is the ``citybus.status`` entry point: the adapters' and the polled
+sources' tables of ``citybus status``, read from these families, here where they are defined
+(``bus`` knows no adapter metric names).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-__all__ = ["AdapterMetrics", "InstanceMetrics", "SourceMetrics"]
+from bus.status import Count, Scrape, Section, age_text, count_text, yes_no
+
+__all__ = ["AdapterMetrics", "AdapterRow", "InstanceMetrics", "SourceMetrics", "SourceRow", "status_sections"]
 
 
 class AdapterMetrics:
@@ -128,3 +135,128 @@ class SourceMetrics:
     def fetched(self, outcome: str) -> None:
         """Count one fetch with its outcome."""
         self._families.source_fetches.labels(*self._labels, outcome).inc()
+
+
+# -- citybus status -------------------------------------------------------------------------------
+
+# Fetch outcomes that mean the source answered (see ``citybus_source_fetches`` above); every other
+# outcome is a failure worth showing.
+_FETCH_OK = frozenset({"ok", "unchanged", "not-modified"})
+_INSTANCE = ("adapter", "adapter_instance")
+
+
+class AdapterRow(msgspec.Struct, frozen=True, kw_only=True):
+    """One adapter instance (``[adapters.<instance>]``) in ``citybus status``."""
+
+    adapter: str
+    instance: str
+    up: bool
+    restarts: Count
+    published: Count
+    received: Count
+    dead_letters: Count
+    finished: bool = False
+    """It finished its work (a replay that does not loop): not running, and not down either."""
+
+
+class SourceRow(msgspec.Struct, frozen=True, kw_only=True):
+    """One polled source of an adapter instance in ``citybus status``."""
+
+    adapter: str
+    instance: str
+    source: str
+    up: bool
+    last_success_age_seconds: float | None
+    """Seconds since the source last answered with a document that parsed; ``None``: never."""
+    failed_fetches: Count
+
+
+def status_sections(scrape: Scrape) -> list[Section]:
+    """The ``citybus.status`` entry point: the adapter instances and their polled sources."""
+    return [_adapters(scrape), _sources(scrape)]
+
+
+def _adapters(scrape: Scrape) -> Section:
+    up = scrape.gauges("citybus_adapter_up", _INSTANCE)
+    finished = scrape.gauges("citybus_adapter_finished", _INSTANCE)
+    restarts = scrape.counters("citybus_adapter_restarts_total", _INSTANCE)
+    published = scrape.counters("citybus_adapter_messages_published_total", _INSTANCE)
+    received = scrape.counters("citybus_adapter_messages_received_total", _INSTANCE)
+    dead = scrape.counters("citybus_adapter_dead_letters_total", _INSTANCE)
+    zero = scrape.zero
+    rows = [
+        AdapterRow(
+            adapter=key[0],
+            instance=key[1],
+            up=up.get(key, 0.0) == 1.0,
+            restarts=restarts.get(key, zero),
+            published=published.get(key, zero),
+            received=received.get(key, zero),
+            dead_letters=dead.get(key, zero),
+            finished=finished.get(key, 0.0) == 1.0,
+        )
+        for key in sorted(set(up) | set(restarts) | set(published) | set(received) | set(dead))
+    ]
+    return Section(
+        key="adapters",
+        title="adapters",
+        columns=("ADAPTER", "INSTANCE", "UP", "RESTARTS", "PUBLISHED", "RECEIVED", "DEAD LETTERS"),
+        cells=[
+            (
+                a.adapter,
+                a.instance,
+                "done" if a.finished else yes_no(a.up),
+                count_text(a.restarts),
+                count_text(a.published),
+                count_text(a.received),
+                count_text(a.dead_letters),
+            )
+            for a in rows
+        ],
+        rows=rows,
+        empty="none",
+    )
+
+
+def _sources(scrape: Scrape) -> Section:
+    keys = (*_INSTANCE, "source")
+    source_up = scrape.gauges("citybus_source_up", keys)
+    last_success = scrape.gauges("citybus_source_last_success_timestamp_seconds", keys)
+    fetches = scrape.counters("citybus_source_fetches_total", (*keys, "outcome"))
+    failed: dict[tuple[str, ...], Count] = {}
+    for (*key, outcome), count in fetches.items():
+        if outcome in _FETCH_OK:
+            continue
+        so_far = failed.get(tuple(key))
+        failed[tuple(key)] = count if so_far is None else so_far + count
+    zero = scrape.zero
+    rows = [
+        SourceRow(
+            adapter=key[0],
+            instance=key[1],
+            source=key[2],
+            up=source_up.get(key, 0.0) == 1.0,
+            # A gauge still at 0 means the source never succeeded, not that it did in 1970.
+            last_success_age_seconds=max(0.0, scrape.time - last_success[key])
+            if last_success.get(key)
+            else None,
+            failed_fetches=failed.get(key, zero),
+        )
+        for key in sorted(set(source_up) | set(last_success))
+    ]
+    return Section(
+        key="sources",
+        title="sources",
+        columns=("INSTANCE", "SOURCE", "UP", "LAST SUCCESS", "FAILED FETCHES"),
+        cells=[
+            (
+                s.instance,
+                s.source,
+                yes_no(s.up),
+                age_text(s.last_success_age_seconds),
+                count_text(s.failed_fetches),
+            )
+            for s in rows
+        ],
+        rows=rows,
+    )

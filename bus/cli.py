@@ -22,9 +22,9 @@ from typing import Any
 import msgspec
 
 from bus import subjects
+from bus.access.login import Login, client_login
 from bus.asyncapi import asyncapi_document
 from bus.bus import Bus, redact_url
-from bus.client import Login, client_login
 from bus.codec import decode_bytes
 from bus.config import Config, config_file, load_config
 from bus.envelope import Provenance, parse_headers
@@ -133,7 +133,7 @@ def add_login_options(parser: argparse.ArgumentParser, *, default: str | None) -
     parser.add_argument(
         "--user",
         metavar="NAME",
-        help=f"connect as this user: public, internal, operator, an adapter instance or a pilot ({who})",
+        help=f"connect as this user: public, internal, operator, or one `citybus auth show` lists ({who})",
     )
     parser.add_argument(
         "--account",
@@ -141,7 +141,10 @@ def add_login_options(parser: argparse.ArgumentParser, *, default: str | None) -
         help="city or sandbox (default: the account citybus up serves: sandbox when only the sandbox runs)",
     )
     parser.add_argument(
-        "--nkey", type=Path, metavar="FILE", help="log in with this seed file (a pilot's <name>.nk)"
+        "--nkey",
+        type=Path,
+        metavar="FILE",
+        help="log in with this seed file (a <name>.nk citybus auth issued)",
     )
 
 

@@ -188,7 +188,7 @@ class LogConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
 
 
 class AuthConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """Who may connect, and what each user may do (see ``bus/access.py`` and ``bus/auth.py``)."""
+    """Who may connect, and what each user may do (see ``bus/access/``)."""
 
     mode: Literal["auto", "on", "off"] = "auto"
     """``on``: every connection authenticates as its own user (NKeys) and the broker enforces what it

@@ -9,7 +9,6 @@ itself never imports ``adapters`` or ``sandbox``.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 from collections.abc import Callable
 from contextlib import AsyncExitStack
@@ -21,19 +20,19 @@ from typing import Any, Protocol
 import structlog
 
 from bus.access import Account, Kind
-from bus.auth import (
-    Declared,
-    access_model,
-    declared_record,
-    discover_declarations,
-    generate,
-    server_include,
+from bus.access.declared import Declared, access_model, declared_record, discover_declarations
+from bus.access.keys import CredentialStore
+from bus.access.login import (
+    Instance,
+    InstanceAccess,
+    InstanceAuth,
+    forget_instance,
     tls_context,
+    write_instance,
 )
+from bus.access.render import generate, server_include
 from bus.bus import Bus, redact_url
-from bus.client import instance_file
 from bus.config import Config
-from bus.credentials import CredentialStore
 from bus.health import Health
 from bus.jetstream import ConsumerSettings, StreamSettings
 from bus.metrics import Metrics
@@ -104,7 +103,7 @@ class Connector:
     async def connect(self, account: str, user: str, *, name: str | None = None) -> Bus:
         """A new bus connected as ``user`` of ``account`` (or anonymously, without access control).
 
-        Raises :class:`~bus.credentials.CredentialError` (missing or revoked credentials) or
+        Raises :class:`~bus.access.keys.CredentialError` (missing or revoked credentials) or
         :class:`~bus.errors.ServerUnavailableError` (the server refused or is down).
         """
         cfg = self.config
@@ -234,7 +233,7 @@ class Runtime:
         """The credentials under access control, else ``None``."""
         self.default_account = Account.CITY.value
         """The account client commands read by default: ``SANDBOX`` when only the sandbox runs."""
-        self.access: dict[str, Any] | None = None
+        self.access: InstanceAccess | None = None
         """Under access control, what ``citybus auth`` needs to rebuild this instance's access model
         (recorded in ``instance.json``): the declarations, the MQTT users, the users it runs as."""
         self.ready = asyncio.Event()
@@ -342,7 +341,7 @@ class Runtime:
         if connector.enabled:
             # The sandbox is an account of its own, with streams of its own (same names). Streams
             # are provisioned by a user of their own, on connections closed once it is done: the
-            # long-lived service connections may not touch a stream (see bus/access.py).
+            # long-lived service connections may not touch a stream (see bus/access/policy.py).
             for account in (Account.CITY.value, Account.SANDBOX.value):
                 streams = await self._provision(connector, account)
             sandbox = await connector.connect(Account.SANDBOX.value, "service")
@@ -409,11 +408,11 @@ class Runtime:
         model = access_model(self.registry, declared, cfg)
         # `citybus auth`, run from anywhere, must rebuild this model (not its own directory's
         # citybus.toml's), and must never drop a user this instance runs as.
-        self.access = {
-            "declared": declared_record(declared),
-            "mqtt_users": list(cfg.auth.mqtt_users),
-            "users": [f"{a}/{n}" for a, n in (u.key for u in model.users if u.kind is not Kind.PILOT)],
-        }
+        self.access = InstanceAccess(
+            declared=declared_record(declared),
+            mqtt_users=list(cfg.auth.mqtt_users),
+            users=[f"{a}/{n}" for a, n in (u.key for u in model.users if u.kind is not Kind.GUEST)],
+        )
         if cfg.nats.url:
             # An external server reads accounts.conf as its operator included it: written by
             # `citybus auth generate`, not here (it would need a reload citybus cannot do).
@@ -450,40 +449,29 @@ class Runtime:
             self.log.error("error while stopping", part=what, error=repr(exc))
 
     def _write_instance(self) -> None:
-        path = instance_file(self.config)
-        path.parent.mkdir(parents=True, exist_ok=True)
         cfg = self.config
-        info = {
-            "pid": os.getpid(),
-            "nats_url": self.nats_url,
-            "mqtt_url": self.mqtt_url or None,
-            "ops_url": self.ops.url if self.ops else None,
-            "server_pid": self.server.pid if self.server else None,
-            # How client commands log in: where the credentials are, and which account to read.
-            "auth": (
-                {"credentials": str(self.store.directory), "account": self.default_account}
-                if self.store is not None
-                else None
+        write_instance(
+            cfg,
+            Instance(
+                pid=os.getpid(),
+                nats_url=self.nats_url,
+                mqtt_url=self.mqtt_url or None,
+                ops_url=self.ops.url if self.ops else None,
+                server_pid=self.server.pid if self.server else None,
+                # How client commands log in: where the credentials are, and which account to read.
+                auth=(
+                    InstanceAuth(credentials=str(self.store.directory), account=self.default_account)
+                    if self.store is not None
+                    else None
+                ),
+                tls_ca=cfg.nats.tls_ca or (cfg.server.tls_cert if not cfg.nats.url else "") or None,
+                config_file=str(self.config_file) if self.config_file is not None else None,
+                access=self.access,
             ),
-            "tls_ca": cfg.nats.tls_ca or (cfg.server.tls_cert if not cfg.nats.url else "") or None,
-            "config_file": str(self.config_file) if self.config_file is not None else None,
-            "access": self.access,
-        }
-        tmp = path.with_suffix(".tmp")
-        # The URL may carry credentials: readable by this user only.
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as file:
-            file.write(json.dumps(info))
-        tmp.replace(path)
+        )
 
     async def _forget_instance(self) -> None:
-        path = instance_file(self.config)
-        try:
-            info = json.loads(path.read_text())
-            if info.get("pid") == os.getpid():
-                path.unlink()
-        except (OSError, ValueError):
-            pass
+        forget_instance(self.config)
 
 
 def _path(text: str) -> Path | None:

@@ -11,49 +11,62 @@ seconds apart and shows each counter's total with its per-second rate; ``--once`
 shows totals. Collection (:func:`collect`) and rendering (:func:`render`) are pure functions of
 the scraped text, so they are tested without a server; only :func:`fetch` talks HTTP.
 
-Metric names come from ``bus/metrics.py``, ``adapters/metrics.py`` and ``sandbox/replay.py``; they
-are matched by name here rather than imported, because ``bus`` never imports ``adapters`` or
-``sandbox``, and a family that is absent (no adapters, no replay) is simply not shown.
+Decisions, and why:
+
+* **Each package shows its own metrics.** This module reads the bus's own families (NATS, dead
+  letters, invalid messages) and renders generic :class:`Section` tables; the rows of adapters,
+  sources and replays come from the packages that export those metrics, through the entry-point
+  group ``citybus.status`` (``(Scrape) -> list[Section]``, called in entry-point name order). So
+  ``bus`` knows no upper layer's metric names, and a package that adds a metric adds its row
+  where the metric is defined. A package that is not installed (or exports nothing yet) simply
+  shows nothing.
+* **``--json`` keeps one key per section** (``adapters``, ``sources``, ``replays``) beside the
+  bus's own fields, so scripts read ``status["adapters"]`` whichever package contributes it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from importlib.metadata import entry_points
 from typing import Any
 
 import aiohttp
 import msgspec
 from prometheus_client.parser import text_string_to_metric_families
 
-from bus.client import instance_file, read_instance
+from bus.access.login import instance_file, read_instance
 from bus.config import Config
 from bus.errors import CityBusError
 
 __all__ = [
-    "AdapterRow",
+    "STATUS_GROUP",
     "Count",
     "InvalidRow",
-    "ReplayRow",
     "Samples",
-    "SourceRow",
+    "Scrape",
+    "Section",
+    "SectionsProvider",
     "Status",
+    "age_text",
     "collect",
+    "count_text",
+    "discover_sections",
     "fetch",
     "ops_url_for_client",
     "parse_metrics",
     "render",
     "show_status",
+    "yes_no",
 ]
+
+STATUS_GROUP = "citybus.status"
+"""Entry points ``(Scrape) -> list[Section]``: the rows a package adds to ``citybus status``."""
 
 Labels = tuple[tuple[str, str], ...]
 Samples = dict[tuple[str, Labels], float]
 """Every sample of one scrape: (sample name, sorted labels) -> value."""
-
-# Fetch outcomes that mean the source answered (see ``citybus_source_fetches`` in adapters/metrics.py);
-# every other outcome is a failure worth showing.
-_FETCH_OK = frozenset({"ok", "unchanged", "not-modified"})
 
 
 class Count(msgspec.Struct, frozen=True, kw_only=True):
@@ -62,42 +75,30 @@ class Count(msgspec.Struct, frozen=True, kw_only=True):
     total: float
     per_second: float | None = None
 
-
-class AdapterRow(msgspec.Struct, frozen=True, kw_only=True):
-    """One adapter instance (``[adapters.<instance>]``)."""
-
-    adapter: str
-    instance: str
-    up: bool
-    restarts: Count
-    published: Count
-    received: Count
-    dead_letters: Count
-    finished: bool = False
-    """It finished its work (a replay that does not loop): not running, and not down either."""
+    def __add__(self, other: Count) -> Count:
+        rate = (
+            None
+            if self.per_second is None or other.per_second is None
+            else self.per_second + other.per_second
+        )
+        return Count(total=self.total + other.total, per_second=rate)
 
 
-class SourceRow(msgspec.Struct, frozen=True, kw_only=True):
-    """One polled source of an adapter instance."""
+class Section(msgspec.Struct, frozen=True, kw_only=True):
+    """A table a package adds to the view: its title, its columns, one line of cells per row, and the
+    rows as data for ``--json`` (under ``key``)."""
 
-    adapter: str
-    instance: str
-    source: str
-    up: bool
-    last_success_age_seconds: float | None
-    """Seconds since the source last answered with a document that parsed; ``None``: never."""
-    failed_fetches: Count
-
-
-class ReplayRow(msgspec.Struct, frozen=True, kw_only=True):
-    """One sandbox replay."""
-
-    instance: str
-    speed: float
-    progress_ratio: float
-    position_seconds: float
-    lag_seconds: float
-    messages: Count
+    key: str
+    """The JSON key of the rows (``adapters``)."""
+    title: str
+    """The heading (``adapters``), followed by ``:``."""
+    columns: tuple[str, ...]
+    cells: list[tuple[str, ...]]
+    """The rendered rows, one tuple of cells per row, as many cells as ``columns``."""
+    rows: Sequence[Any]
+    """The same rows as data (msgspec Structs or plain values) for ``--json``."""
+    empty: str | None = None
+    """What to say when there are no rows (``none``); ``None`` leaves the section out then."""
 
 
 class InvalidRow(msgspec.Struct, frozen=True, kw_only=True):
@@ -109,7 +110,7 @@ class InvalidRow(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class Status(msgspec.Struct, frozen=True, kw_only=True):
-    """Everything ``citybus status`` shows (and ``--json`` prints)."""
+    """Everything ``citybus status`` shows (``--json`` prints :meth:`document`)."""
 
     ops_url: str
     ready: bool
@@ -120,12 +121,31 @@ class Status(msgspec.Struct, frozen=True, kw_only=True):
     nats_slow_consumers: Count
     interval_seconds: float | None
     """The time between the two scrapes that rates are computed over; ``None`` with ``--once``."""
-    adapters: list[AdapterRow]
-    sources: list[SourceRow]
-    replays: list[ReplayRow]
+    sections: list[Section]
+    """What the installed packages contribute (adapters, sources, replays), in their order."""
     dead_letters: dict[str, Count]
     """Dead letters per reason, all contracts and adapters together."""
     invalid: list[InvalidRow]
+
+    def section(self, key: str) -> Section | None:
+        """The contributed section with this JSON key, if any."""
+        return next((s for s in self.sections if s.key == key), None)
+
+    def document(self) -> dict[str, Any]:
+        """What ``--json`` prints: the bus's own fields, and each section's rows under its key."""
+        own = {f: getattr(self, f) for f in self.__struct_fields__ if f != "sections"}
+        for section in self.sections:
+            own.setdefault(section.key, section.rows)
+        document: dict[str, Any] = msgspec.to_builtins(own)
+        return document
+
+
+SectionsProvider = Callable[["Scrape"], list[Section]]
+
+
+def discover_sections() -> list[SectionsProvider]:
+    """The ``citybus.status`` entry points of the installed packages, in name order."""
+    return [ep.load() for ep in sorted(entry_points(group=STATUS_GROUP), key=lambda e: e.name)]
 
 
 # -- collection -----------------------------------------------------------------------------------
@@ -158,15 +178,22 @@ def _sum_by(samples: Samples, name: str, keys: tuple[str, ...]) -> dict[tuple[st
     return sums
 
 
-class _Counters:
-    """Turns counter sums of the latest scrape (and the one before, if any) into :class:`Count`."""
+class Scrape:
+    """The latest scrape (and the one before, if any) as contributors read it: gauges as values,
+    counters as :class:`Count` (total and rate)."""
 
-    def __init__(self, now: Samples, before: Samples | None, interval: float | None) -> None:
-        self.now, self.before, self.interval = now, before, interval
+    def __init__(self, now: Samples, before: Samples | None, interval: float | None, time: float) -> None:
+        self.samples, self.before, self.interval = now, before, interval
+        self.time = time
+        """The Unix time of the latest scrape (for ages: "last success 90s ago")."""
 
-    def by(self, name: str, keys: tuple[str, ...]) -> dict[tuple[str, ...], Count]:
-        """A counter family summed by ``keys``."""
-        totals = _sum_by(self.now, name, keys)
+    def gauges(self, name: str, keys: tuple[str, ...]) -> dict[tuple[str, ...], float]:
+        """A gauge family of the latest scrape, summed by the labels ``keys``."""
+        return _sum_by(self.samples, name, keys)
+
+    def counters(self, name: str, keys: tuple[str, ...]) -> dict[tuple[str, ...], Count]:
+        """A counter family (its sample name, ``…_total``) summed by the labels ``keys``."""
+        totals = _sum_by(self.samples, name, keys)
         earlier = _sum_by(self.before, name, keys) if self.before is not None else None
         return {
             key: self._count(total, earlier.get(key, 0.0) if earlier is not None else None)
@@ -178,9 +205,9 @@ class _Counters:
         """A counter no sample was exported for yet: nothing happened."""
         return Count(total=0.0, per_second=0.0 if self.before is not None and self.interval else None)
 
-    def one(self, name: str) -> Count:
+    def counter(self, name: str) -> Count:
         """An unlabelled counter."""
-        return self.by(name, ()).get((), self.zero)
+        return self.counters(name, ()).get((), self.zero)
 
     def _count(self, total: float, earlier: float | None) -> Count:
         if earlier is None or not self.interval:
@@ -199,85 +226,28 @@ def collect(
     before: Samples | None = None,
     interval: float | None = None,
     now: float,
+    providers: Sequence[SectionsProvider] | None = None,
 ) -> Status:
     """The status of an instance from its ``/readyz`` answer and one or two ``/metrics`` scrapes.
 
     ``before`` is the scrape ``interval`` seconds earlier (rates are shown only with it); ``now`` is
-    the Unix time of the latest scrape, for the age of each source's last success.
+    the Unix time of the latest scrape, for the ages contributors show. ``providers`` default to
+    the installed ``citybus.status`` entry points.
     """
-    counters = _Counters(metrics, before, interval if before is not None else None)
-    gauges = metrics
-    instance_keys = ("adapter", "adapter_instance")
-
-    up = _sum_by(gauges, "citybus_adapter_up", instance_keys)
-    finished = _sum_by(gauges, "citybus_adapter_finished", instance_keys)
-    restarts = counters.by("citybus_adapter_restarts_total", instance_keys)
-    published = counters.by("citybus_adapter_messages_published_total", instance_keys)
-    received = counters.by("citybus_adapter_messages_received_total", instance_keys)
-    dead = counters.by("citybus_adapter_dead_letters_total", instance_keys)
-    zero = counters.zero
-    adapters = [
-        AdapterRow(
-            adapter=key[0],
-            instance=key[1],
-            up=up.get(key, 0.0) == 1.0,
-            restarts=restarts.get(key, zero),
-            published=published.get(key, zero),
-            received=received.get(key, zero),
-            dead_letters=dead.get(key, zero),
-            finished=finished.get(key, 0.0) == 1.0,
-        )
-        for key in sorted(set(up) | set(restarts) | set(published) | set(received) | set(dead))
+    scrape = Scrape(metrics, before, interval if before is not None else None, now)
+    sections = [
+        section
+        for provider in (discover_sections() if providers is None else providers)
+        for section in provider(scrape)
     ]
-
-    source_keys = (*instance_keys, "source")
-    source_up = _sum_by(gauges, "citybus_source_up", source_keys)
-    last_success = _sum_by(gauges, "citybus_source_last_success_timestamp_seconds", source_keys)
-    fetches = counters.by("citybus_source_fetches_total", (*source_keys, "outcome"))
-    failed: dict[tuple[str, ...], Count] = {}
-    for (*key, outcome), count in fetches.items():
-        if outcome in _FETCH_OK:
-            continue
-        so_far = failed.get(tuple(key))
-        failed[tuple(key)] = count if so_far is None else _add(so_far, count)
-    sources = [
-        SourceRow(
-            adapter=key[0],
-            instance=key[1],
-            source=key[2],
-            up=source_up.get(key, 0.0) == 1.0,
-            # A gauge still at 0 means the source never succeeded, not that it did in 1970.
-            last_success_age_seconds=max(0.0, now - last_success[key]) if last_success.get(key) else None,
-            failed_fetches=failed.get(key, zero),
-        )
-        for key in sorted(set(source_up) | set(last_success))
-    ]
-
-    replay_key = ("adapter_instance",)
-    speeds = _sum_by(gauges, "citybus_replay_speed", replay_key)
-    messages = counters.by("citybus_replay_messages_total", replay_key)
-    progress = _sum_by(gauges, "citybus_replay_progress_ratio", replay_key)
-    position = _sum_by(gauges, "citybus_replay_position_seconds", replay_key)
-    lag = _sum_by(gauges, "citybus_replay_lag_seconds", replay_key)
-    replays = [
-        ReplayRow(
-            instance=key[0],
-            speed=speeds.get(key, 0.0),
-            progress_ratio=progress.get(key, 0.0),
-            position_seconds=position.get(key, 0.0),
-            lag_seconds=lag.get(key, 0.0),
-            messages=messages.get(key, zero),
-        )
-        for key in sorted(set(speeds) | set(messages))
-    ]
-
     dead_letters = {
-        key[0]: count for key, count in sorted(counters.by("citybus_dead_letters_total", ("reason",)).items())
+        key[0]: count
+        for key, count in sorted(scrape.counters("citybus_dead_letters_total", ("reason",)).items())
     }
     invalid = [
         InvalidRow(contract=key[0], reason=key[1], count=count)
         for key, count in sorted(
-            counters.by("citybus_messages_invalid_total", ("contract", "reason")).items()
+            scrape.counters("citybus_messages_invalid_total", ("contract", "reason")).items()
         )
     ]
     checks = readiness.get("checks")
@@ -289,32 +259,27 @@ def collect(
         ready=readiness.get("status") == "ready" and connected,
         checks=checks,
         nats_connected=connected,
-        nats_disconnects=counters.one("citybus_nats_disconnects_total"),
-        nats_reconnects=counters.one("citybus_nats_reconnects_total"),
-        nats_slow_consumers=counters.one("citybus_nats_slow_consumers_total"),
+        nats_disconnects=scrape.counter("citybus_nats_disconnects_total"),
+        nats_reconnects=scrape.counter("citybus_nats_reconnects_total"),
+        nats_slow_consumers=scrape.counter("citybus_nats_slow_consumers_total"),
         interval_seconds=interval if before is not None else None,
-        adapters=adapters,
-        sources=sources,
-        replays=replays,
+        sections=sections,
         dead_letters=dead_letters,
         invalid=invalid,
     )
 
 
-def _add(a: Count, b: Count) -> Count:
-    rate = None if a.per_second is None or b.per_second is None else a.per_second + b.per_second
-    return Count(total=a.total + b.total, per_second=rate)
-
-
 # -- rendering ------------------------------------------------------------------------------------
 
 
-def _count(count: Count) -> str:
+def count_text(count: Count) -> str:
+    """A counter as a cell: its total, and its rate when there is one (``52 (5.0/s)``)."""
     total = f"{count.total:.0f}"
     return total if count.per_second is None else f"{total} ({count.per_second:.1f}/s)"
 
 
-def _age(seconds: float | None) -> str:
+def age_text(seconds: float | None) -> str:
+    """An age as a cell (``90s ago``, ``never``)."""
     if seconds is None:
         return "never"
     if seconds < 120:
@@ -324,16 +289,17 @@ def _age(seconds: float | None) -> str:
     return f"{seconds / 3600:.1f}h ago"
 
 
+def yes_no(flag: bool) -> str:
+    """A flag as a cell; a problem in capitals so it stands out."""
+    return "yes" if flag else "NO"
+
+
 def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
     widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
     return [
         "  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
         for row in (header, *rows)
     ]
-
-
-def _yes(flag: bool) -> str:
-    return "yes" if flag else "NO"
 
 
 def render(status: Status) -> str:
@@ -345,65 +311,29 @@ def render(status: Status) -> str:
     lines.append(f"  checks: {checks or 'none reported'}")
     lines.append(
         f"  NATS: {'connected' if status.nats_connected else 'DISCONNECTED'}, "
-        f"disconnects {_count(status.nats_disconnects)}, reconnects {_count(status.nats_reconnects)}, "
-        f"slow consumers {_count(status.nats_slow_consumers)}"
+        f"disconnects {count_text(status.nats_disconnects)}, "
+        f"reconnects {count_text(status.nats_reconnects)}, "
+        f"slow consumers {count_text(status.nats_slow_consumers)}"
     )
     lines.append("")
-    if status.adapters:
-        lines.append("adapters:")
-        lines += _table(
-            ("ADAPTER", "INSTANCE", "UP", "RESTARTS", "PUBLISHED", "RECEIVED", "DEAD LETTERS"),
-            [
-                (
-                    a.adapter,
-                    a.instance,
-                    "done" if a.finished else _yes(a.up),
-                    _count(a.restarts),
-                    _count(a.published),
-                    _count(a.received),
-                    _count(a.dead_letters),
-                )
-                for a in status.adapters
-            ],
-        )
-    else:
-        lines.append("adapters: none")
-    if status.sources:
-        lines.append("sources:")
-        lines += _table(
-            ("INSTANCE", "SOURCE", "UP", "LAST SUCCESS", "FAILED FETCHES"),
-            [
-                (s.instance, s.source, _yes(s.up), _age(s.last_success_age_seconds), _count(s.failed_fetches))
-                for s in status.sources
-            ],
-        )
-    if status.replays:
-        lines.append("replay:")
-        lines += _table(
-            ("INSTANCE", "SPEED", "PROGRESS", "POSITION", "LAG", "MESSAGES"),
-            [
-                (
-                    r.instance,
-                    "as fast as possible" if r.speed == 0 else f"{r.speed:g}x",
-                    f"{r.progress_ratio * 100:.1f}%",
-                    f"{r.position_seconds:.0f}s",
-                    f"{r.lag_seconds * 1000:.1f}ms",
-                    _count(r.messages),
-                )
-                for r in status.replays
-            ],
-        )
+    for section in status.sections:
+        if section.cells:
+            lines.append(f"{section.title}:")
+            lines += _table(section.columns, section.cells)
+        elif section.empty is not None:
+            lines.append(f"{section.title}: {section.empty}")
     if status.dead_letters:
         lines.append("dead letters:")
         lines += _table(
-            ("REASON", "COUNT"), [(reason, _count(c)) for reason, c in status.dead_letters.items()]
+            ("REASON", "COUNT"), [(reason, count_text(c)) for reason, c in status.dead_letters.items()]
         )
     else:
         lines.append("dead letters: none")
     if status.invalid:
         lines.append("invalid messages:")
         lines += _table(
-            ("CONTRACT", "REASON", "COUNT"), [(i.contract, i.reason, _count(i.count)) for i in status.invalid]
+            ("CONTRACT", "REASON", "COUNT"),
+            [(i.contract, i.reason, count_text(i.count)) for i in status.invalid],
         )
     else:
         lines.append("invalid messages: none")
@@ -427,12 +357,12 @@ def ops_url_for_client(config: Config, override: str | None = None) -> str:
             f"no running `citybus up` found (looked for {instance_file(config)}): start `citybus up`, "
             "or say which instance to read with --ops URL"
         )
-    if not info.get("ops_url"):
+    if not info.ops_url:
         raise CityBusError(
             "the running `citybus up` has no ops endpoint ([ops] enabled = false): enable it, "
             "or say which instance to read with --ops URL"
         )
-    return str(info["ops_url"]).rstrip("/")
+    return info.ops_url.rstrip("/")
 
 
 async def _get(session: aiohttp.ClientSession, url: str) -> tuple[int, str]:
@@ -494,5 +424,5 @@ def show_status(
         )
     url = ops_url_for_client(config, ops)
     status = asyncio.run(fetch(url, interval=None if once else interval))
-    write(msgspec.json.encode(status).decode() if as_json else render(status))
+    write(msgspec.json.encode(status.document()).decode() if as_json else render(status))
     return 0

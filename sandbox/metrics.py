@@ -1,14 +1,18 @@
 """The replay's Prometheus metrics: how far, how fast and how late a replay is, and what it injected.
 
 Labelled by the replaying adapter instance (``adapter_instance``), registered once per registry
-beside the bus's and the adapters' own.
+beside the bus's and the adapters' own. :func:`status_sections` is the ``citybus.status`` entry
+point: the replay table of ``citybus status``, read from these families.
 """
 
 from __future__ import annotations
 
+import msgspec
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-__all__ = ["InstanceMetrics", "ReplayMetrics", "replay_metrics"]
+from bus.status import Count, Scrape, Section, count_text
+
+__all__ = ["InstanceMetrics", "ReplayMetrics", "ReplayRow", "replay_metrics", "status_sections"]
 
 
 class ReplayMetrics:
@@ -102,3 +106,48 @@ def replay_metrics(registry: CollectorRegistry) -> ReplayMetrics:
     if families is None:
         families = _FAMILIES[registry] = ReplayMetrics(registry)
     return families
+
+
+class ReplayRow(msgspec.Struct, frozen=True, kw_only=True):
+    """One sandbox replay in ``citybus status``."""
+
+    instance: str
+    speed: float
+    progress_ratio: float
+    position_seconds: float
+    lag_seconds: float
+    messages: Count
+
+
+def status_sections(scrape: Scrape) -> list[Section]:
+    """The ``citybus.status`` entry point: the replays, how fast, how far and how late."""
+    key = ("adapter_instance",)
+    speeds = scrape.gauges("citybus_replay_speed", key)
+    messages = scrape.counters("citybus_replay_messages_total", key)
+    progress = scrape.gauges("citybus_replay_progress_ratio", key)
+    position = scrape.gauges("citybus_replay_position_seconds", key)
+    lag = scrape.gauges("citybus_replay_lag_seconds", key)
+    rows = [
+        ReplayRow(
+            instance=k[0],
+            speed=speeds.get(k, 0.0),
+            progress_ratio=progress.get(k, 0.0),
+            position_seconds=position.get(k, 0.0),
+            lag_seconds=lag.get(k, 0.0),
+            messages=messages.get(k, scrape.zero),
+        )
+        for k in sorted(set(speeds) | set(messages))
+    ]
+    cells: list[tuple[str, ...]] = [
+        (
+            r.instance,
+            "as fast as possible" if r.speed == 0 else f"{r.speed:g}x",
+            f"{r.progress_ratio * 100:.1f}%",
+            f"{r.position_seconds:.0f}s",
+            f"{r.lag_seconds * 1000:.1f}ms",
+            count_text(r.messages),
+        )
+        for r in rows
+    ]
+    columns = ("INSTANCE", "SPEED", "PROGRESS", "POSITION", "LAG", "MESSAGES")
+    return [Section(key="replays", title="replay", columns=columns, cells=cells, rows=rows)]

@@ -2,7 +2,7 @@
 
 One server for the module (plus one of its own for the revocation test), started by
 ``EmbeddedServer`` with the configuration :class:`bus.access.AccessModel` renders, included from
-``accounts.conf``; every client connects with the NKey seed :class:`bus.credentials.CredentialStore`
+``accounts.conf``; every client connects with the NKey seed :class:`bus.access.keys.CredentialStore`
 issued it. The expectations are written out by hand below (``ALLOWED``), not derived from the
 model, so a model that grants too much or too little fails here.
 
@@ -27,7 +27,7 @@ import signal
 import stat
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -51,7 +51,8 @@ from bus.access import (
     DeclassificationError,
     Kind,
 )
-from bus.credentials import CredentialError, CredentialStore, Secret
+from bus.access.keys import CredentialError, CredentialStore, Secret
+from bus.access.render import render_config
 from bus.errors import ConfigError
 from bus.server import EmbeddedServer
 from bus.subjects import (
@@ -75,6 +76,7 @@ from contracts import (
     contract,
     default_registry,
 )
+from sandbox.access import pilot_declaration
 from tests.conftest import wait_for
 
 pytestmark = pytest.mark.slow
@@ -121,10 +123,16 @@ STATS = Declaration(
     "volunteer-stats", consumes=(VolunteerSignup,), produces=(VolunteerCount,), declassifier=True
 )
 REPLAY = Declaration(
-    "sandbox", consumes=(), produces=(BeachObservation, DeviceStatus), declassifier=False, control="replay"
+    "sandbox",
+    consumes=(),
+    produces=(BeachObservation, DeviceStatus),
+    declassifier=False,
+    control="replay",
+    clocks=True,
 )
-PILOT = Declaration("acme", consumes=(BeachObservation,), produces=(BeachObservation,), declassifier=False)
-OLD_PILOT = Declaration("old-pilot", consumes=(), produces=(AirQualityObserved,), declassifier=False)
+# Pilots are the sandbox's guests: their rights are what sandbox/access.py declares for them.
+PILOT = pilot_declaration("acme", (BeachObservation,))
+OLD_PILOT = pilot_declaration("old-pilot", (AirQualityObserved,))
 
 CONTRACTS = (*default_registry(), VolunteerCount)
 
@@ -134,12 +142,12 @@ def city_model(pilots: tuple[Declaration, ...] = (PILOT, OLD_PILOT)) -> AccessMo
         CONTRACTS,
         adapters=[PRODUCER, PLATFORM, ARCHIVE, STATS],
         sandbox_adapters=[REPLAY],
-        pilots=pilots,
+        guests=pilots,
     )
 
 
 # The matrix: client kinds (rows) x subjects (columns) x (publish, subscribe). Written by hand from
-# issue 6 and the permission table in bus/access.py; every cell not listed must be refused.
+# issue 6 and the permission table in bus/access/policy.py; every cell not listed must be refused.
 KINDS = {
     "service": ("CITY", "service"),
     "producer": ("CITY", "vicotee-beach"),  # an adapter producing a public (and an internal) contract
@@ -281,7 +289,7 @@ class City:
 
 
 def write_accounts(data_dir: Path, model: AccessModel, store: CredentialStore) -> str:
-    text = model.render_config(store.public_keys())
+    text = render_config(model, store.public_keys())
     (data_dir / "accounts.conf").write_text(text, encoding="utf-8")
     return text
 
@@ -761,7 +769,7 @@ def test_seeds_never_appear_in_logs(
         model = city_model()
         issued = store.ensure(u.key for u in model.users)
         store.revoke("SANDBOX", "old-pilot")
-        text = model.render_config(store.public_keys())
+        text = render_config(model, store.public_keys())
         table = model.table()
     seeds = [c.seed.reveal() for c in issued.values()]
     assert logs and any(entry.get("public_key") for entry in logs)
@@ -805,9 +813,10 @@ def test_a_non_declassifier_reading_personal_data_may_not_publish_public_data() 
 @pytest.mark.parametrize(
     ("declaration", "pilot", "message"),
     [
-        (Declaration("acme", (VolunteerSignup,), (), False), True, "pilots never handle personal data"),
-        (Declaration("acme", (), (VolunteerSignup,), False), True, "pilots never handle personal data"),
-        (Declaration("acme", (), (), False, control="replay"), True, "pilots take no control"),
+        (replace(PILOT, consumes=(VolunteerSignup,)), True, "pilots never handle personal data"),
+        (pilot_declaration("acme", (VolunteerSignup,)), True, "pilots never handle personal data"),
+        (replace(PILOT, control="replay"), True, "guests take no control"),
+        (replace(PILOT, reads=(Classification.PERSONAL,)), True, "nobody reads a whole personal class"),
         (
             Declaration("spy", (), (), False, raw_subscribe=("city.personal.>",)),
             False,
@@ -831,20 +840,20 @@ def test_a_non_declassifier_reading_personal_data_may_not_publish_public_data() 
     ],
 )
 def test_the_model_refuses_unsafe_declarations(declaration: Declaration, pilot: bool, message: str) -> None:
-    kwargs = {"pilots": [declaration]} if pilot else {"adapters": [declaration]}
+    kwargs = {"guests": [declaration]} if pilot else {"adapters": [declaration]}
     with pytest.raises(AccessError, match=message):
         AccessModel(CONTRACTS, **kwargs)  # type: ignore[arg-type]
 
 
 def test_two_users_of_one_name_and_bad_keys_are_refused() -> None:
     with pytest.raises(AccessError, match="two users are named 'acme' in account SANDBOX"):
-        AccessModel(CONTRACTS, sandbox_adapters=[PILOT], pilots=[PILOT])
+        AccessModel(CONTRACTS, sandbox_adapters=[PILOT], guests=[PILOT])
     model = AccessModel(CONTRACTS)
     key = "U" + "A" * 55
     with pytest.raises(AccessError, match="same public key"):
-        model.render_config({("CITY", "public"): key, ("CITY", "internal"): key})
+        render_config(model, {("CITY", "public"): key, ("CITY", "internal"): key})
     with pytest.raises(AccessError, match="that is a seed"):
-        model.render_config({("CITY", "public"): "SU" + "A" * 56})
+        render_config(model, {("CITY", "public"): "SU" + "A" * 56})
 
 
 def test_mqtt_users_send_what_city_adapters_read_and_their_passwords_are_hashes_only() -> None:
@@ -862,9 +871,9 @@ def test_mqtt_users_send_what_city_adapters_read_and_their_passwords_are_hashes_
     assert "city.devices.*.up" in [g.subject for g in user.permissions.deny_publish]
     assert user.permissions.subscribe == ()
     with pytest.raises(AccessError, match="not a bcrypt hash"):
-        model.render_config({}, {("CITY", "network-server"): "plain-text-password"})
+        render_config(model, {}, {("CITY", "network-server"): "plain-text-password"})
     hashed = "$2b$11$" + "a" * 53
-    text = model.render_config({}, {("CITY", "network-server"): hashed})
+    text = render_config(model, {}, {("CITY", "network-server"): hashed})
     assert f'password: "{hashed}"' in text and 'allowed_connection_types: ["MQTT"]' in text
     with pytest.raises(AccessError, match="name of a built-in user"):
         AccessModel(CONTRACTS, mqtt_users=["operator"])

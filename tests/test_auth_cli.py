@@ -24,9 +24,10 @@ import structlog
 from conftest import wait_for
 
 from adapters import Adapter, Context
-from adapters.access import configured_instances, declarations, load_pilots
+from adapters.access import configured_instances, declarations
 from adapters.mqtt.topics import filter_to_subjects
 from adapters.vicotee import DEFAULT_SUBJECTS
+from bus.access.guests import load_guests
 from bus.cli import main
 from bus.config import load_config
 from bus.server import EmbeddedServer, find_nats_server
@@ -38,6 +39,7 @@ from contracts import (
     TrainCall,
     VolunteerSignup,
 )
+from sandbox.access import PILOTS
 
 pytestmark = pytest.mark.slow
 
@@ -283,7 +285,7 @@ async def test_a_pilot_added_by_the_cli_publishes_its_contract_only_until_revoke
     assert "inbox prefix _INBOX.acme" in out
     assert "publishes  city.public.environment.beach-observation.*" in out
     assert mode(seed_file) == 0o600
-    [pilot] = load_pilots(cli.directory)
+    [pilot] = load_guests(cli.directory, PILOTS)
     assert (pilot.name, pilot.produces) == ("acme", (BeachObservation,))
     assert 'produces = ["environment.beach-observation@1"]' in (cli.directory / "pilots.toml").read_text()
     seed = seed_file.read_text().strip()
@@ -342,7 +344,7 @@ async def test_a_pilot_added_by_the_cli_publishes_its_contract_only_until_revoke
             status, out, _ = cli("revoke", "acme")
             assert status == 0 and "SANDBOX/acme revoked at" in out
             assert "SIGHUP" in out and "citybus auth add-pilot acme" in out
-            assert load_pilots(cli.directory) == []
+            assert load_guests(cli.directory, PILOTS) == []
             assert not seed_file.exists()
             assert copy.is_connected  # until the server reloads its configuration
             assert server.pid is not None
@@ -452,9 +454,7 @@ def test_errors_end_in_one_line_that_says_what_to_fix(cli: Cli) -> None:
     )
     assert "cannot name a pilot: use kebab case" in fails("add-pilot", "Acme")
     assert "cannot name a pilot" in fails("add-pilot", "operator")
-    assert "no pilot or adapter user named 'ghost'; `citybus auth show` lists the users" in fails(
-        "revoke", "ghost"
-    )
+    assert "no user named 'ghost' to revoke; `citybus auth show` lists the users" in fails("revoke", "ghost")
     assert "'public' is a built-in user" in fails("revoke", "public")
     # A pilot named like a CITY adapter is allowed, and then revoke needs the account.
     assert cli("add-pilot", "beach")[0] == 0

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import bcrypt
 
-from bus.credentials import CredentialStore
+from bus.access.keys import CredentialStore
 
 
 def _mode(path: Path) -> int:

@@ -23,8 +23,8 @@ from nats.js import api
 
 from bus import Bus, Metrics
 from bus.access import AccessModel, Kind
+from bus.access.keys import CredentialStore
 from bus.config import load_config
-from bus.credentials import CredentialStore
 from bus.runtime import Runtime
 from bus.server import EmbeddedServer
 from bus.subjects import contract_filter, dead_letter_subject, js_api

@@ -19,7 +19,7 @@ import pytest
 from nats.js.api import StreamConfig
 
 from bus import server as server_module
-from bus.client import instance_file
+from bus.access.login import instance_file
 from bus.config import load_config
 from bus.errors import ConfigError, EmbeddedServerError
 from bus.runtime import Runtime, RuntimeContext

@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import signal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from bus.config import load_config
 from bus.errors import CityBusError
-from bus.status import Count, collect, ops_url_for_client, parse_metrics, render
+from bus.status import Count, Scrape, Section, Status, collect, ops_url_for_client, parse_metrics, render
 from tests.test_cli import citybus_env, run_citybus, start_up
 
 OPS = "http://127.0.0.1:9464"
@@ -64,20 +65,27 @@ citybus_replay_messages_total{adapter_instance="sandbox"} 1200.0
 """
 
 
+def rows(status: Status, key: str) -> list[Any]:
+    """The rows a package contributed under ``key`` (``adapters``, ``sources``, ``replays``)."""
+    section = status.section(key)
+    assert section is not None, [s.key for s in status.sections]
+    return list(section.rows)
+
+
 def test_totals_from_one_scrape() -> None:
     status = collect(ops_url=OPS, readiness=READY, metrics=parse_metrics(METRICS), now=1090.0)
     assert status.ready and status.nats_connected and status.interval_seconds is None
     assert status.nats_reconnects == Count(total=2.0)
-    air, sandbox = status.adapters
+    air, sandbox = rows(status, "adapters")
     assert (air.adapter, air.instance, air.up) == ("air-q", "air", True)
     assert air.published == Count(total=42.0)  # both contracts together
     assert air.dead_letters == Count(total=5.0)
     assert (sandbox.up, sandbox.restarts) == (False, Count(total=3.0))
-    stations, never = status.sources
+    stations, never = rows(status, "sources")
     assert (never.source, never.up, never.last_success_age_seconds) == ("never", False, None)
     assert (stations.source, stations.last_success_age_seconds) == ("kv", 90.0)
     assert stations.failed_fetches == Count(total=4.0)  # timeout + http-503, not ok
-    (replay,) = status.replays
+    (replay,) = rows(status, "replays")
     assert (replay.instance, replay.speed, replay.progress_ratio, replay.lag_seconds) == (
         "sandbox",
         60,
@@ -115,11 +123,11 @@ def test_rates_from_two_scrapes_and_a_reset_counter() -> None:
         interval=2.0,
         now=1000.0,
     )
-    assert status.adapters[0].published == Count(total=52.0, per_second=5.0)
+    assert rows(status, "adapters")[0].published == Count(total=52.0, per_second=5.0)
     assert status.dead_letters["malformed"] == Count(total=4.0, per_second=1.0)
     assert status.dead_letters["out-of-range"] == Count(total=6.0, per_second=0.0)
     assert status.nats_reconnects == Count(total=1.0, per_second=0.5)  # went down: restarted, all new
-    assert status.replays[0].messages == Count(total=0.0, per_second=0.0)  # not exported any more
+    assert rows(status, "replays")[0].messages == Count(total=0.0, per_second=0.0)  # not exported any more
     text = render(status)
     assert text.splitlines()[0] == f"citybus at {OPS}: NOT READY  (rates over 2s)"
     assert "checks: nats ok, nats connected FAILING" in text
@@ -139,6 +147,30 @@ def test_no_adapters_and_nothing_rejected() -> None:
         "dead letters: none",
         "invalid messages: none",
     ]
+
+
+def test_sections_come_from_the_installed_packages_in_their_order() -> None:
+    """bus renders what ``citybus.status`` entry points contribute; it reads no upper layer's metrics."""
+    seen: list[float] = []
+
+    def mine(scrape: Scrape) -> list[Section]:
+        seen.append(scrape.time)
+        counts = scrape.counters("citybus_adapter_dead_letters_total", ("reason",))
+        cells = [(reason, str(int(c.total))) for (reason,), c in counts.items()]
+        return [
+            Section(key="mine", title="mine", columns=("REASON", "N"), cells=cells, rows=[dict(cells)]),
+            Section(key="nothing", title="nothing", columns=("A",), cells=[], rows=[], empty="none yet"),
+            Section(key="hidden", title="hidden", columns=("A",), cells=[], rows=[]),
+        ]
+
+    status = collect(ops_url=OPS, readiness=READY, metrics=parse_metrics(METRICS), now=5.0, providers=[mine])
+    assert seen == [5.0]
+    lines = render(status).splitlines()
+    assert lines[4:8] == ["mine:", "  REASON        N", "  out-of-range  5", "nothing: none yet"]
+    assert not any("hidden" in line or "adapters" in line or "replay" in line for line in lines)
+    document = status.document()
+    assert document["mine"] == [{"out-of-range": "5"}] and document["hidden"] == []
+    assert "adapters" not in document and document["ready"] is True
 
 
 def test_text_that_is_not_prometheus_is_an_error() -> None:

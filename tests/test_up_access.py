@@ -36,9 +36,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from bus.client import client_login, reload_server
+from bus.access.keys import CredentialStore
+from bus.access.login import client_login, reload_server
 from bus.config import load_config
-from bus.credentials import CredentialStore
 from bus.runtime import Runtime
 from tests.conftest import wait_for
 from tests.test_cli import Background, Result, assert_one_line_error, citybus_env, run_citybus

@@ -340,7 +340,7 @@ class CredentialStore:
                 )
             raise CredentialError(
                 f"{account}/{user} has no credentials (expected {path}): issue them "
-                "(`citybus auth generate`, or `citybus auth add-pilot NAME` for a pilot)"
+                "(`citybus auth generate`, or `citybus auth add-<kind> NAME` for a guest of the sandbox)"
             )
         _check_private(path.parent)
         _check_private(path)

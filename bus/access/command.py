@@ -12,6 +12,16 @@ server's data directory) and ends by writing the server's configuration again, s
 lags behind the keys. A seed is never printed: the commands name the seed *file*, which its
 user reads (nats-py ``nkeys_seed=``); the file is the secret, and it goes to its user over a
 private channel.
+
+Decisions, and why:
+
+* **A bus command.** ``bus`` owns the command line and finds what the other packages declare
+  through the ``citybus.access`` entry point (:mod:`bus.access.declared`), including the kinds of
+  guests they let operators add: each kind gets its ``add-<kind>`` subcommand (the sandbox's
+  ``add-pilot``). The command needs nothing else from them.
+* **The running instance's configuration wins.** A running ``citybus up`` recorded in
+  ``instance.json`` what it declared; the command acts on that (and refuses a configuration given
+  that declares otherwise), and never drops a user the instance runs as.
 """
 
 from __future__ import annotations
@@ -20,29 +30,29 @@ import argparse
 import json
 import os
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from adapters.access import (
-    ACCOUNTS_FILE,
-    Generated,
-    Pilot,
-    configured_instances,
-    contract_ref,
-    credentials_dir,
-    generate,
-    load_pilots,
-    save_pilots,
-)
 from bus import subjects
-from bus.access import AccessModel, Account, Kind, User
-from bus.auth import Declared, declared_from_record, declared_record, discover_declarations
-from bus.auth import access_model as bus_access_model
+from bus.access.declared import (
+    AccessProvider,
+    Declared,
+    access_model,
+    declared_from_record,
+    declared_record,
+    discover_declarations,
+    discover_providers,
+)
+from bus.access.guests import Guest, GuestKind, contract_ref, load_guests, save_guests
+from bus.access.keys import CredentialInfo, CredentialStore
+from bus.access.login import Instance, read_instance, reload_server
+from bus.access.policy import AccessModel, Account, Kind, User
+from bus.access.render import ACCOUNTS_FILE, Generated, generate
 from bus.cli import err, out
-from bus.client import read_instance, reload_server
 from bus.config import Config, config_file
-from bus.credentials import CredentialInfo, CredentialStore
 from bus.errors import CityBusError
 from bus.logs import configure_logging
 from contracts import Contract, UnknownContractError, default_registry
@@ -56,8 +66,8 @@ _BUILT_IN = frozenset(
 
 
 class _Setup:
-    """What every subcommand needs: the directory, its store, the pilots, and the declarations of
-    the adapter instances — the running ``citybus up``'s when one uses this directory.
+    """What every subcommand needs: the directory, its store, the guests, and the declarations of
+    the components — the running ``citybus up``'s when one uses this directory.
 
     A running instance recorded in ``instance.json`` what it declared; rebuilding the model from
     the configuration at hand instead (``./citybus.toml`` of whatever directory the command runs
@@ -65,40 +75,40 @@ class _Setup:
     (``--config``, ``CITYBUS_CONFIG`` or ``./citybus.toml``) that declares otherwise is refused.
     """
 
-    def __init__(self, args: argparse.Namespace, config: Config) -> None:
+    def __init__(self, args: argparse.Namespace, config: Config, providers: list[AccessProvider]) -> None:
         self.config = config
-        self.directory = credentials_dir(config, args.dir)
+        self.providers = providers
+        self.directory = Path(args.dir).expanduser() if args.dir is not None else config.credentials_dir()
         # Logs (an audit trail with public keys, never seeds) go to standard error, apart from
         # the command's output.
         log = configure_logging(config.log.format, "warning")
         self.store = CredentialStore(self.directory, logger=log)
-        self.pilots = load_pilots(self.directory)
+        self.guests = [g for p in providers for kind in p.guests for g in load_guests(self.directory, kind)]
         self.running = running = _running_instance(config, self.directory)
-        access = running.get("access") if running is not None else None
+        access = running.access if running is not None else None
         self.in_use: frozenset[str] = frozenset()
         """``ACCOUNT/user`` of every user the running instance runs as (never dropped)."""
-        if running is not None and isinstance(access, dict):
-            self.declared = declared_from_record(access.get("declared"), default_registry())
-            self.mqtt_users = tuple(str(u) for u in access.get("mqtt_users") or ())
-            self.in_use = frozenset(str(u) for u in access.get("users") or ())
+        if running is not None and access is not None:
+            self.declared = declared_from_record(access.declared, default_registry())
+            self.mqtt_users = tuple(access.mqtt_users)
+            self.in_use = frozenset(access.users)
             given = config_file(args.config)
             if given is not None:
                 self._check_agrees(given)
             else:
-                started = running.get("config_file") or "no config file"
-                pid = running.get("pid")
+                started = running.config_file or "no config file"
+                pid = running.pid
                 err(f"citybus: acting on the running citybus up's configuration (pid {pid}, {started})")
         else:
             self.declared, self.mqtt_users = self._configured()
 
     def _configured(self) -> tuple[Declared, tuple[str, ...]]:
-        """The declarations of the configuration at hand, and its MQTT users."""
-        _instances, problems = configured_instances(self.config)
-        for problem in problems:
+        """The declarations of the configuration at hand (without guests), and its MQTT users."""
+        # Every installed package's declarations, as `citybus up` asks for them (its on-demand
+        # users, too); the guests are this directory's, read apart.
+        found = discover_declarations(self.config, [AccessProvider(p.declared) for p in self.providers])
+        for problem in found.problems:
             err(f"citybus: warning: {problem}")
-        # Every installed package's declarations, as `citybus up` asks for them (the sandbox's
-        # command-line replay user, too).
-        found = discover_declarations(self.config)
         declared = Declared(found.city, found.sandbox, on_demand=found.on_demand)
         return declared, tuple(self.config.auth.mqtt_users)
 
@@ -116,25 +126,29 @@ class _Setup:
                 f"change the rights of {k}" for k in sorted(set(ours) & set(theirs)) if ours[k] != theirs[k]
             ),
         ]
-        started = self.running.get("config_file")
+        started = self.running.config_file
         use = f"--config {started}" if started else "no citybus.toml (run it from a directory without one)"
         raise CityBusError(
             f"{given} does not match the configuration of the running citybus up (pid "
-            f"{self.running.get('pid')}, {started or 'started without a config file'}): "
+            f"{self.running.pid}, {started or 'started without a config file'}): "
             f"{'; '.join(d for d in differences if d)}; run `citybus auth` with {use}, or restart "
             "citybus up with this configuration first"
         )
 
-    def model(self, pilots: list[Pilot] | None = None) -> AccessModel:
-        """The access model of the instances' declarations and ``pilots`` (default: the pilots)."""
-        pilots = self.pilots if pilots is None else pilots
+    def model(self, guests: list[Guest] | None = None) -> AccessModel:
+        """The access model of the components' declarations and ``guests`` (default: the guests)."""
+        guests = self.guests if guests is None else guests
         declared = Declared(
             self.declared.city,
             self.declared.sandbox,
-            tuple(p.declaration() for p in pilots),
+            tuple(g.declaration() for g in guests),
             self.declared.on_demand,
         )
-        return bus_access_model(default_registry(), declared, self.config, mqtt_users=self.mqtt_users)
+        return access_model(default_registry(), declared, self.config, mqtt_users=self.mqtt_users)
+
+    def save(self, kind: GuestKind, guests: list[Guest]) -> None:
+        """Write the guests of ``kind`` among ``guests``."""
+        save_guests(self.directory, kind, [g for g in guests if g.kind == kind])
 
     def keeps_users_in_use(self, model: AccessModel, revoking: tuple[str, str] | None = None) -> None:
         """Refuse, before anything is written, a model without a user the running instance runs as
@@ -143,7 +157,7 @@ class _Setup:
         dropped = sorted(self.in_use - kept - ({_label(revoking)} if revoking else set()))
         if dropped and self.running is not None:
             raise CityBusError(
-                f"refused: the running citybus up (pid {self.running.get('pid')}) runs as "
+                f"refused: the running citybus up (pid {self.running.pid}) runs as "
                 f"{', '.join(dropped)}, which this would drop; restart it with the new configuration first"
             )
 
@@ -158,11 +172,14 @@ def _users(declared: Declared, mqtt_users: tuple[str, ...]) -> dict[str, Any]:
     return users
 
 
-def _running_instance(config: Config, directory: Path) -> dict[str, Any] | None:
+def _running_instance(config: Config, directory: Path) -> Instance | None:
     """The running ``citybus up`` whose credentials are ``directory``, if one runs."""
     info = read_instance(config)
-    auth = info.get("auth") if info is not None else None
-    if isinstance(auth, dict) and Path(str(auth.get("credentials"))).resolve() == directory.resolve():
+    if (
+        info is not None
+        and info.auth is not None
+        and Path(info.auth.credentials).resolve() == directory.resolve()
+    ):
         return info
     return None
 
@@ -193,9 +210,9 @@ def _say_generated(done: Generated) -> None:
         out(f"credentials of users that are no longer configured: {names} (revoke them)")
 
 
-def cmd_generate(args: argparse.Namespace, config: Config) -> int:
+def cmd_generate(args: argparse.Namespace, config: Config, providers: list[AccessProvider]) -> int:
     """Issue credentials to every user that has none and write the server's configuration."""
-    setup = _Setup(args, config)
+    setup = _Setup(args, config, providers)
     model = setup.model()
     setup.keeps_users_in_use(model)
     done = generate(model, setup.store)
@@ -233,93 +250,97 @@ def _contracts(names: list[str]) -> tuple[type[Contract], ...]:
     return tuple(found)
 
 
-def cmd_add_pilot(args: argparse.Namespace, config: Config) -> int:
-    """Add a pilot to the sandbox with the contracts it publishes, and issue its credentials."""
-    setup = _Setup(args, config)
+def cmd_add(
+    args: argparse.Namespace, config: Config, providers: list[AccessProvider], kind: GuestKind
+) -> int:
+    """Add a guest of ``kind`` to the sandbox with the contracts it publishes, and issue its credentials."""
+    setup = _Setup(args, config, providers)
     name = args.name
     if name in _BUILT_IN or not _NAME.match(name):
         raise CityBusError(
-            f"{name!r} cannot name a pilot: use kebab case ('acme-sensors'), and none of the built-in "
+            f"{name!r} cannot name a {kind.name}: use kebab case ('acme-sensors'), and none of the built-in "
             f"users' names ({', '.join(sorted(_BUILT_IN))})"
         )
-    existing = next((p for p in setup.pilots if p.name == name), None)
+    existing = next((g for g in setup.guests if g.name == name), None)
     if existing is not None:
         declared = ", ".join(contract_ref(c) for c in existing.produces) or "nothing"
         raise CityBusError(
-            f"pilot {name!r} already exists (it publishes {declared}); choose another name, or "
-            f"`citybus auth revoke {name}` first to add it again with other contracts"
+            f"{existing.kind.name} {name!r} already exists (it publishes {declared}); choose another name, "
+            f"or `citybus auth revoke {name}` first to add it again with other contracts"
         )
-    pilot = Pilot(name, _contracts(args.produces), datetime.now(UTC))
-    pilots = [*setup.pilots, pilot]
-    model = setup.model(pilots)  # refuses a bad name, a taken name or a personal contract
+    guest = Guest(kind, name, _contracts(args.produces), datetime.now(UTC))
+    guests = [*setup.guests, guest]
+    model = setup.model(guests)  # refuses a bad name, a taken name or a contract its kind may not have
     setup.keeps_users_in_use(model)
     user = model.user(Account.SANDBOX, name)
     credential = setup.store.generate(Account.SANDBOX.value, name)  # lifts an earlier revocation
-    save_pilots(setup.directory, pilots)
+    setup.save(kind, guests)
     done = generate(model, setup.store)
-    out(f"added pilot {name} to the sandbox (account SANDBOX)")
+    out(f"added {kind.name} {name} to the sandbox (account SANDBOX)")
     for grant in user.permissions.publish:
         out(f"  publishes  {grant.subject}  ({grant.why})")
-    out("  reads      the sandbox's replayed public and internal data, and the replay's clock")
-    out(f"seed file: {credential.path} (0600): hand it to the pilot over a private channel, never by mail")
+    out(f"  reads      {kind.reads}")
+    out(
+        f"seed file: {credential.path} (0600): hand it to the {kind.name} over a private channel, "
+        "never by mail"
+    )
     out(f"connect with: that seed file and inbox prefix {credential.inbox_prefix}, e.g. with nats-py")
     out(
         f'  await nats.connect(URL, nkeys_seed="{credential.path}", inbox_prefix="{credential.inbox_prefix}")'
     )
     _say_generated(done)
-    _reload(setup, "to let the pilot in")
+    _reload(setup, f"to let the {kind.name} in")
     return 0
 
 
 def _find(model: AccessModel, infos: list[CredentialInfo], name: str, account: str | None) -> tuple[str, str]:
-    """The ``(account, user)`` that ``revoke NAME`` means; adapters and pilots only."""
+    """The ``(account, user)`` that ``revoke NAME`` means; components and guests only."""
     if name in _BUILT_IN:
         raise CityBusError(
             f"{name!r} is a built-in user of every account and is not revoked (citybus needs it); "
             f"to replace a leaked key, delete its seed file ({account or '<ACCOUNT>'}/{name}.nk in the "
             "credentials directory) and run `citybus auth generate`"
         )
-    keys = {u.key for u in model.users if u.name == name and u.kind in (Kind.ADAPTER, Kind.PILOT)}
+    keys = {u.key for u in model.users if u.name == name and u.kind in (Kind.ADAPTER, Kind.GUEST)}
     keys |= {(i.account, i.user) for i in infos if i.user == name}
     if account is not None:
         keys = {k for k in keys if k[0] == account}
     if not keys:
         where = f" in account {account}" if account else ""
-        raise CityBusError(
-            f"no pilot or adapter user named {name!r}{where}; `citybus auth show` lists the users"
-        )
+        raise CityBusError(f"no user named {name!r}{where} to revoke; `citybus auth show` lists the users")
     if len(keys) > 1:
         accounts = " or ".join(sorted(k[0] for k in keys))
         raise CityBusError(f"{name!r} is a user of {accounts}: say which with --account")
     return next(iter(keys))
 
 
-def cmd_revoke(args: argparse.Namespace, config: Config) -> int:
-    """Revoke a pilot's or an adapter instance's credentials and write the configuration again."""
-    setup = _Setup(args, config)
+def cmd_revoke(args: argparse.Namespace, config: Config, providers: list[AccessProvider]) -> int:
+    """Revoke a guest's or a component's credentials and write the configuration again."""
+    setup = _Setup(args, config, providers)
     model = setup.model()
     infos = setup.store.list()
     account, name = _find(model, infos, args.name, args.account)
     was_revoked = any((i.account, i.user) == (account, name) and i.revoked_at is not None for i in infos)
-    # A SANDBOX user that is not an adapter instance is a pilot (or was one, revoked before).
-    adapter = any(u.key == (account, name) and u.kind is Kind.ADAPTER for u in model.users)
-    pilots = [p for p in setup.pilots if not (account == Account.SANDBOX.value and p.name == name)]
-    if len(pilots) != len(setup.pilots):
-        model = setup.model(pilots)
+    # A SANDBOX user that is not a component is a guest (or was one, revoked before).
+    component = any(u.key == (account, name) and u.kind is Kind.ADAPTER for u in model.users)
+    leaving = [g for g in setup.guests if account == Account.SANDBOX.value and g.name == name]
+    guests = [g for g in setup.guests if g not in leaving]
+    if leaving:
+        model = setup.model(guests)
     setup.keeps_users_in_use(model, revoking=(account, name))
     info = setup.store.revoke(account, name)
-    if len(pilots) != len(setup.pilots):
-        save_pilots(setup.directory, pilots)
+    for guest in leaving:
+        setup.save(guest.kind, guests)
     done = generate(model, setup.store)
     when = f"{info.revoked_at:%Y-%m-%d %H:%M} UTC" if info.revoked_at is not None else "an unknown time"
     state = f"was already revoked at {when}" if was_revoked else f"revoked at {when}"
     out(f"{account}/{name} {state} (public key {info.public_key}); its seed file is deleted")
     _say_generated(done)
     _reload(setup, "to disconnect it")
-    if account == Account.SANDBOX.value and not adapter:
-        out(
-            f"To let the pilot in again with new credentials: `citybus auth add-pilot {name} --produces ...`."
-        )
+    kinds = [g.kind for g in leaving] or [k for p in providers for k in p.guests]
+    if account == Account.SANDBOX.value and not component and kinds:
+        again = " or ".join(f"`citybus auth add-{k.name} {name} --produces ...`" for k in kinds)
+        out(f"To let it in again with new credentials: {again}.")
     else:
         out(
             f"It stays revoked through `citybus auth generate`; to let it in again, delete {info.path} "
@@ -337,7 +358,7 @@ def _state(
         return {
             "account": user.account.value,
             "user": user.name,
-            "kind": user.kind.value,
+            "kind": user.title,
             "declassifier": False,
             "credentials": "issued" if issued else "missing",
             "password_file": str(path) if issued else None,
@@ -347,7 +368,7 @@ def _state(
     return {
         "account": user.account.value,
         "user": user.name,
-        "kind": user.kind.value,
+        "kind": user.title,
         "declassifier": user.declassifier,
         "credentials": state,
         "public_key": info.public_key if info is not None else None,
@@ -357,9 +378,9 @@ def _state(
     }
 
 
-def cmd_show(args: argparse.Namespace, config: Config) -> int:
+def cmd_show(args: argparse.Namespace, config: Config, providers: list[AccessProvider]) -> int:
     """Print who may do what, and why; the declassifiers; and whose credentials exist."""
-    setup = _Setup(args, config)
+    setup = _Setup(args, config, providers)
     model = setup.model()
     infos = {(i.account, i.user): i for i in setup.store.list()}
     users = [u for u in model.users if args.user is None or u.name == args.user]
@@ -425,11 +446,15 @@ def cmd_show(args: argparse.Namespace, config: Config) -> int:
 
 
 def register(subparsers: Any) -> None:
-    """Add ``auth`` to the ``citybus`` command."""
+    """Add ``auth`` to the ``citybus`` command, with an ``add-<kind>`` for every kind of guest the
+    installed packages declare."""
+    providers = discover_providers()
     auth = subparsers.add_parser("auth", help="credentials and permissions on the broker")
     sub = auth.add_subparsers(dest="auth_command", metavar="COMMAND", required=True)
 
-    def command(name: str, help: str, func: Any) -> argparse.ArgumentParser:
+    def command(
+        name: str, help: str, func: Callable[[argparse.Namespace, Config], int]
+    ) -> argparse.ArgumentParser:
         parser: argparse.ArgumentParser = sub.add_parser(name, help=help)
         parser.add_argument(
             "--dir",
@@ -439,7 +464,11 @@ def register(subparsers: Any) -> None:
         parser.set_defaults(func=func)
         return parser
 
-    gen = command("generate", "issue missing credentials and write accounts.conf", cmd_generate)
+    gen = command(
+        "generate",
+        "issue missing credentials and write accounts.conf",
+        partial(cmd_generate, providers=providers),
+    )
     gen.add_argument(
         "--server-config",
         type=Path,
@@ -447,18 +476,25 @@ def register(subparsers: Any) -> None:
         help="the nats-server configuration that will include accounts.conf, to print the include line "
         "for (default: nats-server.conf beside the credentials directory, the embedded server's)",
     )
-    add = command("add-pilot", "add a sandbox pilot with the contracts it publishes", cmd_add_pilot)
-    add.add_argument("name", metavar="NAME", help="the pilot's name, kebab case (e.g. 'acme-sensors')")
-    add.add_argument(
-        "--produces",
-        nargs="+",
-        default=[],
-        metavar="CONTRACT",
-        help="contracts it publishes, e.g. environment.beach-observation (name or name@version)",
+    for kind in (k for p in providers for k in p.guests):
+        add = command(f"add-{kind.name}", kind.help, partial(cmd_add, providers=providers, kind=kind))
+        add.add_argument(
+            "name", metavar="NAME", help=f"the {kind.name}'s name, kebab case (e.g. 'acme-sensors')"
+        )
+        add.add_argument(
+            "--produces",
+            nargs="+",
+            default=[],
+            metavar="CONTRACT",
+            help="contracts it publishes, e.g. environment.beach-observation (name or name@version)",
+        )
+    revoke = command(
+        "revoke",
+        "revoke a guest or a component's user (then reload the server)",
+        partial(cmd_revoke, providers=providers),
     )
-    revoke = command("revoke", "revoke a pilot or adapter user (then reload the server)", cmd_revoke)
-    revoke.add_argument("name", metavar="NAME", help="the pilot or adapter instance")
+    revoke.add_argument("name", metavar="NAME", help="the guest or component instance")
     revoke.add_argument("--account", choices=[a.value for a in Account], help="when NAME is in both")
-    show = command("show", "who may do what, and why", cmd_show)
+    show = command("show", "who may do what, and why", partial(cmd_show, providers=providers))
     show.add_argument("--user", metavar="NAME", help="only this user")
     show.add_argument("--json", action="store_true", help="as JSON")

@@ -1,19 +1,25 @@
-"""Who may publish and subscribe what: the access model, and the nats-server configuration it renders.
+"""Who may publish and subscribe what: the access model (policy).
 
 Public, internal and personal data must never mix, and the broker is what keeps them apart — not
-the good manners of clients. This module turns the contracts and the adapters' declarations into
-nats-server *accounts* and *users* with publish/subscribe allow (and deny) lists. It is pure: it
-takes plain :class:`Declaration` values (``bus`` never imports ``adapters``; the runtime makes the
-declarations from the adapters) and NKey public keys (:mod:`bus.credentials` makes those), and
-returns configuration text and a table; it does no I/O.
+the good manners of clients. This module turns the contracts and the declarations of the upper
+packages into nats-server *accounts* and *users* with publish/subscribe allow (and deny) lists. It
+is pure: it takes plain :class:`Declaration` values (``bus`` never imports ``adapters`` or
+``sandbox``; they declare what their components and guests may do through the ``citybus.access``
+entry point, :mod:`bus.access.declared`) and returns users and a table; it does no I/O.
+:mod:`bus.access.render` writes the users as nats-server configuration.
+
+The model knows the accounts and generic kinds of users. What a particular user needs beyond its
+contracts — reading whole classes, following clocks, never dead-lettering, never handling personal
+data — is a field of its declaration, set by the package that knows why (the sandbox declares its
+pilots and its replay that way).
 
 Accounts
 --------
 
 * ``CITY`` — production. Its subjects are the city's.
-* ``SANDBOX`` — the replayed city (the sandbox's replay is an adapter of this account) and the
-  pilots. An account is a subject namespace of its own: nothing published in one account is seen
-  in the other, so a pilot cannot reach ``CITY`` whatever it publishes.
+* ``SANDBOX`` — the replayed city and its *guests*, users from outside that operators add by hand
+  (the sandbox's pilots). An account is a subject namespace of its own: nothing published in one
+  account is seen in the other, so a guest cannot reach ``CITY`` whatever it publishes.
 * ``SYS`` — nats-server's system account (server events, monitoring requests); no data.
 
 JetStream is enabled per account (``CITY`` and ``SANDBOX`` each have their own streams, with the
@@ -29,11 +35,12 @@ service    the dead letters                                 its inbox
 (both)
 provision- ``$JS.API.STREAM.{INFO,CREATE,UPDATE}.<s>`` for  its inbox
 er (both)  every stream of the registry, nothing else
-adapter    the subjects of the contracts it produces; the   the subjects of the contracts it consumes; its
-(CITY or   dead letters; its ``raw_publish``; its clock     ``raw_subscribe``; its control subjects (with
-SANDBOX)   (with ``control``); the JetStream API of its own ``control``); its inbox; in SANDBOX the
-           durable consumers (``durable``). *Never*: where  replay's clocks. *Never*: as for publishing
-           a raw pattern with a wildcard first token meets
+adapter    the subjects of the contracts it produces; the   the subjects of the contracts it consumes; the
+(CITY or   dead letters (unless ``dead_letters=False``);    classes it ``reads`` whole; its
+SANDBOX)   its ``raw_publish``; its clock (with             ``raw_subscribe``; its control subjects (with
+           ``control``); the JetStream API of its own       ``control``); the clocks (``clocks``); its
+           durable consumers (``durable``). *Never*: where  inbox. *Never*: as for publishing; others'
+           a raw pattern with a wildcard first token meets  requests in the classes it reads whole
            a namespace of the bus or the broker
 public     requests ``city.public.rpc.>``                   ``city.public.>``, its inbox. *Never*: others'
 (both)                                                      requests
@@ -43,10 +50,9 @@ internal   requests ``city.public.rpc.>``,                  ``city.public.>``, `
 operator   ``citybus.control.>``; ``$JS.API.INFO``,         ``city.public.>``, ``city.internal.>``,
 (both)     ``STREAM.NAMES`` and the ``STREAM.INFO`` of      ``citybus.clock.>``, its inbox. *Never*:
            every stream that is not personal                others' requests
-pilot      the subjects of the contracts it produces        ``city.public.>``, ``city.internal.>`` (the
-(SANDBOX)  (never personal); its ``raw_publish`` (outside   sandbox's dead letters included),
-           ``city.``); the JetStream API of its own         ``citybus.clock.>``, its ``raw_subscribe``, its
-           durable consumers. *Never*: the dead letters     inbox. *Never*: others' requests
+guest      as an adapter, from a declaration its package    as an adapter; takes no control requests
+(SANDBOX)  makes (the sandbox's pilots: their contracts,
+           never personal, never the dead letters)
 mqtt       the raw subjects ``CITY``'s adapters read        the raw subjects they publish (downlinks)
 (CITY)     (uplinks), with the same denials. Password
            login, MQTT connections only
@@ -104,33 +110,30 @@ Why each right exists, and the decisions behind them:
   long-lived connection, and why no other user may send it.
 * **Dead letters are internal.** Every adapter may *publish* them (its bus dead-letters what it
   cannot handle); internal clients and operators read them; the public does not — a dead letter
-  carries the original payload. **Pilots** read the sandbox's dead letters, which is how they see
-  why their messages were refused (a personal message's dead letter is personal, out of their
-  reach), and may never publish one: a forged dead letter would be taken for the bus's record.
+  carries the original payload. A declaration with ``dead_letters=False`` (a guest that is not the
+  bus's) gets an explicit *deny*: a forged dead letter would be taken for the bus's record.
+* **Reading a whole class** (``reads``) is for users that watch rather than consume — a guest
+  seeing the replayed city and, in the internal class, the dead letters of its own messages. The
+  requests of such a class are denied, as for the client kinds.
 * **Operators** steer components (``citybus.control.>``), watch clocks and read public and internal
   data, and read the state of the streams that are not personal (``STREAM.INFO`` can list
   subjects, and a personal subject names a person).
-* **Pilots** (companies) exist in ``SANDBOX`` only. They read the replayed public and internal data
-  and the replay's clock, publish only the contracts they declare, and never handle personal data:
-  a pilot declaring a personal contract is refused.
+* **Guests** exist in ``SANDBOX`` only and take no control requests. A declaration with
+  ``personal=False`` is refused if it names a personal contract, saying so.
+* **Clocks** (``citybus.clock.>``) are followed by the declarations that say ``clocks`` (the
+  components in ``SANDBOX`` run on its clock) and watched by operators.
 * **MQTT users** are the devices' side of the adapters: a LoRaWAN network server publishes the
   uplinks an adapter reads from raw subjects and reads the downlinks adapters publish there —
   nothing in ``city.``. MQTT clients cannot sign with an NKey, so they log in with a password;
   the configuration holds its bcrypt hash and allows the user on MQTT connections only.
 * **Accounts are fixed.** ``service``, ``provisioner``, ``operator``, ``internal`` and ``public``
   exist in both ``CITY`` and ``SANDBOX`` (separate keys); ``system`` in ``SYS``. An adapter or
-  pilot cannot be named like one of them.
-
-The configuration (:meth:`AccessModel.render_config`) is the ``accounts`` block and
-``system_account``, to be included in the server's configuration; users without a key (revoked,
-or not issued yet) are left out, so they cannot connect. nats-server applies a new version on a
-reload (SIGHUP) and disconnects the users it no longer knows.
+  guest cannot be named like one of them.
 """
 
 from __future__ import annotations
 
 import enum
-import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -153,10 +156,6 @@ __all__ = [
 ]
 
 _NAME = re.compile(r"^[a-z][a-z0-9]*(?:-[a-z0-9]+)*$")
-# An NKey user public key: 'U' and 55 more base32 characters (35 bytes, no padding).
-_USER_KEY = re.compile(r"^U[A-Z2-7]{55}$")
-# A bcrypt hash as nats-server accepts it: "$2a$", "$2b$" ... cost, then salt and hash.
-_BCRYPT = re.compile(r"^\$2[abxy]\$\d{2}\$[./A-Za-z0-9]{53}$")
 
 PUBLIC = Classification.PUBLIC
 INTERNAL = Classification.INTERNAL
@@ -185,10 +184,12 @@ class Kind(enum.StrEnum):
     SERVICE = "service"
     PROVISIONER = "provisioner"
     ADAPTER = "adapter"
+    """A component ``citybus up`` (or a command) runs, from its package's declaration."""
+    GUEST = "guest"
+    """A user from outside, added by hand (``citybus auth add-<kind>``), in ``SANDBOX``."""
     PUBLIC = "public"
     INTERNAL = "internal"
     OPERATOR = "operator"
-    PILOT = "pilot"
     MQTT = "mqtt"
     SYSTEM = "system"
 
@@ -199,10 +200,10 @@ _RESERVED_NAMES = frozenset(kind.value for kind in (*_CLIENT_KINDS, Kind.SYSTEM)
 
 @dataclass(frozen=True, slots=True)
 class Declaration:
-    """What one adapter instance (or pilot) says it does; the runtime makes these from the adapters.
+    """What one user says it does; its package makes it (an adapter instance, a guest).
 
     ``name`` is the instance name (the user's name); ``control`` the component name of its control
-    subjects (``replay`` for ``citybus.control.replay.<name>.*``), if it takes control requests.
+    subjects (``<control>`` in ``citybus.control.<control>.<name>.*``), if it takes control requests.
     """
 
     name: str
@@ -213,6 +214,16 @@ class Declaration:
     raw_publish: tuple[str, ...] = ()
     durable: bool = False
     control: str | None = None
+    kind: str = Kind.ADAPTER.value
+    """What its package calls it, shown by ``citybus auth show`` and in refusals."""
+    reads: tuple[Classification, ...] = ()
+    """Classes it reads whole (``city.<class>.>``, its requests denied), beside what it consumes."""
+    dead_letters: bool = True
+    """Whether it publishes dead letters; ``False`` denies them explicitly (they are the bus's record)."""
+    personal: bool = True
+    """Whether it may handle personal contracts at all; ``False`` refuses a declaration naming one."""
+    clocks: bool = False
+    """Whether it follows the clocks of the components that keep their own time."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,6 +256,13 @@ class User:
     kind: Kind
     permissions: Permissions
     declassifier: bool = False
+    role: str = ""
+    """What its package calls it (``Declaration.kind``); the kind's name when empty."""
+
+    @property
+    def title(self) -> str:
+        """How tables name its kind: its role, else its kind."""
+        return self.role or self.kind.value
 
     @property
     def key(self) -> tuple[str, str]:
@@ -317,9 +335,9 @@ class AccessModel:
     :param contracts: every contract the bus carries (the registry): the service may provision
         their streams and operators may read the state of the ones that are not personal.
     :param adapters: the adapter instances of ``CITY``.
-    :param sandbox_adapters: the adapter instances of ``SANDBOX`` (the replay, and adapters that
-        run on its clock).
-    :param pilots: the pilots' declarations (``SANDBOX`` only).
+    :param sandbox_adapters: the components of ``SANDBOX`` (those that replay the city, and those
+        that run on their clock).
+    :param guests: the guests' declarations (``SANDBOX`` only).
 
     Raises :class:`AccessError` (or :class:`DeclassificationError`) for a declaration it refuses.
     """
@@ -330,7 +348,7 @@ class AccessModel:
         *,
         adapters: Sequence[Declaration] = (),
         sandbox_adapters: Sequence[Declaration] = (),
-        pilots: Sequence[Declaration] = (),
+        guests: Sequence[Declaration] = (),
         mqtt_users: Sequence[str] = (),
     ) -> None:
         pairs = sorted({(c.__contract__.classification, c.__contract__.domain) for c in contracts})
@@ -339,7 +357,7 @@ class AccessModel:
         for account, declared in ((Account.CITY, adapters), (Account.SANDBOX, sandbox_adapters)):
             users += [self._client(account, kind) for kind in _CLIENT_KINDS]
             users += [self._adapter(account, d, Kind.ADAPTER) for d in declared]
-        users += [self._adapter(Account.SANDBOX, d, Kind.PILOT) for d in pilots]
+        users += [self._adapter(Account.SANDBOX, d, Kind.GUEST) for d in guests]
         users += [self._mqtt(name, adapters) for name in mqtt_users]
         users.append(
             User(
@@ -387,7 +405,7 @@ class AccessModel:
                 return AuthRow(
                     account=user.account.value,
                     user=user.name,
-                    kind=user.kind.value,
+                    kind=user.title,
                     declassifier=user.declassifier,
                     right=right,
                     subject=subject,
@@ -405,71 +423,6 @@ class AccessModel:
             rows += [row("never publish", g.subject, g.why) for g in perms.deny_publish]
             rows += [row("never subscribe", g.subject, g.why) for g in perms.deny_subscribe]
         return rows
-
-    # -- the nats-server configuration ------------------------------------------------------------
-
-    def render_config(
-        self,
-        keys: Mapping[tuple[str, str], str],
-        passwords: Mapping[tuple[str, str], str] | None = None,
-    ) -> str:
-        """The ``accounts`` block and ``system_account`` for nats-server, one NKey user per key.
-
-        ``keys`` maps ``(account, user)`` to the user's NKey *public* key
-        (:meth:`bus.credentials.CredentialStore.public_keys`); ``passwords`` maps the MQTT users to
-        the *bcrypt hash* of their password (MQTT clients cannot sign with an NKey). A user without
-        a key is left out (a comment says so) and cannot connect.
-        """
-        hashes = dict(passwords or {})
-        for (account_name, user_name), value in hashes.items():
-            if not _BCRYPT.match(value):
-                raise AccessError(
-                    f"the password given for {account_name}/{user_name} is not a bcrypt hash: the "
-                    "configuration never holds a password itself"
-                )
-        keys = {**keys, **hashes}
-        owners: dict[str, User] = {}
-        for user in self.users:
-            key = keys.get(user.key)
-            if key is None or user.kind is Kind.MQTT:
-                continue
-            if not _USER_KEY.match(key):
-                hint = " (that is a seed, which must never leave its file)" if key.startswith("S") else ""
-                raise AccessError(
-                    f"the key given for {user.account}/{user.name} is not an NKey user public key "
-                    f"('U' and 55 base32 characters){hint}"
-                )
-            if key in owners:
-                other = owners[key]
-                raise AccessError(
-                    f"{other.account}/{other.name} and {user.account}/{user.name} have the same public key; "
-                    "issue each user its own credentials"
-                )
-            owners[key] = user
-        lines = [
-            "# Generated by citybus from the contracts and the adapters' declarations (bus/access.py);",
-            "# edits are overwritten. A reload (SIGHUP) applies a new version and disconnects removed users.",
-            "accounts {",
-        ]
-        for account in Account:
-            lines.append(f"  {account.value} {{")
-            if account is not Account.SYS:
-                lines.append("    jetstream: enabled")
-            lines.append("    users: [")
-            for user in (u for u in self.users if u.account is account):
-                key = keys.get(user.key)
-                label = f"{user.name} ({user.kind.value}{', declassifier' if user.declassifier else ''})"
-                if key is None:
-                    lines.append(f"      # {label}: no credentials, cannot connect")
-                    continue
-                lines.append(f"      # {label}")
-                if user.kind is Kind.MQTT:
-                    lines += _render_user(key, user.permissions, password_of=user.name)
-                else:
-                    lines += _render_user(key, user.permissions)
-            lines += ["    ]", "  }"]
-        lines += ["}", f"system_account: {Account.SYS.value}"]
-        return "\n".join(lines) + "\n"
 
     # -- users ------------------------------------------------------------------------------------
 
@@ -493,7 +446,7 @@ class AccessModel:
             return User(account=account, name=kind.value, kind=kind, permissions=r.permissions())
         readable = (PUBLIC,) if kind is Kind.PUBLIC else (PUBLIC, INTERNAL)
         if kind is Kind.OPERATOR:
-            r.pub(subjects.control_filter(), "steers running components (pause, resume, seek a replay)")
+            r.pub(subjects.control_filter(), "steers running components (pause, resume, seek)")
             r.pub(subjects.js_api("INFO"), "reads the account's JetStream usage")
             r.pub(subjects.js_api("STREAM", "NAMES"), "lists the streams")
             for classification, stream in self._streams:
@@ -512,7 +465,7 @@ class AccessModel:
             r.sub(subjects.classification_filter(classification), why)
             r.deny_subscribe.append(Grant(subjects.request_classification_filter(classification), requests))
         if kind is Kind.OPERATOR:
-            r.sub(subjects.clock_filter(), "watches the clocks of replays")
+            r.sub(subjects.clock_filter(), "watches the clocks of the components that keep their own time")
         r.sub(inbox, "its replies, and nobody else's")
         return User(account=account, name=kind.value, kind=kind, permissions=r.permissions())
 
@@ -533,20 +486,20 @@ class AccessModel:
         return User(account=Account.CITY, name=name, kind=Kind.MQTT, permissions=r.permissions())
 
     def _adapter(self, account: Account, d: Declaration, kind: Kind) -> User:
-        label = f"{'pilot' if kind is Kind.PILOT else 'adapter'} {d.name!r} ({account})"
+        label = f"{d.kind} {d.name!r} ({account})"
         _check_declaration(d, label, kind)
         r = _Rights()
         for cls in d.produces:
             r.pub(subjects.contract_filter(cls), f"produces {_describe(cls)}")
-        if kind is Kind.PILOT:
+        if d.dead_letters:
+            r.pub(subjects.dead_letter_filter(), "dead-letters what it cannot translate or handle")
+        else:
             r.deny_publish.append(
                 Grant(
                     subjects.dead_letter_filter(),
-                    "dead letters are the bus's record: a pilot could forge them",
+                    f"dead letters are the bus's record: a {d.kind} could forge them",
                 )
             )
-        else:
-            r.pub(subjects.dead_letter_filter(), "dead-letters what it cannot translate or handle")
         if any(c.__contract__.classification is PERSONAL for c in d.consumes):
             r.pub(
                 subjects.contract_filter(PersonalDeadLetter),
@@ -555,7 +508,7 @@ class AccessModel:
         for pattern in d.raw_publish:
             r.pub(pattern, "a raw subject it publishes (a native format, a bridge)")
         if d.control is not None:
-            r.pub(subjects.clock_subject(d.name), "publishes the time it keeps (a replay's clock)")
+            r.pub(subjects.clock_subject(d.name), "publishes the time it keeps (its clock)")
         if d.durable:
             for cls in d.consumes:
                 stream, durable = _stream_of(cls), subjects.durable_name(d.name, cls)
@@ -567,26 +520,19 @@ class AccessModel:
                 )
                 r.pub(subjects.js_api("CONSUMER", "MSG", "NEXT", stream, durable), f"fetches from {what}")
                 r.pub(subjects.js_ack_filter(stream, durable), f"acknowledges what {what} delivered")
-        if kind is Kind.PILOT:
-            for classification in (PUBLIC, INTERNAL):
-                r.sub(
-                    subjects.classification_filter(classification),
-                    f"reads the sandbox's replayed {classification.value} data"
-                    + (
-                        ", and the sandbox's dead letters (its own among them)"
-                        if classification is INTERNAL
-                        else ""
-                    ),
+        for classification in d.reads:
+            why = f"reads the account's {classification.value} data"
+            if classification is INTERNAL:
+                why += ", and its dead letters (its own among them)"
+            r.sub(subjects.classification_filter(classification), why)
+            r.deny_subscribe.append(
+                Grant(
+                    subjects.request_classification_filter(classification),
+                    "requests are for their responders: they can carry what a citizen asked",
                 )
-                r.deny_subscribe.append(
-                    Grant(
-                        subjects.request_classification_filter(classification),
-                        "requests are for their responders: they can carry what a citizen asked",
-                    )
-                )
-        else:
-            for cls in d.consumes:
-                r.sub(subjects.contract_filter(cls), f"consumes {_describe(cls)}")
+            )
+        for cls in d.consumes:
+            r.sub(subjects.contract_filter(cls), f"consumes {_describe(cls)}")
         for pattern in d.raw_subscribe:
             r.sub(pattern, "a raw subject it reads (a native format, a bridge)")
         if d.control is not None:
@@ -594,8 +540,8 @@ class AccessModel:
                 subjects.control_subject(d.control, d.name, "*"),
                 f"takes control requests as a {d.control} component",
             )
-        if account is Account.SANDBOX:
-            r.sub(subjects.clock_filter(), 'follows the replay\'s time (clock = "sandbox")')
+        if d.clocks:
+            r.sub(subjects.clock_filter(), "follows the time of the components that keep their own")
         r.sub(
             subjects.inbox_filter(d.name), "its replies (JetStream answers, acknowledgements), nobody else's"
         )
@@ -606,6 +552,7 @@ class AccessModel:
             kind=kind,
             permissions=r.permissions(responses=d.control is not None),
             declassifier=d.declassifier,
+            role=d.kind,
         )
 
 
@@ -619,7 +566,7 @@ def _check_declaration(d: Declaration, label: str, kind: Kind) -> None:
             "rename the instance"
         )
     if d.control is not None and not _NAME.match(d.control):
-        raise AccessError(f"{label}: control component {d.control!r} must be kebab case ('replay')")
+        raise AccessError(f"{label}: control component {d.control!r} must be kebab case ('beach-sensors')")
     for direction, patterns in (("raw_subscribe", d.raw_subscribe), ("raw_publish", d.raw_publish)):
         for pattern in patterns:
             try:
@@ -635,15 +582,16 @@ def _check_declaration(d: Declaration, label: str, kind: Kind) -> None:
                     f"({first}.): data moves only as declared contracts (consumes/produces), control "
                     "requests only through `control`; give raw subjects a prefix of their own ('ttn.>')"
                 )
-    if kind is Kind.PILOT:
-        personal = [c for c in (*d.consumes, *d.produces) if c.__contract__.classification is PERSONAL]
-        if personal:
-            raise AccessError(
-                f"{label}: pilots never handle personal data, and it declares "
-                + ", ".join(_describe(c) for c in personal)
-            )
-        if d.control is not None:
-            raise AccessError(f"{label}: pilots take no control requests; operators steer the sandbox")
+    personal = [c for c in (*d.consumes, *d.produces) if c.__contract__.classification is PERSONAL]
+    if PERSONAL in d.reads:
+        raise AccessError(f"{label}: nobody reads a whole personal class; consume the personal contracts")
+    if personal and not d.personal:
+        raise AccessError(
+            f"{label}: {d.kind}s never handle personal data, and it declares "
+            + ", ".join(_describe(c) for c in personal)
+        )
+    if kind is Kind.GUEST and d.control is not None:
+        raise AccessError(f"{label}: guests take no control requests; operators steer the components")
     private_in = [c for c in d.consumes if c.__contract__.classification is not PUBLIC]
     public_out = [_describe(c) for c in d.produces if c.__contract__.classification is PUBLIC]
     public_out += [f"raw subject {p!r} (unclassified)" for p in d.raw_publish]
@@ -682,43 +630,3 @@ def _deny_namespaces(r: _Rights, label: str) -> None:
                     )
                 if all(g.subject != cut for g in denied):
                     denied.append(Grant(cut, f"where {grant.subject} meets {root}: not a raw subject"))
-
-
-def _render_user(key: str, perms: Permissions, *, password_of: str | None = None) -> list[str]:
-    if password_of is None:
-        lines = ["      {", f"        nkey: {json.dumps(key)}"]
-    else:
-        # An MQTT client sends a user name and password; only MQTT connections may use them.
-        lines = [
-            "      {",
-            f"        user: {json.dumps(password_of)}",
-            f"        password: {json.dumps(key)}",
-            '        allowed_connection_types: ["MQTT"]',
-        ]
-    if not perms.unrestricted:
-        lines.append("        permissions: {")
-        for direction, allow, deny in (
-            ("publish", perms.publish, perms.deny_publish),
-            ("subscribe", perms.subscribe, perms.deny_subscribe),
-        ):
-            lines.append(f"          {direction}: {{")
-            # An empty allow list is not "nothing": nats-server would read it as no list at all.
-            if allow:
-                lines += _render_list("allow", allow)
-            else:
-                lines.append('            deny: [">"]')
-            if deny and allow:
-                lines += _render_list("deny", deny)
-            lines.append("          }")
-        if perms.responses:
-            lines.append("          allow_responses: true")
-        lines.append("        }")
-    lines.append("      }")
-    return lines
-
-
-def _render_list(name: str, grants: Sequence[Grant]) -> list[str]:
-    lines = [f"            {name}: ["]
-    lines += [f"              {json.dumps(g.subject)}  # {g.why}" for g in grants]
-    lines.append("            ]")
-    return lines

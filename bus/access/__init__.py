@@ -1,0 +1,53 @@
+"""Access control, in one place: who may do what on the broker, and how each user logs in.
+
+Split by idea:
+
+* :mod:`bus.access.policy` — who may do what: the accounts, the kinds of users and their rights,
+  from the contracts and plain declarations (pure);
+* :mod:`bus.access.declared` — what the installed packages declare through the ``citybus.access``
+  entry point, and the one :func:`~bus.access.declared.access_model` built from it;
+* :mod:`bus.access.guests` — users from outside added by hand (the sandbox's pilots), kept in a
+  TOML file of their kind;
+* :mod:`bus.access.render` — the nats-server configuration (``accounts.conf``) a model renders,
+  and issuing the credentials it needs;
+* :mod:`bus.access.keys` — the key store: NKey seeds, MQTT passwords, revocation;
+* :mod:`bus.access.login` — how client commands find a running ``citybus up`` (``instance.json``)
+  and log in to it;
+* :mod:`bus.access.command` — ``citybus auth``.
+
+The credentials directory (``auth.dir``, default ``<server data dir>/credentials``)::
+
+    credentials/              0700
+      accounts.conf           0600  the nats-server accounts block (public keys and hashes only)
+      pilots.toml             0600  a kind of guests and the contracts each declared
+      CITY/ SANDBOX/ SYS/     0700  one seed file per user, one password file per MQTT user
+
+This package re-exports the policy's names, which every layer uses; the other modules are imported
+by name.
+"""
+
+from bus.access.policy import (
+    AccessError,
+    AccessModel,
+    Account,
+    AuthRow,
+    Declaration,
+    DeclassificationError,
+    Grant,
+    Kind,
+    Permissions,
+    User,
+)
+
+__all__ = [
+    "AccessError",
+    "AccessModel",
+    "Account",
+    "AuthRow",
+    "DeclassificationError",
+    "Declaration",
+    "Grant",
+    "Kind",
+    "Permissions",
+    "User",
+]
