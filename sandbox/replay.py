@@ -53,11 +53,12 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any, Final
 
 import msgspec
 import structlog
 
+from adapters.clock import ReplayState
 from bus.envelope import (
     H_CONTENT_TYPE,
     H_DATASCHEMA,
@@ -148,7 +149,7 @@ class ReplayStatus(msgspec.Struct, frozen=True, kw_only=True):
     """What a replay is doing: the answer to every control request."""
 
     instance: str
-    state: Literal["starting", "playing", "paused", "finished"]
+    state: ReplayState
     speed: float
     position_seconds: float
     duration_seconds: float
@@ -249,7 +250,7 @@ class Replayer:
         self._pass = ""  # "<loop>/<generation>", the end of every ce-id's source text
         self.loop_index = 0
         self._generation = 0
-        self.state: Literal["starting", "playing", "paused", "finished"] = "starting"
+        self.state: ReplayState = "starting"
         self._resumed = asyncio.Event()
         self._resumed.set()
         self._changed = asyncio.Event()
