@@ -12,7 +12,7 @@ import asyncio
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Final, Protocol
+from typing import Final, Literal, Protocol
 
 import msgspec
 
@@ -21,7 +21,7 @@ from bus.codec import decode_bytes
 from bus.errors import UndecodableError
 from bus.subjects import clock_subject
 
-__all__ = ["BusClock", "Clock", "WallClock"]
+__all__ = ["BusClock", "Clock", "ClockTick", "ReplayState", "WallClock"]
 
 
 class Clock(Protocol):
@@ -48,14 +48,24 @@ class WallClock:
         await asyncio.sleep(seconds)
 
 
-class _Tick(msgspec.Struct, frozen=True, kw_only=True):
+ReplayState = Literal["starting", "playing", "paused", "finished"]
+"""What a replay is doing (its clock moves only while ``playing``)."""
+
+
+class ClockTick(msgspec.Struct, frozen=True, kw_only=True):
+    """The time a replay says it is, published on ``citybus.clock.<instance>`` every
+    ``clock_interval`` seconds and at every change (a pause, a seek, a new speed), as JSON."""
+
     time: datetime
+    """The replayed time at the moment of the tick (UTC)."""
     speed: float
-    state: str
-    epoch: int = 0  # counts the replay's seeks
+    """How many seconds of replayed time pass in one real second while playing (0: as fast as possible)."""
+    state: ReplayState
+    epoch: int = 0
+    """Counts the replay's seeks: a follower's clock jumps (and its sleeps move along) when it changes."""
 
 
-_TICK: Final = msgspec.json.Decoder(_Tick)
+_TICK: Final = msgspec.json.Decoder(ClockTick)
 
 
 class BusClock:
@@ -71,7 +81,7 @@ class BusClock:
         self._bus = bus
         self.instance = instance
         self._mono = monotonic
-        self._tick: _Tick | None = None
+        self._tick: ClockTick | None = None
         self._at = 0.0
         self._jumped = timedelta(0)  # the sum of the jumps the replay's time made (seeks, loops)
         self._changed = asyncio.Event()

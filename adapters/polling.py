@@ -51,7 +51,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -67,6 +66,7 @@ from msgspec import Meta
 
 from adapters.context import Context
 from bus import Provenance, RawMessage
+from bus.backoff import Backoff
 from bus.bus import redact_url
 from bus.errors import CityBusError
 
@@ -397,6 +397,8 @@ class Poller:
         self._fetcher = Fetcher(config, session=session, now=ctx.clock.now)
         self._metrics = ctx.metrics.source(name)
         self._log = ctx.log.bind(source=name, location=config.location)
+        # jitter: many instances polling one vendor do not retry in step
+        self._backoff = Backoff(initial=config.backoff_initial, maximum=config.backoff_max, jitter=0.2)
         self._failures = 0
         self._last_digest: bytes | None = None
         self._malformed = False  # the last document handled was malformed
@@ -453,8 +455,7 @@ class Poller:
         if self._failures == 1 or self._failures % _LOG_EVERY == 0:
             self._log.warning("source failed", outcome=outcome, error=message, failures=self._failures)
         config = self.config
-        backoff = min(config.backoff_max, config.backoff_initial * 2.0 ** min(self._failures - 1, 30))
-        backoff *= random.uniform(0.8, 1.0)  # jitter, not cryptography
+        backoff = self._backoff.delay(self._failures)
         # a server asking for more than a day (or than our own longest wait) is not taken at its word
         wait = min(retry_after, max(config.backoff_max, config.interval)) if retry_after else 0.0
         return max(backoff, wait)

@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import weakref
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -31,6 +30,7 @@ from adapters.context import Context
 from adapters.instances import Instance
 from adapters.metrics import AdapterMetrics
 from bus import Bus, ConsumerSettings
+from bus.backoff import Backoff as _Policy
 from bus.health import Health
 
 __all__ = ["Backoff", "Supervisor", "adapter_metrics"]
@@ -46,12 +46,10 @@ def adapter_metrics(registry: CollectorRegistry) -> AdapterMetrics:
     return families
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Backoff:
-    """How long to wait before restarting a failed adapter."""
+class Backoff(_Policy, frozen=True, kw_only=True):
+    """How long to wait before restarting a failed adapter: the one backoff policy
+    (:class:`bus.backoff.Backoff`, 0.5 s doubling up to 30 s) and when to start it over."""
 
-    initial: float = 0.5
-    maximum: float = 30.0
     stable_after: float = 60.0
     """An instance that ran this long before failing starts again from ``initial``."""
 
@@ -163,7 +161,7 @@ class Supervisor:
         log = self.log.bind(adapter=adapter_name, instance=instance.name)
         key = self._key(instance)
         loop = asyncio.get_running_loop()
-        delay = self.backoff.initial
+        retries = self.backoff.attempts()
 
         def on_ready() -> None:
             metrics.up.set(1)
@@ -204,7 +202,8 @@ class Supervisor:
                 if ctx is not None:
                     await ctx.close()
                 if loop.time() - started >= self.backoff.stable_after:
-                    delay = self.backoff.initial
+                    retries.reset()
+                delay = retries.next()
                 log.error(
                     "adapter failed, restarting",
                     error=f"{type(exc).__name__}: {exc}",
@@ -212,7 +211,6 @@ class Supervisor:
                     exc_info=exc,
                 )
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, self.backoff.maximum)
                 continue
             # A normal return means the adapter's work is done (a one-shot import, a finite replay).
             await ctx.close()

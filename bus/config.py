@@ -138,7 +138,11 @@ class ServerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
 
 
 class StreamsConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """Limits of the JetStream streams provisioned from the contract registry."""
+    """Limits of the JetStream streams provisioned from the contract registry.
+
+    The same fields as :class:`bus.StreamSettings`, which the bus takes (``bus/runtime.py`` copies
+    one into the other; a test keeps them equal until the bus takes this Struct itself).
+    """
 
     max_age: Annotated[float, msgspec.Meta(ge=0)] = 7 * 24 * 3600.0
     """Seconds a message is kept; 0 keeps messages forever (within the other limits)."""
@@ -155,7 +159,10 @@ class StreamsConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
 
 
 class ConsumerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """Durable pull consumers: delivery, retries and flow control."""
+    """Durable pull consumers: delivery, retries and flow control.
+
+    The same fields as :class:`bus.ConsumerSettings` (see :class:`StreamsConfig`).
+    """
 
     max_deliver: Annotated[int, msgspec.Meta(ge=1)] = 5
     """Deliveries of one message before it goes to the dead letters."""

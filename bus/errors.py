@@ -13,6 +13,7 @@
      ├── PublishTimeoutError (TimeoutError) a durable publish was not acknowledged in time
      ├── RequestTimeoutError (TimeoutError) nobody answered a request in time
      ├── NoRespondersError                 nobody listens on the request subject
+     ├── RequestRefusedError               a responder answered a request with an error
      └── EmbeddedServerError               the embedded nats-server could not start or stop
 
 Errors from nats-py and msgspec are wrapped where they enter citybus (``raise … from``), with a
@@ -31,6 +32,7 @@ __all__ = [
     "NotConnectedError",
     "PermissionDeniedError",
     "PublishTimeoutError",
+    "RequestRefusedError",
     "RequestTimeoutError",
     "ServerUnavailableError",
     "UndecodableError",
@@ -99,3 +101,13 @@ class NoRespondersError(CityBusError):
 
 class EmbeddedServerError(CityBusError):
     """The embedded nats-server could not be found, started or stopped."""
+
+
+class RequestRefusedError(CityBusError):
+    """A responder answered a request with an error (``Nats-Service-Error``): the request was wrong,
+    or the responder failed. ``code`` is its ``Nats-Service-Error-Code`` (``400``: the request)."""
+
+    def __init__(self, message: str, *, code: str, description: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.description = description

@@ -4,12 +4,15 @@ faults injected on purpose, and the recorded Drammen day that ships with citybus
 :mod:`~sandbox.recording` is the file format; :mod:`~sandbox.recorder` records live subjects;
 :mod:`~sandbox.replay` schedules a recording back onto the bus, moved in time by
 :mod:`~sandbox.timeshift`, with faults from :mod:`~sandbox.faults`; :mod:`~sandbox.adapter` runs
-it as the ``sandbox-replay`` adapter that ``citybus up`` starts by default; :mod:`sandbox.drammen`
+it as the ``sandbox-replay`` adapter that ``citybus up`` starts by default, steered through
+:mod:`~sandbox.control` and publishing its clock (:class:`adapters.clock.ClockTick`); :mod:`sandbox.drammen`
 builds the recorded Drammen day; :mod:`~sandbox.cli` adds the ``record``, ``recording``, ``replay``
 and ``sandbox`` commands.
 """
 
-from sandbox.adapter import DRAMMEN_DAY, ClockTick, ReplayConfig, SandboxReplay, control_request
+from adapters.clock import ClockTick
+from sandbox.adapter import DRAMMEN_DAY, ReplayConfig, SandboxReplay
+from sandbox.control import NoArguments, SeekRequest, SpeedRequest, control_request
 from sandbox.faults import FaultInjector, FaultPlan, FaultPlanError, Outgoing
 from sandbox.metrics import ReplayMetrics, replay_metrics
 from sandbox.recorder import record
@@ -30,6 +33,7 @@ __all__ = [
     "FaultInjector",
     "FaultPlan",
     "FaultPlanError",
+    "NoArguments",
     "Outgoing",
     "RecordedMessage",
     "RecordingError",
@@ -40,6 +44,8 @@ __all__ = [
     "ReplayStatus",
     "Replayer",
     "SandboxReplay",
+    "SeekRequest",
+    "SpeedRequest",
     "TimeShifter",
     "control_request",
     "read_info",

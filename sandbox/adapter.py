@@ -19,9 +19,11 @@ live city data within seconds. Configuration::
 
 While it runs it answers JSON requests on ``citybus.control.replay.<instance>.<verb>``:
 ``status``, ``pause``, ``resume``, ``seek`` (``{"position": seconds}``) and ``speed``
-(``{"speed": 60}``), each replying with the replay's status (``{"error": …}`` for a bad request),
-and publishes its clock on ``citybus.clock.<instance>`` every ``clock_interval`` seconds and at
-every change: ``{"time": …, "speed": …, "state": …, "epoch": …}`` (``epoch`` counts seeks).
+(``{"speed": 60}``), each replying with the replay's status, or refusing a bad request with the
+``Nats-Service-Error`` headers (:mod:`sandbox.control`), and publishes its clock on
+``citybus.clock.<instance>`` every ``clock_interval`` seconds and at every change: a
+:class:`~adapters.clock.ClockTick`, ``{"time": …, "speed": …, "state": …, "epoch": …}`` (``epoch``
+counts seeks).
 """
 
 from __future__ import annotations
@@ -31,23 +33,23 @@ import contextlib
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Annotated, Any, Final
+from typing import IO, Annotated, Final
 
 import msgspec
 from msgspec import Meta
 
 from adapters import Adapter, Context
-from bus import RawMessage
-from bus.codec import decode_bytes
-from bus.errors import UndecodableError
+from adapters.clock import ClockTick
+from bus import RawMessage, control
 from bus.subjects import clock_subject, control_subject, validate_pattern
 from contracts import Contract, default_registry
+from sandbox.control import handle
 from sandbox.faults import FaultInjector, FaultPlan
 from sandbox.metrics import replay_metrics
 from sandbox.recording import read_info
-from sandbox.replay import Replayer, ReplayStatus
+from sandbox.replay import Replayer
 
-__all__ = ["DRAMMEN_DAY", "ClockTick", "ReplayConfig", "SandboxReplay", "control_request"]
+__all__ = ["DRAMMEN_DAY", "ReplayConfig", "SandboxReplay"]
 
 DRAMMEN_DAY: Final = Path(__file__).resolve().parent / "data" / "drammen-2018-08-28.mcap"
 """The recorded Drammen day shipped with citybus (see ``sandbox/data/README.md``)."""
@@ -79,25 +81,6 @@ class ReplayConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
             validate_pattern(pattern)
         if self.faults is not None:
             FaultPlan.load(Path(self.faults))  # a bad plan is a configuration error, found at start
-
-
-class ClockTick(msgspec.Struct, frozen=True, kw_only=True):
-    """The replay clock, as published on ``citybus.clock.<instance>``."""
-
-    time: datetime
-    speed: float
-    state: str
-    epoch: int = 0
-    """Counts the replay's seeks: a follower's clock jumps (and its sleeps move along) when it changes."""
-
-
-class _Command(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    position: float | None = None
-    speed: float | None = None
-
-
-_COMMAND: Final = msgspec.json.Decoder(_Command)
-_VERBS: Final = ("status", "pause", "resume", "seek", "speed")
 
 
 class SandboxReplay(Adapter[ReplayConfig]):
@@ -158,9 +141,16 @@ class SandboxReplay(Adapter[ReplayConfig]):
             )
 
             async def on_control(raw: RawMessage) -> None:
-                reply = _answer(replayer, raw.subject.rsplit(".", 1)[-1], raw.data)
+                verb = raw.subject.rsplit(".", 1)[-1]
+                try:
+                    body, headers = control.answer(lambda: handle(replayer, verb, raw.data))
+                except Exception as exc:  # a bug: the requester hears of it at once, the bus logs it
+                    if raw.reply:
+                        failed = control.error_headers(control.FAILED, f"{type(exc).__name__}: {exc}")
+                        await ctx.publish_raw(raw.reply, b"", failed)
+                    raise
                 if raw.reply:
-                    await ctx.publish_raw(raw.reply, reply)
+                    await ctx.publish_raw(raw.reply, body, headers)
                 await _tick(ctx, replayer)
 
             await ctx.subscribe_raw(control_subject("replay", ctx.instance), on_control)
@@ -206,34 +196,6 @@ class _Counts:
                 self._ctx.metrics.published("raw", count)  # not a contract: the adapter's own only
 
 
-def _answer(replayer: Replayer, verb: str, data: bytes) -> bytes:
-    try:
-        command = decode_bytes(_COMMAND, data) if data.strip() else _Command()
-        status: ReplayStatus
-        if verb == "status":
-            status = replayer.status()
-        elif verb == "pause":
-            status = replayer.pause()
-        elif verb == "resume":
-            status = replayer.resume()
-        elif verb == "seek":
-            if command.position is None:
-                raise ValueError('seek needs {"position": seconds from the start of the window}')
-            status = replayer.seek(command.position)
-        elif verb == "speed":
-            if command.speed is None:
-                raise ValueError('speed needs {"speed": factor} (0: as fast as possible)')
-            status = replayer.set_speed(command.speed)
-        else:
-            raise ValueError(f"unknown verb {verb!r}; verbs: {', '.join(_VERBS)}")
-    except UndecodableError as exc:  # whatever the requester sent: it gets a reply saying what is wrong
-        error = str(exc) if exc.kind == "shape" else f"the request body is {exc}"
-        return msgspec.json.encode({"error": error})
-    except ValueError as exc:
-        return msgspec.json.encode({"error": str(exc)})
-    return msgspec.json.encode(status)
-
-
 async def _tick(ctx: Context, replayer: Replayer) -> None:
     if replayer.state == "starting":
         return
@@ -248,13 +210,3 @@ async def _clock(ctx: Context, replayer: Replayer, interval: float, sent: _Count
         sent.flush()
         await _tick(ctx, replayer)
         await replayer.wait_change(interval)
-
-
-async def control_request(
-    bus: Any, instance: str, verb: str, body: dict[str, Any] | None = None
-) -> dict[str, Any]:
-    """Send one control request to a running replay and return its JSON answer (for the CLI)."""
-    subject = control_subject("replay", instance, verb)
-    raw = await bus.request_raw(subject, msgspec.json.encode(body or {}))
-    answer: dict[str, Any] = msgspec.json.decode(raw.data)
-    return answer

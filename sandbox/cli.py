@@ -12,20 +12,25 @@ import argparse
 import asyncio
 import json
 import signal
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+import msgspec
 
 from adapters.cli import run_instance
 from adapters.instances import parse_instance
 from bus import Bus, Metrics
 from bus.cli import add_login_options, err, login, out
 from bus.config import Config
-from bus.errors import CityBusError
+from bus.errors import CityBusError, RequestRefusedError
 from bus.logs import configure_logging
 from sandbox.access import COMMAND_LINE_INSTANCE
-from sandbox.adapter import DRAMMEN_DAY, SandboxReplay, control_request
+from sandbox.adapter import DRAMMEN_DAY, SandboxReplay
+from sandbox.control import SeekRequest, SpeedRequest, control_request
 from sandbox.recorder import record
 from sandbox.recording import read_info
+from sandbox.replay import ReplayStatus
 
 __all__ = ["register"]
 
@@ -113,35 +118,39 @@ def cmd_replay(args: argparse.Namespace, config: Config) -> int:
 def cmd_control(args: argparse.Namespace, config: Config) -> int:
     """Ask a running replay to do something, and print its status."""
     who = login(args, config, default="operator")
-    body: dict[str, Any] = {}
+    request: SeekRequest | SpeedRequest | None = None
     if args.verb == "seek":
-        body["position"] = args.value
+        request = SeekRequest(position=args.value)
     elif args.verb == "speed":
-        body["speed"] = args.value
+        request = SpeedRequest(speed=args.value)
 
-    async def main() -> dict[str, Any]:
+    async def main() -> ReplayStatus:
         # Errors only: a refusal is the command's own one-line answer, not a warning besides it.
         bus = Bus(metrics=Metrics(), logger=configure_logging(config.log.format, "error"))
         await who.connect(bus, config)
         try:
-            return await control_request(bus, args.instance, args.verb, body)
+            return await control_request(bus, args.instance, args.verb, request)
+        except RequestRefusedError as exc:
+            raise CityBusError(f"the replay refused: {exc.description}") from None
         finally:
             await bus.close()
 
-    answer = asyncio.run(main())
-    if "error" in answer:
-        raise CityBusError(f"the replay refused: {answer['error']}")
+    status = asyncio.run(main())
     if args.json:
-        out(json.dumps(answer, indent=2))
+        out(json.dumps(msgspec.to_builtins(status), indent=2))
     else:
         out(
-            f"{answer['instance']}: {answer['state']} at {answer['position_seconds']:.0f} s of "
-            f"{answer['duration_seconds']:.0f} s ({answer['progress']:.1%}), speed {answer['speed']:g}, "
-            f"loop {answer['loop']}, {answer['messages']} messages, clock {answer['clock']}, "
-            f"lag {answer['lag_seconds'] * 1000:.1f} ms"
-            + (f", faults {answer['faults']}" if answer["faults"] else "")
+            f"{status.instance}: {status.state} at {status.position_seconds:.0f} s of "
+            f"{status.duration_seconds:.0f} s ({status.progress:.1%}), speed {status.speed:g}, "
+            f"loop {status.loop}, {status.messages} messages, clock {_time(status.clock)}, "
+            f"lag {status.lag_seconds * 1000:.1f} ms" + (f", faults {status.faults}" if status.faults else "")
         )
     return 0
+
+
+def _time(moment: datetime | None) -> str:
+    """The replay clock as the status shows it (as its JSON has it: RFC 3339, ``Z`` for UTC)."""
+    return "-" if moment is None else msgspec.json.encode(moment).decode().strip('"')
 
 
 def cmd_build(args: argparse.Namespace, config: Config) -> int:

@@ -53,21 +53,22 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any, Final
 
 import msgspec
 import structlog
 
+from adapters.clock import ReplayState
 from bus.envelope import (
     H_CONTENT_TYPE,
-    H_DATASCHEMA,
     H_ID,
     H_PROVENANCE,
     H_SOURCE,
-    H_SPECVERSION,
     H_TIME,
     H_TYPE,
-    SPECVERSION,
+    JSON,
+    Provenance,
+    shared_headers,
 )
 from bus.errors import CityBusError
 from bus.subjects import matches
@@ -148,7 +149,7 @@ class ReplayStatus(msgspec.Struct, frozen=True, kw_only=True):
     """What a replay is doing: the answer to every control request."""
 
     instance: str
-    state: Literal["starting", "playing", "paused", "finished"]
+    state: ReplayState
     speed: float
     position_seconds: float
     duration_seconds: float
@@ -249,7 +250,7 @@ class Replayer:
         self._pass = ""  # "<loop>/<generation>", the end of every ce-id's source text
         self.loop_index = 0
         self._generation = 0
-        self.state: Literal["starting", "playing", "paused", "finished"] = "starting"
+        self.state: ReplayState = "starting"
         self._resumed = asyncio.Event()
         self._resumed.set()
         self._changed = asyncio.Event()
@@ -539,18 +540,18 @@ class Replayer:
         """What the messages of ``message``'s channel share: made once, kept by file and channel id."""
         headers = message.headers
         ce_type = headers.get(H_TYPE, "")
-        constant = {H_CONTENT_TYPE: headers.get(H_CONTENT_TYPE, "application/json")}
-        if ce_type:  # a raw message (a device uplink) keeps only what it had
-            constant = {
-                H_SPECVERSION: SPECVERSION,
-                H_SOURCE: headers.get(H_SOURCE, f"/sandbox/{self.instance}"),
-                H_TYPE: ce_type,
-                H_PROVENANCE: headers.get(H_PROVENANCE, "recorded"),
-                **constant,
-            }
+        content_type = headers.get(H_CONTENT_TYPE, JSON)
+        if ce_type:  # the envelope's own writer; ce-id and ce-time are added per message (_send)
             contract = self._registry.by_type(ce_type)
-            if contract is not None:
-                constant[H_DATASCHEMA] = contract.__contract__.dataschema
+            constant = shared_headers(
+                ce_type,
+                source=headers.get(H_SOURCE, f"/sandbox/{self.instance}"),
+                provenance=headers.get(H_PROVENANCE, Provenance.RECORDED),
+                dataschema=None if contract is None else contract.__contract__.dataschema,
+                content_type=content_type,
+            )
+        else:  # a raw message (a device uplink) keeps only what it had
+            constant = {H_CONTENT_TYPE: content_type}
         identity = hashlib.blake2b(f"{self.files[index].name}/{message.subject}/".encode(), digest_size=16)
         found = _Channel(constant, self._shifter.shift(ce_type) if ce_type else None, identity)
         self._channels[index, message.channel] = found

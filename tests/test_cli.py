@@ -343,6 +343,9 @@ async def test_up_with_no_adapters_configured_replays_the_drammen_day(tmp_path: 
         )
         paused = await run_citybus("sandbox", "pause", cwd=running.cwd, env=running.env)
         assert paused.returncode == 0 and "sandbox: paused at" in paused.stdout, paused
+        refused = await run_citybus("sandbox", "seek", "1e9", cwd=running.cwd, env=running.env)
+        assert refused.returncode == 1 and "Traceback" not in refused.stderr, refused
+        assert "the replay refused: position must be between 0 and 86400 s" in refused.stderr
         wrong = await run_citybus(
             "sandbox", "status", "--instance", "nothing", cwd=running.cwd, env=running.env
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,6 +21,8 @@ from bus.config import (
     load_config,
 )
 from bus.errors import ConfigError
+from bus.jetstream import ConsumerSettings, StreamSettings
+from bus.runtime import consumer_settings, stream_settings
 
 WriteToml = Callable[[str], Path]
 
@@ -246,3 +249,23 @@ def test_bad_environment_value_names_the_variable() -> None:
     message = _error(environ={"CITYBUS_STREAMS_STORAGE": "disk"})
     assert message.startswith("environment variable CITYBUS_STREAMS_STORAGE: streams.storage")
     assert "'file', 'memory'" in message
+
+
+def test_the_streams_and_consumer_sections_reach_the_bus_whole() -> None:
+    """``[streams]`` and ``[consumer]`` are copied into the bus's settings (``StreamSettings``,
+    ``ConsumerSettings``): every field, none dropped on the way (until both are one Struct)."""
+    streams = StreamsConfig(
+        max_age=60.0, max_bytes=1 << 20, max_msgs=10, duplicate_window=5.0, replicas=3, storage="memory"
+    )
+    consumer = ConsumerConfig(max_deliver=9, retry_delay=0.5, ack_wait=7.0, max_in_flight=3)
+    config = Config(streams=streams, consumer=consumer)
+    assert _fields(stream_settings(config)) == msgspec.structs.asdict(streams)
+    assert _fields(consumer_settings(config)) == msgspec.structs.asdict(consumer)
+    assert _fields(StreamSettings()) == msgspec.structs.asdict(StreamsConfig())  # the same defaults
+    assert _fields(ConsumerSettings()) == msgspec.structs.asdict(ConsumerConfig())
+
+
+def _fields(settings: object) -> dict[str, object]:
+    if isinstance(settings, msgspec.Struct):
+        return msgspec.structs.asdict(settings)
+    return dataclasses.asdict(settings)  # type: ignore[call-overload, no-any-return]

@@ -13,7 +13,14 @@ from strategies import instances
 
 from bus import ContractViolation, MissingHeaderError, Provenance
 from bus.codec import Codec, encode
-from bus.envelope import CONTENT_TYPES, build_headers, format_time, new_event_id, parse_headers
+from bus.envelope import (
+    CONTENT_TYPES,
+    build_headers,
+    format_time,
+    new_event_id,
+    parse_headers,
+    shared_headers,
+)
 from contracts import BeachObservation, Contract, default_registry
 
 OSLO_SUMMER = timezone(timedelta(hours=2))
@@ -187,3 +194,15 @@ def test_event_ids_are_random_hex_and_a_forked_child_never_repeats_its_parents()
     child = {text[i : i + 32] for i in range(0, len(text), 32)}
     parent = {new_event_id() for _ in range(1000)}
     assert len(child) == 10 and not child & parent and first not in child
+
+
+def test_shared_headers_are_build_headers_less_what_each_message_adds() -> None:
+    """One writer of the envelope: the template a fast publisher copies is build_headers' own."""
+    info = BeachObservation.__contract__
+    full = build_headers(
+        info, event_id="e", source="/s", time=datetime(2026, 1, 1, tzinfo=UTC), provenance="sensor"
+    )
+    shared = shared_headers(info.type, source="/s", provenance=Provenance.SENSOR, dataschema=info.dataschema)
+    assert shared == {k: v for k, v in full.items() if k not in ("ce-id", "ce-time", "Nats-Msg-Id")}
+    unknown = shared_headers("x.unknown.v1", source="/s", provenance="recorded", dataschema=None)
+    assert "ce-dataschema" not in unknown and unknown["ce-type"] == "x.unknown.v1"

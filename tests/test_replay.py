@@ -19,18 +19,20 @@ import msgspec
 import pytest
 
 from adapters import Adapter, Context, NoConfig, Supervisor
+from adapters.clock import ClockTick
 from adapters.instances import parse_instance
 from adapters.testing import AdapterHarness
-from bus import Bus, MemoryBus, Metrics
+from bus import MemoryBus, Metrics, RawMessage
 from bus.envelope import build_headers, format_time
-from bus.errors import CityBusError, ConfigError
+from bus.errors import CityBusError, ConfigError, RequestRefusedError
 from bus.subjects import clock_subject, control_subject
 from contracts import BeachObservation, TrainCall, WeatherObserved
 from sandbox.adapter import SandboxReplay
+from sandbox.control import SeekRequest, SpeedRequest, control_request
 from sandbox.faults import FaultInjector, FaultPlan, Outgoing
 from sandbox.metrics import replay_metrics
 from sandbox.recording import RecordingWriter
-from sandbox.replay import Replayer
+from sandbox.replay import Replayer, ReplayStatus
 from sandbox.timeshift import TimeShifter
 from tests.conftest import wait_for
 
@@ -248,45 +250,72 @@ def test_a_bad_replay_is_refused_with_a_reason(recording: Path, tmp_path: Path) 
 # -- the adapter, steered over the bus ------------------------------------------------------------
 
 
-async def control(bus: Bus, verb: str, **body: float) -> dict[str, object]:
-    raw = await bus.request_raw(control_subject("replay", "test", verb), msgspec.json.encode(body))
-    answer: dict[str, object] = msgspec.json.decode(raw.data)
-    return answer
-
-
 async def test_pause_resume_seek_and_speed_over_control_subjects(recording: Path) -> None:
     config = {"files": [str(recording)], "speed": 600.0, "loop": False}
     async with AdapterHarness(SandboxReplay, config) as harness:
         bus = harness.bus
-        ticks: list[dict[str, object]] = []
+        ticks: list[ClockTick] = []
 
-        async def on_tick(raw: object) -> None:
-            ticks.append(msgspec.json.decode(raw.data))  # type: ignore[attr-defined]
+        async def on_tick(raw: RawMessage) -> None:
+            ticks.append(msgspec.json.decode(raw.data, type=ClockTick))
 
-        await bus.subscribe_raw(clock_subject("test"), on_tick)  # type: ignore[arg-type]
+        await bus.subscribe_raw(clock_subject("test"), on_tick)
         await harness.wait_for(BeachObservation, 3)
-        paused = await control(bus, "pause")
-        assert paused["state"] == "paused"
+        paused = await control_request(bus, "test", "pause")
+        assert paused.state == "paused"
         count = len(harness.published(BeachObservation))
         await asyncio.sleep(0.3)  # at 600× that would be three recorded minutes: nothing may come
         assert len(harness.published(BeachObservation)) == count
-        status = await control(bus, "status")
-        assert status["state"] == "paused" and status["position_seconds"] == paused["position_seconds"]
-        faster = await control(bus, "speed", speed=0)
-        assert faster["speed"] == 0
-        seeked = await control(bus, "seek", position=0)
-        assert seeked["position_seconds"] == 0
-        refused = await control(bus, "seek", position=10**6)
-        assert "position must be between" in str(refused["error"])
-        unknown = await control(bus, "rewind")
-        assert "unknown verb" in str(unknown["error"])
-        await wait_for(lambda: any(t.get("state") == "paused" for t in ticks))
-        resumed = await control(bus, "resume")
-        assert resumed["state"] == "playing"
+        status = await control_request(bus, "test", "status")
+        assert status.state == "paused" and status.position_seconds == paused.position_seconds
+        faster = await control_request(bus, "test", "speed", SpeedRequest(speed=0))
+        assert faster.speed == 0
+        seeked = await control_request(bus, "test", "seek", SeekRequest(position=0))
+        assert seeked.position_seconds == 0
+        with pytest.raises(RequestRefusedError, match="position must be between") as refused:
+            await control_request(bus, "test", "seek", SeekRequest(position=10**6))
+        assert refused.value.code == "400"
+        with pytest.raises(RequestRefusedError, match="unknown verb") as unknown:
+            await control_request(bus, "test", "rewind")
+        assert unknown.value.code == "404"
+        await wait_for(lambda: any(t.state == "paused" for t in ticks))
+        resumed = await control_request(bus, "test", "resume")
+        assert resumed.state == "playing"
         await harness.wait_for(BeachObservation, count + 36)  # from the start again, as fast as possible
-        await wait_for(lambda: ticks[-1].get("state") == "finished")
+        await wait_for(lambda: ticks[-1].state == "finished")
     sites = [e.data.site for e in harness.published(BeachObservation)[:3]]
     assert sites == list(SITES)
+
+
+async def test_a_refusal_travels_in_the_nats_service_error_headers(recording: Path) -> None:
+    """One way for every control service: an empty body and the headers NATS micro services send
+    (it was a ``{"error": …}`` body here and a ``citybus-error`` header elsewhere)."""
+    config = {"files": [str(recording)], "speed": 1.0, "loop": True}
+    async with AdapterHarness(SandboxReplay, config) as harness:
+        subject = control_subject("replay", "test", "speed")
+        for body, words in (
+            (b"", 'speed needs {"speed": factor}'),
+            (b'{"speed": -1}', "speed must be between 0"),
+            (b'{"speed": "fast"}', "Expected `float`, got `str` - at `$.speed`"),
+            (b'{"position": 3}', "unknown field `position`"),
+            (b"{", "the request body is"),
+        ):
+            raw = await harness.bus.request_raw(subject, body)
+            assert raw.data == b"" and raw.headers is not None
+            assert raw.headers["Nats-Service-Error-Code"] == "400"
+            assert words in raw.headers["Nats-Service-Error"]
+        status = await harness.bus.request_raw(control_subject("replay", "test", "status"))
+        assert not status.headers
+        assert msgspec.json.decode(status.data, type=ReplayStatus).instance == "test"
+
+
+def test_the_clock_tick_has_one_definition() -> None:
+    """The replay publishes what a follower's clock reads: one Struct, in the lower layer (adapters)."""
+    import sandbox
+    import sandbox.adapter
+
+    assert sandbox.ClockTick is ClockTick
+    assert sandbox.adapter.ClockTick is ClockTick  # what _tick publishes
 
 
 async def test_the_adapter_refuses_a_missing_file_or_a_bad_plan(tmp_path: Path) -> None:

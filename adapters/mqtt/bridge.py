@@ -58,6 +58,7 @@ from adapters.mqtt.topics import (
     topic_to_subject,
 )
 from bus import Event, RawMessage
+from bus.backoff import Backoff
 from bus.codec import encode
 from bus.envelope import JSON, format_time
 from bus.errors import CityBusError
@@ -211,7 +212,7 @@ class MqttBridge(Adapter[MqttBridgeConfig]):
         client_id = config.client_id or f"citybus-{ctx.instance}"
         log = ctx.log.bind(broker=str(endpoint), client_id=client_id)
         v5 = config.protocol != "3.1.1"
-        delay = config.reconnect_delay
+        retries = Backoff(initial=config.reconnect_delay, maximum=config.max_reconnect_delay).attempts()
         loop = asyncio.get_running_loop()
         while True:
             client = self._client(endpoint, client_id, v5, tls)
@@ -232,7 +233,8 @@ class MqttBridge(Adapter[MqttBridgeConfig]):
                 if lost.was_connected and loop.time() - started >= config.max_reconnect_delay:
                     # It stayed up a while: start the backoff over. (A connection that drops at
                     # once — another client taking over the client id — keeps backing off.)
-                    delay = config.reconnect_delay
+                    retries.reset()
+                delay = retries.next()
                 self.stats.connection_failures += 1
                 log.warning(
                     "mqtt connection lost" if lost.was_connected else "mqtt connect failed",
@@ -241,7 +243,6 @@ class MqttBridge(Adapter[MqttBridgeConfig]):
                     retry_in=delay,
                 )
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, config.max_reconnect_delay)
 
     async def _tls_context(self, endpoint: Endpoint) -> ssl.SSLContext | None:
         if not endpoint.tls:

@@ -43,6 +43,7 @@ from adapters.postgres.errors import (
 from adapters.postgres.migrate import ensure_tables
 from adapters.postgres.table import Table
 from bus import Event
+from bus.backoff import Backoff
 from contracts import Contract
 
 __all__ = ["ArchiveStats", "BatchWriter"]
@@ -110,6 +111,9 @@ class BatchWriter:
         self._connected_once = False
         self._batch: list[_Pending] = []
         self._stopped = False
+        initial = max(config.retry_delay, 0.05)
+        # retry_delay may be set longer than 30 s: then it is the wait every time
+        self._backoff = Backoff(initial=initial, maximum=max(initial, MAX_RECONNECT_DELAY))
 
     # -- connection ---------------------------------------------------------------------------
 
@@ -248,7 +252,7 @@ class BatchWriter:
 
     async def _write(self, batch: list[_Pending]) -> None:
         """Write one batch until it is committed (or its refused messages are failed)."""
-        delay = max(self.config.retry_delay, 0.05)
+        retries = self._backoff.attempts()
         one_by_one = recreated = False
         while True:
             live = [p for p in batch if not p.done.done()]  # a cancelled handler's message is redelivered
@@ -269,6 +273,7 @@ class BatchWriter:
                     recreated = True
                 elif self._is_lost(exc):
                     self.stats.connection_errors += 1
+                    delay = retries.next()
                     self.log.warning(
                         "postgresql unavailable, will retry the batch",
                         error=self._say(exc),
@@ -277,7 +282,6 @@ class BatchWriter:
                     )
                     await self.close()
                     await asyncio.sleep(delay)
-                    delay = min(delay * 2, MAX_RECONNECT_DELAY)
                 elif isinstance(exc, psycopg.Error) and not one_by_one:
                     self.log.warning("batch refused, writing it row by row", error=self._say(exc))
                     one_by_one = True
