@@ -17,18 +17,17 @@ from __future__ import annotations
 import functools
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import nats.errors
 import nats.js.errors
 import structlog
 from nats.aio.client import Client as NATS
-from nats.aio.subscription import Subscription as NatsSubscription
 from nats.js import JetStreamContext
 
 from bus import subjects
 from bus.codec import encode
-from bus.connection import TRANSIENT, Connection, redact_url
+from bus.connection import TRANSIENT, Connection, Subscription, redact_url
 from bus.deadletters import DeadLetters
 from bus.durable import DurablePublisher, Prepared, PublishAck
 from bus.envelope import CONTENT_TYPES, Event, Provenance, build_headers, new_event_id
@@ -49,6 +48,9 @@ from bus.pipeline import (
     receiver,
 )
 from contracts import Contract, Registry, default_registry
+
+if TYPE_CHECKING:
+    from bus.tracing import Tracing
 
 __all__ = [
     "Bus",
@@ -78,22 +80,6 @@ def _checked_subject(subject: str) -> str:
     return subjects.validate_pattern(subject)
 
 
-class Subscription:
-    """A live typed subscription; :meth:`unsubscribe` or :meth:`drain` to end it."""
-
-    def __init__(self, sub: NatsSubscription, subject: str) -> None:
-        self._sub = sub
-        self.subject = subject
-
-    async def unsubscribe(self) -> None:
-        """Stop receiving at once."""
-        await self._sub.unsubscribe()
-
-    async def drain(self) -> None:
-        """Stop receiving, after handling what has already arrived."""
-        await self._sub.drain()  # type: ignore[no-untyped-call]
-
-
 class Bus:
     """A contract-typed NATS connection.
 
@@ -106,6 +92,8 @@ class Bus:
         until the server has taken them (a flush), so a fast producer cannot bury its own connection.
     :param middleware: wraps the handling of every message received from now on, whatever
         delivers it (:data:`bus.pipeline.Middleware`); :attr:`middleware` can be added to later.
+    :param tracing: OpenTelemetry spans for what this bus sends, handles and dead-letters
+        (:mod:`bus.tracing`); none by default, at no cost.
     """
 
     def __init__(
@@ -121,6 +109,7 @@ class Bus:
         max_in_flight_bytes: int = 1_048_576,
         request_timeout: float = 5.0,
         middleware: Sequence[Middleware] = (),
+        tracing: Tracing | None = None,
     ) -> None:
         if encoding not in CONTENT_TYPES:
             raise ValueError(f"encoding {encoding!r} is not one of {', '.join(CONTENT_TYPES)}")
@@ -139,6 +128,10 @@ class Bus:
         self._unflushed = 0
         self._publishers: dict[type[Contract], ContractMetrics] = {}
         self.dead_letters = DeadLetters(self, registry=self.registry, metrics=self.metrics, log=self.log)
+        self.tracing = tracing
+        if tracing is not None:  # outermost: its span covers every other middleware and the handler
+            self.middleware.insert(0, tracing.middleware)
+            self.dead_letters.tracing = tracing
 
     # -- connection ---------------------------------------------------------------------------
 
@@ -252,7 +245,10 @@ class Bus:
             provenance=provenance or self.provenance,
             content_type=content_type,
         )
-        return info.type, subjects.contract_subject(instance), encode(instance, content_type), headers
+        subject = subjects.contract_subject(instance)
+        if self.tracing is not None:
+            self.tracing.stamp(subject, headers, info.type)
+        return info.type, subject, encode(instance, content_type), headers
 
     def _publisher_metrics(self, cls: type[Contract]) -> ContractMetrics:
         cm = self._publishers.get(cls)
@@ -351,6 +347,8 @@ class Bus:
     async def publish_raw(self, subject: str, data: bytes, headers: Mapping[str, str] | None = None) -> None:
         """Publish bytes that are not a contract (a device uplink, a control message)."""
         _checked_subject(subject)
+        if self.tracing is not None:
+            headers = self.tracing.stamped(subject, headers)
         try:
             # nats-py reads the headers and keeps nothing of them: no copy needed.
             await self.nc.publish(subject, data, headers=cast(dict[str, str], headers) if headers else None)
@@ -365,16 +363,9 @@ class Bus:
         """The callback taking one message of ``route`` through the pipeline (:mod:`bus.pipeline`):
         read as ``contract`` (``None``: raw), counted, handled through :attr:`middleware`, settled
         by ``policy``. Every receive path of the bus is made here."""
-        if contract is None:
-            return receiver(route, read_raw, handle, policy, metrics=None, middleware=self.middleware)
-        return receiver(
-            route,
-            EventReader(contract, self.registry),
-            handle,
-            policy,
-            metrics=self.metrics.contract(route.contract),
-            middleware=self.middleware,
-        )
+        read = read_raw if contract is None else EventReader(contract, self.registry)
+        metrics = None if contract is None else self.metrics.contract(route.contract)
+        return receiver(route, read, handle, policy, metrics=metrics, middleware=self.middleware)
 
     async def subscribe(
         self,

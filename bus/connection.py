@@ -28,6 +28,7 @@ import nats.errors
 import nats.js.errors
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription as NatsSubscription
 from nats.js import JetStreamContext
 
 from bus.errors import (
@@ -40,7 +41,7 @@ from bus.errors import (
 from bus.metrics import Metrics
 from bus.wire import Client
 
-__all__ = ["TRANSIENT", "Connection", "check_accepted", "check_reachable", "redact_url"]
+__all__ = ["TRANSIENT", "Connection", "Subscription", "check_accepted", "check_reachable", "redact_url"]
 
 # nats-py reports the server's -ERR 'Permissions Violation for Publish to "subject"' (lower case).
 _PERMISSION_DENIED = re.compile(
@@ -125,6 +126,22 @@ async def check_accepted(url: str, timeout: float, options: dict[str, Any]) -> N
             "check the credentials and TLS settings in the URL or configuration"
         ) from exc
     await probe.close()
+
+
+class Subscription:
+    """A live typed subscription; :meth:`unsubscribe` or :meth:`drain` to end it."""
+
+    def __init__(self, sub: NatsSubscription, subject: str) -> None:
+        self._sub = sub
+        self.subject = subject
+
+    async def unsubscribe(self) -> None:
+        """Stop receiving at once."""
+        await self._sub.unsubscribe()
+
+    async def drain(self) -> None:
+        """Stop receiving, after handling what has already arrived."""
+        await self._sub.drain()  # type: ignore[no-untyped-call]
 
 
 class Connection:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
 import nats.errors
@@ -26,6 +26,9 @@ from bus.subjects import ROOT
 from bus.wire import BadHeaders, escape_block
 from contracts import Classification, Contract, Registry
 from contracts.citybus import DeadLetter, PersonalDeadLetter
+
+if TYPE_CHECKING:
+    from bus.tracing import Tracing
 
 __all__ = [
     "DETAIL_LIMIT",
@@ -169,6 +172,8 @@ class DeadLetters:
 
     def __init__(self, publisher: LetterPublisher, *, registry: Registry, metrics: Metrics, log: Any) -> None:
         self._publisher = publisher
+        self.tracing: Tracing | None = None
+        """Spans for dead letters (:mod:`bus.tracing`), set by a bus with tracing on."""
         self._registry = registry
         self._metrics = metrics
         self._log = log
@@ -187,6 +192,14 @@ class DeadLetters:
 
         Returns whether JetStream stored the dead letter (see :meth:`publish`).
         """
+        if self.tracing is None:
+            return await self._send(msg, reason, detail, contract, consumer, deliveries)
+        with self.tracing.dead_letter(msg, reason, consumer):
+            return await self._send(msg, reason, detail, contract, consumer, deliveries)
+
+    async def _send(
+        self, msg: Inbound, reason: str, detail: str, contract: str, consumer: str, deliveries: int
+    ) -> bool:
         kind = PersonalDeadLetter if self._personal(msg, contract) else DeadLetter
         detail = _bounded(detail, DETAIL_LIMIT)
         payload = bytes(msg.data)
