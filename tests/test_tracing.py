@@ -24,8 +24,9 @@ from adapters import Adapter, Context, NoConfig, Supervisor
 from adapters.instances import parse_instance
 from bus import Bus, Event, Metrics, RawMessage
 from bus.envelope import build_headers
+from bus.errors import ConfigError
 from bus.server import EmbeddedServer
-from bus.tracing import TRACEPARENT, Tracing
+from bus.tracing import TRACEPARENT, Tracing, from_config
 from contracts import BeachObservation, DeadLetter, WeatherObserved
 from sandbox.adapter import SandboxReplay
 from sandbox.recording import RecordingWriter
@@ -183,3 +184,21 @@ async def test_without_tracing_no_span_no_header_no_middleware(
         await bus.drain()
     assert bus.tracing is None and bus.middleware == []
     assert TRACEPARENT not in (raw[0].headers or {})
+
+
+def test_tracing_is_configured_in_citybus_toml_and_off_by_default(tmp_path: Path) -> None:
+    from bus.config import load_config
+
+    assert from_config(False, "", "citybus") is None
+    assert load_config(None, environ={}).tracing.enabled is False
+    toml = tmp_path / "citybus.toml"
+    toml.write_text('[tracing]\nenabled = true\nendpoint = "http://127.0.0.1:4318/v1/traces"\n')
+    config = load_config(toml, environ={"CITYBUS_TRACING_SERVICE_NAME": "drammen"})
+    assert (config.tracing.enabled, config.tracing.service_name) == (True, "drammen")
+    try:
+        import opentelemetry.exporter.otlp.proto.http  # noqa: F401
+    except ImportError:  # the `tracing` extra is not installed: one line saying what to install
+        with pytest.raises(ConfigError, match=r"pip install 'citybus\[tracing\]'"):
+            from_config(True, config.tracing.endpoint, config.tracing.service_name)
+    else:
+        assert isinstance(from_config(True, config.tracing.endpoint, "drammen"), Tracing)
