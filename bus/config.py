@@ -45,6 +45,7 @@ __all__ = [
     "NatsConfig",
     "OpsConfig",
     "ServerConfig",
+    "TracingConfig",
     "StreamsConfig",
     "config_file",
     "load_config",
@@ -221,6 +222,18 @@ class BusConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     """Default provenance of published events."""
 
 
+class TracingConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """OpenTelemetry tracing (``bus/tracing.py``); needs ``pip install 'citybus[tracing]'`` when on."""
+
+    enabled: bool = False
+    """Trace what the buses of ``citybus up`` send, handle and dead-letter, exported over OTLP/HTTP."""
+    endpoint: str = ""
+    """The collector's traces URL (``http://127.0.0.1:4318/v1/traces``); empty: the exporter's default
+    or its ``OTEL_EXPORTER_OTLP_*`` environment variables."""
+    service_name: Annotated[str, msgspec.Meta(min_length=1)] = "citybus"
+    """The ``service.name`` of the spans."""
+
+
 class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """The whole citybus configuration; every section has complete defaults."""
 
@@ -240,6 +253,8 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     """Defaults for published messages."""
     auth: AuthConfig = msgspec.field(default_factory=AuthConfig)
     """Access control: credentials, accounts and users."""
+    tracing: TracingConfig = msgspec.field(default_factory=TracingConfig)
+    """OpenTelemetry tracing (off by default)."""
     adapters: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)
     """Raw ``[adapters.<instance>]`` sections; each adapter validates its own with the adapter SDK."""
 

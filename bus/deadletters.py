@@ -13,20 +13,22 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
 import nats.errors
 
+from bus.durable import PublishAck
 from bus.envelope import H_ID, H_MSG_ID, H_PROVENANCE, H_TYPE, Provenance
 from bus.errors import CityBusError
+from bus.metrics import Metrics
 from bus.subjects import ROOT
 from bus.wire import BadHeaders, escape_block
-from contracts import Classification
+from contracts import Classification, Contract, Registry
 from contracts.citybus import DeadLetter, PersonalDeadLetter
 
 if TYPE_CHECKING:
-    from bus.bus import Bus
+    from bus.tracing import Tracing
 
 __all__ = [
     "DETAIL_LIMIT",
@@ -36,6 +38,7 @@ __all__ = [
     "PAYLOAD_LIMIT",
     "DeadLetters",
     "Inbound",
+    "LetterPublisher",
     "letter_id",
 ]
 
@@ -60,6 +63,23 @@ class Inbound(Protocol):
     @property
     def headers(self) -> Mapping[str, str] | None:
         """Its headers as they arrived."""
+        ...
+
+
+class LetterPublisher(Protocol):
+    """How dead letters leave: durably, and plainly when JetStream cannot store them (a
+    :class:`~bus.Bus` is one)."""
+
+    async def publish_durable(
+        self, instance: Contract, *, event_id: str | None, provenance: Provenance | None, timeout: float
+    ) -> PublishAck:
+        """Publish and wait until a stream stored it."""
+        ...
+
+    async def publish(
+        self, instance: Contract, *, event_id: str | None, provenance: Provenance | None
+    ) -> str:
+        """Publish at most once."""
         ...
 
 
@@ -145,10 +165,18 @@ def _original_id(msg: Inbound) -> str:
 
 
 class DeadLetters:
-    """Sends dead letters for one bus, counting each by contract and reason."""
+    """Sends dead letters through ``publisher``, counting each by contract and reason.
 
-    def __init__(self, bus: Bus) -> None:
-        self._bus = bus
+    :param registry: tells which contracts are personal (their letters stay personal).
+    """
+
+    def __init__(self, publisher: LetterPublisher, *, registry: Registry, metrics: Metrics, log: Any) -> None:
+        self._publisher = publisher
+        self.tracing: Tracing | None = None
+        """Spans for dead letters (:mod:`bus.tracing`), set by a bus with tracing on."""
+        self._registry = registry
+        self._metrics = metrics
+        self._log = log
 
     async def send(
         self,
@@ -164,6 +192,14 @@ class DeadLetters:
 
         Returns whether JetStream stored the dead letter (see :meth:`publish`).
         """
+        if self.tracing is None:
+            return await self._send(msg, reason, detail, contract, consumer, deliveries)
+        with self.tracing.dead_letter(msg, reason, consumer):
+            return await self._send(msg, reason, detail, contract, consumer, deliveries)
+
+    async def _send(
+        self, msg: Inbound, reason: str, detail: str, contract: str, consumer: str, deliveries: int
+    ) -> bool:
         kind = PersonalDeadLetter if self._personal(msg, contract) else DeadLetter
         detail = _bounded(detail, DETAIL_LIMIT)
         payload = bytes(msg.data)
@@ -192,7 +228,7 @@ class DeadLetters:
         was expected to be) a personal contract."""
         if msg.subject.startswith(f"{ROOT}.{Classification.PERSONAL.value}."):
             return True
-        registry = self._bus.registry
+        registry = self._registry
         for ce_type in (contract, (msg.headers or {}).get(H_TYPE, "")):
             found = registry.by_type(ce_type) if ce_type else None
             if found is not None and found.__contract__.classification is Classification.PERSONAL:
@@ -208,17 +244,17 @@ class DeadLetters:
         ``False`` when JetStream did not store it: a durable consumer then keeps the original (and
         tries again later) instead of terminating it.
         """
-        bus = self._bus
+        publisher = self._publisher
         labels = (letter.contract or "unknown", letter.reason)
-        log = bus.log.bind(reason=letter.reason, subject=letter.original_subject, contract=letter.contract)
+        log = self._log.bind(reason=letter.reason, subject=letter.original_subject, contract=letter.contract)
         if not isinstance(letter, PersonalDeadLetter):  # a handler's error text may quote personal values
             log = log.bind(detail=_bounded(letter.detail, LOG_LIMIT))
         try:
-            ack = await bus.publish_durable(
+            ack = await publisher.publish_durable(
                 letter, event_id=event_id, provenance=_provenance(letter), timeout=_STORE_TIMEOUT
             )
         except (CityBusError, nats.errors.Error) as exc:
-            bus.metrics.dead_letters_unstored.labels(*labels).inc()
+            self._metrics.dead_letters_unstored.labels(*labels).inc()
             if isinstance(letter, PersonalDeadLetter):  # personal data never goes to a log
                 log.error("personal dead letter not stored by JetStream", error=str(exc))
             else:  # the log line shows what the message was, bounded: never a whole megabyte
@@ -230,14 +266,14 @@ class DeadLetters:
                     payload_bytes=len(letter.payload),
                 )
             try:
-                await bus.publish(letter, event_id=event_id, provenance=_provenance(letter))
+                await publisher.publish(letter, event_id=event_id, provenance=_provenance(letter))
             except (CityBusError, nats.errors.Error):
                 pass
             return False
         if ack.duplicate:
             log.info("dead letter already stored", event_id=ack.event_id)
         else:
-            bus.metrics.dead_lettered.labels(*labels).inc()
+            self._metrics.dead_lettered.labels(*labels).inc()
             log.warning("message dead-lettered", event_id=ack.event_id)
         return True
 

@@ -10,27 +10,22 @@ dead-letters a message once it has been delivered ``max_deliver`` times.
 from __future__ import annotations
 
 import asyncio
-import time as _time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import nats.errors
 import nats.js.errors
 from nats.aio.msg import Msg
-from nats.js import api
+from nats.js import JetStreamContext, api
 
 from bus import subjects
-from bus.codec import Codec
 from bus.envelope import Event
-from bus.errors import CityBusError, ContractViolation
-from bus.logs import CURRENT_EVENT
+from bus.errors import CityBusError
+from bus.pipeline import LetterSink, Policy, Route, Step, StreamPolicy
 from contracts import Contract, Registry
 
-if TYPE_CHECKING:
-    from bus.bus import Bus
-
-__all__ = ["ConsumerSettings", "DurableConsumer", "StreamSettings", "provision_streams"]
+__all__ = ["ConsumerHost", "ConsumerSettings", "DurableConsumer", "StreamSettings", "provision_streams"]
 
 C = TypeVar("C", bound=Contract)
 
@@ -73,9 +68,10 @@ def _stream_config(name: str, subject: str, description: str, settings: StreamSe
     )
 
 
-async def provision_streams(bus: Bus, registry: Registry, settings: StreamSettings) -> list[str]:
+async def provision_streams(
+    js: JetStreamContext, registry: Registry, settings: StreamSettings, log: Any
+) -> list[str]:
     """Create or update one stream per classification and domain; return their names."""
-    js = bus.js
     names = []
     for classification, domain in registry.domains():
         name = subjects.stream_name(classification, domain)
@@ -89,11 +85,41 @@ async def provision_streams(bus: Bus, registry: Registry, settings: StreamSettin
             await js.stream_info(name)
         except nats.js.errors.NotFoundError:
             await js.add_stream(config)
-            bus.log.info("stream created", stream=name)
+            log.info("stream created", stream=name)
         else:
             await js.update_stream(config)
         names.append(name)
     return names
+
+
+class ConsumerHost(Protocol):
+    """What a durable consumer needs of its bus: JetStream, metrics, a log, and the pipeline."""
+
+    @property
+    def js(self) -> JetStreamContext:
+        """The JetStream context to pull from."""
+        ...
+
+    @property
+    def metrics(self) -> Any:
+        """The bus's :class:`~bus.metrics.Metrics`."""
+        ...
+
+    @property
+    def log(self) -> Any:
+        """The bus's logger."""
+        ...
+
+    @property
+    def dead_letters(self) -> LetterSink:
+        """Where dead letters go."""
+        ...
+
+    def receiver(
+        self, route: Route, contract: type[Contract] | None, handle: Step, policy: Policy
+    ) -> Callable[[Any], Awaitable[None]]:
+        """The pipeline callback for one subscription (:meth:`bus.Bus.receiver`)."""
+        ...
 
 
 class DurableConsumer(Generic[C]):
@@ -105,7 +131,7 @@ class DurableConsumer(Generic[C]):
 
     def __init__(
         self,
-        bus: Bus,
+        host: ConsumerHost,
         contract: type[C],
         handler: Callable[[Event[C]], Awaitable[Any]],
         *,
@@ -113,20 +139,30 @@ class DurableConsumer(Generic[C]):
         entity: str = "*",
         settings: ConsumerSettings,
     ) -> None:
-        self._bus = bus
+        self._host = host
         self.contract = contract
-        self._handler = handler
         self.durable = durable
         self.subject = subjects.contract_filter(contract, entity)
         info = contract.__contract__
         self.stream = subjects.stream_name(info.classification, info.domain)
         self.settings = settings
-        self._codec = Codec(contract)
-        self._metrics = bus.metrics.contract(info.type)
-        self._pending = bus.metrics.consumer_pending.labels(durable, self.stream)
+        self._pending = host.metrics.consumer_pending.labels(durable, self.stream)
         self._stopping = asyncio.Event()
         self._sub: Any = None
-        self.log = bus.log.bind(consumer=durable, contract=info.type)
+        self.log = host.log.bind(consumer=durable, contract=info.type)
+        route = Route("consume", self.subject, info.type, durable)
+        policy = StreamPolicy(
+            host.dead_letters,
+            route=route,
+            log=self.log,
+            max_deliver=settings.max_deliver,
+            retry_delay=settings.retry_delay,
+        )
+
+        async def handle(event: Event[C], msg: Msg) -> Any:
+            return await handler(event)
+
+        self._handle = host.receiver(route, contract, handle, policy)
 
     async def start(self) -> None:
         """Create (or bind to) the durable consumer on the server."""
@@ -142,7 +178,7 @@ class DurableConsumer(Generic[C]):
             max_ack_pending=max(s.max_in_flight * 4, 256),
         )
         try:
-            self._sub = await self._bus.js.pull_subscribe(
+            self._sub = await self._host.js.pull_subscribe(
                 self.subject, durable=self.durable, stream=self.stream, config=config
             )
         except nats.js.errors.NotFoundError as exc:
@@ -226,76 +262,3 @@ class DurableConsumer(Generic[C]):
             raise
         msgs: list[Msg] = fetch.result()
         return msgs
-
-    async def _give_up(self, msg: Msg, dead_letter_stored: bool) -> None:
-        """Terminate a message whose dead letter is stored; otherwise keep it in the stream.
-
-        The original is removed only once its dead letter is safe: if JetStream did not store the
-        dead letter, the message comes back after a delay, and is dead-lettered again then.
-        """
-        if dead_letter_stored:
-            await msg.term()
-        else:
-            await msg.nak(delay=max(self.settings.retry_delay, 5.0))
-
-    async def _handle(self, msg: Msg) -> None:
-        cm = self._metrics
-        dead_letters = self._bus.dead_letters
-        expected = cm.contract
-        deliveries = msg.metadata.num_delivered
-        try:
-            event = self._bus._check(msg, self._codec, expected)
-        except ContractViolation as exc:
-            cm.invalid(exc.reason)
-            stored = await dead_letters.send(
-                msg,
-                reason=exc.reason,
-                detail=str(exc),
-                contract=expected,
-                consumer=self.durable,
-                deliveries=deliveries,
-            )
-            await self._give_up(msg, stored)
-            return
-        if deliveries > self.settings.max_deliver:
-            # Delivered again after a crash or an ack timeout on its last allowed delivery.
-            stored = await dead_letters.send(
-                msg,
-                reason="max-deliver",
-                detail=f"delivered {deliveries} times without success",
-                contract=expected,
-                consumer=self.durable,
-                deliveries=deliveries,
-            )
-            await self._give_up(msg, stored)
-            return
-        cm.received.inc()
-        if event.envelope.time is not None:
-            cm.latency.observe(max(0.0, _time.time() - event.envelope.time.timestamp()))
-        started = _time.perf_counter()
-        token = CURRENT_EVENT.set(event.id)  # the event id on what the handler logs
-        try:
-            await self._handler(event)
-        except Exception as exc:
-            cm.handler_errors.inc()
-            if deliveries >= self.settings.max_deliver:
-                self.log.error("handler failed, giving up", event_id=event.id, error=repr(exc))
-                stored = await dead_letters.send(
-                    msg,
-                    reason="max-deliver",
-                    detail=f"handler failed {deliveries} times; last: {type(exc).__name__}: {exc}",
-                    contract=expected,
-                    consumer=self.durable,
-                    deliveries=deliveries,
-                )
-                await self._give_up(msg, stored)
-            else:
-                self.log.warning(
-                    "handler failed, will retry", event_id=event.id, delivery=deliveries, error=repr(exc)
-                )
-                await msg.nak(delay=self.settings.retry_delay)
-            return
-        finally:
-            CURRENT_EVENT.reset(token)
-            cm.handler_duration.observe(_time.perf_counter() - started)
-        await msg.ack()

@@ -2,7 +2,8 @@
 
 :class:`MemoryBus` *is* a :class:`~bus.Bus` — publishing, subjects, headers, validation, dead
 letters, metrics, request/reply, durable consumers with retries and dedupe all run the same code —
-with the NATS connection replaced by :class:`MemoryConnection`, which routes messages between
+with the NATS connection's transport replaced by :class:`MemoryConnection` (handed to
+:meth:`bus.connection.Connection.adopt`; nothing of the bus is overridden), which routes messages between
 subscriptions in the same process and keeps JetStream streams in lists. Adapter authors use it
 (through :mod:`adapters.testing`) to test without a server; citybus runs its own bus tests against
 both.
@@ -19,17 +20,18 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
+import msgspec
 import nats.errors
 import nats.js.errors
 from nats.js import api
 
 from bus import subjects
-from bus.bus import Bus, PublishAck
-from contracts import Contract
+from bus.bus import Bus
 
 __all__ = ["MemoryBus", "MemoryConnection"]
 
 Callback = Callable[[Any], Awaitable[None]]
+_json = msgspec.json.Encoder()
 
 
 @dataclass(slots=True)
@@ -326,12 +328,25 @@ class MemoryConnection:
     async def publish(
         self, subject: str, payload: bytes = b"", reply: str = "", headers: dict[str, str] | None = None
     ) -> None:
-        """Publish: store it if a stream captures the subject, and deliver it to subscribers."""
+        """Publish: store it if a stream captures the subject, and deliver it to subscribers.
+
+        With a ``reply`` subject, as from the server: the stream that stored it acknowledges there
+        (JetStream's ``PubAck``), or, when nothing at all takes it, an empty "no responders" status.
+        """
         if self.is_closed:
             raise nats.errors.ConnectionClosedError
         subjects.validate_pattern(subject)
-        self._js.store(subject, payload, headers)
-        await self.deliver(subject, payload, headers, reply)
+        ack = self._js.store(subject, payload, headers)
+        delivered = await self.deliver(subject, payload, headers, reply)
+        if reply and ack is not None:
+            answer = {"stream": ack.stream, "seq": ack.seq, "duplicate": ack.duplicate}
+            await self.deliver(reply, _json.encode(answer), None, "")
+        elif reply and not delivered:
+            await self.deliver(reply, b"", {"Status": "503"}, "")
+
+    def new_inbox(self) -> str:
+        """A fresh inbox subject, as nats-py makes them."""
+        return f"_INBOX.memory.{next(self._inboxes)}"
 
     async def deliver(self, subject: str, data: bytes, headers: dict[str, str] | None, reply: str) -> int:
         """Hand a message to every matching subscription, one member per queue group."""
@@ -369,7 +384,7 @@ class MemoryConnection:
         self, subject: str, payload: bytes = b"", timeout: float = 5, headers: dict[str, str] | None = None
     ) -> MemoryMsg:
         """Deliver a request and wait for the first reply."""
-        inbox = f"_INBOX.memory.{next(self._inboxes)}"
+        inbox = self.new_inbox()
         answer: asyncio.Future[MemoryMsg] = asyncio.get_running_loop().create_future()
 
         async def on_reply(msg: MemoryMsg) -> None:
@@ -416,34 +431,5 @@ class MemoryBus(Bus):
 
     async def connect(self, url: str = "memory://", **options: Any) -> None:
         """Connect to a fresh in-memory connection and provision the streams of the registry."""
-        self._closing = False
-        connection = MemoryConnection()
-        self._nc = cast(Any, connection)
-        self._js = cast(Any, connection.jetstream())
-        self.url = url
-        self.metrics.link(id(self), True)
+        self.connection.adopt(MemoryConnection(), url)
         await self.provision_streams()
-
-    async def _publish_window(
-        self,
-        prepared: list[tuple[type[Contract], str, bytes, dict[str, str]]],
-        pending: list[int],
-        acks: list[PublishAck | None],
-        window: int,
-        deadline: float,
-    ) -> list[int]:
-        """:meth:`Bus.publish_durable_many`'s pass, in memory: every publish is stored at once, in order."""
-        failed: list[int] = []
-        for index in pending:
-            _, subject, body, headers = prepared[index]
-            try:
-                ack = await self.js.publish(subject, body, headers=headers)
-            except nats.js.errors.NoStreamResponseError:
-                failed.append(index)
-                continue
-            acks[index] = PublishAck(ack.stream, ack.seq, bool(ack.duplicate), headers["ce-id"])
-        return failed
-
-    async def flush(self, timeout: float = 5.0) -> None:
-        """Wait until everything published so far has been handled."""
-        await cast(MemoryConnection, self.nc).flush(timeout)

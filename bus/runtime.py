@@ -39,6 +39,7 @@ from bus.metrics import Metrics
 from bus.monitor import monitor_server
 from bus.ops import OpsServer
 from bus.server import EmbeddedServer
+from bus.tracing import from_config
 from contracts import Registry, default_registry
 
 __all__ = [
@@ -94,6 +95,9 @@ class Connector:
         self.store = store
         self.options = dict(options or {})
         """Connect options every connection shares (TLS)."""
+        t = config.tracing
+        self.tracing = from_config(t.enabled, t.endpoint, t.service_name)
+        """One tracer for every connection of the process (``[tracing]``), or ``None``."""
 
     @property
     def enabled(self) -> bool:
@@ -120,6 +124,7 @@ class Connector:
             encoding=cfg.bus.encoding,
             max_in_flight_bytes=cfg.nats.max_in_flight_bytes,
             request_timeout=cfg.nats.request_timeout,
+            tracing=self.tracing,
         )
         if self.store is not None:
             bus.user = f"{account}/{user}"

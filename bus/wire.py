@@ -23,9 +23,12 @@ and the bus dead-letters it (``bad-header``); :meth:`Client._process_msg` report
 dying on, anything else a single message makes nats-py raise.
 
 It overrides private methods of nats-py 2.x (``_parse_header_lines``, ``_send_publish``,
-``_process_headers``, ``_process_msg``). Should a later nats-py no longer call them, the overrides
-are simply never used: slower, never wrong (and the bus's watchdog still sees a dead reader).
-Tests compare the header parser and writer with nats-py's own on arbitrary input.
+``_process_headers``, ``_process_msg``), so nats-py is pinned to the versions tested
+(``>=2.15,<3`` in pyproject.toml, both ends run by ``.ci/run``). Should a nats-py within them no
+longer call an override, it would silently never be used — slower, and the reader unguarded — so
+``tests/test_nats_internals.py`` fails loudly instead: each method must exist with the arguments
+the override takes, and a round trip through a real nats-server must call every override. Other
+tests compare the header parser and writer with nats-py's own on arbitrary input.
 """
 
 from __future__ import annotations

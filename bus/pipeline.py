@@ -1,0 +1,386 @@
+"""The one way in: every received message is read, counted and handled here, or dead-lettered.
+
+Whatever delivered it — a core subscription, a request to :meth:`bus.Bus.serve`, a durable
+consumer's fetch, a raw subscription — a message takes the same steps, built once per subscription
+by :func:`receiver`:
+
+1. **read** (:class:`EventReader`): the header block must be readable (:func:`bad_header`), the
+   CloudEvents headers complete, the ``ce-type`` the expected one, the body valid for the contract
+   (one :class:`~bus.codec.Codec` per subscription). A raw subscription only checks the block.
+2. **admit**: the policy may refuse a message before its handler (a durable consumer refuses one
+   delivered more often than it allows).
+3. **count** (received, latency) and **log context** (the event id in
+   :data:`~bus.logs.CURRENT_EVENT`, on every line the handler logs).
+4. **handle**: the handler, wrapped by the middleware (:data:`Middleware`) in the order given, so
+   a new concern — tracing, a header, a metric — is added in one place and shows on every kind.
+5. **settle** (:class:`Policy`): what a rejected message, a failed handler and a handled message
+   mean for this kind of delivery — a dead letter; for a request, an error reply; for JetStream,
+   also the ack, nak (with a delay) or term (:class:`StreamPolicy`).
+
+Decisions, and why:
+
+- The middleware chain is composed when the subscription is made, not per message: with no
+  middleware the handler is called directly, so a concern that is off costs nothing.
+- A read raises :class:`~bus.errors.ContractViolation` and nothing else, whatever the bytes: a
+  receive path that met another error would lose the message (a subscription) or die on it at
+  every redelivery (a durable consumer).
+"""
+
+from __future__ import annotations
+
+import time as _time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, Protocol, TypeVar
+
+from bus.codec import Codec
+from bus.envelope import Envelope, Event, parse_headers
+from bus.errors import ContractViolation
+from bus.logs import CURRENT_EVENT
+from bus.metrics import ContractMetrics
+from bus.wire import BadHeaders
+from contracts import Contract, Registry
+
+__all__ = [
+    "ERROR_HEADER",
+    "DeadLetterPolicy",
+    "EventReader",
+    "LetterSink",
+    "Message",
+    "Middleware",
+    "Policy",
+    "RawMessage",
+    "ReplyPolicy",
+    "Route",
+    "Step",
+    "StreamPolicy",
+    "bad_header",
+    "read_raw",
+    "receiver",
+]
+
+C = TypeVar("C", bound=Contract)
+
+ERROR_HEADER = "citybus-error"
+"""The header of an error reply to a request: ``<reason>: <detail>``."""
+
+
+class Message(Protocol):
+    """A received message as the pipeline reads it (nats-py's ``Msg`` and the in-memory one fit)."""
+
+    @property
+    def subject(self) -> str:
+        """The subject it arrived on."""
+        ...
+
+    @property
+    def data(self) -> bytes:
+        """Its body as it arrived."""
+        ...
+
+    @property
+    def headers(self) -> Mapping[str, str] | None:
+        """Its headers as they arrived."""
+        ...
+
+    @property
+    def reply(self) -> str:
+        """Where a request wants its answer; empty for a plain message."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class RawMessage:
+    """A message that is not (yet) a contract: a device uplink, a vendor payload, a raw subject."""
+
+    subject: str
+    data: bytes
+    headers: Mapping[str, str] | None = None
+    reply: str = ""
+    """Where a request wants its answer (``publish_raw`` to it); empty for a plain message."""
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """Where a pipeline delivers, for middleware to know: ``kind`` is ``subscribe``, ``serve``,
+    ``consume`` or ``raw``; ``contract`` the expected ``ce-type`` (empty for raw); ``consumer`` the
+    queue group or durable name."""
+
+    kind: str
+    subject: str
+    contract: str = ""
+    consumer: str = ""
+
+
+Step = Callable[[Any, Any], Awaitable[Any]]
+"""A handling step: takes the item (an :class:`~bus.envelope.Event`, or a :class:`RawMessage` for a
+raw subscription) and the message as it arrived; returns what the handler returned."""
+
+Middleware = Callable[[Route, Step], Step]
+"""Wraps a subscription's handling step, once, when the subscription is made: returns the step to
+call instead (which calls the one it was given)."""
+
+
+class LetterSink(Protocol):
+    """Where the pipeline sends what it cannot deliver (:class:`bus.deadletters.DeadLetters`)."""
+
+    async def send(
+        self,
+        msg: Any,
+        *,
+        reason: str,
+        detail: str,
+        contract: str = "",
+        consumer: str = "",
+        deliveries: int = 1,
+    ) -> bool:
+        """Dead-letter ``msg``; whether JetStream stored the letter."""
+        ...
+
+
+class Policy(Protocol):
+    """What settles a message: after a rejection, a failed handler, or success."""
+
+    admit: Callable[[Any], Awaitable[bool]] | None
+    """Asked before the handler (``None``: every valid message is admitted)."""
+
+    async def rejected(self, msg: Any, reason: str, detail: str) -> None:
+        """The message cannot be read as the contract (``reason`` as in dead letters)."""
+        ...
+
+    async def failed(self, msg: Any, item: Any, exc: Exception) -> None:
+        """The handler raised ``exc`` (called inside the ``except``: ``log.exception`` works)."""
+        ...
+
+    async def handled(self, msg: Any, result: Any) -> None:
+        """The handler returned ``result``."""
+        ...
+
+
+def bad_header(msg: Message | RawMessage) -> None:
+    """Raise :class:`ContractViolation` ``bad-header`` when the message's header block could not be
+    read (:class:`~bus.wire.BadHeaders`): nothing of it can be trusted, whatever reads it."""
+    headers = msg.headers
+    if type(headers) is BadHeaders:
+        raise ContractViolation(
+            f"the NATS header block cannot be read ({headers.error}); its bytes are kept in the "
+            "dead letter's original_headers as citybus-header-block",
+            reason="bad-header",
+        )
+
+
+class EventReader(Generic[C]):
+    """Reads messages of one contract: headers, ``ce-type`` and body, with one codec built once."""
+
+    __slots__ = ("codec", "expected", "registry")
+
+    def __init__(self, contract: type[C], registry: Registry) -> None:
+        self.codec = Codec(contract)
+        self.expected = contract.__contract__.type
+        self.registry = registry
+
+    def __call__(self, msg: Message) -> Event[C]:
+        """The message as a typed event, or :class:`ContractViolation` (and nothing else)."""
+        try:
+            bad_header(msg)
+            envelope: Envelope = parse_headers(msg.headers, msg.subject)
+            if envelope.type != self.expected:
+                known = self.registry.by_type(envelope.type)
+                raise ContractViolation(
+                    f"expected {self.expected}, got ce-type {envelope.type!r}"
+                    + ("" if known else " (not a known contract)"),
+                    reason="wrong-contract" if known else "unknown-type",
+                )
+            return Event(self.codec.decode(msg.data, envelope.content_type), envelope)
+        except ContractViolation:
+            raise
+        except Exception as exc:  # a decoder's failure nobody foresaw: still the message's fault
+            raise ContractViolation(
+                f"the message cannot be read: {type(exc).__name__}: {exc}", reason="invalid-body"
+            ) from exc
+
+
+def read_raw(msg: Message) -> RawMessage:
+    """A raw message as it came, once its header block is known readable."""
+    raw = RawMessage(msg.subject, bytes(msg.data), msg.headers, msg.reply or "")
+    bad_header(raw)
+    return raw
+
+
+def receiver(
+    route: Route,
+    read: Callable[[Any], Any],
+    handle: Step,
+    policy: Policy,
+    *,
+    metrics: ContractMetrics | None,
+    middleware: Sequence[Middleware] = (),
+) -> Callable[[Any], Awaitable[None]]:
+    """The callback that takes one message of ``route`` through the pipeline (see the module).
+
+    ``read`` turns a message into the item handed on (an :class:`EventReader` for a contract,
+    :func:`read_raw`); ``metrics`` counts a contract's messages (``None`` for raw ones).
+    """
+    step = handle
+    for wrap in reversed(middleware):
+        step = wrap(route, step)
+    admit = policy.admit
+    rejected, failed, handled = policy.rejected, policy.failed, policy.handled
+    typed = metrics is not None
+    cm: Any = metrics
+
+    async def receive(msg: Any) -> None:
+        try:
+            item = read(msg)
+        except ContractViolation as exc:
+            if typed:
+                cm.invalid(exc.reason)
+            await rejected(msg, exc.reason, str(exc))
+            return
+        if admit is not None and not await admit(msg):
+            return
+        if typed:
+            cm.received.inc()
+            sent = item.envelope.time
+            if sent is not None:
+                cm.latency.observe(max(0.0, _time.time() - sent.timestamp()))
+            # The event id on every line the handler logs (bus.logs.add_event_id): one context
+            # variable, cheaper per message than binding structlog's.
+            token = CURRENT_EVENT.set(item.id)
+        started = _time.perf_counter()
+        try:
+            result = await step(item, msg)
+        except Exception as exc:
+            if typed:
+                cm.handler_errors.inc()
+            await failed(msg, item, exc)
+            return
+        finally:
+            if typed:
+                CURRENT_EVENT.reset(token)
+                cm.handler_duration.observe(_time.perf_counter() - started)
+        await handled(msg, result)
+
+    return receive
+
+
+# -- policies ----------------------------------------------------------------------------------
+
+
+class DeadLetterPolicy:
+    """A core subscription's: a rejected message or a failed handler is dead-lettered."""
+
+    admit: Callable[[Any], Awaitable[bool]] | None = None
+
+    def __init__(self, dead_letters: LetterSink, *, route: Route, log: Any) -> None:
+        self.dead_letters = dead_letters
+        self.route = route
+        self.log = log
+
+    async def rejected(self, msg: Any, reason: str, detail: str) -> None:
+        """Dead-letter it with the reason."""
+        route = self.route
+        await self.dead_letters.send(
+            msg, reason=reason, detail=detail, contract=route.contract, consumer=route.consumer
+        )
+
+    async def failed(self, msg: Any, item: Any, exc: Exception) -> None:
+        """Log the handler's error and dead-letter the message (``handler-error``)."""
+        route = self.route
+        self.log.exception(
+            "handler failed", contract=route.contract or None, subject=msg.subject, kind=route.kind
+        )
+        await self.dead_letters.send(
+            msg,
+            reason="handler-error",
+            detail=f"{type(exc).__name__}: {exc}",
+            contract=route.contract,
+            consumer=route.consumer,
+        )
+
+    async def handled(self, msg: Any, result: Any) -> None:
+        """Nothing more to do."""
+
+
+class ReplyPolicy(DeadLetterPolicy):
+    """A request's: a rejected request is dead-lettered and answered with an error header; a
+    responder's failure is answered with one (the requester sees it, nothing is lost)."""
+
+    def __init__(self, dead_letters: LetterSink, *, route: Route, log: Any, reply: Step) -> None:
+        super().__init__(dead_letters, route=route, log=log)
+        self._reply = reply
+
+    async def rejected(self, msg: Any, reason: str, detail: str) -> None:
+        """Dead-letter it, then tell the requester why."""
+        await self.dead_letters.send(msg, reason=reason, detail=detail, contract=self.route.contract)
+        if msg.reply:
+            await self._reply(msg, {ERROR_HEADER: f"{reason}: {detail}"})
+
+    async def failed(self, msg: Any, item: Any, exc: Exception) -> None:
+        """Log the responder's error and answer with it."""
+        self.log.exception("responder failed", contract=self.route.contract, subject=msg.subject)
+        if msg.reply:
+            await self._reply(msg, {ERROR_HEADER: f"handler-error: {exc}"})
+
+
+class StreamPolicy(DeadLetterPolicy):
+    """A durable consumer's: besides the dead letter, JetStream is told what became of the message.
+
+    Handled: ack. Rejected, or delivered more than ``max_deliver`` times: dead-lettered, then term
+    once the dead letter is stored (else nak after a delay: the message is kept and tried again).
+    A failed handler: nak after ``retry_delay``, until the ``max_deliver``-th delivery fails.
+    """
+
+    def __init__(
+        self, dead_letters: LetterSink, *, route: Route, log: Any, max_deliver: int, retry_delay: float
+    ) -> None:
+        super().__init__(dead_letters, route=route, log=log)
+        self.max_deliver = max_deliver
+        self.retry_delay = retry_delay
+        self.admit = self._admit
+
+    async def _give_up(self, msg: Any, reason: str, detail: str) -> None:
+        """Dead-letter the message; terminate it only once its dead letter is safe."""
+        route = self.route
+        stored = await self.dead_letters.send(
+            msg,
+            reason=reason,
+            detail=detail,
+            contract=route.contract,
+            consumer=route.consumer,
+            deliveries=msg.metadata.num_delivered,
+        )
+        if stored:
+            await msg.term()
+        else:
+            await msg.nak(delay=max(self.retry_delay, 5.0))
+
+    async def _admit(self, msg: Any) -> bool:
+        deliveries = msg.metadata.num_delivered
+        if deliveries <= self.max_deliver:
+            return True
+        # Delivered again after a crash or an ack timeout on its last allowed delivery.
+        await self._give_up(msg, "max-deliver", f"delivered {deliveries} times without success")
+        return False
+
+    async def rejected(self, msg: Any, reason: str, detail: str) -> None:
+        """Dead-letter it and terminate it (it will never fit)."""
+        await self._give_up(msg, reason, detail)
+
+    async def failed(self, msg: Any, item: Any, exc: Exception) -> None:
+        """Retry after ``retry_delay``, or give up on the last allowed delivery."""
+        deliveries = msg.metadata.num_delivered
+        event_id = getattr(item, "id", None)
+        if deliveries >= self.max_deliver:
+            self.log.error("handler failed, giving up", event_id=event_id, error=repr(exc))
+            detail = f"handler failed {deliveries} times; last: {type(exc).__name__}: {exc}"
+            await self._give_up(msg, "max-deliver", detail)
+        else:
+            self.log.warning(
+                "handler failed, will retry", event_id=event_id, delivery=deliveries, error=repr(exc)
+            )
+            await msg.nak(delay=self.retry_delay)
+
+    async def handled(self, msg: Any, result: Any) -> None:
+        """Acknowledge it."""
+        await msg.ack()
