@@ -119,13 +119,15 @@ class Peers:
         self.count += 1
         return self.work / f"{self.count:03d}-{name}"
 
-    async def _spawn(self, name: str, *args: str) -> tuple[asyncio.subprocess.Process, Path]:
+    async def _spawn(
+        self, name: str, *args: str, module: str = "bench.peers"
+    ) -> tuple[asyncio.subprocess.Process, Path]:
         stderr = self._path(f"{name}.stderr")
         with stderr.open("wb") as err:
             process = await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-m",
-                "bench.peers",
+                module,
                 *args,
                 cwd=ROOT,
                 env=child_env(),
