@@ -4,11 +4,11 @@ Every consuming adapter (the PostgreSQL archive, the MQTT bridge, a company's se
 ``Bus.consume(...).run()``: pull, check, decode and validate, count, handle, acknowledge. This case
 measures that path against nats-py doing the same work by hand (target citybus >= 0.80x raw).
 
-Each measurement starts a fresh nats-server with the streams provisioned as ``citybus up`` has
-them, stores ``N`` beach observations in ``CITY_PUBLIC_ENVIRONMENT`` (nats-py's ``publish_async``,
-each with its own ``ce-id``: not timed), then starts a consumer process of its own
-(:mod:`bench.consumers`) that drains the stream through a fresh durable consumer. Rounds alternate
-between the two implementations; a figure is the median of its rounds. Where the target is missed
+Each round starts a fresh nats-server with the streams provisioned as ``citybus up`` has them and
+stores ``N`` beach observations in ``CITY_PUBLIC_ENVIRONMENT`` (nats-py's ``publish_async``, each
+with its own ``ce-id``: not timed); then each implementation, in a process of its own
+(:mod:`bench.consumers`), drains the stream through a new durable consumer of its own, which one
+goes first alternating between rounds. A figure is the median of its rounds. Where the target is missed
 (and always in a smoke run, so that CI checks the code), the citybus consumer runs once more under
 cProfile and the top of the profile goes into the report.
 """
@@ -16,9 +16,11 @@ cProfile and the top of the profile goes into the report.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import pstats
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -26,7 +28,7 @@ from typing import Any, Final
 import nats
 
 from bench.bus import Peers, _tail
-from bench.common import Options, Spec, log, nats_bus
+from bench.common import BenchError, Options, Spec, log, nats_bus
 from bench.consumers import SETTINGS, STREAM
 from bench.peers import MESSAGE, SUBJECT, cloudevents_headers
 from bench.report import Case, Figure, Row, Target
@@ -67,28 +69,36 @@ async def store(url: str, count: int) -> None:
         await nc.close()
 
 
-async def measure(peers: Peers, impl: str, count: int, *, profile: Path | None = None) -> float:
-    """Consume ``count`` stored messages with ``impl`` in a process of its own; its msg/s."""
-    async with nats_bus(peers._path(f"nats-consume-{impl}")) as bus:
-        await store(bus.url, count)
-        stored = (await bus.js.stream_info(STREAM)).state.messages
-        if stored != count:
-            raise RuntimeError(f"the stream holds {stored} of the {count} messages stored")
-        result = peers._path(f"{impl}-consume.json")
-        args = [impl, "--url", bus.url, "--count", str(count), "--result", str(result)]
-        if profile is not None:
-            args += ["--profile", str(profile)]
-        process, stderr = await peers._spawn(f"{impl}-consume", *args, module="bench.consumers")
-        try:
-            await peers._finish(process, stderr, f"the {impl} consumer")
-        finally:
-            if process.returncode is None:
-                process.kill()
-                await process.wait()
+async def consume(
+    peers: Peers, url: str, impl: str, count: int, durable: str, *, profile: Path | None = None
+) -> float:
+    """Consume the ``count`` stored messages with ``impl`` in a process of its own; its msg/s."""
+    result = peers._path(f"{durable}.json")
+    args = [impl, "--url", url, "--count", str(count), "--durable", durable, "--result", str(result)]
+    if profile is not None:
+        args += ["--profile", str(profile)]
+    process, stderr = await peers._spawn(durable, *args, module="bench.consumers")
+    try:
+        await peers._finish(process, stderr, f"the {impl} consumer")
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
     outcome: dict[str, Any] = json.loads(result.read_text())
     if outcome["handled"] != count:
-        raise RuntimeError(f"{impl} handled {outcome['handled']} of {count} messages:\n{_tail(stderr)}")
+        raise BenchError(f"{impl} handled {outcome['handled']} of {count} messages:\n{_tail(stderr)}")
     return count * _NS / float(outcome["end"] - outcome["start"])
+
+
+@contextlib.asynccontextmanager
+async def stored(peers: Peers, count: int, name: str) -> AsyncIterator[str]:
+    """A fresh nats-server whose stream holds ``count`` stored messages; its URL."""
+    async with nats_bus(peers._path(f"nats-{name}")) as bus:
+        await store(bus.url, count)
+        held = (await bus.js.stream_info(STREAM)).state.messages
+        if held != count:
+            raise BenchError(f"the stream holds {held} of the {count} messages stored")
+        yield bus.url
 
 
 def consume_case(options: Options) -> Case:
@@ -101,9 +111,10 @@ async def _consume(sizes: Sizes, options: Options) -> Case:
     case = Case(
         TITLE,
         f"{count:,} beach observations stored in `{STREAM}` beforehand (not timed), then consumed by a "
-        f"process of its own through a fresh durable consumer, {sizes.rounds} round(s) alternating, each on "
-        "a fresh nats-server; msg/s = messages / (the last message handled - just before the consumer is "
-        "created). `raw nats-py` is `js.pull_subscribe` and a loop of `fetch(batch="
+        f"process of its own through a new durable consumer; {sizes.rounds} round(s), each on a fresh "
+        "nats-server where both consume the same stored messages, which goes first alternating; msg/s = "
+        "messages / (the last message handled - just before the consumer is created). `raw nats-py` is "
+        "`js.pull_subscribe` and a loop of `fetch(batch="
         f"{SETTINGS.max_in_flight})`, each body decoded and validated with "
         "`msgspec.json.Decoder(BeachObservation)`, then `await msg.ack()`, one message after the other; "
         "`citybus` is `Bus.consume(BeachObservation, handler, durable=...)` and its `run()` with the default "
@@ -115,9 +126,13 @@ async def _consume(sizes: Sizes, options: Options) -> Case:
     peers = Peers(options.work)
     rates: dict[str, list[float]] = {"raw": [], "citybus": []}
     for number in range(1, sizes.rounds + 1):
-        for impl, values in rates.items():
-            log(f"consume: round {number}, {impl}: {count} messages")
-            values.append(await measure(peers, impl, count))
+        # Both consume the same stored stream, each through a consumer of its own; which goes first
+        # alternates, so neither is always the one reading what the server has just written.
+        order = ["raw", "citybus"] if number % 2 else ["citybus", "raw"]
+        async with stored(peers, count, f"consume-{number}") as url:
+            for impl in order:
+                log(f"consume: round {number}, {impl}: {count} messages")
+                rates[impl].append(await consume(peers, url, impl, count, f"{impl}-{number}"))
     raw = median(rates["raw"])
     for impl, values in rates.items():
         case.rows.append(
@@ -140,7 +155,8 @@ async def _consume(sizes: Sizes, options: Options) -> Case:
     if not met or options.smoke:
         log("consume: profiling the citybus consumer")
         profile = peers._path("citybus-consume.prof")
-        await measure(peers, "citybus", count, profile=profile)
+        async with stored(peers, count, "consume-profile") as url:
+            await consume(peers, url, "citybus", count, "citybus-profile", profile=profile)
         stats = pstats.Stats(str(profile))
         case.profiles.append(("the citybus consumer, top functions by own time", top_functions(stats, 14)))
         case.profiles.append(

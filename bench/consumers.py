@@ -1,11 +1,13 @@
 """The process of the durable-consume benchmark: one JetStream consumer draining a stored stream.
 
-    python -m bench.consumers IMPL --url URL --count N --result FILE [--batch B] [--profile FILE]
+    python -m bench.consumers IMPL --url URL --count N --durable NAME --result FILE [--batch B]
+        [--profile FILE]
 
 The stream (``CITY_PUBLIC_ENVIRONMENT``) already holds ``N`` beach observations, stored by the
-parent before this process starts; this process creates a fresh durable consumer on it and takes
-every message. The implementations do the same work per message (take it from a pull request,
-decode and validate the body into ``BeachObservation``, acknowledge it):
+parent before this process starts; this process creates a new durable consumer ``NAME`` on it
+(delivering from the stream's first message) and takes every message. The implementations do the
+same work per message (take it from a pull request, decode and validate the body into
+``BeachObservation``, acknowledge it):
 
 ``raw``
     nats-py alone: ``js.pull_subscribe`` and a loop of ``fetch(batch=B)``, each body decoded with a
@@ -46,20 +48,19 @@ from bus.logs import configure_logging
 from bus.subjects import stream_name
 from contracts import BeachObservation
 
-__all__ = ["DURABLE_NAME", "IMPLS", "STREAM", "main"]
+__all__ = ["IMPLS", "STREAM", "main"]
 
 IMPLS: Final = ("raw", "citybus")
 STREAM: Final = stream_name(MESSAGE.__contract__.classification, MESSAGE.__contract__.domain)
-DURABLE_NAME: Final = "bench-consume"
 LIMIT: Final = 120.0
 SETTINGS: Final = ConsumerSettings()
 """citybus's defaults, as ``citybus.toml`` has them unless told otherwise."""
 
 
-def _consumer_config() -> api.ConsumerConfig:
+def _consumer_config(durable: str) -> api.ConsumerConfig:
     """The raw consumer, configured on the server as citybus configures its own."""
     return api.ConsumerConfig(
-        durable_name=DURABLE_NAME,
+        durable_name=durable,
         ack_policy=api.AckPolicy.EXPLICIT,
         max_deliver=-1,
         ack_wait=SETTINGS.ack_wait,
@@ -68,7 +69,7 @@ def _consumer_config() -> api.ConsumerConfig:
     )
 
 
-async def raw(url: str, count: int, batch: int) -> dict[str, Any]:
+async def raw(url: str, count: int, durable: str, batch: int) -> dict[str, Any]:
     """nats-py's pull subscription: fetch, decode, ack, one message after the other."""
     nc = await nats.connect(url)
     js = nc.jetstream()
@@ -76,7 +77,8 @@ async def raw(url: str, count: int, batch: int) -> dict[str, Any]:
     handled = 0
     async with asyncio.timeout(LIMIT):
         start = time.monotonic_ns()
-        sub = await js.pull_subscribe(FILTER, durable=DURABLE_NAME, stream=STREAM, config=_consumer_config())
+        config = _consumer_config(durable)
+        sub = await js.pull_subscribe(FILTER, durable=durable, stream=STREAM, config=config)
         while handled < count:
             try:
                 msgs = await sub.fetch(batch=batch, timeout=1.0)
@@ -88,12 +90,12 @@ async def raw(url: str, count: int, batch: int) -> dict[str, Any]:
                 handled += 1
         end = time.monotonic_ns()
         await nc.flush(timeout=30)
-        await _all_acked(js, count)
+        await _all_acked(js, durable, count)
     await nc.close()
     return {"start": start, "end": end, "handled": handled}
 
 
-async def citybus(url: str, count: int) -> dict[str, Any]:
+async def citybus(url: str, count: int, durable: str) -> dict[str, Any]:
     """``Bus.consume(...).run()`` with a handler that counts."""
     bus = Bus(metrics=Metrics(), source=SOURCE)
     await bus.connect(url)
@@ -110,7 +112,7 @@ async def citybus(url: str, count: int) -> dict[str, Any]:
 
     async with asyncio.timeout(LIMIT):
         start = time.monotonic_ns()
-        consumer = bus.consume(BeachObservation, handler, durable=DURABLE_NAME, settings=SETTINGS)
+        consumer = bus.consume(BeachObservation, handler, durable=durable, settings=SETTINGS)
         async with asyncio.TaskGroup() as tg:
             running = tg.create_task(consumer.run())
             waiting = asyncio.ensure_future(done.wait())
@@ -121,15 +123,15 @@ async def citybus(url: str, count: int) -> dict[str, Any]:
         if not done.is_set():
             raise RuntimeError(f"the consumer stopped after {handled} of {count} messages")
         await bus.flush(timeout=30)
-        await _all_acked(bus.js, count)
+        await _all_acked(bus.js, durable, count)
     await bus.drain()
     return {"start": start, "end": end, "handled": handled}
 
 
-async def _all_acked(js: Any, count: int) -> None:
+async def _all_acked(js: Any, durable: str, count: int) -> None:
     """Wait (bounded by the caller) until the server counts ``count`` messages acknowledged."""
     while True:
-        info = await js.consumer_info(STREAM, DURABLE_NAME)
+        info = await js.consumer_info(STREAM, durable)
         if info.ack_floor.consumer_seq >= count and not info.num_ack_pending:
             return
         await asyncio.sleep(0.05)
@@ -141,12 +143,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("impl", choices=IMPLS)
     parser.add_argument("--url", required=True)
     parser.add_argument("--count", type=int, required=True)
+    parser.add_argument("--durable", required=True, help="the durable consumer's name (a new one)")
     parser.add_argument("--result", type=Path, required=True, help="where to write the JSON result")
     parser.add_argument("--batch", type=int, default=SETTINGS.max_in_flight, help="raw: messages per fetch")
     parser.add_argument("--profile", type=Path, default=None, help="write a cProfile of the run here")
     args = parser.parse_args(argv)
     configure_logging("console", "warning")
-    run = raw(args.url, args.count, args.batch) if args.impl == "raw" else citybus(args.url, args.count)
+    run = (
+        raw(args.url, args.count, args.durable, args.batch)
+        if args.impl == "raw"
+        else citybus(args.url, args.count, args.durable)
+    )
     profiler = cProfile.Profile() if args.profile else contextlib.nullcontext()
     with profiler:
         result = asyncio.run(run)
