@@ -27,6 +27,7 @@ from typing import Final
 from bench import bus, consume, memory, replay, startup
 from bench.common import ROOT, Options, Spec, log
 from bench.report import Case, render
+from bench.stats import LIBRARY
 from bus.logs import configure_logging
 
 __all__ = ["CASES", "main"]
@@ -49,13 +50,14 @@ def run_case(spec: Spec, options: Options) -> Case:
 
 
 def figures(specs: Sequence[Spec], cases: Sequence[Case]) -> list[dict[str, object]]:
-    """Each case's headline figures, as ``--json`` writes them."""
+    """Each case's headline figures, as ``--json`` writes them, and where citybus was imported from."""
     return [
         {
             "name": spec.name,
             "title": case.title,
             "seconds": case.seconds,
             "failed": case.failed,
+            "library": str(LIBRARY),
             "figures": [dataclasses.asdict(figure) for figure in case.figures],
         }
         for spec, case in zip(specs, cases, strict=True)
