@@ -69,10 +69,18 @@ async def store(url: str, count: int) -> None:
         await nc.close()
 
 
+@dataclass(frozen=True)
+class Consumed:
+    """One consumer's run: messages a second, and its CPU time per message."""
+
+    rate: float
+    cpu_us: float
+
+
 async def consume(
     peers: Peers, url: str, impl: str, count: int, durable: str, *, profile: Path | None = None
-) -> float:
-    """Consume the ``count`` stored messages with ``impl`` in a process of its own; its msg/s."""
+) -> Consumed:
+    """Consume the ``count`` stored messages with ``impl`` in a process of its own."""
     result = peers._path(f"{durable}.json")
     args = [impl, "--url", url, "--count", str(count), "--durable", durable, "--result", str(result)]
     if profile is not None:
@@ -87,7 +95,7 @@ async def consume(
     outcome: dict[str, Any] = json.loads(result.read_text())
     if outcome["handled"] != count:
         raise BenchError(f"{impl} handled {outcome['handled']} of {count} messages:\n{_tail(stderr)}")
-    return count * _NS / float(outcome["end"] - outcome["start"])
+    return Consumed(count * _NS / float(outcome["end"] - outcome["start"]), outcome["cpu"] * 1e6 / count)
 
 
 @contextlib.asynccontextmanager
@@ -124,7 +132,7 @@ async def _consume(sizes: Sizes, options: Options) -> Case:
         "message acknowledged.",
     )
     peers = Peers(options.work)
-    rates: dict[str, list[float]] = {"raw": [], "citybus": []}
+    runs: dict[str, list[Consumed]] = {"raw": [], "citybus": []}
     for number in range(1, sizes.rounds + 1):
         # Both consume the same stored stream, each through a consumer of its own; which goes first
         # alternates, so neither is always the one reading what the server has just written.
@@ -132,7 +140,8 @@ async def _consume(sizes: Sizes, options: Options) -> Case:
         async with stored(peers, count, f"consume-{number}") as url:
             for impl in order:
                 log(f"consume: round {number}, {impl}: {count} messages")
-                rates[impl].append(await consume(peers, url, impl, count, f"{impl}-{number}"))
+                runs[impl].append(await consume(peers, url, impl, count, f"{impl}-{number}"))
+    rates = {impl: [run.rate for run in done] for impl, done in runs.items()}
     raw = median(rates["raw"])
     for impl, values in rates.items():
         case.rows.append(
@@ -143,6 +152,7 @@ async def _consume(sizes: Sizes, options: Options) -> Case:
                     "msg/s, each round": ", ".join(f"{rate:,.0f}" for rate in values),
                     "msg/s (median)": f"{median(values):,.0f}",
                     "ratio": f"{median(values) / raw:.2f}x",
+                    "consumer CPU µs/msg (median)": f"{median([run.cpu_us for run in runs[impl]]):.0f}",
                 }
             )
         )
