@@ -157,6 +157,7 @@ HOW_TO_RUN: Final = [
     "python -m bench --smoke                 # every case, tiny: what CI runs (report in the temp dir)",
     "python -m bench --only latency,startup  # some cases (report in the temp dir unless --output)",
     "python -m bench --list                  # the cases' names",
+    "python -m bench.compare --before ../main  # the bus cases against another checkout, alternately",
     "```",
 ]
 
