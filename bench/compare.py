@@ -12,10 +12,11 @@ writes a table of each case's headline figures with the spread of each side::
 How: the benchmark's own code is always this checkout's (``bench/``, copied into a directory of
 the run's own for each side), so both sides are measured by the same code; what differs is the
 library under it: each run is ``python -m bench --only CASE --json ...`` in a child process whose
-``PYTHONPATH`` is that copy, then the checkout (``bus``, ``contracts``, ``adapters``, ``sandbox``
-are imported from there, ahead of the installed package). The installed distribution's metadata
-(entry points, the version) is the same for both: a change that adds an entry point needs it
-installed to be measured.
+``PYTHONPATH`` is that copy, then a copy of the checkout's packages taken when the run starts
+(``bus``, ``contracts``, ``adapters``, ``sandbox``, imported from there ahead of the installed
+package; a copy, so that a commit or merge into a checkout during the run changes neither side).
+The installed distribution's metadata (entry points, the version) is the same for both: a change
+that adds an entry point needs it installed to be measured.
 
 Reading the table: a figure's "spread" is (max - min) / median over its rounds; a change is
 within the machine's noise when the ranges of the two sides overlap. Figures of code that is the
@@ -75,11 +76,18 @@ class Tree:
     label: str
     path: Path
     stage: Path
+    description: str
+    """The checkout's path and commit when the run started."""
+
+    @property
+    def library(self) -> Path:
+        """The copy of the checkout's packages that is measured (a snapshot: the checkout may change)."""
+        return self.stage / "library"
 
     def env(self) -> dict[str, str]:
         """This side's environment: the benchmark's copy first, then the checkout's packages."""
         env = {key: value for key, value in os.environ.items() if not key.startswith("CITYBUS_")}
-        env["PYTHONPATH"] = os.pathsep.join((str(self.stage), str(self.path)))
+        env["PYTHONPATH"] = os.pathsep.join((str(self.stage), str(self.library)))
         return env
 
 
@@ -112,9 +120,14 @@ def stage(tree: Path, label: str, work: Path) -> Tree:
         raise SystemExit(
             f"bench.compare: {tree} is not a citybus checkout (no bus/__init__.py): give its root"
         )
-    directory = work / label
-    shutil.copytree(ROOT / "bench", directory / "bench", ignore=shutil.ignore_patterns("__pycache__"))
-    return Tree(label, tree.resolve(), directory)
+    directory, skip = work / label, shutil.ignore_patterns("__pycache__")
+    description = describe(tree)
+    shutil.copytree(ROOT / "bench", directory / "bench", ignore=skip)
+    # A snapshot of the checkout's packages: a merge into it during the run must not change one side.
+    for package in sorted(tree.iterdir()):
+        if (package / "__init__.py").is_file() and package.name not in ("bench", "tests"):
+            shutil.copytree(package, directory / "library" / package.name, ignore=skip)
+    return Tree(label, tree.resolve(), directory, description)
 
 
 def run_case(tree: Tree, case: str, smoke: bool, work: Path, run: int) -> _CaseResult:
@@ -151,9 +164,9 @@ def run_case(tree: Tree, case: str, smoke: bool, work: Path, run: int) -> _CaseR
         tail = Path(f"{stem}.stderr").read_text(errors="replace")[-1500:]
         return _CaseResult(case, case, 0.0, f"exit {done.returncode}: {tail}", [])
     [result] = msgspec.json.decode(json_path.read_bytes(), type=list[_CaseResult])
-    if Path(result.library) != tree.path:  # the installed package, not the checkout, was measured
+    if Path(result.library) != tree.library:  # the installed package, not the checkout, was measured
         return _CaseResult(
-            case, result.title, 0.0, f"citybus was imported from {result.library}, not {tree.path}", []
+            case, result.title, 0.0, f"citybus was imported from {result.library}, not {tree.library}", []
         )
     return result
 
@@ -237,8 +250,8 @@ def render(
     lines += [
         "| | |",
         "|---|---|",
-        f"| before | {describe(before.path)} |",
-        f"| after | {describe(after.path)} |",
+        f"| before | {before.description} |",
+        f"| after | {after.description} |",
         f"| date | {started:%Y-%m-%d %H:%M} UTC |",
         f"| CPU | {info['CPU']} |",
         f"| Python | {info['Python']} |",
