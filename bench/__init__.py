@@ -7,9 +7,11 @@ the report, never in test assertions. The modules:
 - :mod:`bench.suite`: the command, the list of cases, writing the report;
 - :mod:`bench.bus` and :mod:`bench.peers`: citybus against raw nats-py and FastStream (throughput,
   latency, JetStream), each side a process of its own; :mod:`bench.faststream_peers`: FastStream's side;
+- :mod:`bench.consume` and :mod:`bench.consumers`: the durable consumer against a raw nats-py fetch loop;
 - :mod:`bench.replay` and :mod:`bench.memory`: the sandbox replay (throughput, schedule error, peak
   RSS), on recordings :mod:`bench.recordings` generates;
 - :mod:`bench.startup`: ``citybus up`` to ready;
 - :mod:`bench.report`, :mod:`bench.stats`, :mod:`bench.common`: the report and the machine, percentiles
-  and profiles, and what every case shares.
+  and profiles, and what every case shares;
+- :mod:`bench.compare`: the cases run against two checkouts in one run, before and after a change.
 """

@@ -46,7 +46,7 @@ from typing import Any, Final
 
 from bench.common import CASE_LIMIT, ROOT, BenchError, Options, Spec, child_env, log, nats_bus, nats_server
 from bench.peers import MESSAGE
-from bench.report import Case, Row, Target
+from bench.report import Case, Figure, Row, Target
 from bench.stats import median, percentile, top_functions
 from bus import subjects
 from bus.codec import encode
@@ -119,13 +119,15 @@ class Peers:
         self.count += 1
         return self.work / f"{self.count:03d}-{name}"
 
-    async def _spawn(self, name: str, *args: str) -> tuple[asyncio.subprocess.Process, Path]:
+    async def _spawn(
+        self, name: str, *args: str, module: str = "bench.peers"
+    ) -> tuple[asyncio.subprocess.Process, Path]:
         stderr = self._path(f"{name}.stderr")
         with stderr.open("wb") as err:
             process = await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-m",
-                "bench.peers",
+                module,
                 *args,
                 cwd=ROOT,
                 env=child_env(),
@@ -298,7 +300,9 @@ async def _pubsub(sizes: Sizes, options: Options) -> Case:
     raw = median([run.end_to_end for run in rates["raw"]])
     for impl, runs in rates.items():
         case.rows.append(_throughput_row(impl, count, runs, raw))
+        case.figures.append(Figure(f"{impl} msg/s", median([run.end_to_end for run in runs]), "msg/s"))
     ratio = median([run.end_to_end for run in rates["citybus"]]) / raw
+    case.figures.append(Figure("citybus / raw", ratio, "x"))
     met = ratio >= TARGET_RAW
     case.rows[-1].met = met
     case.targets.append(Target(f"{PUBSUB} (throughput)", f">= {TARGET_RAW:.2f}x", f"{ratio:.2f}x", met))
@@ -375,6 +379,7 @@ async def _faststream(sizes: Sizes, options: Options) -> Case:
         row = _throughput_row(impl, count, runs[impl], fastest)
         row.cells["ratio"] = f"citybus is {citybus / median([run.end_to_end for run in runs[impl]]):.2f}x"
         case.rows.append(row)
+        case.figures.append(Figure(f"{impl} msg/s", median([run.end_to_end for run in runs[impl]]), "msg/s"))
     ratio = citybus / fastest
     raw = median([run.end_to_end for run in runs["raw"]])
     case.notes.append(
@@ -445,6 +450,9 @@ async def _latency(sizes: Sizes, options: Options) -> Case:
             )
         )
     ratio = percentile(latencies["citybus"], 99) / raw99
+    for impl, values in latencies.items():
+        case.figures.append(Figure(f"{impl} p99 ms", percentile(values, 99), "ms", higher_is_better=False))
+    case.figures.append(Figure("citybus / raw p99", ratio, "x", higher_is_better=False))
     met = ratio <= TARGET_LATENCY
     case.rows[-1].met = met
     case.targets.append(
@@ -504,6 +512,7 @@ async def _durable(sizes: Sizes, options: Options) -> Case:
         rates = [run.publishing for run in runs[impl]]
         ratio = median(rates) / reference
         targeted = impl == "citybus-many"
+        case.figures.append(Figure(f"{impl} msg/s", median(rates), "msg/s"))
         met = ratio >= TARGET_DURABLE if targeted else None
         case.rows.append(
             Row(

@@ -28,7 +28,7 @@ from typing import Any, Final
 from bench.common import CASE_LIMIT, ROOT, BenchError, Options, Spec, child_env, log
 from bench.recordings import endless, kinds, load_templates, write_recording
 from bench.replay import discard, replayer
-from bench.report import Case, Row, Target
+from bench.report import Case, Figure, Row, Target
 from bus.logs import configure_logging
 
 __all__ = ["CASES", "peak_rss"]
@@ -94,6 +94,7 @@ def memory_case(options: Options) -> Case:
             }
         )
     )
+    case.figures.append(Figure("peak RSS MB", peak / _MB, "MB", higher_is_better=False))
     case.targets.append(
         Target(
             f"{TITLE} ({written.file_bytes / _MB:,.0f} MB)",

@@ -47,7 +47,7 @@ import structlog
 
 from bench.common import CASE_LIMIT, BenchError, Options, Spec, log, nats_bus
 from bench.recordings import T0, city_traffic, kinds, load_templates, spread, write_recording
-from bench.report import Case, Row, Target
+from bench.report import Case, Figure, Row, Target
 from bench.stats import percentile, top_functions
 from bus import Bus
 from bus.envelope import H_ID, H_MSG_ID, H_PROVENANCE, H_SOURCE, build_headers
@@ -269,6 +269,8 @@ async def _throughput(sizes: Sizes, options: Options) -> Case:
             "nats-server, nats-py alone (no replay: `nc.publish` with 9 headers)", n, alone, target=False
         )
     )
+    for name, rounds in (("no-op publish", noop), ("into nats-server", into_nats), ("nats-py alone", alone)):
+        case.figures.append(Figure(f"{name} msg/s", n / statistics.median(rounds), "msg/s"))
     for row in case.rows:
         if row.met is not None:
             into = row.cells["replayed into"]
@@ -383,6 +385,10 @@ async def _schedule(sizes: Sizes, options: Options) -> Case:
         ):
             row = _error_row(into, which, errors)
             case.rows.append(row)
+            if which == "all":
+                case.figures.append(
+                    Figure(f"{into}: p99 ms", float(row.cells["p99 ms"]), "ms", higher_is_better=False)
+                )
             if row.met is not None:
                 case.targets.append(
                     Target(

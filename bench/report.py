@@ -22,7 +22,7 @@ from bench.common import ROOT
 from bench.stats import Profiled
 from bus.server import find_nats_server
 
-__all__ = ["Case", "Row", "Target", "machine", "render"]
+__all__ = ["Case", "Figure", "Row", "Target", "machine", "render"]
 
 HISTORY: Final = Path(__file__).with_name("history.md")
 """Before and after the fixes the profiles called for: copied into every full report."""
@@ -48,6 +48,17 @@ class Target:
     """``None``: not measured in this run (the report says why)."""
 
 
+@dataclass(frozen=True)
+class Figure:
+    """One headline number of a case, as ``python -m bench --json`` writes it and :mod:`bench.compare`
+    sets the run of one checkout against another's."""
+
+    name: str
+    value: float
+    unit: str
+    higher_is_better: bool = True
+
+
 @dataclass
 class Case:
     """One benchmark case: what was measured, its table, the targets it checked, and notes."""
@@ -65,6 +76,8 @@ class Case:
     """How long the case took, preparing its data included."""
     failed: str = ""
     """Why the case could not finish (the run goes on with the next case and exits non-zero)."""
+    figures: list[Figure] = field(default_factory=list)
+    """Its headline numbers, for comparing two checkouts (:mod:`bench.compare`); not in the report."""
 
     @property
     def missed(self) -> bool:
@@ -144,6 +157,7 @@ HOW_TO_RUN: Final = [
     "python -m bench --smoke                 # every case, tiny: what CI runs (report in the temp dir)",
     "python -m bench --only latency,startup  # some cases (report in the temp dir unless --output)",
     "python -m bench --list                  # the cases' names",
+    "python -m bench.compare --before ../main  # the bus cases against another checkout, alternately",
     "```",
 ]
 

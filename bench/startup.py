@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Final
 
 from bench.common import CASE_LIMIT, BenchError, Options, Spec, child_env, log
-from bench.report import Case, Row, Target
+from bench.report import Case, Figure, Row, Target
 from bench.stats import median, top_functions
 
 __all__ = ["CASES"]
@@ -220,6 +220,7 @@ def startup_case(options: Options) -> Case:
     summary.met = met
     case.rows.append(summary)
     case.targets.append(Target(TITLE, f"<= {TARGET_SECONDS:g} s", f"{ready:.2f} s (median)", met))
+    case.figures.append(Figure("ready s", ready, "s", higher_is_better=False))
     case.notes.append(
         "The steps are read from the JSON log lines' timestamps (seconds since the process was spawned); "
         "`adapters ready` is the runtime's `citybus is up` line, after which `/readyz` answers 200."

@@ -14,9 +14,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+import bus
 from bench.common import ROOT
 
 __all__ = ["Profiled", "median", "percentile", "place", "top_functions"]
+
+LIBRARY = Path(bus.__file__).resolve().parent.parent
+"""The checkout citybus is imported from: this one, or another one that :mod:`bench.compare` measures."""
 
 
 def percentile(values: Sequence[float], percent: float) -> float:
@@ -65,8 +69,9 @@ def place(filename: str, line: int, function: str) -> str:
     if filename == "~":
         return function  # a built-in: "<method 'poll' of 'select.epoll' objects>"
     path = Path(filename)
-    if path.is_relative_to(ROOT):
-        return f"{path.relative_to(ROOT)}:{line} {function}"
+    for root in (ROOT, LIBRARY):
+        if path.is_relative_to(root):
+            return f"{path.relative_to(root)}:{line} {function}"
     parts = path.parts
     # a library: its path inside site-packages, or the standard library module's name
     start = parts.index("site-packages") + 1 if "site-packages" in parts else len(parts) - 1

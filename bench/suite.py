@@ -13,6 +13,8 @@ one full run, every figure measured side by side with what it is compared to.
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import sys
 import tempfile
 import time
@@ -22,14 +24,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
 
-from bench import bus, memory, replay, startup
+from bench import bus, consume, memory, replay, startup
 from bench.common import ROOT, Options, Spec, log
 from bench.report import Case, render
+from bench.stats import LIBRARY
 from bus.logs import configure_logging
 
 __all__ = ["CASES", "main"]
 
-CASES: Final[list[Spec]] = [*bus.CASES, *replay.CASES, *memory.CASES, *startup.CASES]
+CASES: Final[list[Spec]] = [*bus.CASES, *consume.CASES, *replay.CASES, *memory.CASES, *startup.CASES]
 
 
 def run_case(spec: Spec, options: Options) -> Case:
@@ -44,6 +47,21 @@ def run_case(spec: Spec, options: Options) -> Case:
     case.seconds = time.perf_counter() - started
     log(f"{spec.name}: done in {case.seconds:.0f} s")
     return case
+
+
+def figures(specs: Sequence[Spec], cases: Sequence[Case]) -> list[dict[str, object]]:
+    """Each case's headline figures, as ``--json`` writes them, and where citybus was imported from."""
+    return [
+        {
+            "name": spec.name,
+            "title": case.title,
+            "seconds": case.seconds,
+            "failed": case.failed,
+            "library": str(LIBRARY),
+            "figures": [dataclasses.asdict(figure) for figure in case.figures],
+        }
+        for spec, case in zip(specs, cases, strict=True)
+    ]
 
 
 def main(
@@ -69,6 +87,13 @@ def main(
         default=None,
         help="where to write the report (default: docs/benchmarks.md for a full run of every case; "
         "otherwise a file in the temp directory, so that it never replaces the real figures)",
+    )
+    parser.add_argument(
+        "--json",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="also write each case's headline figures here, as JSON (what bench.compare reads)",
     )
     args = parser.parse_args(argv)
     if args.list:
@@ -106,6 +131,8 @@ def main(
     )
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(report, encoding="utf-8")
+    if args.json is not None:
+        args.json.write_text(json.dumps(figures(specs, cases), indent=1), encoding="utf-8")
     failed = [case.title for case in cases if case.failed]
     log(f"report written to {output} in {time.perf_counter() - clock:.0f} s")
     if failed:

@@ -1,4 +1,5 @@
-"""The benchmark's smoke run: ``python -m bench --smoke`` completes and every case reports its figures.
+"""The benchmark's smoke run: ``python -m bench --smoke`` completes and every case reports its figures;
+``python -m bench.compare --smoke`` runs a case against two checkouts and tables both sides.
 
 It runs as a user (and CI) runs it: a child process started from the repository root, writing its
 report to a file of the test's own. What is checked is that every case ran and put its figures in
@@ -32,6 +33,7 @@ CASES = [
     "Contract publish → typed subscribe, against FastStream",
     "One-way latency at 5,000 msg/s",
     "JetStream durable publish",
+    "JetStream durable consume, against a raw nats-py fetch loop",
     "Replay throughput, as fast as possible",
     "Schedule error at 1x",
     "Peak RSS replaying a large recording",
@@ -42,18 +44,21 @@ FASTSTREAM = (
 )
 
 
+def _env() -> dict[str, str]:
+    return {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH")))),
+    }
+
+
 @pytest.fixture(scope="module")
 def report(tmp_path_factory: pytest.TempPathFactory) -> str:
     """The report of one smoke run."""
     output = tmp_path_factory.mktemp("bench") / "benchmarks.md"
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH")))),
-    }
     done = subprocess.run(
         [sys.executable, "-m", "bench", "--smoke", "--output", str(output)],
         cwd=ROOT,
-        env=env,
+        env=_env(),
         capture_output=True,
         text=True,
         timeout=SMOKE_TIMEOUT,
@@ -117,16 +122,17 @@ def test_the_summary_gives_every_target_a_figure_and_a_verdict(report: str) -> N
         "1. Contract publish → typed subscribe, against raw nats-py (throughput)",
         "2. Contract publish → typed subscribe, against FastStream (throughput)",
         "3. One-way latency at 5,000 msg/s: p99 against raw nats-py",
-        "5. Replay throughput, as fast as possible: a no-op publish (the replayer's ceiling)",
-        "5. Replay throughput, as fast as possible: nats-server (`Bus.publish_raw`, streams provisioned)",
-        "6. Schedule error at 1x: a no-op publish",
-        "6. Schedule error at 1x: nats-server",
-        "8. `citybus up` to ready",
+        "5. JetStream durable consume, against a raw nats-py fetch loop (throughput)",
+        "6. Replay throughput, as fast as possible: a no-op publish (the replayer's ceiling)",
+        "6. Replay throughput, as fast as possible: nats-server (`Bus.publish_raw`, streams provisioned)",
+        "7. Schedule error at 1x: a no-op publish",
+        "7. Schedule error at 1x: nats-server",
+        "9. `citybus up` to ready",
     }
     assert expected <= set(rows)
     assert sum(name.startswith("4. JetStream durable publish: citybus") for name in rows) == 1
-    assert sum(name.startswith("7. Peak RSS replaying a large recording") for name in rows) == 1
-    assert len(rows) == 10
+    assert sum(name.startswith("8. Peak RSS replaying a large recording") for name in rows) == 1
+    assert len(rows) == 11
     for name, (_, target, result, verdict) in rows.items():
         assert target, name
         if name.startswith("2.") and not FASTSTREAM:
@@ -185,8 +191,22 @@ def test_durable_publish_is_measured_against_publish_async(report: str) -> None:
     assert all(row["met"] == "" for row in rows if row not in targeted)  # diagnostics: no verdict
 
 
-def test_replay_throughput_is_measured_into_nothing_and_into_nats_server(report: str) -> None:
+def test_durable_consume_is_measured_against_a_raw_fetch_loop(report: str) -> None:
     text = case(report, CASES[4])
+    rows = {row["implementation"]: row for row in columns(text)}
+    assert set(rows) == {"raw", "citybus"}
+    for row in rows.values():
+        assert row["messages"] == "500"
+        assert re.fullmatch(NUMBER, row["msg/s (median)"])
+        assert re.fullmatch(RATIO, row["ratio"])
+    assert rows["citybus"]["met"] in VERDICT
+    # the smoke run always profiles the citybus consumer
+    assert text.count("Profile: the citybus consumer") == 2
+    assert "`bus/" in text  # citybus's own functions are named where the reader finds them
+
+
+def test_replay_throughput_is_measured_into_nothing_and_into_nats_server(report: str) -> None:
+    text = case(report, CASES[5])
     rows = {row[0]: row for row in table(text)}
     assert len(rows) == 4
     for into, row in rows.items():
@@ -203,7 +223,7 @@ def test_replay_throughput_is_measured_into_nothing_and_into_nats_server(report:
 
 
 def test_schedule_error_is_measured_at_1x_with_percentiles(report: str) -> None:
-    text = case(report, CASES[5])
+    text = case(report, CASES[6])
     rows = table(text)
     assert [(row[0], row[1].split(":")[0]) for row in rows] == [
         *(
@@ -224,7 +244,7 @@ def test_schedule_error_is_measured_at_1x_with_percentiles(report: str) -> None:
 
 
 def test_peak_rss_is_measured_against_a_baseline(report: str) -> None:
-    rows = table(case(report, CASES[6]))
+    rows = table(case(report, CASES[7]))
     replaying, baseline = rows
     assert replaying[0] == "replaying the recording" and baseline[0] == "baseline: imports only"
     assert float(replaying[1]) >= float(baseline[1]) > 10  # a Python process with citybus imported
@@ -232,7 +252,7 @@ def test_peak_rss_is_measured_against_a_baseline(report: str) -> None:
 
 
 def test_citybus_up_is_timed_to_ready_and_profiled(report: str) -> None:
-    text = case(report, CASES[7])
+    text = case(report, CASES[8])
     rows = {row["run"]: row for row in columns(text)}
     assert set(rows) == {"first start, compiling bytecode (not counted)", "run 1", "median"}
     for row in rows.values():
@@ -242,3 +262,47 @@ def test_citybus_up_is_timed_to_ready_and_profiled(report: str) -> None:
     # the smoke run always profiles: -X importtime and cProfile
     assert "`bus.cli`" in text
     assert text.count("Profile: `citybus up` under cProfile") == 2
+
+
+def test_compare_runs_a_case_against_two_checkouts_and_tables_both(tmp_path: Path) -> None:
+    # The same checkout on both sides: what is checked is the mechanism, not a difference.
+    output = tmp_path / "compare.md"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.compare", "--before", str(ROOT), "--after", str(ROOT)]
+        + ["--only", "consume", "--rounds", "1", "--smoke", "--output", str(output)],
+        cwd=ROOT,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=SMOKE_TIMEOUT,
+    )
+    assert done.returncode == 0, done.stderr
+    text = output.read_text(encoding="utf-8")
+    assert text.startswith("# citybus benchmarks: before and after\n")
+    rows = {row["figure"]: row for row in columns(text, 1)}
+    assert set(rows) == {
+        "raw msg/s (higher is better)",
+        "citybus msg/s (higher is better)",
+        "citybus / raw (higher is better)",
+    }
+    for row in rows.values():
+        assert row["case"] == CASES[4]
+        for side in ("before", "after"):
+            assert re.fullmatch(rf"{NUMBER}x?", row[f"{side} (median)"]), row
+        assert row["verdict"] in ("within noise (ranges overlap)", "**better**", "**worse**")
+    assert "Failed runs" not in text
+
+
+def test_compare_refuses_a_directory_that_is_not_a_checkout(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.compare", "--before", str(tmp_path), "--only", "consume"],
+        cwd=ROOT,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode != 0
+    assert done.stderr.strip().splitlines() == [
+        f"bench.compare: {tmp_path} is not a citybus checkout (no bus/__init__.py): give its root"
+    ]
