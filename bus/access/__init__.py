@@ -2,8 +2,10 @@
 
 Split by idea:
 
-* :mod:`bus.access.policy` — who may do what: the accounts, the kinds of users and their rights,
-  from the contracts and plain declarations (pure);
+* :mod:`bus.access.users` — the values access control speaks in: accounts, kinds of users,
+  declarations, users and their permissions;
+* :mod:`bus.access.policy` — who may do what: the rules that derive each user's rights from the
+  contracts and plain declarations, and what they refuse (pure);
 * :mod:`bus.access.declared` — what the installed packages declare through the ``citybus.access``
   entry point, and the one :func:`~bus.access.declared.access_model` built from it;
 * :mod:`bus.access.guests` — users from outside added by hand (the sandbox's pilots), kept in a

@@ -11,19 +11,9 @@ entry point, :mod:`bus.access.declared`) and returns users and a table; it does 
 The model knows the accounts and generic kinds of users. What a particular user needs beyond its
 contracts — reading whole classes, following clocks, never dead-lettering, never handling personal
 data — is a field of its declaration, set by the package that knows why (the sandbox declares its
-pilots and its replay that way).
-
-Accounts
---------
-
-* ``CITY`` — production. Its subjects are the city's.
-* ``SANDBOX`` — the replayed city and its *guests*, users from outside that operators add by hand
-  (the sandbox's pilots). An account is a subject namespace of its own: nothing published in one
-  account is seen in the other, so a guest cannot reach ``CITY`` whatever it publishes.
-* ``SYS`` — nats-server's system account (server events, monitoring requests); no data.
-
-JetStream is enabled per account (``CITY`` and ``SANDBOX`` each have their own streams, with the
-same names); ``SYS`` cannot have it.
+pilots and its replay that way). The values it speaks in — accounts, kinds, declarations, users,
+permissions — are :mod:`bus.access.users` (where the accounts are described); they are re-exported
+here.
 
 The permission model
 --------------------
@@ -133,13 +123,22 @@ Why each right exists, and the decisions behind them:
 
 from __future__ import annotations
 
-import enum
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from bus import subjects
-from bus.errors import CityBusError
+from bus.access.users import (
+    AccessError,
+    Account,
+    AuthRow,
+    Declaration,
+    DeclassificationError,
+    Grant,
+    Kind,
+    Permissions,
+    User,
+)
 from contracts import Classification, Contract, PersonalDeadLetter
 
 __all__ = [
@@ -161,132 +160,8 @@ PUBLIC = Classification.PUBLIC
 INTERNAL = Classification.INTERNAL
 PERSONAL = Classification.PERSONAL
 
-
-class AccessError(CityBusError, ValueError):
-    """A declaration the access model refuses; the message names the user and what to change."""
-
-
-class DeclassificationError(AccessError):
-    """An adapter reads internal or personal data and publishes public data without being a declassifier."""
-
-
-class Account(enum.StrEnum):
-    """The nats-server accounts: separate subject namespaces."""
-
-    CITY = "CITY"
-    SANDBOX = "SANDBOX"
-    SYS = "SYS"
-
-
-class Kind(enum.StrEnum):
-    """The kinds of users, each with its own rule for what it may do."""
-
-    SERVICE = "service"
-    PROVISIONER = "provisioner"
-    ADAPTER = "adapter"
-    """A component ``citybus up`` (or a command) runs, from its package's declaration."""
-    GUEST = "guest"
-    """A user from outside, added by hand (``citybus auth add-<kind>``), in ``SANDBOX``."""
-    PUBLIC = "public"
-    INTERNAL = "internal"
-    OPERATOR = "operator"
-    MQTT = "mqtt"
-    SYSTEM = "system"
-
-
 _CLIENT_KINDS = (Kind.SERVICE, Kind.PROVISIONER, Kind.OPERATOR, Kind.INTERNAL, Kind.PUBLIC)
 _RESERVED_NAMES = frozenset(kind.value for kind in (*_CLIENT_KINDS, Kind.SYSTEM))
-
-
-@dataclass(frozen=True, slots=True)
-class Declaration:
-    """What one user says it does; its package makes it (an adapter instance, a guest).
-
-    ``name`` is the instance name (the user's name); ``control`` the component name of its control
-    subjects (``<control>`` in ``citybus.control.<control>.<name>.*``), if it takes control requests.
-    """
-
-    name: str
-    consumes: tuple[type[Contract], ...]
-    produces: tuple[type[Contract], ...]
-    declassifier: bool
-    raw_subscribe: tuple[str, ...] = ()
-    raw_publish: tuple[str, ...] = ()
-    durable: bool = False
-    control: str | None = None
-    kind: str = Kind.ADAPTER.value
-    """What its package calls it, shown by ``citybus auth show`` and in refusals."""
-    reads: tuple[Classification, ...] = ()
-    """Classes it reads whole (``city.<class>.>``, its requests denied), beside what it consumes."""
-    dead_letters: bool = True
-    """Whether it publishes dead letters; ``False`` denies them explicitly (they are the bus's record)."""
-    personal: bool = True
-    """Whether it may handle personal contracts at all; ``False`` refuses a declaration naming one."""
-    clocks: bool = False
-    """Whether it follows the clocks of the components that keep their own time."""
-
-
-@dataclass(frozen=True, slots=True)
-class Grant:
-    """One subject (or pattern) in a permission list, and why it is there."""
-
-    subject: str
-    why: str
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Permissions:
-    """A user's allow and deny lists. ``unrestricted``: no lists at all (the system user)."""
-
-    publish: tuple[Grant, ...] = ()
-    subscribe: tuple[Grant, ...] = ()
-    deny_publish: tuple[Grant, ...] = ()
-    deny_subscribe: tuple[Grant, ...] = ()
-    responses: bool = False
-    """nats-server's ``allow_responses``: it may answer (once) the requests it receives."""
-    unrestricted: bool = False
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class User:
-    """One nats-server user: where it lives, what kind it is, and what it may do."""
-
-    account: Account
-    name: str
-    kind: Kind
-    permissions: Permissions
-    declassifier: bool = False
-    role: str = ""
-    """What its package calls it (``Declaration.kind``); the kind's name when empty."""
-
-    @property
-    def title(self) -> str:
-        """How tables name its kind: its role, else its kind."""
-        return self.role or self.kind.value
-
-    @property
-    def key(self) -> tuple[str, str]:
-        """``(account, name)``: how credentials and public keys are looked up."""
-        return (self.account.value, self.name)
-
-    @property
-    def inbox_prefix(self) -> str:
-        """The inbox prefix this user must connect with (nats-py ``inbox_prefix=``)."""
-        return subjects.inbox_prefix(self.name)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class AuthRow:
-    """One line of ``citybus auth show``: a user may (or may never) do ``right`` on ``subject``."""
-
-    account: str
-    user: str
-    kind: str
-    declassifier: bool
-    right: str
-    """``publish``, ``subscribe``, ``never publish``, ``never subscribe``, ``reply`` or ``everything``."""
-    subject: str
-    why: str
 
 
 @dataclass

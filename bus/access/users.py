@@ -1,0 +1,166 @@
+"""The vocabulary of access control: accounts, kinds of users, declarations, users and their rights.
+
+These are the values :mod:`bus.access.policy` takes and returns, and what
+:mod:`bus.access.render` writes as nats-server configuration and ``citybus auth show`` prints: a
+:class:`Declaration` (what a user says it does, made by the package that knows it), the
+:class:`Account` and :class:`Kind` a user belongs to, its :class:`Permissions` as lists of
+:class:`Grant` (each with why it is there), the :class:`User` itself, and :class:`AuthRow`, one
+line of the table. The rules that decide who gets what are :mod:`bus.access.policy`'s; this
+module holds no rule.
+
+Accounts
+--------
+
+* ``CITY`` — production. Its subjects are the city's.
+* ``SANDBOX`` — the replayed city and its *guests*, users from outside that operators add by hand
+  (the sandbox's pilots). An account is a subject namespace of its own: nothing published in one
+  account is seen in the other, so a guest cannot reach ``CITY`` whatever it publishes.
+* ``SYS`` — nats-server's system account (server events, monitoring requests); no data.
+
+JetStream is enabled per account (``CITY`` and ``SANDBOX`` each have their own streams, with the
+same names); ``SYS`` cannot have it.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from bus import subjects
+from bus.errors import CityBusError
+from contracts import Classification, Contract
+
+__all__ = [
+    "AccessError",
+    "Account",
+    "AuthRow",
+    "DeclassificationError",
+    "Declaration",
+    "Grant",
+    "Kind",
+    "Permissions",
+    "User",
+]
+
+
+class AccessError(CityBusError, ValueError):
+    """A declaration the access model refuses; the message names the user and what to change."""
+
+
+class DeclassificationError(AccessError):
+    """An adapter reads internal or personal data and publishes public data without being a declassifier."""
+
+
+class Account(enum.StrEnum):
+    """The nats-server accounts: separate subject namespaces."""
+
+    CITY = "CITY"
+    SANDBOX = "SANDBOX"
+    SYS = "SYS"
+
+
+class Kind(enum.StrEnum):
+    """The kinds of users, each with its own rule for what it may do."""
+
+    SERVICE = "service"
+    PROVISIONER = "provisioner"
+    ADAPTER = "adapter"
+    """A component ``citybus up`` (or a command) runs, from its package's declaration."""
+    GUEST = "guest"
+    """A user from outside, added by hand (``citybus auth add-<kind>``), in ``SANDBOX``."""
+    PUBLIC = "public"
+    INTERNAL = "internal"
+    OPERATOR = "operator"
+    MQTT = "mqtt"
+    SYSTEM = "system"
+
+
+@dataclass(frozen=True, slots=True)
+class Declaration:
+    """What one user says it does; its package makes it (an adapter instance, a guest).
+
+    ``name`` is the instance name (the user's name); ``control`` the component name of its control
+    subjects (``<control>`` in ``citybus.control.<control>.<name>.*``), if it takes control requests.
+    """
+
+    name: str
+    consumes: tuple[type[Contract], ...]
+    produces: tuple[type[Contract], ...]
+    declassifier: bool
+    raw_subscribe: tuple[str, ...] = ()
+    raw_publish: tuple[str, ...] = ()
+    durable: bool = False
+    control: str | None = None
+    kind: str = Kind.ADAPTER.value
+    """What its package calls it, shown by ``citybus auth show`` and in refusals."""
+    reads: tuple[Classification, ...] = ()
+    """Classes it reads whole (``city.<class>.>``, its requests denied), beside what it consumes."""
+    dead_letters: bool = True
+    """Whether it publishes dead letters; ``False`` denies them explicitly (they are the bus's record)."""
+    personal: bool = True
+    """Whether it may handle personal contracts at all; ``False`` refuses a declaration naming one."""
+    clocks: bool = False
+    """Whether it follows the clocks of the components that keep their own time."""
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """One subject (or pattern) in a permission list, and why it is there."""
+
+    subject: str
+    why: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Permissions:
+    """A user's allow and deny lists. ``unrestricted``: no lists at all (the system user)."""
+
+    publish: tuple[Grant, ...] = ()
+    subscribe: tuple[Grant, ...] = ()
+    deny_publish: tuple[Grant, ...] = ()
+    deny_subscribe: tuple[Grant, ...] = ()
+    responses: bool = False
+    """nats-server's ``allow_responses``: it may answer (once) the requests it receives."""
+    unrestricted: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class User:
+    """One nats-server user: where it lives, what kind it is, and what it may do."""
+
+    account: Account
+    name: str
+    kind: Kind
+    permissions: Permissions
+    declassifier: bool = False
+    role: str = ""
+    """What its package calls it (``Declaration.kind``); the kind's name when empty."""
+
+    @property
+    def title(self) -> str:
+        """How tables name its kind: its role, else its kind."""
+        return self.role or self.kind.value
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """``(account, name)``: how credentials and public keys are looked up."""
+        return (self.account.value, self.name)
+
+    @property
+    def inbox_prefix(self) -> str:
+        """The inbox prefix this user must connect with (nats-py ``inbox_prefix=``)."""
+        return subjects.inbox_prefix(self.name)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AuthRow:
+    """One line of ``citybus auth show``: a user may (or may never) do ``right`` on ``subject``."""
+
+    account: str
+    user: str
+    kind: str
+    declassifier: bool
+    right: str
+    """``publish``, ``subscribe``, ``never publish``, ``never subscribe``, ``reply`` or ``everything``."""
+    subject: str
+    why: str
