@@ -21,6 +21,7 @@ from conftest import wait_for
 
 from bus import Bus, ConsumerSettings, Event, Metrics, RawMessage
 from bus.envelope import build_headers, new_event_id
+from bus.errors import RequestRefusedError
 from bus.memory import MemoryBus
 from bus.pipeline import Route, Step
 from bus.server import EmbeddedServer
@@ -145,7 +146,9 @@ async def test_a_middleware_that_fails_settles_like_a_handler_that_fails(any_bus
     async with asyncio.TaskGroup() as tg:
         tg.create_task(consumer.run())
         await any_bus.publish_durable(beach(entity))
-        with pytest.raises(Exception, match=r"handler-error: refused by middleware \(serve\)"):
+        with pytest.raises(
+            RequestRefusedError, match=r"handler-error: RuntimeError: refused by middleware \(serve\)"
+        ):
             await any_bus.request(beach(entity), WeatherObserved)
         await wait_for(lambda: {e.data.reason for e in letters} >= {"handler-error", "max-deliver"})
         consumer.stop()
