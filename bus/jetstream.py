@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any, Final, Generic, Protocol, TypeVar
 
 import nats.errors
@@ -25,6 +24,7 @@ from nats.js import JetStreamContext, api
 
 from bus import subjects
 from bus.backoff import Backoff
+from bus.config import ConsumerConfig, StreamsConfig
 from bus.envelope import Event
 from bus.errors import CityBusError
 from bus.pipeline import LetterSink, Policy, Route, Step, StreamPolicy
@@ -45,26 +45,12 @@ FETCH_RETRY: Final = Backoff(initial=0.5, maximum=0.5)
 C = TypeVar("C", bound=Contract)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class StreamSettings:
-    """Limits of every provisioned stream."""
+StreamSettings = StreamsConfig
+"""Limits of every provisioned stream: the ``[streams]`` section of ``citybus.toml`` itself, so a
+field added there reaches the bus without a copy to keep in step."""
 
-    max_age: float = 7 * 24 * 3600.0
-    max_bytes: int = 1 << 30
-    max_msgs: int = -1
-    duplicate_window: float = 120.0
-    replicas: int = 1
-    storage: str = "file"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ConsumerSettings:
-    """How a durable consumer delivers, retries and gives up."""
-
-    max_deliver: int = 5
-    retry_delay: float = 1.0
-    ack_wait: float = 30.0
-    max_in_flight: int = 64
+ConsumerSettings = ConsumerConfig
+"""How a durable consumer delivers, retries and gives up: the ``[consumer]`` section itself."""
 
 
 def _stream_config(name: str, subject: str, description: str, settings: StreamSettings) -> api.StreamConfig:
