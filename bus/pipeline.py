@@ -63,7 +63,8 @@ C = TypeVar("C", bound=Contract)
 
 
 class Message(Protocol):
-    """A received message as the pipeline reads it (nats-py's ``Msg`` and the in-memory one fit)."""
+    """A received message as the pipeline reads it and the dead letters keep it (nats-py's ``Msg``,
+    the in-memory one and :class:`RawMessage` fit): the one shape of an arrived message in ``bus``."""
 
     @property
     def subject(self) -> str:

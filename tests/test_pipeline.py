@@ -302,6 +302,26 @@ def test_no_bus_module_is_over_500_lines() -> None:
     assert long == {}
 
 
+def test_an_arrived_message_has_one_shape() -> None:
+    """The pipeline reads and the dead letters keep the same :class:`bus.pipeline.Message` (there
+    was a second, near-identical Protocol in ``bus.deadletters``)."""
+    import typing
+
+    import bus.deadletters
+    from bus.deadletters import DeadLetters
+    from bus.pipeline import Message
+
+    assert typing.get_type_hints(DeadLetters.send)["msg"] is Message
+    protocols = [
+        name
+        for name, value in vars(bus.deadletters).items()
+        if inspect.isclass(value)
+        and getattr(value, "_is_protocol", False)
+        and value.__module__ == "bus.deadletters"
+    ]
+    assert protocols == ["LetterPublisher"]  # how letters leave, not what arrived
+
+
 def test_the_memory_bus_overrides_nothing_private_of_the_bus() -> None:
     """It fakes the transport (bus.connection.Connection.adopt); the bus's own code runs as on NATS."""
     own = {name for name in vars(MemoryBus) if not name.startswith("__")}
