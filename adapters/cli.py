@@ -18,7 +18,6 @@ from bus.cli import add_login_options, err, login, out
 from bus.config import Config, load_config
 from bus.errors import CityBusError, ConfigError
 from bus.logs import configure_logging
-from bus.runtime import consumer_settings
 
 __all__ = ["register", "run_instance"]
 
@@ -106,7 +105,7 @@ def run_instance(instance: Instance, config: Config, args: argparse.Namespace) -
             metrics=Metrics(), logger=log, name=f"citybus-{instance.name}", encoding=config.bus.encoding
         )
         await who.connect(bus, config, reconnect_wait=config.nats.reconnect_wait)
-        supervisor = Supervisor([instance], bus=bus, logger=log, consumer_settings=consumer_settings(config))
+        supervisor = Supervisor([instance], bus=bus, logger=log, consumer_settings=config.consumer)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, supervisor.stop)

@@ -15,7 +15,7 @@ from adapters.instances import Instance, instances_from_config
 from adapters.supervisor import Supervisor
 from bus import Bus
 from bus.config import Config
-from bus.runtime import RuntimeContext, consumer_settings
+from bus.runtime import RuntimeContext
 
 __all__ = ["AdapterRuntime", "check", "component", "default_sections"]
 
@@ -55,7 +55,7 @@ class AdapterRuntime:
             bus=context.bus,
             health=context.health,
             logger=context.logger,
-            consumer_settings=consumer_settings(context.config),
+            consumer_settings=context.config.consumer,
             connect=connect,
         )
         self.ready_timeout = ready_timeout

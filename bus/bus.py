@@ -28,6 +28,7 @@ from nats.js import JetStreamContext
 from bus import subjects
 from bus.codec import encode
 from bus.connection import TRANSIENT, Connection, Subscription, redact_url
+from bus.control import raise_for_refusal
 from bus.deadletters import DeadLetters
 from bus.durable import DurablePublisher, Prepared, PublishAck
 from bus.envelope import CONTENT_TYPES, Event, Provenance, build_headers, new_event_id
@@ -35,7 +36,6 @@ from bus.errors import CityBusError, NotConnectedError
 from bus.jetstream import ConsumerSettings, DurableConsumer, StreamSettings, provision_streams
 from bus.metrics import ContractMetrics, Metrics
 from bus.pipeline import (
-    ERROR_HEADER,
     DeadLetterPolicy,
     EventReader,
     Middleware,
@@ -416,8 +416,9 @@ class Bus:
     ) -> Subscription:
         """Answer requests of ``contract`` with the contract instance ``responder`` returns.
 
-        A request that does not fit is dead-lettered and answered with a ``citybus-error`` header;
-        a responder that raises is logged and answered so too.
+        A request that does not fit is dead-lettered and refused (:func:`bus.control.error_headers`:
+        the requester raises :class:`~bus.errors.RequestRefusedError` naming the reason); a
+        responder that raises is logged and refused so too.
         """
         nc = self.nc
         subject = subjects.request_filter(contract, entity)
@@ -439,25 +440,27 @@ class Bus:
     ) -> RawMessage:
         """Send bytes as a request (a control request) and wait for the first reply, as it came.
 
-        Raises :class:`~bus.errors.PermissionDeniedError` within a round trip when the broker
-        refuses the subject (not after the timeout, as if the responder were slow).
+        Raises :class:`~bus.errors.RequestRefusedError` when the responder refuses the request, and
+        :class:`~bus.errors.PermissionDeniedError` within a round trip when the broker refuses the
+        subject (not after the timeout, as if the responder were slow).
         """
         subjects.validate_pattern(subject)
         wait = timeout if timeout is not None else self.request_timeout
         msg = await self.connection.request(subject, data, None, wait, watch_refusal=True)
+        raise_for_refusal(msg.headers, subject)
         return RawMessage(msg.subject, bytes(msg.data), msg.headers)
 
     async def request(
         self, instance: Contract, response: type[R], *, timeout: float | None = None
     ) -> Event[R]:
-        """Send ``instance`` as a request and wait for one reply of contract ``response``."""
+        """Send ``instance`` as a request and wait for one reply of contract ``response``;
+        :class:`~bus.errors.RequestRefusedError` (naming the reason) when the responder refuses."""
         _, _, body, headers = self._prepare(instance)
         subject = subjects.request_subject(instance)
         wait = timeout if timeout is not None else self.request_timeout
         msg = await self.connection.request(subject, body, headers, wait)
         self._publisher_metrics(type(instance)).published.inc()
-        if msg.headers and ERROR_HEADER in msg.headers:
-            raise CityBusError(f"the responder on {subject} refused the request: {msg.headers[ERROR_HEADER]}")
+        raise_for_refusal(msg.headers, subject)
         return EventReader(response, self.registry)(msg)
 
     # -- JetStream ----------------------------------------------------------------------------

@@ -141,8 +141,7 @@ class ServerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
 class StreamsConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Limits of the JetStream streams provisioned from the contract registry.
 
-    The same fields as :class:`bus.StreamSettings`, which the bus takes (``bus/runtime.py`` copies
-    one into the other; a test keeps them equal until the bus takes this Struct itself).
+    The bus takes this Struct itself, as :class:`bus.StreamSettings` (one name for each side).
     """
 
     max_age: Annotated[float, msgspec.Meta(ge=0)] = 7 * 24 * 3600.0
@@ -162,7 +161,7 @@ class StreamsConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
 class ConsumerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Durable pull consumers: delivery, retries and flow control.
 
-    The same fields as :class:`bus.ConsumerSettings` (see :class:`StreamsConfig`).
+    The bus takes this Struct itself, as :class:`bus.ConsumerSettings`.
     """
 
     max_deliver: Annotated[int, msgspec.Meta(ge=1)] = 5

@@ -29,7 +29,7 @@ Decisions, and why:
   adapter context (``ctx.subscribe_raw``): counted, permission-checked, and the same over the
   in-memory bus of the adapter harness, where there is no nats-py client. Its ``$SRV`` discovery
   would also need new broker permissions for every control user — subscribe to ``$SRV.PING``,
-  ``$SRV.INFO``, ``$SRV.STATS`` and ``$SRV.*.<service>.>`` (``bus/access.py`` grants a control
+  ``$SRV.INFO``, ``$SRV.STATS`` and ``$SRV.*.<service>.>`` (``bus/access/`` grants a control
   component only ``citybus.control.<component>.<name>.*``) — and then any such user could answer
   discovery in another's name, while the instances are already listed by ``citybus status``. What
   ``nats.micro`` would bring besides (endpoint statistics) the metrics already show. Because the

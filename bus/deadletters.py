@@ -22,6 +22,7 @@ from bus.durable import PublishAck
 from bus.envelope import H_ID, H_MSG_ID, H_PROVENANCE, H_TYPE, Provenance
 from bus.errors import CityBusError
 from bus.metrics import Metrics
+from bus.pipeline import Message
 from bus.subjects import ROOT
 from bus.wire import BadHeaders, escape_block
 from contracts import Classification, Contract, Registry
@@ -37,7 +38,6 @@ __all__ = [
     "LOG_LIMIT",
     "PAYLOAD_LIMIT",
     "DeadLetters",
-    "Inbound",
     "LetterPublisher",
     "letter_id",
 ]
@@ -45,25 +45,6 @@ __all__ = [
 HEADER_BLOCK = "citybus-header-block"
 """The key under which a dead letter's ``original_headers`` keep a header block that could not be
 read, as escaped text (``bad-header``)."""
-
-
-class Inbound(Protocol):
-    """What a dead letter needs of a received message (nats-py's ``Msg`` and ``RawMessage`` fit)."""
-
-    @property
-    def subject(self) -> str:
-        """The subject it arrived on."""
-        ...
-
-    @property
-    def data(self) -> bytes:
-        """Its body as it arrived."""
-        ...
-
-    @property
-    def headers(self) -> Mapping[str, str] | None:
-        """Its headers as they arrived."""
-        ...
 
 
 class LetterPublisher(Protocol):
@@ -150,7 +131,7 @@ def letter_id(original_id: str, consumer: str, reason: str) -> str:
     return digest.hexdigest()[:32]
 
 
-def _original_id(msg: Inbound) -> str:
+def _original_id(msg: Message) -> str:
     """What identifies the original across redeliveries: its ``ce-id`` (or ``Nats-Msg-Id``), else
     for a message from a stream, the stream and sequence; else nothing (a fresh id is used)."""
     headers = msg.headers or {}
@@ -180,7 +161,7 @@ class DeadLetters:
 
     async def send(
         self,
-        msg: Inbound,
+        msg: Message,
         *,
         reason: str,
         detail: str,
@@ -198,7 +179,7 @@ class DeadLetters:
             return await self._send(msg, reason, detail, contract, consumer, deliveries)
 
     async def _send(
-        self, msg: Inbound, reason: str, detail: str, contract: str, consumer: str, deliveries: int
+        self, msg: Message, reason: str, detail: str, contract: str, consumer: str, deliveries: int
     ) -> bool:
         kind = PersonalDeadLetter if self._personal(msg, contract) else DeadLetter
         detail = _bounded(detail, DETAIL_LIMIT)
@@ -223,7 +204,7 @@ class DeadLetters:
             letter, event_id=letter_id(original, consumer, reason) if original else None
         )
 
-    def _personal(self, msg: Inbound, contract: str) -> bool:
+    def _personal(self, msg: Message, contract: str) -> bool:
         """Whether the message may hold personal data: it came on a personal subject, or says (or
         was expected to be) a personal contract."""
         if msg.subject.startswith(f"{ROOT}.{Classification.PERSONAL.value}."):

@@ -13,23 +13,30 @@ Decisions, and why:
   are gone every later call hangs. Here every token is dropped when a pass ends, whatever happened.
 - A refusal by the broker ends the wait at once (the connection's refusal listeners): the
   refusal comes one round trip after the publish, the timeout many seconds later.
+- Between tries the wait is :data:`RETRY` (:class:`bus.backoff.Backoff`, 0.05 s doubling up to
+  1 s): short, because a durable publish is usually waiting for a server that restarts in
+  seconds, and bound by the caller's ``timeout``: a wait that would end past it is not begun.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
-from typing import Any
+from typing import Any, Final
 
 import msgspec
 import nats.js.errors
 from nats.aio.msg import Msg
 
+from bus.backoff import Backoff
 from bus.connection import TRANSIENT, Connection
 from bus.errors import CityBusError, NotConnectedError, PublishTimeoutError
 from bus.metrics import Metrics
 
-__all__ = ["DurablePublisher", "Prepared", "PublishAck"]
+__all__ = ["RETRY", "DurablePublisher", "Prepared", "PublishAck"]
+
+RETRY: Final = Backoff(initial=0.05, maximum=1.0)
+"""The wait between tries of a durable publish (see the module's decisions)."""
 
 Prepared = tuple[str, str, bytes, dict[str, str]]
 """A message ready to send: its contract's CloudEvents type, subject, body and headers."""
@@ -118,7 +125,7 @@ class DurablePublisher:
         ce_type, subject, body, headers = message
         connection = self._connection
         loop = asyncio.get_running_loop()
-        delay = 0.05
+        retries = RETRY.attempts()
         while True:
             remaining = deadline - loop.time()
             try:
@@ -145,6 +152,7 @@ class DurablePublisher:
             except (*TRANSIENT, NotConnectedError) as exc:
                 if connection.refused_since(subject, deadline - timeout):
                     raise connection.refusal(subject) from exc
+                delay = retries.next()
                 if connection.closed or loop.time() + delay >= deadline:
                     raise PublishTimeoutError(
                         f"no JetStream stream acknowledged {subject} within {timeout:.0f} s "
@@ -152,7 +160,6 @@ class DurablePublisher:
                     ) from exc
                 self._metrics.publish_retries.labels(ce_type).inc()
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 1.0)
 
     # -- many messages ------------------------------------------------------------------------
 
@@ -167,7 +174,7 @@ class DurablePublisher:
         deadline = started + timeout
         acks: list[PublishAck | None] = [None] * len(prepared)
         pending = list(range(len(prepared)))
-        delay = 0.05
+        retries = RETRY.attempts()
         while True:
             failed = await self._publish_window(prepared, pending, acks, window, deadline)
             if not failed:
@@ -175,6 +182,7 @@ class DurablePublisher:
             refused = [prepared[i][1] for i in failed if connection.refused_since(prepared[i][1], started)]
             if refused:
                 raise connection.refusal(refused[0])
+            delay = retries.next()
             if connection.closed or loop.time() + delay >= deadline:
                 raise PublishTimeoutError(
                     f"{len(failed)} of {len(prepared)} messages were not acknowledged by a JetStream stream "
@@ -183,7 +191,6 @@ class DurablePublisher:
             for index in failed:
                 self._metrics.publish_retries.labels(prepared[index][0]).inc()
             await asyncio.sleep(delay)
-            delay = min(delay * 2, 1.0)
             pending = failed
         return [ack for ack in acks if ack is not None]
 

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
 from bus.codec import Codec
+from bus.control import BAD_REQUEST, FAILED, error_headers
 from bus.envelope import Envelope, Event, parse_headers
 from bus.errors import ContractViolation
 from bus.logs import CURRENT_EVENT
@@ -42,7 +43,6 @@ from bus.wire import BadHeaders
 from contracts import Contract, Registry
 
 __all__ = [
-    "ERROR_HEADER",
     "DeadLetterPolicy",
     "EventReader",
     "LetterSink",
@@ -61,12 +61,10 @@ __all__ = [
 
 C = TypeVar("C", bound=Contract)
 
-ERROR_HEADER = "citybus-error"
-"""The header of an error reply to a request: ``<reason>: <detail>``."""
-
 
 class Message(Protocol):
-    """A received message as the pipeline reads it (nats-py's ``Msg`` and the in-memory one fit)."""
+    """A received message as the pipeline reads it and the dead letters keep it (nats-py's ``Msg``,
+    the in-memory one and :class:`RawMessage` fit): the one shape of an arrived message in ``bus``."""
 
     @property
     def subject(self) -> str:
@@ -303,8 +301,12 @@ class DeadLetterPolicy:
 
 
 class ReplyPolicy(DeadLetterPolicy):
-    """A request's: a rejected request is dead-lettered and answered with an error header; a
-    responder's failure is answered with one (the requester sees it, nothing is lost)."""
+    """A request's: a rejected request is dead-lettered and refused (``400``, ``<reason>: <detail>``);
+    a responder's failure is refused too (``500``): the requester sees why, nothing is lost.
+
+    The refusal is the one of every citybus request (:func:`bus.control.error_headers`): an empty
+    body with the NATS service error headers, raised on the requester's side as
+    :class:`~bus.errors.RequestRefusedError`."""
 
     def __init__(self, dead_letters: LetterSink, *, route: Route, log: Any, reply: Step) -> None:
         super().__init__(dead_letters, route=route, log=log)
@@ -314,13 +316,13 @@ class ReplyPolicy(DeadLetterPolicy):
         """Dead-letter it, then tell the requester why."""
         await self.dead_letters.send(msg, reason=reason, detail=detail, contract=self.route.contract)
         if msg.reply:
-            await self._reply(msg, {ERROR_HEADER: f"{reason}: {detail}"})
+            await self._reply(msg, error_headers(BAD_REQUEST, f"{reason}: {detail}"))
 
     async def failed(self, msg: Any, item: Any, exc: Exception) -> None:
         """Log the responder's error and answer with it."""
         self.log.exception("responder failed", contract=self.route.contract, subject=msg.subject)
         if msg.reply:
-            await self._reply(msg, {ERROR_HEADER: f"handler-error: {exc}"})
+            await self._reply(msg, error_headers(FAILED, f"handler-error: {type(exc).__name__}: {exc}"))
 
 
 class StreamPolicy(DeadLetterPolicy):

@@ -34,7 +34,6 @@ from bus.access.render import generate, server_include
 from bus.bus import Bus, redact_url
 from bus.config import Config
 from bus.health import Health
-from bus.jetstream import ConsumerSettings, StreamSettings
 from bus.metrics import Metrics
 from bus.monitor import monitor_server
 from bus.ops import OpsServer
@@ -48,9 +47,7 @@ __all__ = [
     "Connector",
     "Runtime",
     "RuntimeContext",
-    "consumer_settings",
     "discover_checks",
-    "stream_settings",
 ]
 
 RUNTIME_GROUP = "citybus.runtime"
@@ -153,30 +150,6 @@ class RuntimeContext:
     connector: Connector | None = None
     """Opens a connection per user (each adapter instance its own) under access control."""
     extras: dict[str, Any] = field(default_factory=dict)
-
-
-def stream_settings(config: Config) -> StreamSettings:
-    """The stream limits of a configuration."""
-    s = config.streams
-    return StreamSettings(
-        max_age=s.max_age,
-        max_bytes=s.max_bytes,
-        max_msgs=s.max_msgs,
-        duplicate_window=s.duplicate_window,
-        replicas=s.replicas,
-        storage=s.storage,
-    )
-
-
-def consumer_settings(config: Config) -> ConsumerSettings:
-    """The durable-consumer settings of a configuration."""
-    c = config.consumer
-    return ConsumerSettings(
-        max_deliver=c.max_deliver,
-        retry_delay=c.retry_delay,
-        ack_wait=c.ack_wait,
-        max_in_flight=c.max_in_flight,
-    )
 
 
 ComponentFactory = Callable[[RuntimeContext], Component]
@@ -353,7 +326,7 @@ class Runtime:
             stack.push_async_callback(self._bounded, "nats connection (SANDBOX)", sandbox.drain)
             self.health.check("nats connected (SANDBOX)", lambda: sandbox.connected)
         else:
-            streams = await bus.provision_streams(stream_settings(cfg))
+            streams = await bus.provision_streams(cfg.streams)
         self.health.ready("streams")
         accounts = "CITY, SANDBOX" if connector.enabled else None
         log.info("streams provisioned", streams=streams, accounts=accounts)
@@ -380,7 +353,7 @@ class Runtime:
         """Provision ``account``'s streams as its ``provisioner``, then close that connection."""
         provisioner = await connector.connect(account, "provisioner")
         try:
-            return await provisioner.provision_streams(stream_settings(self.config))
+            return await provisioner.provision_streams(self.config.streams)
         finally:
             await self._bounded(f"provisioning connection ({account})", provisioner.drain)
 

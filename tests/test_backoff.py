@@ -59,3 +59,33 @@ def test_the_supervisors_backoff_is_the_policy_with_a_stable_run() -> None:
     restart = RestartBackoff(initial=0.01, maximum=0.04, stable_after=5)
     assert isinstance(restart, Backoff) and restart.stable_after == 5
     assert restart.delay(3) == 0.04
+
+
+def test_the_bus_retries_with_the_delays_it_had() -> None:
+    """Durable publishing waited 0.05 s doubling up to 1 s between tries, a consumer 0.5 s after a
+    fetch lost to a reconnect: the same delays, now from the one policy."""
+    from bus.durable import RETRY
+    from bus.jetstream import FETCH_RETRY
+
+    publish = RETRY.attempts()
+    assert [publish.next() for _ in range(7)] == [0.05, 0.1, 0.2, 0.4, 0.8, 1.0, 1.0]
+    fetch = FETCH_RETRY.attempts()
+    assert [fetch.next() for _ in range(3)] == [0.5, 0.5, 0.5]
+
+
+def test_no_retry_loop_doubles_its_own_delay() -> None:
+    """Every backoff is :mod:`bus.backoff`'s: a loop that doubles a delay by hand is a second policy."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    by_hand = re.compile(r"min\(\s*\w+\s*\*\s*2\b|\w+\s*\*=\s*2\b|\w+\s*=\s*\w+\s*\*\s*2\b")
+    found = [
+        f"{path.relative_to(root)}:{number}: {line.strip()}"
+        for package in ("bus", "adapters", "sandbox")
+        for path in sorted((root / package).rglob("*.py"))
+        if path != root / "bus" / "backoff.py"
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if by_hand.search(line.split("#")[0])
+    ]
+    assert found == []

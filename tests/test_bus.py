@@ -15,8 +15,10 @@ from conftest import wait_for
 from nats.js import api
 
 from bus import Bus, CityBusError, ConsumerSettings, Event, Metrics, Provenance, PublishTimeoutError
+from bus.control import BAD_REQUEST, ERROR_CODE_HEADER, ERROR_HEADER, FAILED, raise_for_refusal
 from bus.deadletters import PAYLOAD_LIMIT
 from bus.envelope import CONTENT_TYPES, build_headers, new_event_id
+from bus.errors import RequestRefusedError
 from bus.memory import MemoryBus
 from bus.server import EmbeddedServer
 from bus.subjects import contract_subject, request_subject
@@ -112,11 +114,20 @@ async def test_request_reply(any_bus: Bus, entity: str) -> None:
 
 
 async def test_request_with_invalid_body_is_refused_not_timed_out(any_bus: Bus, entity: str) -> None:
+    """The requester gets an error naming the reason, in the one way every refusal travels (the NATS
+    service error headers, as :mod:`bus.control` sends them), not a timeout."""
+
     async def respond(event: Event[BeachObservation]) -> WeatherObserved:
         raise AssertionError("an invalid request must not reach the responder")
 
     await any_bus.serve(BeachObservation, respond, entity=entity)
-    subject = request_subject(beach(entity))
+    too_warm = beach(entity, water_temperature=99.0)  # msgspec checks `le=40` on decoding only
+    with pytest.raises(RequestRefusedError, match="refused the request .*invalid-body") as refused:
+        await any_bus.request(too_warm, WeatherObserved, timeout=5)
+    assert refused.value.code == BAD_REQUEST
+    assert request_subject(too_warm) in str(refused.value)
+
+    # The same refusal as raw bytes, from a client that is not citybus: the standard headers.
     headers = build_headers(
         BeachObservation.__contract__,
         event_id=new_event_id(),
@@ -124,9 +135,22 @@ async def test_request_with_invalid_body_is_refused_not_timed_out(any_bus: Bus, 
         time=beach(entity).observed_at,
         provenance="manual",
     )
-    reply = await any_bus.nc.request(subject, b'{"site": 1}', headers=headers, timeout=5)
-    assert reply.headers is not None
-    assert reply.headers["citybus-error"].startswith("invalid-body")
+    reply = await any_bus.nc.request(request_subject(too_warm), b'{"site": 1}', headers=headers, timeout=5)
+    assert reply.data == b"" and reply.headers is not None
+    assert reply.headers[ERROR_CODE_HEADER] == BAD_REQUEST
+    assert reply.headers[ERROR_HEADER].startswith("invalid-body")
+
+
+async def test_a_failing_responder_is_an_error_on_the_requesters_side(any_bus: Bus, entity: str) -> None:
+    async def respond(event: Event[BeachObservation]) -> WeatherObserved:
+        raise RuntimeError("the weather station is down")
+
+    await any_bus.serve(BeachObservation, respond, entity=entity)
+    with pytest.raises(
+        RequestRefusedError, match="handler-error: RuntimeError: the weather station"
+    ) as refused:
+        await any_bus.request(beach(entity), WeatherObserved, timeout=5)
+    assert refused.value.code == FAILED
 
 
 @pytest.mark.parametrize(
@@ -621,7 +645,8 @@ async def test_a_deeply_nested_request_is_refused_and_dead_lettered(
     subject = request_subject(beach(entity))
     body, headers = deeply_nested(encoding), body_headers(encoding)
     reply = await any_bus.nc.request(subject, body, headers=headers, timeout=5)
-    assert reply.headers is not None
-    assert reply.headers["citybus-error"].startswith("invalid-body")
+    with pytest.raises(RequestRefusedError, match="invalid-body") as refused:
+        raise_for_refusal(reply.headers, subject)  # what the requester's bus does with the reply
+    assert refused.value.code == BAD_REQUEST
     await wait_for(lambda: len(letters.events) == 1)
     assert "nested too deeply" in letters.events[0].data.detail  # type: ignore[attr-defined]

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 
 import msgspec
 import pytest
 
+import bus
 from bus.config import (
     BusConfig,
     Config,
@@ -21,8 +21,6 @@ from bus.config import (
     load_config,
 )
 from bus.errors import ConfigError
-from bus.jetstream import ConsumerSettings, StreamSettings
-from bus.runtime import consumer_settings, stream_settings
 
 WriteToml = Callable[[str], Path]
 
@@ -251,21 +249,11 @@ def test_bad_environment_value_names_the_variable() -> None:
     assert "'file', 'memory'" in message
 
 
-def test_the_streams_and_consumer_sections_reach_the_bus_whole() -> None:
-    """``[streams]`` and ``[consumer]`` are copied into the bus's settings (``StreamSettings``,
-    ``ConsumerSettings``): every field, none dropped on the way (until both are one Struct)."""
-    streams = StreamsConfig(
-        max_age=60.0, max_bytes=1 << 20, max_msgs=10, duplicate_window=5.0, replicas=3, storage="memory"
-    )
-    consumer = ConsumerConfig(max_deliver=9, retry_delay=0.5, ack_wait=7.0, max_in_flight=3)
-    config = Config(streams=streams, consumer=consumer)
-    assert _fields(stream_settings(config)) == msgspec.structs.asdict(streams)
-    assert _fields(consumer_settings(config)) == msgspec.structs.asdict(consumer)
-    assert _fields(StreamSettings()) == msgspec.structs.asdict(StreamsConfig())  # the same defaults
-    assert _fields(ConsumerSettings()) == msgspec.structs.asdict(ConsumerConfig())
-
-
-def _fields(settings: object) -> dict[str, object]:
-    if isinstance(settings, msgspec.Struct):
-        return msgspec.structs.asdict(settings)
-    return dataclasses.asdict(settings)  # type: ignore[call-overload, no-any-return]
+def test_the_streams_and_consumer_sections_are_the_bus_settings() -> None:
+    """``[streams]`` and ``[consumer]`` are the Structs the bus takes (``StreamSettings``,
+    ``ConsumerSettings``), not copies of them: no field can be dropped on the way."""
+    assert bus.StreamSettings is StreamsConfig
+    assert bus.ConsumerSettings is ConsumerConfig
+    config = load_config(environ={"CITYBUS_CONSUMER_MAX_DELIVER": "9", "CITYBUS_STREAMS_REPLICAS": "3"})
+    settings: bus.ConsumerSettings = config.consumer  # what citybus up hands to every consumer
+    assert settings.max_deliver == 9 and config.streams.replicas == 3

@@ -64,9 +64,13 @@ async def test_a_refusal_is_raised_with_its_code_and_words(
     bus: Bus, doubler: str, body: bytes, code: str, words: str
 ) -> None:
     subject = control_subject("doubler", doubler, "double")
-    raw = await bus.request_raw(subject, body)
-    assert raw.data == b"" and raw.headers is not None
-    assert raw.headers["Nats-Service-Error-Code"] == code and words in raw.headers["Nats-Service-Error"]
+    reply = await bus.nc.request(subject, body, timeout=5)  # as any NATS client sees it
+    assert reply.data == b"" and reply.headers is not None
+    assert reply.headers["Nats-Service-Error-Code"] == code and words in reply.headers["Nats-Service-Error"]
+
+    with pytest.raises(RequestRefusedError, match=words) as raw_refused:
+        await bus.request_raw(subject, body)
+    assert raw_refused.value.code == code and words in raw_refused.value.description
 
     with pytest.raises(RequestRefusedError, match=words) as refused:
         await request(_Verbatim(bus, body), subject, None, Doubled)

@@ -8,6 +8,8 @@ from __future__ import annotations
 import ast
 import importlib
 import inspect
+import subprocess
+import sys
 import types
 from pathlib import Path
 
@@ -63,7 +65,21 @@ def test_bus_all_lists_exactly_the_public_names() -> None:
         for name, value in vars(bus).items()
         if not name.startswith("_") and not isinstance(value, types.ModuleType)
     }
-    assert set(bus.__all__) == public
+    lazy = {"Tracing"}  # imported on first use (bus.__getattr__): the OpenTelemetry API
+    assert set(bus.__all__) == public | lazy
+
+
+def test_the_bus_exports_what_a_middleware_or_tracing_needs() -> None:
+    from bus.pipeline import Middleware, Route, Step
+    from bus.tracing import Tracing
+
+    assert (bus.Middleware, bus.Route, bus.Step, bus.Tracing) == (Middleware, Route, Step, Tracing)
+
+
+def test_importing_the_bus_does_not_load_opentelemetry() -> None:
+    """Tracing off costs nothing, not even the import of the OpenTelemetry API."""
+    code = "import sys, bus; assert not any(m.startswith('opentelemetry') for m in sys.modules); bus.Tracing"
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 @pytest.mark.parametrize("name", adapter_module_names("bus"))

@@ -21,6 +21,7 @@ from conftest import wait_for
 
 from bus import Bus, ConsumerSettings, Event, Metrics, RawMessage
 from bus.envelope import build_headers, new_event_id
+from bus.errors import RequestRefusedError
 from bus.memory import MemoryBus
 from bus.pipeline import Route, Step
 from bus.server import EmbeddedServer
@@ -145,7 +146,9 @@ async def test_a_middleware_that_fails_settles_like_a_handler_that_fails(any_bus
     async with asyncio.TaskGroup() as tg:
         tg.create_task(consumer.run())
         await any_bus.publish_durable(beach(entity))
-        with pytest.raises(Exception, match=r"handler-error: refused by middleware \(serve\)"):
+        with pytest.raises(
+            RequestRefusedError, match=r"handler-error: RuntimeError: refused by middleware \(serve\)"
+        ):
             await any_bus.request(beach(entity), WeatherObserved)
         await wait_for(lambda: {e.data.reason for e in letters} >= {"handler-error", "max-deliver"})
         consumer.stop()
@@ -292,6 +295,26 @@ def test_no_bus_module_is_over_500_lines() -> None:
         if (lines := len(path.read_text(encoding="utf-8").splitlines())) > 510
     }
     assert long == {}
+
+
+def test_an_arrived_message_has_one_shape() -> None:
+    """The pipeline reads and the dead letters keep the same :class:`bus.pipeline.Message` (there
+    was a second, near-identical Protocol in ``bus.deadletters``)."""
+    import typing
+
+    import bus.deadletters
+    from bus.deadletters import DeadLetters
+    from bus.pipeline import Message
+
+    assert typing.get_type_hints(DeadLetters.send)["msg"] is Message
+    protocols = [
+        name
+        for name, value in vars(bus.deadletters).items()
+        if inspect.isclass(value)
+        and getattr(value, "_is_protocol", False)
+        and value.__module__ == "bus.deadletters"
+    ]
+    assert protocols == ["LetterPublisher"]  # how letters leave, not what arrived
 
 
 def test_the_memory_bus_overrides_nothing_private_of_the_bus() -> None:

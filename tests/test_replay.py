@@ -300,10 +300,13 @@ async def test_a_refusal_travels_in_the_nats_service_error_headers(recording: Pa
             (b'{"position": 3}', "unknown field `position`"),
             (b"{", "the request body is"),
         ):
-            raw = await harness.bus.request_raw(subject, body)
+            raw = await harness.bus.nc.request(subject, body, timeout=5)  # as any NATS client sees it
             assert raw.data == b"" and raw.headers is not None
             assert raw.headers["Nats-Service-Error-Code"] == "400"
             assert words in raw.headers["Nats-Service-Error"]
+            with pytest.raises(RequestRefusedError) as refused:  # and as the bus raises it
+                await harness.bus.request_raw(subject, body)
+            assert refused.value.code == "400" and words in refused.value.description
         status = await harness.bus.request_raw(control_subject("replay", "test", "status"))
         assert not status.headers
         assert msgspec.json.decode(status.data, type=ReplayStatus).instance == "test"
