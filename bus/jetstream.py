@@ -14,6 +14,7 @@ within half a second of it, not after a wait that grew while the server was down
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any, Final, Generic, Protocol, TypeVar
 
@@ -27,7 +28,7 @@ from bus.backoff import Backoff
 from bus.config import ConsumerConfig, StreamsConfig
 from bus.envelope import Event
 from bus.errors import CityBusError
-from bus.pipeline import LetterSink, Policy, Route, Step, StreamPolicy
+from bus.pipeline import LetterSink, Policy, Route, Step, StreamPolicy, pending_count
 from contracts import Contract, Registry
 
 __all__ = [
@@ -196,8 +197,7 @@ class DurableConsumer(Generic[C]):
         if self._sub is None:
             await self.start()
         try:
-            async with asyncio.TaskGroup() as tg:
-                await self._fetch_loop(tg)
+            await self._consume()
         finally:
             sub, self._sub = self._sub, None
             try:
@@ -206,34 +206,43 @@ class DurableConsumer(Generic[C]):
                 pass  # the connection is already gone; the durable consumer stays on the server
         self.log.info("consumer stopped")
 
-    async def _fetch_loop(self, tg: asyncio.TaskGroup) -> None:
-        """Fetch no more messages than there are free handler slots; one task per message."""
-        limit = self.settings.max_in_flight
-        slots = asyncio.Semaphore(limit)
-        in_flight = 0
-        fetch_retries = FETCH_RETRY.attempts()
+    async def _handle_one(self, msg: Msg) -> None:
+        """One message through the pipeline; its failure is logged, never the end of :meth:`run`."""
+        try:
+            await self._handle(msg)
+        except (TimeoutError, nats.errors.Error) as exc:
+            # The ack, nak or term did not reach the server: JetStream redelivers after
+            # ack_wait, so the message is handled again rather than lost.
+            self.log.warning("acknowledgement failed", error=type(exc).__name__)
+        except Exception:
+            # Never the end of run(): the message is redelivered after ack_wait, and dead-lettered
+            # once it has been delivered max_deliver times.
+            self.log.exception("handling a message failed; it will be redelivered")
 
-        async def handle(msg: Msg) -> None:
-            nonlocal in_flight
+    async def _consume(self) -> None:
+        """``max_in_flight`` workers handle what the fetch loop puts in hand; stopping lets them
+        finish it."""
+        pool = _Workers(self._handle_one, self.settings.max_in_flight)
+        async with asyncio.TaskGroup() as tg:
+            for _ in range(pool.size):
+                tg.create_task(pool.work())
             try:
-                await self._handle(msg)
-            except (TimeoutError, nats.errors.Error) as exc:
-                # The ack, nak or term did not reach the server: JetStream redelivers after
-                # ack_wait, so the message is handled again rather than lost.
-                self.log.warning("acknowledgement failed", error=type(exc).__name__)
-            except Exception:
-                # Never the end of run(): the message is redelivered after ack_wait, and dead-lettered
-                # once it has been delivered max_deliver times.
-                self.log.exception("handling a message failed; it will be redelivered")
+                await self._fetch_loop(pool)
             finally:
-                in_flight -= 1
-                slots.release()
+                pool.close()
 
+    async def _fetch_loop(self, pool: _Workers) -> None:
+        """Fetch no more messages than there are free handler slots.
+
+        The next pull request goes out once half the slots are free (or nothing in hand waits for a
+        worker), so its round trip overlaps the handling of the rest of the batch.
+        """
+        limit = pool.size
+        fetch_retries = FETCH_RETRY.attempts()
         while not self._stopping.is_set():
-            async with slots:  # wait for at least one free slot
-                pass
+            await pool.room((limit + 1) // 2)
             try:
-                msgs = await self._fetch(limit - in_flight)
+                msgs = await self._fetch(limit - pool.in_hand)
             except (TimeoutError, nats.errors.TimeoutError):
                 self._pending.set(0)  # nothing came within the fetch's wait: nothing is waiting
                 fetch_retries.reset()
@@ -245,11 +254,8 @@ class DurableConsumer(Generic[C]):
                 continue
             fetch_retries.reset()
             if msgs:  # how many of the stream's messages are still to come to this consumer
-                self._pending.set(msgs[-1].metadata.num_pending)
-            for msg in msgs:
-                await slots.acquire()
-                in_flight += 1
-                tg.create_task(handle(msg))
+                self._pending.set(pending_count(msgs[-1]))
+                pool.put(msgs)
 
     async def _fetch(self, batch: int) -> list[Msg]:
         """One pull request, in a task of its own.
@@ -267,3 +273,80 @@ class DurableConsumer(Generic[C]):
             raise
         msgs: list[Msg] = fetch.result()
         return msgs
+
+
+class _Workers:
+    """A fixed set of worker tasks handling the messages in hand, in the order they were fetched.
+
+    Decisions, and why: a task per message (and a semaphore) cost more per message than the
+    pipeline's own steps; a worker takes the next message in hand as soon as it is done with one,
+    without a trip through the event loop, and an idle worker is woken only when there is a message
+    for it. ``in_hand`` counts the messages fetched and not yet handled: never more than ``size``.
+    """
+
+    __slots__ = ("_closing", "_handle", "_idle", "_inbox", "_room", "_room_for", "in_hand", "size")
+
+    def __init__(self, handle: Callable[[Msg], Awaitable[None]], size: int) -> None:
+        self._handle = handle
+        self.size = size
+        self.in_hand = 0
+        self._inbox: deque[Msg] = deque()
+        self._idle: deque[asyncio.Future[None]] = deque()
+        self._room: asyncio.Future[None] | None = None
+        self._room_for = 0
+        self._closing = False
+
+    def put(self, msgs: list[Msg]) -> None:
+        """Hand over fetched messages (no more than the free slots), waking idle workers for them."""
+        self.in_hand += len(msgs)
+        self._inbox.extend(msgs)
+        idle = self._idle
+        for _ in range(min(len(msgs), len(idle))):
+            _wake(idle.popleft())
+
+    async def room(self, free: int) -> None:
+        """Return once ``free`` slots are free, or at least one is and every message in hand is
+        with a worker (a fetch then cannot wait on handlers that wait for more messages)."""
+        while self.size - self.in_hand < free and (self._inbox or self.in_hand >= self.size):
+            self._room_for = free
+            self._room = asyncio.get_running_loop().create_future()
+            await self._room
+
+    def close(self) -> None:
+        """No more messages: workers finish what is in hand, then return."""
+        self._closing = True
+        while self._idle:
+            _wake(self._idle.popleft())
+        if self._room is not None:
+            _wake(self._room)
+
+    def _wake_room(self) -> None:
+        room, self._room = self._room, None
+        if room is not None:
+            _wake(room)
+
+    async def work(self) -> None:
+        """One worker: handle messages in hand until :meth:`close`."""
+        inbox, idle, handle = self._inbox, self._idle, self._handle
+        loop = asyncio.get_running_loop()
+        while True:
+            while inbox:
+                msg = inbox.popleft()
+                if not inbox and self._room is not None:  # every message in hand is with a worker
+                    self._wake_room()
+                try:
+                    await handle(msg)
+                finally:
+                    self.in_hand -= 1
+                    if self._room is not None and (self.size - self.in_hand >= self._room_for or not inbox):
+                        self._wake_room()
+            if self._closing:
+                return
+            wake: asyncio.Future[None] = loop.create_future()
+            idle.append(wake)
+            await wake
+
+
+def _wake(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)

@@ -55,6 +55,8 @@ __all__ = [
     "Step",
     "StreamPolicy",
     "bad_header",
+    "delivery_count",
+    "pending_count",
     "read_raw",
     "receiver",
 ]
@@ -262,6 +264,45 @@ def receiver(
     return receive
 
 
+# -- JetStream delivery metadata ----------------------------------------------------------------
+
+
+def _ack_token(msg: Any, v1: int, v2: int) -> int | None:
+    """Token ``v1`` (of the 9-token form) or ``v2`` (of the 11- or 12-token form) of a JetStream
+    reply subject, as an int; ``None`` when the reply is not one.
+
+    ``$JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>.<consumer seq>.<ns>.<pending>``, or, from
+    servers that add them, ``$JS.ACK.<domain>.<account hash>.<stream>.<consumer>.<delivered>...``
+    with a random token after the pending count. Stream and consumer names hold no dots.
+    """
+    reply = msg.reply
+    if reply and reply.startswith("$JS.ACK."):
+        tokens = reply.split(".")
+        n = len(tokens)
+        if n == 9:
+            return int(tokens[v1])
+        if n >= 11:
+            return int(tokens[v2])
+    return None
+
+
+def delivery_count(msg: Any) -> int:
+    """How many times JetStream has delivered ``msg`` (this time included).
+
+    Read from the reply subject's tokens: ``msg.metadata`` builds a dataclass with sequence pairs
+    and a timestamp for every message, and only this count is needed. Anything else (the in-memory
+    bus's messages, a reply form not known here) falls back to ``msg.metadata``.
+    """
+    count = _ack_token(msg, 4, 6)
+    return msg.metadata.num_delivered if count is None else count
+
+
+def pending_count(msg: Any) -> int:
+    """How many of the stream's messages are still to come to the consumer that delivered ``msg``."""
+    count = _ack_token(msg, 8, 10)
+    return msg.metadata.num_pending if count is None else count
+
+
 # -- policies ----------------------------------------------------------------------------------
 
 
@@ -350,7 +391,7 @@ class StreamPolicy(DeadLetterPolicy):
             detail=detail,
             contract=route.contract,
             consumer=route.consumer,
-            deliveries=msg.metadata.num_delivered,
+            deliveries=delivery_count(msg),
         )
         if stored:
             await msg.term()
@@ -358,7 +399,7 @@ class StreamPolicy(DeadLetterPolicy):
             await msg.nak(delay=max(self.retry_delay, 5.0))
 
     async def _admit(self, msg: Any) -> bool:
-        deliveries = msg.metadata.num_delivered
+        deliveries = delivery_count(msg)
         if deliveries <= self.max_deliver:
             return True
         # Delivered again after a crash or an ack timeout on its last allowed delivery.
@@ -371,7 +412,7 @@ class StreamPolicy(DeadLetterPolicy):
 
     async def failed(self, msg: Any, item: Any, exc: Exception) -> None:
         """Retry after ``retry_delay``, or give up on the last allowed delivery."""
-        deliveries = msg.metadata.num_delivered
+        deliveries = delivery_count(msg)
         event_id = getattr(item, "id", None)
         if deliveries >= self.max_deliver:
             self.log.error("handler failed, giving up", event_id=event_id, error=repr(exc))
