@@ -358,14 +358,21 @@ class Bus:
     # -- receiving ----------------------------------------------------------------------------
 
     def receiver(
-        self, route: Route, contract: type[Contract] | None, handle: Step, policy: Policy
+        self,
+        route: Route,
+        contract: type[Contract] | None,
+        handle: Step,
+        policy: Policy,
+        direct: Callable[[Any], Awaitable[Any]] | None = None,
     ) -> Callable[[Any], Awaitable[None]]:
         """The callback taking one message of ``route`` through the pipeline (:mod:`bus.pipeline`):
         read as ``contract`` (``None``: raw), counted, handled through :attr:`middleware`, settled
         by ``policy``. Every receive path of the bus is made here."""
         read = read_raw if contract is None else EventReader(contract, self.registry)
         metrics = None if contract is None else self.metrics.contract(route.contract)
-        return receiver(route, read, handle, policy, metrics=metrics, middleware=self.middleware)
+        return receiver(
+            route, read, handle, policy, metrics=metrics, middleware=self.middleware, direct=direct
+        )
 
     async def subscribe(
         self,
@@ -388,7 +395,8 @@ class Bus:
             await handler(event)
 
         policy = DeadLetterPolicy(self.dead_letters, route=route, log=self.log)
-        sub = await self.nc.subscribe(subject, queue=queue, cb=self.receiver(route, contract, handle, policy))
+        receive = self.receiver(route, contract, handle, policy, direct=handler)
+        sub = await self.nc.subscribe(subject, queue=queue, cb=receive)
         return Subscription(sub, subject)
 
     async def subscribe_raw(self, subject: str, handler: RawHandler, *, queue: str = "") -> Subscription:
@@ -403,7 +411,8 @@ class Bus:
             await handler(raw)
 
         policy = DeadLetterPolicy(self.dead_letters, route=route, log=self.log)
-        sub = await self.nc.subscribe(subject, queue=queue, cb=self.receiver(route, None, handle, policy))
+        receive = self.receiver(route, None, handle, policy, direct=handler)
+        sub = await self.nc.subscribe(subject, queue=queue, cb=receive)
         return Subscription(sub, subject)
 
     async def serve(

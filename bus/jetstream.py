@@ -118,7 +118,12 @@ class ConsumerHost(Protocol):
         ...
 
     def receiver(
-        self, route: Route, contract: type[Contract] | None, handle: Step, policy: Policy
+        self,
+        route: Route,
+        contract: type[Contract] | None,
+        handle: Step,
+        policy: Policy,
+        direct: Callable[[Any], Awaitable[Any]] | None = None,
     ) -> Callable[[Any], Awaitable[None]]:
         """The pipeline callback for one subscription (:meth:`bus.Bus.receiver`)."""
         ...
@@ -164,7 +169,7 @@ class DurableConsumer(Generic[C]):
         async def handle(event: Event[C], msg: Msg) -> Any:
             return await handler(event)
 
-        self._handle = host.receiver(route, contract, handle, policy)
+        self._handle = host.receiver(route, contract, handle, policy, direct=handler)
 
     async def start(self) -> None:
         """Create (or bind to) the durable consumer on the server."""

@@ -152,8 +152,9 @@ class Policy(Protocol):
         """The handler raised ``exc`` (called inside the ``except``: ``log.exception`` works)."""
         ...
 
-    async def handled(self, msg: Any, result: Any) -> None:
-        """The handler returned ``result``."""
+    @property
+    def handled(self) -> Callable[[Any, Any], Awaitable[None]] | None:
+        """Called once the handler returned its result (``None``: nothing more to do, not awaited)."""
         ...
 
 
@@ -215,15 +216,19 @@ def receiver(
     *,
     metrics: ContractMetrics | None,
     middleware: Sequence[Middleware] = (),
+    direct: Callable[[Any], Awaitable[Any]] | None = None,
 ) -> Callable[[Any], Awaitable[None]]:
     """The callback that takes one message of ``route`` through the pipeline (see the module).
 
     ``read`` turns a message into the item handed on (an :class:`EventReader` for a contract,
-    :func:`read_raw`); ``metrics`` counts a contract's messages (``None`` for raw ones).
+    :func:`read_raw`); ``metrics`` counts a contract's messages (``None`` for raw ones). ``direct``,
+    the user's handler that ``handle`` wraps, is called itself when no middleware is installed: one
+    coroutine less a message (measured: the typed subscriber's ceiling is a few of them).
     """
     step = handle
     for wrap in reversed(middleware):
         step = wrap(route, step)
+    plain = direct if direct is not None and not middleware else None
     admit = policy.admit
     rejected, failed, handled = policy.rejected, policy.failed, policy.handled
     typed = metrics is not None
@@ -249,7 +254,7 @@ def receiver(
             token = CURRENT_EVENT.set(item.id)
         started = _time.perf_counter()
         try:
-            result = await step(item, msg)
+            result = await (plain(item) if plain is not None else step(item, msg))
         except Exception as exc:
             if typed:
                 cm.handler_errors.inc()
@@ -259,7 +264,8 @@ def receiver(
             if typed:
                 CURRENT_EVENT.reset(token)
                 cm.handler_duration.observe(_time.perf_counter() - started)
-        await handled(msg, result)
+        if handled is not None:
+            await handled(msg, result)
 
     return receive
 
@@ -337,8 +343,8 @@ class DeadLetterPolicy:
             consumer=route.consumer,
         )
 
-    async def handled(self, msg: Any, result: Any) -> None:
-        """Nothing more to do."""
+    handled: Callable[[Any, Any], Awaitable[None]] | None = None
+    """Nothing more to do once the handler returned: skipped, not awaited, on the hot path."""
 
 
 class ReplyPolicy(DeadLetterPolicy):
