@@ -12,6 +12,7 @@ import pytest
 import structlog
 
 from bus import Bus, Metrics
+from bus.memory import MemoryBus
 from bus.server import EmbeddedServer
 from tests.http_files import FileServer
 
@@ -60,6 +61,19 @@ async def open_bus(server: EmbeddedServer) -> Bus:
 async def bus(nats_server: EmbeddedServer) -> AsyncIterator[Bus]:
     """A connected bus on the session's server."""
     b = await open_bus(nats_server)
+    yield b
+    await b.drain()
+
+
+@pytest.fixture(params=["nats", "memory"])
+async def any_bus(request: pytest.FixtureRequest, nats_server: EmbeddedServer) -> AsyncIterator[Bus]:
+    """The same cases against the real server and the in-memory bus: they must behave alike."""
+    b: Bus
+    if request.param == "nats":
+        b = await open_bus(nats_server)
+    else:
+        b = MemoryBus(metrics=Metrics(), source="/tests")
+        await b.connect()
     yield b
     await b.drain()
 

@@ -4,7 +4,6 @@ dead letters, JetStream retries and dedupe, and surviving a server restart."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -19,25 +18,9 @@ from bus.control import BAD_REQUEST, ERROR_CODE_HEADER, ERROR_HEADER, FAILED, ra
 from bus.deadletters import PAYLOAD_LIMIT
 from bus.envelope import CONTENT_TYPES, build_headers, new_event_id
 from bus.errors import RequestRefusedError
-from bus.memory import MemoryBus
 from bus.server import EmbeddedServer
 from bus.subjects import contract_subject, request_subject
 from contracts import BeachObservation, DeadLetter, PersonalDeadLetter, VolunteerSignup, WeatherObserved
-
-
-@pytest.fixture(params=["nats", "memory"])
-async def any_bus(request: pytest.FixtureRequest, nats_server: EmbeddedServer) -> AsyncIterator[Bus]:
-    """The same cases against the real server and the in-memory bus: they must behave alike."""
-    b: Bus
-    if request.param == "nats":
-        b = Bus(metrics=Metrics(), source="/tests")
-        await b.connect(nats_server.url, reconnect_wait=0.1)
-        await b.provision_streams()
-    else:
-        b = MemoryBus(metrics=Metrics(), source="/tests")
-        await b.connect()
-    yield b
-    await b.drain()
 
 
 def beach(entity: str, **changes: object) -> BeachObservation:

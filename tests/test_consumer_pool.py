@@ -9,7 +9,6 @@ pending counts read from the reply subject equal nats-py's own ``msg.metadata`` 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import msgspec
 import pytest
@@ -19,22 +18,7 @@ from nats.aio.msg import Msg
 from bus import Bus, ConsumerSettings, Event, Metrics
 from bus.memory import MemoryBus
 from bus.pipeline import delivery_count, pending_count
-from bus.server import EmbeddedServer
 from contracts import BeachObservation
-
-
-@pytest.fixture(params=["nats", "memory"])
-async def any_bus(request: pytest.FixtureRequest, nats_server: EmbeddedServer) -> AsyncIterator[Bus]:
-    b: Bus
-    if request.param == "nats":
-        b = Bus(metrics=Metrics(), source="/tests")
-        await b.connect(nats_server.url, reconnect_wait=0.1)
-        await b.provision_streams()
-    else:
-        b = MemoryBus(metrics=Metrics(), source="/tests")
-        await b.connect()
-    yield b
-    await b.drain()
 
 
 def beach(entity: str) -> BeachObservation:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import ast
 import asyncio
 import inspect
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -29,21 +28,6 @@ from bus.subjects import contract_subject
 from contracts import BeachObservation, DeadLetter, WeatherObserved
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture(params=["nats", "memory"])
-async def any_bus(request: pytest.FixtureRequest, nats_server: EmbeddedServer) -> AsyncIterator[Bus]:
-    """The same cases against the real server and the in-memory bus."""
-    b: Bus
-    if request.param == "nats":
-        b = Bus(metrics=Metrics(), source="/tests")
-        await b.connect(nats_server.url, reconnect_wait=0.1)
-        await b.provision_streams()
-    else:
-        b = MemoryBus(metrics=Metrics(), source="/tests")
-        await b.connect()
-    yield b
-    await b.drain()
 
 
 def beach(entity: str, **changes: object) -> BeachObservation:
