@@ -15,26 +15,19 @@ so the README's ``~/.local/share/citybus/…`` paths are this run's.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
-import re
 import shutil
-import signal
-import socket
-import sys
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
 import pytest
 from conftest import require_service
 from pg import query, unreachable
+from walkthrough import ROOT, Block, Running, Walk, bash, blocks, free_port, start, walk_in
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 HEADING = "### A LoRaWAN beach sensor, end to end"
 README_PORT = "1884"
@@ -45,21 +38,9 @@ BACKGROUND = ("citybus up", "citybus tail")
 TIMEOUT = 60.0  # a bound against hangs, not a performance expectation
 
 
-@dataclass(frozen=True)
-class Block:
-    """One fenced block of the section: its language and text."""
-
-    lang: str
-    text: str
-
-
 def section() -> list[Block]:
     """The fenced blocks of the walk-through, in order."""
-    text = README.read_text(encoding="utf-8")
-    start = text.index(HEADING)
-    end = text.find("\n#", start + len(HEADING))
-    body = text[start : end if end != -1 else len(text)]
-    return [Block(lang, code) for lang, code in re.findall(r"```(\w+)\n(.*?)```", body, flags=re.S)]
+    return blocks(README, HEADING)
 
 
 def test_the_section_is_there_and_complete() -> None:
@@ -74,26 +55,6 @@ def test_the_section_is_there_and_complete() -> None:
     assert README_DATABASE in commands and README_DATABASE in blocks[langs.index("toml")].text
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-@dataclass
-class Walk:
-    """Where the walk-through runs and with what it replaces the README's port and database."""
-
-    cwd: Path
-    env: dict[str, str]
-    port: str
-    database: str
-
-    def adapt(self, text: str) -> str:
-        return text.replace(README_PORT, self.port).replace(README_DATABASE, self.database)
-
-
 @pytest.fixture
 async def walk(tmp_path: Path) -> AsyncIterator[Walk]:
     for tool in ("mosquitto_pub", "createdb", "psql"):
@@ -102,110 +63,13 @@ async def walk(tmp_path: Path) -> AsyncIterator[Walk]:
     why = await unreachable(MAINTENANCE_DSN)
     if why is not None:
         require_service("PostgreSQL", f"none answers at {MAINTENANCE_DSN}: {why}")
-    home, cwd, bin_dir = tmp_path / "home", tmp_path / "cwd", tmp_path / "bin"
-    for directory in (home, cwd, bin_dir):
-        directory.mkdir()
-    # `citybus` is this checkout's, whatever is installed.
-    shim = bin_dir / "citybus"
-    shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m bus.cli "$@"\n')
-    shim.chmod(0o755)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CITYBUS_", "XDG_", "PG"))}
-    env.update(
-        HOME=str(home),
-        PATH=os.pathsep.join([str(bin_dir), env.get("PATH", "/usr/bin:/bin")]),
-        PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p),
-        CITYBUS_OPS_PORT="0",  # the README leaves the ops port at 9464, which may be taken here
-    )
+    walk = walk_in(tmp_path)
     database = f"citybus_readme_{uuid.uuid4().hex[:10]}"
+    walk.replace = {README_PORT: str(free_port()), README_DATABASE: database}
     try:
-        yield Walk(cwd, env, str(free_port()), database)
+        yield walk
     finally:
         await query(MAINTENANCE_DSN, f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
-
-
-class Running:
-    """A command of the section that keeps running, its standard error read as it comes."""
-
-    def __init__(self, process: asyncio.subprocess.Process, command: str) -> None:
-        self.process = process
-        self.command = command
-        self.stdout: list[str] = []
-        self.stderr: list[str] = []
-        assert process.stdout is not None and process.stderr is not None
-        self._readers = [
-            asyncio.create_task(self._read(process.stdout, self.stdout)),
-            asyncio.create_task(self._read(process.stderr, self.stderr)),
-        ]
-
-    @staticmethod
-    async def _read(stream: asyncio.StreamReader, lines: list[str]) -> None:
-        async for line in stream:
-            lines.append(line.decode().rstrip("\n"))
-
-    async def wait_for(self, lines: list[str], pattern: str) -> None:
-        """Wait until one of ``lines`` (its stdout or stderr) matches; fail if it exits first."""
-        async with asyncio.timeout(TIMEOUT):
-            while not any(re.search(pattern, line) for line in lines):
-                if self.process.returncode is not None:
-                    await asyncio.gather(*self._readers)
-                    pytest.fail(
-                        f"{self.command} exited with {self.process.returncode}:\n" + "\n".join(self.stderr)
-                    )
-                await asyncio.sleep(0.05)
-
-    async def stop(self) -> None:
-        """Ctrl-C, as the reader would."""
-        if self.process.returncode is None:
-            self.process.send_signal(signal.SIGINT)
-        try:
-            async with asyncio.timeout(TIMEOUT):
-                await self.process.wait()
-                await asyncio.gather(*self._readers)
-        finally:
-            if self.process.returncode is None:
-                self.process.kill()
-                await self.process.wait()
-            for reader in self._readers:
-                reader.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await reader
-
-
-async def bash(script: str, walk: Walk) -> str:
-    """Run ``script`` in bash as the reader's terminal would; its standard output (it must succeed)."""
-    process = await asyncio.create_subprocess_exec(
-        "bash",
-        "-euo",
-        "pipefail",
-        "-c",
-        script,
-        cwd=walk.cwd,
-        env=walk.env,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    async with asyncio.timeout(TIMEOUT):
-        out, err = await process.communicate()
-    assert process.returncode == 0, f"{script}\n-> {process.returncode}\n{out.decode()}\n{err.decode()}"
-    return out.decode()
-
-
-async def start(command: str, walk: Walk) -> Running:
-    process = await asyncio.create_subprocess_exec(
-        "bash",
-        "-c",
-        f"exec {command}",  # exec: Ctrl-C (SIGINT) reaches citybus itself
-        cwd=walk.cwd,
-        env=walk.env,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    running = Running(process, command)
-    ready = r"^citybus is up: NATS at " if command.startswith("citybus up") else r"^tailing "
-    await running.wait_for(running.stderr, ready)
-    return running
 
 
 async def archived_rows(database: str) -> int:
@@ -241,7 +105,7 @@ async def test_the_lorawan_walk_through_works_as_written(walk: Walk) -> None:
                 # the bus and the archive's batch was committed (bounded: not a timing assertion).
                 await running[-1].wait_for(running[-1].stdout, "beach-observation")
                 async with asyncio.timeout(TIMEOUT):
-                    while await archived_rows(walk.database) == 0:  # noqa: ASYNC110 - a database, no event
+                    while await archived_rows(walk.replace[README_DATABASE]) == 0:  # noqa: ASYNC110 - a database, no event
                         await asyncio.sleep(0.1)
             script: list[str] = []
             for line in [*walk.adapt(block.text).splitlines(), ""]:
