@@ -138,6 +138,7 @@ What a product should notice
 * ``skew``: a device clock that is wrong; readings from the future, or older than their arrival.
 """
 
+from sandbox.faults.check import Finding, ReplayScope, check_plan
 from sandbox.faults.injector import REORDER_STEP, FaultInjector, Outgoing
 from sandbox.faults.plan import (
     CorruptFault,
@@ -162,10 +163,13 @@ __all__ = [
     "FaultPlan",
     "FaultPlanError",
     "FaultSpec",
+    "Finding",
     "OutageFault",
     "Outgoing",
     "REORDER_STEP",
     "ReorderFault",
+    "ReplayScope",
     "SkewFault",
     "StuckFault",
+    "check_plan",
 ]
