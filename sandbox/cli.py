@@ -176,8 +176,8 @@ def cmd_check_faults(args: argparse.Namespace, config: Config) -> int:
         for finding in findings:
             out(f"{finding.level}: {finding.text}")
         warnings = len(findings) - errors
-        counted = ", ".join([_count(len(plan.faults), "fault"), _count(errors, "error"), _count(warnings, "warning")])
-        out(f"fault plan {args.plan}: {counted} against {', '.join(files)}")
+        counted = [_count(len(plan.faults), "fault"), _count(errors, "error"), _count(warnings, "warning")]
+        out(f"fault plan {args.plan}: {', '.join(counted)} against {', '.join(files)}")
     return 1 if errors or (args.strict and findings) else 0
 
 

@@ -135,12 +135,16 @@ def check_plan(plan: FaultPlan, scope: ReplayScope, *, origin: str = "fault plan
             warnings.append(
                 Finding("warning", (index,), "probability", f"{where}: probability = 0, so it never fires")
             )
-    idle = {i for finding in errors for i in finding.faults}
+    # Faults that never fire at all (one wrong pattern among right ones still fires) meet nothing.
+    idle = {i for i, channels in enumerate(hit) if not channels}
+    idle |= {finding.faults[0] for finding in errors if finding.key == "start"}
     for later, spec in enumerate(plan.faults):
         found = [
             finding
             for earlier, first in enumerate(plan.faults[:later])
-            if not {earlier, later} & idle and _fires(spec) and _fires(first)
+            if not {earlier, later} & idle
+            and _fires(spec)
+            and _fires(first)
             and (finding := _order(first, earlier, hit[earlier], spec, later, hit[later], scope, origin))
         ]
         hidden = next((f for f in found if f.level == "error"), None)
@@ -181,20 +185,22 @@ def _idle(spec: FaultSpec, index: int, where: str, scope: ReplayScope) -> Iterat
     """What makes one fault never fire, on its own: its subjects, its sources, its start."""
     subjects = sorted({c.subject for c in scope.channels})
     recordings = ", ".join(scope.files)
+    alone = not _channels_hit(spec, scope.channels)
     for pattern in spec.subjects:
         if any(matches(pattern, s) for s in subjects):
             continue
+        never = "so it never fires" if alone else "so it adds nothing to the fault's other subjects"
         left_out = sorted({c.subject for c in scope.left_out if matches(pattern, c.subject)})
         if left_out:
-            holds = (
-                f"matches only subjects the replay's include/exclude leaves out ({_some(left_out)}), "
-                "so it never fires"
-            )
+            holds = f"matches only subjects the replay's include/exclude leaves out ({_some(left_out)})"
+            holds = f"{holds}, {never}"
         else:
-            holds = f"matches no subject of {recordings}, so it never fires; {_nearest(pattern, subjects)}"
+            holds = f"matches no subject of {recordings}, {never}; {_nearest(pattern, subjects)}"
         yield Finding("error", (index,), "subjects", f"{where}: subjects = {pattern!r} {holds}")
-    if isinstance(spec, SkewFault) and spec.sources:
-        present = sorted({c.source for c in _by_subject(spec, scope.channels)} - {""})
+    matched = _by_subject(spec, scope.channels)
+    if isinstance(spec, SkewFault) and spec.sources and matched:
+        present = sorted({c.source for c in matched} - {""})
+        never = "so it never fires" if alone else "so it adds nothing to the fault's other sources"
         anywhere = {c.source for c in scope.channels}
         for source in spec.sources:
             if source in present:
@@ -204,12 +210,12 @@ def _idle(spec: FaultSpec, index: int, where: str, scope: ReplayScope) -> Iterat
             else:
                 holds = f"is no ce-source of {recordings}"
             nearest = difflib.get_close_matches(source, present, n=_SHOWN, cutoff=0.0)
-            there = "nearest: " + ", ".join(repr(s) for s in nearest) if nearest else "they have no ce-source"
+            there = "nearest: " + ", ".join(repr(s) for s in nearest) if nearest else "none has a ce-source"
             yield Finding(
                 "error",
                 (index,),
                 "sources",
-                f"{where}: sources = {source!r} {holds}, so it never fires; of the subjects it hits, {there} "
+                f"{where}: sources = {source!r} {holds}, {never}; of the subjects it hits, {there} "
                 "(citybus recording info FILE says what a recording holds)",
             )
     if not scope.loop and spec.start >= scope.length:
