@@ -14,7 +14,7 @@ live city data within seconds. Configuration::
     include = ["city.public.mobility.>"]   # subject patterns (default: everything)
     exclude = []
     shift_to_now = true                    # the recorded day happens now
-    faults = "faults.toml"                 # a fault plan (see sandbox.faults)
+    faults = "faults.toml"                 # a fault plan (docs/faults.md)
     truth = "faults.jsonl"                 # its ground-truth log (default: none)
 
 While it runs it answers JSON requests on ``citybus.control.replay.<instance>.<verb>``:

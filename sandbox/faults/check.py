@@ -341,7 +341,8 @@ def _meeting(
     keys = {(c.subject, c.source) for c in first_hit}
     subjects = sorted({c.subject for c in later_hit if (c.subject, c.source) in keys})
     low = max(first.start, spec.start)
-    high = min(_end(first), _end(spec), math.inf if scope.loop else scope.length)
+    # (a replay's window ends 1 ns after its last moment: shown to the microsecond)
+    high = min(_end(first), _end(spec), math.inf if scope.loop else round(scope.length, 6))
     if not subjects or low >= high:
         return None
     return subjects, (low, high)

@@ -1,5 +1,5 @@
 """The fault injector: a plan applied to the replay's messages, one by one, seeded, with its ground truth
-(see :mod:`sandbox.faults`)."""
+(reference: docs/faults.md)."""
 
 from __future__ import annotations
 
@@ -301,7 +301,7 @@ _STAGES: Final[dict[type[_Fault], type[_Stage]]] = {
 
 
 class FaultInjector:
-    """Applies a :class:`FaultPlan` to a replay, message by message (see the module docs).
+    """Applies a :class:`FaultPlan` to a replay, message by message (docs/faults.md).
 
     ``origin`` is the replay clock's time when the replay started (plan times count from it);
     ``truth`` receives the ground-truth log; ``shifter`` and ``registry`` tell which body fields
