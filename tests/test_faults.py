@@ -12,7 +12,6 @@ from __future__ import annotations
 import io
 import json
 import random
-import re
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -22,7 +21,6 @@ from typing import Any
 import msgspec
 import pytest
 
-import sandbox.faults
 from bus.codec import Codec
 from bus.envelope import Provenance, build_headers, format_time
 from bus.errors import CityBusError, ContractViolation
@@ -598,26 +596,6 @@ def test_adding_a_fault_at_the_end_leaves_the_others_decisions_alone() -> None:
     )
     assert [line for line in more.truth if line["fault"] < 8] == base.truth
     assert more.counts["drop"] > base.counts["drop"]
-
-
-def test_the_example_plan_in_the_module_docs_loads() -> None:
-    doc = sandbox.faults.__doc__ or ""
-    example = re.search(r"A full example::\n\n(.*?)\n\nKeys per kind", doc, re.S)
-    assert example is not None
-    text = "\n".join(line.removeprefix("    ") for line in example.group(1).splitlines())
-    plan = FaultPlan.loads(text)
-    assert plan.seed == 2018
-    assert [type(f).__name__ for f in plan.faults] == [
-        "DropFault",
-        "DuplicateFault",
-        "ReorderFault",
-        "DelayFault",
-        "CorruptFault",
-        "OutageFault",
-        "StuckFault",
-        "SkewFault",
-    ]
-    replay(plan)  # and it runs
 
 
 # --- plans that are refused ----------------------------------------------------------------------
