@@ -16,18 +16,22 @@ size is checked in milliseconds):
   later fault, so an earlier drop never makes a later fault's ground truth wrong. The other way
   round it does: a later ``drop`` or ``outage`` removes messages an earlier fault has already
   logged as duplicated, delayed, reordered, corrupted, stuck or skewed, so the ground truth names
-  messages that never went out; a later ``corrupt`` breaks them, so a consumer only dead-letters
-  them; a later ``stuck`` writes its reading over a body an earlier ``corrupt`` broke. A warning
-  names both faults, the subjects and the window of replay time where they meet. A
-  ``probability = 0`` is a warning too.
+  messages that never went out; a later ``corrupt`` breaks a stuck reading, so a consumer only
+  dead-letters it and never sees the values repeat; a later ``stuck`` writes its reading over a
+  body an earlier ``corrupt`` broke, so it goes out intact. A warning names both faults, the
+  subjects and the window of replay time where they meet. A ``probability = 0`` is a warning too.
 
 Decisions, and why:
 
 * An idle fault is an error, not a warning: a warning scrolls past at ``citybus up`` and the replay
   runs for hours injecting nothing, which is the silent failure this check exists for. A plan that
   names something the recording lacks is fixed in the plan; there is no switch to run it anyway.
+* ``probability = 0`` is only a warning: it is how a fault is switched off while keeping its place
+  in the plan, and so the indices, and the random draws, of the faults after it.
 * Hidden signals are warnings: a drop after a stuck sensor is a legitimate plan (a flaky radio on a
   flatlined sensor), only its ground truth must be read knowing it.
+* Two faults meet on a channel (a subject and source), not just a subject: a skew of the
+  lifeguards' clock and a drop at a site where only the sensor publishes never meet.
 * Windows compare on the message's own time (its shifted, unskewed ``ce-time``), as the injector
   does; only a replay that does not loop has an end to check them against (a looping replay's
   times start again at every loop, see docs/faults.md).
@@ -52,6 +56,8 @@ __all__ = ["Finding", "ReplayScope", "check_plan"]
 _NS: Final = 1_000_000_000
 _REMOVING: Final = frozenset({"drop", "outage"})
 """Kinds after which a message may not go out at all."""
+_Key = tuple[str, str]
+"""A channel as two faults meet on it: (subject, ce-source)."""
 _SHOWN: Final = 3
 """Names listed in a line before "and N more"."""
 
@@ -128,6 +134,7 @@ def check_plan(plan: FaultPlan, scope: ReplayScope, *, origin: str = "fault plan
     errors: list[Finding] = []
     warnings: list[Finding] = []
     hit = [_channels_hit(spec, scope.channels) for spec in plan.faults]
+    keys = [{(c.subject, c.source) for c in channels} for channels in hit]
     for index, spec in enumerate(plan.faults):
         where = f"{origin}: faults[{index}] (kind {_kind(spec)!r})"
         errors.extend(_idle(spec, index, where, scope))
@@ -145,7 +152,7 @@ def check_plan(plan: FaultPlan, scope: ReplayScope, *, origin: str = "fault plan
             if not {earlier, later} & idle
             and _fires(spec)
             and _fires(first)
-            and (finding := _order(first, earlier, hit[earlier], spec, later, hit[later], scope, origin))
+            and (finding := _order(first, earlier, keys[earlier], spec, later, keys[later], scope, origin))
         ]
         hidden = next((f for f in found if f.level == "error"), None)
         if hidden is not None:  # it never fires: what it would meet does not matter
@@ -278,10 +285,10 @@ _LOGGED: Final = {
 def _order(
     first: FaultSpec,
     earlier: int,
-    first_hit: list[RecordedChannel],
+    first_hit: set[_Key],
     spec: FaultSpec,
     later: int,
-    later_hit: list[RecordedChannel],
+    later_hit: set[_Key],
     scope: ReplayScope,
     origin: str,
 ) -> Finding | None:
@@ -332,14 +339,13 @@ def _order(
 
 def _meeting(
     first: FaultSpec,
-    first_hit: list[RecordedChannel],
+    first_hit: set[_Key],
     spec: FaultSpec,
-    later_hit: list[RecordedChannel],
+    later_hit: set[_Key],
     scope: ReplayScope,
 ) -> tuple[list[str], tuple[float, float]] | None:
     """The subjects and the window of replay time where two faults may both touch a message."""
-    keys = {(c.subject, c.source) for c in first_hit}
-    subjects = sorted({c.subject for c in later_hit if (c.subject, c.source) in keys})
+    subjects = sorted({subject for subject, _source in later_hit & first_hit})
     low = max(first.start, spec.start)
     # (a replay's window ends 1 ns after its last moment: shown to the microsecond)
     high = min(_end(first), _end(spec), math.inf if scope.loop else round(scope.length, 6))
@@ -350,14 +356,13 @@ def _meeting(
 
 def _covers(
     first: FaultSpec,
-    first_hit: list[RecordedChannel],
+    first_hit: set[_Key],
     spec: FaultSpec,
-    later_hit: list[RecordedChannel],
+    later_hit: set[_Key],
     scope: ReplayScope,
 ) -> bool:
     """Whether every message ``spec`` could hit is one ``first`` could hit too: channels and window."""
-    keys = {(c.subject, c.source) for c in first_hit}
-    if not all((c.subject, c.source) in keys for c in later_hit):
+    if not later_hit <= first_hit:
         return False
     limit = math.inf if scope.loop else scope.length
     return first.start <= spec.start and min(_end(spec), limit) <= min(_end(first), limit)
