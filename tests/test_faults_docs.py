@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from bus.cli import main
 from sandbox.adapter import DRAMMEN_DAY
 from sandbox.faults import FaultInjector, FaultPlan, ReplayScope, check_plan
 from sandbox.replay import Replayer
@@ -99,3 +100,35 @@ def test_the_check_faults_session_is_what_the_command_prints(tmp_path: Path) -> 
     )
     assert done.stdout == expected
     assert done.returncode == 1  # it has errors: a CI job fails
+
+
+def _text_block_after(words: str) -> str:
+    found = re.search(re.escape(words) + r".*?```text\n(.*?)\n```", DOC, flags=re.S)
+    assert found is not None, words
+    return found.group(1)
+
+
+def test_the_refusals_shown_are_what_the_commands_print(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "faults.toml").write_text(
+        '[[faults]]\nkind = "drop"\nprobability = 0.1\n[[faults]]\nkind = "drop"\nprobability = 1.5\n'
+    )
+    assert main(["sandbox", "check-faults", "faults.toml"]) == 1
+    assert capsys.readouterr().err == _text_block_after("each is refused with one line") + "\n"
+
+    (tmp_path / "faults.toml").write_text(TOML[-1], encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CITYBUS_")}
+    env["PYTHONPATH"] = str(ROOT)
+    done = subprocess.run(
+        [sys.executable, "-m", "bus.cli", "replay", "--faults", "faults.toml"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2
+    shown = _text_block_after("refuses the same plan with the first error")
+    assert re.fullmatch(re.escape(shown).replace("…", ".*") + "\n", done.stderr)
