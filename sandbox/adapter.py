@@ -96,7 +96,6 @@ class ReplayConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
             exclude=self.exclude,
             start=self.start,
             duration=self.duration,
-            loop=self.loop,
         )
         return check_plan(plan, scope, origin=f"fault plan {self.faults}")
 

@@ -166,7 +166,6 @@ def cmd_check_faults(args: argparse.Namespace, config: Config) -> int:
         exclude=args.exclude,
         start=args.start,
         duration=args.duration,
-        loop=args.loop,
     )
     findings = check_plan(plan, scope, origin=f"fault plan {args.plan}")
     errors = sum(f.level == "error" for f in findings)
@@ -186,17 +185,13 @@ def _count(n: int, noun: str) -> str:
 
 
 def _finding(finding: Finding) -> dict[str, Any]:
-    """A finding as JSON: a window open to the end has ``null`` as its end."""
-    window = None
-    if finding.window is not None:
-        low, high = finding.window
-        window = [low, None if high == float("inf") else high]
+    """A finding as JSON."""
     return {
         "level": finding.level,
         "faults": list(finding.faults),
         "key": finding.key,
         "subjects": list(finding.subjects),
-        "window": window,
+        "window": None if finding.window is None else list(finding.window),
         "text": finding.text,
     }
 
@@ -290,7 +285,6 @@ def register(subparsers: Any) -> None:
     check.add_argument("--exclude", action="append", default=[], metavar="PATTERN", help="as replay's")
     check.add_argument("--start", type=float, default=0.0, help="as replay's: seconds into the recording")
     check.add_argument("--duration", type=float, help="as replay's: seconds of recording to replay")
-    check.add_argument("--loop", action="store_true", help="as replay's (citybus up's replay loops)")
     check.add_argument("--strict", action="store_true", help="exit 1 on warnings too")
     check.add_argument("--json", action="store_true", help="the findings as JSON")
     check.set_defaults(func=cmd_check_faults)

@@ -34,7 +34,9 @@ How a message is replayed:
   after a redelivery anyway.
 * **Faults.** A :class:`~sandbox.faults.FaultInjector` may drop, duplicate, delay, reorder,
   corrupt, freeze or skew a message before it goes out; delayed messages wait in a heap and are
-  published between the others when due.
+  published between the others when due. Every loop starts the faults' windows again
+  (:meth:`~sandbox.faults.FaultInjector.restart`: a window once counted from the first loop's
+  start, so at real speed it never came round again, and faster it drifted a loop's length on).
 
 The replay clock (:meth:`Replayer.clock_time`) is the time the replay says it is; the
 ``sandbox-replay`` adapter publishes it on ``citybus.clock.<instance>``, and an adapter instance
@@ -415,6 +417,8 @@ class Replayer:
                 break
             self.loop_index += 1
             self._start_loop()
+            if self.injector is not None:  # fault windows count from each loop's start
+                self.injector.restart(_at(self.window_start) + self._offset)
             if self._metrics is not None:
                 self._metrics.loops.inc()
             self._reanchor(self.window_start)

@@ -9,7 +9,6 @@ readings from a second source, and a weather station, for two hours) and the shi
 from __future__ import annotations
 
 import json
-import math
 import os
 import subprocess
 import sys
@@ -203,15 +202,16 @@ def test_the_skew_example_that_once_documented_faults_is_refused_on_the_shipped_
     assert check(DRAMMEN_DAY, fixed) == []
 
 
-def test_a_window_after_the_end_is_refused_unless_the_replay_loops(recording: Path) -> None:
+def test_a_window_after_the_end_is_refused(recording: Path) -> None:
+    """Every loop starts the windows again (FaultInjector.restart), so looping or not, it never fires."""
     text = '[[faults]]\nkind = "drop"\nprobability = 0.5\nstart = 7200\n'
     assert errors(check(recording, text)) == [
-        "fault plan p.toml: faults[0] (kind 'drop'): start = 7200 is at or after the end of the replay "
-        "(6600 s, no loop), so it never fires; give a start below 6600"
+        "fault plan p.toml: faults[0] (kind 'drop'): start = 7200 is at or after the end of the replay's "
+        f"window (6600 s of {recording}), so it never fires; give a start below 6600"
     ]
     assert errors(check(recording, text, duration=3600.0))[0].endswith("give a start below 3600")
     assert errors(check(recording, text, start=1000.0))[0].endswith("give a start below 5600")
-    assert check(recording, text, loop=True) == []  # a looping replay's times go on
+    assert check(recording, text.replace("7200", "6600")) == []  # the last message is at 6600 s
     with pytest.raises(ConfigError, match="start 9000 s is past the end of the recording"):
         ReplayScope.of([recording], start=9000.0)
 
@@ -446,9 +446,11 @@ def test_check_faults_on_the_drammen_day_by_default_and_with_the_replay_options(
         == f"fault plan {plan}: 1 fault, no errors, no warnings against {DRAMMEN_DAY}\n"
     )
     assert main(["sandbox", "check-faults", str(plan), "--start", "50000"]) == 1
-    assert "start = 43200 is at or after the end of the replay (36400 s, no loop)" in capsys.readouterr().out
-    assert main(["sandbox", "check-faults", str(plan), "--start", "50000", "--loop"]) == 0
-    capsys.readouterr()
+    assert "start = 43200 is at or after the end of the replay's window (36400 s of " in (
+        capsys.readouterr().out
+    )
+    assert main(["sandbox", "check-faults", str(plan), "--start", "50000", "--duration", "3600"]) == 1
+    assert "give a start below 3600" in capsys.readouterr().out
     assert main(["sandbox", "check-faults", str(plan), "--include", "city.public.mobility.>"]) == 0
     capsys.readouterr()
     plan.write_text(
@@ -477,12 +479,12 @@ def test_a_scope_keeps_what_include_and_exclude_leave_out(recording: Path) -> No
     scope = ReplayScope.of([recording], exclude=[WEATHER], duration=600.0)
     assert {c.subject for c in scope.channels} == {f"{BEACH}.blektjern", f"{BEACH}.sota-fjordpark"}
     assert [c.subject for c in scope.left_out] == [WEATHER]
-    assert scope.length == 600 and not scope.loop
+    assert scope.length == 600
     text = (
         f'[[faults]]\nkind = "skew"\nsubjects = ["{WEATHER}"]\nskew = 5.0\n'
         f'[[faults]]\nkind = "drop"\nprobability = 0.5\nsubjects = ["{WEATHER}"]\n'
     )
     [warning] = check(recording, text)
-    assert warning.window == (0, 6600)  # to the end of a replay that does not loop
-    [warning] = check(recording, text, loop=True)
-    assert warning.window == (0, math.inf)  # a looping one has no end
+    assert warning.window == (0, 6600)  # to the end of the replay's window
+    [warning] = check(recording, text, start=600.0)
+    assert warning.window == (0, 6000)

@@ -7,7 +7,7 @@ size is checked in milliseconds):
 
 * **errors**, a fault that can never fire: a ``subjects`` pattern that matches no subject the replay
   publishes (after its ``include``/``exclude``), a skew ``sources`` entry that is no ``ce-source``
-  of the subjects the fault hits, a window that starts after a replay without ``loop`` has ended,
+  of the subjects the fault hits, a window that starts after the replay's window has ended,
   or a fault whose every message an earlier ``outage`` (or ``drop`` with probability 1) removes
   first. Each is one line naming the plan, ``faults[i] (kind …)``, the key, the value and what the
   recordings hold (the nearest names);
@@ -33,8 +33,8 @@ Decisions, and why:
 * Two faults meet on a channel (a subject and source), not just a subject: a skew of the
   lifeguards' clock and a drop at a site where only the sensor publishes never meet.
 * Windows compare on the message's own time (its shifted, unskewed ``ce-time``), as the injector
-  does; only a replay that does not loop has an end to check them against (a looping replay's
-  times start again at every loop, see docs/faults.md).
+  does, from the start of the replay's window; every loop of a looping replay starts them again
+  (:meth:`~sandbox.faults.FaultInjector.restart`), so a window past the end never fires either way.
 """
 
 from __future__ import annotations
@@ -73,8 +73,6 @@ class ReplayScope:
     """The recordings' channels that ``include``/``exclude`` leave out."""
     length: float
     """Seconds of recording the replay's window covers."""
-    loop: bool
-    """Whether it starts again at the end (then a fault window has no end to be checked against)."""
 
     @classmethod
     def of(
@@ -85,7 +83,6 @@ class ReplayScope:
         exclude: Sequence[str] = (),
         start: float = 0.0,
         duration: float | None = None,
-        loop: bool = False,
     ) -> ReplayScope:
         """The scope of a replay of ``files`` with the replay's own options (read from summaries)."""
         paths = [Path(f) for f in files]
@@ -107,7 +104,6 @@ class ReplayScope:
             channels=tuple(kept),
             left_out=tuple(left_out),
             length=max(window_end - window_start, 0) / _NS,
-            loop=loop,
         )
 
 
@@ -126,7 +122,7 @@ class Finding:
     subjects: tuple[str, ...] = ()
     """For two faults that meet: the subjects where they do."""
     window: tuple[float, float] | None = None
-    """For two faults that meet: from and to (``inf``: the end) in seconds of replay time."""
+    """For two faults that meet: from and to, in seconds of replay time (at most the window's end)."""
 
 
 def check_plan(plan: FaultPlan, scope: ReplayScope, *, origin: str = "fault plan") -> list[Finding]:
@@ -225,13 +221,14 @@ def _idle(spec: FaultSpec, index: int, where: str, scope: ReplayScope) -> Iterat
                 f"{where}: sources = {source!r} {holds}, {never}; of the subjects it hits, {there} "
                 "(citybus recording info FILE says what a recording holds)",
             )
-    if not scope.loop and spec.start >= scope.length:
+    if spec.start >= scope.length:
         yield Finding(
             "error",
             (index,),
             "start",
-            f"{where}: start = {spec.start:g} is at or after the end of the replay ({scope.length:g} s, "
-            f"no loop), so it never fires; give a start below {scope.length:g}",
+            f"{where}: start = {spec.start:g} is at or after the end of the replay's window "
+            f"({scope.length:g} s of {', '.join(scope.files)}), so it never fires; give a start below "
+            f"{scope.length:g}",
         )
 
 
@@ -348,7 +345,7 @@ def _meeting(
     subjects = sorted({subject for subject, _source in later_hit & first_hit})
     low = max(first.start, spec.start)
     # (a replay's window ends 1 ns after its last moment: shown to the microsecond)
-    high = min(_end(first), _end(spec), math.inf if scope.loop else round(scope.length, 6))
+    high = min(_end(first), _end(spec), round(scope.length, 6))
     if not subjects or low >= high:
         return None
     return subjects, (low, high)
@@ -364,13 +361,10 @@ def _covers(
     """Whether every message ``spec`` could hit is one ``first`` could hit too: channels and window."""
     if not later_hit <= first_hit:
         return False
-    limit = math.inf if scope.loop else scope.length
-    return first.start <= spec.start and min(_end(spec), limit) <= min(_end(first), limit)
+    return first.start <= spec.start and min(_end(spec), scope.length) <= min(_end(first), scope.length)
 
 
 def _window(low: float, high: float) -> str:
-    if math.isinf(high):
-        return f"from {low:g} s of replay time to the end"
     return f"from {low:g} s to {high:g} s of replay time"
 
 
