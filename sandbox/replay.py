@@ -36,7 +36,7 @@ How a message is replayed:
   corrupt, freeze or skew a message before it goes out; delayed messages wait in a heap and are
   published between the others when due. Every loop starts the faults' windows again
   (:meth:`~sandbox.faults.FaultInjector.restart`: a window once counted from the first loop's
-  start, so at real speed it never came round again, and faster it drifted a loop's length on).
+  start, so at real speed it never came round again, and faster it came earlier in every loop).
 
 The replay clock (:meth:`Replayer.clock_time`) is the time the replay says it is; the
 ``sandbox-replay`` adapter publishes it on ``citybus.clock.<instance>``, and an adapter instance
