@@ -130,7 +130,8 @@ class SandboxReplay(Adapter[ReplayConfig]):
             factory: Callable[[datetime], FaultInjector] | None = None
             if config.faults is not None:
                 plan = FaultPlan.load(Path(config.faults))
-                for finding in config.check_faults():  # its errors refused the configuration
+                warnings = [f for f in config.check_faults() if f.level == "warning"]  # errors: refused
+                for finding in warnings:
                     ctx.log.warning(
                         "fault plan warning",
                         plan=config.faults,
