@@ -2,8 +2,8 @@
 
 A plan is valid on its own when :meth:`~sandbox.faults.FaultPlan.load` accepts it; whether it
 *does* anything depends on the recordings. :func:`check_plan` finds, from the recordings' channels
-(each a subject as one ``ce-source`` publishes it, read from the MCAP summary, so a recording of any
-size is checked in milliseconds):
+(each a subject as one ``ce-source`` publishes it, read from the MCAP summary without reading a
+message: 16 ms on the Drammen day, under 2 s for 5000 channels and a million messages):
 
 * **errors**, a fault that can never fire: a ``subjects`` pattern that matches no subject the replay
   publishes (after its ``include``/``exclude``), a skew ``sources`` entry that is no ``ce-source``
