@@ -251,7 +251,9 @@ def register(subparsers: Any) -> None:
     add_login_options(replay, default="the instance (--name)")
     replay.set_defaults(func=cmd_replay)
 
-    sandbox = subparsers.add_parser("sandbox", help="steer a running replay; build the Drammen day")
+    sandbox = subparsers.add_parser(
+        "sandbox", help="steer a running replay; check a fault plan; build the Drammen day"
+    )
     ssub = sandbox.add_subparsers(dest="sandbox_command", metavar="COMMAND", required=True)
     for verb, text in (
         ("status", "what the replay is doing"),
@@ -281,10 +283,14 @@ def register(subparsers: Any) -> None:
         metavar="FILE",
         help="a recording the plan is for (repeat for several; default: the Drammen day)",
     )
-    check.add_argument("--include", action="append", default=[], metavar="PATTERN", help="as replay's")
-    check.add_argument("--exclude", action="append", default=[], metavar="PATTERN", help="as replay's")
-    check.add_argument("--start", type=float, default=0.0, help="as replay's: seconds into the recording")
-    check.add_argument("--duration", type=float, help="as replay's: seconds of recording to replay")
+    check.add_argument(
+        "--include", action="append", default=[], metavar="PATTERN", help="only these subjects, as replay's"
+    )
+    check.add_argument(
+        "--exclude", action="append", default=[], metavar="PATTERN", help="not these subjects, as replay's"
+    )
+    check.add_argument("--start", type=float, default=0.0, help="seconds into the recording, as replay's")
+    check.add_argument("--duration", type=float, help="seconds of recording replayed, as replay's")
     check.add_argument("--strict", action="store_true", help="exit 1 on warnings too")
     check.add_argument("--json", action="store_true", help="the findings as JSON")
     check.set_defaults(func=cmd_check_faults)
