@@ -14,7 +14,7 @@ live city data within seconds. Configuration::
     include = ["city.public.mobility.>"]   # subject patterns (default: everything)
     exclude = []
     shift_to_now = true                    # the recorded day happens now
-    faults = "faults.toml"                 # a fault plan (see sandbox.faults)
+    faults = "faults.toml"                 # a fault plan (docs/faults.md)
     truth = "faults.jsonl"                 # its ground-truth log (default: none)
 
 While it runs it answers JSON requests on ``citybus.control.replay.<instance>.<verb>``:
@@ -44,7 +44,7 @@ from bus import RawMessage, control
 from bus.subjects import clock_subject, control_subject, validate_pattern
 from contracts import Contract, default_registry
 from sandbox.control import handle
-from sandbox.faults import FaultInjector, FaultPlan
+from sandbox.faults import FaultInjector, FaultPlan, FaultPlanError, Finding, ReplayScope, check_plan
 from sandbox.metrics import replay_metrics
 from sandbox.recording import read_info
 from sandbox.replay import Replayer
@@ -79,8 +79,25 @@ class ReplayConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
                 raise ValueError(f"files: no recording at {name}")
         for pattern in (*self.include, *self.exclude):
             validate_pattern(pattern)
-        if self.faults is not None:
-            FaultPlan.load(Path(self.faults))  # a bad plan is a configuration error, found at start
+        if self.faults is not None:  # a bad plan, or one that never fires, is refused at start
+            errors = [f for f in self.check_faults() if f.level == "error"]
+            if errors:
+                more = f" (and {len(errors) - 1} more: citybus sandbox check-faults lists them)"
+                raise FaultPlanError(errors[0].text + (more if len(errors) > 1 else ""))
+
+    def check_faults(self) -> list[Finding]:
+        """The fault plan read and checked against the recordings as this replay plays them."""
+        if self.faults is None:
+            return []
+        plan = FaultPlan.load(Path(self.faults))
+        scope = ReplayScope.of(
+            self.files,
+            include=self.include,
+            exclude=self.exclude,
+            start=self.start,
+            duration=self.duration,
+        )
+        return check_plan(plan, scope, origin=f"fault plan {self.faults}")
 
 
 class SandboxReplay(Adapter[ReplayConfig]):
@@ -113,6 +130,14 @@ class SandboxReplay(Adapter[ReplayConfig]):
             factory: Callable[[datetime], FaultInjector] | None = None
             if config.faults is not None:
                 plan = FaultPlan.load(Path(config.faults))
+                warnings = [f for f in config.check_faults() if f.level == "warning"]  # errors: refused
+                for finding in warnings:
+                    ctx.log.warning(
+                        "fault plan warning",
+                        plan=config.faults,
+                        faults=list(finding.faults),
+                        detail=finding.text,
+                    )
 
                 def factory(origin: datetime) -> FaultInjector:
                     return FaultInjector(plan, origin=origin, truth=truth)

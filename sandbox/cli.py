@@ -2,8 +2,9 @@
 
 ``record`` writes live subjects to an MCAP file; ``recording info`` says what a file holds;
 ``replay`` plays files onto the bus (the ``sandbox-replay`` adapter, run on its own); ``sandbox``
-steers a running replay (``status``, ``pause``, ``resume``, ``seek``, ``speed``) and builds the
-shipped Drammen day (``sandbox build``).
+steers a running replay (``status``, ``pause``, ``resume``, ``seek``, ``speed``), checks a fault
+plan against recordings (``sandbox check-faults``, for a company's CI) and builds the shipped
+Drammen day (``sandbox build``).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from bus.logs import configure_logging
 from sandbox.access import COMMAND_LINE_INSTANCE
 from sandbox.adapter import DRAMMEN_DAY, SandboxReplay
 from sandbox.control import SeekRequest, SpeedRequest, control_request
+from sandbox.faults import FaultPlan, Finding, ReplayScope, check_plan
 from sandbox.recorder import record
 from sandbox.recording import read_info
 from sandbox.replay import ReplayStatus
@@ -153,6 +155,47 @@ def _time(moment: datetime | None) -> str:
     return "-" if moment is None else msgspec.json.encode(moment).decode().strip('"')
 
 
+def cmd_check_faults(args: argparse.Namespace, config: Config) -> int:
+    """Check a fault plan against the recordings it is for: 1 when a fault never fires (or, with
+    ``--strict``, when there is a warning too), else 0."""
+    files = [str(f) for f in args.recording] or [str(DRAMMEN_DAY)]
+    plan = FaultPlan.load(args.plan)
+    scope = ReplayScope.of(
+        files,
+        include=args.include,
+        exclude=args.exclude,
+        start=args.start,
+        duration=args.duration,
+    )
+    findings = check_plan(plan, scope, origin=f"fault plan {args.plan}")
+    errors = sum(f.level == "error" for f in findings)
+    if args.json:
+        out(json.dumps([_finding(f) for f in findings], indent=2))
+    else:
+        for finding in findings:
+            out(f"{finding.level}: {finding.text}")
+        warnings = len(findings) - errors
+        counted = [_count(len(plan.faults), "fault"), _count(errors, "error"), _count(warnings, "warning")]
+        out(f"fault plan {args.plan}: {', '.join(counted)} against {', '.join(files)}")
+    return 1 if errors or (args.strict and findings) else 0
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n or 'no'} {noun}{'' if n == 1 else 's'}"
+
+
+def _finding(finding: Finding) -> dict[str, Any]:
+    """A finding as JSON."""
+    return {
+        "level": finding.level,
+        "faults": list(finding.faults),
+        "key": finding.key,
+        "subjects": list(finding.subjects),
+        "window": None if finding.window is None else list(finding.window),
+        "text": finding.text,
+    }
+
+
 def cmd_build(args: argparse.Namespace, config: Config) -> int:
     """Build the recorded Drammen day from the real data and generated inputs."""
     from sandbox.drammen.build import build_day  # the builder runs every source adapter: load it only here
@@ -208,7 +251,9 @@ def register(subparsers: Any) -> None:
     add_login_options(replay, default="the instance (--name)")
     replay.set_defaults(func=cmd_replay)
 
-    sandbox = subparsers.add_parser("sandbox", help="steer a running replay; build the Drammen day")
+    sandbox = subparsers.add_parser(
+        "sandbox", help="steer a running replay; check a fault plan; build the Drammen day"
+    )
     ssub = sandbox.add_subparsers(dest="sandbox_command", metavar="COMMAND", required=True)
     for verb, text in (
         ("status", "what the replay is doing"),
@@ -224,6 +269,31 @@ def register(subparsers: Any) -> None:
         command.add_argument("--json", action="store_true", help="as JSON")
         add_login_options(command, default="operator")
         command.set_defaults(func=cmd_control, verb=verb)
+    check = ssub.add_parser(
+        "check-faults",
+        help="check a fault plan against recordings: faults that never fire (errors), faults that hide "
+        "each other (warnings)",
+    )
+    check.add_argument("plan", type=Path, metavar="PLAN", help="the fault plan (TOML)")
+    check.add_argument(
+        "--recording",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="FILE",
+        help="a recording the plan is for (repeat for several; default: the Drammen day)",
+    )
+    check.add_argument(
+        "--include", action="append", default=[], metavar="PATTERN", help="only these subjects, as replay's"
+    )
+    check.add_argument(
+        "--exclude", action="append", default=[], metavar="PATTERN", help="not these subjects, as replay's"
+    )
+    check.add_argument("--start", type=float, default=0.0, help="seconds into the recording, as replay's")
+    check.add_argument("--duration", type=float, help="seconds of recording replayed, as replay's")
+    check.add_argument("--strict", action="store_true", help="exit 1 on warnings too")
+    check.add_argument("--json", action="store_true", help="the findings as JSON")
+    check.set_defaults(func=cmd_check_faults)
     build = ssub.add_parser("build", help="build the recorded Drammen day (real trains, generated sensors)")
     build.add_argument(
         "-o", "--output", type=Path, default=DRAMMEN_DAY, help="where (default: the shipped file)"

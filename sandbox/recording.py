@@ -26,6 +26,7 @@ Attribution of the data a recording holds travels in an MCAP metadata record nam
 from __future__ import annotations
 
 import bisect
+import contextlib
 import json
 import struct
 import time as _time
@@ -54,13 +55,16 @@ from contracts import Registry, default_registry, json_schema
 
 __all__ = [
     "OCTET_STREAM",
+    "RecordedChannel",
     "RecordedMessage",
     "RecordingError",
     "RecordingInfo",
     "RecordingWriter",
     "nanoseconds",
+    "read_channels",
     "read_info",
     "read_messages",
+    "recording_extent",
 ]
 
 PROFILE: Final = "citybus"
@@ -328,6 +332,65 @@ def read_messages(
                 yield _recorded(channel, message)
         except _DAMAGED as exc:
             raise RecordingError(f"{path} is damaged: {exc or type(exc).__name__}") from None
+
+
+class RecordedChannel(msgspec.Struct, frozen=True, kw_only=True):
+    """One channel of a recording: a subject as one source publishes it (see "Channels" above)."""
+
+    subject: str
+    source: str
+    """Its ``ce-source``; empty for a raw channel that has none."""
+    type: str
+    """Its CloudEvents type; empty for a raw channel."""
+    provenance: str
+    messages: int
+    """How many messages it holds."""
+
+
+def read_channels(path: str | Path) -> list[RecordedChannel]:
+    """The channels of a recording, sorted by subject and source: from its summary when it has one
+    (no message is read, so it takes milliseconds on a recording of any size), else by reading it."""
+    stream = _open(path)
+    with stream:
+        summary = _summary(stream)
+    counts: Counter[tuple[str, str, str, str]] = Counter()
+    if summary is not None and summary.statistics is not None:
+        per_channel = summary.statistics.channel_message_counts
+        for channel_id, channel in summary.channels.items():  # one with no message is listed too
+            counts[_channel_key(channel.topic, channel.metadata)] += per_channel.get(channel_id, 0)
+    else:
+        for message in read_messages(path):
+            counts[_channel_key(message.subject, message.headers)] += 1
+    return [
+        RecordedChannel(subject=subject, source=source, type=ce_type, provenance=provenance, messages=n)
+        for (subject, source, ce_type, provenance), n in sorted(counts.items())
+    ]
+
+
+def _channel_key(subject: str, metadata: Mapping[str, str]) -> tuple[str, str, str, str]:
+    return (subject, metadata.get(H_SOURCE, ""), metadata.get(H_TYPE, ""), metadata.get(H_PROVENANCE, ""))
+
+
+def recording_extent(files: list[Path]) -> tuple[int, int]:
+    """The first and last moment a replay of ``files`` covers (ns): the recordings' declared window
+    (metadata ``window_start``/``window_end``: a recorded day is 24 h long) or their first and last
+    message. Read from the files' summaries."""
+    first: int | None = None
+    last: int | None = None
+    for path in files:
+        info = read_info(path)
+        if info.first_ns is None or info.last_ns is None:
+            continue
+        start, end = info.first_ns, info.last_ns  # nanoseconds: a datetime would lose the last ones
+        with contextlib.suppress(KeyError, ValueError):
+            start = min(start, nanoseconds(datetime.fromisoformat(info.metadata["window_start"])))
+        with contextlib.suppress(KeyError, ValueError):
+            end = max(end, nanoseconds(datetime.fromisoformat(info.metadata["window_end"])) - 1)
+        first = start if first is None else min(first, start)
+        last = end if last is None else max(last, end)
+    if first is None or last is None:
+        raise RecordingError(f"nothing to replay: {', '.join(map(str, files))} holds no messages")
+    return first, last
 
 
 # -- reading a complete file through its chunk index -------------------------------------------------

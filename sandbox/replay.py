@@ -34,7 +34,9 @@ How a message is replayed:
   after a redelivery anyway.
 * **Faults.** A :class:`~sandbox.faults.FaultInjector` may drop, duplicate, delay, reorder,
   corrupt, freeze or skew a message before it goes out; delayed messages wait in a heap and are
-  published between the others when due.
+  published between the others when due. Every loop starts the faults' windows again
+  (:meth:`~sandbox.faults.FaultInjector.restart`: a window once counted from the first loop's
+  start, so at real speed it never came round again, and faster it came earlier in every loop).
 
 The replay clock (:meth:`Replayer.clock_time`) is the time the replay says it is; the
 ``sandbox-replay`` adapter publishes it on ``citybus.clock.<instance>``, and an adapter instance
@@ -44,7 +46,6 @@ with ``clock = "<instance>"`` runs on it (:class:`adapters.clock.BusClock`).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import heapq
 import itertools
@@ -75,7 +76,7 @@ from bus.subjects import matches
 from contracts import Registry, default_registry
 from sandbox.faults import FaultInjector, Outgoing
 from sandbox.metrics import InstanceMetrics, ReplayMetrics
-from sandbox.recording import RecordedMessage, RecordingError, nanoseconds, read_info, read_messages
+from sandbox.recording import RecordedMessage, read_messages, recording_extent
 from sandbox.timeshift import Shift, TimeShifter
 
 __all__ = [
@@ -230,7 +231,7 @@ class Replayer:
         self._mono = monotonic
         self._wall = wall
         self._on_sent = on_sent  # (message, when it was due, when it went out), monotonic seconds
-        self._first, self._last = self._extent()
+        self._first, self._last = recording_extent(self.files)
         self.window_start = self._first + int(start * _NS)
         if self.window_start > self._last:
             raise CityBusError(
@@ -266,26 +267,6 @@ class Replayer:
         self._position = self.window_start
 
     # -- the recording ------------------------------------------------------------------------------
-
-    def _extent(self) -> tuple[int, int]:
-        """The first and last moment to replay (ns): the recordings' declared window (metadata
-        ``window_start``/``window_end``: a recorded day is 24 h long) or their first and last message."""
-        first: int | None = None
-        last: int | None = None
-        for path in self.files:
-            info = read_info(path)
-            if info.first_ns is None or info.last_ns is None:
-                continue
-            start, end = info.first_ns, info.last_ns  # nanoseconds: a datetime would lose the last ones
-            with contextlib.suppress(KeyError, ValueError):
-                start = min(start, nanoseconds(datetime.fromisoformat(info.metadata["window_start"])))
-            with contextlib.suppress(KeyError, ValueError):
-                end = max(end, nanoseconds(datetime.fromisoformat(info.metadata["window_end"])) - 1)
-            first = start if first is None else min(first, start)
-            last = end if last is None else max(last, end)
-        if first is None or last is None:
-            raise RecordingError(f"nothing to replay: {', '.join(map(str, self.files))} holds no messages")
-        return first, last
 
     def _wanted(self, subject: str) -> bool:
         found = self._wanted_subjects.get(subject)
@@ -436,6 +417,8 @@ class Replayer:
                 break
             self.loop_index += 1
             self._start_loop()
+            if self.injector is not None:  # fault windows count from each loop's start
+                self.injector.restart(_at(self.window_start) + self._offset)
             if self._metrics is not None:
                 self._metrics.loops.inc()
             self._reanchor(self.window_start)

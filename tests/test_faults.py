@@ -9,10 +9,10 @@ message it considers), never read back from the injector.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import random
-import re
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -22,7 +22,6 @@ from typing import Any
 import msgspec
 import pytest
 
-import sandbox.faults
 from bus.codec import Codec
 from bus.envelope import Provenance, build_headers, format_time
 from bus.errors import CityBusError, ContractViolation
@@ -37,6 +36,9 @@ from sandbox.faults import (
     FaultPlanError,
     Outgoing,
 )
+from sandbox.recording import RecordingWriter
+from sandbox.replay import Replayer
+from tests.conftest import wait_for
 
 T0 = datetime(2018, 8, 29, 0, 0, tzinfo=UTC)
 SITES = ("blektjern", "bragernes-strand", "sota-fjordpark")
@@ -600,26 +602,6 @@ def test_adding_a_fault_at_the_end_leaves_the_others_decisions_alone() -> None:
     assert more.counts["drop"] > base.counts["drop"]
 
 
-def test_the_example_plan_in_the_module_docs_loads() -> None:
-    doc = sandbox.faults.__doc__ or ""
-    example = re.search(r"A full example::\n\n(.*?)\n\nKeys per kind", doc, re.S)
-    assert example is not None
-    text = "\n".join(line.removeprefix("    ") for line in example.group(1).splitlines())
-    plan = FaultPlan.loads(text)
-    assert plan.seed == 2018
-    assert [type(f).__name__ for f in plan.faults] == [
-        "DropFault",
-        "DuplicateFault",
-        "ReorderFault",
-        "DelayFault",
-        "CorruptFault",
-        "OutageFault",
-        "StuckFault",
-        "SkewFault",
-    ]
-    replay(plan)  # and it runs
-
-
 # --- plans that are refused ----------------------------------------------------------------------
 
 GOOD = '[[faults]]\nkind = "drop"\nprobability = 0.1\n'
@@ -710,3 +692,62 @@ def test_a_plan_built_in_code_is_checked_too() -> None:
         FaultInjector(FaultPlan(faults=[DropFault(probability=2.0)]), origin=T0)
     with pytest.raises(ValueError, match="timezone-aware"):
         FaultInjector(FaultPlan(), origin=datetime(2018, 8, 29))
+
+
+# --- windows in every loop of a replay -------------------------------------------------------------
+
+
+async def test_every_loop_of_a_replay_starts_the_fault_windows_again(tmp_path: Path) -> None:
+    """A looping replay's times start again at the wall-clock now of each loop; the windows follow,
+    so an outage two hours in happens two hours into every loop, not only the first."""
+    path = tmp_path / "two-hours.mcap"
+    with RecordingWriter(path) as writer:
+        for step in range(12):  # 0 to 110 minutes
+            for site in SITES:
+                recorded = message(site, step)
+                writer.add(recorded.subject, recorded.data, recorded.headers)
+    plan = FaultPlan.loads(
+        f'[[faults]]\nkind = "outage"\nsubjects = ["{SUBJECT["blektjern"]}"]\nstart = 600\nduration = 1200\n'
+        f'[[faults]]\nkind = "stuck"\nsubjects = ["{SUBJECT["sota-fjordpark"]}"]\nstart = 3600\n'
+        "duration = 1800\n"
+    )
+    wall = [datetime(2026, 12, 1, tzinfo=UTC)]
+
+    def now() -> datetime:  # every loop begins a day after the one before
+        wall[0] += timedelta(days=1)
+        return wall[0]
+
+    sent: list[tuple[str, bytes]] = []
+    held = asyncio.Event()
+    per_loop = 36 - 2  # the outage drops two blektjern readings a loop
+
+    async def publish(subject: str, data: bytes, headers: dict[str, str]) -> None:
+        sent.append((subject, data))
+        if len(sent) == 3 * per_loop:
+            await held.wait()  # three loops done: hold the replay here
+
+    truth = io.StringIO()
+    replayer = Replayer(
+        [path],
+        publish,
+        speed=0,
+        loop=True,
+        wall=now,
+        faults=lambda origin: FaultInjector(plan, origin=origin, truth=truth),
+    )
+    task = asyncio.create_task(replayer.run())
+    await wait_for(lambda: len(sent) == 3 * per_loop)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    lines = [json.loads(line) for line in truth.getvalue().splitlines()]
+    day = [datetime(2026, 12, 1, tzinfo=UTC) + timedelta(days=loop) for loop in (1, 2, 3)]
+    assert [(line["kind"], line["time"]) for line in lines] == [
+        (kind, format_time(start + timedelta(minutes=minutes)))
+        for start in day
+        for kind, minutes in (("outage", 10), ("outage", 20), ("stuck", 70), ("stuck", 80))
+    ]
+    stuck_to = [line["stuck_to"] for line in lines if line["kind"] == "stuck"]
+    assert len(set(stuck_to)) == 3  # each loop sticks to its own first reading of the window
+    bodies = [data for subject, data in sent if subject == SUBJECT["sota-fjordpark"]]
+    values = [msgspec.json.decode(body, type=BeachObservation).water_temperature for body in bodies]
+    assert values[6:9] == [values[6]] * 3 and values[12 + 6 : 12 + 9] == [values[6]] * 3

@@ -1,5 +1,5 @@
 """The fault injector: a plan applied to the replay's messages, one by one, seeded, with its ground truth
-(see :mod:`sandbox.faults`)."""
+(reference: docs/faults.md)."""
 
 from __future__ import annotations
 
@@ -125,6 +125,9 @@ class _Stage:
         """What this fault still holds at the end."""
         return []
 
+    def restart(self) -> None:
+        """A new loop of the replay begins: forget what belongs to the last one."""
+
 
 class _Drop(_Stage):
     spec: DropFault
@@ -143,6 +146,9 @@ class _Drop(_Stage):
         if self.position == self.spec.burst:
             self.position = 0
         return []
+
+    def restart(self) -> None:
+        self.position = 0  # a burst does not run on into the next loop
 
 
 class _Duplicate(_Stage):
@@ -265,6 +271,9 @@ class _Stuck(_Stage):
         self.record(message, stuck_to=first.headers.get(H_ID, ""))
         return [_Pending(item.at, replace(message, data=data))]
 
+    def restart(self) -> None:
+        self.first.clear()  # each loop's window sticks to its own first reading
+
 
 class _Skew(_Stage):
     spec: SkewFault
@@ -301,7 +310,7 @@ _STAGES: Final[dict[type[_Fault], type[_Stage]]] = {
 
 
 class FaultInjector:
-    """Applies a :class:`FaultPlan` to a replay, message by message (see the module docs).
+    """Applies a :class:`FaultPlan` to a replay, message by message (docs/faults.md).
 
     ``origin`` is the replay clock's time when the replay started (plan times count from it);
     ``truth`` receives the ground-truth log; ``shifter`` and ``registry`` tell which body fields
@@ -335,6 +344,18 @@ class FaultInjector:
     def counts(self) -> collections.Counter[str]:
         """Faults injected so far, per kind: the ground-truth log's lines counted."""
         return self.truth.counts
+
+    def restart(self, origin: datetime) -> None:
+        """A new loop of the replay begins at ``origin`` (the replay clock's time at its start): plan
+        times count from it again, so a window covers the same stretch of every loop. Each fault
+        keeps drawing from its generator; a drop's burst and a stuck fault's reading end with the
+        loop (call :meth:`flush` first: what a reorder holds belongs to the loop that ends)."""
+        if origin.tzinfo is None:
+            raise ValueError("the fault injector's origin must be a timezone-aware datetime")
+        self.origin = origin
+        self.now = 0.0
+        for stage in self._stages:
+            stage.restart()
 
     def seconds(self, moment: datetime) -> float:
         """Replay seconds from the origin to ``moment``."""

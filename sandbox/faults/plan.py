@@ -1,4 +1,4 @@
-"""The fault plan: what a replay is to do wrong, read from TOML and checked (see :mod:`sandbox.faults`)."""
+"""The fault plan: what a replay is to do wrong, read from TOML and checked (reference: docs/faults.md)."""
 
 from __future__ import annotations
 
@@ -181,7 +181,7 @@ _KINDS: Final[dict[str, type[_Fault]]] = {
 
 
 class FaultPlan(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """A seed and the faults to inject, in the order they apply (see the module docs)."""
+    """A seed and the faults to inject, in the order they apply (docs/faults.md)."""
 
     seed: int = 0
     """Seeds every fault's random choices: same plan and seed, same faults."""
