@@ -50,7 +50,9 @@ class PlaceConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
         """Raise :class:`ValueError` naming ``where`` (the table's key) if the entry is wrong."""
         for name, value, limit in (("lat", self.lat, 90), ("lon", self.lon, 180)):
             if not -limit <= value <= limit:
-                raise ValueError(f"{where}.{name} = {value} is out of range: it must be from {-limit} to {limit}")
+                raise ValueError(
+                    f"{where}.{name} = {value} is out of range: it must be from {-limit} to {limit}"
+                )
         if (self.uncertainty is None) != (self.placement is None):
             raise ValueError(
                 f"{where}: an approximate place needs both uncertainty (metres) and placement (how it "

@@ -291,7 +291,8 @@ class Neighbour(msgspec.Struct, frozen=True, kw_only=True):
     uncertainty: Annotated[
         float,
         measure(
-            "How far off the distance may be: the sum of the two points' uncertainties (0 when both were surveyed)",
+            "How far off the distance may be: the sum of the two points' uncertainties "
+            "(0 when both were surveyed)",
             unit="m",
             ge=0,
         ),
@@ -322,8 +323,15 @@ class Neighbour(msgspec.Struct, frozen=True, kw_only=True):
         "air_quality_station": {
             "station": "bangelokka",
             "station_name": "Bangeløkka",
-            "location": {"type": "Point", "coordinates": [10.216454, 59.73091]},
+            "location": {
+                "type": "Point",
+                "coordinates": [10.216454, 59.73091],
+                "approximate": True,
+                "uncertainty": 300.0,
+                "placement": "At the Bangeløkka express-bus quay, by the road the station stands at",
+            },
             "distance": 1112.0,
+            "uncertainty": 300.0,
         },
         "updated_at": "2018-08-28T00:41:00+02:00",
     },
@@ -342,12 +350,10 @@ class BeachNeighbours(Contract, frozen=True, kw_only=True):
 
     site: Annotated[Slug, Meta(description="The bathing site, as in environment.beach-observation")]
     location: Annotated[GeoPoint, Meta(description="The site's point, as its observations carry it")]
-    weather_station: (
-        Annotated[Neighbour, Meta(description="The nearest station of environment.weather-observed")]
-        | None
-    ) = None
-    air_quality_station: (
-        Annotated[Neighbour, Meta(description="The nearest station of environment.air-quality-observed")]
-        | None
-    ) = None
+    weather_station: Annotated[
+        Neighbour | None, Meta(description="The nearest station of environment.weather-observed")
+    ] = None
+    air_quality_station: Annotated[
+        Neighbour | None, Meta(description="The nearest station of environment.air-quality-observed")
+    ] = None
     updated_at: Annotated[Timestamp, Meta(description="The time of the newest location the answer used")]

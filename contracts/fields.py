@@ -25,9 +25,7 @@ Latitude = Annotated[float, measure("WGS 84 latitude", unit="deg", ge=-90, le=90
 Longitude = Annotated[float, measure("WGS 84 longitude", unit="deg", ge=-180, le=180)]
 
 
-class GeoPoint(
-    msgspec.Struct, frozen=True, kw_only=True, tag="Point", tag_field="type", omit_defaults=True
-):
+class GeoPoint(msgspec.Struct, frozen=True, kw_only=True, tag="Point", tag_field="type", omit_defaults=True):
     """A place on the map as a GeoJSON Point, the ``location`` of FIWARE Smart Data Models.
 
     GeoJSON puts the longitude first: ``{"type": "Point", "coordinates": [10.2138, 59.7409]}``.
@@ -54,7 +52,12 @@ class GeoPoint(
     uncertainty: (
         Annotated[
             float,
-            measure("Radius around the point the true place lies within (approximate points)", unit="m", ge=0, le=100000),
+            measure(
+                "Radius around the point the true place lies within (approximate points)",
+                unit="m",
+                ge=0,
+                le=100000,
+            ),
         ]
         | None
     ) = None
@@ -69,7 +72,9 @@ class GeoPoint(
         return cls(coordinates=(longitude, latitude))
 
     @classmethod
-    def approximately(cls, latitude: float, longitude: float, *, uncertainty: float, placement: str) -> GeoPoint:
+    def approximately(
+        cls, latitude: float, longitude: float, *, uncertainty: float, placement: str
+    ) -> GeoPoint:
         """An approximate point: placed by ``placement``, within ``uncertainty`` metres of the truth."""
         return cls(
             coordinates=(longitude, latitude), approximate=True, uncertainty=uncertainty, placement=placement

@@ -17,8 +17,8 @@ Decisions, and why:
   and published only if it differs from the last one, with an event id made from the answer (so
   a restarted service's first answers are dropped by JetStream's duplicate window). Answering at
   every station message instead would publish passing answers while a document's stations arrive
-  one by one; the cost is that a moved station reaches a site's answer at its next report. A product reads a site's latest relation from the
-  stream (the last message of its subject), not from a live subscription.
+  one by one; the cost is that a moved station reaches a site's answer at its next report. A
+  product reads a site's latest relation from the stream (the last message of its subject).
 * **A message without a location is passed over**: it says nothing about where its entity is, and
   a station that never says where it stands cannot be nearest to anything.
 * **Ties** (two stations at the same distance) go to the station whose identifier sorts first,
@@ -45,7 +45,14 @@ from adapters.changes import stable_id
 from adapters.context import Context
 from adapters.geo import distance
 from bus import Event
-from contracts import AirQualityObserved, BeachNeighbours, BeachObservation, GeoPoint, Neighbour, WeatherObserved
+from contracts import (
+    AirQualityObserved,
+    BeachNeighbours,
+    BeachObservation,
+    GeoPoint,
+    Neighbour,
+    WeatherObserved,
+)
 
 __all__ = ["BeachNeighboursService", "NeighboursConfig", "nearest"]
 
@@ -73,7 +80,9 @@ def nearest(site: GeoPoint, stations: Mapping[str, tuple[GeoPoint, str | None]])
         metres = round(distance(site, point), 1)
         if best is None or metres < best.distance:
             margin = (site.uncertainty or 0.0) + (point.uncertainty or 0.0)
-            best = Neighbour(station=slug, station_name=name, location=point, distance=metres, uncertainty=margin)
+            best = Neighbour(
+                station=slug, station_name=name, location=point, distance=metres, uncertainty=margin
+            )
     return best
 
 
@@ -103,11 +112,20 @@ class BeachNeighboursService(Adapter[NeighboursConfig]):
 
         async def on_weather(event: Event[WeatherObserved]) -> None:
             data = event.data
-            self._saw(self._weather, data.station, data.location, data.station_name, data.observed_at, event.provenance)
+            self._saw(
+                self._weather,
+                data.station,
+                data.location,
+                data.station_name,
+                data.observed_at,
+                event.provenance,
+            )
 
         async def on_air(event: Event[AirQualityObserved]) -> None:
             data = event.data
-            self._saw(self._air, data.station, data.location, data.station_name, data.observed_at, event.provenance)
+            self._saw(
+                self._air, data.station, data.location, data.station_name, data.observed_at, event.provenance
+            )
 
         await ctx.subscribe(BeachObservation, on_site)
         await ctx.subscribe(WeatherObserved, on_weather)
@@ -117,7 +135,12 @@ class BeachNeighboursService(Adapter[NeighboursConfig]):
 
     @staticmethod
     def _saw(
-        seen: dict[str, _Seen], key: str, location: GeoPoint | None, name: str | None, time: datetime, provenance: str
+        seen: dict[str, _Seen],
+        key: str,
+        location: GeoPoint | None,
+        name: str | None,
+        time: datetime,
+        provenance: str,
     ) -> None:
         """Keep an entity's point (the first time it gave this one, with its name)."""
         if location is None:
