@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
@@ -45,7 +45,7 @@ from bus.bus import Bus
 from bus.envelope import H_PROVENANCE, H_TIME, H_TYPE
 from contracts import Classification, Contract, Registry
 
-__all__ = ["Entity", "Listing", "list_entities", "render"]
+__all__ = ["Entity", "EntityReader", "Listing", "list_entities", "render"]
 
 _TIMEOUT: Final = 2.0
 _ANY: Final = msgspec.json.Decoder()
@@ -262,3 +262,54 @@ def render(listing: Listing) -> list[str]:
     for stream, why in sorted(listing.unreadable.items()):
         lines.append(f"not read: {stream}: {why}")
     return lines
+
+
+# -- the ops endpoint's reader --------------------------------------------------------------------
+
+
+class EntityReader:
+    """What ``GET /entities`` reads through: one connection per account, opened on first use.
+
+    ``connect(account)`` opens it (``citybus up`` logs in as that account's operator, so the
+    broker itself keeps personal streams out; without access control it hands out its own
+    connection, ``owned=False``). Values are shown for public contracts only: the ops port has no
+    login (see the module's decisions).
+    """
+
+    def __init__(
+        self,
+        connect: Callable[[str], Awaitable[Bus]],
+        registry: Registry,
+        default_account: str,
+        *,
+        owned: bool = True,
+    ) -> None:
+        self._connect = connect
+        self._registry = registry
+        self.default_account = default_account
+        self._owned = owned
+        self._buses: dict[str, Bus] = {}
+        self._lock = asyncio.Lock()
+
+    async def __call__(self, account: str | None, contract: str | None) -> tuple[str, Listing]:
+        """The listing of ``account`` (default :attr:`default_account`), of one contract or all."""
+        chosen = (account or self.default_account).upper()
+        async with self._lock:
+            bus = self._buses.get(chosen)
+            if bus is None:
+                bus = self._buses[chosen] = await self._connect(chosen)
+        listing = await list_entities(
+            bus,
+            self._registry,
+            contract=contract,
+            classifications=(Classification.PUBLIC, Classification.INTERNAL),
+            values=(Classification.PUBLIC,),
+        )
+        return chosen, listing
+
+    async def close(self) -> None:
+        """Close the connections it opened."""
+        buses, self._buses = self._buses, {}
+        if self._owned:
+            for bus in buses.values():
+                await bus.drain()

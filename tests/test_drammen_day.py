@@ -44,7 +44,7 @@ DAY_END = datetime(2018, 8, 29, 0, 0, tzinfo=OSLO)
 # What the shipped recording holds, per contract and provenance: mirrors sandbox/data/README.md.
 COUNTS = {
     ("environment.air-quality-observed.v1", "synthetic"): 216,  # 3 stations x 3 components x 24 h
-    ("environment.beach-neighbours.v1", "synthetic"): 14,  # 7 sites: air first, then weather too
+    ("environment.beach-neighbours.v1", "synthetic"): 7,  # one per site: its nearest stations
     ("environment.beach-observation.v1", "synthetic"): 168,  # 7 units x 24 h
     ("environment.weather-forecast.v1", "synthetic"): 4,  # 00, 06, 12, 18 h
     ("environment.weather-observed.v1", "synthetic"): 48,  # 2 stations x 24 h
@@ -77,7 +77,7 @@ def bodies(contract: str) -> list[tuple[datetime, dict[str, Any]]]:
 def test_the_shipped_recording_opens_in_citybus_and_in_mcaps_own_reader() -> None:
     info = read_info(SHIPPED)
     assert info.complete
-    assert (info.messages, info.subjects) == (1580, 62)
+    assert (info.messages, info.subjects) == (1573, 62)
     assert SHIPPED.stat().st_size < 1_000_000  # small enough to ship in the wheel
     meta = info.metadata
     assert meta["seed"] == "20180828"
@@ -88,7 +88,7 @@ def test_the_shipped_recording_opens_in_citybus_and_in_mcaps_own_reader() -> Non
         reader = make_reader(stream)
         summary = reader.get_summary()
         assert summary is not None and summary.statistics is not None
-        assert summary.statistics.message_count == 1580
+        assert summary.statistics.message_count == 1573
         seen = 0
         for schema, channel, message in reader.iter_messages():
             assert schema is not None and schema.encoding == "jsonschema"
@@ -96,7 +96,7 @@ def test_the_shipped_recording_opens_in_citybus_and_in_mcaps_own_reader() -> Non
             assert channel.message_encoding == "json"
             assert isinstance(json.loads(message.data), dict)
             seen += 1
-        assert seen == 1580
+        assert seen == 1573
 
 
 def test_every_message_is_a_valid_instance_of_its_contract() -> None:

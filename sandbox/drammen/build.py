@@ -172,6 +172,9 @@ def _sources(inputs: Path) -> list[_Source]:
 
     place = {"lat": 59.7409, "lon": 10.2138, "name": "Bragernes strand", "file": str(inputs / forecast.FILE)}
     return [
+        # a service: no polling, it answers what the others publish; first, so that it is
+        # subscribed before any source publishes its first documents
+        _Source(BeachNeighboursService, "neighbours", {}, loops=0),
         # the timetable and real-time pollers; no midnight roll-over, the service date is set
         _Source(
             EnturTrains,
@@ -224,8 +227,6 @@ def _sources(inputs: Path) -> list[_Source]:
             },
             loops=1,
         ),
-        # a service: no polling, it answers what the others publish
-        _Source(BeachNeighboursService, "neighbours", {}, loops=0),
     ]
 
 
