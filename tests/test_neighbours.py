@@ -118,9 +118,10 @@ def test_a_configured_approximate_station_is_published_marked() -> None:
         "weather",
         FrostWeather,
         {
+            "client_id": "x",
             "stations": {
                 "SN1": {"slug": "a", "lat": 59.7, "lon": 10.2, "uncertainty": 500, "placement": "by the rack"}
-            }
+            },
         },
     )
     location = instance.config.stations["SN1"].location
