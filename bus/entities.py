@@ -48,6 +48,9 @@ from contracts import Classification, Contract, Registry
 __all__ = ["Entity", "EntityReader", "Listing", "list_entities", "render"]
 
 _TIMEOUT: Final = 2.0
+_IN_FLIGHT: Final = 32
+"""Last-message requests in flight at once: a stream of thousands of subjects is read in waves,
+not with thousands of requests at the server in the same instant."""
 _ANY: Final = msgspec.json.Decoder()
 
 
@@ -145,10 +148,18 @@ async def _stream_state(bus: Bus, stream: str, subject_filter: str) -> dict[str,
 
 
 async def _entity(
-    bus: Bus, registry: Registry, stream: str, subject: str, count: int, hours: float | None, show: bool
+    bus: Bus,
+    registry: Registry,
+    stream: str,
+    subject: str,
+    count: int,
+    hours: float | None,
+    show: bool,
+    gate: asyncio.Semaphore,
 ) -> tuple[type[Contract] | None, Entity | None]:
     try:
-        last = await bus.js.get_last_msg(stream, subject)
+        async with gate:
+            last = await bus.js.get_last_msg(stream, subject)
     except (nats.js.errors.NotFoundError, nats.errors.TimeoutError, TimeoutError):
         last = None
     headers = (last.headers or {}) if last is not None else {}
@@ -194,6 +205,7 @@ async def list_entities(
     shown = set(values)
     chosen: type[Contract] | None = registry.get(contract) if contract else None
     listing = Listing()
+    gate = asyncio.Semaphore(_IN_FLIGHT)
     for classification, domain in registry.domains():
         if classification not in allowed:
             continue
@@ -213,9 +225,10 @@ async def list_entities(
             continue
         hours = _hours(state)
         counts: dict[str, int] = state.get("subjects") or {}
+        show = classification in shown
         found = await asyncio.gather(
             *(
-                _entity(bus, registry, stream, subject, count, hours, classification in shown)
+                _entity(bus, registry, stream, subject, count, hours, show, gate)
                 for subject, count in sorted(counts.items())
             )
         )

@@ -32,7 +32,7 @@ from bus.entities import EntityReader
 from bus.errors import CityBusError
 from bus.health import Health
 from bus.metrics import Metrics
-from contracts import Registry, UnknownContractError, json_schema
+from contracts import Classification, Registry, UnknownContractError, json_schema
 
 __all__ = ["OpsServer"]
 
@@ -155,7 +155,7 @@ class OpsServer:
         try:
             if contract is not None:
                 cls = self._registry.get(contract)
-                if cls.__contract__.classification.value == "personal":
+                if cls.__contract__.classification is Classification.PERSONAL:
                     return web.json_response(
                         {"error": f"{contract} is personal: its entities are not listed here"}, status=403
                     )

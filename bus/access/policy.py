@@ -107,10 +107,8 @@ Why each right exists, and the decisions behind them:
   seeing the replayed city and, in the internal class, the dead letters of its own messages. The
   requests of such a class are denied, as for the client kinds.
 * **Operators** steer components (``citybus.control.>``), watch clocks and read public and internal
-  data, and read the state and stored messages of the streams that are not personal
-  (``STREAM.INFO`` can list subjects, and a personal subject names a person; ``STREAM.MSG.GET``
-  reads what the operator may read live anyway, so ``citybus entities`` can show each entity's
-  last message from the stream).
+  data, and the state and stored messages (``citybus entities``) of the streams that are not
+  personal (``STREAM.INFO`` can list subjects, and a personal subject names a person).
 * **Guests** exist in ``SANDBOX`` only and take no control requests. A declaration with
   ``personal=False`` is refused if it names a personal contract, saying so.
 * **Clocks** (``citybus.clock.>``) are followed by the declarations that say ``clocks`` (the
@@ -330,10 +328,7 @@ class AccessModel:
             for classification, stream in self._streams:
                 if classification is not PERSONAL:
                     r.pub(subjects.js_api("STREAM", "INFO", stream), f"reads the state of {stream}")
-                    r.pub(
-                        subjects.js_api("STREAM", "MSG", "GET", stream),
-                        f"reads a stored message of {stream} (each entity's last: citybus entities)",
-                    )
+                    r.pub(subjects.js_api("STREAM", "MSG", "GET", stream), f"reads the messages of {stream}")
         else:
             for classification in readable:
                 r.pub(
