@@ -27,6 +27,7 @@ from bus.commands import (
     cmd_contracts_list,
     cmd_contracts_schema,
     cmd_contracts_snapshot,
+    cmd_entities,
     cmd_publish,
     cmd_status,
     cmd_tail,
@@ -83,6 +84,12 @@ def build_parser() -> argparse.ArgumentParser:
     publish.add_argument("--core", action="store_true", help="publish without waiting for JetStream")
     publish.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for JetStream")
     publish.set_defaults(func=cmd_publish)
+
+    entities = sub.add_parser("entities", help="each contract's entities: location, rate, last value")
+    entities.add_argument("contract", nargs="?", metavar="CONTRACT", help="only this contract's")
+    entities.add_argument("--json", action="store_true", help="one JSON document")
+    add_login_options(entities, default="operator")
+    entities.set_defaults(func=cmd_entities)
 
     status = sub.add_parser("status", help="show a running citybus: health, adapters, rates, dead letters")
     status.add_argument("--ops", metavar="URL", help="ops endpoint (default: the running citybus up)")

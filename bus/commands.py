@@ -23,6 +23,7 @@ from bus.bus import Bus, redact_url
 from bus.codec import decode_bytes
 from bus.config import Config, config_file
 from bus.console import check_subscriptions, err, login, out
+from bus.entities import Listing, list_entities, render
 from bus.envelope import parse_headers
 from bus.errors import CityBusError, ContractViolation, UndecodableError
 from bus.logs import configure_logging
@@ -47,6 +48,7 @@ __all__ = [
     "cmd_contracts_list",
     "cmd_contracts_schema",
     "cmd_contracts_snapshot",
+    "cmd_entities",
     "cmd_publish",
     "cmd_status",
     "cmd_tail",
@@ -266,6 +268,30 @@ def _decode_strictly(cls: type[Contract], body: bytes) -> Contract:
 
 
 # -- status ---------------------------------------------------------------------------------------
+
+
+def cmd_entities(args: argparse.Namespace, config: Config) -> int:
+    """List each contract's entities with location, rate and last value, from JetStream."""
+    registry = default_registry()
+    if args.contract:
+        registry.get(args.contract)  # an unknown name fails here, with the nearest names
+    who = login(args, config, default="operator")
+
+    async def main() -> Listing:
+        bus = Bus(metrics=Metrics(), logger=configure_logging(config.log.format, "error"))
+        await who.connect(bus, config)
+        try:
+            return await list_entities(bus, registry, contract=args.contract)
+        finally:
+            await bus.close()
+
+    listing = asyncio.run(main())
+    if args.json:
+        out(json.dumps(listing.as_dict(), indent=2, ensure_ascii=False))
+    else:
+        for line in render(listing):
+            out(line)
+    return 0
 
 
 def cmd_status(args: argparse.Namespace, config: Config) -> int:

@@ -7,7 +7,14 @@
 ``GET /contracts``                    the contracts: name, version, classification, subject
 ``GET /contracts/{name}/schema``      one contract's JSON Schema
 ``GET /asyncapi.json``                the AsyncAPI 3.0 document of the bus
+``GET /entities[/{contract}]``        each contract's entities from JetStream: location,
+                                      rate, last value (``?account=city|sandbox``)
 ====================================  ===============================================
+
+``/entities`` lists public and internal contracts' entities, with last values and locations for
+public ones only, and never a personal one: the ops port has no login, and whoever reaches it
+(Prometheus, an orchestrator, anyone on that network) must learn no more than ``/metrics`` tells
+them plus what the city publishes anyway. ``citybus entities`` shows more, to the operator's login.
 """
 
 from __future__ import annotations
@@ -21,10 +28,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from bus import subjects
 from bus.asyncapi import asyncapi_document
+from bus.entities import EntityReader
 from bus.errors import CityBusError
 from bus.health import Health
 from bus.metrics import Metrics
-from contracts import Registry, UnknownContractError, json_schema
+from contracts import Classification, Registry, UnknownContractError, json_schema
 
 __all__ = ["OpsServer"]
 
@@ -58,9 +66,13 @@ class OpsServer:
                 web.get("/contracts", self._get_contracts),
                 web.get("/contracts/{name}/schema", self._get_schema),
                 web.get("/asyncapi.json", self._get_asyncapi),
+                web.get("/entities", self._get_entities),
+                web.get("/entities/{contract}", self._get_entities),
             ]
         )
         self.app = app
+        self.entities: EntityReader | None = None
+        """Set by ``citybus up`` once it is connected; until then ``/entities`` answers 503."""
 
     @property
     def url(self) -> str:
@@ -131,6 +143,28 @@ class OpsServer:
         except UnknownContractError as exc:
             return web.json_response({"error": str(exc)}, status=404)
         return web.json_response(json_schema(cls))
+
+    async def _get_entities(self, request: web.Request) -> web.Response:
+        reader = self.entities
+        if reader is None:
+            return web.json_response({"error": "not connected to NATS yet"}, status=503)
+        contract = request.match_info.get("contract")
+        account = request.query.get("account")
+        if account is not None and account.upper() not in ("CITY", "SANDBOX"):
+            return web.json_response({"error": f"no account {account!r}: city or sandbox"}, status=400)
+        try:
+            if contract is not None:
+                cls = self._registry.get(contract)
+                if cls.__contract__.classification is Classification.PERSONAL:
+                    return web.json_response(
+                        {"error": f"{contract} is personal: its entities are not listed here"}, status=403
+                    )
+            chosen, listing = await reader(account, contract)
+        except UnknownContractError as exc:
+            return web.json_response({"error": str(exc)}, status=404)
+        except CityBusError as exc:
+            return web.json_response({"error": str(exc)}, status=503)
+        return web.json_response({"account": chosen, **listing.as_dict()})
 
     async def _get_asyncapi(self, request: web.Request) -> web.Response:
         return web.json_response(asyncapi_document(self._registry))

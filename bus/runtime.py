@@ -33,6 +33,7 @@ from bus.access.login import (
 from bus.access.render import generate, server_include
 from bus.bus import Bus, redact_url
 from bus.config import Config
+from bus.entities import EntityReader
 from bus.health import Health
 from bus.metrics import Metrics
 from bus.monitor import monitor_server
@@ -328,6 +329,15 @@ class Runtime:
         else:
             streams = await bus.provision_streams(cfg.streams)
         self.health.ready("streams")
+        if self.ops is not None:  # /entities reads as each account's operator (see bus/entities.py)
+            if connector.enabled:
+                reader = EntityReader(
+                    lambda a: connector.connect(a, "operator"), self.registry, self.default_account
+                )
+            else:
+                reader = EntityReader(lambda _a: _same(bus), self.registry, self.default_account, owned=False)
+            self.ops.entities = reader
+            stack.push_async_callback(self._bounded, "entities connections", reader.close)
         accounts = "CITY, SANDBOX" if connector.enabled else None
         log.info("streams provisioned", streams=streams, accounts=accounts)
         context = RuntimeContext(
@@ -454,3 +464,8 @@ class Runtime:
 
 def _path(text: str) -> Path | None:
     return Path(text).expanduser() if text else None
+
+
+async def _same(bus: Bus) -> Bus:
+    """The runtime's own connection, for a reader without access control."""
+    return bus

@@ -28,8 +28,10 @@ from contracts.compat import (
 )
 from contracts.environment import (
     AirQualityObserved,
+    BeachNeighbours,
     BeachObservation,
     ForecastStep,
+    Neighbour,
     WeatherForecast,
     WeatherObserved,
 )
@@ -55,6 +57,7 @@ from contracts.schema import json_schema, normalise_descriptions, schema_compone
 
 __all__ = [
     "AirQualityObserved",
+    "BeachNeighbours",
     "BeachObservation",
     "BikeStation",
     "BikeStationStatus",
@@ -73,6 +76,7 @@ __all__ = [
     "GeoPoint",
     "Latitude",
     "Longitude",
+    "Neighbour",
     "PersonalDeadLetter",
     "Quay",
     "Registry",

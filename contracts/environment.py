@@ -16,8 +16,10 @@ from contracts.fields import GeoPoint, Slug, Timestamp
 
 __all__ = [
     "AirQualityObserved",
+    "BeachNeighbours",
     "BeachObservation",
     "ForecastStep",
+    "Neighbour",
     "WeatherForecast",
     "WeatherObserved",
 ]
@@ -46,7 +48,10 @@ class BeachObservation(Contract, frozen=True, kw_only=True):
     Drammen kommune measures the water temperature at six pilot sites (Blektjern, Landfalltjern,
     Vannverksdammen, Stordammen, Sota fjordpark and Bragernes strand) with sensors reporting
     hourly, and with a thermometer by hand; the sensors also measure air temperature and UV on
-    land. One message is one reading at one site; a manual reading has no device.
+    land. Bragernes strand has a second sensor out in the river, which reports as a site of its
+    own (``drammenselva-bragernes``): seven sites on the bus. One message is one reading at one
+    site; a manual reading has no device. A site whose position was not surveyed has an
+    approximate ``location`` (``approximate``, ``uncertainty``, ``placement``).
     """
 
     site: Annotated[Slug, Meta(description="The bathing site, e.g. bragernes-strand or sota-fjordpark")]
@@ -274,3 +279,81 @@ class WeatherForecast(Contract, frozen=True, kw_only=True):
         list[ForecastStep],
         Meta(min_length=1, max_length=500, description="The forecast steps, in time order"),
     ]
+
+
+class Neighbour(msgspec.Struct, frozen=True, kw_only=True):
+    """The station nearest a bathing site, and how far it is (great-circle distance)."""
+
+    station: Annotated[Slug, Meta(description="The station's identifier, the entity of its messages")]
+    station_name: Annotated[str, Meta(description="The station's name for people")] | None = None
+    location: Annotated[GeoPoint, Meta(description="Where the station stands, as its messages say")]
+    distance: Annotated[float, measure("Great-circle distance from the site", unit="m", ge=0, le=20_037_600)]
+    uncertainty: Annotated[
+        float,
+        measure(
+            "How far off the distance may be: the sum of the two points' uncertainties "
+            "(0 when both were surveyed)",
+            unit="m",
+            ge=0,
+        ),
+    ] = 0.0
+
+
+@contract(
+    "environment.beach-neighbours",
+    version=1,
+    classification=Classification.PUBLIC,
+    key="site",
+    example={
+        "site": "bragernes-strand",
+        "location": {"type": "Point", "coordinates": [10.2138, 59.7409]},
+        "weather_station": {
+            "station": "marienlyst",
+            "station_name": "Marienlyst",
+            "location": {
+                "type": "Point",
+                "coordinates": [10.2005, 59.7369],
+                "approximate": True,
+                "uncertainty": 500.0,
+                "placement": "At the Marienlyst bike rack by Drammensbadet (OpenStreetMap)",
+            },
+            "distance": 857.0,
+            "uncertainty": 500.0,
+        },
+        "air_quality_station": {
+            "station": "bangelokka",
+            "station_name": "Bangeløkka",
+            "location": {
+                "type": "Point",
+                "coordinates": [10.216454, 59.73091],
+                "approximate": True,
+                "uncertainty": 300.0,
+                "placement": "At the Bangeløkka express-bus quay, by the road the station stands at",
+            },
+            "distance": 1112.0,
+            "uncertainty": 300.0,
+        },
+        "updated_at": "2018-08-28T00:41:00+02:00",
+    },
+)
+class BeachNeighbours(Contract, frozen=True, kw_only=True):
+    """Which weather station and which air-quality station are nearest a bathing site, and how far.
+
+    A beach-day product shows a site's water next to the air temperature, wind and air quality
+    around it: this says which stations those are, so that no company has to work it out (or type
+    it in) itself. Computed from the locations the messages themselves carry — the site's beach
+    observations, the stations' weather and air-quality observations — by great-circle distance,
+    and published again whenever a location changes the answer. A station is absent while none of
+    its kind has said where it stands. Approximate points make uncertain distances: each
+    neighbour says by how much.
+    """
+
+    site: Annotated[Slug, Meta(description="The bathing site, as in environment.beach-observation")]
+    location: Annotated[GeoPoint, Meta(description="The site's point, as its observations carry it")]
+    weather_station: Annotated[
+        Neighbour | None, Meta(description="The nearest station of environment.weather-observed")
+    ] = None
+    air_quality_station: Annotated[
+        Neighbour | None, Meta(description="The nearest station of environment.air-quality-observed")
+    ] = None
+    updated_at: Annotated[Timestamp, Meta(description="The time of the newest location the answer used")]

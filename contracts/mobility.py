@@ -144,6 +144,9 @@ class TrainCall(Contract, frozen=True, kw_only=True):
     ) = None
     status: Annotated[CallStatus, Meta(description="How far the call is from timetable to fact")]
     destination: Annotated[str, Meta(description="Where the train is going, as signposted")] | None = None
+    location: Annotated[
+        GeoPoint | None, Meta(description="Where the call is: the stop place's point, as in stop-place")
+    ] = None
 
 
 @contract(

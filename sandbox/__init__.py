@@ -21,8 +21,10 @@ from sandbox.recording import (
     RecordingError,
     RecordingInfo,
     RecordingWriter,
+    SubjectSummary,
     read_info,
     read_messages,
+    read_subjects,
 )
 from sandbox.replay import Replayer, ReplayStatus
 from sandbox.timeshift import TimeShifter
@@ -46,10 +48,12 @@ __all__ = [
     "SandboxReplay",
     "SeekRequest",
     "SpeedRequest",
+    "SubjectSummary",
     "TimeShifter",
     "control_request",
     "read_info",
     "read_messages",
+    "read_subjects",
     "record",
     "replay_metrics",
 ]

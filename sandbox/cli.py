@@ -31,7 +31,7 @@ from sandbox.adapter import DRAMMEN_DAY, SandboxReplay
 from sandbox.control import SeekRequest, SpeedRequest, control_request
 from sandbox.faults import FaultPlan, Finding, ReplayScope, check_plan
 from sandbox.recorder import record
-from sandbox.recording import read_info
+from sandbox.recording import SubjectSummary, read_info, read_subjects
 from sandbox.replay import ReplayStatus
 
 __all__ = ["register"]
@@ -79,8 +79,18 @@ def cmd_record(args: argparse.Namespace, config: Config) -> int:
 def cmd_info(args: argparse.Namespace, config: Config) -> int:
     """Say what a recording holds."""
     info = read_info(args.file)
+    subjects = read_subjects(args.file)
+    entities: dict[str, list[SubjectSummary]] = {}
+    for summary in subjects:
+        entities.setdefault(summary.type or "raw", []).append(summary)
     if args.json:
-        out(json.dumps(info.as_dict(), indent=2))
+        document = info.as_dict()
+        document["by_subject"] = [s.as_dict() for s in subjects]
+        document["entities"] = {
+            kind: [{k: v for k, v in s.as_dict().items() if k != "type"} for s in rows]
+            for kind, rows in sorted(entities.items())
+        }
+        out(json.dumps(document, indent=2, ensure_ascii=False))
         return 0
     out(f"{info.path}{'' if info.complete else '  (unfinished: read up to its last complete chunk)'}")
     span = f"{info.start.isoformat()} .. {info.end.isoformat()}" if info.start and info.end else "-"
@@ -89,6 +99,13 @@ def cmd_info(args: argparse.Namespace, config: Config) -> int:
     out("  contracts")
     for name, count in sorted(info.per_type.items()):
         out(f"    {count:>8}  {name}")
+    out("  entities (messages, first .. last)")
+    for kind, rows in sorted(entities.items()):
+        out(f"    {kind}: {len(rows)}")
+        for row in rows:
+            span = f"{row.first:%Y-%m-%dT%H:%M:%SZ} .. {row.last:%Y-%m-%dT%H:%M:%SZ}"
+            name = row.entity if row.type else row.subject
+            out(f"      {row.messages:>6}  {name:<40} {span}")
     out("  provenance")
     for name, count in sorted(info.provenance.items()):
         out(f"    {count:>8}  {name}")
@@ -219,7 +236,9 @@ def register(subparsers: Any) -> None:
 
     recording = subparsers.add_parser("recording", help="look inside a recording")
     rsub = recording.add_subparsers(dest="recording_command", metavar="COMMAND", required=True)
-    info = rsub.add_parser("info", help="duration, subjects, messages per contract, provenance")
+    info = rsub.add_parser(
+        "info", help="duration, subjects, messages per contract, each contract's entities, provenance"
+    )
     info.add_argument("file", type=Path, metavar="FILE")
     info.add_argument("--json", action="store_true", help="as JSON")
     info.set_defaults(func=cmd_info)

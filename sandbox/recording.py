@@ -60,10 +60,12 @@ __all__ = [
     "RecordingError",
     "RecordingInfo",
     "RecordingWriter",
+    "SubjectSummary",
     "nanoseconds",
     "read_channels",
     "read_info",
     "read_messages",
+    "read_subjects",
     "recording_extent",
 ]
 
@@ -612,3 +614,53 @@ def read_info(path: str | Path) -> RecordingInfo:
         info.provenance[message.headers.get(H_PROVENANCE) or "unknown"] += 1
     info.subjects, info.channels = len(topics), len(keys)
     return info
+
+
+@dataclass(frozen=True, slots=True)
+class SubjectSummary:
+    """One subject of a recording: its contract, message count and time span (``recording info``)."""
+
+    subject: str
+    type: str
+    """The CloudEvents type of its messages (``environment.beach-observation.v1``); empty for raw."""
+    messages: int
+    first: datetime
+    last: datetime
+
+    @property
+    def entity(self) -> str:
+        """The subject's last token: the entity of a contract's subject."""
+        return self.subject.rsplit(".", 1)[-1]
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-ready view."""
+        return {
+            "subject": self.subject,
+            "type": self.type or None,
+            "entity": self.entity,
+            "messages": self.messages,
+            "first": self.first.isoformat(),
+            "last": self.last.isoformat(),
+        }
+
+
+def read_subjects(path: str | Path) -> list[SubjectSummary]:
+    """Every subject of a recording with its type, message count and first and last time, by subject.
+
+    Reads the whole file (a subject's time span is not in the MCAP summary); a subject whose
+    channels carry two types (two sources) is listed once per type.
+    """
+    seen: dict[tuple[str, str], list[int]] = {}
+    for message in read_messages(path):
+        key = (message.subject, message.type)
+        found = seen.get(key)
+        if found is None:
+            seen[key] = [1, message.log_time, message.log_time]
+        else:
+            found[0] += 1
+            found[1] = min(found[1], message.log_time)
+            found[2] = max(found[2], message.log_time)
+    return [
+        SubjectSummary(subject, kind, count, _moment(first), _moment(last))
+        for (subject, kind), (count, first, last) in sorted(seen.items())
+    ]

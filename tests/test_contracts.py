@@ -41,6 +41,7 @@ EXPECTED = {
     "community.volunteer-signup.v1": ("personal", "volunteer_id"),
     "citybus.personal-dead-letter.v1": ("personal", "reason"),
     "environment.air-quality-observed.v1": ("public", "station"),
+    "environment.beach-neighbours.v1": ("public", "site"),
     "environment.beach-observation.v1": ("public", "site"),
     "environment.weather-forecast.v1": ("public", "place"),
     "environment.weather-observed.v1": ("public", "station"),

@@ -44,6 +44,7 @@ DAY_END = datetime(2018, 8, 29, 0, 0, tzinfo=OSLO)
 # What the shipped recording holds, per contract and provenance: mirrors sandbox/data/README.md.
 COUNTS = {
     ("environment.air-quality-observed.v1", "synthetic"): 216,  # 3 stations x 3 components x 24 h
+    ("environment.beach-neighbours.v1", "synthetic"): 7,  # one per site: its nearest stations
     ("environment.beach-observation.v1", "synthetic"): 168,  # 7 units x 24 h
     ("environment.weather-forecast.v1", "synthetic"): 4,  # 00, 06, 12, 18 h
     ("environment.weather-observed.v1", "synthetic"): 48,  # 2 stations x 24 h
@@ -76,7 +77,7 @@ def bodies(contract: str) -> list[tuple[datetime, dict[str, Any]]]:
 def test_the_shipped_recording_opens_in_citybus_and_in_mcaps_own_reader() -> None:
     info = read_info(SHIPPED)
     assert info.complete
-    assert (info.messages, info.subjects) == (1566, 55)
+    assert (info.messages, info.subjects) == (1573, 62)
     assert SHIPPED.stat().st_size < 1_000_000  # small enough to ship in the wheel
     meta = info.metadata
     assert meta["seed"] == "20180828"
@@ -87,7 +88,7 @@ def test_the_shipped_recording_opens_in_citybus_and_in_mcaps_own_reader() -> Non
         reader = make_reader(stream)
         summary = reader.get_summary()
         assert summary is not None and summary.statistics is not None
-        assert summary.statistics.message_count == 1566
+        assert summary.statistics.message_count == 1573
         seen = 0
         for schema, channel, message in reader.iter_messages():
             assert schema is not None and schema.encoding == "jsonschema"
@@ -95,7 +96,7 @@ def test_the_shipped_recording_opens_in_citybus_and_in_mcaps_own_reader() -> Non
             assert channel.message_encoding == "json"
             assert isinstance(json.loads(message.data), dict)
             seen += 1
-        assert seen == 1566
+        assert seen == 1573
 
 
 def test_every_message_is_a_valid_instance_of_its_contract() -> None:
@@ -115,7 +116,7 @@ def test_counts_per_contract_and_provenance_are_the_ones_the_readme_states() -> 
     assert {(kind, provenance): int(count) for kind, provenance, count in rows} == COUNTS
     total = sum(COUNTS.values())
     assert f"| **all** | | **{total}** |" in text
-    assert f"{total} messages on 55 subjects" in text
+    assert f"{total} messages on 62 subjects" in text
 
 
 def test_the_recording_is_the_day_in_oslo() -> None:
@@ -359,3 +360,79 @@ async def test_the_clock_wakes_due_loops_and_waits_until_they_sleep_again() -> N
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _haversine(a: dict[str, Any], b: dict[str, Any]) -> float:
+    """Great-circle metres between two GeoJSON points, worked out here, not by the code under test."""
+    import math
+
+    (lon1, lat1), (lon2, lat2) = a["coordinates"], b["coordinates"]
+    p1, p2 = math.radians(lat1), math.radians(lat2)
+    h = (
+        math.sin((p2 - p1) / 2) ** 2
+        + math.cos(p1) * math.cos(p2) * math.sin(math.radians(lon2 - lon1) / 2) ** 2
+    )
+    return 2 * 6_371_008.8 * math.asin(math.sqrt(h))
+
+
+def _last_per_subject(path: Path) -> dict[str, tuple[str, dict[str, Any]]]:
+    last: dict[str, tuple[str, dict[str, Any]]] = {}
+    for message in read_messages(path):
+        last[message.subject] = (message.type, json.loads(message.data))
+    return last
+
+
+def test_every_entity_of_the_day_says_where_it_is_and_approximate_places_say_how_and_how_well() -> None:
+    last = _last_per_subject(SHIPPED)
+    assert len(last) == 62
+    for subject, (_kind, body) in last.items():
+        location = body.get("location")
+        assert location is not None and location["type"] == "Point", subject
+        if location.get("approximate"):
+            assert location["uncertainty"] > 0 and location["placement"], subject
+        else:
+            assert "uncertainty" not in location and "placement" not in location, subject
+    beach = {
+        s.rsplit(".", 1)[1]: b["location"]
+        for s, (k, b) in last.items()
+        if k.startswith("environment.beach-obs")
+    }
+    assert len(beach) == 7  # six pilot sites, one with a second sensor in the river
+    assert [site for site, loc in beach.items() if not loc.get("approximate")] == ["bragernes-strand"]
+    assert {s: loc["uncertainty"] for s, loc in beach.items() if loc.get("approximate")} == {
+        s.slug: s.uncertainty for s in SITES.values() if s.approximate
+    }
+    approximate = {s.rsplit(".", 2)[1] for s, (_k, b) in last.items() if b["location"].get("approximate")}
+    # the stations' places are not known: placed near real points of what they are named after
+    assert approximate == {
+        "air-quality-observed",
+        "beach-observation",
+        "beach-neighbours",
+        "weather-observed",
+    }
+
+
+def test_the_beach_neighbours_are_the_nearest_stations_by_the_locations_on_the_bus() -> None:
+    last = _last_per_subject(SHIPPED)
+    stations: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
+    for kind, body in last.values():
+        if kind in ("environment.weather-observed.v1", "environment.air-quality-observed.v1"):
+            stations[kind][body["station"]] = body["location"]
+    relations = {b["site"]: b for _s, (k, b) in last.items() if k == "environment.beach-neighbours.v1"}
+    sites = {
+        b["site"]: b["location"] for _s, (k, b) in last.items() if k == "environment.beach-observation.v1"
+    }
+    assert set(relations) == set(sites)
+    for site, relation in relations.items():
+        assert relation["location"] == sites[site]
+        for field, kind in (
+            ("weather_station", "environment.weather-observed.v1"),
+            ("air_quality_station", "environment.air-quality-observed.v1"),
+        ):
+            distances = {name: _haversine(sites[site], point) for name, point in stations[kind].items()}
+            nearest = min(distances, key=lambda name: (distances[name], name))
+            neighbour = relation[field]
+            assert neighbour["station"] == nearest, (site, field)
+            assert neighbour["distance"] == pytest.approx(distances[nearest], abs=0.1)
+            margin = sites[site].get("uncertainty", 0) + stations[kind][nearest].get("uncertainty", 0)
+            assert neighbour["uncertainty"] == pytest.approx(margin)

@@ -200,6 +200,7 @@ async def test_an_l13_departure_from_brakeroya_field_by_field(http_files: FileSe
         platform="2",
         status="scheduled",
         destination="Dal",
+        location=GeoPoint.at(59.74379, 10.232988),  # stops.txt: Brakerøya stasjon
     )
     assert event.data.aimed_departure is not None
     assert event.data.aimed_departure.utcoffset() == timedelta(hours=2)
@@ -341,6 +342,7 @@ async def test_the_late_r10_at_drammen(http_files: FileServer) -> None:
         delay_seconds=240,
         status="actual",
         destination="Lillehammer",
+        location=GeoPoint.at(59.740105, 10.205235),  # stops.txt: Drammen stasjon
     )
     assert event.envelope.time == at(9, 1)
     assert event.envelope.provenance == "vendor"
@@ -366,6 +368,7 @@ async def test_an_estimated_flytoget_arrival_without_a_planned_call(http_files: 
         delay_seconds=123,
         status="estimated",
         destination="Drammen",
+        location=GeoPoint.at(59.740105, 10.205235),
     )
 
 

@@ -202,7 +202,10 @@ async def test_chirpstack_v4_uplink_finds_its_device_by_dev_eui_in_any_spelling(
     assert obs.water_temperature == pytest.approx(16.6, abs=RESOLUTION)
     assert obs.air_temperature == pytest.approx(19.2, abs=RESOLUTION)
     assert obs.uv_index == 5.0
-    assert obs.location is None  # Sota's coordinates are approximate: not passed off as measured
+    # Sota's coordinates are approximate: published, and marked so, never passed off as measured
+    assert obs.location is not None and obs.location.approximate
+    assert obs.location.uncertainty == SITES["sota-fjordpark"].uncertainty > 0
+    assert obs.location.placement == SITES["sota-fjordpark"].note
     assert event.provenance == "sensor"
 
 

@@ -13,6 +13,7 @@ Configuration::
     adapter = "nilu-air-quality"
     components = ["PM10", "PM2.5", "NO2"]            # optional: only these (default: all)
     stations = { NO0071A = "manglerud", "Rosenkrantzgata ved Vårveien" = "varveien" }   # optional
+    locations.bangelokka = { lat = 59.7309, lon = 10.2165, uncertainty = 300, placement = "…" }  # optional
 
     [adapters.air.source]                            # optional; this is the default
     url = "https://api.nilu.no/aq/utd?areas=Drammen"
@@ -39,6 +40,9 @@ Decisions, and why:
   skipped (counted in a debug log), even one the contract could not carry, because the operator
   said it is not wanted. Without a filter an unknown component is dead-lettered, so a new NILU
   component shows up in the dead letters instead of vanishing.
+* **Locations** come from the record (NILU's ``latitude``/``longitude``); ``locations`` fills in
+  a station whose records have none, marked approximate when its table says how it was placed
+  (:class:`~adapters.geo.PlaceConfig`).
 * **Provenance** is the document's: ``vendor`` from the API, ``recorded`` from a file.
 """
 
@@ -55,6 +59,7 @@ from adapters.air.utd import RecordError, decode_record, split_records
 from adapters.base import Adapter
 from adapters.changes import LastSeen, stable_id
 from adapters.context import Context
+from adapters.geo import PlaceConfig
 from adapters.naming import check_slug
 from adapters.polling import Document, Poller, SourceConfig, http_session
 from contracts import AirQualityObserved
@@ -78,10 +83,16 @@ class AirConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     """Station slugs by NILU station name or EoI code; a station not named here is ``slug(name)``."""
     components: list[str] | None = None
     """Only these component codes (``PM10``, ``PM2.5``, ``NO2`` …); absent: every component."""
+    locations: dict[str, PlaceConfig] = msgspec.field(default_factory=dict)
+    """Where stations stand, by station slug, for records without coordinates (NILU's own
+    ``latitude``/``longitude`` win); ``uncertainty`` and ``placement`` mark an approximate one."""
 
     def __post_init__(self) -> None:
         for key, value in self.stations.items():
             check_slug(value, f"stations: {key!r} =")
+        for key, place in self.locations.items():
+            check_slug(key, "locations: the key")
+            place.check(f"locations.{key}")
         for code in self.components or ():
             if code not in COMPONENTS:
                 raise ValueError(f"components: unknown component {code!r}; known: {', '.join(COMPONENTS)}")
@@ -131,6 +142,9 @@ class NiluAirQuality(Adapter[AirConfig]):
             return "skipped"
         try:
             observation = observation_from(record, stations=self.config.stations)
+            place = self.config.locations.get(observation.station)
+            if observation.location is None and place is not None:
+                observation = msgspec.structs.replace(observation, location=place.point)
         except RecordError as exc:
             if not self._rejected.changed((record.station, record.component), (record.to_time, exc.reason)):
                 return "unchanged"

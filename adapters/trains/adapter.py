@@ -50,6 +50,8 @@ Decisions, and why:
   prognosis), with an event id made from the document and the message, so a document handled
   again after a restart is dropped by JetStream's duplicate window, while a prognosis that goes
   back to an earlier value in a new document is not.
+* **A call carries its stop place's point** (``location``, from the timetable's ``stops.txt``), so
+  a consumer that reads only calls knows where they are without joining the stop places.
 * **Dead letters**: a document that does not parse goes whole (GTFS ``not-zip``,
   ``gtfs-missing-member`` …; SIRI ``not-xml``, ``xml-doctype``, ``not-siri-et``); a bad record alone,
   with its CSV row or XML element (``bad-stop-time``, ``unknown-trip``, ``no-stop-point``,
@@ -201,6 +203,10 @@ class _Run:
         provenance: Provenance,
         at: datetime | None,
     ) -> bool:
+        if isinstance(message, TrainCall) and message.location is None and self.timetable is not None:
+            place = self.timetable.stop_places.get(message.stop_place)
+            if place is not None:  # where the call is: its stop place's point, from stops.txt
+                message = msgspec.structs.replace(message, location=place.location)
         if not self.seen.changed(key, message):
             return False
         content = msgspec.json.encode(message).decode()

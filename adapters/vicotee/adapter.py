@@ -44,8 +44,9 @@ Decisions, and why:
   is plausible — not more than 10 minutes after the network server received the uplink and not more
   than 30 days before — else the time the network server received it: a unit whose clock was never
   set reports 1970, and that must not be passed on as when the water was measured.
-* **location** is set only for a site whose coordinates are known (:mod:`~adapters.vicotee.sites`);
-  an approximate coordinate would look like a measured one.
+* **location** is the site's point (:mod:`~adapters.vicotee.sites`); an approximate one is marked
+  so (``approximate``, its ``uncertainty`` in metres and its ``placement``), so that it cannot be
+  taken for a surveyed one.
 * **Temperatures** are rounded to 0.01 °C, the Si70xx's resolution being 0.0027 °C; a value the
   contract does not allow (a probe out of the water reading 60 °C) is dead-lettered as
   ``out-of-range`` rather than published.
@@ -223,7 +224,7 @@ def observation_from(uplink: Uplink, frame: Frame, device: DeviceConfig) -> Beac
         uv_index=float(uv) if isinstance(uv, int | float) else None,
         device=uplink.device_id,
         depth=device.depth,
-        location=None if site.approximate else site.location,
+        location=site.location,
     )
     try:  # the constructor checked no constraint
         return validate(observation)

@@ -7,10 +7,15 @@ which has a second sensor out in the river. Each site measures the water tempera
 temperature and UV on land. (Source: Drammen kommune's pages on bathing-water temperature and its
 bathing-water samples of 2018; restated in the project's data notes.)
 
+Six sites, seven measuring points: Bragernes strand's second sensor, out in the river, reports as
+a site of its own (``drammenselva-bragernes``), so the sites' messages come under seven entities.
+
 Coordinates: only Bragernes strand's (about 59.7409 N, 10.2138 E) is known. No reliable
 coordinates were found for the others, so theirs are approximations placed by the name of the lake
-or park and the part of town it lies in, and carry ``approximate=True``. The adapter does not put
-an approximate coordinate into a message's ``location``: a consumer would take it for the truth.
+or park and the part of town it lies in, and carry ``approximate=True`` with an ``uncertainty``
+(the radius in metres the site lies within, as wide as the guess is loose) and the ``note`` that
+says how it was placed. The adapter publishes them as approximate points
+(:meth:`contracts.GeoPoint.approximately`), so a consumer cannot take one for a survey.
 """
 
 from __future__ import annotations
@@ -38,11 +43,18 @@ class Site(msgspec.Struct, frozen=True, kw_only=True):
     approximate: Annotated[bool, Meta(description="True if the coordinates are a guess, not a survey")]
     area: Annotated[str, Meta(description="The part of Drammen the site lies in")]
     note: str = ""
+    uncertainty: Annotated[float, Meta(ge=0, description="Radius in metres the site lies within")] = 0.0
+    """For an approximate site, how far off its point may be; 0 for a known one."""
 
     @property
     def location(self) -> GeoPoint:
-        """The site's coordinates as a GeoJSON point (approximate or not: check :attr:`approximate`)."""
-        return GeoPoint.at(self.latitude, self.longitude)
+        """The site's point as the contracts carry it: an approximate site's marked as such, with its
+        uncertainty and the note that says how it was placed."""
+        if not self.approximate:
+            return GeoPoint.at(self.latitude, self.longitude)
+        return GeoPoint.approximately(
+            self.latitude, self.longitude, uncertainty=self.uncertainty, placement=self.note
+        )
 
 
 _SITES = (
@@ -65,6 +77,7 @@ _SITES = (
         approximate=True,
         area="Bragernes, city centre",
         note="Bragernes strand's second sensor, out in the river; placed a few tens of metres off the beach.",
+        uncertainty=100.0,
     ),
     Site(
         slug="sota-fjordpark",
@@ -75,6 +88,7 @@ _SITES = (
         approximate=True,
         area="by the Drammensfjord",
         note="Placed where the river meets the fjord, east of the centre; 16.6 °C by hand on 2018-08-29.",
+        uncertainty=1500.0,
     ),
     Site(
         slug="blektjern",
@@ -85,6 +99,7 @@ _SITES = (
         approximate=True,
         area="Konnerud",
         note="Forest lake; placed in the Konnerud forest.",
+        uncertainty=3000.0,
     ),
     Site(
         slug="landfalltjern",
@@ -98,6 +113,7 @@ _SITES = (
             "Forest lake. The pilot lists it with the Konnerud lakes; its name points to Landfall, "
             "north-west of the centre, where it is placed: the least certain of the coordinates."
         ),
+        uncertainty=5000.0,
     ),
     Site(
         slug="vannverksdammen",
@@ -108,6 +124,7 @@ _SITES = (
         approximate=True,
         area="Konnerud",
         note="Forest lake (the name means the waterworks dam); placed in the Konnerud forest.",
+        uncertainty=3000.0,
     ),
     Site(
         slug="stordammen",
@@ -118,6 +135,7 @@ _SITES = (
         approximate=True,
         area="Konnerud",
         note="Forest lake; placed in the Konnerud forest.",
+        uncertainty=3000.0,
     ),
 )
 

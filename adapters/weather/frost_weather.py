@@ -15,6 +15,7 @@ Configuration::
     name = "Marienlyst"
     lat = 59.75                                 # optional, both or neither
     lon = 10.19
+    # uncertainty = 500, placement = "…"        # a position not surveyed: published as approximate
 
     [adapters.weather.source]                   # merged over the default: url and interval are kept
     user_agent = "drammen-citybus/1.0 bytest@drammen.kommune.no"
@@ -61,6 +62,7 @@ from yarl import URL
 from adapters.base import Adapter
 from adapters.changes import LastSeen, stable_id
 from adapters.context import Context
+from adapters.geo import PlaceConfig
 from adapters.naming import check_slug, slug
 from adapters.polling import Document, Poller, SourceConfig, http_session
 from adapters.records import dead_letter_rejected
@@ -91,6 +93,10 @@ class StationConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     """Latitude of the station in degrees (WGS 84), -90 to 90; with ``lon``, the published location."""
     lon: float | None = None
     """Longitude of the station in degrees (WGS 84), -180 to 180."""
+    uncertainty: float | None = None
+    """For a position that was not surveyed: the radius in metres the station lies within."""
+    placement: str | None = None
+    """For a position that was not surveyed: how it was placed (published with the point)."""
 
     def check(self, where: str) -> None:
         """Raise :class:`ValueError` naming ``where`` (the station's key) if the entry is wrong.
@@ -101,18 +107,22 @@ class StationConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
         check_slug(self.slug, f"{where}.slug")
         if (self.lat is None) != (self.lon is None):
             raise ValueError(f"{where}: give both lat and lon, or neither")
-        for name, value, limit in (("lat", self.lat, 90), ("lon", self.lon, 180)):
-            if value is not None and not -limit <= value <= limit:
-                raise ValueError(
-                    f"{where}.{name} = {value} is out of range: it must be from {-limit} to {limit}"
-                )
+        if self.lat is None and (self.uncertainty is not None or self.placement is not None):
+            raise ValueError(f"{where}: uncertainty and placement describe lat and lon: give those too")
+        if self._place is not None:
+            self._place.check(where)
+
+    @property
+    def _place(self) -> PlaceConfig | None:
+        if self.lat is None or self.lon is None:
+            return None
+        return PlaceConfig(lat=self.lat, lon=self.lon, uncertainty=self.uncertainty, placement=self.placement)
 
     @property
     def location(self) -> GeoPoint | None:
-        """Where the station stands, if configured."""
-        if self.lat is None or self.lon is None:
-            return None
-        return GeoPoint.at(self.lat, self.lon)
+        """Where the station stands, if configured (marked approximate when it is)."""
+        place = self._place
+        return None if place is None else place.point
 
 
 class FrostConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

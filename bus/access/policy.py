@@ -38,8 +38,9 @@ internal   requests ``city.public.rpc.>``,                  ``city.public.>``, `
 (both)     ``city.internal.rpc.>``                          letters included), its inbox. *Never*: others'
                                                             requests
 operator   ``citybus.control.>``; ``$JS.API.INFO``,         ``city.public.>``, ``city.internal.>``,
-(both)     ``STREAM.NAMES`` and the ``STREAM.INFO`` of      ``citybus.clock.>``, its inbox. *Never*:
-           every stream that is not personal                others' requests
+(both)     ``STREAM.NAMES`` and the ``STREAM.INFO`` and     ``citybus.clock.>``, its inbox. *Never*:
+           ``STREAM.MSG.GET`` of every stream that is not   others' requests
+           personal
 guest      as an adapter, from a declaration its package    as an adapter; takes no control requests
 (SANDBOX)  makes (the sandbox's pilots: their contracts,
            never personal, never the dead letters)
@@ -106,8 +107,8 @@ Why each right exists, and the decisions behind them:
   seeing the replayed city and, in the internal class, the dead letters of its own messages. The
   requests of such a class are denied, as for the client kinds.
 * **Operators** steer components (``citybus.control.>``), watch clocks and read public and internal
-  data, and read the state of the streams that are not personal (``STREAM.INFO`` can list
-  subjects, and a personal subject names a person).
+  data, and the state and stored messages (``citybus entities``) of the streams that are not
+  personal (``STREAM.INFO`` can list subjects, and a personal subject names a person).
 * **Guests** exist in ``SANDBOX`` only and take no control requests. A declaration with
   ``personal=False`` is refused if it names a personal contract, saying so.
 * **Clocks** (``citybus.clock.>``) are followed by the declarations that say ``clocks`` (the
@@ -327,6 +328,7 @@ class AccessModel:
             for classification, stream in self._streams:
                 if classification is not PERSONAL:
                     r.pub(subjects.js_api("STREAM", "INFO", stream), f"reads the state of {stream}")
+                    r.pub(subjects.js_api("STREAM", "MSG", "GET", stream), f"reads the messages of {stream}")
         else:
             for classification in readable:
                 r.pub(

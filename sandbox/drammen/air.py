@@ -25,7 +25,12 @@ How the values come about:
   moderate < 120, high < 400; PM2.5 < 30, < 50, < 150; NO2 < 100, < 200, < 400; above: very high.
   Each record's ``index`` is its own value's class, and ``color`` NILU's colour for it.
 * No ``eoi``, ``latitude`` or ``longitude``: Drammen's EoI codes and the stations' coordinates
-  are not known, and the adapter publishes what it is given.
+  are not known. The adapter's ``locations`` table (:data:`LOCATIONS`) places them instead, each
+  marked approximate: Bangeløkka at the Bangeløkka express-bus quay on Bjørnstjerne Bjørnsons gate
+  (Drammen kommune's facts; Statens vegvesen's station stands by that road), within 300 m;
+  Rosenkrantzgata by Vårveien at the Strømsø torg bus quay, the nearest known point south of the
+  river, within 1500 m; Backeparken at Bragernes torg, the centre north of the river where an
+  urban-background station would stand, within 1500 m. The last two are loose guesses, and say so.
 """
 
 from __future__ import annotations
@@ -40,7 +45,7 @@ from typing import Any, Final
 from sandbox.drammen.day import FileVersion, every
 from sandbox.drammen.weather import DayWeather
 
-__all__ = ["CLASSES", "COMPONENTS", "FILE", "STATIONS", "Station", "index_of", "utd_documents"]
+__all__ = ["CLASSES", "COMPONENTS", "FILE", "LOCATIONS", "STATIONS", "Station", "index_of", "utd_documents"]
 
 FILE: Final = "aq_utd_drammen.json"
 COMPONENTS: Final = ("NO2", "PM10", "PM2.5")
@@ -72,6 +77,32 @@ STATIONS: Final = (
         "Rosenkrantzgata ved Vårveien", "Veinær stasjon", no2=(12.0, 60.0), pm10=(9.0, 22.0), pm25_share=0.45
     ),
 )
+
+
+LOCATIONS: Final = {
+    "bangelokka": {
+        "lat": 59.73091,
+        "lon": 10.216454,
+        "uncertainty": 300.0,
+        "placement": "Not surveyed: placed at the Bangeløkka express-bus quay on Bjørnstjerne Bjørnsons "
+        "gate (Drammen kommune), the road Statens vegvesen's station stands by",
+    },
+    "backeparken": {
+        "lat": 59.7439,
+        "lon": 10.2054,
+        "uncertainty": 1500.0,
+        "placement": "Not surveyed: placed at Bragernes torg (the bike rack, OpenStreetMap), the town "
+        "centre north of the river; the park's own position is not known",
+    },
+    "rosenkrantzgata-ved-varveien": {
+        "lat": 59.739909,
+        "lon": 10.202112,
+        "uncertainty": 1500.0,
+        "placement": "Not surveyed: placed at the Strømsø torg bus quay (Drammen kommune), south of the "
+        "river; the crossing of Rosenkrantzgata and Vårveien is not known to the project",
+    },
+}
+"""The ``nilu-air-quality`` adapter's ``locations`` table: approximate places (see the module doc)."""
 
 
 def index_of(component: str, value: float) -> int:

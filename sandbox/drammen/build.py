@@ -17,6 +17,7 @@ vicotee-beach      generated VicPack uplinks, one unit per site, hourly       sy
 frost-weather      generated Frost observations, Marienlyst and Gulskogen     synthetic
 met-forecast       generated Locationforecast for Bragernes strand, 6-hourly  synthetic
 nilu-air-quality   generated ``/aq/utd`` for the three stations, hourly       synthetic
+beach-neighbours   what the others publish: each site's nearest stations      synthetic
 =================  =========================================================  ==============
 
 The generators are the sibling modules (:mod:`~sandbox.drammen.bikes`, :mod:`~sandbox.drammen.beach`,
@@ -72,6 +73,7 @@ import msgspec
 from adapters.air import NiluAirQuality
 from adapters.base import Adapter
 from adapters.bikes import GbfsBikes, station_information_from_osm
+from adapters.neighbours import BeachNeighboursService
 from adapters.testing import AdapterHarness
 from adapters.trains import EnturTrains
 from adapters.vicotee import VicoteeBeach
@@ -100,7 +102,7 @@ __all__ = [
     "main",
 ]
 
-BUILDER_VERSION: Final = "1"
+BUILDER_VERSION: Final = "2"
 """Raised whenever a change makes the builder write a different file from the same seed."""
 SEED: Final = 20180828
 """The seed of the shipped recording."""
@@ -170,6 +172,9 @@ def _sources(inputs: Path) -> list[_Source]:
 
     place = {"lat": 59.7409, "lon": 10.2138, "name": "Bragernes strand", "file": str(inputs / forecast.FILE)}
     return [
+        # a service: no polling, it answers what the others publish; first, so that it is
+        # subscribed before any source publishes its first documents
+        _Source(BeachNeighboursService, "neighbours", {}, loops=0),
         # the timetable and real-time pollers; no midnight roll-over, the service date is set
         _Source(
             EnturTrains,
@@ -215,7 +220,11 @@ def _sources(inputs: Path) -> list[_Source]:
         _Source(
             NiluAirQuality,
             "air",
-            {"source": synthetic(air.FILE, 3600), "components": list(air.COMPONENTS)},
+            {
+                "source": synthetic(air.FILE, 3600),
+                "components": list(air.COMPONENTS),
+                "locations": air.LOCATIONS,
+            },
             loops=1,
         ),
     ]
@@ -361,7 +370,8 @@ def _write_recording(output: Path, capture: _Capture, seed: int) -> BuildReport:
         "seed": str(seed),
         "attribution": ATTRIBUTION,
         "recorded": "stop places and train calls (Entur), bike racks (OpenStreetMap)",
-        "synthetic": "bike availability, beach observations, weather observations and forecasts, air quality",
+        "synthetic": "bike availability, beach observations, weather observations and forecasts, air "
+        "quality, the beaches' nearest stations",
     }
     partial = output.with_name(output.name + ".partial")
     counts: Counter[tuple[str, str]] = Counter()

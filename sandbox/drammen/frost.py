@@ -13,7 +13,11 @@ Decisions, and why:
 * **Local station ids** ``SN9990001`` (Marienlyst) and ``SN9990002`` (Gulskogen): Frost's
   pattern (``SN`` and digits) so the adapter takes them, with seven digits where MET's own ids have
   at most five, so no one mistakes them for MET stations. The adapter's ``stations`` table maps
-  them to the slugs ``marienlyst`` and ``gulskogen``; no coordinates, since none are known.
+  them to the slugs ``marienlyst`` and ``gulskogen``.
+* **Approximate places:** the stations' coordinates are not known, so each is placed at a real
+  point of the place it is named after — Marienlyst at the bike rack by Drammensbadet
+  (OpenStreetMap), within 500 m; Gulskogen at its railway station (Entur), within 1000 m — and
+  published as approximate (``uncertainty``, ``placement``) through the adapter's table.
 * **Two stations, one weather:** Marienlyst, by the river in town, reads the model as it is;
   Gulskogen, two kilometres up the valley, has the colder night (down to 0.6 °C colder at dawn),
   the slightly warmer afternoon and a little less wind of a valley site. The pressure at the
@@ -38,10 +42,27 @@ __all__ = ["FILE", "STATIONS", "observation_documents"]
 
 FILE: Final = "frost_observations.json"
 STATIONS: Final = {
-    "SN9990001": {"slug": "marienlyst", "name": "Marienlyst"},
-    "SN9990002": {"slug": "gulskogen", "name": "Gulskogen"},
+    "SN9990001": {
+        "slug": "marienlyst",
+        "name": "Marienlyst",
+        "lat": 59.7369,
+        "lon": 10.2005,
+        "uncertainty": 500.0,
+        "placement": "Not surveyed: placed at the Marienlyst bike rack by Drammensbadet (OpenStreetMap), "
+        "in the Marienlyst park and sports ground the station is named after",
+    },
+    "SN9990002": {
+        "slug": "gulskogen",
+        "name": "Gulskogen",
+        "lat": 59.743896,
+        "lon": 10.160511,
+        "uncertainty": 1000.0,
+        "placement": "Not surveyed: placed at Gulskogen railway station (Entur's NSR:StopPlace:18), "
+        "in the district the station is named after",
+    },
 }
-"""The ``frost-weather`` adapter's ``stations`` table: local ids, not MET's (see the module doc)."""
+"""The ``frost-weather`` adapter's ``stations`` table: local ids, not MET's, and approximate
+places (see the module doc)."""
 
 _HEIGHT_HPA: Final = {"SN9990001": 0.6, "SN9990002": 1.4}
 
