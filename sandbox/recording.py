@@ -61,6 +61,7 @@ __all__ = [
     "nanoseconds",
     "read_info",
     "read_messages",
+    "recorded_channels",
 ]
 
 PROFILE: Final = "citybus"
@@ -549,3 +550,16 @@ def read_info(path: str | Path) -> RecordingInfo:
         info.provenance[message.headers.get(H_PROVENANCE) or "unknown"] += 1
     info.subjects, info.channels = len(topics), len(keys)
     return info
+
+
+def recorded_channels(path: str | Path) -> list[tuple[str, str]]:
+    """The recording's ``(subject, ce-source)`` pairs, one per channel (the source empty when a
+    channel has none): from its summary when it has one, else by reading it."""
+    stream = _open(path)
+    with stream:
+        summary = _summary(stream)
+    if summary is not None:
+        pairs = {(c.topic, c.metadata.get(H_SOURCE, "")) for c in summary.channels.values()}
+    else:
+        pairs = {(m.subject, m.headers.get(H_SOURCE, "")) for m in read_messages(path)}
+    return sorted(pairs)
