@@ -18,8 +18,9 @@ from typing import Any
 
 import msgspec
 
-from adapters.cli import run_instance
+from adapters.cli import find_instance, run_instance
 from adapters.instances import parse_instance
+from adapters.join import add_join_options, run_joined
 from bus import Bus, Metrics
 from bus.cli import add_login_options, err, login, out
 from bus.config import Config
@@ -148,6 +149,11 @@ def cmd_control(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
+def cmd_join(args: argparse.Namespace, config: Config) -> int:
+    """Run an adapter instance in the running sandbox, as a user of its own, until Ctrl-C."""
+    return run_joined(find_instance(args.instance, config), config, clock=args.clock)
+
+
 def _time(moment: datetime | None) -> str:
     """The replay clock as the status shows it (as its JSON has it: RFC 3339, ``Z`` for UTC)."""
     return "-" if moment is None else msgspec.json.encode(moment).decode().strip('"')
@@ -224,6 +230,14 @@ def register(subparsers: Any) -> None:
         command.add_argument("--json", action="store_true", help="as JSON")
         add_login_options(command, default="operator")
         command.set_defaults(func=cmd_control, verb=verb)
+    join = ssub.add_parser(
+        "join", help="run your adapter in the running sandbox, as a user of its own, on the replay's clock"
+    )
+    join.add_argument(
+        "instance", metavar="INSTANCE", help="an installed adapter, or an [adapters.NAME] section (--config)"
+    )
+    add_join_options(join)
+    join.set_defaults(func=cmd_join)
     build = ssub.add_parser("build", help="build the recorded Drammen day (real trains, generated sensors)")
     build.add_argument(
         "-o", "--output", type=Path, default=DRAMMEN_DAY, help="where (default: the shipped file)"
