@@ -19,6 +19,13 @@ Decisions, and why:
   other components) can publish — pilots are denied it — so the source found there is the
   city's; a reserved source anywhere else can only be forged. Together the two checks make a
   pilot's reading either its own (its subject, its source) or refused.
+* **Deny lists, not a pilot account with mapped imports.** nats-server could also keep a pilot
+  apart by giving it an account of its own whose exports ``SANDBOX`` imports through a subject
+  mapping (its entities renamed into a namespace of its own). That would move every pilot into an
+  account of its own — the replayed city imported into each, JetStream and acknowledgements across
+  accounts — and rename the entities products see. The city's entities are known (a recording's
+  subjects), and in nats-server a *deny* overrides an *allow*, so a deny per owned subject that a
+  pilot's contracts reach keeps the one ``SANDBOX`` account and refuses exactly the forgery.
 * **Exact subjects, from declarations.** The owners are the ``SANDBOX`` components' declarations
   (:attr:`bus.access.Declaration.owns` and ``sources``), as the running ``citybus up`` recorded
   them in ``instance.json``; a component that owns no subjects reserves no source. Subjects are
