@@ -60,3 +60,17 @@ def test_a_guard_without_owned_subjects_reserves_nothing() -> None:
     with pytest.raises(ContractViolation) as refused:
         guard.check(contract_filter(BeachObservation, "elsewhere"), CITY_SOURCE)
     assert refused.value.reason == FORGED_SOURCE
+
+
+def test_citybus_ups_sandbox_instances_guard_the_recorded_sources() -> None:
+    """What `citybus up` gives the buses of its SANDBOX instances (adapters/runtime.py): the shipped
+    day's sources, reserved to its subjects."""
+    from adapters.instances import parse_instance
+    from adapters.runtime import sandbox_guard
+    from sandbox.adapter import SandboxReplay
+
+    guard = sandbox_guard([parse_instance("sandbox", SandboxReplay, {})])
+    assert {"/adapters/beach", "/adapters/trains"} <= guard.sources
+    guard.check(contract_filter(BeachObservation, "bragernes-strand"), "/adapters/beach")
+    with pytest.raises(ContractViolation):
+        guard.check(contract_filter(BeachObservation, "someone-elses-buoy"), "/adapters/beach")

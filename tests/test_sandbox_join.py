@@ -256,10 +256,13 @@ def reading(site: str, source: str) -> tuple[bytes, dict[str, str]]:
 
 
 async def test_a_pilots_forged_readings_are_refused(up: Up) -> None:
+    joined = await join(up, ADVISOR)  # a consumer of beach observations, guarding the city's sources
+    # A pilot added while the join runs: `citybus auth` keeps the joined user (else the reload would
+    # cut it off, and nothing below would be dead-lettered).
     added = await citybus(up, "auth", "add-pilot", "forger", "--produces", "environment.beach-observation")
     assert added.returncode == 0, added
+    assert "# testco-advisor (pilot)" in (credentials(up) / "accounts.conf").read_text()
     seed = credentials(up) / "SANDBOX" / "forger.nk"
-    joined = await join(up, ADVISOR)  # a consumer of beach observations, guarding the city's sources
     errors: list[str] = []
 
     async def on_error(exc: Exception) -> None:
