@@ -161,20 +161,22 @@ KINDS = {
     "operator": ("CITY", "operator"),
     "pilot": ("SANDBOX", "acme"),
 }
-COLUMNS = ("public", "internal", "personal", "dead-letter", "control", "sandbox")
+# "city-site": a public subject of an entity the sandbox's replay owns (issue 14, item 6) — in CITY
+# an ordinary public subject, in SANDBOX the replay's alone: a pilot may read it, never publish it.
+COLUMNS = ("public", "internal", "personal", "dead-letter", "control", "sandbox", "city-site")
 ALLOWED: dict[str, tuple[set[str], set[str]]] = {
     #                     publish                                  subscribe
     "service": ({"dead-letter"}, set()),
-    "producer": ({"public", "internal", "dead-letter"}, {"control"}),
+    "producer": ({"public", "internal", "dead-letter", "city-site"}, {"control"}),
     "personal-consumer": ({"dead-letter"}, {"personal"}),
     "declassifier": ({"dead-letter"}, {"personal"}),
-    "public": (set(), {"public"}),
-    "internal": (set(), {"public", "internal", "dead-letter"}),
-    "operator": ({"control"}, {"public", "internal", "dead-letter"}),
+    "public": (set(), {"public", "city-site"}),
+    "internal": (set(), {"public", "internal", "dead-letter", "city-site"}),
+    "operator": ({"control"}, {"public", "internal", "dead-letter", "city-site"}),
     # in SANDBOX: its declared contract only (BeachObservation), never a dead letter (issue 12,
     # item 7: it could forge them); it reads the replayed public and internal data and the
     # sandbox's dead letters; "sandbox" = it reaches, and is reached by, the sandbox
-    "pilot": ({"public", "sandbox"}, {"public", "internal", "dead-letter", "sandbox"}),
+    "pilot": ({"public", "sandbox"}, {"public", "internal", "dead-letter", "sandbox", "city-site"}),
 }
 # Who may read (WITNESS) and who may publish (FEEDER) a column's subject in each account; None:
 # nobody may, so the cell can only be refused. The sandbox column is always seen from SANDBOX.
@@ -205,6 +207,8 @@ FEEDER: dict[tuple[str, str], tuple[str, str] | None] = {
 
 
 def cell_subject(column: str, account: str, token: str) -> str:
+    if column == "city-site":
+        return contract_filter(BeachObservation, CITY_SITE)
     if column in ("public", "sandbox"):
         return contract_filter(BeachObservation, token)
     if column == "internal":
@@ -334,7 +338,7 @@ async def test_matrix_every_allowed_pair_works_and_every_other_is_refused_by_the
         token = f"t-{uuid.uuid4().hex[:10]}"
         subject = cell_subject(column, account, token)
         seen_from = "SANDBOX" if column == "sandbox" else account
-        column_key = "public" if column == "sandbox" else column
+        column_key = "public" if column in ("sandbox", "city-site") else column
 
         # publish: did a reader of the subject get it?
         witness_key = WITNESS[(seen_from, column_key)]
