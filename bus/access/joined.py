@@ -32,8 +32,8 @@ Decisions, and why:
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -58,6 +58,9 @@ from bus.access.render import generate
 from bus.config import Config
 from bus.errors import CityBusError, ConfigError
 from contracts import UnknownContractError, default_registry
+
+if sys.platform != "win32":
+    import fcntl
 
 __all__ = [
     "JOINED_FILE",
@@ -153,6 +156,9 @@ def joined_declarations(directory: Path) -> tuple[Declaration, ...]:
 def credentials_lock(directory: Path) -> Iterator[None]:
     """Hold the credentials directory for one read-change-write of its files."""
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if sys.platform == "win32":  # no flock: one command at a time is then up to the operator
+        yield
+        return
     fd = os.open(directory / _LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
