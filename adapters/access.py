@@ -63,6 +63,7 @@ def declaration(instance: Instance) -> Declaration:
     """What one configured instance may do, from its adapter object and class."""
     adapter = instance.create()
     subscribe, publish = adapter.raw_subjects()
+    owns, sources = adapter.owned()
     cls = instance.adapter
     return Declaration(
         instance.name,
@@ -74,6 +75,8 @@ def declaration(instance: Instance) -> Declaration:
         durable=cls.durable,
         control=cls.control,
         clocks=in_sandbox(instance),
+        owns=owns,
+        sources=sources,
     )
 
 

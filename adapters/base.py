@@ -102,6 +102,16 @@ class Adapter(Generic[ConfigT]):
         """
         return ((), ())
 
+    def owned(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """The city's own entities this instance publishes, as ``(subjects, ce-sources)``; by
+        default none.
+
+        A replay owns what its recordings hold. The broker then refuses those subjects to every
+        pilot, and a consumer takes those sources on no other subject (see :mod:`bus.access.policy`
+        and :mod:`bus.origin`): a pilot cannot pass its readings off as the city's.
+        """
+        return ((), ())
+
     @classmethod
     def kind(cls) -> Literal["source", "service", "sink"]:
         """``source`` (only produces), ``sink`` (only consumes) or ``service`` (both)."""

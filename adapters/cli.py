@@ -11,6 +11,7 @@ from typing import Any
 
 from adapters.discovery import discover
 from adapters.instances import Instance, instances_from_config, parse_instance
+from adapters.join import add_join_options, run_joined
 from adapters.scaffold import scaffold
 from adapters.supervisor import Supervisor
 from bus import Bus, Metrics
@@ -19,7 +20,7 @@ from bus.config import Config, load_config
 from bus.errors import CityBusError, ConfigError
 from bus.logs import configure_logging
 
-__all__ = ["register", "run_instance"]
+__all__ = ["find_instance", "register", "run_instance"]
 
 
 def cmd_list(args: argparse.Namespace, config: Config) -> int:
@@ -66,7 +67,9 @@ def cmd_list(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
-def _instance(name: str, config: Config) -> Instance:
+def find_instance(name: str, config: Config) -> Instance:
+    """The instance ``NAME`` means: a configured section (or the one instance of adapter ``NAME``),
+    else the installed adapter ``NAME`` with its defaults; a one-line error names what is installed."""
     found = discover()
     for problem in found.problems:
         err(f"citybus: warning: {problem}")
@@ -90,7 +93,9 @@ def cmd_run(args: argparse.Namespace, config: Config) -> int:
     """Run one adapter instance against the running citybus (or --nats URL) until Ctrl-C."""
     if args.adapter_config is not None:
         config = load_config(args.adapter_config)
-    return run_instance(_instance(args.name, config), config, args)
+    if args.sandbox:
+        return run_joined(find_instance(args.name, config), config, clock=args.clock)
+    return run_instance(find_instance(args.name, config), config, args)
 
 
 def run_instance(instance: Instance, config: Config, args: argparse.Namespace) -> int:
@@ -143,6 +148,12 @@ def register(subparsers: Any) -> None:
         "--config", dest="adapter_config", type=Path, help="citybus.toml with the instance's section"
     )
     add_login_options(run, default="the instance's own")
+    run.add_argument(
+        "--sandbox",
+        action="store_true",
+        help="join the running sandbox as a user of its own, on its replay's clock (= citybus sandbox join)",
+    )
+    add_join_options(run)
     run.set_defaults(func=cmd_run)
 
     adapter = subparsers.add_parser("adapter", help="create a new adapter package")

@@ -14,10 +14,12 @@ from adapters.discovery import discover
 from adapters.instances import Instance, instances_from_config
 from adapters.supervisor import Supervisor
 from bus import Bus
+from bus.access import Account
 from bus.config import Config
+from bus.origin import SourceGuard
 from bus.runtime import RuntimeContext
 
-__all__ = ["AdapterRuntime", "check", "component", "default_sections"]
+__all__ = ["AdapterRuntime", "check", "component", "default_sections", "sandbox_guard"]
 
 
 def default_sections(adapters: dict[str, type[Adapter[Any]]]) -> dict[str, dict[str, Any]]:
@@ -29,6 +31,18 @@ def default_sections(adapters: dict[str, type[Adapter[Any]]]) -> dict[str, dict[
         for name, cls in sorted(adapters.items())
         if cls.default_instance is not None
     }
+
+
+def sandbox_guard(instances: list[Instance]) -> SourceGuard:
+    """The sources the ``SANDBOX`` instances own (a replay's recorded ones), reserved to their
+    subjects (:mod:`bus.origin`): what the sandbox's own consumers check on what they receive."""
+    guard = SourceGuard()
+    for instance in instances:
+        if instance.account == Account.SANDBOX.value:
+            owns, sources = instance.create().owned()
+            if owns and sources:
+                guard.reserve(sources, owns, owner=instance.name)
+    return guard
 
 
 class AdapterRuntime:
@@ -46,9 +60,13 @@ class AdapterRuntime:
         connector = context.connector
         connect = None
         if connector is not None and connector.enabled:
+            guard = sandbox_guard(instances)
 
             async def connect(instance: Instance) -> Bus:
-                return await connector.connect(instance.account, instance.name)
+                bus = await connector.connect(instance.account, instance.name)
+                if instance.account == Account.SANDBOX.value:
+                    bus.source_guard = guard  # the city's sources, on the city's subjects only
+                return bus
 
         self.supervisor = Supervisor(
             instances,

@@ -35,6 +35,7 @@ from bus.envelope import CONTENT_TYPES, Event, Provenance, build_headers, new_ev
 from bus.errors import CityBusError, NotConnectedError
 from bus.jetstream import ConsumerSettings, DurableConsumer, StreamSettings, provision_streams
 from bus.metrics import ContractMetrics, Metrics
+from bus.origin import SourceGuard
 from bus.pipeline import (
     DeadLetterPolicy,
     EventReader,
@@ -122,6 +123,8 @@ class Bus:
         self.content_type = CONTENT_TYPES[encoding]
         self.middleware: list[Middleware] = list(middleware)
         """What wraps every handler of a subscription made from now on (:mod:`bus.pipeline`)."""
+        self.source_guard: SourceGuard | None = None
+        """Reserved ``ce-source`` values that subscriptions made from now on check (:mod:`bus.origin`)."""
         self.connection = Connection(name=name, metrics=self.metrics, log=self.log)
         self._durable = DurablePublisher(self.connection, self.metrics, request_timeout)
         self._max_in_flight = max_in_flight_bytes
@@ -368,7 +371,7 @@ class Bus:
         """The callback taking one message of ``route`` through the pipeline (:mod:`bus.pipeline`):
         read as ``contract`` (``None``: raw), counted, handled through :attr:`middleware`, settled
         by ``policy``. Every receive path of the bus is made here."""
-        read = read_raw if contract is None else EventReader(contract, self.registry)
+        read = read_raw if contract is None else EventReader(contract, self.registry, self.source_guard)
         metrics = None if contract is None else self.metrics.contract(route.contract)
         return receiver(
             route, read, handle, policy, metrics=metrics, middleware=self.middleware, direct=direct

@@ -5,8 +5,9 @@ consumer's fetch, a raw subscription — a message takes the same steps, built o
 by :func:`receiver`:
 
 1. **read** (:class:`EventReader`): the header block must be readable (:func:`bad_header`), the
-   CloudEvents headers complete, the ``ce-type`` the expected one, the body valid for the contract
-   (one :class:`~bus.codec.Codec` per subscription). A raw subscription only checks the block.
+   CloudEvents headers complete, the ``ce-type`` the expected one, the ``ce-source`` not one
+   reserved to other subjects (:mod:`bus.origin`, when the bus has a guard), the body valid for the
+   contract (one :class:`~bus.codec.Codec` per subscription). A raw subscription only checks the block.
 2. **admit**: the policy may refuse a message before its handler (a durable consumer refuses one
    delivered more often than it allows).
 3. **count** (received, latency) and **log context** (the event id in
@@ -39,6 +40,7 @@ from bus.envelope import Envelope, Event, parse_headers
 from bus.errors import ContractViolation
 from bus.logs import CURRENT_EVENT
 from bus.metrics import ContractMetrics
+from bus.origin import SourceGuard
 from bus.wire import BadHeaders
 from contracts import Contract, Registry
 
@@ -173,12 +175,14 @@ def bad_header(msg: Message | RawMessage) -> None:
 class EventReader(Generic[C]):
     """Reads messages of one contract: headers, ``ce-type`` and body, with one codec built once."""
 
-    __slots__ = ("codec", "expected", "registry")
+    __slots__ = ("codec", "expected", "guard", "registry")
 
-    def __init__(self, contract: type[C], registry: Registry) -> None:
+    def __init__(self, contract: type[C], registry: Registry, guard: SourceGuard | None = None) -> None:
         self.codec = Codec(contract)
         self.expected = contract.__contract__.type
         self.registry = registry
+        self.guard = guard or None
+        """Reserved ``ce-source`` values (:mod:`bus.origin`): one on another subject is ``forged-source``."""
 
     def __call__(self, msg: Message) -> Event[C]:
         """The message as a typed event, or :class:`ContractViolation` (and nothing else)."""
@@ -192,6 +196,8 @@ class EventReader(Generic[C]):
                     + ("" if known else " (not a known contract)"),
                     reason="wrong-contract" if known else "unknown-type",
                 )
+            if self.guard is not None:
+                self.guard.check(msg.subject, envelope.source)
             return Event(self.codec.decode(msg.data, envelope.content_type), envelope)
         except ContractViolation:
             raise

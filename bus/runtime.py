@@ -21,6 +21,7 @@ import structlog
 
 from bus.access import Account, Kind
 from bus.access.declared import Declared, access_model, declared_record, discover_declarations
+from bus.access.joined import credentials_lock, joined_declarations, prune_joined
 from bus.access.keys import CredentialStore
 from bus.access.login import (
     Instance,
@@ -393,6 +394,12 @@ class Runtime:
         if not declared.city:
             self.default_account = Account.SANDBOX.value if declared.sandbox else Account.CITY.value
         self.store = store = CredentialStore(cfg.credentials_dir(), logger=self.log)
+        # Users of `citybus sandbox join`s still running (a restart keeps them); dead ones go.
+        with credentials_lock(store.directory):
+            pruned = prune_joined(store)
+        if pruned:
+            log.info("removed the users of joins that are gone", users=[f"SANDBOX/{n}" for n in pruned])
+        declared += Declared(guests=joined_declarations(store.directory))
         model = access_model(self.registry, declared, cfg)
         # `citybus auth`, run from anywhere, must rebuild this model (not its own directory's
         # citybus.toml's), and must never drop a user this instance runs as.

@@ -20,6 +20,10 @@ Decisions, and why:
   (``dead_letters=False``): it reads the sandbox's dead letters, which is how it sees why its
   messages were refused (a personal message's dead letter is personal, out of its reach), but a
   forged one would be taken for the bus's record.
+* **Pilots publish their own entities only.** The replay owns what its recordings hold
+  (:meth:`sandbox.adapter.SandboxReplay.owned`): the broker denies those subjects to every pilot,
+  and the sandbox's consumers dead-letter the recorded sources anywhere else (``forged-source``,
+  :mod:`bus.origin`). A ``citybus sandbox join`` instance is a pilot too (:mod:`adapters.join`).
 * **The replay user reads no files.** A configured replay's rights follow the recordings it is
   given; the command line's recordings are not known in advance, so ``replay`` may publish every
   public and internal contract — what a recording of the city holds. **Never personal ones:** a

@@ -46,7 +46,7 @@ from contracts import Contract, default_registry
 from sandbox.control import handle
 from sandbox.faults import FaultInjector, FaultPlan, FaultPlanError, Finding, ReplayScope, check_plan
 from sandbox.metrics import replay_metrics
-from sandbox.recording import read_info
+from sandbox.recording import read_channels, read_info
 from sandbox.replay import Replayer
 
 __all__ = ["DRAMMEN_DAY", "ReplayConfig", "SandboxReplay"]
@@ -118,6 +118,17 @@ class SandboxReplay(Adapter[ReplayConfig]):
                 if contract is not None:
                     found[ce_type] = contract
         return tuple(found[t] for t in sorted(found))
+
+    def owned(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """The subjects and ``ce-source`` values of the configured recordings: the city's entities."""
+        subjects: set[str] = set()
+        sources: set[str] = set()
+        for name in self.config.files:
+            for channel in read_channels(name):
+                subjects.add(channel.subject)
+                if channel.source:
+                    sources.add(channel.source)
+        return tuple(sorted(subjects)), tuple(sorted(sources))
 
     async def run(self, ctx: Context) -> None:
         """Replay until done (or forever when looping), answering control requests meanwhile."""

@@ -19,8 +19,9 @@ from typing import Any
 
 import msgspec
 
-from adapters.cli import run_instance
+from adapters.cli import find_instance, run_instance
 from adapters.instances import parse_instance
+from adapters.join import add_join_options, run_joined
 from bus import Bus, Metrics
 from bus.cli import add_login_options, err, login, out
 from bus.config import Config
@@ -165,6 +166,11 @@ def cmd_control(args: argparse.Namespace, config: Config) -> int:
             f"lag {status.lag_seconds * 1000:.1f} ms" + (f", faults {status.faults}" if status.faults else "")
         )
     return 0
+
+
+def cmd_join(args: argparse.Namespace, config: Config) -> int:
+    """Run an adapter instance in the running sandbox, as a user of its own, until Ctrl-C."""
+    return run_joined(find_instance(args.instance, config), config, clock=args.clock)
 
 
 def _time(moment: datetime | None) -> str:
@@ -313,6 +319,14 @@ def register(subparsers: Any) -> None:
     check.add_argument("--strict", action="store_true", help="exit 1 on warnings too")
     check.add_argument("--json", action="store_true", help="the findings as JSON")
     check.set_defaults(func=cmd_check_faults)
+    join = ssub.add_parser(
+        "join", help="run your adapter in the running sandbox, as a user of its own, on the replay's clock"
+    )
+    join.add_argument(
+        "instance", metavar="INSTANCE", help="an installed adapter, or an [adapters.NAME] section (--config)"
+    )
+    add_join_options(join)
+    join.set_defaults(func=cmd_join)
     build = ssub.add_parser("build", help="build the recorded Drammen day (real trains, generated sensors)")
     build.add_argument(
         "-o", "--output", type=Path, default=DRAMMEN_DAY, help="where (default: the shipped file)"

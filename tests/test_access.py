@@ -122,6 +122,7 @@ ARCHIVE = Declaration(
 STATS = Declaration(
     "volunteer-stats", consumes=(VolunteerSignup,), produces=(VolunteerCount,), declassifier=True
 )
+CITY_SITE = "bragernes-strand"  # an entity the city's replay owns in the sandbox (issue 14, item 6)
 REPLAY = Declaration(
     "sandbox",
     consumes=(),
@@ -129,6 +130,8 @@ REPLAY = Declaration(
     declassifier=False,
     control="replay",
     clocks=True,
+    owns=(contract_filter(BeachObservation, CITY_SITE), contract_filter(DeviceStatus, CITY_SITE)),
+    sources=("/adapters/beach",),
 )
 # Pilots are the sandbox's guests: their rights are what sandbox/access.py declares for them.
 PILOT = pilot_declaration("acme", (BeachObservation,))
@@ -158,20 +161,22 @@ KINDS = {
     "operator": ("CITY", "operator"),
     "pilot": ("SANDBOX", "acme"),
 }
-COLUMNS = ("public", "internal", "personal", "dead-letter", "control", "sandbox")
+# "city-site": a public subject of an entity the sandbox's replay owns (issue 14, item 6) — in CITY
+# an ordinary public subject, in SANDBOX the replay's alone: a pilot may read it, never publish it.
+COLUMNS = ("public", "internal", "personal", "dead-letter", "control", "sandbox", "city-site")
 ALLOWED: dict[str, tuple[set[str], set[str]]] = {
     #                     publish                                  subscribe
     "service": ({"dead-letter"}, set()),
-    "producer": ({"public", "internal", "dead-letter"}, {"control"}),
+    "producer": ({"public", "internal", "dead-letter", "city-site"}, {"control"}),
     "personal-consumer": ({"dead-letter"}, {"personal"}),
     "declassifier": ({"dead-letter"}, {"personal"}),
-    "public": (set(), {"public"}),
-    "internal": (set(), {"public", "internal", "dead-letter"}),
-    "operator": ({"control"}, {"public", "internal", "dead-letter"}),
+    "public": (set(), {"public", "city-site"}),
+    "internal": (set(), {"public", "internal", "dead-letter", "city-site"}),
+    "operator": ({"control"}, {"public", "internal", "dead-letter", "city-site"}),
     # in SANDBOX: its declared contract only (BeachObservation), never a dead letter (issue 12,
     # item 7: it could forge them); it reads the replayed public and internal data and the
     # sandbox's dead letters; "sandbox" = it reaches, and is reached by, the sandbox
-    "pilot": ({"public", "sandbox"}, {"public", "internal", "dead-letter", "sandbox"}),
+    "pilot": ({"public", "sandbox"}, {"public", "internal", "dead-letter", "sandbox", "city-site"}),
 }
 # Who may read (WITNESS) and who may publish (FEEDER) a column's subject in each account; None:
 # nobody may, so the cell can only be refused. The sandbox column is always seen from SANDBOX.
@@ -202,6 +207,8 @@ FEEDER: dict[tuple[str, str], tuple[str, str] | None] = {
 
 
 def cell_subject(column: str, account: str, token: str) -> str:
+    if column == "city-site":
+        return contract_filter(BeachObservation, CITY_SITE)
     if column in ("public", "sandbox"):
         return contract_filter(BeachObservation, token)
     if column == "internal":
@@ -331,7 +338,7 @@ async def test_matrix_every_allowed_pair_works_and_every_other_is_refused_by_the
         token = f"t-{uuid.uuid4().hex[:10]}"
         subject = cell_subject(column, account, token)
         seen_from = "SANDBOX" if column == "sandbox" else account
-        column_key = "public" if column == "sandbox" else column
+        column_key = "public" if column in ("sandbox", "city-site") else column
 
         # publish: did a reader of the subject get it?
         witness_key = WITNESS[(seen_from, column_key)]
@@ -387,6 +394,36 @@ async def test_a_pilot_cannot_reach_city(city: City) -> None:
     assert pilot.refused("publish", air)
     assert pilot.refused("subscription", "city.personal.>")
     assert pilot.refused("publish", "citybus.control.replay.sandbox.pause")
+
+
+async def test_a_pilots_forged_city_site_reading_is_refused_by_the_server(city: City) -> None:
+    """Issue 14, item 6: a pilot's reading for a city site, with the city adapter's ce-source and
+    provenance=sensor, sent by a bare nats-py client logged in as the pilot, never reaches the
+    sandbox: the server refuses the subject, whatever the headers say. Its own sites still go."""
+    pilot = city.peer("SANDBOX", "acme")
+    reader = city.peer("SANDBOX", "internal")
+    forged = contract_filter(BeachObservation, CITY_SITE)
+    headers = {
+        "ce-source": "/adapters/beach",
+        "ce-provenance": "sensor",
+        "ce-type": "environment.beach-observation.v1",
+    }
+    sub = await reader.nc.subscribe("city.public.environment.beach-observation.*")
+    await barrier(reader.nc)
+    await pilot.nc.publish(forged, b'{"site": "bragernes-strand"}', headers=headers)
+    await barrier(pilot.nc)
+    await barrier(reader.nc)
+    assert pilot.refused("publish", forged), pilot.errors
+    with pytest.raises(nats.errors.TimeoutError):
+        await sub.next_msg(timeout=0.05)
+    await sub.unsubscribe()
+    # The replay may; the pilot's own entity is the pilot's; a contract of the site it did not
+    # declare stays refused as before.
+    assert await receives(reader, forged, city.peer("SANDBOX", "sandbox"))
+    assert await receives(reader, contract_filter(BeachObservation, "acme-buoy"), pilot)
+    rights = city.model.user("SANDBOX", "acme").permissions
+    assert [g.subject for g in rights.deny_publish if "beach-observation" in g.subject] == [forged]
+    assert all("device-status" not in g.subject for g in rights.deny_publish)  # not its contract anyway
 
 
 async def test_a_pilot_follows_the_replay_clock_of_the_sandbox_only(city: City) -> None:

@@ -431,18 +431,18 @@ def test_adapter_new_scaffolds_a_package_that_installs_lists_and_passes_its_test
 
 
 def test_adapters_run_finds_an_instance_that_citybus_up_leaves_out(installed: Path, tmp_path: Path) -> None:
-    from adapters.cli import _instance
+    from adapters.cli import find_instance
 
     toml = tmp_path / "citybus.toml"
     toml.write_text('[adapters.solo]\nadapter = "ticker"\nenabled = false\nsite = "stordammen"\n')
     config = load_config(toml, environ={})
-    instance = _instance("solo", config)
+    instance = find_instance("solo", config)
     assert (instance.name, instance.adapter, instance.config) == (
         "solo",
         Ticker,
         sdk_adapters.TickerConfig(site="stordammen"),
     )
-    assert _instance("echo", config).name == "echo"  # not configured: the adapter with its defaults
+    assert find_instance("echo", config).name == "echo"  # not configured: the adapter with its defaults
 
 
 async def test_an_adapter_whose_constructor_fails_is_restarted_and_the_others_keep_running() -> None:

@@ -47,6 +47,7 @@ from bus.access.declared import (
     discover_providers,
 )
 from bus.access.guests import Guest, GuestKind, contract_ref, load_guests, save_guests
+from bus.access.joined import credentials_lock, joined_declarations, prune_joined
 from bus.access.keys import CredentialInfo, CredentialStore
 from bus.access.login import Instance, read_instance, reload_server
 from bus.access.policy import AccessModel, Account, Kind, User
@@ -84,6 +85,8 @@ class _Setup:
         log = configure_logging(config.log.format, "warning")
         self.store = CredentialStore(self.directory, logger=log)
         self.guests = [g for p in providers for kind in p.guests for g in load_guests(self.directory, kind)]
+        self.joined = joined_declarations(self.directory)
+        """The users ``citybus sandbox join`` holds (:mod:`bus.access.joined`): kept like guests."""
         self.running = running = _running_instance(config, self.directory)
         access = running.access if running is not None else None
         self.in_use: frozenset[str] = frozenset()
@@ -141,7 +144,7 @@ class _Setup:
         declared = Declared(
             self.declared.city,
             self.declared.sandbox,
-            tuple(g.declaration() for g in guests),
+            tuple(g.declaration() for g in guests) + self.joined,
             self.declared.on_demand,
         )
         return access_model(default_registry(), declared, self.config, mqtt_users=self.mqtt_users)
@@ -213,6 +216,10 @@ def _say_generated(done: Generated) -> None:
 def cmd_generate(args: argparse.Namespace, config: Config, providers: list[AccessProvider]) -> int:
     """Issue credentials to every user that has none and write the server's configuration."""
     setup = _Setup(args, config, providers)
+    with credentials_lock(setup.directory):
+        for name in prune_joined(setup.store):
+            out(f"removed SANDBOX/{name}: the `citybus sandbox join` that held it is gone")
+    setup.joined = joined_declarations(setup.directory)
     model = setup.model()
     setup.keeps_users_in_use(model)
     done = generate(model, setup.store)

@@ -37,6 +37,8 @@ __all__ = [
     "AccessProvider",
     "Declared",
     "access_model",
+    "declaration_from_record",
+    "declaration_record",
     "declared_from_record",
     "declared_record",
     "discover_declarations",
@@ -131,24 +133,7 @@ def declared_record(declared: Declared) -> dict[str, list[dict[str, Any]]]:
 
     Guests are left out: they live in the credentials directory, which ``citybus auth`` keeps itself.
     """
-
-    def one(d: Declaration) -> dict[str, Any]:
-        return {
-            "name": d.name,
-            "consumes": [_ref(c) for c in d.consumes],
-            "produces": [_ref(c) for c in d.produces],
-            "declassifier": d.declassifier,
-            "raw_subscribe": list(d.raw_subscribe),
-            "raw_publish": list(d.raw_publish),
-            "durable": d.durable,
-            "control": d.control,
-            "kind": d.kind,
-            "reads": [c.value for c in d.reads],
-            "dead_letters": d.dead_letters,
-            "personal": d.personal,
-            "clocks": d.clocks,
-        }
-
+    one = declaration_record
     return {
         "city": [one(d) for d in declared.city],
         "sandbox": [one(d) for d in declared.sandbox],
@@ -156,32 +141,57 @@ def declared_record(declared: Declared) -> dict[str, list[dict[str, Any]]]:
     }
 
 
+def declaration_record(d: Declaration) -> dict[str, Any]:
+    """One declaration as JSON-ready data (contracts as ``name@version``)."""
+    return {
+        "name": d.name,
+        "consumes": [_ref(c) for c in d.consumes],
+        "produces": [_ref(c) for c in d.produces],
+        "declassifier": d.declassifier,
+        "raw_subscribe": list(d.raw_subscribe),
+        "raw_publish": list(d.raw_publish),
+        "durable": d.durable,
+        "control": d.control,
+        "kind": d.kind,
+        "reads": [c.value for c in d.reads],
+        "dead_letters": d.dead_letters,
+        "personal": d.personal,
+        "clocks": d.clocks,
+        "owns": list(d.owns),
+        "sources": list(d.sources),
+    }
+
+
+def declaration_from_record(d: dict[str, Any], registry: Registry) -> Declaration:
+    """The declaration :func:`declaration_record` wrote (``KeyError``, ``TypeError``,
+    ``ValueError`` or :class:`~contracts.UnknownContractError` when it cannot be read back)."""
+    return Declaration(
+        str(d["name"]),
+        consumes=tuple(registry.get(str(c)) for c in d["consumes"]),
+        produces=tuple(registry.get(str(c)) for c in d["produces"]),
+        declassifier=bool(d["declassifier"]),
+        raw_subscribe=tuple(str(p) for p in d["raw_subscribe"]),
+        raw_publish=tuple(str(p) for p in d["raw_publish"]),
+        durable=bool(d["durable"]),
+        control=None if d["control"] is None else str(d["control"]),
+        kind=str(d["kind"]),
+        reads=tuple(Classification(c) for c in d["reads"]),
+        dead_letters=bool(d["dead_letters"]),
+        personal=bool(d["personal"]),
+        clocks=bool(d["clocks"]),
+        owns=tuple(str(s) for s in d.get("owns", ())),
+        sources=tuple(str(s) for s in d.get("sources", ())),
+    )
+
+
 def declared_from_record(record: Any, registry: Registry) -> Declared:
     """The declarations :func:`declared_record` wrote; a :class:`~bus.errors.ConfigError` if they
     cannot be read back (a contract no longer installed, a file from another version)."""
     try:
-
-        def one(d: dict[str, Any]) -> Declaration:
-            return Declaration(
-                str(d["name"]),
-                consumes=tuple(registry.get(str(c)) for c in d["consumes"]),
-                produces=tuple(registry.get(str(c)) for c in d["produces"]),
-                declassifier=bool(d["declassifier"]),
-                raw_subscribe=tuple(str(p) for p in d["raw_subscribe"]),
-                raw_publish=tuple(str(p) for p in d["raw_publish"]),
-                durable=bool(d["durable"]),
-                control=None if d["control"] is None else str(d["control"]),
-                kind=str(d["kind"]),
-                reads=tuple(Classification(c) for c in d["reads"]),
-                dead_letters=bool(d["dead_letters"]),
-                personal=bool(d["personal"]),
-                clocks=bool(d["clocks"]),
-            )
-
         return Declared(
-            city=tuple(one(d) for d in record["city"]),
-            sandbox=tuple(one(d) for d in record["sandbox"]),
-            on_demand=tuple(one(d) for d in record.get("on_demand", ())),
+            city=tuple(declaration_from_record(d, registry) for d in record["city"]),
+            sandbox=tuple(declaration_from_record(d, registry) for d in record["sandbox"]),
+            on_demand=tuple(declaration_from_record(d, registry) for d in record.get("on_demand", ())),
         )
     except (KeyError, TypeError, ValueError, UnknownContractError) as exc:
         raise ConfigError(

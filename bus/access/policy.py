@@ -104,13 +104,13 @@ Why each right exists, and the decisions behind them:
   carries the original payload. A declaration with ``dead_letters=False`` (a guest that is not the
   bus's) gets an explicit *deny*: a forged dead letter would be taken for the bus's record.
 * **Reading a whole class** (``reads``) is for users that watch rather than consume — a guest
-  seeing the replayed city and, in the internal class, the dead letters of its own messages. The
-  requests of such a class are denied, as for the client kinds.
-* **Operators** steer components (``citybus.control.>``), watch clocks and read public and internal
-  data, and the state and stored messages (``citybus entities``) of the streams that are not
-  personal (``STREAM.INFO`` can list subjects, and a personal subject names a person).
-* **Guests** exist in ``SANDBOX`` only and take no control requests. A declaration with
-  ``personal=False`` is refused if it names a personal contract, saying so.
+  seeing the replayed city and its own dead letters; that class's requests are denied.
+* **Operators** steer components (``citybus.control.>``), watch clocks, read public and internal
+  data, and the state and stored messages (``citybus entities``) of the non-personal streams
+  (``STREAM.INFO`` lists subjects, which name people).
+* **Guests** exist in ``SANDBOX`` only, take no control requests, name no personal contract with
+  ``personal=False``, and are denied each subject a ``SANDBOX`` component ``owns`` (the city's
+  entities: a replay's recorded subjects); their ``ce-source`` consumers check (:mod:`bus.origin`).
 * **Clocks** (``citybus.clock.>``) are followed by the declarations that say ``clocks`` (the
   components in ``SANDBOX`` run on its clock) and watched by operators.
 * **MQTT users** are the devices' side of the adapters: a LoRaWAN network server publishes the
@@ -233,7 +233,8 @@ class AccessModel:
         for account, declared in ((Account.CITY, adapters), (Account.SANDBOX, sandbox_adapters)):
             users += [self._client(account, kind) for kind in _CLIENT_KINDS]
             users += [self._adapter(account, d, Kind.ADAPTER) for d in declared]
-        users += [self._adapter(Account.SANDBOX, d, Kind.GUEST) for d in guests]
+        owned = {subject: d.name for d in sandbox_adapters for subject in d.owns}
+        users += [self._adapter(Account.SANDBOX, d, Kind.GUEST, owned) for d in guests]
         users += [self._mqtt(name, adapters) for name in mqtt_users]
         users.append(
             User(
@@ -362,12 +363,14 @@ class AccessModel:
         _deny_namespaces(r, label)
         return User(account=Account.CITY, name=name, kind=Kind.MQTT, permissions=r.permissions())
 
-    def _adapter(self, account: Account, d: Declaration, kind: Kind) -> User:
+    def _adapter(self, account: Account, d: Declaration, kind: Kind, owned: Mapping[str, str] = {}) -> User:
         label = f"{d.kind} {d.name!r} ({account})"
         _check_declaration(d, label, kind)
         r = _Rights()
         for cls in d.produces:
             r.pub(subjects.contract_filter(cls), f"produces {_describe(cls)}")
+        for subject in (s for s in owned if any(subjects.overlaps(g.subject, s) for g in r.publish)):
+            r.deny_publish.append(Grant(subject, f"the city's own entity ({owned[subject]} publishes it)"))
         if d.dead_letters:
             r.pub(subjects.dead_letter_filter(), "dead-letters what it cannot translate or handle")
         else:

@@ -101,6 +101,12 @@ class Declaration:
     """Whether it may handle personal contracts at all; ``False`` refuses a declaration naming one."""
     clocks: bool = False
     """Whether it follows the clocks of the components that keep their own time."""
+    owns: tuple[str, ...] = ()
+    """Subjects of the city's own entities it publishes (a replay: its recordings' subjects): no
+    guest may publish them (the broker denies them)."""
+    sources: tuple[str, ...] = ()
+    """The ``ce-source`` values it publishes ``owns`` under: on any other subject they are forged
+    (:class:`bus.origin.SourceGuard`)."""
 
 
 @dataclass(frozen=True, slots=True)
