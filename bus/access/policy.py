@@ -105,9 +105,8 @@ Why each right exists, and the decisions behind them:
   bus's) gets an explicit *deny*: a forged dead letter would be taken for the bus's record.
 * **Reading a whole class** (``reads``) is for users that watch rather than consume — a guest
   seeing the replayed city and its own dead letters; that class's requests are denied.
-* **Operators** steer components (``citybus.control.>``), watch clocks, read public and internal
-  data, and the state and stored messages (``citybus entities``) of the non-personal streams
-  (``STREAM.INFO`` lists subjects, which name people).
+* **Operators** steer components, watch clocks, read public and internal data, and the state and
+  stored messages (``citybus entities``) of the streams that are not personal.
 * **Guests** exist in ``SANDBOX`` only, take no control requests, name no personal contract with
   ``personal=False``, and are denied each subject a ``SANDBOX`` component ``owns`` (the city's
   entities: a replay's recorded subjects); their ``ce-source`` consumers check (:mod:`bus.origin`).
