@@ -45,11 +45,17 @@ from contracts.mobility import (
 )
 from contracts.operations import DeviceState, DeviceStatus
 from contracts.registry import (
+    CITY_PACKAGE,
     CONTRACTS_GROUP,
+    RESERVED_DOMAINS,
     Registry,
     UnknownContractError,
+    city_domains,
     default_registry,
+    installed_packages,
     load_installed_contracts,
+    package_name,
+    package_of,
 )
 from contracts.schema import json_schema, normalise_descriptions, schema_components
 
@@ -60,6 +66,7 @@ __all__ = [
     "BikeStationStatus",
     "Breaking",
     "BreakingKind",
+    "CITY_PACKAGE",
     "CONTRACTS_GROUP",
     "CallStatus",
     "Classification",
@@ -75,6 +82,7 @@ __all__ = [
     "Longitude",
     "PersonalDeadLetter",
     "Quay",
+    "RESERVED_DOMAINS",
     "Registry",
     "Slug",
     "StopPlace",
@@ -86,14 +94,18 @@ __all__ = [
     "WeatherForecast",
     "WeatherObserved",
     "check",
+    "city_domains",
     "contract",
     "default_registry",
     "dump_snapshot",
+    "installed_packages",
     "json_schema",
     "load_installed_contracts",
     "load_snapshot",
     "measure",
     "normalise_descriptions",
+    "package_name",
+    "package_of",
     "save_snapshot",
     "schema_components",
     "snapshot",
