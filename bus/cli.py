@@ -25,6 +25,7 @@ from bus.commands import (
     cmd_contracts_asyncapi,
     cmd_contracts_check,
     cmd_contracts_list,
+    cmd_contracts_provision,
     cmd_contracts_schema,
     cmd_contracts_snapshot,
     cmd_publish,
@@ -117,6 +118,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     snap.add_argument("--output", "-o", type=Path, help="file to write (default: standard output)")
     snap.set_defaults(func=cmd_contracts_snapshot)
+    provision = csub.add_parser(
+        "provision", help="create or update the streams of every installed contract (after installing one)"
+    )
+    add_login_options(provision, default="provisioner")
+    provision.set_defaults(func=cmd_contracts_provision)
 
     for ep in sorted(entry_points(group=COMMANDS_GROUP), key=lambda e: e.name):
         try:

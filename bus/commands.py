@@ -24,7 +24,7 @@ from bus.codec import decode_bytes
 from bus.config import Config, config_file
 from bus.console import check_subscriptions, err, login, out
 from bus.envelope import parse_headers
-from bus.errors import CityBusError, ContractViolation, UndecodableError
+from bus.errors import CityBusError, ContractViolation, NotConnectedError, UndecodableError
 from bus.logs import configure_logging
 from bus.metrics import Metrics
 from bus.runtime import Runtime
@@ -49,6 +49,7 @@ __all__ = [
     "cmd_contracts_asyncapi",
     "cmd_contracts_check",
     "cmd_contracts_list",
+    "cmd_contracts_provision",
     "cmd_contracts_schema",
     "cmd_contracts_snapshot",
     "cmd_publish",
@@ -396,4 +397,36 @@ def cmd_contracts_snapshot(args: argparse.Namespace, config: Config) -> int:
         err(f"wrote {args.output}")
     else:
         sys.stdout.write(text)
+    return 0
+
+
+def cmd_contracts_provision(args: argparse.Namespace, config: Config) -> int:
+    """Create or update the streams of every contract this command knows, in one account.
+
+    ``citybus up`` provisions the streams of the contracts installed when it started; a package
+    installed while it runs (a company joining the sandbox) needs its streams made, or its messages
+    are delivered but never stored. Under access control it runs as the account's ``provisioner``,
+    which may touch only the streams ``accounts.conf`` names: ``citybus auth generate`` (run with the
+    package installed) adds the package's streams there first.
+    """
+    who = login(args, config, default="provisioner")
+
+    async def main() -> list[str]:
+        bus = Bus(metrics=Metrics(), logger=configure_logging(config.log.format, "warning"))
+        await who.connect(bus, config)
+        try:
+            return await bus.provision_streams(config.streams)
+        except NotConnectedError as exc:
+            if not who.user:
+                raise
+            raise CityBusError(
+                f"{exc} As {who.user}: may it provision these streams? After installing a package, run "
+                "`citybus auth generate` so that accounts.conf names its streams, then provision again"
+            ) from None
+        finally:
+            await bus.drain()
+
+    names = asyncio.run(main())
+    where = f" in {who.user.split('/')[0]}" if "/" in who.user else ""
+    out(f"provisioned {len(names)} streams{where}: {', '.join(names)}")
     return 0
