@@ -172,7 +172,7 @@ def _render(msg: Any, registry: Any, encoder: msgspec.json.Encoder, *, as_json: 
     data: Any
     problem = ""
     if cls is None:
-        problem = f"unknown contract {envelope.type}"
+        problem = _unknown(envelope.type, registry)
         data = msg.data.decode("utf-8", "backslashreplace")
     else:
         from bus.codec import Codec
@@ -199,6 +199,19 @@ def _render(msg: Any, registry: Any, encoder: msgspec.json.Encoder, *, as_json: 
     body = data if isinstance(data, str) else encoder.encode(data).decode()
     mark = f"  !! {problem}" if problem else ""
     return f"{when} {msg.subject} [{envelope.provenance or '?'}] {body}{mark}"
+
+
+def _unknown(ce_type: str, registry: Registry) -> str:
+    """Why a message's type is not decoded here, and what to do about it."""
+    name, _, version = ce_type.rpartition(".v")
+    known = [c.__contract__.version for c in registry if c.__contract__.name == name]
+    if known and version.isdigit():
+        versions = ", ".join(f"v{v}" for v in sorted(known))
+        return f"unknown contract {ce_type}: this citybus knows {name} {versions} only"
+    return (
+        f"unknown contract {ce_type}: no package installed here declares it "
+        "(install the package with its citybus.contracts entry point; `citybus contracts list`)"
+    )
 
 
 # -- publish --------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ contract name, as text and as JSON). A second package installed while ``up`` run
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 from collections.abc import AsyncIterator
@@ -66,11 +67,24 @@ async def test_a_pilot_publishes_the_companys_contract_stored_and_decoded_by_tai
         )
         for extra in ((), ("--json",))
     ]
+    # A reader without the package installed: it cannot decode the message, and says why.
+    without = {**up.env, "PYTHONPATH": up.env["PYTHONPATH"].rsplit(os.pathsep, 1)[0]}
+    tails.append(
+        await Background.start(
+            "tail",
+            "city.public.testco.>",
+            "-n",
+            "1",
+            "--json",
+            "--account",
+            "sandbox",
+            cwd=up.cwd,
+            env=without,
+        )
+    )
     try:
         for tail in tails:
-            await tail.wait_said(
-                r"^tailing city\.public\.testco\.widget-reading\.\* on nats://\S+ as SANDBOX/"
-            )
+            await tail.wait_said(r"^tailing city\.public\.testco\.\S+ on nats://\S+ as SANDBOX/")
         published = await run_citybus(
             "publish",
             contract_package.NAME,
@@ -82,7 +96,7 @@ async def test_a_pilot_publishes_the_companys_contract_stored_and_decoded_by_tai
             cwd=up.cwd,
             env=up.env,
         )
-        text, as_json = [await tail.finish() for tail in tails]
+        text, as_json, undecoded = [await tail.finish() for tail in tails]
     finally:
         for tail in tails:
             await tail.kill()
@@ -97,10 +111,13 @@ async def test_a_pilot_publishes_the_companys_contract_stored_and_decoded_by_tai
     record = json.loads(as_json.stdout)
     assert (record["type"], record["data"]) == (contract_package.TYPE, contract_package.EXAMPLE)
     assert "error" not in record
+    unknown = json.loads(undecoded.stdout)
+    assert unknown["data"] == json.dumps(contract_package.EXAMPLE, separators=(",", ":")), unknown
+    assert unknown["error"].startswith(f"unknown contract {contract_package.TYPE}: no package installed here")
 
 
 async def test_a_package_installed_while_up_runs_gets_its_stream_provisioned(up: Up, tmp_path: Path) -> None:
-    site = Path(up.env["PYTHONPATH"].rsplit(":", 1)[1])
+    site = Path(up.env["PYTHONPATH"].rsplit(os.pathsep, 1)[1])
     contract_package.install_module(site, ACME, module="acme_beaches", package="acme-beaches")
     added = await run_citybus(
         "auth", "add-pilot", "acme", "--produces", "acme.beach-observation", cwd=up.cwd, env=up.env
