@@ -3,7 +3,8 @@
 The packages are installed for real (a module and a ``*.dist-info`` on ``PYTHONPATH``, see
 contract_package.py) and every command runs as its own process, as a user or a company's CI runs
 it. A running ``citybus up`` with a company's contract (tail, publish, streams, ops endpoints) is
-tested in test_cli.py and test_company_contracts_up.py.
+tested in test_cli.py and test_company_contracts_up.py. The example and the CI steps of
+docs/contracts.md run here as written, so the page cannot drift from what the commands do.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -223,3 +226,54 @@ async def test_broken_packages_cost_their_own_contracts_and_one_line_each(compan
     assert refused_check.returncode == 1, refused_check
     assert "cannot check package testco-secret: its contracts did not all load" in refused_check.stderr
     assert "classification 'secret' is not one of" in refused_check.stderr
+
+
+# -- docs/contracts.md, as written ------------------------------------------------------------------
+
+DOC = Path(__file__).resolve().parent.parent / "docs" / "contracts.md"
+
+
+def blocks(kind: str) -> list[str]:
+    return re.findall(rf"^```{kind}\n(.*?)^```$", DOC.read_text(), flags=re.S | re.M)
+
+
+def console(block: str) -> list[tuple[str, list[str]]]:
+    """The commands of a console block (``$ `` lines, comments dropped) and the lines each prints."""
+    steps: list[tuple[str, list[str]]] = []
+    for line in block.splitlines():
+        if line.startswith("$ "):
+            steps.append((line[2:].split("  #")[0].strip(), []))
+        else:
+            steps[-1][1].append(line)
+    return steps
+
+
+async def test_the_documented_contract_and_ci_steps_work_as_written(company: Company) -> None:
+    """The page's contract installs as ``acme-advisor``; its CI commands print what the page says,
+    before and after the breaking change it describes; its broken-package warning is the real one."""
+    [code] = blocks("python")
+    contract_package.install_module(
+        company.site, code, module="acme_advisor_contracts", package="acme-advisor"
+    )
+    first, after_change = (console(b) for b in blocks("console"))
+    for command, expected in first:
+        result = await company(*shlex.split(command)[1:])
+        assert result.returncode == 0, result
+        assert (result.stdout + result.stderr).splitlines() == expected, result
+
+    # The change the page describes: the required field water_temperature removed, version kept.
+    lines = [line for line in code.splitlines(keepends=True) if "water_temperature" not in line]
+    module = company.site / "acme_advisor_contracts.py"
+    module.write_text("".join(lines))
+    [(command, expected)] = after_change
+    result = await company(*shlex.split(command)[1:])
+    assert result.returncode == 1, result
+    assert result.stderr.splitlines() == expected, result
+
+    # The warning of a package using a city domain, as the page shows it.
+    module.write_text(code.replace('"acme.beach-advice"', '"environment.beach-advice"'))
+    listed = await company("contracts", "list")
+    assert listed.returncode == 0, listed
+    [text] = blocks("text")
+    documented = text.splitlines()[0]
+    assert listed.stderr.splitlines() == [documented], listed
