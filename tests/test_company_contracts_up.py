@@ -1,10 +1,11 @@
 """A company's contract on a running ``citybus up`` under access control, with the real commands.
 
 One ``citybus up`` (access control on, as shipped) runs with a company package installed on its
-``PYTHONPATH``: its streams are provisioned in both accounts, its ops endpoints serve the contract,
-a pilot that produces it publishes it in the sandbox, where it is stored and ``tail`` decodes it (by
-contract name, as text and as JSON). A second package installed while ``up`` runs is unknown to it:
-``auth generate`` and ``contracts provision`` make its stream, so its messages are stored too.
+``PYTHONPATH``, and a broken one that costs only a warning. The company's streams are provisioned
+in both accounts, its ops endpoints serve the contract, a pilot that produces it publishes it in the
+sandbox, where it is stored and ``tail`` decodes it (by contract name, as text and as JSON). A
+second package installed while ``up`` runs is unknown to it: ``auth generate`` and ``contracts
+provision`` make its stream, so its messages are stored.
 """
 
 from __future__ import annotations
@@ -32,7 +33,14 @@ SUBJECT = "city.public.testco.widget-reading.w-1"
 async def up(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Up]:
     base = tmp_path_factory.mktemp("company-up")
     site = contract_package.install(base / "site")
+    # A broken package beside it costs its own contracts and a warning, not the start.
+    contract_package.install_module(
+        site, "import testco_gone\n", module="testco_broken", package="testco-broken"
+    )
     running = await start_up(base / "up", auth=True, site=site)
+    assert running.process.said(
+        r"^citybus: warning: package testco-broken: its contracts .* failed to load: "
+    )
     yield running
     try:
         await running.process.stop(signal.SIGINT)
@@ -131,6 +139,9 @@ async def test_a_package_installed_while_up_runs_gets_its_stream_provisioned(up:
     assert "no JetStream stream acknowledged" in unstored.stderr
     assert "`citybus contracts provision`" in unstored.stderr
 
+    # As docs/contracts.md says: the access configuration with the package's streams, then the streams.
+    generated = await run_citybus("auth", "generate", cwd=up.cwd, env=up.env)
+    assert generated.returncode == 0, generated
     provisioned = await run_citybus("contracts", "provision", "--account", "sandbox", cwd=up.cwd, env=up.env)
     assert provisioned.returncode == 0, provisioned
     assert provisioned.stdout.startswith("provisioned ") and " in SANDBOX: " in provisioned.stdout
