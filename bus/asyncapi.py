@@ -50,21 +50,23 @@ def _key(cls: type[Contract]) -> str:
 def asyncapi_document(registry: Registry, *, server_url: str = "nats://127.0.0.1:4222") -> dict[str, Any]:
     """The AsyncAPI 3.0 document of every contract in ``registry``."""
     classes = list(registry)
-    _, components = schema_components(classes, ref_template=_REF)
+    # msgspec names a component after its class, qualified by module when two share a name (a
+    # company's BeachObservation beside the city's): refer to each by the name msgspec chose.
+    refs, components = schema_components(classes, ref_template=_REF)
     channels: dict[str, Any] = {}
     operations: dict[str, Any] = {}
     messages: dict[str, Any] = {}
-    for cls in classes:
+    for cls, payload in zip(classes, refs, strict=True):
         info = cls.__contract__
         key = _key(cls)
         description = inspect.cleandoc(cls.__doc__ or "")
         messages[key] = {
             "name": info.type,
             "title": info.name,
-            "summary": description.splitlines()[0],
+            "summary": cls.summary(),
             "contentType": CONTENT_TYPES["json"],
             "headers": {"$ref": "#/components/schemas/CloudEventsHeaders"},
-            "payload": {"$ref": _REF.format(name=cls.__name__)},
+            "payload": dict(payload),
             "examples": [{"name": "example", "payload": dict(info.example)}],
             "x-citybus-classification": info.classification.value,
         }

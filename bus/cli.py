@@ -25,6 +25,7 @@ from bus.commands import (
     cmd_contracts_asyncapi,
     cmd_contracts_check,
     cmd_contracts_list,
+    cmd_contracts_provision,
     cmd_contracts_schema,
     cmd_contracts_snapshot,
     cmd_entities,
@@ -102,21 +103,33 @@ def build_parser() -> argparse.ArgumentParser:
 
     contracts = sub.add_parser("contracts", help="list, export and check the message contracts")
     csub = contracts.add_subparsers(dest="contracts_command", metavar="COMMAND", required=True)
-    csub.add_parser("list", help="the contracts with version, class and subject").set_defaults(
-        func=cmd_contracts_list
-    )
+    package_help = "only the contracts of this installed package (citybus: the city's own)"
+    listing = csub.add_parser("list", help="the contracts with version, class, subject and description")
+    listing.add_argument("--package", metavar="PACKAGE", help=package_help)
+    listing.set_defaults(func=cmd_contracts_list)
     schema = csub.add_parser("schema", help="one contract's JSON Schema")
     schema.add_argument("name", metavar="NAME")
     schema.set_defaults(func=cmd_contracts_schema)
-    csub.add_parser("asyncapi", help="the AsyncAPI 3.0 document of all subjects").set_defaults(
-        func=cmd_contracts_asyncapi
-    )
+    asyncapi = csub.add_parser("asyncapi", help="the AsyncAPI 3.0 document of all subjects")
+    asyncapi.add_argument("--package", metavar="PACKAGE", help=package_help)
+    asyncapi.set_defaults(func=cmd_contracts_asyncapi)
     chk = csub.add_parser("check", help="fail on a breaking change that kept its version")
+    chk.add_argument(
+        "--package", metavar="PACKAGE", help="check this installed package's contracts (with --snapshot)"
+    )
     chk.add_argument("--snapshot", type=Path, help="snapshot to compare with (default: the shipped one)")
     chk.set_defaults(func=cmd_contracts_check)
     snap = csub.add_parser("snapshot", help="write the snapshot of the current contracts")
+    snap.add_argument(
+        "--package", metavar="PACKAGE", help="this installed package's contracts (default: the city's)"
+    )
     snap.add_argument("--output", "-o", type=Path, help="file to write (default: standard output)")
     snap.set_defaults(func=cmd_contracts_snapshot)
+    provision = csub.add_parser(
+        "provision", help="create or update the streams of every installed contract (after installing one)"
+    )
+    add_login_options(provision, default="provisioner")
+    provision.set_defaults(func=cmd_contracts_provision)
 
     for ep in sorted(entry_points(group=COMMANDS_GROUP), key=lambda e: e.name):
         try:

@@ -25,20 +25,24 @@ from bus.config import Config, config_file
 from bus.console import check_subscriptions, err, login, out
 from bus.entities import Listing, list_entities, render
 from bus.envelope import parse_headers
-from bus.errors import CityBusError, ContractViolation, UndecodableError
+from bus.errors import CityBusError, ContractViolation, NotConnectedError, UndecodableError
 from bus.logs import configure_logging
 from bus.metrics import Metrics
 from bus.runtime import Runtime
 from bus.status import show_status
 from bus.strict import unknown_fields
 from contracts import (
+    CITY_PACKAGE,
     Contract,
     Registry,
     UnknownContractError,
     check,
     default_registry,
+    dump_snapshot,
+    installed_packages,
     json_schema,
     load_snapshot,
+    package_name,
     snapshot,
 )
 
@@ -46,6 +50,7 @@ __all__ = [
     "cmd_contracts_asyncapi",
     "cmd_contracts_check",
     "cmd_contracts_list",
+    "cmd_contracts_provision",
     "cmd_contracts_schema",
     "cmd_contracts_snapshot",
     "cmd_entities",
@@ -169,7 +174,7 @@ def _render(msg: Any, registry: Any, encoder: msgspec.json.Encoder, *, as_json: 
     data: Any
     problem = ""
     if cls is None:
-        problem = f"unknown contract {envelope.type}"
+        problem = _unknown(envelope.type, registry)
         data = msg.data.decode("utf-8", "backslashreplace")
     else:
         from bus.codec import Codec
@@ -196,6 +201,19 @@ def _render(msg: Any, registry: Any, encoder: msgspec.json.Encoder, *, as_json: 
     body = data if isinstance(data, str) else encoder.encode(data).decode()
     mark = f"  !! {problem}" if problem else ""
     return f"{when} {msg.subject} [{envelope.provenance or '?'}] {body}{mark}"
+
+
+def _unknown(ce_type: str, registry: Registry) -> str:
+    """Why a message's type is not decoded here, and what to do about it."""
+    name, _, version = ce_type.rpartition(".v")
+    known = [c.__contract__.version for c in registry if c.__contract__.name == name]
+    if known and version.isdigit():
+        versions = ", ".join(f"v{v}" for v in sorted(known))
+        return f"unknown contract {ce_type}: this citybus knows {name} {versions} only"
+    return (
+        f"unknown contract {ce_type}: no package installed here declares it "
+        "(install the package with its citybus.contracts entry point; `citybus contracts list`)"
+    )
 
 
 # -- publish --------------------------------------------------------------------------------------
@@ -304,13 +322,45 @@ def cmd_status(args: argparse.Namespace, config: Config) -> int:
 # -- contracts ------------------------------------------------------------------------------------
 
 
+def _selected(args: argparse.Namespace) -> Registry:
+    """The contracts a ``contracts`` command works on: all, or those of ``--package``."""
+    package = getattr(args, "package", None)
+    if package is None:
+        return default_registry()
+    wanted = package_name(package)
+    installed = installed_packages()
+    if wanted != CITY_PACKAGE and wanted not in installed:
+        known = ", ".join([CITY_PACKAGE, *installed])
+        raise CityBusError(
+            f"--package {package}: no installed package of that name declares contracts "
+            f"(entry-point group citybus.contracts); packages with contracts: {known}"
+        )
+    return default_registry().of_package(wanted)
+
+
+def _fail_if_refused(registry: Registry, package: str, doing: str) -> None:
+    """A package whose contracts did not all load cannot be snapshotted or checked: say why."""
+    problems = [line for lines in registry.refused.values() for line in lines]
+    if problems:
+        for problem in problems:
+            err(f"  - {problem}")
+        raise CityBusError(f"cannot {doing} package {package}: its contracts did not all load (above)")
+
+
 def cmd_contracts_list(args: argparse.Namespace, config: Config) -> int:
-    """List the contracts with version, classification and subject."""
-    rows = [("CONTRACT", "VERSION", "CLASS", "KEY", "SUBJECT")]
-    for cls in default_registry():
+    """List the contracts with version, classification, subject and what each means."""
+    rows = [("CONTRACT", "VERSION", "CLASS", "KEY", "SUBJECT", "DESCRIPTION")]
+    for cls in _selected(args):
         info = cls.__contract__
         rows.append(
-            (info.name, str(info.version), info.classification.value, info.key, subjects.contract_filter(cls))
+            (
+                info.name,
+                str(info.version),
+                info.classification.value,
+                info.key,
+                subjects.contract_filter(cls),
+                cls.summary(),
+            )
         )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
@@ -325,17 +375,31 @@ def cmd_contracts_schema(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_contracts_asyncapi(args: argparse.Namespace, config: Config) -> int:
-    """Print the AsyncAPI 3.0 document of the bus."""
-    out(json.dumps(asyncapi_document(default_registry()), indent=2, ensure_ascii=False))
+    """Print the AsyncAPI 3.0 document of the bus (or of one package's contracts)."""
+    out(json.dumps(asyncapi_document(_selected(args)), indent=2, ensure_ascii=False))
     return 0
 
 
 def cmd_contracts_check(args: argparse.Namespace, config: Config) -> int:
-    """Compare the contracts with the stored snapshot; fail on a breaking change."""
+    """Compare the contracts with a stored snapshot; fail on a breaking change.
+
+    Without ``--package``: the city's contracts against the shipped snapshot (or ``--snapshot``).
+    With it: that package's contracts against its own snapshot, which must be named, and a package
+    whose contracts did not all load fails (a contract missing from the check is not compatible).
+    """
+    package = args.package and package_name(args.package)
+    registry = _selected(args)
+    if package and package != CITY_PACKAGE:
+        if args.snapshot is None:
+            raise CityBusError(
+                f"--package {package}: name its snapshot with --snapshot FILE "
+                f"(write one with `citybus contracts snapshot --package {package} -o FILE`)"
+            )
+        _fail_if_refused(registry, package, "check")
     where = args.snapshot or "the shipped snapshot"
     try:
         stored = load_snapshot(args.snapshot)
-        problems = check(stored, default_registry())
+        problems = check(stored, registry)
     except OSError as exc:
         raise CityBusError(f"cannot read {where}: {exc.strerror or exc}") from None
     except ValueError as exc:  # not JSON, or not a snapshot
@@ -346,13 +410,24 @@ def cmd_contracts_check(args: argparse.Namespace, config: Config) -> int:
             err(f"  - {problem.message}")
         err("Publish the changed contract as a new major version beside the old one, or undo the change.")
         return 1
-    out(f"contracts compatible with {args.snapshot or 'the stored snapshot'}")
+    whose = f"contracts of {package}" if package else "contracts"
+    out(f"{whose} compatible with {args.snapshot or 'the stored snapshot'}")
     return 0
 
 
 def cmd_contracts_snapshot(args: argparse.Namespace, config: Config) -> int:
-    """Write the current contracts' snapshot (after an intended, compatible change)."""
-    text = json.dumps(snapshot(default_registry()), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    """Write the snapshot of the city's contracts, or of one package's (``--package``).
+
+    Without ``--package`` it is the city's own contracts only, whatever else is installed, so
+    ``contracts/snapshot.json`` never takes in a company's contract.
+    """
+    package = package_name(args.package) if args.package else CITY_PACKAGE
+    registry = default_registry().of_package(CITY_PACKAGE) if args.package is None else _selected(args)
+    if package != CITY_PACKAGE:
+        _fail_if_refused(registry, package, "snapshot")
+        if not len(registry):
+            raise CityBusError(f"package {package} declares no contracts: nothing to snapshot")
+    text = dump_snapshot(snapshot(registry))
     if args.output:
         try:
             Path(args.output).write_text(text)
@@ -361,4 +436,36 @@ def cmd_contracts_snapshot(args: argparse.Namespace, config: Config) -> int:
         err(f"wrote {args.output}")
     else:
         sys.stdout.write(text)
+    return 0
+
+
+def cmd_contracts_provision(args: argparse.Namespace, config: Config) -> int:
+    """Create or update the streams of every contract this command knows, in one account.
+
+    ``citybus up`` provisions the streams of the contracts installed when it started; a package
+    installed while it runs (a company joining the sandbox) needs its streams made, or its messages
+    are delivered but never stored. Under access control it runs as the account's ``provisioner``,
+    which may touch only the streams ``accounts.conf`` names: ``citybus auth generate`` (run with the
+    package installed) adds the package's streams there first.
+    """
+    who = login(args, config, default="provisioner")
+
+    async def main() -> list[str]:
+        bus = Bus(metrics=Metrics(), logger=configure_logging(config.log.format, "warning"))
+        await who.connect(bus, config)
+        try:
+            return await bus.provision_streams(config.streams)
+        except NotConnectedError as exc:
+            if not who.user:
+                raise
+            raise CityBusError(
+                f"{exc} As {who.user}: may it provision these streams? After installing a package, run "
+                "`citybus auth generate` so that accounts.conf names its streams, then provision again"
+            ) from None
+        finally:
+            await bus.drain()
+
+    names = asyncio.run(main())
+    where = f" in {who.user.split('/')[0]}" if "/" in who.user else ""
+    out(f"provisioned {len(names)} streams{where}: {', '.join(names)}")
     return 0

@@ -156,7 +156,8 @@ class DurablePublisher:
                 if connection.closed or loop.time() + delay >= deadline:
                     raise PublishTimeoutError(
                         f"no JetStream stream acknowledged {subject} within {timeout:.0f} s "
-                        f"({type(exc).__name__}): is the server up and the stream provisioned?"
+                        f"({type(exc).__name__}): is the server up and the stream provisioned? (a contract "
+                        "installed after citybus up started: `citybus contracts provision`)"
                     ) from exc
                 self._metrics.publish_retries.labels(ce_type).inc()
                 await asyncio.sleep(delay)

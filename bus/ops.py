@@ -4,7 +4,8 @@
 ``GET /metrics``                      Prometheus text format, from the bus's own registry
 ``GET /healthz``                      200 while the process answers (liveness)
 ``GET /readyz``                       200 when every component is ready, else 503 and why
-``GET /contracts``                    the contracts: name, version, classification, subject
+``GET /contracts``                    the contracts: name, version, classification, subject,
+                                      description and the package that brought it
 ``GET /contracts/{name}/schema``      one contract's JSON Schema
 ``GET /asyncapi.json``                the AsyncAPI 3.0 document of the bus
 ``GET /entities[/{contract}]``        each contract's entities from JetStream: location,
@@ -32,7 +33,7 @@ from bus.entities import EntityReader
 from bus.errors import CityBusError
 from bus.health import Health
 from bus.metrics import Metrics
-from contracts import Classification, Registry, UnknownContractError, json_schema
+from contracts import Classification, Registry, UnknownContractError, json_schema, package_of
 
 __all__ = ["OpsServer"]
 
@@ -132,6 +133,8 @@ class OpsServer:
                     "key": c.__contract__.key,
                     "type": c.__contract__.type,
                     "subject": subjects.contract_filter(c),
+                    "description": c.summary(),
+                    "package": package_of(c),
                 }
                 for c in self._registry
             ]

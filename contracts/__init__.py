@@ -47,11 +47,17 @@ from contracts.mobility import (
 )
 from contracts.operations import DeviceState, DeviceStatus
 from contracts.registry import (
+    CITY_PACKAGE,
     CONTRACTS_GROUP,
+    RESERVED_DOMAINS,
     Registry,
     UnknownContractError,
+    city_domains,
     default_registry,
+    installed_packages,
     load_installed_contracts,
+    package_name,
+    package_of,
 )
 from contracts.schema import json_schema, normalise_descriptions, schema_components
 
@@ -63,6 +69,7 @@ __all__ = [
     "BikeStationStatus",
     "Breaking",
     "BreakingKind",
+    "CITY_PACKAGE",
     "CONTRACTS_GROUP",
     "CallStatus",
     "Classification",
@@ -79,6 +86,7 @@ __all__ = [
     "Neighbour",
     "PersonalDeadLetter",
     "Quay",
+    "RESERVED_DOMAINS",
     "Registry",
     "Slug",
     "StopPlace",
@@ -90,14 +98,18 @@ __all__ = [
     "WeatherForecast",
     "WeatherObserved",
     "check",
+    "city_domains",
     "contract",
     "default_registry",
     "dump_snapshot",
+    "installed_packages",
     "json_schema",
     "load_installed_contracts",
     "load_snapshot",
     "measure",
     "normalise_descriptions",
+    "package_name",
+    "package_of",
     "save_snapshot",
     "schema_components",
     "snapshot",

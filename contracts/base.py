@@ -110,6 +110,12 @@ class Contract(msgspec.Struct, frozen=True, kw_only=True):
         """The contract's example instance."""
         return msgspec.convert(cls.__contract__.example, type=cls)
 
+    @classmethod
+    def summary(cls) -> str:
+        """The first line of its docstring: what a message means in the city, in one line."""
+        lines = inspect.cleandoc(cls.__doc__ or "").splitlines()
+        return lines[0] if lines else ""
+
 
 C = TypeVar("C", bound=type[Contract])
 

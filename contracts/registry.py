@@ -3,26 +3,59 @@
 Contracts of other packages (a company's adapter package) arrive through the entry-point group
 ``citybus.contracts``: each entry point names a module whose ``@contract`` declarations register
 themselves on import (or a contract class itself). :func:`load_installed_contracts` imports them, so
-every command and endpoint knows installed contracts without ``contracts`` importing anyone.
+every command and endpoint knows installed contracts without ``contracts`` importing anyone, and
+remembers which package (distribution) each came from (:func:`package_of`).
+
+Decisions, and why:
+
+* **The city's domains are the city's.** A package's contract whose domain is one of the city's
+  (``environment``, ``mobility``, … — every domain a contract of ``contracts/`` uses — and the
+  reserved ``city``, ``citybus``, ``rpc``, ``sandbox``) is refused when it loads: consumers of
+  ``city.public.environment.>`` trust that what they read is the city's, and a package must not be
+  able to add to it or shadow a city contract with a new version. A company names its contracts
+  after itself (``acme.beach-advice``). The check is made where a package's contracts enter citybus
+  (here), not in :func:`~contracts.contract`, which cannot tell a company's module from a test's.
+* **A broken package costs its own contracts, never the command.** A package that fails to import
+  (or whose contract is declared wrongly, or collides with another's) is rolled back: whatever it
+  registered before failing is removed again, so no half of it is served, and one line names the
+  package and the reason. The city's contracts and every other package keep working.
 """
 
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterator
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points
+from types import ModuleType
 
 from contracts.base import Classification, Contract
 
 __all__ = [
+    "CITY_PACKAGE",
     "CONTRACTS_GROUP",
+    "RESERVED_DOMAINS",
     "Registry",
     "UnknownContractError",
+    "city_domains",
     "default_registry",
+    "installed_packages",
     "load_installed_contracts",
+    "package_name",
+    "package_of",
 ]
 
 CONTRACTS_GROUP = "citybus.contracts"
+
+CITY_PACKAGE = "citybus"
+"""What :func:`package_of` answers for the city's own contracts (those declared in ``contracts/``)."""
+
+RESERVED_DOMAINS = frozenset({"city", "citybus", "rpc", "sandbox"})
+"""Domains no package may use, beside those of the city's contracts: the subject root, the bus's own
+messages, the request namespace and the sandbox."""
+
+# Which installed package each of its contracts came from (classes are process-wide, so is this).
+_PACKAGES: dict[type[Contract], str] = {}
 
 
 class UnknownContractError(LookupError):
@@ -34,6 +67,8 @@ class Registry:
 
     def __init__(self) -> None:
         self._by_type: dict[str, type[Contract]] = {}
+        self.refused: dict[str, list[str]] = {}
+        """Per installed package, why (some of) its contracts were not loaded into this registry."""
 
     def add(self, cls: type[Contract]) -> None:
         """Register a declared contract; registering a different class under one type is an error."""
@@ -45,6 +80,21 @@ class Registry:
                 f"{existing.__module__}.{existing.__qualname__} and {cls.__module__}.{cls.__qualname__}"
             )
         self._by_type[info.type] = cls
+
+    def remove(self, cls: type[Contract]) -> None:
+        """Forget ``cls`` (a no-op when it is not registered)."""
+        if self._by_type.get(cls.__contract__.type) is cls:
+            del self._by_type[cls.__contract__.type]
+
+    def of_package(self, package: str) -> Registry:
+        """A registry of the contracts here that ``package`` brought (``citybus``: the city's own)."""
+        wanted = package_name(package)
+        selected = Registry()
+        for cls in self:
+            if package_of(cls) == wanted:
+                selected.add(cls)
+        selected.refused = {k: v for k, v in self.refused.items() if k == wanted}
+        return selected
 
     def __iter__(self) -> Iterator[type[Contract]]:
         return iter(sorted(self._by_type.values(), key=_sort_key))
@@ -126,17 +176,52 @@ def default_registry() -> Registry:
     return _DEFAULT
 
 
+def package_name(name: str) -> str:
+    """A distribution's name as packaging compares them (``TestCo_Widgets`` is ``testco-widgets``)."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def package_of(cls: type[Contract]) -> str | None:
+    """The package a contract came from: :data:`CITY_PACKAGE` for the city's own, the distribution
+    for one loaded from the ``citybus.contracts`` group, else ``None`` (declared by other code, such
+    as a test)."""
+    if cls.__module__ == "contracts" or cls.__module__.startswith("contracts."):
+        return CITY_PACKAGE
+    return _PACKAGES.get(cls)
+
+
+def city_domains(registry: Registry | None = None) -> frozenset[str]:
+    """The domains reserved for the city: those of its own contracts, and :data:`RESERVED_DOMAINS`."""
+    target = registry if registry is not None else _DEFAULT
+    own = {c.__contract__.domain for c in target if package_of(c) == CITY_PACKAGE}
+    return RESERVED_DOMAINS | own
+
+
+def installed_packages() -> list[str]:
+    """The installed distributions with an entry point in the ``citybus.contracts`` group, sorted."""
+    return sorted({_distribution(ep) for ep in entry_points(group=CONTRACTS_GROUP)})
+
+
+def _distribution(ep: EntryPoint) -> str:
+    dist = getattr(ep, "dist", None)
+    return package_name(dist.name) if dist is not None else f"(entry point {ep.name})"
+
+
 def load_installed_contracts(registry: Registry | None = None) -> list[str]:
     """Import the contracts installed in the ``citybus.contracts`` entry-point group.
 
     An entry point names a module (its ``@contract`` declarations register in the default registry
     as it is imported) or one contract class (added to ``registry``, the default one unless given).
-    Importing twice is harmless. Returns one warning per entry point that failed to load, so that a
-    broken package costs its own contracts and not the command: the caller says them.
+    Importing twice is harmless. Returns one warning line per problem, naming the package, so that
+    a broken package costs its own contracts and not the command: the caller says them. The same
+    lines are kept, per package, in ``registry.refused``.
     """
     target = registry if registry is not None else _DEFAULT
+    reserved = city_domains(_DEFAULT)
     warnings = []
-    for ep in sorted(entry_points(group=CONTRACTS_GROUP), key=lambda e: e.name):
+    for ep in sorted(entry_points(group=CONTRACTS_GROUP), key=lambda e: (_distribution(e), e.name)):
+        package = _distribution(ep)
+        before = {*_DEFAULT, *target}
         try:
             loaded = ep.load()
             if isinstance(loaded, type) and issubclass(loaded, Contract):
@@ -144,5 +229,36 @@ def load_installed_contracts(registry: Registry | None = None) -> list[str]:
                     raise TypeError(f"{loaded.__qualname__} is not declared with @contract")
                 target.add(loaded)
         except Exception as exc:  # a broken package must not take every command down
-            warnings.append(f"contracts of {ep.name!r} ({ep.value}) failed to load: {exc}")
+            for cls in {*_DEFAULT, *target} - before:  # no half of it stays
+                _DEFAULT.remove(cls)
+                target.remove(cls)
+            reason = " ".join(str(exc).split()) or type(exc).__name__
+            problem = f"package {package}: its contracts ({ep.name} = {ep.value}) failed to load: {reason}"
+            target.refused.setdefault(package, []).append(problem)
+            warnings.append(problem)
+            continue
+        for cls in _brought(loaded, {*_DEFAULT, *target} - before):
+            _PACKAGES.setdefault(cls, package)
+            domain = cls.__contract__.domain
+            if domain in reserved and package_of(cls) != CITY_PACKAGE:
+                _DEFAULT.remove(cls)
+                target.remove(cls)
+                problem = (
+                    f"package {package}: contract {cls.__contract__.name} refused: the domain {domain!r} "
+                    f"is the city's; name a package's contracts after the company, e.g. "
+                    f"'acme.{cls.__contract__.event}'"
+                )
+                target.refused.setdefault(package, []).append(problem)
+                warnings.append(problem)
     return warnings
+
+
+def _brought(loaded: object, new: set[type[Contract]]) -> set[type[Contract]]:
+    """The contracts an entry point brought: those it registered now, or (imported before) those
+    declared in its module and the modules under it, or the class it names."""
+    if isinstance(loaded, type) and issubclass(loaded, Contract):
+        return new | {loaded}
+    if new or not isinstance(loaded, ModuleType):
+        return new
+    prefix = loaded.__name__
+    return {c for c in (*_DEFAULT,) if c.__module__ == prefix or c.__module__.startswith(prefix + ".")}

@@ -40,7 +40,7 @@ from bus.access import Declaration
 from bus.access.declared import AccessProvider, Declared
 from bus.access.guests import GuestKind
 from bus.config import Config
-from contracts import Classification, Contract, default_registry
+from contracts import CITY_PACKAGE, Classification, Contract, default_registry
 from sandbox.adapter import SandboxReplay
 
 __all__ = ["ACCESS", "COMMAND_LINE_INSTANCE", "PILOTS", "declared", "pilot_declaration", "replay_declaration"]
@@ -50,9 +50,19 @@ COMMAND_LINE_INSTANCE = "replay"
 
 
 def replay_declaration(name: str = COMMAND_LINE_INSTANCE) -> Declaration:
-    """What the command line's replay may do: publish public and internal contracts, keep a clock."""
+    """What the command line's replay may do: publish the city's public and internal contracts, keep
+    a clock.
+
+    The city's own, not every installed one: this user is declared by ``citybus up`` at start and
+    recorded in ``instance.json``, and ``citybus auth`` refuses to act when its rights would differ,
+    so rights that grew with every package installed later would lock a company out of ``auth``
+    while the sandbox runs. A recording of a company's contracts is replayed by a configured
+    ``sandbox-replay`` instance, which declares what its files hold.
+    """
     produces = tuple(
-        c for c in default_registry() if c.__contract__.classification is not Classification.PERSONAL
+        c
+        for c in default_registry().of_package(CITY_PACKAGE)
+        if c.__contract__.classification is not Classification.PERSONAL
     )
     return Declaration(
         name,

@@ -157,6 +157,10 @@ async def test_contracts_lists_every_contract(ops: Ops) -> None:
         "key": "site",
         "type": "environment.beach-observation.v1",
         "subject": "city.public.environment.beach-observation.*",
+        "description": (
+            "The water at one of Drammen's bathing sites, as a citizen deciding where to swim needs it."
+        ),
+        "package": "citybus",
     }
 
 
