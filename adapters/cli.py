@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from adapters.discovery import discover
-from adapters.instances import Instance, instances_from_config, parse_instance
+from adapters.instances import Instance, default_replay, instances_from_config, parse_instance
+from adapters.runtime import default_sections
 from adapters.scaffold import scaffold
 from adapters.supervisor import Supervisor
 from bus import Bus, Metrics
@@ -74,14 +75,15 @@ def _instance(name: str, config: Config) -> Instance:
     sections = {
         k: {**v, "enabled": True} for k, v in config.adapters.items() if k == name or v.get("adapter") == name
     }
-    configured = instances_from_config(sections, found.adapters)
+    whole = config.adapters or default_sections(found.adapters)
+    configured = instances_from_config(sections, found.adapters, whole=whole)
     if len(configured) > 1:
         names = ", ".join(i.name for i in configured)
         raise ConfigError(f"several instances of adapter {name} are configured ({names}): name one of them")
     if configured:
         return configured[0]
     if name in found.adapters:
-        return parse_instance(name, found.adapters[name], {})
+        return parse_instance(name, found.adapters[name], {}, replay=default_replay(whole, found.adapters))
     known = ", ".join(sorted(found.adapters)) or "none"
     raise CityBusError(f"no adapter or configured instance named {name!r}; installed adapters: {known}")
 

@@ -111,6 +111,11 @@ class BusClock:
         self._changed = asyncio.Event()
 
     @property
+    def last_tick(self) -> ClockTick | None:
+        """The replay's latest tick (``None`` before the first)."""
+        return self._tick
+
+    @property
     def following(self) -> bool:
         """Whether a tick has arrived (else :meth:`now` is the wall clock's)."""
         return self._tick is not None
