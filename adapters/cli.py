@@ -12,7 +12,7 @@ from typing import Any
 from adapters.discovery import discover
 from adapters.instances import Instance, default_replay, instances_from_config, parse_instance
 from adapters.runtime import default_sections
-from adapters.scaffold import scaffold
+from adapters.scaffold import KINDS, scaffold
 from adapters.supervisor import Supervisor
 from bus import Bus, Metrics
 from bus.cli import add_login_options, err, login, out
@@ -122,13 +122,21 @@ def run_instance(instance: Instance, config: Config, args: argparse.Namespace) -
 
 
 def cmd_new(args: argparse.Namespace, config: Config) -> int:
-    """Scaffold a separate, pip-installable adapter package."""
-    target = scaffold(args.name, Path(args.directory) if args.directory else None)
-    out(f"created {target}")
+    """Scaffold a separate, pip-installable adapter package of a kind, and say what to do next."""
+    kind = args.kind
+    target = scaffold(
+        args.name, Path(args.directory) if args.directory else None, kind=kind, company=args.company or ""
+    )
+    out(f"created {target}: a {kind} adapter named {args.name}")
+    if kind == "service":
+        module = next(target.glob("src/*/contracts.py"))
+        out(f"its own contract: {args.company or args.name}.advice, declared in {module}")
     out("next:")
-    out(f"  pip install -e '{target}[test]'")
-    out("  citybus adapters list")
-    out(f"  pytest {target}")
+    out(f"  pip install -e '{target}[test]'     # into the environment where citybus is installed")
+    out(f"  citybus adapters list                # shows {args.name}, a {kind}")
+    out(f"  cd {target} && pytest && ruff check . && mypy")
+    out(f'  add [adapters.{args.name}] to citybus.toml (account = "sandbox" for a pilot), then citybus up')
+    out("  the adapter's ctx: docs/context.md in citybus")
     return 0
 
 
@@ -152,4 +160,16 @@ def register(subparsers: Any) -> None:
     new = asub.add_parser("new", help="scaffold a pip-installable adapter package with a test")
     new.add_argument("name", metavar="NAME", help="the adapter's name, kebab case (e.g. 'harbour-sensors')")
     new.add_argument("--directory", "-d", help="where to create it (default: ./citybus-NAME)")
+    new.add_argument(
+        "--kind",
+        choices=KINDS,
+        default="source",
+        help="source: device data onto the bus; service: contracts in, its own contract out; "
+        "sink: contracts off the bus into files (default: source)",
+    )
+    new.add_argument(
+        "--company",
+        metavar="PREFIX",
+        help="a service's contract domain, your company's prefix, kebab case (default: NAME)",
+    )
     new.set_defaults(func=cmd_new)
