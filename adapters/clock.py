@@ -120,6 +120,16 @@ class BusClock:
         """Whether a tick has arrived (else :meth:`now` is the wall clock's)."""
         return self._tick is not None
 
+    async def wait_following(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for the replay's first tick; return whether it came."""
+        try:
+            async with asyncio.timeout(timeout):
+                while self._tick is None:
+                    await self._changed.wait()
+        except TimeoutError:
+            return False
+        return True
+
     def _rate(self) -> float:
         tick = self._tick
         return tick.speed if tick is not None and tick.state == "playing" else 0.0
