@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import wait_for
 from sdk_adapters import Ticker
 
 from adapters import Instance, default_replay, instances_from_config
@@ -162,11 +163,8 @@ async def test_citybus_up_runs_sandbox_instances_on_replayed_time(installed: Pat
         def by(where: str, site: str) -> list[Event[BeachObservation]]:
             return [e for e in seen[where] if e.data.site == site]
 
-        async with asyncio.timeout(60):
-            while not (len(by("sandbox", "pilot-replayed")) >= 2 and by("sandbox", "pilot-wall")):
-                await asyncio.sleep(0.05)
-            while not by("city", "city-wall"):
-                await asyncio.sleep(0.05)
+        await wait_for(lambda: len(by("sandbox", "pilot-replayed")) >= 2, timeout=60)
+        await wait_for(lambda: bool(by("sandbox", "pilot-wall") and by("city", "city-wall")), timeout=60)
         await sandbox.close()
         await city.close()
         stop.set()
