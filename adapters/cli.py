@@ -131,12 +131,23 @@ def cmd_new(args: argparse.Namespace, config: Config) -> int:
     if kind == "service":
         module = next(target.glob("src/*/contracts.py"))
         out(f"its own contract: {args.company or args.name}.advice, declared in {module}")
+    steps = [
+        f"pip install -e '{target}[test]'    (into the environment where citybus is installed)",
+        f"citybus adapters list    (shows {args.name}, a {kind})",
+        f"cd {target} && pytest && ruff check . && mypy",
+        "to run it in the sandbox on the replay's clock, put this in citybus.toml, then citybus up:",
+    ]
     out("next:")
-    out(f"  pip install -e '{target}[test]'     # into the environment where citybus is installed")
-    out(f"  citybus adapters list                # shows {args.name}, a {kind}")
-    out(f"  cd {target} && pytest && ruff check . && mypy")
-    out(f'  add [adapters.{args.name}] to citybus.toml (account = "sandbox" for a pilot), then citybus up')
-    out("  the adapter's ctx: docs/context.md in citybus")
+    for number, step in enumerate(steps, 1):
+        out(f"  {number}. {step}")
+    for line in (
+        "[adapters.sandbox]",
+        'adapter = "sandbox-replay"',
+        f"[adapters.{args.name}]",
+        'account = "sandbox"',
+    ):
+        out(f"       {line}")
+    out(f"  {len(steps) + 1}. what its ctx offers: docs/context.md in citybus")
     return 0
 
 
