@@ -181,7 +181,7 @@ def test_several_instances_of_one_adapter() -> None:
         (
             {"t": {"adapter": "ticker", "intervall": 1}},
             r"\[adapters.t\] \(ticker\): unknown key 'intervall'; "
-            r"allowed keys: adapter, enabled, clock, site, interval, crash_after",
+            r"allowed keys: adapter, enabled, clock, account, site, interval, crash_after",
         ),
         (
             {"t": {"adapter": "ticker", "interval": "fast"}},

@@ -64,6 +64,13 @@ def test_an_instance_in_the_sandbox_runs_on_the_configured_replays_clock() -> No
     assert (found["harbour"].clock, found["harbour"].account) == (None, "SANDBOX")  # it keeps its own time
 
 
+def test_citybus_up_without_adapter_sections_runs_only_the_replay_on_its_own_time() -> None:
+    from adapters.runtime import default_sections
+
+    [replay] = instances_from_config(default_sections(ADAPTERS), ADAPTERS)
+    assert (replay.name, replay.clock, replay.account) == ("sandbox", None, "SANDBOX")
+
+
 def test_without_a_configured_replay_it_follows_the_one_citybus_up_runs_by_default() -> None:
     # A file with only the pilot's section: the replay is the one `citybus up` runs without one.
     assert default_replay({"pilot": {"adapter": "ticker"}}, ADAPTERS) == "sandbox"
