@@ -28,6 +28,13 @@ the replay ``citybus up`` runs without configuration (``sandbox``). A configurat
 replays makes each sandbox instance name its own. ``account = "city"`` with a replay's clock is
 refused: replayed data must never reach production.
 
+Decisions, and why: **the account is said (``account = "sandbox"``), the clock follows from it.**
+Which account an instance runs in decides what data it may see, so it is a key of its own rather
+than a side effect of the clock; and a sandbox instance on the wall clock is the exception (its
+own ``clock = "wall"``), because replayed data runs up to 60× ahead of real time and a product
+that reads it on the wall clock finds every reading in the future or hours old. ``wall`` is
+therefore no replay's name.
+
 A table for a key whose default is itself a Struct (an adapter's ``source``, with the publisher's
 URL and a sensible interval) is merged over that default, so ``[adapters.air.source]`` with only
 ``headers`` keeps the adapter's URL and interval. A Struct may name keys that exclude each other
@@ -230,6 +237,10 @@ def instances_from_config(
                     if "adapter" in table
                     else ' (set `adapter = "NAME"` if the instance is named otherwise)'
                 )
+            )
+        if name == WALL_CLOCK and adapters[adapter_name].control == REPLAY_CONTROL:
+            raise ConfigError(
+                f'[adapters.{name}]: a replay may not be named "{name}": clock = "wall" means real time'
             )
         if enabled:
             found.append(parse_instance(name, adapters[adapter_name], table, replay=replay))

@@ -105,9 +105,11 @@ def test_a_wrong_account_or_clock_is_refused(table: dict[str, Any], message: str
         instances({"pilot": {"adapter": "ticker", **table}})
 
 
-def test_a_replay_may_not_be_put_in_the_city_account() -> None:
+def test_a_replay_may_not_be_put_in_the_city_account_nor_named_wall() -> None:
     with pytest.raises(ConfigError, match="is a replay"):
         instances({"sandbox": {"adapter": "sandbox-replay", "account": "city"}})
+    with pytest.raises(ConfigError, match='may not be named "wall"'):
+        instances({"wall": {"adapter": "sandbox-replay"}})
 
 
 def test_adapters_run_finds_the_replay_among_all_sections(installed: Path, tmp_path: Path) -> None:
