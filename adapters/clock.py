@@ -71,9 +71,10 @@ _TICK: Final = msgspec.json.Decoder(ClockTick)
 class BusClock:
     """The time a replay keeps, as it publishes it on ``citybus.clock.<instance>``.
 
-    An adapter whose instance says ``clock = "sandbox"`` gets this clock: its ``ctx.clock.now()``
-    is the replayed time, and ``ctx.clock.sleep(3600)`` lasts one hour of the replay — a minute at
-    60×, for ever while it is paused. Between ticks the time is extrapolated at the replay's speed;
+    An instance in ``SANDBOX`` (``account = "sandbox"``, or ``clock = "sandbox"``) gets this clock
+    unless it says ``clock = "wall"``: its ``ctx.clock.now()`` is the replayed time, and
+    ``ctx.clock.sleep(3600)`` lasts one hour of the replay — a minute at 60×, for ever while it is
+    paused. Between ticks the time is extrapolated at the replay's speed;
     before the first tick it is the wall clock's.
     """
 
