@@ -23,6 +23,7 @@ from conftest import wait_for
 from bus import Bus, RawMessage
 from bus.server import EmbeddedServer
 from contracts import BeachObservation
+from tests.test_cli import Background, citybus_env
 
 ROOT = Path(__file__).resolve().parent.parent
 KINDS = ("source", "service", "sink")
@@ -232,3 +233,54 @@ def test_an_unknown_kind_and_a_directory_in_use_are_refused(tmp_path: Path) -> N
     assert citybus("adapter", "new", "twice", cwd=tmp_path).returncode == 0
     again = citybus("adapter", "new", "twice", "--kind", "sink", cwd=tmp_path)
     assert again.returncode == 1 and "already exists" in again.stderr
+
+
+SANDBOX_CONFIG = """\
+[adapters.sandbox]
+adapter = "sandbox-replay"
+shift_to_now = false                  # 2018's times: only a clock that follows the replay finds them fresh
+start = 43200
+include = ["city.public.environment.beach-observation.>"]
+
+[adapters.advisor]
+adapter = "demo-service"
+account = "sandbox"
+"""
+
+
+@pytest.mark.slow
+async def test_the_service_advises_on_replayed_time_in_a_real_citybus_up(made: Made, tmp_path: Path) -> None:
+    """The company's package in `citybus up` under access control, in SANDBOX beside the replay:
+    it follows the replay's clock by default, so the recorded day's readings are fresh to it and
+    its advice (its own contract, in SANDBOX) carries the replayed time."""
+    import nats
+
+    data_dir, cwd = tmp_path / "data", tmp_path / "cwd"
+    cwd.mkdir()
+    (cwd / "citybus.toml").write_text(SANDBOX_CONFIG)
+    env = citybus_env(data_dir, PYTHONPATH=made.env()["PYTHONPATH"])
+    process = await Background.start("up", cwd=cwd, env=env)
+    try:
+        await process.wait_said(r"^citybus is up: NATS at nats://\S+$", timeout=60)
+        url = json.loads((data_dir / "instance.json").read_text())["nats_url"]
+        seed = data_dir / "credentials" / "SANDBOX" / "internal.nk"
+        nc = await nats.connect(url, nkeys_seed=str(seed), inbox_prefix="_INBOX.internal")
+        advice: list[Any] = []
+
+        async def collect(msg: Any) -> None:
+            advice.append(msg)
+
+        await nc.subscribe("city.public.demo-service.advice.>", cb=collect)
+        await wait_for(lambda: bool(advice), timeout=60)
+        await nc.close()
+    finally:
+        stopped = await process.stop(signal.SIGINT)
+    assert stopped.returncode == 0
+    first = advice[0]
+    body = json.loads(first.data)
+    stamped = datetime.fromisoformat(first.headers["ce-time"])
+    advised = datetime.fromisoformat(body["advised_at"])
+    # ce-time is stamped by ctx.publish a moment after the advice was made: the same replayed minute
+    assert stamped.year == 2018 and abs((stamped - advised).total_seconds()) < 60
+    assert first.headers["ce-source"] == "/adapters/advisor"
+    assert body["verdict"] in ("swim", "brisk", "stay-dry")
