@@ -72,7 +72,14 @@ $config_example
 
 or on its own against a running citybus: `citybus adapters run $name`. With
 `account = "sandbox"` in its section it runs in the sandbox account, on the replay's clock: its
-`ctx.clock.now()` is the replayed time, and so is the `ce-time` of what it publishes.
+`ctx.clock.now()` is the replayed time, and so is the `ce-time` of what it publishes. A file with
+`[adapters.*]` sections runs only what it names, so put the replay's next to it:
+
+```toml
+[adapters.sandbox]
+adapter = "sandbox-replay"
+```
+
 `docs/context.md` in citybus describes everything its `ctx` offers.
 """)
 """How to install, test and run the package, the end of every kind's README."""
