@@ -10,7 +10,7 @@ from adapters.base import Adapter, AdapterDeclarationError, NoConfig, check_decl
 from adapters.clock import BusClock, Clock, WallClock
 from adapters.context import Context, UndeclaredContractError
 from adapters.discovery import Discovery, DiscoveryProblem, discover
-from adapters.instances import Instance, instances_from_config, parse_instance
+from adapters.instances import Instance, default_replay, instances_from_config, parse_instance
 from adapters.supervisor import Backoff, Supervisor
 
 __all__ = [
@@ -28,6 +28,7 @@ __all__ = [
     "UndeclaredContractError",
     "WallClock",
     "check_declaration",
+    "default_replay",
     "discover",
     "instances_from_config",
     "parse_instance",

@@ -11,9 +11,10 @@ Decisions, and why:
   ones), or the installed adapters' default instances when there are none. A disabled instance
   gets no user, so it cannot connect; enabling it means running ``citybus auth generate`` again.
 * **Which account.** An instance runs in ``SANDBOX`` when it is a replay (its adapter answers
-  ``control = "replay"`` requests) or runs on a replay's clock (``clock = "sandbox"``): it
-  handles replayed data, which must never reach ``CITY``. Every other instance runs in ``CITY``.
-  An instance in ``SANDBOX`` follows the replay's clock (``clocks``).
+  ``control = "replay"`` requests), runs on a replay's clock (``clock = "sandbox"``) or says
+  ``account = "sandbox"``: it handles replayed data, which must never reach ``CITY``. Every other
+  instance runs in ``CITY``. An instance in ``SANDBOX`` may read the replays' clocks (``clocks``),
+  and runs on one unless it says ``clock = "wall"`` (:mod:`adapters.instances`).
 * **What an instance declares** is what its object says, after its configuration: ``consumed()``
   and ``produced()`` (a bridge or archive configured with its contracts), ``raw_subjects()``,
   and the class's ``declassifier``, ``durable`` and ``control``. The model refuses what it

@@ -10,9 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from adapters.discovery import discover
-from adapters.instances import Instance, instances_from_config, parse_instance
+from adapters.instances import Instance, default_replay, instances_from_config, parse_instance
 from adapters.join import add_join_options, run_joined
-from adapters.scaffold import scaffold
+from adapters.runtime import default_sections
+from adapters.scaffold import KINDS, scaffold
 from adapters.supervisor import Supervisor
 from bus import Bus, Metrics
 from bus.cli import add_login_options, err, login, out
@@ -77,14 +78,15 @@ def find_instance(name: str, config: Config) -> Instance:
     sections = {
         k: {**v, "enabled": True} for k, v in config.adapters.items() if k == name or v.get("adapter") == name
     }
-    configured = instances_from_config(sections, found.adapters)
+    whole = config.adapters or default_sections(found.adapters)
+    configured = instances_from_config(sections, found.adapters, whole=whole)
     if len(configured) > 1:
         names = ", ".join(i.name for i in configured)
         raise ConfigError(f"several instances of adapter {name} are configured ({names}): name one of them")
     if configured:
         return configured[0]
     if name in found.adapters:
-        return parse_instance(name, found.adapters[name], {})
+        return parse_instance(name, found.adapters[name], {}, replay=default_replay(whole, found.adapters))
     known = ", ".join(sorted(found.adapters)) or "none"
     raise CityBusError(f"no adapter or configured instance named {name!r}; installed adapters: {known}")
 
@@ -125,13 +127,32 @@ def run_instance(instance: Instance, config: Config, args: argparse.Namespace) -
 
 
 def cmd_new(args: argparse.Namespace, config: Config) -> int:
-    """Scaffold a separate, pip-installable adapter package."""
-    target = scaffold(args.name, Path(args.directory) if args.directory else None)
-    out(f"created {target}")
+    """Scaffold a separate, pip-installable adapter package of a kind, and say what to do next."""
+    kind = args.kind
+    target = scaffold(
+        args.name, Path(args.directory) if args.directory else None, kind=kind, company=args.company or ""
+    )
+    out(f"created {target}: a {kind} adapter named {args.name}")
+    if kind == "service":
+        module = next(target.glob("src/*/contracts.py"))
+        out(f"its own contract: {args.company or args.name}.advice, declared in {module}")
+    steps = [
+        f"pip install -e '{target}[test]'    (into the environment where citybus is installed)",
+        f"citybus adapters list    (shows {args.name}, a {kind})",
+        f"cd {target} && pytest && ruff check . && mypy",
+        "to run it in the sandbox on the replay's clock, put this in citybus.toml, then citybus up:",
+    ]
     out("next:")
-    out(f"  pip install -e '{target}[test]'")
-    out("  citybus adapters list")
-    out(f"  pytest {target}")
+    for number, step in enumerate(steps, 1):
+        out(f"  {number}. {step}")
+    for line in (
+        "[adapters.sandbox]",
+        'adapter = "sandbox-replay"',
+        f"[adapters.{args.name}]",
+        'account = "sandbox"',
+    ):
+        out(f"       {line}")
+    out(f"  {len(steps) + 1}. what its ctx offers: docs/context.md in citybus")
     return 0
 
 
@@ -161,4 +182,16 @@ def register(subparsers: Any) -> None:
     new = asub.add_parser("new", help="scaffold a pip-installable adapter package with a test")
     new.add_argument("name", metavar="NAME", help="the adapter's name, kebab case (e.g. 'harbour-sensors')")
     new.add_argument("--directory", "-d", help="where to create it (default: ./citybus-NAME)")
+    new.add_argument(
+        "--kind",
+        choices=KINDS,
+        default="source",
+        help="source: device data onto the bus; service: contracts in, its own contract out; "
+        "sink: contracts off the bus into files (default: source)",
+    )
+    new.add_argument(
+        "--company",
+        metavar="PREFIX",
+        help="a service's contract domain, your company's prefix, kebab case (default: NAME)",
+    )
     new.set_defaults(func=cmd_new)

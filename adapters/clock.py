@@ -71,9 +71,10 @@ _TICK: Final = msgspec.json.Decoder(ClockTick)
 class BusClock:
     """The time a replay keeps, as it publishes it on ``citybus.clock.<instance>``.
 
-    An adapter whose instance says ``clock = "sandbox"`` gets this clock: its ``ctx.clock.now()``
-    is the replayed time, and ``ctx.clock.sleep(3600)`` lasts one hour of the replay — a minute at
-    60×, for ever while it is paused. Between ticks the time is extrapolated at the replay's speed;
+    An instance in ``SANDBOX`` (``account = "sandbox"``, or ``clock = "sandbox"``) gets this clock
+    unless it says ``clock = "wall"``: its ``ctx.clock.now()`` is the replayed time, and
+    ``ctx.clock.sleep(3600)`` lasts one hour of the replay — a minute at 60×, for ever while it is
+    paused. Between ticks the time is extrapolated at the replay's speed;
     before the first tick it is the wall clock's.
     """
 
@@ -111,9 +112,24 @@ class BusClock:
         self._changed = asyncio.Event()
 
     @property
+    def last_tick(self) -> ClockTick | None:
+        """The replay's latest tick (``None`` before the first)."""
+        return self._tick
+
+    @property
     def following(self) -> bool:
         """Whether a tick has arrived (else :meth:`now` is the wall clock's)."""
         return self._tick is not None
+
+    async def wait_following(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for the replay's first tick; return whether it came."""
+        try:
+            async with asyncio.timeout(timeout):
+                while self._tick is None:
+                    await self._changed.wait()
+        except TimeoutError:
+            return False
+        return True
 
     def _rate(self) -> float:
         tick = self._tick

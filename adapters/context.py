@@ -4,6 +4,13 @@ The context publishes only the contracts the adapter declared, subscribes it (in
 named after its instance, so replicas share the work), binds its logger, counts its metrics, gives
 it a clock, and lets it say when it is ready. Everything it subscribes is unsubscribed when its
 ``run`` ends, so a restarted adapter starts clean.
+
+Decisions, and why:
+
+* **A message's ``ce-time`` is the instance's clock's** (``ctx.clock.now()``) unless the adapter
+  passes ``time=`` (a reading's own time). On the wall clock that is what the bus would stamp; on
+  a replay's clock it is the replayed time, so a product in the sandbox says "advice at 14:00"
+  of the replayed day, in step with the data it read, not the wall clock's moment.
 """
 
 from __future__ import annotations
@@ -110,10 +117,15 @@ class Context:
         event_id: str | None = None,
         time: datetime | None = None,
     ) -> str:
-        """Publish one message of a declared contract; returns its ``ce-id``."""
+        """Publish one message of a declared contract; returns its ``ce-id``. Its ``ce-time`` is
+        ``time``, else the instance's clock's now (the replayed time on a replay's clock)."""
         self._check_produces(instance)
         event = await self._bus.publish(
-            instance, provenance=provenance, event_id=event_id, time=time, source=self.source
+            instance,
+            provenance=provenance,
+            event_id=event_id,
+            time=self.clock.now() if time is None else time,
+            source=self.source,
         )
         self.metrics.published(instance.__contract__.type)
         return event
@@ -127,10 +139,16 @@ class Context:
         time: datetime | None = None,
         timeout: float = 30.0,
     ) -> PublishAck:
-        """Publish and wait for JetStream to store it (retried through reconnects)."""
+        """Publish and wait for JetStream to store it (retried through reconnects); ``ce-time`` as
+        :meth:`publish` stamps it."""
         self._check_produces(instance)
         ack = await self._bus.publish_durable(
-            instance, provenance=provenance, event_id=event_id, time=time, source=self.source, timeout=timeout
+            instance,
+            provenance=provenance,
+            event_id=event_id,
+            time=self.clock.now() if time is None else time,
+            source=self.source,
+            timeout=timeout,
         )
         self.metrics.published(instance.__contract__.type)
         return ack

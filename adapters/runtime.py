@@ -57,6 +57,16 @@ class AdapterRuntime:
             self.log.error("adapter not loaded", problem=str(problem))
         sections = context.config.adapters or default_sections(found.adapters)
         instances = instances_from_config(sections, found.adapters)
+        running = {i.name for i in instances}
+        for instance in instances:
+            if instance.clock is not None and instance.clock not in running:
+                # legitimate against another server (--nats), a mistake in a file that forgot the replay
+                self.log.warning(
+                    "instance follows the clock of a replay this citybus up does not run",
+                    instance=instance.name,
+                    replay=instance.clock,
+                    fix=f'add [adapters.{instance.clock}] adapter = "sandbox-replay", or set its clock',
+                )
         connector = context.connector
         connect = None
         if connector is not None and connector.enabled:

@@ -13,6 +13,10 @@ the broker then enforces what that instance may publish and read. The connection
 instance's first start (a failure — revoked credentials, a refusing server — is a failed start,
 retried with the backoff) and kept across restarts; all of them are drained once the instances
 stopped.
+
+An instance on a replay's clock starts once that clock has ticked (or after ``clock_wait``
+seconds, with a warning): before its first tick a :class:`BusClock` shows the wall clock, and an
+adapter that publishes at once would stamp the wall clock's time into replayed data.
 """
 
 from __future__ import annotations
@@ -69,6 +73,7 @@ class Supervisor:
         backoff: Backoff | None = None,
         stop_timeout: float = 10.0,
         connect: Callable[[Instance], Awaitable[Bus]] | None = None,
+        clock_wait: float = 10.0,
     ) -> None:
         self.instances = list(instances)
         self._bus = bus
@@ -81,6 +86,7 @@ class Supervisor:
         self._consumer_settings = consumer_settings
         self.backoff = backoff or Backoff()
         self.stop_timeout = stop_timeout
+        self.clock_wait = clock_wait
         self._families = adapter_metrics(bus.metrics.registry)
         self._stop = asyncio.Event()
         self._tasks: dict[str, asyncio.Task[None]] = {}
@@ -142,6 +148,13 @@ class Supervisor:
         if clock is None:
             clock = self._bus_clocks[instance.clock] = BusClock(bus, instance.clock)
         await clock.start()  # idempotent: a start that failed is tried again on the restart
+        if not clock.following and not await clock.wait_following(self.clock_wait):
+            self.log.warning(
+                "the replay's clock has not ticked yet: the instance runs on wall-clock time until it does",
+                instance=instance.name,
+                replay=instance.clock,
+                waited=self.clock_wait,
+            )
         return clock
 
     async def _stop_one(self, instance: Instance) -> None:

@@ -11,11 +11,20 @@
 The harness uses :class:`bus.MemoryBus` — the real :class:`bus.Bus` over an in-process connection —
 so publishing, validation, dead letters and durable consumers behave as they do over NATS. Pass
 ``bus=`` a connected :class:`bus.Bus` to run the same test against a real server.
+
+``clock="sandbox"`` runs the adapter on a replay's clock, as an instance in the sandbox runs: a
+:class:`~adapters.clock.BusClock` following ``citybus.clock.sandbox``, whose time the test sets
+with :meth:`AdapterHarness.tick` as a replay publishes it::
+
+    async with AdapterHarness(MyAdapter, clock="sandbox") as harness:
+        await harness.tick(datetime(2018, 8, 28, 14, 0, tzinfo=UTC), state="paused")
+        assert harness.clock.now() == datetime(2018, 8, 28, 14, 0, tzinfo=UTC)
 """
 
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
@@ -23,12 +32,13 @@ import msgspec
 import structlog
 
 from adapters.base import Adapter, check_declaration
-from adapters.clock import Clock
+from adapters.clock import BusClock, Clock, ClockTick, ReplayState, WallClock
 from adapters.context import Context
 from adapters.instances import parse_instance
 from adapters.supervisor import adapter_metrics
 from bus import Bus, ConsumerSettings, Event, MemoryBus, Metrics, RawMessage
 from bus.envelope import Provenance
+from bus.subjects import clock_subject
 from contracts import Contract, DeadLetter, PersonalDeadLetter
 
 __all__ = ["AdapterHarness"]
@@ -46,7 +56,7 @@ class AdapterHarness:
         *,
         instance: str = "test",
         bus: Bus | None = None,
-        clock: Clock | None = None,
+        clock: Clock | str | None = None,
         consumer_settings: ConsumerSettings | None = None,
         ready_timeout: float = 10.0,
     ) -> None:
@@ -58,6 +68,8 @@ class AdapterHarness:
         self._own_bus = bus is None
         self.bus: Bus = bus if bus is not None else MemoryBus(metrics=Metrics(), source="/tests")
         self._clock = clock
+        self._bus_clock: BusClock | None = None
+        self._epoch = 0
         self._consumer_settings = consumer_settings or ConsumerSettings(retry_delay=0.01)
         self._ready_timeout = ready_timeout
         self._events: list[Event[Contract]] = []
@@ -68,6 +80,9 @@ class AdapterHarness:
     async def __aenter__(self) -> Self:
         if self._own_bus:
             await self.bus.connect("memory://")
+        if isinstance(self._clock, str):  # a replay's clock, followed over the bus as in the sandbox
+            self._bus_clock = BusClock(self.bus, self._clock)
+            await self._bus_clock.start()
         watched: set[type[Contract]] = {*self.adapter.produced(), DeadLetter, PersonalDeadLetter}
         for contract in watched:
             await self.bus.subscribe(contract, self._record, entity=">")
@@ -81,7 +96,7 @@ class AdapterHarness:
             produces=self.adapter.produced(),
             metrics=metrics,
             logger=structlog.get_logger(),
-            clock=self._clock,
+            clock=self.clock,
             on_ready=ready.set,
             consumer_settings=self._consumer_settings,
         )
@@ -102,6 +117,33 @@ class AdapterHarness:
         finally:
             waiter.cancel()
         return self
+
+    @property
+    def clock(self) -> Clock:
+        """The adapter's clock: the one given, the replay's it follows, or the wall clock."""
+        if self._bus_clock is not None:
+            return self._bus_clock
+        return self._clock if self._clock is not None and not isinstance(self._clock, str) else WallClock()
+
+    async def tick(self, time: datetime, *, speed: float = 60.0, state: ReplayState = "playing") -> None:
+        """Publish the replay's clock as a replay does (``clock="<replay>"`` only), and return once
+        the adapter's clock shows it: ``state="paused"`` holds the time still, so a test can say
+        exactly what ``ctx.clock.now()`` is; a tick with a time earlier than the last is a seek."""
+        clock = self._bus_clock
+        if clock is None:
+            raise RuntimeError(
+                'AdapterHarness.tick() needs a replay\'s clock: AdapterHarness(..., clock="sandbox")'
+            )
+        if clock.following and time < clock.now():
+            self._epoch += 1
+        tick = ClockTick(time=time, speed=speed, state=state, epoch=self._epoch)
+        await self.bus.publish_raw(clock_subject(clock.instance), msgspec.json.encode(tick))
+        await self.bus.flush()
+        for _ in range(500):  # over a real server the tick may still be on its way
+            if clock.last_tick == tick:
+                return
+            await asyncio.sleep(0.01)
+        raise TimeoutError(f"the clock of replay {clock.instance} did not follow the tick within 5 s")
 
     async def _run(self, ctx: Context) -> None:
         try:
@@ -124,6 +166,8 @@ class AdapterHarness:
         if self._task is not None and not self._task.done():
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+        if self._bus_clock is not None:
+            await self._bus_clock.close()
         if self._own_bus:
             await self.bus.drain()
 

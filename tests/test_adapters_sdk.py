@@ -1,6 +1,7 @@
 """The adapter SDK: declaration, discovery through real entry points, instances from config,
 the context's contract checks, supervision (restart, backoff, isolation, shutdown order), the
-test harness against both buses, ``citybus up`` running adapters, and ``citybus adapter new``."""
+test harness against both buses and ``citybus up`` running adapters (``citybus adapter new``:
+test_scaffold.py)."""
 
 from __future__ import annotations
 
@@ -180,7 +181,7 @@ def test_several_instances_of_one_adapter() -> None:
         (
             {"t": {"adapter": "ticker", "intervall": 1}},
             r"\[adapters.t\] \(ticker\): unknown key 'intervall'; "
-            r"allowed keys: adapter, enabled, clock, site, interval, crash_after",
+            r"allowed keys: adapter, enabled, clock, account, site, interval, crash_after",
         ),
         (
             {"t": {"adapter": "ticker", "interval": "fast"}},
@@ -381,53 +382,7 @@ async def test_citybus_up_runs_the_configured_adapters(installed: Path, tmp_path
     assert replies[0].envelope.source == "/adapters/echo"
 
 
-# -- scaffolding ------------------------------------------------------------------------------
-
-
-def test_adapter_new_scaffolds_a_package_that_installs_lists_and_passes_its_test(tmp_path: Path) -> None:
-    def citybus(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "bus.cli", *args],
-            capture_output=True,
-            text=True,
-            cwd=tmp_path,
-            env=env,
-            timeout=120,
-            check=False,
-        )
-
-    created = citybus("adapter", "new", "demo")
-    assert created.returncode == 0, created.stderr
-    package = tmp_path / "citybus-demo"
-    assert (package / "pyproject.toml").is_file()
-    site = tmp_path / "site"
-    install = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(site), str(package)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert install.returncode == 0, install.stderr
-    env = {**os.environ, "PYTHONPATH": str(site)}
-    listed = citybus("adapters", "list", env=env)
-    assert listed.returncode == 0, listed.stderr
-    assert any(line.split()[:2] == ["demo", "source"] for line in listed.stdout.splitlines())
-    own_test = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(package / "tests")],
-        capture_output=True,
-        text=True,
-        cwd=package,
-        env=env,
-        timeout=300,
-        check=False,
-    )
-    assert own_test.returncode == 0, own_test.stdout + own_test.stderr
-    assert "2 passed" in own_test.stdout
-    again = citybus("adapter", "new", "demo")
-    assert again.returncode == 1 and "already exists" in again.stderr
-    bad = citybus("adapter", "new", "Bad Name")
-    assert bad.returncode == 1 and "kebab case" in bad.stderr
+# -- adapters run ------------------------------------------------------------------------------
 
 
 def test_adapters_run_finds_an_instance_that_citybus_up_leaves_out(installed: Path, tmp_path: Path) -> None:

@@ -392,7 +392,7 @@ def forecast_error(table: dict[str, Any]) -> str:
             "at most 64 characters): write 'bragernes-strand'",
         ),
         ({"places": {"x": {"lat": 59.7, "lon": 10.2, "elevation": 3}}}, "unknown field `elevation`"),
-        ({"place": {}}, "unknown key 'place'; allowed keys: adapter, enabled, clock, places, source"),
+        ({"place": {}}, "unknown key 'place'; allowed keys: adapter, enabled, clock, account, places"),
         ({"places": {}}, "places is empty"),
         ({"places": {"x": {"lat": 59.7, "lon": 10.2, "altitude": 2.5}}}, "altitude: Expected `int | null`"),
         ({"source": {"url": "https://x.example/c?lat=1"}}, "source.url has lat: leave them out"),
