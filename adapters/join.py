@@ -10,10 +10,13 @@ or an ``[adapters.NAME]`` section of the configuration (``--config FILE``). The 
 2. issues the instance a ``SANDBOX`` user of its own from what its adapter declares — it publishes
    what it produces, reads what it consumes, follows the clocks — keeping every other user, and
    reloads the server (:func:`bus.access.joined.join`);
-3. runs it, supervised, on the replay's clock (``ctx.clock`` is the replayed time, ``ce-time``
+3. provisions the sandbox's streams as ``SANDBOX/provisioner``, so that a contract of a company
+   package installed after ``citybus up`` started is stored like the city's (``citybus up`` made
+   the streams of the contracts it knew);
+4. runs it, supervised, on the replay's clock (``ctx.clock`` is the replayed time, ``ce-time``
    follows it), with the sandbox's reserved sources checked on what it receives
    (:class:`bus.origin.SourceGuard`);
-4. leaves on Ctrl-C, SIGTERM or when the adapter ends: its user is revoked and the server
+5. leaves on Ctrl-C, SIGTERM or when the adapter ends: its user is revoked and the server
    reloaded again (:func:`bus.access.joined.leave`). A join killed outright leaves its user
    behind until the next join, ``citybus auth generate`` or ``citybus up`` prunes it.
 
@@ -38,6 +41,7 @@ import argparse
 import asyncio
 import dataclasses
 import signal
+from typing import Any
 
 from adapters.instances import REPLAY_CONTROL, Instance
 from adapters.supervisor import Supervisor
@@ -104,6 +108,18 @@ def replay_to_follow(declared: Declared, wanted: str | None) -> str:
     )
 
 
+async def _provisioned(config: Config, log: Any) -> None:
+    """Create or update the sandbox's streams of every contract this process knows, as its
+    provisioner (whose rights the join's ``accounts.conf`` just extended to a new package's streams)."""
+    provisioner = client_login(config, default_user="provisioner", default_account=Account.SANDBOX.value)
+    bus = Bus(metrics=Metrics(), logger=log, name="citybus-join-provisioner", encoding=config.bus.encoding)
+    await _admitted(bus, provisioner, config)
+    try:
+        await bus.provision_streams(config.streams)
+    finally:
+        await bus.drain()
+
+
 async def _admitted(bus: Bus, login: Login, config: Config) -> None:
     """Connect ``bus`` as ``login``, retrying while the server has not applied the reload yet."""
     loop = asyncio.get_running_loop()
@@ -156,6 +172,7 @@ async def _run(instance: Instance, config: Config, login: Login, guard: SourceGu
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, supervisor.stop)
+    await _provisioned(config, log)
     await _admitted(bus, login, config)
     err(f"running adapter {instance.adapter.name} as instance {instance.name} (Ctrl-C to stop)")
     try:
