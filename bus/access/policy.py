@@ -97,8 +97,7 @@ Why each right exists, and the decisions behind them:
   (``STREAM.UPDATE``: a changed ``streams.max_age`` must reach the streams already there). These
   three, for the registry's stream names exactly, are all it gets: no ``DELETE``, ``PURGE``,
   ``MSG.DELETE``, ``SNAPSHOT``, ``RESTORE``, no consumers, no data. An update can still drop
-  messages (lower limits), which is why it lives on a user of its own and not on the service's
-  long-lived connection, and why no other user may send it.
+  messages (lower limits): it lives on a user of its own, and no other user may send it.
 * **Dead letters are internal.** Every adapter may *publish* them (its bus dead-letters what it
   cannot handle); internal clients and operators read them; the public does not — a dead letter
   carries the original payload. A declaration with ``dead_letters=False`` (a guest that is not the
