@@ -43,6 +43,7 @@ import dataclasses
 import signal
 from typing import Any
 
+from adapters.access import declaration
 from adapters.instances import REPLAY_CONTROL, Instance
 from adapters.supervisor import Supervisor
 from bus import Bus, Metrics
@@ -63,22 +64,10 @@ ADMISSION_TIMEOUT = 10.0
 
 
 def joined_declaration(instance: Instance) -> Declaration:
-    """What a joined instance may do: its adapter's contracts and raw subjects, as a pilot."""
-    adapter = instance.create()
-    subscribe, publish = adapter.raw_subjects()
-    cls = instance.adapter
-    return Declaration(
-        instance.name,
-        consumes=adapter.consumed(),
-        produces=adapter.produced(),
-        declassifier=cls.declassifier,
-        raw_subscribe=subscribe,
-        raw_publish=publish,
-        durable=cls.durable,
-        control=cls.control,
-        kind="pilot",
-        personal=False,
-        clocks=True,
+    """What a joined instance may do: what its adapter declares (:func:`adapters.access.declaration`),
+    as a pilot — no personal data, on the sandbox's clock, owning none of the city's entities."""
+    return dataclasses.replace(
+        declaration(instance), kind="pilot", personal=False, clocks=True, owns=(), sources=()
     )
 
 

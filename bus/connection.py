@@ -116,9 +116,18 @@ async def check_accepted(url: str, timeout: float, options: dict[str, Any]) -> N
     The real connection then reconnects forever; were it the first to try, a wrong password would
     be retried forever instead of reported.
     """
+
+    async def reported_below(exc: Exception) -> None:
+        """nats-py's own callback would log the refusal with a traceback; it is raised instead."""
+
     try:
         probe = await nats.connect(
-            url, allow_reconnect=False, max_reconnect_attempts=0, connect_timeout=timeout, **options
+            url,
+            allow_reconnect=False,
+            max_reconnect_attempts=0,
+            connect_timeout=timeout,
+            error_cb=reported_below,
+            **options,
         )
     except Exception as exc:  # nats-py raises its own errors, OSError or TimeoutError here
         raise ServerUnavailableError(

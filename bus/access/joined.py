@@ -52,7 +52,7 @@ from bus.access.declared import (
 )
 from bus.access.guests import load_guests
 from bus.access.keys import Credential, CredentialStore, write_private
-from bus.access.login import Instance, read_instance, reload_server
+from bus.access.login import Instance, process_alive, read_instance, reload_server
 from bus.access.policy import Account, Declaration
 from bus.access.render import generate
 from bus.config import Config
@@ -93,21 +93,11 @@ class Joined(msgspec.Struct, frozen=True, kw_only=True):
 
     def alive(self) -> bool:
         """Whether the process that joined still runs."""
-        return _process_started(self.pid) == self.started if _alive(self.pid) else False
+        return _process_started(self.pid) == self.started if process_alive(self.pid) else False
 
 
 class _File(msgspec.Struct, kw_only=True):
     joined: list[Joined] = msgspec.field(default_factory=list)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _process_started(pid: int) -> str:

@@ -51,6 +51,7 @@ __all__ = [
     "forget_instance",
     "instance_file",
     "nats_url_for_client",
+    "process_alive",
     "read_instance",
     "reload_server",
     "seed_file_options",
@@ -147,7 +148,7 @@ def read_instance(config: Config) -> Instance | None:
         head = msgspec.json.decode(data, type=_Head)
     except (OSError, msgspec.DecodeError):
         return None
-    if not _alive(head.pid):
+    if not process_alive(head.pid):
         return None
     if head.version != INSTANCE_VERSION:
         raise CityBusError(
@@ -160,7 +161,8 @@ def read_instance(config: Config) -> Instance | None:
         return None
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists (one of another user's counts: it is there)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -274,7 +276,7 @@ def reload_server(config: Config) -> int | None:
     or ``None`` when no embedded server runs on this data directory."""
     info = read_instance(config)
     pid = info.server_pid if info is not None else None
-    if pid is None or not _alive(pid) or not _is_our_server(pid, config):
+    if pid is None or not process_alive(pid) or not _is_our_server(pid, config):
         return None
     os.kill(pid, signal.SIGHUP)
     return pid
