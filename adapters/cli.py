@@ -140,7 +140,9 @@ def cmd_new(args: argparse.Namespace, config: Config) -> int:
         f"pip install -e '{target}[test]'    (into the environment where citybus is installed)",
         f"citybus adapters list    (shows {args.name}, a {kind})",
         f"cd {target} && pytest && ruff check . && mypy",
-        "to run it in the sandbox on the replay's clock, put this in citybus.toml, then citybus up:",
+        f"with citybus up running: citybus sandbox join {args.name}    (a user of its own in the running "
+        "sandbox, on the replay's clock; Ctrl-C leaves)",
+        "to run it in citybus up itself instead, put this in citybus.toml:",
     ]
     out("next:")
     for number, step in enumerate(steps, 1):
@@ -152,7 +154,7 @@ def cmd_new(args: argparse.Namespace, config: Config) -> int:
         'account = "sandbox"',
     ):
         out(f"       {line}")
-    out(f"  {len(steps) + 1}. what its ctx offers: docs/context.md in citybus")
+    out(f"  {len(steps) + 1}. step by step: docs/tutorial.md in citybus; what ctx offers: docs/context.md")
     return 0
 
 

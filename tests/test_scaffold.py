@@ -118,7 +118,9 @@ def test_the_command_says_what_it_made_and_what_to_do_next(made: Made) -> None:
             "citybus adapters list",
             "pytest",
             "mypy",
+            f"citybus sandbox join demo-{kind}",
             "[adapters.demo-",
+            "tutorial.md",
             "context.md",
         ):
             assert step in said, (kind, step)
