@@ -4,7 +4,9 @@ The packages are installed for real (a module and a ``*.dist-info`` on ``PYTHONP
 contract_package.py) and every command runs as its own process, as a user or a company's CI runs
 it. A running ``citybus up`` with a company's contract (tail, publish, streams, ops endpoints) is
 tested in test_cli.py and test_company_contracts_up.py. The example and the CI steps of
-docs/contracts.md run here as written, so the page cannot drift from what the commands do.
+docs/contracts.md run here as written, so the page cannot drift from what the commands do. A
+contract that only an adapter's module declares is warned about by the commands that discover
+adapters (``adapters list``, ``adapters run``, ``up``).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import join_package
 import pytest
 
 from contracts import default_registry, dump_snapshot, load_snapshot
-from tests.test_cli import Result, assert_one_line_error, citybus_env, run_citybus
+from tests.test_cli import Background, Result, assert_one_line_error, citybus_env, run_citybus
 
 pytestmark = pytest.mark.slow
 
@@ -264,6 +266,18 @@ class BuoyAdvisor(Adapter):
 '''
 
 
+def install_buoy(site: Path) -> Path:
+    """Install the buoy package (its adapter's entry point only); returns its ``entry_points.txt``."""
+    site.mkdir(parents=True, exist_ok=True)
+    (site / "testco_buoy.py").write_text(BUOY)
+    info = site / "testco_buoy-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: testco-buoy\nVersion: 1.0\n")
+    entry_points = info / "entry_points.txt"
+    entry_points.write_text("[citybus.adapters]\ntestco-buoy = testco_buoy:BuoyAdvisor\n")
+    return entry_points
+
+
 async def test_a_contract_only_its_adapters_module_declares_is_one_warning_with_the_fix(
     company: Company,
 ) -> None:
@@ -271,13 +285,7 @@ async def test_a_contract_only_its_adapters_module_declares_is_one_warning_with_
     endpoints do not know it: the commands that discover adapters say so, naming the entry point
     to add; a company contract declared through its entry point (join_package's) gets no warning."""
     join_package.install(company.site)
-    (company.site / "testco_buoy.py").write_text(BUOY)
-    info = company.site / "testco_buoy-1.0.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: testco-buoy\nVersion: 1.0\n")
-    entry_points = info / "entry_points.txt"
-    entry_points.write_text("[citybus.adapters]\ntestco-buoy = testco_buoy:BuoyAdvisor\n")
-
+    entry_points = install_buoy(company.site)
     listed, as_json, run, contracts = await asyncio.gather(
         company("adapters", "list"),
         company("adapters", "list", "--json"),
@@ -302,6 +310,23 @@ async def test_a_contract_only_its_adapters_module_declares_is_one_warning_with_
     listed, contracts = await asyncio.gather(company("adapters", "list"), company("contracts", "list"))
     assert listed.returncode == 0 and listed.stderr == "", listed
     assert "testco.buoy-advice" in rows(contracts.stdout), contracts
+
+
+async def test_citybus_up_runs_such_an_adapter_and_says_the_same(company: Company) -> None:
+    install_buoy(company.site)
+    config = '[auth]\nmode = "off"\n\n[adapters.buoy]\nadapter = "testco-buoy"\n'
+    (company.cwd / "citybus.toml").write_text(config)
+    up = await Background.start("up", cwd=company.cwd, env=company.env)
+    try:
+        await up.wait_said(r"^citybus is up: NATS at ")
+    finally:
+        await up.stop()
+    logged = [json.loads(line) for line in up.stderr if line.startswith("{")]
+    [warning] = [e for e in logged if e["event"] == "contract declared only in its adapter's module"]
+    assert warning["level"] == "warning"
+    assert warning["problem"].startswith("adapter testco-buoy: contract testco.buoy-advice "), warning
+    assert 'testco = "testco_buoy"' in warning["problem"]
+    assert any(e["event"] == "adapter ready" and e.get("instance") == "buoy" for e in logged)  # it still runs
 
 
 # -- docs/contracts.md, as written ------------------------------------------------------------------
