@@ -42,7 +42,12 @@ def cmd_list(args: argparse.Namespace, config: Config) -> int:
             }
             for name, cls in adapters
         ]
-        out(json.dumps({"adapters": listing, "problems": [str(p) for p in found.problems]}, indent=2))
+        document = {
+            "adapters": listing,
+            "problems": [str(p) for p in found.problems],
+            "warnings": [str(u) for u in found.undeclared],
+        }
+        out(json.dumps(document, indent=2))
         return 0
     table = [("ADAPTER", "KIND", "CONSUMES", "PRODUCES", "CLASS", "FROM")]
     for name, cls in adapters:
@@ -63,7 +68,7 @@ def cmd_list(args: argparse.Namespace, config: Config) -> int:
     for name, cls in adapters:
         if cls.summary():
             out(f"\n{name}: {cls.summary()}")
-    for problem in found.problems:
+    for problem in [*found.problems, *found.undeclared]:
         err(f"citybus: warning: {problem}")
     return 0
 
@@ -84,11 +89,16 @@ def find_instance(name: str, config: Config) -> Instance:
         names = ", ".join(i.name for i in configured)
         raise ConfigError(f"several instances of adapter {name} are configured ({names}): name one of them")
     if configured:
-        return configured[0]
-    if name in found.adapters:
-        return parse_instance(name, found.adapters[name], {}, replay=default_replay(whole, found.adapters))
-    known = ", ".join(sorted(found.adapters)) or "none"
-    raise CityBusError(f"no adapter or configured instance named {name!r}; installed adapters: {known}")
+        instance = configured[0]
+    elif name in found.adapters:
+        replay = default_replay(whole, found.adapters)
+        instance = parse_instance(name, found.adapters[name], {}, replay=replay)
+    else:
+        known = ", ".join(sorted(found.adapters)) or "none"
+        raise CityBusError(f"no adapter or configured instance named {name!r}; installed adapters: {known}")
+    for undeclared in found.undeclared_of({instance.adapter.name}):
+        err(f"citybus: warning: {undeclared}")
+    return instance
 
 
 def cmd_run(args: argparse.Namespace, config: Config) -> int:

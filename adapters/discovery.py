@@ -7,17 +7,31 @@ A company's adapter is a pip-installable package that declares, in its ``pyproje
 
 A broken entry point — an import error, a missing attribute, a bad declaration — is reported by
 name with the reason and does not stop the others from loading.
+
+Decisions, and why:
+
+* **A contract only an adapter's module declares is said, not refused.** It works inside
+  ``citybus up`` and ``adapters run`` (they import the adapter, so its ``@contract`` registers), but
+  ``citybus tail``, ``contracts list``, ``publish`` and the ops endpoints never import adapters and
+  do not know it: the product seems to work until someone looks at its output. Discovery lists each
+  such contract (:class:`UndeclaredContract`) with the ``citybus.contracts`` entry point to add, and
+  the commands that discover adapters say it in one warning line. A contract counts as declared when
+  it is the city's, was loaded from a ``citybus.contracts`` entry point (:func:`contracts.package_of`),
+  or sits in a module such an entry point names (so the answer does not depend on whether this
+  process has loaded the installed contracts yet).
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
 from adapters.base import Adapter, AdapterDeclarationError, check_declaration
+from contracts import CONTRACTS_GROUP, Contract, package_of
 
-__all__ = ["GROUP", "Discovery", "DiscoveryProblem", "discover"]
+__all__ = ["GROUP", "Discovery", "DiscoveryProblem", "UndeclaredContract", "discover"]
 
 GROUP = "citybus.adapters"
 
@@ -35,13 +49,41 @@ class DiscoveryProblem:
         return f"adapter entry point {self.name!r} ({self.value}, from {self.distribution}): {self.reason}"
 
 
+@dataclass(frozen=True, slots=True)
+class UndeclaredContract:
+    """A contract an adapter consumes or produces that no ``citybus.contracts`` entry point brings
+    (nor is it the city's): only processes that import the adapter know it."""
+
+    adapter: str
+    contract: str
+    """The contract's name (``acme.beach-advice``)."""
+    module: str
+    """The module that declares it: what the entry point to add names."""
+
+    def __str__(self) -> str:
+        company = self.contract.partition(".")[0]
+        return (
+            f"adapter {self.adapter}: contract {self.contract} (declared in {self.module}) is in no "
+            f"citybus.contracts entry point, so citybus tail, contracts list, publish and the ops "
+            f'endpoints do not know it; add [project.entry-points."citybus.contracts"] '
+            f'{company} = "{self.module}" to the package\'s pyproject.toml and reinstall it '
+            f"(docs/contracts.md)"
+        )
+
+
 @dataclass(slots=True)
 class Discovery:
-    """The installed adapters by name, and the entry points that failed."""
+    """The installed adapters by name, the entry points that failed, and the contracts that only
+    an adapter's module declares."""
 
     adapters: dict[str, type[Adapter[Any]]] = field(default_factory=dict)
     problems: list[DiscoveryProblem] = field(default_factory=list)
     distributions: dict[str, str] = field(default_factory=dict)
+    undeclared: list[UndeclaredContract] = field(default_factory=list)
+
+    def undeclared_of(self, adapters: Collection[str]) -> list[UndeclaredContract]:
+        """The undeclared contracts of the named adapters only (those a command runs)."""
+        return [u for u in self.undeclared if u.adapter in adapters]
 
 
 def _distribution(ep: EntryPoint) -> str:
@@ -81,4 +123,22 @@ def discover(group: str = GROUP) -> Discovery:
             continue
         found.adapters[cls.name] = cls
         found.distributions[cls.name] = dist
+    points = list(entry_points(group=CONTRACTS_GROUP))
+    for name, cls in sorted(found.adapters.items()):
+        for used in dict.fromkeys((*cls.consumes, *cls.produces)):
+            if package_of(used) is None and not _named_by(points, used):
+                found.undeclared.append(UndeclaredContract(name, used.__contract__.name, used.__module__))
     return found
+
+
+def _named_by(points: Sequence[EntryPoint], cls: type[Contract]) -> bool:
+    """Whether one of the ``citybus.contracts`` entry points brings ``cls``: it names the class, or
+    the module that declares it or a module above that one."""
+    module = cls.__module__
+    for ep in points:
+        if ep.attr:
+            if (ep.module, ep.attr) == (module, cls.__qualname__):
+                return True
+        elif module == ep.module or module.startswith(ep.module + "."):
+            return True
+    return False

@@ -57,6 +57,9 @@ class AdapterRuntime:
             self.log.error("adapter not loaded", problem=str(problem))
         sections = context.config.adapters or default_sections(found.adapters)
         instances = instances_from_config(sections, found.adapters)
+        for undeclared in found.undeclared_of({i.adapter.name for i in instances}):
+            # it works here (this process imported the adapter), but tail and the ops endpoints do not know it
+            self.log.warning("contract declared only in its adapter's module", problem=str(undeclared))
         running = {i.name for i in instances}
         for instance in instances:
             if instance.clock is not None and instance.clock not in running:

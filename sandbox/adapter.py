@@ -43,10 +43,10 @@ from adapters.clock import ClockTick
 from bus import RawMessage, control
 from bus.subjects import clock_subject, control_subject, validate_pattern
 from contracts import Contract, default_registry
+from sandbox.contents import read_channels, read_info
 from sandbox.control import handle
 from sandbox.faults import FaultInjector, FaultPlan, FaultPlanError, Finding, ReplayScope, check_plan
 from sandbox.metrics import replay_metrics
-from sandbox.recording import read_channels, read_info
 from sandbox.replay import Replayer
 
 __all__ = ["DRAMMEN_DAY", "ReplayConfig", "SandboxReplay"]

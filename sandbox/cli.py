@@ -29,10 +29,10 @@ from bus.errors import CityBusError, RequestRefusedError
 from bus.logs import configure_logging
 from sandbox.access import COMMAND_LINE_INSTANCE
 from sandbox.adapter import DRAMMEN_DAY, SandboxReplay
+from sandbox.contents import SubjectSummary, read_contents
 from sandbox.control import SeekRequest, SpeedRequest, control_request
 from sandbox.faults import FaultPlan, Finding, ReplayScope, check_plan
 from sandbox.recorder import record
-from sandbox.recording import SubjectSummary, read_info, read_subjects
 from sandbox.replay import ReplayStatus
 
 __all__ = ["register"]
@@ -79,8 +79,7 @@ def cmd_record(args: argparse.Namespace, config: Config) -> int:
 
 def cmd_info(args: argparse.Namespace, config: Config) -> int:
     """Say what a recording holds."""
-    info = read_info(args.file)
-    subjects = read_subjects(args.file)
+    info, subjects = read_contents(args.file)
     entities: dict[str, list[SubjectSummary]] = {}
     for summary in subjects:
         entities.setdefault(summary.type or "raw", []).append(summary)

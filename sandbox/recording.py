@@ -21,18 +21,19 @@ opens in the ``mcap`` CLI, Foxglove and every MCAP library. How citybus uses it:
   still read up to its last complete chunk (:func:`read_messages` stops there cleanly).
 
 Attribution of the data a recording holds travels in an MCAP metadata record named ``citybus``.
+
+This module writes and reads messages; :mod:`sandbox.contents` says what a recording holds
+(its channels, subjects, counts and time span) without replaying it.
 """
 
 from __future__ import annotations
 
 import bisect
-import contextlib
 import json
 import struct
 import time as _time
 from collections import Counter
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from operator import itemgetter
 from pathlib import Path
@@ -55,18 +56,14 @@ from contracts import Registry, default_registry, json_schema
 
 __all__ = [
     "OCTET_STREAM",
-    "RecordedChannel",
     "RecordedMessage",
     "RecordingError",
-    "RecordingInfo",
     "RecordingWriter",
-    "SubjectSummary",
+    "from_nanoseconds",
     "nanoseconds",
-    "read_channels",
-    "read_info",
+    "open_recording",
     "read_messages",
-    "read_subjects",
-    "recording_extent",
+    "read_summary",
 ]
 
 PROFILE: Final = "citybus"
@@ -86,7 +83,9 @@ def nanoseconds(moment: datetime) -> int:
     return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
 
 
-def _moment(ns: int) -> datetime:
+def from_nanoseconds(ns: int) -> datetime:
+    """Nanoseconds since the Unix epoch as a UTC datetime, to the microsecond (the inverse of
+    :func:`nanoseconds`, less the last three digits)."""
     return datetime.fromtimestamp(ns // 1_000_000_000, UTC).replace(microsecond=(ns % 1_000_000_000) // 1000)
 
 
@@ -119,7 +118,7 @@ class RecordedMessage(msgspec.Struct, frozen=True, gc=False):
     @property
     def time(self) -> datetime:
         """The original time as a datetime (UTC)."""
-        return _moment(self.log_time)
+        return from_nanoseconds(self.log_time)
 
 
 class RecordingWriter:
@@ -270,8 +269,9 @@ def _msgpack(data: bytes) -> Any:
 _MAGIC: Final = b"\x89MCAP0\r\n"
 
 
-def _open(path: str | Path) -> IO[bytes]:
-    """The file, checked to start like an MCAP file."""
+def open_recording(path: str | Path) -> IO[bytes]:
+    """The file opened for reading, checked to start like an MCAP file; a missing, unreadable or
+    foreign file is a :class:`RecordingError` that names it. The caller closes it."""
     try:
         stream = open(path, "rb")  # noqa: SIM115 - closed by the caller
     except FileNotFoundError:
@@ -287,8 +287,9 @@ def _open(path: str | Path) -> IO[bytes]:
     return stream
 
 
-def _summary(stream: IO[bytes]) -> Any:
-    """The file's summary, or ``None`` when its writer never finished (no footer or a cut-off one)."""
+def read_summary(stream: IO[bytes]) -> Any:
+    """The file's MCAP summary (channels, statistics, chunk index), or ``None`` when its writer
+    never finished (no footer or a cut-off one). The stream is left at its start."""
     try:
         return make_reader(stream).get_summary()
     except (McapError, EOFError, ValueError, OSError, KeyError, struct_error):
@@ -317,9 +318,9 @@ def read_messages(
     A complete file is read through its index, chunk by chunk, so memory stays flat however large
     it is. A file whose writer never finished is read front to back up to its last complete record.
     """
-    stream = _open(path)
+    stream = open_recording(path)
     with stream:
-        summary = _summary(stream)
+        summary = read_summary(stream)
         if summary is None:
             yield from _read_unfinished(stream, start, end)
             return
@@ -334,65 +335,6 @@ def read_messages(
                 yield _recorded(channel, message)
         except _DAMAGED as exc:
             raise RecordingError(f"{path} is damaged: {exc or type(exc).__name__}") from None
-
-
-class RecordedChannel(msgspec.Struct, frozen=True, kw_only=True):
-    """One channel of a recording: a subject as one source publishes it (see "Channels" above)."""
-
-    subject: str
-    source: str
-    """Its ``ce-source``; empty for a raw channel that has none."""
-    type: str
-    """Its CloudEvents type; empty for a raw channel."""
-    provenance: str
-    messages: int
-    """How many messages it holds."""
-
-
-def read_channels(path: str | Path) -> list[RecordedChannel]:
-    """The channels of a recording, sorted by subject and source: from its summary when it has one
-    (no message is read, so it takes milliseconds on a recording of any size), else by reading it."""
-    stream = _open(path)
-    with stream:
-        summary = _summary(stream)
-    counts: Counter[tuple[str, str, str, str]] = Counter()
-    if summary is not None and summary.statistics is not None:
-        per_channel = summary.statistics.channel_message_counts
-        for channel_id, channel in summary.channels.items():  # one with no message is listed too
-            counts[_channel_key(channel.topic, channel.metadata)] += per_channel.get(channel_id, 0)
-    else:
-        for message in read_messages(path):
-            counts[_channel_key(message.subject, message.headers)] += 1
-    return [
-        RecordedChannel(subject=subject, source=source, type=ce_type, provenance=provenance, messages=n)
-        for (subject, source, ce_type, provenance), n in sorted(counts.items())
-    ]
-
-
-def _channel_key(subject: str, metadata: Mapping[str, str]) -> tuple[str, str, str, str]:
-    return (subject, metadata.get(H_SOURCE, ""), metadata.get(H_TYPE, ""), metadata.get(H_PROVENANCE, ""))
-
-
-def recording_extent(files: list[Path]) -> tuple[int, int]:
-    """The first and last moment a replay of ``files`` covers (ns): the recordings' declared window
-    (metadata ``window_start``/``window_end``: a recorded day is 24 h long) or their first and last
-    message. Read from the files' summaries."""
-    first: int | None = None
-    last: int | None = None
-    for path in files:
-        info = read_info(path)
-        if info.first_ns is None or info.last_ns is None:
-            continue
-        start, end = info.first_ns, info.last_ns  # nanoseconds: a datetime would lose the last ones
-        with contextlib.suppress(KeyError, ValueError):
-            start = min(start, nanoseconds(datetime.fromisoformat(info.metadata["window_start"])))
-        with contextlib.suppress(KeyError, ValueError):
-            end = max(end, nanoseconds(datetime.fromisoformat(info.metadata["window_end"])) - 1)
-        first = start if first is None else min(first, start)
-        last = end if last is None else max(last, end)
-    if first is None or last is None:
-        raise RecordingError(f"nothing to replay: {', '.join(map(str, files))} holds no messages")
-    return first, last
 
 
 # -- reading a complete file through its chunk index -------------------------------------------------
@@ -530,137 +472,3 @@ def _read_unfinished(stream: IO[bytes], start: int | None, end: int | None) -> I
                     yield _recorded(channels[record.channel_id], record)
     except (McapError, EOFError, ValueError, KeyError, OSError, struct_error):
         return  # the last chunk was cut off: everything before it has been read
-
-
-@dataclass
-class RecordingInfo:
-    """What a recording holds: ``citybus recording info``."""
-
-    path: str
-    messages: int = 0
-    start: datetime | None = None
-    end: datetime | None = None
-    subjects: int = 0
-    channels: int = 0
-    per_type: Counter[str] = field(default_factory=Counter)
-    provenance: Counter[str] = field(default_factory=Counter)
-    metadata: dict[str, str] = field(default_factory=dict)
-    first_ns: int | None = None
-    """The first message's log time in nanoseconds (``start`` keeps only microseconds)."""
-    last_ns: int | None = None
-    """The last message's log time in nanoseconds."""
-    complete: bool = True
-
-    @property
-    def duration(self) -> float:
-        """Seconds from the first to the last message."""
-        if self.start is None or self.end is None:
-            return 0.0
-        return (self.end - self.start).total_seconds()
-
-    def as_dict(self) -> dict[str, Any]:
-        """A JSON-ready view (for ``--json``)."""
-        return {
-            "path": self.path,
-            "complete": self.complete,
-            "messages": self.messages,
-            "start": self.start.isoformat() if self.start else None,
-            "end": self.end.isoformat() if self.end else None,
-            "duration_seconds": self.duration,
-            "subjects": self.subjects,
-            "channels": self.channels,
-            "contracts": dict(sorted(self.per_type.items())),
-            "provenance": dict(sorted(self.provenance.items())),
-            "metadata": self.metadata,
-        }
-
-
-def read_info(path: str | Path) -> RecordingInfo:
-    """Count what a recording holds, from its summary when it has one (fast), else by reading it."""
-    info = RecordingInfo(path=str(path))
-    stream = _open(path)
-    with stream:
-        summary = _summary(stream)
-        if summary is not None:
-            for meta in make_reader(stream).iter_metadata():
-                if meta.name == "citybus":
-                    info.metadata.update(meta.metadata)
-    if summary is not None and summary.statistics is not None:
-        stats = summary.statistics
-        info.messages = stats.message_count
-        if stats.message_count:
-            info.start, info.end = _moment(stats.message_start_time), _moment(stats.message_end_time)
-            info.first_ns, info.last_ns = stats.message_start_time, stats.message_end_time
-        info.channels = len(summary.channels)
-        info.subjects = len({c.topic for c in summary.channels.values()})
-        for channel_id, count in stats.channel_message_counts.items():
-            channel = summary.channels[channel_id]
-            info.per_type[channel.metadata.get(H_TYPE) or "raw"] += count
-            info.provenance[channel.metadata.get(H_PROVENANCE) or "unknown"] += count
-        return info
-    info.complete = False
-    topics: set[str] = set()
-    keys: set[tuple[str, ...]] = set()
-    for message in read_messages(path):
-        info.messages += 1
-        moment = message.time
-        info.start = moment if info.start is None or moment < info.start else info.start
-        info.end = moment if info.end is None or moment > info.end else info.end
-        info.first_ns = message.log_time if info.first_ns is None else min(info.first_ns, message.log_time)
-        info.last_ns = message.log_time if info.last_ns is None else max(info.last_ns, message.log_time)
-        topics.add(message.subject)
-        keys.add((message.subject, *message.headers.values()))
-        info.per_type[message.type or "raw"] += 1
-        info.provenance[message.headers.get(H_PROVENANCE) or "unknown"] += 1
-    info.subjects, info.channels = len(topics), len(keys)
-    return info
-
-
-@dataclass(frozen=True, slots=True)
-class SubjectSummary:
-    """One subject of a recording: its contract, message count and time span (``recording info``)."""
-
-    subject: str
-    type: str
-    """The CloudEvents type of its messages (``environment.beach-observation.v1``); empty for raw."""
-    messages: int
-    first: datetime
-    last: datetime
-
-    @property
-    def entity(self) -> str:
-        """The subject's last token: the entity of a contract's subject."""
-        return self.subject.rsplit(".", 1)[-1]
-
-    def as_dict(self) -> dict[str, Any]:
-        """A JSON-ready view."""
-        return {
-            "subject": self.subject,
-            "type": self.type or None,
-            "entity": self.entity,
-            "messages": self.messages,
-            "first": self.first.isoformat(),
-            "last": self.last.isoformat(),
-        }
-
-
-def read_subjects(path: str | Path) -> list[SubjectSummary]:
-    """Every subject of a recording with its type, message count and first and last time, by subject.
-
-    Reads the whole file (a subject's time span is not in the MCAP summary); a subject whose
-    channels carry two types (two sources) is listed once per type.
-    """
-    seen: dict[tuple[str, str], list[int]] = {}
-    for message in read_messages(path):
-        key = (message.subject, message.type)
-        found = seen.get(key)
-        if found is None:
-            seen[key] = [1, message.log_time, message.log_time]
-        else:
-            found[0] += 1
-            found[1] = min(found[1], message.log_time)
-            found[2] = max(found[2], message.log_time)
-    return [
-        SubjectSummary(subject, kind, count, _moment(first), _moment(last))
-        for (subject, kind), (count, first, last) in sorted(seen.items())
-    ]

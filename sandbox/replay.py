@@ -74,9 +74,10 @@ from bus.envelope import (
 from bus.errors import CityBusError
 from bus.subjects import matches
 from contracts import Registry, default_registry
+from sandbox.contents import recording_extent
 from sandbox.faults import FaultInjector, Outgoing
 from sandbox.metrics import InstanceMetrics, ReplayMetrics
-from sandbox.recording import RecordedMessage, read_messages, recording_extent
+from sandbox.recording import RecordedMessage, read_messages
 from sandbox.timeshift import Shift, TimeShifter
 
 __all__ = [

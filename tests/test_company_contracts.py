@@ -4,7 +4,9 @@ The packages are installed for real (a module and a ``*.dist-info`` on ``PYTHONP
 contract_package.py) and every command runs as its own process, as a user or a company's CI runs
 it. A running ``citybus up`` with a company's contract (tail, publish, streams, ops endpoints) is
 tested in test_cli.py and test_company_contracts_up.py. The example and the CI steps of
-docs/contracts.md run here as written, so the page cannot drift from what the commands do.
+docs/contracts.md run here as written, so the page cannot drift from what the commands do. A
+contract that only an adapter's module declares is warned about by the commands that discover
+adapters (``adapters list``, ``adapters run``, ``up``).
 """
 
 from __future__ import annotations
@@ -18,10 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import contract_package
+import join_package
 import pytest
 
 from contracts import default_registry, dump_snapshot, load_snapshot
-from tests.test_cli import Result, assert_one_line_error, citybus_env, run_citybus
+from tests.test_cli import Background, Result, assert_one_line_error, citybus_env, run_citybus
 
 pytestmark = pytest.mark.slow
 
@@ -226,6 +229,104 @@ async def test_broken_packages_cost_their_own_contracts_and_one_line_each(compan
     assert refused_check.returncode == 1, refused_check
     assert "cannot check package testco-secret: its contracts did not all load" in refused_check.stderr
     assert "classification 'secret' is not one of" in refused_check.stderr
+
+
+# -- a contract declared only in an adapter's module ------------------------------------------------
+
+BUOY = '''"""TestCo's buoy adapter, whose contract only this module declares."""
+
+from adapters import Adapter, Context
+from contracts import BeachObservation, Contract, contract
+
+
+@contract(
+    "testco.buoy-advice",
+    version=1,
+    classification="public",
+    key="buoy",
+    example={"buoy": "testco-buoy", "swim": True},
+)
+class BuoyAdvice(Contract, frozen=True, kw_only=True):
+    """Whether TestCo advises a swim at its buoy."""
+
+    buoy: str
+    swim: bool
+
+
+class BuoyAdvisor(Adapter):
+    """Advice for TestCo's buoy."""
+
+    name = "testco-buoy"
+    consumes = (BeachObservation,)
+    produces = (BuoyAdvice,)
+
+    async def run(self, ctx: Context) -> None:
+        ctx.ready()
+        await ctx.wait_stopped()
+'''
+
+
+def install_buoy(site: Path) -> Path:
+    """Install the buoy package (its adapter's entry point only); returns its ``entry_points.txt``."""
+    site.mkdir(parents=True, exist_ok=True)
+    (site / "testco_buoy.py").write_text(BUOY)
+    info = site / "testco_buoy-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: testco-buoy\nVersion: 1.0\n")
+    entry_points = info / "entry_points.txt"
+    entry_points.write_text("[citybus.adapters]\ntestco-buoy = testco_buoy:BuoyAdvisor\n")
+    return entry_points
+
+
+async def test_a_contract_only_its_adapters_module_declares_is_one_warning_with_the_fix(
+    company: Company,
+) -> None:
+    """It works in `citybus up` (which imports the adapter) but tail, contracts list and the ops
+    endpoints do not know it: the commands that discover adapters say so, naming the entry point
+    to add; a company contract declared through its entry point (join_package's) gets no warning."""
+    join_package.install(company.site)
+    entry_points = install_buoy(company.site)
+    listed, as_json, run, contracts = await asyncio.gather(
+        company("adapters", "list"),
+        company("adapters", "list", "--json"),
+        # the warning comes before connecting: a closed port ends the command right after it
+        company("adapters", "run", "testco-buoy", "--nats", "nats://127.0.0.1:9"),
+        company("contracts", "list"),
+    )
+    assert listed.returncode == 0, listed
+    [warning] = listed.stderr.splitlines()
+    assert warning.startswith("citybus: warning: adapter testco-buoy: contract testco.buoy-advice "), warning
+    fix = '[project.entry-points."citybus.contracts"] testco = "testco_buoy"'
+    for part in ("tail", fix, "docs/contracts.md"):
+        assert part in warning, part
+    assert "testco-advisor" in listed.stdout  # listed, and its declared contract warned about nowhere
+    assert json.loads(as_json.stdout)["warnings"] == [warning.removeprefix("citybus: warning: ")]
+    assert run.returncode == 1 and run.stderr.splitlines()[0] == warning, run
+    assert "testco.buoy-advice" not in contracts.stdout and join_package.ADVICE in contracts.stdout
+
+    # The fix the warning names (entry_points.txt is what pip writes from that pyproject.toml
+    # table): the contract is known everywhere, and the warning is gone.
+    entry_points.write_text(entry_points.read_text() + "\n[citybus.contracts]\ntestco = testco_buoy\n")
+    listed, contracts = await asyncio.gather(company("adapters", "list"), company("contracts", "list"))
+    assert listed.returncode == 0 and listed.stderr == "", listed
+    assert "testco.buoy-advice" in rows(contracts.stdout), contracts
+
+
+async def test_citybus_up_runs_such_an_adapter_and_says_the_same(company: Company) -> None:
+    install_buoy(company.site)
+    config = '[auth]\nmode = "off"\n\n[adapters.buoy]\nadapter = "testco-buoy"\n'
+    (company.cwd / "citybus.toml").write_text(config)
+    up = await Background.start("up", cwd=company.cwd, env=company.env)
+    try:
+        await up.wait_said(r"^citybus is up: NATS at ")
+    finally:
+        await up.stop()
+    logged = [json.loads(line) for line in up.stderr if line.startswith("{")]
+    [warning] = [e for e in logged if e["event"] == "contract declared only in its adapter's module"]
+    assert warning["level"] == "warning"
+    assert warning["problem"].startswith("adapter testco-buoy: contract testco.buoy-advice "), warning
+    assert 'testco = "testco_buoy"' in warning["problem"]
+    assert any(e["event"] == "adapter ready" and e.get("instance") == "buoy" for e in logged)  # it still runs
 
 
 # -- docs/contracts.md, as written ------------------------------------------------------------------

@@ -28,11 +28,12 @@ import sandbox.drammen as drammen
 from adapters.instances import parse_instance
 from adapters.vicotee import SITES, VicoteeBeach
 from contracts import default_registry
+from sandbox.contents import read_info
 from sandbox.drammen import BuildError, build_day, main
 from sandbox.drammen import air as air_generator
 from sandbox.drammen.beach import UNITS, device_config
 from sandbox.drammen.clock import DayClock
-from sandbox.recording import read_info, read_messages
+from sandbox.recording import read_messages
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = ROOT / "sandbox" / "data" / "drammen-2018-08-28.mcap"

@@ -22,7 +22,7 @@ import aiohttp
 import pytest
 
 from sandbox.adapter import DRAMMEN_DAY
-from sandbox.recording import read_subjects
+from sandbox.contents import read_subjects
 from tests.test_cli import Background, Up, assert_one_line_error, citybus_env, run_citybus
 
 pytestmark = pytest.mark.slow

@@ -25,8 +25,9 @@ from bus.envelope import build_headers
 from bus.errors import ConfigError
 from contracts import BeachObservation, WeatherObserved
 from sandbox.adapter import DRAMMEN_DAY, SandboxReplay
+from sandbox.contents import read_channels
 from sandbox.faults import FaultPlan, Finding, ReplayScope, check_plan
-from sandbox.recording import RecordingWriter, read_channels
+from sandbox.recording import RecordingWriter
 
 T0 = datetime(2018, 8, 28, 6, 0, tzinfo=UTC)
 BEACH = "city.public.environment.beach-observation"

@@ -21,7 +21,8 @@ import pytest
 from bus.envelope import build_headers
 from contracts import BeachObservation
 from sandbox.adapter import DRAMMEN_DAY
-from sandbox.recording import RecordingWriter, read_info
+from sandbox.contents import read_info
+from sandbox.recording import RecordingWriter
 
 SCRIPT = Path(__file__).resolve().parent / "js" / "read_mcap.mjs"
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "citybus-tests" / "mcap-js"

@@ -19,9 +19,10 @@ from bus.codec import Codec
 from bus.envelope import build_headers
 from bus.errors import ContractViolation
 from contracts import BeachObservation
+from sandbox.contents import read_info
 from sandbox.faults import FaultInjector, FaultPlan, Outgoing
 from sandbox.recorder import record
-from sandbox.recording import RecordingWriter, read_info
+from sandbox.recording import RecordingWriter
 from sandbox.replay import Replayer
 from tests.conftest import wait_for
 

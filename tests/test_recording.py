@@ -11,14 +11,15 @@ import msgspec
 import pytest
 from mcap.reader import make_reader
 
+import sandbox.contents
 from bus.envelope import build_headers
 from contracts import BeachObservation, WeatherObserved
+from sandbox.contents import SubjectSummary, read_contents, read_info, read_subjects
 from sandbox.recording import (
     OCTET_STREAM,
     RecordingError,
     RecordingWriter,
     nanoseconds,
-    read_info,
     read_messages,
 )
 
@@ -129,6 +130,48 @@ def test_an_interrupted_recording_is_readable_up_to_its_last_flushed_chunk(tmp_p
     cut = tmp_path / "cut.mcap"
     cut.write_bytes(path.read_bytes()[: (sizes[1] + sizes[2]) // 2])
     assert [m.data for m in read_messages(cut)] == [_beach(i) for i in range(10)]
+    writer.close()
+
+
+def _two_sources_and_a_raw_subject(writer: RecordingWriter) -> None:
+    """A beach read by its sensor every hour and by hand at 10:00, and a raw uplink at 09:00."""
+    for i in range(6):
+        writer.add(BEACH, _beach(i), _headers(i, provenance="sensor"))
+    writer.add(BEACH, _beach(2), _headers(2, provenance="manual", source="/adapters/yr"))
+    writer.add("raw.uplink.dev-1", b"\x01\x02", {}, log_time=nanoseconds(T0 + timedelta(hours=1)))
+
+
+def test_what_a_recording_holds_is_read_once_and_the_same_whether_it_is_finished_or_not(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    finished, unfinished = tmp_path / "day.mcap", tmp_path / "crashed.mcap"
+    with RecordingWriter(finished) as writer:
+        _two_sources_and_a_raw_subject(writer)
+    writer = RecordingWriter(unfinished, flush_interval=3600)
+    _two_sources_and_a_raw_subject(writer)
+    writer.flush()  # the process dies here: the file has its messages but no summary
+    expected = [
+        SubjectSummary(BEACH, "environment.beach-observation.v1", 7, T0, T0 + timedelta(hours=5)),
+        SubjectSummary("raw.uplink.dev-1", "", 1, T0 + timedelta(hours=1), T0 + timedelta(hours=1)),
+    ]
+    reads: list[object] = []
+    counting = sandbox.contents.read_messages
+
+    def read_messages_counted(path: Path) -> object:
+        reads.append(path)
+        return counting(path)
+
+    monkeypatch.setattr(sandbox.contents, "read_messages", read_messages_counted)
+    for path, complete in [(finished, True), (unfinished, False)]:
+        reads.clear()
+        info, subjects = read_contents(path)
+        assert len(reads) == 1, "recording info reads the messages once"
+        assert subjects == read_subjects(path) == expected
+        assert info == read_info(path)
+        assert (info.complete, info.messages, info.subjects, info.channels) == (complete, 8, 2, 3)
+        assert (info.start, info.end) == (T0, T0 + timedelta(hours=5))
+        assert info.per_type == {"environment.beach-observation.v1": 7, "raw": 1}
+        assert info.provenance == {"sensor": 6, "manual": 1, "unknown": 1}
     writer.close()
 
 

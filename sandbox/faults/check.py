@@ -48,8 +48,8 @@ from typing import Final, Literal
 
 from bus.errors import ConfigError
 from bus.subjects import matches
+from sandbox.contents import RecordedChannel, read_channels, recording_extent
 from sandbox.faults.plan import DropFault, FaultPlan, FaultSpec, OutageFault, SkewFault
-from sandbox.recording import RecordedChannel, read_channels, recording_extent
 
 __all__ = ["Finding", "ReplayScope", "check_plan"]
 
