@@ -212,6 +212,13 @@ class Up:
     ops_url: str
     instance: dict[str, Any]
 
+    async def stop(self) -> None:
+        """Ctrl-C, and SIGKILL whatever is left (a test that failed must not leave it running)."""
+        try:
+            await self.process.stop(signal.SIGINT)
+        finally:
+            await self.process.kill()
+
     @property
     def server_pid(self) -> int:
         """The embedded nats-server's pid, from the holder line of the data dir's lock file."""
@@ -275,6 +282,20 @@ def lock_is_free(data_dir: Path) -> bool:
     return True
 
 
+async def server_connections(
+    nats_url: str, system_seed: Path, names: Mapping[str, tuple[str, str]]
+) -> set[tuple[str, str]]:
+    """``(account, user)`` of every client connection, as the server itself lists them: ``names``
+    maps a user's public key to its account and name (``("?", connection name)`` if it has none)."""
+    nc = await nats.connect(nats_url, nkeys_seed=str(system_seed), inbox_prefix="_INBOX.system")
+    try:
+        reply = await nc.request("$SYS.REQ.SERVER.PING.CONNZ", b'{"auth": true}', timeout=5)
+    finally:
+        await nc.close()
+    listed = json.loads(reply.data)["data"]["connections"]
+    return {names.get(c.get("authorized_user", ""), ("?", c.get("name", "?"))) for c in listed}
+
+
 def metric_samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     return {
         (s.name, tuple(sorted(s.labels.items()))): s.value
@@ -297,10 +318,7 @@ async def up(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Up]:
     ``citybus up`` with it are in test_up_access.py)."""
     running = await start_up(tmp_path_factory.mktemp("up"), auth=False)
     yield running
-    try:
-        await running.process.stop(signal.SIGINT)
-    finally:
-        await running.process.kill()
+    await running.stop()
 
 
 async def test_up_answers_health_readiness_and_metrics(up: Up) -> None:
@@ -351,10 +369,7 @@ async def test_up_with_no_adapters_configured_replays_the_drammen_day(tmp_path: 
         )
         assert wrong.returncode == 1 and "nobody serves citybus.control.replay.nothing.status" in wrong.stderr
     finally:
-        try:
-            await running.process.stop(signal.SIGINT)
-        finally:
-            await running.process.kill()
+        await running.stop()
 
 
 async def test_publish_and_tail_find_the_running_up(up: Up, entity: str) -> None:
@@ -435,10 +450,7 @@ async def test_contracts_of_an_installed_package_are_known_to_every_command(tmp_
         assert record["data"] == contract_package.EXAMPLE
         assert "error" not in record
     finally:
-        try:
-            await running.process.stop(signal.SIGINT)
-        finally:
-            await running.process.kill()
+        await running.stop()
 
 
 async def test_a_second_up_on_the_same_data_dir_is_refused(up: Up) -> None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -42,10 +41,7 @@ async def up(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Up]:
         r"^citybus: warning: package testco-broken: its contracts .* failed to load: "
     )
     yield running
-    try:
-        await running.process.stop(signal.SIGINT)
-    finally:
-        await running.process.kill()
+    await running.stop()
 
 
 async def test_the_ops_endpoints_serve_the_companys_contract(up: Up) -> None:

@@ -22,7 +22,6 @@ import asyncio
 import json
 import re
 import shutil
-import signal
 import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -360,10 +359,7 @@ async def test_a_running_citybus_up_exports_every_family_queried(
                     break
                 await asyncio.sleep(0.1)
     finally:
-        try:
-            await running.process.stop(signal.SIGINT)
-        finally:
-            await running.process.kill()
+        await running.stop()
     registered = {family.name for family in text_string_to_metric_families(text)}
     queried = _families({name: set() for _, expr in expressions for name in METRIC.findall(expr)})
     assert queried - registered == set(), "queried, but not exported by a running citybus up"

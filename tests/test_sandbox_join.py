@@ -38,6 +38,7 @@ from tests.test_cli import (
     http_get,
     metric_samples,
     run_citybus,
+    server_connections,
     start_up,
 )
 
@@ -54,10 +55,7 @@ async def up(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Up]:
     try:
         yield running
     finally:
-        try:
-            await running.process.stop(signal.SIGINT)
-        finally:
-            await running.process.kill()
+        await running.stop()
 
 
 def credentials(up: Up) -> Path:
@@ -78,14 +76,7 @@ async def connections(up: Up) -> set[tuple[str, str]]:
     """``(account, user)`` of every client connection, as the server lists them (by public key)."""
     shown = json.loads((await citybus(up, "auth", "show", "--json")).stdout)
     names = {u["public_key"]: (u["account"], u["user"]) for u in shown["users"] if u.get("public_key")}
-    system = credentials(up) / "SYS" / "system.nk"
-    nc = await nats.connect(up.nats_url, nkeys_seed=str(system), inbox_prefix="_INBOX.system")
-    try:
-        reply = await nc.request("$SYS.REQ.SERVER.PING.CONNZ", b'{"auth": true}', timeout=5)
-    finally:
-        await nc.close()
-    listed = json.loads(reply.data)["data"]["connections"]
-    return {names.get(c.get("authorized_user", ""), ("?", c.get("name", "?"))) for c in listed}
+    return await server_connections(up.nats_url, credentials(up) / "SYS" / "system.nk", names)
 
 
 async def metrics(up: Up) -> dict[str, float]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import signal
 from pathlib import Path
 from typing import Any
 
@@ -206,7 +205,4 @@ async def test_status_of_a_running_citybus_up_with_the_sandbox(tmp_path: Path) -
             ("sandbox-replay", "sandbox", True)
         ]
     finally:
-        try:
-            await running.process.stop(signal.SIGINT)
-        finally:
-            await running.process.kill()
+        await running.stop()

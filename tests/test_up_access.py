@@ -41,7 +41,14 @@ from bus.access.login import client_login, reload_server
 from bus.config import load_config
 from bus.runtime import Runtime
 from tests.conftest import wait_for
-from tests.test_cli import Background, Result, assert_one_line_error, citybus_env, run_citybus
+from tests.test_cli import (
+    Background,
+    Result,
+    assert_one_line_error,
+    citybus_env,
+    run_citybus,
+    server_connections,
+)
 from tests.test_vicotee_adapter import beach_frame, tts_v3
 
 pytestmark = pytest.mark.slow
@@ -115,14 +122,7 @@ async def connections(up: Running) -> set[tuple[str, str]]:
     """``(account, user)`` of every client connection, as the server itself lists them."""
     store = CredentialStore(up.credentials)
     names = {i.public_key: (i.account, i.user) for i in store.list() if i.revoked_at is None}
-    system = up.credentials / "SYS" / "system.nk"
-    nc = await nats.connect(up.instance["nats_url"], **seed_options(system, "system"))
-    try:
-        reply = await nc.request("$SYS.REQ.SERVER.PING.CONNZ", b'{"auth": true}', timeout=5)
-    finally:
-        await nc.close()
-    listed = json.loads(reply.data)["data"]["connections"]
-    return {names.get(c.get("authorized_user", ""), ("?", c.get("name", "?"))) for c in listed}
+    return await server_connections(up.instance["nats_url"], up.credentials / "SYS" / "system.nk", names)
 
 
 # -- who is connected as whom --------------------------------------------------------------------
