@@ -24,13 +24,13 @@ The credentials directory (``auth.dir``, default ``<server data dir>/credentials
       pilots.toml             0600  a kind of guests and the contracts each declared
       CITY/ SANDBOX/ SYS/     0700  one seed file per user, one password file per MQTT user
 
-This package re-exports the policy's names, which every layer uses; the other modules are imported
-by name.
+This package re-exports the names of the users and the policy, which every layer uses; the other
+modules are imported by name.
 """
 
-from bus.access.policy import (
+from bus.access.policy import AccessModel
+from bus.access.users import (
     AccessError,
-    AccessModel,
     Account,
     AuthRow,
     Declaration,

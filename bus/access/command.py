@@ -50,8 +50,9 @@ from bus.access.guests import Guest, GuestKind, contract_ref, load_guests, save_
 from bus.access.joined import credentials_lock, joined_declarations, prune_joined
 from bus.access.keys import CredentialInfo, CredentialStore
 from bus.access.login import Instance, read_instance, reload_server
-from bus.access.policy import AccessModel, Account, Kind, User
+from bus.access.policy import AccessModel
 from bus.access.render import ACCOUNTS_FILE, Generated, generate
+from bus.access.users import Account, Kind, User
 from bus.cli import err, out
 from bus.config import Config, config_file
 from bus.errors import CityBusError

@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from bus.access.guests import GuestKind, load_guests
-from bus.access.policy import AccessModel, Declaration
+from bus.access.policy import AccessModel
+from bus.access.users import Declaration
 from bus.config import Config
 from bus.errors import ConfigError
 from contracts import Classification, Contract, Registry, UnknownContractError

@@ -35,7 +35,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bus.access.keys import write_private
-from bus.access.policy import Declaration
+from bus.access.users import Declaration
 from bus.errors import ConfigError
 from contracts import Contract, UnknownContractError, default_registry
 

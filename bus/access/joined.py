@@ -53,8 +53,8 @@ from bus.access.declared import (
 from bus.access.guests import load_guests
 from bus.access.keys import Credential, CredentialStore, write_private
 from bus.access.login import Instance, process_alive, read_instance, reload_server
-from bus.access.policy import Account, Declaration
 from bus.access.render import generate
+from bus.access.users import Account, Declaration
 from bus.config import Config
 from bus.errors import CityBusError, ConfigError
 from contracts import UnknownContractError, default_registry

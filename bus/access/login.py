@@ -34,7 +34,7 @@ import msgspec
 
 from bus import subjects
 from bus.access.keys import CredentialError, CredentialStore, seed_public_key
-from bus.access.policy import Account
+from bus.access.users import Account
 from bus.bus import Bus
 from bus.config import Config
 from bus.errors import CityBusError, ConfigError

@@ -140,18 +140,7 @@ from bus.access.users import (
 )
 from contracts import Classification, Contract, PersonalDeadLetter
 
-__all__ = [
-    "AccessError",
-    "AccessModel",
-    "Account",
-    "AuthRow",
-    "DeclassificationError",
-    "Declaration",
-    "Grant",
-    "Kind",
-    "Permissions",
-    "User",
-]
+__all__ = ["AccessModel"]
 
 _NAME = re.compile(r"^[a-z][a-z0-9]*(?:-[a-z0-9]+)*$")
 

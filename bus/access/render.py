@@ -31,7 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bus.access.keys import Credential, CredentialStore, write_private
-from bus.access.policy import AccessError, AccessModel, Account, Grant, Kind, Permissions, User
+from bus.access.policy import AccessModel
+from bus.access.users import AccessError, Account, Grant, Kind, Permissions, User
 
 __all__ = ["ACCOUNTS_FILE", "Generated", "generate", "render_config", "server_include"]
 
