@@ -6,7 +6,7 @@ An adapter is a class with a name, a config Struct, the contracts it consumes an
 through the entry-point group ``citybus.adapters``. :mod:`adapters.testing` runs one in tests.
 """
 
-from adapters.base import Adapter, AdapterDeclarationError, NoConfig, check_declaration
+from adapters.base import Adapter, AdapterDeclarationError, Detection, NoConfig, check_declaration
 from adapters.clock import BusClock, Clock, WallClock
 from adapters.context import Context, UndeclaredContractError
 from adapters.discovery import Discovery, DiscoveryProblem, discover
@@ -20,6 +20,7 @@ __all__ = [
     "BusClock",
     "Clock",
     "Context",
+    "Detection",
     "Discovery",
     "DiscoveryProblem",
     "Instance",

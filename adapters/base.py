@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import inspect
 import re
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar
 
 import msgspec
@@ -34,7 +36,7 @@ from contracts import Classification, Contract, default_registry
 if TYPE_CHECKING:
     from adapters.context import Context
 
-__all__ = ["Adapter", "AdapterDeclarationError", "NoConfig", "check_declaration"]
+__all__ = ["Adapter", "AdapterDeclarationError", "Detection", "NoConfig", "check_declaration"]
 
 _NAME = re.compile(r"^[a-z][a-z0-9]*(?:-[a-z0-9]+)*$")
 
@@ -50,6 +52,31 @@ class NoConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
 ConfigT = TypeVar("ConfigT", bound=msgspec.Struct)
 
 
+@dataclass(frozen=True, slots=True)
+class Detection:
+    """What an adapter detects, and where it says so: outputs of ``contract`` whose ``field`` has
+    one of the values of ``kinds`` report a fault of that kind on an entity.
+
+    ``citybus certify`` matches them against the sandbox's ground truth by entity and time and
+    scores precision and recall per kind (docs/certify.md)::
+
+        detects = (Detection(SensorAlert, field="problem", kinds={"stuck": "stuck", "silent": "outage"}),)
+
+    :param kinds: a value of ``field`` → the fault kind it reports (``drop``, ``duplicate``,
+        ``reorder``, ``delay``, ``corrupt``, ``outage``, ``stuck``, ``skew``, ``restart``); values
+        not listed (an "all clear") are not detections.
+    :param entity: the field naming the entity the detection is about (default: the contract's
+        key, the subject's last token).
+    :param time: the field with the time it is about (default: the output's ``ce-time``).
+    """
+
+    contract: type[Contract]
+    field: str
+    kinds: Mapping[str, str]
+    entity: str | None = None
+    time: str | None = None
+
+
 class Adapter(Generic[ConfigT]):
     """Base class of every adapter. Subclasses set the class attributes and implement :meth:`run`."""
 
@@ -61,6 +88,8 @@ class Adapter(Generic[ConfigT]):
     """The contracts it subscribes to."""
     produces: ClassVar[tuple[type[Contract], ...]] = ()
     """The contracts it publishes."""
+    detects: ClassVar[tuple[Detection, ...]] = ()
+    """What it detects, for ``citybus certify`` to score (:class:`Detection`); most adapters detect nothing."""
     default_instance: ClassVar[str | None] = None
     """The instance name it runs as when the configuration names no adapters at all: ``citybus up``
     on a fresh machine runs every installed adapter that sets one (the sandbox's replay)."""
@@ -157,6 +186,7 @@ def check_declaration(cls: Any) -> type[Adapter[Any]]:
                     f"adapter {name}: {attr} lists {contract.__qualname__}, "
                     "which is not a registered contract"
                 )
+    _check_detections(cls, name)
     if cls.run is Adapter.run or not inspect.iscoroutinefunction(cls.run):
         raise AdapterDeclarationError(f"adapter {name}: it must define `async def run(self, ctx)`")
     public = Classification.PUBLIC
@@ -168,3 +198,28 @@ def check_declaration(cls: Any) -> type[Adapter[Any]]:
             "that makes it a declassifier, which it must say with `declassifier = True`"
         )
     return cls
+
+
+def _check_detections(cls: type[Adapter[Any]], name: str) -> None:
+    detects = cls.detects
+    if not isinstance(detects, tuple) or not all(isinstance(d, Detection) for d in detects):
+        raise AdapterDeclarationError(f"adapter {name}: `detects` must be a tuple of adapters.Detection")
+    for detection in detects:
+        contract = detection.contract
+        if contract not in cls.produces:
+            raise AdapterDeclarationError(
+                f"adapter {name}: detects names {getattr(contract, '__qualname__', contract)!r}, "
+                "which is not among the contracts it produces"
+            )
+        fields = set(contract.__struct_fields__)
+        for what, value in (("field", detection.field), ("entity", detection.entity), ("time", detection.time)):
+            if value is not None and value not in fields:
+                raise AdapterDeclarationError(
+                    f"adapter {name}: detection {what} {value!r} is no field of {contract.__qualname__} "
+                    f"(its fields: {', '.join(sorted(fields))})"
+                )
+        if not detection.kinds or not all(isinstance(k, str) and v for k, v in detection.kinds.items()):
+            raise AdapterDeclarationError(
+                f"adapter {name}: a detection's kinds map values of {detection.field!r} to fault kinds, "
+                'for example {"stuck": "stuck"}'
+            )
