@@ -89,7 +89,7 @@ class Adapter(Generic[ConfigT]):
     produces: ClassVar[tuple[type[Contract], ...]] = ()
     """The contracts it publishes."""
     detects: ClassVar[tuple[Detection, ...]] = ()
-    """What it detects, for ``citybus certify`` to score (:class:`Detection`); most adapters detect nothing."""
+    """What it detects, for ``citybus certify`` to score (:class:`Detection`); usually nothing."""
     default_instance: ClassVar[str | None] = None
     """The instance name it runs as when the configuration names no adapters at all: ``citybus up``
     on a fresh machine runs every installed adapter that sets one (the sandbox's replay)."""
@@ -212,7 +212,8 @@ def _check_detections(cls: type[Adapter[Any]], name: str) -> None:
                 "which is not among the contracts it produces"
             )
         fields = set(contract.__struct_fields__)
-        for what, value in (("field", detection.field), ("entity", detection.entity), ("time", detection.time)):
+        named = (("field", detection.field), ("entity", detection.entity), ("time", detection.time))
+        for what, value in named:
             if value is not None and value not in fields:
                 raise AdapterDeclarationError(
                     f"adapter {name}: detection {what} {value!r} is no field of {contract.__qualname__} "
