@@ -196,3 +196,122 @@ class Thresholds(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     recall: float = 0.8
     detection_tolerance: float = 3600.0
     """Replay seconds after a fault's last hit in which a detection of it still counts."""
+
+
+# -- what certify concludes: the report's JSON document (docs/certify.md has its schema) ----------
+
+Verdict = Literal["pass", "fail", "n/a"]
+"""A check's verdict; ``n/a`` when it does not apply (latency of an adapter that publishes nothing)."""
+
+
+class Check(msgspec.Struct, frozen=True, kw_only=True):
+    """One check's verdict over one run (``run`` = the preset, ``clean``) or all of them (``all``)."""
+
+    check: str
+    """``contract-fit``, ``access``, ``crashes``, ``handler-errors``, ``recovery``, ``amplification``,
+    ``liveness``, ``peak-rss``, ``cpu``, ``latency-p50``, ``latency-p99``, ``precision:<kind>``,
+    ``recall:<kind>``."""
+    run: str
+    verdict: Verdict
+    value: float | None
+    """What was measured (``None`` when nothing could be)."""
+    threshold: float | None
+    unit: str
+    """``count``, ``ratio``, ``seconds`` (replay), ``MiB``, ``cpu-seconds``."""
+    summary: str
+    """One line saying what was found, for a person."""
+    examples: list[str] = msgspec.field(default_factory=list)
+    """Up to a few offending cases (a subject and ce-id, an exception, a false alarm)."""
+
+
+class DetectionScore(msgspec.Struct, frozen=True, kw_only=True):
+    """Detections of one fault kind matched against the ground truth, over every run."""
+
+    kind: str
+    detections: int
+    true_positives: int
+    false_alarms: int
+    episodes: int
+    """Ground-truth episodes of this kind (one per fault and entity, a stretch of hits)."""
+    detected: int
+    precision: float | None
+    recall: float | None
+    false_alarm_examples: list[str] = msgspec.field(default_factory=list)
+
+
+class FaultWindow(msgspec.Struct, frozen=True, kw_only=True):
+    """A fault on the timeline: a kind on an entity from ``start`` to ``end`` (replay time)."""
+
+    kind: str
+    entity: str
+    start: datetime
+    end: datetime
+    hits: int
+
+
+class Lane(msgspec.Struct, frozen=True, kw_only=True):
+    """One entity's row of a run's timeline: when inputs arrived and outputs left (replay time)."""
+
+    entity: str
+    inputs: list[datetime]
+    outputs: list[datetime]
+
+
+class Timeline(msgspec.Struct, frozen=True, kw_only=True):
+    start: datetime
+    end: datetime
+    lanes: list[Lane]
+    faults: list[FaultWindow]
+    crashes: list[datetime]
+    omitted_lanes: int = 0
+    """Entities left out to keep the plot readable."""
+
+
+class RunSummary(msgspec.Struct, frozen=True, kw_only=True):
+    """One run, in figures."""
+
+    run: str
+    description: str
+    seed: int
+    plan: str
+    """The fault plan as TOML (empty for the clean run), exactly as the replay read it."""
+    injected: dict[str, int]
+    """Faults injected per kind (the ground truth)."""
+    inputs: int
+    outputs: int
+    handled: int
+    dead_letters: int
+    crashes: int
+    refusals: int
+    latency_p50: float | None
+    latency_p99: float | None
+    peak_rss_mib: float
+    cpu_seconds: float
+    wall_seconds: float
+    verdict: Verdict
+    timeline: Timeline
+
+
+class Report(msgspec.Struct, frozen=True, kw_only=True):
+    """The whole certification: what was run, each check's verdict, and the verdict in total."""
+
+    schema: str = "citybus.certify/1"
+    citybus: str
+    """citybus's version."""
+    adapter: Adapted
+    suite: str
+    suite_version: int
+    suite_description: str
+    seed: int
+    speed: float
+    recording: str
+    command: str
+    """The exact command that reproduces this report."""
+    started: datetime
+    finished: datetime
+    verdict: Verdict
+    """``pass`` only when every check passes (or does not apply)."""
+    thresholds: Thresholds
+    checks: list[Check]
+    detection: list[DetectionScore]
+    runs: list[RunSummary]
