@@ -41,6 +41,7 @@ import argparse
 import asyncio
 import dataclasses
 import signal
+from collections.abc import Sequence
 from typing import Any
 
 from adapters.access import declaration
@@ -56,6 +57,8 @@ from bus.console import err
 from bus.errors import CityBusError
 from bus.logs import configure_logging
 from bus.origin import SourceGuard
+from bus.pipeline import Middleware
+from bus.tracing import from_config
 
 __all__ = ["ADMISSION_TIMEOUT", "add_join_options", "joined_declaration", "replay_to_follow", "run_joined"]
 
@@ -123,8 +126,18 @@ async def _admitted(bus: Bus, login: Login, config: Config) -> None:
             await asyncio.sleep(0.2)
 
 
-def run_joined(instance: Instance, config: Config, *, clock: str | None = None) -> int:
-    """Join the running sandbox as ``instance``, run it until stopped, and leave."""
+def run_joined(
+    instance: Instance,
+    config: Config,
+    *,
+    clock: str | None = None,
+    url: str | None = None,
+    middleware: Sequence[Middleware] = (),
+) -> int:
+    """Join the running sandbox as ``instance``, run it until stopped, and leave.
+
+    ``url`` replaces the server's (a proxy in between); ``middleware`` wraps the handling of every
+    message the instance receives (``citybus certify``'s probe)."""
     info, declared = running_sandbox(config)
     follow = replay_to_follow(declared, clock or instance.clock)
     instance = dataclasses.replace(instance, clock=follow)
@@ -145,7 +158,9 @@ def run_joined(instance: Instance, config: Config, *, clock: str | None = None) 
             f"on the clock of replay {follow}; Ctrl-C leaves"
         )
         login = client_login(config, default_user=instance.name, default_account=Account.SANDBOX.value)
-        asyncio.run(_run(instance, config, login, guard))
+        if url is not None:
+            login = dataclasses.replace(login, url=url)
+        asyncio.run(_run(instance, config, login, guard, middleware))
     finally:
         pid = leave(config, instance.name)
         after = f"reloaded nats-server pid {pid}" if pid else "citybus up is gone"
@@ -153,9 +168,19 @@ def run_joined(instance: Instance, config: Config, *, clock: str | None = None) 
     return 0
 
 
-async def _run(instance: Instance, config: Config, login: Login, guard: SourceGuard) -> None:
+async def _run(
+    instance: Instance, config: Config, login: Login, guard: SourceGuard, middleware: Sequence[Middleware]
+) -> None:
     log = configure_logging(config.log.format, config.log.level)
-    bus = Bus(metrics=Metrics(), logger=log, name=f"citybus-{instance.name}", encoding=config.bus.encoding)
+    t = config.tracing
+    bus = Bus(
+        metrics=Metrics(),
+        logger=log,
+        name=f"citybus-{instance.name}",
+        encoding=config.bus.encoding,
+        middleware=middleware,
+        tracing=from_config(t.enabled, t.endpoint, t.service_name, export=t.export),
+    )
     bus.source_guard = guard
     supervisor = Supervisor([instance], bus=bus, logger=log, consumer_settings=config.consumer)
     loop = asyncio.get_running_loop()

@@ -231,6 +231,10 @@ class TracingConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     or its ``OTEL_EXPORTER_OTLP_*`` environment variables."""
     service_name: Annotated[str, msgspec.Meta(min_length=1)] = "citybus"
     """The ``service.name`` of the spans."""
+    export: bool = True
+    """Record spans and export them (needs the ``tracing`` extra); ``false``: only carry the trace
+    context along (a message without one starts a trace, a handler's output carries its input's),
+    recording nothing and needing no SDK — how ``citybus certify`` tells which input caused an output."""
 
 
 class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

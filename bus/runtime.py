@@ -95,7 +95,7 @@ class Connector:
         self.options = dict(options or {})
         """Connect options every connection shares (TLS)."""
         t = config.tracing
-        self.tracing = from_config(t.enabled, t.endpoint, t.service_name)
+        self.tracing = from_config(t.enabled, t.endpoint, t.service_name, export=t.export)
         """One tracer for every connection of the process (``[tracing]``), or ``None``."""
 
     @property

@@ -25,6 +25,7 @@ Decisions, and why:
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -36,7 +37,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from bus.errors import ConfigError
 from bus.pipeline import Route, Step
 
-__all__ = ["TRACEPARENT", "TRACESTATE", "Tracing", "from_config"]
+__all__ = ["TRACEPARENT", "TRACESTATE", "Tracing", "from_config", "propagating", "trace_id"]
 
 TRACEPARENT = "traceparent"
 """The CloudEvents distributed-tracing extension's header for the W3C trace parent."""
@@ -119,12 +120,15 @@ class Tracing:
             yield
 
 
-def from_config(enabled: bool, endpoint: str, service_name: str) -> Tracing | None:
-    """The tracing of ``[tracing]`` in citybus.toml: ``None`` when off; else an SDK provider
-    exporting over OTLP/HTTP to ``endpoint`` (the exporter's own default, or its environment
-    variables, when empty). Raises :class:`~bus.errors.ConfigError` when the extra is missing."""
+def from_config(enabled: bool, endpoint: str, service_name: str, *, export: bool = True) -> Tracing | None:
+    """The tracing of ``[tracing]`` in citybus.toml: ``None`` when off; with ``export`` off, the
+    propagating tracer (:func:`propagating`); else an SDK provider exporting over OTLP/HTTP to
+    ``endpoint`` (the exporter's own default, or its environment variables, when empty). Raises
+    :class:`~bus.errors.ConfigError` when the extra is missing."""
     if not enabled:
         return None
+    if not export:
+        return propagating()
     try:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
         from opentelemetry.sdk.resources import Resource
@@ -139,3 +143,40 @@ def from_config(enabled: bool, endpoint: str, service_name: str) -> Tracing | No
     exporter = OTLPSpanExporter(endpoint=endpoint) if endpoint else OTLPSpanExporter()
     provider.add_span_processor(BatchSpanProcessor(exporter))
     return Tracing(provider)
+
+
+class _PropagatingTracer(trace.NoOpTracer):
+    """A tracer that records nothing and carries the trace context: a span started under a valid
+    parent is that parent (the API's no-op behaviour), and a span with none starts a new trace (a
+    random trace and span id, sampled), which the no-op tracer would not."""
+
+    def start_span(self, name: str, context: Any = None, *args: Any, **kwargs: Any) -> trace.Span:
+        parent = trace.get_current_span(context).get_span_context()
+        if parent.is_valid:
+            return trace.NonRecordingSpan(parent)
+        return trace.NonRecordingSpan(
+            trace.SpanContext(
+                trace_id=secrets.randbits(128) or 1,
+                span_id=secrets.randbits(64) or 1,
+                is_remote=False,
+                trace_flags=trace.TraceFlags(trace.TraceFlags.SAMPLED),
+            )
+        )
+
+
+class _PropagatingProvider(trace.NoOpTracerProvider):
+    def get_tracer(self, *args: Any, **kwargs: Any) -> trace.Tracer:
+        return _PropagatingTracer()
+
+
+def propagating() -> Tracing:
+    """Tracing that only propagates: every message sent carries a ``traceparent``, a handler's
+    output the one of the message it handled (``[tracing] export = false``; no SDK needed)."""
+    return Tracing(_PropagatingProvider())
+
+
+def trace_id(headers: Mapping[str, str] | None) -> str:
+    """The trace id (32 hex digits) of a message's ``traceparent`` header, or '' when it has none."""
+    parent = (headers or {}).get(TRACEPARENT, "")
+    parts = parent.split("-")
+    return parts[1] if len(parts) == 4 and len(parts[1]) == 32 else ""

@@ -70,6 +70,9 @@ class ReplayConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     truth: str | None = None
     read_ahead: Annotated[int, Meta(ge=1, le=100_000)] = 512
     clock_interval: Annotated[float, Meta(gt=0, le=3600)] = 1.0
+    paused: bool = False
+    """Start paused, at the window's start: nothing is published until a ``resume`` request (how
+    ``citybus certify`` lets the adapter under test get ready first)."""
 
     def __post_init__(self) -> None:
         if not self.files:
@@ -172,6 +175,7 @@ class SandboxReplay(Adapter[ReplayConfig]):
                 shift_to_now=config.shift_to_now,
                 read_ahead=config.read_ahead,
                 faults=factory,
+                paused=config.paused,
                 metrics=replay_metrics(ctx.registry),
                 logger=ctx.log,
             )

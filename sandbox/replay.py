@@ -208,6 +208,7 @@ class Replayer:
         monotonic: Callable[[], float] = time.monotonic,
         wall: Callable[[], datetime] = lambda: datetime.now(UTC),
         on_sent: Callable[[Outgoing, float, float], None] | None = None,
+        paused: bool = False,
     ) -> None:
         if not files:
             raise CityBusError("nothing to replay: give at least one recording")
@@ -259,6 +260,7 @@ class Replayer:
         self._seek_to: int | None = None
         self._pending: list[_Pending] = []
         self._order = itertools.count()
+        self._start_paused = paused
         self.injector: FaultInjector | None = None
         self._faults_counted: dict[str, int] = {}
         self.published = 0
@@ -402,6 +404,8 @@ class Replayer:
             self._metrics.speed.set(self.speed)
         self.state = "playing"
         self._reanchor(self.window_start)
+        if self._start_paused:  # at the window's start, until resumed
+            self.pause()
         self.log.info(
             "replay started",
             files=[str(f) for f in self.files],
