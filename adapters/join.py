@@ -55,6 +55,7 @@ from bus.access.login import Login, client_login
 from bus.config import Config
 from bus.console import err
 from bus.errors import CityBusError
+from bus.health import Health
 from bus.logs import configure_logging
 from bus.origin import SourceGuard
 from bus.pipeline import Middleware
@@ -133,11 +134,12 @@ def run_joined(
     clock: str | None = None,
     url: str | None = None,
     middleware: Sequence[Middleware] = (),
+    health: Health | None = None,
 ) -> int:
     """Join the running sandbox as ``instance``, run it until stopped, and leave.
 
     ``url`` replaces the server's (a proxy in between); ``middleware`` wraps the handling of every
-    message the instance receives (``citybus certify``'s probe)."""
+    message the instance receives and ``health`` gets its readiness (``citybus certify``'s probe)."""
     info, declared = running_sandbox(config)
     follow = replay_to_follow(declared, clock or instance.clock)
     instance = dataclasses.replace(instance, clock=follow)
@@ -160,7 +162,7 @@ def run_joined(
         login = client_login(config, default_user=instance.name, default_account=Account.SANDBOX.value)
         if url is not None:
             login = dataclasses.replace(login, url=url)
-        asyncio.run(_run(instance, config, login, guard, middleware))
+        asyncio.run(_run(instance, config, login, guard, middleware, health))
     finally:
         pid = leave(config, instance.name)
         after = f"reloaded nats-server pid {pid}" if pid else "citybus up is gone"
@@ -169,7 +171,12 @@ def run_joined(
 
 
 async def _run(
-    instance: Instance, config: Config, login: Login, guard: SourceGuard, middleware: Sequence[Middleware]
+    instance: Instance,
+    config: Config,
+    login: Login,
+    guard: SourceGuard,
+    middleware: Sequence[Middleware],
+    health: Health | None,
 ) -> None:
     log = configure_logging(config.log.format, config.log.level)
     t = config.tracing
@@ -182,7 +189,9 @@ async def _run(
         tracing=from_config(t.enabled, t.endpoint, t.service_name, export=t.export),
     )
     bus.source_guard = guard
-    supervisor = Supervisor([instance], bus=bus, logger=log, consumer_settings=config.consumer)
+    supervisor = Supervisor(
+        [instance], bus=bus, logger=log, consumer_settings=config.consumer, health=health
+    )
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, supervisor.stop)

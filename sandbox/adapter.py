@@ -41,7 +41,7 @@ from msgspec import Meta
 from adapters import Adapter, Context
 from adapters.clock import ClockTick
 from bus import RawMessage, control
-from bus.subjects import clock_subject, control_subject, validate_pattern
+from bus.subjects import clock_subject, control_subject, matches, validate_pattern
 from contracts import Contract, default_registry
 from sandbox.contents import read_channels, read_info
 from sandbox.control import handle
@@ -123,12 +123,20 @@ class SandboxReplay(Adapter[ReplayConfig]):
         return tuple(found[t] for t in sorted(found))
 
     def owned(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
-        """The subjects and ``ce-source`` values of the configured recordings: the city's entities."""
+        """The subjects and ``ce-source`` values of the configured recordings that it replays (its
+        ``include`` and ``exclude`` applied): the city's entities. What it leaves out is not its own,
+        so another may publish it (certify leaves out what the adapter under test produces)."""
         subjects: set[str] = set()
         sources: set[str] = set()
-        for name in self.config.files:
+        config = self.config
+        for name in config.files:
             for channel in read_channels(name):
-                subjects.add(channel.subject)
+                subject = channel.subject
+                if config.include and not any(matches(p, subject) for p in config.include):
+                    continue
+                if any(matches(p, subject) for p in config.exclude):
+                    continue
+                subjects.add(subject)
                 if channel.source:
                     sources.add(channel.source)
         return tuple(sorted(subjects)), tuple(sorted(sources))
