@@ -591,8 +591,10 @@ def _read_child(record: RunRecord, events: Path, log: Path, clock: _Clock, began
                 event = json.loads(line)
                 if "ready" in event:
                     continue
+                ended = float(event["wall"]) + float(event["seconds"])
                 record.handled.append(
                     Handled(
+                        done=clock.at(ended),
                         wall=float(event["wall"]) - began,
                         seconds=float(event["seconds"]),
                         subject=str(event["subject"]),
