@@ -122,8 +122,7 @@ async def _one(
     target: Target, spec: RunSpec, scope: Scope, directory: Path, progress: Callable[[str], None]
 ) -> RunRecord:
     """One run; one that could not run at all (the adapter never got ready) is a failure of it."""
-    if directory.exists():
-        shutil.rmtree(directory)
+    shutil.rmtree(directory, ignore_errors=True)  # a run before this one's files
     try:
         return await certify_run(target, spec, scope, directory, progress=progress)
     except CityBusError as exc:

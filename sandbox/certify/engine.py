@@ -80,7 +80,8 @@ REPLAY = "replay"
 """The name of the private sandbox's replay instance (its clock is the adapter's)."""
 
 _TICK = msgspec.json.Decoder(ClockTick)
-_READY_TIMEOUT = 60.0
+READY_TIMEOUT = 60.0
+"""Seconds an adapter has to say it is ready before its run is given up."""
 _SETTLE = 1.0  # wall seconds without a new output before a finished run is ended
 _SETTLE_MAX = 6.0
 _STOP_TIMEOUT = 15.0
@@ -191,22 +192,20 @@ class _Observer:
             body=bytes(raw.data),
         )
 
-    async def on_input(self, raw: RawMessage) -> None:
-        headers = raw.headers or {}
-        if headers.get("ce-source") == self.adapted.source:
-            return
-        if any(matches(p, raw.subject) for p in self.adapted.consumed_subjects):
-            self.inputs.append(self._seen(raw, time.monotonic()))
+    async def on_message(self, raw: RawMessage) -> None:
+        """An input (not the adapter's, on a subject it consumes), an output or a dead letter of it.
 
-    async def on_any(self, raw: RawMessage) -> None:
+        One handler for both: nats-py runs each subscription's handler in a task of its own, so with
+        two an output could be stamped before the input that caused it."""
+        mono = time.monotonic()
         headers = raw.headers or {}
         if headers.get("ce-source") != self.adapted.source:
+            if any(matches(p, raw.subject) for p in self.adapted.consumed_subjects):
+                self.inputs.append(self._seen(raw, mono))
             return
-        mono = time.monotonic()
         if matches(dead_letter_filter(), raw.subject):
-            self.dead_letters.append(
-                _dead_letter(raw, self.clock.at(mono) or datetime.now(UTC), mono - self.began)
-            )
+            at = self.clock.at(mono) or datetime.now(UTC)
+            self.dead_letters.append(_dead_letter(raw, at, mono - self.began))
             return
         self.last_output = mono
         self.outputs.append(self._seen(raw, mono))
@@ -339,8 +338,10 @@ async def certify_run(
     directory: Path,
     *,
     progress: Callable[[str], None] = lambda _line: None,
+    ready_timeout: float = READY_TIMEOUT,
 ) -> RunRecord:
-    """Run ``target`` once against the replay as ``spec`` says, and record what it did."""
+    """Run ``target`` once against the replay as ``spec`` says, and record what it did; a
+    :class:`CityBusError` when the adapter is not ready within ``ready_timeout`` seconds."""
     config_file = _write_config(target, spec, scope, directory)
     config = load_config(config_file, environ={})  # the user's CITYBUS_* variables are not this city's
     city_log = (directory / "city.log").open("w", encoding="utf-8")
@@ -358,7 +359,9 @@ async def certify_run(
     city = asyncio.create_task(runtime.run(stop), name="certify city")
     try:
         await _started(runtime, city)
-        return await _observe(runtime, target, spec, scope, directory, config_file, config, progress, logger)
+        return await _observe(
+            runtime, target, spec, scope, directory, config_file, config, progress, logger, ready_timeout
+        )
     finally:
         stop.set()
         with contextlib.suppress(Exception):
@@ -385,6 +388,7 @@ async def _observe(
     config: Config,
     progress: Callable[[str], None],
     logger: Any,
+    ready_timeout: float,
 ) -> RunRecord:
     began = time.monotonic()
     clock = _Clock()
@@ -397,10 +401,8 @@ async def _observe(
     stderr = (directory / "adapter.log").open("wb")
     try:
         await bus.subscribe_raw(clock_subject(REPLAY), observer.on_tick)
-        for pattern in target.adapted.consumed_subjects:
-            await bus.subscribe_raw(pattern, observer.on_input)
-        for pattern in ("city.public.>", "city.internal.>"):
-            await bus.subscribe_raw(pattern, observer.on_any)
+        for pattern in ("city.public.>", "city.internal.>"):  # a pilot reads and writes no personal data
+            await bus.subscribe_raw(pattern, observer.on_message)
         await bus.flush()
         url = None
         if spec.slow is not None:
@@ -414,7 +416,7 @@ async def _observe(
             argv += ["--url", url]
         child = await asyncio.create_subprocess_exec(*argv, stdout=stderr, stderr=stderr)
         proc = _Proc(child.pid)
-        await _ready(child, events, directory)
+        await _ready(child, events, directory, ready_timeout)
         progress("adapter ready, replay playing")
         await bus.request_raw(control_subject("replay", REPLAY, "resume"), b"{}", timeout=10)
         record = RunRecord(preset=spec.name, seed=spec.seed, origin=_origin(clock), end=_origin(clock))
@@ -454,8 +456,8 @@ def _origin(clock: _Clock) -> datetime:
     return clock.samples[0][1].time if clock.samples else datetime.now(UTC)
 
 
-async def _ready(child: asyncio.subprocess.Process, events: Path, directory: Path) -> None:
-    deadline = time.monotonic() + _READY_TIMEOUT
+async def _ready(child: asyncio.subprocess.Process, events: Path, directory: Path, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if child.returncode is not None:
             raise CityBusError(
@@ -466,7 +468,7 @@ async def _ready(child: asyncio.subprocess.Process, events: Path, directory: Pat
             return
         await asyncio.sleep(0.05)
     raise CityBusError(
-        f"the adapter was not ready within {_READY_TIMEOUT:.0f} s (it never called ctx.ready()): "
+        f"the adapter was not ready within {timeout:.0f} s (it never called ctx.ready()): "
         + _tail(directory / "adapter.log")
     )
 
