@@ -276,6 +276,10 @@ def test_the_markdown_page_shows_the_same_and_its_timelines_are_files_beside_it(
     assert "```console\ncitybus certify watch --seed 7\n```" in markdown
     assert f"```toml\n{PLAN.rstrip()}\n```" in markdown
     assert "| stuck | 4 | 2 | 2 | 3 | 2 | 0.50 | 0.67 |" in markdown
+    clean, stuck = markdown.split("### Run ")[1:]
+    assert clean.startswith("clean: PASS") and "No check of this run failed." in clean
+    assert stuck.startswith("stuck: FAIL") and "Failed here: crashes." in stuck
+    assert "| crashes | 1 |" in stuck and "| latency p99 | — |" in stuck
     assert [path.name for path in files.timelines] == ["timeline-clean.svg", "timeline-stuck.svg"]
     for path in files.timelines:
         assert f"]({path.name})" in markdown

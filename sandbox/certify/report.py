@@ -230,6 +230,12 @@ def _figures(run: RunSummary) -> _Table:
     return _Table(("figure", "value"), rows, marks)
 
 
+def _failed_in(report: Report, run: RunSummary) -> str:
+    """Which of the run's own checks failed, in a sentence."""
+    failed = [c.check for c in report.checks if c.run == run.run and c.verdict == "fail"]
+    return f"Failed here: {', '.join(failed)}." if failed else "No check of this run failed."
+
+
 def _amount(value: float | None, unit: str) -> str:
     """A measured value or threshold with its unit, for a person."""
     if value is None:
@@ -302,14 +308,15 @@ def render_markdown(report: Report) -> str:
         lines += _md_table(_detection(report))
         for score in report.detection:
             if score.false_alarm_examples:
-                lines.append(f"False alarms of kind {_md(score.kind)}:")
+                lines += [f"False alarms of kind {_md(score.kind)}:", ""]
                 lines += [f"- {_md(example)}" for example in score.false_alarm_examples] + [""]
     else:
         lines += ["The adapter declares no detections: precision and recall were not scored.", ""]
     lines += ["## Runs", ""]
     for run, name in zip(report.runs, _timeline_names(report), strict=True):
         lines += [f"### Run {_md(run.run)}: {_VERDICT.get(run.verdict, run.verdict)}", ""]
-        lines += [f"{_md(run.description)} (seed {run.seed})", "", *_md_table(_figures(run))]
+        lines += [f"{_md(run.description)} (seed {run.seed}). {_md(_failed_in(report, run))}", ""]
+        lines += _md_table(_figures(run))
         lines += ["Fault plan:", "", *_md_code(run.plan, "toml")] if run.plan.strip() else ["No faults.", ""]
         lines += [f"![Timeline of run {_md(run.run)}]({name})", ""]
     return "\n".join(lines)
@@ -395,12 +402,12 @@ def render_html(report: Report) -> str:
     else:
         out.append("<p>The adapter declares no detections: precision and recall were not scored.</p>")
     out.append('<h2 id="runs">Runs</h2>')
-    out.extend(_html_run(run, index) for index, run in enumerate(report.runs))
+    out.extend(_html_run(run, index, _failed_in(report, run)) for index, run in enumerate(report.runs))
     out.append("</body></html>")
     return "\n".join(out) + "\n"
 
 
-def _html_run(run: RunSummary, index: int) -> str:
+def _html_run(run: RunSummary, index: int, failed: str) -> str:
     verdict = run.verdict if run.verdict in _VERDICT else "n/a"
     plan = (
         f'<p>Fault plan:</p><pre class="plan"><code>{escape(run.plan.rstrip())}</code></pre>'
@@ -412,7 +419,7 @@ def _html_run(run: RunSummary, index: int) -> str:
         [
             f'<section class="run" id="run-{index}">',
             f'<h3>Run {escape(run.run)}: <span class="v-{_CLASS[verdict]}">{_VERDICT[verdict]}</span></h3>',
-            f"<p>{escape(run.description)} (seed {run.seed})</p>",
+            f"<p>{escape(run.description)} (seed {run.seed}). {escape(failed)}</p>",
             _html_table(_figures(run), "figures"),
             plan,
             f'<div class="timeline">{svg}</div>',
