@@ -96,6 +96,7 @@ def _watch_ready(health: Health, probe: Probe, stop: threading.Event) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Join the private sandbox named by ``--config`` as ``--instance`` and run until SIGTERM."""
     parser = argparse.ArgumentParser(prog="python -m sandbox.certify.child")
     parser.add_argument("--config", type=Path, required=True)
     parser.add_argument("--instance", required=True)
