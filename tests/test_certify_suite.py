@@ -23,7 +23,7 @@ from adapters.base import Adapter
 from adapters.neighbours import BeachNeighboursService
 from adapters.weather import MetForecast
 from bus.subjects import contract_filter, matches
-from contracts import BikeStation
+from contracts import BikeStation, WeatherForecast
 from sandbox.adapter import DRAMMEN_DAY
 from sandbox.certify.aim import (
     BUSY,
@@ -235,6 +235,20 @@ def test_an_input_with_no_message_in_the_window_makes_the_preset_not_applicable(
     plan = concrete_plan(load_suite("default").preset("outage"), racks, day, 1)
     assert isinstance(plan, NotApplicable)  # the racks are recorded once, at midnight
     assert "has a message in its window (21600 s to 36000 s of replay time)" in plan.reason
+    forecasts = msgspec.structs.replace(NEIGHBOURS, consumed_subjects=[contract_filter(WeatherForecast)])
+    stuck = concrete_plan(load_suite("default").preset("stuck"), forecasts, day, 1)
+    assert isinstance(stuck, NotApplicable)  # one forecast in the window: nothing to repeat
+    assert "has 2 messages in its window" in stuck.reason
+
+
+@pytest.mark.parametrize("suite", ["default", "quick"])
+def test_a_shipped_suite_aims_at_any_consumer_of_the_day_without_an_error(day: Replayed, suite: str) -> None:
+    events = sorted({s.rsplit(".", 1)[0] for s in day.times})
+    assert len(events) == 9
+    for event in events:
+        consumer = msgspec.structs.replace(NEIGHBOURS, consumed_subjects=[f"{event}.*"])
+        plans = plan_suite(load_suite(suite), consumer)
+        assert all(p.warnings == [] for p in plans.values() if isinstance(p, ConcretePlan)), event
 
 
 # -- a company's suites ----------------------------------------------------------------------------------

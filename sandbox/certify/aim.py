@@ -18,9 +18,10 @@ Decisions, and why:
   nothing to the 48 weather observations; the expansion divides ``hits`` by the messages the fault
   can touch in its window, so a preset fires a few times on any adapter (rounded to 6 decimals).
 * **``@one`` is picked among busy subjects.** Only subjects with at least :data:`BUSY` messages in
-  the windows of the faults naming it are candidates (else those with one), so an outage never
-  lands on a subject recorded once at midnight and injects nothing. Every ``@one`` of a preset is
-  the same subject (the stuck sensor is one sensor), drawn by ``random.Random("<plan seed>:@one")``.
+  the windows of the faults naming it are candidates (else those with one; two for ``stuck``), so
+  an outage never lands on a subject recorded once at midnight and injects nothing. Every ``@one``
+  of a preset is the same subject (the stuck sensor is one sensor), drawn by
+  ``random.Random("<plan seed>:@one")``.
 * **Seeds derive, they are not drawn.** A preset's plan seed is :func:`preset_seed` (sha256 of the
   run's seed and the preset's name), so adding or reordering presets changes no other preset's
   plan, and one preset rerun alone (``--only``) gets the same faults.
@@ -64,6 +65,9 @@ __all__ = [
 BUSY: Final = 3
 """Messages a subject needs in the windows of the faults naming ``@one`` to be picked first."""
 _NS: Final = 1_000_000_000
+_FEWEST: Final = {"stuck": 2}
+"""Messages a kind needs on one subject in its window to do anything (a stuck sensor repeats the
+first reading of its window: one message alone is not stuck)."""
 
 
 class ConcretePlan(msgspec.Struct, frozen=True, kw_only=True):
@@ -158,16 +162,18 @@ def concrete_plan(
         return NotApplicable(preset=preset.name, reason=f"{adapted.instance} ({adapted.adapter}) {what}")
     one = ""
     if "@one" in named:
-        windows = [_window(f) for f in preset.faults if "@one" in f.get("subjects", ())]
+        aiming = [f for f in preset.faults if "@one" in f.get("subjects", ())]
+        fewest = max(_FEWEST.get(f["kind"], 1) for f in aiming)
         ranked = [
-            [s for s in consumed if all(replayed.count([s], *w) >= least for w in windows)]
-            for least in (BUSY, 1)
+            [s for s in consumed if all(replayed.count([s], *_window(f)) >= least for f in aiming)]
+            for least in (max(BUSY, fewest), fewest)
         ]
         candidates = ranked[0] or ranked[1]
         if not candidates:
+            some = "a message" if fewest == 1 else f"{fewest} messages"
             return NotApplicable(
                 preset=preset.name,
-                reason=f"no subject {adapted.instance} consumes has a message in {_span(windows[0])}",
+                reason=f"no subject {adapted.instance} consumes has {some} in {_span(_window(aiming[0]))}",
             )
         one = random.Random(f"{plan_seed}:@one").choice(candidates)
     tables: list[dict[str, Any]] = []

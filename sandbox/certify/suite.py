@@ -134,17 +134,19 @@ def shipped_suites() -> list[str]:
 
 def load_suite(name_or_path: str) -> Suite:
     """A shipped suite by name, or a suite file by path; :class:`SuiteError` saying what is wrong."""
-    return _load(_locate(name_or_path, Path.cwd()), ())
+    return _load(_locate(name_or_path, None), ())
 
 
 # -- reading a suite --------------------------------------------------------------------------------
 
 
-def _locate(name_or_path: str, base: Path) -> Path:
+def _locate(name_or_path: str, base: Path | None) -> Path:
+    """A shipped suite's file, or the path as given (relative to ``base``: the including suite's folder)."""
     if name_or_path in shipped_suites():
         return SUITES / f"{name_or_path}.toml"
-    if "/" in name_or_path or name_or_path.endswith(".toml") or (base / name_or_path).exists():
-        return base / name_or_path
+    path = Path(name_or_path) if base is None else base / name_or_path
+    if "/" in name_or_path or name_or_path.endswith(".toml") or path.exists():
+        return path
     shipped = ", ".join(shipped_suites())
     raise SuiteError(
         f"unknown suite {name_or_path!r}: shipped suites are {shipped}, or give a suite file (.toml)"
