@@ -330,6 +330,16 @@ delay = 600.0
     assert [p.name for p in suite.presets] == [*DEFAULT_PRESETS, "late"]
     assert suite.preset("outage").description == "a longer outage"
     assert suite.thresholds == msgspec.structs.replace(default.thresholds, recall=0.5)
+    ours = load_suite(
+        str(
+            write(
+                tmp_path / "int.toml",
+                'name = "i"\nversion = 1\ninclude = "ours.toml"\n[thresholds]\nrecovery_seconds = 60\n',
+            )
+        )
+    )
+    assert ours.thresholds.recovery_seconds == 60.0 and isinstance(ours.thresholds.recovery_seconds, float)
+    assert [p.name for p in ours.presets] == [p.name for p in suite.presets]  # an include of an include
     assert (suite.name, suite.version, suite.speed, suite.seed) == ("ours", 2, default.speed, default.seed)
     plans = plan_suite(suite, NEIGHBOURS, only=["outage", "late"])
     assert all(isinstance(p, ConcretePlan) for p in plans.values())

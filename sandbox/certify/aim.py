@@ -49,7 +49,7 @@ from sandbox.adapter import DRAMMEN_DAY
 from sandbox.certify.model import Adapted
 from sandbox.certify.suite import TARGETS, Preset, Restart, Slow, Suite, SuiteError
 from sandbox.contents import recording_extent
-from sandbox.faults import FaultPlan, ReplayScope, check_plan
+from sandbox.faults import FaultPlan, FaultPlanError, ReplayScope, check_plan
 from sandbox.recording import RecordingError, read_messages
 
 __all__ = [
@@ -209,7 +209,10 @@ def concrete_plan(
             )
     named_suite = f"suite {suite.name} v{suite.version}, " if suite else ""
     text = _plan_text(preset, plan_seed, tables, named_suite)
-    plan = FaultPlan.loads(text, origin=where)
+    try:
+        plan = FaultPlan.loads(text, origin=where)
+    except FaultPlanError as exc:  # an adapter's consumed pattern the plan loader refuses
+        raise SuiteError(str(exc)) from None
     hit = {s for t in tables for s in consumed if any(matches(p, s) for p in t["subjects"])}
     return ConcretePlan(
         preset=preset.name,

@@ -271,7 +271,7 @@ def _thresholds(table: Mapping[str, Any], base: Thresholds, where: str) -> Thres
             words = f"{noun} from 0 to 1 (a share)" if high else f"{noun} >= 0"
         if not ok:
             raise SuiteError(f"{where}: thresholds: {key} = {value!r} is not allowed: expected {words}")
-    return msgspec.structs.replace(base, **table)
+    return msgspec.convert({**msgspec.structs.asdict(base), **table}, type=Thresholds)  # ints as floats
 
 
 _PRESET_KEYS: Final = ("name", "description", "faults", "plan", "restart", "slow")
