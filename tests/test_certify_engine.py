@@ -14,7 +14,8 @@ import pytest
 from bus.config import load_config
 from bus.errors import CityBusError
 from sandbox.adapter import DRAMMEN_DAY
-from sandbox.certify.engine import Restart, RunSpec, Scope, Slow, certify_run, private_config, target_of
+from sandbox.certify.engine import RunSpec, Scope, certify_run, private_config, target_of
+from sandbox.certify.suite import Restart, Slow
 
 SCOPE = Scope(recording=DRAMMEN_DAY, speed=2880.0, start=6 * 3600.0, duration=3 * 3600.0)
 """06:00 to 09:00 of the day (local 08:00 to 11:00): beaches, weather and air quality all report."""

@@ -16,12 +16,13 @@ from pathlib import Path
 
 from bus.errors import CityBusError
 from contracts import default_registry
-from sandbox.certify.engine import Restart, RunSpec, Scope, Slow, Target, certify_run
+from sandbox.certify.aim import NotApplicable, plan_suite
+from sandbox.certify.engine import RunSpec, Scope, Target, certify_run
 from sandbox.certify.model import Crash, Report, RunRecord
 from sandbox.certify.report import ReportFiles, write_report
 from sandbox.certify.score import build_report, score
-from sandbox.certify.suite import NotApplicable, Suite, concrete_plan, preset_seed
-from sandbox.contents import read_subjects, recording_extent
+from sandbox.certify.suite import Suite
+from sandbox.contents import recording_extent
 
 __all__ = ["Certified", "certify"]
 
@@ -54,41 +55,24 @@ async def certify(
     """Certify ``target`` with ``suite``: run it clean and under each preset, score, write the report."""
     started = datetime.now(UTC)
     scope = Scope(recording=recording, speed=speed, start=suite.start, duration=suite.duration)
-    recorded = read_subjects([recording])
-    presets = [p for p in suite.presets if not only or p.name in only]
-    unknown = sorted(set(only) - {p.name for p in suite.presets})
-    if unknown:
-        names = ", ".join(p.name for p in suite.presets)
-        raise CityBusError(f"suite {suite.name} has no preset {', '.join(unknown)} (its presets: {names})")
     specs = [RunSpec(name=CLEAN, seed=seed)]
     plans: dict[str, str] = {CLEAN: ""}
     descriptions: dict[str, str] = {CLEAN: "the recorded day as it was, without faults"}
     skipped: dict[str, str] = {}
-    for preset in presets:
-        run_seed = preset_seed(seed, preset.name)
-        plan = concrete_plan(preset, target.adapted, recorded, run_seed)
+    for name, plan in plan_suite(suite, target.adapted, seed=seed, files=[recording], only=only).items():
         if isinstance(plan, NotApplicable):
-            skipped[preset.name] = plan.reason
+            skipped[name] = plan.reason
             continue
-        restart = Restart(at=preset.restart.at, down=preset.restart.down) if preset.restart else None
-        slow = (
-            Slow(**{k: getattr(preset.slow, k) for k in ("start", "duration", "latency")})
-            if preset.slow
-            else None
-        )
-        specs.append(RunSpec(name=preset.name, seed=run_seed, plan=plan.text, restart=restart, slow=slow))
-        plans[preset.name] = plan.text
-        descriptions[preset.name] = preset.description
+        text = plan.text if plan.plan.faults else ""  # a restart or a slow link alone: no plan for the replay
+        specs.append(RunSpec(name=name, seed=plan.seed, plan=text, restart=plan.restart, slow=plan.slow))
+        plans[name] = plan.text
+        descriptions[name] = suite.preset(name).description
     runs_dir = report_dir / "runs"
     records: list[RunRecord] = []
     for number, spec in enumerate(specs, 1):
         label = f"[{number}/{len(specs)}] {spec.name}"
         progress(f"{label}: starting")
-        records.append(
-            await _one(
-                target, spec, scope, runs_dir / spec.name, lambda line, lb=label: progress(f"{lb}: {line}")
-            )
-        )
+        records.append(await _one(target, spec, scope, runs_dir / spec.name, _prefixed(progress, label)))
         last = records[-1]
         progress(
             f"{label}: done in {last.wall_seconds:.0f} s: {len(last.inputs)} inputs, "
@@ -138,6 +122,10 @@ async def _one(
         )
     finally:
         shutil.rmtree(directory / "data", ignore_errors=True)  # the private server's store: nothing to read
+
+
+def _prefixed(progress: Callable[[str], None], label: str) -> Callable[[str], None]:
+    return lambda line: progress(f"{label}: {line}")
 
 
 def _version() -> str:

@@ -72,9 +72,19 @@ from sandbox.certify.model import (
     Seen,
 )
 from sandbox.certify.proxy import SlowLink
+from sandbox.certify.suite import Restart, Slow
 from sandbox.contents import recording_extent
 
-__all__ = ["REPLAY", "Restart", "RunSpec", "Scope", "Slow", "Target", "certify_run", "target_of"]
+__all__ = [
+    "READY_TIMEOUT",
+    "REPLAY",
+    "RunSpec",
+    "Scope",
+    "Target",
+    "certify_run",
+    "private_config",
+    "target_of",
+]
 
 REPLAY = "replay"
 """The name of the private sandbox's replay instance (its clock is the adapter's)."""
@@ -86,24 +96,6 @@ _SETTLE = 1.0  # wall seconds without a new output before a finished run is ende
 _SETTLE_MAX = 6.0
 _STOP_TIMEOUT = 15.0
 _POLL = 0.1
-
-
-@dataclass(frozen=True, slots=True)
-class Restart:
-    """Stop the broker at replay second ``at`` (from the replay's start) for ``down`` wall seconds."""
-
-    at: float
-    down: float
-
-
-@dataclass(frozen=True, slots=True)
-class Slow:
-    """Hold each chunk on the adapter's link ``latency`` wall seconds, from replay second ``start``
-    for ``duration`` replay seconds."""
-
-    start: float
-    duration: float
-    latency: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -516,7 +508,10 @@ async def _play(
                 restarted = True
                 await _restart_broker(runtime, spec.restart, clock, record, progress)
             if link is not None and spec.slow is not None:
-                slow = spec.slow.start <= elapsed < spec.slow.start + spec.slow.duration
+                until = spec.slow.start + (
+                    spec.slow.duration if spec.slow.duration is not None else float("inf")
+                )
+                slow = spec.slow.start <= elapsed < until
                 if slow and slow_started is None:
                     slow_started = now
                     link.latency = spec.slow.latency
