@@ -32,6 +32,8 @@ from contracts.environment import (
     BeachObservation,
     ForecastStep,
     Neighbour,
+    SensorAlert,
+    SensorProblem,
     WeatherForecast,
     WeatherObserved,
 )
@@ -88,6 +90,8 @@ __all__ = [
     "Quay",
     "RESERVED_DOMAINS",
     "Registry",
+    "SensorAlert",
+    "SensorProblem",
     "Slug",
     "StopPlace",
     "Timestamp",

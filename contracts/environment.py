@@ -20,6 +20,8 @@ __all__ = [
     "BeachObservation",
     "ForecastStep",
     "Neighbour",
+    "SensorAlert",
+    "SensorProblem",
     "WeatherForecast",
     "WeatherObserved",
 ]
@@ -357,3 +359,75 @@ class BeachNeighbours(Contract, frozen=True, kw_only=True):
         Neighbour | None, Meta(description="The nearest station of environment.air-quality-observed")
     ] = None
     updated_at: Annotated[Timestamp, Meta(description="The time of the newest location the answer used")]
+
+
+SensorProblem = Literal["stuck", "silent", "clear"]
+
+
+@contract(
+    "environment.sensor-alert",
+    version=1,
+    classification=Classification.PUBLIC,
+    key="sensor",
+    example={
+        "sensor": "sota-fjordpark",
+        "observed": "environment.beach-observation",
+        "problem": "stuck",
+        "since": "2018-08-28T00:52:00Z",
+        "detected_at": "2018-08-28T01:52:00Z",
+        "readings": 3,
+        "value": 16.4,
+        "description": "sota-fjordpark has sent the same values 3 times in a row since 2018-08-28T00:52:00Z",
+    },
+)
+class SensorAlert(Contract, frozen=True, kw_only=True):
+    """A sensor of the city that has stopped telling the truth, or stopped talking, and when it
+    recovers.
+
+    A product showing a beach's water or a station's weather must not show a flatlined or an old
+    reading as current: this says, per sensor, that its readings have repeated the same values
+    (``stuck``), that it has not reported for much longer than it usually does (``silent``), and
+    when either is over (``clear``). One alert per episode, not per reading; the last message of a
+    sensor's subject is its current state. Worked out by the ``sensor-watch`` adapter from the
+    observations on the bus, on the clock it runs on (the replayed time in the sandbox).
+    """
+
+    sensor: Annotated[
+        Slug, Meta(description="The sensor's entity: the key of its observations, e.g. sota-fjordpark")
+    ]
+    observed: Annotated[
+        str,
+        Meta(
+            min_length=1,
+            description="The contract of the sensor's observations, e.g. environment.beach-observation",
+        ),
+    ]
+    problem: Annotated[
+        SensorProblem,
+        Meta(
+            description="stuck: the same values reading after reading; silent: no reading for too long; "
+            "clear: the sensor's problem named by `cleared` is over"
+        ),
+    ]
+    cleared: (
+        Annotated[Literal["stuck", "silent"], Meta(description="For a clear: which problem is over")] | None
+    ) = None
+    since: Annotated[
+        Timestamp,
+        Meta(
+            description="stuck: the time of the first repeated reading; silent: the time of the last "
+            "reading; clear: the time of the reading that ended the problem"
+        ),
+    ]
+    detected_at: Annotated[Timestamp, Meta(description="When the watch concluded it (its clock's time)")]
+    readings: (
+        Annotated[int, measure("stuck: readings in a row with the same values", unit="1", ge=1)] | None
+    ) = None
+    value: (
+        Annotated[
+            float,
+            measure("stuck: the repeated temperature (a beach's water, a station's air)", unit="CEL"),
+        ]
+        | None
+    ) = None
+    description: Annotated[str, Meta(description="The alert in one sentence, for people")]

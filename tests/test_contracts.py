@@ -43,6 +43,7 @@ EXPECTED = {
     "environment.air-quality-observed.v1": ("public", "station"),
     "environment.beach-neighbours.v1": ("public", "site"),
     "environment.beach-observation.v1": ("public", "site"),
+    "environment.sensor-alert.v1": ("public", "sensor"),
     "environment.weather-forecast.v1": ("public", "place"),
     "environment.weather-observed.v1": ("public", "station"),
     "mobility.bike-station.v1": ("public", "station_id"),
