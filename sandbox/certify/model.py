@@ -48,6 +48,8 @@ class Seen(msgspec.Struct, frozen=True, kw_only=True):
     trace: str
     """The W3C trace id of its ``traceparent`` ('' when none): an output carries its input's."""
     body: bytes
+    content_type: str = "application/json"
+    """Its ``content-type`` header (how ``body`` is encoded: JSON or msgpack)."""
 
 
 class DeadLetterSeen(msgspec.Struct, frozen=True, kw_only=True):
