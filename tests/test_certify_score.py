@@ -427,6 +427,18 @@ def test_liveness_is_the_share_of_the_clean_runs_active_windows_with_outputs() -
     assert last.examples[0].startswith("no output in 2018-08-28T21:00:00Z")
 
 
+def test_liveness_leaves_out_the_windows_in_which_the_broker_was_down() -> None:
+    restart = BrokerFault(kind="restart", start=at(10 * HOUR + 1800), end=at(11 * HOUR + 600))
+    gone = [(site, h) for site in SITES for h in (11, 12)]  # 10:00's readings went out before
+    run = record("broker-restart", inputs=day_of_inputs(skip=gone), broker_faults=[restart])
+    liveness = one(checks_of([record(), run]), "liveness", "broker-restart")
+    assert liveness.value == pytest.approx(21 / 22)  # windows 10 and 11 left out; 12 had no output
+    assert "2 windows with the broker down left out" in liveness.summary
+    assert liveness.examples == [
+        "no output in 2018-08-28T10:00:00Z..2018-08-28T11:00:00Z (the clean run had some)"
+    ]
+
+
 def test_liveness_does_not_apply_when_the_clean_run_published_nothing() -> None:
     liveness = one(checks_of([record(outputs=[]), record("outage", outputs=[])]), "liveness", "outage")
     assert liveness.verdict == "n/a"
@@ -472,8 +484,33 @@ def test_latency_runs_from_the_input_to_the_output_with_its_trace_id() -> None:
     p50, p99 = one(checks, "latency-p50", "clean"), one(checks, "latency-p99", "clean")
     assert (p50.value, p50.verdict) == (20.0, "pass")
     assert (p99.value, p99.verdict) == (40.0, "fail")
-    assert p99.examples == ["40 s"]
+    slowest = inputs[-1]
+    assert p99.examples == [f"{slowest.subject} out-{slowest.ce_id}: 40 s after input {slowest.ce_id}"]
     assert "over 40 traced outputs" in p50.summary
+
+
+def test_a_sinks_latency_runs_from_the_input_to_the_end_of_its_handling() -> None:
+    inputs = day_of_inputs()[:4]
+
+    def handled(i: Seen, seconds: float, error: str = "") -> Handled:
+        done = i.at + timedelta(seconds=seconds)
+        return Handled(
+            wall=0.0, seconds=0.01, subject=i.subject, ce_id=i.ce_id, trace=i.trace, error=error, done=done
+        )
+
+    stored = [
+        handled(inputs[0], 2),
+        handled(inputs[1], 4),
+        handled(inputs[2], 6),
+        handled(inputs[3], 500, "boom"),
+    ]
+    sink = record(inputs=inputs, outputs=[], handled=stored)
+    p50 = one(checks_of([sink], Thresholds(latency_p50=3)), "latency-p50", "clean")
+    assert (p50.value, p50.verdict) == (4.0, "fail")  # the failed handling is no reaction
+    assert "3 handled messages" in p50.summary
+    assert (
+        p50.examples[0] == f"{inputs[2].subject} {inputs[2].ce_id} handled: 6 s after input {inputs[2].ce_id}"
+    )
 
 
 def test_latency_does_not_apply_when_no_output_can_be_traced_to_an_input() -> None:
@@ -591,6 +628,20 @@ def test_a_kind_raised_without_faults_is_all_false_alarms_and_one_never_raised_h
     assert one(checks, "precision:stuck", "all").verdict == "n/a"
 
 
+def test_a_broker_restart_is_detected_on_any_entity_and_the_contract_may_be_named_by_type() -> None:
+    spec = DetectionSpec(
+        contract=ALERT_TYPE, field="problem", kinds={"broker-down": "restart"}, entity="site", time=""
+    )
+    adapted = msgspec.structs.replace(ADAPTED, detections=[spec])
+    restart = BrokerFault(kind="restart", start=at(10 * HOUR), end=at(10 * HOUR + 60))
+    noticed = alert(10 * HOUR + 30, "blektjern", "broker-down", about=0)  # time: '' → its ce-time
+    run = record("broker-restart", outputs=[noticed], broker_faults=[restart])
+    _, detection = score(adapted, [record(), run], STRICT, REGISTRY)
+    assert [(d.kind, d.true_positives, d.detected, d.precision, d.recall) for d in detection] == [
+        ("restart", 1, 1, 1.0, 1.0)
+    ]
+
+
 def test_an_adapter_that_declares_no_detection_gets_no_detection_checks() -> None:
     checks, detection = score(PLAIN, [record(), record("stuck", truth=stuck_truth())], STRICT, REGISTRY)
     assert detection == []
@@ -632,6 +683,7 @@ def test_the_report_passes_only_when_no_check_fails() -> None:
     assert [r.verdict for r in bad.runs] == ["pass", "fail"]
     again = msgspec.json.decode(msgspec.json.encode(bad), type=Report)  # the document round-trips
     assert again == bad
+    assert bad.citybus != "" and bad.suite == "default" and bad.thresholds == STRICT
 
 
 def test_each_run_is_summarised_with_what_was_injected_and_its_latency() -> None:

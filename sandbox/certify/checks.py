@@ -21,7 +21,9 @@ Decisions, and why:
   a latency that was measured, never an interpolation between two.
 * **Faulted runs are compared with the clean run**, not with absolutes, where the day itself sets
   the pace: liveness counts the windows in which the clean run had outputs, recovery skips a
-  window after which the clean run had no output either.
+  window after which the clean run had no output either (an adapter that publishes on change
+  only has nothing to say after most faults). Liveness leaves out the windows a broker restart
+  overlaps: nothing flows through a broker that is down, and recovery judges the restart.
 * **A handler error is judged in the clean run only**: a corrupt input may make a handler raise
   (and its message be dead-lettered) without the adapter failing; that is the bus doing its job.
   Faulted runs' counts are shown, not judged.
@@ -382,15 +384,35 @@ def _windows(run: RunRecord, width: float) -> set[int]:
     }
 
 
+def _broker_down(run: RunRecord, width: float) -> set[int]:
+    """The windows a broker restart overlaps: nothing can flow through a broker that is down."""
+    down: set[int] = set()
+    for fault in run.broker_faults:
+        if fault.kind == "restart":
+            first = int((fault.start - run.origin).total_seconds() // width)
+            last = int((fault.end - run.origin).total_seconds() // width)
+            down.update(range(first, last + 1))
+    return down
+
+
 def liveness(run: RunRecord, clean: RunRecord, thresholds: Thresholds) -> Check:
     """The share of the clean run's active windows in which this run had outputs too, and whether
-    the last of them had any (outputs flow again after the faults)."""
+    the last of them had any (outputs flow again after the faults). Windows a broker restart
+    overlaps are left out: no adapter can publish through a broker that is down (``recovery``
+    judges how soon it publishes again)."""
     width = thresholds.liveness_window
-    active = _windows(clean, width)
-    if not active:
+    everything = _windows(clean, width)
+    if not everything:
         return _check(
             "liveness", run.preset, None, thresholds.liveness, "ratio",
             "does not apply: the adapter published nothing on the bus in the clean run",
+        )  # fmt: skip
+    down = _broker_down(run, width) & everything
+    active = everything - down
+    if not active:
+        return _check(
+            "liveness", run.preset, None, thresholds.liveness, "ratio",
+            "does not apply: the broker was down in every window in which the clean run had outputs",
         )  # fmt: skip
     live = _windows(run, width) & active
     share = len(live) / len(active)
@@ -402,6 +424,8 @@ def liveness(run: RunRecord, clean: RunRecord, thresholds: Thresholds) -> Check:
     summary += (
         "; outputs in the last of them" if last_ok else "; none in the last of them: outputs did not resume"
     )
+    if down:
+        summary += f" ({_plural(len(down), 'window')} with the broker down left out)"
     verdict: Verdict = "pass" if share >= thresholds.liveness and last_ok else "fail"
     if not last_ok:
         examples.insert(0, examples.pop())
@@ -436,9 +460,35 @@ def resources(run: RunRecord, thresholds: Thresholds) -> list[Check]:
     ]
 
 
+def _reactions(run: RunRecord) -> list[tuple[float, str, Seen]]:
+    """(latency, what reacted, its cause) slowest first: each traced output or, for an adapter
+    that publishes nothing (a sink), each message it finished handling (stored, say)."""
+    if run.outputs:
+        reacted = [(o.at, f"{o.subject} {o.ce_id}", cause) for o, cause in _traced_outputs(run)]
+    else:
+        reacted = _handled(run)
+    found = [(max(0.0, (when - cause.at).total_seconds()), what, cause) for when, what, cause in reacted]
+    return sorted(found, key=lambda r: -r[0])
+
+
+def _handled(run: RunRecord) -> list[tuple[datetime, str, Seen]]:
+    by_trace = cause_of(run)
+    by_id: dict[str, Seen] = {}
+    for seen in sorted(run.inputs, key=lambda s: s.at):
+        by_id.setdefault(seen.ce_id, seen)
+    found = []
+    for handled in run.handled:
+        cause = by_trace.get(handled.trace) or by_id.get(handled.ce_id)
+        if handled.done is not None and not handled.error and cause is not None:
+            found.append((handled.done, f"{handled.subject} {handled.ce_id} handled", cause))
+    return found
+
+
 def latencies(run: RunRecord) -> list[float]:
-    """Replay seconds from each traced output's cause (the first input with its trace id) to it."""
-    return sorted(max(0.0, (o.at - cause.at).total_seconds()) for o, cause in _traced_outputs(run))
+    """Replay seconds from each input to the output it caused (its trace id; for a sink, to the
+    end of its handling), sorted. A clock tick's granularity can put a reaction a hair before its
+    input: that is 0."""
+    return sorted(seconds for seconds, _, _ in _reactions(run))
 
 
 def percentile(values: Sequence[float], p: float) -> float | None:
@@ -452,11 +502,12 @@ def percentile(values: Sequence[float], p: float) -> float | None:
 
 def latency(run: RunRecord, thresholds: Thresholds) -> list[Check]:
     """Reaction latency p50 and p99 (nearest rank) from input to output, on the replay's clock."""
-    values = latencies(run)
+    reactions = _reactions(run)
+    values = sorted(seconds for seconds, _, _ in reactions)
     limits = {50: thresholds.latency_p50, 99: thresholds.latency_p99}
     if not values:
         why = (
-            "does not apply: the adapter published nothing on the bus"
+            "does not apply: the adapter published nothing on the bus, and no handled message was timed"
             if not run.outputs
             else f"does not apply: none of its {len(run.outputs)} outputs carries the trace id of an input "
             "(outputs not caused by a message, or the trace context was not propagated)"
@@ -464,11 +515,19 @@ def latency(run: RunRecord, thresholds: Thresholds) -> list[Check]:
         return [
             _check(f"latency-p{p}", run.preset, None, limit, "seconds", why) for p, limit in limits.items()
         ]
+    over = (
+        _plural(len(values), "traced output")
+        if run.outputs
+        else f"{_plural(len(values), 'handled message')} (it publishes nothing: input to handled)"
+    )
     checks = []
     for p, limit in limits.items():
         value = percentile(values, p)
-        traced = _plural(len(values), "traced output")
-        summary = f"p{p} {value:g} replay seconds from input to output, over {traced}"
-        slowest = [f"{v:g} s" for v in values[::-1] if v > limit]
+        summary = f"p{p} {value:g} replay seconds from input to output, over {over}"
+        slowest = (
+            f"{what}: {seconds:g} s after input {cause.ce_id}"
+            for seconds, what, cause in reactions
+            if seconds > limit
+        )
         checks.append(_check(f"latency-p{p}", run.preset, value, limit, "seconds", summary, slowest))
     return checks

@@ -74,6 +74,8 @@ class Handled(msgspec.Struct, frozen=True, kw_only=True):
     trace: str
     error: str
     """'' when the handler returned; else the exception's repr."""
+    done: datetime | None = None
+    """The replay's clock when the handler returned (a sink's "output": the message is stored)."""
 
 
 class Crash(msgspec.Struct, frozen=True, kw_only=True):

@@ -178,11 +178,13 @@ def build_report(
     finished: datetime,
     plans: Mapping[str, str],
     descriptions: Mapping[str, str],
+    citybus: str | None = None,
 ) -> Report:
     """The report's document: what was run, each check's verdict, each run in figures and on a
-    timeline, and the verdict in total. ``plans`` and ``descriptions`` are per preset name."""
+    timeline, and the verdict in total. ``plans`` and ``descriptions`` are per preset name;
+    ``citybus`` is citybus's version (the installed one's unless given)."""
     return Report(
-        citybus=_citybus_version(),
+        citybus=citybus if citybus is not None else _citybus_version(),
         adapter=adapted,
         suite=suite_name,
         suite_version=suite_version,
