@@ -34,6 +34,7 @@ from sandbox.certify.model import (
     Thresholds,
 )
 from sandbox.certify.score import MAX_LANES, build_report, score
+from sandbox.certify.truth import episodes
 
 REGISTRY = Registry()
 REGISTRY.add(BeachObservation)
@@ -646,6 +647,31 @@ def test_an_adapter_that_declares_no_detection_gets_no_detection_checks() -> Non
     checks, detection = score(PLAIN, [record(), record("stuck", truth=stuck_truth())], STRICT, REGISTRY)
     assert detection == []
     assert not [c for c in checks if ":" in c.check]
+
+
+# -- the ground truth as episodes ---------------------------------------------------------------------
+
+
+def test_episodes_are_one_per_windowed_fault_and_entity_one_per_burst_and_one_per_hit() -> None:
+    lines = [
+        *(truth("outage", "blektjern", h * HOUR, until=at(6 * HOUR).isoformat()) for h in (3, 4, 5)),
+        *(truth("stuck", "sota-fjordpark", h * HOUR, fault=1, stuck_to="x") for h in (1, 2)),
+        truth("duplicate", "blektjern", 1 * HOUR, fault=2, copies=1, gap=5.0),
+        truth("duplicate", "blektjern", 9 * HOUR, fault=2, copies=1, gap=5.0),
+        truth("drop", "blektjern", 10 * HOUR, fault=3, burst=2, position=1),
+        truth("drop", "blektjern", 11 * HOUR, fault=3, burst=2, position=2),
+        truth("drop", "blektjern", 15 * HOUR, fault=3, burst=2, position=1),
+        {"kind": "outage", "fault": 0, "subject": f"{BEACHES}.x", "time": "not a time"},  # skipped
+    ]
+    found = [(e.kind, e.entity, e.start, e.end, e.hits) for e in episodes(record("mixed", truth=lines))]
+    assert found == [
+        ("duplicate", "blektjern", at(HOUR), at(HOUR), 1),  # by start, then kind
+        ("stuck", "sota-fjordpark", at(HOUR), at(2 * HOUR), 2),
+        ("outage", "blektjern", at(3 * HOUR), at(6 * HOUR), 3),
+        ("duplicate", "blektjern", at(9 * HOUR), at(9 * HOUR), 1),
+        ("drop", "blektjern", at(10 * HOUR), at(11 * HOUR), 2),
+        ("drop", "blektjern", at(15 * HOUR), at(15 * HOUR), 1),
+    ]
 
 
 # -- the report ---------------------------------------------------------------------------------------

@@ -7,10 +7,14 @@ The scorer (:mod:`sandbox.certify.checks`, :mod:`sandbox.certify.detect`) and th
 
 Decisions, and why:
 
-* **An episode is one fault on one entity**: the lines of one fault (its index in the plan) of one
-  kind on one entity (the subject's last token) are one stretch, from the first hit to the last.
-  A stuck sensor is one problem to notice, not one per repeated reading; two outages of one sensor
-  in one plan are two.
+* **An episode is one fault on one entity, as long as the fault is one thing.** A fault with a
+  window (``outage``, ``stuck``, ``skew``): the lines of one fault (its index in the plan) on one
+  entity (the subject's last token) are one stretch, from the first hit to the last. A stuck
+  sensor is one problem to notice, not one per repeated reading; two outages of one sensor in one
+  plan are two. A fault drawn message by message (``duplicate``, ``delay``, ``corrupt``) hits
+  instants hours apart: each hit is an episode of its own (an instant), not one stretch over the
+  day that any detection would fall into. A ``drop`` burst is one episode (``position`` 1 starts
+  one), and so is one entity's share of a ``reorder`` run (``released`` 0 starts one).
 * **An outage lasts until its ``until``**, not its last dropped message: the sensor is silent up to
   the window's end, and a detector that says so late in the window is right.
 * **Certify's own faults are about every entity** (``"*"``): a broker restart cuts every message.
@@ -28,7 +32,7 @@ import msgspec
 
 from sandbox.certify.model import RunRecord
 
-__all__ = ["ANY_ENTITY", "Episode", "entity_of", "episodes", "parse_time", "stamp"]
+__all__ = ["ANY_ENTITY", "Episode", "POINT", "WINDOWED", "entity_of", "episodes", "parse_time", "stamp"]
 
 ANY_ENTITY = "*"
 """The entity of a fault that hits every entity (a broker restart)."""
@@ -94,9 +98,17 @@ def episodes(run: RunRecord) -> list[Episode]:
     return sorted(found, key=lambda e: (e.start, e.kind, e.entity, e.fault))
 
 
+WINDOWED = frozenset({"outage", "stuck", "skew"})
+"""Fault kinds with a window in the plan: one episode per fault and entity."""
+POINT = frozenset({"duplicate", "delay", "corrupt"})
+"""Fault kinds drawn message by message: one episode per hit."""
+
+
 def _replay_episodes(run: str, truth: Iterable[Mapping[str, Any]]) -> Iterable[Episode]:
-    groups: dict[tuple[int, str, str], list[tuple[datetime, datetime]]] = {}
-    for line in truth:
+    groups: dict[tuple[int, str, str, int], list[tuple[datetime, datetime]]] = {}
+    bursts: dict[tuple[int, str], int] = {}  # (fault, entity) → its drop bursts so far
+    runs: dict[int, int] = {}  # fault → its reorder runs so far
+    for number, line in enumerate(truth):
         time = parse_time(line.get("time"))
         kind = line.get("kind")
         subject = line.get("subject")
@@ -104,9 +116,22 @@ def _replay_episodes(run: str, truth: Iterable[Mapping[str, Any]]) -> Iterable[E
             continue
         fault = line.get("fault")
         index = fault if isinstance(fault, int) else -1
+        entity = entity_of(subject)
+        if kind == "drop":
+            if line.get("position") in (None, 1) or (index, entity) not in bursts:
+                bursts[index, entity] = bursts.get((index, entity), 0) + 1
+            part = bursts[index, entity]
+        elif kind == "reorder":
+            if line.get("released") in (None, 0) or index not in runs:
+                runs[index] = runs.get(index, 0) + 1
+            part = runs[index]
+        elif kind in POINT:
+            part = number
+        else:  # a window, or a kind this certify does not know: one stretch
+            part = 0
         end = parse_time(line.get("until")) if kind == "outage" else None
-        groups.setdefault((index, kind, entity_of(subject)), []).append((time, max(time, end or time)))
-    for (fault, kind, entity), hits in groups.items():
+        groups.setdefault((index, kind, entity, part), []).append((time, max(time, end or time)))
+    for (fault, kind, entity, _), hits in groups.items():
         yield Episode(
             run=run,
             fault=fault,
