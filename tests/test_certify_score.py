@@ -342,15 +342,17 @@ def test_recovery_does_not_apply_without_outputs_or_without_outages() -> None:
 # -- amplification ------------------------------------------------------------------------------------
 
 
-def duplicated_run(dedupe: bool, same_trace: bool = True) -> RunRecord:
+def duplicated_run(dedupe: bool, same_trace: bool = True, stable_ids: bool = False) -> RunRecord:
     """Blektjern's 05:00 reading delivered twice (5 s apart); a relay that deduplicates on ce-id
-    publishes it once, one that does not publishes it twice."""
+    publishes it once, one that does not publishes it twice: under a fresh event id, or (with
+    ``stable_ids``, ids made from what it says) under the same one."""
     inputs = day_of_inputs()
     original = next(i for i in inputs if i.ce_id == "blektjern-05")
     copy = msgspec.structs.replace(
         original, at=original.at + timedelta(seconds=5), trace=original.trace if same_trace else "f" * 32
     )
-    outputs = relay(inputs) + ([] if dedupe else relay([copy]))
+    again = [msgspec.structs.replace(o, ce_id=o.ce_id if stable_ids else "fresh") for o in relay([copy])]
+    outputs = relay(inputs) + ([] if dedupe else again)
     lines = [truth("duplicate", "blektjern", 5 * HOUR, copies=1, gap=5.0)]
     return record("duplicates", inputs=[*inputs, copy], outputs=outputs, truth=lines)
 
@@ -367,6 +369,13 @@ def test_a_duplicated_input_that_becomes_two_identical_outputs_is_amplified(same
         one(checks_of([record(), duplicated_run(dedupe=True)]), "amplification", "duplicates").verdict
         == "pass"
     )
+
+
+def test_an_output_published_again_under_its_own_event_id_is_not_amplified() -> None:
+    # consumers deduplicate on ce-id, as after any redelivery: the same message twice is one
+    run = duplicated_run(dedupe=False, stable_ids=True)
+    stable = one(checks_of([record(), run]), "amplification", "duplicates")
+    assert (stable.verdict, stable.value) == ("pass", 0)
 
 
 def test_without_trace_ids_repeats_beyond_the_clean_runs_count_as_amplified() -> None:

@@ -24,6 +24,9 @@ Decisions, and why:
   window after which the clean run had no output either (an adapter that publishes on change
   only has nothing to say after most faults). Liveness leaves out the windows a broker restart
   overlaps: nothing flows through a broker that is down, and recovery judges the restart.
+* **Amplified means a consumer would see it twice**: two outputs with the same subject and body
+  under two event ids. The same event id published again is what an adapter with stable ids does
+  after a redelivery, and every consumer deduplicates on it.
 * **A handler error is judged in the clean run only**: a corrupt input may make a handler raise
   (and its message be dead-lettered) without the adapter failing; that is the bus doing its job.
   Faulted runs' counts are shown, not judged.
@@ -32,7 +35,6 @@ Decisions, and why:
 from __future__ import annotations
 
 import math
-from collections import Counter
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 
@@ -319,9 +321,18 @@ def recovery(run: RunRecord, clean: RunRecord, thresholds: Thresholds) -> Check 
 # -- amplification -----------------------------------------------------------------------------------
 
 
+def _identical(outputs: Iterable[Seen]) -> dict[tuple[str, bytes], set[str]]:
+    """The event ids of the outputs of each subject and body. One id published twice is one
+    message (consumers deduplicate on ``ce-id``, as after any redelivery); two ids are two."""
+    ids: dict[tuple[str, bytes], set[str]] = {}
+    for output in outputs:
+        ids.setdefault((output.subject, output.body), set()).add(output.ce_id)
+    return ids
+
+
 def _repeats(outputs: Iterable[Seen]) -> int:
-    """Outputs that repeat an earlier one's subject and body exactly."""
-    return sum(n - 1 for n in Counter((o.subject, o.body) for o in outputs).values())
+    """Outputs that repeat an earlier one's subject and body exactly, under an id of their own."""
+    return sum(len(ids) - 1 for ids in _identical(outputs).values())
 
 
 def _caused_by(run: RunRecord, kind: str) -> dict[str, list[Seen]]:
@@ -340,10 +351,10 @@ def amplification(run: RunRecord, clean: RunRecord, thresholds: Thresholds, fit:
     examples: list[str] = []
     duplicated = 0
     for ce_id, outputs in _caused_by(run, "duplicate").items():
-        for (subject, _), n in Counter((o.subject, o.body) for o in outputs).items():
-            if n > 1:
-                duplicated += n - 1
-                examples.append(f"duplicated input {ce_id} became {n} identical outputs on {subject}")
+        for (subject, _), ids in _identical(outputs).items():
+            if len(ids) > 1:
+                duplicated += len(ids) - 1
+                examples.append(f"duplicated input {ce_id} became {len(ids)} identical outputs on {subject}")
     corrupted = 0
     for ce_id, outputs in _caused_by(run, "corrupt").items():
         for output in outputs:
