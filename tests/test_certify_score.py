@@ -18,7 +18,7 @@ import pytest
 from contracts import BeachObservation, Contract, contract
 from contracts.fields import Timestamp
 from contracts.registry import Registry
-from sandbox.certify.checks import percentile
+from sandbox.certify.flow import percentile
 from sandbox.certify.model import (
     Adapted,
     BrokerFault,
@@ -312,6 +312,23 @@ def test_recovery_waits_for_the_silent_entitys_own_outputs() -> None:
     )
     assert "(clean run: 30 s)" in recovery.examples[0]
     assert one(checks_of([record(), outage_run(resume_hour=6)]), "recovery", "outage").value == 30
+
+
+def test_recovery_is_the_worst_of_the_runs_outages_listed_worst_first() -> None:
+    silent = [("sota-fjordpark", 11), *(("blektjern", h) for h in range(3, 8))]
+    lines = [
+        *(truth("outage", "blektjern", h * HOUR, until=at(6 * HOUR).isoformat()) for h in range(3, 6)),
+        truth("outage", "sota-fjordpark", 11 * HOUR, fault=1, until=at(11.5 * HOUR).isoformat()),
+    ]
+    run = record("outage", inputs=day_of_inputs(skip=silent), truth=lines)
+    recovery = one(checks_of([record(), run]), "recovery", "outage")
+    assert recovery.value == 2 * HOUR + 30
+    assert "after 2 faults ended" in recovery.summary
+    assert [e.split(" ended")[0] for e in recovery.examples] == [
+        "outage of blektjern",
+        "outage of sota-fjordpark",
+    ]
+    assert "outputs again after 1830 s" in recovery.examples[1]
 
 
 def test_recovery_fails_an_adapter_that_never_publishes_again_after_a_fault() -> None:

@@ -26,6 +26,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from contracts.registry import Registry, default_registry
 from sandbox.certify import checks as rules
+from sandbox.certify import flow
 from sandbox.certify.detect import score_detections
 from sandbox.certify.model import (
     Adapted,
@@ -71,16 +72,16 @@ def score(
     found += [rules.handler_errors(run, thresholds, clean=run is clean) for run in runs]
     found += _recovery(clean, faulted, thresholds)
     found += [rules.amplification(run, clean, thresholds, fit) for run in faulted]
-    found += [rules.liveness(run, clean, thresholds) for run in faulted]
+    found += [flow.liveness(run, clean, thresholds) for run in faulted]
     for run in runs:
         found += rules.resources(run, thresholds)
-    found += rules.latency(clean, thresholds)
+    found += flow.latency(clean, thresholds)
     detection_checks, detection = score_detections(adapted, runs, thresholds, registry)
     return found + detection_checks, detection
 
 
 def _recovery(clean: RunRecord, faulted: Sequence[RunRecord], thresholds: Thresholds) -> list[Check]:
-    found = [c for run in faulted if (c := rules.recovery(run, clean, thresholds)) is not None]
+    found = [c for run in faulted if (c := flow.recovery(run, clean, thresholds)) is not None]
     if found:
         return found
     return [
@@ -137,7 +138,7 @@ def _summary(
 ) -> RunSummary:
     injected = Counter(str(line.get("kind", "?")) for line in run.truth)
     injected.update(f.kind for f in run.broker_faults)
-    latencies = rules.latencies(run)
+    latencies = flow.latencies(run)
     return RunSummary(
         run=run.preset,
         description=descriptions.get(run.preset, ""),
@@ -150,8 +151,8 @@ def _summary(
         dead_letters=len(run.dead_letters),
         crashes=rules.deaths(run),
         refusals=len(run.refusals),
-        latency_p50=rules.percentile(latencies, 50),
-        latency_p99=rules.percentile(latencies, 99),
+        latency_p50=flow.percentile(latencies, 50),
+        latency_p99=flow.percentile(latencies, 99),
         peak_rss_mib=round(run.resources.peak_rss_bytes / rules.MIB, 1),
         cpu_seconds=run.resources.cpu_seconds,
         wall_seconds=run.wall_seconds,
