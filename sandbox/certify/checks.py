@@ -289,8 +289,9 @@ def amplification(run: RunRecord, clean: RunRecord, thresholds: Thresholds, fit:
             examples.append(
                 f"{excess} more outputs repeat an earlier one's subject and body than in the clean run"
             )
-    elif excess:
-        notes.append(f"{excess} more repeated outputs than the clean run, none caused by a duplicated input")
+    elif excess > duplicated:  # shown, not judged: a fault other than a duplicate may repeat outputs
+        unexplained = plural(excess - duplicated, "more repeated output")
+        notes.append(f"{unexplained} than in the clean run that no duplicated input caused")
     total = duplicated + corrupted
     summary = (
         "passed on no fault"

@@ -11,6 +11,10 @@ Decisions, and why:
   window after which the clean run had no output either (an adapter that publishes on change
   only has nothing to say after most faults). Liveness leaves out the windows a broker restart
   overlaps: nothing flows through a broker that is down, and recovery judges the restart.
+* **Recovery is the delay beyond the clean run's**: from the moment a fault ends, the clean run
+  too may take hours to publish (the next reading is due in an hour, or the adapter publishes on
+  change only); what the fault costs is how much later than that the faulted run publishes again.
+  An adapter that never publishes again, when the clean run did, fails whatever the threshold.
 * **Recovery after an outage waits for that entity**, when the clean run shows that the entity's
   inputs cause outputs: another sensor's outputs say nothing about the silent one's.
 * **Percentiles are nearest-rank** (the smallest latency with at least p% of them at or below it):
@@ -46,7 +50,8 @@ def _first_output_after(run: RunRecord, after: datetime, entity: str | None) -> 
 
 
 def recovery(run: RunRecord, clean: RunRecord, thresholds: Thresholds) -> Check | None:
-    """Replay seconds from the end of each outage and broker restart until outputs flow again.
+    """How much later than in the clean run outputs flow again after each outage and broker
+    restart ends (replay seconds; the worst of them).
 
     ``None`` when the run has no such fault. An outage of an entity whose inputs caused outputs in
     the clean run waits for an output caused by that entity's inputs again; otherwise any output.
@@ -79,11 +84,9 @@ def recovery(run: RunRecord, clean: RunRecord, thresholds: Thresholds) -> Check 
                 (False, waited, f"{what} ended {stamp(end)}: no output after it (the clean run had one)")
             )
         else:
-            waited = (first - end).total_seconds()
-            clean_wait = (baseline - end).total_seconds()
-            line = (
-                f"{what} ended {stamp(end)}: outputs again after {waited:g} s (clean run: {clean_wait:g} s)"
-            )
+            took = (first - end).total_seconds()
+            waited = max(0.0, took - (baseline - end).total_seconds())
+            line = f"{what} ended {stamp(end)}: outputs again after {took:g} s, {waited:g} s later than clean"
             cases.append((True, waited, line))
         worst = max(worst, waited)
     if not measured:
@@ -96,8 +99,9 @@ def recovery(run: RunRecord, clean: RunRecord, thresholds: Thresholds) -> Check 
         summary = f"never published again after {', '.join(stuck)} (waited {worst:g} s to the run's end)"
         verdict: Verdict = "fail"
     else:
+        after = plural(measured, "fault")
         summary = (
-            f"outputs flowed again at most {worst:g} replay seconds after {plural(measured, 'fault')} ended"
+            f"outputs flowed again at most {worst:g} replay seconds later than clean after {after} ended"
         )
         verdict = "pass" if worst <= thresholds.recovery_seconds else "fail"
     return make_check(
