@@ -15,6 +15,7 @@ from typing import Annotated, Any
 import msgspec
 import pytest
 
+from bus.errors import ConfigError
 from contracts import BeachObservation, Contract, contract
 from contracts.fields import Timestamp
 from contracts.registry import Registry
@@ -476,6 +477,11 @@ def test_liveness_leaves_out_the_windows_in_which_the_broker_was_down() -> None:
     assert liveness.examples == [
         "no output in 2018-08-28T10:00:00Z..2018-08-28T11:00:00Z (the clean run had some)"
     ]
+
+
+def test_a_liveness_window_of_no_length_is_refused_with_one_line() -> None:
+    with pytest.raises(ConfigError, match="liveness_window must be more than 0"):
+        checks_of([record(), record("outage")], Thresholds(liveness_window=0))
 
 
 def test_liveness_does_not_apply_when_the_clean_run_published_nothing() -> None:

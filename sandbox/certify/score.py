@@ -24,6 +24,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from importlib.metadata import PackageNotFoundError, version
 
+from bus.errors import ConfigError
 from contracts.registry import Registry, default_registry
 from sandbox.certify import checks as rules
 from sandbox.certify import flow
@@ -62,6 +63,9 @@ def score(
     """
     if not runs:
         raise ValueError("no runs to score: the clean run comes first")
+    window = thresholds.liveness_window
+    if window <= 0:  # a suite's own thresholds, read from its file
+        raise ConfigError(f"the suite's liveness_window must be more than 0 replay seconds, not {window:g}")
     registry = registry if registry is not None else default_registry()
     clean, faulted = runs[0], list(runs[1:])
     fit = rules.ContractFit(adapted, registry)
