@@ -48,6 +48,8 @@ class Seen(msgspec.Struct, frozen=True, kw_only=True):
     trace: str
     """The W3C trace id of its ``traceparent`` ('' when none): an output carries its input's."""
     body: bytes
+    content_type: str = "application/json"
+    """Its ``content-type`` header (how ``body`` is encoded: JSON or msgpack)."""
 
 
 class DeadLetterSeen(msgspec.Struct, frozen=True, kw_only=True):
@@ -180,7 +182,8 @@ class Thresholds(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     handler_errors: int = 0
     """Handler exceptions in the clean run (in a faulted run a corrupt input may fail a handler)."""
     recovery_seconds: float = 3600.0
-    """Replay seconds after an outage or a broker restart ends until outputs flow again."""
+    """Replay seconds that outputs take to flow again after an outage or a broker restart ends,
+    beyond what the clean run took from the same moment."""
     amplified: int = 0
     """Outputs that repeat a fault: two outputs with the same subject and body caused by one
     duplicated input, or an invalid output caused by a corrupt input."""
