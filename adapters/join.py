@@ -189,9 +189,7 @@ async def _run(
         tracing=from_config(t.enabled, t.endpoint, t.service_name, export=t.export),
     )
     bus.source_guard = guard
-    supervisor = Supervisor(
-        [instance], bus=bus, logger=log, consumer_settings=config.consumer, health=health
-    )
+    supervisor = Supervisor([instance], bus=bus, logger=log, consumer_settings=config.consumer, health=health)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, supervisor.stop)

@@ -182,6 +182,7 @@ class _Observer:
             ce_type=headers.get("ce-type", ""),
             trace=trace_id(headers),
             body=bytes(raw.data),
+            content_type=headers.get("content-type", "application/json"),
         )
 
     async def on_message(self, raw: RawMessage) -> None:
