@@ -484,10 +484,36 @@ def test_a_liveness_window_of_no_length_is_refused_with_one_line() -> None:
         checks_of([record(), record("outage")], Thresholds(liveness_window=0))
 
 
-def test_liveness_does_not_apply_when_the_clean_run_published_nothing() -> None:
+def test_liveness_does_not_apply_when_the_clean_run_published_and_handled_nothing() -> None:
     liveness = one(checks_of([record(outputs=[]), record("outage", outputs=[])]), "liveness", "outage")
     assert liveness.verdict == "n/a"
-    assert "published nothing" in liveness.summary
+    assert "neither published nor handled" in liveness.summary
+
+
+def test_liveness_of_an_adapter_that_publishes_nothing_is_its_handling() -> None:
+    """A sink (or a detector on a quiet day): the windows in which it finished handling messages."""
+
+    def handled(hours: Iterable[int]) -> list[Handled]:
+        return [
+            Handled(
+                wall=0.0, seconds=0.01, subject="s", ce_id=f"{h}", trace="", error="", done=at(h * HOUR + 60)
+            )
+            for h in hours
+        ]
+
+    clean = record(outputs=[], handled=handled(range(24)))
+    stalled = record("outage", outputs=[], handled=handled(range(12)))  # stopped handling at noon
+    liveness = one(checks_of([clean, stalled]), "liveness", "outage")
+    assert liveness.verdict == "fail" and liveness.value == pytest.approx(12 / 24)
+    assert "messages handled in 12 of the clean run's 24 active" in liveness.summary
+    assert (
+        liveness.examples[0]
+        == "nothing handled in 2018-08-28T21:00:00Z..2018-08-28T22:00:00Z (the clean run had some)"
+    )
+    fine = one(
+        checks_of([clean, record("outage", outputs=[], handled=handled(range(24)))]), "liveness", "outage"
+    )
+    assert fine.verdict == "pass"
 
 
 # -- resources ----------------------------------------------------------------------------------------

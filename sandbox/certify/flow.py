@@ -119,11 +119,14 @@ def recovery(run: RunRecord, clean: RunRecord, thresholds: Thresholds) -> Check 
 # -- liveness ----------------------------------------------------------------------------------------
 
 
-def _windows(run: RunRecord, width: float) -> set[int]:
-    """The windows of ``width`` replay seconds, counted from the run's origin, with an output."""
-    return {
-        int((o.at - run.origin).total_seconds() // width) for o in run.outputs if run.origin <= o.at < run.end
-    }
+def _windows(run: RunRecord, width: float, *, handled: bool = False) -> set[int]:
+    """The windows of ``width`` replay seconds, counted from the run's origin, with an output (with
+    ``handled``: with a message the adapter finished handling)."""
+    if handled:
+        times = [h.done for h in run.handled if h.done is not None and not h.error]
+    else:
+        times = [o.at for o in run.outputs]
+    return {int((t - run.origin).total_seconds() // width) for t in times if run.origin <= t < run.end}
 
 
 def _broker_down(run: RunRecord, width: float) -> set[int]:
@@ -144,10 +147,16 @@ def liveness(run: RunRecord, clean: RunRecord, thresholds: Thresholds) -> Check:
     judges how soon it publishes again)."""
     width = thresholds.liveness_window
     everything = _windows(clean, width)
+    # An adapter that publishes nothing on the bus (a sink; a detector on a quiet day) is live
+    # when it keeps handling what it consumes.
+    handled = not everything
+    what = "messages handled" if handled else "outputs"
+    if handled:
+        everything = _windows(clean, width, handled=True)
     if not everything:
         return make_check(
             "liveness", run.preset, None, thresholds.liveness, "ratio",
-            "does not apply: the adapter published nothing on the bus in the clean run",
+            "does not apply: the adapter neither published nor handled anything in the clean run",
         )  # fmt: skip
     down = _broker_down(run, width) & everything
     active = everything - down
@@ -156,16 +165,19 @@ def liveness(run: RunRecord, clean: RunRecord, thresholds: Thresholds) -> Check:
             "liveness", run.preset, None, thresholds.liveness, "ratio",
             "does not apply: the broker was down in every window in which the clean run had outputs",
         )  # fmt: skip
-    live = _windows(run, width) & active
+    live = _windows(run, width, handled=handled) & active
     share = len(live) / len(active)
     last_ok = max(active) in live
     silent = sorted(active - live)
-    examples = [f"no output in {_window(run, i, width)} (the clean run had some)" for i in silent]
+    none = "nothing handled" if handled else "no output"
+    examples = [f"{none} in {_window(run, i, width)} (the clean run had some)" for i in silent]
     windows = f"{len(active)} active {width:g}-second windows"
-    summary = f"outputs in {len(live)} of the clean run's {windows} ({share:.0%})"
+    summary = f"{what} in {len(live)} of the clean run's {windows} ({share:.0%})"
     summary += (
-        "; outputs in the last of them" if last_ok else "; none in the last of them: outputs did not resume"
+        f"; {what} in the last of them" if last_ok else f"; none in the last of them: {what} did not resume"
     )
+    if handled:
+        summary += " (it published nothing on the bus in the clean run: its handling is its flow)"
     if down:
         summary += f" ({plural(len(down), 'window')} with the broker down left out)"
     verdict: Verdict = "pass" if share >= thresholds.liveness and last_ok else "fail"
