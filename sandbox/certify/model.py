@@ -181,7 +181,7 @@ class Thresholds(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     """Adapter failures (restarts by the supervisor, and process deaths) in one run."""
     handler_errors: int = 0
     """Handler exceptions in the clean run (in a faulted run a corrupt input may fail a handler)."""
-    recovery_seconds: float = 3600.0
+    recovery_seconds: float = 7200.0
     """Replay seconds that outputs take to flow again after an outage or a broker restart ends,
     beyond what the clean run took from the same moment."""
     amplified: int = 0
