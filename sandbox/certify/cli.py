@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from bus.cli import err, out
-from bus.config import Config, load_config
+from bus.config import Config, config_file, load_config
 from sandbox.adapter import DRAMMEN_DAY
 from sandbox.certify.certify import certify
 from sandbox.certify.engine import target_of
@@ -27,6 +27,8 @@ def cmd_certify(args: argparse.Namespace, config: Config) -> int:
     if args.adapter_config is not None:
         config = load_config(args.adapter_config)
     suite = load_suite(args.suite)
+    for name in args.only:
+        suite.preset(name)  # a misspelt preset is refused before anything runs
     target = target_of(args.name, config)
     seed = suite.seed if args.seed is None else args.seed
     speed = suite.speed if args.speed is None else args.speed
@@ -36,7 +38,7 @@ def cmd_certify(args: argparse.Namespace, config: Config) -> int:
         )
         return 2
     report_dir = args.report or Path(f"certify-{target.instance}")
-    command = _command(args, seed, speed)
+    command = _command(args, seed, speed, args.adapter_config or config_file(getattr(args, "config", None)))
     err(
         f"certifying {target.adapted.adapter} (instance {target.instance}) with suite {suite.name} "
         f"v{suite.version}, seed {seed}, speed {speed:g}x: {len(suite.presets)} presets and a clean run"
@@ -74,8 +76,9 @@ def cmd_certify(args: argparse.Namespace, config: Config) -> int:
     return 0 if report.verdict != "fail" else 1
 
 
-def _command(args: argparse.Namespace, seed: int, speed: float) -> str:
-    """The command that reproduces this certification exactly (seed and speed spelt out)."""
+def _command(args: argparse.Namespace, seed: int, speed: float, configured: Path | None) -> str:
+    """The command that reproduces this certification exactly (seed, speed and the configuration
+    file it read spelt out)."""
     words = [
         "citybus",
         "certify",
@@ -87,8 +90,8 @@ def _command(args: argparse.Namespace, seed: int, speed: float) -> str:
         "--speed",
         f"{speed:g}",
     ]
-    if args.adapter_config is not None:
-        words += ["--config", str(args.adapter_config)]
+    if configured is not None:
+        words += ["--config", str(configured.resolve())]
     if args.recording is not None:
         words += ["--recording", str(args.recording)]
     for preset in args.only:
