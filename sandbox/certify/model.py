@@ -194,8 +194,8 @@ class Thresholds(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     peak_rss_mib: float = 512.0
     cpu_seconds: float = 120.0
     """In one run."""
-    latency_p50: float = 120.0
-    latency_p99: float = 900.0
+    latency_p50: float = 600.0
+    latency_p99: float = 3600.0
     """Replay seconds from an input to the output it caused (the clean run)."""
     precision: float = 0.9
     recall: float = 0.8
