@@ -17,6 +17,10 @@ brings its own contracts (entry point group ``citybus.contracts``), ``certtest.b
   whenever two readings in a row have the same water temperature rounded to 1 °C, which the
   water's slow changes do most hours. It fails every run, the clean one first, on **precision**
   (false stuck alarms).
+* ``sloppy-publisher`` (:data:`SLOPPY`): advice per reading, and beside it, with ``publish_raw``,
+  an advice body its contract refuses on its own subject, and a copy of the reading on a city
+  subject it never declared. It fails every run on **contract fit** (the broker lets the first
+  through: the subject is its own) and on **access** (the broker refuses the second).
 
 How ``crashy-advisor`` sees a corrupt body: an adapter's typed subscription never does, as the bus
 dead-letters a body that does not fit its contract before any handler. But the broker grants an
@@ -36,11 +40,13 @@ ALARM = "certtest.sensor-alarm"
 CRASHY = "crashy-advisor"
 ECHO = "echo-duplicates"
 JUMPY = "jumpy-watch"
-ADAPTERS = (CRASHY, ECHO, JUMPY)
+SLOPPY = "sloppy-publisher"
+ADAPTERS = (CRASHY, ECHO, JUMPY, SLOPPY)
 REASONS = {
     CRASHY: "crashes on a corrupt input (the corrupt preset): it decodes raw bodies itself and raises",
     ECHO: "amplifies duplicates (the duplicate preset): one output per message received, no ce-id check",
     JUMPY: "false stuck-sensor alarms (every run): the water temperature rounded to 1 °C repeats",
+    SLOPPY: "publishes past its contract (every run): a body it refuses, a subject it never declared",
 }
 """Why each adapter must fail certification."""
 
@@ -94,6 +100,7 @@ import msgspec
 
 from adapters import Adapter, Context, Detection
 from bus import Event, RawMessage
+from bus.envelope import new_event_id
 from bus.subjects import contract_filter
 from certtest_contracts import BeachAdvice, SensorAlarm
 from contracts import BeachObservation
@@ -212,13 +219,57 @@ class JumpyWatch(Adapter):
         await ctx.subscribe(BeachObservation, on_observation)
         ctx.ready()
         await ctx.wait_stopped()
+
+
+class SloppyPublisher(Adapter):
+    """Swim advice per beach reading, and two things it must not publish beside it.
+
+    Must fail certify on contract fit and on access: for each reading it also sends, raw, an advice
+    body without the fields its contract requires on its own advice subject (with its own
+    ce-source: the broker cannot tell, certify can), and the reading again on a subject of the
+    city's beach observations that it never declared (the broker refuses it).
+    """
+
+    name = "%(sloppy)s"
+    consumes = (BeachObservation,)
+    produces = (BeachAdvice,)
+
+    async def run(self, ctx: Context) -> None:
+        seen = Seen()
+
+        async def on_observation(event: Event[BeachObservation]) -> None:
+            reading = event.data
+            if not seen.first(event.id):
+                return
+            await ctx.publish(advice(reading), provenance="synthetic", time=reading.observed_at)
+            headers = {
+                "ce-specversion": "1.0",
+                "ce-id": new_event_id(),
+                "ce-source": f"/adapters/{ctx.instance}",
+                "ce-type": "%(advice)s",
+                "ce-time": reading.observed_at.isoformat(),
+                "content-type": "application/json",
+            }
+            await ctx.publish_raw(f"city.public.%(advice)s.{reading.site}", b'{"beach": 1}', headers)
+            await ctx.publish_raw(event.subject + "-copy", msgspec.json.encode(reading), dict(headers))
+
+        await ctx.subscribe(BeachObservation, on_observation)
+        ctx.ready()
+        await ctx.wait_stopped()
 '''
 
 
 def install(where: Path) -> Path:
     """Install the package into ``where`` (a ``PYTHONPATH`` directory); returns ``where``."""
     where.mkdir(parents=True, exist_ok=True)
-    values = {"advice": ADVICE, "alarm": ALARM, "crashy": CRASHY, "echo": ECHO, "jumpy": JUMPY}
+    values = {
+        "advice": ADVICE,
+        "alarm": ALARM,
+        "crashy": CRASHY,
+        "echo": ECHO,
+        "jumpy": JUMPY,
+        "sloppy": SLOPPY,
+    }
     (where / "certtest_contracts.py").write_text(_CONTRACTS % values)
     (where / "certtest_adapters.py").write_text(_ADAPTERS % values)
     info = where / "certtest_adapters-1.0.dist-info"
@@ -230,5 +281,6 @@ def install(where: Path) -> Path:
         f"{CRASHY} = certtest_adapters:CrashyAdvisor\n"
         f"{ECHO} = certtest_adapters:EchoDuplicates\n"
         f"{JUMPY} = certtest_adapters:JumpyWatch\n"
+        f"{SLOPPY} = certtest_adapters:SloppyPublisher\n"
     )
     return where

@@ -189,3 +189,25 @@ def test_mistakes_take_one_line(tmp_path: Path) -> None:
     preset = certify("beach-neighbours", "--suite", "quick", "--only", "meteor", cwd=tmp_path, timeout=60)
     assert preset.returncode == 2 and "meteor" in preset.stderr and "outage" in preset.stderr, preset.stderr
     assert not (tmp_path / "certify-beach-neighbours").exists()
+
+
+def test_an_adapter_that_publishes_past_its_contract_fails_contract_fit_and_access(tmp_path: Path) -> None:
+    package = tmp_path / "package"
+    certify_package.install(package)
+    report_dir = tmp_path / "r"
+    result = certify(
+        certify_package.SLOPPY, "--suite", "quick", "--only", "outage", "--report", str(report_dir),
+        cwd=tmp_path, pythonpath=package,
+    )  # fmt: skip
+    assert result.returncode == 1, result.stdout + result.stderr
+    report = report_of(report_dir)
+    by_check = {(c["check"], c["run"]): c for c in failed(report)}
+    fit = by_check[("contract-fit", "clean")]
+    assert fit["value"] > 0 and any("certtest.beach-advice" in e for e in fit["examples"]), fit
+    access = by_check[("access", "clean")]
+    assert access["value"] > 0
+    assert any(
+        "city.public.environment.beach-observation." in e and "-copy" in e for e in access["examples"]
+    ), access
+    clean = report["runs"][0]
+    assert clean["refusals"] == access["value"] and clean["outputs"] > 0
