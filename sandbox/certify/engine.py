@@ -501,10 +501,12 @@ async def _play(
             break
         if now is not None:
             elapsed = (now - record.origin).total_seconds()
-            decile = int(elapsed / length * 10) if length else 0
-            if decile != reported and 0 <= decile <= 10:
-                reported = decile
-                progress(f"{min(decile * 10, 100)}% of the replay, {len(observer.outputs)} outputs")
+            quarter = int(elapsed / length * 4) if length else 0
+            if quarter != reported and 1 <= quarter <= 3:
+                reported = quarter
+                progress(
+                    f"{quarter * 25}% of the replay: {len(observer.inputs)} inputs, {len(observer.outputs)} outputs"
+                )
             if not restarted and spec.restart is not None and elapsed >= spec.restart.at:
                 restarted = True
                 await _restart_broker(runtime, spec.restart, clock, record, progress)
