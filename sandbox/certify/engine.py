@@ -504,9 +504,8 @@ async def _play(
             quarter = int(elapsed / length * 4) if length else 0
             if quarter != reported and 1 <= quarter <= 3:
                 reported = quarter
-                progress(
-                    f"{quarter * 25}% of the replay: {len(observer.inputs)} inputs, {len(observer.outputs)} outputs"
-                )
+                seen = f"{len(observer.inputs)} inputs, {len(observer.outputs)} outputs"
+                progress(f"{quarter * 25}% of the replay: {seen}")
             if not restarted and spec.restart is not None and elapsed >= spec.restart.at:
                 restarted = True
                 await _restart_broker(runtime, spec.restart, clock, record, progress)
