@@ -14,7 +14,8 @@ import pytest
 from bus.config import load_config
 from bus.errors import CityBusError
 from sandbox.adapter import DRAMMEN_DAY
-from sandbox.certify.engine import RunSpec, Scope, certify_run, private_config, target_of
+from sandbox.certify.engine import certify_run
+from sandbox.certify.runs import RunSpec, Scope, private_config, target_of
 from sandbox.certify.suite import Restart, Slow
 
 SCOPE = Scope(recording=DRAMMEN_DAY, speed=2880.0, start=6 * 3600.0, duration=3 * 3600.0)

@@ -17,9 +17,10 @@ from pathlib import Path
 from bus.errors import CityBusError
 from contracts import default_registry
 from sandbox.certify.aim import NotApplicable, plan_suite
-from sandbox.certify.engine import RunSpec, Scope, Target, certify_run
+from sandbox.certify.engine import certify_run
 from sandbox.certify.model import Crash, Report, RunRecord
 from sandbox.certify.report import ReportFiles, write_report
+from sandbox.certify.runs import RunSpec, Scope, Target
 from sandbox.certify.score import build_report, score
 from sandbox.certify.suite import Suite
 from sandbox.contents import recording_extent

@@ -16,7 +16,7 @@ from bus.cli import err, out
 from bus.config import Config, config_file, load_config
 from sandbox.adapter import DRAMMEN_DAY
 from sandbox.certify.certify import certify
-from sandbox.certify.engine import target_of
+from sandbox.certify.runs import target_of
 from sandbox.certify.suite import load_suite, shipped_suites
 
 __all__ = ["register"]
