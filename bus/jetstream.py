@@ -70,10 +70,32 @@ def _stream_config(name: str, subject: str, description: str, settings: StreamSe
     )
 
 
+UNAVAILABLE_FOR: Final = 10.0
+"""Seconds :func:`provision_streams` waits out JetStream answering 503 "temporarily unavailable"."""
+
+
 async def provision_streams(
     js: JetStreamContext, registry: Registry, settings: StreamSettings, log: Any
 ) -> list[str]:
-    """Create or update one stream per classification and domain; return their names."""
+    """Create or update one stream per classification and domain; return their names.
+
+    JetStream answers 503 ("temporarily unavailable") for a moment after a server started or
+    reloaded its configuration (a ``citybus sandbox join`` reloads it just before provisioning):
+    that answer is waited out, up to :data:`UNAVAILABLE_FOR` seconds, as any other is not."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + UNAVAILABLE_FOR
+    while True:
+        try:
+            return await _provision(js, registry, settings, log)
+        except nats.js.errors.ServiceUnavailableError:
+            if loop.time() >= deadline:
+                raise
+            await asyncio.sleep(0.2)
+
+
+async def _provision(
+    js: JetStreamContext, registry: Registry, settings: StreamSettings, log: Any
+) -> list[str]:
     names = []
     for classification, domain in registry.domains():
         name = subjects.stream_name(classification, domain)
