@@ -153,7 +153,7 @@ HOW_TO_RUN: Final = [
     "(`pip install -e '.[dev,bench]'`: the `bench` extra pins the FastStream the comparison runs against):",
     "",
     "```",
-    "python -m bench                         # every case (about 10 minutes): writes docs/benchmarks.md",
+    "python -m bench                         # every case (about 16 minutes): writes docs/benchmarks.md",
     "python -m bench --smoke                 # every case, tiny: what CI runs (report in the temp dir)",
     "python -m bench --only latency,startup  # some cases (report in the temp dir unless --output)",
     "python -m bench --list                  # the cases' names",
@@ -170,8 +170,10 @@ def render(
     seconds: float,
     partial: bool,
     settings: str,
+    ran_on: dict[str, str] | None = None,
 ) -> str:
-    """The report, in Markdown."""
+    """The report, in Markdown; ``ran_on`` is :func:`machine` as read when the run started (its load
+    average is then the start's), else it is read now."""
     lines = [
         "# citybus benchmarks",
         "",
@@ -195,7 +197,7 @@ def render(
         "| | |",
         "|---|---|",
         f"| date | {started:%Y-%m-%d %H:%M} UTC |",
-        *(f"| {key} | {value} |" for key, value in machine().items()),
+        *(f"| {key} | {value} |" for key, value in (ran_on or machine()).items()),
         f"| run | {seconds:.0f} s in all{', smoke' if smoke else ''}; {settings} |",
         "",
         "## Summary",

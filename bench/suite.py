@@ -24,15 +24,22 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
 
-from bench import bus, consume, memory, replay, startup
+from bench import bus, certify, consume, memory, replay, startup
 from bench.common import ROOT, Options, Spec, log
-from bench.report import Case, render
+from bench.report import Case, machine, render
 from bench.stats import LIBRARY
 from bus.logs import configure_logging
 
 __all__ = ["CASES", "main"]
 
-CASES: Final[list[Spec]] = [*bus.CASES, *consume.CASES, *replay.CASES, *memory.CASES, *startup.CASES]
+CASES: Final[list[Spec]] = [
+    *bus.CASES,
+    *consume.CASES,
+    *replay.CASES,
+    *memory.CASES,
+    *startup.CASES,
+    *certify.CASES,
+]
 
 
 def run_case(spec: Spec, options: Options) -> Case:
@@ -109,7 +116,7 @@ def main(
     specs = [spec for spec in CASES if not chosen or spec.name in chosen]
     partial = len(specs) < len(CASES)
     configure_logging("console", "warning")
-    started, clock = datetime.now(UTC), time.perf_counter()
+    started, clock, ran_on = datetime.now(UTC), time.perf_counter(), machine()
     with tempfile.TemporaryDirectory(prefix="citybus-bench-") as temp:
         options = Options(smoke=args.smoke, work=Path(temp), size_mb=args.size_mb)
         cases = [run_case(spec, options) for spec in specs]
@@ -123,6 +130,7 @@ def main(
         seconds=time.perf_counter() - clock,
         partial=partial,
         settings=settings,
+        ran_on=ran_on,
     )
     output: Path = args.output or (
         Path(tempfile.gettempdir()) / f"citybus-benchmarks{'-smoke' if args.smoke else '-partial'}.md"

@@ -38,6 +38,7 @@ CASES = [
     "Schedule error at 1x",
     "Peak RSS replaying a large recording",
     "`citybus up` to ready",
+    "`citybus certify` on a shipped adapter",
 ]
 FASTSTREAM = (
     importlib.util.find_spec("faststream") is not None and importlib.util.find_spec("pydantic") is not None
@@ -128,15 +129,20 @@ def test_the_summary_gives_every_target_a_figure_and_a_verdict(report: str) -> N
         "7. Schedule error at 1x: a no-op publish",
         "7. Schedule error at 1x: nats-server",
         "9. `citybus up` to ready",
+        "10. `citybus certify` on a shipped adapter: `beach-neighbours --suite quick --only outage`, wall",
+        "10. `citybus certify` on a shipped adapter: `beach-neighbours --suite quick --only outage`, verdict",
     }
     assert expected <= set(rows)
     assert sum(name.startswith("4. JetStream durable publish: citybus") for name in rows) == 1
     assert sum(name.startswith("8. Peak RSS replaying a large recording") for name in rows) == 1
-    assert len(rows) == 11
+    assert len(rows) == 13
     for name, (_, target, result, verdict) in rows.items():
         assert target, name
         if name.startswith("2.") and not FASTSTREAM:
             assert (result, verdict) == ("FastStream not installed", "not measured")
+        elif name.endswith(", verdict"):
+            assert target == "pass" and result in ("pass", "fail"), name
+            assert verdict in ("met", "**missed**"), name
         else:
             assert re.search(NUMBER, result), name
             assert verdict in ("met", "**missed**"), name
@@ -262,6 +268,24 @@ def test_citybus_up_is_timed_to_ready_and_profiled(report: str) -> None:
     # the smoke run always profiles: -X importtime and cProfile
     assert "`bus.cli`" in text
     assert text.count("Profile: `citybus up` under cProfile") == 2
+
+
+def test_certify_is_timed_with_each_run_and_the_adapters_use(report: str) -> None:
+    text = case(report, CASES[9])
+    (row,) = columns(text)
+    assert row["adapter"] == "`beach-neighbours`" and row["suite"] == "quick v1, only outage"
+    assert row["runs"] == "2"  # the clean run and the one preset
+    for key in ("wall s", "runs' wall s (sum)", "CPU s of the command", "longest silence s"):
+        assert re.fullmatch(NUMBER, row[key]), key
+    assert int(row["progress lines"]) > 0
+    assert row["verdict"] in ("pass", "fail") and row["met"] in VERDICT
+    runs = columns(text, 1)
+    assert [run["run"] for run in runs] == ["clean", "outage"]
+    for run in runs:
+        for key in ("wall s", "inputs", "outputs", "adapter peak RSS MiB", "adapter CPU s"):
+            assert re.fullmatch(NUMBER, run[key]), (run["run"], key)
+        assert run["verdict"] in ("pass", "fail")
+    assert "citybus certify beach-neighbours --suite quick --seed " in text  # the reproducing command
 
 
 def test_compare_runs_a_case_against_two_checkouts_and_tables_both(tmp_path: Path) -> None:
