@@ -181,7 +181,7 @@ def test_an_adapter_made_to_fail_fails_for_its_reason(
 
 def test_mistakes_take_one_line(tmp_path: Path) -> None:
     unknown = certify("no-such-adapter", "--suite", "quick", cwd=tmp_path, timeout=60)
-    assert unknown.returncode != 0 and unknown.stderr.count("\n") == 1, unknown.stderr
+    assert unknown.returncode == 2 and unknown.stderr.count("\n") == 1, unknown.stderr
     assert "no adapter or configured instance named 'no-such-adapter'" in unknown.stderr
     suite = certify("beach-neighbours", "--suite", "nightly", cwd=tmp_path, timeout=60)
     assert suite.returncode == 2 and suite.stderr.count("\n") == 1, suite.stderr

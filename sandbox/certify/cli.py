@@ -14,6 +14,7 @@ from typing import Any
 
 from bus.cli import err, out
 from bus.config import Config, config_file, load_config
+from bus.errors import CityBusError
 from sandbox.adapter import DRAMMEN_DAY
 from sandbox.certify.certify import certify
 from sandbox.certify.engine import target_of
@@ -29,7 +30,11 @@ def cmd_certify(args: argparse.Namespace, config: Config) -> int:
     suite = load_suite(args.suite)
     for name in args.only:
         suite.preset(name)  # a misspelt preset is refused before anything runs
-    target = target_of(args.name, config)
+    try:
+        target = target_of(args.name, config)
+    except CityBusError as exc:  # an unknown adapter is a mistake in the command (2), not a failed check (1)
+        err(f"citybus: error: {exc}")
+        return 2
     seed = suite.seed if args.seed is None else args.seed
     speed = suite.speed if args.speed is None else args.speed
     if speed <= 0:
