@@ -189,3 +189,11 @@ def test_mistakes_take_one_line(tmp_path: Path) -> None:
     preset = certify("beach-neighbours", "--suite", "quick", "--only", "meteor", cwd=tmp_path, timeout=60)
     assert preset.returncode == 2 and "meteor" in preset.stderr and "outage" in preset.stderr, preset.stderr
     assert not (tmp_path / "certify-beach-neighbours").exists()
+    (tmp_path / "a-file").write_text("")
+    unusable = certify(
+        "beach-neighbours", "--suite", "quick", "--report", str(tmp_path / "a-file" / "r"), cwd=tmp_path
+    )
+    assert unusable.returncode == 2 and unusable.stderr.count("\n") == 1, unusable.stderr
+    assert (
+        f"cannot create the report directory {tmp_path / 'a-file' / 'r'}: Not a directory" in unusable.stderr
+    )

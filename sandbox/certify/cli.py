@@ -43,6 +43,11 @@ def cmd_certify(args: argparse.Namespace, config: Config) -> int:
         )
         return 2
     report_dir = args.report or Path(f"certify-{target.instance}")
+    try:  # before any run: a --report that cannot be written is a mistake in the command
+        (report_dir / "runs").mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        err(f"citybus: error: cannot create the report directory {report_dir}: {exc.strerror or exc}")
+        return 2
     command = _command(args, seed, speed, args.adapter_config or config_file(getattr(args, "config", None)))
     err(
         f"certifying {target.adapted.adapter} (instance {target.instance}) with suite {suite.name} "
