@@ -181,7 +181,7 @@ def test_an_adapter_made_to_fail_fails_for_its_reason(
 
 def test_mistakes_take_one_line(tmp_path: Path) -> None:
     unknown = certify("no-such-adapter", "--suite", "quick", cwd=tmp_path, timeout=60)
-    assert unknown.returncode != 0 and unknown.stderr.count("\n") == 1, unknown.stderr
+    assert unknown.returncode == 2 and unknown.stderr.count("\n") == 1, unknown.stderr
     assert "no adapter or configured instance named 'no-such-adapter'" in unknown.stderr
     suite = certify("beach-neighbours", "--suite", "nightly", cwd=tmp_path, timeout=60)
     assert suite.returncode == 2 and suite.stderr.count("\n") == 1, suite.stderr
@@ -189,6 +189,14 @@ def test_mistakes_take_one_line(tmp_path: Path) -> None:
     preset = certify("beach-neighbours", "--suite", "quick", "--only", "meteor", cwd=tmp_path, timeout=60)
     assert preset.returncode == 2 and "meteor" in preset.stderr and "outage" in preset.stderr, preset.stderr
     assert not (tmp_path / "certify-beach-neighbours").exists()
+    (tmp_path / "a-file").write_text("")
+    unusable = certify(
+        "beach-neighbours", "--suite", "quick", "--report", str(tmp_path / "a-file" / "r"), cwd=tmp_path
+    )
+    assert unusable.returncode == 2 and unusable.stderr.count("\n") == 1, unusable.stderr
+    assert (
+        f"cannot create the report directory {tmp_path / 'a-file' / 'r'}: Not a directory" in unusable.stderr
+    )
 
 
 def test_an_adapter_that_publishes_past_its_contract_fails_contract_fit_and_access(tmp_path: Path) -> None:

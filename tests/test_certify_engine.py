@@ -113,3 +113,17 @@ def test_the_private_config_leaves_a_running_city_alone(tmp_path: Path) -> None:
     assert replay["shift_to_now"] is False and replay["paused"] is True and replay["loop"] is False
     assert replay["exclude"] == ["city.public.environment.beach-neighbours.*"]
     assert data["adapters"]["beach-neighbours"]["enabled"] is False
+
+
+async def test_the_users_citybus_variables_reach_neither_the_city_nor_the_adapter(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A CITYBUS_SERVER_DATA_DIR naming the user's running citybus up (here: none) would make the
+    adapter's process look for that city instead of certify's; the run's own file is all it reads."""
+    monkeypatch.setenv("CITYBUS_SERVER_DATA_DIR", str(tmp_path / "someone-elses-city"))
+    monkeypatch.setenv("CITYBUS_NATS_URL", "nats://127.0.0.1:9")
+    scope = Scope(recording=DRAMMEN_DAY, speed=2880.0, start=6 * 3600.0, duration=3600.0)
+    record = await certify_run(_target(tmp_path), RunSpec(name="clean", seed=1), scope, tmp_path / "run")
+    assert record.exit_code is None and record.crashes == [], record.log_tail
+    assert record.inputs and record.handled
+    assert not (tmp_path / "someone-elses-city").exists()

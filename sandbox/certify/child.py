@@ -104,7 +104,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--url", help="connect here instead (a proxy in front of the server)")
     args = parser.parse_args(argv)
     try:
-        config = load_config(args.config)
+        # The run's own file, and nothing else: a CITYBUS_SERVER_DATA_DIR or CITYBUS_NATS_URL of the
+        # user's would join the adapter to their running citybus up instead of certify's sandbox.
+        config = load_config(args.config, environ={})
         instance = find_instance(args.instance, config)
         with args.events.open("a", encoding="utf-8") as out:
             probe = Probe(out)

@@ -14,6 +14,7 @@ from typing import Any
 
 from bus.cli import err, out
 from bus.config import Config, config_file, load_config
+from bus.errors import CityBusError
 from sandbox.adapter import DRAMMEN_DAY
 from sandbox.certify.certify import certify
 from sandbox.certify.runs import target_of
@@ -29,7 +30,11 @@ def cmd_certify(args: argparse.Namespace, config: Config) -> int:
     suite = load_suite(args.suite)
     for name in args.only:
         suite.preset(name)  # a misspelt preset is refused before anything runs
-    target = target_of(args.name, config)
+    try:
+        target = target_of(args.name, config)
+    except CityBusError as exc:  # an unknown adapter is a mistake in the command (2), not a failed check (1)
+        err(f"citybus: error: {exc}")
+        return 2
     seed = suite.seed if args.seed is None else args.seed
     speed = suite.speed if args.speed is None else args.speed
     if speed <= 0:
@@ -38,6 +43,11 @@ def cmd_certify(args: argparse.Namespace, config: Config) -> int:
         )
         return 2
     report_dir = args.report or Path(f"certify-{target.instance}")
+    try:  # before any run: a --report that cannot be written is a mistake in the command
+        (report_dir / "runs").mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        err(f"citybus: error: cannot create the report directory {report_dir}: {exc.strerror or exc}")
+        return 2
     command = _command(args, seed, speed, args.adapter_config or config_file(getattr(args, "config", None)))
     err(
         f"certifying {target.adapted.adapter} (instance {target.instance}) with suite {suite.name} "
