@@ -127,3 +127,26 @@ async def test_the_users_citybus_variables_reach_neither_the_city_nor_the_adapte
     assert record.exit_code is None and record.crashes == [], record.log_tail
     assert record.inputs and record.handled
     assert not (tmp_path / "someone-elses-city").exists()
+
+
+CORRUPT = """seed = 3
+[[faults]]
+kind = "corrupt"
+subjects = ["city.public.environment.beach-observation.*"]
+probability = 0.5
+mode = "garble"
+"""
+
+
+async def test_the_adapters_dead_letters_are_recorded_with_their_originals(tmp_path: Path) -> None:
+    record = await certify_run(
+        _target(tmp_path), RunSpec(name="corrupt", seed=3, plan=CORRUPT), SCOPE, tmp_path / "c"
+    )
+    corrupted = {t["ce_id"] for t in record.truth if t["kind"] == "corrupt"}
+    assert corrupted
+    assert {d.original_id for d in record.dead_letters} == corrupted
+    assert all(
+        d.original_subject.startswith("city.public.environment.beach-observation.")
+        for d in record.dead_letters
+    )
+    assert all(d.reason for d in record.dead_letters)

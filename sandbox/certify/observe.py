@@ -97,13 +97,14 @@ class Observer:
         two an output could be stamped before the input that caused it."""
         mono = time.monotonic()
         headers = raw.headers or {}
+        if matches(dead_letter_filter(), raw.subject):  # the adapter's when it is the consumer named
+            letter = _dead_letter(raw, self.clock.at(mono) or datetime.now(UTC), mono - self.began)
+            if letter is not None and letter[0] == self.adapted.instance:
+                self.dead_letters.append(letter[1])
+            return
         if headers.get("ce-source") != self.adapted.source:
             if any(matches(p, raw.subject) for p in self.adapted.consumed_subjects):
                 self.inputs.append(self._seen(raw, mono))
-            return
-        if matches(dead_letter_filter(), raw.subject):
-            at = self.clock.at(mono) or datetime.now(UTC)
-            self.dead_letters.append(_dead_letter(raw, at, mono - self.began))
             return
         self.last_output = mono
         self.outputs.append(self._seen(raw, mono))
@@ -116,21 +117,32 @@ class Observer:
             return
 
 
-def _dead_letter(raw: RawMessage, at: datetime, wall: float) -> DeadLetterSeen:
+def _dead_letter(raw: RawMessage, at: datetime, wall: float) -> tuple[str, DeadLetterSeen] | None:
+    """The consumer that sent a dead letter (``citybus.dead-letter``), and what certify keeps of it."""
     try:
-        body = json.loads(raw.data)
-    except ValueError:
-        body = {}
-    body = body if isinstance(body, dict) else {}
-    return DeadLetterSeen(
+        letter = _LETTER.decode(raw.data)
+    except msgspec.DecodeError:
+        return None
+    seen = DeadLetterSeen(
         at=at,
         wall=wall,
-        reason=str(body.get("reason", raw.subject.rsplit(".", 1)[-1])),
-        original_subject=str(body.get("subject", "")),
-        original_id=str((body.get("headers") or {}).get("ce-id", ""))
-        if isinstance(body.get("headers"), dict)
-        else "",
+        reason=letter.reason,
+        original_subject=letter.original_subject,
+        original_id=letter.original_headers.get("ce-id", ""),
     )
+    return letter.consumer, seen
+
+
+class _Letter(msgspec.Struct):
+    """What certify reads of a dead letter (``contracts.DeadLetter``), tolerant of the rest."""
+
+    reason: str = ""
+    original_subject: str = ""
+    original_headers: dict[str, str] = {}
+    consumer: str = ""
+
+
+_LETTER = msgspec.json.Decoder(_Letter)
 
 
 def parse_time(text: str) -> datetime | None:
