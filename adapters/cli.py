@@ -152,6 +152,8 @@ def cmd_new(args: argparse.Namespace, config: Config) -> int:
         f"cd {target} && pytest && ruff check . && mypy",
         f"with citybus up running: citybus sandbox join {args.name}    (a user of its own in the running "
         "sandbox, on the replay's clock; Ctrl-C leaves)",
+        f"citybus certify {args.name} --suite quick    (scored against the recorded city with faults, "
+        "in a private sandbox of its own; the default suite, without --suite, is what a city runs)",
         "to run it in citybus up itself instead, put this in citybus.toml:",
     ]
     out("next:")

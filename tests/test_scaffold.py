@@ -119,6 +119,7 @@ def test_the_command_says_what_it_made_and_what_to_do_next(made: Made) -> None:
             "pytest",
             "mypy",
             f"citybus sandbox join demo-{kind}",
+            f"citybus certify demo-{kind} --suite quick",
             "[adapters.demo-",
             "tutorial.md",
             "context.md",

@@ -17,7 +17,10 @@ Beyond the commands' output, the test checks what the issue asked of this loop: 
 package (made by the scaffold, outside the repository) defines a contract, joins the running
 sandbox without a restart, its messages are decoded by ``citybus tail`` and listed by ``contracts
 list``, the replay stays connected throughout (its NATS connection never drops, and it goes on
-publishing), and a reading forged for a city site is refused.
+publishing), and a reading forged for a city site is refused. At the end, ``citybus certify`` runs
+the product in a private sandbox beside the running city, which it leaves alone, and passes it:
+with the adapter's defaults (``~/pilot/citybus.toml`` has no section for it) and the suite's faults,
+not the tutorial's plan.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ pytestmark = pytest.mark.slow
 DOC = ROOT / "docs" / "tutorial.md"
 KEEP = "# keep it running"
 WAIT = 120.0  # a bound against hangs, not a performance expectation
+CERTIFY = 600.0  # the same, for the quick suite's five runs (about half a minute)
 READY = {
     "citybus sandbox join": r"^running adapter beach-advisor as instance beach-advisor",
     "citybus tail": r"^tailing ",
@@ -59,8 +63,8 @@ def of(lang: str) -> list[Block]:
 
 def test_the_tutorial_has_the_blocks_this_test_follows() -> None:
     """The test addresses the tutorial's blocks by their order: a changed tutorial must change it too."""
-    assert len(of("sh")) == 13
-    assert len(of("console")) == 12
+    assert len(of("sh")) == 14
+    assert len(of("console")) == 13
     assert len(of("python")) == 2
     assert [b.info for b in of("toml")] == ["file=faults.toml", "file=citybus.toml"]
     background = [line for b in of("sh") for line in b.text.splitlines() if KEEP in line]
@@ -146,6 +150,27 @@ async def terminals(pilot: Walk) -> AsyncIterator[Terminals]:
         yield terminals
     finally:
         await terminals.close_all()
+
+
+async def apart(script: str, walk: Walk, timeout: float) -> tuple[int, str, str]:
+    """Run ``script`` in bash as :func:`walkthrough.bash` does; its exit status, standard output and
+    standard error, apart (certify's progress is on standard error, its verdict on standard output)."""
+    process = await asyncio.create_subprocess_exec(
+        "bash",
+        "-euo",
+        "pipefail",
+        "-c",
+        script,
+        cwd=walk.cwd,
+        env=walk.env,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    async with asyncio.timeout(timeout):
+        out, err = await process.communicate()
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
 
 
 def shape(text: str) -> str:
@@ -276,3 +301,32 @@ async def test_the_tutorial_works_as_written(pilot: Walk, terminals: Terminals) 
     got = [{k: v for k, v in json.loads(line).items() if k in stable} for line in printed.splitlines()]
     want = [{k: v for k, v in json.loads(line).items() if k in stable} for line in console(11)]
     assert got == want  # the same seed hits the same messages every time
+
+    # 7. Certify it: a private sandbox of its own, beside the running city, which it leaves alone.
+    city = next(r for r in terminals.open if r.command.startswith("citybus up"))  # section 6's, running
+    assert city.process.returncode is None, "\n".join(city.stderr)
+    lost_before, published_before = replay_state(city)
+    status, printed, said = await apart(sh[13].text, pilot, timeout=CERTIFY)
+    assert status == 0, printed + said  # the exit status CI goes by: the suite passed
+    expected = console(12)
+    progress = [line for line in expected if line.startswith(("certifying ", "  ["))]
+    said_lines = said.strip("\n").splitlines()
+    assert shape(said_lines[0]) == shape(progress[0]), said
+    assert {shape(line) for line in progress} <= {shape(line) for line in said_lines}, said
+    assert [shape(line) for line in printed.replace(home, "~").strip().splitlines()] == [
+        shape(line) for line in expected[len(progress) :]
+    ]
+    folder = pilot.cwd / "certify-beach-advisor"
+    assert (folder / "report.html").is_file() and (folder / "report.md").is_file()
+    report = json.loads((folder / "report.json").read_text())
+    assert (report["verdict"], report["suite"]) == ("pass", "quick")
+    assert report["adapter"]["instance"] == "beach-advisor"
+    runs = {run["run"]: run for run in report["runs"]}
+    assert (runs["clean"]["plan"], runs["clean"]["injected"]) == ("", {})  # not faults.toml's plan
+    duplicated = runs["duplicate"]
+    assert duplicated["injected"]["duplicate"] > 0
+    # A reading delivered twice is advised on once: as many pieces of advice as in the clean run.
+    assert duplicated["inputs"] > duplicated["outputs"] == runs["clean"]["outputs"]
+    lost_after, published_after = replay_state(city)
+    assert lost_after == lost_before == 0  # the running city was not touched
+    assert published_after > published_before

@@ -5,6 +5,10 @@ out (``<company>.advice``), declared in the package's own contract module and in
 the entry-point group ``citybus.contracts``, so every citybus command knows it. Advice is given on
 the instance's clock: in the sandbox, a reading is fresh or stale by the replayed time, and the
 advice's ``ce-time`` is the replayed time too.
+
+A reading delivered again (the bus delivers at least once; ``citybus certify``'s ``duplicate``
+preset does it on purpose) is advised on once: the service remembers the event ids of the latest
+readings, so a newcomer's product does not start out turning one duplicated input into two outputs.
 """
 
 from __future__ import annotations
@@ -29,6 +33,10 @@ a swim now (`swim`, `brisk`, `stay-dry`) — a contract of its own, declared in
 A contract's name is `<company>.<event>`: the domain is the company's prefix, never one of the
 city's (`environment`, `mobility`, …). A new optional field with a default is a compatible change;
 anything else is a new major version (`version=2`), published side by side with the old.
+
+The bus delivers at least once, so a reading may arrive twice under the same `ce-id`: the adapter
+remembers the latest readings' ids and advises on each reading once. `citybus certify $name --suite
+quick` runs it against the recorded city with faults (duplicates among them) and scores it.
 
 """)
 """The README's first part (the common part follows)."""
@@ -78,7 +86,9 @@ ADAPTER = Template('''\
 
 from __future__ import annotations
 
+from collections import deque
 from datetime import datetime
+from typing import Final
 
 import msgspec
 from adapters import Adapter, Context
@@ -86,6 +96,9 @@ from bus import Event
 from contracts import BeachObservation
 
 from $package.contracts import Advice, Verdict
+
+REMEMBERED: Final = 256
+"""Event ids of the latest readings remembered, to tell a reading delivered again from a new one."""
 
 
 class ${cls}Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -133,8 +146,12 @@ class $cls(Adapter[${cls}Config]):
 
     async def run(self, ctx: Context) -> None:
         """Advise on every reading until stopped."""
+        recent: deque[str] = deque(maxlen=REMEMBERED)  # the latest readings' ce-ids
 
         async def on_observation(event: Event[BeachObservation]) -> None:
+            if event.id in recent:
+                return  # the bus delivers at least once: a reading that came again was advised on
+            recent.append(event.id)
             advice = advise(event.data, self.config, ctx.clock.now())
             if advice is None:
                 age = ctx.clock.now() - event.data.observed_at
@@ -196,6 +213,17 @@ async def test_the_verdict_follows_the_configured_temperatures() -> None:
         (19.5, "brisk"),
         (21.0, "swim"),
     ]
+
+
+async def test_a_reading_delivered_again_is_advised_on_once() -> None:
+    async with AdapterHarness($cls, clock="sandbox") as harness:
+        await harness.tick(NOON, state="paused")
+        for _ in range(2):  # delivered at least once: the same reading, under the same ce-id, twice
+            await harness.bus.publish(reading(19.5, timedelta(minutes=20)), event_id="reading-1")
+        await harness.publish(reading(16.0, timedelta(minutes=5)))  # a new reading is advised on
+        await harness.wait_for(Advice, count=2)
+        await harness.settle()
+    assert [e.data.water_temperature for e in harness.published(Advice)] == [19.5, 16.0]
 
 
 async def test_a_reading_older_than_max_age_by_the_replayed_clock_gets_no_advice() -> None:
