@@ -185,8 +185,8 @@ async def test_alerts_on_the_replay_clock() -> None:
         assert stuck.data.since == T0 + 2 * HOUR and stuck.data.readings == 3
         assert stuck.data.detected_at == T0 + 3 * HOUR == stuck.envelope.time
         assert stuck.provenance == "sensor" and stuck.subject == "city.public.environment.sensor-alert.a"
-        # "a" falls silent; "b" speaks on; 2.5 hours after a's last reading it is silent
-        for i in range(4, 7):
+        # "a" falls silent; "b" speaks on; 3.5 hours after a's last reading it is silent
+        for i in range(4, 8):
             at = T0 + i * HOUR + timedelta(minutes=5)
             await harness.tick(at, state="paused")
             await harness.publish(observation("b", at, 17.0 + i))
@@ -194,8 +194,8 @@ async def test_alerts_on_the_replay_clock() -> None:
         stuck, silent = await harness.wait_for(SensorAlert, 2)
         assert silent.data.sensor == "a" and silent.data.problem == "silent"
         assert silent.data.since == T0 + 3 * HOUR
-        assert T0 + 5.5 * HOUR <= silent.data.detected_at <= T0 + 5.5 * HOUR + timedelta(minutes=36)
-        at = T0 + 7 * HOUR
+        assert T0 + 6.5 * HOUR <= silent.data.detected_at <= T0 + 6.5 * HOUR + timedelta(minutes=36)
+        at = T0 + 8 * HOUR
         await harness.tick(at, state="paused")
         await harness.publish(observation("a", at, 18.0))
         *_, clear_silent, clear_stuck = await harness.wait_for(SensorAlert, 4)
@@ -333,7 +333,9 @@ async def test_an_outage_and_a_stuck_sensor_of_docs_faults_md_are_found(beach_da
         if alert.problem == "clear":
             continue
         first, last = windows[("outage" if alert.problem == "silent" else "stuck", alert.sensor)]
-        assert first <= alert.detected_at <= last, alert
+        # silent after 3.5 hourly intervals: past the three-hour outage, before the sensor's next reading
+        after = timedelta(hours=1) if alert.problem == "silent" else timedelta(0)
+        assert first <= alert.detected_at <= last + after, alert
     clears = [(a.sensor, a.cleared) for a in alerts if a.problem == "clear"]
     assert sorted(clears) == [("blektjern", "silent"), ("sota-fjordpark", "stuck")]
 
@@ -355,3 +357,18 @@ async def test_faults_that_are_no_stuck_or_silent_sensor_raise_no_alert(beach_da
     assert kinds == {"duplicate", "reorder", "delay", "skew", "corrupt"}
     corrupted = sum(line["kind"] == "corrupt" for line in truth)
     assert await replay(messages, DAY_END, dead_letters=corrupted) == []
+
+
+async def test_a_sensor_heard_once_is_judged_by_the_others_interval() -> None:
+    """An outage early in a replay: the sensor has no interval of its own yet; its kind's stands in."""
+    async with AdapterHarness(SensorWatch, {"check_every": 60}, clock="sandbox") as harness:
+        for i in range(8):
+            at = T0 + i * HOUR
+            await harness.tick(at, state="paused")
+            await harness.publish(observation("b", at, 17.0 + i))
+            if i == 1:
+                await harness.publish(observation("a", at + timedelta(minutes=5), 15.0))  # its only reading
+            await harness.settle()
+        [silent] = await harness.wait_for(SensorAlert)
+        assert (silent.data.sensor, silent.data.problem) == ("a", "silent")
+        assert T0 + HOUR + timedelta(minutes=5) + 3.5 * HOUR <= silent.data.detected_at <= T0 + 5.5 * HOUR

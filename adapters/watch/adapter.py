@@ -18,8 +18,9 @@ key                default                              meaning
                                                         make a sensor stuck (at least 2)
 ``silence``        none: learnt                         seconds without a reading that make a sensor
                                                         silent
-``silence_factor`` ``2.5``                              without ``silence``: that many of the sensor's
-                                                        usual intervals
+``silence_factor`` ``3.5``                              without ``silence``: that many of the sensor's
+                                                        usual intervals (before it has one: the other
+                                                        sensors' of its kind)
 ``blind``          none: learnt                         seconds with no reading from any sensor that
                                                         mean the watch, not the sensors, was cut off
                                                         (learnt: 1.5 of the shortest usual interval)
@@ -38,8 +39,10 @@ Decisions, and why:
 * **Defaults from the recorded Drammen day**: no sensor's measured values repeat three times in
   a row on it (the river sensor's water temperature, its only value, repeats twice at most; UV 0
   repeats all night, but never with the same temperatures), and every sensor reports hourly, so
-  silence is 2.5 hours: a three-hour outage is called after 2.5 hours, a single lost reading
-  (two hours between readings) is not.
+  silence is 3.5 hours: three readings lost in a row (an outage of three hours or more) are called
+  after 3.5 hours, one or two (a burst of drops, two corrupt bodies the bus dead-lettered: a sensor
+  that still speaks) are not. A sensor heard only once has no interval of its own yet: the other
+  sensors' of its kind stand in, so an outage early in a replay is called too.
 * **Event ids from the finding**: the sensor, the problem and its ``since``; the same alert
   published again after a restart is dropped by JetStream's duplicate window.
 """
@@ -75,7 +78,7 @@ class WatchConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     )
     repeats: Annotated[int, Meta(ge=2, le=1000)] = 3
     silence: Annotated[float, Meta(gt=0)] | None = None
-    silence_factor: Annotated[float, Meta(gt=1, le=100)] = 2.5
+    silence_factor: Annotated[float, Meta(gt=1, le=100)] = 3.5
     blind: Annotated[float, Meta(gt=0)] | None = None
     check_every: Annotated[float, Meta(gt=0, le=86_400)] = 300.0
 

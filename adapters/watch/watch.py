@@ -114,7 +114,7 @@ class Watch:
         *,
         repeats: int = 3,
         silence: float | None = None,
-        silence_factor: float = 2.5,
+        silence_factor: float = 3.5,
         blind: float | None = None,
     ) -> None:
         self.repeats = repeats
@@ -132,14 +132,21 @@ class Watch:
     def limit(self, sensor: str, observed: str) -> float | None:
         """Seconds of silence after which ``sensor`` is silent; ``None`` while that is unknown."""
         state = self._sensors.get((observed, sensor))
-        return None if state is None else self._limit(state)
+        return None if state is None else self._limit(state, observed)
 
-    def _limit(self, state: _Sensor) -> float | None:
+    def _limit(self, state: _Sensor, observed: str) -> float | None:
         if self.silence is not None:
             return self.silence
-        if not state.intervals:
-            return None
-        return self.silence_factor * statistics.median(state.intervals)
+        if state.intervals:
+            return self.silence_factor * statistics.median(state.intervals)
+        # Not learnt yet (one reading so far): sensors of one kind report alike, so the others' usual
+        # interval stands in until it has its own.
+        others = [
+            statistics.median(other.intervals)
+            for (kind, _sensor), other in self._sensors.items()
+            if kind == observed and other.intervals and other is not state
+        ]
+        return self.silence_factor * statistics.median(others) if others else None
 
     def blind(self) -> timedelta | None:
         """How long no reading from any sensor means the watch hears nothing; ``None`` while unknown."""
@@ -155,7 +162,7 @@ class Watch:
         if state is not None and reading.event_id in state.ids:
             return []  # a duplicate: seen already
         if state is not None and reading.time <= state.newest:
-            back = timedelta(seconds=self._limit(state) or _SEEK)
+            back = timedelta(seconds=self._limit(state, reading.observed) or _SEEK)
             if now >= state.newest - back:
                 return []  # delayed or reordered: older than what its sensor said since
             state = None  # the clock went back (a seek): start the sensor afresh
@@ -234,7 +241,7 @@ class Watch:
         """The sensors that have gone silent by ``now`` (each once per episode)."""
         found: list[Finding] = []
         for (observed, sensor), state in self._sensors.items():
-            limit = self._limit(state)
+            limit = self._limit(state, observed)
             if state.silent or limit is None:
                 continue
             if (now - state.reference).total_seconds() < limit or not self._others_speak(state, now):
