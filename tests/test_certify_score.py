@@ -389,6 +389,19 @@ def test_a_duplicated_input_that_becomes_two_identical_outputs_is_amplified(same
     )
 
 
+def test_outputs_that_differ_only_in_when_they_were_made_say_the_same() -> None:
+    """Advice stamped with the time it was given: one duplicated reading, two pieces of advice."""
+    run = duplicated_run(dedupe=False)
+    stamped = []
+    for n, output in enumerate(run.outputs):
+        body = msgspec.json.decode(output.body)
+        body["advised_at"] = f"2026-12-07T10:{n // 60 % 60:02d}:{n % 60:02d}Z"
+        stamped.append(msgspec.structs.replace(output, body=msgspec.json.encode(body)))
+    run = msgspec.structs.replace(run, outputs=stamped)
+    amplified = one(checks_of([record(), run]), "amplification", "duplicates")
+    assert (amplified.verdict, amplified.value) == ("fail", 1)
+
+
 def test_an_output_published_again_under_its_own_event_id_is_not_amplified() -> None:
     # consumers deduplicate on ce-id, as after any redelivery: the same message twice is one
     run = duplicated_run(dedupe=False, stable_ids=True)

@@ -29,6 +29,7 @@ Decisions, and why:
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 
 import msgspec
 
@@ -240,16 +241,42 @@ def traced_outputs(run: RunRecord) -> list[tuple[Seen, Seen]]:
 
 
 def _identical(outputs: Iterable[Seen]) -> dict[tuple[str, bytes], set[str]]:
-    """The event ids of the outputs of each subject and body. One id published twice is one
+    """The event ids of the outputs of each subject and content. One id published twice is one
     message (consumers deduplicate on ``ce-id``, as after any redelivery); two ids are two."""
     ids: dict[tuple[str, bytes], set[str]] = {}
     for output in outputs:
-        ids.setdefault((output.subject, output.body), set()).add(output.ce_id)
+        ids.setdefault((output.subject, _content(output)), set()).add(output.ce_id)
     return ids
 
 
+def _content(output: Seen) -> bytes:
+    """What an output says, its timestamps aside: the top-level fields of a JSON body that are not
+    times, in key order. Two pieces of advice from one reading stamped when each was made say the
+    same thing; a body that is not a JSON object is compared as it is."""
+    if output.content_type != JSON:
+        return output.body
+    try:
+        body = msgspec.json.decode(output.body)
+    except msgspec.DecodeError:
+        return output.body
+    if not isinstance(body, dict):
+        return output.body
+    kept = {k: v for k, v in body.items() if not (isinstance(v, str) and _is_time(v))}
+    return msgspec.json.encode(dict(sorted(kept.items())))
+
+
+def _is_time(text: str) -> bool:
+    if len(text) < 19 or text[10:11] not in ("T", "t", " "):
+        return False
+    try:
+        datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    return True
+
+
 def _repeats(outputs: Iterable[Seen]) -> int:
-    """Outputs that repeat an earlier one's subject and body exactly, under an id of their own."""
+    """Outputs that repeat an earlier one's subject and content, under an id of their own."""
     return sum(len(ids) - 1 for ids in _identical(outputs).values())
 
 
@@ -265,7 +292,8 @@ def _caused_by(run: RunRecord, kind: str) -> dict[str, list[Seen]]:
 
 def amplification(run: RunRecord, clean: RunRecord, thresholds: Thresholds, fit: ContractFit) -> Check:
     """Faults the adapter passes on: an input duplicate that becomes repeated outputs (same subject
-    and body), and a corrupt input that becomes an output that does not fit its contract."""
+    and content, timestamps aside), and a corrupt input that becomes an output that does not fit
+    its contract."""
     examples: list[str] = []
     duplicated = 0
     for ce_id, outputs in _caused_by(run, "duplicate").items():
