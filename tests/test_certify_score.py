@@ -335,7 +335,7 @@ def test_recovery_is_the_worst_of_the_runs_outages_listed_worst_first() -> None:
 def test_recovery_fails_an_adapter_that_never_publishes_again_after_a_fault() -> None:
     recovery = one(checks_of([record(), outage_run(resume_hour=None)]), "recovery", "outage")
     assert recovery.verdict == "fail"
-    assert "never published again after outage of blektjern" in recovery.summary
+    assert "never resumed after outage of blektjern" in recovery.summary
     assert recovery.value == 18 * HOUR  # from 06:00 to the run's end
 
 
@@ -355,6 +355,30 @@ def test_recovery_does_not_apply_without_outputs_or_without_outages() -> None:
     assert (recovery.run, recovery.verdict) == ("all", "n/a")
     quiet = [record(outputs=[]), outage_run(resume_hour=6)]
     assert one(checks_of(quiet), "recovery", "outage").verdict == "n/a"
+
+
+def test_recovery_of_an_adapter_that_publishes_nothing_is_its_handling_resuming() -> None:
+    """A sink, or a detector on a quiet day: after the outage it must handle blektjern's readings again."""
+
+    def handled(hours: Iterable[int], site: str = "blektjern") -> list[Handled]:
+        return [
+            Handled(wall=0.0, seconds=0.01, subject=f"{BEACHES}.{site}", ce_id=f"{site}-{h}", trace="",
+                    error="", done=at(h * HOUR + 60))
+            for h in hours
+        ]  # fmt: skip
+
+    clean = record(outputs=[], handled=handled(range(24)))
+    outage = BrokerFault(kind="restart", start=at(4 * HOUR), end=at(6 * HOUR))
+    stalled = record("broker-restart", outputs=[], handled=handled(range(4)), broker_faults=[outage])
+    recovery = one(checks_of([clean, stalled]), "recovery", "broker-restart")
+    assert recovery.verdict == "fail" and "never resumed after restart" in recovery.summary
+    assert recovery.examples[0].endswith("nothing handled after it (the clean run had some)")
+    back = record(
+        "broker-restart", outputs=[], handled=handled([*range(4), *range(7, 24)]), broker_faults=[outage]
+    )
+    resumed = one(checks_of([clean, back]), "recovery", "broker-restart")
+    assert resumed.verdict == "pass" and resumed.value == HOUR  # 07:01 against the clean run's 06:01
+    assert "handling again after" in resumed.examples[0]
 
 
 # -- amplification ------------------------------------------------------------------------------------

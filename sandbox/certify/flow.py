@@ -40,9 +40,19 @@ __all__ = ["latencies", "latency", "liveness", "percentile", "recovery"]
 # -- recovery ----------------------------------------------------------------------------------------
 
 
-def _first_output_after(run: RunRecord, after: datetime, entity: str | None) -> datetime | None:
-    """When the first output at or after ``after`` left (caused by an input of ``entity``, if given)."""
-    if entity is None:
+def _first_output_after(
+    run: RunRecord, after: datetime, entity: str | None, *, handled: bool = False
+) -> datetime | None:
+    """When the first output at or after ``after`` left (caused by an input of ``entity``, if given);
+    with ``handled``, when the adapter first finished handling a message (of ``entity``) then."""
+    if handled:
+        times = [
+            h.done
+            for h in run.handled
+            if h.done is not None and not h.error and h.done >= after
+            and (entity is None or h.subject.rsplit(".", 1)[-1] == entity)
+        ]  # fmt: skip
+    elif entity is None:
         times = [o.at for o in run.outputs if o.at >= after]
     else:
         times = [o.at for o, cause in traced_outputs(run) if cause.entity == entity and o.at >= after]
@@ -55,15 +65,13 @@ def recovery(run: RunRecord, clean: RunRecord, thresholds: Thresholds) -> Check 
 
     ``None`` when the run has no such fault. An outage of an entity whose inputs caused outputs in
     the clean run waits for an output caused by that entity's inputs again; otherwise any output.
+    When the clean run had no output after the fault's end (an adapter that publishes rarely or
+    never: a sink, a detector on a quiet day), the adapter's handling is what must resume: the
+    first message it finished handling (of the outage's entity) after the end, against the clean run's.
     """
     ends = [(e.kind, e.entity, e.end) for e in episodes(run) if e.kind in ("outage", "restart")]
     if not ends:
         return None
-    if not clean.outputs:
-        return make_check(
-            "recovery", run.preset, None, thresholds.recovery_seconds, "seconds",
-            "does not apply: the adapter published nothing on the bus in the clean run",
-        )  # fmt: skip
     traced_in_clean = {cause.entity for _, cause in traced_outputs(clean)}
     worst = 0.0
     stuck: list[str] = []
@@ -72,37 +80,41 @@ def recovery(run: RunRecord, clean: RunRecord, thresholds: Thresholds) -> Check 
     for kind, entity, end in ends:
         wanted = entity if kind == "outage" and entity in traced_in_clean else None
         what = f"{kind} of {entity}" if kind == "outage" else kind
+        handled = False
         baseline = _first_output_after(clean, end, wanted)
+        if baseline is None:  # no output after it in the clean run: its handling must resume
+            handled, wanted = True, entity if kind == "outage" else None
+            baseline = _first_output_after(clean, end, wanted, handled=True)
         if baseline is None:
             continue  # the clean run had nothing after it either: nothing to recover to
         measured += 1
-        first = _first_output_after(run, end, wanted)
+        first = _first_output_after(run, end, wanted, handled=handled)
         if first is None:
             waited = (run.end - end).total_seconds()
             stuck.append(what)
+            none = "nothing handled" if handled else "no output"
             cases.append(
-                (False, waited, f"{what} ended {stamp(end)}: no output after it (the clean run had one)")
+                (False, waited, f"{what} ended {stamp(end)}: {none} after it (the clean run had some)")
             )
         else:
             took = (first - end).total_seconds()
+            again = "handling" if handled else "outputs"
             waited = max(0.0, took - (baseline - end).total_seconds())
-            line = f"{what} ended {stamp(end)}: outputs again after {took:g} s, {waited:g} s later than clean"
+            line = f"{what} ended {stamp(end)}: {again} again after {took:g} s, {waited:g} s later than clean"
             cases.append((True, waited, line))
         worst = max(worst, waited)
     if not measured:
         return make_check(
             "recovery", run.preset, None, thresholds.recovery_seconds, "seconds",
-            "does not apply: the clean run had no output after any outage or restart ended either",
+            "does not apply: the clean run had no output and handled nothing after any fault ended",
         )  # fmt: skip
     examples = [line for _, _, line in sorted(cases, key=lambda c: (c[0], -c[1]))]  # the worst first
     if stuck:
-        summary = f"never published again after {', '.join(stuck)} (waited {worst:g} s to the run's end)"
+        summary = f"never resumed after {', '.join(stuck)} (waited {worst:g} s to the run's end)"
         verdict: Verdict = "fail"
     else:
         after = plural(measured, "fault")
-        summary = (
-            f"outputs flowed again at most {worst:g} replay seconds later than clean after {after} ended"
-        )
+        summary = f"flowed again at most {worst:g} replay seconds later than clean after {after} ended"
         verdict = "pass" if worst <= thresholds.recovery_seconds else "fail"
     return make_check(
         "recovery",
