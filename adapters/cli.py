@@ -152,10 +152,14 @@ def cmd_new(args: argparse.Namespace, config: Config) -> int:
         f"cd {target} && pytest && ruff check . && mypy",
         f"with citybus up running: citybus sandbox join {args.name}    (a user of its own in the running "
         "sandbox, on the replay's clock; Ctrl-C leaves)",
-        f"citybus certify {args.name} --suite quick    (scored against the recorded city with faults, "
-        "in a private sandbox of its own; the default suite, without --suite, is what a city runs)",
         "to run it in citybus up itself instead, put this in citybus.toml:",
     ]
+    if kind != "source":  # certify scores what an adapter does with the city's data: a source takes none
+        steps.insert(
+            -1,
+            f"citybus certify {args.name} --suite quick    (scored against the recorded city with faults, "
+            "in a private sandbox of its own; the default suite, without --suite, is what a city runs)",
+        )
     out("next:")
     for number, step in enumerate(steps, 1):
         out(f"  {number}. {step}")

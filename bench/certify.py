@@ -209,8 +209,8 @@ def certify_case(options: Options) -> Case:
             case.targets.append(Target(f"{what}, verdict", "pass", verdict, verdict == "pass"))
     case.tables += per_run
     case.notes.append(
-        "Progress: certify writes a line when each run starts, when its adapter is ready, at every tenth of "
-        'the replay and when it is done; "longest silence" is the longest wall time the command went '
+        "Progress: certify writes a line when each run starts, when its adapter is ready, at every quarter "
+        'of the replay and when it is done; "longest silence" is the longest wall time the command went '
         "without one (its start included: imports and the first server)."
     )
     return case

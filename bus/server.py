@@ -388,7 +388,7 @@ class EmbeddedServer:
             kwargs["pass_fds"] = (self._lock_fd,)  # the child shares the flock: held while it lives
         if self._memory_limit is not None:
             kwargs["env"] = {**os.environ, "GOMEMLIMIT": str(self._memory_limit)}
-        preexec = _parent_death_signal()
+        preexec = parent_death_signal()
         if preexec is not None:
             kwargs["preexec_fn"] = preexec
         try:
@@ -486,7 +486,7 @@ class _ServerExited(Exception):
         self.returncode = returncode
 
 
-def _parent_death_signal() -> Callable[[], None] | None:
+def parent_death_signal() -> Callable[[], None] | None:
     """A ``preexec_fn`` that makes Linux send the child SIGTERM when citybus dies, else ``None``.
 
     libc is loaded here, in the parent: loading a library between fork and exec can deadlock. The

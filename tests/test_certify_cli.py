@@ -219,3 +219,14 @@ def test_an_adapter_that_publishes_past_its_contract_fails_contract_fit_and_acce
     ), access
     clean = report["runs"][0]
     assert clean["refusals"] == access["value"] and clean["outputs"] > 0
+
+
+def test_what_certify_cannot_score_is_refused_in_one_line(tmp_path: Path) -> None:
+    source = certify("vicotee-beach", "--suite", "quick", cwd=tmp_path, timeout=60)
+    assert source.returncode == 2 and source.stderr.count("\n") == 1, source.stderr
+    assert "vicotee-beach consumes no contract" in source.stderr
+    for speed in ("nan", "inf", "2000000"):
+        fast = certify("beach-neighbours", "--suite", "quick", "--speed", speed, cwd=tmp_path, timeout=60)
+        assert fast.returncode == 2 and fast.stderr.count("\n") == 1, fast.stderr
+        assert "is not allowed: above 0" in fast.stderr
+    assert not (tmp_path / "certify-beach-neighbours").exists()

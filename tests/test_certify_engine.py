@@ -74,9 +74,10 @@ async def test_the_broker_restarts_mid_run_and_the_adapter_comes_back(tmp_path: 
     fault = record.broker_faults[0]
     assert fault.start >= record.origin + timedelta(seconds=3600)
     assert record.crashes == [] and record.exit_code is None
-    # outputs after the broker came back: the adapter reconnected and kept working
-    assert any(o.at > fault.start for o in record.outputs)
-    assert any(h.done is not None and h.done > fault.start for h in record.handled)
+    assert fault.end > fault.start + timedelta(seconds=1.5 * 2880)  # back once it listened again
+    # handling after the broker came back: the adapter reconnected and kept working (it publishes
+    # only when a site's nearest stations change, so its outputs may all come before)
+    assert any(h.done is not None and h.done > fault.end for h in record.handled)
 
 
 async def test_a_slow_link_delays_the_adapter_and_is_recorded(tmp_path: Path) -> None:

@@ -139,6 +139,19 @@ def record(preset: str = "clean", **fields: Any) -> RunRecord:
     outputs = relay(inputs) if outputs is None else outputs
     defaults: dict[str, Any] = {
         "resources": Resources(peak_rss_bytes=80 * 1024 * 1024, cpu_seconds=2.5),
+        # the adapter handled every input a moment after it arrived
+        "handled": [
+            Handled(
+                wall=0.0,
+                seconds=0.001,
+                subject=i.subject,
+                ce_id=i.ce_id,
+                trace=i.trace,
+                error="",
+                done=i.at + timedelta(seconds=1),
+            )
+            for i in inputs
+        ],  # fmt: skip
     }
     return RunRecord(
         preset=preset,
@@ -353,7 +366,7 @@ def test_recovery_does_not_apply_without_outputs_or_without_outages() -> None:
     checks = checks_of([record(), record("duplicates")])
     (recovery,) = [c for c in checks if c.check == "recovery"]
     assert (recovery.run, recovery.verdict) == ("all", "n/a")
-    quiet = [record(outputs=[]), outage_run(resume_hour=6)]
+    quiet = [record(outputs=[], handled=[]), outage_run(resume_hour=6)]
     assert one(checks_of(quiet), "recovery", "outage").verdict == "n/a"
 
 
@@ -379,6 +392,17 @@ def test_recovery_of_an_adapter_that_publishes_nothing_is_its_handling_resuming(
     resumed = one(checks_of([clean, back]), "recovery", "broker-restart")
     assert resumed.verdict == "pass" and resumed.value == HOUR  # 07:01 against the clean run's 06:01
     assert "handling again after" in resumed.examples[0]
+
+
+def test_an_adapter_that_hangs_after_its_first_messages_fails_handling_in_the_clean_run() -> None:
+    """The clean run is every other check's baseline: it is held against its own inputs here."""
+    inputs = day_of_inputs()
+    early = [i for i in inputs if i.at < at(2 * HOUR)]
+    hung = record(outputs=relay(early), handled=record(inputs=early).handled)
+    handling = one(checks_of([hung]), "handling", "clean")
+    assert handling.verdict == "fail" and handling.value == pytest.approx(2 / 24)
+    assert handling.examples[0] == "inputs but nothing handled in 2018-08-28T00:00:00Z..2018-08-28T01:00:00Z"
+    assert one(checks_of([record()]), "handling", "clean").verdict == "pass"
 
 
 # -- amplification ------------------------------------------------------------------------------------
@@ -522,7 +546,11 @@ def test_a_liveness_window_of_no_length_is_refused_with_one_line() -> None:
 
 
 def test_liveness_does_not_apply_when_the_clean_run_published_and_handled_nothing() -> None:
-    liveness = one(checks_of([record(outputs=[]), record("outage", outputs=[])]), "liveness", "outage")
+    liveness = one(
+        checks_of([record(outputs=[], handled=[]), record("outage", outputs=[], handled=[])]),
+        "liveness",
+        "outage",
+    )
     assert liveness.verdict == "n/a"
     assert "neither published nor handled" in liveness.summary
 
@@ -629,7 +657,10 @@ def test_latency_does_not_apply_when_no_output_can_be_traced_to_an_input() -> No
     p50 = one(checks_of([untraced]), "latency-p50", "clean")
     assert (p50.verdict, p50.value) == ("n/a", None)
     assert "none of its 48 outputs carries the trace id of an input" in p50.summary
-    assert "published nothing" in one(checks_of([record(outputs=[])]), "latency-p99", "clean").summary
+    assert (
+        "published nothing"
+        in one(checks_of([record(outputs=[], handled=[])]), "latency-p99", "clean").summary
+    )
 
 
 # -- detection ----------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import shlex
 from pathlib import Path
 from typing import Any
@@ -37,9 +38,17 @@ def cmd_certify(args: argparse.Namespace, config: Config) -> int:
         return 2
     seed = suite.seed if args.seed is None else args.seed
     speed = suite.speed if args.speed is None else args.speed
-    if speed <= 0:
+    if not (math.isfinite(speed) and 0 < speed <= 1_000_000):
         err(
-            "citybus: error: --speed must be above 0: certify measures on the replay's clock, which needs one"
+            f"citybus: error: --speed {speed:g} is not allowed: above 0 (certify measures on the replay's "
+            "clock, which needs one) and at most 1000000"
+        )
+        return 2
+    if not target.adapted.consumes:
+        err(
+            f"citybus: error: {target.adapted.adapter} consumes no contract, so the recorded city has "
+            "nothing to give it: certify scores adapters that consume city data (test a source against "
+            "its device or vendor API, with recorded responses of its own)"
         )
         return 2
     report_dir = args.report or Path(f"certify-{target.instance}")

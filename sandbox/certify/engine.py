@@ -37,7 +37,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,7 @@ from bus.access.login import client_login
 from bus.config import Config, load_config
 from bus.errors import CityBusError
 from bus.runtime import Runtime
+from bus.server import parent_death_signal
 from bus.subjects import clock_subject, control_subject
 from sandbox.certify.model import BrokerFault, Crash, Resources, RunRecord
 from sandbox.certify.observe import Observer, ProcessUse, ReplayClock, read_child
@@ -149,7 +150,10 @@ async def _observe(
         argv += ["--instance", target.instance, "--events", str(events)]
         if url is not None:
             argv += ["--url", url]
-        child = await asyncio.create_subprocess_exec(*argv, stdout=stderr, stderr=stderr)
+        # SIGTERM to the adapter when certify dies (a CI job's timeout): no process left behind
+        child = await asyncio.create_subprocess_exec(
+            *argv, stdout=stderr, stderr=stderr, preexec_fn=parent_death_signal()
+        )
         proc = ProcessUse(child.pid)
         await _ready(child, events, directory, ready_timeout)
         progress("adapter ready, replay playing")
@@ -157,6 +161,7 @@ async def _observe(
         record = RunRecord(preset=spec.name, seed=spec.seed, origin=_origin(clock), end=_origin(clock))
         await _play(runtime, spec, scope, clock, observer, child, proc, link, record, progress)
         settle_until = time.monotonic() + _SETTLE_MAX
+        observer.last_output = max(observer.last_output, time.monotonic())  # wait _SETTLE at least
         # the last outputs: until none came for a moment (an adapter may answer its last input late)
         while time.monotonic() < settle_until and time.monotonic() - observer.last_output < _SETTLE:  # noqa: ASYNC110
             await asyncio.sleep(_POLL)
@@ -304,7 +309,7 @@ async def _restart_broker(
     await server.stop()
     await asyncio.sleep(restart.down)
     await server.start()
-    end = start + timedelta(seconds=restart.down * (clock.last.speed if clock.last else 0.0))
+    end = clock.at(time.monotonic()) or start  # back once it listens again, however long that took
     record.broker_faults.append(
         BrokerFault(kind="restart", start=start, end=end, detail={"down": restart.down})
     )

@@ -138,7 +138,7 @@ def _windows(run: RunRecord, width: float, *, handled: bool = False) -> set[int]
         times = [h.done for h in run.handled if h.done is not None and not h.error]
     else:
         times = [o.at for o in run.outputs]
-    return {int((t - run.origin).total_seconds() // width) for t in times if run.origin <= t < run.end}
+    return {int((t - run.origin).total_seconds() // width) for t in times if run.origin <= t <= run.end}
 
 
 def _broker_down(run: RunRecord, width: float) -> set[int]:
@@ -197,6 +197,34 @@ def liveness(run: RunRecord, clean: RunRecord, thresholds: Thresholds) -> Check:
         examples.insert(0, examples.pop())
     return make_check(
         "liveness", run.preset, share, thresholds.liveness, "ratio", summary, examples, verdict=verdict
+    )
+
+
+def handling(run: RunRecord, thresholds: Thresholds) -> Check:
+    """Whether the adapter keeps up with its own inputs, in every run, the clean one too: the share
+    of the windows in which inputs arrived in which it also finished handling one. An adapter that
+    hangs, or stops reading, after its first messages fails here even when its clean run is the
+    baseline of every other check."""
+    width = thresholds.liveness_window
+    arrived = {
+        int((i.at - run.origin).total_seconds() // width) for i in run.inputs if run.origin <= i.at <= run.end
+    }
+    if not arrived:
+        return make_check(
+            "handling", run.preset, None, thresholds.liveness, "ratio", "does not apply: no input arrived"
+        )
+    done = _windows(run, width, handled=True) & arrived
+    share = len(done) / len(arrived)
+    idle = sorted(arrived - done)
+    examples = [f"inputs but nothing handled in {_window(run, i, width)}" for i in idle]
+    handled = sum(1 for h in run.handled if not h.error)
+    summary = (
+        f"handled messages in {len(done)} of the {len(arrived)} {width:g}-second windows with inputs "
+        f"({share:.0%}); {handled} handled of {len(run.inputs)} inputs"
+    )
+    verdict: Verdict = "pass" if share >= thresholds.liveness else "fail"
+    return make_check(
+        "handling", run.preset, share, thresholds.liveness, "ratio", summary, examples, verdict=verdict
     )
 
 

@@ -88,6 +88,9 @@ def private_config(target: Target, spec: RunSpec, scope: Scope, directory: Path)
         "log": {"format": "json", "level": "info"},
         "auth": {"mode": "on"},
         "tracing": {"enabled": True, "export": False},
+        # a reconnect attempt every 0.1 wall seconds: at thousands of times real time, the default
+        # second between attempts would be an hour of the day lost to a broker restart
+        "nats": {"reconnect_wait": 0.1},
         "adapters": {REPLAY: replay, target.instance: section},
     }
 
@@ -137,7 +140,12 @@ def target_of(name: str, config: Config) -> Target:
     from bus.subjects import contract_filter
 
     instance = find_instance(name, config)
-    adapter = instance.create()
+    try:
+        adapter = instance.create()
+    except Exception as exc:  # the adapter's own code: said in one line, not a traceback
+        raise CityBusError(
+            f"adapter {instance.adapter.name} could not be created: {type(exc).__name__}: {exc}"
+        ) from exc
     section = dict(config.adapters.get(instance.name) or {"adapter": instance.adapter.name})
     consumed = adapter.consumed()
     produced = adapter.produced()

@@ -77,6 +77,7 @@ def score(
     found += _recovery(clean, faulted, thresholds)
     found += [rules.amplification(run, clean, thresholds, fit) for run in faulted]
     found += [flow.liveness(run, clean, thresholds) for run in faulted]
+    found += [flow.handling(run, thresholds) for run in runs]
     for run in runs:
         found += rules.resources(run, thresholds)
     found += flow.latency(clean, thresholds)
