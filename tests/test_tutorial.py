@@ -37,7 +37,7 @@ from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from walkthrough import ROOT, Block, Running, Walk, bash, blocks, start, walk_in
+from walkthrough import ROOT, Block, Running, Walk, bash, blocks, run_bash, start, walk_in
 
 pytestmark = pytest.mark.slow
 
@@ -150,27 +150,6 @@ async def terminals(pilot: Walk) -> AsyncIterator[Terminals]:
         yield terminals
     finally:
         await terminals.close_all()
-
-
-async def apart(script: str, walk: Walk, timeout: float) -> tuple[int, str, str]:
-    """Run ``script`` in bash as :func:`walkthrough.bash` does; its exit status, standard output and
-    standard error, apart (certify's progress is on standard error, its verdict on standard output)."""
-    process = await asyncio.create_subprocess_exec(
-        "bash",
-        "-euo",
-        "pipefail",
-        "-c",
-        script,
-        cwd=walk.cwd,
-        env=walk.env,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    async with asyncio.timeout(timeout):
-        out, err = await process.communicate()
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
 
 
 def shape(text: str) -> str:
@@ -306,7 +285,7 @@ async def test_the_tutorial_works_as_written(pilot: Walk, terminals: Terminals) 
     city = next(r for r in terminals.open if r.command.startswith("citybus up"))  # section 6's, running
     assert city.process.returncode is None, "\n".join(city.stderr)
     lost_before, published_before = replay_state(city)
-    status, printed, said = await apart(sh[13].text, pilot, timeout=CERTIFY)
+    status, printed, said = await run_bash(sh[13].text, pilot, timeout=CERTIFY)
     assert status == 0, printed + said  # the exit status CI goes by: the suite passed
     expected = console(12)
     progress = [line for line in expected if line.startswith(("certifying ", "  ["))]

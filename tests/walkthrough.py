@@ -142,9 +142,9 @@ class Running:
         return self.process.returncode
 
 
-async def bash(script: str, walk: Walk, *, check: bool = True, timeout: float = TIMEOUT) -> str:
-    """Run ``script`` in bash as the reader's terminal would; its standard output (it must succeed
-    unless ``check`` is false; then standard error follows standard output)."""
+async def run_bash(script: str, walk: Walk, *, timeout: float = TIMEOUT) -> tuple[int, str, str]:
+    """Run ``script`` in bash as the reader's terminal would; its exit status, standard output and
+    standard error, apart."""
     process = await asyncio.create_subprocess_exec(
         "bash",
         "-euo",
@@ -159,10 +159,18 @@ async def bash(script: str, walk: Walk, *, check: bool = True, timeout: float = 
     )
     async with asyncio.timeout(timeout):
         out, err = await process.communicate()
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+async def bash(script: str, walk: Walk, *, check: bool = True, timeout: float = TIMEOUT) -> str:
+    """Run ``script`` in bash as the reader's terminal would; its standard output (it must succeed
+    unless ``check`` is false; then standard error follows standard output)."""
+    code, out, err = await run_bash(script, walk, timeout=timeout)
     if check:
-        assert process.returncode == 0, f"{script}\n-> {process.returncode}\n{out.decode()}\n{err.decode()}"
-        return out.decode()
-    return out.decode() + err.decode()
+        assert code == 0, f"{script}\n-> {code}\n{out}\n{err}"
+        return out
+    return out + err
 
 
 async def start(command: str, walk: Walk, ready: str | None = None) -> Running:
