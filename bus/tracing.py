@@ -163,6 +163,15 @@ class _PropagatingTracer(trace.NoOpTracer):
             )
         )
 
+    @contextmanager  # the API's own decorator differs between its versions: a plain context manager
+    def start_as_current_span(  # type: ignore[override]
+        self, name: str, context: Any = None, *args: Any, **kwargs: Any
+    ) -> Iterator[trace.Span]:
+        """:meth:`start_span`'s span, current while the block runs (older versions of the API's no-op
+        tracer, 1.20 among them, yield an invalid span here whatever the parent: the trace was lost)."""
+        with trace.use_span(self.start_span(name, context), end_on_exit=False) as span:
+            yield span
+
 
 class _PropagatingProvider(trace.NoOpTracerProvider):
     def get_tracer(self, *args: Any, **kwargs: Any) -> trace.Tracer:

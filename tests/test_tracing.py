@@ -202,3 +202,26 @@ def test_tracing_is_configured_in_citybus_toml_and_off_by_default(tmp_path: Path
             from_config(True, config.tracing.endpoint, config.tracing.service_name)
     else:
         assert isinstance(from_config(True, config.tracing.endpoint, "drammen"), Tracing)
+
+
+async def test_propagating_only_carries_a_handlers_input_trace_to_its_output() -> None:
+    """``[tracing] export = false``: nothing recorded, no SDK; a message without a trace context gets
+    a new one, and what a handler publishes carries the trace of what it handled."""
+    from bus.pipeline import Route
+    from bus.tracing import trace_id
+
+    tracing = from_config(True, "", "citybus", export=False)
+    assert tracing is not None
+    first: dict[str, str] = {"ce-id": "a"}
+    tracing.stamp("city.public.x.y.z", first)
+    other: dict[str, str] = {"ce-id": "b"}
+    tracing.stamp("city.public.x.y.z", other)
+    assert trace_id(first) and trace_id(other) and trace_id(first) != trace_id(other)
+    published: dict[str, str] = {}
+
+    async def handler(item: object, msg: RawMessage) -> None:
+        tracing.stamp("city.public.out.put.z", published)  # what a handler's publish does
+
+    step = tracing.middleware(Route(kind="subscribe", subject="city.public.x.y.*"), handler)
+    await step(None, RawMessage("city.public.x.y.z", b"{}", first))
+    assert trace_id(published) == trace_id(first)
