@@ -15,6 +15,8 @@ Split by idea:
 * :mod:`bus.access.keys` — the key store: NKey seeds, MQTT passwords, revocation;
 * :mod:`bus.access.login` — how client commands find a running ``citybus up`` (``instance.json``)
   and log in to it;
+* :mod:`bus.access.tokens` — the HTTP gateway's bearer tokens, each standing for a client user that
+  reads no personal data (``public``, ``internal``);
 * :mod:`bus.access.command` — ``citybus auth``.
 
 The credentials directory (``auth.dir``, default ``<server data dir>/credentials``)::
@@ -22,13 +24,15 @@ The credentials directory (``auth.dir``, default ``<server data dir>/credentials
     credentials/              0700
       accounts.conf           0600  the nats-server accounts block (public keys and hashes only)
       pilots.toml             0600  a kind of guests and the contracts each declared
+      tokens.toml             0600  the gateway's bearer tokens (their SHA-256 only) and their users
       CITY/ SANDBOX/ SYS/     0700  one seed file per user, one password file per MQTT user
 
-This package re-exports the names of the users and the policy, which every layer uses; the other
-modules are imported by name.
+This package re-exports the names of the users and the policy, which every layer uses, and the
+token store, which the gateway uses; the other modules are imported by name.
 """
 
 from bus.access.policy import AccessModel
+from bus.access.tokens import TokenError, TokenInfo, TokenStore
 from bus.access.users import (
     AccessError,
     Account,
@@ -46,10 +50,13 @@ __all__ = [
     "AccessModel",
     "Account",
     "AuthRow",
-    "DeclassificationError",
     "Declaration",
+    "DeclassificationError",
     "Grant",
     "Kind",
     "Permissions",
+    "TokenError",
+    "TokenInfo",
+    "TokenStore",
     "User",
 ]

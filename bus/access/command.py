@@ -5,7 +5,9 @@
     citybus auth generate                       keys for every user, and accounts.conf
     citybus auth add-pilot acme --produces environment.beach-observation
     citybus auth revoke acme                    then reload the server (SIGHUP)
-    citybus auth show [--user NAME] [--json]    who may do what, and why
+    citybus auth add-token acme-research --user internal    a bearer token for the HTTP gateway
+    citybus auth revoke-token acme-research     refused from the gateway's next request
+    citybus auth show [--user NAME] [--json]    who may do what, and why; the tokens
 
 Every command works on the credentials directory (``--dir``, default ``credentials`` in the
 server's data directory) and ends by writing the server's configuration again, so the file never
@@ -22,6 +24,10 @@ Decisions, and why:
 * **The running instance's configuration wins.** A running ``citybus up`` recorded in
   ``instance.json`` what it declared; the command acts on that (and refuses a configuration given
   that declares otherwise), and never drops a user the instance runs as.
+* **Tokens touch no server configuration.** A gateway token stands for an existing client user
+  (:mod:`bus.access.tokens`); issuing or revoking one changes ``tokens.toml`` only, which the gateway
+  reads again on its next request: no reload. The token is the one secret this command prints, alone
+  on standard output, so ``TOKEN=$(citybus auth add-token …)`` keeps it out of the terminal.
 """
 
 from __future__ import annotations
@@ -49,9 +55,10 @@ from bus.access.declared import (
 from bus.access.guests import Guest, GuestKind, contract_ref, load_guests, save_guests
 from bus.access.joined import credentials_lock, joined_declarations, prune_joined
 from bus.access.keys import CredentialInfo, CredentialStore
-from bus.access.login import Instance, read_instance, reload_server
+from bus.access.login import Instance, account_name, read_instance, reload_server
 from bus.access.policy import AccessModel
 from bus.access.render import ACCOUNTS_FILE, Generated, generate
+from bus.access.tokens import TOKEN_USERS, TokenInfo, TokenStore
 from bus.access.users import Account, Kind, User
 from bus.cli import err, out
 from bus.config import Config, config_file
@@ -357,6 +364,55 @@ def cmd_revoke(args: argparse.Namespace, config: Config, providers: list[AccessP
     return 0
 
 
+def _tokens(args: argparse.Namespace, config: Config) -> tuple[TokenStore, Instance | None]:
+    """The token store of the credentials directory (``--dir``, else the configured one), and the
+    running ``citybus up`` that uses it, if one does."""
+    directory = Path(args.dir).expanduser() if args.dir is not None else config.credentials_dir()
+    return TokenStore(directory), _running_instance(config, directory)
+
+
+_READS = {"public": "public data only", "internal": "public and internal data, never personal data"}
+
+
+def cmd_add_token(args: argparse.Namespace, config: Config) -> int:
+    """Issue a bearer token of the HTTP gateway for a client user, and print it once."""
+    store, running = _tokens(args, config)
+    if args.account is not None:
+        account, why = account_name(args.account), ""
+    elif running is not None and running.auth is not None:
+        account = running.auth.account
+        why = f" (the account the running citybus up, pid {running.pid}, serves)"
+    else:
+        account, why = Account.CITY.value, " (no running citybus up uses this directory; --account chooses)"
+    token = store.issue(args.name, account, args.user)
+    out(token)  # alone on standard output: TOKEN=$(citybus auth add-token …)
+    err(f"issued token {args.name} for {account}/{args.user}{why}: it reads {_READS[args.user]}")
+    err(
+        f"it is shown once, above; only its SHA-256 is kept, in {store.path} (0600): hand it over a "
+        "private channel"
+    )
+    err(
+        "the gateway accepts it at once, sent as `Authorization: Bearer <token>`; "
+        f"`citybus auth revoke-token {args.name}` revokes it"
+    )
+    return 0
+
+
+def cmd_revoke_token(args: argparse.Namespace, config: Config) -> int:
+    """Revoke a bearer token of the HTTP gateway."""
+    store, _running = _tokens(args, config)
+    info = store.revoke(args.name)
+    out(
+        f"revoked token {info.name} ({info.label}, created {info.created}): the gateway refuses it from "
+        "its next request, no reload needed"
+    )
+    return 0
+
+
+def _token_record(info: TokenInfo) -> dict[str, str]:
+    return {"name": info.name, "account": info.account, "user": info.user, "created": info.created}
+
+
 def _state(
     user: User, infos: dict[tuple[str, str], CredentialInfo], store: CredentialStore
 ) -> dict[str, Any]:
@@ -400,6 +456,8 @@ def cmd_show(args: argparse.Namespace, config: Config, providers: list[AccessPro
     unconfigured = sorted(
         k for k, i in infos.items() if i.revoked_at is None and k not in {u.key for u in model.users}
     )
+    tokens_store = TokenStore(setup.directory)
+    tokens = [t for t in tokens_store.list() if args.user is None or t.user == args.user]
     if args.json:
         document = {
             "directory": str(setup.directory),
@@ -419,6 +477,8 @@ def cmd_show(args: argparse.Namespace, config: Config, providers: list[AccessPro
             "declassifiers": [{"account": u.account.value, "user": u.name} for u in declassifiers],
             "users": [_state(u, infos, setup.store) for u in users],
             "unconfigured": [{"account": a, "user": n} for a, n in unconfigured],
+            "tokens_file": str(tokens_store.path),
+            "tokens": [_token_record(t) for t in tokens],
         }
         out(json.dumps(document, indent=2, ensure_ascii=False))
         return 0
@@ -450,6 +510,14 @@ def cmd_show(args: argparse.Namespace, config: Config, providers: list[AccessPro
         out(f"  {user.account.value}/{user.name}: {text}")
     for account, name in unconfigured:
         out(f"  {account}/{name}: issued, but no longer configured (revoke it)")
+    out("")
+    if tokens:
+        out(f"gateway tokens in {tokens_store.path} (their SHA-256 only):")
+        name_width, label_width = max(len(t.name) for t in tokens), max(len(t.label) for t in tokens)
+        for token in tokens:
+            out(f"  {token.name.ljust(name_width)}  {token.label.ljust(label_width)}  created {token.created}")
+    else:
+        out(f"gateway tokens: none (`citybus auth add-token NAME --user {'|'.join(TOKEN_USERS)}` issues one)")
     return 0
 
 
@@ -503,6 +571,22 @@ def register(subparsers: Any) -> None:
     )
     revoke.add_argument("name", metavar="NAME", help="the guest or component instance")
     revoke.add_argument("--account", choices=[a.value for a in Account], help="when NAME is in both")
-    show = command("show", "who may do what, and why", partial(cmd_show, providers=providers))
+    add_token = command("add-token", "issue a bearer token of the HTTP gateway (printed once)", cmd_add_token)
+    add_token.add_argument("name", metavar="NAME", help="who holds it, kebab case (e.g. 'acme-research')")
+    add_token.add_argument(
+        "--user",
+        required=True,
+        metavar="USER",
+        help=f"the NATS user it reads as: {' or '.join(TOKEN_USERS)} (never one that reads personal data)",
+    )
+    add_token.add_argument(
+        "--account",
+        type=str.lower,
+        choices=["city", "sandbox"],
+        help="its account (default: the one the running citybus up serves, else city)",
+    )
+    revoke_token = command("revoke-token", "revoke a bearer token of the HTTP gateway", cmd_revoke_token)
+    revoke_token.add_argument("name", metavar="NAME", help="the token's name (`auth show` lists them)")
+    show = command("show", "who may do what, and why; the tokens", partial(cmd_show, providers=providers))
     show.add_argument("--user", metavar="NAME", help="only this user")
     show.add_argument("--json", action="store_true", help="as JSON")
