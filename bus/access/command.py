@@ -513,7 +513,7 @@ def cmd_show(args: argparse.Namespace, config: Config, providers: list[AccessPro
     out("")
     if tokens:
         out(f"gateway tokens in {tokens_store.path} (their SHA-256 only):")
-        widths = max(len(t.name) for t in tokens), max(len(t.label) for t in tokens)
+        widths = [max(len(t.name) for t in tokens), max(len(t.label) for t in tokens)]
         for token in tokens:
             out(f"  {token.name.ljust(widths[0])}  {token.label.ljust(widths[1])}  created {token.created}")
     else:
