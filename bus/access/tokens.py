@@ -21,13 +21,14 @@ Decisions, and why:
   up, then compares with :func:`hmac.compare_digest`: the time taken depends on a hash the caller
   cannot steer, never on how many leading characters of a real token it got right.
 * **Only users that read no personal data.** A token maps to ``public`` or ``internal``
-  (:attr:`TOKEN_USERS`): the gateway never serves personal data, and a token is a secret that
+  (:data:`TOKEN_USERS`): the gateway never serves personal data, and a token is a secret that
   travels in headers and proxies' logs more easily than a seed file.
 * **A revoke takes effect at once.** The file is written whole (a temporary file, then a rename), and
   :meth:`TokenStore.resolve` stats it on every call and parses it again when its inode, size or
-  modification time changed: a gateway needs no reload, and between changes a request costs one
-  ``stat`` and one hash. A file that does not parse refuses every token (``ConfigError``) rather
-  than keep an old, perhaps revoked, list.
+  times changed — or changed too recently for them to show the next change (git's "racily clean"
+  rule): a gateway needs no reload, and between changes a request costs one ``stat`` and one hash.
+  A file that does not parse refuses every token (``ConfigError``) rather than keep an old, perhaps
+  revoked, list.
 * **Its own TOML writer**, :func:`~bus.access.guests.toml_string` and
   :func:`~bus.access.guests.toml_key`, as for the guests' files.
 """
@@ -41,6 +42,7 @@ import re
 import secrets
 import stat
 import sys
+import time
 import tomllib
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -76,6 +78,8 @@ _TOKEN = re.compile(rf"^{TOKEN_PREFIX}[A-Za-z0-9_-]{{43}}$")  # 32 bytes: 43 bas
 _DIGEST = re.compile(r"^[0-9a-f]{64}$")
 _TABLE = "tokens"
 _KEYS = frozenset({"account", "user", "sha256", "created"})
+_SETTLE = 2_000_000_000
+"""Nanoseconds after a change to the file during which its ``stat`` is not trusted to show the next."""
 
 
 class TokenError(CityBusError, ValueError):
@@ -121,7 +125,8 @@ class TokenStore:
     def __init__(self, directory: Path, *, file: Path | None = None) -> None:
         self._directory = Path(directory).expanduser()
         self._path = Path(file).expanduser() if file is not None else self._directory / TOKENS_FILE
-        self._seen: tuple[int, int, int] | None = None
+        self._seen: tuple[int, int, int, int] | None = None
+        self._settled = False
         self._by_digest: dict[str, _Entry] = {}
 
     @property
@@ -190,7 +195,13 @@ class TokenStore:
     # -- the file -----------------------------------------------------------------------------------
 
     def _current(self) -> dict[str, _Entry]:
-        """The tokens by digest, parsed again only when the file changed."""
+        """The tokens by digest, parsed again only when the file changed.
+
+        A file's inode, size and times may all stay the same across a change: a rename can reuse
+        the inode just freed, and the kernel's clock ticks every few milliseconds. So, as git does
+        with its index, a file changed less than :data:`_SETTLE` ago is read again on every call,
+        until its times are old enough to tell the next change apart.
+        """
         try:
             st = os.stat(self._path)
         except FileNotFoundError:
@@ -198,10 +209,11 @@ class TokenStore:
             return self._by_digest
         except OSError as exc:
             raise ConfigError(f"cannot read {self._path}: {exc.strerror}") from None
-        seen = (st.st_ino, st.st_size, st.st_mtime_ns)
-        if seen != self._seen:
+        seen = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        if seen != self._seen or not self._settled:
             self._by_digest = {e.digest: e for e in _read(self._path)}
             self._seen = seen
+            self._settled = time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) > _SETTLE
         return self._by_digest
 
     def _locked(self) -> AbstractContextManager[None]:
