@@ -87,6 +87,7 @@ class Gateway(Adapter[GatewayConfig]):
             self.state = state
             await feeds.of("public")
             ctx.log.info("gateway serving", url=state.base_url, account=ctx.account)
+            ctx.announce("web", f"{state.base_url}/  (catalogue {state.base_url}/catalogue)")
             ctx.ready()
             await ctx.wait_stopped()
         finally:
