@@ -418,7 +418,10 @@ def catalogue_jsonld(
         "@id": f"{base}/catalogue",
         "@type": "dcat:Catalog",
         "dct:identifier": f"{base}/catalogue",
-        "dct:title": [_text("citybus: the city's data on the bus"), _text("citybus: byens data på bussen", "nb")],
+        "dct:title": [
+            _text("citybus: the city's data on the bus"),
+            _text("citybus: byens data på bussen", "nb"),
+        ],
         "dct:description": [
             _text(
                 "Every data set that flows on citybus, the message bus of the Drammen smart-city testbed: "

@@ -88,7 +88,9 @@ ATTRIBUTIONS: Final[Mapping[str, Attribution]] = {
         credit=_ENTUR, licence=NLOD, source="Stop places and quays from Entur's national stop register"
     ),
     "mobility.bike-station": Attribution(
-        credit=_OSM, licence=ODBL, source="Drammen's city-bike racks, their places and docks, from OpenStreetMap"
+        credit=_OSM,
+        licence=ODBL,
+        source="Drammen's city-bike racks, their places and docks, from OpenStreetMap",
     ),
     "mobility.bike-station-status": Attribution(
         credit=_OSM, licence=ODBL, source="The racks' names, places and docks, from OpenStreetMap"
