@@ -87,13 +87,14 @@ from contracts import Classification, Contract, Registry, package_of
 __all__ = [
     "ACCESS_RIGHTS",
     "CONTEXT",
-    "JSONLD",
-    "THEMES",
+    "DRAMMEN",
     "Dataset",
     "DatasetFacts",
     "Distribution",
     "EntityFacts",
+    "JSONLD",
     "Publisher",
+    "THEMES",
     "catalogue_entries",
     "catalogue_jsonld",
 ]
@@ -155,6 +156,7 @@ class Publisher:
 
 
 DRAMMEN: Final = Publisher(name="Drammen kommune", homepage="https://www.drammen.kommune.no/")
+"""The municipality, named by its web address."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,8 +272,10 @@ class Dataset:
 
     def provenance_text(self) -> str:
         """Where the values come from, for people, from the provenance of the last values."""
+        if self.classification is Classification.PERSONAL:
+            return "not shown: personal data"
         if self.facts is None or not self.facts.provenances:
-            return "not known: no message seen yet"
+            return "not known: no message seen"
         return "; ".join(f"{p}: {_PROVENANCE_TEXT.get(p, p)}" for p in self.facts.provenances)
 
 

@@ -23,7 +23,12 @@ from msgspec import inspect as mi
 
 from contracts import Contract
 
-__all__ = ["UNIT_NAMES", "FieldRow", "fields_of", "unit_label"]
+__all__ = [
+    "FieldRow",
+    "UNIT_NAMES",
+    "fields_of",
+    "unit_label",
+]
 
 _MAX_DEPTH: Final = 4
 

@@ -31,7 +31,15 @@ from typing import Final
 
 from contracts import CITY_PACKAGE, Classification, Contract, package_of
 
-__all__ = ["ATTRIBUTIONS", "CITY", "NLOD", "ODBL", "Attribution", "Licence", "attribution_of"]
+__all__ = [
+    "ATTRIBUTIONS",
+    "Attribution",
+    "CITY",
+    "Licence",
+    "NLOD",
+    "ODBL",
+    "attribution_of",
+]
 
 
 @dataclass(frozen=True, slots=True)
