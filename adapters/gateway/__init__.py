@@ -1,1 +1,4 @@
-"""The HTTP/SSE gateway (issue 16): placeholder until the gateway core lands on main."""
+"""The HTTP/SSE gateway (issue 16). The core (adapter, app, feeds) lands from main; this branch adds
+the catalogue (:mod:`adapters.gateway.catalogue`)."""
+
+__all__: list[str] = []
