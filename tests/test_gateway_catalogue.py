@@ -8,12 +8,15 @@ the document's own spelling. The company contract comes from a package installed
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import contract_package
+import msgspec
 import pytest
 
 from adapters.gateway.catalogue import (
@@ -26,13 +29,17 @@ from adapters.gateway.catalogue import (
 from adapters.gateway.catalogue_html import ENTITY_ROWS, render_html
 from adapters.gateway.fields import fields_of
 from adapters.gateway.licences import ATTRIBUTIONS
+from bus import Bus
 from contracts import (
+    BeachObservation,
     Classification,
     Registry,
     WeatherForecast,
     default_registry,
+    json_schema,
     load_installed_contracts,
 )
+from tests.gateway_support import beach, running_gateway
 
 BASE = "http://gateway.test:8080"
 DCAT = "http://www.w3.org/ns/dcat#"
@@ -263,3 +270,74 @@ def test_entries_are_plain_values_the_two_renderings_share() -> None:
     assert beach.facts is not None and beach.facts.rate_per_hour == 7.5
     assert beach.synthetic
     assert [x.kind for x in beach.distributions] == ["nats", "http", "sse"]
+
+
+# -- through HTTP, against a real nats-server and the real gateway -----------------------------------
+
+
+async def _get(url: str, **headers: str) -> tuple[int, str, bytes]:
+    async with aiohttp.ClientSession() as http, http.get(url, headers=headers) as response:
+        return response.status, response.content_type, await response.read()
+
+
+@pytest.mark.slow
+async def test_the_catalogue_counts_what_was_published_through_the_gateway(quiet_bus: Bus) -> None:
+    for water in (15.0, 16.0, 17.0):
+        await quiet_bus.publish_durable(beach("bragernes-strand", water), provenance="synthetic")
+    for water in (14.0, 15.5):
+        await quiet_bus.publish_durable(beach("sota-fjordpark", water), provenance="synthetic")
+    async with running_gateway(quiet_bus) as gateway:
+        status, kind, body = await _get(f"{gateway.url}/catalogue.jsonld")
+        assert (status, kind) == (200, "application/ld+json")
+        datasets = datasets_by_id(expand(json.loads(body)))
+        beach_set = datasets["environment.beach-observation.v1"]
+        assert values(beach_set, CB + "entities") == [2]
+        assert values(beach_set, CB + "messages") == [5]
+        (rate,) = values(beach_set, CB + "messagesPerHour")
+        assert rate > 0
+        assert values(beach_set, DCT + "type") == [EU + "dataset-type/SYNTHETIC_DATA"]
+        assert values(beach_set, DCAT + "temporalResolution")
+        assert CB + "entities" not in datasets["operations.device-status.v1"]  # internal: no token
+
+        await quiet_bus.publish_durable(beach("sota-fjordpark", 16.0), provenance="synthetic")
+        status, kind, body = await _get(f"{gateway.url}/catalogue", Accept="application/ld+json")
+        assert (status, kind) == (200, "application/ld+json")
+        again = datasets_by_id(expand(json.loads(body)))["environment.beach-observation.v1"]
+        assert values(again, CB + "messages") == [6]
+
+        status, kind, body = await _get(f"{gateway.url}/catalogue", Accept="text/html,*/*;q=0.8")
+        assert (status, kind) == (200, "text/html")
+        page = body.decode()
+        assert "2 entities, 6 messages stored" in page
+        assert f'id="{contract_package.TYPE}"' not in page  # no company package installed here
+
+
+@pytest.mark.slow
+async def test_schemas_and_the_asyncapi_document_are_served_by_the_gateway(quiet_bus: Bus) -> None:
+    async with running_gateway(quiet_bus) as gateway:
+        status, _, body = await _get(f"{gateway.url}/catalogue/environment.beach-observation@1/schema.json")
+        assert status == 200
+        assert json.loads(body) == json.loads(msgspec.json.encode(json_schema(BeachObservation)))
+        status, kind, body = await _get(f"{gateway.url}/catalogue/environment.beach-obsrvation/schema.json")
+        assert (status, kind) == (404, "application/problem+json")
+        assert "did you mean environment.beach-observation" in json.loads(body)["detail"]
+        status, _, body = await _get(f"{gateway.url}/catalogue/asyncapi.json")
+        assert status == 200 and json.loads(body)["asyncapi"].startswith("3.")
+
+
+@pytest.mark.slow
+async def test_an_installed_company_contract_is_in_the_served_catalogue(quiet_bus: Bus, site: Path) -> None:
+    module = "testco_served"
+    contract_package.install(site, module=module, entry_point=f"{module}:WidgetReading", own_registry=True)
+    assert load_installed_contracts() == []  # as `citybus` does before any command
+    widget = default_registry().get(contract_package.NAME)
+    try:
+        async with running_gateway(quiet_bus) as gateway:
+            status, _, body = await _get(f"{gateway.url}/catalogue.jsonld")
+            assert status == 200
+            served = datasets_by_id(expand(json.loads(body)))[contract_package.TYPE]
+            assert values(served, CB + "package") == [contract_package.PACKAGE]
+            status, _, body = await _get(f"{gateway.url}/catalogue")
+            assert f'id="{contract_package.TYPE}"' in body.decode()
+    finally:
+        default_registry().remove(widget)
