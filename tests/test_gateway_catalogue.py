@@ -142,6 +142,48 @@ def test_every_registered_contract_is_a_dataset_with_the_mandatory_properties(re
         ]
 
 
+def test_the_profile_s_cardinalities_and_node_kinds_hold(registry: Registry) -> None:
+    """What the DCAT-AP-NO SHACL shapes (v3) check, on the expanded graph: IRIs where the profile
+    wants IRIs, one value per language, at most one format, media type and licence per distribution,
+    a contact point with a name and a URL, a data service with one endpoint."""
+    (catalog,) = expand(catalogue_jsonld(catalogue_entries(registry, FACTS, BASE), BASE))
+    vcard = "http://www.w3.org/2006/vcard/ns#"
+
+    def one_per_language(node: dict[str, Any], term: str) -> None:
+        languages = [v["@language"] for v in node[term]]
+        assert languages and len(languages) == len(set(languages)), term
+
+    def contact(node: dict[str, Any]) -> None:
+        (point,) = node[DCAT + "contactPoint"]
+        assert point["@type"] == [vcard + "Organization"]
+        assert values(point, vcard + "fn") and all("@id" in v for v in point[vcard + "hasURL"])
+
+    one_per_language(catalog, DCT + "title")
+    contact(catalog)
+    (publisher,) = catalog[DCT + "publisher"]
+    assert "@id" in publisher and values(publisher, "http://xmlns.com/foaf/0.1/name")
+    (service,) = catalog[DCAT + "service"]
+    assert len(service[DCAT + "endpointURL"]) == 1 and "@id" in service[DCAT + "endpointURL"][0]
+    contact(service)
+    served = set(values(service, DCAT + "servesDataset"))
+    for dataset in catalog[DCAT + "dataset"]:
+        assert "@id" in dataset
+        one_per_language(dataset, DCT + "title")
+        one_per_language(dataset, DCT + "description")
+        contact(dataset)
+        assert all("@id" in v for term in (DCAT + "theme", DCT + "spatial") for v in dataset[term])
+        assert len(dataset[DCT + "accessRights"]) == 1
+        assert all(v.get("@language") == "en" for v in dataset[DCAT + "keyword"])
+        for distribution in dataset[DCAT + "distribution"]:
+            assert [("@id" in v) for v in distribution[DCAT + "accessURL"]] == [True]
+            for term in (DCT + "format", DCAT + "mediaType", DCT + "license"):
+                assert len(distribution.get(term, [])) <= 1 and all(
+                    "@id" in v for v in distribution.get(term, [])
+                )
+            if DCAT + "accessService" in distribution:
+                assert dataset["@id"] in served
+
+
 def test_the_company_contract_is_listed_with_its_package_and_no_invented_licence(registry: Registry) -> None:
     datasets = expanded_datasets(registry)
     widget = datasets[contract_package.TYPE]
