@@ -73,6 +73,7 @@ Decisions, and why:
 from __future__ import annotations
 
 import inspect
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -97,6 +98,7 @@ __all__ = [
     "THEMES",
     "catalogue_entries",
     "catalogue_jsonld",
+    "plain",
 ]
 
 JSONLD: Final = "application/ld+json"
@@ -241,6 +243,7 @@ class Dataset:
     """The contract's CloudEvents type, ``environment.beach-observation.v1``."""
     title: str
     description: str
+    """The contract's docstring, as written (reStructuredText marks and all)."""
     classification: Classification
     access_right: str
     themes: tuple[str, ...]
@@ -370,6 +373,16 @@ def _dataset(cls: type[Contract], facts: DatasetFacts | None, base: str) -> Data
     )
 
 
+_ROLE: Final = re.compile(r":[a-z]+:`~?([^`]+)`")
+_LITERAL: Final = re.compile(r"``([^`]+)``")
+
+
+def plain(docstring: str) -> str:
+    """A docstring's text without its reStructuredText marks (````x````, ``:class:`~a.B```` → ``B``)."""
+    text = _ROLE.sub(lambda m: m.group(1).rsplit(".", 1)[-1], docstring)
+    return _LITERAL.sub(r"\1", text)
+
+
 def _title(cls: type[Contract]) -> str:
     info = cls.__contract__
     words = info.event.replace("-", " ")
@@ -471,7 +484,7 @@ def _dataset_jsonld(d: Dataset, publisher: Publisher) -> dict[str, Any]:
         "@type": "dcat:Dataset",
         "dct:identifier": d.identifier,
         "dct:title": [_text(d.title)],
-        "dct:description": [_text(d.description)],
+        "dct:description": [_text(plain(d.description))],
         "dct:publisher": _iri(publisher.homepage),
         "dcat:contactPoint": _contact(publisher),
         "dcat:theme": [_iri(f"{_EU}data-theme/{t}") for t in d.themes],

@@ -39,6 +39,8 @@ ENTITY_ROWS: Final = 50
 CSP: Final = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 """The page's Content-Security-Policy: no script, nothing fetched."""
 
+_ROLE: Final = re.compile(r":[a-z]+:`~?([^`]+)`")
+_LITERAL: Final = re.compile(r"``([^`]+)``")
 _OPTIONAL: Final = ' <span class="muted">(optional)</span>'
 _FORBIDDEN: Final = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
@@ -67,6 +69,13 @@ _ACCESS_TEXT: Final = {
 def _e(text: object) -> str:
     """``text`` for HTML content or a quoted attribute."""
     return html.escape(_FORBIDDEN.sub("\ufffd", str(text)), quote=True)
+
+
+def _marked(text: str) -> str:
+    """A docstring paragraph for HTML: escaped, its ````literals```` and ``:role:`names``` as code."""
+    escaped = _e(text)
+    escaped = _ROLE.sub(lambda m: f"<code>{m.group(1).rsplit('.', 1)[-1]}</code>", escaped)
+    return _LITERAL.sub(r"<code>\1</code>", escaped)
 
 
 def _time(epoch: float | None) -> str:
@@ -136,7 +145,7 @@ def _way(x: Distribution, d: Dataset) -> str:
 
 def _section(d: Dataset) -> str:
     klass = d.classification.value
-    paragraphs = "".join(f"<p>{_e(p)}</p>" for p in d.description.split("\n\n") if p.strip())
+    paragraphs = "".join(f"<p>{_marked(p)}</p>" for p in d.description.split("\n\n") if p.strip())
     facts = [
         ("Identifier", f"<code>{_e(d.identifier)}</code>"),
         ("Access", _e(_ACCESS_TEXT[klass])),
