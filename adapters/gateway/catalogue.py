@@ -42,9 +42,12 @@ dcat:DataService          dcat:endpointURL, dct:title, dct:publisher, dcat:conta
 ========================  ==========================================================================
 
 The publisher is the municipality, named by its web address (its Enhetsregisteret IRI is not
-recorded in the project). LOS themes, which the Norwegian profile recommends beside the EU ones,
-are not given. Titles are English only (no Norwegian title exists in the contracts); the
-catalogue's own title and description are given in both.
+recorded in the project). ``dct:spatial`` is Norway (the EU country list) and Drammen as a place
+of the catalogue's own, an IRI with its centre (``dcat:centroid``): the profile asks for a GeoNames
+or Kartverket IRI for a place, and neither identifier is recorded in the project. LOS themes,
+which the Norwegian profile recommends beside the EU ones, are not given. Titles are English only
+(no Norwegian title exists in the contracts); the catalogue's own title and description are given
+in both.
 
 Decisions, and why:
 
@@ -114,6 +117,7 @@ CONTEXT: Final[Mapping[str, str]] = {
     "xsd": "http://www.w3.org/2001/XMLSchema#",
     "rdfs": "http://www.w3.org/2000/01/rdf-schema#",
     "cc": "http://creativecommons.org/ns#",
+    "geo": "http://www.opengis.net/ont/geosparql#",
     "cb": "urn:citybus:vocab:",
 }
 """The JSON-LD context: the vocabularies' usual prefixes, and ``cb:`` for citybus's own facts."""
@@ -135,10 +139,9 @@ THEMES: Final[Mapping[str, tuple[str, ...]]] = {
 """A domain's EU data themes; every data set has ``REGI`` (regions and cities) besides."""
 
 _CITY_THEME: Final = "REGI"
-_SPATIAL: Final = (
-    f"{_EU}country/NOR",
-    "https://sws.geonames.org/3159016/",  # Drammen, in GeoNames (the profile's vocabulary for places)
-)
+_NORWAY: Final = f"{_EU}country/NOR"
+_DRAMMEN_CENTRE: Final = "POINT(10.2058 59.7453)"
+"""Drammen's centre (59°44′43″ N 10°12′21″ E) as WKT, longitude first."""
 _PROVENANCE_TEXT: Final = {
     "sensor": "measured by sensors",
     "manual": "measured or entered by hand",
@@ -410,6 +413,19 @@ def _duration(seconds: float) -> dict[str, str]:
     return {"@value": f"PT{seconds:.3f}".rstrip("0").rstrip(".") + "S", "@type": "xsd:duration"}
 
 
+def _spatial(base: str) -> list[dict[str, Any]]:
+    """Norway (the EU country list) and Drammen, a place of the catalogue's own with its centre."""
+    return [
+        _iri(_NORWAY),
+        {
+            "@id": f"{base}/catalogue#drammen",
+            "@type": "dct:Location",
+            "rdfs:label": [_text("Drammen", "nb")],
+            "dcat:centroid": {"@value": _DRAMMEN_CENTRE, "@type": "geo:wktLiteral"},
+        },
+    ]
+
+
 def _agent(publisher: Publisher) -> dict[str, Any]:
     return {"@id": publisher.homepage, "@type": "foaf:Agent", "foaf:name": [_text(publisher.name, "nb")]}
 
@@ -455,7 +471,7 @@ def catalogue_jsonld(
         "dcat:contactPoint": _contact(publisher),
         "foaf:homepage": _iri(f"{base}/"),
         "dct:language": [_iri(f"{_EU}language/ENG"), _iri(f"{_EU}language/NOB")],
-        "dct:spatial": [_iri(s) for s in _SPATIAL],
+        "dct:spatial": _spatial(base),
         "dcat:themeTaxonomy": _iri(f"{_EU}data-theme"),
         "dcat:service": [
             {
@@ -471,14 +487,14 @@ def catalogue_jsonld(
                 "dcat:servesDataset": [_iri(d.iri) for d in served],
             }
         ],
-        "dcat:dataset": [_dataset_jsonld(d, publisher) for d in datasets],
+        "dcat:dataset": [_dataset_jsonld(d, publisher, base) for d in datasets],
     }
     if times:
         catalog["dct:modified"] = _when(max(times))
     return catalog
 
 
-def _dataset_jsonld(d: Dataset, publisher: Publisher) -> dict[str, Any]:
+def _dataset_jsonld(d: Dataset, publisher: Publisher, base: str) -> dict[str, Any]:
     node: dict[str, Any] = {
         "@id": d.iri,
         "@type": "dcat:Dataset",
@@ -490,7 +506,7 @@ def _dataset_jsonld(d: Dataset, publisher: Publisher) -> dict[str, Any]:
         "dcat:theme": [_iri(f"{_EU}data-theme/{t}") for t in d.themes],
         "dcat:keyword": [_text(k) for k in d.keywords],
         "dct:accessRights": _iri(f"{_EU}access-right/{d.access_right}"),
-        "dct:spatial": [_iri(s) for s in _SPATIAL],
+        "dct:spatial": [_iri(_NORWAY), _iri(f"{base}/catalogue#drammen")],
         "dct:conformsTo": _schema_node(d),
         "dct:accrualPeriodicity": _iri(f"{_EU}frequency/UPDATE_CONT"),
         "dcat:version": str(d.version),
