@@ -142,6 +142,18 @@ def test_every_registered_contract_is_a_dataset_with_the_mandatory_properties(re
         ]
 
 
+def test_the_document_is_rdf_a_harvester_can_load(registry: Registry) -> None:
+    jsonld = pytest.importorskip("pyld.jsonld")
+    document = catalogue_jsonld(catalogue_entries(registry, FACTS, BASE), BASE)
+    quads = jsonld.to_rdf(document, {"format": "application/n-quads"}).splitlines()
+    rdf_type = "<http://www.w3.org/1999/02/22-rdf-syntax-ns#type>"
+    assert f"<{BASE}/catalogue> {rdf_type} <{DCAT}Catalog> ." in quads
+    datasets = [q for q in quads if q.endswith(f"{rdf_type} <{DCAT}Dataset> .")]
+    assert len(datasets) == len(registry)
+    resolution = f"<{BASE}/catalogue#environment.beach-observation.v1> <{DCAT}temporalResolution> "
+    assert f'{resolution}"PT960S"^^<http://www.w3.org/2001/XMLSchema#duration> .' in quads
+
+
 def test_the_profile_s_cardinalities_and_node_kinds_hold(registry: Registry) -> None:
     """What the DCAT-AP-NO SHACL shapes (v3) check, on the expanded graph: IRIs where the profile
     wants IRIs, one value per language, at most one format, media type and licence per distribution,

@@ -86,7 +86,7 @@ from urllib.parse import quote
 from adapters.gateway.fields import FieldRow, fields_of
 from adapters.gateway.licences import Attribution, attribution_of
 from bus import subjects
-from contracts import Classification, Contract, Registry, package_of
+from contracts import CITY_PACKAGE, Classification, Contract, Registry, package_of
 
 __all__ = [
     "ACCESS_RIGHTS",
@@ -354,7 +354,7 @@ def _dataset(cls: type[Contract], facts: DatasetFacts | None, base: str) -> Data
             ),
         ]
     keywords = [info.domain, *info.event.split("-"), info.classification.value, "Drammen"]
-    if package and package != "citybus":
+    if package and package != CITY_PACKAGE:
         keywords.append(package)
     return Dataset(
         contract=cls,
