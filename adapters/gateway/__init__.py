@@ -1,4 +1,9 @@
-"""The HTTP/SSE gateway (issue 16). The core (adapter, app, feeds) lands from main; this branch adds
-the catalogue (:mod:`adapters.gateway.catalogue`)."""
+"""The HTTP and SSE gateway: the city's data for people who do not speak NATS.
 
-__all__: list[str] = []
+See :mod:`adapters.gateway.adapter` for how it runs and ``docs/gateway.md`` for what it serves.
+"""
+
+from adapters.gateway.adapter import Gateway
+from adapters.gateway.config import GatewayConfig
+
+__all__ = ["Gateway", "GatewayConfig"]
