@@ -269,8 +269,20 @@ def test_update_rate_entities_and_provenance_come_from_the_stream_facts() -> Non
     assert DCT + "type" not in train  # recorded, real data
     (provenance,) = train[DCT + "provenance"]
     assert "recorded" in language_values(provenance, "http://www.w3.org/2000/01/rdf-schema#label")["en"]
+    assert values(train, CB + "messagesPerHour") == [1.5]
+    assert values(train, DCAT + "temporalResolution") == ["PT2400S"]  # 3 messages over two hours
     device = datasets["operations.device-status.v1"]  # the caller may not read it
     assert CB + "entities" not in device and DCAT + "temporalResolution" not in device
+    (why,) = device[DCT + "provenance"]
+    assert "not shown" in language_values(why, "http://www.w3.org/2000/01/rdf-schema#label")["en"]
+
+
+def test_one_message_per_entity_shows_a_rate_but_no_interval() -> None:
+    once = DatasetFacts(entities=(EntityFacts("a", 1), EntityFacts("b", 1)), window=(0.0, 60.0))
+    assert once.rate_per_hour == 120.0 and once.interval is None
+    twice = DatasetFacts(entities=(EntityFacts("a", 2), EntityFacts("b", 1)), window=(0.0, 60.0))
+    assert twice.interval == 40.0  # two entities, three messages in a minute
+    assert DatasetFacts(entities=(EntityFacts("a", 5),), window=(7.0, 7.0)).rate_per_hour is None
 
 
 def test_licences_and_credits_follow_the_recorded_attribution() -> None:

@@ -201,10 +201,11 @@ class DatasetFacts:
 
     @property
     def interval(self) -> float | None:
-        """Seconds between two messages of one entity, on average; ``None`` without a rate."""
+        """Seconds between two messages of one entity, on average; ``None`` without a rate or when
+        no entity has a second message."""
         rate = self.rate_per_hour
-        if rate is None or not self.entities:
-            return None
+        if rate is None or self.messages <= len(self.entities):
+            return None  # one message per entity shows no interval
         return 3600 * len(self.entities) / rate
 
     @property
@@ -280,6 +281,8 @@ class Dataset:
         """Where the values come from, for people, from the provenance of the last values."""
         if self.classification is Classification.PERSONAL:
             return "not shown: personal data"
+        if self.facts is not None and self.facts.unreadable is not None:
+            return f"not shown: {self.facts.unreadable}"
         if self.facts is None or not self.facts.provenances:
             return "not known: no message seen"
         return "; ".join(f"{p}: {_PROVENANCE_TEXT.get(p, p)}" for p in self.facts.provenances)

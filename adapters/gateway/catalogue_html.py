@@ -98,7 +98,7 @@ def _rate(d: Dataset) -> str:
         return _unseen(d)
     rate = facts.rate_per_hour
     if rate is None:
-        return f"{facts.messages} messages stored, too few to tell a rate"
+        return f"{_count(facts.messages, 'message')} stored, too few to tell a rate"
     text = f"{rate:.1f} messages per hour"
     if facts.interval is not None:
         text += f"; each entity about every {_span(facts.interval)}"
@@ -109,7 +109,11 @@ def _entities(d: Dataset) -> str:
     facts = d.facts
     if facts is None or facts.unreadable is not None:
         return _unseen(d)
-    return f"{len(facts.entities)} entities, {facts.messages} messages stored"
+    return f"{_count(len(facts.entities), 'entity', 'entities')}, {_count(facts.messages, 'message')} stored"
+
+
+def _count(n: int, one: str, many: str = "") -> str:
+    return f"{n} {one if n == 1 else many or one + 's'}"
 
 
 def _unseen(d: Dataset) -> str:
