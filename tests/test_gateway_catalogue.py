@@ -27,12 +27,14 @@ from adapters.gateway.catalogue import (
     catalogue_jsonld,
 )
 from adapters.gateway.catalogue_html import ENTITY_ROWS, render_html
+from adapters.gateway.catalogue_routes import stream_facts, wants_jsonld
 from adapters.gateway.fields import fields_of
 from adapters.gateway.licences import ATTRIBUTIONS
 from bus import Bus
 from contracts import (
     BeachObservation,
     Classification,
+    DeviceStatus,
     Registry,
     WeatherForecast,
     default_registry,
@@ -407,3 +409,40 @@ async def test_an_installed_company_contract_is_in_the_served_catalogue(quiet_bu
             assert f'id="{contract_package.TYPE}"' in body.decode()
     finally:
         default_registry().remove(widget)
+
+
+@pytest.mark.slow
+async def test_internal_facts_are_for_the_internal_user_s_feed_only(quiet_bus: Bus) -> None:
+    await quiet_bus.publish_durable(DeviceStatus.example(), provenance="sensor")
+    await quiet_bus.publish_durable(beach("bragernes-strand", 15.0), provenance="sensor")
+    async with running_gateway(quiet_bus) as gateway:
+        registry = gateway.state.registry
+        public = await stream_facts(await gateway.state.feeds.of("public"), registry)
+        internal = await stream_facts(await gateway.state.feeds.of("internal"), registry)
+    device = DeviceStatus.__contract__.name
+    assert public[device].unreadable is not None and public[device].entities == ()
+    assert [(e.entity, e.messages, e.provenance) for e in internal[device].entities] == [
+        (DeviceStatus.example().entity(), 1, "sensor")
+    ]
+    assert public["environment.beach-observation"].messages == 1
+    assert internal["environment.beach-observation"] == public["environment.beach-observation"]
+    personal = [
+        c.__contract__.name for c in registry if c.__contract__.classification is Classification.PERSONAL
+    ]
+    assert personal and not set(personal) & (set(public) | set(internal))
+
+
+@pytest.mark.parametrize(
+    ("accept", "jsonld"),
+    [
+        ("application/ld+json", True),
+        ("application/json", True),
+        ("text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8", False),
+        ("application/ld+json;q=0.5, text/html", False),
+        ("text/html;q=0.1, application/ld+json", True),
+        ("", False),
+        ("*/*", False),
+    ],
+)
+def test_the_catalogue_answers_json_ld_to_those_who_prefer_it(accept: str, jsonld: bool) -> None:
+    assert wants_jsonld(accept) is jsonld
