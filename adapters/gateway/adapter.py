@@ -22,6 +22,7 @@ Decisions, and why:
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, ClassVar
 
 from aiohttp import web
@@ -33,6 +34,7 @@ from adapters.gateway.config import GatewayConfig
 from adapters.gateway.feeds import Feeds
 from adapters.gateway.metrics import gateway_metrics
 from adapters.gateway.who import TokenResolver
+from bus.access import TokenStore
 from bus.errors import ConfigError
 from contracts import default_registry
 
@@ -87,8 +89,18 @@ class Gateway(Adapter[GatewayConfig]):
             await feeds.close()
 
     def tokens(self, ctx: Context) -> TokenResolver | None:
-        """The bearer tokens it accepts (none without access control)."""
-        return None
+        """The bearer tokens it accepts: the file ``tokens`` names, else ``tokens.toml`` in the
+        credentials directory; none without access control and no file named.
+
+        The store reads the file again whenever it changes (:mod:`bus.access.tokens`), so a token
+        ``citybus auth`` issues or revokes while the gateway runs counts from the next request.
+        """
+        if self.config.tokens:
+            path = Path(self.config.tokens).expanduser()
+            return TokenStore(path.parent, file=path)
+        if ctx.credentials is None:
+            return None
+        return TokenStore(ctx.credentials)
 
 
 DEFAULT_PORT = 8080
