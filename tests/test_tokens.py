@@ -66,7 +66,15 @@ def test_what_is_not_a_token_resolves_to_nobody(tmp_path: Path) -> None:
     store = TokenStore(tmp_path)
     assert store.resolve("cbt_" + "A" * 43) is None  # no file yet
     token = store.issue("acme", "CITY", "public")
-    for bogus in ("", token[:-1], token + "A", token.upper(), token.removeprefix("cbt_"), "cbt_" + "A" * 43):
+    for bogus in (
+        "",
+        token[:-1],
+        token + "A",
+        token + "\n",
+        token.upper(),
+        token.removeprefix("cbt_"),
+        "cbt_" + "A" * 43,
+    ):
         assert store.resolve(bogus) is None, bogus
     assert store.resolve(token) is not None
 
@@ -113,8 +121,9 @@ def test_a_token_stands_only_for_a_user_that_reads_no_personal_data(tmp_path: Pa
         assert "\n" not in message
     with pytest.raises(TokenError, match="a token belongs to account CITY or SANDBOX, not 'SYS'"):
         store.issue("t", "SYS", "public")
-    with pytest.raises(TokenError, match="cannot name a token: use kebab case"):
-        store.issue("Acme Research", "CITY", "public")
+    for name in ("Acme Research", "acme\n", "-acme", ""):
+        with pytest.raises(TokenError, match="cannot name a token: use kebab case"):
+            store.issue(name, "CITY", "public")
     assert store.list() == []
     assert not (tmp_path / TOKENS_FILE).exists()
 

@@ -57,6 +57,7 @@ from bus.errors import CityBusError, ConfigError
 
 __all__ = [
     "TOKENS_FILE",
+    "TOKEN_ACCOUNTS",
     "TOKEN_PREFIX",
     "TOKEN_USERS",
     "TokenError",
@@ -72,10 +73,11 @@ TOKEN_PREFIX = "cbt_"
 TOKEN_USERS = (Kind.PUBLIC.value, Kind.INTERNAL.value)
 """The users a token may stand for: the client users that read no personal data."""
 TOKEN_ACCOUNTS = (Account.CITY.value, Account.SANDBOX.value)
+"""The accounts a token may belong to: those with data (not ``SYS``)."""
 
-_NAME = re.compile(r"^[a-z][a-z0-9]*(?:-[a-z0-9]+)*$")
-_TOKEN = re.compile(rf"^{TOKEN_PREFIX}[A-Za-z0-9_-]{{43}}$")  # 32 bytes: 43 base64 characters, no padding
-_DIGEST = re.compile(r"^[0-9a-f]{64}$")
+_NAME = re.compile(r"[a-z][a-z0-9]*(?:-[a-z0-9]+)*")
+_TOKEN = re.compile(rf"{TOKEN_PREFIX}[A-Za-z0-9_-]{{43}}")  # 32 bytes: 43 base64 characters, no padding
+_DIGEST = re.compile(r"[0-9a-f]{64}")
 _TABLE = "tokens"
 _KEYS = frozenset({"account", "user", "sha256", "created"})
 _SETTLE = 2_000_000_000
@@ -136,7 +138,7 @@ class TokenStore:
 
     def issue(self, name: str, account: str, user: str) -> str:
         """Issue a token named ``name`` for ``account``/``user`` and return it: the only time it is seen."""
-        if not _NAME.match(name):
+        if not _NAME.fullmatch(name):
             raise TokenError(f"{name!r} cannot name a token: use kebab case ('acme-research')")
         if account not in TOKEN_ACCOUNTS:
             raise TokenError(f"a token belongs to account {' or '.join(TOKEN_ACCOUNTS)}, not {account!r}")
@@ -183,7 +185,7 @@ class TokenStore:
         Cheap enough for every request: a ``stat`` of the file, a parse only when it changed, a hash.
         A file that cannot be read or parsed is a :class:`~bus.errors.ConfigError`.
         """
-        if not _TOKEN.match(token):
+        if not _TOKEN.fullmatch(token):
             return None
         by_digest = self._current()
         digest = token_digest(token)
@@ -288,7 +290,7 @@ def _check_file(path: Path, fd: int) -> None:
 def _entry(path: Path, name: str, fields: object) -> _Entry:
     """One ``[tokens.NAME]`` table, checked."""
     where = f"{path}: [{_TABLE}.{name}]"
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):
         raise ConfigError(f"{where}: a token's name must be kebab case ('acme-research')")
     if not isinstance(fields, dict) or set(fields) != _KEYS:
         raise ConfigError(f"{where}: the keys are {', '.join(sorted(_KEYS))}, each once")
@@ -297,7 +299,7 @@ def _entry(path: Path, name: str, fields: object) -> _Entry:
         raise ConfigError(f"{where}: account must be {' or '.join(map(repr, TOKEN_ACCOUNTS))}")
     if user not in TOKEN_USERS:
         raise ConfigError(f"{where}: user must be {' or '.join(map(repr, TOKEN_USERS))}")
-    if not isinstance(digest, str) or not _DIGEST.match(digest):
+    if not isinstance(digest, str) or not _DIGEST.fullmatch(digest):
         raise ConfigError(f"{where}: sha256 must be 64 lower-case hexadecimal digits")
     if not isinstance(created, datetime) or created.tzinfo is None:
         raise ConfigError(f"{where}: created must be a date and time with an offset (2026-12-07T05:10:00Z)")
