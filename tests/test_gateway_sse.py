@@ -204,8 +204,13 @@ async def test_resuming_with_last_event_id_gets_exactly_the_missed_messages(bus:
                 assert [water(e) for e in await again.messages(1, entity)] == [missed[-1] + 1]
 
 
-async def test_more_missed_than_the_catch_up_limit_is_said_with_a_gap(bus: Bus, entity: str) -> None:
-    pattern = subjects.contract_filter(BeachObservation, entity)
+@pytest.mark.parametrize("whole", [False, True], ids=["one-entity", "whole-stream"])
+async def test_more_missed_than_the_catch_up_limit_is_said_with_a_gap(
+    fresh_server: EmbeddedServer, entity: str, whole: bool
+) -> None:
+    """Counted by reading the entity's messages, or (a pattern covering the stream) from sequences."""
+    bus = await open_bus(fresh_server)  # its own streams: the whole-stream count is this test's alone
+    pattern = "city.public.environment.>" if whole else subjects.contract_filter(BeachObservation, entity)
     async with running_gateway(bus, catch_up=2) as gateway:
         async with sse(gateway, pattern) as client:
             await bus.publish_durable(beach(entity, 0.0))
@@ -213,16 +218,19 @@ async def test_more_missed_than_the_catch_up_limit_is_said_with_a_gap(bus: Bus, 
             last_id = client.last_id
         assert last_id is not None
         await bus.publish_durable_many([beach(entity, float(w)) for w in range(1, 6)])
+        await bus.publish_durable(beach(f"{entity}-other", 9.0))  # not the client's when it is one entity
         feed = await gateway.state.feeds.of("public")
-        await wait_for(
-            lambda: feed.positions()[BeachStream.name] >= parse_positions(last_id)[BeachStream.name] + 5
-        )
+        seen = parse_positions(last_id)[BeachStream.name]
+        await wait_for(lambda: feed.positions()[BeachStream.name] >= seen + 6)
         async with sse(gateway, pattern, headers={"Last-Event-ID": last_id}) as again:
             assert [water(e) for e in await again.messages(2, entity)] == [1.0, 2.0]
             gap = await again.event("gap")
-            assert gap.json() == {"skipped": 3, "streams": {BeachStream.name: 3}}
+            skipped = 4 if whole else 3
+            assert gap.json() == {"skipped": skipped, "streams": {BeachStream.name: skipped}}
+            assert gap.id is not None and parse_positions(gap.id)[BeachStream.name] == seen + 6
             await bus.publish_durable(beach(entity, 6.0))
             assert [water(e) for e in await again.messages(1, entity)] == [6.0]
+    await bus.drain()
 
 
 # -- liveness, limits, leaving ---------------------------------------------------------------------

@@ -62,7 +62,7 @@ from adapters.gateway.who import Caller, Refusal, problem
 from bus import subjects
 from bus.reading import next_stored
 
-__all__ = ["PATH", "RETRY", "RETRY_AFTER", "routes"]
+__all__ = ["COUNT_READS", "PATH", "RETRY", "RETRY_AFTER", "count_stored", "routes"]
 
 PATH = "/api/v1/stream"
 """Where the stream is served."""
@@ -78,6 +78,9 @@ _HEADERS = {
     "Cache-Control": "no-cache",
     "X-Accel-Buffering": "no",
 }
+
+COUNT_READS = 100_000
+"""At most this many stored messages are read to count a gap (then it is "at least")."""
 
 _BATCH = 64
 """At most this many queued messages are written at once."""
@@ -160,6 +163,41 @@ def _resume(request: web.Request, feed: Feed) -> dict[str, int] | None:
     return {s: seq for s, seq in parse_positions(text).items() if s in followed}
 
 
+async def count_stored(
+    feed: Feed, stream: str, patterns: Sequence[str], after: int, until: int
+) -> tuple[int, bool]:
+    """How many messages matching ``patterns`` ``stream`` holds in (``after``, ``until``], and
+    whether that is the exact count (``False``: at least that many; counting stopped).
+
+    When a pattern covers the whole stream (``city.public.>`` over ``CITY_PUBLIC_ENVIRONMENT``),
+    the count is the span of sequences from the first message still stored: one read. Otherwise the
+    matching messages are read one by one, filtered by the server when one pattern applies, and at
+    most :data:`COUNT_READS` of them: a client cannot make the gateway read a whole stream.
+    """
+    stream_filter = feed.stream_filter(stream)
+    if stream_filter is None or until <= after:
+        return 0, True
+    relevant = [p for p in patterns if subjects.overlaps(p, stream_filter)]
+    if not relevant:
+        return 0, True
+    whole = any(subjects.intersection(p, stream_filter) == stream_filter for p in relevant)
+    scan = stream_filter if whole or len(relevant) > 1 else relevant[0]
+    count, position = 0, after
+    for _ in range(1 if whole else COUNT_READS):
+        try:
+            found = await next_stored(feed.bus, stream, scan, position + 1)
+        except LookupError:
+            return count, False
+        if found is None or found.seq > until:
+            return count, True
+        if whole:
+            return until - found.seq + 1, True
+        position = found.seq
+        if any(subjects.matches(p, found.subject) for p in relevant):
+            count += 1
+    return count, position >= until
+
+
 class _Stream:
     """One client's stream, from its first frame to its end."""
 
@@ -225,34 +263,20 @@ class _Stream:
         if limit and len(items) < limit:
             return
         skipped: dict[str, int] = {}
+        complete = True
         for stream, after in wanted.items():
             reached = self.positions.get(stream, after)
             if reached < self.mark[stream]:
-                count = await self._count(stream, patterns, reached, self.mark[stream])
+                count, exact = await count_stored(self.feed, stream, patterns, reached, self.mark[stream])
                 self.positions[stream] = self.mark[stream]
+                complete = complete and exact
                 if count:
                     skipped[stream] = count
         if skipped:
-            body = json.dumps({"skipped": sum(skipped.values()), "streams": skipped}).encode()
-            await self._write(event_frame("gap", body, self.positions))
-
-    async def _count(self, stream: str, patterns: Sequence[str], after: int, until: int) -> int:
-        """How many messages matching ``patterns`` ``stream`` holds in (``after``, ``until``]."""
-        stream_filter = self.feed.stream_filter(stream)
-        if stream_filter is None:
-            return 0
-        count, position = 0, after
-        while position < until:
-            try:
-                found = await next_stored(self.feed.bus, stream, stream_filter, position + 1)
-            except LookupError:
-                break
-            if found is None or found.seq > until:
-                break
-            position = found.seq
-            if any(subjects.matches(p, found.subject) for p in patterns):
-                count += 1
-        return count
+            gap: dict[str, object] = {"skipped": sum(skipped.values()), "streams": skipped}
+            if not complete:
+                gap["more"] = True
+            await self._write(event_frame("gap", json.dumps(gap).encode(), self.positions))
 
     async def _send(self, item: Item) -> None:
         if item.seq <= self.positions.get(item.stream, 0):
