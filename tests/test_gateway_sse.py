@@ -233,6 +233,26 @@ async def test_more_missed_than_the_catch_up_limit_is_said_with_a_gap(
     await bus.drain()
 
 
+async def test_a_message_arriving_as_the_heartbeat_fires_is_not_lost(bus: Bus, entity: str) -> None:
+    """The stream waits for a message under the heartbeat's timeout; the timeout firing just as a
+    message is queued must leave the message for the next wait."""
+    await bus.publish_durable(beach(entity, 5.0))
+    async with running_gateway(bus) as gateway:
+        feed = await gateway.state.feeds.of("public")
+        item = feed.last(BeachObservation, entity)
+        assert item is not None
+        listener = feed.listen([subjects.contract_filter(BeachObservation, entity)], 4)
+        waiting = asyncio.create_task(listener.get())
+        for _ in range(5):
+            await asyncio.sleep(0)  # let it wait
+        listener.offer(item)
+        waiting.cancel()  # in the same turn of the loop, as a timeout would
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        assert listener.pending() == 1 and await listener.get() is item
+        listener.close("done")
+
+
 # -- liveness, limits, leaving ---------------------------------------------------------------------
 
 
