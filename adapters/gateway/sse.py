@@ -15,7 +15,7 @@ Decisions, and why:
   before the stored messages are read, so nothing stored during the catch-up is lost; a live item
   at or before the position a stream has reached is a duplicate and is skipped. The positions the
   feed had reached when the listener was registered (:meth:`Feed.positions`) are where the live
-  items start, so the catch-up never needs to read further than them.
+  items start, so a gap is counted up to them and no further.
 * **A gap is said, not hidden.** At most ``catch_up`` stored messages are replayed; when more were
   missed, the client gets ``event: gap`` with how many it skipped per stream (counted, not
   estimated) and the id jumps past them, then live messages. A client that must not miss anything
@@ -258,8 +258,8 @@ class _Stream:
         limit = self.state.config.catch_up
         wanted = {s: seq for s, seq in resume.items() if seq < self.mark.get(s, 0)}
         items = await self.feed.catch_up(patterns, wanted, limit) if wanted and limit else []
-        for item in items:
-            await self._send(item)
+        for start in range(0, len(items), _BATCH):
+            await self._send(items[start : start + _BATCH])
         if limit and len(items) < limit:
             return
         skipped: dict[str, int] = {}
@@ -278,11 +278,17 @@ class _Stream:
                 gap["more"] = True
             await self._write(event_frame("gap", json.dumps(gap).encode(), self.positions))
 
-    async def _send(self, item: Item) -> None:
+    def _frame(self, item: Item) -> bytes:
+        """The item's frame, or nothing when it was sent already (caught up before it came live)."""
         if item.seq <= self.positions.get(item.stream, 0):
-            return  # sent already: caught up before it arrived live
+            return b""
         self.positions[item.stream] = item.seq
-        await self._write(event_frame("message", item.event, self.positions))
+        return event_frame("message", item.event, self.positions)
+
+    async def _send(self, items: Sequence[Item]) -> None:
+        frames = b"".join(self._frame(item) for item in items)
+        if frames:
+            await self._write(frames)
 
     async def _pump(self) -> None:
         """Live items until the client is dropped or leaves; heartbeats and token checks between."""
@@ -307,16 +313,10 @@ class _Stream:
                 await self._write(HEARTBEAT)
                 continue
             # What else is queued already goes out in the same write (get() does not wait then).
-            frames = []
-            while True:
-                if item.seq > self.positions.get(item.stream, 0):
-                    self.positions[item.stream] = item.seq
-                    frames.append(event_frame("message", item.event, self.positions))
-                if not self.listener.pending() or len(frames) >= _BATCH:
-                    break
-                item = await self.listener.get()
-            if frames:
-                await self._write(b"".join(frames))
+            batch = [item]
+            while self.listener.pending() and len(batch) < _BATCH:
+                batch.append(await self.listener.get())
+            await self._send(batch)
 
     def _check_token(self) -> None:
         if self.caller.token is None:
