@@ -5,6 +5,7 @@ revoked tokens, and hostile input at the protocol level."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import socket
@@ -331,6 +332,19 @@ async def test_beyond_max_clients_a_client_is_told_to_retry_later(bus: Bus) -> N
             assert refused.status == 503
             assert int(refused.headers["Retry-After"]) > 0
             assert refused.content_type == "application/problem+json"
+
+
+async def test_stopping_the_gateway_ends_its_streams_with_the_reason(bus: Bus) -> None:
+    """An open stream does not hold the gateway's shutdown until its client leaves."""
+    async with contextlib.AsyncExitStack() as running:
+        gateway = await running.enter_async_context(running_gateway(bus))
+        async with sse(gateway) as client:
+            stopping = asyncio.create_task(running.aclose())
+            dropped = await client.event("dropped")
+            assert dropped.json() == {"reason": "gateway stopping"}
+            async with asyncio.timeout(GUARD):
+                await stopping
+    assert sample(bus, "citybus_gateway_sse_dropped_total", {"reason": "gateway stopping"}) >= 1
 
 
 @dataclass(frozen=True)

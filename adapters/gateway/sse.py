@@ -42,7 +42,7 @@ import asyncio
 import contextlib
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiohttp import web
 
@@ -87,13 +87,14 @@ _BATCH = 64
 
 SLOW = "slow consumer"
 REVOKED = "revoked token"
+STOPPING = "gateway stopping"
 
 
 @dataclass
 class _Clients:
-    """The streams open on one gateway (for ``max_clients``)."""
+    """The streams open on one gateway: their listeners (for ``max_clients``, and to end them)."""
 
-    open: int = 0
+    listeners: set[Listener] = field(default_factory=set)
 
 
 _CLIENTS = web.AppKey("sse clients", _Clients)
@@ -110,9 +111,17 @@ class _Dropped(Exception):
 
 
 def routes(app: web.Application) -> None:
-    """Add the stream's route to the gateway's application."""
+    """Add the stream's route to the gateway's application, and end the open streams when it stops."""
     app[_CLIENTS] = _Clients()
     app.router.add_get(PATH, stream)
+    app.on_shutdown.append(_stopping)
+
+
+async def _stopping(app: web.Application) -> None:
+    """The gateway stops: every open stream ends now (``event: dropped``, ``gateway stopping``),
+    rather than hold the server's shutdown until its client leaves."""
+    for listener in list(app[_CLIENTS].listeners):
+        listener.close(STOPPING)
 
 
 async def stream(request: web.Request) -> web.StreamResponse:
@@ -134,21 +143,21 @@ async def stream(request: web.Request) -> web.StreamResponse:
     except MalformedEventIdError as exc:
         return problem(400, "Malformed Last-Event-ID", str(exc))
     clients = request.app[_CLIENTS]
-    if clients.open >= state.config.max_clients:
+    if len(clients.listeners) >= state.config.max_clients:
         return problem(
             503,
             "Too many clients",
             f"the gateway streams to {state.config.max_clients} clients at most; try again shortly",
             headers={"Retry-After": str(RETRY_AFTER)},
         )
-    clients.open += 1
-    state.metrics.sse_clients.inc()
     listener = feed.listen(patterns, state.config.queue)
+    clients.listeners.add(listener)
+    state.metrics.sse_clients.inc()
     try:
         return await _Stream(request, state, caller, feed, listener).serve(patterns, resume)
     finally:
         listener.close("client gone")
-        clients.open -= 1
+        clients.listeners.discard(listener)
         state.metrics.sse_clients.dec()
 
 
