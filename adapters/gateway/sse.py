@@ -18,7 +18,8 @@ Decisions, and why:
   items start, so a gap is counted up to them and no further.
 * **A gap is said, not hidden.** At most ``catch_up`` stored messages are replayed; when more were
   missed, the client gets ``event: gap`` with how many it skipped per stream (counted, not
-  estimated) and the id jumps past them, then live messages. A client that must not miss anything
+  estimated; past :data:`COUNT_READS` reads a lower bound, marked ``"more": true``) and the id
+  jumps past them, then live messages. A client that must not miss anything
   reads the history API or a NATS consumer instead.
 * **Bounded per client, twice.** The feed's listener queue holds ``queue`` messages; when it
   overflows, the feed closes the listener ("slow consumer") rather than grow. And a write that
@@ -30,7 +31,8 @@ Decisions, and why:
   open streams end within ``heartbeat`` seconds (``event: dropped``, reason ``revoked token``).
 * **Nothing outlives its client.** Whatever ends a stream (the client leaving, which aiohttp turns
   into ``CancelledError`` or ``ConnectionResetError``; a drop; the gateway stopping), the listener
-  is closed and the client count given back in one ``finally``.
+  is closed and the client count given back in one ``finally``. When the gateway stops, its open
+  streams end at once (``gateway stopping``) rather than hold the server's shutdown.
 * **Headers for proxies.** ``Cache-Control: no-cache`` and ``X-Accel-Buffering: no`` so that a
   reverse proxy (nginx) neither caches nor buffers the stream; ``max_clients`` streams at most, the
   next one is told to come back (503 with ``Retry-After``).
@@ -85,9 +87,9 @@ COUNT_READS = 100_000
 _BATCH = 64
 """At most this many queued messages are written at once."""
 
-SLOW = "slow consumer"
-REVOKED = "revoked token"
-STOPPING = "gateway stopping"
+_SLOW = "slow consumer"
+_REVOKED = "revoked token"
+_STOPPING = "gateway stopping"
 
 
 @dataclass
@@ -121,7 +123,7 @@ async def _stopping(app: web.Application) -> None:
     """The gateway stops: every open stream ends now (``event: dropped``, ``gateway stopping``),
     rather than hold the server's shutdown until its client leaves."""
     for listener in list(app[_CLIENTS].listeners):
-        listener.close(STOPPING)
+        listener.close(_STOPPING)
 
 
 async def stream(request: web.Request) -> web.StreamResponse:
@@ -250,8 +252,8 @@ class _Stream:
             async with asyncio.timeout(self.heartbeat):
                 await self.response.write(frame)
         except TimeoutError:
-            reason = self.listener.closed or f"{SLOW}: not reading ({self.heartbeat:g} s on one write)"
-            raise _Dropped(SLOW, reason, writable=False) from None
+            reason = self.listener.closed or f"{_SLOW}: not reading ({self.heartbeat:g} s on one write)"
+            raise _Dropped(reason.partition(":")[0], reason, writable=False) from None
 
     async def _end(self, drop: _Dropped) -> None:
         if drop.writable:
@@ -334,5 +336,5 @@ class _Stream:
             self.state.caller(self.request)
         except Refusal:
             raise _Dropped(
-                REVOKED, f"{REVOKED}: {self.caller.token} is no longer valid", writable=True
+                _REVOKED, f"{_REVOKED}: {self.caller.token} is no longer valid", writable=True
             ) from None
