@@ -10,15 +10,26 @@ with the reason — a failure under ``CITYBUS_REQUIRE_SERVICES=1``, as in CI (``
 from __future__ import annotations
 
 import gzip
+import json
+import os
 import re
 from collections.abc import AsyncIterator
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import aiohttp
 import pytest
 from aiohttp import web
 
 from adapters.gateway.page import WEB, load_files, routes
+from bus import Bus
+from contracts import AirQualityObserved, BikeStationStatus, Contract, GeoPoint, TrainCall
+from tests.browser import Browser, find_chromium
+from tests.conftest import require_service
+from tests.gateway_support import beach, running_gateway
+
+OSLO = ZoneInfo("Europe/Oslo")
 
 # ---------------------------------------------------------------------------- the files over HTTP
 
@@ -124,3 +135,130 @@ def test_the_page_script_never_parses_data_as_html() -> None:
     for sink in sinks:
         assert sink not in script, f"app.js uses {sink}"
     assert not re.search(r"\beval\(|new Function\(", script)
+
+
+# ---------------------------------------------------------------------------- the page in Chromium
+
+MARKUP = '<img src=x onerror="window.injected = true">Bragernes <b>torg</b>'
+
+
+def readings() -> list[Contract]:
+    """One place of each layer (two beaches, two stations of one journey), as the sandbox has them."""
+    journey = {"service_journey": "NSB:ServiceJourney:1-1821-311", "line": "R10", "operator": "NSB"}
+    return [
+        beach("bragernes-strand", 15.7, hour=10),
+        beach("sota-fjordpark", 16.6, lat=59.7336, lon=10.2436, hour=10),
+        TrainCall(
+            **journey,
+            stop_place="NSR:StopPlace:11",
+            stop_name="Drammen stasjon",
+            sequence=7,
+            aimed_departure=datetime(2018, 8, 28, 8, 57, tzinfo=OSLO),
+            actual_departure=datetime(2018, 8, 28, 9, 1, tzinfo=OSLO),
+            delay_seconds=240,
+            status="actual",
+            destination="Lillehammer",
+            location=GeoPoint.at(59.740105, 10.205235),
+        ),
+        TrainCall(
+            **journey,
+            stop_place="NSR:StopPlace:536",
+            stop_name="Brakerøya stasjon",
+            sequence=8,
+            aimed_departure=datetime(2018, 8, 28, 9, 0, tzinfo=OSLO),
+            status="scheduled",
+            destination="Lillehammer",
+            location=GeoPoint.at(59.74379, 10.232988),
+        ),
+        BikeStationStatus(
+            station_id="3",
+            name=MARKUP,
+            num_bikes_available=7,
+            num_docks_available=17,
+            capacity=24,
+            is_renting=True,
+            is_returning=True,
+            reported_at=datetime(2018, 8, 28, 10, 0, tzinfo=OSLO),
+            location=GeoPoint.at(59.7446, 10.2046),
+        ),
+        *(
+            AirQualityObserved(
+                station="bangelokka",
+                station_name="Bangeløkka",
+                component=component,
+                value=value,
+                index=index,
+                observed_at=datetime(2018, 8, 28, 10, 0, tzinfo=OSLO),
+                location=GeoPoint.at(59.73091, 10.216454),
+            )
+            for component, value, index in (("PM10", 14.2, 1), ("NO2", 112.0, 3))
+        ),
+    ]
+
+
+@pytest.fixture
+def chromium() -> str:
+    """Debian's Chromium, or a skip (a failure under CITYBUS_REQUIRE_SERVICES=1)."""
+    found = find_chromium()
+    if found is None:
+        require_service("Chromium", "no chromium on PATH (Debian: apt-get install chromium)")
+    assert found is not None
+    return found
+
+
+def artefacts(tmp_path: Path) -> Path:
+    """Where a test keeps what a person should be able to look at afterwards."""
+    directory = Path(os.environ.get("CITYBUS_ARTEFACTS") or tmp_path)
+    directory.mkdir(parents=True, exist_ok=True)
+    return directory
+
+
+def badge(entity: str) -> str:
+    """A JavaScript expression: the text of the map badge of ``entity`` (null while there is none)."""
+    selector = json.dumps(f'.badge[data-entity="{entity}"] .value')
+    return f"document.querySelector({selector})?.textContent ?? null"
+
+
+@pytest.mark.slow
+async def test_the_live_page_shows_the_city_and_follows_the_bus(
+    quiet_bus: Bus, chromium: str, tmp_path: Path
+) -> None:
+    for reading in readings():
+        await quiet_bus.publish_durable(reading, provenance="synthetic", source="/tests")
+    async with running_gateway(quiet_bus) as gateway, Browser.launch(tmp_path, executable=chromium) as page:
+        await page.navigate(gateway.url + "/")
+        await page.wait_for("document.body.dataset.loaded === 'true'")
+
+        # A marker for every place published, each showing its value.
+        assert await page.wait_for("document.querySelectorAll('.badge').length === 6")
+        assert await page.evaluate(badge("bragernes-strand")) == "15.7 °C"
+        assert await page.evaluate(badge("sota-fjordpark")) == "16.6 °C"
+        assert await page.evaluate(badge("NSR:StopPlace:11")) == "R10 +4 min"
+        assert await page.evaluate(badge("3")) == "7 · 17"
+        assert await page.wait_for(f"{badge('bangelokka')} === 'NO2 112'")  # the worst of its pollutants
+        # The railway: Drammen and Brakerøya are consecutive calls of one journey.
+        await page.wait_for("document.querySelectorAll('path.railway').length === 1")
+        await page.wait_for("document.getElementById('connection').dataset.state === 'live'")
+
+        # A new reading on the bus changes what the page shows, without a reload.
+        await quiet_bus.publish_durable(beach("bragernes-strand", 19.4, hour=11), source="/tests")
+        await page.wait_for(f"{badge('bragernes-strand')} === '19.4 °C'")
+
+        # The panel: the beach's values, and a chart of its two readings.
+        await page.click('.badge[data-entity="bragernes-strand"]')
+        await page.wait_for("document.getElementById('panel-title').textContent === 'Bragernes strand'")
+        await page.wait_for("document.querySelector('#panel-charts .chart-last')?.textContent === '19.4 °C'")
+        points = await page.wait_for(
+            "document.querySelector('#panel-charts polyline')?.getAttribute('points').split(' ').length === 2"
+        )
+        assert points
+
+        # A value from the bus that looks like markup is shown as text, never run.
+        await page.click('.badge[data-entity="3"]')
+        assert await page.wait_for("document.getElementById('panel-title').textContent") == MARKUP
+        assert await page.evaluate("document.querySelectorAll('#side img, #side b').length") == 0
+        assert await page.evaluate("window.injected === undefined")
+
+        shot = await page.screenshot(artefacts(tmp_path) / "gateway-page.png")
+        print(f"screenshot of the live page: {shot}")  # noqa: T201 - for the person running the test
+        assert page.errors == []
