@@ -18,6 +18,8 @@
   const DRAMMEN = [59.7441, 10.2045]; // Drammen stasjon, before anything is known
   const SVG = 'http://www.w3.org/2000/svg';
   const RETRY_MAX = 30000;
+  const PANEL_MAX = 500; // values a panel keeps while it is open
+  const JOURNEYS_MAX = 2000; // journeys remembered to draw the railway (a few days of Drammen's trains)
   const CITY_TIME = 'Europe/Oslo'; // times are shown as Drammen's clocks show them
 
   // ---------------------------------------------------------------- formatting (text only)
@@ -300,6 +302,7 @@
     }
     if (place === selected) {
       panelItems.push(ev);
+      if (panelItems.length > PANEL_MAX) panelItems.shift();
       renderPanel();
     }
   }
@@ -312,6 +315,7 @@
     if (!calls) {
       calls = new Map();
       journeys.set(d.service_journey, calls);
+      if (journeys.size > JOURNEYS_MAX) journeys.delete(journeys.keys().next().value); // the oldest
     }
     calls.set(d.sequence, ev);
     for (const other of [calls.get(d.sequence - 1), calls.get(d.sequence + 1)]) {
