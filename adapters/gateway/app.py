@@ -9,6 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
+from adapters.gateway import page
 from adapters.gateway.config import GatewayConfig
 from adapters.gateway.feeds import Feed, Feeds
 from adapters.gateway.metrics import GatewayMetrics
@@ -74,4 +75,5 @@ def build_app(state: GatewayState) -> web.Application:
     """The application: the middleware and the routes of every part of the gateway."""
     app = web.Application(middlewares=[_answer])
     app[STATE] = state
+    page.routes(app)
     return app
