@@ -201,7 +201,13 @@ def chromium() -> str:
     """Debian's Chromium, or a skip (a failure under CITYBUS_REQUIRE_SERVICES=1)."""
     found = find_chromium()
     if found is None:
-        require_service("Chromium", "no chromium on PATH (Debian: apt-get install chromium)")
+        explicit = os.environ.get("CITYBUS_CHROMIUM")
+        require_service(
+            "Chromium",
+            f"CITYBUS_CHROMIUM={explicit} is no file"
+            if explicit
+            else "no chromium on PATH (Debian: apt-get install chromium)",
+        )
     assert found is not None
     return found
 
@@ -226,39 +232,42 @@ async def test_the_live_page_shows_the_city_and_follows_the_bus(
     for reading in readings():
         await quiet_bus.publish_durable(reading, provenance="synthetic", source="/tests")
     async with running_gateway(quiet_bus) as gateway, Browser.launch(tmp_path, executable=chromium) as page:
-        await page.navigate(gateway.url + "/")
-        await page.wait_for("document.body.dataset.loaded === 'true'")
+        try:
+            await page.navigate(gateway.url + "/")
+            await page.wait_for("document.body.dataset.loaded === 'true'")
 
-        # A marker for every place published, each showing its value.
-        assert await page.wait_for("document.querySelectorAll('.badge').length === 6")
-        assert await page.evaluate(badge("bragernes-strand")) == "15.7 °C"
-        assert await page.evaluate(badge("sota-fjordpark")) == "16.6 °C"
-        assert await page.evaluate(badge("NSR:StopPlace:11")) == "R10 +4 min"
-        assert await page.evaluate(badge("3")) == "7 · 17"
-        assert await page.wait_for(f"{badge('bangelokka')} === 'NO2 112'")  # the worst of its pollutants
-        # The railway: Drammen and Brakerøya are consecutive calls of one journey.
-        await page.wait_for("document.querySelectorAll('path.railway').length === 1")
-        await page.wait_for("document.getElementById('connection').dataset.state === 'live'")
+            # A marker for every place published, each showing its value.
+            assert await page.wait_for("document.querySelectorAll('.badge').length === 6")
+            assert await page.evaluate(badge("bragernes-strand")) == "15.7 °C"
+            assert await page.evaluate(badge("sota-fjordpark")) == "16.6 °C"
+            assert await page.evaluate(badge("NSR:StopPlace:11")) == "R10 +4 min"
+            assert await page.evaluate(badge("3")) == "7 · 17"
+            assert await page.wait_for(f"{badge('bangelokka')} === 'NO2 112'")  # the worst of its pollutants
+            # The railway: Drammen and Brakerøya are consecutive calls of one journey.
+            await page.wait_for("document.querySelectorAll('path.railway').length === 1")
+            await page.wait_for("document.getElementById('connection').dataset.state === 'live'")
 
-        # A new reading on the bus changes what the page shows, without a reload.
-        await quiet_bus.publish_durable(beach("bragernes-strand", 19.4, hour=11), source="/tests")
-        await page.wait_for(f"{badge('bragernes-strand')} === '19.4 °C'")
+            # A new reading on the bus changes what the page shows, without a reload.
+            await quiet_bus.publish_durable(beach("bragernes-strand", 19.4, hour=11), source="/tests")
+            await page.wait_for(f"{badge('bragernes-strand')} === '19.4 °C'")
 
-        # The panel: the beach's values, and a chart of its two readings.
-        await page.click('.badge[data-entity="bragernes-strand"]')
-        await page.wait_for("document.getElementById('panel-title').textContent === 'Bragernes strand'")
-        await page.wait_for("document.querySelector('#panel-charts .chart-last')?.textContent === '19.4 °C'")
-        points = await page.wait_for(
-            "document.querySelector('#panel-charts polyline')?.getAttribute('points').split(' ').length === 2"
-        )
-        assert points
+            # The panel: the beach's values, and a chart of its two readings.
+            await page.click('.badge[data-entity="bragernes-strand"]')
+            await page.wait_for("document.getElementById('panel-title').textContent === 'Bragernes strand'")
+            await page.wait_for(
+                "document.querySelector('#panel-charts .chart-last')?.textContent === '19.4 °C'"
+            )
+            chart = "document.querySelector('#panel-charts polyline')"
+            await page.wait_for(f"{chart}?.getAttribute('points').split(' ').length === 2")
 
-        # A value from the bus that looks like markup is shown as text, never run.
-        await page.click('.badge[data-entity="3"]')
-        assert await page.wait_for("document.getElementById('panel-title').textContent") == MARKUP
-        assert await page.evaluate("document.querySelectorAll('#side img, #side b').length") == 0
-        assert await page.evaluate("window.injected === undefined")
-
-        shot = await page.screenshot(artefacts(tmp_path) / "gateway-page.png")
-        print(f"screenshot of the live page: {shot}")  # noqa: T201 - for the person running the test
+            # A value from the bus that looks like markup is shown as text, never run.
+            await page.click('.badge[data-entity="3"]')
+            await page.wait_for(
+                f"document.getElementById('panel-title').textContent === {json.dumps(MARKUP)}"
+            )
+            assert await page.evaluate("document.querySelectorAll('#side img, #side b').length") == 0
+            assert await page.evaluate("window.injected === undefined")
+        finally:  # kept whether the test passed or not: a failure is easier to see than to read
+            shot = await page.screenshot(artefacts(tmp_path) / "gateway-page.png")
+            print(f"screenshot of the live page: {shot}")  # noqa: T201 - for the person running the test
         assert page.errors == []
