@@ -62,6 +62,7 @@ class Context:
         connect_as: Callable[[str], Awaitable[Bus]] | None = None,
         credentials: Path | None = None,
         account: str = "CITY",
+        links: dict[str, str] | None = None,
     ) -> None:
         self._bus = bus
         self._connect_as = connect_as
@@ -71,6 +72,7 @@ class Context:
         self.adapter = adapter
         self.instance = instance
         self.account = account
+        self._links = links if links is not None else {}
         """The broker account the instance runs in (``CITY`` or ``SANDBOX``)."""
         self._consumes = frozenset(consumes)
         self._produces = frozenset(produces)
@@ -99,6 +101,11 @@ class Context:
             self.log.info("adapter ready")
             if self._on_ready is not None:
                 self._on_ready()
+
+    def announce(self, name: str, url: str) -> None:
+        """Say what the adapter serves and where (``ctx.announce("web", "http://…")``): ``citybus
+        up`` prints it with its other addresses once everything is ready."""
+        self._links[name] = url
 
     async def wait_stopped(self) -> None:
         """Wait until the adapter is asked to stop (it is cancelled then; this never returns early)."""

@@ -77,12 +77,14 @@ class Supervisor:
         clock_wait: float = 10.0,
         connect_as: Callable[[Instance, str], Awaitable[Bus]] | None = None,
         credentials: Path | None = None,
+        links: dict[str, str] | None = None,
     ) -> None:
         self.instances = list(instances)
         self._bus = bus
         self._connect = connect
         self._connect_as = connect_as
         self._credentials = credentials
+        self._links = links
         self._buses: dict[str, Bus] = {}
         self.health = health or Health()
         self.log = (logger if logger is not None else structlog.get_logger()).bind(component="supervisor")
@@ -219,6 +221,7 @@ class Supervisor:
                     connect_as=self._acting_for(instance),
                     credentials=self._credentials if instance.adapter.acts_for else None,
                     account=instance.account,
+                    links=self._links,
                 )
                 self.contexts[instance.name] = ctx
                 await adapter.run(ctx)

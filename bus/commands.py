@@ -81,6 +81,8 @@ def cmd_up(args: argparse.Namespace, config: Config) -> int:
             err(f"citybus is up: NATS at {redact_url(runtime.nats_url)}")
             if runtime.server is not None and runtime.server.mqtt_port is not None:
                 err(f"  MQTT     {runtime.server.mqtt_url}  (topic a/b/c arrives as subject a.b.c)")
+            for name, url in runtime.links.items():
+                err(f"  {name:<8} {url}")
             if runtime.ops is not None:
                 err(f"  metrics  {runtime.ops.url}/metrics")
                 err(f"  health   {runtime.ops.url}/healthz   {runtime.ops.url}/readyz")

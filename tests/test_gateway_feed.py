@@ -4,6 +4,8 @@ position, and a stored message that does not fit its contract never served."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
 from datetime import UTC, datetime
 
 import msgspec
@@ -12,6 +14,7 @@ import pytest
 from adapters.gateway.feeds import ListenerClosed
 from bus import Bus, subjects
 from bus.envelope import build_headers, new_event_id
+from bus.errors import ConfigError
 from contracts import BeachObservation
 from tests.conftest import wait_for
 from tests.gateway_support import beach, running_gateway
@@ -80,3 +83,21 @@ async def test_a_stored_message_that_does_not_fit_its_contract_is_never_served(b
         last = feed.last(BeachObservation, entity)
         assert last is not None and last.data.water_temperature == 14.0  # type: ignore[attr-defined]
         assert len(feed.history(BeachObservation, entity)) == 1
+
+
+async def test_a_taken_default_port_falls_back_to_a_free_one_a_taken_set_port_is_an_error(
+    bus: Bus,
+) -> None:
+    holder = socket.socket()
+    holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    with contextlib.suppress(OSError):  # when something else holds 8080, it is taken all the same
+        holder.bind(("127.0.0.1", 8080))
+        holder.listen()
+    try:
+        async with running_gateway(bus, port=None) as gateway:
+            assert not gateway.url.endswith(":8080") and gateway.url.startswith("http://127.0.0.1:")
+        with pytest.raises(ConfigError, match=r"cannot listen on 127\.0\.0\.1:8080 .*set another port"):
+            async with running_gateway(bus, port=8080):
+                pass
+    finally:
+        holder.close()

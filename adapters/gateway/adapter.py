@@ -74,19 +74,12 @@ class Gateway(Adapter[GatewayConfig]):
         runner = web.AppRunner(build_app(state), access_log=None, handle_signals=False)
         await runner.setup()
         try:
-            site = web.TCPSite(runner, config.host, config.port, reuse_address=True)
-            try:
-                await site.start()
-            except OSError as exc:
-                raise ConfigError(
-                    f"the gateway cannot listen on {config.host}:{config.port} ({exc.strerror}): "
-                    f"set another port in [adapters.{ctx.instance}] port = …"
-                ) from None
-            port = _bound_port(runner, config.port)
+            port = await _listen(runner, config, ctx)
             self.url = state.base_url = f"http://{config.host}:{port}"
             self.state = state
             await feeds.of("public")
             ctx.log.info("gateway serving", url=state.base_url, account=ctx.account)
+            ctx.announce("web", f"{state.base_url}/  (catalogue {state.base_url}/catalogue)")
             ctx.ready()
             await ctx.wait_stopped()
         finally:
@@ -98,8 +91,23 @@ class Gateway(Adapter[GatewayConfig]):
         return None
 
 
-def _bound_port(runner: web.AppRunner, configured: int) -> int:
+DEFAULT_PORT = 8080
+
+
+async def _listen(runner: web.AppRunner, config: GatewayConfig, ctx: Context) -> int:
+    """Listen where configured (see :attr:`GatewayConfig.port`); return the port."""
+    port = DEFAULT_PORT if config.port is None else config.port
+    try:
+        await web.TCPSite(runner, config.host, port, reuse_address=True).start()
+    except OSError as exc:
+        if config.port is not None:
+            raise ConfigError(
+                f"the gateway cannot listen on {config.host}:{port} ({exc.strerror}): "
+                f"set another port in [adapters.{ctx.instance}] port = … (0: a free one)"
+            ) from None
+        ctx.log.warning("gateway port taken, serving on a free one", port=port, reason=exc.strerror)
+        await web.TCPSite(runner, config.host, 0, reuse_address=True).start()
     for address in runner.addresses:
         if isinstance(address, tuple) and len(address) >= 2:
             return int(address[1])
-    return configured
+    return port

@@ -17,14 +17,16 @@ class GatewayConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
 
         [adapters.gateway]
         adapter = "gateway"
-        port = 8080
+        port = 8080           # unset: 8080, or a free port if 8080 is taken
         history = 3600.0      # seconds of recent values kept per entity
     """
 
     host: str = "127.0.0.1"
     """The address it listens on (loopback by default: put a reverse proxy with TLS in front)."""
-    port: Annotated[int, Meta(ge=0, le=65535)] = 8080
-    """Its HTTP port (0: a free one, logged when it starts)."""
+    port: Annotated[int, Meta(ge=0, le=65535)] | None = None
+    """Its HTTP port; 0: a free one. Unset: 8080, or a free port when 8080 is taken (said in the log
+    and in what ``citybus up`` prints), so that a second ``citybus up`` or a busy machine still
+    gets its page; a port set here that is taken is an error."""
     history: Annotated[float, Meta(ge=0)] = 3600.0
     """Seconds of recent values kept per entity for ``…/history`` and the page's charts."""
     history_max: Annotated[int, Meta(ge=1, le=100_000)] = 240
