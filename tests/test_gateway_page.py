@@ -246,6 +246,9 @@ async def test_the_live_page_shows_the_city_and_follows_the_bus(
             # The railway: Drammen and Brakerøya are consecutive calls of one journey.
             await page.wait_for("document.querySelectorAll('path.railway').length === 1")
             await page.wait_for("document.getElementById('connection').dataset.state === 'live'")
+            # The catalogue is linked, and the link leads to it.
+            link = "document.querySelector('footer a[href=\"catalogue\"]')"
+            assert await page.evaluate(f"fetch({link}.href).then(r => r.status)") == 200
 
             # A new reading on the bus changes what the page shows, without a reload.
             await quiet_bus.publish_durable(beach("bragernes-strand", 19.4, hour=11), source="/tests")
