@@ -57,7 +57,7 @@ async def test_the_page_is_served_at_the_root_with_a_strict_policy(page_server: 
         assert "script-src 'self'" in policy and "default-src 'none'" in policy
         assert response.headers["X-Content-Type-Options"] == "nosniff"
         html = await response.text()
-    assert 'href="catalogue"' in html  # the catalogue is linked
+    assert 'href="./catalogue"' in html  # linked relatively: the gateway may sit under a prefix
     assert "<script>" not in html  # no inline script: the policy forbids it
 
 
@@ -247,7 +247,7 @@ async def test_the_live_page_shows_the_city_and_follows_the_bus(
             await page.wait_for("document.querySelectorAll('path.railway').length === 1")
             await page.wait_for("document.getElementById('connection').dataset.state === 'live'")
             # The catalogue is linked, and the link leads to it.
-            link = "document.querySelector('footer a[href=\"catalogue\"]')"
+            link = "document.querySelector('footer a[href=\"./catalogue\"]')"
             assert await page.evaluate(f"fetch({link}.href).then(r => r.status)") == 200
 
             # A new reading on the bus changes what the page shows, without a reload.
