@@ -238,6 +238,10 @@ class Vocabulary:
         """Every type's short name, sorted."""
         return sorted(self._contract_of)
 
+    def attributes(self, type_: str) -> list[str]:
+        """The attribute names of a type's entities (but ``location``), sorted."""
+        return sorted(self._terms.get(type_, {}))
+
     def type_iri(self, type_: str) -> str:
         """The full IRI of a type's short name."""
         return self._type_iri[type_]
