@@ -1,7 +1,8 @@
 """A contract message as an NGSI-LD entity (ETSI GS CIM 009), in the three shapes clients ask for.
 
 ``normalized`` (the default) gives every attribute as a ``Property`` with its ``value``, its
-``unitCode`` (the field's unit as a UN/CEFACT code) and ``observedAt`` (the message's time), and
+``unitCode`` (the field's unit as a UN/CEFACT code) and ``observedAt`` (when it was observed:
+the model's time field, ``dateObserved``, or else the message's CloudEvents ``time``), and
 ``location`` as a ``GeoProperty``; ``concise`` drops what the type can be told from; ``keyValues``
 (*simplified*) gives attribute → value only. The entity's ``id`` is
 ``urn:ngsi-ld:<Type>:<entity>``, its ``type`` the Smart Data Models type (:mod:`.sdm`).
@@ -122,6 +123,15 @@ def _attribute(value: Any, *, unit: str | None, observed: str, fmt: Format) -> A
     return attr
 
 
+def _observed(reading: Reading) -> str:
+    """When a reading's values were observed: its model's time field, else the CloudEvents time."""
+    model = SDM_TYPES.get(reading.data.__contract__.name)
+    value = getattr(reading.data, model.observed) if model is not None and model.observed else None
+    if isinstance(value, dt.datetime):
+        return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+    return utc(reading.time)
+
+
 def to_entity(
     vocabulary: Vocabulary,
     readings: Sequence[Reading],
@@ -143,7 +153,7 @@ def to_entity(
     entity: dict[str, Any] = {"id": entity_id(type_, last.entity()), "type": type_}
     model = SDM_TYPES.get(info.name)
     spread = model.spread if model is not None else None
-    observed = utc(readings[-1].time)
+    observed = _observed(readings[-1])
     units = _units(type(last))
     if spread is not None and model is not None:
         name_field, value_field = spread
@@ -155,7 +165,7 @@ def to_entity(
                 entity[name] = _attribute(
                     getattr(reading.data, value_field),
                     unit=_units(type(reading.data)).get(value_field),
-                    observed=utc(reading.time),
+                    observed=_observed(reading),
                     fmt=fmt,
                 )
     for field in type(last).__struct_fields__:

@@ -92,6 +92,9 @@ class Model(msgspec.Struct, frozen=True, kw_only=True):
     """The model's repository, e.g. ``dataModel.Environment``: the IRIs' path."""
     attributes: Mapping[str, str]
     """Contract field → model attribute, for the fields the model defines."""
+    observed: str | None = None
+    """The field that says when the values were observed: every attribute's ``observedAt``
+    (without one, the message's CloudEvents ``time``)."""
     spread: tuple[str, str] | None = None
     """``(name field, value field)`` of a contract whose one message carries one of several named
     quantities (air quality's ``component``/``value``): the value becomes the attribute
@@ -107,6 +110,7 @@ class Model(msgspec.Struct, frozen=True, kw_only=True):
 SDM_TYPES: Final[Mapping[str, Model]] = {
     "environment.beach-observation": Model(
         type="WaterQualityObserved",
+        observed="observed_at",
         model="dataModel.Environment",
         attributes={
             "observed_at": "dateObserved",
@@ -117,6 +121,7 @@ SDM_TYPES: Final[Mapping[str, Model]] = {
     ),
     "environment.weather-observed": Model(
         type="WeatherObserved",
+        observed="observed_at",
         model="dataModel.Weather",
         attributes={
             "station_name": "name",
@@ -131,6 +136,7 @@ SDM_TYPES: Final[Mapping[str, Model]] = {
     ),
     "environment.air-quality-observed": Model(
         type="AirQualityObserved",
+        observed="observed_at",
         model="dataModel.Environment",
         attributes={"station_name": "name", "observed_at": "dateObserved", "index": "airQualityIndex"},
         spread=("component", "value"),
@@ -148,6 +154,7 @@ SDM_TYPES: Final[Mapping[str, Model]] = {
     ),
     "mobility.bike-station-status": Model(
         type="BikeHireDockingStation",
+        observed="reported_at",
         model="dataModel.Transportation",
         attributes={
             "name": "name",
