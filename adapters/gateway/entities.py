@@ -54,6 +54,10 @@ BATCH: Final = "application/cloudevents-batch+json"
 _JSON: Final = "application/json"
 
 
+_NAMED: Final = web.AppKey("entities-named", dict[str, type[Contract]])
+_NAMED_MOST: Final = 1024  # spellings remembered (name, name@1, name@v1…): bounded, whoever asks
+
+
 def contract_named(state: GatewayState, name: str) -> type[Contract]:
     """The contract ``name`` (or ``name@version``) names; raises :class:`Refusal` (404) naming the
     nearest known names when there is none."""
@@ -61,6 +65,19 @@ def contract_named(state: GatewayState, name: str) -> type[Contract]:
         return state.registry.get(name)
     except UnknownContractError as exc:  # its message names the nearest names, or all of them
         raise Refusal(problem(404, "Not Found", str(exc))) from None
+
+
+def _contract(request: web.Request, state: GatewayState) -> type[Contract]:
+    """:func:`contract_named` for the request's ``{contract}``, remembered: the registry is fixed,
+    and a last value is served in a few microseconds, so a scan of the registry would show."""
+    name = request.match_info["contract"]
+    named = request.app[_NAMED]
+    contract = named.get(name)
+    if contract is None:
+        contract = contract_named(state, name)
+        if len(named) < _NAMED_MOST:
+            named[name] = contract
+    return contract
 
 
 def events(parts: Iterable[bytes]) -> bytes:
@@ -82,7 +99,7 @@ def _answer(request: web.Request, body: bytes, *, many: bool) -> web.Response:
 async def _readable(request: web.Request) -> tuple[GatewayState, Feed, type[Contract]]:
     state = request.app[STATE]
     caller = state.caller(request)
-    contract = contract_named(state, request.match_info["contract"])
+    contract = _contract(request, state)
     feed = await state.feed(caller)
     check_readable(caller, contract, feed.classifications)
     return state, feed, contract
@@ -170,6 +187,7 @@ async def _history(request: web.Request) -> web.Response:
 
 def routes(app: web.Application) -> None:
     """Add the entity API's routes to the gateway's application."""
+    app[_NAMED] = {}
     app.router.add_get("/api/v1/contracts", _contracts)
     app.router.add_get("/api/v1/contracts/{contract}/entities", _entities)
     app.router.add_get("/api/v1/contracts/{contract}/entities/{entity}", _entity)
