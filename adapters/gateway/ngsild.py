@@ -39,8 +39,9 @@ Decisions, and why:
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Final
 
 import msgspec
@@ -92,10 +93,9 @@ def ngsi_problem(status: int, kind: str, detail: str) -> Refusal:
 class _Selection:
     types: list[str] | None = None
     ids: frozenset[str] | None = None
-    pattern: Any = None
+    pattern: re.Pattern[str] | None = None
     geo: GeoQuery | None = None
     attrs: frozenset[str] | None = None
-    given: set[str] = field(default_factory=set)
 
 
 @dataclass
@@ -177,7 +177,7 @@ def _format(options: str | None, fmt: str | None) -> Format:
     return chosen
 
 
-def _selection(query: Any) -> _Selection:
+def _selection(query: Mapping[str, str]) -> _Selection:
     for name in _UNSUPPORTED:
         if name in query:
             raise BadQuery(
