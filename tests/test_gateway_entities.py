@@ -14,11 +14,16 @@ from typing import Any
 import aiohttp
 import msgspec
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from adapters.gateway.query import (
     MAX_LIST,
     BadQuery,
     Near,
+    parse_coordinates,
+    parse_georel,
+    parse_id_pattern,
     parse_list,
     parse_near,
     parse_since,
@@ -92,6 +97,26 @@ def test_sorting_by_haversine_distance() -> None:
     assert 3600 < ranked[1][0] < 3800
     within = sort_by_distance(Near(lat=BRAGERNES[0], lon=BRAGERNES[1], radius=1000), list(places), places.get)
     assert [name for _, name in within] == ["bragernes"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    near=st.text(max_size=80), radius=st.one_of(st.none(), st.text(max_size=20)), since=st.text(max_size=40)
+)
+def test_any_text_is_a_value_or_a_bad_query(near: str, radius: str | None, since: str) -> None:
+    """Whatever a caller sends, the parsers answer with a value or a BadQuery, never anything else."""
+    for parse in (
+        lambda: parse_near(near, radius),
+        lambda: parse_since(since, 1_800_000_000.0),
+        lambda: parse_list("entity", near),
+        lambda: parse_coordinates(near),
+        lambda: parse_georel(since, "Point", near),
+        lambda: parse_id_pattern(near),
+    ):
+        try:
+            parse()
+        except BadQuery:
+            pass
 
 
 # -- over HTTP, against the real gateway on a real nats-server ----------------------------------------
