@@ -14,8 +14,9 @@ Decisions, and why:
   or ``since=600`` (seconds before now): a history is at most an hour long (``history`` in the
   gateway's config), so a number is read as a window, never as an epoch.
 * **``idPattern`` without nested quantifiers.** Python's ``re`` has no time limit; a pattern such
-  as ``(a+)+`` can take exponential time, so a quantified group that itself holds a quantifier is
-  refused: NGSI-LD's id patterns (``urn:ngsi-ld:TrainCall:.*``) never need one.
+  as ``(a+)+`` or ``(a|a)*`` can take exponential time, so a repeated group that holds a
+  quantifier, an alternation or another group is refused: NGSI-LD's id patterns
+  (``urn:ngsi-ld:TrainCall:.*``, ``urn:ngsi-ld:(TrainCall|StopPlace):.*``) never need one.
 """
 
 from __future__ import annotations
@@ -225,15 +226,48 @@ def parse_georel(georel: str | None, geometry: str | None, coordinates: str | No
     )
 
 
-_NESTED_QUANTIFIER = re.compile(r"\((?:[^()\\]|\\.)*[*+}](?:[^()\\]|\\.)*\)\s*[*+{?]")
+def _repeats_a_choice_or_repetition(pattern: str) -> bool:
+    """Whether a repeated group (``(…)*``, ``(…)+``, ``(…){n,}``) holds a quantifier, an
+    alternation or another group: the shapes (``(a+)+``, ``(a|a)*``) that backtrack exponentially."""
+    opened: list[tuple[int, bool]] = []  # (index of "(", whether its content is risky so far)
+    index, in_class = 0, False
+    while index < len(pattern):
+        char = pattern[index]
+        if char == "\\":
+            index += 2
+            continue
+        if in_class:
+            in_class = char != "]"
+        elif char == "[":
+            in_class = True
+        elif char == "(":
+            if opened:
+                opened[-1] = (opened[-1][0], True)
+            opened.append((index, False))
+            if pattern[index + 1 : index + 2] == "?":  # (?:…), (?P<name>…): no quantifier
+                index += 1
+        elif char == ")" and opened:
+            _, risky = opened.pop()
+            repeated = pattern[index + 1 : index + 2] in ("*", "+", "{")
+            if risky and repeated:
+                return True
+            if opened and (risky or repeated):
+                opened[-1] = (opened[-1][0], True)
+        elif char in "*+?{|" and opened:
+            opened[-1] = (opened[-1][0], True)
+        index += 1
+    return False
 
 
 def parse_id_pattern(value: str) -> re.Pattern[str]:
     """NGSI-LD ``idPattern``: a regular expression matched against whole entity ids."""
     if len(value) > 256:
         raise BadQuery("idPattern is too long: at most 256 characters")
-    if _NESTED_QUANTIFIER.search(value):
-        raise BadQuery(f"idPattern={value!r} repeats a repeated group; write it without nesting quantifiers")
+    if _repeats_a_choice_or_repetition(value):
+        raise BadQuery(
+            f"idPattern={value!r} repeats a group that holds a repetition or a choice, which can take "
+            "exponential time: write it without nesting quantifiers, e.g. urn:ngsi-ld:TrainCall:.*"
+        )
     try:
         return re.compile(value)
     except re.error as exc:
