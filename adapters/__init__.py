@@ -8,12 +8,13 @@ through the entry-point group ``citybus.adapters``. :mod:`adapters.testing` runs
 
 from adapters.base import Adapter, AdapterDeclarationError, Detection, NoConfig, check_declaration
 from adapters.clock import BusClock, Clock, WallClock
-from adapters.context import Context, UndeclaredContractError
+from adapters.context import ActingForOthersError, Context, UndeclaredContractError
 from adapters.discovery import Discovery, DiscoveryProblem, discover
 from adapters.instances import Instance, default_replay, instances_from_config, parse_instance
 from adapters.supervisor import Backoff, Supervisor
 
 __all__ = [
+    "ActingForOthersError",
     "Adapter",
     "AdapterDeclarationError",
     "Backoff",

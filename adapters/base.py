@@ -93,6 +93,13 @@ class Adapter(Generic[ConfigT]):
     default_instance: ClassVar[str | None] = None
     """The instance name it runs as when the configuration names no adapters at all: ``citybus up``
     on a fresh machine runs every installed adapter that sets one (the sandbox's replay)."""
+    default_section: ClassVar[Mapping[str, Any]] = {}
+    """More keys of the section its :attr:`default_instance` runs with (``account``, ``clock``, its
+    own settings): the gateway serves the sandbox's account when ``citybus up`` runs the defaults."""
+    acts_for: ClassVar[bool] = False
+    """True for an adapter that serves other users (the HTTP gateway): its context then opens
+    connections as a user of its own account (:meth:`~adapters.context.Context.connect_as`), so that
+    the broker judges what each caller may read, not the adapter."""
     declassifier: ClassVar[bool] = False
     """True for the rare adapter that consumes internal or personal data and publishes public data
     (an aggregate with privacy thresholds): the one door through which data may be declassified."""

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import datetime
+from pathlib import Path
 from typing import Any, TypeVar
 
 from prometheus_client import CollectorRegistry
@@ -29,13 +30,17 @@ from bus.envelope import Provenance
 from bus.errors import CityBusError, ConfigError
 from contracts import Contract
 
-__all__ = ["Context", "UndeclaredContractError"]
+__all__ = ["ActingForOthersError", "Context", "UndeclaredContractError"]
 
 C = TypeVar("C", bound=Contract)
 
 
 class UndeclaredContractError(CityBusError, PermissionError):
     """An adapter tried to publish or subscribe a contract it did not declare."""
+
+
+class ActingForOthersError(CityBusError, PermissionError):
+    """An adapter asked for a connection as another user without acting for others."""
 
 
 class Context:
@@ -54,10 +59,21 @@ class Context:
         clock: Clock | None = None,
         on_ready: Callable[[], None] | None = None,
         consumer_settings: ConsumerSettings | None = None,
+        connect_as: Callable[[str], Awaitable[Bus]] | None = None,
+        credentials: Path | None = None,
+        account: str = "CITY",
+        links: dict[str, str] | None = None,
     ) -> None:
         self._bus = bus
+        self._connect_as = connect_as
+        self.credentials = credentials
+        """Where ``citybus up`` keeps the credentials (under access control), for an adapter that
+        acts for others (the gateway reads its bearer tokens there); else ``None``."""
         self.adapter = adapter
         self.instance = instance
+        self.account = account
+        self._links = links if links is not None else {}
+        """The broker account the instance runs in (``CITY`` or ``SANDBOX``)."""
         self._consumes = frozenset(consumes)
         self._produces = frozenset(produces)
         self.metrics = metrics
@@ -86,6 +102,11 @@ class Context:
             if self._on_ready is not None:
                 self._on_ready()
 
+    def announce(self, name: str, url: str) -> None:
+        """Say what the adapter serves and where (``ctx.announce("web", "http://…")``): ``citybus
+        up`` prints it with its other addresses once everything is ready."""
+        self._links[name] = url
+
     async def wait_stopped(self) -> None:
         """Wait until the adapter is asked to stop (it is cancelled then; this never returns early)."""
         await self._stopped.wait()
@@ -98,6 +119,21 @@ class Context:
                 await sub.unsubscribe()
             except Exception as exc:  # the connection may already be gone
                 self.log.debug("unsubscribe failed", subject=sub.subject, error=repr(exc))
+
+    async def connect_as(self, user: str) -> Bus:
+        """A new connection as ``user`` (``public``, ``internal``) of this instance's account, for an
+        adapter that serves other users (``acts_for = True``): what it reads through it, the broker
+        allowed that user. The caller owns it and closes it (``await bus.drain()``).
+
+        Raises :class:`ActingForOthersError` when the runtime gives this adapter no such connections,
+        and what connecting raises (missing credentials, a refusing server).
+        """
+        if self._connect_as is None:
+            raise ActingForOthersError(
+                f"adapter {self.adapter}: connect_as needs `acts_for = True` on the adapter class and a "
+                "runtime that connects users (citybus up, or a harness given a real server)"
+            )
+        return await self._connect_as(user)
 
     # -- publishing ---------------------------------------------------------------------------
 

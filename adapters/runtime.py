@@ -27,7 +27,7 @@ def default_sections(adapters: dict[str, type[Adapter[Any]]]) -> dict[str, dict[
     declares a ``default_instance``, with its defaults. One section, even ``enabled = false``,
     turns the defaults off."""
     return {
-        cls.default_instance: {"adapter": name}
+        cls.default_instance: {"adapter": name, **cls.default_section}
         for name, cls in sorted(adapters.items())
         if cls.default_instance is not None
     }
@@ -72,6 +72,14 @@ class AdapterRuntime:
                 )
         connector = context.connector
         connect = None
+        connect_as = None
+        if connector is not None:
+
+            async def connect_as(instance: Instance, user: str) -> Bus:
+                return await connector.connect(
+                    instance.account, user, name=f"citybus {instance.name} as {instance.account}/{user}"
+                )
+
         if connector is not None and connector.enabled:
             guard = sandbox_guard(instances)
 
@@ -88,6 +96,10 @@ class AdapterRuntime:
             logger=context.logger,
             consumer_settings=context.config.consumer,
             connect=connect,
+            connect_as=connect_as,
+            credentials=context.config.credentials_dir()
+            if connector is not None and connector.enabled
+            else None,
         )
         self.ready_timeout = ready_timeout
         self._task: asyncio.Task[None] | None = None

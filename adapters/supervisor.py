@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import weakref
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -74,10 +75,16 @@ class Supervisor:
         stop_timeout: float = 10.0,
         connect: Callable[[Instance], Awaitable[Bus]] | None = None,
         clock_wait: float = 10.0,
+        connect_as: Callable[[Instance, str], Awaitable[Bus]] | None = None,
+        credentials: Path | None = None,
+        links: dict[str, str] | None = None,
     ) -> None:
         self.instances = list(instances)
         self._bus = bus
         self._connect = connect
+        self._connect_as = connect_as
+        self._credentials = credentials
+        self._links = links
         self._buses: dict[str, Bus] = {}
         self.health = health or Health()
         self.log = (logger if logger is not None else structlog.get_logger()).bind(component="supervisor")
@@ -168,6 +175,17 @@ class Supervisor:
         else:
             self.log.error("adapter did not stop in time", instance=instance.name, timeout=self.stop_timeout)
 
+    def _acting_for(self, instance: Instance) -> Callable[[str], Awaitable[Bus]] | None:
+        """How an instance that acts for other users connects as one (``acts_for``), else ``None``."""
+        connect_as = self._connect_as
+        if connect_as is None or not instance.adapter.acts_for:
+            return None
+
+        async def connect(user: str) -> Bus:
+            return await connect_as(instance, user)
+
+        return connect
+
     async def _supervise(self, instance: Instance) -> None:
         adapter_name = instance.adapter.name
         metrics = self._families.instance(adapter_name, instance.name)
@@ -200,6 +218,10 @@ class Supervisor:
                     clock=await self._clock_of(instance, bus),
                     on_ready=on_ready,
                     consumer_settings=self._consumer_settings,
+                    connect_as=self._acting_for(instance),
+                    credentials=self._credentials if instance.adapter.acts_for else None,
+                    account=instance.account,
+                    links=self._links,
                 )
                 self.contexts[instance.name] = ctx
                 await adapter.run(ctx)

@@ -33,7 +33,7 @@ import structlog
 
 from adapters.base import Adapter, check_declaration
 from adapters.clock import BusClock, Clock, ClockTick, ReplayState, WallClock
-from adapters.context import Context
+from adapters.context import ActingForOthersError, Context
 from adapters.instances import parse_instance
 from adapters.supervisor import adapter_metrics
 from bus import Bus, ConsumerSettings, Event, MemoryBus, Metrics, RawMessage
@@ -99,6 +99,8 @@ class AdapterHarness:
             clock=self.clock,
             on_ready=ready.set,
             consumer_settings=self._consumer_settings,
+            connect_as=self._connect_as if self.adapter_class.acts_for else None,
+            account="SANDBOX" if self._clock is not None else "CITY",
         )
         self._task = asyncio.create_task(self._run(self.context), name=f"adapter {self.instance}")
         waiter = asyncio.create_task(ready.wait())
@@ -117,6 +119,21 @@ class AdapterHarness:
         finally:
             waiter.cancel()
         return self
+
+    async def _connect_as(self, user: str) -> Bus:
+        """For an adapter that acts for others: a new connection to the same server. The harness
+        has no access control, so ``user`` only names the connection."""
+        if isinstance(self.bus, MemoryBus):
+            raise ActingForOthersError(
+                f"adapter {self.adapter_class.name} acts for other users: run its harness on a real "
+                "server (AdapterHarness(..., bus=a connected Bus))"
+            )
+        bus = Bus(
+            registry=self.bus.registry, metrics=self.bus.metrics, source="/tests", name=f"harness as {user}"
+        )
+        bus.user = user
+        await bus.connect(self.bus.url)
+        return bus
 
     @property
     def clock(self) -> Clock:

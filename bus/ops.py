@@ -1,6 +1,7 @@
 """The ops HTTP server (aiohttp): metrics, health, readiness, schemas and the AsyncAPI document.
 
 ====================================  ===============================================
+``GET /``                             this list, and where the process serves more (the gateway)
 ``GET /metrics``                      Prometheus text format, from the bus's own registry
 ``GET /healthz``                      200 while the process answers (liveness)
 ``GET /readyz``                       200 when every component is ready, else 503 and why
@@ -61,6 +62,7 @@ class OpsServer:
         app = web.Application()
         app.add_routes(
             [
+                web.get("/", self._get_index),
                 web.get("/metrics", self._get_metrics),
                 web.get("/healthz", self._get_healthz),
                 web.get("/readyz", self._get_readyz),
@@ -74,6 +76,8 @@ class OpsServer:
         self.app = app
         self.entities: EntityReader | None = None
         """Set by ``citybus up`` once it is connected; until then ``/entities`` answers 503."""
+        self.links: dict[str, str] = {}
+        """What the process's components serve elsewhere (the gateway's page), listed at ``/``."""
 
     @property
     def url(self) -> str:
@@ -112,6 +116,22 @@ class OpsServer:
         # hangs must not stall the event loop.
         body = await asyncio.to_thread(generate_latest, self._metrics.registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def _get_index(self, request: web.Request) -> web.Response:
+        # What answers here, and where the rest is: the city's data for people is the gateway's.
+        index = {
+            "endpoints": [
+                "/metrics",
+                "/healthz",
+                "/readyz",
+                "/contracts",
+                "/contracts/{name}/schema",
+                "/asyncapi.json",
+                "/entities",
+            ],
+            "links": dict(self.links),
+        }
+        return web.json_response(index)
 
     async def _get_healthz(self, request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})

@@ -152,6 +152,9 @@ class RuntimeContext:
     connector: Connector | None = None
     """Opens a connection per user (each adapter instance its own) under access control."""
     extras: dict[str, Any] = field(default_factory=dict)
+    links: dict[str, str] = field(default_factory=dict)
+    """What a component serves and where (``{"web": "http://127.0.0.1:8080"}``): ``citybus up``
+    prints them once ready, so a user finds the gateway's page without reading a log."""
 
 
 ComponentFactory = Callable[[RuntimeContext], Component]
@@ -217,6 +220,8 @@ class Runtime:
         """Under access control, what ``citybus auth`` needs to rebuild this instance's access model
         (recorded in ``instance.json``): the declarations, the MQTT users, the users it runs as."""
         self.ready = asyncio.Event()
+        self.links: dict[str, str] = {}
+        """What the components serve and where, once they do (see :attr:`RuntimeContext.links`)."""
 
     async def run(self, stop: asyncio.Event) -> None:
         """Start everything, report ready, wait for ``stop``, then stop in reverse order."""
@@ -266,6 +271,7 @@ class Runtime:
                 port=cfg.ops.port,
                 logger=self.log,
             )
+            self.ops.links = self.links  # the same dict: filled as components start
             await self.ops.start()
             stack.push_async_callback(self._bounded, "ops server", self.ops.stop)
         url = cfg.nats.url
@@ -351,6 +357,7 @@ class Runtime:
             nats_url=url,
             connector=connector,
             extras={"mqtt_url": self.mqtt_url} if self.mqtt_url else {},
+            links=self.links,
         )
         factories = self._factories if self._factories is not None else discover_components()
         for name, factory in factories:

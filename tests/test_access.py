@@ -922,12 +922,21 @@ def test_the_table_says_who_may_do_what_and_why() -> None:
     model = city_model()
     rows = model.table()
     public = {(r.right, r.subject) for r in rows if (r.account, r.user) == ("CITY", "public")}
+    # The HTTP gateway reads stored public messages as this user: read-only APIs of the public
+    # streams, never a consumer (whose deliver subject could be anything).
+    reads = {
+        ("publish", f"$JS.API.STREAM.{api}.CITY_PUBLIC_{domain}")
+        for api in ("INFO", "MSG.GET")
+        for domain in ("COMMUNITY", "ENVIRONMENT", "MOBILITY")
+    }
     assert public == {
         ("publish", "city.public.rpc.>"),
         ("subscribe", "city.public.>"),
         ("subscribe", "_INBOX.public.>"),
         ("never subscribe", "city.public.rpc.>"),
+        *reads,
     }
+    assert not any(word in subject for _, subject in public for word in ("CONSUMER", "PERSONAL", "INTERNAL"))
     archive = {(r.right, r.subject) for r in rows if r.user == "volunteer-archive"}
     stream, durable = "CITY_PERSONAL_COMMUNITY", "volunteer-archive-volunteer-signup-v1"
     assert archive == {

@@ -157,13 +157,16 @@ def test_declarations_follow_the_configured_instances(cli: Cli) -> None:
     assert BeachObservation in replay.produces and TrainCall in replay.produces
 
 
-def test_without_adapter_sections_only_the_default_replay_runs_in_the_sandbox(tmp_path: Path) -> None:
+def test_without_adapter_sections_the_defaults_run_in_the_sandbox(tmp_path: Path) -> None:
     empty = tmp_path / "citybus.toml"
     empty.write_text("")
     instances, _ = configured_instances(load_config(empty))
     split = declarations(instances)
     assert split.city == ()
-    assert [(d.name, d.control) for d in split.sandbox] == [("sandbox", "replay")]
+    # the replay, and the gateway serving what it replays (reading nothing as itself)
+    assert sorted((d.name, d.control) for d in split.sandbox) == [("gateway", None), ("sandbox", "replay")]
+    gateway = next(d for d in split.sandbox if d.name == "gateway")
+    assert gateway.consumes == () and gateway.produces == ()
 
 
 @pytest.mark.parametrize(

@@ -76,6 +76,13 @@ async def test_port_zero_picks_a_free_port(ops: Ops) -> None:
     assert ops.server.url == f"http://127.0.0.1:{ops.server.port}"
 
 
+async def test_the_index_lists_the_endpoints_and_where_the_gateway_serves(ops: Ops) -> None:
+    ops.server.links["web"] = "http://127.0.0.1:8080/"
+    status, index = await ops.get_json("/")
+    assert status == 200
+    assert "/metrics" in index["endpoints"] and index["links"] == {"web": "http://127.0.0.1:8080/"}
+
+
 async def test_healthz_answers_while_the_process_lives(ops: Ops) -> None:
     assert await ops.get_json("/healthz") == (200, {"status": "ok"})
 

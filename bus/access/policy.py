@@ -32,11 +32,12 @@ SANDBOX)   its ``raw_publish``; its clock (with             ``raw_subscribe``; i
            durable consumers (``durable``). *Never*: where  inbox. *Never*: as for publishing; others'
            a raw pattern with a wildcard first token meets  requests in the classes it reads whole
            a namespace of the bus or the broker
-public     requests ``city.public.rpc.>``                   ``city.public.>``, its inbox. *Never*: others'
-(both)                                                      requests
+public     requests ``city.public.rpc.>``; ``STREAM.INFO``  ``city.public.>``, its inbox. *Never*: others'
+(both)     and ``STREAM.MSG.GET`` of the public streams     requests
 internal   requests ``city.public.rpc.>``,                  ``city.public.>``, ``city.internal.>`` (dead
-(both)     ``city.internal.rpc.>``                          letters included), its inbox. *Never*: others'
-                                                            requests
+(both)     ``city.internal.rpc.>``; ``STREAM.INFO`` and     letters included), its inbox. *Never*: others'
+           ``STREAM.MSG.GET`` of the public and internal    requests
+           streams
 operator   ``citybus.control.>``; ``$JS.API.INFO``,         ``city.public.>``, ``city.internal.>``,
 (both)     ``STREAM.NAMES`` and the ``STREAM.INFO`` and     ``citybus.clock.>``, its inbox. *Never*:
            ``STREAM.MSG.GET`` of every stream that is not   others' requests
@@ -147,6 +148,12 @@ _NAME = re.compile(r"^[a-z][a-z0-9]*(?:-[a-z0-9]+)*$")
 PUBLIC = Classification.PUBLIC
 INTERNAL = Classification.INTERNAL
 PERSONAL = Classification.PERSONAL
+
+_STREAM_READS: tuple[tuple[str, str], ...] = (
+    ("STREAM.INFO", "reads the state of"),
+    ("STREAM.MSG.GET", "reads stored messages of"),
+)
+"""The JetStream API the ``public`` and ``internal`` users may use on the streams of their classes."""
 
 _CLIENT_KINDS = (Kind.SERVICE, Kind.PROVISIONER, Kind.OPERATOR, Kind.INTERNAL, Kind.PUBLIC)
 _RESERVED_NAMES = frozenset(kind.value for kind in (*_CLIENT_KINDS, Kind.SYSTEM))
@@ -323,6 +330,15 @@ class AccessModel:
                     subjects.request_classification_filter(classification),
                     f"asks {classification.value} services",
                 )
+            # What the HTTP gateway serves as this user: last values, history and resumable live
+            # updates, read from the streams of the classes it reads anyway (a stream holds one
+            # class, so these rights reach no further than its subscriptions). Read-only APIs
+            # only: creating a consumer would let a client name any deliver subject, and so
+            # re-publish stored messages where it may not publish (see bus/reading.py).
+            for classification, stream in self._streams:
+                if classification in readable:
+                    for api, why in _STREAM_READS:
+                        r.pub(subjects.js_api(*api.split("."), stream), f"{why} {stream}")
         for classification in readable:
             why = f"reads {classification.value} data"
             if classification is INTERNAL:
