@@ -67,18 +67,21 @@ async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
         state.log.error("gateway request failed", path=request.path, error=repr(exc))
         response = problem(500, "Internal Server Error", "the gateway failed; its log says why")
     state.metrics.requests.labels(route, str(response.status)).inc()
-    state.metrics.request_seconds.labels(route).observe(time.perf_counter() - started)
+    if isinstance(response, web.Response):  # a stream (SSE) lasts as long as its client stays
+        state.metrics.request_seconds.labels(route).observe(time.perf_counter() - started)
     return response
 
 
 def build_app(state: GatewayState) -> web.Application:
     """The application: the middleware and the routes of every part of the gateway."""
     # Imported here: each part's module imports STATE from this one.
-    from adapters.gateway import catalogue_routes, sse
+    from adapters.gateway import catalogue_routes, entities, ngsild, sse
 
     app = web.Application(middlewares=[_answer])
     app[STATE] = state
     catalogue_routes.routes(app)
+    entities.routes(app)
+    ngsild.routes(app)
     sse.routes(app)
     page.routes(app)
     return app
