@@ -222,7 +222,7 @@
     layers = new Map(KINDS.map((k) => [k.id, L.layerGroup().addTo(map)]));
     layers.set('railway', L.layerGroup().addTo(map));
     // Zoomed out, the city centre's sixteen bike racks would hide each other: they become dots.
-    const far = () => map.getContainer().classList.toggle('far', map.getZoom() < 14.5);
+    const far = () => map.getContainer().classList.toggle('far', map.getZoom() < 14);
     map.on('zoomend', far);
     far();
     buildLayerList();
