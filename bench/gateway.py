@@ -86,7 +86,12 @@ ENTITY: Final = "bragernes-strand"
 SITES: Final = (ENTITY, "sota-fjordpark", "blektjern", "landfalltjern", "vannverksdammen", "stordammen")
 PATTERN: Final = "city.public.>"
 SETTLE: Final = 3.0
-"""Seconds a server is left alone before its RSS is read (after starting, between the two sides)."""
+"""Seconds a server is left alone before its RSS is read (after starting, between the two sides), and
+before the recording starts once the clients are connected (1 s in a smoke run)."""
+SPEED: Final = 60
+"""The sandbox's default speed, which the SSE case replays at (in a smoke run, an hour a second, so
+its few seconds always hold events)."""
+SMOKE_SPEED: Final = 3600
 
 CONFIG: Final = """\
 # written by bench/gateway.py: access control off (the bench measures the HTTP path)
@@ -109,6 +114,7 @@ WITH_SANDBOX: Final = (
     + """
 [adapters.sandbox]
 adapter = "sandbox-replay"
+speed = {speed}
 
 [adapters.gateway]
 adapter = "gateway"
@@ -509,6 +515,10 @@ class Side:
     """Of those, the share every client received."""
     delays: list[float]
     """Seconds, one per (client, event)."""
+    first: list[float]
+    """Seconds, per event: the delay of the first client to read it."""
+    last: list[float]
+    """Seconds, per event: the delay of the last client to read it (the fan-out's length)."""
     rss_before: float
     rss_after: float
     server_cpu: float
@@ -528,11 +538,19 @@ async def _read_line(stream: asyncio.StreamReader, what: str) -> bytes:
         raise BenchError(f"{what}: nothing within {CASE_LIMIT:.0f} s") from None
 
 
-async def _measure(
-    server: str, pid: int, url: str, clients: int, steady: float, witness: Witness, work: Path
-) -> Side:
-    """Connect ``clients`` to ``url``, record ``steady`` seconds, and work out the figures."""
-    await asyncio.sleep(SETTLE)
+@dataclass(frozen=True)
+class Load:
+    """How many clients, for how long, and the seconds left to settle."""
+
+    clients: int
+    steady: float
+    settle: float
+
+
+async def _measure(server: str, pid: int, url: str, load: Load, witness: Witness, work: Path) -> Side:
+    """Connect the clients to ``url``, record the steady seconds, and work out the figures."""
+    clients, steady = load.clients, load.steady
+    await asyncio.sleep(load.settle)
     rss_before = rss_mb(pid)
     result = work / f"{server.replace(' ', '-')}-clients.json"
     stderr_path = work / f"{server.replace(' ', '-')}-clients.stderr"
@@ -563,7 +581,7 @@ async def _measure(
         opened = json.loads(line)
         if opened["connected"] == 0:
             raise BenchError(f"no client could connect to the {server}: {opened['failed']}")
-        await asyncio.sleep(SETTLE)
+        await asyncio.sleep(load.settle)
         cpu, began = cpu_seconds(pid), time.time()
         process.stdin.write(b"mark\n")
         await process.stdin.drain()
@@ -582,6 +600,11 @@ async def _measure(
     got: dict[str, Any] = json.loads(result.read_text(encoding="utf-8"))
     arrivals: dict[str, list[float]] = got["arrivals"]
     delays = [t - witness.seen[i] for i, times in arrivals.items() if i in witness.seen for t in times]
+    spans = [
+        (min(times) - witness.seen[i], max(times) - witness.seen[i])
+        for i, times in arrivals.items()
+        if i in witness.seen and times
+    ]
     # what was published well inside the window, so every client had time to read it while recording
     expected = [i for i, at in witness.seen.items() if began + 1.0 <= at <= ended - 1.0]
     connected = int(opened["connected"])
@@ -596,6 +619,8 @@ async def _measure(
         events=len([i for i, at in witness.seen.items() if began <= at <= ended]),
         delivered=delivered / (len(expected) * connected) if expected else float("nan"),
         delays=delays,
+        first=[first for first, _ in spans],
+        last=[last for _, last in spans],
         rss_before=rss_before,
         rss_after=rss_after,
         server_cpu=cpu / (ended - began),
@@ -621,7 +646,7 @@ def _head_of_stream(url: str) -> tuple[int, bytes, str]:
             return exc.code, exc.read(), exc.headers.get_content_type()
 
 
-async def _sse(up: Up, clients: int, steady: float, work: Path) -> tuple[dict[str, Side], str | None]:
+async def _sse(up: Up, load: Load, work: Path) -> tuple[dict[str, Side], str | None]:
     witness = Witness()
     nc = await nats.connect(up.nats_url)
     try:
@@ -631,18 +656,18 @@ async def _sse(up: Up, clients: int, steady: float, work: Path) -> tuple[dict[st
         url = f"{up.gateway}/api/v1/stream?{query}"
         missing = await _stream_missing(url)
         if missing is None:
-            log(f"gateway-sse: {clients} clients of the citybus gateway")
+            log(f"gateway-sse: {load.clients} clients of the citybus gateway")
             sides["citybus gateway"] = await _measure(
-                "citybus gateway", up.process.pid, url, clients, steady, witness, work
+                "citybus gateway", up.process.pid, url, load, witness, work
             )
         else:
             missing = f"the gateway did not serve `/api/v1/stream`: {missing}"
             log(f"gateway-sse: {missing}; measuring the plain handler only")
-        log(f"gateway-sse: {clients} clients of the plain aiohttp handler")
+        log(f"gateway-sse: {load.clients} clients of the plain aiohttp handler")
         args = ("sse", "--nats", up.nats_url, "--subject", PATTERN)
         with plain_server(work, "sse", *args) as (pid, plain):
             sides["plain aiohttp"] = await _measure(
-                "plain aiohttp", pid, f"{plain}/api/v1/stream?{query}", clients, steady, witness, work
+                "plain aiohttp", pid, f"{plain}/api/v1/stream?{query}", load, witness, work
             )
         return sides, missing
     finally:
@@ -651,24 +676,26 @@ async def _sse(up: Up, clients: int, steady: float, work: Path) -> tuple[dict[st
 
 def sse_case(options: Options) -> Case:
     """Delivery delay and memory of SSE to many clients: the gateway and a plain handler."""
-    clients, steady = (20, 5.0) if options.smoke else (1_000, 35.0)
+    load = Load(20, 5.0, 1.0) if options.smoke else Load(1_000, 35.0, SETTLE)
+    clients, steady, speed = load.clients, load.steady, SMOKE_SPEED if options.smoke else SPEED
     case = Case(
         SSE_TITLE,
         f"{clients:,} clients of `GET /api/v1/stream?subject={PATTERN}` (one process of aiohttp connections "
         f"on core 1, `bench/gateway_peers.py`), recorded for {steady:g} s after all are connected and "
-        f"{SETTLE:g} s more; the server on core 0: a `citybus up` (the installed console script; the sandbox "
-        "replaying the Drammen day at its default 60x and the gateway in its account, as a default `citybus "
+        f"{load.settle:g} s more; the server on core 0: a `citybus up` (the installed console script; the "
+        f"sandbox replaying the Drammen day at {speed}x and the gateway in its account, as a default "
+        "`citybus "
         'up` runs them; `[auth] mode = "off"`), then, with the same `citybus up` still replaying, a plain '
         "aiohttp SSE handler subscribing the pattern with nats-py and writing each message, framed once, to "
         "every client through a bounded queue per client (`bench/gateway_peers.py`). Delay = when a client "
         "read the event − when a nats-py subscriber of the bench (in the otherwise idle parent process) "
         "received the message (see the module doc: the replay's `time` is not the publish time). RSS: the "
         "server process's (`citybus up`: the gateway with the replay in it; the plain handler's own), "
-        f"{SETTLE:g} s before the clients connect and at the end of the recorded window.",
+        f"{load.settle:g} s before the clients connect and at the end of the recorded window.",
     )
     work = options.work / "gateway-sse"
-    with citybus_up(work / "up", WITH_SANDBOX) as up:
-        sides, missing = asyncio.run(_sse(up, clients, steady, work))
+    with citybus_up(work / "up", WITH_SANDBOX.format(speed=speed)) as up:
+        sides, missing = asyncio.run(_sse(up, load, work))
     for side in sides.values():
         per_client = (side.rss_after - side.rss_before) / side.connected
         gateway = side.server == "citybus gateway"
@@ -684,6 +711,8 @@ def sse_case(options: Options) -> Case:
                     "p50 ms": _ms(side.delays, 50),
                     "p99 ms": _ms(side.delays, 99),
                     "max ms": _ms(side.delays, 100),
+                    "first client ms (median)": _ms(side.first, 50),
+                    "last client ms (median)": _ms(side.last, 50),
                     "RSS before MB": f"{side.rss_before:.1f}",
                     "RSS with clients MB": f"{side.rss_after:.1f}",
                     "MB per client": f"{per_client:.3f}",
@@ -728,9 +757,11 @@ def sse_case(options: Options) -> Case:
         met = p99 <= TARGET_DELAY_MS and gateway_side.connected == clients and not gateway_side.dropped
         case.targets.append(Target(what, target, result, met))
     case.notes += [
-        "events/s: messages on the pattern per second during the recorded window (the replay's rate at "
-        "60x, as the bench's own subscriber saw it); delivered: of the messages published between 1 s "
-        "after the window opened and 1 s before it closed, the share that every client received.",
+        "events/s: messages on the pattern per second during the recorded window (the replay's rate, "
+        "as the bench's own subscriber saw it); first and last client: per event, the delay of the first "
+        "and of the last client to read it, the median over the events (last − first is the fan-out); "
+        "delivered: of the messages published between 1 s after the window opened and 1 s before it "
+        "closed, the share that every client received.",
         "Server CPU: the share of its core the server's process used over the window (for `citybus up`, "
         "the replay's share too). The clients' CPU and event-loop lag say whether the load generator kept "
         "up: when it is near a full core, the delays are its own as much as the server's.",
