@@ -159,6 +159,10 @@ HOW_TO_RUN: Final = [
     "python -m bench --list                  # the cases' names",
     "python -m bench.compare --before ../main  # the bus cases against another checkout, alternately",
     "```",
+    "",
+    "The gateway cases (`gateway-last-value`, `gateway-sse`) need two cores, `taskset` (util-linux) and "
+    "Debian's `wrk` (`apt-get install wrk`: run as root, the case installs it when it is missing; "
+    "otherwise it fails saying so).",
 ]
 
 
