@@ -35,7 +35,6 @@ from contracts import (
     CITY_PACKAGE,
     Contract,
     Registry,
-    UnknownContractError,
     check,
     default_registry,
     dump_snapshot,
@@ -98,36 +97,10 @@ def cmd_up(args: argparse.Namespace, config: Config) -> int:
 # -- tail -----------------------------------------------------------------------------------------
 
 
-def _pattern(text: str, registry: Registry) -> str:
-    """A subject pattern, or a contract name standing for all its subjects.
-
-    The rule: an argument with a wildcard token or three tokens or more is a subject pattern (every
-    subject the bus carries has at least three: ``city.…`` has five, an MQTT topic ``a/b/c`` arrives
-    as ``a.b.c``); anything shorter names a contract (``domain.event`` or ``domain.event@2``), so a
-    misspelt name is an error naming the nearest contracts, not a subscription the broker refuses or
-    that never sees a message.
-    """
-    tokens = text.split(".")
-    if "*" not in tokens and ">" not in tokens:
-        try:
-            return subjects.contract_filter(registry.get(text))
-        except UnknownContractError as exc:
-            if len(tokens) < 3:
-                if "did you mean" in str(exc):
-                    raise
-                raise UnknownContractError(
-                    f"{exc} (a subject pattern has a wildcard or three tokens or more: city.public.>)"
-                ) from None
-    try:
-        return subjects.validate_pattern(text)
-    except ValueError as exc:
-        raise CityBusError(str(exc)) from None
-
-
 def cmd_tail(args: argparse.Namespace, config: Config) -> int:
     """Print live messages on matching subjects, one per line."""
     registry = default_registry()
-    patterns = [_pattern(p, registry) for p in args.patterns]
+    patterns = [subjects.resolve_pattern(p, registry) for p in args.patterns]
     who = login(args, config, default="internal")
     encoders = {"json": msgspec.json.Encoder()}
 

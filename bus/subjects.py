@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import re
 
-from contracts import Classification, Contract, ContractInfo
+from bus.errors import CityBusError
+from contracts import Classification, Contract, ContractInfo, Registry, UnknownContractError
 
 __all__ = [
     "CONTROL_ROOT",
@@ -53,6 +54,7 @@ __all__ = [
     "request_filter",
     "request_subject",
     "reserved_roots",
+    "resolve_pattern",
     "stream_name",
     "validate_pattern",
 ]
@@ -149,6 +151,33 @@ def validate_pattern(pattern: str) -> str:
                 f"subject {pattern!r}: token {i + 1} is empty or contains whitespace, '*' or '>'"
             )
     return pattern
+
+
+def resolve_pattern(text: str, registry: Registry) -> str:
+    """A subject pattern, or a contract name standing for all its subjects (``citybus tail``, SSE).
+
+    The rule: an argument with a wildcard token or three tokens or more is a subject pattern (every
+    subject the bus carries has at least three: ``city.…`` has five, an MQTT topic ``a/b/c`` arrives
+    as ``a.b.c``); anything shorter names a contract (``domain.event`` or ``domain.event@2``), so a
+    misspelt name is an error naming the nearest contracts, not a subscription the broker refuses or
+    that never sees a message. Raises :class:`~contracts.UnknownContractError` for an unknown
+    contract and :class:`~bus.errors.CityBusError` for a malformed pattern.
+    """
+    tokens = text.split(".")
+    if "*" not in tokens and ">" not in tokens:
+        try:
+            return contract_filter(registry.get(text))
+        except UnknownContractError as exc:
+            if len(tokens) < 3:
+                if "did you mean" in str(exc):
+                    raise
+                raise UnknownContractError(
+                    f"{exc} (a subject pattern has a wildcard or three tokens or more: city.public.>)"
+                ) from None
+    try:
+        return validate_pattern(text)
+    except ValueError as exc:
+        raise CityBusError(str(exc)) from None
 
 
 def matches(pattern: str, subject: str) -> bool:

@@ -202,7 +202,8 @@ async def test_status_of_a_running_citybus_up_with_the_sandbox(tmp_path: Path) -
         (replay,) = status["replays"]
         assert (replay["instance"], replay["speed"]) == ("sandbox", 60)
         assert [(a["adapter"], a["instance"], a["up"]) for a in status["adapters"]] == [
-            ("sandbox-replay", "sandbox", True)
+            ("gateway", "gateway", True),
+            ("sandbox-replay", "sandbox", True),
         ]
     finally:
         await running.stop()

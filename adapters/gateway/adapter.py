@@ -71,7 +71,11 @@ class Gateway(Adapter[GatewayConfig]):
             account=ctx.account,
             tokens=self.tokens(ctx),
         )
-        runner = web.AppRunner(build_app(state), access_log=None, handle_signals=False)
+        # handler_cancellation: a client that leaves cancels its handler at once, so an SSE
+        # stream's listener is freed then, not at its next write.
+        runner = web.AppRunner(
+            build_app(state), access_log=None, handle_signals=False, handler_cancellation=True
+        )
         await runner.setup()
         try:
             port = await _listen(runner, config, ctx)

@@ -69,15 +69,22 @@ class ListenerClosed(CityBusError):
 
 
 class Listener:
-    """Live items matching some patterns, for one SSE client, in a bounded queue."""
+    """Live items matching some patterns, for one SSE client, in a bounded queue.
+
+    A deque and an event rather than an :class:`asyncio.Queue` and a waiter task per call: waiting
+    in :meth:`get` takes nothing until it returns, so a caller may wait under a timeout (the SSE
+    heartbeat) without losing the item that arrives as the timeout fires, and no task is created
+    per message for thousands of clients.
+    """
 
     def __init__(self, feed: Feed, patterns: Sequence[str], queue_size: int) -> None:
         self.feed = feed
         self.patterns = tuple(patterns)
-        self._queue: asyncio.Queue[Item] = asyncio.Queue(maxsize=queue_size)
+        self.queue_size = queue_size
+        self._items: deque[Item] = deque()
+        self._ready = asyncio.Event()
         self.closed: str | None = None
         """Why it was closed, or ``None`` while open."""
-        self._woken = asyncio.Event()
 
     def wants(self, subject: str) -> bool:
         """Whether an item on ``subject`` is for this listener."""
@@ -87,42 +94,33 @@ class Listener:
         """Queue ``item``; a full queue closes the listener (its client is too slow)."""
         if self.closed is not None:
             return
-        try:
-            self._queue.put_nowait(item)
-        except asyncio.QueueFull:
-            self.close(f"slow consumer: {self._queue.maxsize} messages waiting")
+        if len(self._items) >= self.queue_size:
+            self.close(f"slow consumer: {self.queue_size} messages waiting")
+            return
+        self._items.append(item)
+        self._ready.set()
 
     async def get(self) -> Item:
         """The next item; raises :class:`ListenerClosed` once closed (queued items are dropped)."""
         while True:
             if self.closed is not None:
                 raise ListenerClosed(self.closed)
-            if not self._queue.empty():
-                return self._queue.get_nowait()
-            self._woken.clear()
-            getter = asyncio.ensure_future(self._queue.get())
-            closer = asyncio.ensure_future(self._woken.wait())
-            try:
-                done, _ = await asyncio.wait({getter, closer}, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                closer.cancel()
-                if not getter.done():
-                    getter.cancel()
-            if getter in done and not getter.cancelled():
-                if self.closed is not None:
-                    raise ListenerClosed(self.closed)
-                return getter.result()
+            if self._items:
+                return self._items.popleft()
+            self._ready.clear()
+            await self._ready.wait()
 
     def pending(self) -> int:
         """Items waiting."""
-        return self._queue.qsize()
+        return len(self._items)
 
     def close(self, reason: str) -> None:
-        """Close it (idempotent) and stop feeding it."""
+        """Close it (idempotent), drop what it holds and stop feeding it."""
         if self.closed is None:
             self.closed = reason
+            self._items.clear()
             self.feed.forget(self)
-            self._woken.set()
+            self._ready.set()
 
 
 @dataclass
@@ -201,8 +199,10 @@ class Feed:
         return [i for i in items if since is None or i.stored >= since]
 
     def positions(self) -> dict[str, int]:
-        """Each followed stream's last sequence read."""
-        return {name: f.position for name, f in self._followers.items()}
+        """Per followed stream, the sequence after which a listener opened now gets every item:
+        the last one read, or — while the history is still being read — the last one stored at
+        start (earlier ones are never sent to listeners)."""
+        return {name: max(f.position, self._live.get(name, 0)) for name, f in self._followers.items()}
 
     def stream_filter(self, stream: str) -> str | None:
         """The subject pattern of a stream this feed follows, or ``None``."""
