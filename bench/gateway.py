@@ -45,9 +45,11 @@ Decisions, and why:
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import json
 import os
+import pstats
 import re
 import shutil
 import signal
@@ -68,7 +70,7 @@ from nats.aio.msg import Msg
 from bench.common import CASE_LIMIT, ROOT, BenchError, Options, Spec, child_env, log
 from bench.report import Case, Figure, Row, Target
 from bench.startup import citybus_command, wait_ready
-from bench.stats import median, percentile
+from bench.stats import median, percentile, top_functions
 from bus import Bus, Metrics
 from contracts import BeachObservation
 
@@ -85,6 +87,8 @@ CONTRACT: Final = "environment.beach-observation"
 ENTITY: Final = "bragernes-strand"
 SITES: Final = (ENTITY, "sota-fjordpark", "blektjern", "landfalltjern", "vannverksdammen", "stordammen")
 PATTERN: Final = "city.public.>"
+BURST: Final = 0.1
+"""Seconds within which messages published together count as one burst."""
 SETTLE: Final = 3.0
 """Seconds a server is left alone before its RSS is read (after starting, between the two sides), and
 before the recording starts once the clients are connected (1 s in a smoke run)."""
@@ -92,6 +96,8 @@ SPEED: Final = 60
 """The sandbox's default speed, which the SSE case replays at (in a smoke run, an hour a second, so
 its few seconds always hold events)."""
 SMOKE_SPEED: Final = 3600
+PROFILED: Final = 15.0
+"""Seconds the profiled SSE run records (a full run only)."""
 
 CONFIG: Final = """\
 # written by bench/gateway.py: access control off (the bench measures the HTTP path)
@@ -177,9 +183,10 @@ class Up:
 
 
 @contextlib.contextmanager
-def citybus_up(directory: Path, config: str) -> Iterator[Up]:
+def citybus_up(directory: Path, config: str, *, python_options: tuple[str, ...] = ()) -> Iterator[Up]:
     """``citybus up`` on core 0 in ``directory`` with ``config`` as its ``citybus.toml``, until the
-    block ends (then SIGTERM, and SIGKILL if it does not stop)."""
+    block ends (then SIGTERM, and SIGKILL if it does not stop); ``python_options`` go in front of the
+    script (``-m cProfile -o FILE``)."""
     directory.mkdir(parents=True)
     (directory / "citybus.toml").write_text(config, encoding="utf-8")
     data = directory / "data"
@@ -189,9 +196,12 @@ def citybus_up(directory: Path, config: str) -> Iterator[Up]:
         XDG_CONFIG_HOME=str(directory / "xdg"),
     )
     stderr_path = directory / "stderr"
+    python, script = citybus_command()
     command = [
         *pinned(GATEWAY_CORE),
-        *citybus_command(),
+        python,
+        *python_options,
+        script,
         "--log-format",
         "json",
         "up",
@@ -421,6 +431,9 @@ def last_value_case(options: Options) -> Case:
                         served.append(_served(wrk, side, server, target, connections, seconds, number))
         rss_after = rss_mb(up.process.pid)
     _last_value_rows(case, served, levels)
+    if missing is None and not smoke:
+        log("gateway-last-value: profiling the gateway (cProfile)")
+        _profile_last_value(case, work, wrk, path, levels[0])
     what = f"{LAST_TITLE}: requests/s with p99"
     target = f">= {TARGET_RPS:,.0f}/s with p99 <= {TARGET_P99_MS:g} ms"
     gateway = [s for s in served if s.server == "citybus gateway"]
@@ -459,6 +472,42 @@ def last_value_case(options: Options) -> Case:
         "after.",
     ]
     return case
+
+
+def _profiled(case: Case, title: str, profile: Path) -> None:
+    """The top of a ``citybus up`` profile into the report."""
+    if not profile.exists():
+        raise BenchError("cProfile wrote no profile: citybus up did not exit normally after SIGTERM")
+    stats = pstats.Stats(str(profile))
+    case.profiles.append(
+        (
+            f"{title}: citybus's own functions by cumulative time",
+            top_functions(stats, 12, by="cumulative", where=_own),
+        )
+    )
+    case.profiles.append((f"{title}: top functions by own time", top_functions(stats, 15)))
+
+
+def _own(place: str) -> bool:
+    return place.startswith(("adapters/", "bus/")) and " <module>" not in place
+
+
+def _profile_last_value(case: Case, work: Path, wrk: str, path: str, connections: int) -> None:
+    """One more ``citybus up``, under cProfile, under ``wrk`` for a few seconds."""
+    profile = work / "gateway.prof"
+    seconds = 5
+    options = ("-m", "cProfile", "-o", str(profile))
+    with citybus_up(work / "up-profiled", GATEWAY_ONLY, python_options=options) as up:
+        asyncio.run(_publish_beaches(up.nats_url))
+        url = f"{up.gateway}{path}"
+        if isinstance(_entity_answer(url, 10.0), str):
+            return
+        run = run_wrk(wrk, url, connections, seconds)
+    title = (
+        f"`citybus up` under cProfile, from spawning to stopped, with {seconds} s of wrk at {connections} "
+        f"connections ({run.rps:,.0f} requests/s: cProfile slows every call down)"
+    )
+    _profiled(case, title, profile)
 
 
 def _met(run: Wrk) -> bool:
@@ -549,6 +598,10 @@ class Side:
     rss_after: float
     server_cpu: float
     """Share of a core the server's process used over the window."""
+    received: int
+    """(client, event) pairs read while recording."""
+    burst: int
+    """The most messages on the pattern within any 100 ms of the window."""
     client_cpu: float
     client_lag_p99: float
     """Seconds."""
@@ -636,6 +689,7 @@ async def _measure(server: str, pid: int, url: str, load: Load, witness: Witness
     connected = int(opened["connected"])
     delivered = sum(min(len(arrivals.get(i, ())), connected) for i in expected)
     lags: list[float] = got["lags"]
+    published = sorted(at for at in witness.seen.values() if began <= at <= ended)
     return Side(
         server=server,
         connected=connected,
@@ -650,6 +704,10 @@ async def _measure(server: str, pid: int, url: str, load: Load, witness: Witness
         rss_before=rss_before,
         rss_after=rss_after,
         server_cpu=cpu / (ended - began),
+        received=sum(len(times) for times in arrivals.values()),
+        burst=max(
+            (bisect.bisect_right(published, at + BURST) - n for n, at in enumerate(published)), default=0
+        ),
         client_cpu=float(got["cpu_seconds"]) / float(got["wall_seconds"]),
         client_lag_p99=percentile(lags, 99) if lags else 0.0,
         dropped=dict(got["dropped"]),
@@ -672,7 +730,9 @@ def _head_of_stream(url: str) -> tuple[int, bytes, str]:
             return exc.code, exc.read(), exc.headers.get_content_type()
 
 
-async def _sse(up: Up, load: Load, work: Path) -> tuple[dict[str, Side], str | None]:
+async def _sse(
+    up: Up, load: Load, work: Path, *, with_plain: bool = True
+) -> tuple[dict[str, Side], str | None]:
     witness = Witness()
     nc = await nats.connect(up.nats_url)
     try:
@@ -681,6 +741,12 @@ async def _sse(up: Up, load: Load, work: Path) -> tuple[dict[str, Side], str | N
         sides: dict[str, Side] = {}
         url = f"{up.gateway}/api/v1/stream?{query}"
         missing = await _stream_missing(url)
+        if not with_plain:  # the gateway alone (profiled)
+            if missing is None:
+                sides["citybus gateway"] = await _measure(
+                    "citybus gateway", up.process.pid, url, load, witness, work
+                )
+            return sides, missing
         if missing is None:
             log(f"gateway-sse: {load.clients} clients of the citybus gateway")
             sides["citybus gateway"] = await _measure(
@@ -722,6 +788,9 @@ def sse_case(options: Options) -> Case:
     work = options.work / "gateway-sse"
     with citybus_up(work / "up", WITH_SANDBOX.format(speed=speed)) as up:
         sides, missing = asyncio.run(_sse(up, load, work))
+    if missing is None and not options.smoke:
+        log("gateway-sse: profiling the gateway (cProfile)")
+        _profile_sse(case, work / "profiled", Load(load.clients, PROFILED, load.settle), speed)
     for side in sides.values():
         per_client = (side.rss_after - side.rss_before) / side.connected
         gateway = side.server == "citybus gateway"
@@ -743,6 +812,10 @@ def sse_case(options: Options) -> Case:
                     "RSS with clients MB": f"{side.rss_after:.1f}",
                     "MB per client": f"{per_client:.3f}",
                     "server CPU": f"{side.server_cpu:.0%}",
+                    "server CPU µs per delivered event": (
+                        f"{side.server_cpu * side.window / side.received * 1e6:.0f}" if side.received else ""
+                    ),
+                    "largest burst": f"{side.burst}",
                     "clients' CPU": f"{side.client_cpu:.0%}",
                     "clients' loop lag p99 ms": f"{side.client_lag_p99 * 1000:.1f}",
                     "target": "p99 <= 100 ms" if gateway else "",
@@ -793,6 +866,23 @@ def sse_case(options: Options) -> Case:
         "up: when it is near a full core, the delays are its own as much as the server's.",
     ]
     return case
+
+
+def _profile_sse(case: Case, work: Path, load: Load, speed: int) -> None:
+    """One more ``citybus up``, under cProfile, with the clients connected for a while."""
+    work.mkdir(parents=True)
+    profile = work / "gateway.prof"
+    options = ("-m", "cProfile", "-o", str(profile))
+    with citybus_up(work / "up", WITH_SANDBOX.format(speed=speed), python_options=options) as up:
+        sides, _ = asyncio.run(_sse(up, load, work, with_plain=False))
+    side = sides.get("citybus gateway")
+    if side is None:
+        return
+    title = (
+        f"`citybus up` under cProfile, from spawning to stopped, with {side.connected:,} clients recorded "
+        f"for {load.steady:g} s (p99 delay {_ms(side.delays, 99)} ms: cProfile slows every call down)"
+    )
+    _profiled(case, title, profile)
 
 
 def _ms(values: list[float], point: float) -> str:
