@@ -58,7 +58,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -72,6 +72,7 @@ from bench.report import Case, Figure, Row, Target
 from bench.startup import citybus_command, wait_ready
 from bench.stats import median, percentile, top_functions
 from bus import Bus, Metrics
+from bus.subjects import control_subject
 from contracts import BeachObservation
 
 __all__ = ["CASES"]
@@ -96,6 +97,10 @@ SPEED: Final = 60
 """The sandbox's default speed, which the SSE case replays at (in a smoke run, an hour a second, so
 its few seconds always hold events)."""
 SMOKE_SPEED: Final = 3600
+SEEK: Final = 28_740
+"""Where each side's recording starts in the replayed day (seconds from its start: 07:59, so the
+window holds 08:00, when the hourly readings come together: 29 messages within the same second,
+the day's largest burst after the state of its first second). Both sides see the same messages."""
 PROFILED: Final = 15.0
 """Seconds the profiled SSE run records (a full run only)."""
 
@@ -617,6 +622,10 @@ async def _read_line(stream: asyncio.StreamReader, what: str) -> bytes:
         raise BenchError(f"{what}: nothing within {CASE_LIMIT:.0f} s") from None
 
 
+Seek = Callable[[], Awaitable[None]]
+"""Moves the replay to where a side's recording starts."""
+
+
 @dataclass(frozen=True)
 class Load:
     """How many clients, for how long, and the seconds left to settle."""
@@ -626,7 +635,9 @@ class Load:
     settle: float
 
 
-async def _measure(server: str, pid: int, url: str, load: Load, witness: Witness, work: Path) -> Side:
+async def _measure(
+    server: str, pid: int, url: str, load: Load, witness: Witness, work: Path, seek: Seek
+) -> Side:
     """Connect the clients to ``url``, record the steady seconds, and work out the figures."""
     clients, steady = load.clients, load.steady
     await asyncio.sleep(load.settle)
@@ -661,6 +672,7 @@ async def _measure(server: str, pid: int, url: str, load: Load, witness: Witness
         if opened["connected"] == 0:
             raise BenchError(f"no client could connect to the {server}: {opened['failed']}")
         await asyncio.sleep(load.settle)
+        await seek()
         cpu, began = cpu_seconds(pid), time.time()
         process.stdin.write(b"mark\n")
         await process.stdin.drain()
@@ -735,6 +747,13 @@ async def _sse(
 ) -> tuple[dict[str, Side], str | None]:
     witness = Witness()
     nc = await nats.connect(up.nats_url)
+
+    async def seek() -> None:
+        request = json.dumps({"position": SEEK}).encode()
+        answer = await nc.request(control_subject("replay", "sandbox", "seek"), request, timeout=10)
+        if b'"error"' in answer.data:
+            raise BenchError(f"the replay refused to seek: {answer.data.decode(errors='replace')}")
+
     try:
         await nc.subscribe(PATTERN, cb=witness.received)
         query = f"subject={quote(PATTERN, safe='')}"
@@ -744,13 +763,13 @@ async def _sse(
         if not with_plain:  # the gateway alone (profiled)
             if missing is None:
                 sides["citybus gateway"] = await _measure(
-                    "citybus gateway", up.process.pid, url, load, witness, work
+                    "citybus gateway", up.process.pid, url, load, witness, work, seek
                 )
             return sides, missing
         if missing is None:
             log(f"gateway-sse: {load.clients} clients of the citybus gateway")
             sides["citybus gateway"] = await _measure(
-                "citybus gateway", up.process.pid, url, load, witness, work
+                "citybus gateway", up.process.pid, url, load, witness, work, seek
             )
         else:
             missing = f"the gateway did not serve `/api/v1/stream`: {missing}"
@@ -759,7 +778,7 @@ async def _sse(
         args = ("sse", "--nats", up.nats_url, "--subject", PATTERN)
         with plain_server(work, "sse", *args) as (pid, plain):
             sides["plain aiohttp"] = await _measure(
-                "plain aiohttp", pid, f"{plain}/api/v1/stream?{query}", load, witness, work
+                "plain aiohttp", pid, f"{plain}/api/v1/stream?{query}", load, witness, work, seek
             )
         return sides, missing
     finally:
@@ -774,7 +793,9 @@ def sse_case(options: Options) -> Case:
         SSE_TITLE,
         f"{clients:,} clients of `GET /api/v1/stream?subject={PATTERN}` (one process of aiohttp connections "
         f"on core 1, `bench/gateway_peers.py`), recorded for {steady:g} s after all are connected and "
-        f"{load.settle:g} s more; the server on core 0: a `citybus up` (the installed console script; the "
+        f"{load.settle:g} s more, from the moment the replay is moved to 07:59 of the recorded day (`citybus "
+        "sandbox seek`'s request: both servers are sent the same messages, 08:00's hourly readings among "
+        "them); the server on core 0: a `citybus up` (the installed console script; the "
         f"sandbox replaying the Drammen day at {speed}x and the gateway in its account, as a default "
         "`citybus "
         'up` runs them; `[auth] mode = "off"`), then, with the same `citybus up` still replaying, a plain '
