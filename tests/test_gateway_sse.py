@@ -5,6 +5,7 @@ revoked tokens, and hostile input at the protocol level."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import socket
@@ -233,6 +234,26 @@ async def test_more_missed_than_the_catch_up_limit_is_said_with_a_gap(
     await bus.drain()
 
 
+async def test_a_message_arriving_as_the_heartbeat_fires_is_not_lost(bus: Bus, entity: str) -> None:
+    """The stream waits for a message under the heartbeat's timeout; the timeout firing just as a
+    message is queued must leave the message for the next wait."""
+    await bus.publish_durable(beach(entity, 5.0))
+    async with running_gateway(bus) as gateway:
+        feed = await gateway.state.feeds.of("public")
+        item = feed.last(BeachObservation, entity)
+        assert item is not None
+        listener = feed.listen([subjects.contract_filter(BeachObservation, entity)], 4)
+        waiting = asyncio.create_task(listener.get())
+        for _ in range(5):
+            await asyncio.sleep(0)  # let it wait
+        listener.offer(item)
+        waiting.cancel()  # in the same turn of the loop, as a timeout would
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        assert listener.pending() == 1 and await listener.get() is item
+        listener.close("done")
+
+
 # -- liveness, limits, leaving ---------------------------------------------------------------------
 
 
@@ -311,6 +332,19 @@ async def test_beyond_max_clients_a_client_is_told_to_retry_later(bus: Bus) -> N
             assert refused.status == 503
             assert int(refused.headers["Retry-After"]) > 0
             assert refused.content_type == "application/problem+json"
+
+
+async def test_stopping_the_gateway_ends_its_streams_with_the_reason(bus: Bus) -> None:
+    """An open stream does not hold the gateway's shutdown until its client leaves."""
+    async with contextlib.AsyncExitStack() as running:
+        gateway = await running.enter_async_context(running_gateway(bus))
+        async with sse(gateway) as client:
+            stopping = asyncio.create_task(running.aclose())
+            dropped = await client.event("dropped")
+            assert dropped.json() == {"reason": "gateway stopping"}
+            async with asyncio.timeout(GUARD):
+                await stopping
+    assert sample(bus, "citybus_gateway_sse_dropped_total", {"reason": "gateway stopping"}) >= 1
 
 
 @dataclass(frozen=True)

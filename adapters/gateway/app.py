@@ -66,7 +66,8 @@ async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
         state.log.error("gateway request failed", path=request.path, error=repr(exc))
         response = problem(500, "Internal Server Error", "the gateway failed; its log says why")
     state.metrics.requests.labels(route, str(response.status)).inc()
-    state.metrics.request_seconds.labels(route).observe(time.perf_counter() - started)
+    if isinstance(response, web.Response):  # a stream (SSE) lasts as long as its client stays
+        state.metrics.request_seconds.labels(route).observe(time.perf_counter() - started)
     return response
 
 

@@ -21,7 +21,7 @@ class GatewayMetrics:
         )
         self.request_seconds = Histogram(
             "citybus_gateway_request_seconds",
-            "Time to answer an HTTP request (SSE streams: until the response started)",
+            "Time to answer an HTTP request (not SSE streams, which last as long as their clients)",
             ["route"],
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
             registry=registry,

@@ -15,10 +15,11 @@ Decisions, and why:
   before the stored messages are read, so nothing stored during the catch-up is lost; a live item
   at or before the position a stream has reached is a duplicate and is skipped. The positions the
   feed had reached when the listener was registered (:meth:`Feed.positions`) are where the live
-  items start, so the catch-up never needs to read further than them.
+  items start, so a gap is counted up to them and no further.
 * **A gap is said, not hidden.** At most ``catch_up`` stored messages are replayed; when more were
   missed, the client gets ``event: gap`` with how many it skipped per stream (counted, not
-  estimated) and the id jumps past them, then live messages. A client that must not miss anything
+  estimated; past :data:`COUNT_READS` reads a lower bound, marked ``"more": true``) and the id
+  jumps past them, then live messages. A client that must not miss anything
   reads the history API or a NATS consumer instead.
 * **Bounded per client, twice.** The feed's listener queue holds ``queue`` messages; when it
   overflows, the feed closes the listener ("slow consumer") rather than grow. And a write that
@@ -30,7 +31,8 @@ Decisions, and why:
   open streams end within ``heartbeat`` seconds (``event: dropped``, reason ``revoked token``).
 * **Nothing outlives its client.** Whatever ends a stream (the client leaving, which aiohttp turns
   into ``CancelledError`` or ``ConnectionResetError``; a drop; the gateway stopping), the listener
-  is closed and the client count given back in one ``finally``.
+  is closed and the client count given back in one ``finally``. When the gateway stops, its open
+  streams end at once (``gateway stopping``) rather than hold the server's shutdown.
 * **Headers for proxies.** ``Cache-Control: no-cache`` and ``X-Accel-Buffering: no`` so that a
   reverse proxy (nginx) neither caches nor buffers the stream; ``max_clients`` streams at most, the
   next one is told to come back (503 with ``Retry-After``).
@@ -42,7 +44,7 @@ import asyncio
 import contextlib
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiohttp import web
 
@@ -85,15 +87,16 @@ COUNT_READS = 100_000
 _BATCH = 64
 """At most this many queued messages are written at once."""
 
-SLOW = "slow consumer"
-REVOKED = "revoked token"
+_SLOW = "slow consumer"
+_REVOKED = "revoked token"
+_STOPPING = "gateway stopping"
 
 
 @dataclass
 class _Clients:
-    """The streams open on one gateway (for ``max_clients``)."""
+    """The streams open on one gateway: their listeners (for ``max_clients``, and to end them)."""
 
-    open: int = 0
+    listeners: set[Listener] = field(default_factory=set)
 
 
 _CLIENTS = web.AppKey("sse clients", _Clients)
@@ -110,9 +113,17 @@ class _Dropped(Exception):
 
 
 def routes(app: web.Application) -> None:
-    """Add the stream's route to the gateway's application."""
+    """Add the stream's route to the gateway's application, and end the open streams when it stops."""
     app[_CLIENTS] = _Clients()
     app.router.add_get(PATH, stream)
+    app.on_shutdown.append(_stopping)
+
+
+async def _stopping(app: web.Application) -> None:
+    """The gateway stops: every open stream ends now (``event: dropped``, ``gateway stopping``),
+    rather than hold the server's shutdown until its client leaves."""
+    for listener in list(app[_CLIENTS].listeners):
+        listener.close(_STOPPING)
 
 
 async def stream(request: web.Request) -> web.StreamResponse:
@@ -134,21 +145,21 @@ async def stream(request: web.Request) -> web.StreamResponse:
     except MalformedEventIdError as exc:
         return problem(400, "Malformed Last-Event-ID", str(exc))
     clients = request.app[_CLIENTS]
-    if clients.open >= state.config.max_clients:
+    if len(clients.listeners) >= state.config.max_clients:
         return problem(
             503,
             "Too many clients",
             f"the gateway streams to {state.config.max_clients} clients at most; try again shortly",
             headers={"Retry-After": str(RETRY_AFTER)},
         )
-    clients.open += 1
-    state.metrics.sse_clients.inc()
     listener = feed.listen(patterns, state.config.queue)
+    clients.listeners.add(listener)
+    state.metrics.sse_clients.inc()
     try:
         return await _Stream(request, state, caller, feed, listener).serve(patterns, resume)
     finally:
         listener.close("client gone")
-        clients.open -= 1
+        clients.listeners.discard(listener)
         state.metrics.sse_clients.dec()
 
 
@@ -241,8 +252,8 @@ class _Stream:
             async with asyncio.timeout(self.heartbeat):
                 await self.response.write(frame)
         except TimeoutError:
-            reason = self.listener.closed or f"{SLOW}: not reading ({self.heartbeat:g} s on one write)"
-            raise _Dropped(SLOW, reason, writable=False) from None
+            reason = self.listener.closed or f"{_SLOW}: not reading ({self.heartbeat:g} s on one write)"
+            raise _Dropped(reason.partition(":")[0], reason, writable=False) from None
 
     async def _end(self, drop: _Dropped) -> None:
         if drop.writable:
@@ -258,8 +269,8 @@ class _Stream:
         limit = self.state.config.catch_up
         wanted = {s: seq for s, seq in resume.items() if seq < self.mark.get(s, 0)}
         items = await self.feed.catch_up(patterns, wanted, limit) if wanted and limit else []
-        for item in items:
-            await self._send(item)
+        for start in range(0, len(items), _BATCH):
+            await self._send(items[start : start + _BATCH])
         if limit and len(items) < limit:
             return
         skipped: dict[str, int] = {}
@@ -278,11 +289,17 @@ class _Stream:
                 gap["more"] = True
             await self._write(event_frame("gap", json.dumps(gap).encode(), self.positions))
 
-    async def _send(self, item: Item) -> None:
+    def _frame(self, item: Item) -> bytes:
+        """The item's frame, or nothing when it was sent already (caught up before it came live)."""
         if item.seq <= self.positions.get(item.stream, 0):
-            return  # sent already: caught up before it arrived live
+            return b""
         self.positions[item.stream] = item.seq
-        await self._write(event_frame("message", item.event, self.positions))
+        return event_frame("message", item.event, self.positions)
+
+    async def _send(self, items: Sequence[Item]) -> None:
+        frames = b"".join(self._frame(item) for item in items)
+        if frames:
+            await self._write(frames)
 
     async def _pump(self) -> None:
         """Live items until the client is dropped or leaves; heartbeats and token checks between."""
@@ -307,16 +324,10 @@ class _Stream:
                 await self._write(HEARTBEAT)
                 continue
             # What else is queued already goes out in the same write (get() does not wait then).
-            frames = []
-            while True:
-                if item.seq > self.positions.get(item.stream, 0):
-                    self.positions[item.stream] = item.seq
-                    frames.append(event_frame("message", item.event, self.positions))
-                if not self.listener.pending() or len(frames) >= _BATCH:
-                    break
-                item = await self.listener.get()
-            if frames:
-                await self._write(b"".join(frames))
+            batch = [item]
+            while self.listener.pending() and len(batch) < _BATCH:
+                batch.append(await self.listener.get())
+            await self._send(batch)
 
     def _check_token(self) -> None:
         if self.caller.token is None:
@@ -325,5 +336,5 @@ class _Stream:
             self.state.caller(self.request)
         except Refusal:
             raise _Dropped(
-                REVOKED, f"{REVOKED}: {self.caller.token} is no longer valid", writable=True
+                _REVOKED, f"{_REVOKED}: {self.caller.token} is no longer valid", writable=True
             ) from None
