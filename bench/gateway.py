@@ -11,15 +11,18 @@ of aiohttp itself, which the gateway cannot beat.
 
 **gateway-last-value**: ``GET /api/v1/contracts/environment.beach-observation/entities/{entity}``
 (target: >= 5,000 requests/s with p99 <= 10 ms). Debian's ``wrk`` (one thread, ``--latency``: its
-p50 and p99) makes the requests at a few concurrencies, each after a warm-up, alternating between
-the gateway and the plain handler; a ``citybus up`` with only ``[adapters.gateway]`` (no sandbox),
-into which the bench publishes a few beach observations. ``wrk`` is a system package: when it is
-missing the case installs it with ``apt-get`` if it runs as root, and otherwise fails saying so.
+p50 and p99) makes the requests with 10 and with 50 connections, each run after a warm-up, two
+rounds alternating between the gateway and the plain handler; a ``citybus up`` with only
+``[adapters.gateway]`` (no sandbox), into which the bench publishes a few beach observations.
+``wrk`` is a system package: when it is missing the case installs it with ``apt-get`` if it runs
+as root, and otherwise fails saying so.
 
 **gateway-sse**: 1,000 clients of ``GET /api/v1/stream?subject=city.public.>`` while the sandbox
 replays at its default 60x (target: p99 delivery delay <= 100 ms, memory bounded: the RSS of the
 ``citybus up`` process before the clients connect and with all of them connected after the steady
-state, per client). The clients are one process (:mod:`bench.gateway_peers`) of aiohttp connections.
+state, per client). The clients are one process (:mod:`bench.gateway_peers`) of aiohttp connections,
+which reports its own CPU and event-loop lag. A smoke run has 20 clients for 5 s, the replay at an
+hour a second so that its seconds hold events.
 
 Decisions, and why:
 
@@ -33,11 +36,19 @@ Decisions, and why:
   of the bench's own (in the parent process, which does nothing else meanwhile) notes when each
   message reached it on ``city.public.>`` by its ``ce-id``; an event's delay is when a client read
   it minus that. The same reference serves the plain handler, which has no stream sequence to
-  look up (the gateway's ``sequence`` attribute would give JetStream's stored time, within a
-  fraction of a millisecond of the same moment on loopback).
+  look up (the gateway's ``sequence`` attribute would give JetStream's stored time, about the same
+  moment on loopback).
 - **A busy load generator is reported, not hidden**: the clients' process measures its own CPU
   and event-loop lag over the recorded window; when it is near a full core, or wakes up late, the
   delays include its own lag and the report says so.
+- **Both SSE servers are sent the same messages**: before each side's recording the bench moves the
+  replay to 07:59 of the recorded day (the request ``citybus sandbox seek`` sends). The stream at 60x
+  is quiet on average (about 1 message a second over the day) and comes in bursts, the hourly
+  readings together; a window that holds 08:00's burst is the one a p99 is about, and without the
+  seek the two sides would be measured on different stretches of the day.
+- **A full run profiles the gateway under load**: one more ``citybus up`` under cProfile (``-m
+  cProfile``, as :mod:`bench.startup` does it), with a few seconds of the same load, its top
+  functions in the report. Not in a smoke run (CI), which only checks that the cases complete.
 - **A route that is not there is a figure "not measured"**, with the plain handler still measured,
   not a failed case: the routes were written in parallel with this bench.
 """
