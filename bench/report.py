@@ -153,7 +153,7 @@ HOW_TO_RUN: Final = [
     "(`pip install -e '.[dev,bench]'`: the `bench` extra pins the FastStream the comparison runs against):",
     "",
     "```",
-    "python -m bench                         # every case (about 16 minutes): writes docs/benchmarks.md",
+    "python -m bench                         # every case (about 20 minutes): writes docs/benchmarks.md",
     "python -m bench --smoke                 # every case, tiny: what CI runs (report in the temp dir)",
     "python -m bench --only latency,startup  # some cases (report in the temp dir unless --output)",
     "python -m bench --list                  # the cases' names",
