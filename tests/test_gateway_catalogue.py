@@ -78,6 +78,7 @@ def registry(site: Path) -> Registry:
 
 def expand(document: dict[str, Any]) -> list[dict[str, Any]]:
     from pyld import jsonld
+
     expanded: list[dict[str, Any]] = jsonld.expand(document)
     return expanded
 
@@ -146,6 +147,7 @@ def test_every_registered_contract_is_a_dataset_with_the_mandatory_properties(re
 
 def test_the_document_is_rdf_a_harvester_can_load(registry: Registry) -> None:
     from pyld import jsonld
+
     document = catalogue_jsonld(catalogue_entries(registry, FACTS, BASE), BASE)
     quads = jsonld.to_rdf(document, {"format": "application/n-quads"}).splitlines()
     rdf_type = "<http://www.w3.org/1999/02/22-rdf-syntax-ns#type>"
