@@ -97,9 +97,8 @@ class AdapterRuntime:
             consumer_settings=context.config.consumer,
             connect=connect,
             connect_as=connect_as,
-            credentials=context.config.credentials_dir()
-            if connector is not None and connector.enabled
-            else None,
+            credentials=context.config.credentials_dir() if connect is not None else None,
+            links=context.links,
         )
         self.ready_timeout = ready_timeout
         self._task: asyncio.Task[None] | None = None

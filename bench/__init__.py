@@ -11,6 +11,8 @@ the report, never in test assertions. The modules:
 - :mod:`bench.replay` and :mod:`bench.memory`: the sandbox replay (throughput, schedule error, peak
   RSS), on recordings :mod:`bench.recordings` generates;
 - :mod:`bench.startup`: ``citybus up`` to ready;
+- :mod:`bench.gateway` and :mod:`bench.gateway_peers`: the HTTP gateway (the last value of an entity
+  with ``wrk``, SSE to 1,000 clients) against plain aiohttp handlers doing the same work;
 - :mod:`bench.report`, :mod:`bench.stats`, :mod:`bench.common`: the report and the machine, percentiles
   and profiles, and what every case shares;
 - :mod:`bench.compare`: the cases run against two checkouts in one run, before and after a change.

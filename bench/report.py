@@ -153,12 +153,16 @@ HOW_TO_RUN: Final = [
     "(`pip install -e '.[dev,bench]'`: the `bench` extra pins the FastStream the comparison runs against):",
     "",
     "```",
-    "python -m bench                         # every case (about 16 minutes): writes docs/benchmarks.md",
+    "python -m bench                         # every case (about 20 minutes): writes docs/benchmarks.md",
     "python -m bench --smoke                 # every case, tiny: what CI runs (report in the temp dir)",
     "python -m bench --only latency,startup  # some cases (report in the temp dir unless --output)",
     "python -m bench --list                  # the cases' names",
     "python -m bench.compare --before ../main  # the bus cases against another checkout, alternately",
     "```",
+    "",
+    "The gateway cases (`gateway-last-value`, `gateway-sse`) need two cores, `taskset` (util-linux) and "
+    "Debian's `wrk` (`apt-get install wrk`: run as root, the case installs it when it is missing; "
+    "otherwise it fails saying so).",
 ]
 
 

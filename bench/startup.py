@@ -115,7 +115,7 @@ def start_once(directory: Path, pycache: Path, *, python_options: tuple[str, ...
             stderr=stderr,
         )
     try:
-        ready = _wait_ready(process, data / "instance.json", began, stderr_path) - began
+        ready = wait_ready(process, data / "instance.json", began, stderr_path) - began
         stopping = time.monotonic()
         process.send_signal(signal.SIGTERM)
         try:
@@ -131,8 +131,10 @@ def start_once(directory: Path, pycache: Path, *, python_options: tuple[str, ...
     return Start(ready, stop, _steps(text, wall), text)
 
 
-def _wait_ready(process: subprocess.Popen[bytes], instance: Path, began: float, stderr: Path) -> float:
-    """Poll ``instance.json`` for the ops URL, then ``/readyz`` until it answers 200; the moment it did."""
+def wait_ready(process: subprocess.Popen[bytes], instance: Path, began: float, stderr: Path) -> float:
+    """Poll ``instance.json`` for the ops URL, then ``/readyz`` until it answers 200; the moment it did
+    (:func:`time.monotonic`). Raises :class:`~bench.common.BenchError` when ``process`` exits first, or
+    after :data:`~bench.common.CASE_LIMIT` seconds since ``began``; its ``stderr`` file says why."""
     url = ""
     while time.monotonic() - began < CASE_LIMIT:
         if process.poll() is not None:

@@ -53,10 +53,13 @@ __all__ = [
 
 ENV_PREFIX = "CITYBUS_"
 CONFIG_ENV = "CITYBUS_CONFIG"
-OTHER_VARIABLES = frozenset({CONFIG_ENV, "CITYBUS_REQUIRE_SERVICES", "CITYBUS_TEST_POSTGRES"})
+OTHER_VARIABLES = frozenset(
+    {CONFIG_ENV, "CITYBUS_REQUIRE_SERVICES", "CITYBUS_TEST_POSTGRES", "CITYBUS_ARTEFACTS", "CITYBUS_CHROMIUM"}
+)
 """``CITYBUS_*`` variables that are not settings: the config file's name, and the test suite's own
-(services required in CI, the PostgreSQL to test against). Any other ``CITYBUS_*`` name that is not
-a setting is a mistake and reported, like an unknown key in the file."""
+(services required in CI, the PostgreSQL to test against, where tests keep artefacts such as the web
+page's screenshot, the Chromium to drive). Any other ``CITYBUS_*`` name that is not a setting is a
+mistake and reported, like an unknown key in the file."""
 DEFAULT_CONFIG_FILE = "citybus.toml"
 
 _Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]

@@ -172,7 +172,8 @@ class Follower:
     """Reads one stream in stored order, from a position into the live present, handing each
     message matching its filter to ``handler``; :meth:`run` until cancelled.
 
-    It asks for the next message after its position (``next_by_subj``) until there is none, then
+    It asks for the next message after its position (``next_by_subj``) until there is none (telling
+    ``on_caught_up`` then, and every ``batch`` messages on the way), then
     waits for the doorbell: a core subscription on the stream's subjects that only says "something
     was stored" (or ``poll`` seconds, in case one was missed while the connection was down). Only the
     read-only ``STREAM.MSG.GET`` is used, never a consumer (a client that may create consumers may
@@ -189,6 +190,8 @@ class Follower:
         after_seq: int = 0,
         poll: float = 1.0,
         on_error: Callable[[str], None] | None = None,
+        on_caught_up: Callable[[], None] | None = None,
+        batch: int = 64,
     ) -> None:
         self.bus = bus
         self.stream = stream
@@ -198,6 +201,8 @@ class Follower:
         self._handler = handler
         self._poll = poll
         self._on_error = on_error
+        self._on_caught_up = on_caught_up
+        self._batch = batch
         self._bell = asyncio.Event()
         self.error: str | None = None
         """Why the last read failed, until one succeeds again."""
@@ -223,20 +228,30 @@ class Follower:
                 await sub.unsubscribe()
 
     async def catch_up(self) -> None:
-        """Hand over every message stored after :attr:`position` until there is none."""
-        while True:
-            _cancelled()
-            try:
-                found = await next_stored(self.bus, self.stream, self.subject_filter, self.position + 1)
-            except LookupError as exc:
-                self._failed(str(exc))
-                return
-            if self.error is not None:
-                self.error = None
-            if found is None:
-                return
-            self.position = found.seq
-            await self._handler(found)
+        """Hand over every message stored after :attr:`position` until there is none; then, and
+        after every ``batch`` messages, call ``on_caught_up`` (a reader handing messages on in
+        bursts rather than one by one)."""
+        handed = 0
+        try:
+            while True:
+                _cancelled()
+                try:
+                    found = await next_stored(self.bus, self.stream, self.subject_filter, self.position + 1)
+                except LookupError as exc:
+                    self._failed(str(exc))
+                    return
+                if self.error is not None:
+                    self.error = None
+                if found is None:
+                    return
+                self.position = found.seq
+                await self._handler(found)
+                handed += 1
+                if handed % self._batch == 0 and self._on_caught_up is not None:
+                    self._on_caught_up()
+        finally:
+            if handed and self._on_caught_up is not None:
+                self._on_caught_up()
 
     def _failed(self, why: str) -> None:
         if why != self.error:

@@ -39,6 +39,8 @@ CASES = [
     "Peak RSS replaying a large recording",
     "`citybus up` to ready",
     "`citybus certify` on a shipped adapter",
+    "Last value of one entity over HTTP",
+    "SSE to 1,000 clients on the public stream",
 ]
 FASTSTREAM = (
     importlib.util.find_spec("faststream") is not None and importlib.util.find_spec("pydantic") is not None
@@ -131,11 +133,13 @@ def test_the_summary_gives_every_target_a_figure_and_a_verdict(report: str) -> N
         "9. `citybus up` to ready",
         "10. `citybus certify` on a shipped adapter: `beach-neighbours --suite quick --only outage`, wall",
         "10. `citybus certify` on a shipped adapter: `beach-neighbours --suite quick --only outage`, verdict",
+        "11. Last value of one entity over HTTP: requests/s with p99",
+        "12. SSE to 1,000 clients on the public stream: p99 delivery delay",
     }
     assert expected <= set(rows)
     assert sum(name.startswith("4. JetStream durable publish: citybus") for name in rows) == 1
     assert sum(name.startswith("8. Peak RSS replaying a large recording") for name in rows) == 1
-    assert len(rows) == 13
+    assert len(rows) == 15
     for name, (_, target, result, verdict) in rows.items():
         assert target, name
         if name.startswith("2.") and not FASTSTREAM:
@@ -286,6 +290,35 @@ def test_certify_is_timed_with_each_run_and_the_adapters_use(report: str) -> Non
             assert re.fullmatch(NUMBER, run[key]), (run["run"], key)
         assert run["verdict"] in ("pass", "fail")
     assert "citybus certify beach-neighbours --suite quick --seed " in text  # the reproducing command
+
+
+def test_the_gateways_last_value_is_measured_against_a_plain_handler(report: str) -> None:
+    text = case(report, CASES[10])
+    rows = {row["server"]: row for row in columns(text)}
+    assert set(rows) == {"citybus gateway", "plain aiohttp"}
+    for row in rows.values():
+        assert row["connections"] == "10"
+        assert re.fullmatch(NUMBER, row["requests/s"])
+        figures = [float(row[key]) for key in ("p50 ms", "p90 ms", "p99 ms")]
+        assert figures == sorted(figures), row
+        assert re.fullmatch(RATIO, row["requests/s ratio to plain"])
+    assert rows["citybus gateway"]["met"] in VERDICT
+    assert "(one CloudEvent, as the gateway serves it)" in text
+
+
+def test_sse_is_measured_with_delays_and_memory_against_a_plain_handler(report: str) -> None:
+    text = case(report, CASES[11])
+    rows = {row["server"]: row for row in columns(text)}
+    assert set(rows) == {"citybus gateway", "plain aiohttp"}
+    for row in rows.values():
+        assert row["clients"] == "20 of 20"
+        assert re.fullmatch(rf"{NUMBER}%", row["delivered"]), row
+        figures = [float(row[key]) for key in ("p50 ms", "p99 ms", "max ms")]
+        assert figures == sorted(figures), row
+        for key in ("RSS before MB", "RSS with clients MB", "clients' loop lag p99 ms"):
+            assert re.fullmatch(NUMBER, row[key]), key
+        assert re.fullmatch(r"-?\d+\.\d+", row["MB per client"])
+    assert rows["citybus gateway"]["met"] in VERDICT
 
 
 def test_compare_runs_a_case_against_two_checkouts_and_tables_both(tmp_path: Path) -> None:

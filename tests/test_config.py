@@ -129,6 +129,8 @@ def test_citybus_variables_that_are_not_settings_are_ignored() -> None:
         environ={
             "CITYBUS_REQUIRE_SERVICES": "1",  # the test suite's
             "CITYBUS_TEST_POSTGRES": "postgresql://127.0.0.1:5432/test",
+            "CITYBUS_ARTEFACTS": "/tmp/artefacts",
+            "CITYBUS_CHROMIUM": "/usr/bin/chromium",
             "citybus_ops_port": "1",  # not a CITYBUS_ name at all (environment names are case-sensitive)
             "PATH": "/usr/bin",
         }

@@ -77,7 +77,8 @@ def registry(site: Path) -> Registry:
 
 
 def expand(document: dict[str, Any]) -> list[dict[str, Any]]:
-    jsonld = pytest.importorskip("pyld.jsonld")
+    from pyld import jsonld
+
     expanded: list[dict[str, Any]] = jsonld.expand(document)
     return expanded
 
@@ -145,7 +146,8 @@ def test_every_registered_contract_is_a_dataset_with_the_mandatory_properties(re
 
 
 def test_the_document_is_rdf_a_harvester_can_load(registry: Registry) -> None:
-    jsonld = pytest.importorskip("pyld.jsonld")
+    from pyld import jsonld
+
     document = catalogue_jsonld(catalogue_entries(registry, FACTS, BASE), BASE)
     quads = jsonld.to_rdf(document, {"format": "application/n-quads"}).splitlines()
     rdf_type = "<http://www.w3.org/1999/02/22-rdf-syntax-ns#type>"

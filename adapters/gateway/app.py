@@ -9,6 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
+from adapters.gateway import page
 from adapters.gateway.config import GatewayConfig
 from adapters.gateway.feeds import Feed, Feeds
 from adapters.gateway.metrics import GatewayMetrics
@@ -74,10 +75,13 @@ async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
 def build_app(state: GatewayState) -> web.Application:
     """The application: the middleware and the routes of every part of the gateway."""
     # Imported here: each part's module imports STATE from this one.
-    from adapters.gateway import catalogue_routes, sse
+    from adapters.gateway import catalogue_routes, entities, ngsild, sse
 
     app = web.Application(middlewares=[_answer])
     app[STATE] = state
     catalogue_routes.routes(app)
+    entities.routes(app)
+    ngsild.routes(app)
     sse.routes(app)
+    page.routes(app)
     return app

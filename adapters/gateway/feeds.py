@@ -83,6 +83,7 @@ class Listener:
         self.queue_size = queue_size
         self._items: deque[Item] = deque()
         self._ready = asyncio.Event()
+        self._poked = False
         self.closed: str | None = None
         """Why it was closed, or ``None`` while open."""
 
@@ -107,6 +108,43 @@ class Listener:
                 raise ListenerClosed(self.closed)
             if self._items:
                 return self._items.popleft()
+            self._ready.clear()
+            await self._ready.wait()
+
+    def offer_many(self, items: Sequence[Item]) -> None:
+        """Queue ``items`` with one wake-up; a full queue closes the listener (its client is too slow)."""
+        if self.closed is not None or not items:
+            return
+        if len(self._items) + len(items) > self.queue_size:
+            self.close(f"slow consumer: {self.queue_size} messages waiting")
+            return
+        self._items.extend(items)
+        self._ready.set()
+
+    def poke(self) -> None:
+        """Say that a heartbeat interval passed: a waiting :meth:`batch` returns ``[]``."""
+        self._poked = True
+        self._ready.set()
+
+    async def batch(self, limit: int) -> list[Item]:
+        """The items waiting — at least one, at most ``limit`` — or ``[]`` once :meth:`poke` said a
+        heartbeat interval passed; raises :class:`ListenerClosed` once closed.
+
+        One wait for a burst, and no timer per wait: thousands of clients each waiting under a
+        timeout of their own cost a timer each per message; one ticker pokes them all
+        (:class:`Feeds`)."""
+        while True:
+            if self.closed is not None:
+                raise ListenerClosed(self.closed)
+            if self._items:
+                items = self._items
+                if len(items) <= limit:
+                    self._items = deque()
+                    return list(items)
+                return [items.popleft() for _ in range(limit)]
+            if self._poked:
+                self._poked = False
+                return []
             self._ready.clear()
             await self._ready.wait()
 
@@ -163,7 +201,11 @@ class Feed:
         }
         self.streams: tuple[str, ...] = tuple(self._filters)
         self._entities: dict[tuple[type[Contract], str], _Entity] = {}
-        self._listeners: set[Listener] = set()
+        self._listeners: dict[tuple[str, ...], set[Listener]] = {}
+        """Listeners by their patterns: a message is matched once per set of patterns, not once per
+        client (a thousand browsers on the page ask for the same few)."""
+        self._pending: list[Item] = []
+        """Live items read but not yet handed to listeners (see :meth:`_hand_over`)."""
         self._live: dict[str, int] = {}
         """Per stream, the last sequence at start: what comes after it is sent to listeners."""
         self._followers: dict[str, Follower] = {}
@@ -213,17 +255,27 @@ class Feed:
     def listen(self, patterns: Sequence[str], queue_size: int) -> Listener:
         """A listener for live items matching any of ``patterns``."""
         listener = Listener(self, patterns, queue_size)
-        self._listeners.add(listener)
+        self._listeners.setdefault(listener.patterns, set()).add(listener)
         return listener
 
     def forget(self, listener: Listener) -> None:
         """Stop feeding ``listener`` (called by :meth:`Listener.close`)."""
-        self._listeners.discard(listener)
+        group = self._listeners.get(listener.patterns)
+        if group is not None:
+            group.discard(listener)
+            if not group:
+                del self._listeners[listener.patterns]
+
+    def poke(self) -> None:
+        """Poke every listener: a heartbeat interval passed (:meth:`Listener.poke`)."""
+        for group in tuple(self._listeners.values()):
+            for listener in tuple(group):
+                listener.poke()
 
     @property
     def listeners(self) -> int:
         """Listeners open now."""
-        return len(self._listeners)
+        return sum(len(group) for group in self._listeners.values())
 
     async def catch_up(self, patterns: Sequence[str], after: Mapping[str, int], limit: int) -> list[Item]:
         """Items matching ``patterns`` stored after the positions ``after`` (stream → sequence; a
@@ -277,6 +329,7 @@ class Feed:
                 subject_filter=stream_filter,
                 after_seq=start - 1,
                 on_error=functools.partial(self._stream_error, stream),
+                on_caught_up=self._hand_over,
             )
             self._followers[stream] = follower
             await follower.catch_up()  # the history window, before the feed is handed out
@@ -284,8 +337,9 @@ class Feed:
 
     async def close(self) -> None:
         """Stop following, close every listener, and close the connection."""
-        for listener in list(self._listeners):
-            listener.close("gateway stopping")
+        for group in tuple(self._listeners.values()):
+            for listener in tuple(group):
+                listener.close("gateway stopping")
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -327,9 +381,19 @@ class Feed:
             return
         self._keep(item, history=True)
         if stored.seq > self._live.get(stored.stream, 0):
-            for listener in tuple(self._listeners):
-                if listener.wants(item.subject):
-                    listener.offer(item)
+            self._pending.append(item)
+
+    def _hand_over(self) -> None:
+        """Hand the live items read so far to the listeners that want them: once per round of
+        reading (a burst of messages wakes each client once, not once per message)."""
+        items, self._pending = self._pending, []
+        if not items:
+            return
+        for patterns, group in tuple(self._listeners.items()):
+            wanted = [i for i in items if any(subjects.matches(p, i.subject) for p in patterns)]
+            if wanted:
+                for listener in tuple(group):
+                    listener.offer_many(wanted)
 
     def _keep(self, item: Item, *, history: bool) -> None:
         key = (item.contract, item.entity)
@@ -366,6 +430,14 @@ class Feeds:
         self.log = logger
         self._decoders = Decoders(registry)
         self._feeds: dict[str, asyncio.Task[Feed]] = {}
+        self._ticker: asyncio.Task[None] | None = None
+
+    async def _tick(self) -> None:
+        """Poke every listener of every feed each heartbeat interval (see :meth:`Listener.batch`)."""
+        while True:
+            await asyncio.sleep(self.config.heartbeat)
+            for feed in tuple(self.started()):
+                feed.poke()
 
     async def of(self, user: str) -> Feed:
         """The feed of ``user`` (``public``, ``internal``), started if it is not yet.
@@ -379,6 +451,8 @@ class Feeds:
         task = self._feeds.get(user)
         if task is None or (task.done() and (task.cancelled() or task.exception() is not None)):
             task = self._feeds[user] = asyncio.create_task(self._start(user), name=f"gateway feed {user}")
+        if self._ticker is None:
+            self._ticker = asyncio.create_task(self._tick(), name="gateway heartbeat")
         return await asyncio.shield(task)
 
     def started(self) -> Iterable[Feed]:
@@ -409,6 +483,11 @@ class Feeds:
     async def close(self) -> None:
         """Close every feed."""
         tasks, self._feeds = list(self._feeds.values()), {}
+        if self._ticker is not None:
+            self._ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ticker
+            self._ticker = None
         for task in tasks:
             if not task.done():
                 task.cancel()

@@ -87,6 +87,9 @@ COUNT_READS = 100_000
 _BATCH = 64
 """At most this many queued messages are written at once."""
 
+_UNTIMED = 32 * 1024
+"""Below this many bytes waiting in the socket's buffer (asyncio pauses writers at 64 KiB) a write
+returns at once, so it needs no timeout of its own."""
 _SLOW = "slow consumer"
 _REVOKED = "revoked token"
 _STOPPING = "gateway stopping"
@@ -248,6 +251,11 @@ class _Stream:
 
     async def _write(self, frame: bytes) -> None:
         """Write, or drop the client when it has not taken the frame after a heartbeat interval."""
+        transport = self.request.transport
+        if transport is not None and transport.get_write_buffer_size() + len(frame) < _UNTIMED:
+            # Below aiohttp's drain limit the write returns at once: no timer needed.
+            await self.response.write(frame)
+            return
         try:
             async with asyncio.timeout(self.heartbeat):
                 await self.response.write(frame)
@@ -310,24 +318,20 @@ class _Stream:
             raise _Dropped(reason.partition(":")[0], reason, writable=True) from None
 
     async def _live(self) -> None:
-        loop = asyncio.get_running_loop()
-        check_at = loop.time() + self.heartbeat
+        # No timer per wait: the feeds' ticker pokes every listener each heartbeat interval
+        # (Listener.batch returns [] then), when the token is checked again and an idle stream
+        # gets its heartbeat.
+        wrote = False
         while True:
-            item: Item | None = None
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.heartbeat):
-                    item = await self.listener.get()
-            if loop.time() >= check_at:
-                self._check_token()
-                check_at = loop.time() + self.heartbeat
-            if item is None:
-                await self._write(HEARTBEAT)
+            items = await self.listener.batch(_BATCH)
+            if items:
+                await self._send(items)
+                wrote = True
                 continue
-            # What else is queued already goes out in the same write (get() does not wait then).
-            batch = [item]
-            while self.listener.pending() and len(batch) < _BATCH:
-                batch.append(await self.listener.get())
-            await self._send(batch)
+            self._check_token()
+            if not wrote:
+                await self._write(HEARTBEAT)
+            wrote = False
 
     def _check_token(self) -> None:
         if self.caller.token is None:
