@@ -22,7 +22,6 @@ Decisions, and why:
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, ClassVar
 
 from aiohttp import web
@@ -93,15 +92,12 @@ class Gateway(Adapter[GatewayConfig]):
             await feeds.close()
 
     def tokens(self, ctx: Context) -> TokenResolver | None:
-        """The bearer tokens it accepts: the file ``tokens`` names, else ``tokens.toml`` in the
-        credentials directory; none without access control and no file named.
+        """The bearer tokens it accepts: ``tokens.toml`` in the credentials directory, where
+        ``citybus auth add-token`` writes them; none without access control.
 
         The store reads the file again whenever it changes (:mod:`bus.access.tokens`), so a token
         ``citybus auth`` issues or revokes while the gateway runs counts from the next request.
         """
-        if self.config.tokens:
-            path = Path(self.config.tokens).expanduser()
-            return TokenStore(path.parent, file=path)
         if ctx.credentials is None:
             return None
         return TokenStore(ctx.credentials)

@@ -39,6 +39,3 @@ class GatewayConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     """SSE clients at once; more are told to retry later (503)."""
     catch_up: Annotated[int, Meta(ge=0)] = 10_000
     """At most this many stored messages replayed to an SSE client resuming with Last-Event-ID."""
-    tokens: str = ""
-    """The bearer-token file (``citybus auth add-token``); empty: ``tokens.toml`` in the credentials
-    directory."""
