@@ -68,7 +68,13 @@ def configure_logging(
     ]
     if console:
         # ConsoleRenderer formats exceptions itself, readably; colours only for a real terminal.
-        processors.append(structlog.dev.ConsoleRenderer(colors=_isatty(out)))
+        # Plain tracebacks, always: by default it formats them with `rich` or `better_exceptions`
+        # when either happens to be installed, so a log line depended on another package's version
+        # (an old rich, pulled in by a test dependency, made every logged exception raise TypeError).
+        renderer = structlog.dev.ConsoleRenderer(
+            colors=_isatty(out), exception_formatter=structlog.dev.plain_traceback
+        )
+        processors.append(renderer)
     else:
         # Exceptions become structured data ({"exception": [{"exc_type": ..., "frames": [...]}]}),
         # which stays one JSON line and can be queried in the log store. Without local variables:
