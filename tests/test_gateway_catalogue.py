@@ -448,3 +448,19 @@ async def test_internal_facts_are_for_the_internal_user_s_feed_only(quiet_bus: B
 )
 def test_the_catalogue_answers_json_ld_to_those_who_prefer_it(accept: str, jsonld: bool) -> None:
     assert wants_jsonld(accept) is jsonld
+
+
+async def test_links_are_the_public_url_else_the_address_the_caller_used(bus: Bus) -> None:
+    async with running_gateway(bus) as gateway, aiohttp.ClientSession() as http:
+        async with http.get(
+            f"{gateway.url}/catalogue.jsonld", headers={"Host": "data.example.org"}
+        ) as response:
+            text = await response.text()
+        assert '"http://data.example.org/catalogue"' in text and "http://127.0.0.1" not in text
+    public = "https://data.drammen.no"
+    async with running_gateway(bus, public_url=public) as gateway, aiohttp.ClientSession() as http:
+        async with http.get(f"{gateway.url}/catalogue.jsonld") as response:
+            text = await response.text()
+        assert f'"{public}/catalogue"' in text and "http://127.0.0.1" not in text
+        async with http.get(f"{gateway.url}/ngsi-ld/v1/types") as response:
+            assert f"<{public}/ngsi-ld/v1/context.jsonld>" in response.headers.get("Link", "")

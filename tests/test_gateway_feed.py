@@ -101,3 +101,21 @@ async def test_a_taken_default_port_falls_back_to_a_free_one_a_taken_set_port_is
                 pass
     finally:
         holder.close()
+
+
+async def test_catching_up_on_a_sparse_pattern_asks_the_server_to_skip_the_rest(
+    bus: Bus, entity: str
+) -> None:
+    async with running_gateway(bus) as gateway:
+        feed = await gateway.state.feeds.of("public")
+        mark = feed.positions()
+        for water in range(200):
+            await bus.publish_durable(beach(f"{entity}-busy", float(water % 30)))
+        await bus.publish_durable(beach(f"{entity}-rare", 21.0))
+        rare = [subjects.contract_filter(BeachObservation, f"{entity}-rare")]
+        await wait_for(lambda: feed.last(BeachObservation, f"{entity}-rare") is not None)  # live reads done
+        sent = feed.bus.nc.stats["out_msgs"]
+        items = await feed.catch_up(rare, mark, 100)
+        assert [i.data.water_temperature for i in items] == [21.0]  # type: ignore[attr-defined]
+        # one read that found it and one that found nothing after it: not one per stored message
+        assert feed.bus.nc.stats["out_msgs"] - sent <= 4

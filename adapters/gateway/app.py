@@ -38,6 +38,11 @@ class GatewayState:
         """Who asks (raises :class:`~adapters.gateway.who.Refusal` for a bad token)."""
         return caller_of(request, self.tokens, self.account)
 
+    def link_base(self, request: web.Request) -> str:
+        """The base of the links handed to ``request``'s caller: ``public_url``, else the scheme
+        and host the caller used."""
+        return self.config.public_url.rstrip("/") or f"{request.scheme}://{request.host}"
+
     async def feed(self, caller: Caller) -> Feed:
         """The feed of the caller's user."""
         return await self.feeds.of(caller.user)

@@ -19,8 +19,9 @@ Decisions, and why:
 * **The catalogue survives a bus that does not answer.** When the caller's feed cannot be had (the
   server is down) or a stream cannot be read, the data sets are still listed, each saying why its
   facts are missing: what exists is worth knowing even when how much of it flows is not.
-* **Links are built from the gateway's own address** (``base_url``, set once it listens), so the
-  data sets' IRIs stay the same whoever asks; before that, from the request.
+* **Links are built from** ``public_url`` **when it is set** (behind a reverse proxy: the address the
+  world knows, so the data sets' IRIs stay the same whoever asks), else from the address the caller
+  used: never from the address the gateway listens on, which a harvester may not reach.
 """
 
 from __future__ import annotations
@@ -133,7 +134,7 @@ async def _stream(feed: Feed, stream: str, classes: list[type[Contract]]) -> dic
 
 
 def _base(state: GatewayState, request: web.Request) -> str:
-    return state.base_url or str(request.url.origin())
+    return state.link_base(request)
 
 
 async def _entries(request: web.Request) -> tuple[str, list[Dataset]]:

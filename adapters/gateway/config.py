@@ -39,3 +39,8 @@ class GatewayConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     """SSE clients at once; more are told to retry later (503)."""
     catch_up: Annotated[int, Meta(ge=0)] = 10_000
     """At most this many stored messages replayed to an SSE client resuming with Last-Event-ID."""
+    public_url: str = ""
+    """How the gateway is reached from outside (``https://data.drammen.no``): the base of every link
+    it hands out (the catalogue's IRIs and access URLs, the NGSI-LD ``@context``). Empty: the address
+    the caller used (its ``Host`` header), so links work however it is reached; set it behind a
+    reverse proxy that terminates TLS, so links say ``https`` and stay the same whoever asks."""

@@ -279,28 +279,40 @@ class Feed:
 
     async def catch_up(self, patterns: Sequence[str], after: Mapping[str, int], limit: int) -> list[Item]:
         """Items matching ``patterns`` stored after the positions ``after`` (stream → sequence; a
-        stream not named is not caught up), oldest first by stored time, at most ``limit``."""
-        found: list[Item] = []
+        stream not named is not caught up), oldest first by stored time, at most ``limit``.
+
+        Each pattern is asked of the server as the filter of the read (``next_by_subj``), so the
+        server skips what does not match: the reads are bounded by ``limit`` per pattern and
+        stream, however sparse the pattern is in a long stream."""
+        found: dict[tuple[str, int], Item] = {}
+        complete_to: dict[str, int] = {}
+        """Per stream, where a pattern stopped at the limit: items after it are left out, so what
+        is returned of each stream is all of it up to some position (a resumable prefix)."""
         for stream, seq in after.items():
             stream_filter = self._filters.get(stream)
-            if stream_filter is None or not any(subjects.overlaps(p, stream_filter) for p in patterns):
+            if stream_filter is None:
                 continue
-            position = seq
-            while len(found) < limit:
-                try:
-                    stored = await next_stored(self.bus, stream, stream_filter, position + 1)
-                except LookupError as exc:
-                    self.errors[stream] = str(exc)
-                    break
-                if stored is None:
-                    break
-                position = stored.seq
-                if any(subjects.matches(p, stored.subject) for p in patterns):
+            narrowed = {subjects.intersection(p, stream_filter) for p in patterns}
+            for pattern in sorted(p for p in narrowed if p is not None):
+                position, read = seq, 0
+                while True:
+                    if read >= limit:
+                        complete_to[stream] = min(position, complete_to.get(stream, position))
+                        break
+                    try:
+                        stored = await next_stored(self.bus, stream, pattern, position + 1)
+                    except LookupError as exc:
+                        self.errors[stream] = str(exc)
+                        break
+                    if stored is None:
+                        break
+                    position, read = stored.seq, read + 1
                     item = self._decode(stored)
                     if item is not None:
-                        found.append(item)
-        found.sort(key=lambda i: (i.stored, i.stream, i.seq))
-        return found[:limit]
+                        found[item.position] = item
+        kept = [i for i in found.values() if i.seq <= complete_to.get(i.stream, i.seq)]
+        items = sorted(kept, key=lambda i: (i.stored, i.stream, i.seq))
+        return items[:limit]
 
     # -- lifecycle --------------------------------------------------------------------------------
 

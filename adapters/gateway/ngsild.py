@@ -144,8 +144,7 @@ def _negotiate(request: web.Request) -> bool:
 
 
 def _context_url(request: web.Request, state: GatewayState) -> str:
-    base = state.base_url or f"{request.scheme}://{request.host}"
-    return base + CONTEXT_PATH
+    return state.link_base(request) + CONTEXT_PATH
 
 
 def _reply(request: web.Request, state: GatewayState, ld: bool, body: Any, **headers: str) -> web.Response:
