@@ -6,7 +6,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import subprocess
+import sys
 from datetime import UTC, datetime
+from pathlib import Path
 
 import msgspec
 import pytest
@@ -20,6 +23,8 @@ from tests.conftest import wait_for
 from tests.gateway_support import beach, running_gateway
 
 pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 async def test_the_public_feed_has_each_entity_s_last_value_and_history(bus: Bus, entity: str) -> None:
@@ -119,3 +124,21 @@ async def test_catching_up_on_a_sparse_pattern_asks_the_server_to_skip_the_rest(
         assert [i.data.water_temperature for i in items] == [21.0]  # type: ignore[attr-defined]
         # one read that found it and one that found nothing after it: not one per stored message
         assert feed.bus.nc.stats["out_msgs"] - sent <= 4
+
+
+def test_the_gateway_raises_its_open_file_limit_and_serves_no_more_clients_than_fit() -> None:
+    script = """
+import resource, types, structlog
+from adapters.gateway.adapter import _client_limit, open_files
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (64, hard))
+raised = open_files()
+resource.setrlimit(resource.RLIMIT_NOFILE, (400, 400))
+ctx = types.SimpleNamespace(log=structlog.get_logger())
+print(raised == hard or hard == resource.RLIM_INFINITY, _client_limit(5000, ctx), _client_limit(10, ctx))
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split()[-3:] == ["True", "144", "10"]  # 400 files, 256 kept for the rest

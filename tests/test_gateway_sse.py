@@ -205,6 +205,22 @@ async def test_resuming_with_last_event_id_gets_exactly_the_missed_messages(bus:
                 assert [water(e) for e in await again.messages(1, entity)] == [missed[-1] + 1]
 
 
+async def test_a_last_event_id_ahead_of_the_stream_starts_it_from_now_and_says_so(
+    bus: Bus, entity: str
+) -> None:
+    # e.g. a browser reconnecting after citybus started over on a fresh data directory
+    pattern = subjects.contract_filter(BeachObservation, entity)
+    ahead = f"{BeachStream.name}:999999999"
+    async with (
+        running_gateway(bus) as gateway,
+        sse(gateway, pattern, headers={"Last-Event-ID": ahead}) as client,
+    ):
+        reset = (await client.event("reset")).json()
+        assert reset["streams"] == [BeachStream.name] and "ahead" in reset["reason"]
+        await bus.publish_durable(beach(entity, 6.5))
+        assert [water(e) for e in await client.messages(1, entity)] == [6.5]
+
+
 @pytest.mark.parametrize("whole", [False, True], ids=["one-entity", "whole-stream"])
 async def test_more_missed_than_the_catch_up_limit_is_said_with_a_gap(
     fresh_server: EmbeddedServer, entity: str, whole: bool

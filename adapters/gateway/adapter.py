@@ -22,6 +22,8 @@ Decisions, and why:
 
 from __future__ import annotations
 
+import contextlib
+import resource
 from typing import Any, ClassVar
 
 from aiohttp import web
@@ -71,6 +73,7 @@ class Gateway(Adapter[GatewayConfig]):
             log=ctx.log,
             account=ctx.account,
             tokens=self.tokens(ctx),
+            max_clients=_client_limit(config.max_clients, ctx),
         )
         # handler_cancellation: a client that leaves cancels its handler at once, so an SSE
         # stream's listener is freed then, not at its next write.
@@ -104,6 +107,37 @@ class Gateway(Adapter[GatewayConfig]):
 
 
 DEFAULT_PORT = 8080
+
+_RESERVED_FILES = 256
+"""Open files kept for everything but SSE clients (NATS connections, logs, ordinary requests)."""
+
+
+def open_files() -> int:
+    """The number of files this process may open, raised to the hard limit first: every SSE client
+    holds a socket, and a common default (1024) is far below ``max_clients``. A process out of file
+    descriptors cannot accept, and its accept loop logs an error per attempt: everything it serves
+    stops, the ops port included."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        wanted = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+            soft = wanted
+    return int(soft)
+
+
+def _client_limit(configured: int, ctx: Context) -> int:
+    """``max_clients``, or what the open-file limit leaves room for (said in the log)."""
+    room = max(1, open_files() - _RESERVED_FILES)
+    if configured > room:
+        ctx.log.warning(
+            "fewer SSE clients than max_clients: the process may not open more files",
+            max_clients=configured,
+            serving=room,
+            fix="raise the open-file limit (ulimit -n, LimitNOFILE=)",
+        )
+        return room
+    return configured
 
 
 async def _listen(runner: web.AppRunner, config: GatewayConfig, ctx: Context) -> int:

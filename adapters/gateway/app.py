@@ -32,7 +32,10 @@ class GatewayState:
     """The account it serves (``SANDBOX``, ``CITY``): a token of another is refused."""
     tokens: TokenResolver | None = None
     base_url: str = ""
-    """How it is reached (``http://127.0.0.1:8080``), once it listens."""
+    """Where it listens (``http://127.0.0.1:8080``), once it does."""
+    max_clients: int = 5000
+    """SSE clients at once: ``max_clients``, or fewer when the process may not open that many files
+    (see :func:`adapters.gateway.adapter.open_files`)."""
 
     def caller(self, request: web.Request) -> Caller:
         """Who asks (raises :class:`~adapters.gateway.who.Refusal` for a bad token)."""

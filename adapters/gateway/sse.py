@@ -148,11 +148,11 @@ async def stream(request: web.Request) -> web.StreamResponse:
     except MalformedEventIdError as exc:
         return problem(400, "Malformed Last-Event-ID", str(exc))
     clients = request.app[_CLIENTS]
-    if len(clients.listeners) >= state.config.max_clients:
+    if len(clients.listeners) >= state.max_clients:
         return problem(
             503,
             "Too many clients",
-            f"the gateway streams to {state.config.max_clients} clients at most; try again shortly",
+            f"the gateway streams to {state.max_clients} clients at most; try again shortly",
             headers={"Retry-After": str(RETRY_AFTER)},
         )
     listener = feed.listen(patterns, state.config.queue)
@@ -236,8 +236,18 @@ class _Stream:
         log = self.state.log.bind(sse=self.request.remote, user=self.caller.user)
         try:
             await self.response.prepare(self.request)
-            self.positions.update(resume or {})
-            await self._write(retry_frame(RETRY) + id_frame(self.positions))
+            # A position past what a stream holds is not from this stream's history (it was made
+            # anew: a fresh data directory, a recreated stream): skipping everything up to it would
+            # silence the client until the new sequences pass the old ones. Such a stream starts
+            # from now, and the client is told.
+            ahead = sorted(s for s, seq in (resume or {}).items() if seq > self.mark.get(s, 0))
+            resume = {s: seq for s, seq in (resume or {}).items() if s not in ahead}
+            self.positions.update(resume)
+            first = retry_frame(RETRY)
+            if ahead:
+                reset = {"streams": ahead, "reason": "Last-Event-ID is ahead of what the stream holds"}
+                first += event_frame("reset", json.dumps(reset).encode(), self.positions)
+            await self._write(first + id_frame(self.positions))
             if resume:
                 await self._catch_up(patterns, resume)
             await self._pump()
