@@ -302,6 +302,11 @@ async def test_content_negotiation_formats_and_paging(bus: Bus, entity: str) -> 
                 "type": "WaterQualityObserved",
                 "temperature": {"value": 18.0, "unitCode": "CEL", "observedAt": "2018-08-28T12:00:00Z"},
             }
+        # attrs selects too: an entity with none of the attributes asked for is no match
+        async with http.get(
+            f"{NGSI}/entities?type=WaterQualityObserved&id={identifier}&attrs=nonexistent"
+        ) as r:
+            assert r.status == 200 and await r.json() == []
 
         url = f"{NGSI}/entities?type=WaterQualityObserved&idPattern=urn:ngsi-ld:WaterQualityObserved:t-.*"
         async with http.get(f"{url}&count=true&limit=1&offset=0") as r:

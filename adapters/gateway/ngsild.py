@@ -218,6 +218,10 @@ def _contracts(
     return chosen
 
 
+_BARE = frozenset({"id", "type", "@context"})
+"""The members of an entity that has none of the attributes asked for."""
+
+
 def _readings(feed: Feed, item: Item) -> list[Reading]:
     """The readings an entity is made of: its last message, or its history for a spreading model."""
     model = SDM_TYPES.get(item.name)
@@ -250,6 +254,14 @@ async def _query(request: web.Request, selection: _Selection) -> web.Response:
             if selection.pattern is not None and not selection.pattern.fullmatch(identifier):
                 continue
             found.append((identifier, item))
+    if selection.attrs is not None:
+        # attrs selects as well as projects: an entity with none of them is not a match
+        # (ETSI GS CIM 009, Query Entities; Orion-LD answers alike).
+        found = [
+            pair
+            for pair in found
+            if set(to_entity(vocabulary, _readings(feed, pair[1]), fmt=fmt, attrs=selection.attrs)) - _BARE
+        ]
     if selection.geo is not None:
         near: Near = selection.geo.near
         ordered = [pair for _, pair in sort_by_distance(near, found, lambda pair: pair[1].location)]
