@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from bus import subjects
+from bus.access import token_command
 from bus.access.declared import (
     AccessProvider,
     Declared,
@@ -55,10 +56,10 @@ from bus.access.declared import (
 from bus.access.guests import Guest, GuestKind, contract_ref, load_guests, save_guests
 from bus.access.joined import credentials_lock, joined_declarations, prune_joined
 from bus.access.keys import CredentialInfo, CredentialStore
-from bus.access.login import Instance, account_name, read_instance, reload_server
+from bus.access.login import reload_server, running_instance
 from bus.access.policy import AccessModel
 from bus.access.render import ACCOUNTS_FILE, Generated, generate
-from bus.access.tokens import TOKEN_USERS, TokenInfo, TokenStore
+from bus.access.tokens import TokenStore
 from bus.access.users import Account, Kind, User
 from bus.cli import err, out
 from bus.config import Config, config_file
@@ -95,7 +96,7 @@ class _Setup:
         self.guests = [g for p in providers for kind in p.guests for g in load_guests(self.directory, kind)]
         self.joined = joined_declarations(self.directory)
         """The users ``citybus sandbox join`` holds (:mod:`bus.access.joined`): kept like guests."""
-        self.running = running = _running_instance(config, self.directory)
+        self.running = running = running_instance(config, self.directory)
         access = running.access if running is not None else None
         self.in_use: frozenset[str] = frozenset()
         """``ACCOUNT/user`` of every user the running instance runs as (never dropped)."""
@@ -181,18 +182,6 @@ def _users(declared: Declared, mqtt_users: tuple[str, ...]) -> dict[str, Any]:
     for account, key in keys:
         users.update({f"{account.value}/{d['name']}": d for d in record[key]})
     return users
-
-
-def _running_instance(config: Config, directory: Path) -> Instance | None:
-    """The running ``citybus up`` whose credentials are ``directory``, if one runs."""
-    info = read_instance(config)
-    if (
-        info is not None
-        and info.auth is not None
-        and Path(info.auth.credentials).resolve() == directory.resolve()
-    ):
-        return info
-    return None
 
 
 def _label(key: tuple[str, str]) -> str:
@@ -364,55 +353,6 @@ def cmd_revoke(args: argparse.Namespace, config: Config, providers: list[AccessP
     return 0
 
 
-def _tokens(args: argparse.Namespace, config: Config) -> tuple[TokenStore, Instance | None]:
-    """The token store of the credentials directory (``--dir``, else the configured one), and the
-    running ``citybus up`` that uses it, if one does."""
-    directory = Path(args.dir).expanduser() if args.dir is not None else config.credentials_dir()
-    return TokenStore(directory), _running_instance(config, directory)
-
-
-_READS = {"public": "public data only", "internal": "public and internal data, never personal data"}
-
-
-def cmd_add_token(args: argparse.Namespace, config: Config) -> int:
-    """Issue a bearer token of the HTTP gateway for a client user, and print it once."""
-    store, running = _tokens(args, config)
-    if args.account is not None:
-        account, why = account_name(args.account), ""
-    elif running is not None and running.auth is not None:
-        account = running.auth.account
-        why = f" (the account the running citybus up, pid {running.pid}, serves)"
-    else:
-        account, why = Account.CITY.value, " (no running citybus up uses this directory; --account chooses)"
-    token = store.issue(args.name, account, args.user)
-    out(token)  # alone on standard output: TOKEN=$(citybus auth add-token …)
-    err(f"issued token {args.name} for {account}/{args.user}{why}: it reads {_READS[args.user]}")
-    err(
-        f"it is shown once, above; only its SHA-256 is kept, in {store.path} (0600): hand it over a "
-        "private channel"
-    )
-    err(
-        "the gateway accepts it at once, sent as `Authorization: Bearer <token>`; "
-        f"`citybus auth revoke-token {args.name}` revokes it"
-    )
-    return 0
-
-
-def cmd_revoke_token(args: argparse.Namespace, config: Config) -> int:
-    """Revoke a bearer token of the HTTP gateway."""
-    store, _running = _tokens(args, config)
-    info = store.revoke(args.name)
-    out(
-        f"revoked token {info.name} ({info.label}, created {info.created}): the gateway refuses it from "
-        "its next request, no reload needed"
-    )
-    return 0
-
-
-def _token_record(info: TokenInfo) -> dict[str, str]:
-    return {"name": info.name, "account": info.account, "user": info.user, "created": info.created}
-
-
 def _state(
     user: User, infos: dict[tuple[str, str], CredentialInfo], store: CredentialStore
 ) -> dict[str, Any]:
@@ -456,8 +396,7 @@ def cmd_show(args: argparse.Namespace, config: Config, providers: list[AccessPro
     unconfigured = sorted(
         k for k, i in infos.items() if i.revoked_at is None and k not in {u.key for u in model.users}
     )
-    tokens_store = TokenStore(setup.directory)
-    tokens = [t for t in tokens_store.list() if args.user is None or t.user == args.user]
+    tokens = TokenStore(setup.directory)
     if args.json:
         document = {
             "directory": str(setup.directory),
@@ -477,8 +416,7 @@ def cmd_show(args: argparse.Namespace, config: Config, providers: list[AccessPro
             "declassifiers": [{"account": u.account.value, "user": u.name} for u in declassifiers],
             "users": [_state(u, infos, setup.store) for u in users],
             "unconfigured": [{"account": a, "user": n} for a, n in unconfigured],
-            "tokens_file": str(tokens_store.path),
-            "tokens": [_token_record(t) for t in tokens],
+            **token_command.token_document(tokens, args.user),
         }
         out(json.dumps(document, indent=2, ensure_ascii=False))
         return 0
@@ -511,13 +449,7 @@ def cmd_show(args: argparse.Namespace, config: Config, providers: list[AccessPro
     for account, name in unconfigured:
         out(f"  {account}/{name}: issued, but no longer configured (revoke it)")
     out("")
-    if tokens:
-        out(f"gateway tokens in {tokens_store.path} (their SHA-256 only):")
-        widths = [max(len(t.name) for t in tokens), max(len(t.label) for t in tokens)]
-        for token in tokens:
-            out(f"  {token.name.ljust(widths[0])}  {token.label.ljust(widths[1])}  created {token.created}")
-    else:
-        out(f"gateway tokens: none (`citybus auth add-token NAME --user {'|'.join(TOKEN_USERS)}` issues one)")
+    token_command.show_tokens(tokens, args.user)
     return 0
 
 
@@ -571,22 +503,7 @@ def register(subparsers: Any) -> None:
     )
     revoke.add_argument("name", metavar="NAME", help="the guest or component instance")
     revoke.add_argument("--account", choices=[a.value for a in Account], help="when NAME is in both")
-    add_token = command("add-token", "issue a bearer token of the HTTP gateway (printed once)", cmd_add_token)
-    add_token.add_argument("name", metavar="NAME", help="who holds it, kebab case (e.g. 'acme-research')")
-    add_token.add_argument(
-        "--user",
-        required=True,
-        metavar="USER",
-        help=f"the NATS user it reads as: {' or '.join(TOKEN_USERS)} (never one that reads personal data)",
-    )
-    add_token.add_argument(
-        "--account",
-        type=str.lower,
-        choices=["city", "sandbox"],
-        help="its account (default: the one the running citybus up serves, else city)",
-    )
-    revoke_token = command("revoke-token", "revoke a bearer token of the HTTP gateway", cmd_revoke_token)
-    revoke_token.add_argument("name", metavar="NAME", help="the token's name (`auth show` lists them)")
+    token_command.register(command)
     show = command("show", "who may do what, and why; the tokens", partial(cmd_show, providers=providers))
     show.add_argument("--user", metavar="NAME", help="only this user")
     show.add_argument("--json", action="store_true", help="as JSON")

@@ -54,6 +54,7 @@ __all__ = [
     "process_alive",
     "read_instance",
     "reload_server",
+    "running_instance",
     "seed_file_options",
     "tls_context",
     "write_instance",
@@ -159,6 +160,18 @@ def read_instance(config: Config) -> Instance | None:
         return msgspec.json.decode(data, type=Instance)
     except msgspec.DecodeError:
         return None
+
+
+def running_instance(config: Config, directory: Path) -> Instance | None:
+    """The running ``citybus up`` whose credentials are ``directory``, if one runs."""
+    info = read_instance(config)
+    if (
+        info is not None
+        and info.auth is not None
+        and Path(info.auth.credentials).resolve() == directory.resolve()
+    ):
+        return info
+    return None
 
 
 def process_alive(pid: int) -> bool:

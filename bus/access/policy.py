@@ -34,14 +34,11 @@ SANDBOX)   its ``raw_publish``; its clock (with             ``raw_subscribe``; i
            a namespace of the bus or the broker
 public     requests ``city.public.rpc.>``; ``STREAM.INFO``  ``city.public.>``, its inbox. *Never*: others'
 (both)     and ``STREAM.MSG.GET`` of the public streams     requests
-internal   requests ``city.public.rpc.>``,                  ``city.public.>``, ``city.internal.>`` (dead
-(both)     ``city.internal.rpc.>``; ``STREAM.INFO`` and     letters included), its inbox. *Never*: others'
-           ``STREAM.MSG.GET`` of the public and internal    requests
-           streams
+internal   as public, and internal requests and streams     ``city.public.>``, ``city.internal.>`` (dead
+(both)     (``city.internal.rpc.>``)                        letters included), its inbox. *Never*: as public
 operator   ``citybus.control.>``; ``$JS.API.INFO``,         ``city.public.>``, ``city.internal.>``,
-(both)     ``STREAM.NAMES`` and the ``STREAM.INFO`` and     ``citybus.clock.>``, its inbox. *Never*:
-           ``STREAM.MSG.GET`` of every stream that is not   others' requests
-           personal
+(both)     ``STREAM.NAMES``; streams as internal            ``citybus.clock.>``, its inbox. *Never*:
+                                                            others' requests
 guest      as an adapter, from a declaration its package    as an adapter; takes no control requests
 (SANDBOX)  makes (the sandbox's pilots: their contracts,
            never personal, never the dead letters)
@@ -148,12 +145,6 @@ _NAME = re.compile(r"^[a-z][a-z0-9]*(?:-[a-z0-9]+)*$")
 PUBLIC = Classification.PUBLIC
 INTERNAL = Classification.INTERNAL
 PERSONAL = Classification.PERSONAL
-
-_STREAM_READS: tuple[tuple[str, str], ...] = (
-    ("STREAM.INFO", "reads the state of"),
-    ("STREAM.MSG.GET", "reads stored messages of"),
-)
-"""The JetStream API the ``public`` and ``internal`` users may use on the streams of their classes."""
 
 _CLIENT_KINDS = (Kind.SERVICE, Kind.PROVISIONER, Kind.OPERATOR, Kind.INTERNAL, Kind.PUBLIC)
 _RESERVED_NAMES = frozenset(kind.value for kind in (*_CLIENT_KINDS, Kind.SYSTEM))
@@ -320,25 +311,19 @@ class AccessModel:
             r.pub(subjects.control_filter(), "steers running components (pause, resume, seek)")
             r.pub(subjects.js_api("INFO"), "reads the account's JetStream usage")
             r.pub(subjects.js_api("STREAM", "NAMES"), "lists the streams")
-            for classification, stream in self._streams:
-                if classification is not PERSONAL:
-                    r.pub(subjects.js_api("STREAM", "INFO", stream), f"reads the state of {stream}")
-                    r.pub(subjects.js_api("STREAM", "MSG", "GET", stream), f"reads the messages of {stream}")
         else:
             for classification in readable:
                 r.pub(
                     subjects.request_classification_filter(classification),
                     f"asks {classification.value} services",
                 )
-            # What the HTTP gateway serves as this user: last values, history and resumable live
-            # updates, read from the streams of the classes it reads anyway (a stream holds one
-            # class, so these rights reach no further than its subscriptions). Read-only APIs
-            # only: creating a consumer would let a client name any deliver subject, and so
-            # re-publish stored messages where it may not publish (see bus/reading.py).
-            for classification, stream in self._streams:
-                if classification in readable:
-                    for api, why in _STREAM_READS:
-                        r.pub(subjects.js_api(*api.split("."), stream), f"{why} {stream}")
+        # Stored messages of the classes it reads anyway (one class to a stream), read-only: creating
+        # a consumer would let it name any deliver subject (bus/reading.py). The HTTP gateway serves
+        # public and internal data as these users.
+        for classification, stream in self._streams:
+            if classification in readable:
+                r.pub(subjects.js_api("STREAM", "INFO", stream), f"reads the state of {stream}")
+                r.pub(subjects.js_api("STREAM", "MSG", "GET", stream), f"reads the messages of {stream}")
         for classification in readable:
             why = f"reads {classification.value} data"
             if classification is INTERNAL:
