@@ -38,6 +38,16 @@ from contracts.environment import (
     WeatherObserved,
 )
 from contracts.fields import GeoPoint, Latitude, Longitude, Slug, Timestamp
+from contracts.journey import (
+    Journey,
+    JourneyLeg,
+    JourneyPlan,
+    JourneyRequest,
+    JourneyStatus,
+    LegMode,
+    PlaceRef,
+    TimeKnown,
+)
 from contracts.mobility import (
     BikeStation,
     BikeStationStatus,
@@ -83,10 +93,17 @@ __all__ = [
     "DeviceStatus",
     "ForecastStep",
     "GeoPoint",
+    "Journey",
+    "JourneyLeg",
+    "JourneyPlan",
+    "JourneyRequest",
+    "JourneyStatus",
     "Latitude",
+    "LegMode",
     "Longitude",
     "Neighbour",
     "PersonalDeadLetter",
+    "PlaceRef",
     "Quay",
     "RESERVED_DOMAINS",
     "Registry",
@@ -94,6 +111,7 @@ __all__ = [
     "SensorProblem",
     "Slug",
     "StopPlace",
+    "TimeKnown",
     "Timestamp",
     "TrainCall",
     "TransportMode",

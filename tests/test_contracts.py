@@ -48,6 +48,8 @@ EXPECTED = {
     "environment.weather-observed.v1": ("public", "station"),
     "mobility.bike-station.v1": ("public", "station_id"),
     "mobility.bike-station-status.v1": ("public", "station_id"),
+    "mobility.journey-plan.v1": ("public", "request_id"),
+    "mobility.journey-request.v1": ("public", "request_id"),
     "mobility.stop-place.v1": ("public", "stop_place"),
     "mobility.train-call.v1": ("public", "stop_place"),
     "operations.device-status.v1": ("internal", "device"),
