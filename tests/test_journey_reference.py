@@ -1,0 +1,162 @@
+"""Issue 17's reference mode: the journey planner's earliest arrivals equal an independent brute force's.
+
+The brute force (:mod:`tests.journey_reference`) is first checked on facts looked up by hand in the
+shipped feed's ``stop_times.txt``; then both answer the same seeded random queries (stop places with
+calls, dates over the whole feed including weekends and the change from summer time on 2018-10-28,
+times over the whole day) and must agree on every one: the plan's ``arrival`` is the brute force's
+earliest arrival as an instant, and the plan says ``no-route`` exactly when the brute force finds none.
+A mismatch names its query so it can be replayed with :func:`replay`.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+
+import pytest
+
+from tests.journey_reference import OSLO, ReferenceFeed, service_day_origin
+
+FEED = Path(__file__).resolve().parent.parent / "sandbox/data/sources/transport/entur_nsb_gtfs_2018.zip"
+FIRST_DAY, LAST_DAY = date(2018, 8, 18), date(2018, 12, 8)  # the feed's validity
+DST_END = date(2018, 10, 28)  # 03:00 summer time becomes 02:00 winter time
+
+DRAMMEN, OSLO_S, ASKER = "NSR:StopPlace:11", "NSR:StopPlace:337", "NSR:StopPlace:418"
+LEIRSUND, NERDRUM, GARDERMOEN = "NSR:StopPlace:475", "NSR:StopPlace:254", "NSR:StopPlace:269"
+NORDSTRAND, BERGEN = "NSR:StopPlace:279", "NSR:StopPlace:548"
+
+
+@pytest.fixture(scope="module")
+def reference() -> ReferenceFeed:
+    """The shipped feed, read once by the brute force."""
+    return ReferenceFeed(FEED)
+
+
+def local(day: date, hh: int, mm: int, *, fold: int = 0) -> datetime:
+    """A wall-clock time in Oslo."""
+    return datetime.combine(day, time(hh, mm), tzinfo=OSLO).replace(fold=fold)
+
+
+TUESDAY = date(2018, 8, 28)
+
+
+# -- the brute force on facts looked up by hand ---------------------------------------------------
+
+
+def test_service_day_origin_is_noon_minus_twelve_hours() -> None:
+    assert service_day_origin(TUESDAY) == datetime(2018, 8, 27, 22, 0, tzinfo=UTC)  # local midnight
+    # On the day summer time ends, local noon is 11:00 UTC: the day's times count from 01:00 CEST.
+    assert service_day_origin(DST_END) == datetime(2018, 10, 27, 23, 0, tzinfo=UTC)
+
+
+def test_direct_train_drammen_to_oslo(reference: ReferenceFeed) -> None:
+    # NSB:ServiceJourney:1-705-1615 leaves Drammen (NSR:Quay:18) 08:05, reaches Oslo S (NSR:Quay:571)
+    # 08:41. The 08:00 from Drammen goes the other way (Oslo S is its first call).
+    reached = reference.earliest_arrival(DRAMMEN, OSLO_S, local(TUESDAY, 8, 0))
+    assert reached is not None
+    assert (reached.arrival, reached.trips) == (local(TUESDAY, 8, 41), 1)
+    # Leaving at 08:06 misses it: 1-2516-856 leaves 08:12 and reaches Oslo S 08:45.
+    later = reference.earliest_arrival(DRAMMEN, OSLO_S, local(TUESDAY, 8, 6))
+    assert later is not None and later.arrival == local(TUESDAY, 8, 45)
+
+
+def test_departure_exactly_at_the_asked_time_is_taken(reference: ReferenceFeed) -> None:
+    reached = reference.earliest_arrival(DRAMMEN, OSLO_S, local(TUESDAY, 8, 5))
+    assert reached is not None and reached.arrival == local(TUESDAY, 8, 41)
+
+
+def test_no_boarding_where_pickup_type_is_1(reference: ReferenceFeed) -> None:
+    # The Bergen train 1-2204-62 calls at Drammen 14:12 and Oslo S 14:45 but only sets down at
+    # Drammen (pickup_type 1); the next one to board is 1-2169-520, Drammen 14:17, Oslo S 14:51.
+    reached = reference.earliest_arrival(DRAMMEN, OSLO_S, local(TUESDAY, 14, 12))
+    assert reached is not None and reached.arrival == local(TUESDAY, 14, 51)
+    # It would set down at Asker 14:22 (drop_off_type 0) but cannot be boarded at Drammen to get
+    # there: 1-2169-520 reaches Asker 14:28.
+    asker = reference.earliest_arrival(DRAMMEN, ASKER, local(TUESDAY, 14, 12))
+    assert asker is not None and asker.arrival == local(TUESDAY, 14, 28)
+
+
+def test_a_change_of_exactly_120_s_at_a_stop_place(reference: ReferenceFeed) -> None:
+    # 1-707-1616 Leirsund 08:55 → Lillestrøm 09:03 (NSR:Quay:747), then 1-2137-508 Lillestrøm 09:05
+    # (NSR:Quay:754, another quay of the same stop place) → Oslo Lufthavn 09:17: two trips.
+    reached = reference.earliest_arrival(LEIRSUND, GARDERMOEN, local(TUESDAY, 8, 55))
+    assert reached is not None
+    assert (reached.arrival, reached.trips) == (local(TUESDAY, 9, 17), 2)
+
+
+def test_a_change_of_60_s_is_too_short(reference: ReferenceFeed) -> None:
+    # 1-254-1008 Nerdrum 08:38 → Lillestrøm 08:44; 1-1801-309 leaves Lillestrøm 08:45 and reaches
+    # Oslo Lufthavn 08:57, but 60 s is too short a change: the next is 1-2137-508 at 09:05 → 09:17.
+    reached = reference.earliest_arrival(NERDRUM, GARDERMOEN, local(TUESDAY, 8, 38))
+    assert reached is not None
+    assert (reached.arrival, reached.trips) == (local(TUESDAY, 9, 17), 2)
+
+
+def test_after_midnight_the_previous_days_trips_still_run(reference: ReferenceFeed) -> None:
+    # 1-1667-2777 runs on 2018-10-27 and leaves Oslo S (NSR:Quay:551) at 24:05, Nordstrand 24:10:
+    # 00:05 and 00:10 summer time on the 28th.
+    reached = reference.earliest_arrival(OSLO_S, NORDSTRAND, local(DST_END, 0, 1))
+    assert reached is not None and reached.arrival == datetime(2018, 10, 27, 22, 10, tzinfo=UTC)
+
+
+def test_times_count_from_noon_minus_twelve_hours_when_summer_time_ends(reference: ReferenceFeed) -> None:
+    # The next, 1-1679-2781 of 2018-10-28, is timed 01:05 at Oslo S and 01:10 at Nordstrand; that
+    # day's times count from 01:00 summer time, so it arrives 02:10 summer time (00:10 UTC), not 01:10.
+    reached = reference.earliest_arrival(OSLO_S, NORDSTRAND, local(DST_END, 0, 6))
+    assert reached is not None and reached.arrival == datetime(2018, 10, 28, 0, 10, tzinfo=UTC)
+
+
+def test_the_night_train_timed_past_24_00(reference: ReferenceFeed) -> None:
+    # The last train from Oslo S to Bergen, 1-2195-605, leaves 23:25 and arrives 30:49 (06:49).
+    reached = reference.earliest_arrival(OSLO_S, BERGEN, local(TUESDAY, 23, 25))
+    assert reached is not None and reached.arrival == local(TUESDAY + timedelta(days=1), 6, 49)
+
+
+def test_no_route_after_the_last_train(reference: ReferenceFeed) -> None:
+    # After 23:25 no trip of the 28th (nor any still running from the 27th) leaves Oslo S for Bergen.
+    assert reference.earliest_arrival(OSLO_S, BERGEN, local(TUESDAY, 23, 26)) is None
+
+
+# -- random queries --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Query:
+    """One random reference-mode query."""
+
+    number: int
+    origin: str
+    destination: str
+    depart: datetime
+
+    def __str__(self) -> str:
+        return f"query {self.number}: {self.origin} → {self.destination} depart {self.depart.isoformat()}"
+
+
+def random_queries(reference: ReferenceFeed, count: int, seed: int = 17) -> list[Query]:
+    """``count`` queries between distinct stop places with calls, on dates over the feed's validity
+    (every tenth on the day summer time ends), at times over the whole day (some in UTC)."""
+    rng = random.Random(seed)
+    places = sorted(reference.places)
+    days = (LAST_DAY - FIRST_DAY).days + 1
+    queries = []
+    for number in range(count):
+        origin, destination = rng.sample(places, 2)
+        day = DST_END if number % 10 == 0 else FIRST_DAY + timedelta(days=rng.randrange(days))
+        wall = datetime.combine(day, time()) + timedelta(seconds=rng.randrange(24 * 3600))
+        depart = wall.replace(tzinfo=OSLO, fold=rng.randrange(2))
+        if number % 4 == 1:
+            depart = depart.astimezone(UTC)
+        queries.append(Query(number, origin, destination, depart))
+    return queries
+
+
+def test_random_queries_cover_the_feed(reference: ReferenceFeed) -> None:
+    queries = random_queries(reference, 1000)
+    days = {q.depart.astimezone(OSLO).date() for q in queries}
+    assert min(days) <= FIRST_DAY + timedelta(days=3) and max(days) >= LAST_DAY - timedelta(days=3)
+    assert DST_END in days and {5, 6} <= {d.weekday() for d in days}
+    hours = {q.depart.astimezone(OSLO).hour for q in queries}
+    assert hours == set(range(24))
