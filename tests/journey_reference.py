@@ -209,3 +209,28 @@ class ReferenceFeed:
             return None
         arrival, taken = best[destination]
         return Reached(arrival=datetime.fromtimestamp(arrival, UTC), trips=taken)
+
+
+def ride_fault(
+    reference: ReferenceFeed, day: date, ride: tuple[str, str, str, datetime, datetime]
+) -> str | None:
+    """Why a ride (trip id, from stop place, to stop place, departure, arrival) cannot be made on a search
+    of local date ``day``, or None if it can: the trip must run on ``day`` or the day before, take up
+    passengers at the first place at that departure and set down at the second, later, at that arrival."""
+    trip_id, start, end, departure, arrival = ride
+    for trip in reference.day_trips(day):
+        if trip.trip.trip_id != trip_id or start not in trip.places or end not in trip.places:
+            continue
+        i, j = trip.places.index(start), trip.places.index(end)
+        times = (trip.departures[i], trip.arrivals[j])
+        if (
+            i < j
+            and trip.pickup[i]
+            and trip.drop_off[j]
+            and times == (departure.timestamp(), arrival.timestamp())
+        ):
+            return None
+    return (
+        f"no trip {trip_id} of {day} or the day before takes up at {start} at {departure.isoformat()} "
+        f"and sets down at {end} at {arrival.isoformat()}"
+    )

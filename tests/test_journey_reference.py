@@ -17,7 +17,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.journey_reference import OSLO, ReferenceFeed, service_day_origin
+from adapters.journey import Planner, load_feed
+from contracts.journey import Journey, JourneyPlan, JourneyRequest
+from tests.journey_reference import (
+    CHANGE_SECONDS,
+    OSLO,
+    Reached,
+    ReferenceFeed,
+    ride_fault,
+    service_day_origin,
+)
 
 FEED = Path(__file__).resolve().parent.parent / "sandbox/data/sources/transport/entur_nsb_gtfs_2018.zip"
 FIRST_DAY, LAST_DAY = date(2018, 8, 18), date(2018, 12, 8)  # the feed's validity
@@ -28,10 +37,20 @@ LEIRSUND, NERDRUM, GARDERMOEN = "NSR:StopPlace:475", "NSR:StopPlace:254", "NSR:S
 NORDSTRAND, BERGEN = "NSR:StopPlace:279", "NSR:StopPlace:548"
 
 
+QUERIES = 1000
+"""Random queries planned both ways; every one must agree."""
+
+
 @pytest.fixture(scope="module")
 def reference() -> ReferenceFeed:
     """The shipped feed, read once by the brute force."""
     return ReferenceFeed(FEED)
+
+
+@pytest.fixture(scope="module")
+def planner() -> Planner:
+    """The planner on the shipped feed, loaded once."""
+    return Planner(load_feed(FEED))
 
 
 def local(day: date, hh: int, mm: int, *, fold: int = 0) -> datetime:
@@ -136,15 +155,21 @@ class Query:
 
 
 def random_queries(reference: ReferenceFeed, count: int, seed: int = 17) -> list[Query]:
-    """``count`` queries between distinct stop places with calls, on dates over the feed's validity
-    (every tenth on the day summer time ends), at times over the whole day (some in UTC)."""
+    """``count`` queries between distinct stop places, on dates over the feed's validity (every tenth on
+    the day summer time ends), at times over the whole day, some written in UTC. Nine in ten join stop
+    places that the day's trips call at (most places are served only on some days, so pairs drawn from
+    all of them would mostly have no route); the tenth, any places with calls in the feed."""
     rng = random.Random(seed)
-    places = sorted(reference.places)
+    everywhere = sorted(reference.places)
     days = (LAST_DAY - FIRST_DAY).days + 1
     queries = []
+    served: dict[date, list[str]] = {}
     for number in range(count):
-        origin, destination = rng.sample(places, 2)
         day = DST_END if number % 10 == 0 else FIRST_DAY + timedelta(days=rng.randrange(days))
+        if day not in served:
+            served[day] = sorted({p for t in reference.day_trips(day) for p in t.places})
+        places = everywhere if number % 10 == 9 else served[day]
+        origin, destination = rng.sample(places, 2)
         wall = datetime.combine(day, time()) + timedelta(seconds=rng.randrange(24 * 3600))
         depart = wall.replace(tzinfo=OSLO, fold=rng.randrange(2))
         if number % 4 == 1:
@@ -160,3 +185,104 @@ def test_random_queries_cover_the_feed(reference: ReferenceFeed) -> None:
     assert DST_END in days and {5, 6} <= {d.weekday() for d in days}
     hours = {q.depart.astimezone(OSLO).hour for q in queries}
     assert hours == set(range(24))
+
+
+# -- the planner against the brute force -----------------------------------------------------------
+
+
+def reference_request(query: Query) -> JourneyRequest:
+    """The query in the reference mode: no walking, no bikes, 120 s changes, changes enough."""
+    return JourneyRequest(
+        request_id=f"ref-{query.number}",
+        origin=query.origin,
+        destination=query.destination,
+        depart=query.depart,
+        max_walk=0,
+        bikes=False,
+        change=CHANGE_SECONDS,
+        max_changes=10,
+    )
+
+
+def replay(query: Query) -> str:
+    """The command that asks the planner the same."""
+    return (
+        f"citybus journey {query.origin} {query.destination} --depart {query.depart.isoformat()} "
+        f"--max-walk 0 --no-bikes --change {CHANGE_SECONDS} --json"
+    )
+
+
+def journey_fault(reference: ReferenceFeed, query: Query, journey: Journey) -> str | None:
+    """Why the planner's journey could not be travelled under the reference rules, or None."""
+    day = query.depart.astimezone(OSLO).date()
+    place, ready = query.origin, query.depart.timestamp()
+    for number, leg in enumerate(journey.legs):
+        ride = (leg.service_journey or "", leg.origin.stop_place or "", leg.destination.stop_place or "")
+        if leg.mode == "walk" or leg.mode == "bike" or leg.known != "timetable":
+            return f"leg {number} is a {leg.mode} leg known from {leg.known}"
+        if ride[1] != place:
+            return f"leg {number} starts at {ride[1]}, not at {place} where the journey is"
+        if leg.departure.timestamp() < ready:
+            return f"leg {number} leaves {leg.departure.isoformat()}, before it can be boarded"
+        fault = ride_fault(reference, day, (*ride, leg.departure, leg.arrival))
+        if fault is not None:
+            return f"leg {number}: {fault}"
+        place, ready = ride[2], leg.arrival.timestamp() + CHANGE_SECONDS
+    if place != query.destination:
+        return f"the journey ends at {place}"
+    if journey.arrival.timestamp() != journey.legs[-1].arrival.timestamp():
+        return f"the journey's arrival {journey.arrival.isoformat()} is not its last leg's"
+    return None
+
+
+def disagreement(
+    reference: ReferenceFeed, query: Query, plan: JourneyPlan, expected: Reached | None
+) -> str | None:
+    """What is wrong with the planner's answer to a query, or None when it equals the brute force's."""
+    if expected is None:
+        if plan.status != "no-route":
+            arrival = plan.arrival.isoformat() if plan.arrival else None
+            return f"brute force: no route; planner: {plan.status} arrival {arrival} ({plan.message})"
+        return None
+    want = expected.arrival.astimezone(OSLO).isoformat()
+    if plan.status != "ok" or plan.arrival is None:
+        return f"brute force: {want} ({expected.trips} trips); planner: {plan.status} ({plan.message})"
+    if plan.arrival.timestamp() != expected.arrival.timestamp():
+        got = plan.arrival.astimezone(OSLO).isoformat()
+        return f"brute force: {want} ({expected.trips} trips); planner: {got} ({plan.message})"
+    if not plan.journeys or plan.journeys[0].arrival.timestamp() != plan.arrival.timestamp():
+        return "the plan's arrival is not its first journey's"
+    for journey in plan.journeys:
+        fault = journey_fault(reference, query, journey)
+        if fault is not None:
+            return f"a journey cannot be travelled: {fault}"
+    return None
+
+
+def test_planner_equals_brute_force(reference: ReferenceFeed, planner: Planner) -> None:
+    queries = random_queries(reference, QUERIES)
+    wrong = []
+    answered = 0
+    for query in queries:
+        expected = reference.earliest_arrival(query.origin, query.destination, query.depart)
+        answered += expected is not None
+        plan = planner.answer(reference_request(query), now=query.depart)
+        problem = disagreement(reference, query, plan, expected)
+        if problem is not None:
+            wrong.append(f"{query}: {problem}\n    replay: {replay(query)}")
+    assert answered >= QUERIES // 2  # the sample is not mostly "no route"
+    assert not wrong, f"{len(wrong)} of {len(queries)} queries disagree:\n" + "\n".join(wrong[:25])
+
+
+def test_a_ride_is_checked_against_the_timetable(reference: ReferenceFeed) -> None:
+    sj = "NSB:ServiceJourney:"
+    fine = (sj + "1-705-1615", DRAMMEN, OSLO_S, local(TUESDAY, 8, 5), local(TUESDAY, 8, 41))
+    assert ride_fault(reference, TUESDAY, fine) is None
+    not_taking_up = (sj + "1-2204-62", DRAMMEN, OSLO_S, local(TUESDAY, 14, 12), local(TUESDAY, 14, 45))
+    assert ride_fault(reference, TUESDAY, not_taking_up) is not None
+    backwards = (sj + "1-705-1615", OSLO_S, DRAMMEN, local(TUESDAY, 8, 41), local(TUESDAY, 8, 5))
+    assert ride_fault(reference, TUESDAY, backwards) is not None
+    # Its service has every date of the feed in calendar_dates.txt but 2018-09-22 and 2018-09-23.
+    sunday = date(2018, 9, 23)
+    not_running = (sj + "1-705-1615", DRAMMEN, OSLO_S, local(sunday, 8, 5), local(sunday, 8, 41))
+    assert ride_fault(reference, sunday, not_running) is not None
