@@ -142,6 +142,7 @@ class ReferenceFeed:
         self.places: frozenset[str] = frozenset(p for t in self.trips for p in t.places)
         """The stop places some trip calls at."""
         self._days: dict[date, list[DayTrip]] = {}
+        self._by_id: dict[date, dict[str, list[DayTrip]]] = {}
 
     def active(self, service_id: str, day: date) -> bool:
         """Whether a service runs on ``day``, by calendar.txt and then calendar_dates.txt."""
@@ -179,6 +180,15 @@ class ReferenceFeed:
             found.sort(key=lambda t: t.departures[0])
             self._days[day] = found
         return self._days[day]
+
+    def day_trip(self, day: date, trip_id: str) -> list[DayTrip]:
+        """The trip of that id among :meth:`day_trips`: none, once, or twice (running on both days)."""
+        if day not in self._by_id:
+            index: dict[str, list[DayTrip]] = {}
+            for trip in self.day_trips(day):
+                index.setdefault(trip.trip.trip_id, []).append(trip)
+            self._by_id[day] = index
+        return self._by_id[day].get(trip_id, [])
 
     def earliest_arrival(self, origin: str, destination: str, depart: datetime) -> Reached | None:
         """The earliest arrival at ``destination`` leaving ``origin`` at or after ``depart``; None if none."""
@@ -218,8 +228,8 @@ def ride_fault(
     of local date ``day``, or None if it can: the trip must run on ``day`` or the day before, take up
     passengers at the first place at that departure and set down at the second, later, at that arrival."""
     trip_id, start, end, departure, arrival = ride
-    for trip in reference.day_trips(day):
-        if trip.trip.trip_id != trip_id or start not in trip.places or end not in trip.places:
+    for trip in reference.day_trip(day, trip_id):
+        if start not in trip.places or end not in trip.places:
             continue
         i, j = trip.places.index(start), trip.places.index(end)
         times = (trip.departures[i], trip.arrivals[j])
