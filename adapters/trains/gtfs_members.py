@@ -130,10 +130,12 @@ class Member:
 
 
 def cell(row: list[str], index: int) -> str:
+    """The stripped cell ``index`` of a row, or ``""`` if the row has no such cell (index -1: no column)."""
     return row[index].strip() if 0 <= index < len(row) else ""
 
 
 def open_gtfs(body: bytes) -> zipfile.ZipFile:
+    """Open a GTFS zip and check it has the members every feed needs; else :class:`SourceFormatError`."""
     try:
         archive = zipfile.ZipFile(io.BytesIO(body))
     except (zipfile.BadZipFile, struct.error, OSError, EOFError, ValueError, NotImplementedError) as exc:
@@ -158,11 +160,14 @@ def open_gtfs(body: bytes) -> zipfile.ZipFile:
 
 @dataclass
 class Agency:
+    """An agency of ``agency.txt``: its name and the time zone its times count in."""
+
     name: str
     timezone: ZoneInfo
 
 
 def read_agencies(archive: zipfile.ZipFile) -> dict[str, Agency]:
+    """``agency.txt``: agency id → its name and time zone (at least one, each zone a real IANA one)."""
     member = Member(archive, "agency.txt", ("agency_name", "agency_timezone"))
     i_id, i_name, i_tz = (
         member.index("agency_id"),
@@ -191,6 +196,8 @@ def read_agencies(archive: zipfile.ZipFile) -> dict[str, Agency]:
 def read_calendars(
     archive: zipfile.ZipFile, wanted: Collection[str], rejected: list[Rejected]
 ) -> dict[str, ServiceCalendar]:
+    """The days each ``wanted`` service runs, from ``calendar.txt`` and ``calendar_dates.txt``; bad rows
+    are added to ``rejected``."""
     names = set(archive.namelist())
     weekly: dict[str, tuple[frozenset[int], date, date]] = {}
     if "calendar.txt" in names:
