@@ -11,14 +11,19 @@ A mismatch names its query so it can be replayed with :func:`replay`.
 from __future__ import annotations
 
 import random
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
 import pytest
 
-from adapters.journey import Planner, load_feed
+from adapters.journey import JourneyPlanner, Planner, load_feed
+from adapters.testing import AdapterHarness
+from bus import Bus
+from bus.server import EmbeddedServer
 from contracts.journey import Journey, JourneyPlan, JourneyRequest
+from tests.conftest import open_bus
 from tests.journey_reference import (
     CHANGE_SECONDS,
     OSLO,
@@ -39,6 +44,12 @@ NORDSTRAND, BERGEN = "NSR:StopPlace:279", "NSR:StopPlace:548"
 
 QUERIES = 1000
 """Random queries planned both ways; every one must agree."""
+
+RESTRICTED_QUERIES = 150
+"""Queries about calls that take up or set down no one, planned both ways as well."""
+
+BUS_QUERIES = 60
+"""The first of them asked again over the bus, of a running journey-planner adapter."""
 
 
 @pytest.fixture(scope="module")
@@ -143,7 +154,7 @@ def test_no_route_after_the_last_train(reference: ReferenceFeed) -> None:
 
 @dataclass(frozen=True)
 class Query:
-    """One random reference-mode query."""
+    """One reference-mode query: from a stop place to another, leaving at or after a time."""
 
     number: int
     origin: str
@@ -178,8 +189,8 @@ def random_queries(reference: ReferenceFeed, count: int, seed: int = 17) -> list
     return queries
 
 
-def test_random_queries_cover_the_feed(reference: ReferenceFeed) -> None:
-    queries = random_queries(reference, 1000)
+def test_random_queries_cover_the_feed(queries: list[Query]) -> None:
+    queries = queries[:QUERIES]
     days = {q.depart.astimezone(OSLO).date() for q in queries}
     assert min(days) <= FIRST_DAY + timedelta(days=3) and max(days) >= LAST_DAY - timedelta(days=3)
     assert DST_END in days and {5, 6} <= {d.weekday() for d in days}
@@ -193,7 +204,7 @@ def test_random_queries_cover_the_feed(reference: ReferenceFeed) -> None:
 def reference_request(query: Query) -> JourneyRequest:
     """The query in the reference mode: no walking, no bikes, 120 s changes, changes enough."""
     return JourneyRequest(
-        request_id=f"ref-{query.number}",
+        request_id=f"ref{query.number}",
         origin=query.origin,
         destination=query.destination,
         depart=query.depart,
@@ -259,8 +270,40 @@ def disagreement(
     return None
 
 
-def test_planner_equals_brute_force(reference: ReferenceFeed, planner: Planner) -> None:
-    queries = random_queries(reference, QUERIES)
+def restricted_queries(reference: ReferenceFeed, count: int, seed: int = 17) -> list[Query]:
+    """``count`` queries about calls within a trip that take up or set down no one (pickup or drop-off
+    type 1), which random queries seldom meet (most such calls end or start a trip): from such a call
+    at its departure to a later call of the trip, or to such a call from an earlier one."""
+    rng = random.Random(seed)
+    days = (LAST_DAY - FIRST_DAY).days + 1
+    queries: list[Query] = []
+    while len(queries) < count:
+        trip = rng.choice(reference.day_trips(FIRST_DAY + timedelta(days=rng.randrange(days))))
+        restricted = [i for i in range(1, len(trip.places) - 1) if not (trip.pickup[i] and trip.drop_off[i])]
+        if not restricted:
+            continue
+        i = rng.choice(restricted)
+        j = rng.randrange(i + 1, len(trip.places)) if not trip.pickup[i] else rng.randrange(i)
+        start = min(i, j)
+        depart = datetime.fromtimestamp(trip.departures[start], UTC).astimezone(OSLO)
+        queries.append(
+            Query(
+                number=-1 - len(queries),
+                origin=trip.places[start],
+                destination=trip.places[max(i, j)],
+                depart=depart,
+            )
+        )
+    return queries
+
+
+@pytest.fixture(scope="module")
+def queries(reference: ReferenceFeed) -> list[Query]:
+    """The random queries, then the restricted-call ones (numbered -1, -2, ...)."""
+    return random_queries(reference, QUERIES) + restricted_queries(reference, RESTRICTED_QUERIES)
+
+
+def test_planner_equals_brute_force(reference: ReferenceFeed, planner: Planner, queries: list[Query]) -> None:
     wrong = []
     answered = 0
     for query in queries:
@@ -270,7 +313,7 @@ def test_planner_equals_brute_force(reference: ReferenceFeed, planner: Planner) 
         problem = disagreement(reference, query, plan, expected)
         if problem is not None:
             wrong.append(f"{query}: {problem}\n    replay: {replay(query)}")
-    assert answered >= QUERIES // 2  # the sample is not mostly "no route"
+    assert answered >= len(queries) // 2  # the sample is not mostly "no route"
     assert not wrong, f"{len(wrong)} of {len(queries)} queries disagree:\n" + "\n".join(wrong[:25])
 
 
@@ -286,3 +329,30 @@ def test_a_ride_is_checked_against_the_timetable(reference: ReferenceFeed) -> No
     sunday = date(2018, 9, 23)
     not_running = (sj + "1-705-1615", DRAMMEN, OSLO_S, local(sunday, 8, 5), local(sunday, 8, 41))
     assert ride_fault(reference, sunday, not_running) is not None
+
+
+@pytest.fixture
+async def journey_planner(nats_server: EmbeddedServer) -> AsyncIterator[Bus]:
+    """A journey-planner adapter on the shipped feed, on a real server; yields a client's bus."""
+    config = {"timetable": {"file": str(FEED)}, "live": False, "bikes": False}
+    adapter_bus, client = await open_bus(nats_server), await open_bus(nats_server)
+    try:
+        async with AdapterHarness(JourneyPlanner, config, instance="journey-planner", bus=adapter_bus):
+            yield client
+    finally:
+        await client.drain()
+        await adapter_bus.drain()
+
+
+async def test_the_adapter_answers_over_the_bus_as_the_brute_force(
+    reference: ReferenceFeed, queries: list[Query], journey_planner: Bus
+) -> None:
+    wrong = []
+    for query in queries[:BUS_QUERIES]:
+        expected = reference.earliest_arrival(query.origin, query.destination, query.depart)
+        reply = await journey_planner.request(reference_request(query), JourneyPlan, timeout=10)
+        assert reply.data.request_id == reference_request(query).request_id
+        problem = disagreement(reference, query, reply.data, expected)
+        if problem is not None:
+            wrong.append(f"{query}: {problem}\n    replay: {replay(query)}")
+    assert not wrong, f"{len(wrong)} of {BUS_QUERIES} queries over the bus disagree:\n" + "\n".join(wrong)
