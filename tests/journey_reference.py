@@ -5,7 +5,9 @@ Written for the tests of issue 17 and deliberately simple: it reads the zip itse
 day, relaxing each stop place's earliest arrival until a whole pass changes nothing (label-correcting, in
 the manner of Bellman-Ford). No RAPTOR, no rounds, no pruning: a pass can only lower an arrival, arrivals
 are bounded below, so the passes end, and at the end no trip can improve any stop place, which is exactly
-"earliest arrival".
+"earliest arrival". :meth:`ReferenceFeed.fewest_trips` finds the Pareto set of (trips, arrival) by
+rounds instead (round *k* boards only from round *k − 1*'s arrivals), and so the earliest arrival a
+second way.
 
 The rules are those of the reference mode (``--max-walk 0 --no-bikes --change 120``), as the design note
 states them:
@@ -219,6 +221,45 @@ class ReferenceFeed:
             return None
         arrival, taken = best[destination]
         return Reached(arrival=datetime.fromtimestamp(arrival, UTC), trips=taken)
+
+    def fewest_trips(
+        self, origin: str, destination: str, depart: datetime, most: int
+    ) -> list[tuple[int, datetime]]:
+        """The Pareto set of (trips, arrival): for each number of trips up to ``most``, the earliest
+        arrival with no more trips, where it is earlier than with fewer; fewest trips first.
+
+        Rounds, in the manner of Bellman-Ford: round *k*'s arrivals are round *k − 1*'s, improved by
+        one more trip boarded from round *k − 1*'s arrivals. An arrival no earlier than the best at the
+        destination so far is dropped, as no journey through it can arrive earlier.
+        """
+        start = int(depart.timestamp())
+        trips = [t for t in self.day_trips(depart.astimezone(OSLO).date()) if t.arrivals[-1] >= start]
+        never = 1 << 62
+        before: dict[str, int] = {}  # stop place -> earliest arrival with at most k - 1 trips
+        found: list[tuple[int, datetime]] = []
+        for k in range(1, most + 1):
+            now = dict(before)
+            bound = before.get(destination, never)
+            for trip in trips:
+                aboard = False
+                for i, place in enumerate(trip.places):
+                    arrival = trip.arrivals[i]
+                    if (
+                        aboard
+                        and trip.drop_off[i]
+                        and place != origin
+                        and arrival < min(bound, now.get(place, never))
+                    ):
+                        now[place] = arrival
+                    if not aboard and trip.pickup[i]:
+                        ready = start if place == origin else before.get(place, never) + CHANGE_SECONDS
+                        aboard = ready <= trip.departures[i]
+            if now.get(destination, never) < bound:
+                found.append((k, datetime.fromtimestamp(now[destination], UTC)))
+            if now == before:
+                break
+            before = now
+        return found
 
 
 def ride_fault(

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
@@ -44,6 +44,9 @@ NORDSTRAND, BERGEN = "NSR:StopPlace:279", "NSR:StopPlace:548"
 
 QUERIES = 1000
 """Random queries planned both ways; every one must agree."""
+
+MAX_CHANGES = 10
+"""Changes a journey may have: the most a request allows, more than any earliest arrival needs here."""
 
 RESTRICTED_QUERIES = 150
 """Queries about calls that take up or set down no one, planned both ways as well."""
@@ -211,7 +214,7 @@ def reference_request(query: Query) -> JourneyRequest:
         max_walk=0,
         bikes=False,
         change=CHANGE_SECONDS,
-        max_changes=10,
+        max_changes=MAX_CHANGES,
     )
 
 
@@ -303,18 +306,63 @@ def queries(reference: ReferenceFeed) -> list[Query]:
     return random_queries(reference, QUERIES) + restricted_queries(reference, RESTRICTED_QUERIES)
 
 
-def test_planner_equals_brute_force(reference: ReferenceFeed, planner: Planner, queries: list[Query]) -> None:
-    wrong = []
-    answered = 0
+def pareto_disagreement(plan: JourneyPlan, fewest: list[tuple[int, datetime]]) -> str | None:
+    """How the plan's journeys differ from the Pareto set of (trips, arrival) found by rounds, or None."""
+    want = [(trips - 1, arrival.timestamp()) for trips, arrival in reversed(fewest)]
+    got = [(journey.changes, journey.arrival.timestamp()) for journey in plan.journeys]
+    if got == want:
+        return None
+
+    def shown(pairs: list[tuple[int, float]]) -> str:
+        return ", ".join(f"{c} changes {datetime.fromtimestamp(a, OSLO):%H:%M}" for c, a in pairs) or "none"
+
+    return f"brute force (rounds): {shown(want)}; planner: {shown(got)}"
+
+
+@dataclass
+class Outcome:
+    """What the planner got wrong over all the queries, by kind."""
+
+    answered: int = 0
+    arrivals: list[str] = field(default_factory=list)
+    pareto: list[str] = field(default_factory=list)
+    brute_forces: list[str] = field(default_factory=list)
+
+
+@pytest.fixture(scope="module")
+def outcome(reference: ReferenceFeed, planner: Planner, queries: list[Query]) -> Outcome:
+    """Every query asked of the planner once, and its answer held against the brute force's."""
+    found = Outcome()
     for query in queries:
         expected = reference.earliest_arrival(query.origin, query.destination, query.depart)
-        answered += expected is not None
+        fewest = reference.fewest_trips(query.origin, query.destination, query.depart, MAX_CHANGES + 1)
+        by_passes = None if expected is None else expected.arrival.timestamp()
+        if by_passes != (fewest[-1][1].timestamp() if fewest else None):
+            found.brute_forces.append(f"{query}: passes {expected}, rounds {fewest}")
+        found.answered += expected is not None
         plan = planner.answer(reference_request(query), now=query.depart)
         problem = disagreement(reference, query, plan, expected)
         if problem is not None:
-            wrong.append(f"{query}: {problem}\n    replay: {replay(query)}")
-    assert answered >= len(queries) // 2  # the sample is not mostly "no route"
+            found.arrivals.append(f"{query}: {problem}\n    replay: {replay(query)}")
+        elif expected is not None and (problem := pareto_disagreement(plan, fewest)) is not None:
+            found.pareto.append(f"{query}: {problem}\n    replay: {replay(query)}")
+    return found
+
+
+def test_the_two_brute_forces_agree(outcome: Outcome, queries: list[Query]) -> None:
+    assert outcome.answered >= len(queries) // 2  # the sample is not mostly "no route"
+    assert not outcome.brute_forces, "\n".join(outcome.brute_forces[:25])
+
+
+def test_planner_equals_brute_force(outcome: Outcome, queries: list[Query]) -> None:
+    wrong = outcome.arrivals
     assert not wrong, f"{len(wrong)} of {len(queries)} queries disagree:\n" + "\n".join(wrong[:25])
+
+
+def test_planner_pareto_set_equals_brute_force(outcome: Outcome, queries: list[Query]) -> None:
+    """Each journey's changes and arrival: the fewest changes for each earlier arrival, nothing dominated."""
+    wrong = outcome.pareto
+    assert not wrong, f"{len(wrong)} of {len(queries)} Pareto sets differ:\n" + "\n".join(wrong[:25])
 
 
 def test_a_ride_is_checked_against_the_timetable(reference: ReferenceFeed) -> None:
