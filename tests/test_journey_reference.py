@@ -3,14 +3,14 @@
 The brute force (:mod:`tests.journey_reference`) is first checked on facts looked up by hand in the
 shipped feed's ``stop_times.txt``. Then the planner and the brute force answer the same queries: 1,000
 seeded random ones (stop places with calls, dates over the whole feed including weekends and the end of
-summer time on 2018-10-28, times over the whole day) and 150 about calls that take up or set down no
+summer time on 2018-10-28, times over the whole day) and 100 about calls that take up or set down no
 one, which random queries seldom meet. They must agree on every one:
 
 - the plan's ``arrival`` is the brute force's earliest arrival as an instant, ``no-route`` exactly
   when the brute force finds none, and every journey of the plan can be ridden as the timetable says;
 - its journeys are the Pareto set of (changes, arrival) that a second brute force finds by rounds.
 
-The first 60 are asked again of a running ``journey-planner`` adapter, over a real nats-server. A
+The first 50 are asked again of a running ``journey-planner`` adapter, over a real nats-server. A
 mismatch names its query and the ``citybus journey`` command that asks the same.
 """
 
@@ -54,10 +54,10 @@ QUERIES = 1000
 MAX_CHANGES = 10
 """Changes a journey may have: the most a request allows, more than any earliest arrival needs here."""
 
-RESTRICTED_QUERIES = 150
+RESTRICTED_QUERIES = 100
 """Queries about calls that take up or set down no one, planned both ways as well."""
 
-BUS_QUERIES = 60
+BUS_QUERIES = 50
 """The first of them asked again over the bus, of a running journey-planner adapter."""
 
 
