@@ -94,7 +94,7 @@ async def test_no_route_says_the_latest_departure_that_works(up: Up) -> None:
     result = await run_citybus(
         "journey",
         "drammen",
-        "Bergen",
+        "Halden",
         "--depart",
         "2018-08-28T23:30",
         "--max-walk",
