@@ -15,8 +15,10 @@ Decisions, and why:
   minutes late at Drammen is taken to be 4 minutes late at the stops after it until a newer call
   says otherwise, marked live, never earlier than its timetable minus nothing: a delay shrinks only
   where a call says so. Calls before the first live one keep their timetable.
-* **A cancelled call is never boarded or left** at that stop; a cancelled trip has no call left to
-  board.
+* **A cancelled call is never boarded.** It is not left either, unless it still says when the
+  train arrives: SIRI marks the departure of a train that ends its run early (or at its last stop)
+  cancelled while it arrives as expected, and its travellers get off there. A cancelled trip has
+  no call left to board.
 """
 
 from __future__ import annotations
@@ -132,7 +134,8 @@ def run_of(feed: Feed, trip: Trip, service_date: date, live: dict[int, LiveCall]
         call = live.get(i)
         if call is not None:
             if call.cancelled:
-                boarding[i] = alighting[i] = False
+                boarding[i] = False
+                alighting[i] = alighting[i] and call.arrival is not None
             arrival_delay = None if call.arrival is None else call.arrival - arrivals[i]
             departure_delay = None if call.departure is None else call.departure - departures[i]
             if arrival_delay is not None:
