@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import asyncio
 import cProfile
+import os
 import pstats
 import random
 import time
@@ -53,7 +54,7 @@ import msgspec
 
 from adapters.journey import Planner, load_feed
 from bench.common import ROOT, Options, Spec, log
-from bench.journey_bus import ask_all, loaded_seconds, planner_up, rss_mb
+from bench.journey_bus import ask_all, journey_metrics, loaded_seconds, planner_up, rss_mb
 from bench.journey_reference import BruteForce
 from bench.journey_report import (
     DESCRIBED,
@@ -222,17 +223,21 @@ def _side(options: Options, setup: str, queries: list[Query], floor: int) -> Sid
         rss_loaded = rss_mb(up.process.pid)
         batches = [[first], floors, *requests.values()]
         log(f"journey: {sum(map(len, batches)):,} requests over the bus")
-        answered = asyncio.run(ask_all(up, batches))
+        batches_done = asyncio.run(ask_all(up, batches))
         rss_after = rss_mb(up.process.pid)
+        metrics = journey_metrics(up)
+        done = dict(zip(KINDS, batches_done[2:], strict=True))
         return Side(
             setup=setup,
-            answered=dict(zip(KINDS, answered[2:], strict=True)),
-            first=answered[0][0].seconds,
-            floor=[a.seconds for a in answered[1]],
+            answered={kind: batch.answered for kind, batch in done.items()},
+            cpu={kind: batch.cpu for kind, batch in done.items()},
+            first=batches_done[0].answered[0].seconds,
+            floor=[a.seconds for a in batches_done[1].answered],
             ready=up.ready,
             loaded=loaded_seconds(up),
             rss_loaded=rss_loaded,
             rss_after=rss_after,
+            metrics=metrics,
         )
 
 
@@ -246,13 +251,15 @@ def _measure(options: Options, queries: list[Query], reference: BruteForce, plan
     log("journey: the same requests answered by the planner in this process")
     now = datetime.fromtimestamp(queries[0].moment, OSLO)
     alone: dict[str, list[float]] = {}
+    alone_cpu: dict[str, list[float]] = {}
     for kind, batch in _requests(queries).items():
-        times = []
+        times, cpu = [], []
         for request in batch:
-            started = time.perf_counter()
+            started, used = time.perf_counter(), time.process_time()
             planner.answer(request, now)
             times.append(time.perf_counter() - started)
-        alone[kind] = times
+            cpu.append(time.process_time() - used)
+        alone[kind], alone_cpu[kind] = times, cpu
     log("journey: the brute force on the reference queries")
     brute, arrivals = [], []
     for query in queries:
@@ -261,7 +268,7 @@ def _measure(options: Options, queries: list[Query], reference: BruteForce, plan
             reference.earliest_arrival(query.origin, query.destination, query.moment, MAX_CHANGES + 1)
         )
         brute.append(time.perf_counter() - started)
-    return Measured(sides, alone, brute, arrivals, rss_base)
+    return Measured(sides, alone, alone_cpu, brute, arrivals, rss_base)
 
 
 def _profile_alone(case: Case, planner: Planner, queries: list[Query]) -> None:
@@ -305,10 +312,15 @@ def _profile_default(case: Case, options: Options, queries: list[Query]) -> None
     case.profiles.append((f"{title}: top functions by own time", own))
 
 
+def _loads(averages: tuple[float, float, float]) -> str:
+    return " ".join(f"{average:.2f}" for average in averages)
+
+
 def journey_case(options: Options) -> Case:
     """Loading the feed, and requests over the bus against the brute force: see the module doc."""
     sizes = SMOKE if options.smoke else FULL
     case = Case(TITLE, __doc__.split("\n\n", 1)[1].strip() if __doc__ else "")
+    load_before = os.getloadavg()
     log(f"journey: loading the feed {sizes['loads']} time(s)")
     planner = _loading(case, sizes["loads"])
     memory = _traced()
@@ -335,7 +347,10 @@ def journey_case(options: Options) -> Case:
         f"{DAY} ({DAY:%A}) call at, at times uniform over that local day; each asked the three ways, with "
         f"`max_changes` {MAX_CHANGES}. `p50` .. `max`: the round trip of `bus.request(JourneyRequest(...), "
         "JourneyPlan)` as the `public` user, one request at a time; `in-process`: `Planner.answer` on the "
-        "same requests in the bench's process, no racks, no live calls (for the brute force: its search).",
+        "same requests in the bench's process, no racks, no live calls (for the brute force: its search); "
+        "`CPU`: CPU time rather than wall time (for `citybus up`, its process's, bus handling included, "
+        "divided by the requests; in-process, `time.process_time` around each answer). The machine is "
+        "shared: where the wall time is well above the CPU time, the process waited for a CPU.",
         "`citybus up`: `planner only` runs the journey planner alone (no bike racks, no live calls: the "
         "timetable only); `default` is `citybus up` as a user runs it, the sandbox replaying the Drammen "
         "day at 60x (live train calls, city-bike racks and their status) and the planner following it.",
@@ -345,7 +360,10 @@ def journey_case(options: Options) -> Case:
             f"request of {DAY} (building the day's network) took {side.first * 1000:.1f} ms, not counted."
             for side in measured.sides
         ),
+        *(side.note() for side in measured.sides),
         f"The brute force read the zip and built the day's trips in {brute_load:.2f} s.",
+        f"The machine's load average (1, 5, 15 min) when the case started: {_loads(load_before)}; when "
+        f"the queries were done: {_loads(os.getloadavg())} (on {os.cpu_count()} logical CPUs).",
     ]
     log("journey: profiling the planner")
     _profile_alone(case, planner, queries[: sizes["profiled"]])

@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import signal
 import subprocess
 import time
+import urllib.request
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +31,18 @@ from bus.access.login import client_login
 from bus.config import load_config
 from contracts import JourneyPlan, JourneyRequest
 
-__all__ = ["SETUPS", "Answered", "Up", "ask_all", "loaded_seconds", "planner_up", "rss_mb"]
+__all__ = [
+    "SETUPS",
+    "Answered",
+    "Batch",
+    "Up",
+    "ask_all",
+    "cpu_seconds",
+    "journey_metrics",
+    "loaded_seconds",
+    "planner_up",
+    "rss_mb",
+]
 
 TIMEOUT: Final = 30.0
 """Seconds a request may wait for its answer (a bound against hangs: the first of a day builds its
@@ -54,6 +67,21 @@ class Answered:
 
     seconds: float
     plan: JourneyPlan
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Requests sent one after another: each round trip, and the CPU seconds ``citybus up`` used
+    meanwhile (every thread of its process; its nats-server not counted)."""
+
+    answered: list[Answered]
+    cpu: float
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU seconds of process ``pid`` (every thread), so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def rss_mb(pid: int) -> float:
@@ -128,21 +156,36 @@ def loaded_seconds(up: Up) -> float | None:
     return None
 
 
-async def ask_all(up: Up, batches: Sequence[Sequence[JourneyRequest]]) -> list[list[Answered]]:
+def journey_metrics(up: Up) -> dict[str, float]:
+    """The journey planner's samples on the ops port's ``/metrics`` (``name{labels}`` → value)."""
+    url = json.loads((up.directory / "data" / "instance.json").read_text())["ops_url"]
+    with urllib.request.urlopen(f"{url}/metrics", timeout=5) as answer:  # noqa: S310 (loopback, ours)
+        text = answer.read().decode()
+    samples = {}
+    for line in text.splitlines():
+        if line.startswith("citybus_journey_"):
+            name, _, value = line.rpartition(" ")
+            with contextlib.suppress(ValueError):
+                samples[name] = float(value)
+    return samples
+
+
+async def ask_all(up: Up, batches: Sequence[Sequence[JourneyRequest]]) -> list[Batch]:
     """Each batch's requests, one after another, as the ``public`` user: their round trips."""
     config = load_config(up.directory / "citybus.toml", environ=up.env)
     login = client_login(config, default_user="public")
     bus = Bus(metrics=Metrics(), source="/bench", request_timeout=TIMEOUT)
     await login.connect(bus, config)
     try:
-        answered: list[list[Answered]] = []
+        done: list[Batch] = []
         for batch in batches:
             times: list[Answered] = []
+            cpu = cpu_seconds(up.process.pid)
             for request in batch:
                 started = time.perf_counter()
                 event = await bus.request(request, JourneyPlan)
                 times.append(Answered(time.perf_counter() - started, event.data))
-            answered.append(times)
-        return answered
+            done.append(Batch(times, cpu_seconds(up.process.pid) - cpu))
+        return done
     finally:
         await bus.drain()

@@ -54,6 +54,8 @@ class Side:
     setup: str
     answered: dict[str, list[Answered]]
     """Kind → each request's round trip, in query order."""
+    cpu: dict[str, float]
+    """Kind → CPU seconds the ``citybus up`` process used while its requests were answered."""
     first: float
     """Seconds of the first request of the day (it builds the day's network)."""
     floor: list[float]
@@ -61,6 +63,24 @@ class Side:
     loaded: float | None
     rss_loaded: float
     rss_after: float
+    metrics: dict[str, float] = field(default_factory=dict)
+    """The planner's samples on ``/metrics`` after the queries."""
+
+    def note(self) -> str:
+        """What the planner's own metrics say: its share of the round trips, the live calls taken."""
+        every = [a.seconds for answered in self.answered.values() for a in answered]
+        planned = self.metrics.get("citybus_journey_plan_seconds_sum", 0.0)
+        live = {
+            name.split('"')[1]: int(value)
+            for name, value in self.metrics.items()
+            if name.startswith("citybus_journey_live_calls_total{")
+        }
+        taken = ", ".join(f"{count:,} {outcome}" for outcome, count in sorted(live.items())) or "none"
+        return (
+            f"`{self.setup}`: the planner's own time (its `citybus_journey_plan_seconds`, every request "
+            f"of the run) was {planned:.2f} s of the {sum(every) + sum(self.floor) + self.first:.2f} s the "
+            f"round trips took; live train calls the planner took (`citybus_journey_live_calls`): {taken}."
+        )
 
 
 @dataclass
@@ -70,6 +90,8 @@ class Measured:
     sides: list[Side]
     alone: dict[str, list[float]]
     """Kind → seconds of ``Planner.answer`` in the bench's process, in query order."""
+    alone_cpu: dict[str, list[float]]
+    """The same, in CPU seconds of the bench's process (:func:`time.process_time`)."""
     brute: list[float]
     brute_arrivals: list[int | None]
     rss_base: float
@@ -97,6 +119,7 @@ def report(case: Case, measured: Measured) -> None:
             p95 = percentile(seconds, 95) * 1000
             met = p95 <= TARGET_P95_MS
             alone = measured.alone[kind] if side.setup == "planner only" else []
+            alone_cpu = measured.alone_cpu[kind] if alone else []
             case.rows.append(
                 Row(
                     {
@@ -108,8 +131,13 @@ def report(case: Case, measured: Measured) -> None:
                         "p95 ms": _ms(seconds, 95),
                         "p99 ms": _ms(seconds, 99),
                         "max ms": _ms(seconds, 100),
+                        "mean ms": f"{sum(seconds) / len(seconds) * 1000:.2f}",
+                        "`citybus up` CPU ms per request": f"{side.cpu[kind] / len(seconds) * 1000:.2f}",
                         "in-process p50 ms": _ms(alone, 50) if alone else "",
                         "in-process p95 ms": _ms(alone, 95) if alone else "",
+                        "in-process CPU mean ms": f"{sum(alone_cpu) / len(alone_cpu) * 1000:.2f}"
+                        if alone
+                        else "",
                     },
                     met,
                 )
