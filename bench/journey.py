@@ -261,14 +261,15 @@ def _measure(options: Options, queries: list[Query], reference: BruteForce, plan
             cpu.append(time.process_time() - used)
         alone[kind], alone_cpu[kind] = times, cpu
     log("journey: the brute force on the reference queries")
-    brute, arrivals = [], []
+    brute, brute_cpu, arrivals = [], [], []
     for query in queries:
-        started = time.perf_counter()
+        started, used = time.perf_counter(), time.process_time()
         arrivals.append(
             reference.earliest_arrival(query.origin, query.destination, query.moment, MAX_CHANGES + 1)
         )
         brute.append(time.perf_counter() - started)
-    return Measured(sides, alone, alone_cpu, brute, arrivals, rss_base)
+        brute_cpu.append(time.process_time() - used)
+    return Measured(sides, alone, alone_cpu, brute, brute_cpu, arrivals, rss_base)
 
 
 def _profile_alone(case: Case, planner: Planner, queries: list[Query]) -> None:

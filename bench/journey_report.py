@@ -93,6 +93,7 @@ class Measured:
     alone_cpu: dict[str, list[float]]
     """The same, in CPU seconds of the bench's process (:func:`time.process_time`)."""
     brute: list[float]
+    brute_cpu: list[float]
     brute_arrivals: list[int | None]
     rss_base: float
     notes: list[str] = field(default_factory=list)
@@ -100,6 +101,10 @@ class Measured:
 
 def _ms(values: list[float], point: float) -> str:
     return f"{percentile(values, point) * 1000:.2f}"
+
+
+def _mean(values: list[float]) -> str:
+    return f"{sum(values) / len(values) * 1000:.2f}"
 
 
 def _statuses(plans: list[JourneyPlan]) -> str:
@@ -131,13 +136,12 @@ def report(case: Case, measured: Measured) -> None:
                         "p95 ms": _ms(seconds, 95),
                         "p99 ms": _ms(seconds, 99),
                         "max ms": _ms(seconds, 100),
-                        "mean ms": f"{sum(seconds) / len(seconds) * 1000:.2f}",
+                        "mean ms": _mean(seconds),
                         "`citybus up` CPU ms per request": f"{side.cpu[kind] / len(seconds) * 1000:.2f}",
-                        "in-process p50 ms": _ms(alone, 50) if alone else "",
                         "in-process p95 ms": _ms(alone, 95) if alone else "",
-                        "in-process CPU mean ms": f"{sum(alone_cpu) / len(alone_cpu) * 1000:.2f}"
-                        if alone
-                        else "",
+                        "in-process CPU p50 ms": _ms(alone_cpu, 50) if alone else "",
+                        "in-process CPU p95 ms": _ms(alone_cpu, 95) if alone else "",
+                        "in-process CPU mean ms": _mean(alone_cpu) if alone else "",
                     },
                     met,
                 )
@@ -175,8 +179,10 @@ def report(case: Case, measured: Measured) -> None:
                 "queries": f"{len(measured.brute):,}",
                 "answers": f"{sum(a is not None for a in measured.brute_arrivals):,} reached, "
                 f"{sum(a is None for a in measured.brute_arrivals):,} not",
-                "in-process p50 ms": _ms(measured.brute, 50),
                 "in-process p95 ms": _ms(measured.brute, 95),
+                "in-process CPU p50 ms": _ms(measured.brute_cpu, 50),
+                "in-process CPU p95 ms": _ms(measured.brute_cpu, 95),
+                "in-process CPU mean ms": _mean(measured.brute_cpu),
             }
         )
     )
