@@ -47,7 +47,7 @@ import pstats
 import random
 import time
 import tracemalloc
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Final
 
 import msgspec
@@ -90,7 +90,7 @@ def make_queries(places: list[str], count: int) -> list[Query]:
     """``count`` seeded queries among ``places``, at times uniform over the local day of :data:`DAY`."""
     rng = random.Random(SEED)
     start = int(datetime.combine(DAY, datetime.min.time(), OSLO).timestamp())
-    end = int(datetime.combine(date.fromordinal(DAY.toordinal() + 1), datetime.min.time(), OSLO).timestamp())
+    end = int(datetime.combine(DAY + timedelta(days=1), datetime.min.time(), OSLO).timestamp())
     queries = []
     for _ in range(count):
         origin, destination = rng.sample(places, 2)
