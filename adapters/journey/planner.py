@@ -138,8 +138,10 @@ class Planner:
         transfers = reach.transfers(request.max_walk, request.bikes)
         direct = reach.direct(origin, destination, request.max_walk, request.bikes)
 
+        offsets = reach.access(origin, 0, request.max_walk, request.bikes)
+
         def run(start: int) -> list[Found]:
-            access = reach.access(origin, start, request.max_walk, request.bikes)
+            access = {place: (start + offset, move) for place, (offset, move) in offsets.items()}
             return search(
                 network,
                 access,

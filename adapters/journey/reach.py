@@ -15,7 +15,9 @@ Decisions, and why:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from adapters.journey.feed import Feed
 from adapters.journey.moving import Point, bike_seconds, distance, walk_seconds
@@ -47,6 +49,7 @@ class Reach:
             near.sort(key=lambda item: item[1])
         self._walks: dict[int, list[list[Move] | None]] = {}
         self._bikes: dict[tuple[int, int], dict[int, list[Move]]] = {}
+        self._fleets: dict[tuple[int, int], _Fleet] = {}
 
     # -- between places ---------------------------------------------------------------------------
 
@@ -83,18 +86,66 @@ class Reach:
         if found is None:
             self._bikes.clear()
             found = self._bikes[key] = {}
-            starts = self._near_racks(self.racks.lending(), max_walk)
-            ends = self._near_racks(self.racks.taking(), max_walk)
-            for source in starts:
-                for target in ends:
-                    if source != target:
-                        move = self.bike(self.points[source], self.points[target], max_walk, source, target)
-                        if move is not None:
-                            found.setdefault(source, []).append(move)
+            fleet = self._fleet(max_walk)
+            starts = {place for near in fleet.near_lend for place, _ in near}
+            for source in sorted(starts):
+                point = self.points[source]
+                for target, move in self._rides_from(point, max_walk, source, fleet).items():
+                    if target != source:
+                        found.setdefault(source, []).append(move)
         return found
 
-    def _near_racks(self, racks: list[Rack], max_walk: int) -> set[int]:
-        return {place for rack in racks for place, _ in self.near(rack.point, max_walk)}
+    def _fleet(self, max_walk: int) -> _Fleet:
+        """The racks that lend and take now, the rides between them and the places near each:
+        worked out once per rack state and ``max_walk``."""
+        key = (self.racks.version, max_walk)
+        fleet = self._fleets.get(key)
+        if fleet is None:
+            self._fleets.clear()
+            lending, taking = self.racks.lending(), self.racks.taking()
+            fleet = self._fleets[key] = _Fleet(
+                lending=lending,
+                taking=taking,
+                ride=[
+                    [math.inf if a.id == b.id else distance(a.point, b.point) for b in taking]
+                    for a in lending
+                ],
+                near_lend=[self.near(r.point, max_walk) for r in lending],
+                near_take=[self.near(r.point, max_walk) for r in taking],
+            )
+        return fleet
+
+    def _to_racks(self, start: Point, max_walk: int, fleet: _Fleet) -> list[tuple[int, int, float] | None]:
+        """For each rack that takes a bike: the fastest way to have docked there from ``start``
+        (seconds, the lending rack, the walk to it), or ``None``."""
+        best: list[tuple[int, int, float] | None] = [None] * len(fleet.taking)
+        for i, lend in enumerate(fleet.lending):
+            before = distance(start, lend.point)
+            if before > max_walk:
+                continue
+            walk = walk_seconds(before)
+            for j, metres in enumerate(fleet.ride[i]):
+                if metres != math.inf:
+                    seconds = walk + bike_seconds(metres)
+                    old = best[j]
+                    if old is None or seconds < old[0]:
+                        best[j] = (seconds, i, before)
+        return best
+
+    def _rides_from(self, start: Point, max_walk: int, source: int | None, fleet: _Fleet) -> dict[int, Move]:
+        """The fastest bike ride from ``start`` to each place near a rack that takes bikes."""
+        found: dict[int, Move] = {}
+        for j, reached in enumerate(self._to_racks(start, max_walk, fleet)):
+            if reached is None:
+                continue
+            seconds, i, before = reached
+            ids = (fleet.lending[i].id, fleet.taking[j].id)
+            for place, after in fleet.near_take[j]:
+                total = seconds + walk_seconds(after)
+                old = found.get(place)
+                if old is None or total < old.seconds:
+                    found[place] = Move("bike", total, fleet.ride[i][j], source, place, ids, before, after)
+        return found
 
     # -- from and to points -----------------------------------------------------------------------
 
@@ -108,20 +159,24 @@ class Reach:
     ) -> Move | None:
         """The fastest ride on a city bike from ``start`` to ``end`` (walking to a rack that lends
         and from one that takes, each walk within ``max_walk``), or ``None``."""
+        fleet = self._fleet(max_walk)
         best: Move | None = None
-        taking = [(r, distance(r.point, end)) for r in self.racks.taking()]
-        for lend in self.racks.lending():
-            before = distance(start, lend.point)
-            if before > max_walk:
+        for j, reached in enumerate(self._to_racks(start, max_walk, fleet)):
+            after = distance(fleet.taking[j].point, end) if reached is not None else math.inf
+            if reached is None or after > max_walk:
                 continue
-            for take, after in taking:
-                if take.id == lend.id or after > max_walk:
-                    continue
-                ride = distance(lend.point, take.point)
-                seconds = walk_seconds(before) + bike_seconds(ride) + walk_seconds(after)
-                if best is None or seconds < best.seconds:
-                    best = Move("bike", seconds, ride, source, target, (lend.id, take.id), before, after)
+            seconds, i, before = reached
+            total = seconds + walk_seconds(after)
+            if best is None or total < best.seconds:
+                ids = (fleet.lending[i].id, fleet.taking[j].id)
+                best = Move("bike", total, fleet.ride[i][j], source, target, ids, before, after)
         return best
+
+    def around(self, endpoint: Endpoint, max_walk: int) -> list[tuple[int, float]]:
+        """The places within ``max_walk`` of an endpoint (a stop place's, found once, or a point's)."""
+        if endpoint.place is not None:
+            return [(p, m) for p, m in self._near[endpoint.place] if m <= max_walk]
+        return self.near(endpoint.point, max_walk)
 
     def access(
         self, origin: Endpoint, time: int, max_walk: int, bikes: bool
@@ -131,14 +186,14 @@ class Reach:
         if origin.place is not None:
             found[origin.place] = (time, None)
         if max_walk > 0:
-            for place, metres in self.near(origin.point, max_walk):
+            for place, metres in self.around(origin, max_walk):
                 if place != origin.place:
                     move = Move("walk", walk_seconds(metres), metres, origin.place, place)
                     _keep(found, place, time + move.seconds, move)
-            if bikes:
-                for place in self._near_racks(self.racks.taking(), max_walk):
-                    ride = self.bike(origin.point, self.points[place], max_walk, origin.place, place)
-                    if ride is not None and place != origin.place:
+            if bikes and self.racks.racks:
+                rides = self._rides_from(origin.point, max_walk, origin.place, self._fleet(max_walk))
+                for place, ride in rides.items():
+                    if place != origin.place:
                         _keep(found, place, time + ride.seconds, ride)
         return found
 
@@ -148,20 +203,41 @@ class Reach:
         if destination.place is not None:
             found[destination.place] = None
         if max_walk > 0:
-            for place, metres in self.near(destination.point, max_walk):
+            for place, metres in self.around(destination, max_walk):
                 if place != destination.place:
                     found[place] = Move("walk", walk_seconds(metres), metres, place, destination.place)
-            if bikes:
-                for place in self._near_racks(self.racks.lending(), max_walk):
-                    if place == destination.place:
+            if bikes and self.racks.racks:
+                fleet = self._fleet(max_walk)
+                for i, near in enumerate(fleet.near_lend):
+                    ride = self._ride_on(i, destination, max_walk, fleet)
+                    if ride is None:
                         continue
-                    move = self.bike(
-                        self.points[place], destination.point, max_walk, place, destination.place
-                    )
-                    old = found.get(place)
-                    if move is not None and (old is None or move.seconds < old.seconds):
-                        found[place] = move
+                    seconds, j, after = ride
+                    ids = (fleet.lending[i].id, fleet.taking[j].id)
+                    for place, before in near:
+                        total = walk_seconds(before) + seconds
+                        old = found.get(place)
+                        if place != destination.place and (old is None or total < old.seconds):
+                            found[place] = Move(
+                                "bike", total, fleet.ride[i][j], place, destination.place, ids, before, after
+                            )
         return found
+
+    def _ride_on(
+        self, i: int, destination: Endpoint, max_walk: int, fleet: _Fleet
+    ) -> tuple[int, int, float] | None:
+        """From taking a bike at lending rack ``i`` to the destination: (seconds, the rack it is
+        docked at, the walk from there), or ``None``."""
+        best: tuple[int, int, float] | None = None
+        for j, take in enumerate(fleet.taking):
+            metres = fleet.ride[i][j]
+            after = distance(take.point, destination.point)
+            if metres == math.inf or after > max_walk:
+                continue
+            seconds = bike_seconds(metres) + walk_seconds(after)
+            if best is None or seconds < best[0]:
+                best = (seconds, j, after)
+        return best
 
     def direct(self, origin: Endpoint, destination: Endpoint, max_walk: int, bikes: bool) -> Move | None:
         """The whole journey on foot or by bike, whichever is faster, if within the limits."""
@@ -178,6 +254,16 @@ class Reach:
             if ride is not None and (best is None or ride.seconds < best.seconds):
                 best = ride
         return best
+
+
+@dataclass(frozen=True, slots=True)
+class _Fleet:
+    lending: list[Rack]
+    taking: list[Rack]
+    ride: list[list[float]]
+    """Metres from each lending rack to each taking rack (infinite: the same rack)."""
+    near_lend: list[list[tuple[int, float]]]
+    near_take: list[list[tuple[int, float]]]
 
 
 def _keep(found: dict[int, tuple[int, Move | None]], place: int, ready: int, move: Move) -> None:
