@@ -118,11 +118,10 @@ class _Writer:
             else:
                 legs.extend(self.move(leg, t, i == 0, i == last))
                 t += leg.seconds
-        vehicles = sum(1 for leg in legs if leg.mode != "walk")
         return Journey(
             departure=self.feed.instant(found.start),
             arrival=self.feed.instant(found.arrival),
-            changes=max(0, vehicles - 1),
+            changes=found.changes,
             duration=found.arrival - found.start,
             legs=legs,
         )

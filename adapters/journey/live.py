@@ -144,10 +144,10 @@ def run_of(feed: Feed, trip: Trip, service_date: date, live: dict[int, LiveCall]
                 arrivals[i] += delay
             if departure_delay is not None:
                 departures[i] += departure_delay
-                delay = departure_delay
+                delay = max(0, departure_delay)  # early here; later stops still wait for their time
             elif arrival_delay is not None:
                 departures[i] = max(departures[i], arrivals[i])
-                delay = departures[i] - (origin + trip.departures[i])
+                delay = max(0, departures[i] - (origin + trip.departures[i]))
             elif delay is not None:
                 departures[i] += delay
             marks[i] = call.arrival is not None or call.departure is not None or delay is not None

@@ -94,13 +94,17 @@ class Planner:
         if request.max_walk > LONGEST_WALK:
             return refusal(request, feed, "bad-request", f"max_walk is at most {LONGEST_WALK} m")
         moment = request.arrive_by or request.depart or now
-        day = feed.local_date(moment)
-        if not feed.covers(day):
+        try:
+            day = feed.local_date(moment)
+        except OverflowError:  # year 1 or 9999: a valid timestamp, but not one a zone can convert
+            day = None
+        if day is None or not feed.covers(day):
             return refusal(
                 request,
                 feed,
                 "outside-validity",
-                f"the timetable runs {feed.valid_from} to {feed.valid_to}; {day} is outside it: "
+                f"the timetable runs {feed.valid_from} to {feed.valid_to}; {day or moment.date()} is outside "
+                "it: "
                 "ask for a time within it",
             )
         network = self.network(day)
@@ -201,6 +205,10 @@ class Planner:
             return any(f.arrival <= deadline for f in run(start))
 
         latest = self._latest(network, origin, request, deadline + 1, in_time)
+        # walking (or cycling) the whole way leaves as late as the walk allows, not at a trip's time
+        direct = self.reach.direct(origin, destination, request.max_walk, request.bikes)
+        if direct is not None and (latest is None or deadline - direct.seconds > latest):
+            latest = deadline - direct.seconds
         if latest is None:
             return refusal(
                 request,
@@ -212,6 +220,20 @@ class Planner:
                 destination=destination,
             )
         found = [f for f in run(latest) if f.arrival <= deadline]
+        # the Pareto set of latest departure and fewest changes: for fewer changes, leave earlier
+        fewest = min(f.changes for f in found)
+        while fewest > 0:
+            most = fewest - 1
+
+            def in_time_with(start: int, most: int = most) -> bool:
+                return any(f.arrival <= deadline and f.changes <= most for f in run(start))
+
+            start = self._latest(network, origin, request, latest, in_time_with)
+            if start is None:
+                break
+            fewer = [f for f in run(start) if f.arrival <= deadline and f.changes <= most]
+            found.extend(fewer)
+            fewest = min(f.changes for f in fewer)
         return plan_of(request, feed, origin, destination, found, self.racks)
 
 

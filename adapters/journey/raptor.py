@@ -73,6 +73,12 @@ class Found:
         """How many trips it rides."""
         return sum(1 for leg in self.legs if isinstance(leg, Ride))
 
+    @property
+    def changes(self) -> int:
+        """Changes of vehicle, as a plan counts them: a city bike is a vehicle too."""
+        bikes = sum(1 for leg in self.legs if isinstance(leg, Move) and leg.kind == "bike")
+        return max(0, self.trips + bikes - 1)
+
 
 def search(
     network: Network,
@@ -210,9 +216,10 @@ def _read_back(
 
 
 def _pareto(found: list[Found]) -> list[Found]:
-    """Fastest first; a journey stays only if it has fewer trips than every faster one."""
+    """Fastest first; a journey stays only if it has fewer changes than every faster one (the
+    changes a plan reports, so that the set a traveller reads is a Pareto set)."""
     kept: list[Found] = []
-    for journey in sorted(found, key=lambda f: (f.arrival, f.trips)):
-        if all(journey.trips < other.trips for other in kept):
+    for journey in sorted(found, key=lambda f: (f.arrival, f.changes)):
+        if all(journey.changes < other.changes for other in kept):
             kept.append(journey)
     return kept
