@@ -24,7 +24,7 @@ Decisions, and why:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 
 from adapters.journey.feed import Feed, Trip
 from adapters.journey.network import Run
@@ -183,16 +183,16 @@ _NOT_LIVE = _NoLive()
 
 def runs_on(feed: Feed, day: date, live: LiveState | None) -> list[Run]:
     """Every run that can carry someone on ``day``: the day's, and the day before's still running."""
-    # the earlier of the day's origin and its local midnight (they differ on the clock-change days)
-    midnight = int(datetime.combine(day, time(0), tzinfo=feed.tz).timestamp())
-    start = min(feed.origin(day), midnight)
+    start = feed.day_start(day)
     runs: list[Run] = []
     for service_date in (day - timedelta(days=1), day):
         for index in feed.trips_on(service_date):
             trip = feed.trips[index]
-            if service_date != day and feed.origin(service_date) + trip.arrivals[-1] < start:
+            calls = None if live is None else live.of(trip, service_date)
+            if service_date != day and not calls and feed.origin(service_date) + trip.arrivals[-1] < start:
                 continue
-            run = run_of(feed, trip, service_date, None if live is None else live.of(trip, service_date))
-            if run is not None:
+            run = run_of(feed, trip, service_date, calls)
+            # the day before's trip runs on the day if it still arrives then (late, perhaps)
+            if run is not None and (service_date == day or run.arrivals[-1] >= start):
                 runs.append(run)
     return runs

@@ -119,7 +119,10 @@ class Network:
                 group.remove(old)
                 if not group:
                     del self.groups[old.key]
-        if run is not None and (old is not None or service_date == self.day):
+        # the day before's run is the day's too if it still arrives then (a delay can make it so)
+        if run is not None and (
+            old is not None or service_date == self.day or run.arrivals[-1] >= self.feed.day_start(self.day)
+        ):
             self.by_trip[(trip.id, service_date)] = run
             self.groups.setdefault(run.key, []).append(run)
         self._rebuild()
