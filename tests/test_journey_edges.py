@@ -6,12 +6,14 @@ can convert, and the night between two service days."""
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
 
 from adapters.journey import Planner, load_feed
+from adapters.journey.live import runs_on
+from adapters.journey.network import Network
 from contracts import BikeStation, BikeStationStatus, GeoPoint, JourneyPlan, JourneyRequest, TrainCall
 from tests.http_files import SOURCES
 
@@ -137,3 +139,75 @@ def test_just_before_midnight_the_first_train_after_it_is_taken(planner: Planner
     # leaving five minutes earlier can never arrive later: the L13 at 00:05 is there to catch
     assert midnight.arrival == datetime(2018, 8, 29, 0, 41, tzinfo=CEST)
     assert late.arrival == midnight.arrival, late.message
+
+
+def late_call(planner: Planner, trip_id: str, service_date: date, position: int, minutes: int) -> TrainCall:
+    """A live call saying ``trip_id`` leaves its call at ``position`` ``minutes`` late."""
+    feed = planner.feed
+    trip = next(t for t in feed.trips if t.id == trip_id)
+    place = feed.places[trip.places[position]]
+    aimed = feed.instant(feed.origin(service_date) + trip.departures[position])
+    return TrainCall(
+        service_journey=trip.id,
+        line=trip.line,
+        operator="NSB",
+        stop_place=place.id,
+        stop_name=place.name,
+        sequence=position,
+        aimed_departure=aimed,
+        expected_departure=aimed + timedelta(minutes=minutes),
+        status="estimated",
+    )
+
+
+# the L2 of 2018-08-27 leaves Skøyen at 23:53 and reaches Stabekk at 23:59 (stop_times.txt)
+L2_LATE_EVENING, STABEKK, SKOYEN = (
+    "NSB:ServiceJourney:1-1672-2778",
+    "NSR:StopPlace:706",
+    "NSR:StopPlace:152",
+)
+
+
+@pytest.mark.parametrize("built_first", [True, False])
+def test_a_train_of_the_day_before_late_past_midnight_can_be_caught(
+    planner: Planner, built_first: bool
+) -> None:
+    trip = next(t for t in planner.feed.trips if t.id == L2_LATE_EVENING)
+    position = trip.places.index(planner.feed.ids[SKOYEN])
+    if built_first:
+        planner.network(date(2018, 8, 28))
+    assert (
+        planner.take_call(late_call(planner, L2_LATE_EVENING, date(2018, 8, 27), position, 20)) == "applied"
+    )
+    plan = ask(
+        planner, SKOYEN, STABEKK, depart=datetime(2018, 8, 28, 0, 5, tzinfo=CEST), max_walk=0, bikes=False
+    )
+    leg = plan.journeys[0].legs[0]
+    # 20 minutes late, it leaves Skøyen at 00:13, before the next train (00:17)
+    assert (leg.service_journey, leg.known) == (L2_LATE_EVENING, "live"), plan.message
+    assert leg.departure == datetime(2018, 8, 28, 0, 13, tzinfo=CEST)
+
+
+def test_a_network_changed_by_live_calls_is_the_network_built_with_them(planner: Planner) -> None:
+    day = date(2018, 8, 28)
+    kept = planner.network(day)
+    drammen = planner.feed.ids[DRAMMEN]
+    for index in planner.feed.trips_on(day):
+        trip = planner.feed.trips[index]
+        if drammen in trip.places:  # every train through Drammen late, some enough to be overtaken
+            minutes = 2 + (index % 3) * 45
+            planner.take_call(late_call(planner, trip.id, day, trip.places.index(drammen), minutes))
+
+    def shape(
+        network: Network,
+    ) -> list[tuple[tuple[int, ...], tuple[tuple[str, date, tuple[int, ...]], ...]]]:
+        return sorted(
+            (p.places, tuple((r.trip.id, r.service_date, r.departures) for r in p.runs))
+            for p in network.patterns
+        )
+
+    fresh = Network(planner.feed, day, runs_on(planner.feed, day, planner.live))
+    assert len(kept.patterns) > 184  # overtaking split some
+    assert shape(kept) == shape(fresh)
+    for place in range(len(planner.feed.places)):
+        assert sorted(kept.patterns[i].places[p] for i, p in kept.at[place]) == [place] * len(kept.at[place])

@@ -15,8 +15,8 @@ Decisions, and why:
   than the pattern's last trip), else into a new one. The timetable rarely overtakes; live delays
   do (a late train overtaken by the next), and a delayed trip simply lands in a pattern of its own.
 * **Live times are part of the network.** A day's network is built with the live overlay
-  (:mod:`adapters.journey.live`) applied; a live change rebuilds the patterns of the changed trip's
-  calls only (:meth:`Network.replace`), not the day.
+  (:mod:`adapters.journey.live`) applied; a live change splits again the patterns of the changed
+  trip's calls only (:meth:`Network.replace_run`), not the day's.
 """
 
 from __future__ import annotations
@@ -29,6 +29,9 @@ from datetime import date
 from adapters.journey.feed import Feed, Trip
 
 __all__ = ["Network", "Pattern", "Run"]
+
+_Key = tuple[tuple[int, ...], tuple[bool, ...], tuple[bool, ...]]
+"""A pattern's places, boarding and alighting: what its trips share."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +93,7 @@ class Network:
     def __init__(self, feed: Feed, day: date, runs: Iterable[Run]) -> None:
         self.feed = feed
         self.day = day
-        self.groups: dict[tuple[tuple[int, ...], tuple[bool, ...], tuple[bool, ...]], list[Run]] = {}
+        self.groups: dict[_Key, list[Run]] = {}
         self.by_trip: dict[tuple[str, date], Run] = {}
         for run in runs:
             self.groups.setdefault(run.key, []).append(run)
@@ -98,12 +101,11 @@ class Network:
         self.patterns: list[Pattern] = []
         self.at: list[list[tuple[int, int]]] = [[] for _ in feed.places]
         """Place index → (pattern index, position) of every pattern call there."""
+        self._patterns_of = {key: _split(key, runs) for key, runs in self.groups.items()}
         self._rebuild()
 
     def _rebuild(self) -> None:
-        self.patterns = []
-        for key, runs in self.groups.items():
-            self.patterns.extend(_split(key, runs))
+        self.patterns = [pattern for patterns in self._patterns_of.values() for pattern in patterns]
         self.at = [[] for _ in self.feed.places]
         for index, pattern in enumerate(self.patterns):
             for position, place in enumerate(pattern.places):
@@ -113,10 +115,12 @@ class Network:
         """Put a trip's changed run (a live update; ``None``: nothing left to board) in place of its
         old one, and regroup."""
         old = self.by_trip.pop((trip.id, service_date), None)
+        changed: set[_Key] = set()
         if old is not None:
             group = self.groups.get(old.key, [])
             if old in group:
                 group.remove(old)
+                changed.add(old.key)
                 if not group:
                     del self.groups[old.key]
         # the day before's run is the day's too if it still arrives then (a delay can make it so)
@@ -125,6 +129,14 @@ class Network:
         ):
             self.by_trip[(trip.id, service_date)] = run
             self.groups.setdefault(run.key, []).append(run)
+            changed.add(run.key)
+        # only the changed trip's groups are split again; the day's other patterns stay as they are
+        for key in changed:
+            runs = self.groups.get(key)
+            if runs:
+                self._patterns_of[key] = _split(key, runs)
+            else:
+                self._patterns_of.pop(key, None)
         self._rebuild()
 
     @property
@@ -133,7 +145,7 @@ class Network:
         return len(self.by_trip), len(self.patterns)
 
 
-def _split(key: tuple[tuple[int, ...], tuple[bool, ...], tuple[bool, ...]], runs: list[Run]) -> list[Pattern]:
+def _split(key: _Key, runs: list[Run]) -> list[Pattern]:
     places, boarding, alighting = key
     patterns: list[Pattern] = []
     for run in sorted(runs, key=lambda r: (r.departures[0], r.arrivals[-1])):
