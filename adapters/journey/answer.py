@@ -8,6 +8,8 @@ walk from the rack (walks shorter than a metre are left out).
 
 from __future__ import annotations
 
+import math
+import re
 from datetime import datetime
 
 from adapters.journey.feed import Feed
@@ -20,7 +22,13 @@ from contracts import GeoPoint, Journey, JourneyLeg, JourneyPlan, JourneyRequest
 __all__ = ["plan_of", "refusal"]
 
 
-def _point(lat: float, lon: float) -> GeoPoint:
+_STOP_PLACE = re.compile(r"^[A-Z]{3}:StopPlace:[0-9]+$")
+"""What :attr:`PlaceRef.stop_place` may hold: a NeTEx stop place id (a feed's other ids are left out)."""
+
+
+def _point(lat: float, lon: float) -> GeoPoint | None:
+    if not (math.isfinite(lat) and math.isfinite(lon)):
+        return None  # stops.txt had no usable coordinate for it
     return GeoPoint(coordinates=(round(lon, 6), round(lat, 6)))
 
 
@@ -28,7 +36,8 @@ def _ref(feed: Feed, place: int | None, endpoint: Endpoint) -> PlaceRef:
     if place is None:
         return PlaceRef(name=endpoint.name, location=_point(endpoint.point.lat, endpoint.point.lon))
     where = feed.places[place]
-    return PlaceRef(name=where.name, stop_place=where.id, location=_point(where.lat, where.lon))
+    ident = where.id if _STOP_PLACE.match(where.id) else None
+    return PlaceRef(name=where.name, stop_place=ident, location=_point(where.lat, where.lon))
 
 
 def _endpoint_ref(feed: Feed, endpoint: Endpoint) -> PlaceRef:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import time as _time
 import zipfile
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, timezone
 from pathlib import Path
@@ -179,7 +178,7 @@ def read_feed(body: bytes) -> Feed:
         trips.append(trip)
         for place in trip.places:
             busy[place] += 1
-    days = [day for calendar in calendars.values() for day in _days_of(calendar)]
+    days = [day for calendar in calendars.values() for day in _bounds(calendar) or ()]
     if not trips or not days:
         raise SourceFormatError(
             "the GTFS feed has no trip that runs on any day: nothing to plan journeys on",
@@ -220,13 +219,13 @@ def _places(archive: zipfile.ZipFile) -> tuple[list[Place], dict[str, int]]:
         rows.append((cell(row, i_id), cell(row, i_name), lat, lon, cell(row, i_parent), cell(row, i_type)))
     places: list[Place] = []
     ids: dict[str, int] = {}
-    parents = {r[0] for r in rows if r[4]}
+    stations = {r[0] for r in rows if not r[4] and r[5] in ("", "0", "1")}
     for stop_id, name, lat, lon, parent, kind in rows:
-        if parent or (kind not in ("", "0", "1")):
+        if (parent and parent in stations) or kind not in ("", "0", "1"):
             continue  # a quay (placed below), an entrance or a node
-        if kind == "1" or stop_id not in parents:
-            ids[stop_id] = len(places)
-            places.append(Place(len(places), stop_id, name or stop_id, lat, lon))
+        # a stop place, a stop without parent, or one whose parent stops.txt lacks: a place of its own
+        ids[stop_id] = len(places)
+        places.append(Place(len(places), stop_id, name or stop_id, lat, lon))
     for stop_id, _name, _lat, _lon, parent, kind in rows:
         if parent and kind in ("", "0") and parent in ids:
             ids[stop_id] = ids[parent]
@@ -322,11 +321,22 @@ def _trip(
     )
 
 
-def _days_of(calendar: ServiceCalendar) -> Iterable[date]:
-    yield from calendar.added
-    if calendar.start is not None and calendar.end is not None:
-        day = calendar.start
-        while day <= calendar.end:
-            if day.weekday() in calendar.weekdays and day not in calendar.removed:
-                yield day
-            day += timedelta(days=1)
+def _bounds(calendar: ServiceCalendar) -> tuple[date, date] | None:
+    """The first and the last day a service runs, or ``None``: found from the ends of its weekly
+    pattern inwards, never by walking every day between (a feed may run it to 9999-12-31)."""
+    days = {day for day in calendar.added if calendar.runs_on(day)}
+    start, end = calendar.start, calendar.end
+    if start is not None and end is not None and calendar.weekdays:
+        days.update(d for d in (_running(calendar, start, end, 1), _running(calendar, end, start, -1)) if d)
+    return (min(days), max(days)) if days else None
+
+
+def _running(calendar: ServiceCalendar, day: date, last: date, step: int) -> date | None:
+    """The first day from ``day`` towards ``last`` (``step`` 1 or -1) that the weekly pattern runs:
+    a few steps, but for the days its exceptions remove."""
+    while True:
+        if calendar.runs_on(day):
+            return day
+        if day == last:
+            return None
+        day += timedelta(days=step)
