@@ -211,3 +211,16 @@ def test_a_network_changed_by_live_calls_is_the_network_built_with_them(planner:
     assert shape(kept) == shape(fresh)
     for place in range(len(planner.feed.places)):
         assert sorted(kept.patterns[i].places[p] for i, p in kept.at[place]) == [place] * len(kept.at[place])
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="RAPTOR's rounds count trips, and a place keeps one egress (the faster of walk and bike): "
+    "a journey with fewer changes because it walks instead of cycling is pruned",
+)
+def test_a_walk_instead_of_a_city_bike_is_offered_as_one_change_fewer(planner: Planner) -> None:
+    with_racks(planner)
+    # Oslo S to Bragernes torg: the L12 to Drammen, then a bike across the river (08:47, 1 change)
+    # or a 650 m walk (08:50, no changes); both are in the Pareto set of arrival and changes
+    plan = ask(planner, "Oslo S", "59.7446,10.2046", max_walk=1500)
+    assert [j.changes for j in plan.journeys] == [1, 0], plan.journeys
