@@ -5,13 +5,20 @@ coordinate. The planner loads them and its plans still fit their contract."""
 from __future__ import annotations
 
 import io
+import time
 import zipfile
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import msgspec
+import pytest
 
-from adapters.journey import Planner, read_feed
+from adapters.journey import JourneyPlanner, Planner, read_feed
+from adapters.testing import AdapterHarness
+from bus.server import EmbeddedServer
 from contracts import JourneyPlan, JourneyRequest
+from tests.conftest import open_bus
 
 CEST = timezone(timedelta(hours=2))
 MORNING = datetime(2018, 8, 28, 7, 0, tzinfo=CEST)
@@ -77,3 +84,25 @@ def test_plain_gtfs_ids_and_stops_without_a_coordinate_still_fit_the_plan_contra
     answer = plan(Planner(feed), "A", "B")
     assert answer.status == "ok", answer.message
     assert answer.origin is not None and answer.origin.name == "A"
+
+
+async def test_the_timetable_runs_out_at_the_end_of_its_last_day_in_its_own_zone(
+    nats_server: EmbeddedServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    feed = tmp_path / "feed.zip"
+    feed.write_bytes(gtfs())
+    monkeypatch.setenv("TZ", "America/New_York")  # the host's zone must not matter
+    time.tzset()
+    bus = await open_bus(nats_server)
+    try:
+        async with AdapterHarness(
+            JourneyPlanner, {"timetable": {"file": str(feed)}}, bus=bus, instance="jp-tz"
+        ):
+            value = bus.metrics.registry.get_sample_value(
+                "citybus_journey_timetable_valid_to_timestamp_seconds"
+            )
+    finally:
+        await bus.drain()
+        monkeypatch.undo()
+        time.tzset()
+    assert value == datetime(2018, 12, 8, 23, 59, 59, tzinfo=ZoneInfo("Europe/Oslo")).timestamp()

@@ -102,7 +102,9 @@ class JourneyPlanner(Adapter[JourneyConfig]):
             for call in list(self._calls.values()):
                 planner.take_call(call)
             feed = planner.feed
-            metrics.loaded(len(feed.trips), len(feed.places), time.perf_counter() - started, feed.valid_to)
+            metrics.loaded(
+                len(feed.trips), len(feed.places), time.perf_counter() - started, feed.valid_to, feed.tz
+            )
             ctx.log.info(
                 "timetable loaded",
                 location=document.location,

@@ -4,7 +4,7 @@ new object)."""
 from __future__ import annotations
 
 import weakref
-from datetime import date, datetime, time
+from datetime import date, datetime, time, tzinfo
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -50,12 +50,12 @@ class JourneyMetrics:
             registry=registry,
         )
 
-    def loaded(self, trips: int, places: int, seconds: float, valid_to: date) -> None:
-        """Record a timetable loaded."""
+    def loaded(self, trips: int, places: int, seconds: float, valid_to: date, tz: tzinfo) -> None:
+        """Record a timetable loaded; its last day ends at midnight in the timetable's zone ``tz``."""
         self.trips.set(trips)
         self.stop_places.set(places)
         self.load_seconds.set(seconds)
-        self.valid_to.set(datetime.combine(valid_to, time(23, 59, 59)).timestamp())
+        self.valid_to.set(datetime.combine(valid_to, time(23, 59, 59), tzinfo=tz).timestamp())
 
     def answered(self, status: str, seconds: float) -> None:
         """Record a request answered."""
