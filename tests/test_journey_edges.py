@@ -224,3 +224,15 @@ def test_a_walk_instead_of_a_city_bike_is_offered_as_one_change_fewer(planner: P
     # or a 650 m walk (08:50, no changes); both are in the Pareto set of arrival and changes
     plan = ask(planner, "Oslo S", "59.7446,10.2046", max_walk=1500)
     assert [j.changes for j in plan.journeys] == [1, 0], plan.journeys
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="arrive-by searches the deadline's day's network, which has of the day before only the "
+    "trips still running after midnight: one that ends before midnight is not seen",
+)
+def test_arriving_by_just_after_midnight_leaves_as_late_as_the_evening_allows(planner: Planner) -> None:
+    deadline = datetime(2018, 8, 29, 0, 8, tzinfo=CEST)
+    plan = ask(planner, SKOYEN, STABEKK, depart=None, arrive_by=deadline, max_walk=0, bikes=False)
+    # the L2 that leaves Skøyen at 23:53 and ends its run at Stabekk at 23:59 (not 23:47's train)
+    assert plan.departure == datetime(2018, 8, 28, 23, 53, tzinfo=CEST), plan.message
