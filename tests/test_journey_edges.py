@@ -236,3 +236,13 @@ def test_arriving_by_just_after_midnight_leaves_as_late_as_the_evening_allows(pl
     plan = ask(planner, SKOYEN, STABEKK, depart=None, arrive_by=deadline, max_walk=0, bikes=False)
     # the L2 that leaves Skøyen at 23:53 and ends its run at Stabekk at 23:59 (not 23:47's train)
     assert plan.departure == datetime(2018, 8, 28, 23, 53, tzinfo=CEST), plan.message
+
+
+def test_a_rack_that_moves_is_cycled_from_where_it_stands_now(planner: Planner) -> None:
+    with_racks(planner)
+    origin = "59.7446,10.2046"  # Bragernes torg, across the river from the station
+    assert "bike" in [leg.mode for leg in ask(planner, origin, "Mjøndalen").journeys[0].legs]
+    for rack in list(planner.racks.racks.values()):  # every rack carried off to the North Cape
+        far = GeoPoint(coordinates=(25.78, 71.17))
+        planner.racks.station(BikeStation(station_id=rack.id, name=rack.name, location=far))
+    assert "bike" not in [leg.mode for leg in ask(planner, origin, "Mjøndalen").journeys[0].legs]

@@ -50,6 +50,11 @@ class Reach:
         self._walks: dict[int, list[list[Move] | None]] = {}
         self._bikes: dict[tuple[int, int], dict[int, list[Move]]] = {}
         self._fleets: dict[tuple[int, int], _Fleet] = {}
+        # where each rack stands changes far less often than what it can do: the places near a rack
+        # and the metres between two racks are kept by rack id while the rack stays where it is
+        self._placed: dict[str, Point] = {}
+        self._rack_near: dict[str, list[tuple[int, float]]] = {}
+        self._between: dict[str, dict[str, float]] = {}
 
     # -- between places ---------------------------------------------------------------------------
 
@@ -102,18 +107,40 @@ class Reach:
         fleet = self._fleets.get(key)
         if fleet is None:
             self._fleets.clear()
+            self._forget_moved_racks()
             lending, taking = self.racks.lending(), self.racks.taking()
             fleet = self._fleets[key] = _Fleet(
                 lending=lending,
                 taking=taking,
-                ride=[
-                    [math.inf if a.id == b.id else distance(a.point, b.point) for b in taking]
-                    for a in lending
-                ],
-                near_lend=[self.near(r.point, max_walk) for r in lending],
-                near_take=[self.near(r.point, max_walk) for r in taking],
+                ride=[[self._metres(a, b) for b in taking] for a in lending],
+                near_lend=[self._near_rack(r, max_walk) for r in lending],
+                near_take=[self._near_rack(r, max_walk) for r in taking],
             )
         return fleet
+
+    def _forget_moved_racks(self) -> None:
+        for rack in self.racks.racks.values():
+            if self._placed.get(rack.id) != rack.point:
+                self._placed[rack.id] = rack.point
+                self._rack_near.pop(rack.id, None)
+                self._between.pop(rack.id, None)
+                for row in self._between.values():
+                    row.pop(rack.id, None)
+
+    def _near_rack(self, rack: Rack, max_walk: int) -> list[tuple[int, float]]:
+        """The places within ``max_walk`` of a rack, nearest first (those within 5 km found once)."""
+        near = self._rack_near.get(rack.id)
+        if near is None:
+            near = self._rack_near[rack.id] = self.near(rack.point, LONGEST_WALK)
+        return [(place, metres) for place, metres in near if metres <= max_walk]
+
+    def _metres(self, a: Rack, b: Rack) -> float:
+        """Metres from rack ``a`` to rack ``b`` (infinite: the same rack), found once."""
+        row = self._between.setdefault(a.id, {})
+        metres = row.get(b.id)
+        if metres is None:
+            metres = row[b.id] = math.inf if a.id == b.id else distance(a.point, b.point)
+        return metres
 
     def _to_racks(self, start: Point, max_walk: int, fleet: _Fleet) -> list[tuple[int, int, float] | None]:
         """For each rack that takes a bike: the fastest way to have docked there from ``start``
@@ -208,8 +235,9 @@ class Reach:
                     found[place] = Move("walk", walk_seconds(metres), metres, place, destination.place)
             if bikes and self.racks.racks:
                 fleet = self._fleet(max_walk)
+                afters = [distance(take.point, destination.point) for take in fleet.taking]
                 for i, near in enumerate(fleet.near_lend):
-                    ride = self._ride_on(i, destination, max_walk, fleet)
+                    ride = self._ride_on(i, afters, max_walk, fleet)
                     if ride is None:
                         continue
                     seconds, j, after = ride
@@ -224,14 +252,13 @@ class Reach:
         return found
 
     def _ride_on(
-        self, i: int, destination: Endpoint, max_walk: int, fleet: _Fleet
+        self, i: int, afters: list[float], max_walk: int, fleet: _Fleet
     ) -> tuple[int, int, float] | None:
-        """From taking a bike at lending rack ``i`` to the destination: (seconds, the rack it is
-        docked at, the walk from there), or ``None``."""
+        """From taking a bike at lending rack ``i`` to the destination, ``afters[j]`` metres from
+        taking rack ``j``: (seconds, the rack it is docked at, the walk from there), or ``None``."""
         best: tuple[int, int, float] | None = None
-        for j, take in enumerate(fleet.taking):
+        for j, after in enumerate(afters):
             metres = fleet.ride[i][j]
-            after = distance(take.point, destination.point)
             if metres == math.inf or after > max_walk:
                 continue
             seconds = bike_seconds(metres) + walk_seconds(after)
