@@ -1,0 +1,144 @@
+"""Journey planning through the HTTP gateway: ``/api/v1/journey`` on a real gateway and a real
+nats-server, answered by the real journey planner (the shipped NSB timetable), and what the gateway
+answers when no planner does.
+
+The gateway's own connections here are the harness's (no access control, see
+tests/gateway_support.py); tests/test_gateway_access.py shows the ``public`` user's rights under
+``citybus up``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+
+from bus import Bus
+from bus.envelope import Event
+from contracts import JourneyPlan, JourneyRequest
+from tests.gateway_support import RunningGateway, running_gateway
+
+ROUTE = "/api/v1/journey"
+PLACES = "name a stop place (drammen, Oslo S, NSR:StopPlace:11) or a point LAT,LON"
+PARAMETERS = "from, to, depart, arrive_by, max_walk, bikes, change, max_changes"
+FIELDS = "arrive_by, bikes, change, depart, destination, max_changes, max_walk, origin"
+
+
+@pytest.fixture
+async def gateway(quiet_bus: Bus) -> AsyncIterator[RunningGateway]:
+    """A gateway, and no journey planner yet."""
+    async with running_gateway(quiet_bus, journey_timeout=0.5) as running:
+        yield running
+
+
+async def ask(gateway: RunningGateway, query: str = "", *, body: Any = None) -> tuple[int, dict[str, Any]]:
+    """The status and JSON body of ``GET /api/v1/journey?query`` (or a POST of ``body``)."""
+    async with aiohttp.ClientSession() as http:
+        if body is None:
+            async with http.get(f"{gateway.url}{ROUTE}?{query}") as response:
+                return response.status, await response.json(content_type=None)
+        async with http.post(gateway.url + ROUTE, json=body) as response:
+            return response.status, await response.json(content_type=None)
+
+
+# ---------------------------------------------------------------------------- no planner
+
+
+async def test_without_a_planner_the_route_says_so_with_a_503(gateway: RunningGateway) -> None:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"{gateway.url}{ROUTE}?from=drammen&to=Oslo%20S&depart=2018-08-28T08:00") as response,
+    ):
+        assert response.status == 503
+        assert response.content_type == "application/problem+json"
+        assert response.headers["Retry-After"] == "5"
+        problem = await response.json(content_type=None)
+    assert problem["status"] == 503
+    assert problem["detail"].startswith("no journey planner is running on the bus")
+
+
+async def test_a_planner_that_does_not_answer_in_time_is_a_503(
+    gateway: RunningGateway, quiet_bus: Bus
+) -> None:
+    asked = asyncio.Event()
+
+    async def silent(event: Event[JourneyRequest]) -> JourneyPlan:
+        asked.set()
+        await asyncio.Event().wait()  # never answers; cancelled when the bus drains
+        raise AssertionError("unreachable")
+
+    await quiet_bus.serve(JourneyRequest, silent)
+    status, problem = await ask(gateway, "from=drammen&to=asker")
+    assert asked.is_set()
+    assert status == 503
+    assert problem["detail"] == "the journey planner did not answer within 0.5 s: ask again shortly"
+
+
+# ---------------------------------------------------------------------------- what the gateway refuses
+
+
+@pytest.mark.parametrize(
+    ("query", "detail"),
+    [
+        (
+            "to=asker",
+            f"from is missing: {PLACES}",
+        ),
+        (
+            "from=drammen",
+            f"to is missing: {PLACES}",
+        ),
+        (
+            "from=a&to=b&depart=tomorrow",
+            "depart='tomorrow' is not an ISO 8601 time: send e.g. depart=2018-08-28T08:00 (Drammen's time) "
+            "or 2018-08-28T08:00:00+02:00",
+        ),
+        (
+            "from=a&to=b&depart=2018-08-28T08:00&arrive_by=2018-08-28T10:00",
+            "give depart or arrive_by, not both",
+        ),
+        ("from=a&to=b&max_walk=far", "max_walk='far' must be a whole number of metres, e.g. max_walk=0"),
+        ("from=a&to=b&max_walk=6000", "max_walk: Expected `int` <= 5000"),
+        ("from=a&to=b&max_changes=11", "max_changes: Expected `int` <= 10"),
+        ("from=a&to=b&change=-1", "change='-1' must be a whole number of seconds, e.g. change=0"),
+        ("from=a&to=b&bikes=no", "bikes='no' must be true or false"),
+        (
+            "from=a&to=b&arriveBy=2018-08-28T10:00",
+            f"unknown parameter arriveBy: the journey route reads {PARAMETERS}",
+        ),
+        ("from=a&from=b&to=c", "from given more than once: give each parameter once"),
+        ("from=" + "x" * 201 + "&to=b", "from: Expected `str` of length <= 200"),
+    ],
+)
+async def test_a_bad_parameter_gets_one_line_saying_what_to_send(
+    gateway: RunningGateway, query: str, detail: str
+) -> None:
+    status, problem = await ask(gateway, query)
+    assert (status, problem["title"], problem["detail"]) == (400, "Bad Request", detail)
+
+
+@pytest.mark.parametrize(
+    ("body", "detail"),
+    [
+        (
+            {"origin": "a", "destination": "b", "request_id": "x"},
+            "leave request_id out: the gateway gives each request its own",
+        ),
+        (
+            {"origin": "a", "to": "b"},
+            f"unknown field to: a journey request has {FIELDS}",
+        ),
+        ({"origin": "a", "destination": "b", "bikes": "yes"}, "bikes: Expected `bool`, got `str`"),
+        (
+            ["drammen"],
+            'the body must be a JSON object, e.g. {"origin": "drammen", "destination": "Oslo S", '
+            '"depart": "2018-08-28T08:00"}',
+        ),
+    ],
+)
+async def test_a_bad_body_gets_one_line_too(gateway: RunningGateway, body: Any, detail: str) -> None:
+    status, problem = await ask(gateway, body=body)
+    assert (status, problem["detail"]) == (400, detail)
