@@ -78,6 +78,7 @@ def declaration(instance: Instance) -> Declaration:
         clocks=in_sandbox(instance),
         owns=owns,
         sources=sources,
+        answers=cls.answers,
     )
 
 

@@ -87,7 +87,10 @@ class Adapter(Generic[ConfigT]):
     consumes: ClassVar[tuple[type[Contract], ...]] = ()
     """The contracts it subscribes to."""
     produces: ClassVar[tuple[type[Contract], ...]] = ()
-    """The contracts it publishes."""
+    """The contracts it publishes (and those it answers requests with)."""
+    answers: ClassVar[tuple[type[Contract], ...]] = ()
+    """The request contracts it answers (``ctx.serve``): it receives them on
+    ``city.<class>.rpc.<domain>.<event>.*`` and replies with a contract it produces."""
     detects: ClassVar[tuple[Detection, ...]] = ()
     """What it detects, for ``citybus certify`` to score (:class:`Detection`); usually nothing."""
     default_instance: ClassVar[str | None] = None
@@ -181,7 +184,7 @@ def check_declaration(cls: Any) -> type[Adapter[Any]]:
     if not (isinstance(config, type) and issubclass(config, msgspec.Struct)):
         raise AdapterDeclarationError(f"adapter {name}: `Config` must be a msgspec.Struct class")
     registry = default_registry()
-    for attr in ("consumes", "produces"):
+    for attr in ("consumes", "produces", "answers"):
         declared = getattr(cls, attr)
         if not isinstance(declared, tuple):
             raise AdapterDeclarationError(f"adapter {name}: `{attr}` must be a tuple of contract classes")
@@ -197,7 +200,7 @@ def check_declaration(cls: Any) -> type[Adapter[Any]]:
     if cls.run is Adapter.run or not inspect.iscoroutinefunction(cls.run):
         raise AdapterDeclarationError(f"adapter {name}: it must define `async def run(self, ctx)`")
     public = Classification.PUBLIC
-    private_in = any(c.__contract__.classification is not public for c in cls.consumes)
+    private_in = any(c.__contract__.classification is not public for c in (*cls.consumes, *cls.answers))
     public_out = any(c.__contract__.classification is public for c in cls.produces)
     if private_in and public_out and not cls.declassifier:
         raise AdapterDeclarationError(

@@ -63,6 +63,7 @@ class Context:
         credentials: Path | None = None,
         account: str = "CITY",
         links: dict[str, str] | None = None,
+        answers: tuple[type[Contract], ...] = (),
     ) -> None:
         self._bus = bus
         self._connect_as = connect_as
@@ -76,6 +77,7 @@ class Context:
         """The broker account the instance runs in (``CITY`` or ``SANDBOX``)."""
         self._consumes = frozenset(consumes)
         self._produces = frozenset(produces)
+        self._answers = frozenset(answers)
         self.metrics = metrics
         self.log = logger.bind(adapter=adapter, instance=instance)
         self.clock: Clock = clock or WallClock()
@@ -271,6 +273,40 @@ class Context:
             await consumer.run()
         finally:
             consumer.stop()
+
+    async def serve(
+        self,
+        contract: type[C],
+        responder: Callable[[Event[C]], Awaitable[Contract]],
+        *,
+        queue: str | None = None,
+    ) -> Subscription:
+        """Answer requests of a contract the adapter declares in ``answers`` with the instance
+        ``responder`` returns, which must be of a contract it produces.
+
+        Instances of one adapter share the requests in a queue group named after the instance. A
+        request that does not fit its contract, or a responder that raises, is refused (the
+        requester gets :class:`~bus.errors.RequestRefusedError` naming the reason) and dead-lettered.
+        """
+        if contract not in self._answers:
+            declared = ", ".join(sorted(c.__contract__.name for c in self._answers)) or "none"
+            raise UndeclaredContractError(
+                f"adapter {self.adapter} ({self.instance}) may not answer {contract.__contract__.name}: "
+                f"it declares that it answers {declared}"
+            )
+        count = self.metrics.received
+        ce_type = contract.__contract__.type
+
+        async def answer(event: Event[C]) -> Contract:
+            count(ce_type)
+            reply = await responder(event)
+            self._check_produces(reply)
+            self.metrics.published(reply.__contract__.type, 1)
+            return reply
+
+        sub = await self._bus.serve(contract, answer, queue=self.instance if queue is None else queue)
+        self._subscriptions.append(sub)
+        return sub
 
     async def subscribe_raw(
         self, subject: str, handler: RawHandler, *, queue: str | None = None

@@ -213,6 +213,7 @@ class Supervisor:
                     instance=instance.name,
                     consumes=adapter.consumed(),
                     produces=adapter.produced(),
+                    answers=type(adapter).answers,
                     metrics=metrics,
                     logger=self._logger,
                     clock=await self._clock_of(instance, bus),

@@ -94,6 +94,7 @@ class AdapterHarness:
             instance=self.instance,
             consumes=self.adapter.consumed(),
             produces=self.adapter.produced(),
+            answers=self.adapter_class.answers,
             metrics=metrics,
             logger=structlog.get_logger(),
             clock=self.clock,

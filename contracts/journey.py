@@ -176,10 +176,10 @@ class JourneyPlan(Contract, frozen=True, kw_only=True):
     request_id: Annotated[str, Meta(pattern=_REQUEST_ID, description="The request's id")]
     status: Annotated[JourneyStatus, Meta(description="ok, or why there is no journey")]
     message: Annotated[str, Meta(description="One line for a person: the best journey, or what to change")]
-    origin: (
-        Annotated[PlaceRef, Meta(description="The origin the request's text was taken to mean")] | None
-    ) = None
-    destination: Annotated[PlaceRef, Meta(description="The destination it was taken to mean")] | None = None
+    origin: Annotated[
+        PlaceRef | None, Meta(description="The origin the request's text was taken to mean")
+    ] = None
+    destination: Annotated[PlaceRef | None, Meta(description="The destination it was taken to mean")] = None
     departure: Annotated[Timestamp, Meta(description="When the first journey leaves")] | None = None
     arrival: Annotated[Timestamp, Meta(description="When the first journey arrives")] | None = None
     journeys: Annotated[list[Journey], Meta(description="The journeys, fastest first")] = msgspec.field(

@@ -39,33 +39,30 @@ Decisions, and why:
 
 from __future__ import annotations
 
-import csv
-import io
-import struct
 import zipfile
-import zlib
-from collections.abc import Collection, Iterator
+from collections.abc import Collection
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date
 from typing import Final
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
 
-from adapters.polling import SourceFormatError
 from adapters.records import Rejected
-from adapters.trains.timetable import PlannedCall, ServiceCalendar, Timetable, codespace, mode_of_route_type
+from adapters.trains.gtfs_members import (
+    REQUIRED_MEMBERS,
+    Member,
+    cell,
+    open_gtfs,
+    read_agencies,
+    read_calendars,
+)
+from adapters.trains.timetable import PlannedCall, Timetable, codespace, mode_of_route_type
 from contracts import StopPlace, validate
 from contracts.fields import GeoPoint
 from contracts.mobility import Quay, TransportMode
 
 __all__ = ["REQUIRED_MEMBERS", "GtfsResult", "parse_gtfs", "parse_gtfs_time"]
 
-REQUIRED_MEMBERS: Final = ("agency.txt", "stops.txt", "routes.txt", "trips.txt", "stop_times.txt")
-"""The members every GTFS feed has; a feed also needs ``calendar.txt`` or ``calendar_dates.txt``."""
-
-_CALENDARS: Final = ("calendar.txt", "calendar_dates.txt")
-_WEEKDAYS: Final = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 _CHECK_DATE: Final = date(2018, 8, 28)  # any date: a call's constraints do not depend on it
 
 
@@ -105,152 +102,7 @@ def _whole(text: str) -> int | None:
     return int(text) if text.isascii() and text.isdigit() and len(text) <= 9 else None
 
 
-def _gtfs_date(text: str) -> date:
-    text = text.strip()
-    if len(text) != 8 or not text.isascii() or not text.isdigit():
-        raise ValueError(f"{text!r} is not a GTFS date YYYYMMDD")
-    return datetime.strptime(text, "%Y%m%d").date()
-
-
-# -- reading members ------------------------------------------------------------------------------
-
-
-class _Member:
-    """One CSV member of the zip: its header, its rows (line number and cells), its problems."""
-
-    def __init__(self, archive: zipfile.ZipFile, name: str, required: tuple[str, ...]) -> None:
-        self.name = name
-        self._archive = archive
-        self._rows = self._read()
-        try:
-            _, self.header = next(self._rows)
-        except StopIteration:
-            raise SourceFormatError(
-                f"{name} is empty: a GTFS member needs a header line", reason="gtfs-missing-column"
-            ) from None
-        self.header = [h.strip() for h in self.header]
-        self.columns = {column: i for i, column in enumerate(self.header)}
-        missing = [c for c in required if c not in self.columns]
-        if missing:
-            raise SourceFormatError(
-                f"{name} has no column {', '.join(missing)} (its header: {','.join(self.header)[:300]})",
-                reason="gtfs-missing-column",
-            )
-
-    def _read(self) -> Iterator[tuple[int, list[str]]]:
-        try:
-            with self._archive.open(self.name) as raw:
-                text = io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
-                reader = csv.reader(text)
-                for row in reader:
-                    yield reader.line_num, row
-        except UnicodeDecodeError as exc:
-            raise SourceFormatError(
-                f"{self.name} is not UTF-8 (byte {exc.start} of a chunk: {exc.reason})",
-                reason="gtfs-unreadable",
-            ) from None
-        except csv.Error as exc:
-            raise SourceFormatError(
-                f"{self.name} is not valid CSV: {exc}", reason="gtfs-unreadable"
-            ) from None
-        except (
-            zipfile.BadZipFile,
-            zlib.error,
-            struct.error,
-            EOFError,
-            OSError,
-            ValueError,
-            NotImplementedError,
-            RuntimeError,
-        ) as exc:
-            # a bad CRC or header, a truncated deflate stream, an offset before the start of the file,
-            # an unsupported compression, an encrypted member: zipfile says each its own way
-            raise SourceFormatError(
-                f"{self.name} cannot be read from the zip: {exc or type(exc).__name__}",
-                reason="gtfs-unreadable",
-            ) from None
-
-    def index(self, column: str) -> int:
-        """The index of ``column``, or -1 if the member has none (an optional column)."""
-        return self.columns.get(column, -1)
-
-    def rows(self) -> Iterator[tuple[int, list[str]]]:
-        """The data rows, with their line numbers."""
-        return self._rows
-
-    def record(self, row: list[str]) -> bytes:
-        """The header and one row, as CSV: a dead letter's payload."""
-        out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(self.header)
-        writer.writerow(row)
-        return out.getvalue().encode()
-
-    def reject(self, reason: str, line: int, row: list[str], problem: str) -> Rejected:
-        """A :class:`Rejected` for one row, saying where it is."""
-        return Rejected(reason, f"{self.name} line {line}: {problem}", self.record(row))
-
-
-def _cell(row: list[str], index: int) -> str:
-    return row[index].strip() if 0 <= index < len(row) else ""
-
-
-def _open(body: bytes) -> zipfile.ZipFile:
-    try:
-        archive = zipfile.ZipFile(io.BytesIO(body))
-    except (zipfile.BadZipFile, struct.error, OSError, EOFError, ValueError, NotImplementedError) as exc:
-        raise SourceFormatError(
-            f"not a zip file ({exc or type(exc).__name__}): a GTFS feed is a zip of CSV files",
-            reason="not-zip",
-        ) from None
-    names = set(archive.namelist())
-    for member in REQUIRED_MEMBERS:
-        if member not in names:
-            raise SourceFormatError(
-                f"the GTFS zip has no {member} (it has: {', '.join(sorted(names)) or 'nothing'})",
-                reason="gtfs-missing-member",
-            )
-    if not names.intersection(_CALENDARS):
-        raise SourceFormatError(
-            "the GTFS zip has neither calendar.txt nor calendar_dates.txt: no day on which a trip runs",
-            reason="gtfs-missing-member",
-        )
-    return archive
-
-
 # -- the members, one by one ----------------------------------------------------------------------
-
-
-@dataclass
-class _Agency:
-    name: str
-    timezone: ZoneInfo
-
-
-def _agencies(archive: zipfile.ZipFile) -> dict[str, _Agency]:
-    member = _Member(archive, "agency.txt", ("agency_name", "agency_timezone"))
-    i_id, i_name, i_tz = (
-        member.index("agency_id"),
-        member.index("agency_name"),
-        member.index("agency_timezone"),
-    )
-    agencies: dict[str, _Agency] = {}
-    for line, row in member.rows():
-        key = _cell(row, i_tz)
-        try:
-            timezone = ZoneInfo(key)
-        except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a key that is a directory
-            raise SourceFormatError(
-                f"agency.txt line {line}: agency_timezone {key!r} is not an IANA time zone "
-                "such as Europe/Oslo",
-                reason="gtfs-bad-timezone",
-            ) from None
-        agencies.setdefault(_cell(row, i_id), _Agency(_cell(row, i_name), timezone))
-    if not agencies:
-        raise SourceFormatError(
-            "agency.txt has no agency: the times have no time zone", reason="gtfs-no-agency"
-        )
-    return agencies
 
 
 @dataclass
@@ -265,36 +117,36 @@ class _Stops:
 
 
 def _stops(archive: zipfile.ZipFile, wanted: Collection[str], rejected: list[Rejected]) -> _Stops:
-    member = _Member(archive, "stops.txt", ("stop_id",))
+    member = Member(archive, "stops.txt", ("stop_id",))
     i_id, i_name, i_lat, i_lon = (member.index(c) for c in ("stop_id", "stop_name", "stop_lat", "stop_lon"))
     i_type, i_parent = member.index("location_type"), member.index("parent_station")
     i_platform, i_vehicle = member.index("platform_code"), member.index("vehicle_type")
     stops = _Stops()
     for line, row in member.rows():
-        stop_id, parent = _cell(row, i_id), _cell(row, i_parent)
-        kind = _cell(row, i_type) or "0"
+        stop_id, parent = cell(row, i_id), cell(row, i_parent)
+        kind = cell(row, i_type) or "0"
         is_place = stop_id in wanted and kind == "1"
         is_quay = parent in wanted and kind == "0"
         if not (is_place or is_quay):
             continue
         try:
-            location = GeoPoint.at(float(_cell(row, i_lat)), float(_cell(row, i_lon)))
+            location = GeoPoint.at(float(cell(row, i_lat)), float(cell(row, i_lon)))
         except ValueError:
-            lat, lon = _cell(row, i_lat), _cell(row, i_lon)
+            lat, lon = cell(row, i_lat), cell(row, i_lon)
             problem = f"stop {stop_id}: stop_lat {lat!r} and stop_lon {lon!r} must be numbers"
             rejected.append(member.reject("bad-stop", line, row, problem))
             continue
         if is_place:
-            stops.names[stop_id] = _cell(row, i_name)
+            stops.names[stop_id] = cell(row, i_name)
             stops.locations[stop_id] = location
             modes = stops.modes.setdefault(stop_id, set())
-            vehicle = _cell(row, i_vehicle)
+            vehicle = cell(row, i_vehicle)
             vehicle_type = _whole(vehicle)
             mode = mode_of_route_type(vehicle_type) if vehicle_type is not None else None
             if mode is not None:
                 modes.add(mode)
             continue
-        quay = Quay(id=stop_id, public_code=_cell(row, i_platform) or None, location=location)
+        quay = Quay(id=stop_id, public_code=cell(row, i_platform) or None, location=location)
         try:
             stops.quay_rows[stop_id] = validate(quay)
         except msgspec.ValidationError as exc:
@@ -318,10 +170,10 @@ class _StopTime:
 
 def _stop_times(
     archive: zipfile.ZipFile, quays: Collection[str], rejected: list[Rejected]
-) -> tuple[list[_StopTime], dict[str, tuple[int, int]], _Member]:
+) -> tuple[list[_StopTime], dict[str, tuple[int, int]], Member]:
     """The rows at ``quays``, and the lowest and highest ``stop_sequence`` of their trips."""
     columns = ("trip_id", "stop_id", "stop_sequence", "arrival_time", "departure_time")
-    member = _Member(archive, "stop_times.txt", columns)
+    member = Member(archive, "stop_times.txt", columns)
     i_trip, i_stop, i_seq, i_arr, i_dep = (member.index(c) for c in columns)
     i_headsign = member.index("stop_headsign")
     found: list[_StopTime] = []
@@ -332,8 +184,8 @@ def _stop_times(
     run: tuple[int, int] | None = None  # the lowest and highest stop_sequence of the current run
     run_wanted = False
     for line, row in member.rows():
-        trip = _cell(row, i_trip)
-        sequence_text = _cell(row, i_seq)
+        trip = cell(row, i_trip)
+        sequence_text = cell(row, i_seq)
         sequence = _whole(sequence_text)
         if trip != run_trip:
             if run_trip is not None:
@@ -345,7 +197,7 @@ def _stop_times(
             run_trip, run_wanted, run = trip, False, None
         if sequence is not None:
             run = _widen(run, (sequence, sequence))
-        quay = _cell(row, i_stop)
+        quay = cell(row, i_stop)
         if quay not in quays:
             continue
         if sequence is None:
@@ -353,13 +205,13 @@ def _stop_times(
             rejected.append(member.reject("bad-stop-time", line, row, problem))
             continue
         try:
-            arrival = parse_gtfs_time(_cell(row, i_arr))
-            departure = parse_gtfs_time(_cell(row, i_dep))
+            arrival = parse_gtfs_time(cell(row, i_arr))
+            departure = parse_gtfs_time(cell(row, i_dep))
         except ValueError as exc:
             rejected.append(member.reject("bad-stop-time", line, row, f"trip {trip} at {quay}: {exc}"))
             continue
         run_wanted = True
-        found.append(_StopTime(line, row, trip, quay, sequence, arrival, departure, _cell(row, i_headsign)))
+        found.append(_StopTime(line, row, trip, quay, sequence, arrival, departure, cell(row, i_headsign)))
     if run_trip is not None and run_wanted and run is not None:
         bounds[run_trip] = _widen(bounds.get(run_trip), run)
     if scattered:
@@ -373,11 +225,11 @@ def _widen(bounds: tuple[int, int] | None, more: tuple[int, int]) -> tuple[int, 
 
 def _bounds(archive: zipfile.ZipFile, trips: set[str]) -> dict[str, tuple[int, int]]:
     """The second pass, for a feed whose trips' rows are scattered: the bounds of ``trips`` only."""
-    member = _Member(archive, "stop_times.txt", ("trip_id", "stop_sequence"))
+    member = Member(archive, "stop_times.txt", ("trip_id", "stop_sequence"))
     i_trip, i_seq = member.index("trip_id"), member.index("stop_sequence")
     bounds: dict[str, tuple[int, int]] = {}
     for _, row in member.rows():
-        trip, text = _cell(row, i_trip), _cell(row, i_seq)
+        trip, text = cell(row, i_trip), cell(row, i_seq)
         sequence = _whole(text)
         if trip in trips and sequence is not None:
             bounds[trip] = _widen(bounds.get(trip), (sequence, sequence))
@@ -392,14 +244,14 @@ class _Trip:
 
 
 def _trips(archive: zipfile.ZipFile, wanted: Collection[str]) -> dict[str, _Trip]:
-    member = _Member(archive, "trips.txt", ("route_id", "service_id", "trip_id"))
+    member = Member(archive, "trips.txt", ("route_id", "service_id", "trip_id"))
     i_route, i_service, i_trip = member.index("route_id"), member.index("service_id"), member.index("trip_id")
     i_headsign = member.index("trip_headsign")
     trips: dict[str, _Trip] = {}
     for _, row in member.rows():
-        trip = _cell(row, i_trip)
+        trip = cell(row, i_trip)
         if trip in wanted:
-            trips[trip] = _Trip(_cell(row, i_route), _cell(row, i_service), _cell(row, i_headsign))
+            trips[trip] = _Trip(cell(row, i_route), cell(row, i_service), cell(row, i_headsign))
     return trips
 
 
@@ -411,72 +263,20 @@ class _Route:
 
 
 def _routes(archive: zipfile.ZipFile, wanted: Collection[str]) -> dict[str, _Route]:
-    member = _Member(archive, "routes.txt", ("route_id", "route_type"))
+    member = Member(archive, "routes.txt", ("route_id", "route_type"))
     i_id, i_type, i_agency = member.index("route_id"), member.index("route_type"), member.index("agency_id")
     i_short, i_long = member.index("route_short_name"), member.index("route_long_name")
     routes: dict[str, _Route] = {}
     for _, row in member.rows():
-        route = _cell(row, i_id)
+        route = cell(row, i_id)
         if route not in wanted:
             continue
-        kind = _cell(row, i_type)
+        kind = cell(row, i_type)
         route_type = _whole(kind)
         mode = mode_of_route_type(route_type) if route_type is not None else None
-        line = _cell(row, i_short) or _cell(row, i_long) or route.rpartition(":")[2]
-        routes[route] = _Route(line, mode, _cell(row, i_agency))
+        line = cell(row, i_short) or cell(row, i_long) or route.rpartition(":")[2]
+        routes[route] = _Route(line, mode, cell(row, i_agency))
     return routes
-
-
-def _calendars(
-    archive: zipfile.ZipFile, wanted: Collection[str], rejected: list[Rejected]
-) -> dict[str, ServiceCalendar]:
-    names = set(archive.namelist())
-    weekly: dict[str, tuple[frozenset[int], date, date]] = {}
-    if "calendar.txt" in names:
-        member = _Member(archive, "calendar.txt", ("service_id", *_WEEKDAYS, "start_date", "end_date"))
-        i_service, i_start, i_end = (member.index(c) for c in ("service_id", "start_date", "end_date"))
-        i_days = [member.index(day) for day in _WEEKDAYS]
-        for line, row in member.rows():
-            service = _cell(row, i_service)
-            if service not in wanted:
-                continue
-            try:
-                flags = [_cell(row, i) for i in i_days]
-                if any(f not in ("0", "1") for f in flags):
-                    raise ValueError(f"the weekday columns must be 0 or 1, not {','.join(flags)}")
-                days = frozenset(n for n, f in enumerate(flags) if f == "1")
-                weekly[service] = (days, _gtfs_date(_cell(row, i_start)), _gtfs_date(_cell(row, i_end)))
-            except ValueError as exc:
-                rejected.append(member.reject("bad-calendar", line, row, f"service {service}: {exc}"))
-    added: dict[str, set[date]] = {}
-    removed: dict[str, set[date]] = {}
-    if "calendar_dates.txt" in names:
-        member = _Member(archive, "calendar_dates.txt", ("service_id", "date", "exception_type"))
-        i_service, i_date, i_type = (member.index(c) for c in ("service_id", "date", "exception_type"))
-        for line, row in member.rows():
-            service = _cell(row, i_service)
-            if service not in wanted:
-                continue
-            kind = _cell(row, i_type)
-            try:
-                day = _gtfs_date(_cell(row, i_date))
-                if kind not in ("1", "2"):
-                    raise ValueError(f"exception_type {kind!r} is neither 1 (added) nor 2 (removed)")
-            except ValueError as exc:
-                rejected.append(member.reject("bad-calendar", line, row, f"service {service}: {exc}"))
-                continue
-            (added if kind == "1" else removed).setdefault(service, set()).add(day)
-    calendars: dict[str, ServiceCalendar] = {}
-    for service in wanted:
-        days, start, end = weekly.get(service, (frozenset(), None, None))
-        calendars[service] = ServiceCalendar(
-            weekdays=days,
-            start=start,
-            end=end,
-            added=frozenset(added.get(service, ())),
-            removed=frozenset(removed.get(service, ())),
-        )
-    return calendars
 
 
 # -- putting it together --------------------------------------------------------------------------
@@ -490,13 +290,13 @@ def parse_gtfs(body: bytes, stop_places: Collection[str]) -> GtfsResult:
     """
     wanted = frozenset(stop_places)
     rejected: list[Rejected] = []
-    with _open(body) as archive:
-        agencies = _agencies(archive)
+    with open_gtfs(body) as archive:
+        agencies = read_agencies(archive)
         stops = _stops(archive, wanted, rejected)
         stop_times, bounds, times_member = _stop_times(archive, stops.quays.keys(), rejected)
         trips = _trips(archive, {s.trip for s in stop_times})
         routes = _routes(archive, {t.route for t in trips.values()})
-        calendars = _calendars(archive, {t.service for t in trips.values()}, rejected)
+        calendars = read_calendars(archive, {t.service for t in trips.values()}, rejected)
     default_agency = next(iter(agencies.values()))
     calls: list[PlannedCall] = []
     for stop_time in stop_times:

@@ -160,6 +160,7 @@ def declaration_record(d: Declaration) -> dict[str, Any]:
         "clocks": d.clocks,
         "owns": list(d.owns),
         "sources": list(d.sources),
+        "answers": [_ref(c) for c in d.answers],
     }
 
 
@@ -182,6 +183,7 @@ def declaration_from_record(d: dict[str, Any], registry: Registry) -> Declaratio
         clocks=bool(d["clocks"]),
         owns=tuple(str(s) for s in d.get("owns", ())),
         sources=tuple(str(s) for s in d.get("sources", ())),
+        answers=tuple(registry.get(str(c)) for c in d.get("answers", ())),
     )
 
 

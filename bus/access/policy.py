@@ -30,8 +30,9 @@ adapter    the subjects of the contracts it produces; the   the subjects of the 
 SANDBOX)   its ``raw_publish``; its clock (with             ``raw_subscribe``; its control subjects (with
            ``control``); the JetStream API of its own       ``control``); the clocks (``clocks``); its
            durable consumers (``durable``). *Never*: where  inbox. *Never*: as for publishing; others'
-           a raw pattern with a wildcard first token meets  requests in the classes it reads whole
-           a namespace of the bus or the broker
+           a raw pattern with a wildcard first token meets  requests in the classes it reads whole;
+           a namespace of the bus or the broker; it         the requests it ``answers``
+           replies once to the requests it receives
 public     requests ``city.public.rpc.>``; ``STREAM.INFO``  ``city.public.>``, its inbox. *Never*: others'
 (both)     and ``STREAM.MSG.GET`` of the public streams     requests
 internal   as public, and internal requests and streams     ``city.public.>``, ``city.internal.>`` (dead
@@ -401,6 +402,8 @@ class AccessModel:
             )
         for cls in d.consumes:
             r.sub(subjects.contract_filter(cls), f"consumes {_describe(cls)}")
+        for cls in d.answers:
+            r.sub(subjects.request_filter(cls), f"answers requests of {_describe(cls)}")
         for pattern in d.raw_subscribe:
             r.sub(pattern, "a raw subject it reads (a native format, a bridge)")
         if d.control is not None:
@@ -418,7 +421,7 @@ class AccessModel:
             account=account,
             name=d.name,
             kind=kind,
-            permissions=r.permissions(responses=d.control is not None),
+            permissions=r.permissions(responses=d.control is not None or bool(d.answers)),
             declassifier=d.declassifier,
             role=d.kind,
         )
@@ -450,7 +453,8 @@ def _check_declaration(d: Declaration, label: str, kind: Kind) -> None:
                     f"({first}.): data moves only as declared contracts (consumes/produces), control "
                     "requests only through `control`; give raw subjects a prefix of their own ('ttn.>')"
                 )
-    personal = [c for c in (*d.consumes, *d.produces) if c.__contract__.classification is PERSONAL]
+    declared = (*d.consumes, *d.produces, *d.answers)
+    personal = [c for c in declared if c.__contract__.classification is PERSONAL]
     if PERSONAL in d.reads:
         raise AccessError(f"{label}: nobody reads a whole personal class; consume the personal contracts")
     if personal and not d.personal:
@@ -460,7 +464,7 @@ def _check_declaration(d: Declaration, label: str, kind: Kind) -> None:
         )
     if kind is Kind.GUEST and d.control is not None:
         raise AccessError(f"{label}: guests take no control requests; operators steer the components")
-    private_in = [c for c in d.consumes if c.__contract__.classification is not PUBLIC]
+    private_in = [c for c in (*d.consumes, *d.answers) if c.__contract__.classification is not PUBLIC]
     public_out = [_describe(c) for c in d.produces if c.__contract__.classification is PUBLIC]
     public_out += [f"raw subject {p!r} (unclassified)" for p in d.raw_publish]
     if private_in and public_out and not d.declassifier:

@@ -107,6 +107,9 @@ class Declaration:
     sources: tuple[str, ...] = ()
     """The ``ce-source`` values it publishes ``owns`` under: on any other subject they are forged
     (:class:`bus.origin.SourceGuard`)."""
+    answers: tuple[type[Contract], ...] = ()
+    """Request contracts it answers (``city.<class>.rpc.<domain>.<event>.*``): it receives them
+    and may reply once to each (``allow_responses``), never send them."""
 
 
 @dataclass(frozen=True, slots=True)
