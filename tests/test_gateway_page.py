@@ -65,6 +65,7 @@ async def test_the_page_is_served_at_the_root_with_a_strict_policy(page_server: 
     ("path", "content_type", "cache"),
     [
         ("app.js", "text/javascript; charset=utf-8", "no-cache"),
+        ("journey.js", "text/javascript; charset=utf-8", "no-cache"),
         ("style.css", "text/css; charset=utf-8", "no-cache"),
         ("vendor/leaflet/leaflet.js", "text/javascript; charset=utf-8", "public, max-age=86400"),
         ("vendor/leaflet/leaflet.css", "text/css; charset=utf-8", "public, max-age=86400"),
@@ -127,14 +128,20 @@ def test_a_file_of_an_unknown_type_is_refused_at_start(tmp_path: Path) -> None:
         load_files(tmp_path)
 
 
-def test_the_page_script_never_parses_data_as_html() -> None:
+@pytest.mark.parametrize("name", ["app.js", "journey.js"])
+def test_the_page_scripts_never_parse_data_as_html(name: str) -> None:
     """Values come from the bus: the page writes them as text only. A regression guard for the
     browser test's check that a name with markup shows as text."""
-    script = (WEB / "app.js").read_text()
+    script = (WEB / name).read_text()
     sinks = ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "bindPopup", "bindTooltip")
     for sink in sinks:
-        assert sink not in script, f"app.js uses {sink}"
+        assert sink not in script, f"{name} uses {sink}"
     assert not re.search(r"\beval\(|new Function\(", script)
+
+
+def test_every_script_of_the_page_is_checked_for_html_sinks() -> None:
+    scripts = {p.name for p in WEB.glob("*.js")}
+    assert scripts == {"app.js", "journey.js"}, "add the new script to the HTML-sink check above"
 
 
 # ---------------------------------------------------------------------------- the page in Chromium

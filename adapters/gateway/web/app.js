@@ -558,6 +558,8 @@
 
   function start() {
     setupMap();
+    // What the page's other scripts (journey.js) share: the map and the text-only helpers.
+    window.citybus = Object.freeze({ map, el, clock, stamp, delay });
     document.getElementById('panel-close').addEventListener('click', closePanel);
     document.addEventListener('keydown', (e) => {
       if (e.key === 'Escape') closePanel();
