@@ -11,11 +11,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import aiohttp
+import msgspec
 import pytest
+from adapters.journey import JourneyPlanner
 
+from adapters.gateway.journey import CITY_TIME
+from adapters.testing import AdapterHarness
 from bus import Bus
 from bus.envelope import Event
 from contracts import JourneyPlan, JourneyRequest
@@ -142,3 +148,72 @@ async def test_a_bad_parameter_gets_one_line_saying_what_to_send(
 async def test_a_bad_body_gets_one_line_too(gateway: RunningGateway, body: Any, detail: str) -> None:
     status, problem = await ask(gateway, body=body)
     assert (status, problem["detail"]) == (400, detail)
+
+
+# ---------------------------------------------------------------------------- the real planner
+
+FEED = Path(__file__).resolve().parents[1] / "sandbox/data/sources/transport/entur_nsb_gtfs_2018.zip"
+DRAMMEN_OSLO = "from=drammen&to=Oslo%20S&depart=2018-08-28T08:00"
+
+
+@pytest.fixture
+async def planner(quiet_bus: Bus) -> AsyncIterator[AdapterHarness]:
+    """The journey planner on the shipped NSB timetable, answering on the gateway's server."""
+    async with AdapterHarness(
+        JourneyPlanner, {"feed": str(FEED)}, bus=quiet_bus, instance="journey-planner"
+    ) as running:
+        yield running
+
+
+async def test_a_journey_from_drammen_to_oslo_s_goes_by_train(
+    gateway: RunningGateway, planner: AdapterHarness
+) -> None:
+    status, plan = await ask(gateway, DRAMMEN_OSLO)
+    assert (status, plan["status"]) == (200, "ok"), plan
+    first = plan["journeys"][0]
+    assert {leg["mode"] for leg in first["legs"]} >= {"rail"}
+    departure = datetime.fromisoformat(plan["departure"])
+    assert departure >= datetime(2018, 8, 28, 8, 0, tzinfo=CITY_TIME)
+    assert departure.utcoffset() == timedelta(hours=2)  # an ISO time with its offset
+    assert plan["arrival"] == first["arrival"] and plan["departure"] == first["departure"]
+    assert plan["destination"]["stop_place"] == "NSR:StopPlace:337"  # Oslo S
+
+
+async def test_the_gateway_answers_what_the_planner_answers_on_the_bus(
+    gateway: RunningGateway, planner: AdapterHarness, quiet_bus: Bus
+) -> None:
+    status, through_gateway = await ask(gateway, DRAMMEN_OSLO + "&max_walk=0&bikes=false")
+    request = JourneyRequest(
+        request_id="direct",
+        origin="drammen",
+        destination="Oslo S",
+        depart=datetime(2018, 8, 28, 8, 0, tzinfo=CITY_TIME),
+        max_walk=0,
+        bikes=False,
+    )
+    direct = msgspec.to_builtins((await quiet_bus.request(request, JourneyPlan)).data)
+    assert status == 200
+    assert {**through_gateway, "request_id": "direct"} == direct
+
+
+async def test_an_unknown_place_is_a_404_naming_the_nearest_names(
+    gateway: RunningGateway, planner: AdapterHarness
+) -> None:
+    status, plan = await ask(gateway, "from=drammen&to=Oslo%20Sentralstasjonen%20X&depart=2018-08-28T08:00")
+    assert (status, plan["status"]) == (404, "unknown-place"), plan
+    assert plan["suggestions"] and plan["message"]
+
+
+async def test_a_time_outside_the_timetable_is_a_422_with_its_dates(
+    gateway: RunningGateway, planner: AdapterHarness
+) -> None:
+    status, plan = await ask(gateway, "from=drammen&to=Oslo%20S&depart=2026-12-07T08:00")
+    assert (status, plan["status"]) == (422, "outside-validity"), plan
+    assert (plan["valid_from"], plan["valid_to"]) == ("2018-08-18", "2018-12-08")
+
+
+async def test_a_posted_request_arriving_by_a_time(gateway: RunningGateway, planner: AdapterHarness) -> None:
+    body = {"origin": "drammen", "destination": "Oslo S", "arrive_by": "2018-08-28T09:00", "max_walk": 0}
+    status, plan = await ask(gateway, body=body)
+    assert (status, plan["status"]) == (200, "ok"), plan
+    assert datetime.fromisoformat(plan["arrival"]) <= datetime(2018, 8, 28, 9, 0, tzinfo=CITY_TIME)

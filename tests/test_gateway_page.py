@@ -20,9 +20,11 @@ from zoneinfo import ZoneInfo
 
 import aiohttp
 import pytest
+from adapters.journey import JourneyPlanner
 from aiohttp import web
 
 from adapters.gateway.page import WEB, load_files, routes
+from adapters.testing import AdapterHarness
 from bus import Bus
 from contracts import AirQualityObserved, BikeStationStatus, Contract, GeoPoint, TrainCall
 from tests.browser import Browser, find_chromium
@@ -281,3 +283,60 @@ async def test_the_live_page_shows_the_city_and_follows_the_bus(
             shot = await page.screenshot(artefacts(tmp_path) / "gateway-page.png")
             print(f"screenshot of the live page: {shot}")  # noqa: T201 - for the person running the test
         assert page.errors == []
+
+
+FEED = Path(__file__).resolve().parents[1] / "sandbox/data/sources/transport/entur_nsb_gtfs_2018.zip"
+
+
+def text_of(element_id: str) -> str:
+    """A JavaScript expression: the text of the element ``element_id``."""
+    return f"document.getElementById({json.dumps(element_id)}).textContent"
+
+
+@pytest.mark.slow
+async def test_the_journey_panel_plans_drammen_to_oslo_s(
+    quiet_bus: Bus, chromium: str, tmp_path: Path
+) -> None:
+    planner = AdapterHarness(JourneyPlanner, {"feed": str(FEED)}, bus=quiet_bus, instance="journey-planner")
+    async with (
+        planner,
+        running_gateway(quiet_bus) as gateway,
+        Browser.launch(tmp_path, executable=chromium) as page,
+    ):
+        try:
+            await page.navigate(gateway.url + "/")
+            await page.wait_for("document.body.dataset.loaded === 'true'")
+            await page.type("#journey-from", "drammen")
+            await page.type("#journey-to", "Oslo S")
+            await page.type("#journey-depart", "2018-08-28T08:00")
+            await page.click("#journey-go")
+            await page.wait_for(
+                "document.getElementById('journey-form').dataset.state === 'done'", timeout=30
+            )
+
+            # The journeys, fastest first; the first has a train leg with its line and times.
+            assert await page.evaluate("document.querySelectorAll('#journey-list .journey-item').length") >= 1
+            rail = "document.querySelector('#journey-list .journey-item .leg[data-mode=\"rail\"]')"
+            assert await page.evaluate(f"{rail} !== null")
+            leg = await page.evaluate(f"{rail}.textContent")
+            assert "Oslo S" in leg and "timetable" in leg, leg
+            assert re.search(r"\d\d:\d\d – \d\d:\d\d", leg), leg
+            assert "Timetable valid 2018-08-18 to 2018-12-08" == await page.evaluate(
+                text_of("journey-validity")
+            )
+            # The first journey is drawn on the map, a line per leg.
+            assert await page.evaluate("document.getElementById('journey-list').dataset.drawn") == "0"
+            assert await page.evaluate("document.querySelectorAll('path.journey-leg').length") >= 1
+            assert page.errors == []
+
+            # A place the planner does not know: the plan's one line, nothing drawn.
+            await page.type("#journey-to", "Nowhere at all")
+            await page.click("#journey-go")
+            await page.wait_for("document.getElementById('journey-form').dataset.state === 'refused'")
+            assert "Nowhere at all" in await page.evaluate(text_of("journey-message"))
+            assert await page.evaluate("document.querySelectorAll('path.journey-leg').length") == 0
+        finally:
+            shot = await page.screenshot(artefacts(tmp_path) / "gateway-journey.png")
+            print(f"screenshot of the journey panel: {shot}")  # noqa: T201 - for the person running the test
+    # The 404 of the unknown place is the only thing in red: Chromium logs every failed fetch.
+    assert [e for e in page.errors if "status of 404" not in e or "/api/v1/journey" not in e] == []
