@@ -7,6 +7,7 @@ runs it without importing this package.
 from __future__ import annotations
 
 import asyncio
+from importlib.metadata import entry_points
 from typing import Any
 
 from adapters.base import Adapter
@@ -19,18 +20,29 @@ from bus.config import Config
 from bus.origin import SourceGuard
 from bus.runtime import RuntimeContext
 
-__all__ = ["AdapterRuntime", "check", "component", "default_sections", "sandbox_guard"]
+__all__ = ["DEFAULTS_GROUP", "AdapterRuntime", "check", "component", "default_sections", "sandbox_guard"]
+
+
+DEFAULTS_GROUP = "citybus.defaults"
+"""Entry points of packages that give default instances more keys: each a function returning
+``{instance: {key: value}}`` (the sandbox names the timetable it ships for ``journey-planner``)."""
 
 
 def default_sections(adapters: dict[str, type[Adapter[Any]]]) -> dict[str, dict[str, Any]]:
     """What runs when the configuration has no ``[adapters.*]`` section: each installed adapter that
-    declares a ``default_instance``, with its defaults. One section, even ``enabled = false``,
+    declares a ``default_instance``, with its defaults, and what installed packages add to them
+    (:data:`DEFAULTS_GROUP`; the adapter's own keys win). One section, even ``enabled = false``,
     turns the defaults off."""
-    return {
+    sections = {
         cls.default_instance: {"adapter": name, **cls.default_section}
         for name, cls in sorted(adapters.items())
         if cls.default_instance is not None
     }
+    for ep in sorted(entry_points(group=DEFAULTS_GROUP), key=lambda e: e.name):
+        for instance, keys in ep.load()().items():
+            if instance in sections:
+                sections[instance] = {**keys, **sections[instance]}
+    return sections
 
 
 def sandbox_guard(instances: list[Instance]) -> SourceGuard:
