@@ -18,9 +18,9 @@ from typing import Any
 import aiohttp
 import msgspec
 import pytest
-from adapters.journey import JourneyPlanner
 
 from adapters.gateway.journey import CITY_TIME
+from adapters.journey import JourneyPlanner
 from adapters.testing import AdapterHarness
 from bus import Bus
 from bus.envelope import Event
@@ -160,7 +160,7 @@ DRAMMEN_OSLO = "from=drammen&to=Oslo%20S&depart=2018-08-28T08:00"
 async def planner(quiet_bus: Bus) -> AsyncIterator[AdapterHarness]:
     """The journey planner on the shipped NSB timetable, answering on the gateway's server."""
     async with AdapterHarness(
-        JourneyPlanner, {"feed": str(FEED)}, bus=quiet_bus, instance="journey-planner"
+        JourneyPlanner, {"timetable": {"file": str(FEED)}}, bus=quiet_bus, instance="journey-planner"
     ) as running:
         yield running
 
@@ -191,7 +191,7 @@ async def test_the_gateway_answers_what_the_planner_answers_on_the_bus(
         max_walk=0,
         bikes=False,
     )
-    direct = msgspec.to_builtins((await quiet_bus.request(request, JourneyPlan)).data)
+    direct = msgspec.json.decode(msgspec.json.encode((await quiet_bus.request(request, JourneyPlan)).data))
     assert status == 200
     assert {**through_gateway, "request_id": "direct"} == direct
 

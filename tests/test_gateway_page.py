@@ -20,10 +20,10 @@ from zoneinfo import ZoneInfo
 
 import aiohttp
 import pytest
-from adapters.journey import JourneyPlanner
 from aiohttp import web
 
 from adapters.gateway.page import WEB, load_files, routes
+from adapters.journey import JourneyPlanner
 from adapters.testing import AdapterHarness
 from bus import Bus
 from contracts import AirQualityObserved, BikeStationStatus, Contract, GeoPoint, TrainCall
@@ -297,7 +297,9 @@ def text_of(element_id: str) -> str:
 async def test_the_journey_panel_plans_drammen_to_oslo_s(
     quiet_bus: Bus, chromium: str, tmp_path: Path
 ) -> None:
-    planner = AdapterHarness(JourneyPlanner, {"feed": str(FEED)}, bus=quiet_bus, instance="journey-planner")
+    planner = AdapterHarness(
+        JourneyPlanner, {"timetable": {"file": str(FEED)}}, bus=quiet_bus, instance="journey-planner"
+    )
     async with (
         planner,
         running_gateway(quiet_bus) as gateway,
@@ -328,6 +330,8 @@ async def test_the_journey_panel_plans_drammen_to_oslo_s(
             assert await page.evaluate("document.getElementById('journey-list').dataset.drawn") == "0"
             assert await page.evaluate("document.querySelectorAll('path.journey-leg').length") >= 1
             assert page.errors == []
+            shot = await page.screenshot(artefacts(tmp_path) / "gateway-journey.png")
+            print(f"screenshot of the journey found: {shot}")  # noqa: T201 - for the person running the test
 
             # A place the planner does not know: the plan's one line, nothing drawn.
             await page.type("#journey-to", "Nowhere at all")
@@ -336,7 +340,7 @@ async def test_the_journey_panel_plans_drammen_to_oslo_s(
             assert "Nowhere at all" in await page.evaluate(text_of("journey-message"))
             assert await page.evaluate("document.querySelectorAll('path.journey-leg').length") == 0
         finally:
-            shot = await page.screenshot(artefacts(tmp_path) / "gateway-journey.png")
-            print(f"screenshot of the journey panel: {shot}")  # noqa: T201 - for the person running the test
+            shot = await page.screenshot(artefacts(tmp_path) / "gateway-journey-end.png")
+            print(f"screenshot of the journey panel at the end: {shot}")  # noqa: T201 - for the person running the test
     # The 404 of the unknown place is the only thing in red: Chromium logs every failed fetch.
     assert [e for e in page.errors if "status of 404" not in e or "/api/v1/journey" not in e] == []
