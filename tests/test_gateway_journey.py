@@ -69,15 +69,17 @@ async def test_without_a_planner_the_route_says_so_with_a_503(gateway: RunningGa
 async def test_a_planner_that_does_not_answer_in_time_is_a_503(
     gateway: RunningGateway, quiet_bus: Bus
 ) -> None:
-    asked = asyncio.Event()
+    asked, late = asyncio.Event(), asyncio.Event()
 
-    async def silent(event: Event[JourneyRequest]) -> JourneyPlan:
+    async def slow(event: Event[JourneyRequest]) -> JourneyPlan:
         asked.set()
-        await asyncio.Event().wait()  # never answers; cancelled when the bus drains
-        raise AssertionError("unreachable")
+        await late.wait()  # answers only after the gateway gave up
+        return JourneyPlan(request_id=event.data.request_id, status="no-route", message="too late")
 
-    await quiet_bus.serve(JourneyRequest, silent)
+    await quiet_bus.serve(JourneyRequest, slow)
+    await quiet_bus.flush()  # the server knows the responder before the gateway's connection asks
     status, problem = await ask(gateway, "from=drammen&to=asker")
+    late.set()
     assert asked.is_set()
     assert status == 503
     assert problem["detail"] == "the journey planner did not answer within 0.5 s: ask again shortly"
@@ -162,6 +164,9 @@ async def planner(quiet_bus: Bus) -> AsyncIterator[AdapterHarness]:
     async with AdapterHarness(
         JourneyPlanner, {"timetable": {"file": str(FEED)}}, bus=quiet_bus, instance="journey-planner"
     ) as running:
+        # Ready means subscribed on its connection; the flush makes sure the server knows it before
+        # the gateway's own connection asks (a request in between would find no responder).
+        await quiet_bus.flush()
         yield running
 
 

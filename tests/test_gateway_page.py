@@ -305,6 +305,7 @@ async def test_the_journey_panel_plans_drammen_to_oslo_s(
         running_gateway(quiet_bus) as gateway,
         Browser.launch(tmp_path, executable=chromium) as page,
     ):
+        await quiet_bus.flush()  # the planner's subscription reaches the server before anyone asks
         try:
             await page.navigate(gateway.url + "/")
             await page.wait_for("document.body.dataset.loaded === 'true'")
