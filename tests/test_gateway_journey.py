@@ -222,3 +222,17 @@ async def test_a_posted_request_arriving_by_a_time(gateway: RunningGateway, plan
     status, plan = await ask(gateway, body=body)
     assert (status, plan["status"]) == (200, "ok"), plan
     assert datetime.fromisoformat(plan["arrival"]) <= datetime(2018, 8, 28, 9, 0, tzinfo=CITY_TIME)
+
+
+async def test_the_same_place_twice_is_the_planner_s_bad_request_a_400_with_the_plan(
+    gateway: RunningGateway, planner: AdapterHarness
+) -> None:
+    status, plan = await ask(gateway, "from=drammen&to=NSR:StopPlace:11&depart=2018-08-28T08:00")
+    assert (status, plan["status"]) == (400, "bad-request"), plan
+    assert plan["message"] == "the origin and the destination are both Drammen stasjon"
+
+
+async def test_no_route_is_an_answer_a_200(gateway: RunningGateway, planner: AdapterHarness) -> None:
+    status, plan = await ask(gateway, "from=drammen&to=Bod%C3%B8&depart=2018-08-28T08:00&max_changes=0")
+    assert (status, plan["status"], plan["journeys"]) == (200, "no-route", []), plan
+    assert plan["message"].startswith("no route from Drammen stasjon to Bodø stasjon on 2018-08-28")
