@@ -24,7 +24,7 @@ from adapters.journey import JourneyPlanner
 from adapters.testing import AdapterHarness
 from bus import Bus
 from bus.envelope import Event
-from contracts import JourneyPlan, JourneyRequest
+from contracts import Contract, JourneyPlan, JourneyRequest
 from tests.gateway_support import RunningGateway, running_gateway
 
 ROUTE = "/api/v1/journey"
@@ -83,6 +83,27 @@ async def test_a_planner_that_does_not_answer_in_time_is_a_503(
     assert asked.is_set()
     assert status == 503
     assert problem["detail"] == "the journey planner did not answer within 0.5 s: ask again shortly"
+
+
+async def test_a_planner_that_fails_or_answers_no_plan_is_a_502(
+    gateway: RunningGateway, quiet_bus: Bus
+) -> None:
+    async def answer(event: Event[JourneyRequest]) -> Contract:
+        if event.data.origin == "fail":
+            raise RuntimeError("the planner broke")
+        return event.data  # the request back: no plan
+
+    await quiet_bus.serve(JourneyRequest, answer)
+    await quiet_bus.flush()
+    status, problem = await ask(gateway, "from=fail&to=asker")
+    assert (status, problem["title"]) == (502, "Bad Gateway")
+    assert problem["detail"] == "the journey planner failed on this request: its log says why"
+    assert "broke" not in problem["detail"]  # what failed inside is for the operator's log
+    status, problem = await ask(gateway, "from=drammen&to=asker")
+    assert (status, problem["title"]) == (502, "Bad Gateway")
+    assert (
+        problem["detail"] == "the journey planner answered with no journey plan: the gateway's log says why"
+    )
 
 
 # ---------------------------------------------------------------------------- what the gateway refuses

@@ -219,10 +219,16 @@ async def _ask(request: web.Request, journey: JourneyRequest) -> web.Response:
         return _unavailable(f"the journey planner did not answer within {timeout:g} s: ask again shortly")
     except NotConnectedError as exc:
         return _unavailable(f"the gateway has no connection to the bus now ({exc}): ask again shortly")
-    except RequestRefusedError as exc:
-        return problem(502, "Bad Gateway", f"the journey planner refused the request: {exc}")
+    except RequestRefusedError as exc:  # the gateway's requests fit their contract: the planner failed
+        state.log.error("journey planner refused a request", request_id=journey.request_id, error=str(exc))
+        return problem(502, "Bad Gateway", "the journey planner failed on this request: its log says why")
     except ContractViolation as exc:
-        return problem(502, "Bad Gateway", f"the journey planner's answer is not a journey plan: {exc}")
+        state.log.error("journey planner answered no plan", request_id=journey.request_id, error=str(exc))
+        return problem(
+            502,
+            "Bad Gateway",
+            "the journey planner answered with no journey plan: the gateway's log says why",
+        )
     except PermissionDeniedError as exc:
         state.log.error("journey request refused by the broker", user=caller.user, error=str(exc))
         return problem(
