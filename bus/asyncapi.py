@@ -47,6 +47,12 @@ def _key(cls: type[Contract]) -> str:
     return f"{info.name}.v{info.version}".replace(".", "_")
 
 
+def _reply_of(registry: Registry, name: str) -> str | None:
+    """The channel key of the newest version of the contract ``name`` in ``registry``."""
+    found = [cls for cls in registry if cls.__contract__.name == name]
+    return _key(max(found, key=lambda c: c.__contract__.version)) if found else None
+
+
 def asyncapi_document(registry: Registry, *, server_url: str = "nats://127.0.0.1:4222") -> dict[str, Any]:
     """The AsyncAPI 3.0 document of every contract in ``registry``."""
     classes = list(registry)
@@ -70,21 +76,38 @@ def asyncapi_document(registry: Registry, *, server_url: str = "nats://127.0.0.1
             "examples": [{"name": "example", "payload": dict(info.example)}],
             "x-citybus-classification": info.classification.value,
         }
+        exchange = info.exchange
         channels[key] = {
-            "address": subjects.contract_filter(cls, "{entity}"),
+            # a reply goes to the requester's inbox, an address known only at run time
+            "address": None
+            if exchange == "reply"
+            else (subjects.request_filter if exchange == "request" else subjects.contract_filter)(
+                cls, "{entity}"
+            ),
             "title": info.name,
             "description": description,
             "parameters": {"entity": {"description": f"The value of the `{info.key}` field"}},
             "messages": {key: {"$ref": f"#/components/messages/{key}"}},
             "tags": [{"name": info.classification.value}, {"name": info.domain}],
         }
+        if exchange == "reply":
+            del channels[key]["parameters"]
+        if exchange == "reply":
+            continue  # its operations are its request's
         message_ref = [{"$ref": f"#/channels/{key}/messages/{key}"}]
+        answer = _reply_of(registry, info.reply) if info.reply else None
         for action in ("send", "receive"):
-            operations[f"{action}_{key}"] = {
+            operation: dict[str, Any] = {
                 "action": action,
                 "channel": {"$ref": f"#/channels/{key}"},
                 "messages": message_ref,
             }
+            if answer is not None:
+                operation["reply"] = {
+                    "channel": {"$ref": f"#/channels/{answer}"},
+                    "messages": [{"$ref": f"#/channels/{answer}/messages/{answer}"}],
+                }
+            operations[f"{action}_{key}"] = operation
     components["CloudEventsHeaders"] = headers_schema()
     return {
         "asyncapi": "3.0.0",

@@ -74,6 +74,16 @@ class ContractInfo(msgspec.Struct, frozen=True, kw_only=True):
     """The field whose value identifies the entity (the subject's last token)."""
     example: Mapping[str, Any]
     """An example instance as plain data (what the JSON body looks like)."""
+    reply: str | None = None
+    """For a request (asked by request/reply on ``city.<class>.rpc.…``): the name of the contract it
+    is answered with. ``None`` for the rest."""
+    answers: str | None = None
+    """For a reply: the name of the request contract it answers. ``None`` for the rest."""
+
+    @property
+    def exchange(self) -> str:
+        """``event`` (published, stored in a stream), ``request`` or ``reply`` (request/reply: not stored)."""
+        return "request" if self.reply else "reply" if self.answers else "event"
 
     @property
     def domain(self) -> str:
@@ -128,13 +138,22 @@ def contract(
     key: str,
     example: Mapping[str, Any],
     registry: Registry | None = None,
+    reply: str | None = None,
+    answers: str | None = None,
 ) -> Callable[[C], C]:
     """Declare a class as a contract: its name, major version, classification, key and example.
 
     The contract is added to ``registry`` (the default registry unless one is given). The
     declaration is checked on import: the name must be ``<domain>.<event>`` in kebab case, the
     key must be a field, and the example must decode into the contract with all its constraints.
+
+    A contract asked and answered by request/reply says so: the request names its ``reply``
+    contract, the reply the request it ``answers`` (``mobility.journey-request`` and
+    ``mobility.journey-plan``). Such messages are not events: no stream keeps them, and the AsyncAPI
+    document describes them as a request and its reply.
     """
+    if reply is not None and answers is not None:
+        raise ContractError(f"contract {name}: it is a request (reply=) or a reply (answers=), not both")
     if not _NAME.match(name):
         raise ContractError(
             f"contract name {name!r} must be '<domain>.<event>' in lower kebab case, "
@@ -174,7 +193,13 @@ def contract(
                 f"(fields: {', '.join(cls.__struct_fields__)})"
             )
         cls.__contract__ = ContractInfo(
-            name=name, version=version, classification=cls_, key=key, example=dict(example)
+            name=name,
+            version=version,
+            classification=cls_,
+            key=key,
+            example=dict(example),
+            reply=reply,
+            answers=answers,
         )
         try:
             msgspec.convert(example, type=cls)

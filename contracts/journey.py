@@ -40,6 +40,7 @@ _REQUEST_ID = r"^[A-Za-z0-9_-]{1,64}$"
     version=1,
     classification=Classification.PUBLIC,
     key="request_id",
+    reply="mobility.journey-plan",
     example={
         "request_id": "3f9c2a7e51d04b1c",
         "origin": "drammen",
@@ -131,6 +132,7 @@ class Journey(msgspec.Struct, frozen=True, kw_only=True):
     version=1,
     classification=Classification.PUBLIC,
     key="request_id",
+    answers="mobility.journey-request",
     example={
         "request_id": "3f9c2a7e51d04b1c",
         "status": "ok",

@@ -96,10 +96,14 @@ def search(
     n = len(network.feed.places)
     best_arrival = [_NEVER] * n
     best_ready = [_NEVER] * n
-    ready_how: dict[int, tuple[int, int, Move | None]] = {}
-    """place → (round, from place, move) of its best ready label (from place -1: the origin)."""
-    ride_how: dict[tuple[int, int], tuple[int, int, int, int]] = {}
-    """(round, place) → (pattern, run, board position, alight position) of its arrival."""
+    ready_round = [0] * n
+    """The round of each place's best ready label (the arrivals of that round led to it)."""
+    ready_how: dict[tuple[int, int], tuple[int, Move | None]] = {}
+    """(round, place) → (from place, move) of a ready label (from place -1: the origin). Labels of
+    one round are never changed by a later one, so a journey reads back the labels it was built on."""
+    ride_how: dict[tuple[int, int], tuple[int, int, int, int, int]] = {}
+    """(round, place) → (pattern, run, board position, alight position, round of the ready label
+    it boarded from) of its arrival."""
     found: list[Found] = []
     target = _NEVER
     if direct is not None:
@@ -109,7 +113,7 @@ def search(
     for place, (ready, move) in access.items():
         if ready < best_ready[place]:
             best_ready[place] = ready
-            ready_how[place] = (0, -1, move)
+            ready_how[(0, place)] = (-1, move)
             marked.add(place)
     patterns = network.patterns
     for k in range(1, rounds + 1):
@@ -129,7 +133,7 @@ def search(
             )
             runs = pattern.runs
             trip = -1
-            board = -1
+            board = label = -1
             arrivals: tuple[int, ...] = ()
             for position in range(start, len(places)):
                 place = places[position]
@@ -137,13 +141,14 @@ def search(
                     arrival = arrivals[position]
                     if arrival < best_arrival[place] and arrival < target:
                         best_arrival[place] = arrival
-                        ride_how[(k, place)] = (index, trip, board, position)
+                        ride_how[(k, place)] = (index, trip, board, position, label)
                         improved.append(place)
                 ready = best_ready[place]
                 if boarding[position] and ready < _NEVER and (trip < 0 or ready <= columns[position][trip]):
                     catch = pattern.first_catchable(position, ready)
                     if catch < len(runs) and (trip < 0 or catch < trip):
                         trip, board, arrivals = catch, position, runs[catch].arrivals
+                        label = ready_round[place]
         # journeys first: reading one back needs the ready labels its rides were boarded from
         for place in improved:
             if place in egress:
@@ -158,14 +163,16 @@ def search(
             ready = arrival + change
             if ready < best_ready[place]:
                 best_ready[place] = ready
-                ready_how[place] = (k, place, None)
+                ready_round[place] = k
+                ready_how[(k, place)] = (place, None)
                 marked.add(place)
             for move in transfers(place):
                 ready = arrival + max(change, move.seconds)
                 to = move.target
                 if to is not None and ready < best_ready[to] and ready < target:
                     best_ready[to] = ready
-                    ready_how[to] = (k, place, move)
+                    ready_round[to] = k
+                    ready_how[(k, to)] = (place, move)
                     marked.add(to)
         if not marked:
             break
@@ -178,26 +185,26 @@ def _read_back(
     place: int,
     egress: Move | None,
     arrival: int,
-    ready_how: dict[int, tuple[int, int, Move | None]],
-    ride_how: dict[tuple[int, int], tuple[int, int, int, int]],
+    ready_how: dict[tuple[int, int], tuple[int, Move | None]],
+    ride_how: dict[tuple[int, int], tuple[int, int, int, int, int]],
 ) -> Found:
     legs: list[Ride | Move] = [] if egress is None else [egress]
     round_, at = k, place
     start = arrival
     while True:
-        index, trip, board, alight = ride_how[(round_, at)]
+        index, trip, board, alight, label = ride_how[(round_, at)]
         run = network.patterns[index].runs[trip]
         legs.append(Ride(run, board, alight))
         start = run.departures[board]
         boarded_at = network.patterns[index].places[board]
-        before, came_from, move = ready_how[boarded_at]
+        came_from, move = ready_how[(label, boarded_at)]
         if move is not None:
             legs.append(move)
         if came_from < 0:
             if move is not None:
                 start -= move.seconds
             break
-        round_, at = before, came_from
+        round_, at = label, came_from
     legs.reverse()
     return Found(arrival, tuple(legs), start)
 
