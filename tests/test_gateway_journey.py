@@ -134,6 +134,7 @@ async def test_a_planner_that_fails_or_answers_no_plan_is_a_502(
         ("from=a&to=b&max_changes=11", "max_changes: Expected `int` <= 10"),
         ("from=a&to=b&change=-1", "change='-1' must be a whole number of seconds, e.g. change=0"),
         ("from=a&to=b&bikes=no", "bikes='no' must be true or false"),
+        ("from=a&to=b&change=%D9%A3", "change='٣' must be a whole number of seconds, e.g. change=0"),
         (
             "from=a&to=b&arriveBy=2018-08-28T10:00",
             f"unknown parameter arriveBy: the journey route reads {PARAMETERS}",
@@ -161,6 +162,8 @@ async def test_a_bad_parameter_gets_one_line_saying_what_to_send(
             f"unknown field to: a journey request has {FIELDS}",
         ),
         ({"origin": "a", "destination": "b", "bikes": "yes"}, "bikes: Expected `bool`, got `str`"),
+        ({"origin": "", "destination": "b"}, f"origin is missing: {PLACES}"),
+        ({"origin": "a", "destination": "b", "max_walk": 6000}, "max_walk: Expected `int` <= 5000"),
         (
             ["drammen"],
             'the body must be a JSON object, e.g. {"origin": "drammen", "destination": "Oslo S", '

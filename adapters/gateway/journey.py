@@ -113,7 +113,7 @@ def _moment(name: str, text: str) -> dt.datetime:
 
 def _whole(name: str, text: str) -> int:
     stripped = text.strip()
-    if not stripped.isdigit() or len(stripped) > 9:
+    if not (stripped.isascii() and stripped.isdigit()) or len(stripped) > 9:
         raise BadQuery(f"{name}={text!r} must be a whole number of {_WHOLE[name]}, e.g. {name}=0")
     return int(stripped)
 
@@ -125,23 +125,24 @@ def _flag(name: str, text: str) -> bool:
     return value == "true"
 
 
-def _request(fields: dict[str, Any]) -> JourneyRequest:
+def _request(fields: dict[str, Any], names: Mapping[str, str]) -> JourneyRequest:
     """The request with a fresh id, its constraints checked by the contract; :class:`BadQuery`
-    naming the parameter (as the caller wrote it) when one does not fit."""
+    naming the parameter as the caller wrote it (``names``: field → its name there) when one does
+    not fit."""
     if fields.get("depart") is not None and fields.get("arrive_by") is not None:
         raise BadQuery("give depart or arrive_by, not both")
     for missing in ("origin", "destination"):
         if not fields.get(missing):
             raise BadQuery(
-                f"{_NAMES[missing]} is missing: name a stop place (drammen, Oslo S, NSR:StopPlace:11) "
-                "or a point LAT,LON"
+                f"{names.get(missing, missing)} is missing: name a stop place (drammen, Oslo S, "
+                "NSR:StopPlace:11) or a point LAT,LON"
             )
     try:
         return msgspec.convert({**fields, "request_id": secrets.token_hex(8)}, JourneyRequest)
     except msgspec.ValidationError as exc:
         message, _, where = str(exc).partition(" - at `$.")
         field = where.rstrip("`")
-        raise BadQuery(f"{_NAMES.get(field, field)}: {message}") from None
+        raise BadQuery(f"{names.get(field, field)}: {message}") from None
 
 
 def parse_query(pairs: Sequence[tuple[str, str]]) -> JourneyRequest:
@@ -168,7 +169,7 @@ def parse_query(pairs: Sequence[tuple[str, str]]) -> JourneyRequest:
             fields[field] = _whole(parameter, text)
         else:
             fields[field] = text.strip()
-    return _request(fields)
+    return _request(fields, _NAMES)
 
 
 def parse_body(body: bytes) -> JourneyRequest:
@@ -191,7 +192,7 @@ def parse_body(body: bytes) -> JourneyRequest:
     for field in ("depart", "arrive_by"):
         if isinstance(fields.get(field), str):
             fields[field] = _moment(field, fields[field])
-    return _request(fields)
+    return _request(fields, {})
 
 
 def _bad(error: BadQuery) -> web.Response:
