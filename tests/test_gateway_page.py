@@ -334,12 +334,21 @@ async def test_the_journey_panel_plans_drammen_to_oslo_s(
             shot = await page.screenshot(artefacts(tmp_path) / "gateway-journey.png")
             print(f"screenshot of the journey found: {shot}")  # noqa: T201 - for the person running the test
 
-            # A place the planner does not know: the plan's one line, nothing drawn.
-            await page.type("#journey-to", "Nowhere at all")
+            # A place the planner does not know: the plan's one line, nothing drawn, and its nearest
+            # names as buttons; taking one asks again.
+            await page.type("#journey-to", "Oslo Sentral")
             await page.click("#journey-go")
             await page.wait_for("document.getElementById('journey-form').dataset.state === 'refused'")
-            assert "Nowhere at all" in await page.evaluate(text_of("journey-message"))
+            assert await page.evaluate(text_of("journey-message")) == (
+                "no stop place is called 'Oslo Sentral': did you mean Oslo S, Vaksdal senter?"
+            )
             assert await page.evaluate("document.querySelectorAll('path.journey-leg').length") == 0
+            await page.click("#journey-suggestions .suggestion")
+            await page.wait_for(
+                "document.getElementById('journey-form').dataset.state === 'done'", timeout=30
+            )
+            assert await page.evaluate("document.getElementById('journey-to').value") == "Oslo S"
+            assert await page.evaluate(f"{rail} !== null")
         finally:
             shot = await page.screenshot(artefacts(tmp_path) / "gateway-journey-end.png")
             print(f"screenshot of the journey panel at the end: {shot}")  # noqa: T201 - for the person running the test

@@ -110,12 +110,31 @@
     list.replaceChildren();
     const journeys = Array.isArray(plan.journeys) ? plan.journeys : [];
     journeys.forEach((journey, index) => list.append(journeyItem(journey, index)));
-    let message = String(plan.message || plan.status);
-    if (Array.isArray(plan.suggestions) && plan.suggestions.length) message += ' (did you mean ' + plan.suggestions.join(', ') + '?)';
-    setState(plan.status === 'ok' ? 'done' : 'refused', message);
+    setState(plan.status === 'ok' ? 'done' : 'refused', String(plan.message || plan.status));
+    suggest(plan);
     node('journey-validity').textContent =
       plan.valid_from && plan.valid_to ? 'Timetable valid ' + plan.valid_from + ' to ' + plan.valid_to : '';
     if (journeys.length) draw(journeys[0], 0);
+  }
+
+  // An unknown place: its nearest names as buttons that put the name in the field and ask again. The
+  // plan names the text it did not know ('Oslo Sentral'), which tells which field it came from.
+  function suggest(plan) {
+    const box = node('journey-suggestions');
+    box.replaceChildren();
+    if (plan.status !== 'unknown-place' || !Array.isArray(plan.suggestions)) return;
+    const message = String(plan.message || '');
+    const field = ['journey-from', 'journey-to'].find((id) => message.includes("'" + node(id).value.trim() + "'"));
+    if (!field) return;
+    for (const name of plan.suggestions) {
+      const button = shared.el('button', 'suggestion', name);
+      button.type = 'button';
+      button.addEventListener('click', () => {
+        node(field).value = String(name);
+        node('journey-form').requestSubmit();
+      });
+      box.append(button);
+    }
   }
 
   // The journey on the map: a straight line per leg between its ends.
@@ -145,6 +164,7 @@
     if (depart) query.set('depart', depart); // no offset: the gateway reads it in Drammen's time
     const number = ++asked;
     node('journey-list').replaceChildren();
+    node('journey-suggestions').replaceChildren();
     node('journey-validity').textContent = '';
     drawn.clearLayers();
     setState('asking', 'Looking for journeys…');
