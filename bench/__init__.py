@@ -13,6 +13,9 @@ the report, never in test assertions. The modules:
 - :mod:`bench.startup`: ``citybus up`` to ready;
 - :mod:`bench.gateway` and :mod:`bench.gateway_peers`: the HTTP gateway (the last value of an entity
   with ``wrk``, SSE to 1,000 clients) against plain aiohttp handlers doing the same work;
+- :mod:`bench.journey`, :mod:`bench.journey_bus` and :mod:`bench.journey_report`: the journey planner
+  (loading the NSB feed, requests over the bus, memory) against :mod:`bench.journey_reference`, an
+  independent brute-force search;
 - :mod:`bench.report`, :mod:`bench.stats`, :mod:`bench.common`: the report and the machine, percentiles
   and profiles, and what every case shares;
 - :mod:`bench.compare`: the cases run against two checkouts in one run, before and after a change.

@@ -41,7 +41,13 @@ CASES = [
     "`citybus certify` on a shipped adapter",
     "Last value of one entity over HTTP",
     "SSE to 1,000 clients on the public stream",
+    "Journey planner: loading the NSB feed, requests over the bus",
 ]
+JOURNEY_KINDS = (
+    "default: depart, max_walk 1000, bikes",
+    "reference: depart, max_walk 0, no bikes, change 120",
+    "arrive-by: max_walk 1000, bikes",
+)
 FASTSTREAM = (
     importlib.util.find_spec("faststream") is not None and importlib.util.find_spec("pydantic") is not None
 )
@@ -135,15 +141,25 @@ def test_the_summary_gives_every_target_a_figure_and_a_verdict(report: str) -> N
         "10. `citybus certify` on a shipped adapter: `beach-neighbours --suite quick --only outage`, verdict",
         "11. Last value of one entity over HTTP: requests/s with p99",
         "12. SSE to 1,000 clients on the public stream: p99 delivery delay",
+        "13. loading the feed: `load_feed` + `Planner(feed)`",
+        "13. reference-mode arrival equals the brute force's (same queries, same run)",
+        *(
+            f"13. request/reply over the bus, {setup}, {kind}"
+            for setup in ("planner only", "default")
+            for kind in JOURNEY_KINDS
+        ),
     }
     assert expected <= set(rows)
     assert sum(name.startswith("4. JetStream durable publish: citybus") for name in rows) == 1
     assert sum(name.startswith("8. Peak RSS replaying a large recording") for name in rows) == 1
-    assert len(rows) == 15
+    assert len(rows) == 23
     for name, (_, target, result, verdict) in rows.items():
         assert target, name
         if name.startswith("2.") and not FASTSTREAM:
             assert (result, verdict) == ("FastStream not installed", "not measured")
+        elif name.endswith("the brute force's (same queries, same run)"):
+            assert re.fullmatch(r"\d+ mismatches in 12 queries", result), result
+            assert verdict in ("met", "**missed**"), name
         elif name.endswith(", verdict"):
             assert target == "pass" and result in ("pass", "fail"), name
             assert verdict in ("met", "**missed**"), name
@@ -319,6 +335,40 @@ def test_sse_is_measured_with_delays_and_memory_against_a_plain_handler(report: 
             assert re.fullmatch(NUMBER, row[key]), key
         assert re.fullmatch(r"-?\d+\.\d+", row["MB per client"])
     assert rows["citybus gateway"]["met"] in VERDICT
+
+
+def test_the_journey_planner_is_timed_over_the_bus_against_the_brute_force(report: str) -> None:
+    text = case(report, CASES[12])
+    rows = {(row["`citybus up`"], row["requests"]): row for row in columns(text)}
+    for setup in ("planner only", "default"):
+        for kind in JOURNEY_KINDS:
+            row = rows[(setup, kind)]
+            assert row["queries"] == "12"
+            assert re.fullmatch(r"[\d,]+ (ok|no-route)(, [\d,]+ [a-z-]+)*", row["answers"]), row
+            figures = [float(row[key]) for key in ("p50 ms", "p95 ms", "p99 ms", "max ms")]
+            assert figures == sorted(figures), row
+            assert row["met"] in VERDICT
+        floor = rows[(setup, "floor: from a place to itself (refused once both names are resolved)")]
+        assert floor["answers"] == "bad-request" and re.fullmatch(NUMBER, floor["p95 ms"])
+    alone = rows[("planner only", JOURNEY_KINDS[1])]
+    brute = rows[("", "brute force (`bench/journey_reference.py`), the reference queries")]
+    for row in (alone, brute):
+        for key in (
+            "in-process p95 ms",
+            "in-process CPU p50 ms",
+            "in-process CPU p95 ms",
+            "in-process CPU mean ms",
+        ):
+            assert re.fullmatch(NUMBER, row[key]), key
+    loading = {row["run"]: row for row in columns(text, 2)}
+    assert set(loading) == {"run 1", "median"}
+    assert re.fullmatch(NUMBER, loading["median"]["load + planner s"]) and loading["median"]["met"] in VERDICT
+    memory = {row["what"]: row["MB"] for row in columns(text, 3)}
+    assert len(memory) == 9 and all(re.fullmatch(NUMBER, mb) for mb in memory.values())
+    # the smoke run always profiles: each kind in the bench's process, and a default citybus up
+    assert text.count("Profile: ") == 8
+    assert "Profile: the default `citybus up` (sandbox and planner) under cProfile" in text
+    assert "adapters/journey/planner.py" in text
 
 
 def test_compare_runs_a_case_against_two_checkouts_and_tables_both(tmp_path: Path) -> None:

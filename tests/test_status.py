@@ -203,6 +203,7 @@ async def test_status_of_a_running_citybus_up_with_the_sandbox(tmp_path: Path) -
         assert (replay["instance"], replay["speed"]) == ("sandbox", 60)
         assert [(a["adapter"], a["instance"], a["up"]) for a in status["adapters"]] == [
             ("gateway", "gateway", True),
+            ("journey-planner", "journey-planner", True),
             ("sandbox-replay", "sandbox", True),
         ]
     finally:

@@ -90,6 +90,7 @@ class Feed:
     rejected: list[Rejected] = field(default_factory=list)
     load_seconds: float = 0.0
     _days: dict[date, tuple[int, ...]] = field(default_factory=dict)
+    _origins: dict[date, int] = field(default_factory=dict)
 
     def place(self, ident: str) -> Place | None:
         """The place of a stop place or quay id, or ``None``."""
@@ -97,8 +98,11 @@ class Feed:
         return None if index is None else self.places[index]
 
     def origin(self, day: date) -> int:
-        """The service day's origin (noon minus 12 h) as a UNIX time."""
-        return int(service_day_start(day, self.tz).timestamp())
+        """The service day's origin (noon minus 12 h) as a UNIX time (worked out once per day)."""
+        found = self._origins.get(day)
+        if found is None:
+            found = self._origins[day] = int(service_day_start(day, self.tz).timestamp())
+        return found
 
     def trips_on(self, day: date) -> tuple[int, ...]:
         """The trips whose service runs on ``day``, by index (cached per day)."""

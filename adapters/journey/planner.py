@@ -32,7 +32,7 @@ from contracts import JourneyPlan, JourneyRequest, TrainCall
 
 __all__ = ["Planner"]
 
-_DAYS_KEPT = 4
+_DAYS_KEPT = 8
 
 
 class Planner:
