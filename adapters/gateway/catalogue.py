@@ -84,9 +84,10 @@ from typing import Any, Final
 from urllib.parse import quote
 
 from adapters.gateway.fields import FieldRow, fields_of
+from adapters.gateway.journey import PATH as JOURNEY_PATH
 from adapters.gateway.licences import Attribution, attribution_of
 from bus import subjects
-from contracts import CITY_PACKAGE, Classification, Contract, Registry, package_of
+from contracts import CITY_PACKAGE, Classification, Contract, JourneyRequest, Registry, package_of
 
 __all__ = [
     "ACCESS_RIGHTS",
@@ -303,6 +304,45 @@ def catalogue_entries(
     return [_dataset(cls, facts.get(cls.__contract__.name), base) for cls in registry]
 
 
+def _asked(cls: type[Contract], base: str) -> list[Distribution]:
+    """The ways to a request or a reply (request/reply: no stream keeps them, so they have no
+    entities and no live updates): the NATS request subject, and the gateway's route that asks."""
+    info = cls.__contract__
+    request = info.name if info.reply else info.answers
+    asked = subjects.request_filter(cls) if info.reply else "the requester's inbox"
+    ways = [
+        Distribution(
+            kind="nats",
+            title=f"NATS requests {asked}" if info.reply else f"NATS replies to {request}",
+            url=f"{base}/catalogue/asyncapi.json",
+            description=(
+                f"Asked by NATS request/reply on {asked}, answered with {info.reply}"
+                if info.reply
+                else f"The answer to a {request} request, sent to the requester's inbox"
+            )
+            + "; the AsyncAPI document says how. Not stored: no entities, no live updates.",
+            media_type="application/json",
+            format="JSON",
+        )
+    ]
+    if request == JourneyRequest.__contract__.name:
+        ways.append(
+            Distribution(
+                kind="http",
+                title="Plan a journey over HTTP",
+                url=f"{base}{JOURNEY_PATH}",
+                description=(
+                    "GET ?from=…&to=…&depart=… (or POST a journey request as JSON): the planner's "
+                    "journey plan as JSON. Public: no login needed."
+                ),
+                media_type="application/json",
+                format="JSON",
+                service=f"{base}/api/v1",
+            )
+        )
+    return ways
+
+
 def _dataset(cls: type[Contract], facts: DatasetFacts | None, base: str) -> Dataset:
     info = cls.__contract__
     personal = info.classification is Classification.PERSONAL
@@ -315,21 +355,28 @@ def _dataset(cls: type[Contract], facts: DatasetFacts | None, base: str) -> Data
         Classification.PUBLIC: "Public: no login needed.",
         Classification.INTERNAL: "Internal: needs a bearer token (citybus auth add-token).",
     }
-    distributions = [
-        Distribution(
-            kind="nats",
-            title=f"NATS subjects {subject}",
-            url=f"{base}/catalogue/asyncapi.json",
-            description=(
-                f"Messages on the NATS subjects {subject} (one subject per entity), CloudEvents in "
-                "binary mode; the AsyncAPI document says how to connect and subscribe."
-                + (" Personal: only the adapters that declare this contract may read it." if personal else "")
-            ),
-            media_type="application/json",
-            format="JSON",
-        )
-    ]
-    if not personal:
+    if info.exchange != "event":
+        distributions = _asked(cls, base)
+    else:
+        distributions = [
+            Distribution(
+                kind="nats",
+                title=f"NATS subjects {subject}",
+                url=f"{base}/catalogue/asyncapi.json",
+                description=(
+                    f"Messages on the NATS subjects {subject} (one subject per entity), CloudEvents in "
+                    "binary mode; the AsyncAPI document says how to connect and subscribe."
+                    + (
+                        " Personal: only the adapters that declare this contract may read it."
+                        if personal
+                        else ""
+                    )
+                ),
+                media_type="application/json",
+                format="JSON",
+            )
+        ]
+    if not personal and info.exchange == "event":
         distributions += [
             Distribution(
                 kind="http",
