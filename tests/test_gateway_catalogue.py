@@ -24,9 +24,9 @@ from adapters.gateway.catalogue import (
     DatasetFacts,
     EntityFacts,
     catalogue_entries,
-    catalogue_jsonld,
 )
 from adapters.gateway.catalogue_html import ENTITY_ROWS, render_html
+from adapters.gateway.catalogue_jsonld import catalogue_jsonld
 from adapters.gateway.catalogue_routes import stream_facts, wants_jsonld
 from adapters.gateway.fields import fields_of
 from adapters.gateway.licences import ATTRIBUTIONS
