@@ -52,7 +52,8 @@ in both.
 Decisions, and why:
 
 * **A pure builder and a thin route.** :func:`catalogue_entries` turns (registry, per-contract
-  stream facts, base URL) into plain :class:`Dataset` values, and :func:`~adapters.gateway.catalogue_jsonld.catalogue_jsonld` and
+  stream facts, base URL) into plain :class:`Dataset` values, and
+  :func:`~adapters.gateway.catalogue_jsonld.catalogue_jsonld` and
   :func:`~adapters.gateway.catalogue_html.render_html` render those: the JSON-LD and the page
   cannot disagree, and all of it is tested without a server.
 * **Distributions are ways to get the data.** NATS (its ``accessURL`` is the AsyncAPI document
