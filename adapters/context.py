@@ -306,6 +306,9 @@ class Context:
 
         sub = await self._bus.serve(contract, answer, queue=self.instance if queue is None else queue)
         self._subscriptions.append(sub)
+        # the server has the subscription before the adapter says it is ready: a request sent at
+        # once from another connection finds its responder
+        await self._bus.flush()
         return sub
 
     async def subscribe_raw(

@@ -5,6 +5,7 @@
     async with Browser.launch(tmp_path) as page:
         await page.navigate("http://127.0.0.1:8080/")
         await page.wait_for("document.querySelectorAll('.badge').length > 0")
+        await page.type("#journey-from", "drammen")
         assert page.errors == []
         await page.screenshot(tmp_path / "page.png")
 
@@ -175,6 +176,29 @@ class Page:
         )
         if not found:
             raise BrowserError(f"nothing on the page matches {selector!r}")
+
+    async def type(self, selector: str, text: str) -> None:
+        """Replace what the input ``selector`` names holds with ``text``, as a user would: focus it,
+        select what is there and type over it (the page sees its ``input`` events). A date or time
+        field takes no typed text over DevTools, so its value is set and ``input`` and ``change``
+        dispatched, as its picker does."""
+        target = f"document.querySelector({json.dumps(selector)})"
+        kind = await self.evaluate(
+            f"(() => {{ const e = {target}; if (!e) return null; e.focus(); "
+            "if (typeof e.select === 'function') e.select(); return e.type || e.tagName; })()"
+        )
+        if kind is None:
+            raise BrowserError(f"nothing on the page matches {selector!r}")
+        if kind in ("date", "datetime-local", "month", "time", "week"):
+            value = json.dumps(text)
+            await self.evaluate(
+                f"(() => {{ const e = {target}; e.value = {value}; "
+                "for (const t of ['input', 'change']) e.dispatchEvent(new Event(t, { bubbles: true })); })()"
+            )
+        else:
+            await self.send("Input.insertText", {"text": text})
+        if await self.evaluate(f"{target}.value") != text:
+            raise BrowserError(f"{selector!r} did not take {text!r}")
 
     async def screenshot(self, path: Path) -> Path:
         """Save a PNG of the page as it is drawn now, and return its path."""

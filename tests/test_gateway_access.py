@@ -6,7 +6,8 @@ published as the sandbox's ``replay`` user; nothing may publish personal data th
 issued and revoked with the real ``citybus auth`` while it runs. Then every caller — no token, an
 ``internal`` token, a ``public`` token, a revoked token, a bogus one, and a ``CITY`` token at this
 ``SANDBOX`` gateway — asks for a public, an internal and a personal contract through every way in:
-the entity list, the last value, the history, the SSE stream, the NGSI-LD view and the catalogue.
+the entity list, the last value, the history, the SSE stream, the NGSI-LD view and the catalogue;
+and every caller asks the journey planner (which ``citybus up`` runs beside them) through the gateway.
 
 The gateway's own checks only explain a refusal; the broker enforces it. So the users the gateway
 reads as are shown refused by the broker itself: ``SANDBOX/public`` may neither subscribe to an
@@ -56,7 +57,16 @@ account = "sandbox"
 clock = "wall"
 port = 0
 heartbeat = 0.2
+
+[adapters.journey-planner]
+adapter = "journey-planner"
+account = "sandbox"
+clock = "wall"
+
+[adapters.journey-planner.timetable]
+file = "{timetable}"
 """
+TIMETABLE = Path(__file__).resolve().parents[1] / "sandbox/data/sources/transport/entur_nsb_gtfs_2018.zip"
 
 PUBLIC = "environment.beach-observation"
 PUBLIC_ENTITY = "bragernes-strand"
@@ -117,7 +127,7 @@ async def gateway(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Gat
     base = tmp_path_factory.mktemp("gateway-access")
     data_dir, cwd = base / "data", base / "cwd"
     cwd.mkdir()
-    (cwd / "citybus.toml").write_text(CONFIG)
+    (cwd / "citybus.toml").write_text(CONFIG.format(timetable=TIMETABLE))
     env = citybus_env(data_dir)
     process = await Background.start("up", cwd=cwd, env=env)
     try:
@@ -328,6 +338,26 @@ async def _lines_until_heartbeats(response: aiohttp.ClientResponse, heartbeats: 
                 if heartbeats == 0:
                     return lines
     return lines
+
+
+# -- journey planning --------------------------------------------------------------------------------
+
+
+async def test_journeys_are_planned_as_the_caller_s_user_through_the_broker(gateway: Gateway) -> None:
+    """The journey route sends the request as the caller's user: ``public`` (no token, or a public
+    token) and ``internal`` may ask the planner and get its answer in their private inboxes; a token
+    that is not valid here is refused before anything is asked."""
+    path = "/api/v1/journey?from=drammen&to=Oslo%20S&depart=2018-08-28T08:00"
+    async with aiohttp.ClientSession() as http:
+        seen: dict[str, int] = {}
+        for caller in CALLERS:
+            reply = await request(http, gateway.url + path, gateway.headers[caller])
+            seen[caller] = reply.status
+            if reply.status == 200:
+                assert reply.body["status"] == "ok", (caller, reply)
+                assert "rail" in {leg["mode"] for leg in reply.body["journeys"][0]["legs"]}, reply
+    expected = {"anonymous": 200, "internal": 200, "public": 200, "revoked": 401, "bogus": 401}
+    assert seen == {**expected, "other-account": 401}
 
 
 # -- the catalogue -----------------------------------------------------------------------------------

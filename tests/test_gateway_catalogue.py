@@ -24,9 +24,9 @@ from adapters.gateway.catalogue import (
     DatasetFacts,
     EntityFacts,
     catalogue_entries,
-    catalogue_jsonld,
 )
 from adapters.gateway.catalogue_html import ENTITY_ROWS, render_html
+from adapters.gateway.catalogue_jsonld import catalogue_jsonld
 from adapters.gateway.catalogue_routes import stream_facts, wants_jsonld
 from adapters.gateway.fields import fields_of
 from adapters.gateway.licences import ATTRIBUTIONS
@@ -239,9 +239,32 @@ def test_personal_data_sets_are_listed_with_no_http_or_sse_distribution() -> Non
             assert served == [], identifier
             assert CB + "entities" not in node  # facts are never shown, even when handed in
             assert [values(d, CB + "kind") for d in node[DCAT + "distribution"]] == [["nats"]]
-        else:
+        elif identifier not in ASKED:
             assert {f"{BASE}/api/v1/contracts/{values(node, CB + 'contract')[0]}/entities"} <= set(served)
             assert any("/api/v1/stream?subject=" in u for u in served), identifier
+
+
+ASKED = {
+    "mobility.journey-request.v1": [f"{BASE}/api/v1/journey"],
+    "mobility.journey-plan.v1": [f"{BASE}/api/v1/journey"],
+}
+"""The data sets asked by request/reply, and what the gateway serves of each: the route that asks
+for a plan, never entities or a stream (no stream keeps them)."""
+
+
+def test_a_request_and_its_reply_are_asked_not_followed() -> None:
+    datasets = expanded_datasets(facts={})
+    asked = {
+        identifier
+        for identifier in datasets
+        if default_registry().get(identifier.rpartition(".v")[0]).__contract__.exchange != "event"
+    }
+    assert asked == set(ASKED)
+    for identifier, served in ASKED.items():
+        ways = datasets[identifier][DCAT + "distribution"]
+        urls = [u for d in ways for u in values(d, DCAT + "accessURL")]
+        assert [u for u in urls if u.startswith(BASE + "/api/")] == served, identifier
+        assert [values(d, CB + "kind") for d in ways][0] == ["nats"]
 
 
 def test_units_of_fields_are_those_the_contracts_declare() -> None:

@@ -23,6 +23,8 @@ import pytest
 from aiohttp import web
 
 from adapters.gateway.page import WEB, load_files, routes
+from adapters.journey import JourneyPlanner
+from adapters.testing import AdapterHarness
 from bus import Bus
 from contracts import AirQualityObserved, BikeStationStatus, Contract, GeoPoint, TrainCall
 from tests.browser import Browser, find_chromium
@@ -65,6 +67,7 @@ async def test_the_page_is_served_at_the_root_with_a_strict_policy(page_server: 
     ("path", "content_type", "cache"),
     [
         ("app.js", "text/javascript; charset=utf-8", "no-cache"),
+        ("journey.js", "text/javascript; charset=utf-8", "no-cache"),
         ("style.css", "text/css; charset=utf-8", "no-cache"),
         ("vendor/leaflet/leaflet.js", "text/javascript; charset=utf-8", "public, max-age=86400"),
         ("vendor/leaflet/leaflet.css", "text/css; charset=utf-8", "public, max-age=86400"),
@@ -127,14 +130,20 @@ def test_a_file_of_an_unknown_type_is_refused_at_start(tmp_path: Path) -> None:
         load_files(tmp_path)
 
 
-def test_the_page_script_never_parses_data_as_html() -> None:
+@pytest.mark.parametrize("name", ["app.js", "journey.js"])
+def test_the_page_scripts_never_parse_data_as_html(name: str) -> None:
     """Values come from the bus: the page writes them as text only. A regression guard for the
     browser test's check that a name with markup shows as text."""
-    script = (WEB / "app.js").read_text()
+    script = (WEB / name).read_text()
     sinks = ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "bindPopup", "bindTooltip")
     for sink in sinks:
-        assert sink not in script, f"app.js uses {sink}"
+        assert sink not in script, f"{name} uses {sink}"
     assert not re.search(r"\beval\(|new Function\(", script)
+
+
+def test_every_script_of_the_page_is_checked_for_html_sinks() -> None:
+    scripts = {p.name for p in WEB.glob("*.js")}
+    assert scripts == {"app.js", "journey.js"}, "add the new script to the HTML-sink check above"
 
 
 # ---------------------------------------------------------------------------- the page in Chromium
@@ -274,3 +283,74 @@ async def test_the_live_page_shows_the_city_and_follows_the_bus(
             shot = await page.screenshot(artefacts(tmp_path) / "gateway-page.png")
             print(f"screenshot of the live page: {shot}")  # noqa: T201 - for the person running the test
         assert page.errors == []
+
+
+FEED = Path(__file__).resolve().parents[1] / "sandbox/data/sources/transport/entur_nsb_gtfs_2018.zip"
+
+
+def text_of(element_id: str) -> str:
+    """A JavaScript expression: the text of the element ``element_id``."""
+    return f"document.getElementById({json.dumps(element_id)}).textContent"
+
+
+@pytest.mark.slow
+async def test_the_journey_panel_plans_drammen_to_oslo_s(
+    quiet_bus: Bus, chromium: str, tmp_path: Path
+) -> None:
+    planner = AdapterHarness(
+        JourneyPlanner, {"timetable": {"file": str(FEED)}}, bus=quiet_bus, instance="journey-planner"
+    )
+    async with (
+        planner,
+        running_gateway(quiet_bus) as gateway,
+        Browser.launch(tmp_path, executable=chromium) as page,
+    ):
+        await quiet_bus.flush()  # the planner's subscription reaches the server before anyone asks
+        try:
+            await page.navigate(gateway.url + "/")
+            await page.wait_for("document.body.dataset.loaded === 'true'")
+            await page.type("#journey-from", "drammen")
+            await page.type("#journey-to", "Oslo S")
+            await page.type("#journey-depart", "2018-08-28T08:00")
+            await page.click("#journey-go")
+            await page.wait_for(
+                "document.getElementById('journey-form').dataset.state === 'done'", timeout=30
+            )
+
+            # The journeys, fastest first; the first has a train leg with its line and times.
+            assert await page.evaluate("document.querySelectorAll('#journey-list .journey-item').length") >= 1
+            rail = "document.querySelector('#journey-list .journey-item .leg[data-mode=\"rail\"]')"
+            assert await page.evaluate(f"{rail} !== null")
+            leg = await page.evaluate(f"{rail}.textContent")
+            assert "Oslo S" in leg and "timetable" in leg, leg
+            assert re.search(r"\d\d:\d\d – \d\d:\d\d", leg), leg
+            assert "Timetable valid 2018-08-18 to 2018-12-08" == await page.evaluate(
+                text_of("journey-validity")
+            )
+            # The first journey is drawn on the map, a line per leg.
+            assert await page.evaluate("document.getElementById('journey-list').dataset.drawn") == "0"
+            assert await page.evaluate("document.querySelectorAll('path.journey-leg').length") >= 1
+            assert page.errors == []
+            shot = await page.screenshot(artefacts(tmp_path) / "gateway-journey.png")
+            print(f"screenshot of the journey found: {shot}")  # noqa: T201 - for the person running the test
+
+            # A place the planner does not know: the plan's one line, nothing drawn, and its nearest
+            # names as buttons; taking one asks again.
+            await page.type("#journey-to", "Oslo Sentral")
+            await page.click("#journey-go")
+            await page.wait_for("document.getElementById('journey-form').dataset.state === 'refused'")
+            assert await page.evaluate(text_of("journey-message")) == (
+                "no stop place is called 'Oslo Sentral': did you mean Oslo S, Vaksdal senter?"
+            )
+            assert await page.evaluate("document.querySelectorAll('path.journey-leg').length") == 0
+            await page.click("#journey-suggestions .suggestion")
+            await page.wait_for(
+                "document.getElementById('journey-form').dataset.state === 'done'", timeout=30
+            )
+            assert await page.evaluate("document.getElementById('journey-to').value") == "Oslo S"
+            assert await page.evaluate(f"{rail} !== null")
+        finally:
+            shot = await page.screenshot(artefacts(tmp_path) / "gateway-journey-end.png")
+            print(f"screenshot of the journey panel at the end: {shot}")  # noqa: T201 - for the person running the test
+    # The 404 of the unknown place is the only thing in red: Chromium logs every failed fetch.
+    assert [e for e in page.errors if "status of 404" not in e or "/api/v1/journey" not in e] == []

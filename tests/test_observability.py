@@ -24,6 +24,7 @@ import re
 import shutil
 import subprocess
 from collections.abc import AsyncIterator, Iterator
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from adapters.journey.metrics import journey_metrics
 from adapters.supervisor import adapter_metrics
 from bus import Bus
 from bus.metrics import Metrics
@@ -232,6 +234,10 @@ def _exported(metrics: Metrics) -> dict[str, set[str]]:
     replay.speed.labels("sandbox").set(60)
     replay.loops.labels("sandbox").inc()
     replay.faults.labels("sandbox", "duplicate").inc()
+    journey = journey_metrics(registry)
+    journey.loaded(4680, 493, 0.5, date(2018, 12, 8))
+    journey.answered("ok", 0.004)
+    journey.live("applied")
 
     samples: dict[str, set[str]] = {}
     for family in text_string_to_metric_families(generate_latest(registry).decode()):
@@ -331,6 +337,7 @@ def test_dashboard_has_the_rows_an_operator_looks_for(dashboard: dict[str, Any])
         "Sandbox replay",
         "JetStream consumers",
         "NATS server",
+        "Journey planner",
     ]
 
 
@@ -435,6 +442,8 @@ def test_alerts_watch_what_operators_asked_for(rules: list[dict[str, Any]]) -> N
         "citybus_nats_server_memory_bytes",
         "citybus_nats_server_memory_limit_bytes",
         "citybus_nats_server_slow_consumers_total",
+        "citybus_journey_timetable_valid_to_timestamp_seconds",
+        "citybus_journey_plan_seconds_bucket",
     }
 
 
@@ -455,7 +464,7 @@ def promtool(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 def test_promtool_accepts_the_rules(tmp_path: Path) -> None:
     result = promtool("check", "rules", str(RULES), cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 12 rules found" in result.stdout
+    assert "SUCCESS: 14 rules found" in result.stdout
 
 
 BEACH = "environment.beach-observation.v1"
@@ -516,6 +525,17 @@ SERIES = [
     # Slow consumers keep being found on one server; the other found one once, long ago.
     ('citybus_nats_server_slow_consumers_total{job="citybus",instance="bus:9464"}', "0+2x30"),
     ('citybus_nats_server_slow_consumers_total{job="citybus",instance="other:9464"}', "1x30"),
+    # One planner's timetable ends 8 days after the start (the alert is due after a day and an hour);
+    # the other's in a year. Time in these tests starts at 0 (1970-01-01).
+    ('citybus_journey_timetable_valid_to_timestamp_seconds{instance="old:9464"}', "691200x1700"),
+    ('citybus_journey_timetable_valid_to_timestamp_seconds{instance="new:9464"}', "31536000x1700"),
+    # One planner takes 0.1–0.25 s per request from the start; the other, as busy, under 10 ms: half
+    # the requests slow, so the 95th percentile over both is slow.
+    ('citybus_journey_plan_seconds_bucket{instance="slow:9464",le="0.1"}', "0x30"),
+    ('citybus_journey_plan_seconds_bucket{instance="slow:9464",le="0.25"}', "0+10x30"),
+    ('citybus_journey_plan_seconds_bucket{instance="slow:9464",le="+Inf"}', "0+10x30"),
+    ('citybus_journey_plan_seconds_bucket{instance="fast:9464",le="0.01"}', "0+10x30"),
+    ('citybus_journey_plan_seconds_bucket{instance="fast:9464",le="+Inf"}', "0+10x30"),
 ]
 EXPECTED = [
     ("30s", [quiet("CitybusNatsDisconnected"), quiet("CitybusAdapterDown")]),
@@ -553,6 +573,10 @@ EXPECTED = [
     ("20m", [alert("CitybusNatsServerMemoryHigh", "warning", job="citybus", instance="bus:9464")]),
     ("3m", [quiet("CitybusNatsServerSlowConsumers")]),
     ("10m", [alert("CitybusNatsServerSlowConsumers", "warning", job="citybus", instance="bus:9464")]),
+    ("1d", [quiet("CitybusJourneyTimetableRunningOut")]),  # 7 days left from day 1, not yet for an hour
+    ("1d2h", [alert("CitybusJourneyTimetableRunningOut", "warning", instance="old:9464")]),
+    ("10m", [quiet("CitybusJourneyPlanningSlow")]),
+    ("20m", [alert("CitybusJourneyPlanningSlow", "warning")]),
 ]
 
 

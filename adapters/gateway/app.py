@@ -83,12 +83,13 @@ async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
 def build_app(state: GatewayState) -> web.Application:
     """The application: the middleware and the routes of every part of the gateway."""
     # Imported here: each part's module imports STATE from this one.
-    from adapters.gateway import catalogue_routes, entities, ngsild, sse
+    from adapters.gateway import catalogue_routes, entities, journey, ngsild, sse
 
     app = web.Application(middlewares=[_answer])
     app[STATE] = state
     catalogue_routes.routes(app)
     entities.routes(app)
+    journey.routes(app)
     ngsild.routes(app)
     sse.routes(app)
     page.routes(app)

@@ -52,7 +52,8 @@ in both.
 Decisions, and why:
 
 * **A pure builder and a thin route.** :func:`catalogue_entries` turns (registry, per-contract
-  stream facts, base URL) into plain :class:`Dataset` values, and :func:`catalogue_jsonld` and
+  stream facts, base URL) into plain :class:`Dataset` values, and
+  :func:`~adapters.gateway.catalogue_jsonld.catalogue_jsonld` and
   :func:`~adapters.gateway.catalogue_html.render_html` render those: the JSON-LD and the page
   cannot disagree, and all of it is tested without a server.
 * **Distributions are ways to get the data.** NATS (its ``accessURL`` is the AsyncAPI document
@@ -77,16 +78,16 @@ from __future__ import annotations
 
 import inspect
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Final
 from urllib.parse import quote
 
 from adapters.gateway.fields import FieldRow, fields_of
+from adapters.gateway.journey import PATH as JOURNEY_PATH
 from adapters.gateway.licences import Attribution, attribution_of
 from bus import subjects
-from contracts import CITY_PACKAGE, Classification, Contract, Registry, package_of
+from contracts import CITY_PACKAGE, Classification, Contract, JourneyRequest, Registry, package_of
 
 __all__ = [
     "ACCESS_RIGHTS",
@@ -100,14 +101,11 @@ __all__ = [
     "Publisher",
     "THEMES",
     "catalogue_entries",
-    "catalogue_jsonld",
     "plain",
 ]
 
 JSONLD: Final = "application/ld+json"
 
-_EU: Final = "http://publications.europa.eu/resource/authority/"
-_IANA: Final = "https://www.iana.org/assignments/media-types/"
 
 CONTEXT: Final[Mapping[str, str]] = {
     "dcat": "http://www.w3.org/ns/dcat#",
@@ -139,9 +137,6 @@ THEMES: Final[Mapping[str, tuple[str, ...]]] = {
 """A domain's EU data themes; every data set has ``REGI`` (regions and cities) besides."""
 
 _CITY_THEME: Final = "REGI"
-_NORWAY: Final = f"{_EU}country/NOR"
-_DRAMMEN_CENTRE: Final = "POINT(10.2058 59.7453)"
-"""Drammen's centre (59°44′43″ N 10°12′21″ E) as WKT, longitude first."""
 _PROVENANCE_TEXT: Final = {
     "sensor": "measured by sensors",
     "manual": "measured or entered by hand",
@@ -303,6 +298,45 @@ def catalogue_entries(
     return [_dataset(cls, facts.get(cls.__contract__.name), base) for cls in registry]
 
 
+def _asked(cls: type[Contract], base: str) -> list[Distribution]:
+    """The ways to a request or a reply (request/reply: no stream keeps them, so they have no
+    entities and no live updates): the NATS request subject, and the gateway's route that asks."""
+    info = cls.__contract__
+    request = info.name if info.reply else info.answers
+    asked = subjects.request_filter(cls) if info.reply else "the requester's inbox"
+    ways = [
+        Distribution(
+            kind="nats",
+            title=f"NATS requests {asked}" if info.reply else f"NATS replies to {request}",
+            url=f"{base}/catalogue/asyncapi.json",
+            description=(
+                f"Asked by NATS request/reply on {asked}, answered with {info.reply}"
+                if info.reply
+                else f"The answer to a {request} request, sent to the requester's inbox"
+            )
+            + "; the AsyncAPI document says how. Not stored: no entities, no live updates.",
+            media_type="application/json",
+            format="JSON",
+        )
+    ]
+    if request == JourneyRequest.__contract__.name:
+        ways.append(
+            Distribution(
+                kind="http",
+                title="Plan a journey over HTTP",
+                url=f"{base}{JOURNEY_PATH}",
+                description=(
+                    "GET ?from=…&to=…&depart=… (or POST a journey request as JSON): the planner's "
+                    "journey plan as JSON. Public: no login needed."
+                ),
+                media_type="application/json",
+                format="JSON",
+                service=f"{base}/api/v1",
+            )
+        )
+    return ways
+
+
 def _dataset(cls: type[Contract], facts: DatasetFacts | None, base: str) -> Dataset:
     info = cls.__contract__
     personal = info.classification is Classification.PERSONAL
@@ -315,21 +349,28 @@ def _dataset(cls: type[Contract], facts: DatasetFacts | None, base: str) -> Data
         Classification.PUBLIC: "Public: no login needed.",
         Classification.INTERNAL: "Internal: needs a bearer token (citybus auth add-token).",
     }
-    distributions = [
-        Distribution(
-            kind="nats",
-            title=f"NATS subjects {subject}",
-            url=f"{base}/catalogue/asyncapi.json",
-            description=(
-                f"Messages on the NATS subjects {subject} (one subject per entity), CloudEvents in "
-                "binary mode; the AsyncAPI document says how to connect and subscribe."
-                + (" Personal: only the adapters that declare this contract may read it." if personal else "")
-            ),
-            media_type="application/json",
-            format="JSON",
-        )
-    ]
-    if not personal:
+    if info.exchange != "event":
+        distributions = _asked(cls, base)
+    else:
+        distributions = [
+            Distribution(
+                kind="nats",
+                title=f"NATS subjects {subject}",
+                url=f"{base}/catalogue/asyncapi.json",
+                description=(
+                    f"Messages on the NATS subjects {subject} (one subject per entity), CloudEvents in "
+                    "binary mode; the AsyncAPI document says how to connect and subscribe."
+                    + (
+                        " Personal: only the adapters that declare this contract may read it."
+                        if personal
+                        else ""
+                    )
+                ),
+                media_type="application/json",
+                format="JSON",
+            )
+        ]
+    if not personal and info.exchange == "event":
         distributions += [
             Distribution(
                 kind="http",
@@ -394,193 +435,3 @@ def _title(cls: type[Contract]) -> str:
     words = info.event.replace("-", " ")
     title = f"{words[:1].upper()}{words[1:]} ({info.domain})"
     return title if info.version == 1 else f"{title}, version {info.version}"
-
-
-# -- JSON-LD ---------------------------------------------------------------------------------------
-
-
-def _iri(value: str) -> dict[str, str]:
-    return {"@id": value}
-
-
-def _text(value: str, language: str = "en") -> dict[str, str]:
-    return {"@value": value, "@language": language}
-
-
-def _when(epoch: float) -> dict[str, str]:
-    moment = datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-    return {"@value": moment, "@type": "xsd:dateTime"}
-
-
-def _duration(seconds: float) -> dict[str, str]:
-    return {"@value": f"PT{seconds:.3f}".rstrip("0").rstrip(".") + "S", "@type": "xsd:duration"}
-
-
-def _spatial(base: str) -> list[dict[str, Any]]:
-    """Norway (the EU country list) and Drammen, a place of the catalogue's own with its centre."""
-    return [
-        _iri(_NORWAY),
-        {
-            "@id": f"{base}/catalogue#drammen",
-            "@type": "dct:Location",
-            "rdfs:label": [_text("Drammen", "nb")],
-            "dcat:centroid": {"@value": _DRAMMEN_CENTRE, "@type": "geo:wktLiteral"},
-        },
-    ]
-
-
-def _agent(publisher: Publisher) -> dict[str, Any]:
-    return {"@id": publisher.homepage, "@type": "foaf:Agent", "foaf:name": [_text(publisher.name, "nb")]}
-
-
-def _contact(publisher: Publisher) -> dict[str, Any]:
-    return {
-        "@type": "vcard:Organization",
-        "vcard:fn": publisher.name,
-        "vcard:hasURL": _iri(publisher.homepage),
-    }
-
-
-def catalogue_jsonld(
-    datasets: Sequence[Dataset], base_url: str, *, publisher: Publisher = DRAMMEN
-) -> dict[str, Any]:
-    """The DCAT-AP-NO catalogue of ``datasets`` as a JSON-LD document (see the module)."""
-    base = base_url.rstrip("/")
-    gateway = f"{base}/api/v1"
-    served = [d for d in datasets if any(x.service == gateway for x in d.distributions)]
-    times = [d.facts.last_stored for d in datasets if d.facts is not None and d.facts.last_stored]
-    catalog: dict[str, Any] = {
-        "@context": dict(CONTEXT),
-        "@id": f"{base}/catalogue",
-        "@type": "dcat:Catalog",
-        "dct:identifier": f"{base}/catalogue",
-        "dct:title": [
-            _text("citybus: the city's data on the bus"),
-            _text("citybus: byens data på bussen", "nb"),
-        ],
-        "dct:description": [
-            _text(
-                "Every data set that flows on citybus, the message bus of the Drammen smart-city testbed: "
-                "public, internal and personal data kept apart, each with its schema, units, update rate, "
-                "licence and the ways to get it."
-            ),
-            _text(
-                "Alle datasett som flyter på citybus, meldingsbussen i Drammens testarena for smartby: "
-                "åpne, interne og personlige data holdt atskilt.",
-                "nb",
-            ),
-        ],
-        "dct:publisher": _agent(publisher),
-        "dcat:contactPoint": _contact(publisher),
-        "foaf:homepage": _iri(f"{base}/"),
-        "dct:language": [_iri(f"{_EU}language/ENG"), _iri(f"{_EU}language/NOB")],
-        "dct:spatial": _spatial(base),
-        "dcat:themeTaxonomy": _iri(f"{_EU}data-theme"),
-        "dcat:service": [
-            {
-                "@id": gateway,
-                "@type": "dcat:DataService",
-                "dct:title": [_text("citybus HTTP and SSE gateway")],
-                "dct:description": [
-                    _text("Last values, short histories and live Server-Sent Events of the bus's data sets.")
-                ],
-                "dcat:endpointURL": _iri(gateway),
-                "dct:publisher": _iri(publisher.homepage),
-                "dcat:contactPoint": _contact(publisher),
-                "dcat:servesDataset": [_iri(d.iri) for d in served],
-            }
-        ],
-        "dcat:dataset": [_dataset_jsonld(d, publisher, base) for d in datasets],
-    }
-    if times:
-        catalog["dct:modified"] = _when(max(times))
-    return catalog
-
-
-def _dataset_jsonld(d: Dataset, publisher: Publisher, base: str) -> dict[str, Any]:
-    node: dict[str, Any] = {
-        "@id": d.iri,
-        "@type": "dcat:Dataset",
-        "dct:identifier": d.identifier,
-        "dct:title": [_text(d.title)],
-        "dct:description": [_text(plain(d.description))],
-        "dct:publisher": _iri(publisher.homepage),
-        "dcat:contactPoint": _contact(publisher),
-        "dcat:theme": [_iri(f"{_EU}data-theme/{t}") for t in d.themes],
-        "dcat:keyword": [_text(k) for k in d.keywords],
-        "dct:accessRights": _iri(f"{_EU}access-right/{d.access_right}"),
-        "dct:spatial": [_iri(_NORWAY), _iri(f"{base}/catalogue#drammen")],
-        "dct:conformsTo": _schema_node(d),
-        "dct:accrualPeriodicity": _iri(f"{_EU}frequency/UPDATE_CONT"),
-        "dcat:version": str(d.version),
-        "dct:provenance": {"@type": "dct:ProvenanceStatement", "rdfs:label": [_text(d.provenance_text())]},
-        "cb:contract": d.name,
-        "cb:classification": d.classification.value,
-        "cb:subject": d.subject,
-        "cb:fields": [_field_jsonld(f) for f in d.fields],
-        "dcat:distribution": [_distribution_jsonld(d, x) for x in d.distributions],
-    }
-    if d.package:
-        node["cb:package"] = d.package
-    if d.attribution is not None:
-        node["cc:attributionName"] = d.attribution.credit
-        node["dct:rights"] = {
-            "@type": "dct:RightsStatement",
-            "rdfs:label": [_text(f"Credit: {d.attribution.credit}. {d.attribution.source}.")],
-        }
-    if d.synthetic:
-        node["dct:type"] = _iri(f"{_EU}dataset-type/SYNTHETIC_DATA")
-    facts = d.facts
-    if facts is not None and facts.unreadable is None:
-        node["cb:entities"] = len(facts.entities)
-        node["cb:messages"] = facts.messages
-        if facts.rate_per_hour is not None:
-            node["cb:messagesPerHour"] = round(facts.rate_per_hour, 3)
-        if facts.interval is not None:
-            node["dcat:temporalResolution"] = _duration(facts.interval)
-        if facts.last_stored is not None:
-            node["dct:modified"] = _when(facts.last_stored)
-    return node
-
-
-def _schema_node(d: Dataset) -> dict[str, Any]:
-    return {
-        "@id": d.schema_url,
-        "@type": "dct:Standard",
-        "dct:title": [_text(f"JSON Schema of {d.identifier}")],
-    }
-
-
-def _field_jsonld(f: FieldRow) -> dict[str, Any]:
-    node: dict[str, Any] = {"cb:name": f.name, "cb:type": f.type, "cb:required": f.required}
-    if f.unit is not None:
-        node["cb:unit"] = f.unit
-    if f.description:
-        node["dct:description"] = [_text(f.description)]
-    return node
-
-
-def _distribution_jsonld(d: Dataset, x: Distribution) -> dict[str, Any]:
-    node: dict[str, Any] = {
-        "@type": "dcat:Distribution",
-        "dct:title": [_text(x.title)],
-        "dct:description": [_text(x.description)],
-        "dcat:accessURL": _iri(x.url),
-        "dct:conformsTo": _iri(d.schema_url),
-        "cb:kind": x.kind,
-    }
-    if x.media_type is not None:
-        node["dcat:mediaType"] = _iri(_IANA + x.media_type)
-    if x.format is not None:
-        node["dct:format"] = _iri(f"{_EU}file-type/{x.format}")
-    if x.service is not None:
-        node["dcat:accessService"] = _iri(x.service)
-    if x.kind == "nats":
-        node["cb:subject"] = d.subject
-    if d.attribution is not None:
-        node["dct:license"] = {
-            "@id": d.attribution.licence.url,
-            "@type": "dct:LicenseDocument",
-            "dct:title": [_text(d.attribution.licence.name)],
-        }
-    return node

@@ -38,9 +38,9 @@ from adapters.gateway.catalogue import (
     DatasetFacts,
     EntityFacts,
     catalogue_entries,
-    catalogue_jsonld,
 )
 from adapters.gateway.catalogue_html import CSP, render_html
+from adapters.gateway.catalogue_jsonld import catalogue_jsonld
 from adapters.gateway.feeds import Feed
 from adapters.gateway.who import problem
 from bus import subjects

@@ -39,6 +39,8 @@ class GatewayConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     """SSE clients at once; more are told to retry later (503)."""
     catch_up: Annotated[int, Meta(ge=0)] = 10_000
     """At most this many stored messages replayed to an SSE client resuming with Last-Event-ID."""
+    journey_timeout: Annotated[float, Meta(gt=0, le=60)] = 5.0
+    """Seconds to wait for the journey planner's answer (``/api/v1/journey``); then a 503."""
     public_url: str = ""
     """How the gateway is reached from outside (``https://data.drammen.no``): the base of every link
     it hands out (the catalogue's IRIs and access URLs, the NGSI-LD ``@context``). Empty: the address

@@ -43,7 +43,6 @@ from adapters.journey.planner import Planner
 from adapters.journey.racks import Racks
 from adapters.polling import Document, Poller, SourceConfig, http_session
 from bus import Event
-from bus.errors import ConfigError
 from contracts import BikeStation, BikeStationStatus, JourneyPlan, JourneyRequest, TrainCall
 
 __all__ = ["JourneyConfig", "JourneyPlanner"]
@@ -54,7 +53,7 @@ _KEPT_CALLS = 50_000
 class JourneyConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """``[adapters.<instance>]`` of ``journey-planner``."""
 
-    timetable: SourceConfig | None = None
+    timetable: SourceConfig
     """The GTFS feed to plan on: ``url`` or ``file`` (``citybus up``'s default: the sandbox's)."""
     live: bool = True
     """Follow live train calls (expected and actual times, cancellations)."""
@@ -84,12 +83,6 @@ class JourneyPlanner(Adapter[JourneyConfig]):
     async def run(self, ctx: Context) -> None:
         """Load the timetable, follow the live data, answer requests, until stopped."""
         source = self.config.timetable
-        if source is None:
-            raise ConfigError(
-                f"instance {ctx.instance}: the journey planner needs a GTFS timetable: add "
-                f"[adapters.{ctx.instance}.timetable] with url = 'https://…/gtfs.zip' "
-                "or file = 'path/to/gtfs.zip'"
-            )
         metrics = journey_metrics(ctx.registry)
         serving = False
 

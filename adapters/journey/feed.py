@@ -86,6 +86,8 @@ class Feed:
     """Stop place and quay ids → place index."""
     departures_at: list[int] = field(default_factory=list)
     """How many calls each place has (over the whole feed): the busiest place wins a name."""
+    rail_calls: list[int] = field(default_factory=list)
+    """How many of those are by train: a station wins a name before a replacement-bus stop."""
     rejected: list[Rejected] = field(default_factory=list)
     load_seconds: float = 0.0
     _days: dict[date, tuple[int, ...]] = field(default_factory=dict)
@@ -160,6 +162,7 @@ def read_feed(body: bytes) -> Feed:
     tz = next(iter(agencies.values())).timezone
     trips: list[Trip] = []
     busy = [0] * len(places)
+    rail = [0] * len(places)
     for trip_id, rows in calls.items():
         route_id, service, headsign = trip_rows[trip_id]
         route = routes.get(route_id)
@@ -178,6 +181,8 @@ def read_feed(body: bytes) -> Feed:
         trips.append(trip)
         for place in trip.places:
             busy[place] += 1
+            if trip.mode == "rail":
+                rail[place] += 1
     days = [day for calendar in calendars.values() for day in _bounds(calendar) or ()]
     if not trips or not days:
         raise SourceFormatError(
@@ -193,6 +198,7 @@ def read_feed(body: bytes) -> Feed:
         valid_to=max(days),
         ids=ids,
         departures_at=busy,
+        rail_calls=rail,
         rejected=rejected,
         load_seconds=_time.perf_counter() - started,
     )

@@ -2,7 +2,8 @@
 
 Names are matched forgivingly: case, accents and the Norwegian letters do not matter (``æ`` is
 ``ae``, ``ø`` is ``o``, ``å`` is ``a``), nor a trailing *stasjon*; a name that several stop places
-share (``Oslo S`` by rail, and by the replacement buses) is the busiest of them. A name that matches
+share (``Oslo S`` by rail, and by the replacement buses), or that begins a longer one (``Trondheim``
+and ``Trondheim S``), is the one with the most train calls, then the busiest. A name that matches
 nothing gets the nearest names the feed knows, for the one line that says what to type instead.
 """
 
@@ -68,8 +69,9 @@ class Places:
             self.by_core.setdefault(core, []).append(index)
 
     def busiest(self, indices: list[int]) -> int:
-        """The place with the most calls among ``indices``."""
-        return max(indices, key=lambda i: (self.feed.departures_at[i], -i))
+        """The place with the most train calls among ``indices``, then the most calls."""
+        feed = self.feed
+        return max(indices, key=lambda i: (feed.rail_calls[i], feed.departures_at[i], -i))
 
     def find(self, text: str) -> int:
         """The place a name means; :class:`UnknownPlaceError` with the nearest names if none."""

@@ -216,7 +216,8 @@
   // ---------------------------------------------------------------- the map
 
   function setupMap() {
-    map = L.map('map', { zoomControl: true, minZoom: 9, maxZoom: 18, zoomSnap: 0.25 }).setView(DRAMMEN, 13);
+    // minZoom 5: a planned journey may reach across Norway (Drammen to Trondheim is 400 km).
+    map = L.map('map', { zoomControl: true, minZoom: 5, maxZoom: 18, zoomSnap: 0.25 }).setView(DRAMMEN, 13);
     map.attributionControl.setPrefix('Leaflet');
     L.control.scale({ imperial: false }).addTo(map);
     layers = new Map(KINDS.map((k) => [k.id, L.layerGroup().addTo(map)]));
@@ -558,6 +559,8 @@
 
   function start() {
     setupMap();
+    // What the page's other scripts (journey.js) share: the map and the text-only helpers.
+    window.citybus = Object.freeze({ map, el, clock, stamp, delay });
     document.getElementById('panel-close').addEventListener('click', closePanel);
     document.addEventListener('keydown', (e) => {
       if (e.key === 'Escape') closePanel();
