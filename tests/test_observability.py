@@ -27,6 +27,7 @@ from collections.abc import AsyncIterator, Iterator
 from datetime import date
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import aiohttp
 import pytest
@@ -235,7 +236,7 @@ def _exported(metrics: Metrics) -> dict[str, set[str]]:
     replay.loops.labels("sandbox").inc()
     replay.faults.labels("sandbox", "duplicate").inc()
     journey = journey_metrics(registry)
-    journey.loaded(4680, 493, 0.5, date(2018, 12, 8))
+    journey.loaded(4680, 493, 0.5, date(2018, 12, 8), ZoneInfo("Europe/Oslo"))
     journey.answered("ok", 0.004)
     journey.live("applied")
 
