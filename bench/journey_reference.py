@@ -8,12 +8,13 @@ states them:
 
 - places are stop places; a quay (a ``stop_times`` stop) counts as its parent station;
 - a search leaving at T, local date D (Europe/Oslo), may use the trips of the services active on
-  D and on D-1 (``calendar.txt`` weekday flags within the start and end dates, then
+  D, on D-1 and on D+1 (``calendar.txt`` weekday flags within the start and end dates, then
   ``calendar_dates.txt``: 1 adds the day, 2 removes it), each timed from its own service day's
   origin, local noon minus 12 h;
 - a trip is boarded at a call's departure unless its ``pickup_type`` is 1 and left at a call's
   arrival unless its ``drop_off_type`` is 1; at the origin any trip departing at or after T may be
-  boarded, elsewhere only 120 s after arriving there on another trip; no walking.
+  boarded, elsewhere only 120 s after arriving there on another trip; no walking;
+- a journey arrives less than 24 h after T, or there is none.
 
 The search is Bellman-Ford by rounds: round *k* passes over every trip of the day (no patterns, no
 pruning, no binary search) and boards it wherever the arrivals of rounds before *k* allow, so after
@@ -125,11 +126,12 @@ class BruteForce:
         return sorted({place for trip in self.trips if self.active(trip[0], day) for place in trip[1]})
 
     def day_trips(self, day: date) -> list[DayTrip]:
-        """The trips a search on local date ``day`` may use (its own and the day before's), in UNIX time."""
+        """The trips a search on local date ``day`` may use (its own, the day before's and after's), in
+        UNIX time."""
         found = self._days.get(day)
         if found is None:
             found = []
-            for service_day in (day - timedelta(days=1), day):
+            for service_day in (day - timedelta(days=1), day, day + timedelta(days=1)):
                 base = origin_of(service_day)
                 running = {s for s in {t[0] for t in self.trips} if self.active(s, service_day)}
                 found.extend(
@@ -171,4 +173,6 @@ class BruteForce:
                         aboard = when is not None and when <= departures[i]
             if not improved:
                 break
-        return best.get(destination)
+        arrival = best.get(destination)
+        # a journey arrives less than a day after it leaves (the planner's longest journey)
+        return None if arrival is None or arrival >= start + 24 * 3600 else arrival

@@ -13,15 +13,17 @@ The rules are those of the reference mode (``--max-walk 0 --no-bikes --change 12
 states them:
 
 - places are stop places; a quay (a ``stop_times`` stop) counts as its parent stop place;
-- a departure time T whose local date (Europe/Oslo) is D uses the trips of the services active on D and
-  of those active on D-1, each timed from its own service day's origin, local noon minus 12 h;
+- a departure time T whose local date (Europe/Oslo) is D uses the trips of the services active on D,
+  on D-1 and on D+1, each timed from its own service day's origin, local noon minus 12 h (so a
+  journey at 23:55 can take the 00:05 train, and one arriving by 00:08 the 23:53);
 - a service is active on a day by ``calendar.txt`` (weekday flag, within start and end date) and
   ``calendar_dates.txt`` (1 adds the day, 2 removes it);
 - a trip is boarded at a call's departure time unless its ``pickup_type`` is 1, left at a call's arrival
   time unless its ``drop_off_type`` is 1;
 - at the origin any trip departing at or after T may be boarded; elsewhere a trip may be boarded if the
   stop place was reached by another trip at least 120 s before (staying on a trip needs nothing); no
-  walking.
+  walking;
+- a journey arrives less than 24 h after T (OpenTripPlanner's longest journey too), or there is none.
 """
 
 from __future__ import annotations
@@ -39,6 +41,8 @@ OSLO = ZoneInfo("Europe/Oslo")
 """The time zone of the feed's times (its agency's)."""
 
 CHANGE_SECONDS = 120
+LONGEST_SECONDS = 24 * 3600
+"""A journey arrives less than a day after its departure time, or there is none."""
 """The least time between arriving at a stop place on one trip and departing on another."""
 
 _WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
@@ -159,11 +163,12 @@ class ReferenceFeed:
         )
 
     def day_trips(self, day: date) -> list[DayTrip]:
-        """The trips a search on local date ``day`` may use, its own and the day before's, in Unix seconds."""
+        """The trips a search on local date ``day`` may use, its own, the day before's and the day after's,
+        in Unix seconds."""
         if day not in self._days:
             services = {t.service_id for t in self.trips}
             found: list[DayTrip] = []
-            for service_day in (day - timedelta(days=1), day):
+            for service_day in (day - timedelta(days=1), day, day + timedelta(days=1)):
                 active = {s for s in services if self.active(s, service_day)}
                 base = int(service_day_origin(service_day).timestamp())
                 found.extend(
@@ -217,7 +222,7 @@ class ReferenceFeed:
                             continue
                         if ready <= trip.departures[i] and (aboard is None or taken + 1 < aboard):
                             aboard = taken + 1
-        if destination not in best:
+        if destination not in best or best[destination][0] >= start + LONGEST_SECONDS:
             return None
         arrival, taken = best[destination]
         return Reached(arrival=datetime.fromtimestamp(arrival, UTC), trips=taken)
@@ -254,7 +259,7 @@ class ReferenceFeed:
                     if not aboard and trip.pickup[i]:
                         ready = start if place == origin else before.get(place, never) + CHANGE_SECONDS
                         aboard = ready <= trip.departures[i]
-            if now.get(destination, never) < bound:
+            if now.get(destination, never) < min(bound, start + LONGEST_SECONDS):
                 found.append((k, datetime.fromtimestamp(now[destination], UTC)))
             if now == before:
                 break
@@ -266,7 +271,7 @@ def ride_fault(
     reference: ReferenceFeed, day: date, ride: tuple[str, str, str, datetime, datetime]
 ) -> str | None:
     """Why a ride (trip id, from stop place, to stop place, departure, arrival) cannot be made on a search
-    of local date ``day``, or None if it can: the trip must run on ``day`` or the day before, take up
+    of local date ``day``, or None if it can: the trip must run on ``day``, the day before or after, take up
     passengers at the first place at that departure and set down at the second, later, at that arrival."""
     trip_id, start, end, departure, arrival = ride
     for trip in reference.day_trip(day, trip_id):
@@ -282,6 +287,6 @@ def ride_fault(
         ):
             return None
     return (
-        f"no trip {trip_id} of {day} or the day before takes up at {start} at {departure.isoformat()} "
+        f"no trip {trip_id} of {day} or the days around it takes up at {start} at {departure.isoformat()} "
         f"and sets down at {end} at {arrival.isoformat()}"
     )

@@ -128,11 +128,6 @@ def test_an_early_train_still_leaves_later_stops_on_time(planner: Planner) -> No
     assert after.arrival == before.arrival
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a day's network holds that day's trips and the night's from the day before, not the "
-    "next day's: late in the evening the first trains after midnight are not seen",
-)
 def test_just_before_midnight_the_first_train_after_it_is_taken(planner: Planner) -> None:
     late = ask(planner, "drammen", "Oslo S", depart=datetime(2018, 8, 28, 23, 55, tzinfo=CEST), max_walk=0)
     midnight = ask(planner, "drammen", "Oslo S", depart=datetime(2018, 8, 29, 0, 0, tzinfo=CEST), max_walk=0)
@@ -213,11 +208,6 @@ def test_a_network_changed_by_live_calls_is_the_network_built_with_them(planner:
         assert sorted(kept.patterns[i].places[p] for i, p in kept.at[place]) == [place] * len(kept.at[place])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="RAPTOR's rounds count trips, and a place keeps one egress (the faster of walk and bike): "
-    "a journey with fewer changes because it walks instead of cycling is pruned",
-)
 def test_a_walk_instead_of_a_city_bike_is_offered_as_one_change_fewer(planner: Planner) -> None:
     with_racks(planner)
     # Oslo S to Bragernes torg: the L12 to Drammen, then a bike across the river (08:47, 1 change)
@@ -226,11 +216,6 @@ def test_a_walk_instead_of_a_city_bike_is_offered_as_one_change_fewer(planner: P
     assert [j.changes for j in plan.journeys] == [1, 0], plan.journeys
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="arrive-by searches the deadline's day's network, which has of the day before only the "
-    "trips still running after midnight: one that ends before midnight is not seen",
-)
 def test_arriving_by_just_after_midnight_leaves_as_late_as_the_evening_allows(planner: Planner) -> None:
     deadline = datetime(2018, 8, 29, 0, 8, tzinfo=CEST)
     plan = ask(planner, SKOYEN, STABEKK, depart=None, arrive_by=deadline, max_walk=0, bikes=False)

@@ -153,9 +153,16 @@ def test_the_night_train_timed_past_24_00(reference: ReferenceFeed) -> None:
     assert reached is not None and reached.arrival == local(TUESDAY + timedelta(days=1), 6, 49)
 
 
-def test_no_route_after_the_last_train(reference: ReferenceFeed) -> None:
-    # After 23:25 no trip of the 28th (nor any still running from the 27th) leaves Oslo S for Bergen.
-    assert reference.earliest_arrival(OSLO_S, BERGEN, local(TUESDAY, 23, 26)) is None
+def test_after_the_last_train_the_next_mornings_first(reference: ReferenceFeed) -> None:
+    # After 23:25 no trip of the 28th (nor any still running from the 27th) leaves Oslo S for Bergen:
+    # the next day's first one does, and arrives at 14:57, within a day.
+    reached = reference.earliest_arrival(OSLO_S, BERGEN, local(TUESDAY, 23, 26))
+    assert reached is not None and reached.arrival == local(TUESDAY + timedelta(days=1), 14, 57)
+
+
+def test_no_route_on_the_timetables_last_evening(reference: ReferenceFeed) -> None:
+    # 2018-12-08 is the feed's last day: after its last train to Bergen there is no next morning.
+    assert reference.earliest_arrival(OSLO_S, BERGEN, local(date(2018, 12, 8), 23, 26)) is None
 
 
 # -- random queries --------------------------------------------------------------------------------

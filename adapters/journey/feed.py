@@ -23,7 +23,7 @@ from __future__ import annotations
 import time as _time
 import zipfile
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -104,12 +104,6 @@ class Feed:
         if found is None:
             found = self._origins[day] = int(service_day_start(day, self.tz).timestamp())
         return found
-
-    def day_start(self, day: date) -> int:
-        """The first instant of ``day``'s journeys as a UNIX time: the earlier of its service day's
-        origin and its local midnight (they differ on the clock-change days)."""
-        midnight = int(datetime.combine(day, time(0), tzinfo=self.tz).timestamp())
-        return min(self.origin(day), midnight)
 
     def trips_on(self, day: date) -> tuple[int, ...]:
         """The trips whose service runs on ``day``, by index (cached per day)."""

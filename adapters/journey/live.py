@@ -182,17 +182,13 @@ _NOT_LIVE = _NoLive()
 
 
 def runs_on(feed: Feed, day: date, live: LiveState | None) -> list[Run]:
-    """Every run that can carry someone on ``day``: the day's, and the day before's still running."""
-    start = feed.day_start(day)
+    """Every run a journey on ``day`` may use: the day's, the day before's (the night's trains, and
+    for arriving just after midnight) and the day after's (the first trains after midnight)."""
     runs: list[Run] = []
-    for service_date in (day - timedelta(days=1), day):
+    for service_date in (day - timedelta(days=1), day, day + timedelta(days=1)):
         for index in feed.trips_on(service_date):
             trip = feed.trips[index]
-            calls = None if live is None else live.of(trip, service_date)
-            if service_date != day and not calls and feed.origin(service_date) + trip.arrivals[-1] < start:
-                continue
-            run = run_of(feed, trip, service_date, calls)
-            # the day before's trip runs on the day if it still arrives then (late, perhaps)
-            if run is not None and (service_date == day or run.arrivals[-1] >= start):
+            run = run_of(feed, trip, service_date, None if live is None else live.of(trip, service_date))
+            if run is not None:
                 runs.append(run)
     return runs

@@ -7,9 +7,9 @@ take, at each stop, the earliest catchable trip by a binary search on that stop'
 
 Decisions, and why:
 
-* **Instants, not service-day seconds.** A day's network holds the trips of the day's services and
-  those of the day before that are still running after midnight (the 23:50 night train), each time
-  as a UNIX time, so both days' trips mix in one scan.
+* **Instants, not service-day seconds.** A day's network holds the trips of the services of the
+  day, the day before and the day after (the night's trains, the first ones after midnight), each
+  time as a UNIX time, so the three days' trips mix in one scan.
 * **Overtaking splits a pattern.** Trips with the same calls are sorted by their first departure
   and put into the first pattern they do not overtake (at any stop, an earlier arrival or departure
   than the pattern's last trip), else into a new one. The timetable rarely overtakes; live delays
@@ -87,7 +87,7 @@ class Pattern:
 
 
 class Network:
-    """The patterns of one day (its services, and the day before's still running), and for each
+    """The patterns of one day (its services, the day before's and the day after's), and for each
     place the patterns calling there."""
 
     def __init__(self, feed: Feed, day: date, runs: Iterable[Run]) -> None:
@@ -107,9 +107,16 @@ class Network:
     def _rebuild(self) -> None:
         self.patterns = [pattern for patterns in self._patterns_of.values() for pattern in patterns]
         self.at = [[] for _ in self.feed.places]
+        self._pattern_of: dict[int, Pattern] = {}
         for index, pattern in enumerate(self.patterns):
             for position, place in enumerate(pattern.places):
                 self.at[place].append((index, position))
+            for run in pattern.runs:
+                self._pattern_of[id(run)] = pattern
+
+    def pattern_of(self, run: Run) -> Pattern:
+        """The pattern a run of this network is in."""
+        return self._pattern_of[id(run)]
 
     def replace_run(self, trip: Trip, service_date: date, run: Run | None) -> None:
         """Put a trip's changed run (a live update; ``None``: nothing left to board) in place of its
@@ -123,10 +130,8 @@ class Network:
                 changed.add(old.key)
                 if not group:
                     del self.groups[old.key]
-        # the day before's run is the day's too if it still arrives then (a delay can make it so)
-        if run is not None and (
-            old is not None or service_date == self.day or run.arrivals[-1] >= self.feed.day_start(self.day)
-        ):
+        # a day's network holds the runs of the day before, the day and the day after
+        if run is not None and abs((service_date - self.day).days) <= 1:
             self.by_trip[(trip.id, service_date)] = run
             self.groups.setdefault(run.key, []).append(run)
             changed.add(run.key)

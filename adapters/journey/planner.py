@@ -10,15 +10,19 @@ Decisions, and why:
   search over the departures that matter (every departure from the places one can board first).
   Some ten searches instead of one, and no second algorithm to keep equal to the first.
 * **No route** says the latest departure that would have worked, found the same way; a journey
-  runs on one day's trips (and the night's from the day before), so the day it asks about decides.
+  runs on the trips of the day it asks about and the days either side, and arrives within a day.
+* **The fastest journey leaves as late as it can** (:func:`_later`): from its last ride back, each
+  ride moves to the latest trip between the same places that still makes the connection.
 * **Networks are kept for the last few days asked about**, with live calls applied as they arrive.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections import OrderedDict
 from collections.abc import Callable
 from datetime import date, datetime, timedelta
+from typing import Protocol
 
 from adapters.journey.answer import plan_of, refusal
 from adapters.journey.feed import Feed
@@ -26,13 +30,20 @@ from adapters.journey.live import LiveState, run_of, runs_on
 from adapters.journey.network import Network
 from adapters.journey.places import Endpoint, Places, UnknownPlaceError
 from adapters.journey.racks import Racks
-from adapters.journey.raptor import Found, search
+from adapters.journey.raptor import Found, Move, Ride, pareto, search
 from adapters.journey.reach import LONGEST_WALK, Reach
 from contracts import JourneyPlan, JourneyRequest, TrainCall
 
 __all__ = ["Planner"]
 
-_DAYS_KEPT = 8
+_DAYS_KEPT = 4
+LONGEST_JOURNEY = 24 * 3600
+"""The longest journey searched for, in seconds (OpenTripPlanner's default is a day too): it bounds
+the search, and with it the time a request costs."""
+
+
+class _Search(Protocol):
+    def __call__(self, start: int, until: int | None = None) -> list[Found]: ...
 
 
 class Planner:
@@ -56,7 +67,8 @@ class Planner:
         trip_id, service_date = changed
         trip = self.live.trip(trip_id)
         run = run_of(self.feed, trip, service_date, self.live.of(trip, service_date))
-        for day in (service_date, service_date + timedelta(days=1)):
+        # a service date's runs are in the networks of the day before, the day and the day after
+        for day in (service_date - timedelta(days=1), service_date, service_date + timedelta(days=1)):
             network = self._networks.get(day)
             if network is not None:
                 network.replace_run(trip, service_date, run)
@@ -114,6 +126,7 @@ class Planner:
         start = int(moment.timestamp())
         found = run(start)
         if found:
+            found = self._leave_later(network, found, request.change)
             return plan_of(request, feed, origin, destination, found, self.racks)
         latest = self._latest(network, origin, request, start, lambda t: bool(run(t)))
         when = "" if latest is None else f"; the latest departure that works is {_clock(feed, latest)}"
@@ -136,7 +149,7 @@ class Planner:
 
     def _searcher(
         self, network: Network, origin: Endpoint, destination: Endpoint, request: JourneyRequest
-    ) -> Callable[[int], list[Found]]:
+    ) -> _Search:
         reach = self.reach
         egress = reach.egress(destination, request.max_walk, request.bikes)
         transfers = reach.transfers(request.max_walk, request.bikes)
@@ -144,8 +157,9 @@ class Planner:
 
         offsets = reach.access(origin, 0, request.max_walk, request.bikes)
 
-        def run(start: int) -> list[Found]:
+        def run(start: int, until: int | None = None) -> list[Found]:
             access = {place: (start + offset, move) for place, (offset, move) in offsets.items()}
+            longest = start + LONGEST_JOURNEY
             return search(
                 network,
                 access,
@@ -154,6 +168,7 @@ class Planner:
                 change=request.change,
                 rounds=request.max_changes + 1,
                 direct=None if direct is None else (start + direct.seconds, direct),
+                until=longest if until is None else min(until, longest),
             )
 
         return run
@@ -170,6 +185,15 @@ class Planner:
                     starts.update(d - offset for d in pattern.columns[position])
         return sorted(starts)
 
+    def _leave_later(self, network: Network, found: list[Found], change: int) -> list[Found]:
+        """Each journey on the same trips' later runs where they still arrive as early. RAPTOR
+        rides the first run one can catch, so leaving at 23:30 for a place the night trains do not
+        serve takes the 23:35 to a change where it waits for the morning; the traveller wants the
+        last one that still makes the connection (what OpenTripPlanner's reverse optimisation does).
+        From the last ride back, each ride becomes the latest run of its pattern that still arrives
+        in time for the next: one binary search per ride."""
+        return pareto([*found, *(later for f in found if (later := _later(network, f, change)) is not None)])
+
     def _latest(
         self,
         network: Network,
@@ -177,10 +201,14 @@ class Planner:
         request: JourneyRequest,
         before: int,
         works: Callable[[int], bool],
+        *,
+        after: int | None = None,
     ) -> int | None:
-        """The latest start before ``before`` for which ``works`` holds (it must hold for every
-        earlier start once it holds for one), or ``None``."""
-        starts = [s for s in self._starts(network, origin, request) if s < before]
+        """The latest start before ``before`` (and after ``after``) for which ``works`` holds (it must
+        hold for every earlier start once it holds for one), or ``None``: a binary search (galloping
+        back from ``before`` measured a third more searches on random requests)."""
+        low_end = -1 if after is None else after
+        starts = [s for s in self._starts(network, origin, request) if low_end < s < before]
         low, high, best = 0, len(starts) - 1, None
         while low <= high:
             middle = (low + high) // 2
@@ -197,14 +225,17 @@ class Planner:
         origin: Endpoint,
         destination: Endpoint,
         deadline: int,
-        run: Callable[[int], list[Found]],
+        run: _Search,
     ) -> JourneyPlan:
         feed = self.feed
 
+        # a search that arrives after the deadline is of no use: bounded by it, it stops there
         def in_time(start: int) -> bool:
-            return any(f.arrival <= deadline for f in run(start))
+            return bool(run(start, deadline + 1))
 
-        latest = self._latest(network, origin, request, deadline + 1, in_time)
+        latest = self._latest(
+            network, origin, request, deadline + 1, in_time, after=deadline - LONGEST_JOURNEY
+        )
         # walking (or cycling) the whole way leaves as late as the walk allows, not at a trip's time
         direct = self.reach.direct(origin, destination, request.max_walk, request.bikes)
         if direct is not None and (latest is None or deadline - direct.seconds > latest):
@@ -219,22 +250,69 @@ class Planner:
                 origin=origin,
                 destination=destination,
             )
-        found = [f for f in run(latest) if f.arrival <= deadline]
+        found = run(latest, deadline + 1)
         # the Pareto set of latest departure and fewest changes: for fewer changes, leave earlier
         fewest = min(f.changes for f in found)
         while fewest > 0:
             most = fewest - 1
 
             def in_time_with(start: int, most: int = most) -> bool:
-                return any(f.arrival <= deadline and f.changes <= most for f in run(start))
+                return any(f.changes <= most for f in run(start, deadline + 1))
 
-            start = self._latest(network, origin, request, latest, in_time_with)
+            start = self._latest(
+                network, origin, request, latest, in_time_with, after=deadline - LONGEST_JOURNEY
+            )
             if start is None:
                 break
-            fewer = [f for f in run(start) if f.arrival <= deadline and f.changes <= most]
+            fewer = [f for f in run(start, deadline + 1) if f.changes <= most]
             found.extend(fewer)
             fewest = min(f.changes for f in fewer)
         return plan_of(request, feed, origin, destination, found, self.racks)
+
+
+def _later(network: Network, journey: Found, change: int) -> Found | None:
+    """``journey`` with each ride as late as it can be and still arrive in time for what follows it
+    (between the same places, on any trip), or ``None`` if it cannot leave later."""
+    legs = list(journey.legs)
+    deadline: int | None = None  # when the next ride leaves, less what must come before it
+    moved = False
+    for i in range(len(legs) - 1, -1, -1):
+        leg = legs[i]
+        if isinstance(leg, Move):
+            if deadline is not None:
+                deadline -= max(change, leg.seconds) - change  # a walk between rides takes its time
+            continue
+        limit = leg.run.arrivals[leg.alight] if deadline is None else deadline - change
+        ride = _latest_ride(network, leg, limit)
+        if ride.run is not leg.run:
+            legs[i] = ride
+            moved = True
+        deadline = ride.run.departures[ride.board]
+    if not moved:
+        return None
+    first = next(leg for leg in legs if isinstance(leg, Ride))
+    before = sum(leg.seconds for leg in legs[: legs.index(first)] if isinstance(leg, Move))
+    return Found(journey.arrival, tuple(legs), first.run.departures[first.board] - before)
+
+
+def _latest_ride(network: Network, ride: Ride, limit: int) -> Ride:
+    """The ride between the same two places that leaves last and arrives by ``limit`` (``ride``
+    itself if none leaves later)."""
+    board_at, alight_at = ride.run.trip.places[ride.board], ride.run.trip.places[ride.alight]
+    best = ride
+    for index, board in network.at[board_at]:
+        pattern = network.patterns[index]
+        if not pattern.boarding[board]:
+            continue
+        for alight in range(board + 1, len(pattern.places)):
+            if pattern.places[alight] != alight_at or not pattern.alighting[alight]:
+                continue
+            arrivals = [run.arrivals[alight] for run in pattern.runs]
+            last = bisect_right(arrivals, limit) - 1
+            if last >= 0 and pattern.runs[last].departures[board] > best.run.departures[best.board]:
+                best = Ride(pattern.runs[last], board, alight)
+            break
+    return best
 
 
 def _clock(feed: Feed, moment: int) -> str:

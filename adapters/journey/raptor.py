@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 from adapters.journey.network import Network, Run
 
-__all__ = ["Found", "Move", "Ride", "search"]
+__all__ = ["Found", "Move", "Ride", "pareto", "search"]
 
 _NEVER = 1 << 62
 
@@ -83,21 +83,23 @@ class Found:
 def search(
     network: Network,
     access: dict[int, tuple[int, Move | None]],
-    egress: dict[int, Move | None],
+    egress: dict[int, tuple[Move | None, ...]],
     transfers: Callable[[int], Sequence[Move]],
     *,
     change: int,
     rounds: int,
     direct: tuple[int, Move] | None = None,
+    until: int = 1 << 62,
 ) -> list[Found]:
     """The Pareto set of (arrival, trips) from ``access`` to ``egress``.
 
     :param access: place → (when one can board there, the move that got there or ``None`` for the
         origin itself).
-    :param egress: place → the move from it to the destination (``None``: it is the destination).
+    :param egress: place → the moves from it to the destination (``None``: it is the destination).
     :param transfers: place → the moves from it to other places.
     :param rounds: the most trips a journey may ride.
     :param direct: a journey with no trip at all: (its arrival, its move), if there is one.
+    :param until: no journey arrives later (a bound on the search, like OTP's longest journey).
     """
     n = len(network.feed.places)
     best_arrival = [_NEVER] * n
@@ -111,8 +113,10 @@ def search(
     """(round, place) → (pattern, run, board position, alight position, round of the ready label
     it boarded from) of its arrival."""
     found: list[Found] = []
-    target = _NEVER
-    if direct is not None:
+    target = until
+    ending = {False: _NEVER, True: _NEVER}
+    """The earliest arrival of the journeys found so far that end on foot (or there) and by bike."""
+    if direct is not None and direct[0] < until:
         target = direct[0]
         found.append(Found(direct[0], (direct[1],), direct[0] - direct[1].seconds))
     marked: set[int] = set()
@@ -157,11 +161,14 @@ def search(
                         label = ready_round[place]
         # journeys first: reading one back needs the ready labels its rides were boarded from
         for place in improved:
-            if place in egress:
-                move = egress[place]
+            for move in egress.get(place, ()):
                 total = best_arrival[place] + (move.seconds if move is not None else 0)
-                if total < target:
-                    target = total
+                # the best so far of journeys ending alike: a walk that is slower than a bike ride
+                # has one change fewer, so it is a journey of the Pareto set too
+                cycles = move is not None and move.kind == "bike"
+                if total < ending[cycles]:
+                    ending[cycles] = total
+                    target = min(target, total)
                     found.append(_read_back(network, k, place, move, total, ready_how, ride_how))
         marked = set()
         for place in improved:
@@ -182,7 +189,7 @@ def search(
                     marked.add(to)
         if not marked:
             break
-    return _pareto(found)
+    return pareto(found)
 
 
 def _read_back(
@@ -215,11 +222,12 @@ def _read_back(
     return Found(arrival, tuple(legs), start)
 
 
-def _pareto(found: list[Found]) -> list[Found]:
+def pareto(found: list[Found]) -> list[Found]:
     """Fastest first; a journey stays only if it has fewer changes than every faster one (the
-    changes a plan reports, so that the set a traveller reads is a Pareto set)."""
+    changes a plan reports, so that the set a traveller reads is a Pareto set); of two alike, the
+    one that leaves later."""
     kept: list[Found] = []
-    for journey in sorted(found, key=lambda f: (f.arrival, f.changes)):
+    for journey in sorted(found, key=lambda f: (f.arrival, f.changes, -f.start)):
         if all(journey.changes < other.changes for other in kept):
             kept.append(journey)
     return kept

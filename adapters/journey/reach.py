@@ -224,15 +224,19 @@ class Reach:
                         _keep(found, place, time + ride.seconds, ride)
         return found
 
-    def egress(self, destination: Endpoint, max_walk: int, bikes: bool) -> dict[int, Move | None]:
-        """Where one can leave the last trip: place → the move to the destination (``None``: there)."""
+    def egress(self, destination: Endpoint, max_walk: int, bikes: bool) -> dict[int, tuple[Move | None, ...]]:
+        """Where one can leave the last trip: place → the ways on to the destination (``None``: it is
+        there): the fastest, and the walk too where a bike is faster (a journey with one change fewer)."""
         found: dict[int, Move | None] = {}
+        walks: dict[int, Move] = {}
         if destination.place is not None:
             found[destination.place] = None
         if max_walk > 0:
             for place, metres in self.around(destination, max_walk):
                 if place != destination.place:
-                    found[place] = Move("walk", walk_seconds(metres), metres, place, destination.place)
+                    found[place] = walks[place] = Move(
+                        "walk", walk_seconds(metres), metres, place, destination.place
+                    )
             if bikes and self.racks.racks:
                 fleet = self._fleet(max_walk)
                 afters = [distance(take.point, destination.point) for take in fleet.taking]
@@ -249,7 +253,12 @@ class Reach:
                             found[place] = Move(
                                 "bike", total, fleet.ride[i][j], place, destination.place, ids, before, after
                             )
-        return found
+        return {
+            place: (move, walks[place])
+            if move is not None and move.kind == "bike" and place in walks
+            else (move,)
+            for place, move in found.items()
+        }
 
     def _ride_on(
         self, i: int, afters: list[float], max_walk: int, fleet: _Fleet
