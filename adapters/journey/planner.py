@@ -251,29 +251,24 @@ class Planner:
                 destination=destination,
             )
         found = run(latest, deadline + 1)
-        # the Pareto set of latest departure and fewest changes: for fewer changes, leave earlier
+        # the Pareto set of latest departure and fewest changes: for fewer changes, leave earlier.
+        # One search from a day before the deadline finds the fewest changes that arrive in time;
+        # each such journey is then moved as late as its trips allow (not a binary search each:
+        # that was half of an arrive-by request's time)
         fewest = min(f.changes for f in found)
-        while fewest > 0:
-            most = fewest - 1
-
-            def in_time_with(start: int, most: int = most) -> bool:
-                return any(f.changes <= most for f in run(start, deadline + 1))
-
-            start = self._latest(
-                network, origin, request, latest, in_time_with, after=deadline - LONGEST_JOURNEY
-            )
-            if start is None:
-                break
-            fewer = [f for f in run(start, deadline + 1) if f.changes <= most]
-            found.extend(fewer)
-            fewest = min(f.changes for f in fewer)
+        if fewest > 0:
+            for journey in run(deadline - LONGEST_JOURNEY, deadline + 1):
+                if journey.changes < fewest:
+                    found.append(_later(network, journey, request.change, by=deadline) or journey)
         return plan_of(request, feed, origin, destination, found, self.racks)
 
 
-def _later(network: Network, journey: Found, change: int) -> Found | None:
+def _later(network: Network, journey: Found, change: int, by: int | None = None) -> Found | None:
     """``journey`` with each ride as late as it can be and still arrive in time for what follows it
-    (between the same places, on any trip), or ``None`` if it cannot leave later."""
+    (between the same places, on any trip) — and, given ``by``, still arrive by then — or ``None``
+    if it cannot leave later."""
     legs = list(journey.legs)
+    after = sum(leg.seconds for leg in _after_last_ride(legs))  # the way on from the last ride
     deadline: int | None = None  # when the next ride leaves, less what must come before it
     moved = False
     for i in range(len(legs) - 1, -1, -1):
@@ -282,7 +277,10 @@ def _later(network: Network, journey: Found, change: int) -> Found | None:
             if deadline is not None:
                 deadline -= max(change, leg.seconds) - change  # a walk between rides takes its time
             continue
-        limit = leg.run.arrivals[leg.alight] if deadline is None else deadline - change
+        if deadline is not None:
+            limit = deadline - change
+        else:
+            limit = leg.run.arrivals[leg.alight] if by is None else by - after
         ride = _latest_ride(network, leg, limit)
         if ride.run is not leg.run:
             legs[i] = ride
@@ -290,9 +288,21 @@ def _later(network: Network, journey: Found, change: int) -> Found | None:
         deadline = ride.run.departures[ride.board]
     if not moved:
         return None
-    first = next(leg for leg in legs if isinstance(leg, Ride))
+    rides = [leg for leg in legs if isinstance(leg, Ride)]
+    first, last = rides[0], rides[-1]
     before = sum(leg.seconds for leg in legs[: legs.index(first)] if isinstance(leg, Move))
-    return Found(journey.arrival, tuple(legs), first.run.departures[first.board] - before)
+    arrival = last.run.arrivals[last.alight] + after
+    return Found(arrival, tuple(legs), first.run.departures[first.board] - before)
+
+
+def _after_last_ride(legs: list[Ride | Move]) -> list[Move]:
+    """The moves after a journey's last ride."""
+    tail: list[Move] = []
+    for leg in reversed(legs):
+        if isinstance(leg, Ride):
+            break
+        tail.append(leg)
+    return tail
 
 
 def _latest_ride(network: Network, ride: Ride, limit: int) -> Ride:
