@@ -24,7 +24,7 @@ from bus.server import EmbeddedServer
 from contracts import JourneyPlan, JourneyRequest, TrainCall
 from tests.conftest import open_bus
 from tests.http_files import SOURCES
-from tests.test_mqtt_bridge import eventually
+from tests.waiting import eventually
 
 GTFS = SOURCES / "transport" / "entur_nsb_gtfs_2018.zip"
 SIRI = SOURCES / "transport" / "siri_et_2018-08-28T0908_drammen.xml"

@@ -20,7 +20,7 @@ from bus.subjects import request_filter
 from contracts import JourneyPlan, JourneyRequest
 from tests.conftest import open_bus
 from tests.http_files import SOURCES
-from tests.test_mqtt_bridge import eventually
+from tests.waiting import eventually
 
 GTFS = SOURCES / "transport" / "entur_nsb_gtfs_2018.zip"
 CEST = timezone(timedelta(hours=2))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,6 +27,7 @@ from adapters.testing import AdapterHarness
 from bus import Bus, ConfigError, ConsumerSettings, RawMessage
 from bus.subjects import validate_pattern
 from contracts import BeachObservation, DeviceStatus
+from tests.waiting import eventually
 
 BROKER = MOSQUITTO
 
@@ -101,15 +102,6 @@ async def proxy(mosquitto: str) -> AsyncIterator[TcpProxy]:
     await p.open()
     yield p
     await p.cut()
-
-
-async def eventually(condition: Callable[[], bool], timeout: float = 20.0) -> None:
-    """Wait until ``condition()`` holds (the timeout only bounds a hung test; nothing is timed)."""
-    async with asyncio.timeout(timeout):
-        while True:
-            if condition():
-                return
-            await asyncio.sleep(0.01)
 
 
 class RawInbox:

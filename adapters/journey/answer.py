@@ -82,11 +82,9 @@ class _Writer:
             stops=ride.alight - ride.board - 1,
         )
 
-    def move(self, move: Move, start: int, first: bool, last: bool) -> list[JourneyLeg]:
-        source = self.place(move.source, True) if first or move.source is not None else None
-        target = self.place(move.target, False) if last or move.target is not None else None
-        source = source or self.place(move.source, True)
-        target = target or self.place(move.target, False)
+    def move(self, move: Move, start: int) -> list[JourneyLeg]:
+        # a move from no place starts at the request's origin, one to no place ends at its destination
+        source, target = self.place(move.source, True), self.place(move.target, False)
         if move.kind == "walk" or move.via is None:
             return [self._leg("walk", source, target, start, start + move.seconds, move.metres)]
         lend, take = self.rack(move.via[0]), self.rack(move.via[1])
@@ -119,13 +117,12 @@ class _Writer:
     def journey(self, found: Found) -> Journey:
         legs: list[JourneyLeg] = []
         t = found.start
-        last = len(found.legs) - 1
-        for i, leg in enumerate(found.legs):
+        for leg in found.legs:
             if isinstance(leg, Ride):
                 legs.append(self.ride(leg))
                 t = leg.run.arrivals[leg.alight]
             else:
-                legs.extend(self.move(leg, t, i == 0, i == last))
+                legs.extend(self.move(leg, t))
                 t += leg.seconds
         return Journey(
             departure=self.feed.instant(found.start),
