@@ -24,6 +24,7 @@ import enum
 import inspect
 import re
 from collections.abc import Callable, Mapping
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import msgspec
@@ -79,6 +80,19 @@ class ContractInfo(msgspec.Struct, frozen=True, kw_only=True):
     is answered with. ``None`` for the rest."""
     answers: str | None = None
     """For a reply: the name of the request contract it answers. ``None`` for the rest."""
+    person: str | None = None
+    """For personal data about one person: the field holding that person's pseudonymous id. A
+    message of such a contract is sealed with the person's key on the bus (crypto-shredding), its
+    subject names the person only by a pseudonym, and erasure and export find it by that id."""
+    retention: timedelta | None = None
+    """How long a message of a personal event contract may be kept after it was sent; expired
+    messages are erased by the same path as an erasure request. ``None`` for the rest."""
+
+    @property
+    def sealed(self) -> bool:
+        """Whether messages of this contract are sealed with a person's key: personal events about one
+        person (requests and replies are never stored, so they travel as they are)."""
+        return self.person is not None and self.exchange == "event"
 
     @property
     def exchange(self) -> str:
@@ -140,6 +154,8 @@ def contract(
     registry: Registry | None = None,
     reply: str | None = None,
     answers: str | None = None,
+    person: str | None = None,
+    retention: timedelta | None = None,
 ) -> Callable[[C], C]:
     """Declare a class as a contract: its name, major version, classification, key and example.
 
@@ -151,6 +167,11 @@ def contract(
     contract, the reply the request it ``answers`` (``mobility.journey-request`` and
     ``mobility.journey-plan``). Such messages are not events: no stream keeps them, and the AsyncAPI
     document describes them as a request and its reply.
+
+    Personal data declares what the law asks of it: ``person`` names the field holding the
+    pseudonymous id of the person a message is about (``volunteer_id``), and a personal event
+    states its ``retention``, how long it may be kept. Every personal event must state a
+    retention; only personal or internal contracts may name a person.
     """
     if reply is not None and answers is not None:
         raise ContractError(f"contract {name}: it is a request (reply=) or a reply (answers=), not both")
@@ -159,6 +180,8 @@ def contract(
             f"contract name {name!r} must be '<domain>.<event>' in lower kebab case, "
             "e.g. 'environment.beach-observation'"
         )
+    if retention is not None and retention <= timedelta(0):
+        raise ContractError(f"contract {name}: retention must be a positive duration, got {retention}")
     if name.partition(".")[0] in _RESERVED_DOMAINS:
         raise ContractError(f"contract {name}: the domain {name.partition('.')[0]!r} is reserved by the bus")
     if version < 1:
@@ -187,6 +210,21 @@ def contract(
             )
         if not cls.__doc__ or not cls.__doc__.strip():
             raise ContractError(f"contract {name}: {cls.__qualname__} needs a docstring")
+        if person is not None and person not in cls.__struct_fields__:
+            raise ContractError(
+                f"contract {name}: person {person!r} is not a field of {cls.__qualname__} "
+                f"(fields: {', '.join(cls.__struct_fields__)})"
+            )
+        if person is not None and cls_ is Classification.PUBLIC:
+            raise ContractError(
+                f"contract {name}: a public contract cannot be about a person (person={person!r}); "
+                "classify it personal"
+            )
+        if cls_ is Classification.PERSONAL and reply is None and answers is None and retention is None:
+            raise ContractError(
+                f"contract {name}: a personal event must state how long it may be kept, "
+                "e.g. retention=timedelta(days=365)"
+            )
         if key not in cls.__struct_fields__:
             raise ContractError(
                 f"contract {name}: key {key!r} is not a field of {cls.__qualname__} "
@@ -200,6 +238,8 @@ def contract(
             example=dict(example),
             reply=reply,
             answers=answers,
+            person=person,
+            retention=retention,
         )
         try:
             msgspec.convert(example, type=cls)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated
 
 from msgspec import Meta
@@ -73,6 +73,7 @@ class DeadLetter(_Letter, frozen=True, kw_only=True):
     version=1,
     classification=Classification.PERSONAL,
     key="reason",
+    retention=timedelta(days=30),
     example={
         "reason": "invalid-body",
         "detail": "Expected `str`, got `int` - at `$.phone`",
