@@ -79,6 +79,7 @@ def declaration(instance: Instance) -> Declaration:
         owns=owns,
         sources=sources,
         answers=cls.answers,
+        privacy=cls.privacy,
     )
 
 

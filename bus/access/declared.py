@@ -161,6 +161,7 @@ def declaration_record(d: Declaration) -> dict[str, Any]:
         "owns": list(d.owns),
         "sources": list(d.sources),
         "answers": [_ref(c) for c in d.answers],
+        "privacy": d.privacy,
     }
 
 
@@ -184,6 +185,7 @@ def declaration_from_record(d: dict[str, Any], registry: Registry) -> Declaratio
         owns=tuple(str(s) for s in d.get("owns", ())),
         sources=tuple(str(s) for s in d.get("sources", ())),
         answers=tuple(registry.get(str(c)) for c in d.get("answers", ())),
+        privacy=bool(d.get("privacy", False)),
     )
 
 

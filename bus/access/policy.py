@@ -126,7 +126,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from bus import subjects
-from bus.access.personal import provision_vault, vault_rights
+from bus.access.personal import privacy_rights, provision_vault, vault_rights
 from bus.access.users import (
     AccessError,
     Account,
@@ -380,6 +380,9 @@ class AccessModel:
                 "dead-letters a personal message it cannot handle apart from the others",
             )
         vault_rights(r, d)
+        privacy_rights(
+            r, d, [s for c, s in self._streams if c is PERSONAL], label=label, guest=kind is Kind.GUEST
+        )
         for pattern in d.raw_publish:
             r.pub(pattern, "a raw subject it publishes (a native format, a bridge)")
         if d.control is not None:

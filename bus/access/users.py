@@ -110,6 +110,9 @@ class Declaration:
     answers: tuple[type[Contract], ...] = ()
     """Request contracts it answers (``city.<class>.rpc.<domain>.<event>.*``): it receives them
     and may reply once to each (``allow_responses``), never send them."""
+    privacy: bool = False
+    """Whether it is the privacy service: it alone reads the personal streams' stored messages by
+    sequence and erases them, and destroys keys in the vault (:mod:`bus.personal.rights`)."""
 
 
 @dataclass(frozen=True, slots=True)
