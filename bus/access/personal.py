@@ -12,8 +12,9 @@ from typing import Protocol
 from bus.access.users import AccessError, Declaration
 from bus.personal.vault import ERASED_SUBJECT, KEYS_FILTER, PEPPER_SUBJECT, VAULT_STREAM
 from bus.subjects import js_api
+from contracts import Classification
 
-__all__ = ["Rights", "privacy_rights", "provision_vault", "vault_rights"]
+__all__ = ["Rights", "personal_rights", "privacy_rights", "provision_vault", "vault_rights"]
 
 
 class Rights(Protocol):
@@ -48,7 +49,7 @@ def vault_rights(r: Rights, d: Declaration) -> None:
 
 
 def privacy_rights(
-    r: Rights, d: Declaration, personal_streams: Iterable[str], *, label: str, guest: bool
+    r: Rights, d: Declaration, streams: Iterable[tuple[Classification, str]], *, label: str, guest: bool
 ) -> None:
     """The privacy service's (``privacy``, :mod:`bus.personal.rights`): to read every stored message
     of the personal streams by sequence and erase it (``MSG.GET``, ``MSG.DELETE``, ``INFO`` for their
@@ -60,7 +61,7 @@ def privacy_rights(
         return
     if guest:
         raise AccessError(f"{label}: a guest cannot be the privacy service; only citybus's own adapters")
-    for stream in personal_streams:
+    for stream in (name for classification, name in streams if classification is Classification.PERSONAL):
         r.pub(js_api("STREAM", "INFO", stream), f"finds where {stream} begins and ends")
         r.pub(js_api("STREAM", "MSG", "GET", stream), f"reads the messages of {stream} to find a person's")
         r.pub(js_api("STREAM", "MSG", "DELETE", stream), f"erases a person's messages from {stream}")
@@ -69,3 +70,12 @@ def privacy_rights(
     r.pub(PEPPER_SUBJECT, "creates the vault's pepper, if it is the first to use the vault")
     r.pub(ERASED_SUBJECT, "tells every process that a person's key was destroyed")
     r.sub(ERASED_SUBJECT, "hears that a person's key was destroyed, to forget it at once")
+
+
+def personal_rights(
+    r: Rights, d: Declaration, streams: Iterable[tuple[Classification, str]], *, label: str, guest: bool
+) -> None:
+    """Everything an adapter's personal data needs beyond its contracts: the vault (:func:`vault_rights`)
+    and, for the privacy service, the stored personal messages (:func:`privacy_rights`)."""
+    vault_rights(r, d)
+    privacy_rights(r, d, streams, label=label, guest=guest)

@@ -126,7 +126,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from bus import subjects
-from bus.access.personal import privacy_rights, provision_vault, vault_rights
+from bus.access.personal import personal_rights, provision_vault
 from bus.access.users import (
     AccessError,
     Account,
@@ -379,10 +379,7 @@ class AccessModel:
                 subjects.contract_filter(PersonalDeadLetter),
                 "dead-letters a personal message it cannot handle apart from the others",
             )
-        vault_rights(r, d)
-        privacy_rights(
-            r, d, [s for c, s in self._streams if c is PERSONAL], label=label, guest=kind is Kind.GUEST
-        )
+        personal_rights(r, d, self._streams, label=label, guest=kind is Kind.GUEST)
         for pattern in d.raw_publish:
             r.pub(pattern, "a raw subject it publishes (a native format, a bridge)")
         if d.control is not None:
