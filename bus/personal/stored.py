@@ -87,7 +87,8 @@ class _StoredPlace:
         self.bus = bus
 
     def streams(self) -> list[tuple[str, timedelta | None]]:
-        """The streams searched, with the retention of a message whose contract is not known."""
+        """The streams searched, each with the shortest retention of what this place keeps there
+        (``None``: nothing it expires): a sweep stops at the first message younger than that."""
         raise NotImplementedError
 
     def mine(self, msg: Stored) -> bool:
@@ -132,13 +133,13 @@ class _StoredPlace:
     async def expire(self, now: datetime) -> list[ErasedPlace]:
         """Erase the messages older than their retention; a line per stream that held any."""
         lines = []
-        for stream, longest in self.streams():
-            if longest is None:
+        for stream, shortest in self.streams():
+            if shortest is None:
                 continue
             expired = []
             async for msg in scan(self.bus, stream):
-                if msg.time > now - longest:
-                    break  # stored in order: every later message is younger than any retention
+                if msg.time > now - shortest:
+                    break  # stored in order: this and every later message are within any retention
                 kept_for = self.retention(msg) if self.mine(msg) else None
                 if kept_for is not None and msg.time <= now - kept_for:
                     expired.append(msg.seq)
@@ -170,15 +171,17 @@ class PersonalStreams(_StoredPlace):
                 by_stream.setdefault(subjects.stream_name(info.classification, info.domain), []).append(cls)
         return by_stream
 
-    def streams(self) -> list[tuple[str, timedelta | None]]:
-        """Each personal stream and the longest retention of its stored contracts: a message of an
-        unknown contract is kept no longer than any of the stream's own may be."""
-        out = []
+    def _retentions(self) -> dict[str, list[timedelta]]:
+        """The retentions of each personal stream's stored contracts (the dead letters' aside)."""
+        by_stream: dict[str, list[timedelta]] = {}
         for stream, contracts in sorted(self._contracts().items()):
             kept = [c.__contract__.retention for c in contracts if c is not PersonalDeadLetter]
-            known = [k for k in kept if k is not None]
-            out.append((stream, max(known) if known else None))
-        return out
+            by_stream[stream] = [k for k in kept if k is not None]
+        return by_stream
+
+    def streams(self) -> list[tuple[str, timedelta | None]]:
+        """Each personal stream and the shortest retention of its stored contracts."""
+        return [(stream, min(kept) if kept else None) for stream, kept in self._retentions().items()]
 
     def mine(self, msg: Stored) -> bool:
         """Everything but the personal dead letters."""
@@ -205,11 +208,13 @@ class PersonalStreams(_StoredPlace):
         )
 
     def retention(self, msg: Stored) -> timedelta | None:
-        """Its contract's retention; for an unknown contract, the longest of the stream's."""
+        """Its contract's retention; for a message of no known contract, the longest of the
+        stream's: it is kept no longer than any of the stream's own may be."""
         cls = self.registry.by_type(msg.headers.get(H_TYPE, ""))
         if cls is not None and cls.__contract__.retention is not None:
             return cls.__contract__.retention
-        return dict(self.streams()).get(msg.stream)
+        kept = self._retentions().get(msg.stream)
+        return max(kept) if kept else None
 
 
 class PersonalDeadLetters(_StoredPlace):
