@@ -72,8 +72,11 @@ def person_patterns(registry: Registry) -> dict[str, str]:
         for f in found.fields:
             if f.name == info.person:
                 kind = f.type
-                while isinstance(kind, msgspec.inspect.UnionType):
-                    kind = next(t for t in kind.types if not isinstance(t, msgspec.inspect.NoneType))
+                while isinstance(kind, msgspec.inspect.Metadata | msgspec.inspect.UnionType):
+                    if isinstance(kind, msgspec.inspect.Metadata):
+                        kind = kind.type
+                    else:
+                        kind = next(t for t in kind.types if not isinstance(t, msgspec.inspect.NoneType))
                 if isinstance(kind, msgspec.inspect.StrType) and kind.pattern:
                     patterns[info.name] = kind.pattern
     return patterns
@@ -85,7 +88,8 @@ def check_person(registry: Registry, person_id: str) -> str:
     patterns = person_patterns(registry)
     if not patterns or any(re.search(p, person_id) for p in patterns.values()):
         return person_id
-    example = next(iter(sorted(patterns.items())))
+    sealed = {c.__contract__.name for c in registry if c.__contract__.sealed}
+    example = min(patterns.items(), key=lambda item: (item[0] not in sealed, item[0]))
     raise BadPerson(
         f"{person_id!r} does not look like a person id: personal data names a person by a pseudonymous "
         f"id matching {example[1]} ({example[0]}), e.g. v-3f9c2a7e51d0; a name or an e-mail goes "
