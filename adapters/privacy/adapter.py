@@ -42,7 +42,7 @@ from bus import Event
 from bus.personal import rights
 from contracts import ErasureReceipt, ErasureRecord, ErasureRequest, PersonalExport, PersonalExportRequest
 
-__all__ = ["PrivacyConfig", "PrivacyService"]
+__all__ = ["PrivacyConfig", "PrivacyService", "fitting"]
 
 
 class PrivacyConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -50,6 +50,28 @@ class PrivacyConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
 
     sweep_interval: Annotated[float, msgspec.Meta(gt=0)] = 3600.0
     """Seconds between two retention sweeps (the first runs at start)."""
+
+
+def fitting(export: PersonalExport, limit: int) -> PersonalExport:
+    """``export`` as one reply can carry it: whole if it fits in ``limit`` bytes (the server's
+    largest message), else as many messages as fit, ``complete = False`` and a note saying how to
+    get the whole of it (the command line has no such limit)."""
+    size = len(msgspec.json.encode(export))
+    if size <= limit:
+        return export
+    note = (
+        f"the export is {size} bytes, more than one message on this bus carries ({limit}): the first "
+        f"messages only; `citybus personal export {export.person}` writes the whole of it"
+    )
+    kept = list(export.messages)
+    while kept:
+        kept = kept[: len(kept) * 3 // 4]
+        cut = msgspec.structs.replace(
+            export, messages=tuple(kept), complete=False, notes=(*export.notes, note)
+        )
+        if len(msgspec.json.encode(cut)) <= limit:
+            return cut
+    return msgspec.structs.replace(export, messages=(), complete=False, notes=(*export.notes, note))
 
 
 class PrivacyService(Adapter[PrivacyConfig]):
@@ -78,8 +100,8 @@ class PrivacyService(Adapter[PrivacyConfig]):
             async with turn:
                 export = await rights.export(bus, places, asked.person, asked.identifiers, asked.case)
             metrics.exports.inc()
-            ctx.log.info("personal data exported", case=asked.case, messages=len(export.messages))
-            return export
+            ctx.log.info("personal data exported", messages=len(export.messages))
+            return fitting(export, bus.nc.max_payload)
 
         async def on_erase(event: Event[ErasureRequest]) -> ErasureReceipt:
             asked = event.data
@@ -87,7 +109,7 @@ class PrivacyService(Adapter[PrivacyConfig]):
                 receipt = await rights.erase(bus, places, asked.person, asked.identifiers, asked.case)
             metrics.erasure("request", receipt.places, receipt.complete)
             erased = sum(p.erased for p in receipt.places)
-            ctx.log.info("personal data erased", case=asked.case, erased=erased, complete=receipt.complete)
+            ctx.log.info("personal data erased", erased=erased, complete=receipt.complete)
             return receipt
 
         await ctx.serve(PersonalExportRequest, on_export)

@@ -76,6 +76,11 @@ _CASE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 def _checked(args: argparse.Namespace) -> None:
     """Refuse, in one line, a person id or case number the request could not carry."""
     rights.check_person(default_registry(), args.person)
+    for value in args.identifier:
+        if not 3 <= len(value.strip()) <= 254:
+            raise CityBusError(
+                f"--identifier {value!r}: an identifier is 3 to 254 characters (a name, e-mail, phone)"
+            )
     if args.case and not _CASE.match(args.case):
         raise CityBusError(f"--case {args.case!r}: a case number is 1 to 64 letters, digits, '-' and '_'")
 

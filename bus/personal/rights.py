@@ -49,7 +49,7 @@ __all__ = [
     "places",
 ]
 
-IDENTIFYING_FIELDS: Final = frozenset({"name", "email", "phone"})
+IDENTIFYING_FIELDS: Final = ("name", "email", "phone")
 """Fields whose values identify a person in the data of a message about them: what an erasure
 learns from the opened messages and searches for in copies that were never sealed."""
 
