@@ -76,6 +76,8 @@ _CASE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 def _checked(args: argparse.Namespace) -> None:
     """Refuse, in one line, a person id or case number the request could not carry."""
     rights.check_person(default_registry(), args.person)
+    if len(args.identifier) > 16:
+        raise CityBusError(f"{len(args.identifier)} identifiers: give at most 16 (a name, e-mails, phones)")
     for value in args.identifier:
         if not 3 <= len(value.strip()) <= 254:
             raise CityBusError(
@@ -98,7 +100,7 @@ def cmd_export(args: argparse.Namespace, config: Config) -> int:
             raise CityBusError(f"cannot write {args.output}: {exc.strerror or exc}") from None
     else:
         out(text)
-    where = f" to {args.output}" if args.output else ""
+    where = f" (written to {args.output})" if args.output else ""
     if not export.messages:
         err(f"nothing found about {args.person} in {', '.join(export.places)}{where}")
     else:
