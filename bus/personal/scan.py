@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Final
@@ -164,7 +164,7 @@ async def _one(bus: Bus, stream: str, seq: int, *, watch: bool = False) -> Store
     return Stored(stream, msg.seq, msg.subject, headers, base64.b64decode(msg.data), msg.time)
 
 
-async def scan(bus: Bus, stream: str, *, until: int | None = None) -> AsyncIterator[Stored]:
+async def scan(bus: Bus, stream: str, *, until: int | None = None) -> AsyncGenerator[Stored, None]:
     """Every message of ``stream`` from its first sequence to its last (or ``until``), in order."""
     bounds = await stream_bounds(bus, stream)
     if bounds is None:

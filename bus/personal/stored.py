@@ -18,6 +18,7 @@ recorded day's time, and a sender's clock is not the city's.
 
 from __future__ import annotations
 
+from contextlib import aclosing
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 
@@ -137,12 +138,13 @@ class _StoredPlace:
             if shortest is None:
                 continue
             expired = []
-            async for msg in scan(self.bus, stream):
-                if msg.time > now - shortest:
-                    break  # stored in order: this and every later message are within any retention
-                kept_for = self.retention(msg) if self.mine(msg) else None
-                if kept_for is not None and msg.time <= now - kept_for:
-                    expired.append(msg.seq)
+            async with aclosing(scan(self.bus, stream)) as messages:
+                async for msg in messages:
+                    if msg.time > now - shortest:
+                        break  # stored in order: this and every later message are within any retention
+                    kept_for = self.retention(msg) if self.mine(msg) else None
+                    if kept_for is not None and msg.time <= now - kept_for:
+                        expired.append(msg.seq)
             if expired:
                 erased = await erase(self.bus, stream, expired)
                 lines.append(
@@ -252,9 +254,13 @@ class PersonalDeadLetters(_StoredPlace):
         if letter is None:  # not a dead letter citybus wrote: search all its bytes
             return who.named_by(msg.subject) or who.named_in(msg.data.decode("utf-8", "replace"))
         headers = letter.original_headers
-        if headers.get(H_PERSON):
-            return headers[H_PERSON] == who.ref
-        text = [letter.detail, *headers.values(), letter.payload.decode("utf-8", "replace")]
+        sealed_for = headers.get(H_PERSON)
+        if sealed_for == who.ref:
+            return True
+        # The detail (an error's text) and the headers are plaintext even when the payload is sealed.
+        text = [letter.detail, *headers.values()]
+        if not sealed_for:
+            text.append(letter.payload.decode("utf-8", "replace"))
         return who.named_by(letter.original_subject) or any(who.named_in(t) for t in text)
 
     def found(self, who: Person, cipher: AESGCM | None, msg: Stored) -> FoundMessage:
