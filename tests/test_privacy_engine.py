@@ -7,10 +7,12 @@ from datetime import UTC, datetime
 
 import msgspec
 import pytest
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from adapters.privacy.adapter import fitting
 from bus.personal.places import Person
 from bus.personal.rights import BadPerson, check_person, learned_identifiers
+from bus.personal.seal import new_key, seal_body
 from contracts import FoundMessage, PersonalExport, default_registry
 
 WHO = Person("v-0a1b2c3d4e5f", "p-" + "ab" * 12, None, ("Ingrid Testesen", "ingrid@example.invalid"))
@@ -65,3 +67,13 @@ def test_an_export_too_large_for_one_reply_is_cut_and_says_so() -> None:
     cut = fitting(export, 20_000)
     assert len(msgspec.json.encode(cut)) <= 20_000 and 0 < len(cut.messages) < 100
     assert not cut.complete and "citybus personal export v-0a1b2c3d4e5f" in cut.notes[-1]
+
+
+def test_a_person_opens_what_was_sealed_for_them_and_nothing_else() -> None:
+    key = new_key()
+    sealed = seal_body(AESGCM(key), b'{"name": "Ingrid"}', "community.volunteer-signup.v1")
+    who = Person("v-0a1b2c3d4e5f", "p-" + "ab" * 12, key)
+    assert who.open(sealed, "community.volunteer-signup.v1") == b'{"name": "Ingrid"}'
+    assert who.open(sealed, "community.volunteer-activity.v1") is None  # bound to its type
+    assert Person(who.id, who.ref, None).open(sealed, "community.volunteer-signup.v1") is None
+    assert Person(who.id, who.ref, new_key()).open(sealed, "community.volunteer-signup.v1") is None

@@ -21,7 +21,10 @@ from datetime import datetime
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Final, Protocol
 
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
 from bus.config import Config
+from bus.personal.seal import Unreadable, open_body
 from contracts import ErasedPlace, FoundMessage
 
 if TYPE_CHECKING:
@@ -69,6 +72,16 @@ class Person:
         """Whether ``text`` holds the person's id or one of their identifiers (case-folded)."""
         folded = text.casefold()
         return any(needle in folded for needle in self.needles)
+
+    def open(self, body: bytes, ce_type: str) -> bytes | None:
+        """A body sealed for this person (with ``ce_type``), opened; ``None`` when it cannot be: the
+        key was destroyed, or the body is not sealed for them."""
+        if self.key is None:
+            return None
+        try:
+            return open_body(AESGCM(self.key), body, ce_type)
+        except Unreadable:
+            return None
 
     def named_by(self, subject: str) -> bool:
         """Whether a subject names the person: one of its tokens is their ref or their id."""

@@ -189,7 +189,8 @@ async def erase(
     case: str = "erasure",
 ) -> ErasureReceipt:
     """Erase ``person_id`` everywhere: export first (to learn the identifiers unsealed copies hold),
-    every place erases, the key last (even when a place failed), then the record is published."""
+    every place erases, the key last (even when a place failed), then the record is published (a
+    record that cannot be is a line of the receipt, with why)."""
     who = await person(bus, person_id, identifiers)
     exported = await _export(places, who, case)
     more = learned_identifiers(person_id, exported.messages)
@@ -203,7 +204,11 @@ async def erase(
         places=tuple(lines),
         complete=all(not line.error and line.erased == line.found for line in lines),
     )
-    await _record(bus, case, "request", receipt.erased_at, receipt.places, receipt.complete)
+    try:
+        await _record(bus, case, "request", receipt.erased_at, receipt.places, receipt.complete)
+    except (CityBusError, TimeoutError) as exc:  # the erasure is done: its receipt must still be given
+        unrecorded = ErasedPlace(place="record", location=ErasureRecord.__contract__.name, error=str(exc))
+        return msgspec.structs.replace(receipt, places=(*receipt.places, unrecorded))
     return receipt
 
 
