@@ -27,7 +27,10 @@ from adapters.clock import Clock, WallClock
 from adapters.metrics import InstanceMetrics
 from bus import Bus, ConsumerSettings, Event, PublishAck, RawHandler, RawMessage, Subscription, subjects
 from bus.envelope import Provenance
-from bus.errors import CityBusError, ConfigError
+from bus.errors import CityBusError, ConfigError, ContractViolation
+from bus.pipeline import EventReader
+from bus.reading import Follower, StoredMessage
+from bus.store import KeyValueStore, open_store
 from contracts import Contract
 
 __all__ = ["ActingForOthersError", "Context", "UndeclaredContractError"]
@@ -310,6 +313,59 @@ class Context:
         # once from another connection finds its responder
         await self._bus.flush()
         return sub
+
+    # -- state ------------------------------------------------------------------------------
+
+    async def key_value(self, name: str) -> KeyValueStore:
+        """The instance's own key-value bucket ``name``, created if missing: records changed by
+        compare-and-set, shared by the replicas of the instance (:mod:`bus.store`). The broker lets
+        an instance keep the buckets its adapter declares in ``stores`` and no other."""
+        bucket = subjects.store_bucket(self.instance, name)
+        return await open_store(self._bus, bucket, description=f"state of {self.instance} ({name})")
+
+    def recall(
+        self,
+        contract: type[C],
+        handler: Callable[[int, Event[C]], Awaitable[None]],
+        *,
+        after_seq: int = 0,
+    ) -> Follower:
+        """A reader of what was stored of a contract this adapter produces: every stored message
+        after ``after_seq``, in stored order, then each new one as it is stored, handed to
+        ``handler`` with its stream sequence. ``await reader.catch_up()`` reads what is stored now;
+        ``await reader.run()`` goes on following until cancelled.
+
+        How a service rebuilds its state after a restart, and how replicas keep in step. The broker
+        lets an instance read back the contracts its adapter declares in ``recalls``. A stored
+        message that does not fit its contract is logged (with its sequence, never its content) and
+        skipped.
+        """
+        if contract not in self._produces:
+            raise UndeclaredContractError(
+                f"adapter {self.adapter} ({self.instance}) may not read back {contract.__contract__.name}: "
+                "it reads back only contracts it produces"
+            )
+        read = EventReader(contract, self._bus.registry)
+        log = self.log
+
+        async def handle(stored: StoredMessage) -> None:
+            try:
+                event = read(RawMessage(stored.subject, stored.data, stored.headers))
+            except ContractViolation as exc:
+                log.warning("stored message skipped", stream=stored.stream, seq=stored.seq, reason=exc.reason)
+                return
+            await handler(stored.seq, event)
+
+        info = contract.__contract__
+        stream = subjects.stream_name(info.classification, info.domain)
+        return Follower(
+            self._bus,
+            stream,
+            handle,
+            subject_filter=subjects.contract_filter(contract),
+            after_seq=after_seq,
+            on_error=lambda why: log.warning("reading back failed", stream=stream, error=why),
+        )
 
     async def subscribe_raw(
         self, subject: str, handler: RawHandler, *, queue: str | None = None
