@@ -144,7 +144,7 @@ class Platform:
             if entry is not None and entry.opportunity.organisation != offer.organisation:
                 return (
                     None,
-                    f"the opportunity {offer.opportunity_id} is another organisation's: choose another id",
+                    f"{offer.opportunity_id} is another organisation's opportunity: choose another id",
                 )
             taken = entry.taken if entry is not None else ()
             if offer.places < len(taken):
