@@ -114,12 +114,7 @@ Why each right exists, and the decisions behind them:
   uplinks an adapter reads from raw subjects and reads the downlinks adapters publish there —
   nothing in ``city.``. MQTT clients cannot sign with an NKey, so they log in with a password;
   the configuration holds its bcrypt hash and allows the user on MQTT connections only.
-* **Tenants ask on their own subject only** (``asks``): an organisation of the volunteer platform
-  may send requests on ``city.<class>.rpc.<domain>.<event>.<its id>`` and nowhere else, so it can
-  neither offer as another nor ask for another's volunteers. An adapter's **key-value stores**
-  (``stores``, one ``KV_<instance>_<name>`` stream each) and **reading back** the streams of
-  contracts it produces (``recalls``: ``STREAM.INFO`` and ``STREAM.MSG.GET`` only, no consumer)
-  are how a service keeps state a restart or a second replica must see.
+* **Tenants, stores and reading back** (``asks``, ``stores``, ``recalls``): :mod:`bus.access.tenancy`.
 * **Accounts are fixed.** ``service``, ``provisioner``, ``operator``, ``internal`` and ``public``
   exist in both ``CITY`` and ``SANDBOX`` (separate keys); ``system`` in ``SYS``. An adapter or
   guest cannot be named like one of them.
@@ -132,6 +127,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from bus import subjects
+from bus.access.tenancy import check_tenancy, tenancy_grants
 from bus.access.users import (
     AccessError,
     Account,
@@ -395,7 +391,9 @@ class AccessModel:
                 )
                 r.pub(subjects.js_api("CONSUMER", "MSG", "NEXT", stream, durable), f"fetches from {what}")
                 r.pub(subjects.js_ack_filter(stream, durable), f"acknowledges what {what} delivered")
-        _tenancy(r, d)
+        for grants, add in zip(tenancy_grants(d), (r.pub, r.sub), strict=True):  # asks, stores, recalls
+            for grant in grants:
+                add(grant.subject, grant.why)
         for classification in d.reads:
             why = f"reads the account's {classification.value} data"
             if classification is INTERNAL:
@@ -434,50 +432,6 @@ class AccessModel:
         )
 
 
-def _tenancy(r: _Rights, d: Declaration) -> None:
-    """What a tenant asks (``asks``), the stores an adapter keeps (``stores``) and the streams it
-    reads back (``recalls``): the volunteer platform's organisations and its ledger of places."""
-    for subject in d.asks:
-        r.pub(subject, "asks on its own request subject (a tenant: never as another)")
-    for bucket in d.stores:
-        stream = subjects.store_stream(bucket)
-        r.pub(subjects.js_api("STREAM", "INFO", stream), f"binds to its key-value store {bucket}")
-        r.pub(subjects.js_api("STREAM", "CREATE", stream), f"creates its key-value store {bucket}")
-        r.pub(subjects.store_filter(bucket), f"writes the keys of {bucket} (compare-and-set)")
-        r.pub(subjects.js_api("DIRECT", "GET", stream, ">"), f"reads the keys of {bucket}")
-        r.pub(subjects.js_api("STREAM", "MSG", "GET", stream), f"reads the keys of {bucket}")
-    for cls in d.recalls:
-        stream = _stream_of(cls)
-        what = f"what it stored of {cls.__contract__.name} (the whole stream {stream})"
-        r.pub(subjects.js_api("STREAM", "INFO", stream), f"reads back {what}")
-        r.pub(subjects.js_api("STREAM", "MSG", "GET", stream), f"reads back {what}")
-        r.sub(subjects.contract_filter(cls), f"hears that {_describe(cls)} was stored, to read it back")
-
-
-def _check_tenancy(d: Declaration, label: str) -> None:
-    """Refuse asks that are not request subjects, stores that are not buckets, and reading back a
-    stream of a contract it does not produce."""
-    for subject in d.asks:
-        tokens = subject.split(".")
-        literal = all(t not in ("*", ">") for t in tokens[:5]) and tokens[-1] != ">"
-        if len(tokens) != 6 or tokens[0] != subjects.ROOT or tokens[2] != subjects.RPC or not literal:
-            raise AccessError(
-                f"{label}: asks {subject!r} is not a request subject; build it with "
-                "bus.subjects.request_filter(contract, entity)"
-            )
-    for bucket in d.stores:
-        if not re.fullmatch(r"[A-Za-z0-9_-]+", bucket):
-            raise AccessError(
-                f"{label}: store {bucket!r} is not a bucket name; use bus.subjects.store_bucket"
-            )
-    for cls in d.recalls:
-        if cls not in d.produces:
-            raise AccessError(
-                f"{label}: it reads back {_describe(cls)}, which it does not produce; an adapter reads "
-                "back only what it stored"
-            )
-
-
 def _check_declaration(d: Declaration, label: str, kind: Kind) -> None:
     """Refuse what the model cannot grant safely, saying what to change."""
     if not _NAME.match(d.name):
@@ -504,7 +458,7 @@ def _check_declaration(d: Declaration, label: str, kind: Kind) -> None:
                     f"({first}.): data moves only as declared contracts (consumes/produces), control "
                     "requests only through `control`; give raw subjects a prefix of their own ('ttn.>')"
                 )
-    _check_tenancy(d, label)
+    check_tenancy(d, label)
     declared = (*d.consumes, *d.produces, *d.answers)
     personal = [c for c in declared if c.__contract__.classification is PERSONAL]
     if PERSONAL in d.reads:
