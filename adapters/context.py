@@ -28,7 +28,8 @@ from adapters.metrics import InstanceMetrics
 from bus import Bus, ConsumerSettings, Event, PublishAck, RawHandler, RawMessage, Subscription, subjects
 from bus.envelope import Provenance
 from bus.errors import CityBusError, ConfigError, ContractViolation
-from bus.pipeline import EventReader
+from bus.personal.opening import Opener, seal_raw
+from bus.pipeline import EventReader, Message
 from bus.reading import Follower, StoredMessage
 from bus.store import KeyValueStore, open_store
 from contracts import Contract
@@ -316,6 +317,12 @@ class Context:
 
     # -- state ------------------------------------------------------------------------------
 
+    async def person_ref(self, person: str) -> str:
+        """The pseudonymous ref (``p-`` and 24 hex digits) the key vault names ``person`` by: the same
+        in every process and on every subject and header, and nothing to read the person back from.
+        What an adapter keeps about a person outside sealed messages names them by it."""
+        return await self._bus.vault.ref(person)
+
     async def key_value(self, name: str) -> KeyValueStore:
         """The instance's own key-value bucket ``name``, created if missing: records changed by
         compare-and-set, shared by the replicas of the instance (:mod:`bus.store`). The broker lets
@@ -336,9 +343,10 @@ class Context:
         ``await reader.run()`` goes on following until cancelled.
 
         How a service rebuilds its state after a restart, and how replicas keep in step. The broker
-        lets an instance read back the contracts its adapter declares in ``recalls``. A stored
-        message that does not fit its contract is logged (with its sequence, never its content) and
-        skipped.
+        lets an instance read back the contracts its adapter declares in ``recalls``. A sealed
+        personal message is opened with its person's key, and skipped once that key is destroyed
+        (erased); a stored message that does not fit its contract is logged (with its sequence,
+        never its content) and skipped.
         """
         if contract not in self._produces:
             raise UndeclaredContractError(
@@ -346,17 +354,23 @@ class Context:
                 "it reads back only contracts it produces"
             )
         read = EventReader(contract, self._bus.registry)
+        info = contract.__contract__
+        opener = Opener(self._bus.vault, info.type, self._bus.metrics) if info.sealed else None
         log = self.log
 
         async def handle(stored: StoredMessage) -> None:
+            message: Message | None = RawMessage(stored.subject, stored.data, stored.headers)
             try:
-                event = read(RawMessage(stored.subject, stored.data, stored.headers))
+                if opener is not None:  # a sealed contract: opened with the person's key
+                    message = await opener(message)
+                if message is None:  # erased (its key destroyed): counted by the opener, skipped
+                    return
+                event = read(message)
             except ContractViolation as exc:
                 log.warning("stored message skipped", stream=stored.stream, seq=stored.seq, reason=exc.reason)
                 return
             await handler(stored.seq, event)
 
-        info = contract.__contract__
         stream = subjects.stream_name(info.classification, info.domain)
         return Follower(
             self._bus,
@@ -378,6 +392,17 @@ class Context:
     async def publish_raw(self, subject: str, data: bytes, headers: dict[str, str] | None = None) -> None:
         """Publish bytes that are not a contract (a bridged MQTT message, a device command) on a subject."""
         await self._bus.publish_raw(subject, data, headers)
+
+    async def seal_raw(
+        self, subject: str, data: bytes, headers: dict[str, str]
+    ) -> tuple[str, bytes, dict[str, str]]:
+        """A contract message that travels as bytes (a replayed recording), sealed with its person's
+        key when its ``ce-type`` is a sealed personal contract (:mod:`bus.personal`), as
+        :meth:`publish` seals what it sends; anything else comes back unchanged."""
+        cls = self._bus.registry.by_type(headers.get("ce-type", ""))
+        if cls is None or not cls.__contract__.sealed:
+            return subject, data, headers
+        return await seal_raw(self._bus.vault, cls, subject, data, headers)
 
     def count_published(self, contract: str, count: int) -> None:
         """Count ``count`` messages of ``contract`` (its CloudEvents type) sent with :meth:`publish_raw`

@@ -167,6 +167,8 @@ class SandboxReplay(Adapter[ReplayConfig]):
             sent = _Counts(ctx)
 
             async def publish(subject: str, data: bytes, headers: dict[str, str]) -> None:
+                # A recording's personal messages (synthetic people) are sealed as any publisher's.
+                subject, data, headers = await ctx.seal_raw(subject, data, headers)
                 await ctx.publish_raw(subject, data, headers)
                 sent.add(headers.get("ce-type") or "")
 

@@ -19,7 +19,8 @@ from prometheus_client import generate_latest
 from bus import Bus, Metrics, RequestRefusedError
 from bus.control import raise_for_refusal
 from bus.envelope import Provenance, build_headers, new_event_id
-from bus.subjects import request_filter
+from bus.reading import next_stored
+from bus.subjects import contract_filter, request_filter, stream_name
 from contracts import (
     Opportunity,
     OpportunityReceipt,
@@ -299,3 +300,29 @@ async def test_logs_and_metrics_name_no_volunteer(quiet_bus: Bus) -> None:
     assert 'citybus_volunteer_places_left{opportunity="log-check"} 1.0' in exposed
     for secret in ("Kari", "example.no", volunteer(41)):
         assert secret not in exposed
+
+
+async def test_what_is_stored_names_volunteers_only_by_their_refs(quiet_bus: Bus) -> None:
+    """The sign-ups rest sealed (their subjects name refs), and the ledger of places holds refs:
+    neither holds a name, an email, a phone number or a volunteer id in clear."""
+    async with platform(quiet_bus) as harness:
+        await offered(quiet_bus, "sealed-walk", places=5)
+        await ask(
+            quiet_bus, signup(9, "sealed-walk", phone="+4790000009", purposes=("volunteering", "statistics"))
+        )
+        ref = await quiet_bus.vault.ref(volunteer(9))
+        places = harness.adapter.places
+        assert places is not None
+        record = await places.store.get("sealed-walk")
+    assert record is not None and ref.encode() in record.value
+    secrets = (b"Kari", b"kari.9@example.no", b"+4790000009", volunteer(9).encode())
+    assert not any(s in record.value for s in secrets)
+    for contract in (VolunteerSignup, VolunteerActivity):
+        info = contract.__contract__
+        stream = stream_name(info.classification, info.domain)
+        raw = await next_stored(quiet_bus, stream, contract_filter(contract), 1)
+        assert raw is not None and raw.subject == contract_filter(contract, ref)
+        assert raw.headers["citybus-person"] == ref
+        assert not any(s in raw.data for s in secrets)
+    (opened,) = await stored(quiet_bus, VolunteerSignup)
+    assert (opened.name, opened.phone) == ("Kari Nordmann 9", "+4790000009")

@@ -13,7 +13,8 @@ import msgspec
 from adapters.testing import AdapterHarness
 from adapters.volunteer import VolunteerPlatform
 from bus import Bus
-from bus.pipeline import EventReader, RawMessage
+from bus.personal.opening import Opener
+from bus.pipeline import EventReader, Message, RawMessage
 from bus.reading import next_stored
 from bus.subjects import contract_filter, stream_name
 from contracts import Contract, OpportunityOffer, SignupRequest
@@ -86,9 +87,16 @@ async def stored(bus: Bus, contract: type[C]) -> list[C]:
     info = contract.__contract__
     stream = stream_name(info.classification, info.domain)
     read = EventReader(contract, bus.registry)
+    opener = Opener(bus.vault, info.type, bus.metrics) if info.sealed else None
     found: list[C] = []
     seq = 1
-    while (message := await next_stored(bus, stream, contract_filter(contract), seq)) is not None:
-        found.append(read(RawMessage(message.subject, message.data, message.headers)).data)
-        seq = message.seq + 1
+    while (stored_message := await next_stored(bus, stream, contract_filter(contract), seq)) is not None:
+        message: Message | None = RawMessage(
+            stored_message.subject, stored_message.data, stored_message.headers
+        )
+        if opener is not None:  # sealed at rest: opened with the person's key
+            message = await opener(message)
+        assert message is not None, f"{info.name} at {stored_message.seq} is erased"
+        found.append(read(message).data)
+        seq = stored_message.seq + 1
     return found

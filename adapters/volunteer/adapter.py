@@ -45,7 +45,6 @@ from adapters.context import Context
 from adapters.volunteer.metrics import volunteer_metrics
 from adapters.volunteer.places import Places
 from adapters.volunteer.platform import Platform
-from adapters.volunteer.refs import Pseudonyms
 from adapters.volunteer.signups import Book
 from bus import Event
 from bus.errors import CityBusError
@@ -121,7 +120,6 @@ class VolunteerPlatform(Adapter[VolunteerConfig]):
         metrics = volunteer_metrics(ctx.registry)
         store = await ctx.key_value("places")
         places = self.places = Places(store, on_conflict=metrics.conflicts.inc)
-        pseudonyms = await Pseudonyms.of(store)
         for entry in await places.load():
             opportunity = entry.opportunity
             metrics.places(opportunity.opportunity_id, opportunity.places_left, opportunity.status)
@@ -138,7 +136,7 @@ class VolunteerPlatform(Adapter[VolunteerConfig]):
             ctx,
             places,
             self.book,
-            refs=pseudonyms.ref,
+            refs=ctx.person_ref,
             catch_up=reader.catch_up,
             organisations=frozenset(self.config.organisations),
             metrics=metrics,

@@ -3,7 +3,8 @@
 Each opportunity is one record of the platform's key-value bucket (``ctx.key_value("places")``,
 :mod:`bus.store`), keyed by its id: the public :class:`~contracts.Opportunity` as it stands (places
 left and status kept in step) and the places taken, each named by the volunteer's pseudonymous
-*ref* — never the volunteer's id, name or contact, so the bucket holds no personal data in clear.
+*ref* from the key vault (``ctx.person_ref``) — never the volunteer's id, name or contact, so the
+bucket holds no personal data in clear.
 
 Decisions, and why:
 
@@ -129,8 +130,6 @@ class Places:
         """Every opportunity in the ledger (read at start, so places left are known at once)."""
         entries = []
         for key in await self.store.keys():
-            if key.startswith("_"):  # not an opportunity: the platform's own (refs.PEPPER_KEY)
-                continue
             entry, _ = await self.read(key)
             if entry is not None:
                 entries.append(entry)

@@ -10,10 +10,9 @@ entry point, :mod:`bus.access.declared`) and returns users and a table; it does 
 
 The model knows the accounts and generic kinds of users. What a particular user needs beyond its
 contracts — reading whole classes, following clocks, never dead-lettering, never handling personal
-data — is a field of its declaration, set by the package that knows why (the sandbox declares its
-pilots and its replay that way). The values it speaks in — accounts, kinds, declarations, users,
-permissions — are :mod:`bus.access.users` (where the accounts are described); they are re-exported
-here.
+data, asking as a tenant (:mod:`bus.access.tenancy`) — is a field of its declaration, set by the
+package that knows why (the sandbox declares its pilots and its replay that way). The values it
+speaks in are :mod:`bus.access.users` (where the accounts are described), re-exported here.
 
 The permission model
 --------------------
@@ -81,13 +80,12 @@ Why each right exists, and the decisions behind them:
   answer a producer's JetStream publish with a forged acknowledgement.
 * **Durable consumers, minimal JetStream rights.** A pull consumer created by nats-py's
   ``pull_subscribe`` needs, for its stream ``S`` and durable name ``D``
-  (:func:`bus.subjects.durable_name`, fixed per instance and contract):
-  ``$JS.API.CONSUMER.INFO.S.D`` (bind to it if it exists),
-  ``$JS.API.CONSUMER.CREATE.S.D.<filter>`` (create it; the filter subject is part of the API
-  subject, and the server checks it against the request, so the adapter can create no consumer
-  over a contract it does not consume), ``$JS.API.CONSUMER.MSG.NEXT.S.D`` (fetch), and
-  ``$JS.ACK.S.D.>`` (ack, nak, term). Not ``CONSUMER.DURABLE.CREATE``, whose subject has no
-  filter.
+  (:func:`bus.subjects.durable_name`, fixed per instance and contract): ``$JS.API.CONSUMER.INFO.S.D``
+  (bind to it if it exists), ``$JS.API.CONSUMER.CREATE.S.D.<filter>`` (create it; the filter subject
+  is part of the API subject, and the server checks it against the request, so the adapter can
+  create no consumer over a contract it does not consume), ``$JS.API.CONSUMER.MSG.NEXT.S.D``
+  (fetch), and ``$JS.ACK.S.D.>`` (ack, nak, term). Not ``CONSUMER.DURABLE.CREATE``, whose subject
+  has no filter.
 * **The service** is the citybus runtime's own connection, open as long as it runs: it publishes
   dead letters of messages no adapter took, and may touch no stream.
 * **The provisioner** is a connection ``citybus up`` opens while it starts, in each account, and
@@ -114,7 +112,6 @@ Why each right exists, and the decisions behind them:
   uplinks an adapter reads from raw subjects and reads the downlinks adapters publish there —
   nothing in ``city.``. MQTT clients cannot sign with an NKey, so they log in with a password;
   the configuration holds its bcrypt hash and allows the user on MQTT connections only.
-* **Tenants, stores and reading back** (``asks``, ``stores``, ``recalls``): :mod:`bus.access.tenancy`.
 * **Accounts are fixed.** ``service``, ``provisioner``, ``operator``, ``internal`` and ``public``
   exist in both ``CITY`` and ``SANDBOX`` (separate keys); ``system`` in ``SYS``. An adapter or
   guest cannot be named like one of them.
@@ -127,7 +124,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from bus import subjects
-from bus.access.tenancy import check_tenancy, tenancy_grants
+from bus.access.personal import provision_vault, vault_rights
+from bus.access.tenancy import tenancy_rights
 from bus.access.users import (
     AccessError,
     Account,
@@ -217,6 +215,8 @@ class AccessModel:
     ) -> None:
         pairs = sorted({(c.__contract__.classification, c.__contract__.domain) for c in contracts})
         self._streams = [(cls, subjects.stream_name(cls, domain)) for cls, domain in pairs]
+        self._vault = any(c.__contract__.sealed for c in contracts)
+        """Whether any contract is sealed, so that the account has a key vault (:mod:`bus.personal`)."""
         users: list[User] = []
         for account, declared in ((Account.CITY, adapters), (Account.SANDBOX, sandbox_adapters)):
             users += [self._client(account, kind) for kind in _CLIENT_KINDS]
@@ -299,6 +299,8 @@ class AccessModel:
             for _, stream in self._streams:
                 for action in ("INFO", "CREATE", "UPDATE"):
                     r.pub(subjects.js_api("STREAM", action, stream), f"provisions the stream {stream}")
+            if self._vault:
+                provision_vault(r)
             r.sub(inbox, "its replies (JetStream answers), and nobody else's")
             return User(account=account, name=kind.value, kind=kind, permissions=r.permissions())
         if kind is Kind.SERVICE:
@@ -376,6 +378,7 @@ class AccessModel:
                 subjects.contract_filter(PersonalDeadLetter),
                 "dead-letters a personal message it cannot handle apart from the others",
             )
+        vault_rights(r, d)
         for pattern in d.raw_publish:
             r.pub(pattern, "a raw subject it publishes (a native format, a bridge)")
         if d.control is not None:
@@ -391,9 +394,7 @@ class AccessModel:
                 )
                 r.pub(subjects.js_api("CONSUMER", "MSG", "NEXT", stream, durable), f"fetches from {what}")
                 r.pub(subjects.js_ack_filter(stream, durable), f"acknowledges what {what} delivered")
-        for grants, add in zip(tenancy_grants(d), (r.pub, r.sub), strict=True):  # asks, stores, recalls
-            for grant in grants:
-                add(grant.subject, grant.why)
+        tenancy_rights(d, label, r.pub, r.sub)  # asks, stores, recalls: checked, then granted
         for classification in d.reads:
             why = f"reads the account's {classification.value} data"
             if classification is INTERNAL:
@@ -458,7 +459,6 @@ def _check_declaration(d: Declaration, label: str, kind: Kind) -> None:
                     f"({first}.): data moves only as declared contracts (consumes/produces), control "
                     "requests only through `control`; give raw subjects a prefix of their own ('ttn.>')"
                 )
-    check_tenancy(d, label)
     declared = (*d.consumes, *d.produces, *d.answers)
     personal = [c for c in declared if c.__contract__.classification is PERSONAL]
     if PERSONAL in d.reads:

@@ -21,11 +21,12 @@ contract rules of :mod:`bus.access.policy` do not give, each granted here from a
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 from bus import subjects
 from bus.access.users import AccessError, Declaration, Grant
 
-__all__ = ["check_tenancy", "tenancy_grants"]
+__all__ = ["check_tenancy", "tenancy_grants", "tenancy_rights"]
 
 
 def tenancy_grants(d: Declaration) -> tuple[list[Grant], list[Grant]]:
@@ -58,6 +59,19 @@ def tenancy_grants(d: Declaration) -> tuple[list[Grant], list[Grant]]:
             )
         )
     return publish, subscribe
+
+
+def tenancy_rights(
+    d: Declaration, label: str, publish: Callable[[str, str], None], subscribe: Callable[[str, str], None]
+) -> None:
+    """Check ``d``'s ``asks``, ``stores`` and ``recalls`` (:func:`check_tenancy`, naming ``label``)
+    and grant them through ``publish(subject, why)`` and ``subscribe(subject, why)``."""
+    check_tenancy(d, label)
+    pub, sub = tenancy_grants(d)
+    for grant in pub:
+        publish(grant.subject, grant.why)
+    for grant in sub:
+        subscribe(grant.subject, grant.why)
 
 
 def check_tenancy(d: Declaration, label: str) -> None:
