@@ -14,8 +14,8 @@ from adapters.volunteer.platform import Platform
 from adapters.volunteer.signups import Book
 
 __all__ = [
-    "DEFAULT_ORGANISATIONS",
     "Book",
+    "DEFAULT_ORGANISATIONS",
     "Entry",
     "Places",
     "Platform",

@@ -60,6 +60,10 @@ def _time(text: str) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=CITY_ZONE)
 
 
+def _left(places: int) -> str:
+    return f"{places} place left" if places == 1 else f"{places} places left"
+
+
 def _list(text: str | None) -> list[str]:
     return [part.strip() for part in (text or "").split(",") if part.strip()]
 
@@ -119,7 +123,7 @@ def cmd_offer(args: argparse.Namespace, config: Config) -> int:
         err(f"refused: {receipt.reason}")
         return 1
     what = "cancelled" if args.cancel else "offered"
-    out(f"{what} {receipt.opportunity_id} ({receipt.organisation}): {receipt.places_left} places left")
+    out(f"{what} {receipt.opportunity_id} ({receipt.organisation}): {_left(receipt.places_left)}")
     return 0
 
 
@@ -144,7 +148,7 @@ def cmd_signup(args: argparse.Namespace, config: Config) -> int:
         err(f"citybus volunteer signup: {exc}")
         return 2
     receipt = _ask(args, config, request, SignupReceipt, DESK)
-    line = f"{receipt.status}: {receipt.opportunity_id}, {receipt.places_left} places left"
+    line = f"{receipt.status}: {receipt.opportunity_id}, {_left(receipt.places_left)}"
     if receipt.status in ("full", "refused"):
         err(f"{line} ({receipt.reason})" if receipt.reason else line)
         return 1
