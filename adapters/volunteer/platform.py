@@ -13,6 +13,9 @@ Decisions, and why:
   the place (compare-and-set), then publishes the sign-up; if publishing fails the place is given
   back. A withdrawal publishes the withdrawal, then frees the place. Whatever fails in between, a
   place is at worst held too long, never given twice.
+* **The public state follows the ledger.** After publishing an opportunity the platform reads its
+  record again and publishes the newer state if another process changed it meanwhile, so the
+  stream's last message is right even when two processes' messages are stored out of order.
 * **Asking again is answered, not repeated.** A volunteer who signs up again for an opportunity
   they hold a place on is confirmed again, with no second place and no second record — unless the
   record is missing (the process stopped between taking the place and recording it), which is
@@ -54,6 +57,10 @@ from contracts import (
 )
 
 __all__ = ["Platform", "RequestMismatchError"]
+
+_REPUBLISH: Final = 10
+"""Times an opportunity is published again while other processes keep changing it (each of them
+publishes its own change too, so stopping here loses nothing)."""
 
 _MAX_HOURS: Final = 744.0
 """The longest activity the contract takes (a month): a longer opportunity counts as that."""
@@ -382,5 +389,18 @@ class Platform:
         await self.ctx.publish_durable(activity, provenance=Provenance.MANUAL)
 
     async def _publish_opportunity(self, opportunity: Opportunity) -> None:
-        await self.ctx.publish_durable(opportunity, provenance=Provenance.MANUAL)
+        """Publish the opportunity's state; then, until the ledger says the same, its newer state.
+
+        Two processes changing one opportunity at once may have their messages stored in the other
+        order than their changes. Whoever published last reads the ledger after its message was
+        stored: if the ledger moved on, it publishes the ledger's state again. A change after that
+        read is published after it by its own process, so the stream's last message per
+        opportunity ends up the ledger's state.
+        """
+        for _ in range(_REPUBLISH):
+            await self.ctx.publish_durable(opportunity, provenance=Provenance.MANUAL)
+            entry, _ = await self.places.read(opportunity.opportunity_id)
+            if entry is None or entry.opportunity == opportunity:
+                break
+            opportunity = entry.opportunity
         self.metrics.places(opportunity.opportunity_id, opportunity.places_left, opportunity.status)
