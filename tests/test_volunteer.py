@@ -24,6 +24,7 @@ from bus.subjects import contract_filter, request_filter, stream_name
 from contracts import (
     Opportunity,
     OpportunityReceipt,
+    PersonalDeadLetter,
     Roster,
     RosterRequest,
     SignupReceipt,
@@ -31,6 +32,7 @@ from contracts import (
     VolunteerActivity,
     VolunteerSignup,
 )
+from tests.conftest import wait_for
 from tests.volunteering import ORG, OTHER, offer, platform, signup, stored, volunteer
 
 pytestmark = pytest.mark.slow
@@ -326,3 +328,27 @@ async def test_what_is_stored_names_volunteers_only_by_their_refs(quiet_bus: Bus
         assert not any(s in raw.data for s in secrets)
     (opened,) = await stored(quiet_bus, VolunteerSignup)
     assert (opened.name, opened.phone) == ("Kari Nordmann 9", "+4790000009")
+
+
+async def test_a_sign_up_the_platform_cannot_read_goes_to_the_personal_dead_letters(quiet_bus: Bus) -> None:
+    """A community request that does not fit its contract never reaches the platform: the bus
+    refuses it (the requester hears why) and keeps it as a personal dead letter, like any other."""
+    async with platform(quiet_bus) as harness:
+        await offered(quiet_bus, "dead-letters", places=5)
+        subject = request_filter(SignupRequest, "dead-letters")
+        headers = build_headers(
+            SignupRequest.__contract__,
+            event_id=new_event_id(),
+            source="/tests",
+            time=datetime.now(UTC),
+            provenance=Provenance.MANUAL,
+        )
+        body = b'{"action": "signup", "volunteer_id": "kari", "opportunity_id": "dead-letters"}'
+        reply = await quiet_bus.nc.request(subject, body, headers=headers, timeout=10)
+        with pytest.raises(RequestRefusedError, match="volunteer_id"):
+            raise_for_refusal(reply.headers, subject)
+        await wait_for(lambda: bool(harness.dead_letters))
+        (letter,) = harness.dead_letters
+        assert isinstance(letter, PersonalDeadLetter)
+        assert (letter.original_subject, letter.payload) == (subject, body)
+        assert harness.adapter.book.count("dead-letters") == 0
