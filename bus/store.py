@@ -98,6 +98,11 @@ class KeyValueStore:
 async def open_store(bus: Bus, bucket: str, *, description: str = "") -> KeyValueStore:
     """The bucket ``bucket``, created (file storage, one revision per key) if it does not exist."""
     js = bus.js
+    if not hasattr(js, "key_value"):  # the in-memory bus's JetStream has streams, not key-value stores
+        raise StoreError(
+            f"the key-value store {bucket} needs a real nats-server: the in-memory bus keeps none "
+            "(in a test: AdapterHarness(..., bus=a connected Bus))"
+        )
     try:
         try:
             kv = await js.key_value(bucket)
