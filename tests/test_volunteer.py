@@ -352,3 +352,22 @@ async def test_a_sign_up_the_platform_cannot_read_goes_to_the_personal_dead_lett
         assert isinstance(letter, PersonalDeadLetter)
         assert (letter.original_subject, letter.payload) == (subject, body)
         assert harness.adapter.book.count("dead-letters") == 0
+
+
+async def test_an_erased_volunteer_frees_the_place_and_is_forgotten(quiet_bus: Bus) -> None:
+    async with platform(quiet_bus) as harness:
+        await offered(quiet_bus, "erasure-walk", places=1)
+        await ask(quiet_bus, signup(5, "erasure-walk"))
+        assert (await ask(quiet_bus, signup(6, "erasure-walk"))).status == "full"
+        ref = await quiet_bus.vault.ref(volunteer(5))
+        assert await quiet_bus.vault.destroy(ref)  # what an erasure does (the rights engine's)
+        # offered (1 left), taken (0 left), freed by the erasure (1 left)
+        await harness.wait_for(Opportunity, count=3, timeout=10)
+        assert (await last_opportunity(quiet_bus, "erasure-walk")).places_left == 1
+        assert harness.adapter.book.count("erasure-walk") == 0
+        assert harness.adapter.places is not None
+        entry, _ = await harness.adapter.places.read("erasure-walk")
+        assert entry is not None and ref not in entry.taken
+        assert (await ask(quiet_bus, signup(6, "erasure-walk"))).status == "confirmed"
+    async with platform(quiet_bus):  # its stored sign-up cannot be opened: a restart does not bring it back
+        assert [e.volunteer_id for e in (await roster(quiet_bus)).entries] == [volunteer(6)]

@@ -29,6 +29,9 @@ Decisions, and why:
 * **A declassifier, on purpose.** It answers internal and personal requests and publishes the
   public :class:`~contracts.Opportunity`: what an organisation offers, and a count of places left,
   never who took them.
+* **An erasure frees the places.** When a volunteer's key is destroyed (``citybus.personal.erased``)
+  every process forgets their sign-ups and the ledger drops their ref, freeing their places;
+  their stored sign-ups can no longer be opened, so a restart does not bring them back.
 * **Ready once it has read back what was stored**, so the first request of a restarted platform
   finds the sign-ups it made before.
 """
@@ -46,8 +49,9 @@ from adapters.volunteer.metrics import volunteer_metrics
 from adapters.volunteer.places import Places
 from adapters.volunteer.platform import Platform
 from adapters.volunteer.signups import Book
-from bus import Event
+from bus import Event, RawMessage
 from bus.errors import CityBusError
+from bus.personal import ERASED_SUBJECT
 from contracts import (
     Opportunity,
     OpportunityOffer,
@@ -151,6 +155,11 @@ class VolunteerPlatform(Adapter[VolunteerConfig]):
         async def roster(event: Event[RosterRequest]) -> Roster:
             return await platform.roster(event)
 
+        async def erased(message: RawMessage) -> None:
+            await platform.erased(message.data.decode("ascii", "replace"))
+
+        # every process of the instance hears it (no queue group): each forgets what it holds
+        await ctx.subscribe_raw(ERASED_SUBJECT, erased, queue="")
         await ctx.serve(OpportunityOffer, offer)
         await ctx.serve(SignupRequest, signup)
         await ctx.serve(RosterRequest, roster)

@@ -45,6 +45,11 @@ class VolunteerMetrics:
             "Compare-and-sets on the ledger of places lost to another platform process (then retried)",
             registry=registry,
         )
+        self.erased_places = Counter(
+            "citybus_volunteer_erased_places",
+            "Places freed because the volunteer holding them was erased (their key destroyed)",
+            registry=registry,
+        )
         self.volunteers = Gauge(
             "citybus_volunteer_signed_up",
             "Sign-ups the platform holds (one per volunteer and opportunity)",

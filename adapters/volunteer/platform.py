@@ -350,6 +350,30 @@ class Platform:
             await self._publish_opportunity(entry.opportunity)
         return self._receipt(request, "withdrawn", "", entry.opportunity.places_left)
 
+    # -- erasure ----------------------------------------------------------------------------------
+
+    async def erased(self, ref: str) -> None:
+        """A person was erased (their key destroyed, ``citybus.personal.erased``): free their places,
+        drop their ref from the ledger and forget their sign-ups here. Nothing is published about
+        them: sealing would make them a new key."""
+        forgotten = 0
+        for volunteer_id in self.book.volunteers():
+            if await self._refs(volunteer_id) == ref:
+                forgotten += self.book.forget(volunteer_id)
+        freed = 0
+        for opportunity_id in await self.places.store.keys():
+            async with self.places.lock(opportunity_id):
+                entry, _ = await self.places.read(opportunity_id)
+                if entry is None or ref not in entry.taken:
+                    continue
+                entry = await self._free(opportunity_id, ref)
+                await self._publish_opportunity(entry.opportunity)
+                freed += 1
+        self.metrics.volunteers.set(len(self.book))
+        self.metrics.erased_places.inc(freed)
+        if freed or forgotten:
+            self.ctx.log.info("an erased volunteer's places freed", places=freed, signups=forgotten)
+
     # -- the ledger and the stream ----------------------------------------------------------------
 
     async def _current(self, request: SignupRequest) -> VolunteerSignup | None:

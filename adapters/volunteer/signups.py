@@ -46,6 +46,18 @@ class Book:
         else:
             self._current[key] = signup
 
+    def volunteers(self) -> set[str]:
+        """The ids of the volunteers signed up for anything."""
+        return {volunteer for _, volunteer in self._current}
+
+    def forget(self, volunteer_id: str) -> int:
+        """Drop every sign-up of a volunteer (erased); return how many there were. Their stored
+        messages can no longer be opened, so reading the stream back does not bring them again."""
+        keys = [key for key in self._current if key[1] == volunteer_id]
+        for key in keys:
+            del self._current[key]
+        return len(keys)
+
     def get(self, opportunity_id: str, volunteer_id: str) -> VolunteerSignup | None:
         """The volunteer's current sign-up for the opportunity, if any."""
         return self._current.get((opportunity_id, volunteer_id))
