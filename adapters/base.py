@@ -113,6 +113,12 @@ class Adapter(Generic[ConfigT]):
     """True for the privacy service alone (:mod:`adapters.privacy`): the broker lets it read and
     erase the stored messages of the personal streams and destroy keys in the vault, and its context
     hands it the bus and the configuration for that (:meth:`~adapters.context.Context.personal_data`)."""
+    stores: ClassVar[tuple[str, ...]] = ()
+    """Names of the key-value buckets it keeps (``ctx.key_value(name)``): state its replicas share
+    and change by compare-and-set. The broker grants each instance its own buckets of these names."""
+    recalls: ClassVar[tuple[type[Contract], ...]] = ()
+    """Contracts it produces whose stored messages it reads back (``ctx.recall``): the state a
+    restart or another replica rebuilds. The broker grants reading their streams."""
     control: ClassVar[str | None] = None
     """The component whose control requests it answers (``"replay"``: requests on
     ``citybus.control.replay.<instance>.<verb>``, and it publishes its clock on

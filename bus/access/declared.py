@@ -162,6 +162,9 @@ def declaration_record(d: Declaration) -> dict[str, Any]:
         "sources": list(d.sources),
         "answers": [_ref(c) for c in d.answers],
         "privacy": d.privacy,
+        "asks": list(d.asks),
+        "stores": list(d.stores),
+        "recalls": [_ref(c) for c in d.recalls],
     }
 
 
@@ -186,6 +189,9 @@ def declaration_from_record(d: dict[str, Any], registry: Registry) -> Declaratio
         sources=tuple(str(s) for s in d.get("sources", ())),
         answers=tuple(registry.get(str(c)) for c in d.get("answers", ())),
         privacy=bool(d.get("privacy", False)),
+        asks=tuple(str(s) for s in d.get("asks", ())),
+        stores=tuple(str(s) for s in d.get("stores", ())),
+        recalls=tuple(registry.get(str(c)) for c in d.get("recalls", ())),
     )
 
 

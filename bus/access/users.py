@@ -113,6 +113,17 @@ class Declaration:
     privacy: bool = False
     """Whether it is the privacy service: it alone reads the personal streams' stored messages by
     sequence and erases them, and destroys keys in the vault (:mod:`bus.personal.rights`)."""
+    asks: tuple[str, ...] = ()
+    """Request subjects it may send (``bus.subjects.request_filter(cls, entity)``): a tenant such as
+    an organisation of the volunteer platform asks on its own entity's subject only, so the broker,
+    not the responder, keeps it from asking as another."""
+    stores: tuple[str, ...] = ()
+    """JetStream key-value buckets it keeps (``bus.subjects.store_bucket``): it may create and read
+    them and write their keys (compare-and-set), and no other bucket."""
+    recalls: tuple[type[Contract], ...] = ()
+    """Contracts it produces whose stored messages it reads back (``STREAM.INFO`` and
+    ``STREAM.MSG.GET`` of their stream, and their subjects to hear of new ones): state rebuilt
+    after a restart and kept in step between replicas."""
 
 
 @dataclass(frozen=True, slots=True)
