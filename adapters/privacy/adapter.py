@@ -15,7 +15,9 @@ Each erasure publishes an internal :class:`~contracts.ErasureRecord` naming no p
 
 Metrics: ``citybus_personal_erased_total{place, reason}``,
 ``citybus_personal_erasure_last_timestamp_seconds{reason}``, ``citybus_personal_export_total``
-and ``citybus_personal_erasure_incomplete_total{reason}``.
+and ``citybus_personal_erasure_incomplete_total{reason}``. Erasures are counted from their records
+(it follows :class:`~contracts.ErasureRecord`), so one run by ``citybus personal erase`` while it
+runs counts too; a sweep sets its timestamp whether or not anything had expired.
 
 Decisions, and why:
 
@@ -79,7 +81,7 @@ class PrivacyService(Adapter[PrivacyConfig]):
 
     name = "privacy"
     Config = PrivacyConfig
-    consumes = ()
+    consumes = (ErasureRecord,)
     produces = (PersonalExport, ErasureReceipt, ErasureRecord)
     answers = (PersonalExportRequest, ErasureRequest)
     privacy = True
@@ -95,6 +97,10 @@ class PrivacyService(Adapter[PrivacyConfig]):
             ctx.log.error("personal data place not loaded", problem=problem)
         turn = asyncio.Lock()
 
+        async def on_record(event: Event[ErasureRecord]) -> None:
+            record = event.data  # its own, and those of `citybus personal erase` run by hand
+            metrics.erasure(record.reason, record.places, record.complete, record.erased_at.timestamp())
+
         async def on_export(event: Event[PersonalExportRequest]) -> PersonalExport:
             asked = event.data
             async with turn:
@@ -107,18 +113,18 @@ class PrivacyService(Adapter[PrivacyConfig]):
             asked = event.data
             async with turn:
                 receipt = await rights.erase(bus, places, asked.person, asked.identifiers, asked.case)
-            metrics.erasure("request", receipt.places, receipt.complete)
             erased = sum(p.erased for p in receipt.places)
             ctx.log.info("personal data erased", erased=erased, complete=receipt.complete)
             return receipt
 
+        await ctx.subscribe(ErasureRecord, on_record)
         await ctx.serve(PersonalExportRequest, on_export)
         await ctx.serve(ErasureRequest, on_erase)
         ctx.ready()
         while True:
             async with turn:
                 lines, complete = await rights.expire(bus, places, datetime.now(UTC))
-            metrics.erasure("retention", lines, complete)
+            metrics.swept(complete)
             if lines:
                 ctx.log.info("retention sweep", erased=sum(p.erased for p in lines), complete=complete)
             await asyncio.sleep(self.config.sweep_interval)

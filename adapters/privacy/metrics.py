@@ -32,6 +32,7 @@ class PrivacyMetrics:
             ["reason"],
             registry=registry,
         )
+        self._latest: dict[str, float] = {}
         self.exports = Counter(
             "citybus_personal_export", "Exports of a person's data answered (GDPR art. 15)", registry=registry
         )
@@ -42,14 +43,27 @@ class PrivacyMetrics:
             registry=registry,
         )
 
-    def erasure(self, reason: str, places: Iterable[ErasedPlace], complete: bool) -> None:
-        """Record an erasure that finished (``reason``: ``request`` or ``retention``)."""
+    def erasure(self, reason: str, places: Iterable[ErasedPlace], complete: bool, at: float) -> None:
+        """Record an erasure (``reason``: ``request`` or ``retention``) that finished at ``at``
+        (seconds since the epoch), from its record."""
         for place in places:
             if place.erased:
                 self.erased.labels(place.place, reason).inc(place.erased)
-        self.last_erasure.labels(reason).set(time.time())
-        if not complete:
+        self._last(reason, at)
+        if not complete and reason == "request":  # a sweep's failure is counted when it ran
             self.failures.labels(reason).inc()
+
+    def _last(self, reason: str, at: float) -> None:
+        if at > self._latest.get(reason, 0.0):
+            self._latest[reason] = at
+            self.last_erasure.labels(reason).set(at)
+
+    def swept(self, complete: bool) -> None:
+        """Record a retention sweep that ran (whether or not it erased anything: its record counts
+        what it erased)."""
+        self._last("retention", time.time())
+        if not complete:
+            self.failures.labels("retention").inc()
 
 
 _FAMILIES: weakref.WeakKeyDictionary[CollectorRegistry, PrivacyMetrics] = weakref.WeakKeyDictionary()
