@@ -4,6 +4,7 @@ control on; mistakes get one line."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import urllib.request
 from collections.abc import AsyncIterator
@@ -50,6 +51,35 @@ async def test_erasure_prints_the_receipt_place_by_place(up: Up) -> None:
     assert "  stream CITY_PERSONAL_COMMUNITY: nothing found" in lines
     assert "  logs standard error: nothing found (citybus writes no personal values to its logs)" in lines
     assert lines[-1] == "complete"
+
+
+async def test_the_readme_walk_a_volunteer_signs_up_is_exported_and_erased(up: Up) -> None:
+    async def citybus(*args: str) -> str:
+        result = await run_citybus(*args, cwd=up.cwd, env=up.env)
+        assert result.returncode == 0, result
+        return result.stdout + result.stderr
+
+    opportunity = "beach-cleanup-sota-2026-06-06"
+    await citybus(
+        "volunteer", "offer", "drammen-frivilligsentral", opportunity, "--title", "Beach clean-up",
+        "--place", "Sota fjordpark", "--starts", "2026-06-06T10:00", "--ends", "2026-06-06T13:00",
+        "--places", "2",
+    )  # fmt: skip
+    await citybus(
+        "volunteer", "signup", opportunity, "--volunteer", "v-3f9c2a7e51d0", "--name", "Kari Nordmann",
+        "--email", "kari.nordmann@example.no", "--consent", "volunteering,statistics",
+    )  # fmt: skip
+    exported = await citybus("personal", "export", "v-3f9c2a7e51d0", "-o", str(up.cwd / "kari.json"))
+    assert "exported 2 messages about v-3f9c2a7e51d0" in exported
+    export = json.loads((up.cwd / "kari.json").read_text())
+    assert [m["data"].get("name") for m in export["messages"]] == ["Kari Nordmann", None]
+    erased = await citybus("personal", "erase", "v-3f9c2a7e51d0", "--case", "dpo-2026-0043")
+    assert "  stream CITY_PERSONAL_COMMUNITY: 2 found, 2 erased (deleted and overwritten)" in erased
+    assert erased.splitlines()[-1] == "complete"
+    assert "nothing found about v-3f9c2a7e51d0" in await citybus("personal", "export", "v-3f9c2a7e51d0")
+    # the platform frees her place when it hears her key is gone (asynchronously: asked until it has)
+    while "Kari Nordmann" in await citybus("volunteer", "roster", "drammen-frivilligsentral"):
+        await asyncio.sleep(0.1)
 
 
 @pytest.mark.parametrize(
