@@ -78,7 +78,7 @@ async def test_the_readme_walk_a_volunteer_signs_up_is_exported_and_erased(up: U
     assert erased.splitlines()[-1] == "complete"
     assert "nothing found about v-3f9c2a7e51d0" in await citybus("personal", "export", "v-3f9c2a7e51d0")
     # the platform frees her place when it hears her key is gone (asynchronously: asked until it has)
-    while "Kari Nordmann" in await citybus("volunteer", "roster", "drammen-frivilligsentral"):
+    while "Kari Nordmann" in await citybus("volunteer", "roster", "drammen-frivilligsentral"):  # noqa: ASYNC110
         await asyncio.sleep(0.1)
 
 
