@@ -1,4 +1,4 @@
-"""Only the privacy service may read stored personal messages and erase them, or destroy a key.
+"""Only the privacy service may erase stored personal messages or destroy a key; it reads them all.
 
 Against a real nats-server started with the configuration :class:`bus.access.AccessModel` renders
 (as tests/test_access.py does): the rows below are written out by hand, each user asks JetStream

@@ -21,8 +21,8 @@ runs counts too; a sweep sets its timestamp whether or not anything had expired.
 
 Decisions, and why:
 
-* **Its own broker rights** (``privacy = True``): it alone may read, by sequence, and erase the
-  messages of the personal streams and destroy keys in the vault (:mod:`bus.access.policy`).
+* **Its own broker rights** (``privacy = True``): it reads every personal stream by sequence, and
+  it alone may erase their messages and destroy keys in the vault (:mod:`bus.access.personal`).
 * **One erasure at a time.** Requests and sweeps take turns, so a receipt counts what that erasure
   did, not what a sweep running beside it removed.
 * **A request that cannot be served fully is still answered**: an export or receipt with

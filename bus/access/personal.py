@@ -55,8 +55,10 @@ def privacy_rights(
     of the personal streams by sequence and erase it (``MSG.GET``, ``MSG.DELETE``, ``INFO`` for their
     bounds), to read and destroy keys in the vault, and to tell every process a key is gone.
 
-    Nothing else may: no consumer (whose deliver subject could be any subject), no purge (which
-    leaves the bytes on disk), no other user. Only adapters may be it, never a guest."""
+    No other user may erase a stored personal message or destroy a key (adapters that ``recalls``
+    read their own contracts' streams, but never delete), and nobody purges a stream (a purge
+    leaves the bytes on disk). It gets no consumer (whose deliver subject could be any subject).
+    Only adapters may be it, never a guest."""
     if not d.privacy:
         return
     if guest:
