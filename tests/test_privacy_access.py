@@ -48,6 +48,9 @@ pytestmark = pytest.mark.slow
 PLATFORM = Declaration(
     "volunteer-platform", consumes=(), produces=(VolunteerSignup, VolunteerActivity), declassifier=False
 )
+RECALLER = Declaration(  # reads back what it produced, as the volunteer platform does (recalls)
+    "signup-ledger", consumes=(), produces=(VolunteerSignup,), declassifier=False, recalls=(VolunteerSignup,)
+)
 ARCHIVE = Declaration(
     "volunteer-archive", consumes=(VolunteerSignup,), produces=(), declassifier=False, durable=True
 )
@@ -83,6 +86,7 @@ ALLOWED = {
     },
     "volunteer-platform": {"read a key"},  # to seal what it publishes
     "volunteer-archive": {"read a key"},  # to open what it consumes
+    "signup-ledger": {"read a key", "read a personal message"},  # its own stream, never a delete
     "operator": set(),
     "internal": set(),
     "public": set(),
@@ -106,7 +110,7 @@ async def connect(city: City, user: str) -> Bus:
 @pytest.fixture(scope="module")
 async def city(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[City]:
     base = tmp_path_factory.mktemp("privacy-access")
-    model = AccessModel(default_registry(), adapters=[PLATFORM, ARCHIVE, PRIVACY])
+    model = AccessModel(default_registry(), adapters=[PLATFORM, RECALLER, ARCHIVE, PRIVACY])
     store = CredentialStore(base / "credentials")
     store.ensure(u.key for u in model.users)
     data_dir = base / "nats"
