@@ -35,11 +35,14 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from adapters.journey.metrics import journey_metrics
+from adapters.privacy.metrics import privacy_metrics
 from adapters.supervisor import adapter_metrics
+from adapters.volunteer.metrics import volunteer_metrics
 from bus import Bus
 from bus.metrics import Metrics
 from bus.monitor import monitor_server
 from bus.server import EmbeddedServer
+from contracts import ErasedPlace
 from sandbox.metrics import replay_metrics
 from tests.test_cli import start_up
 
@@ -239,6 +242,19 @@ def _exported(metrics: Metrics) -> dict[str, set[str]]:
     journey.loaded(4680, 493, 0.5, date(2018, 12, 8), ZoneInfo("Europe/Oslo"))
     journey.answered("ok", 0.004)
     journey.live("applied")
+    metrics.personal_unreadable.labels("community.volunteer-signup.v1").inc()
+    volunteer = volunteer_metrics(registry)
+    volunteer.signed("signup", "confirmed")
+    volunteer.offers.labels("accepted").inc()
+    volunteer.rosters.inc()
+    volunteer.places("beach-cleanup", 3, "open")
+    volunteer.conflicts.inc()
+    volunteer.erased_places.inc()
+    volunteer.volunteers.set(1)
+    privacy = privacy_metrics(registry)
+    erased = [ErasedPlace(place="stream", location="CITY_PERSONAL_COMMUNITY", erased=1)]
+    privacy.erasure("request", erased, False, 1.7e9)
+    privacy.exports.inc()
 
     samples: dict[str, set[str]] = {}
     for family in text_string_to_metric_families(generate_latest(registry).decode()):
@@ -339,6 +355,8 @@ def test_dashboard_has_the_rows_an_operator_looks_for(dashboard: dict[str, Any])
         "JetStream consumers",
         "NATS server",
         "Journey planner",
+        "Volunteer platform",
+        "Personal data",
     ]
 
 
@@ -445,6 +463,8 @@ def test_alerts_watch_what_operators_asked_for(rules: list[dict[str, Any]]) -> N
         "citybus_nats_server_slow_consumers_total",
         "citybus_journey_timetable_valid_to_timestamp_seconds",
         "citybus_journey_plan_seconds_bucket",
+        "citybus_personal_erasure_incomplete_total",
+        "citybus_personal_erasure_last_timestamp_seconds",
     }
 
 
@@ -465,7 +485,7 @@ def promtool(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 def test_promtool_accepts_the_rules(tmp_path: Path) -> None:
     result = promtool("check", "rules", str(RULES), cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 14 rules found" in result.stdout
+    assert "SUCCESS: 16 rules found" in result.stdout
 
 
 BEACH = "environment.beach-observation.v1"
@@ -537,6 +557,12 @@ SERIES = [
     ('citybus_journey_plan_seconds_bucket{instance="slow:9464",le="+Inf"}', "0+10x30"),
     ('citybus_journey_plan_seconds_bucket{instance="fast:9464",le="0.01"}', "0+10x30"),
     ('citybus_journey_plan_seconds_bucket{instance="fast:9464",le="+Inf"}', "0+10x30"),
+    # One erasure left a place behind at minute 2; the other service's erasures all completed.
+    ('citybus_personal_erasure_incomplete_total{instance="bus:9464",reason="request"}', "0 0 1x30"),
+    ('citybus_personal_erasure_incomplete_total{instance="other:9464",reason="retention"}', "0x30"),
+    # One service's sweep stopped at time 0; the other's sweeps every minute.
+    ('citybus_personal_erasure_last_timestamp_seconds{instance="stuck:9464",reason="retention"}', "0x300"),
+    ('citybus_personal_erasure_last_timestamp_seconds{instance="bus:9464",reason="retention"}', "0+60x300"),
 ]
 EXPECTED = [
     ("30s", [quiet("CitybusNatsDisconnected"), quiet("CitybusAdapterDown")]),
@@ -578,6 +604,10 @@ EXPECTED = [
     ("1d2h", [alert("CitybusJourneyTimetableRunningOut", "warning", instance="old:9464")]),
     ("10m", [quiet("CitybusJourneyPlanningSlow")]),
     ("20m", [alert("CitybusJourneyPlanningSlow", "warning")]),
+    ("2m", [quiet("CitybusPersonalErasureIncomplete")]),
+    ("4m", [alert("CitybusPersonalErasureIncomplete", "critical", instance="bus:9464", reason="request")]),
+    ("3h10m", [quiet("CitybusRetentionSweepStale")]),  # stale from 3h, not yet for 15 minutes
+    ("3h20m", [alert("CitybusRetentionSweepStale", "warning", instance="stuck:9464", reason="retention")]),
 ]
 
 
