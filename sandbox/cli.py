@@ -223,7 +223,7 @@ def cmd_build(args: argparse.Namespace, config: Config) -> int:
     from sandbox.drammen.build import build_day  # the builder runs every source adapter: load it only here
 
     report = build_day(args.output, seed=args.seed)
-    out(f"wrote {args.output}")
+    out(f"wrote {args.output} and, beside it, {report.personal_path.name} (its synthetic volunteers)")
     out(str(report))
     return 0
 
