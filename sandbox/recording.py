@@ -13,6 +13,10 @@ opens in the ``mcap`` CLI, Foxglove and every MCAP library. How citybus uses it:
   messages are JSON (``message_encoding = "json"``). A msgpack body is re-encoded as JSON when it is
   recorded. A raw subject (a device uplink) has no schema; its bodies are kept as they arrived, with
   ``message_encoding = "json"`` when they are JSON and ``application/octet-stream`` otherwise.
+* **Sealed personal messages** keep their body as it travelled (ciphertext: ``message_encoding``
+  ``application/octet-stream``, no schema) and their ``citybus-person`` header, the person's vault
+  ref, in the channel's metadata: one channel per person and subject, so an erasure finds a
+  person's messages from the summary and a replay publishes them sealed as they were.
 * **Times.** ``log_time`` is the message's original ``ce-time`` (when the city measured it, the
   replay clock), ``publish_time`` when the recorder received it. Both are nanoseconds since the Unix
   epoch, as MCAP wants.
@@ -55,6 +59,7 @@ from bus.errors import CityBusError, UndecodableError
 from contracts import Registry, default_registry, json_schema
 
 __all__ = [
+    "H_PERSON",
     "OCTET_STREAM",
     "RecordedMessage",
     "RecordingError",
@@ -68,7 +73,9 @@ __all__ = [
 
 PROFILE: Final = "citybus"
 OCTET_STREAM: Final = "application/octet-stream"
-_CHANNEL_KEYS: Final = (H_TYPE, H_SOURCE, H_PROVENANCE, H_CONTENT_TYPE)
+H_PERSON: Final = "citybus-person"
+"""The header of a sealed personal message: its person's vault ref (:mod:`bus.personal`)."""
+_CHANNEL_KEYS: Final = (H_TYPE, H_SOURCE, H_PROVENANCE, H_CONTENT_TYPE, H_PERSON)
 
 
 class RecordingError(CityBusError, ValueError):
@@ -182,14 +189,16 @@ class RecordingWriter:
             self._schemas[ce_type] = found
         return found
 
-    def _channel(self, subject: str, attributes: dict[str, str], encoding: str) -> int:
+    def _channel(
+        self, subject: str, attributes: dict[str, str], encoding: str, *, schema: bool = True
+    ) -> int:
         key = (subject, encoding, *(attributes.get(k, "") for k in _CHANNEL_KEYS))
         found = self._channels.get(key)
         if found is None:
             found = self._writer.register_channel(
                 topic=subject,
                 message_encoding=encoding,
-                schema_id=self._schema(attributes.get(H_TYPE, "")),
+                schema_id=self._schema(attributes.get(H_TYPE, "")) if schema else 0,
                 metadata={k: v for k, v in attributes.items() if v},
             )
             self._channels[key] = found
@@ -212,13 +221,16 @@ class RecordingWriter:
             log_time = nanoseconds(datetime.fromisoformat(raw_time)) if raw_time else now
         attributes = {k: headers.get(k, "") for k in _CHANNEL_KEYS}
         content_type = attributes[H_CONTENT_TYPE]
-        if content_type == MSGPACK and (decoded := _msgpack(data)) is not None:
+        if attributes[H_PERSON]:  # sealed: ciphertext, whatever its content-type says of the inside
+            channel = self._channel(subject, attributes, OCTET_STREAM, schema=False)
+        elif content_type == MSGPACK and (decoded := _msgpack(data)) is not None:
             data = msgspec.json.encode(decoded)  # MCAP tools read JSON; the type system is the same
             attributes[H_CONTENT_TYPE] = JSON
         elif not attributes[H_TYPE]:
             attributes[H_CONTENT_TYPE] = content_type or (JSON if _is_json(data) else OCTET_STREAM)
-        encoding = "json" if attributes[H_CONTENT_TYPE] in ("", JSON) else OCTET_STREAM
-        channel = self._channel(subject, attributes, encoding)
+        if not attributes[H_PERSON]:
+            encoding = "json" if attributes[H_CONTENT_TYPE] in ("", JSON) else OCTET_STREAM
+            channel = self._channel(subject, attributes, encoding)
         self._sequences[channel] += 1
         self._writer.add_message(
             channel_id=channel,
