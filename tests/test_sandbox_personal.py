@@ -13,10 +13,12 @@ import msgspec
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from bus import Bus, RawMessage
+from adapters.testing import AdapterHarness
+from bus import Bus, Event, RawMessage
 from bus.envelope import H_PROVENANCE, build_headers
 from contracts import BeachObservation
 from contracts.community import Consent, Purpose, SignupRequest, VolunteerActivity, VolunteerSignup
+from sandbox.adapter import DRAMMEN_VOLUNTEERS, SandboxReplay
 from sandbox.contents import read_info
 from sandbox.pseudonyms import Pseudonymiser
 from sandbox.recorder import PERSONAL_PSEUDONYMISED, PERSONAL_SEALED, RecordReport, record
@@ -221,3 +223,20 @@ def test_pseudonyms_are_keyed_stable_within_a_recording_and_reach_free_text() ->
     )
     assert b"0123456789ab" not in body and "0123456789ab" not in subject
     assert headers[H_PROVENANCE] == "pseudonymised"
+
+
+async def test_the_days_volunteers_replay_as_the_platform_publishes_them(quiet_bus: Bus) -> None:
+    expected = [m for m in read_messages(DRAMMEN_VOLUNTEERS) if m.type == "community.volunteer-signup.v1"]
+    received: list[VolunteerSignup] = []
+
+    async def collect(event: Event[VolunteerSignup]) -> None:
+        received.append(event.data)
+
+    await quiet_bus.subscribe(VolunteerSignup, collect)
+    await quiet_bus.flush()
+    config = {"files": [str(DRAMMEN_VOLUNTEERS)], "speed": 0, "loop": False, "shift_to_now": False}
+    async with AdapterHarness(SandboxReplay, config, instance="volunteers", bus=quiet_bus):
+        await wait_for(lambda: len(received) == len(expected))
+    assert sorted(s.volunteer_id for s in received) == sorted(
+        msgspec.json.decode(m.data, type=VolunteerSignup).volunteer_id for m in expected
+    )
