@@ -36,18 +36,20 @@ from bus.errors import CityBusError, NotConnectedError
 from bus.jetstream import ConsumerSettings, DurableConsumer, StreamSettings, provision_streams
 from bus.metrics import ContractMetrics, Metrics
 from bus.origin import SourceGuard
+from bus.personal.opening import Opener, seal_prepared
+from bus.personal.vault import KeyVault
 from bus.pipeline import (
     DeadLetterPolicy,
     EventReader,
     Middleware,
     Policy,
     RawMessage,
-    ReplyPolicy,
     Route,
     Step,
     read_raw,
     receiver,
 )
+from bus.serving import serve
 from contracts import Contract, Registry, default_registry
 
 if TYPE_CHECKING:
@@ -131,6 +133,8 @@ class Bus:
         self._unflushed = 0
         self._publishers: dict[type[Contract], ContractMetrics] = {}
         self.dead_letters = DeadLetters(self, registry=self.registry, metrics=self.metrics, log=self.log)
+        self.vault = KeyVault(self, log=self.log)
+        """The personal key vault (:mod:`bus.personal`): seals and opens personal messages."""
         self.tracing = tracing
         if tracing is not None:  # outermost: its span covers every other middleware and the handler
             self.middleware.insert(0, tracing.middleware)
@@ -274,9 +278,12 @@ class Bus:
         JetStream streams still store it when they cover its subject; use :meth:`publish_durable`
         to wait for that acknowledgement.
         """
-        _, subject, body, headers = self._prepare(
+        prepared = self._prepare(
             instance, event_id=event_id, source=source, provenance=provenance, time=time, encoding=encoding
         )
+        if instance.__contract__.sealed:
+            prepared = await seal_prepared(self.vault, instance, prepared)
+        _, subject, body, headers = prepared
         nc = self.nc
         try:
             await nc.publish(subject, body, headers=headers)
@@ -316,6 +323,8 @@ class Bus:
         prepared = self._prepare(
             instance, event_id=event_id, source=source, provenance=provenance, time=time, encoding=encoding
         )
+        if instance.__contract__.sealed:
+            prepared = await seal_prepared(self.vault, instance, prepared)
         ack = await self._durable.publish(prepared, timeout)
         self._publisher_metrics(type(instance)).published.inc()
         return ack
@@ -342,6 +351,9 @@ class Bus:
             raise ValueError("window must be at least 1")
         items = list(instances)
         prepared = [self._prepare(i, source=source, provenance=provenance) for i in items]
+        for n, instance in enumerate(items):
+            if instance.__contract__.sealed:
+                prepared[n] = await seal_prepared(self.vault, instance, prepared[n])
         acks = await self._durable.publish_many(prepared, timeout, window)
         for instance in items:
             self._publisher_metrics(type(instance)).published.inc()
@@ -373,8 +385,10 @@ class Bus:
         by ``policy``. Every receive path of the bus is made here."""
         read = read_raw if contract is None else EventReader(contract, self.registry, self.source_guard)
         metrics = None if contract is None else self.metrics.contract(route.contract)
+        sealed = contract is not None and contract.__contract__.sealed
+        op = Opener(self.vault, route.contract, self.metrics) if sealed else None
         return receiver(
-            route, read, handle, policy, metrics=metrics, middleware=self.middleware, direct=direct
+            route, read, handle, policy, metrics=metrics, middleware=self.middleware, direct=direct, opener=op
         )
 
     async def subscribe(
@@ -432,20 +446,7 @@ class Bus:
         the requester raises :class:`~bus.errors.RequestRefusedError` naming the reason); a
         responder that raises is logged and refused so too.
         """
-        nc = self.nc
-        subject = subjects.request_filter(contract, entity)
-        route = Route("serve", subject, contract.__contract__.type, queue)
-
-        async def handle(event: Event[C], msg: Any) -> None:
-            _, _, body, headers = self._prepare(await responder(event))
-            await nc.publish(msg.reply, body, headers=headers)
-
-        async def error_reply(msg: Any, headers: dict[str, str]) -> None:
-            await nc.publish(msg.reply, b"", headers=headers)
-
-        policy = ReplyPolicy(self.dead_letters, route=route, log=self.log, reply=error_reply)
-        sub = await nc.subscribe(subject, queue=queue, cb=self.receiver(route, contract, handle, policy))
-        return Subscription(sub, sub.subject)
+        return await serve(self, contract, responder, queue=queue, entity=entity)
 
     async def request_raw(
         self, subject: str, data: bytes = b"", *, timeout: float | None = None

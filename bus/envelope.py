@@ -40,6 +40,8 @@ H_DATASCHEMA = "ce-dataschema"
 H_PROVENANCE = "ce-provenance"
 H_CONTENT_TYPE = "content-type"
 H_MSG_ID = "Nats-Msg-Id"
+H_PERSON = "citybus-person"
+"""Names the person a sealed personal message is about, by their vault ref (:mod:`bus.personal`)."""
 
 JSON = "application/json"
 MSGPACK = "application/msgpack"
@@ -180,6 +182,8 @@ class Envelope:
     subject: str
     provenance: str
     content_type: str
+    person: str = ""
+    """The ref of the person a sealed personal message is about (``citybus-person``); empty for the rest."""
 
 
 def parse_headers(headers: Mapping[str, str] | None, subject: str) -> Envelope:
@@ -210,6 +214,7 @@ def parse_headers(headers: Mapping[str, str] | None, subject: str) -> Envelope:
         subject=subject,
         provenance=headers.get(H_PROVENANCE, ""),
         content_type=headers.get(H_CONTENT_TYPE, JSON),
+        person=headers.get(H_PERSON, ""),
     )
 
 
@@ -222,6 +227,9 @@ class Event(Generic[C_co]):
 
     data: C_co
     envelope: Envelope
+    sealed: bytes | None = None
+    """A sealed personal message's body as it travelled (ciphertext), for those that store it as such
+    (an archive); ``None`` for the rest."""
 
     @property
     def id(self) -> str:

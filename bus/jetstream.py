@@ -28,6 +28,7 @@ from bus.backoff import Backoff
 from bus.config import ConsumerConfig, StreamsConfig
 from bus.envelope import Event
 from bus.errors import CityBusError
+from bus.personal.vault import VAULT_STREAM, vault_stream_config
 from bus.pipeline import LetterSink, Policy, Route, Step, StreamPolicy, pending_count
 from contracts import Contract, Registry
 
@@ -113,6 +114,17 @@ async def _provision(
         else:
             await js.update_stream(config)
         names.append(name)
+    if any(cls.__contract__.sealed for cls in registry):
+        # The personal key vault (bus.personal.vault): where the registry has personal data to seal.
+        config = vault_stream_config(settings.replicas, settings.storage)
+        try:
+            await js.stream_info(VAULT_STREAM)
+        except nats.js.errors.NotFoundError:
+            await js.add_stream(config)
+            log.info("stream created", stream=VAULT_STREAM)
+        else:
+            await js.update_stream(config)
+        names.append(VAULT_STREAM)
     return names
 
 

@@ -27,6 +27,7 @@ from nats.js import api
 
 from bus import subjects
 from bus.bus import Bus
+from bus.personal.vault import MemoryVault
 
 __all__ = ["MemoryBus", "MemoryConnection"]
 
@@ -428,6 +429,10 @@ class MemoryBus(Bus):
     ``await bus.connect()`` needs no URL; ``await bus.flush()`` waits until every subscriber has
     handled what was published, so a test can assert right after it.
     """
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.vault = MemoryVault()
 
     async def connect(self, url: str = "memory://", **options: Any) -> None:
         """Connect to a fresh in-memory connection and provision the streams of the registry."""

@@ -86,6 +86,13 @@ class Metrics:
             ["contract", "reason"],
             registry=r,
         )
+        self.personal_unreadable = Counter(
+            "citybus_personal_unreadable",
+            "Sealed personal messages received whose person's key was destroyed (erased): acknowledged "
+            "and never handed to a handler, per contract.",
+            ["contract"],
+            registry=r,
+        )
         self.handler_errors = Counter(
             "citybus_handler_errors",
             "Handler invocations that raised, per contract.",

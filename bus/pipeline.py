@@ -198,7 +198,9 @@ class EventReader(Generic[C]):
                 )
             if self.guard is not None:
                 self.guard.check(msg.subject, envelope.source)
-            return Event(self.codec.decode(msg.data, envelope.content_type), envelope)
+            return Event(
+                self.codec.decode(msg.data, envelope.content_type), envelope, getattr(msg, "sealed", None)
+            )
         except ContractViolation:
             raise
         except Exception as exc:  # a decoder's failure nobody foresaw: still the message's fault
@@ -223,6 +225,7 @@ def receiver(
     metrics: ContractMetrics | None,
     middleware: Sequence[Middleware] = (),
     direct: Callable[[Any], Awaitable[Any]] | None = None,
+    opener: Callable[[Any], Awaitable[Any]] | None = None,
 ) -> Callable[[Any], Awaitable[None]]:
     """The callback that takes one message of ``route`` through the pipeline (see the module).
 
@@ -230,6 +233,11 @@ def receiver(
     :func:`read_raw`); ``metrics`` counts a contract's messages (``None`` for raw ones). ``direct``,
     the user's handler that ``handle`` wraps, is called itself when no middleware is installed: one
     coroutine less a message (measured: the typed subscriber's ceiling is a few of them).
+
+    ``opener`` opens a sealed personal message before it is read (:class:`bus.personal.opening.Opener`):
+    it returns the opened message, ``None`` for one that is erased (settled as handled, never handed
+    on), or raises :class:`ContractViolation` for one that must be rejected. The policy always
+    settles the message as it arrived.
     """
     step = handle
     for wrap in reversed(middleware):
@@ -242,7 +250,15 @@ def receiver(
 
     async def receive(msg: Any) -> None:
         try:
-            item = read(msg)
+            if opener is None:
+                item = read(msg)
+            else:
+                opened = await opener(msg)
+                if opened is None:
+                    if handled is not None:
+                        await handled(msg, None)
+                    return
+                item = read(opened)
         except ContractViolation as exc:
             if typed:
                 cm.invalid(exc.reason)

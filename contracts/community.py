@@ -124,7 +124,7 @@ class Opportunity(Contract, frozen=True, kw_only=True):
     title: Title
     description: Text = ""
     place: PlaceName
-    location: Annotated[GeoPoint, Meta(description="Where to meet")] | None = None
+    location: Annotated[GeoPoint | None, Meta(description="Where to meet")] = None
     starts: Annotated[Timestamp, Meta(description="When it starts")]
     ends: Annotated[Timestamp, Meta(description="When it ends")]
     skills: Annotated[tuple[Slug, ...], Meta(max_length=32, description="Skills it asks for")] = ()
@@ -168,7 +168,7 @@ class OpportunityOffer(Contract, frozen=True, kw_only=True):
     title: Title
     description: Text = ""
     place: PlaceName
-    location: Annotated[GeoPoint, Meta(description="Where to meet")] | None = None
+    location: Annotated[GeoPoint | None, Meta(description="Where to meet")] = None
     starts: Annotated[Timestamp, Meta(description="When it starts")]
     ends: Annotated[Timestamp, Meta(description="When it ends")]
     skills: Annotated[tuple[Slug, ...], Meta(max_length=32, description="Skills it asks for")] = ()
@@ -236,7 +236,7 @@ class SignupRequest(Contract, frozen=True, kw_only=True):
     email: Email | None = None
     phone: Phone | None = None
     skills: Skills = ()
-    consent: Annotated[Consent, Meta(description="The consent given (sign-up and change)")] | None = None
+    consent: Annotated[Consent | None, Meta(description="The consent given (sign-up and change)")] = None
 
 
 @contract(
@@ -332,12 +332,12 @@ class VolunteerSignup(Contract, frozen=True, kw_only=True):
         tuple[Slug, ...],
         Meta(description="What the volunteer can bring, e.g. first-aid, boat, lifting"),
     ] = ()
-    organisation: Annotated[Slug, Meta(description="The organisation offering the task")] | None = None
+    organisation: Annotated[Slug | None, Meta(description="The organisation offering the task")] = None
     status: Annotated[
         Literal["confirmed", "changed", "withdrawn"],
         Meta(description="confirmed: a place is taken; changed: details changed; withdrawn: place freed"),
     ] = "confirmed"
-    consent: Annotated[Consent, Meta(description="The consent the sign-up rests on")] | None = None
+    consent: Annotated[Consent | None, Meta(description="The consent the sign-up rests on")] = None
 
 
 @contract(
@@ -377,7 +377,7 @@ class VolunteerActivity(Contract, frozen=True, kw_only=True):
     withdrawn: Annotated[bool, Meta(description="True when the volunteer withdrew")] = False
 
 
-class RosterEntry(msgspec.Struct, frozen=True, kw_only=True):
+class RosterEntry(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """One volunteer signed up for one of the organisation's opportunities."""
 
     opportunity_id: Annotated[Slug, Meta(description="The opportunity")]
@@ -406,7 +406,7 @@ class RosterRequest(Contract, frozen=True, kw_only=True):
     """
 
     organisation: Annotated[Slug, Meta(description="The organisation asking (its tenant id)")]
-    opportunity_id: Annotated[Slug, Meta(description="Only this opportunity")] | None = None
+    opportunity_id: Annotated[Slug | None, Meta(description="Only this opportunity")] = None
 
 
 @contract(

@@ -17,6 +17,7 @@ import msgspec
 from msgspec import Meta
 
 from contracts.base import Classification, Contract, contract
+from contracts.fields import Timestamp
 
 __all__ = [
     "ErasedPlace",
@@ -70,7 +71,7 @@ class FoundMessage(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True
     location: Annotated[str, Meta(description="Where exactly: a stream and sequence, a table row, a file")]
     subject: Annotated[str, Meta(description="The subject it was sent on")] = ""
     type: Annotated[str, Meta(description="Its CloudEvents type (contract and version)")] = ""
-    time: Annotated[datetime, Meta(tz=True, description="When it was sent")] | None = None
+    time: Annotated[Timestamp | None, Meta(description="When it was sent")] = None
     data: Annotated[Any, Meta(description="The message, opened with the person's key")] = None
     readable: Annotated[bool, Meta(description="False when it can no longer be opened (key destroyed)")] = (
         True

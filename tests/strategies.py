@@ -78,8 +78,19 @@ def for_type(t: mi.Type) -> st.SearchStrategy[Any]:
                 min_size=t.min_length or 0,
                 max_size=t.max_length,
             )
+        case mi.AnyType():
+            return _json_value
         case _:
             raise NotImplementedError(f"no strategy for msgspec type {t!r}: add one to tests/strategies.py")
+
+
+# ``Any`` in a contract is a JSON value (an exported message's data): what JSON and msgpack both
+# carry back unchanged (lists, not tuples; no floats, whose text form is the decoder's choice).
+_json_value: st.SearchStrategy[Any] = st.recursive(
+    st.none() | st.booleans() | st.integers(min_value=-(2**53), max_value=2**53) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
 
 
 def _struct(t: mi.StructType) -> st.SearchStrategy[Any]:

@@ -948,7 +948,11 @@ def test_the_table_says_who_may_do_what_and_why() -> None:
         ("publish", f"$JS.ACK.{stream}.{durable}.>"),
         ("subscribe", "city.personal.community.volunteer-signup.*"),
         ("subscribe", "_INBOX.volunteer-archive.>"),
+        # Sign-ups are sealed: it reads the keys to open them, and hears when one is destroyed.
+        ("publish", "$JS.API.STREAM.MSG.GET.CITYBUS_PERSONAL_KEYS"),
+        ("subscribe", "citybus.personal.erased"),
     }
+    assert not any("keys.*" in subject or "pepper" in subject for _, subject in archive)  # it creates no key
     producer = {(r.right, r.subject) for r in rows if r.user == "vicotee-beach"}
     assert ("reply", "(reply subjects)") in producer
     assert ("never subscribe", "city.devices.*.up") in producer

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -92,6 +93,8 @@ def declare(
         key=key,
         example=EXAMPLE if example is None else example,
         registry=registry,
+        # A personal event must say how long it may be kept.
+        retention=timedelta(days=30) if classification == "personal" else None,
     )(cls)
     return registry
 

@@ -126,6 +126,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from bus import subjects
+from bus.access.personal import provision_vault, vault_rights
 from bus.access.users import (
     AccessError,
     Account,
@@ -215,6 +216,8 @@ class AccessModel:
     ) -> None:
         pairs = sorted({(c.__contract__.classification, c.__contract__.domain) for c in contracts})
         self._streams = [(cls, subjects.stream_name(cls, domain)) for cls, domain in pairs]
+        self._vault = any(c.__contract__.sealed for c in contracts)
+        """Whether any contract is sealed, so that the account has a key vault (:mod:`bus.personal`)."""
         users: list[User] = []
         for account, declared in ((Account.CITY, adapters), (Account.SANDBOX, sandbox_adapters)):
             users += [self._client(account, kind) for kind in _CLIENT_KINDS]
@@ -297,6 +300,8 @@ class AccessModel:
             for _, stream in self._streams:
                 for action in ("INFO", "CREATE", "UPDATE"):
                     r.pub(subjects.js_api("STREAM", action, stream), f"provisions the stream {stream}")
+            if self._vault:
+                provision_vault(r)
             r.sub(inbox, "its replies (JetStream answers), and nobody else's")
             return User(account=account, name=kind.value, kind=kind, permissions=r.permissions())
         if kind is Kind.SERVICE:
@@ -374,6 +379,7 @@ class AccessModel:
                 subjects.contract_filter(PersonalDeadLetter),
                 "dead-letters a personal message it cannot handle apart from the others",
             )
+        vault_rights(r, d)
         for pattern in d.raw_publish:
             r.pub(pattern, "a raw subject it publishes (a native format, a bridge)")
         if d.control is not None:

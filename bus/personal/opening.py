@@ -1,0 +1,88 @@
+"""Sealing personal messages on the way out, and opening them on the way in.
+
+A subscription to a sealed contract (:attr:`contracts.ContractInfo.sealed`) puts an
+:class:`Opener` in front of its reader (:func:`bus.pipeline.receiver`): the body is opened with the
+key of the person the ``citybus-person`` header names, and the reader sees the plaintext. What the
+pipeline settles (acknowledges, dead-letters) is still the message as it travelled, so a dead
+letter keeps the sealed body, never the opened one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from bus import subjects
+from bus.durable import Prepared
+from bus.envelope import H_PERSON, H_TYPE
+from bus.errors import ContractViolation
+from bus.metrics import Metrics
+from bus.personal.seal import Unreadable, open_body
+from bus.personal.vault import KeyVault
+from contracts import Contract
+
+__all__ = ["Opened", "Opener", "seal_prepared"]
+
+
+@dataclass(frozen=True, slots=True)
+class Opened:
+    """A sealed message, opened: the plaintext ``data`` and the ``sealed`` body as it travelled."""
+
+    subject: str
+    data: bytes
+    headers: Mapping[str, str] | None
+    reply: str
+    sealed: bytes
+
+
+class Opener:
+    """Opens the sealed messages of one contract: the opened message, or ``None`` when it can no
+    longer be opened (its key was destroyed: it is erased, and counted as such).
+
+    A message of the contract that arrives unsealed is refused (:class:`ContractViolation`,
+    ``not-sealed``): whoever sent it bypassed the bus, and consumers must be able to rely on
+    personal data being erasable.
+    """
+
+    __slots__ = ("contract", "unreadable", "vault")
+
+    def __init__(self, vault: KeyVault, contract: str, metrics: Metrics) -> None:
+        self.vault = vault
+        self.contract = contract
+        self.unreadable = metrics.personal_unreadable.labels(contract)
+
+    async def __call__(self, msg: Any) -> Opened | None:
+        headers = msg.headers or {}
+        ref = headers.get(H_PERSON)
+        if not ref:
+            raise ContractViolation(
+                f"{self.contract} is personal data about one person and must be sealed with that "
+                f"person's key ({H_PERSON} header missing): publish it through citybus",
+                reason="not-sealed",
+            )
+        body = bytes(msg.data)
+        cipher = await self.vault.cipher_of(ref)
+        if cipher is None:  # destroyed: the message is erased
+            self.unreadable.inc()
+            return None
+        try:
+            data = open_body(cipher, body, headers.get(H_TYPE, ""))
+        except Unreadable as exc:
+            raise ContractViolation(f"the sealed body of {self.contract}: {exc}", reason="bad-seal") from None
+        return Opened(msg.subject, data, msg.headers, msg.reply or "", body)
+
+
+async def seal_prepared(vault: KeyVault, instance: Contract, prepared: Prepared) -> Prepared:
+    """A prepared message of ``instance`` (a sealed contract: :attr:`~contracts.ContractInfo.sealed`)
+    sealed with the key of the person it is about.
+
+    The body is replaced by its sealed form and ``citybus-person`` names the person's ref; when the
+    contract's key is the person, the subject's entity is the ref too, so no subject names anyone."""
+    info = instance.__contract__
+    ce_type, subject, body, headers = prepared
+    ref, sealed = await vault.seal(str(getattr(instance, info.person or "")), body, ce_type)
+    headers[H_PERSON] = ref
+    if info.key == info.person:
+        subject = subjects.contract_filter(type(instance), ref)
+    return ce_type, subject, sealed, headers
