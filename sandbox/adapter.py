@@ -41,14 +41,13 @@ from msgspec import Meta
 from adapters import Adapter, Context
 from adapters.clock import ClockTick
 from bus import RawMessage, control
-from bus.envelope import H_ID, H_PROVENANCE, H_TIME, H_TYPE
+from bus.envelope import H_ID, H_PERSON, H_PROVENANCE, H_TIME, H_TYPE
 from bus.subjects import clock_subject, control_subject, matches, validate_pattern
 from contracts import Contract, default_registry
 from sandbox.contents import read_channels, read_info
 from sandbox.control import handle
 from sandbox.faults import FaultInjector, FaultPlan, FaultPlanError, Finding, ReplayScope, check_plan
 from sandbox.metrics import replay_metrics
-from sandbox.recording import H_PERSON
 from sandbox.replay import Replayer
 
 __all__ = ["DRAMMEN_DAY", "DRAMMEN_VOLUNTEERS", "ReplayConfig", "SandboxReplay"]

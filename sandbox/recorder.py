@@ -42,17 +42,32 @@ from pathlib import Path
 from typing import Final, Literal
 
 from bus import Bus, RawMessage
-from bus.envelope import H_TYPE
+from bus.envelope import H_PERSON, H_TYPE
+from bus.personal.seal import Unreadable
 from bus.subjects import classification_filter, matches, request_classification_filter, validate_pattern
 from contracts import Classification, Contract, Registry
 from sandbox.pseudonyms import NotPseudonymisable, Pseudonymiser
-from sandbox.recording import H_PERSON, RecordingWriter
+from sandbox.recording import RecordingWriter
 
-__all__ = ["Opener", "PERSONAL_PSEUDONYMISED", "PERSONAL_SEALED", "RecordReport", "record"]
+__all__ = ["Opener", "PERSONAL_PSEUDONYMISED", "PERSONAL_SEALED", "RecordReport", "record", "vault_opener"]
 
 Opener = Callable[[str, bytes, str], Awaitable[bytes | None]]
 """Opens a sealed body: ``(ref, body, ce-type)`` → the plaintext, or ``None`` when it cannot be
-opened (the key destroyed). The recorder's default is the bus's key vault."""
+opened (the key destroyed). The recorder's default is the bus's key vault (:func:`vault_opener`)."""
+
+
+def vault_opener(bus: Bus) -> Opener:
+    """Opens sealed bodies with ``bus``'s key vault: what the recorder's user may read of it is what
+    the broker allows (a user that declares the sealed contracts reads their keys)."""
+
+    async def opened(ref: str, body: bytes, ce_type: str) -> bytes | None:
+        try:
+            return await bus.vault.open(ref, body, ce_type)
+        except Unreadable:
+            return None
+
+    return opened
+
 
 PERSONAL_SEALED: Final = (
     "sealed: personal events as they travelled, each body sealed with its person's key (header "
@@ -169,11 +184,12 @@ async def record(
     seconds have passed or ``limit`` messages were recorded; returns how many were recorded.
 
     Personal messages as the module doc says: sealed as they travelled, or with ``pseudonymise``
-    replaced by pseudonymised ones (sealed ones opened with ``opener``). ``report``, when given,
+    replaced by pseudonymised ones (sealed ones opened with ``opener``, by default the bus's key
+    vault: :func:`vault_opener`). ``report``, when given,
     is filled with what was recorded and left out.
     """
     _refuse_personal_requests(patterns)
-    personal = _Personal(bus.registry, Pseudonymiser() if pseudonymise else None, opener)
+    personal = _Personal(bus.registry, Pseudonymiser() if pseudonymise else None, opener or vault_opener(bus))
     if report is not None:
         personal.report = report
     metadata = {

@@ -54,12 +54,11 @@ from mcap.stream_reader import StreamReader
 from mcap.writer import CompressionType, Writer
 
 from bus.codec import decode_bytes
-from bus.envelope import H_CONTENT_TYPE, H_PROVENANCE, H_SOURCE, H_TIME, H_TYPE, JSON, MSGPACK
+from bus.envelope import H_CONTENT_TYPE, H_PERSON, H_PROVENANCE, H_SOURCE, H_TIME, H_TYPE, JSON, MSGPACK
 from bus.errors import CityBusError, UndecodableError
 from contracts import Registry, default_registry, json_schema
 
 __all__ = [
-    "H_PERSON",
     "OCTET_STREAM",
     "RecordedMessage",
     "RecordingError",
@@ -73,8 +72,6 @@ __all__ = [
 
 PROFILE: Final = "citybus"
 OCTET_STREAM: Final = "application/octet-stream"
-H_PERSON: Final = "citybus-person"
-"""The header of a sealed personal message: its person's vault ref (:mod:`bus.personal`)."""
 _CHANNEL_KEYS: Final = (H_TYPE, H_SOURCE, H_PROVENANCE, H_CONTENT_TYPE, H_PERSON)
 
 

@@ -65,6 +65,7 @@ from adapters.clock import ReplayState
 from bus.envelope import (
     H_CONTENT_TYPE,
     H_ID,
+    H_PERSON,
     H_PROVENANCE,
     H_SOURCE,
     H_TIME,
@@ -79,7 +80,7 @@ from contracts import Registry, default_registry
 from sandbox.contents import recording_extent
 from sandbox.faults import FaultInjector, Outgoing
 from sandbox.metrics import InstanceMetrics, ReplayMetrics
-from sandbox.recording import H_PERSON, RecordedMessage, read_messages
+from sandbox.recording import RecordedMessage, read_messages
 from sandbox.timeshift import Shift, TimeShifter
 
 __all__ = [

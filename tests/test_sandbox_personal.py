@@ -15,14 +15,14 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from adapters.testing import AdapterHarness
 from bus import Bus, Event, RawMessage
-from bus.envelope import H_PROVENANCE, build_headers
+from bus.envelope import H_PERSON, H_PROVENANCE, build_headers
 from contracts import BeachObservation
 from contracts.community import Consent, Purpose, SignupRequest, VolunteerActivity, VolunteerSignup
 from sandbox.adapter import DRAMMEN_VOLUNTEERS, SandboxReplay
 from sandbox.contents import read_info
 from sandbox.pseudonyms import Pseudonymiser
-from sandbox.recorder import PERSONAL_PSEUDONYMISED, PERSONAL_SEALED, RecordReport, record
-from sandbox.recording import H_PERSON, read_messages
+from sandbox.recorder import PERSONAL_PSEUDONYMISED, PERSONAL_SEALED, RecordReport, record, vault_opener
+from sandbox.recording import read_messages
 from sandbox.replay import Replayer
 from tests.conftest import wait_for
 
@@ -232,7 +232,13 @@ async def test_the_days_volunteers_replay_as_the_platform_publishes_them(quiet_b
     async def collect(event: Event[VolunteerSignup]) -> None:
         received.append(event.data)
 
+    wire: list[RawMessage] = []
+
+    async def on_wire(raw: RawMessage) -> None:
+        wire.append(raw)
+
     await quiet_bus.subscribe(VolunteerSignup, collect)
+    await quiet_bus.subscribe_raw("city.personal.community.volunteer-signup.*", on_wire)
     await quiet_bus.flush()
     config = {"files": [str(DRAMMEN_VOLUNTEERS)], "speed": 0, "loop": False, "shift_to_now": False}
     async with AdapterHarness(SandboxReplay, config, instance="volunteers", bus=quiet_bus):
@@ -240,3 +246,38 @@ async def test_the_days_volunteers_replay_as_the_platform_publishes_them(quiet_b
     assert sorted(s.volunteer_id for s in received) == sorted(
         msgspec.json.decode(m.data, type=VolunteerSignup).volunteer_id for m in expected
     )
+    # on the wire each is sealed with its person's key, on a subject that names the ref
+    await wait_for(lambda: len(wire) == len(expected))
+    for raw, value in zip(wire, received, strict=True):
+        headers = raw.headers or {}
+        assert headers[H_PERSON] == await quiet_bus.vault.ref(value.volunteer_id)
+        assert raw.subject.endswith(headers[H_PERSON])
+        assert value.name.encode() not in raw.data and value.volunteer_id.encode() not in raw.data
+
+
+async def test_what_the_bus_seals_is_recorded_sealed_or_pseudonymised_through_its_vault(
+    quiet_bus: Bus, tmp_path: Path
+) -> None:
+    volunteer = f"v-{os.urandom(6).hex()}"
+    ref = await quiet_bus.vault.ref(volunteer)
+    sealed_path, pilot_path = tmp_path / "sealed.mcap", tmp_path / "pilot.mcap"
+    sealed_report, pilot_report = RecordReport(), RecordReport()
+    sealed = await recording(quiet_bus, sealed_path, sealed_report, total=2)
+    pilot = await recording(quiet_bus, pilot_path, pilot_report, total=2, pseudonymise=True)
+    await quiet_bus.publish(signup(volunteer), provenance="manual")
+    await quiet_bus.publish(signup(volunteer, status="changed", phone=None), provenance="manual")
+    assert await asyncio.wait_for(sealed, 10) == 2
+    assert await asyncio.wait_for(pilot, 10) == 2
+    recorded = list(read_messages(sealed_path))
+    assert {m.subject for m in recorded} == {f"city.personal.community.volunteer-signup.{ref}"}
+    assert all(m.headers[H_PERSON] == ref for m in recorded)
+    assert pilot_report.pseudonymised == 2 and not pilot_report.left_out
+    for path in (sealed_path, pilot_path):
+        raw = path.read_bytes()
+        for identifier in (NAME, EMAIL, PHONE, volunteer):
+            assert identifier.encode() not in raw, (path.name, identifier)
+    assert ref.encode() not in pilot_path.read_bytes()  # nothing leads from the pilot's file to the vault
+    # the sealed file opens with the vault's key, until the key is destroyed
+    assert await quiet_bus.vault.open(ref, recorded[0].data, recorded[0].type)
+    await quiet_bus.vault.destroy(ref)
+    assert await vault_opener(quiet_bus)(ref, recorded[0].data, recorded[0].type) is None
