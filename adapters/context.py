@@ -28,6 +28,7 @@ from adapters.metrics import InstanceMetrics
 from bus import Bus, ConsumerSettings, Event, PublishAck, RawHandler, RawMessage, Subscription, subjects
 from bus.envelope import Provenance
 from bus.errors import CityBusError, ConfigError
+from bus.personal.opening import seal_raw
 from contracts import Contract
 
 __all__ = ["ActingForOthersError", "Context", "UndeclaredContractError"]
@@ -322,6 +323,17 @@ class Context:
     async def publish_raw(self, subject: str, data: bytes, headers: dict[str, str] | None = None) -> None:
         """Publish bytes that are not a contract (a bridged MQTT message, a device command) on a subject."""
         await self._bus.publish_raw(subject, data, headers)
+
+    async def seal_raw(
+        self, subject: str, data: bytes, headers: dict[str, str]
+    ) -> tuple[str, bytes, dict[str, str]]:
+        """A contract message that travels as bytes (a replayed recording), sealed with its person's
+        key when its ``ce-type`` is a sealed personal contract (:mod:`bus.personal`), as
+        :meth:`publish` seals what it sends; anything else comes back unchanged."""
+        cls = self._bus.registry.by_type(headers.get("ce-type", ""))
+        if cls is None or not cls.__contract__.sealed:
+            return subject, data, headers
+        return await seal_raw(self._bus.vault, cls, subject, data, headers)
 
     def count_published(self, contract: str, count: int) -> None:
         """Count ``count`` messages of ``contract`` (its CloudEvents type) sent with :meth:`publish_raw`

@@ -12,6 +12,7 @@ from typing import Any
 
 from bus import subjects
 from bus.envelope import CONTENT_TYPES, Provenance
+from bus.personal.vault import REF_PATTERN
 from contracts import Contract, Registry, schema_components
 
 __all__ = ["asyncapi_document", "headers_schema"]
@@ -38,6 +39,12 @@ def headers_schema() -> dict[str, Any]:
             },
             "content-type": {"enum": sorted(CONTENT_TYPES.values())},
             "Nats-Msg-Id": {**text, "description": "Equals ce-id; JetStream drops duplicates"},
+            "citybus-person": {
+                **text,
+                "pattern": REF_PATTERN,
+                "description": "On a sealed personal message: the ref of the person it is about; "
+                "the body is AES-256-GCM ciphertext under that person's key, opened by citybus",
+            },
         },
     }
 
@@ -76,6 +83,11 @@ def asyncapi_document(registry: Registry, *, server_url: str = "nats://127.0.0.1
             "examples": [{"name": "example", "payload": dict(info.example)}],
             "x-citybus-classification": info.classification.value,
         }
+        if info.sealed:
+            messages[key]["x-citybus-sealed"] = True
+            messages[key]["x-citybus-person"] = info.person
+            if info.key == info.person:  # the subject names the person by the ref, never the id
+                messages[key]["description"] = "The subject's entity is the person's ref (citybus-person)."
         exchange = info.exchange
         channels[key] = {
             # a reply goes to the requester's inbox, an address known only at run time
@@ -86,7 +98,13 @@ def asyncapi_document(registry: Registry, *, server_url: str = "nats://127.0.0.1
             ),
             "title": info.name,
             "description": description,
-            "parameters": {"entity": {"description": f"The value of the `{info.key}` field"}},
+            "parameters": {
+                "entity": {
+                    "description": "The person's ref (citybus-person)"
+                    if info.sealed and info.key == info.person
+                    else f"The value of the `{info.key}` field"
+                }
+            },
             "messages": {key: {"$ref": f"#/components/messages/{key}"}},
             "tags": [{"name": info.classification.value}, {"name": info.domain}],
         }

@@ -41,7 +41,7 @@ from msgspec import Meta
 from adapters import Adapter, Context
 from adapters.clock import ClockTick
 from bus import RawMessage, control
-from bus.envelope import H_ID, H_PERSON, H_PROVENANCE, H_TIME, H_TYPE
+from bus.envelope import H_TYPE
 from bus.subjects import clock_subject, control_subject, matches, validate_pattern
 from contracts import Contract, default_registry
 from sandbox.contents import read_channels, read_info
@@ -169,13 +169,10 @@ class SandboxReplay(Adapter[ReplayConfig]):
                     return FaultInjector(plan, origin=origin, truth=truth)
 
             sent = _Counts(ctx)
-            sealed = {c.__contract__.type: c for c in self.produced() if c.__contract__.sealed}
 
             async def publish(subject: str, data: bytes, headers: dict[str, str]) -> None:
-                contract = sealed.get(headers.get(H_TYPE) or "")
-                if contract is not None and H_PERSON not in headers:
-                    await _publish_sealed(ctx, contract, data, headers)  # counted by ctx.publish
-                    return
+                # A recording's personal messages (synthetic people) are sealed as any publisher's.
+                subject, data, headers = await ctx.seal_raw(subject, data, headers)
                 await ctx.publish_raw(subject, data, headers)
                 sent.add(headers.get(H_TYPE) or "")
 
@@ -251,26 +248,6 @@ class _Counts:
                 self._ctx.count_published(ce_type, count)
             else:
                 self._ctx.metrics.published("raw", count)  # not a contract: the adapter's own only
-
-
-async def _publish_sealed(
-    ctx: Context, contract: type[Contract], data: bytes, headers: dict[str, str]
-) -> None:
-    """A recorded personal message that was never sealed (the day's generated volunteers), published
-    as the bus publishes personal data: sealed with its person's key (:mod:`bus.personal`)."""
-    try:
-        instance = msgspec.json.decode(data, type=contract)
-    except msgspec.DecodeError as exc:  # a recording's message that breaks its contract: not sent
-        ctx.log.warning(
-            "recorded personal message does not decode", contract=contract.__contract__.type, error=str(exc)
-        )
-        return
-    await ctx.publish(
-        instance,
-        provenance=headers.get(H_PROVENANCE) or "recorded",
-        event_id=headers.get(H_ID),
-        time=datetime.fromisoformat(headers[H_TIME]),
-    )
 
 
 async def _tick(ctx: Context, replayer: Replayer) -> None:

@@ -195,7 +195,12 @@ async def test_asyncapi_document(ops: Ops) -> None:
     assert document["asyncapi"] == "3.0.0"
     addresses = {channel["address"] for channel in document["channels"].values()}
     assert "city.public.environment.beach-observation.{entity}" in addresses
-    assert len(addresses) == len(default_registry())
+    # One address per contract, but a reply's: it goes to the requester's inbox (address null).
+    replies = [c for c in default_registry() if c.__contract__.exchange == "reply"]
+    assert len(addresses - {None}) == len(default_registry()) - len(replies)
+    assert len(document["channels"]) == len(default_registry())
+    signup = document["components"]["messages"]["community_volunteer-signup_v1"]
+    assert signup["x-citybus-sealed"] is True and signup["x-citybus-person"] == "volunteer_id"
 
 
 async def test_unknown_path_is_404(ops: Ops) -> None:

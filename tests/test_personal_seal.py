@@ -15,6 +15,7 @@ import pytest
 
 from bus import Bus, Event
 from bus.envelope import H_PERSON
+from bus.personal.opening import seal_raw
 from bus.personal.vault import ERASED_SUBJECT, VAULT_STREAM, vault_subject
 from bus.server import EmbeddedServer
 from bus.subjects import stream_name
@@ -159,6 +160,39 @@ async def test_a_personal_event_sent_unsealed_is_refused_as_personal(quiet_bus: 
     assert letters[0].data.reason == "not-sealed"
     assert "must be sealed" in letters[0].data.detail
     assert not got and not internal
+
+
+async def test_a_recorded_personal_message_is_sealed_as_it_is_replayed(quiet_bus: Bus) -> None:
+    got: list[Event[VolunteerSignup]] = []
+
+    async def keep(event: Event[VolunteerSignup]) -> None:
+        got.append(event)
+
+    await quiet_bus.subscribe(VolunteerSignup, keep)
+    await quiet_bus.flush()
+    headers = {
+        "ce-specversion": "1.0",
+        "ce-id": "recorded-1",
+        "ce-source": "/sandbox/replay",
+        "ce-type": VolunteerSignup.__contract__.type,
+        "ce-provenance": "synthetic",
+        "content-type": "application/json",
+    }
+    body = msgspec.json.encode(signup())
+    subject, sealed, sealed_headers = await seal_raw(
+        quiet_bus.vault, VolunteerSignup, f"city.personal.community.volunteer-signup.{PERSON}", body, headers
+    )
+    ref = await quiet_bus.vault.ref(PERSON)
+    assert subject.endswith(ref) and sealed_headers[H_PERSON] == ref and NAME.encode() not in sealed
+    assert H_PERSON not in headers  # the caller's template is left alone
+    assert await seal_raw(quiet_bus.vault, VolunteerSignup, subject, sealed, sealed_headers) == (
+        subject,
+        sealed,
+        sealed_headers,
+    )
+    await quiet_bus.publish_raw(subject, sealed, sealed_headers)
+    await eventually(lambda: len(got) == 1)
+    assert got[0].data.name == NAME and got[0].provenance == "synthetic"
 
 
 def test_the_vault_names_its_subjects_and_broadcast() -> None:

@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
+
 from bus import subjects
 from bus.durable import Prepared
 from bus.envelope import H_PERSON, H_TYPE
@@ -22,7 +24,7 @@ from bus.personal.seal import Unreadable, open_body
 from bus.personal.vault import KeyVault
 from contracts import Contract
 
-__all__ = ["Opened", "Opener", "seal_prepared"]
+__all__ = ["Opened", "Opener", "seal_prepared", "seal_raw"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,3 +88,30 @@ async def seal_prepared(vault: KeyVault, instance: Contract, prepared: Prepared)
     if info.key == info.person:
         subject = subjects.contract_filter(type(instance), ref)
     return ce_type, subject, sealed, headers
+
+
+async def seal_raw(
+    vault: KeyVault, cls: type[Contract], subject: str, data: bytes, headers: dict[str, str]
+) -> tuple[str, bytes, dict[str, str]]:
+    """A message of the sealed contract ``cls`` that travels as bytes (a replayed recording of
+    synthetic people), sealed as :meth:`bus.Bus.publish` would have: the person is read from the
+    body, which is then sealed, and the subject's entity becomes the ref when it is the person.
+
+    A body that already carries ``citybus-person`` is sealed already and returned unchanged; one that
+    is not the contract (:class:`ContractViolation`) cannot be sealed for anyone and is returned
+    unchanged too, for its consumers to refuse (``not-sealed``) into the personal dead letters.
+    """
+    info = cls.__contract__
+    if H_PERSON in headers or not info.sealed:
+        return subject, data, headers
+    try:
+        person = msgspec.json.decode(data) if data else None
+    except msgspec.DecodeError:
+        return subject, data, headers
+    if not isinstance(person, dict) or not isinstance(value := person.get(info.person or ""), str):
+        return subject, data, headers
+    ref, sealed = await vault.seal(value, data, headers.get(H_TYPE, info.type))
+    headers = {**headers, H_PERSON: ref}
+    if info.key == info.person:
+        subject = subjects.contract_filter(cls, ref)
+    return subject, sealed, headers
