@@ -50,13 +50,22 @@ from sandbox.recording import (
     RecordedMessage,
     RecordingError,
     RecordingWriter,
+    lock_recording,
     nanoseconds,
     open_recording,
     read_messages,
     read_summary,
 )
 
-__all__ = ["PLACE", "RecordingsPlace", "configured_recordings", "places", "recordings_of", "rewrite"]
+__all__ = [
+    "PLACE",
+    "RecordingBusy",
+    "RecordingsPlace",
+    "configured_recordings",
+    "places",
+    "recordings_of",
+    "rewrite",
+]
 
 PLACE: Final = "recording"
 SHIPPED: Final = Path(__file__).resolve().parent / "data"
@@ -140,6 +149,17 @@ class RecordingsPlace:
                 dropped = rewrite(path, drop)
             except RecordingError:
                 continue
+            except RecordingBusy:
+                receipts.append(
+                    ErasedPlace(
+                        place=PLACE,
+                        location=str(path),
+                        how=how,
+                        error="it is being recorded now: its sealed messages are unreadable once the key "
+                        "is destroyed; erase again when the recording ends for any in the clear",
+                    )
+                )
+                continue
             except OSError as exc:
                 receipts.append(
                     ErasedPlace(place=PLACE, location=str(path), how=how, error=f"cannot rewrite it: {exc}")
@@ -191,35 +211,45 @@ def _metadata(path: Path) -> dict[str, str]:
         return found
 
 
+class RecordingBusy(OSError):
+    """The recording is being written (a recorder holds its lock): it cannot be rewritten now."""
+
+
 def rewrite(path: Path, drop: Callable[[RecordedMessage], bool]) -> int:
     """Write ``path`` again without the messages ``drop`` picks, atomically (a temporary file in
-    the same directory, fsynced, renamed over it); returns how many were dropped (0: untouched)."""
-    if not any(drop(m) for m in read_messages(path)):
-        return 0
-    metadata = _metadata(path)
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    dropped = 0
-    try:
-        with os.fdopen(descriptor, "wb") as stream:
-            with RecordingWriter(stream, metadata=metadata, flush_interval=float("inf")) as writer:
-                for message in read_messages(path):
-                    if drop(message):
-                        dropped += 1
-                        continue
-                    writer.add(
-                        message.subject,
-                        message.data,
-                        message.headers,
-                        log_time=message.log_time,
-                        publish_time=message.publish_time,
-                    )
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.chmod(temporary, path.stat().st_mode & 0o777)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    the same directory, fsynced, renamed over it); returns how many were dropped (0: untouched).
+
+    Raises :class:`RecordingBusy` when a recorder is writing the file (the rename would leave it
+    writing a file nobody sees any more)."""
+    with open(path, "rb") as held:
+        if not any(drop(m) for m in read_messages(path)):
+            return 0
+        if not lock_recording(held):
+            raise RecordingBusy(f"{path} is being recorded now")
+        metadata = _metadata(path)
+        descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+        dropped = 0
+        try:
+            with os.fdopen(descriptor, "wb") as stream:
+                with RecordingWriter(stream, metadata=metadata, flush_interval=float("inf")) as writer:
+                    for message in read_messages(path):
+                        if drop(message):
+                            dropped += 1
+                            continue
+                        writer.add(
+                            message.subject,
+                            message.data,
+                            message.headers,
+                            log_time=message.log_time,
+                            publish_time=message.publish_time,
+                        )
+                stream.flush()
+                os.fsync(stream.fileno())
+            os.chmod(temporary, path.stat().st_mode & 0o777)
+            os.replace(temporary, path)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
     _sync_directory(path.parent)
     return dropped
 

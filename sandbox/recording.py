@@ -35,6 +35,7 @@ from __future__ import annotations
 import bisect
 import json
 import struct
+import sys
 import time as _time
 from collections import Counter
 from collections.abc import Iterator, Mapping
@@ -53,6 +54,9 @@ from mcap.records import Channel
 from mcap.stream_reader import StreamReader
 from mcap.writer import CompressionType, Writer
 
+if sys.platform != "win32":
+    import fcntl
+
 from bus.codec import decode_bytes
 from bus.envelope import H_CONTENT_TYPE, H_PERSON, H_PROVENANCE, H_SOURCE, H_TIME, H_TYPE, JSON, MSGPACK
 from bus.errors import CityBusError, UndecodableError
@@ -64,6 +68,7 @@ __all__ = [
     "RecordingError",
     "RecordingWriter",
     "from_nanoseconds",
+    "lock_recording",
     "nanoseconds",
     "open_recording",
     "read_messages",
@@ -148,6 +153,7 @@ class RecordingWriter:
             self._owns = True
             self._file: IO[bytes] = open(output, "wb")  # noqa: SIM115 - closed by close()
             self.path = str(output)
+            lock_recording(self._file)  # an erasure does not rewrite a file while it is written
         else:
             self._owns = False
             self._file = output
@@ -276,6 +282,19 @@ def _msgpack(data: bytes) -> Any:
 
 
 _MAGIC: Final = b"\x89MCAP0\r\n"
+
+
+def lock_recording(stream: IO[bytes]) -> bool:
+    """Take the file's exclusive advisory lock without waiting: held by a writer while it writes,
+    and by an erasure while it rewrites. ``False`` when another holds it (always ``True`` on
+    Windows, which has no ``flock``)."""
+    if sys.platform == "win32":
+        return True
+    try:
+        fcntl.flock(stream.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
 
 
 def open_recording(path: str | Path) -> IO[bytes]:

@@ -187,3 +187,20 @@ async def test_a_file_that_is_no_recording_holds_nobody(tmp_path: Path, broken: 
     who = Person(id="v-0123456789ab", ref="p-" + "0" * 24, key=None, identifiers=(NAME,))
     assert await place.export(who) == [] and await place.erase(who) == []
     assert path.read_bytes() == broken
+
+
+async def test_a_recording_being_written_is_not_rewritten_under_its_recorder(tmp_path: Path) -> None:
+    path = tmp_path / "live.mcap"
+    who = Person(id="v-0123456789ab", ref="p-" + "0" * 24, key=None, identifiers=(NAME,))
+    value = signup(who.id)
+    headers = build_headers(value.__contract__, event_id="e", source="/tests", time=NOW, provenance="manual")
+    place = RecordingsPlace(lambda: [path])
+    with RecordingWriter(path) as writer:
+        writer.add(f"city.personal.community.volunteer-signup.{who.id}", msgspec.json.encode(value), headers)
+        writer.flush()  # readable up to here, while the recorder goes on
+        (busy,) = await place.erase(who)
+        assert busy.erased == 0 and "being recorded now" in busy.error
+        writer.add(f"city.personal.community.volunteer-signup.{who.id}", msgspec.json.encode(value), headers)
+    assert len(list(read_messages(path))) == 2  # nothing the recorder wrote was lost
+    (done,) = await place.erase(who)
+    assert (done.found, done.erased, done.error) == (2, 2, "")
