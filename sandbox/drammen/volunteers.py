@@ -25,8 +25,9 @@ Decisions, and why:
   ``ce-source`` is ``/adapters/volunteers``, where the platform's instance would publish.
 * **Personal messages as they were published before sealing.** On a running citybus a
   volunteer's messages are sealed with that person's key. These people are generated, with no key
-  anywhere, so their messages are kept readable and the subject names them by their volunteer id;
-  the builder writes them apart from the rest of the day (see :mod:`~sandbox.drammen.build`).
+  in the file, so their messages are kept readable and the subject names them by their volunteer
+  id; a replay seals them as it publishes them (:meth:`adapters.Context.seal_raw`). The builder
+  writes them apart from the rest of the day (see :mod:`~sandbox.drammen.build`).
 * **Small and seeded**: 4 opportunities, 10 volunteers, 14 sign-ups, a change and a withdrawal,
   all drawn from the day's seed.
 """
