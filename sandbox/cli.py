@@ -23,7 +23,7 @@ from adapters.cli import find_instance, run_instance
 from adapters.instances import parse_instance
 from adapters.join import add_join_options, run_joined
 from bus import Bus, Metrics
-from bus.cli import add_login_options, err, login, out
+from bus.cli import add_login_options, check_subscriptions, err, login, out
 from bus.config import Config
 from bus.errors import CityBusError, RequestRefusedError
 from bus.logs import configure_logging
@@ -66,6 +66,13 @@ def cmd_record(args: argparse.Namespace, config: Config) -> int:
             )
         )
         await asyncio.wait({task, asyncio.create_task(ready.wait())}, return_when=asyncio.FIRST_COMPLETED)
+        try:  # a personal subject is readable only by a user that declares its contract
+            check_subscriptions(bus, args.patterns, who.user)
+        except CityBusError:
+            stop.set()
+            await asyncio.gather(task, return_exceptions=True)
+            await bus.close()
+            raise
         if not task.done():
             err(f"recording {', '.join(args.patterns)} into {args.output} (Ctrl-C to stop)")
         try:
