@@ -21,7 +21,7 @@ from bus.config import load_config
 from bus.personal.places import Person, installed_places
 from bus.personal.seal import Unreadable
 from contracts import DeadLetter
-from contracts.community import SIGNUP_RETENTION
+from contracts.community import SIGNUP_RETENTION, VolunteerSignup
 from sandbox.personal import RecordingsPlace
 from tests.test_postgres_archive import archive, event_of, pg_dsn, schema, wait_until
 from tests.test_sandbox_personal import EMAIL, NAME, PHONE, signup
@@ -169,3 +169,12 @@ async def test_the_archives_and_recordings_are_registered_places(quiet_bus: Bus,
         "ArchivePlace",
         "RecordingsPlace",
     ]
+
+
+def test_a_sealed_contracts_table_holds_no_value_and_refuses_an_unsealed_message() -> None:
+    table = Table.from_contract(VolunteerSignup, "citybus")
+    assert [c.name for c in table.written][-3:] == ["person", "content_type", "sealed"]
+    assert not {c.name for c in table.columns} & set(VolunteerSignup.__struct_fields__)
+    assert "person" in table.index_statement().as_string(None)
+    with pytest.raises(ValueError, match="arrived unsealed: not archived in the clear"):
+        table.row(event_of(signup("v-0123456789ab")))
