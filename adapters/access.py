@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from adapters.discovery import DiscoveryProblem, discover
 from adapters.instances import Instance, instances_from_config
 from adapters.runtime import default_sections
+from bus import subjects
 from bus.access import Account, Declaration
 from bus.access.declared import AccessProvider, Declared
 from bus.config import Config
@@ -79,6 +80,8 @@ def declaration(instance: Instance) -> Declaration:
         owns=owns,
         sources=sources,
         answers=cls.answers,
+        stores=tuple(subjects.store_bucket(instance.name, name) for name in cls.stores),
+        recalls=cls.recalls,
     )
 
 

@@ -109,6 +109,12 @@ class Adapter(Generic[ConfigT]):
     durable: ClassVar[bool] = False
     """True for an adapter that consumes durably (``ctx.consume``): the broker then lets it use the
     JetStream API of its own durable consumers, one per contract it consumes, and no other."""
+    stores: ClassVar[tuple[str, ...]] = ()
+    """Names of the key-value buckets it keeps (``ctx.key_value(name)``): state its replicas share
+    and change by compare-and-set. The broker grants each instance its own buckets of these names."""
+    recalls: ClassVar[tuple[type[Contract], ...]] = ()
+    """Contracts it produces whose stored messages it reads back (``ctx.recall``): the state a
+    restart or another replica rebuilds. The broker grants reading their streams."""
     control: ClassVar[str | None] = None
     """The component whose control requests it answers (``"replay"``: requests on
     ``citybus.control.replay.<instance>.<verb>``, and it publishes its clock on

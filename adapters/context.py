@@ -27,8 +27,11 @@ from adapters.clock import Clock, WallClock
 from adapters.metrics import InstanceMetrics
 from bus import Bus, ConsumerSettings, Event, PublishAck, RawHandler, RawMessage, Subscription, subjects
 from bus.envelope import Provenance
-from bus.errors import CityBusError, ConfigError
-from bus.personal.opening import seal_raw
+from bus.errors import CityBusError, ConfigError, ContractViolation
+from bus.personal.opening import Opener, seal_raw
+from bus.pipeline import EventReader, Message
+from bus.reading import Follower, StoredMessage
+from bus.store import KeyValueStore, open_store
 from contracts import Contract
 
 __all__ = ["ActingForOthersError", "Context", "UndeclaredContractError"]
@@ -311,6 +314,72 @@ class Context:
         # once from another connection finds its responder
         await self._bus.flush()
         return sub
+
+    # -- state ------------------------------------------------------------------------------
+
+    async def person_ref(self, person: str) -> str:
+        """The pseudonymous ref (``p-`` and 24 hex digits) the key vault names ``person`` by: the same
+        in every process and on every subject and header, and nothing to read the person back from.
+        What an adapter keeps about a person outside sealed messages names them by it."""
+        return await self._bus.vault.ref(person)
+
+    async def key_value(self, name: str) -> KeyValueStore:
+        """The instance's own key-value bucket ``name``, created if missing: records changed by
+        compare-and-set, shared by the replicas of the instance (:mod:`bus.store`). The broker lets
+        an instance keep the buckets its adapter declares in ``stores`` and no other."""
+        bucket = subjects.store_bucket(self.instance, name)
+        return await open_store(self._bus, bucket, description=f"state of {self.instance} ({name})")
+
+    def recall(
+        self,
+        contract: type[C],
+        handler: Callable[[int, Event[C]], Awaitable[None]],
+        *,
+        after_seq: int = 0,
+    ) -> Follower:
+        """A reader of what was stored of a contract this adapter produces: every stored message
+        after ``after_seq``, in stored order, then each new one as it is stored, handed to
+        ``handler`` with its stream sequence. ``await reader.catch_up()`` reads what is stored now;
+        ``await reader.run()`` goes on following until cancelled.
+
+        How a service rebuilds its state after a restart, and how replicas keep in step. The broker
+        lets an instance read back the contracts its adapter declares in ``recalls``. A sealed
+        personal message is opened with its person's key, and skipped once that key is destroyed
+        (erased); a stored message that does not fit its contract is logged (with its sequence,
+        never its content) and skipped.
+        """
+        if contract not in self._produces:
+            raise UndeclaredContractError(
+                f"adapter {self.adapter} ({self.instance}) may not read back {contract.__contract__.name}: "
+                "it reads back only contracts it produces"
+            )
+        read = EventReader(contract, self._bus.registry)
+        info = contract.__contract__
+        opener = Opener(self._bus.vault, info.type, self._bus.metrics) if info.sealed else None
+        log = self.log
+
+        async def handle(stored: StoredMessage) -> None:
+            message: Message | None = RawMessage(stored.subject, stored.data, stored.headers)
+            try:
+                if opener is not None:  # a sealed contract: opened with the person's key
+                    message = await opener(message)
+                if message is None:  # erased (its key destroyed): counted by the opener, skipped
+                    return
+                event = read(message)
+            except ContractViolation as exc:
+                log.warning("stored message skipped", stream=stored.stream, seq=stored.seq, reason=exc.reason)
+                return
+            await handler(stored.seq, event)
+
+        stream = subjects.stream_name(info.classification, info.domain)
+        return Follower(
+            self._bus,
+            stream,
+            handle,
+            subject_filter=subjects.contract_filter(contract),
+            after_seq=after_seq,
+            on_error=lambda why: log.warning("reading back failed", stream=stream, error=why),
+        )
 
     async def subscribe_raw(
         self, subject: str, handler: RawHandler, *, queue: str | None = None

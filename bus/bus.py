@@ -471,7 +471,7 @@ class Bus:
         _, _, body, headers = self._prepare(instance)
         subject = subjects.request_subject(instance)
         wait = timeout if timeout is not None else self.request_timeout
-        msg = await self.connection.request(subject, body, headers, wait)
+        msg = await self.connection.request(subject, body, headers, wait, watch_refusal=True)
         self._publisher_metrics(type(instance)).published.inc()
         raise_for_refusal(msg.headers, subject)
         return EventReader(response, self.registry)(msg)

@@ -254,6 +254,25 @@ def js_api(*tokens: str) -> str:
     return ".".join(("$JS", "API", *tokens))
 
 
+def store_bucket(instance: str, name: str) -> str:
+    """The JetStream key-value bucket ``name`` of an adapter instance (``volunteer-platform_places``).
+
+    One rule for the bucket an adapter keeps (``ctx.key_value(name)``) and the one the access model
+    lets that instance keep: replicas of one instance share it, another instance has its own.
+    """
+    return f"{entity_token(instance)}_{name}"
+
+
+def store_stream(bucket: str) -> str:
+    """The stream JetStream keeps a key-value bucket in (``KV_<bucket>``)."""
+    return f"KV_{bucket}"
+
+
+def store_filter(bucket: str) -> str:
+    """The subjects of a key-value bucket's keys (``$KV.<bucket>.>``): writing one is publishing there."""
+    return f"$KV.{bucket}.>"
+
+
 def js_ack_filter(stream: str, consumer: str) -> str:
     """The subjects a consumer's messages are acknowledged on (``$JS.ACK.<stream>.<consumer>.>``)."""
     return f"$JS.ACK.{stream}.{consumer}.>"

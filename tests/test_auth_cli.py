@@ -163,11 +163,13 @@ def test_without_adapter_sections_the_defaults_run_in_the_sandbox(tmp_path: Path
     instances, _ = configured_instances(load_config(empty))
     split = declarations(instances)
     assert split.city == ()
-    # the replay, the gateway serving what it replays (reading nothing as itself), the journey planner
+    # the replay, the gateway serving what it replays (reading nothing as itself), the journey planner,
+    # the volunteer platform
     assert sorted((d.name, d.control) for d in split.sandbox) == [
         ("gateway", None),
         ("journey-planner", None),
         ("sandbox", "replay"),
+        ("volunteer-platform", None),
     ]
     gateway = next(d for d in split.sandbox if d.name == "gateway")
     assert gateway.consumes == () and gateway.produces == ()

@@ -205,6 +205,7 @@ async def test_status_of_a_running_citybus_up_with_the_sandbox(tmp_path: Path) -
             ("gateway", "gateway", True),
             ("journey-planner", "journey-planner", True),
             ("sandbox-replay", "sandbox", True),
+            ("volunteer-platform", "volunteer-platform", True),
         ]
     finally:
         await running.stop()

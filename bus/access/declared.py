@@ -161,6 +161,9 @@ def declaration_record(d: Declaration) -> dict[str, Any]:
         "owns": list(d.owns),
         "sources": list(d.sources),
         "answers": [_ref(c) for c in d.answers],
+        "asks": list(d.asks),
+        "stores": list(d.stores),
+        "recalls": [_ref(c) for c in d.recalls],
     }
 
 
@@ -184,6 +187,9 @@ def declaration_from_record(d: dict[str, Any], registry: Registry) -> Declaratio
         owns=tuple(str(s) for s in d.get("owns", ())),
         sources=tuple(str(s) for s in d.get("sources", ())),
         answers=tuple(registry.get(str(c)) for c in d.get("answers", ())),
+        asks=tuple(str(s) for s in d.get("asks", ())),
+        stores=tuple(str(s) for s in d.get("stores", ())),
+        recalls=tuple(registry.get(str(c)) for c in d.get("recalls", ())),
     )
 
 

@@ -10,10 +10,9 @@ entry point, :mod:`bus.access.declared`) and returns users and a table; it does 
 
 The model knows the accounts and generic kinds of users. What a particular user needs beyond its
 contracts — reading whole classes, following clocks, never dead-lettering, never handling personal
-data — is a field of its declaration, set by the package that knows why (the sandbox declares its
-pilots and its replay that way). The values it speaks in — accounts, kinds, declarations, users,
-permissions — are :mod:`bus.access.users` (where the accounts are described); they are re-exported
-here.
+data, asking as a tenant (:mod:`bus.access.tenancy`) — is a field of its declaration, set by the
+package that knows why (the sandbox declares its pilots and its replay that way). The values it
+speaks in are :mod:`bus.access.users` (where the accounts are described), re-exported here.
 
 The permission model
 --------------------
@@ -81,13 +80,12 @@ Why each right exists, and the decisions behind them:
   answer a producer's JetStream publish with a forged acknowledgement.
 * **Durable consumers, minimal JetStream rights.** A pull consumer created by nats-py's
   ``pull_subscribe`` needs, for its stream ``S`` and durable name ``D``
-  (:func:`bus.subjects.durable_name`, fixed per instance and contract):
-  ``$JS.API.CONSUMER.INFO.S.D`` (bind to it if it exists),
-  ``$JS.API.CONSUMER.CREATE.S.D.<filter>`` (create it; the filter subject is part of the API
-  subject, and the server checks it against the request, so the adapter can create no consumer
-  over a contract it does not consume), ``$JS.API.CONSUMER.MSG.NEXT.S.D`` (fetch), and
-  ``$JS.ACK.S.D.>`` (ack, nak, term). Not ``CONSUMER.DURABLE.CREATE``, whose subject has no
-  filter.
+  (:func:`bus.subjects.durable_name`, fixed per instance and contract): ``$JS.API.CONSUMER.INFO.S.D``
+  (bind to it if it exists), ``$JS.API.CONSUMER.CREATE.S.D.<filter>`` (create it; the filter subject
+  is part of the API subject, and the server checks it against the request, so the adapter can
+  create no consumer over a contract it does not consume), ``$JS.API.CONSUMER.MSG.NEXT.S.D``
+  (fetch), and ``$JS.ACK.S.D.>`` (ack, nak, term). Not ``CONSUMER.DURABLE.CREATE``, whose subject
+  has no filter.
 * **The service** is the citybus runtime's own connection, open as long as it runs: it publishes
   dead letters of messages no adapter took, and may touch no stream.
 * **The provisioner** is a connection ``citybus up`` opens while it starts, in each account, and
@@ -127,6 +125,7 @@ from dataclasses import dataclass, field
 
 from bus import subjects
 from bus.access.personal import provision_vault, vault_rights
+from bus.access.tenancy import tenancy_rights
 from bus.access.users import (
     AccessError,
     Account,
@@ -395,6 +394,7 @@ class AccessModel:
                 )
                 r.pub(subjects.js_api("CONSUMER", "MSG", "NEXT", stream, durable), f"fetches from {what}")
                 r.pub(subjects.js_ack_filter(stream, durable), f"acknowledges what {what} delivered")
+        tenancy_rights(d, label, r.pub, r.sub)  # asks, stores, recalls: checked, then granted
         for classification in d.reads:
             why = f"reads the account's {classification.value} data"
             if classification is INTERNAL:

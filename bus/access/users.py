@@ -110,6 +110,17 @@ class Declaration:
     answers: tuple[type[Contract], ...] = ()
     """Request contracts it answers (``city.<class>.rpc.<domain>.<event>.*``): it receives them
     and may reply once to each (``allow_responses``), never send them."""
+    asks: tuple[str, ...] = ()
+    """Request subjects it may send (``bus.subjects.request_filter(cls, entity)``): a tenant such as
+    an organisation of the volunteer platform asks on its own entity's subject only, so the broker,
+    not the responder, keeps it from asking as another."""
+    stores: tuple[str, ...] = ()
+    """JetStream key-value buckets it keeps (``bus.subjects.store_bucket``): it may create and read
+    them and write their keys (compare-and-set), and no other bucket."""
+    recalls: tuple[type[Contract], ...] = ()
+    """Contracts it produces whose stored messages it reads back (``STREAM.INFO`` and
+    ``STREAM.MSG.GET`` of their stream, and their subjects to hear of new ones): state rebuilt
+    after a restart and kept in step between replicas."""
 
 
 @dataclass(frozen=True, slots=True)
