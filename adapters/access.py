@@ -80,6 +80,7 @@ def declaration(instance: Instance) -> Declaration:
         owns=owns,
         sources=sources,
         answers=cls.answers,
+        privacy=cls.privacy,
         stores=tuple(subjects.store_bucket(instance.name, name) for name in cls.stores),
         recalls=cls.recalls,
     )

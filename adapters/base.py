@@ -109,6 +109,10 @@ class Adapter(Generic[ConfigT]):
     durable: ClassVar[bool] = False
     """True for an adapter that consumes durably (``ctx.consume``): the broker then lets it use the
     JetStream API of its own durable consumers, one per contract it consumes, and no other."""
+    privacy: ClassVar[bool] = False
+    """True for the privacy service alone (:mod:`adapters.privacy`): the broker lets it read and
+    erase the stored messages of the personal streams and destroy keys in the vault, and its context
+    hands it the bus and the configuration for that (:meth:`~adapters.context.Context.personal_data`)."""
     stores: ClassVar[tuple[str, ...]] = ()
     """Names of the key-value buckets it keeps (``ctx.key_value(name)``): state its replicas share
     and change by compare-and-set. The broker grants each instance its own buckets of these names."""

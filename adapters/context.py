@@ -26,6 +26,7 @@ from prometheus_client import CollectorRegistry
 from adapters.clock import Clock, WallClock
 from adapters.metrics import InstanceMetrics
 from bus import Bus, ConsumerSettings, Event, PublishAck, RawHandler, RawMessage, Subscription, subjects
+from bus.config import Config
 from bus.envelope import Provenance
 from bus.errors import CityBusError, ConfigError, ContractViolation
 from bus.personal.opening import Opener, seal_raw
@@ -68,8 +69,10 @@ class Context:
         account: str = "CITY",
         links: dict[str, str] | None = None,
         answers: tuple[type[Contract], ...] = (),
+        personal: Config | None = None,
     ) -> None:
         self._bus = bus
+        self._personal = personal
         self._connect_as = connect_as
         self.credentials = credentials
         """Where ``citybus up`` keeps the credentials (under access control), for an adapter that
@@ -140,6 +143,18 @@ class Context:
                 "runtime that connects users (citybus up, or a harness given a real server)"
             )
         return await self._connect_as(user)
+
+    def personal_data(self) -> tuple[Bus, Config]:
+        """The connection and the configuration of the privacy service (``privacy = True`` on the
+        adapter class): it reads and erases stored personal messages, which no contract describes,
+        and finds the places upper packages keep them in with the configuration
+        (:mod:`bus.personal.rights`). Any other adapter gets :class:`UndeclaredContractError`."""
+        if self._personal is None:
+            raise UndeclaredContractError(
+                f"adapter {self.adapter}: only the privacy service (`privacy = True`) reaches stored "
+                "personal data"
+            )
+        return self._bus, self._personal
 
     # -- publishing ---------------------------------------------------------------------------
 

@@ -111,6 +111,7 @@ class AdapterRuntime:
             connect_as=connect_as,
             credentials=context.config.credentials_dir() if connect is not None else None,
             links=context.links,
+            config=context.config,
         )
         self.ready_timeout = ready_timeout
         self._task: asyncio.Task[None] | None = None

@@ -36,6 +36,7 @@ from adapters.instances import Instance
 from adapters.metrics import AdapterMetrics
 from bus import Bus, ConsumerSettings
 from bus.backoff import Backoff as _Policy
+from bus.config import Config
 from bus.health import Health
 
 __all__ = ["Backoff", "Supervisor", "adapter_metrics"]
@@ -78,8 +79,10 @@ class Supervisor:
         connect_as: Callable[[Instance, str], Awaitable[Bus]] | None = None,
         credentials: Path | None = None,
         links: dict[str, str] | None = None,
+        config: Config | None = None,
     ) -> None:
         self.instances = list(instances)
+        self._config = config
         self._bus = bus
         self._connect = connect
         self._connect_as = connect_as
@@ -223,6 +226,7 @@ class Supervisor:
                     credentials=self._credentials if instance.adapter.acts_for else None,
                     account=instance.account,
                     links=self._links,
+                    personal=(self._config or Config()) if instance.adapter.privacy else None,
                 )
                 self.contexts[instance.name] = ctx
                 await adapter.run(ctx)

@@ -37,6 +37,7 @@ from adapters.context import ActingForOthersError, Context
 from adapters.instances import parse_instance
 from adapters.supervisor import adapter_metrics
 from bus import Bus, ConsumerSettings, Event, MemoryBus, Metrics, RawMessage
+from bus.config import Config
 from bus.envelope import Provenance
 from bus.subjects import clock_subject
 from contracts import Contract, DeadLetter, PersonalDeadLetter
@@ -102,6 +103,7 @@ class AdapterHarness:
             consumer_settings=self._consumer_settings,
             connect_as=self._connect_as if self.adapter_class.acts_for else None,
             account="SANDBOX" if self._clock is not None else "CITY",
+            personal=Config() if self.adapter_class.privacy else None,
         )
         self._task = asyncio.create_task(self._run(self.context), name=f"adapter {self.instance}")
         waiter = asyncio.create_task(ready.wait())

@@ -22,7 +22,7 @@ from bus.durable import PublishAck
 from bus.envelope import H_ID, H_MSG_ID, H_PROVENANCE, H_TYPE, Provenance
 from bus.errors import CityBusError
 from bus.metrics import Metrics
-from bus.pipeline import Message
+from bus.pipeline import Message, loggable_subject
 from bus.subjects import ROOT
 from bus.wire import BadHeaders, escape_block
 from contracts import Classification, Contract, Registry
@@ -227,7 +227,10 @@ class DeadLetters:
         """
         publisher = self._publisher
         labels = (letter.contract or "unknown", letter.reason)
-        log = self._log.bind(reason=letter.reason, subject=letter.original_subject, contract=letter.contract)
+        subject = letter.original_subject
+        if isinstance(letter, PersonalDeadLetter):  # its entity token may name the person
+            subject = loggable_subject(subject)
+        log = self._log.bind(reason=letter.reason, subject=subject, contract=letter.contract)
         if not isinstance(letter, PersonalDeadLetter):  # a handler's error text may quote personal values
             log = log.bind(detail=_bounded(letter.detail, LOG_LIMIT))
         try:

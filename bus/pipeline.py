@@ -30,6 +30,7 @@ Decisions, and why:
 from __future__ import annotations
 
 import time as _time
+import traceback
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
@@ -42,7 +43,7 @@ from bus.logs import CURRENT_EVENT
 from bus.metrics import ContractMetrics
 from bus.origin import SourceGuard
 from bus.wire import BadHeaders
-from contracts import Contract, Registry
+from contracts import Classification, Contract, Registry
 
 __all__ = [
     "DeadLetterPolicy",
@@ -58,6 +59,7 @@ __all__ = [
     "StreamPolicy",
     "bad_header",
     "delivery_count",
+    "loggable_subject",
     "pending_count",
     "read_raw",
     "receiver",
@@ -334,6 +336,30 @@ def pending_count(msg: Any) -> int:
 # -- policies ----------------------------------------------------------------------------------
 
 
+def _personal(subject: str) -> bool:
+    tokens = subject.split(".", 2)
+    return len(tokens) > 2 and tokens[1] == Classification.PERSONAL.value
+
+
+def loggable_subject(subject: str) -> str:
+    """A subject as a log line may show it: a personal one without its entity token, which can name
+    a person (their ref, or their id in a message sent around the bus); others as they are."""
+    if not _personal(subject):
+        return subject
+    return subject.rpartition(".")[0] + ".*"
+
+
+def _log_failure(log: Any, event: str, msg: Any, exc: Exception, **keys: Any) -> None:
+    """Log a handler's failure: with its traceback, or — for a personal message, whose error text
+    may quote a name or an e-mail — with the error's type and where it was raised only."""
+    if not _personal(msg.subject):
+        log.exception(event, subject=msg.subject, **keys)
+        return
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f"{frames[-1].filename}:{frames[-1].lineno} in {frames[-1].name}" if frames else ""
+    log.error(event, subject=loggable_subject(msg.subject), error=type(exc).__name__, at=where, **keys)
+
+
 class DeadLetterPolicy:
     """A core subscription's: a rejected message or a failed handler is dead-lettered."""
 
@@ -354,9 +380,7 @@ class DeadLetterPolicy:
     async def failed(self, msg: Any, item: Any, exc: Exception) -> None:
         """Log the handler's error and dead-letter the message (``handler-error``)."""
         route = self.route
-        self.log.exception(
-            "handler failed", contract=route.contract or None, subject=msg.subject, kind=route.kind
-        )
+        _log_failure(self.log, "handler failed", msg, exc, contract=route.contract or None, kind=route.kind)
         await self.dead_letters.send(
             msg,
             reason="handler-error",
@@ -389,7 +413,7 @@ class ReplyPolicy(DeadLetterPolicy):
 
     async def failed(self, msg: Any, item: Any, exc: Exception) -> None:
         """Log the responder's error and answer with it."""
-        self.log.exception("responder failed", contract=self.route.contract, subject=msg.subject)
+        _log_failure(self.log, "responder failed", msg, exc, contract=self.route.contract)
         if msg.reply:
             await self._reply(msg, error_headers(FAILED, f"handler-error: {type(exc).__name__}: {exc}"))
 
@@ -442,13 +466,14 @@ class StreamPolicy(DeadLetterPolicy):
         """Retry after ``retry_delay``, or give up on the last allowed delivery."""
         deliveries = delivery_count(msg)
         event_id = getattr(item, "id", None)
+        error = type(exc).__name__ if _personal(msg.subject) else repr(exc)  # its text may be personal
         if deliveries >= self.max_deliver:
-            self.log.error("handler failed, giving up", event_id=event_id, error=repr(exc))
+            self.log.error("handler failed, giving up", event_id=event_id, error=error)
             detail = f"handler failed {deliveries} times; last: {type(exc).__name__}: {exc}"
             await self._give_up(msg, "max-deliver", detail)
         else:
             self.log.warning(
-                "handler failed, will retry", event_id=event_id, delivery=deliveries, error=repr(exc)
+                "handler failed, will retry", event_id=event_id, delivery=deliveries, error=error
             )
             await msg.nak(delay=self.retry_delay)
 

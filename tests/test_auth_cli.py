@@ -164,10 +164,11 @@ def test_without_adapter_sections_the_defaults_run_in_the_sandbox(tmp_path: Path
     split = declarations(instances)
     assert split.city == ()
     # the replay, the gateway serving what it replays (reading nothing as itself), the journey planner,
-    # the volunteer platform
+    # the privacy service, the volunteer platform
     assert sorted((d.name, d.control) for d in split.sandbox) == [
         ("gateway", None),
         ("journey-planner", None),
+        ("privacy", None),
         ("sandbox", "replay"),
         ("volunteer-platform", None),
     ]

@@ -204,6 +204,7 @@ async def test_status_of_a_running_citybus_up_with_the_sandbox(tmp_path: Path) -
         assert [(a["adapter"], a["instance"], a["up"]) for a in status["adapters"]] == [
             ("gateway", "gateway", True),
             ("journey-planner", "journey-planner", True),
+            ("privacy", "privacy", True),
             ("sandbox-replay", "sandbox", True),
             ("volunteer-platform", "volunteer-platform", True),
         ]

@@ -6,13 +6,15 @@ read in one place.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Protocol
 
-from bus.access.users import Declaration
+from bus.access.users import AccessError, Declaration
 from bus.personal.vault import ERASED_SUBJECT, KEYS_FILTER, PEPPER_SUBJECT, VAULT_STREAM
 from bus.subjects import js_api
+from contracts import Classification
 
-__all__ = ["Rights", "provision_vault", "vault_rights"]
+__all__ = ["Rights", "personal_rights", "privacy_rights", "provision_vault", "vault_rights"]
 
 
 class Rights(Protocol):
@@ -44,3 +46,38 @@ def vault_rights(r: Rights, d: Declaration) -> None:
         r.pub(KEYS_FILTER, "creates the key of a person it is the first to write about")
         r.pub(PEPPER_SUBJECT, "creates the vault's pepper, if it is the first to use the vault")
     r.sub(ERASED_SUBJECT, "hears that a person's key was destroyed, to forget it at once")
+
+
+def privacy_rights(
+    r: Rights, d: Declaration, streams: Iterable[tuple[Classification, str]], *, label: str, guest: bool
+) -> None:
+    """The privacy service's (``privacy``, :mod:`bus.personal.rights`): to read every stored message
+    of the personal streams by sequence and erase it (``MSG.GET``, ``MSG.DELETE``, ``INFO`` for their
+    bounds), to read and destroy keys in the vault, and to tell every process a key is gone.
+
+    No other user may erase a stored personal message or destroy a key (adapters that ``recalls``
+    read their own contracts' streams, but never delete), and nobody purges a stream (a purge
+    leaves the bytes on disk). It gets no consumer (whose deliver subject could be any subject).
+    Only adapters may be it, never a guest."""
+    if not d.privacy:
+        return
+    if guest:
+        raise AccessError(f"{label}: a guest cannot be the privacy service; only citybus's own adapters")
+    for stream in (name for classification, name in streams if classification is Classification.PERSONAL):
+        r.pub(js_api("STREAM", "INFO", stream), f"finds where {stream} begins and ends")
+        r.pub(js_api("STREAM", "MSG", "GET", stream), f"reads the messages of {stream} to find a person's")
+        r.pub(js_api("STREAM", "MSG", "DELETE", stream), f"erases a person's messages from {stream}")
+    r.pub(js_api("STREAM", "MSG", "GET", VAULT_STREAM), "reads a person's key, to open what it exports")
+    r.pub(js_api("STREAM", "MSG", "DELETE", VAULT_STREAM), "destroys a person's key (erasure)")
+    r.pub(PEPPER_SUBJECT, "creates the vault's pepper, if it is the first to use the vault")
+    r.pub(ERASED_SUBJECT, "tells every process that a person's key was destroyed")
+    r.sub(ERASED_SUBJECT, "hears that a person's key was destroyed, to forget it at once")
+
+
+def personal_rights(
+    r: Rights, d: Declaration, streams: Iterable[tuple[Classification, str]], *, label: str, guest: bool
+) -> None:
+    """Everything an adapter's personal data needs beyond its contracts: the vault (:func:`vault_rights`)
+    and, for the privacy service, the stored personal messages (:func:`privacy_rights`)."""
+    vault_rights(r, d)
+    privacy_rights(r, d, streams, label=label, guest=guest)

@@ -124,7 +124,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from bus import subjects
-from bus.access.personal import provision_vault, vault_rights
+from bus.access.personal import personal_rights, provision_vault
 from bus.access.tenancy import tenancy_rights
 from bus.access.users import (
     AccessError,
@@ -378,7 +378,7 @@ class AccessModel:
                 subjects.contract_filter(PersonalDeadLetter),
                 "dead-letters a personal message it cannot handle apart from the others",
             )
-        vault_rights(r, d)
+        personal_rights(r, d, self._streams, label=label, guest=kind is Kind.GUEST)
         for pattern in d.raw_publish:
             r.pub(pattern, "a raw subject it publishes (a native format, a bridge)")
         if d.control is not None:

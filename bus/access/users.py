@@ -110,6 +110,9 @@ class Declaration:
     answers: tuple[type[Contract], ...] = ()
     """Request contracts it answers (``city.<class>.rpc.<domain>.<event>.*``): it receives them
     and may reply once to each (``allow_responses``), never send them."""
+    privacy: bool = False
+    """Whether it is the privacy service: it reads every personal stream's stored messages by
+    sequence, and it alone erases them and destroys keys in the vault (:mod:`bus.personal.rights`)."""
     asks: tuple[str, ...] = ()
     """Request subjects it may send (``bus.subjects.request_filter(cls, entity)``): a tenant such as
     an organisation of the volunteer platform asks on its own entity's subject only, so the broker,
