@@ -11,7 +11,7 @@ import inspect
 from typing import Any
 
 from bus import subjects
-from bus.envelope import CONTENT_TYPES
+from bus.envelope import CONTENT_TYPES, Provenance
 from bus.personal.vault import REF_PATTERN
 from contracts import Contract, Registry, schema_components
 
@@ -34,7 +34,7 @@ def headers_schema() -> dict[str, Any]:
             "ce-time": {**text, "format": "date-time", "description": "When it happened (UTC)"},
             "ce-dataschema": {**text, "format": "uri", "description": "URN of the contract's schema"},
             "ce-provenance": {
-                "enum": ["sensor", "manual", "vendor", "recorded", "synthetic"],
+                "enum": [p.value for p in Provenance],
                 "description": "Where the values come from",
             },
             "content-type": {"enum": sorted(CONTENT_TYPES.values())},

@@ -44,6 +44,7 @@ __all__ = [
     "LogConfig",
     "NatsConfig",
     "OpsConfig",
+    "SandboxConfig",
     "ServerConfig",
     "TracingConfig",
     "StreamsConfig",
@@ -240,6 +241,14 @@ class TracingConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     recording nothing and needing no SDK — how ``citybus certify`` tells which input caused an output."""
 
 
+class SandboxConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The sandbox's recordings, where ``citybus personal export|erase`` and retention look for a
+    person's messages (the files of configured replays are searched too)."""
+
+    recordings: list[str] = msgspec.field(default_factory=list)
+    """Directories (searched for ``*.mcap``) and files; empty: ``recordings`` in the data directory."""
+
+
 class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """The whole citybus configuration; every section has complete defaults."""
 
@@ -261,6 +270,8 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     """Access control: credentials, accounts and users."""
     tracing: TracingConfig = msgspec.field(default_factory=TracingConfig)
     """OpenTelemetry tracing (off by default)."""
+    sandbox: SandboxConfig = msgspec.field(default_factory=SandboxConfig)
+    """The sandbox's recordings."""
     adapters: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)
     """Raw ``[adapters.<instance>]`` sections; each adapter validates its own with the adapter SDK."""
 

@@ -58,6 +58,9 @@ class Provenance(enum.StrEnum):
     VENDOR = "vendor"
     RECORDED = "recorded"
     SYNTHETIC = "synthetic"
+    PSEUDONYMISED = "pseudonymised"
+    """Real values about people, with every person replaced by a generated stand-in (a recording
+    made for pilots with ``citybus record --pseudonymise``)."""
 
 
 _ID_BATCH = 256

@@ -2,7 +2,8 @@
 faults injected on purpose, and the recorded Drammen day that ships with citybus.
 
 :mod:`~sandbox.recording` is the file format and :mod:`~sandbox.contents` what a file holds;
-:mod:`~sandbox.recorder` records live subjects;
+:mod:`~sandbox.recorder` records live subjects, personal ones sealed or pseudonymised
+(:mod:`~sandbox.pseudonyms`, with stand-ins from :mod:`~sandbox.people`);
 :mod:`~sandbox.replay` schedules a recording back onto the bus, moved in time by
 :mod:`~sandbox.timeshift`, with faults from :mod:`~sandbox.faults`; :mod:`~sandbox.adapter` runs
 it as the ``sandbox-replay`` adapter that ``citybus up`` starts by default, steered through
@@ -17,7 +18,8 @@ from sandbox.contents import RecordingInfo, SubjectSummary, read_contents, read_
 from sandbox.control import NoArguments, SeekRequest, SpeedRequest, control_request
 from sandbox.faults import FaultInjector, FaultPlan, FaultPlanError, Outgoing
 from sandbox.metrics import ReplayMetrics, replay_metrics
-from sandbox.recorder import record
+from sandbox.pseudonyms import Pseudonymiser
+from sandbox.recorder import RecordReport, record
 from sandbox.recording import RecordedMessage, RecordingError, RecordingWriter, read_messages
 from sandbox.replay import Replayer, ReplayStatus
 from sandbox.timeshift import TimeShifter
@@ -30,6 +32,8 @@ __all__ = [
     "FaultPlanError",
     "NoArguments",
     "Outgoing",
+    "Pseudonymiser",
+    "RecordReport",
     "RecordedMessage",
     "RecordingError",
     "RecordingInfo",

@@ -41,6 +41,7 @@ from msgspec import Meta
 from adapters import Adapter, Context
 from adapters.clock import ClockTick
 from bus import RawMessage, control
+from bus.envelope import H_TYPE
 from bus.subjects import clock_subject, control_subject, matches, validate_pattern
 from contracts import Contract, default_registry
 from sandbox.contents import read_channels, read_info
@@ -49,10 +50,13 @@ from sandbox.faults import FaultInjector, FaultPlan, FaultPlanError, Finding, Re
 from sandbox.metrics import replay_metrics
 from sandbox.replay import Replayer
 
-__all__ = ["DRAMMEN_DAY", "ReplayConfig", "SandboxReplay"]
+__all__ = ["DRAMMEN_DAY", "DRAMMEN_VOLUNTEERS", "ReplayConfig", "SandboxReplay"]
 
 DRAMMEN_DAY: Final = Path(__file__).resolve().parent / "data" / "drammen-2018-08-28.mcap"
 """The recorded Drammen day shipped with citybus (see ``sandbox/data/README.md``)."""
+DRAMMEN_VOLUNTEERS: Final = DRAMMEN_DAY.with_name("drammen-2018-08-28-volunteers.mcap")
+"""The day's volunteer sign-ups and activity, all generated: personal messages, replayed by an
+instance configured with them (``files = [...]``), which seals each with its person's key."""
 
 
 class ReplayConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -170,7 +174,7 @@ class SandboxReplay(Adapter[ReplayConfig]):
                 # A recording's personal messages (synthetic people) are sealed as any publisher's.
                 subject, data, headers = await ctx.seal_raw(subject, data, headers)
                 await ctx.publish_raw(subject, data, headers)
-                sent.add(headers.get("ce-type") or "")
+                sent.add(headers.get(H_TYPE) or "")
 
             replayer = Replayer(
                 [Path(f) for f in config.files],

@@ -23,7 +23,7 @@ from adapters.cli import find_instance, run_instance
 from adapters.instances import parse_instance
 from adapters.join import add_join_options, run_joined
 from bus import Bus, Metrics
-from bus.cli import add_login_options, err, login, out
+from bus.cli import add_login_options, check_subscriptions, err, login, out
 from bus.config import Config
 from bus.errors import CityBusError, RequestRefusedError
 from bus.logs import configure_logging
@@ -32,7 +32,7 @@ from sandbox.adapter import DRAMMEN_DAY, SandboxReplay
 from sandbox.contents import SubjectSummary, read_contents
 from sandbox.control import SeekRequest, SpeedRequest, control_request
 from sandbox.faults import FaultPlan, Finding, ReplayScope, check_plan
-from sandbox.recorder import record
+from sandbox.recorder import RecordReport, record
 from sandbox.replay import ReplayStatus
 
 __all__ = ["register"]
@@ -50,6 +50,7 @@ def cmd_record(args: argparse.Namespace, config: Config) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         ready = asyncio.Event()
+        report = RecordReport()
         task = asyncio.create_task(
             record(
                 bus,
@@ -60,9 +61,18 @@ def cmd_record(args: argparse.Namespace, config: Config) -> int:
                 limit=args.count,
                 compression=args.compression,
                 ready=ready,
+                pseudonymise=args.pseudonymise,
+                report=report,
             )
         )
         await asyncio.wait({task, asyncio.create_task(ready.wait())}, return_when=asyncio.FIRST_COMPLETED)
+        try:  # a personal subject is readable only by a user that declares its contract
+            check_subscriptions(bus, args.patterns, who.user)
+        except CityBusError:
+            stop.set()
+            await asyncio.gather(task, return_exceptions=True)
+            await bus.close()
+            raise
         if not task.done():
             err(f"recording {', '.join(args.patterns)} into {args.output} (Ctrl-C to stop)")
         try:
@@ -71,7 +81,13 @@ def cmd_record(args: argparse.Namespace, config: Config) -> int:
             raise CityBusError(str(exc)) from None
         finally:
             await bus.close()
-        err(f"recorded {count} messages into {args.output}")
+        personal = f", {report.pseudonymised} pseudonymised" if args.pseudonymise else ""
+        personal += f", {report.sealed} personal sealed" if report.sealed else ""
+        left_out = ", ".join(f"{n} {why}" for why, n in sorted(report.left_out.items()))
+        err(
+            f"recorded {count} messages into {args.output}{personal}"
+            + (f"; left out {left_out}" if left_out else "")
+        )
         return 0
 
     return asyncio.run(main())
@@ -223,7 +239,7 @@ def cmd_build(args: argparse.Namespace, config: Config) -> int:
     from sandbox.drammen.build import build_day  # the builder runs every source adapter: load it only here
 
     report = build_day(args.output, seed=args.seed)
-    out(f"wrote {args.output}")
+    out(f"wrote {args.output} and, beside it, {report.personal_path.name} (its synthetic volunteers)")
     out(str(report))
     return 0
 
@@ -236,6 +252,12 @@ def register(subparsers: Any) -> None:
     rec.add_argument("--duration", type=float, help="stop after this many seconds")
     rec.add_argument("--count", "-n", type=int, help="stop after this many messages")
     rec.add_argument("--compression", choices=("zstd", "lz4", "none"), default="zstd")
+    rec.add_argument(
+        "--pseudonymise",
+        action="store_true",
+        help="record personal events with every person replaced by a generated stand-in (for a pilot; "
+        "log in as a user that declares those contracts, --user). Default: sealed, as they travelled",
+    )
     add_login_options(rec, default="internal")
     rec.set_defaults(func=cmd_record)
 

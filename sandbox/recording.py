@@ -13,6 +13,10 @@ opens in the ``mcap`` CLI, Foxglove and every MCAP library. How citybus uses it:
   messages are JSON (``message_encoding = "json"``). A msgpack body is re-encoded as JSON when it is
   recorded. A raw subject (a device uplink) has no schema; its bodies are kept as they arrived, with
   ``message_encoding = "json"`` when they are JSON and ``application/octet-stream`` otherwise.
+* **Sealed personal messages** keep their body as it travelled (ciphertext: ``message_encoding``
+  ``application/octet-stream``, no schema) and their ``citybus-person`` header, the person's vault
+  ref, in the channel's metadata: one channel per person and subject, so an erasure finds a
+  person's messages from the summary and a replay publishes them sealed as they were.
 * **Times.** ``log_time`` is the message's original ``ce-time`` (when the city measured it, the
   replay clock), ``publish_time`` when the recorder received it. Both are nanoseconds since the Unix
   epoch, as MCAP wants.
@@ -31,6 +35,7 @@ from __future__ import annotations
 import bisect
 import json
 import struct
+import sys
 import time as _time
 from collections import Counter
 from collections.abc import Iterator, Mapping
@@ -49,8 +54,11 @@ from mcap.records import Channel
 from mcap.stream_reader import StreamReader
 from mcap.writer import CompressionType, Writer
 
+if sys.platform != "win32":
+    import fcntl
+
 from bus.codec import decode_bytes
-from bus.envelope import H_CONTENT_TYPE, H_PROVENANCE, H_SOURCE, H_TIME, H_TYPE, JSON, MSGPACK
+from bus.envelope import H_CONTENT_TYPE, H_PERSON, H_PROVENANCE, H_SOURCE, H_TIME, H_TYPE, JSON, MSGPACK
 from bus.errors import CityBusError, UndecodableError
 from contracts import Registry, default_registry, json_schema
 
@@ -60,6 +68,7 @@ __all__ = [
     "RecordingError",
     "RecordingWriter",
     "from_nanoseconds",
+    "lock_recording",
     "nanoseconds",
     "open_recording",
     "read_messages",
@@ -68,7 +77,7 @@ __all__ = [
 
 PROFILE: Final = "citybus"
 OCTET_STREAM: Final = "application/octet-stream"
-_CHANNEL_KEYS: Final = (H_TYPE, H_SOURCE, H_PROVENANCE, H_CONTENT_TYPE)
+_CHANNEL_KEYS: Final = (H_TYPE, H_SOURCE, H_PROVENANCE, H_CONTENT_TYPE, H_PERSON)
 
 
 class RecordingError(CityBusError, ValueError):
@@ -144,6 +153,7 @@ class RecordingWriter:
             self._owns = True
             self._file: IO[bytes] = open(output, "wb")  # noqa: SIM115 - closed by close()
             self.path = str(output)
+            lock_recording(self._file)  # an erasure does not rewrite a file while it is written
         else:
             self._owns = False
             self._file = output
@@ -182,14 +192,16 @@ class RecordingWriter:
             self._schemas[ce_type] = found
         return found
 
-    def _channel(self, subject: str, attributes: dict[str, str], encoding: str) -> int:
+    def _channel(
+        self, subject: str, attributes: dict[str, str], encoding: str, *, schema: bool = True
+    ) -> int:
         key = (subject, encoding, *(attributes.get(k, "") for k in _CHANNEL_KEYS))
         found = self._channels.get(key)
         if found is None:
             found = self._writer.register_channel(
                 topic=subject,
                 message_encoding=encoding,
-                schema_id=self._schema(attributes.get(H_TYPE, "")),
+                schema_id=self._schema(attributes.get(H_TYPE, "")) if schema else 0,
                 metadata={k: v for k, v in attributes.items() if v},
             )
             self._channels[key] = found
@@ -212,13 +224,16 @@ class RecordingWriter:
             log_time = nanoseconds(datetime.fromisoformat(raw_time)) if raw_time else now
         attributes = {k: headers.get(k, "") for k in _CHANNEL_KEYS}
         content_type = attributes[H_CONTENT_TYPE]
-        if content_type == MSGPACK and (decoded := _msgpack(data)) is not None:
+        if attributes[H_PERSON]:  # sealed: ciphertext, whatever its content-type says of the inside
+            channel = self._channel(subject, attributes, OCTET_STREAM, schema=False)
+        elif content_type == MSGPACK and (decoded := _msgpack(data)) is not None:
             data = msgspec.json.encode(decoded)  # MCAP tools read JSON; the type system is the same
             attributes[H_CONTENT_TYPE] = JSON
         elif not attributes[H_TYPE]:
             attributes[H_CONTENT_TYPE] = content_type or (JSON if _is_json(data) else OCTET_STREAM)
-        encoding = "json" if attributes[H_CONTENT_TYPE] in ("", JSON) else OCTET_STREAM
-        channel = self._channel(subject, attributes, encoding)
+        if not attributes[H_PERSON]:
+            encoding = "json" if attributes[H_CONTENT_TYPE] in ("", JSON) else OCTET_STREAM
+            channel = self._channel(subject, attributes, encoding)
         self._sequences[channel] += 1
         self._writer.add_message(
             channel_id=channel,
@@ -267,6 +282,19 @@ def _msgpack(data: bytes) -> Any:
 
 
 _MAGIC: Final = b"\x89MCAP0\r\n"
+
+
+def lock_recording(stream: IO[bytes]) -> bool:
+    """Take the file's exclusive advisory lock without waiting: held by a writer while it writes,
+    and by an erasure while it rewrites. ``False`` when another holds it (always ``True`` on
+    Windows, which has no ``flock``)."""
+    if sys.platform == "win32":
+        return True
+    try:
+        fcntl.flock(stream.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
 
 
 def open_recording(path: str | Path) -> IO[bytes]:

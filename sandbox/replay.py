@@ -22,7 +22,9 @@ How a message is replayed:
   recorded day takes a fraction of a second, and a looping replay stamped 2047 within hours.) At
   real speed the next loop begins where the last ended anyway; faster than real time, a loop's
   times run ahead of the wall clock and the next loop's go back to now — a consumer sees a new day
-  begin, as the ``ce-id`` of every loop is new too.
+  begin, as the ``ce-id`` of every loop is new too. A sealed personal message (one recorded with
+  its ``citybus-person`` header, :mod:`sandbox.recorder`) is published sealed as it was, header
+  included: only its ``ce-time`` moves, the times inside a body nobody here can open stay.
 * **Identity.** A replayed message gets a new ``ce-id``, derived from the recording, the message
   and the loop (and pass), so every loop is new events. It carries no ``Nats-Msg-Id``: JetStream's
   deduplication is for a publisher that re-sends after a lost acknowledgement, and the replay never
@@ -63,6 +65,7 @@ from adapters.clock import ReplayState
 from bus.envelope import (
     H_CONTENT_TYPE,
     H_ID,
+    H_PERSON,
     H_PROVENANCE,
     H_SOURCE,
     H_TIME,
@@ -541,7 +544,11 @@ class Replayer:
         else:  # a raw message (a device uplink) keeps only what it had
             constant = {H_CONTENT_TYPE: content_type}
         identity = hashlib.blake2b(f"{self.files[index].name}/{message.subject}/".encode(), digest_size=16)
-        found = _Channel(constant, self._shifter.shift(ce_type) if ce_type else None, identity)
+        ref = headers.get(H_PERSON)
+        if ref:  # sealed as it travelled: published sealed, its times out of reach (and not shifted)
+            constant[H_PERSON] = ref
+        shift = self._shifter.shift(ce_type) if ce_type and not ref else None
+        found = _Channel(constant, shift, identity)
         self._channels[index, message.channel] = found
         return found
 

@@ -158,7 +158,7 @@ def test_citybus_variables_that_are_not_settings_are_ignored() -> None:
             "CITYBUS_SOMETHING_ELSE",
             "environment variable CITYBUS_SOMETHING_ELSE: not a citybus setting; settings are "
             "CITYBUS_<SECTION>_<KEY> for the keys of citybus.toml (sections: auth, bus, consumer, log, "
-            "nats, ops, server, streams, tracing), and CITYBUS_CONFIG names the file",
+            "nats, ops, sandbox, server, streams, tracing), and CITYBUS_CONFIG names the file",
         ),
     ],
 )
@@ -215,7 +215,7 @@ def test_unknown_key_lists_allowed_keys(toml: WriteToml) -> None:
 def test_unknown_section_lists_sections(toml: WriteToml) -> None:
     message = _error(toml("[opps]\nport = 1\n"))
     assert "unknown section [opps]" in message
-    assert "adapters, auth, bus, consumer, log, nats, ops, server, streams, tracing" in message
+    assert "adapters, auth, bus, consumer, log, nats, ops, sandbox, server, streams, tracing" in message
 
 
 def test_section_that_is_not_a_table(toml: WriteToml) -> None:

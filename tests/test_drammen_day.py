@@ -37,6 +37,7 @@ from sandbox.recording import read_messages
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = ROOT / "sandbox" / "data" / "drammen-2018-08-28.mcap"
+VOLUNTEERS = ROOT / "sandbox" / "data" / "drammen-2018-08-28-volunteers.mcap"
 README = ROOT / "sandbox" / "data" / "README.md"
 OSLO = ZoneInfo("Europe/Oslo")
 DAY_START = datetime(2018, 8, 28, 0, 0, tzinfo=OSLO)
@@ -44,6 +45,7 @@ DAY_END = datetime(2018, 8, 29, 0, 0, tzinfo=OSLO)
 
 # What the shipped recording holds, per contract and provenance: mirrors sandbox/data/README.md.
 COUNTS = {
+    ("community.opportunity.v1", "synthetic"): 18,  # 4 offered, again at each sign-up and withdrawal
     ("environment.air-quality-observed.v1", "synthetic"): 216,  # 3 stations x 3 components x 24 h
     ("environment.beach-neighbours.v1", "synthetic"): 7,  # one per site: its nearest stations
     ("environment.beach-observation.v1", "synthetic"): 168,  # 7 units x 24 h
@@ -53,6 +55,13 @@ COUNTS = {
     ("mobility.bike-station.v1", "recorded"): 16,  # the OSM racks
     ("mobility.stop-place.v1", "recorded"): 5,  # the Drammen area's stations
     ("mobility.train-call.v1", "recorded"): 505,  # 443 scheduled, 30 actual, 32 estimated
+}
+
+
+# What the day's personal recording holds, beside it: all of it generated.
+PERSONAL_COUNTS = {
+    ("community.volunteer-activity.v1", "synthetic"): 8,  # only with consent to statistics
+    ("community.volunteer-signup.v1", "synthetic"): 15,  # 13 sign-ups, a change, a withdrawal
 }
 
 
@@ -78,7 +87,7 @@ def bodies(contract: str) -> list[tuple[datetime, dict[str, Any]]]:
 def test_the_shipped_recording_opens_in_citybus_and_in_mcaps_own_reader() -> None:
     info = read_info(SHIPPED)
     assert info.complete
-    assert (info.messages, info.subjects) == (1573, 62)
+    assert (info.messages, info.subjects) == (1591, 66)
     assert SHIPPED.stat().st_size < 1_000_000  # small enough to ship in the wheel
     meta = info.metadata
     assert meta["seed"] == "20180828"
@@ -89,7 +98,7 @@ def test_the_shipped_recording_opens_in_citybus_and_in_mcaps_own_reader() -> Non
         reader = make_reader(stream)
         summary = reader.get_summary()
         assert summary is not None and summary.statistics is not None
-        assert summary.statistics.message_count == 1573
+        assert summary.statistics.message_count == 1591
         seen = 0
         for schema, channel, message in reader.iter_messages():
             assert schema is not None and schema.encoding == "jsonschema"
@@ -97,7 +106,7 @@ def test_the_shipped_recording_opens_in_citybus_and_in_mcaps_own_reader() -> Non
             assert channel.message_encoding == "json"
             assert isinstance(json.loads(message.data), dict)
             seen += 1
-        assert seen == 1573
+        assert seen == 1591
 
 
 def test_every_message_is_a_valid_instance_of_its_contract() -> None:
@@ -114,10 +123,11 @@ def test_counts_per_contract_and_provenance_are_the_ones_the_readme_states() -> 
     assert joint_counts(SHIPPED) == COUNTS
     text = README.read_text(encoding="utf-8")
     rows = re.findall(r"^\| ([a-z][\w.-]+\.v\d+) \| (\w+) \| (\d+) \|$", text, flags=re.MULTILINE)
-    assert {(kind, provenance): int(count) for kind, provenance, count in rows} == COUNTS
+    assert {(kind, provenance): int(count) for kind, provenance, count in rows} == COUNTS | PERSONAL_COUNTS
     total = sum(COUNTS.values())
     assert f"| **all** | | **{total}** |" in text
-    assert f"{total} messages on 62 subjects" in text
+    assert f"| **all** | | **{sum(PERSONAL_COUNTS.values())}** |" in text
+    assert f"{total} messages on 66 subjects" in text
 
 
 def test_the_recording_is_the_day_in_oslo() -> None:
@@ -127,6 +137,55 @@ def test_the_recording_is_the_day_in_oslo() -> None:
     assert DAY_END - timedelta(hours=1) <= info.end < DAY_END
     for message in read_messages(SHIPPED):
         assert message.log_time == message.publish_time  # reproducible: no time of the build in it
+
+
+def test_the_shipped_day_holds_no_personal_message_and_says_where_its_volunteers_are() -> None:
+    assert not [m.subject for m in read_messages(SHIPPED) if not m.subject.startswith("city.public.")]
+    meta = read_info(SHIPPED).metadata
+    assert meta["personal_data"].startswith("none") and "-volunteers" in meta["personal_data"]
+
+
+def test_the_volunteers_are_generated_people_and_the_recording_says_so() -> None:
+    info = read_info(VOLUNTEERS)
+    assert info.complete and joint_counts(VOLUNTEERS) == PERSONAL_COUNTS
+    assert info.metadata["personal_data"].startswith("all synthetic")
+    assert info.metadata["seed"] == "20180828"
+    registry = default_registry()
+    opportunities = {body["opportunity_id"]: body for _, body in bodies("community.opportunity")}
+    signups, activities = [], []
+    for message in read_messages(VOLUNTEERS):
+        contract = registry.by_type(message.type)
+        assert contract is not None and contract.__contract__.person == "volunteer_id"
+        value = msgspec.json.decode(message.data, type=contract)
+        body = json.loads(message.data)
+        assert message.subject.endswith("." + body["volunteer_id"])  # named by the generated id
+        assert re.fullmatch(r"v-[0-9a-f]{12}", body["volunteer_id"])
+        assert (body.get("task_id") or body.get("opportunity_id")) in opportunities
+        if message.type == "community.volunteer-signup.v1":
+            signups.append(value)
+            # reserved for documentation (RFC 2606) and for drama (Ofcom): nobody's
+            assert body["email"].endswith("@example.invalid")
+            assert body["phone"] is None or body["phone"].startswith("+447700900")
+            family = body["name"].split()[-1]
+            assert family.startswith(("Eksempel", "Prøve", "Fiktiv", "Oppdikt", "Tenkt", "Demo"))
+        else:
+            assert "name" not in body and "email" not in body
+            activities.append(value)
+    for activity in activities:  # only for a volunteer who consented to statistics
+        consents = [
+            s.consent
+            for s in signups
+            if (s.volunteer_id, s.task_id) == (activity.volunteer_id, activity.opportunity_id)
+        ]
+        assert consents and all(c is not None and "statistics" in c.purposes for c in consents)
+    assert len({s.volunteer_id for s in signups}) > 5
+    assert [s.status for s in signups].count("withdrawn") == 1
+    # the public opportunities count the places the sign-ups take
+    taken = Counter(s.task_id for s in signups if s.status == "confirmed")
+    taken.subtract(Counter(s.task_id for s in signups if s.status == "withdrawn"))
+    for opportunity_id, body in opportunities.items():
+        assert body["places_left"] == body["places"] - taken[opportunity_id]
+        assert body["organisation"].startswith("demo-")
 
 
 def test_the_late_r10_at_drammen_is_in_it() -> None:
@@ -258,11 +317,15 @@ def content(path: Path) -> list[Any]:
 
 def test_rebuilding_with_the_same_seed_gives_the_shipped_recording(tmp_path: Path) -> None:
     report = build_day(tmp_path / "day.mcap")
-    rebuilt, shipped = content(tmp_path / "day.mcap"), content(SHIPPED)
-    assert len(rebuilt) == len(shipped)
-    for ours, theirs in zip(rebuilt, shipped, strict=True):
-        assert ours == theirs
+    assert report.personal_path == tmp_path / "day-volunteers.mcap"
+    for built, ships in ((report.path, SHIPPED), (report.personal_path, VOLUNTEERS)):
+        rebuilt, shipped = content(built), content(ships)
+        assert len(rebuilt) == len(shipped)
+        for ours, theirs in zip(rebuilt, shipped, strict=True):
+            assert ours == theirs
     assert dict(report.counts) == COUNTS
+    assert dict(report.personal_counts) == PERSONAL_COUNTS
+    assert report.table(report.personal_counts) in README.read_text(encoding="utf-8")
     assert report.messages == sum(COUNTS.values())
     assert dict(report.left_out) == {"mobility.train-call.v1": 17}  # calls after midnight
     assert report.table() in README.read_text(encoding="utf-8")
@@ -280,10 +343,11 @@ def test_another_seed_makes_another_day_of_the_same_kind(
         structlog.configure(**logging)
     assert "| mobility.train-call.v1 | recorded | 505 |" in capsys.readouterr().out
     assert path.read_bytes() != SHIPPED.read_bytes()
+    assert (tmp_path / "other-volunteers.mcap").read_bytes() != VOLUNTEERS.read_bytes()
     counts = joint_counts(path)
     # the real data and the generators' cadence are the same; bike counts move differently
     for key, count in COUNTS.items():
-        if key[0] != "mobility.bike-station-status.v1":
+        if key[0] not in ("mobility.bike-station-status.v1", "community.opportunity.v1"):
             assert counts[key] == count, key
 
 
@@ -385,7 +449,7 @@ def _last_per_subject(path: Path) -> dict[str, tuple[str, dict[str, Any]]]:
 
 def test_every_entity_of_the_day_says_where_it_is_and_approximate_places_say_how_and_how_well() -> None:
     last = _last_per_subject(SHIPPED)
-    assert len(last) == 62
+    assert len(last) == 66
     for subject, (_kind, body) in last.items():
         location = body.get("location")
         assert location is not None and location["type"] == "Point", subject
@@ -407,6 +471,7 @@ def test_every_entity_of_the_day_says_where_it_is_and_approximate_places_say_how
     # the stations' places are not known: placed near real points of what they are named after
     assert approximate == {
         "air-quality-observed",
+        "opportunity",  # at Sota fjordpark, Blektjern and Landfalltjern
         "beach-observation",
         "beach-neighbours",
         "weather-observed",

@@ -166,7 +166,7 @@ async def test_recording_info_lists_subjects_and_entities(tmp_path: Path) -> Non
     result = await run_citybus("recording", "info", str(DRAMMEN_DAY), "--json", cwd=tmp_path, env=env)
     assert result.returncode == 0, result
     info = json.loads(result.stdout)
-    assert len(info["by_subject"]) == info["subjects"] == 62
+    assert len(info["by_subject"]) == info["subjects"] == 66
     entities = {
         kind.rsplit(".v", 1)[0]: {e["entity"]: e["messages"] for e in rows}
         for kind, rows in info["entities"].items()

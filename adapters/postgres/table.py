@@ -23,6 +23,13 @@ list, dict, tuple, Struct…    ``jsonb``                       as msgspec encod
 
 A field that cannot be ``None`` is ``NOT NULL``. Column names are the fields' names on the wire.
 The descriptions and units of the fields become column comments, the docstring the table comment.
+
+**A sealed contract** (personal data about one person, :attr:`contracts.ContractInfo.sealed`) has
+no field columns: its rows keep the message as it travelled, sealed with the person's key
+(``sealed``, ``bytea``), the person's vault ref (``person``) and the inner ``content_type``, and
+never the opened values. Erasing the person destroys the key, which leaves every row of theirs — in
+the table, its backups and the WAL — unreadable; the archive's place (:mod:`adapters.postgres.personal`)
+deletes the rows too, and opens them with the key for an export.
 """
 
 from __future__ import annotations
@@ -44,6 +51,7 @@ from contracts import Contract
 __all__ = [
     "Column",
     "ENVELOPE_COLUMNS",
+    "SEALED_COLUMNS",
     "Table",
     "column_type",
     "table_name",
@@ -106,6 +114,12 @@ ENVELOPE_COLUMNS: tuple[Column, ...] = (
     Column("subject", TEXT, False, "The NATS subject the message travelled on"),
 )
 STORED_AT = Column("stored_at", TIMESTAMPTZ, False, "When the archive stored the message")
+SEALED_COLUMNS: tuple[Column, ...] = (
+    Column("person", TEXT, False, "The vault ref of the person the message is about (citybus-person)"),
+    Column("content_type", TEXT, False, "How the sealed message is encoded inside (content-type)"),
+    Column("sealed", "bytea", False, "The message as it travelled: sealed with the person's key"),
+)
+"""The columns of a sealed contract's table, after the envelope's."""
 _RESERVED = {c.name for c in (*ENVELOPE_COLUMNS, STORED_AT)}
 
 _SCALARS: dict[type[mi.Type], str] = {
@@ -220,6 +234,18 @@ class Table:
     def from_contract(cls, contract: type[Contract], schema: str) -> Table:
         """Derive the table from the contract's fields; :class:`ArchiveSchemaError` if impossible."""
         info = contract.__contract__
+        if info.sealed:
+            comment = (
+                f"citybus archive of {info.name} v{info.version} ({info.classification.value}, sealed: "
+                "each row holds the message sealed with its person's key, never its values)"
+            )
+            return cls(
+                schema,
+                table_name(contract),
+                contract,
+                (*ENVELOPE_COLUMNS, *SEALED_COLUMNS, STORED_AT),
+                comment,
+            )
         struct = mi.type_info(contract)
         assert isinstance(struct, mi.StructType)
         fields: list[Column] = []
@@ -265,10 +291,16 @@ class Table:
             self.ident, sql.SQL(", ").join(definitions)
         )
 
+    @property
+    def sealed(self) -> bool:
+        """Whether its rows hold sealed messages (:data:`SEALED_COLUMNS`) rather than values."""
+        return self.contract.__contract__.sealed
+
     def index_statement(self) -> sql.Composed:
-        """An index for the usual question to an archive: one entity's history in time."""
+        """An index for the usual question to an archive: one entity's history in time (a sealed
+        table's: one person's, what an export or erasure asks)."""
         key = self.contract.__contract__.key
-        column = next((c.name for c in self.columns if c.field == key), key)
+        column = "person" if self.sealed else next((c.name for c in self.columns if c.field == key), key)
         index = f"{self.name[: MAX_IDENTIFIER - len('_by_entity')]}_by_entity"
         return sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} ({}, ce_time)").format(
             sql.Identifier(index), self.ident, sql.Identifier(column)
@@ -298,6 +330,12 @@ class Table:
             envelope.provenance or None,
             envelope.subject,
         )
+        if self.sealed:
+            if event.sealed is None or not envelope.person:
+                raise ValueError(
+                    f"{envelope.type} is sealed personal data and arrived unsealed: not archived in the clear"
+                )
+            return (*head, envelope.person, envelope.content_type, event.sealed)
         data = event.data
         fields = self.written[len(ENVELOPE_COLUMNS) :]
         return head + tuple(c.convert(getattr(data, c.field or c.name)) for c in fields)

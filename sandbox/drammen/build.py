@@ -18,12 +18,24 @@ frost-weather      generated Frost observations, Marienlyst and Gulskogen     sy
 met-forecast       generated Locationforecast for Bragernes strand, 6-hourly  synthetic
 nilu-air-quality   generated ``/aq/utd`` for the three stations, hourly       synthetic
 beach-neighbours   what the others publish: each site's nearest stations      synthetic
+(volunteers)       generated: opportunities, and sign-ups of generated people synthetic
 =================  =========================================================  ==============
 
 The generators are the sibling modules (:mod:`~sandbox.drammen.bikes`, :mod:`~sandbox.drammen.beach`,
 :mod:`~sandbox.drammen.frost`, :mod:`~sandbox.drammen.forecast`, :mod:`~sandbox.drammen.air`),
 all drawing on one generated weather (:mod:`~sandbox.drammen.weather`); each says how its values
-come about.
+come about. The volunteer platform's messages are the one exception to "what the adapters
+publish": :mod:`~sandbox.drammen.volunteers` makes them from the contracts (the platform answers
+requests; it has no input to replay), and the builder checks them like the rest.
+
+**Two files.** The day's public data, the volunteer opportunities included, goes into
+``drammen-2018-08-28.mcap``; its personal messages (the generated volunteers' sign-ups and
+activity) into ``drammen-2018-08-28-volunteers.mcap`` beside it (:func:`personal_recording`).
+Apart, because what replays the day by default (``citybus up``'s sandbox, ``citybus replay``, a
+pilot's certification) may publish public and internal contracts only (:mod:`sandbox.access`): a
+recording with personal messages is replayed by an instance configured for it, whose personal
+rights an operator reviews. Both files' metadata say what personal data they hold (``personal_data``):
+none, and all synthetic.
 
 How a day runs in seconds — the design, and why:
 
@@ -82,11 +94,12 @@ from bus import MemoryBus, Metrics, RawMessage
 from bus.envelope import H_PROVENANCE, H_TIME, H_TYPE
 from bus.errors import CityBusError
 from bus.logs import configure_logging
-from bus.subjects import contract_filter, matches
-from contracts import DeadLetter, default_registry
-from sandbox.drammen import air, beach, bikes, forecast, frost
+from bus.subjects import classification_filter, contract_filter, matches
+from contracts import Classification, DeadLetter, default_registry
+from sandbox.drammen import air, beach, bikes, forecast, frost, volunteers
 from sandbox.drammen.clock import DayClock
 from sandbox.drammen.day import DAY, END, START, FileVersion, UplinkMessage, rng
+from sandbox.drammen.volunteers import GeneratedMessage
 from sandbox.drammen.weather import DayWeather
 from sandbox.recording import RecordingWriter, nanoseconds
 
@@ -95,14 +108,16 @@ __all__ = [
     "BUILDER_VERSION",
     "BuildError",
     "BuildReport",
+    "PERSONAL_DATA",
     "RECORDING",
     "SEED",
     "SOURCES",
     "build_day",
     "main",
+    "personal_recording",
 ]
 
-BUILDER_VERSION: Final = "2"
+BUILDER_VERSION: Final = "3"
 """Raised whenever a change makes the builder write a different file from the same seed."""
 SEED: Final = 20180828
 """The seed of the shipped recording."""
@@ -115,8 +130,15 @@ ATTRIBUTION: Final = (
     "Bike racks: © OpenStreetMap contributors (ODbL 1.0, https://opendatacommons.org/licenses/odbl/). "
     "Weather and forecast documents follow MET Norway's formats (Frost, Locationforecast; MET Norway). "
     "Bike availability, beach sensor readings, weather observations and forecasts, and air quality "
-    "are generated (provenance synthetic), anchored on published facts; they are not measurements."
+    "are generated (provenance synthetic), anchored on published facts; they are not measurements. "
+    "The volunteer opportunities, organisations and volunteers are generated too (provenance "
+    "synthetic): no real person is in the recording."
 )
+PERSONAL_DATA: Final = (
+    "all synthetic: every volunteer is generated (sandbox.people), with a made-up name, an address "
+    "under example.invalid (RFC 2606) and a phone number in Ofcom's drama range; none is a real person"
+)
+"""What the personal recording's metadata says of the personal data it holds."""
 
 _TRANSPORT: Final = SOURCES / "transport"
 _GTFS: Final = _TRANSPORT / "entur_nsb_gtfs_2018.zip"
@@ -124,6 +146,7 @@ _SIRI: Final = _TRANSPORT / "siri_et_2018-08-28T0908_drammen.xml"
 _RACKS: Final = SOURCES / "bikes" / "drammen_bike_stations_osm.json"
 _EVERYTHING: Final = "city.>"
 _DEAD_LETTERS: Final = contract_filter(DeadLetter, ">")
+_PERSONAL: Final = classification_filter(Classification.PERSONAL)
 _STEP_TIMEOUT: Final = 60.0
 
 
@@ -143,17 +166,23 @@ class BuildReport:
     """Messages per ``ce-type`` whose time is not on the day (the timetable's calls after midnight)."""
     size: int
     """The file's size in bytes."""
+    personal_path: Path
+    """The file of the day's personal messages (:func:`personal_recording`)."""
+    personal_counts: Mapping[tuple[str, str], int]
+    """Its messages per (``ce-type``, provenance), sorted."""
 
     @property
     def messages(self) -> int:
         """All messages written."""
         return sum(self.counts.values())
 
-    def table(self) -> str:
-        """The counts as a Markdown table (the one in ``sandbox/data/README.md``)."""
+    def table(self, counts: Mapping[tuple[str, str], int] | None = None) -> str:
+        """The counts as a Markdown table (the ones in ``sandbox/data/README.md``): the day's, or
+        ``counts`` (``personal_counts``)."""
+        counts = self.counts if counts is None else counts
         lines = ["| contract (ce-type) | provenance | messages |", "|---|---|---:|"]
-        lines += [f"| {kind} | {provenance} | {count} |" for (kind, provenance), count in self.counts.items()]
-        lines.append(f"| **all** | | **{self.messages}** |")
+        lines += [f"| {kind} | {provenance} | {count} |" for (kind, provenance), count in counts.items()]
+        lines.append(f"| **all** | | **{sum(counts.values())}** |")
         return "\n".join(lines)
 
 
@@ -326,7 +355,7 @@ async def _run_day(inputs: Path, seed: int) -> _Capture:
     return capture
 
 
-def _check(capture: _Capture) -> None:
+def _check(capture: _Capture, generated: Sequence[GeneratedMessage]) -> None:
     if capture.dead_letters:
         shown = []
         for raw in capture.dead_letters[:5]:
@@ -339,29 +368,62 @@ def _check(capture: _Capture) -> None:
         count = len(capture.dead_letters)
         raise BuildError(f"{count} dead letter(s): the inputs must be fixed. {'; '.join(shown)}")
     registry = default_registry()
-    for raw in capture.messages:
-        kind = (raw.headers or {}).get(H_TYPE, "")
+    everything = [(raw.subject, raw.data, raw.headers or {}) for raw in capture.messages]
+    everything += [(m.subject, m.body, m.headers) for m in generated]
+    for subject, data, headers in everything:
+        kind = headers.get(H_TYPE, "")
         contract = registry.by_type(kind)
         if contract is None:
-            raise BuildError(f"{raw.subject}: a message of unknown type {kind!r}")
+            raise BuildError(f"{subject}: a message of unknown type {kind!r}")
         try:
-            msgspec.json.decode(raw.data, type=contract)
+            msgspec.json.decode(data, type=contract)
         except msgspec.ValidationError as exc:
-            raise BuildError(f"{raw.subject}: does not validate against {kind}: {exc}") from None
+            raise BuildError(f"{subject}: does not validate against {kind}: {exc}") from None
 
 
-def _write_recording(output: Path, capture: _Capture, seed: int) -> BuildReport:
+_Row = tuple[int, str, str, str, bytes, Mapping[str, str]]
+"""A message to write: (time in ns, subject, ce-type, provenance, body, headers)."""
+
+
+def _rows(capture: _Capture, generated: Sequence[GeneratedMessage]) -> tuple[list[_Row], Counter[str]]:
+    """What the day keeps, sorted (so the file is the same whatever order things were published
+    in), and what was left out by type: the messages whose time is not on the day."""
     start, end = nanoseconds(START), nanoseconds(END)
-    kept: list[tuple[int, str, str, str, bytes, Mapping[str, str]]] = []
+    kept: list[_Row] = []
     left_out: Counter[str] = Counter()
-    for raw in capture.messages:
-        headers = raw.headers or {}
+    everything = [(raw.subject, raw.data, raw.headers or {}) for raw in capture.messages]
+    everything += [(m.subject, m.body, m.headers) for m in generated]
+    for subject, data, headers in everything:
         moment = nanoseconds(datetime.fromisoformat(headers[H_TIME]))
         if start <= moment < end:
-            kept.append((moment, raw.subject, headers[H_TYPE], headers[H_PROVENANCE], raw.data, headers))
+            kept.append((moment, subject, headers[H_TYPE], headers[H_PROVENANCE], data, headers))
         else:
             left_out[headers[H_TYPE]] += 1
     kept.sort(key=lambda m: m[:5])
+    return kept, left_out
+
+
+def _write_file(output: Path, rows: Sequence[_Row], metadata: Mapping[str, str]) -> Counter[tuple[str, str]]:
+    partial = output.with_name(output.name + ".partial")
+    counts: Counter[tuple[str, str]] = Counter()
+    with RecordingWriter(partial, metadata=metadata, flush_interval=float("inf")) as writer:
+        for moment, subject, kind, provenance, data, headers in rows:
+            writer.add(subject, data, headers, log_time=moment, publish_time=moment)
+            counts[(kind, provenance)] += 1
+    partial.replace(output)
+    return counts
+
+
+def personal_recording(output: Path) -> Path:
+    """Where the day's personal messages go beside ``output``: ``<name>-volunteers.mcap``."""
+    return output.with_name(f"{output.stem}-volunteers{output.suffix}")
+
+
+def _write_recording(
+    output: Path, capture: _Capture, generated: Sequence[GeneratedMessage], seed: int
+) -> BuildReport:
+    kept, left_out = _rows(capture, generated)
+    personal = personal_recording(output)
     metadata = {
         "title": f"Drammen, {DAY:%A} {DAY.isoformat()}, 00:00-24:00 Europe/Oslo",
         "window_start": START.isoformat(),  # a replay loops whole days: 24 h, not first to last message
@@ -371,33 +433,49 @@ def _write_recording(output: Path, capture: _Capture, seed: int) -> BuildReport:
         "attribution": ATTRIBUTION,
         "recorded": "stop places and train calls (Entur), bike racks (OpenStreetMap)",
         "synthetic": "bike availability, beach observations, weather observations and forecasts, air "
-        "quality, the beaches' nearest stations",
+        "quality, the beaches' nearest stations, the volunteer opportunities",
+        "personal_data": "none; the day's volunteers (all synthetic) are in the recording beside it "
+        "named like it with -volunteers",
     }
-    partial = output.with_name(output.name + ".partial")
-    counts: Counter[tuple[str, str]] = Counter()
-    with RecordingWriter(partial, metadata=metadata, flush_interval=float("inf")) as writer:
-        for moment, subject, kind, provenance, data, headers in kept:
-            writer.add(subject, data, headers, log_time=moment, publish_time=moment)
-            counts[(kind, provenance)] += 1
-    partial.replace(output)
+    public = [row for row in kept if not matches(_PERSONAL, row[1])]
+    counts = _write_file(output, public, metadata)
+    personal_metadata = {
+        "title": f"Drammen, {DAY:%A} {DAY.isoformat()}: the volunteer platform's personal messages",
+        "window_start": START.isoformat(),
+        "window_end": END.isoformat(),
+        "builder": metadata["builder"],
+        "seed": metadata["seed"],
+        "attribution": "Generated by citybus's builder of the Drammen day (provenance synthetic); "
+        "it holds no third party's data and no real person.",
+        "synthetic": "every message: the generated volunteers' sign-ups and activity",
+        "personal_data": PERSONAL_DATA,
+        "companion": "the rest of the day: the recording beside it named like it without -volunteers",
+    }
+    personal_counts = _write_file(
+        personal, [row for row in kept if matches(_PERSONAL, row[1])], personal_metadata
+    )
     return BuildReport(
         path=output,
         seed=seed,
         counts=dict(sorted(counts.items())),
         left_out=dict(sorted(left_out.items())),
         size=output.stat().st_size,
+        personal_path=personal,
+        personal_counts=dict(sorted(personal_counts.items())),
     )
 
 
 def build_day(output: Path, *, seed: int = SEED) -> BuildReport:
-    """Build the recorded day into ``output`` (an MCAP file); raises :class:`BuildError`.
+    """Build the recorded day into ``output`` (an MCAP file) and its volunteers' personal messages
+    beside it (:func:`personal_recording`); raises :class:`BuildError`.
 
     Runs its own event loop: call it from synchronous code.
     """
     with tempfile.TemporaryDirectory(prefix="citybus-drammen-day-") as folder:
         capture = asyncio.run(_run_day(Path(folder), seed))
-    _check(capture)
-    return _write_recording(Path(output), capture, seed)
+    generated = volunteers.volunteer_messages(rng(seed, "volunteers"))
+    _check(capture, generated)
+    return _write_recording(Path(output), capture, generated, seed)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -417,6 +495,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     print(f"{report.path}: {report.messages} messages, {report.size} bytes, seed {report.seed}")  # noqa: T201
     print(report.table())  # noqa: T201
+    personal = sum(report.personal_counts.values())
+    print(f"{report.personal_path}: {personal} personal messages, all synthetic")  # noqa: T201
+    print(report.table(report.personal_counts))  # noqa: T201
     for kind, count in report.left_out.items():
         print(f"left out, not on {DAY.isoformat()}: {count} {kind}")  # noqa: T201
     return 0
