@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from bus import Bus, Metrics
+from adapters.privacy.access import OFFICER, officer_declaration
+from bus import Bus, Event, Metrics
 from bus.access import AccessError, AccessModel, Declaration
 from bus.access.keys import CredentialStore
 from bus.access.render import render_config
@@ -87,6 +88,7 @@ ALLOWED = {
     "volunteer-platform": {"read a key"},  # to seal what it publishes
     "volunteer-archive": {"read a key"},  # to open what it consumes
     "signup-ledger": {"read a key", "read a personal message"},  # its own stream, never a delete
+    OFFICER: set(),  # it asks the service, which reads for it
     "operator": set(),
     "internal": set(),
     "public": set(),
@@ -110,7 +112,9 @@ async def connect(city: City, user: str) -> Bus:
 @pytest.fixture(scope="module")
 async def city(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[City]:
     base = tmp_path_factory.mktemp("privacy-access")
-    model = AccessModel(default_registry(), adapters=[PLATFORM, RECALLER, ARCHIVE, PRIVACY])
+    model = AccessModel(
+        default_registry(), adapters=[PLATFORM, RECALLER, ARCHIVE, PRIVACY, officer_declaration()]
+    )
     store = CredentialStore(base / "credentials")
     store.ensure(u.key for u in model.users)
     data_dir = base / "nats"
@@ -191,3 +195,32 @@ async def test_the_privacy_service_erases_a_person_as_its_own_user(city: City, t
     finally:
         await platform.drain()
         await privacy.drain()
+
+
+async def test_the_privacy_officer_asks_over_the_bus_and_nobody_else_may(city: City) -> None:
+    """The officer's requests reach the service and come back; other users' are refused by the broker."""
+    platform = await connect(city, "volunteer-platform")
+    privacy = await connect(city, "privacy")
+    officer = await connect(city, OFFICER)
+    others = [await connect(city, user) for user in ("internal", "public", "volunteer-archive")]
+    places = [PersonalStreams(privacy), PersonalDeadLetters(privacy), Logs(), Vault(privacy)]
+
+    async def answer(event: Event[PersonalExportRequest]) -> PersonalExport:
+        return await rights.export(privacy, places, event.data.person, case=event.data.case)
+
+    try:
+        await platform.publish_durable(signup())
+        await privacy.serve(PersonalExportRequest, answer)
+        await privacy.flush()
+        asked = PersonalExportRequest(case="dpo-12", person=PERSON)
+        export = (await officer.request(asked, PersonalExport, timeout=10)).data
+        assert export.person == PERSON and [m.data["name"] for m in export.messages] == [NAME]
+        for bus in others:
+            with pytest.raises(PermissionDeniedError):
+                await bus.request(asked, PersonalExport, timeout=10)
+        # The officer reads nothing itself: no stream, no personal subject.
+        with pytest.raises(PermissionDeniedError):
+            await officer.request_raw(js_api("STREAM", "MSG", "GET", COMMUNITY), b'{"seq": 1}', timeout=10)
+    finally:
+        for bus in (platform, privacy, officer, *others):
+            await bus.drain()
