@@ -103,7 +103,13 @@ class RecordingsPlace:
     async def erase(self, who: Person) -> list[ErasedPlace]:
         """Rewrite every recording that holds a message about ``who`` without it; one receipt per such
         file (a file that could not be rewritten says why)."""
-        return await asyncio.to_thread(self._rewrite_all, lambda m: _about(m, who), "rewritten without them")
+        receipts = await asyncio.to_thread(
+            self._rewrite_all, lambda m: _about(m, who), "rewritten without them"
+        )
+        # Where nothing was found the receipt still says where it was looked for.
+        searched = len(self._files())
+        where = f"{searched} recording{'' if searched == 1 else 's'}"
+        return receipts or [ErasedPlace(place=PLACE, location=where)]
 
     async def expire(self, now: datetime) -> list[ErasedPlace]:
         """Rewrite every recording that holds messages older than their contract's retention

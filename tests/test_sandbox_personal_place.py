@@ -18,7 +18,7 @@ from bus import Bus
 from bus.config import load_config
 from bus.envelope import H_PERSON, build_headers
 from bus.personal.places import Person, installed_places
-from contracts import BeachObservation
+from contracts import BeachObservation, ErasedPlace
 from contracts.community import SIGNUP_RETENTION, VolunteerSignup
 from sandbox.adapter import DRAMMEN_DAY, DRAMMEN_VOLUNTEERS
 from sandbox.contents import read_info
@@ -185,7 +185,9 @@ async def test_a_file_that_is_no_recording_holds_nobody(tmp_path: Path, broken: 
     path.write_bytes(broken)
     place = RecordingsPlace(lambda: [path])
     who = Person(id="v-0123456789ab", ref="p-" + "0" * 24, key=None, identifiers=(NAME,))
-    assert await place.export(who) == [] and await place.erase(who) == []
+    assert await place.export(who) == []
+    # Nothing to erase, and the receipt still says where it looked.
+    assert await place.erase(who) == [ErasedPlace(place="recording", location="1 recording")]
     assert path.read_bytes() == broken
 
 
