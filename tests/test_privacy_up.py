@@ -50,6 +50,7 @@ async def test_erasure_prints_the_receipt_place_by_place(up: Up) -> None:
     assert lines[0].startswith("erasure dpo-2026-1 of v-0a1b2c3d4e5f at ")
     assert "  stream CITY_PERSONAL_COMMUNITY: nothing found" in lines
     assert "  logs standard error: nothing found (citybus writes no personal values to its logs)" in lines
+    assert "  recording 0 recordings: nothing found" in lines  # the shipped ones are never searched
     assert lines[-1] == "complete"
 
 
