@@ -117,7 +117,7 @@ def format_receipt(receipt: ErasureReceipt) -> list[str]:
         where = f"{place.place} {place.location}".strip()
         if place.error:
             lines.append(f"  {where}: FAILED: {place.error}")
-        elif place.place == "logs" or (not place.found and not place.erased and place.how):
+        elif place.place == "logs" or (not place.found and not place.erased):
             lines.append(f"  {where}: nothing found" + (f" ({place.how})" if place.place == "logs" else ""))
         else:
             lines.append(f"  {where}: {place.found} found, {place.erased} erased ({place.how})")
