@@ -92,6 +92,22 @@ class Consent(msgspec.Struct, frozen=True, kw_only=True):
     ]
 
 
+class _Offered(Contract, frozen=True, kw_only=True):
+    """What an organisation says of an opportunity: the offer's fields, which the public
+    opportunity repeats (one declaration, so the two cannot drift apart)."""
+
+    opportunity_id: Annotated[Slug, Meta(description="The opportunity's id, chosen by the organisation")]
+    organisation: Annotated[Slug, Meta(description="The organisation offering it (its tenant id)")]
+    title: Title
+    description: Text = ""
+    place: PlaceName
+    location: Annotated[GeoPoint | None, Meta(description="Where to meet")] = None
+    starts: Annotated[Timestamp, Meta(description="When it starts")]
+    ends: Annotated[Timestamp, Meta(description="When it ends")]
+    skills: Annotated[tuple[Slug, ...], Meta(max_length=32, description="Skills it asks for")] = ()
+    places: Places
+
+
 @contract(
     "community.opportunity",
     version=1,
@@ -112,23 +128,13 @@ class Consent(msgspec.Struct, frozen=True, kw_only=True):
         "status": "open",
     },
 )
-class Opportunity(Contract, frozen=True, kw_only=True):
+class Opportunity(_Offered, frozen=True, kw_only=True):
     """An organisation's volunteer opportunity, with the places still left: what anyone may see.
 
     The platform publishes it when an organisation offers it and again whenever its places left
     change, so the stream's last message per opportunity is its current state.
     """
 
-    opportunity_id: Annotated[Slug, Meta(description="The opportunity's id")]
-    organisation: Annotated[Slug, Meta(description="The organisation offering it")]
-    title: Title
-    description: Text = ""
-    place: PlaceName
-    location: Annotated[GeoPoint | None, Meta(description="Where to meet")] = None
-    starts: Annotated[Timestamp, Meta(description="When it starts")]
-    ends: Annotated[Timestamp, Meta(description="When it ends")]
-    skills: Annotated[tuple[Slug, ...], Meta(max_length=32, description="Skills it asks for")] = ()
-    places: Places
     places_left: PlacesLeft
     status: Annotated[
         Literal["open", "full", "cancelled"],
@@ -155,7 +161,7 @@ class Opportunity(Contract, frozen=True, kw_only=True):
         "places": 20,
     },
 )
-class OpportunityOffer(Contract, frozen=True, kw_only=True):
+class OpportunityOffer(_Offered, frozen=True, kw_only=True):
     """An organisation offers an opportunity, changes it or cancels it (asked of the platform).
 
     Sent on the organisation's own request subject, which only that organisation may use
@@ -163,16 +169,6 @@ class OpportunityOffer(Contract, frozen=True, kw_only=True):
     it; fewer places than are taken is refused.
     """
 
-    organisation: Annotated[Slug, Meta(description="The organisation offering it (its tenant id)")]
-    opportunity_id: Annotated[Slug, Meta(description="The opportunity's id, chosen by the organisation")]
-    title: Title
-    description: Text = ""
-    place: PlaceName
-    location: Annotated[GeoPoint | None, Meta(description="Where to meet")] = None
-    starts: Annotated[Timestamp, Meta(description="When it starts")]
-    ends: Annotated[Timestamp, Meta(description="When it ends")]
-    skills: Annotated[tuple[Slug, ...], Meta(max_length=32, description="Skills it asks for")] = ()
-    places: Places
     cancel: Annotated[bool, Meta(description="True to cancel the opportunity")] = False
 
 
