@@ -23,6 +23,12 @@ from adapters.testing import AdapterHarness
 from adapters.volunteer import VolunteerPlatform
 from bench.common import CASE_LIMIT, BenchError
 from bus import Bus, Event, Metrics
+from bus.codec import encode
+from bus.envelope import H_PERSON, build_headers, new_event_id
+from bus.personal.opening import Opener, seal_prepared
+from bus.personal.seal import open_body, seal_body
+from bus.pipeline import RawMessage
+from bus.subjects import contract_subject
 from contracts import (
     Consent,
     Contract,
@@ -37,6 +43,7 @@ from contracts import (
 __all__ = [
     "ORGANISATION",
     "Settled",
+    "breakdown",
     "Pipeline",
     "contention",
     "durable",
@@ -61,7 +68,7 @@ def people(count: int, start: int = 0) -> list[str]:
     return [f"v-{n:012x}" for n in range(start, start + count)]
 
 
-def signups(who: Sequence[str], count: int) -> list[VolunteerSignup]:
+def signups(who: Sequence[str], count: int) -> list[Contract]:
     """``count`` sign-ups (the contract's example, 428 B of JSON) cycling over ``who``."""
     example = VolunteerSignup.example()
     return [
@@ -70,7 +77,7 @@ def signups(who: Sequence[str], count: int) -> list[VolunteerSignup]:
     ]
 
 
-def unsealed(count: int) -> list[Opportunity]:
+def unsealed(count: int) -> list[Contract]:
     """``count`` opportunities (the contract's example, 443 B of JSON), one entity each of 500."""
     example = Opportunity.example()
     return [msgspec.structs.replace(example, opportunity_id=f"beach-cleanup-{n % 500}") for n in range(count)]
@@ -170,6 +177,60 @@ async def durable(bus: Bus, messages: Sequence[Contract], window: int = 1024) ->
     if len(acks) != len(messages) or any(ack.duplicate for ack in acks):
         raise BenchError(f"{len(acks)} of {len(messages)} acknowledged, some as duplicates")
     return len(messages) / seconds
+
+
+async def breakdown(bus: Bus, who: Sequence[str], count: int) -> dict[str, float]:
+    """Microseconds a message of each step of sealing and opening, alone in a loop over ``count``
+    sign-ups of ``who`` (keys cached), and of decoding each contract's body, for comparison."""
+    messages = signups(who, count)
+    info = VolunteerSignup.__contract__
+    now = datetime.now(UTC)
+    prepared = [
+        (
+            info.type,
+            contract_subject(m),
+            encode(m),
+            build_headers(info, event_id=new_event_id(), source="/bench", time=now, provenance="sensor"),
+        )
+        for m in messages
+    ]
+    times: dict[str, float] = {}
+    start = time.perf_counter()
+    sealed = [
+        await seal_prepared(bus.vault, m, (t, s, b, dict(h)))
+        for m, (t, s, b, h) in zip(messages, prepared, strict=True)
+    ]
+    times["seal"] = time.perf_counter() - start
+    opener = Opener(bus.vault, info.type, bus.metrics)
+    raw = [RawMessage(s, b, h) for _, s, b, h in sealed]
+    start = time.perf_counter()
+    for message in raw:
+        await opener(message)
+    times["open"] = time.perf_counter() - start
+    cipher = await bus.vault.cipher_of(sealed[0][3][H_PERSON])
+    assert cipher is not None
+    bodies = [b for _, _, b, _ in prepared]
+    start = time.perf_counter()
+    boxes = [seal_body(cipher, body, info.type) for body in bodies]
+    times["encrypt"] = time.perf_counter() - start
+    start = time.perf_counter()
+    for box in boxes:
+        open_body(cipher, box, info.type)
+    times["decrypt"] = time.perf_counter() - start
+    start = time.perf_counter()
+    for m in messages:
+        contract_subject(m)
+    times["subject"] = time.perf_counter() - start
+    for contract, examples in (
+        (VolunteerSignup, bodies),
+        (Opportunity, [encode(m) for m in unsealed(count)]),
+    ):
+        decoder = msgspec.json.Decoder(contract)
+        start = time.perf_counter()
+        for body in examples:
+            decoder.decode(body)
+        times[f"decode {contract.__contract__.name}"] = time.perf_counter() - start
+    return {step: seconds * 1e6 / count for step, seconds in times.items()}
 
 
 # -- the volunteer platform ----------------------------------------------------------------------------

@@ -42,6 +42,7 @@ CASES = [
     "Last value of one entity over HTTP",
     "SSE to 1,000 clients on the public stream",
     "Journey planner: loading the NSB feed, requests over the bus",
+    "Personal data: sealing, the volunteer platform, export and erasure",
 ]
 JOURNEY_KINDS = (
     "default: depart, max_walk 1000, bikes",
@@ -143,6 +144,8 @@ def test_the_summary_gives_every_target_a_figure_and_a_verdict(report: str) -> N
         "12. SSE to 1,000 clients on the public stream: p99 delivery delay",
         "13. loading the feed: `load_feed` + `Planner(feed)`",
         "13. reference-mode arrival equals the brute force's (same queries, same run)",
+        "14. sealing: sealed sign-ups against unsealed opportunities, publish → typed subscribe (throughput)",
+        "14. a sign-up over the bus, volunteer platform running (people new to the vault)",
         *(
             f"13. request/reply over the bus, {setup}, {kind}"
             for setup in ("planner only", "default")
@@ -152,7 +155,8 @@ def test_the_summary_gives_every_target_a_figure_and_a_verdict(report: str) -> N
     assert expected <= set(rows)
     assert sum(name.startswith("4. JetStream durable publish: citybus") for name in rows) == 1
     assert sum(name.startswith("8. Peak RSS replaying a large recording") for name in rows) == 1
-    assert len(rows) == 23
+    assert sum(name.startswith("14. erasing one person over 1,000 messages") for name in rows) == 1
+    assert len(rows) == 26
     for name, (_, target, result, verdict) in rows.items():
         assert target, name
         if name.startswith("2.") and not FASTSTREAM:
@@ -369,6 +373,40 @@ def test_the_journey_planner_is_timed_over_the_bus_against_the_brute_force(repor
     assert text.count("Profile: ") == 8
     assert "Profile: the default `citybus up` (sandbox and planner) under cProfile" in text
     assert "adapters/journey/planner.py" in text
+
+
+def test_personal_data_is_measured_sealed_against_unsealed_with_the_platform_and_erasure(report: str) -> None:
+    text = case(report, CASES[13])
+    rows = {row["contract"]: row for row in columns(text)}
+    assert set(rows) == {"`community.opportunity`, unsealed", "`community.volunteer-signup`, sealed"}
+    for row in rows.values():
+        for key in ("msg/s (median)", "durable msg/s (window 1024)"):
+            assert re.fullmatch(NUMBER, row[key]), key
+        assert re.fullmatch(RATIO, row["ratio"])
+    assert rows["`community.volunteer-signup`, sealed"]["met"] in VERDICT
+    steps = {row["step"]: row["µs a message"] for row in columns(text, 1)}
+    assert len(steps) == 9 and all(re.fullmatch(NUMBER, value) for value in steps.values())
+    latencies = columns(text, 2)
+    assert len(latencies) == 4
+    for row in latencies:
+        figures = [float(row[key]) for key in ("p50 ms", "p95 ms", "p99 ms", "max ms")]
+        assert figures == sorted(figures), row
+    signups = columns(text, 3)
+    assert [row["requests"] for row in signups] == ["20", "20"]
+    assert all(row["met"] in VERDICT for row in signups)
+    # the platform never overbooks: the case fails otherwise, so these are the only counts it can show
+    settled = columns(text, 4)
+    assert [(row["platform instances"], row["confirmed"], row["full"]) for row in settled] == [
+        ("1", "5", "15"),
+        ("2", "5", "15"),
+    ]
+    rights = {row["what"]: row for row in columns(text, 5)}
+    assert rights["export of one person (2 messages)"]["figure"].endswith(" s")
+    erasure = rights["erasure of one person (3 erased: messages and key)"]
+    assert re.fullmatch(rf"{NUMBER} s", erasure["figure"]) and erasure["met"] in VERDICT
+    # the smoke run always profiles a sealed round
+    assert text.count("Profile: ") == 2
+    assert "bus/personal/" in text
 
 
 def test_compare_runs_a_case_against_two_checkouts_and_tables_both(tmp_path: Path) -> None:
