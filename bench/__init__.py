@@ -16,6 +16,8 @@ the report, never in test assertions. The modules:
 - :mod:`bench.journey`, :mod:`bench.journey_bus` and :mod:`bench.journey_report`: the journey planner
   (loading the NSB feed, requests over the bus, memory) against :mod:`bench.journey_reference`, an
   independent brute-force search;
+- :mod:`bench.personal` and :mod:`bench.personal_bus`: personal data (issue 18): what sealing costs
+  against an unsealed contract, sign-ups to the volunteer platform, export and erasure of one person;
 - :mod:`bench.report`, :mod:`bench.stats`, :mod:`bench.common`: the report and the machine, percentiles
   and profiles, and what every case shares;
 - :mod:`bench.compare`: the cases run against two checkouts in one run, before and after a change.

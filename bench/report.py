@@ -157,6 +157,8 @@ HOW_TO_RUN: Final = [
     "python -m bench --smoke                 # every case, tiny: what CI runs (report in the temp dir)",
     "python -m bench --only latency,startup  # some cases (report in the temp dir unless --output)",
     "python -m bench --only journey          # the journey planner's case alone (about 5 minutes)",
+    "python -m bench --only personal         # personal data: sealing, sign-ups, erasure (about 1 minute)",
+    "python -m bench.personal                # export and erasure alone, printed (--messages N)",
     "python -m bench --list                  # the cases' names",
     "python -m bench.compare --before ../main  # the bus cases against another checkout, alternately",
     "```",
