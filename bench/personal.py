@@ -361,6 +361,7 @@ async def _platform(case: Case, options: Options, sizes: Sizes) -> None:
                         "sign-ups/s": f"{sizes.concurrent / settled.seconds:,.0f}",
                         "confirmed": f"{settled.statuses['confirmed']}",
                         "full": f"{settled.statuses['full']}",
+                        "ledger conflicts": f"{settled.conflicts}",
                     }
                 )
                 for settled in (one, two)

@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import msgspec
 
@@ -277,7 +277,7 @@ async def _ask(client: Bus, volunteer: str, opportunity: str) -> SignupReceipt:
     return (await client.request(_request(volunteer, opportunity), SignupReceipt, timeout=60)).data
 
 
-async def _platforms(buses: Sequence[Bus], run: Callable[[], Awaitable[Any]]) -> Any:
+async def _platforms(buses: Sequence[Bus], run: Callable[[list[AdapterHarness]], Awaitable[Any]]) -> Any:
     """``run`` with a ``volunteer-platform`` instance on each of ``buses``, ready."""
     config = {"organisations": [ORGANISATION]}
     harnesses = [
@@ -288,7 +288,7 @@ async def _platforms(buses: Sequence[Bus], run: Callable[[], Awaitable[Any]]) ->
         for harness in harnesses:
             await harness.__aenter__()
             entered.append(harness)
-        return await run()
+        return await run(entered)
     finally:
         for harness in reversed(entered):
             await harness.__aexit__(None, None, None)
@@ -301,12 +301,14 @@ class Settled:
     platforms: int
     seconds: float
     statuses: Counter[str]
+    conflicts: int
+    """Compare-and-set conflicts on the ledger (a platform lost a race, read again and recomputed)."""
 
 
 async def platform_latency(platform: Bus, client: Bus, who: Sequence[str], opportunity: str) -> list[float]:
     """Sign-up request → receipt (ms) of each of ``who``, one after another, with a platform running."""
 
-    async def run() -> list[float]:
+    async def run(_: list[AdapterHarness]) -> list[float]:
         await _offer(client, opportunity, len(who))
         times = []
         for volunteer in who:
@@ -327,14 +329,16 @@ async def contention(
     """``len(who)`` concurrent sign-ups for ``places``, asked through ``clients`` in turn, with a
     platform instance on each of ``platforms``; exactly ``places`` must be confirmed, the rest full."""
 
-    async def run() -> Settled:
+    async def run(harnesses: list[AdapterHarness]) -> Settled:
         await _offer(clients[0], opportunity, places)
         start = time.perf_counter()
         receipts = await asyncio.gather(
             *(_ask(clients[n % len(clients)], v, opportunity) for n, v in enumerate(who))
         )
         seconds = time.perf_counter() - start
-        return Settled(len(platforms), seconds, Counter(r.status for r in receipts))
+        ledgers = [cast(VolunteerPlatform, h.adapter).places for h in harnesses]
+        conflicts = sum(ledger.conflicts for ledger in ledgers if ledger is not None)
+        return Settled(len(platforms), seconds, Counter(r.status for r in receipts), conflicts)
 
     settled: Settled = await _platforms(platforms, run)
     expected = Counter({"confirmed": places, "full": len(who) - places})

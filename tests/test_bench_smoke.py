@@ -396,6 +396,7 @@ def test_personal_data_is_measured_sealed_against_unsealed_with_the_platform_and
     assert all(row["met"] in VERDICT for row in signups)
     # the platform never overbooks: the case fails otherwise, so these are the only counts it can show
     settled = columns(text, 4)
+    assert all(re.fullmatch(r"\d+", row["ledger conflicts"]) for row in settled)
     assert [(row["platform instances"], row["confirmed"], row["full"]) for row in settled] == [
         ("1", "5", "15"),
         ("2", "5", "15"),
