@@ -38,7 +38,7 @@ import importlib.util
 import json
 import pstats
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -51,7 +51,7 @@ from bench.stats import median, percentile, top_functions
 from bus import subjects
 from bus.codec import encode
 
-__all__ = ["CASES"]
+__all__ = ["CASES", "Peers", "Run", "citybus_profiles"]
 
 TARGET_RAW: Final = 0.80
 TARGET_FASTSTREAM: Final = 12.0
@@ -165,10 +165,14 @@ class Peers:
         *,
         rate: float | None = None,
         profile: bool = False,
+        prepare: Callable[[str], Awaitable[None]] | None = None,
     ) -> tuple[Run, list[Path]]:
         """Publish ``count`` messages from one process to a subscriber in another, on a fresh server;
-        with ``profile``, both run under cProfile and the profiles' paths are returned."""
+        with ``profile``, both run under cProfile and the profiles' paths are returned. ``prepare``
+        is called with the server's URL before the processes start (to provision it)."""
         async with nats_server(self._path(f"nats-{impl}")) as server:
+            if prepare is not None:
+                await prepare(server.url)
             results = {side: self._path(f"{impl}-{side}.json") for side in ("subscribe", "publish")}
             profiles = {side: self._path(f"{impl}-{side}.prof") for side in results}
             common = ["--url", server.url, "--count", str(count)]
@@ -237,7 +241,7 @@ def _tail(path: Path) -> str:
     return path.read_text(errors="replace")[-2000:] if path.exists() else "(no output)"
 
 
-def _citybus_profiles(case: Case, paths: list[Path], what: str) -> None:
+def citybus_profiles(case: Case, paths: list[Path], what: str) -> None:
     """The top of the citybus publisher's and subscriber's profiles, overall and of citybus's own code."""
     for side, path in zip(("publisher", "subscriber"), paths, strict=True):
         stats = pstats.Stats(str(path))
@@ -313,7 +317,7 @@ async def _pubsub(sizes: Sizes, options: Options) -> Case:
     if not met or options.smoke:
         log("pubsub: profiling the citybus publisher and subscriber")
         _, paths = await peers.pubsub("citybus", count, profile=True)
-        _citybus_profiles(case, paths, f"{count:,} messages")
+        citybus_profiles(case, paths, f"{count:,} messages")
     return case
 
 
@@ -471,7 +475,7 @@ async def _latency(sizes: Sizes, options: Options) -> Case:
     if not met or options.smoke:
         log("latency: profiling the citybus publisher and subscriber")
         _, paths = await peers.pubsub("citybus", count, rate=RATE, profile=True)
-        _citybus_profiles(case, paths, f"{count:,} messages at {RATE:,.0f} msg/s")
+        citybus_profiles(case, paths, f"{count:,} messages at {RATE:,.0f} msg/s")
     return case
 
 

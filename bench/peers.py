@@ -21,6 +21,12 @@ Every implementation sends the same message: the example ``environment.beach-obs
     checked, body decoded and validated into the contract, metrics counted.
 ``faststream-msgspec`` / ``faststream-pydantic`` / ``faststream-defaults``
     FastStream's NATS broker (:mod:`bench.faststream_peers`).
+``citybus-sealed`` / ``citybus-unsealed``
+    The personal-data case's (:mod:`bench.personal`): ``Bus.publish`` → ``Bus.subscribe`` of sealed
+    ``community.volunteer-signup`` sign-ups cycling over :data:`PEOPLE` people (their keys created
+    by the parent and read into both sides' caches before the first message: steady state), and of
+    unsealed ``community.opportunity`` events of about the same size. They need the streams and the
+    key vault provisioned.
 
 Clocks: a subscriber stamps each message with ``time.monotonic_ns()`` as it reaches user code (the
 handler or callback); a paced publisher stamps each message just before it calls publish. On
@@ -38,6 +44,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import itertools
 import json
 import sys
 import time
@@ -59,10 +66,30 @@ from bus.logs import configure_logging
 from bus.subjects import contract_filter, contract_subject
 from contracts import BeachObservation
 
-__all__ = ["DURABLE", "FILTER", "IMPLS", "SOURCE", "SUBJECT", "Endpoint", "cloudevents_headers", "main"]
+__all__ = [
+    "DURABLE",
+    "FILTER",
+    "IMPLS",
+    "PEOPLE",
+    "SOURCE",
+    "SUBJECT",
+    "Endpoint",
+    "cloudevents_headers",
+    "main",
+]
 
-IMPLS: Final = ("raw", "citybus", "faststream-msgspec", "faststream-pydantic", "faststream-defaults")
+IMPLS: Final = (
+    "raw",
+    "citybus",
+    "faststream-msgspec",
+    "faststream-pydantic",
+    "faststream-defaults",
+    "citybus-sealed",
+    "citybus-unsealed",
+)
 """The publish/subscribe implementations."""
+PEOPLE: Final = 500
+"""The people the sealed sign-ups of ``citybus-sealed`` are about."""
 DURABLE: Final = ("raw-async", "raw-sync", "citybus-many", "citybus")
 """The JetStream publishers: ``publish_async`` and ``publish`` of nats-py, ``Bus.publish_durable_many``
 with ``--window`` acknowledgements awaited at once, and ``Bus.publish_durable`` one at a time."""
@@ -126,12 +153,35 @@ async def citybus_publisher(url: str) -> Endpoint:
     return Endpoint(send, lambda: bus.flush(timeout=30), bus.drain)
 
 
+async def personal_publisher(impl: str, url: str) -> Endpoint:
+    """``Bus.publish`` of sealed sign-ups (keys cached first) or of unsealed opportunities."""
+    from bench import personal_bus  # the personal case's messages
+
+    bus = Bus(metrics=Metrics(), source=SOURCE, provenance="sensor")
+    await bus.connect(url)
+    who = personal_bus.people(PEOPLE)
+    if impl == "citybus-sealed":
+        for person in who:
+            await bus.vault.cipher(person)
+    messages = (
+        personal_bus.signups(who, 4 * PEOPLE) if impl == "citybus-sealed" else personal_bus.unsealed(2000)
+    )
+    cycle = itertools.cycle(messages)
+
+    async def send() -> None:
+        await bus.publish(next(cycle))
+
+    return Endpoint(send, lambda: bus.flush(timeout=30), bus.drain)
+
+
 async def publisher(impl: str, url: str) -> Endpoint:
     """The publisher of ``impl``."""
     if impl == "raw":
         return await raw_publisher(url)
     if impl == "citybus":
         return await citybus_publisher(url)
+    if impl.startswith("citybus-"):
+        return await personal_publisher(impl, url)
     from bench import faststream_peers  # only where FastStream is installed
 
     return await faststream_peers.publisher(impl, url)
@@ -185,6 +235,23 @@ async def subscriber(impl: str, url: str, arrived: Callable[[], None]) -> Endpoi
             arrived()
 
         await bus.subscribe(BeachObservation, handler)
+        await bus.flush()
+        return Endpoint(_nothing, bus.flush, bus.drain)
+    if impl.startswith("citybus-"):
+        from bench import personal_bus
+        from contracts import Opportunity, VolunteerSignup
+
+        bus = Bus(metrics=Metrics(), source=SOURCE)
+        await bus.connect(url)
+        if impl == "citybus-sealed":
+            for person in personal_bus.people(PEOPLE):
+                await bus.vault.cipher_of(await bus.vault.ref(person))
+
+        async def personal_handler(event: Any) -> None:
+            arrived()
+
+        contract: type[Any] = VolunteerSignup if impl == "citybus-sealed" else Opportunity
+        await bus.subscribe(contract, personal_handler)
         await bus.flush()
         return Endpoint(_nothing, bus.flush, bus.drain)
     from bench import faststream_peers  # only where FastStream is installed

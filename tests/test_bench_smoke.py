@@ -144,7 +144,11 @@ def test_the_summary_gives_every_target_a_figure_and_a_verdict(report: str) -> N
         "12. SSE to 1,000 clients on the public stream: p99 delivery delay",
         "13. loading the feed: `load_feed` + `Planner(feed)`",
         "13. reference-mode arrival equals the brute force's (same queries, same run)",
-        "14. sealing: sealed sign-ups against unsealed opportunities, publish → typed subscribe (throughput)",
+        *(
+            "14. sealing: sealed sign-ups against unsealed opportunities, publish → typed subscribe, "
+            f"{setup} (throughput)"
+            for setup in ("two processes", "one process")
+        ),
         "14. a sign-up over the bus, volunteer platform running (people new to the vault)",
         *(
             f"13. request/reply over the bus, {setup}, {kind}"
@@ -156,7 +160,7 @@ def test_the_summary_gives_every_target_a_figure_and_a_verdict(report: str) -> N
     assert sum(name.startswith("4. JetStream durable publish: citybus") for name in rows) == 1
     assert sum(name.startswith("8. Peak RSS replaying a large recording") for name in rows) == 1
     assert sum(name.startswith("14. erasing one person over 1,000 messages") for name in rows) == 1
-    assert len(rows) == 26
+    assert len(rows) == 27
     for name, (_, target, result, verdict) in rows.items():
         assert target, name
         if name.startswith("2.") and not FASTSTREAM:
@@ -377,36 +381,41 @@ def test_the_journey_planner_is_timed_over_the_bus_against_the_brute_force(repor
 
 def test_personal_data_is_measured_sealed_against_unsealed_with_the_platform_and_erasure(report: str) -> None:
     text = case(report, CASES[13])
-    rows = {row["contract"]: row for row in columns(text)}
-    assert set(rows) == {"`community.opportunity`, unsealed", "`community.volunteer-signup`, sealed"}
-    for row in rows.values():
-        for key in ("msg/s (median)", "durable msg/s (window 1024)"):
-            assert re.fullmatch(NUMBER, row[key]), key
+    rows = {(row["publisher and subscriber"], row["contract"]): row for row in columns(text)}
+    assert set(rows) == {
+        (setup, contract)
+        for setup in ("two processes", "one process")
+        for contract in ("`community.opportunity`, unsealed", "`community.volunteer-signup`, sealed")
+    }
+    for (_, contract), row in rows.items():
+        assert re.fullmatch(NUMBER, row["msg/s (median)"])
         assert re.fullmatch(RATIO, row["ratio"])
-    assert rows["`community.volunteer-signup`, sealed"]["met"] in VERDICT
-    steps = {row["step"]: row["µs a message"] for row in columns(text, 1)}
+        assert row["met"] in (VERDICT if contract.endswith(", sealed") else ("",))
+    durable = columns(text, 1)
+    assert len(durable) == 2 and all(re.fullmatch(NUMBER, row["msg/s"]) for row in durable)
+    steps = {row["step"]: row["µs a message"] for row in columns(text, 2)}
     assert len(steps) == 9 and all(re.fullmatch(NUMBER, value) for value in steps.values())
-    latencies = columns(text, 2)
+    latencies = columns(text, 3)
     assert len(latencies) == 4
     for row in latencies:
         figures = [float(row[key]) for key in ("p50 ms", "p95 ms", "p99 ms", "max ms")]
         assert figures == sorted(figures), row
-    signups = columns(text, 3)
+    signups = columns(text, 4)
     assert [row["requests"] for row in signups] == ["20", "20"]
     assert all(row["met"] in VERDICT for row in signups)
     # the platform never overbooks: the case fails otherwise, so these are the only counts it can show
-    settled = columns(text, 4)
+    settled = columns(text, 5)
     assert all(re.fullmatch(r"\d+", row["ledger conflicts"]) for row in settled)
     assert [(row["platform instances"], row["confirmed"], row["full"]) for row in settled] == [
         ("1", "5", "15"),
         ("2", "5", "15"),
     ]
-    rights = {row["what"]: row for row in columns(text, 5)}
+    rights = {row["what"]: row for row in columns(text, 6)}
     assert rights["export of one person (2 messages)"]["figure"].endswith(" s")
     erasure = rights["erasure of one person (3 erased: messages and key)"]
     assert re.fullmatch(rf"{NUMBER} s", erasure["figure"]) and erasure["met"] in VERDICT
-    # the smoke run always profiles a sealed round
-    assert text.count("Profile: ") == 2
+    # the smoke run always profiles: a sealed round in one process, and each of the two processes
+    assert text.count("Profile: ") == 6
     assert "bus/personal/" in text
 
 
