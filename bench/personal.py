@@ -7,7 +7,8 @@ messages under 10 s.
 Each part runs against an embedded nats-server of its own (file storage, the streams and the key
 vault provisioned as ``citybus up`` has them), in the bench's process, with the publisher (or
 the asker) and the subscriber (or the platform) on two ``Bus`` connections of their own, each with
-its own key cache (:mod:`bench.personal_bus`).
+its own key cache (:mod:`bench.personal_bus`); the sealing throughput is measured a second way,
+publisher and subscriber in processes of their own (:mod:`bench.peers`), as the bus cases measure.
 
 **What sealing costs**: ``Bus.publish`` → ``Bus.subscribe`` with a typed handler of
 ``community.volunteer-signup`` (the contract's example, 428 B of JSON, sealed: a key looked up in
@@ -15,11 +16,14 @@ the cache, AES-256-GCM over the body, the ``citybus-person`` header; opened on r
 ``community.opportunity`` (its example, 443 B: the unsealed event of the same domain closest in
 size and shape — strings, times, a tuple of skills — so that the difference is the sealing, not
 the body). Steady state: 500 people whose keys both buses have cached, the sign-ups cycling over
-them; rounds alternate between the two contracts, the median is the figure. Then one-way latency
+them; rounds alternate between the two contracts, the median is the figure. It is measured twice:
+with publisher and subscriber in two processes (each has a core: the slower side sets the pace), and
+in the bench's one process (the CPU of both sides together: the whole cost of sealing and opening
+against the rest of the pipeline); each against the target. Then, in one process, one-way latency
 paced at 1,000 msg/s, and the first sign-up of a person new to the vault, one at a time
 (the publisher creates the key — a read and a JetStream publish to the vault — and the
 subscriber reads it to open the message). And ``Bus.publish_durable_many`` (window 1024) of
-sealed sign-ups against opportunities.
+sealed sign-ups against opportunities, nothing subscribed meanwhile.
 
 **The volunteer platform**: a ``volunteer-platform`` instance (``adapters/volunteer``) on one
 bus, the sign-up requests from another, one after another, timed from sending to the decoded
@@ -199,11 +203,6 @@ async def _sealing(case: Case, options: Options, sizes: Sizes) -> None:
             lat_sealed = await pb.latency(pipeline, pb.signups(who, paced), RATE)
             log(f"personal: the first sign-up of {sizes.new_people} new people")
             calls, first = await pb.first_of_person(pipeline, pb.people(sizes.new_people, start=PEOPLE))
-            log("personal: durable publish")
-            durable = {
-                "unsealed": await pb.durable(publisher, pb.unsealed(sizes.durable)),
-                "sealed": await pb.durable(publisher, pb.signups(who, sizes.durable)),
-            }
             log("personal: sealing and opening alone")
             steps = await pb.breakdown(publisher, who, sizes.messages)
             ratio = median(rates["sealed"]) / median(rates["unsealed"])
@@ -223,8 +222,15 @@ async def _sealing(case: Case, options: Options, sizes: Sizes) -> None:
                         top_functions(stats, 10, by="cumulative", where=lambda p: p.startswith("bus/")),
                     )
                 )
-        finally:
+            # Nothing subscribes while the durable publish runs (it would share the CPU with it).
             await subscriber.drain()
+            log("personal: durable publish")
+            durable = {
+                "unsealed": await pb.durable(publisher, pb.unsealed(sizes.durable)),
+                "sealed": await pb.durable(publisher, pb.signups(who, sizes.durable)),
+            }
+        finally:
+            await subscriber.drain()  # idempotent
     across = await _across(case, options, sizes)
     body = {"sealed": len(encode(VolunteerSignup.example())), "unsealed": len(encode(Opportunity.example()))}
     name = {"sealed": "`community.volunteer-signup`, sealed", "unsealed": "`community.opportunity`, unsealed"}
@@ -489,10 +495,10 @@ def personal_case(options: Options) -> Case:
 
     asyncio.run(run())
     case.notes += [
-        "Both sides of every measurement run in the bench's one process and event loop (two connections, "
-        "two key caches): a figure is the CPU of publishing and receiving together, so the sealed/unsealed "
-        "ratio is the cost of sealing and opening against the rest of the pipeline. Across processes (as "
-        "the bus cases measure) each side would have a core of its own.",
+        "In one process (every part but the two-process throughput), publisher and subscriber share one "
+        "event loop and one core (two connections, two key caches): a figure there is the CPU of publishing "
+        "and receiving together. Across processes each side has a core of the two, and nats-server shares "
+        "them.",
         f"The machine's load average (1, 5, 15 min) when the case started: "
         f"{' '.join(f'{x:.2f}' for x in load)}; when it ended: "
         f"{' '.join(f'{x:.2f}' for x in os.getloadavg())} (on {os.cpu_count()} logical CPUs).",
