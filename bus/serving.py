@@ -23,7 +23,9 @@ _INBOX = "_INBOX."
 
 def is_inbox(reply: str | None) -> bool:
     """Whether ``reply`` is a requester's inbox (``_INBOX.…``), the only place an answer may go."""
-    return bool(reply) and reply.startswith(_INBOX) and ">" not in reply and "*" not in reply  # type: ignore[union-attr]
+    if not reply:
+        return False
+    return reply.startswith(_INBOX) and ">" not in reply and "*" not in reply
 
 
 C = TypeVar("C", bound=Contract)
