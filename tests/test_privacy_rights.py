@@ -215,3 +215,34 @@ async def test_erasure_leaves_nothing_readable_anywhere_not_even_on_disk(
     await producer.publish_raw(sealed_before.subject, sealed_before.data, sealed_before.headers)
     unreadable = consumer.metrics.personal_unreadable.labels(SIGNUP)
     await eventually(lambda: unreadable._value.get() == 1)
+
+
+async def test_a_plaintext_copy_that_claims_to_be_sealed_for_someone_else_is_still_found_and_erased(
+    buses: tuple[Bus, Bus], fresh_server: EmbeddedServer
+) -> None:
+    """A message published around the bus with a ``citybus-person`` header but a body in the clear
+    (a buggy or hostile producer; the header names nobody's real ref) is stored by the stream and
+    taken by consumers as erased (no key has that ref). The header must not
+    make the places trust that the bytes are ciphertext: her name and e-mail are in them."""
+    producer, consumer = buses
+    await plant(producer, consumer)
+    bogus = "p-" + "0" * 24
+    headers = {**ce_headers("raw-bogus"), H_PERSON: bogus}
+    plain = msgspec.json.encode(signup(task="beach-cleanup-9"))
+    await producer.publish_raw(f"city.personal.community.volunteer-signup.{bogus}", plain, headers)
+
+    async def seven() -> bool:
+        return len(await stored(producer, COMMUNITY)) == 7
+
+    await until(seven)
+    export = await rights.export(producer, places(producer), PERSON, [EMAIL])
+    assert sum(1 for m in export.messages if m.place == "stream" and m.location.endswith("#7")) == 1, [
+        m.location for m in export.messages
+    ]
+    receipt = await rights.erase(producer, places(producer), PERSON)
+    assert receipt.complete
+    needles = [v.encode() for v in (PERSON, NAME, EMAIL)]
+    for stream in await producer.js.streams_info():
+        for msg in await stored(producer, stream.config.name or ""):
+            raw = msg.subject.encode() + msgspec.json.encode(msg.headers) + msg.data
+            assert not [n for n in needles if n in raw], (stream.config.name, msg.seq, msg.subject)
