@@ -246,3 +246,31 @@ async def test_a_plaintext_copy_that_claims_to_be_sealed_for_someone_else_is_sti
         for msg in await stored(producer, stream.config.name or ""):
             raw = msg.subject.encode() + msgspec.json.encode(msg.headers) + msg.data
             assert not [n for n in needles if n in raw], (stream.config.name, msg.seq, msg.subject)
+
+
+async def test_a_name_a_citizen_typed_does_not_make_an_erasure_take_other_peoples_data(
+    buses: tuple[Bus, Bus],
+) -> None:
+    """The identifiers an erasure learns are what the citizen typed into the sign-up form. A name
+    like "community" (or "city", "volunteer") is a substring of every message's type or subject:
+    searched as a substring in every copy in the clear, it erases other people's dead letters (and,
+    in the archive, whole tables of internal rows)."""
+    producer, consumer = buses
+    await plant(producer, consumer)
+    # someone else's unsealed copy, dead-lettered (not-sealed): it names Per, not her
+    plain = msgspec.json.encode(signup(OTHER, OTHER_NAME, "per@example.invalid"))
+    await producer.publish_raw(
+        f"city.personal.community.volunteer-signup.{OTHER}", plain, ce_headers("raw-9")
+    )
+
+    async def four_letters() -> bool:
+        return len(await stored(producer, LETTERS)) == 4
+
+    await until(four_letters)
+    hostile = "v-0c0c0c0c0c0c"
+    typed = msgspec.structs.replace(signup(hostile, "Community", "x@example.invalid"), phone=None)
+    await producer.publish_durable(typed)
+    receipt = await rights.erase(producer, places(producer), hostile)
+    assert receipt.complete
+    left = await rights.export(producer, places(producer), OTHER)
+    assert sorted(m.place for m in left.messages) == ["dead-letters", "stream", "stream"], left.messages
