@@ -84,6 +84,12 @@ async def test_a_sealed_contract_is_archived_sealed_and_its_person_exported_and_
     for text in await rows(pg_dsn, schema):
         for identifier in (NAME, EMAIL, PHONE, who.id, other.id):
             assert identifier not in text
+    # a row's text shows the bytea column in hex, where no name could ever be found: its bytes too
+    bodies = await query(pg_dsn, sql.SQL("SELECT sealed FROM {}").format(sql.Identifier(schema, SIGNUPS)))
+    assert len(bodies) == 3
+    for (body,) in bodies:
+        for identifier in (NAME, EMAIL, PHONE, who.id, other.id):
+            assert identifier.encode() not in bytes(body)
     await dead_letter_naming(pg_dsn, schema, EMAIL)
     place = ArchivePlace(
         ArchiveConfig(contracts=["community.volunteer-signup"], dsn=pg_dsn, schema=schema), instance="archive"
