@@ -42,7 +42,7 @@ from mcap.reader import make_reader
 from bus import Bus
 from bus.config import Config
 from bus.envelope import H_CONTENT_TYPE, H_PERSON, H_TYPE, MSGPACK
-from bus.personal.places import Person, PersonalPlace
+from bus.personal.places import Person, PersonalPlace, in_clear
 from bus.personal.seal import Unreadable, open_body
 from contracts import ErasedPlace, FoundMessage, Registry, default_registry
 from sandbox.adapter import SandboxReplay
@@ -181,7 +181,12 @@ class RecordingsPlace:
 def _about(message: RecordedMessage, who: Person) -> bool:
     ref = message.headers.get(H_PERSON)
     if ref:
-        return ref == who.ref  # sealed: its bytes say nothing of anyone
+        if ref == who.ref:
+            return True
+        # sealed for someone else, its bytes say nothing of anyone — unless the seal is only claimed
+        return who.named_by(message.subject) or who.named_in_clear(
+            message.data, message.headers.get(H_CONTENT_TYPE, "")
+        )
     if who.named_by(message.subject):
         return True
     return who.named_in(message.data.decode("utf-8", errors="replace"))
@@ -190,7 +195,7 @@ def _about(message: RecordedMessage, who: Person) -> bool:
 def _opened(message: RecordedMessage, cipher: AESGCM | None) -> tuple[Any, bool]:
     """The message's data as JSON values, and whether it could be read."""
     body = message.data
-    if message.headers.get(H_PERSON):
+    if message.headers.get(H_PERSON) and not in_clear(body, message.headers.get(H_CONTENT_TYPE, "")):
         if cipher is None:
             return None, False
         try:
