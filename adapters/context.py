@@ -338,6 +338,18 @@ class Context:
         What an adapter keeps about a person outside sealed messages names them by it."""
         return await self._bus.vault.ref(person)
 
+    async def person_key(self, person: str) -> str:
+        """The ref of ``person``, once their key exists in the vault (created if it did not): a
+        ref an adapter keeps outside sealed messages then always has a key until an erasure
+        destroys it (:meth:`person_erased`)."""
+        ref, _ = await self._bus.vault.cipher(person)
+        return ref
+
+    async def person_erased(self, ref: str) -> bool:
+        """Whether the key named ``ref`` is gone from the vault: the person was erased (also when
+        this process did not hear the announcement, being down at the time)."""
+        return await self._bus.vault.cipher_of(ref) is None
+
     async def key_value(self, name: str) -> KeyValueStore:
         """The instance's own key-value bucket ``name``, created if missing: records changed by
         compare-and-set, shared by the replicas of the instance (:mod:`bus.store`). The broker lets

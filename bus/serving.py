@@ -16,7 +16,17 @@ from bus.envelope import Event
 from bus.pipeline import LetterSink, Policy, ReplyPolicy, Route, Step
 from contracts import Contract
 
-__all__ = ["Host", "serve"]
+__all__ = ["Host", "is_inbox", "serve"]
+
+_INBOX = "_INBOX."
+
+
+def is_inbox(reply: str | None) -> bool:
+    """Whether ``reply`` is a requester's inbox (``_INBOX.…``), the only place an answer may go."""
+    if not reply:
+        return False
+    return reply.startswith(_INBOX) and ">" not in reply and "*" not in reply
+
 
 C = TypeVar("C", bound=Contract)
 
@@ -59,11 +69,20 @@ async def serve(
     route = Route("serve", subject, contract.__contract__.type, queue)
 
     async def handle(event: Event[C], msg: Any) -> None:
+        if not is_inbox(msg.reply):
+            # The reply subject is the asker's to choose, and the broker does not check it: answered
+            # there, a roster or an export would be published on whatever the responder may publish
+            # (a public stream's subject, stored for everyone and found by no erasure). Not answered.
+            bus.log.warning(
+                "request not answered: its reply subject is not an inbox", contract=route.contract
+            )
+            return
         _, _, body, headers = bus._prepare(await responder(event))
         await nc.publish(msg.reply, body, headers=headers)
 
     async def error_reply(msg: Any, headers: dict[str, str]) -> None:
-        await nc.publish(msg.reply, b"", headers=headers)
+        if is_inbox(msg.reply):
+            await nc.publish(msg.reply, b"", headers=headers)
 
     policy = ReplyPolicy(bus.dead_letters, route=route, log=bus.log, reply=error_reply)
     sub = await nc.subscribe(subject, queue=queue, cb=bus.receiver(route, contract, handle, policy))

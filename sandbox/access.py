@@ -62,7 +62,9 @@ def replay_declaration(name: str = COMMAND_LINE_INSTANCE) -> Declaration:
     produces = tuple(
         c
         for c in default_registry().of_package(CITY_PACKAGE)
-        if c.__contract__.classification is not Classification.PERSONAL
+        # Never personal data; never the bus's own records (dead letters, erasure records): a
+        # replay that published those could forge what operators and the privacy metrics count.
+        if c.__contract__.classification is not Classification.PERSONAL and c.__contract__.domain != "citybus"
     )
     return Declaration(
         name,

@@ -42,7 +42,7 @@ from mcap.reader import make_reader
 from bus import Bus
 from bus.config import Config
 from bus.envelope import H_CONTENT_TYPE, H_PERSON, H_TYPE, MSGPACK
-from bus.personal.places import Person, PersonalPlace
+from bus.personal.places import Person, PersonalPlace, in_clear
 from bus.personal.seal import Unreadable, open_body
 from contracts import ErasedPlace, FoundMessage, Registry, default_registry
 from sandbox.adapter import SandboxReplay
@@ -152,7 +152,7 @@ class RecordingsPlace:
         receipts: list[ErasedPlace] = []
         for path in self._files():
             try:
-                dropped = rewrite(path, drop)
+                dropped, unfinished = rewrite(path, drop)
             except RecordingError:
                 continue
             except RecordingBusy:
@@ -171,9 +171,11 @@ class RecordingsPlace:
                     ErasedPlace(place=PLACE, location=str(path), how=how, error=f"cannot rewrite it: {exc}")
                 )
                 continue
-            if dropped:
+            if dropped or unfinished:
+                # An unfinished file's cut-off last chunk went too: it may have held anyone's data.
+                where = f"{path} (unfinished: its cut-off last chunk dropped)" if unfinished else str(path)
                 receipts.append(
-                    ErasedPlace(place=PLACE, location=str(path), found=dropped, erased=dropped, how=how)
+                    ErasedPlace(place=PLACE, location=where, found=dropped, erased=dropped, how=how)
                 )
         return receipts
 
@@ -181,7 +183,12 @@ class RecordingsPlace:
 def _about(message: RecordedMessage, who: Person) -> bool:
     ref = message.headers.get(H_PERSON)
     if ref:
-        return ref == who.ref  # sealed: its bytes say nothing of anyone
+        if ref == who.ref:
+            return True
+        # sealed for someone else, its bytes say nothing of anyone — unless the seal is only claimed
+        return who.named_by(message.subject) or who.named_in_clear(
+            message.data, message.headers.get(H_CONTENT_TYPE, "")
+        )
     if who.named_by(message.subject):
         return True
     return who.named_in(message.data.decode("utf-8", errors="replace"))
@@ -190,7 +197,7 @@ def _about(message: RecordedMessage, who: Person) -> bool:
 def _opened(message: RecordedMessage, cipher: AESGCM | None) -> tuple[Any, bool]:
     """The message's data as JSON values, and whether it could be read."""
     body = message.data
-    if message.headers.get(H_PERSON):
+    if message.headers.get(H_PERSON) and not in_clear(body, message.headers.get(H_CONTENT_TYPE, "")):
         if cipher is None:
             return None, False
         try:
@@ -221,15 +228,22 @@ class RecordingBusy(OSError):
     """The recording is being written (a recorder holds its lock): it cannot be rewritten now."""
 
 
-def rewrite(path: Path, drop: Callable[[RecordedMessage], bool]) -> int:
+def rewrite(path: Path, drop: Callable[[RecordedMessage], bool]) -> tuple[int, bool]:
     """Write ``path`` again without the messages ``drop`` picks, atomically (a temporary file in
-    the same directory, fsynced, renamed over it); returns how many were dropped (0: untouched).
+    the same directory, fsynced, renamed over it); returns how many were dropped, and whether the
+    file was unfinished (no footer: its recorder crashed or was killed) and so was rewritten whole.
+
+    An unfinished file is rewritten even when ``drop`` picks nothing: its last chunk may have been
+    cut off mid-write, and what it holds — anyone's, readable by no MCAP reader but still on disk,
+    in the clear when uncompressed — cannot be searched, so it is cut off (everything before it is
+    kept, and the file gets its footer). A file left as it was returns ``(0, False)``.
 
     Raises :class:`RecordingBusy` when a recorder is writing the file (the rename would leave it
     writing a file nobody sees any more)."""
     with open(path, "rb") as held:
-        if not any(drop(m) for m in read_messages(path)):
-            return 0
+        unfinished = read_summary(held) is None
+        if not any(drop(m) for m in read_messages(path)) and not unfinished:
+            return 0, False
         if not lock_recording(held):
             raise RecordingBusy(f"{path} is being recorded now")
         metadata = _metadata(path)
@@ -257,7 +271,7 @@ def rewrite(path: Path, drop: Callable[[RecordedMessage], bool]) -> int:
             Path(temporary).unlink(missing_ok=True)
             raise
     _sync_directory(path.parent)
-    return dropped
+    return dropped, unfinished
 
 
 def _sync_directory(directory: Path) -> None:

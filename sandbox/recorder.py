@@ -42,7 +42,8 @@ from pathlib import Path
 from typing import Final, Literal
 
 from bus import Bus, RawMessage
-from bus.envelope import H_PERSON, H_TYPE
+from bus.envelope import H_CONTENT_TYPE, H_PERSON, H_TYPE
+from bus.personal.places import in_clear
 from bus.personal.seal import Unreadable
 from bus.subjects import classification_filter, matches, request_classification_filter, validate_pattern
 from contracts import Classification, Contract, Registry
@@ -142,7 +143,7 @@ class _Personal:
             return raw.subject, raw.data, headers
         ref = headers.get(H_PERSON)
         if self._pseudonymiser is None:
-            if not ref:
+            if not ref or in_clear(raw.data, headers.get(H_CONTENT_TYPE, "")):  # a seal only claimed
                 self.report.left_out["unsealed-personal"] += 1
                 return None
             self.report.sealed += 1

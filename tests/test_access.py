@@ -960,3 +960,13 @@ def test_the_table_says_who_may_do_what_and_why() -> None:
     assert [r.subject for r in rows if r.kind == Kind.SYSTEM] == [">"]
     assert all(r.why for r in rows)
     assert model.user(Account.SANDBOX, "acme").inbox_prefix == "_INBOX.acme"
+
+
+def test_the_replay_never_publishes_the_bus_s_own_records_or_personal_data() -> None:
+    """A replay that could publish dead letters or erasure records could forge what operators and the
+    privacy metrics count; one that could publish personal data could put people into the sandbox."""
+    from sandbox.access import replay_declaration
+
+    produced = replay_declaration().produces
+    assert produced and not [c for c in produced if c.__contract__.domain == "citybus"]
+    assert not [c for c in produced if c.__contract__.classification is Classification.PERSONAL]

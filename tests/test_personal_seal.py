@@ -198,3 +198,31 @@ async def test_a_recorded_personal_message_is_sealed_as_it_is_replayed(quiet_bus
 def test_the_vault_names_its_subjects_and_broadcast() -> None:
     assert vault_subject("p-" + "0" * 24) == "citybus.personal.keys.p-" + "0" * 24
     assert ERASED_SUBJECT.startswith("citybus.personal.")
+
+
+async def test_the_vault_is_write_once_a_publish_over_the_pepper_or_a_key_is_refused(quiet_bus: Bus) -> None:
+    """Every producer of sealed contracts may publish on the vault's subjects (to create a key).
+    One that publishes over the pepper (or a key) without the create-only header must be refused by
+    the stream: else every ref changes, an erasure finds no key under the new ref, and the old
+    key — still in the vault, never destroyed — keeps the person's sealed messages readable."""
+    from bus.personal import rights
+    from bus.personal.stored import PersonalStreams, Vault
+    from bus.personal.vault import PEPPER_SUBJECT
+
+    await quiet_bus.publish_durable(signup())
+    ref = await quiet_bus.vault.ref(PERSON)
+    pepper = (await quiet_bus.js.get_last_msg(VAULT_STREAM, PEPPER_SUBJECT)).data
+    key = (await quiet_bus.js.get_last_msg(VAULT_STREAM, vault_subject(ref))).data
+    for subject in (PEPPER_SUBJECT, vault_subject(ref)):
+        with pytest.raises(Exception):  # noqa: B017, PT011 - refused by the stream, whichever error
+            await quiet_bus.js.publish(subject, b"\x00" * 32)
+    assert (await quiet_bus.js.get_last_msg(VAULT_STREAM, PEPPER_SUBJECT)).data == pepper
+    assert (await quiet_bus.js.get_last_msg(VAULT_STREAM, vault_subject(ref))).data == key
+    # and so an erasure by a process that reads the pepper afresh still finds and destroys the key
+    other = Bus(metrics=quiet_bus.metrics, source="/tests/other")
+    await other.connect(quiet_bus.nc.connected_url.geturl())
+    try:
+        receipt = await rights.erase(other, [PersonalStreams(other), Vault(other)], PERSON)
+        assert {p.place: p.erased for p in receipt.places} == {"stream": 1, "key": 1}
+    finally:
+        await other.drain()

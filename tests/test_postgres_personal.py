@@ -84,6 +84,12 @@ async def test_a_sealed_contract_is_archived_sealed_and_its_person_exported_and_
     for text in await rows(pg_dsn, schema):
         for identifier in (NAME, EMAIL, PHONE, who.id, other.id):
             assert identifier not in text
+    # a row's text shows the bytea column in hex, where no name could ever be found: its bytes too
+    bodies = await query(pg_dsn, sql.SQL("SELECT sealed FROM {}").format(sql.Identifier(schema, SIGNUPS)))
+    assert len(bodies) == 3
+    for (body,) in bodies:
+        for identifier in (NAME, EMAIL, PHONE, who.id, other.id):
+            assert identifier.encode() not in bytes(body)
     await dead_letter_naming(pg_dsn, schema, EMAIL)
     place = ArchivePlace(
         ArchiveConfig(contracts=["community.volunteer-signup"], dsn=pg_dsn, schema=schema), instance="archive"
@@ -178,3 +184,23 @@ def test_a_sealed_contracts_table_holds_no_value_and_refuses_an_unsealed_message
     assert "person" in table.index_statement().as_string(None)
     with pytest.raises(ValueError, match="arrived unsealed: not archived in the clear"):
         table.row(event_of(signup("v-0123456789ab")))
+
+
+async def test_a_row_whose_sender_claims_a_future_time_still_expires(
+    quiet_bus: Bus, pg_dsn: str, schema: str
+) -> None:
+    """Retention is judged by when citybus stored a message, not by the sender's ``ce-time``
+    (docs/privacy.md): a sign-up published with a time ten years ahead must not stay in the archive
+    for ten years and its retention."""
+    who = await person(quiet_bus)
+    now = datetime.now(UTC)
+    async with archive(quiet_bus, pg_dsn, schema, contracts=("community.volunteer-signup",)):
+        await quiet_bus.publish(signup(who.id), provenance="manual", time=now + timedelta(days=3650))
+
+        async def stored() -> bool:
+            return len(await rows(pg_dsn, schema)) == 1
+
+        await wait_until(stored)
+    place = ArchivePlace(ArchiveConfig(contracts=["community.volunteer-signup"], dsn=pg_dsn, schema=schema))
+    receipts = await place.expire(now + SIGNUP_RETENTION + timedelta(days=1))
+    assert [(r.location, r.found) for r in receipts] == [(f"archive: {schema}.{SIGNUPS}", 1)]

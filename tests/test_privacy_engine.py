@@ -77,3 +77,25 @@ def test_a_person_opens_what_was_sealed_for_them_and_nothing_else() -> None:
     assert who.open(sealed, "community.volunteer-activity.v1") is None  # bound to its type
     assert Person(who.id, who.ref, None).open(sealed, "community.volunteer-signup.v1") is None
     assert Person(who.id, who.ref, new_key()).open(sealed, "community.volunteer-signup.v1") is None
+
+
+@pytest.mark.parametrize(
+    ("field", "text", "searched"),
+    [
+        ("name", "Ingrid Testesen", True),
+        ("name", "Community", False),  # a substring of every community message's type
+        ("name", "city", False),
+        ("name", "community.volunteer-signup", False),
+        ("email", "per@example.invalid", True),
+        ("email", "personal", False),
+        ("phone", "+4791234567", True),
+        ("phone", "112", False),
+    ],
+)
+def test_an_erasure_learns_only_identifiers_distinctive_enough_to_search_for(
+    field: str, text: str, searched: bool
+) -> None:
+    found = [
+        FoundMessage(place="stream", location="S#1", data={"volunteer_id": "v-0a1b2c3d4e5f", field: text})
+    ]
+    assert (learned_identifiers("v-0a1b2c3d4e5f", found) == (text,)) is searched

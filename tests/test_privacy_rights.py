@@ -215,3 +215,62 @@ async def test_erasure_leaves_nothing_readable_anywhere_not_even_on_disk(
     await producer.publish_raw(sealed_before.subject, sealed_before.data, sealed_before.headers)
     unreadable = consumer.metrics.personal_unreadable.labels(SIGNUP)
     await eventually(lambda: unreadable._value.get() == 1)
+
+
+async def test_a_plaintext_copy_that_claims_to_be_sealed_for_someone_else_is_still_found_and_erased(
+    buses: tuple[Bus, Bus], fresh_server: EmbeddedServer
+) -> None:
+    """A message published around the bus with a ``citybus-person`` header but a body in the clear
+    (a buggy or hostile producer; the header names nobody's real ref) is stored by the stream and
+    taken by consumers as erased (no key has that ref). The header must not
+    make the places trust that the bytes are ciphertext: her name and e-mail are in them."""
+    producer, consumer = buses
+    await plant(producer, consumer)
+    bogus = "p-" + "0" * 24
+    headers = {**ce_headers("raw-bogus"), H_PERSON: bogus}
+    plain = msgspec.json.encode(signup(task="beach-cleanup-9"))
+    await producer.publish_raw(f"city.personal.community.volunteer-signup.{bogus}", plain, headers)
+
+    async def seven() -> bool:
+        return len(await stored(producer, COMMUNITY)) == 7
+
+    await until(seven)
+    export = await rights.export(producer, places(producer), PERSON, [EMAIL])
+    assert sum(1 for m in export.messages if m.place == "stream" and m.location.endswith("#7")) == 1, [
+        m.location for m in export.messages
+    ]
+    receipt = await rights.erase(producer, places(producer), PERSON)
+    assert receipt.complete
+    needles = [v.encode() for v in (PERSON, NAME, EMAIL)]
+    for stream in await producer.js.streams_info():
+        for msg in await stored(producer, stream.config.name or ""):
+            raw = msg.subject.encode() + msgspec.json.encode(msg.headers) + msg.data
+            assert not [n for n in needles if n in raw], (stream.config.name, msg.seq, msg.subject)
+
+
+async def test_a_name_a_citizen_typed_does_not_make_an_erasure_take_other_peoples_data(
+    buses: tuple[Bus, Bus],
+) -> None:
+    """The identifiers an erasure learns are what the citizen typed into the sign-up form. A name
+    like "community" (or "city", "volunteer") is a substring of every message's type or subject:
+    searched as a substring in every copy in the clear, it erases other people's dead letters (and,
+    in the archive, whole tables of internal rows)."""
+    producer, consumer = buses
+    await plant(producer, consumer)
+    # someone else's unsealed copy, dead-lettered (not-sealed): it names Per, not her
+    plain = msgspec.json.encode(signup(OTHER, OTHER_NAME, "per@example.invalid"))
+    await producer.publish_raw(
+        f"city.personal.community.volunteer-signup.{OTHER}", plain, ce_headers("raw-9")
+    )
+
+    async def four_letters() -> bool:
+        return len(await stored(producer, LETTERS)) == 4
+
+    await until(four_letters)
+    hostile = "v-0c0c0c0c0c0c"
+    typed = msgspec.structs.replace(signup(hostile, "Community", "x@example.invalid"), phone=None)
+    await producer.publish_durable(typed)
+    receipt = await rights.erase(producer, places(producer), hostile)
+    assert receipt.complete
+    left = await rights.export(producer, places(producer), OTHER)
+    assert sorted(m.place for m in left.messages) == ["dead-letters", "stream", "stream"], left.messages

@@ -24,7 +24,7 @@ from sandbox.adapter import DRAMMEN_DAY, DRAMMEN_VOLUNTEERS
 from sandbox.contents import read_info
 from sandbox.personal import RecordingsPlace, configured_recordings, recordings_of
 from sandbox.recorder import RecordReport
-from sandbox.recording import RecordingWriter, read_messages
+from sandbox.recording import RecordingWriter, open_recording, read_messages, read_summary
 from tests.test_sandbox_personal import EMAIL, NAME, PHONE, recording, signup
 
 NOW = datetime.now(UTC)
@@ -41,7 +41,7 @@ async def person(bus: Bus) -> Person:
 def clear_recording(path: Path, volunteer: str, other: str) -> None:
     """A recording written in the clear (before sealing, or by another tool): the person's sign-up,
     another person's, and a public observation."""
-    with RecordingWriter(path, metadata={"title": "written in the clear"}) as writer:
+    with RecordingWriter(path, metadata={"title": "written in the clear"}, compression="none") as writer:
         for who, name in ((volunteer, NAME), (other, "Ola Demolund")):
             value = signup(who, name=name, email=None if who == other else EMAIL, phone=None)
             headers = build_headers(
@@ -76,6 +76,8 @@ async def test_export_erase_and_a_copy_kept_aside(quiet_bus: Bus, tmp_path: Path
     clear_path = folder / "old" / "clear.mcap"
     clear_path.parent.mkdir()
     clear_recording(clear_path, who.id, other.id)
+    # uncompressed, so the search of the raw bytes below could find her (a zstd chunk hides them)
+    assert NAME.encode() in clear_path.read_bytes() and EMAIL.encode() in clear_path.read_bytes()
     handed_away = tmp_path / "pilot-copy.mcap"
     shutil.copy(sealed_path, handed_away)  # made before the erasure, kept aside: never rewritten
     place = RecordingsPlace(lambda: recordings_of([folder, DRAMMEN_VOLUNTEERS]))
@@ -105,8 +107,11 @@ async def test_export_erase_and_a_copy_kept_aside(quiet_bus: Bus, tmp_path: Path
     assert not list(folder.rglob("*.partial"))
     for path in (sealed_path, clear_path):
         raw = path.read_bytes()
+        # the rewritten file's chunks are compressed: search what they hold, too
+        held = b"".join(m.subject.encode() + m.data for m in read_messages(path))
         for identifier in (NAME, EMAIL, who.id, who.ref):
             assert identifier.encode() not in raw, (path.name, identifier)
+            assert identifier.encode() not in held, (path.name, identifier)
     assert len(await place.export(other)) == 2  # the other person's sealed and clear messages
 
     # the copy handed away before the erasure: sealed, so nothing of the person in its bytes, and
@@ -206,3 +211,27 @@ async def test_a_recording_being_written_is_not_rewritten_under_its_recorder(tmp
     assert len(list(read_messages(path))) == 2  # nothing the recorder wrote was lost
     (done,) = await place.erase(who)
     assert (done.found, done.erased, done.error) == (2, 2, "")
+
+
+async def test_a_recording_cut_short_by_a_crash_is_not_passed_over_by_an_erasure(
+    quiet_bus: Bus, tmp_path: Path
+) -> None:
+    """A recording cut short (Ctrl-C, a crash: no summary, no footer) is readable up to its last
+    chunk (README). An erasure must not pass it over as "not a recording" and call itself complete
+    while the person's name is in it in the clear."""
+    who = await person(quiet_bus)
+    path = tmp_path / "cut.mcap"
+    clear_recording(path, who.id, "v-0000000000aa")
+    data = path.read_bytes()
+    path.write_bytes(data[: data.rindex(b"Ola Demolund") + 200])  # the footer and summary gone
+    assert NAME.encode() in path.read_bytes()
+    place = RecordingsPlace(lambda: [path])
+    found = await place.export(who)
+    receipts = await place.erase(who)
+    still = NAME.encode() in path.read_bytes()
+    # Decision: the unfinished chunk is cut off (no reader could read it, so no export finds what it
+    # holds; it may hold anyone's data in the clear), what came before is kept, and the receipt says so.
+    assert found == [] and not still
+    assert [r.location for r in receipts] == [f"{path} (unfinished: its cut-off last chunk dropped)"]
+    with open_recording(path) as stream:
+        assert read_summary(stream) is not None  # finished now: it has its footer

@@ -371,3 +371,22 @@ async def test_an_erased_volunteer_frees_the_place_and_is_forgotten(quiet_bus: B
         assert (await ask(quiet_bus, signup(6, "erasure-walk"))).status == "confirmed"
     async with platform(quiet_bus):  # its stored sign-up cannot be opened: a restart does not bring it back
         assert [e.volunteer_id for e in (await roster(quiet_bus)).entries] == [volunteer(6)]
+
+
+async def test_a_volunteer_erased_while_the_platform_was_down_does_not_hold_the_place_for_ever(
+    quiet_bus: Bus,
+) -> None:
+    """The erasure's broadcast (``citybus.personal.erased``) is core NATS: a platform that was not
+    running (a restart, a deploy) never hears it. Its ledger must not keep the erased volunteer's
+    ref — and the place — once it is back."""
+    async with platform(quiet_bus):
+        await offered(quiet_bus, "erased-while-down", places=1)
+        await ask(quiet_bus, signup(7, "erased-while-down"))
+    ref = await quiet_bus.vault.ref(volunteer(7))
+    assert await quiet_bus.vault.destroy(ref)  # the platform is down
+    async with platform(quiet_bus) as harness:
+        assert (await roster(quiet_bus)).entries == ()  # her sign-up cannot be opened any more
+        assert harness.adapter.places is not None
+        entry, _ = await harness.adapter.places.read("erased-while-down")
+        assert entry is not None and ref not in entry.taken
+        assert (await ask(quiet_bus, signup(8, "erased-while-down"))).status == "confirmed"

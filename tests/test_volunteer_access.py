@@ -315,3 +315,46 @@ def test_citybus_auth_issues_the_organisations_their_credentials(
         assert store.load("CITY", user).connect_options()
     assert request_filter(OpportunityOffer, ORG) in shown and request_filter(RosterRequest, ORG) in shown
     assert OTHER not in shown
+
+
+async def test_a_roster_is_never_answered_onto_a_stored_subject_the_asker_names(city: Platform) -> None:
+    """The reply subject is the asker's to choose and the broker does not check it: an organisation
+    that names a public (or personal) stream's subject as its reply-to must not get the platform to
+    publish its volunteers' names and e-mails there, unsealed, for everyone to read and no erasure
+    to find."""
+    from contracts import Opportunity
+
+    ours, desk = await city.bus(ORG), await city.bus(DESK)
+    public = city.peers["public"]
+    leak = contract_filter(Opportunity, "leak")
+    seen: list[bytes] = []
+
+    async def heard(msg: object) -> None:
+        seen.append(msg.data)  # type: ignore[attr-defined]
+
+    sub = await public.nc.subscribe(leak, cb=heard)
+    await barrier(public.nc)
+    try:
+        async with running(city):
+            offered = await ours.request(offer("leak-walk", places=2), OpportunityReceipt, timeout=10)
+            assert offered.data.accepted
+            request = signup(7, "leak-walk")
+            assert (await desk.request(request, SignupReceipt, timeout=10)).data.status == "confirmed"
+            raw = city.peers[ORG].nc
+            body = b'{"organisation": "%s"}' % ORG.encode()
+            headers = {
+                "ce-type": RosterRequest.__contract__.type,
+                "content-type": "application/json",
+                "ce-specversion": "1.0",
+                "ce-id": "0198a0c0-0000-7000-8000-000000000001",
+                "ce-source": "/tests/org",
+                "ce-time": "2026-06-01T10:00:00+00:00",
+            }
+            await raw.publish(request_filter(RosterRequest, ORG), body, reply=leak, headers=headers)
+            await barrier(raw)
+            await asyncio.sleep(1.0)
+    finally:
+        await sub.unsubscribe()
+        for bus in (ours, desk):
+            await bus.drain()
+    assert not [s for s in seen if b"Kari" in s], seen

@@ -14,7 +14,8 @@ person: the contract registry refuses it), which are the ones an erasure reads t
   :meth:`~bus.personal.places.Person.named_in` does; an erasure deletes them and vacuums the table,
   so their tuples do not linger in its pages.
 * **Retention**: rows of a contract with a :attr:`~contracts.ContractInfo.retention` older than it
-  (by ``ce_time``, else ``stored_at``) are deleted.
+  (by the earlier of ``ce_time`` and ``stored_at``: a sender's clock ahead of the city's cannot
+  keep a row longer) are deleted.
 
 Each method opens a connection of its own for the request: erasure and export are rare, and the
 archive's writer keeps its connection for the writing.
@@ -201,9 +202,9 @@ class ArchivePlace:
                 if retention is None:
                     continue
                 cur = await conn.execute(
-                    sql.SQL("DELETE FROM {} WHERE coalesce(ce_time, stored_at) < %s").format(
-                        self._ident(table)
-                    ),
+                    # the earlier of the sender's time and the archive's: a ce-time ahead of the
+                    # clock (a sender's wrong clock, or a hostile one) cannot keep a row longer
+                    sql.SQL("DELETE FROM {} WHERE least(ce_time, stored_at) < %s").format(self._ident(table)),
                     [now - retention],
                 )
                 if cur.rowcount > 0:

@@ -136,6 +136,10 @@ class VolunteerPlatform(Adapter[VolunteerConfig]):
         if reader.error is not None:
             raise CityBusError(f"cannot read back the sign-ups: {reader.error}")
         metrics.volunteers.set(len(self.book))
+
+        async def erased_heard(message: RawMessage) -> None:
+            await platform.erased(message.data.decode("ascii", "replace"))
+
         platform = Platform(
             ctx,
             places,
@@ -146,6 +150,11 @@ class VolunteerPlatform(Adapter[VolunteerConfig]):
             metrics=metrics,
         )
 
+        # every process of the instance hears it (no queue group): each forgets what it holds
+        await ctx.subscribe_raw(ERASED_SUBJECT, erased_heard, queue="")
+        # ... and what was erased while it was down, it learns from the vault
+        await platform.reconcile()
+
         async def offer(event: Event[OpportunityOffer]) -> OpportunityReceipt:
             return await platform.offer(event)
 
@@ -155,11 +164,6 @@ class VolunteerPlatform(Adapter[VolunteerConfig]):
         async def roster(event: Event[RosterRequest]) -> Roster:
             return await platform.roster(event)
 
-        async def erased(message: RawMessage) -> None:
-            await platform.erased(message.data.decode("ascii", "replace"))
-
-        # every process of the instance hears it (no queue group): each forgets what it holds
-        await ctx.subscribe_raw(ERASED_SUBJECT, erased, queue="")
         await ctx.serve(OpportunityOffer, offer)
         await ctx.serve(SignupRequest, signup)
         await ctx.serve(RosterRequest, roster)

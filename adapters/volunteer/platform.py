@@ -247,7 +247,9 @@ class Platform:
         if problem:
             return self._receipt(request, "refused", problem)
         opportunity_id = request.opportunity_id
-        ref = await self._refs(request.volunteer_id)
+        # The key exists before the place is taken: a ref in the ledger without a key is one an
+        # erasure destroyed, which a platform that was down then frees when it starts (reconcile).
+        ref = await self.ctx.person_key(request.volunteer_id)
 
         def take(entry: Entry | None) -> tuple[Entry | None, str]:
             if entry is None:
@@ -373,6 +375,20 @@ class Platform:
         self.metrics.erased_places.inc(freed)
         if freed or forgotten:
             self.ctx.log.info("an erased volunteer's places freed", places=freed, signups=forgotten)
+
+    async def reconcile(self) -> int:
+        """Free the places of volunteers erased while this platform was not running (it did not
+        hear ``citybus.personal.erased``): every ref in the ledger whose key is gone. Returns how
+        many such volunteers there were."""
+        refs: set[str] = set()
+        for opportunity_id in await self.places.store.keys():
+            entry, _ = await self.places.read(opportunity_id)
+            if entry is not None:
+                refs.update(entry.taken)
+        gone = [ref for ref in sorted(refs) if await self.ctx.person_erased(ref)]
+        for ref in gone:
+            await self.erased(ref)
+        return len(gone)
 
     # -- the ledger and the stream ----------------------------------------------------------------
 

@@ -21,6 +21,7 @@ from datetime import datetime
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Final, Protocol
 
+import msgspec
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from bus.config import Config
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "LOGS_HOW",
+    "in_clear",
     "PLACES_GROUP",
     "Logs",
     "Person",
@@ -44,6 +46,26 @@ PLACES_GROUP: Final = "citybus.personal"
 """The entry-point group of upper packages' places: each a :data:`PlacesFactory`."""
 
 LOGS_HOW: Final = "citybus writes no personal values to its logs"
+
+_MSGPACK_TYPES: Final = ("application/msgpack", "application/vnd.msgpack", "application/x-msgpack")
+
+
+def in_clear(body: bytes, content_type: str = "") -> bool:
+    """Whether a body is in the clear: it decodes whole as JSON (or msgpack, when it says so).
+
+    A ``citybus-person`` header is only a claim: a producer that bypassed the bus can send a body
+    in the clear under any ref (one that names nobody). A sealed body is random bytes to anyone
+    without its key and practically never decodes whole, so a body that does is searched for the
+    person's id and identifiers as any unsealed copy is; ciphertext never is (a short identifier
+    would match random bytes now and then, and erase someone else's message)."""
+    try:
+        if content_type in _MSGPACK_TYPES:
+            msgspec.msgpack.decode(body)
+        else:
+            msgspec.json.decode(body)
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+        return False
+    return True
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +94,11 @@ class Person:
         """Whether ``text`` holds the person's id or one of their identifiers (case-folded)."""
         folded = text.casefold()
         return any(needle in folded for needle in self.needles)
+
+    def named_in_clear(self, body: bytes, content_type: str = "") -> bool:
+        """Whether ``body``, which says it is sealed for someone else, is in fact in the clear
+        (:func:`in_clear`) and names the person."""
+        return in_clear(body, content_type) and self.named_in(body.decode("utf-8", "replace"))
 
     def open(self, body: bytes, ce_type: str) -> bytes | None:
         """A body sealed for this person (with ``ce_type``), opened; ``None`` when it cannot be: the

@@ -40,6 +40,7 @@ __all__ = [
     "IDENTIFYING_FIELDS",
     "BadPerson",
     "check_person",
+    "distinctive",
     "erase",
     "expire",
     "export",
@@ -158,9 +159,29 @@ async def _export(places: Sequence[PersonalPlace], who: Person, case: str) -> Pe
     )
 
 
+def distinctive(field: str, text: str) -> bool:
+    """Whether a value the person typed (their ``name``, ``email`` or ``phone``) is distinctive
+    enough to be searched for as a substring in every copy in the clear, as an erasure does.
+
+    A name is free text: one like "community" or "city" is a substring of every message's type or
+    subject, and searching for it would erase other people's messages (and whole tables of the
+    archive). So a learned name is searched for only when it is a full name (two words or more,
+    which machine text such as types and subjects never holds); an e-mail when it has an ``@``;
+    a phone when it has eight digits or more. Anything else can still be given as an identifier
+    by whoever handles the request (``--identifier``), who sees what it is."""
+    text = text.strip()
+    if field == "email":
+        return "@" in text and len(text) >= 6
+    if field == "phone":
+        return sum(c.isdigit() for c in text) >= 8
+    words = [w for w in text.split() if len(w) >= 2]
+    return len(words) >= 2 and len(text) >= 5
+
+
 def learned_identifiers(person_id: str, messages: Iterable[FoundMessage]) -> tuple[str, ...]:
     """The names, e-mails and phones found beside ``person_id`` in the opened messages (at any
-    depth: a roster entry about them counts, one about someone else does not)."""
+    depth: a roster entry about them counts, one about someone else does not), those that are
+    :func:`distinctive` only."""
     learned: dict[str, None] = {}
 
     def walk(value: Any) -> None:
@@ -168,7 +189,7 @@ def learned_identifiers(person_id: str, messages: Iterable[FoundMessage]) -> tup
             if person_id in value.values():
                 for key in IDENTIFYING_FIELDS:
                     text = value.get(key)
-                    if isinstance(text, str) and len(text.strip()) >= 3:
+                    if isinstance(text, str) and distinctive(key, text):
                         learned[text] = None
             for inner in value.values():
                 walk(inner)

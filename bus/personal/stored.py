@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from bus import subjects
 from bus.envelope import H_CONTENT_TYPE, H_PERSON, H_TIME, H_TYPE
-from bus.personal.places import Person
+from bus.personal.places import Person, in_clear
 from bus.personal.scan import Stored, erase, scan
 from bus.personal.seal import Unreadable, open_body
 from bus.personal.vault import VAULT_STREAM
@@ -58,6 +58,8 @@ def _opened(who: Person, cipher: AESGCM | None, body: bytes, headers: dict[str, 
     """What an export shows of a body and whether it could be read: opened with the person's key
     when it is sealed for them, as it is when it was never sealed."""
     content_type = headers.get(H_CONTENT_TYPE, "")
+    if headers.get(H_PERSON) and headers[H_PERSON] != who.ref and in_clear(body, content_type):
+        return readable_data(body, content_type), True  # claims a seal it does not have
     if headers.get(H_PERSON):
         if cipher is None or headers[H_PERSON] != who.ref:
             return None, False
@@ -193,7 +195,11 @@ class PersonalStreams(_StoredPlace):
         """Sealed for their ref, named by the subject, or (never sealed) named in the body."""
         sealed_for = msg.headers.get(H_PERSON)
         if sealed_for:
-            return sealed_for == who.ref
+            return (
+                sealed_for == who.ref
+                or who.named_by(msg.subject)
+                or who.named_in_clear(msg.data, msg.headers.get(H_CONTENT_TYPE, ""))
+            )
         return who.named_by(msg.subject) or who.named_in(msg.data.decode("utf-8", "replace"))
 
     def found(self, who: Person, cipher: AESGCM | None, msg: Stored) -> FoundMessage:
@@ -261,6 +267,8 @@ class PersonalDeadLetters(_StoredPlace):
         text = [letter.detail, *headers.values()]
         if not sealed_for:
             text.append(letter.payload.decode("utf-8", "replace"))
+        elif who.named_in_clear(letter.payload, headers.get(H_CONTENT_TYPE, "")):
+            return True  # claims a seal it does not have: the payload is in the clear
         return who.named_by(letter.original_subject) or any(who.named_in(t) for t in text)
 
     def found(self, who: Person, cipher: AESGCM | None, msg: Stored) -> FoundMessage:

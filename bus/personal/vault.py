@@ -97,6 +97,10 @@ def vault_stream_config(replicas: int = 1, storage: str = "file") -> api.StreamC
         # A full vault refuses a new key (the publish fails, loudly) rather than dropping an old one.
         discard=api.DiscardPolicy.NEW,
         max_msgs_per_subject=1,
+        # Write-once, kept by the broker: every producer of sealed contracts may publish here (to
+        # create a key), and a publish over the pepper or a key (without the create-only header)
+        # would change every ref or lose a key without erasing it. The stream refuses it.
+        discard_new_per_subject=True,
         num_replicas=replicas,
         storage=api.StorageType(storage),
         allow_direct=False,
