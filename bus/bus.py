@@ -253,7 +253,7 @@ class Bus:
             content_type=content_type,
         )
         subject = subjects.contract_subject(instance)
-        if self.tracing is not None:
+        if self.tracing is not None and not info.sealed:  # sealed: stamped once the subject names no one
             self.tracing.stamp(subject, headers, info.type)
         return info.type, subject, encode(instance, content_type), headers
 
@@ -282,7 +282,7 @@ class Bus:
             instance, event_id=event_id, source=source, provenance=provenance, time=time, encoding=encoding
         )
         if instance.__contract__.sealed:
-            prepared = await seal_prepared(self.vault, instance, prepared)
+            prepared = await seal_prepared(self.vault, instance, prepared, self.tracing)
         _, subject, body, headers = prepared
         nc = self.nc
         try:
@@ -324,7 +324,7 @@ class Bus:
             instance, event_id=event_id, source=source, provenance=provenance, time=time, encoding=encoding
         )
         if instance.__contract__.sealed:
-            prepared = await seal_prepared(self.vault, instance, prepared)
+            prepared = await seal_prepared(self.vault, instance, prepared, self.tracing)
         ack = await self._durable.publish(prepared, timeout)
         self._publisher_metrics(type(instance)).published.inc()
         return ack
@@ -353,7 +353,7 @@ class Bus:
         prepared = [self._prepare(i, source=source, provenance=provenance) for i in items]
         for n, instance in enumerate(items):
             if instance.__contract__.sealed:
-                prepared[n] = await seal_prepared(self.vault, instance, prepared[n])
+                prepared[n] = await seal_prepared(self.vault, instance, prepared[n], self.tracing)
         acks = await self._durable.publish_many(prepared, timeout, window)
         for instance in items:
             self._publisher_metrics(type(instance)).published.inc()

@@ -27,7 +27,7 @@ from bus.envelope import build_headers
 from bus.errors import ConfigError
 from bus.server import EmbeddedServer
 from bus.tracing import TRACEPARENT, Tracing, from_config
-from contracts import BeachObservation, DeadLetter, WeatherObserved
+from contracts import BeachObservation, DeadLetter, VolunteerSignup, WeatherObserved
 from sandbox.adapter import SandboxReplay
 from sandbox.recording import RecordingWriter
 from tests.conftest import wait_for
@@ -225,3 +225,41 @@ async def test_propagating_only_carries_a_handlers_input_trace_to_its_output() -
     step = tracing.middleware(Route(kind="subscribe", subject="city.public.x.y.*"), handler)
     await step(None, RawMessage("city.public.x.y.z", b"{}", first))
     assert trace_id(published) == trace_id(first)
+
+
+async def test_no_span_names_the_person_a_personal_message_is_about(
+    nats_server: EmbeddedServer, spans: tuple[InMemorySpanExporter, Tracing]
+) -> None:
+    """A sealed personal message's spans carry its subject as it travelled: with the person's ref,
+    never their id, which a tracing backend would keep beyond any erasure."""
+    exporter, tracing = spans
+    bus = Bus(metrics=Metrics(), source="/tests", tracing=tracing)
+    await bus.connect(nats_server.url)
+    await bus.provision_streams()
+    person = f"v-{uuid.uuid4().hex[:12]}"
+    got: list[Event[VolunteerSignup]] = []
+
+    async def keep(event: Event[VolunteerSignup]) -> None:
+        got.append(event)
+
+    example = msgspec.convert(VolunteerSignup.__contract__.example, type=VolunteerSignup)
+    try:
+        await bus.subscribe(VolunteerSignup, keep)
+        await bus.flush()
+        await bus.publish(msgspec.structs.replace(example, volunteer_id=person))
+        await bus.publish_durable(msgspec.structs.replace(example, volunteer_id=person))
+        await wait_for(lambda: len(got) == 2)
+        ref = await bus.vault.ref(person)
+    finally:
+        await bus.drain()
+    finished = exporter.get_finished_spans()
+    created = [s for s in finished if s.name == f"create {VolunteerSignup.__contract__.type}"]
+    assert len(created) == 2
+    assert {s.attributes["messaging.destination.name"] for s in created if s.attributes} == {
+        f"city.personal.community.volunteer-signup.{ref}"
+    }
+    assert got[0].envelope.subject.endswith(ref)
+    for span in finished:
+        assert (
+            person not in f"{span.name} {dict(span.attributes or {})} {[e.attributes for e in span.events]}"
+        )

@@ -22,6 +22,7 @@ from bus.errors import ContractViolation
 from bus.metrics import Metrics
 from bus.personal.seal import Unreadable, open_body
 from bus.personal.vault import KeyVault
+from bus.tracing import Tracing
 from contracts import Contract
 
 __all__ = ["Opened", "Opener", "seal_prepared", "seal_raw"]
@@ -63,8 +64,9 @@ class Opener:
                 f"person's key ({H_PERSON} header missing): publish it through citybus",
                 reason="not-sealed",
             )
-        body = bytes(msg.data)
-        cipher = await self.vault.cipher_of(ref)
+        body = msg.data if isinstance(msg.data, bytes) else bytes(msg.data)
+        vault = self.vault
+        cipher = vault.cached(ref) or await vault.cipher_of(ref)
         if cipher is None:  # destroyed: the message is erased
             self.unreadable.inc()
             return None
@@ -75,18 +77,23 @@ class Opener:
         return Opened(msg.subject, data, msg.headers, msg.reply or "", body)
 
 
-async def seal_prepared(vault: KeyVault, instance: Contract, prepared: Prepared) -> Prepared:
+async def seal_prepared(
+    vault: KeyVault, instance: Contract, prepared: Prepared, tracing: Tracing | None = None
+) -> Prepared:
     """A prepared message of ``instance`` (a sealed contract: :attr:`~contracts.ContractInfo.sealed`)
     sealed with the key of the person it is about.
 
     The body is replaced by its sealed form and ``citybus-person`` names the person's ref; when the
-    contract's key is the person, the subject's entity is the ref too, so no subject names anyone."""
+    contract's key is the person, the subject's entity is the ref too, so no subject names anyone.
+    ``tracing`` stamps the message's span only then, so no span's destination names the person."""
     info = instance.__contract__
     ce_type, subject, body, headers = prepared
     ref, sealed = await vault.seal(str(getattr(instance, info.person or "")), body, ce_type)
     headers[H_PERSON] = ref
-    if info.key == info.person:
-        subject = subjects.contract_filter(type(instance), ref)
+    if info.key == info.person:  # the entity is the subject's last token
+        subject = f"{subject.rpartition('.')[0]}.{ref}"
+    if tracing is not None:
+        tracing.stamp(subject, headers, ce_type)
     return ce_type, subject, sealed, headers
 
 

@@ -171,12 +171,20 @@ class KeyVault:
         found = await self._get(vault_subject(ref))
         return None if found is None else (ref, _decode_record(found[1]).key)
 
+    def cached(self, ref: str) -> AESGCM | None:
+        """The cipher of the key named ``ref`` if this process holds it fresh, without asking the
+        vault (``None``: ask :meth:`cipher_of`). The per-message path of sealing and opening."""
+        cached = self._ciphers.get(ref)
+        if cached is not None and self._clock() - cached[1] < CACHE_SECONDS:
+            return cached[0]
+        return None
+
     async def cipher_of(self, ref: str) -> AESGCM | None:
         """The cipher of the key named ``ref``, or ``None`` when there is none (destroyed)."""
-        cached = self._ciphers.get(ref)
+        cipher = self.cached(ref)
+        if cipher is not None:
+            return cipher
         now = self._clock()
-        if cached is not None and now - cached[1] < CACHE_SECONDS:
-            return cached[0]
         await self._listen()
         found = await self._get(vault_subject(ref))
         if found is None:
@@ -191,6 +199,10 @@ class KeyVault:
 
     async def seal(self, person: str, plaintext: bytes, ce_type: str) -> tuple[str, bytes]:
         """``plaintext`` sealed with ``person``'s key (created on first use), and the ref."""
+        ref = self._refs.get(person)
+        cipher = None if ref is None else self.cached(ref)
+        if ref is not None and cipher is not None:  # a person this process knows: no await at all
+            return ref, seal_body(cipher, plaintext, ce_type)
         ref, cipher = await self.cipher(person)
         assert cipher is not None  # created when absent
         return ref, seal_body(cipher, plaintext, ce_type)
