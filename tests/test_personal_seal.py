@@ -226,3 +226,23 @@ async def test_the_vault_is_write_once_a_publish_over_the_pepper_or_a_key_is_ref
         assert {p.place: p.erased for p in receipt.places} == {"stream": 1, "key": 1}
     finally:
         await other.drain()
+
+
+def test_nonces_are_never_reused_and_a_forked_child_draws_its_own() -> None:
+    """A nonce used twice under one key breaks AES-GCM: the batch is popped, and cleared in a child."""
+    import os
+
+    from bus.personal import seal
+
+    drawn = [seal._nonce() for _ in range(2000)]
+    assert len(set(drawn)) == len(drawn) and {len(n) for n in drawn} == {12}
+    seal._nonce()  # the parent holds a batch now
+    parent_batch = list(seal._nonces)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its first nonce must come from a fresh read, not the parent's batch
+        os.write(write, seal._nonce())
+        os._exit(0)
+    os.waitpid(pid, 0)
+    child = os.read(read, 12)
+    assert child not in parent_batch

@@ -36,9 +36,30 @@ def new_key() -> bytes:
     return AESGCM.generate_key(bit_length=KEY_BYTES * 8)
 
 
+_NONCE_BATCH: Final = 256
+_nonces: list[bytes] = []
+
+
+def _nonce() -> bytes:
+    """96 random bits from the operating system's CSPRNG, read 256 nonces at a time (a system call
+    per message showed in the profile of sealing). Random nonces are safe far beyond any person's
+    number of messages (2^32 per key). Popped, so threads never share one; a forked child starts with
+    an empty batch, never its parent's — a nonce used twice under one key would break AES-GCM."""
+    while True:
+        try:
+            return _nonces.pop()
+        except IndexError:
+            block = os.urandom(_NONCE * _NONCE_BATCH)
+            _nonces.extend(block[i : i + _NONCE] for i in range(0, len(block), _NONCE))
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_nonces.clear)
+
+
 def seal_body(cipher: AESGCM, plaintext: bytes, ce_type: str) -> bytes:
     """``plaintext`` sealed under ``cipher`` (a person's key), bound to ``ce_type``."""
-    nonce = os.urandom(_NONCE)  # 96 random bits: safe far beyond any person's number of messages
+    nonce = _nonce()
     return nonce + cipher.encrypt(nonce, plaintext, ce_type.encode())
 
 
