@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -22,8 +22,10 @@ from bus.errors import ContractViolation
 from bus.metrics import Metrics
 from bus.personal.seal import Unreadable, open_body
 from bus.personal.vault import KeyVault
-from bus.tracing import Tracing
 from contracts import Contract
+
+if TYPE_CHECKING:  # bus.tracing loads OpenTelemetry, which only tracing needs
+    from bus.tracing import Tracing
 
 __all__ = ["Opened", "Opener", "seal_prepared", "seal_raw"]
 
