@@ -1,8 +1,9 @@
 """citybus's shared message contracts: what every producer and consumer on the bus speaks.
 
 Each contract is a frozen msgspec Struct declared with :func:`contract`, one module per domain
-(``environment``, ``mobility``, ``community``, ``operations`` and ``citybus`` for the bus's own
-messages); importing this package registers all built-in contracts in :func:`default_registry`.
+(``environment``, ``mobility``, ``community``, ``journey``, ``statistics``, ``operations``, and
+``citybus`` and ``privacy`` for the bus's own messages); importing this package registers all
+built-in contracts in :func:`default_registry`.
 This package does no I/O and imports nothing from ``bus``, ``adapters`` or ``sandbox``.
 """
 
@@ -94,8 +95,19 @@ from contracts.registry import (
     package_of,
 )
 from contracts.schema import json_schema, normalise_descriptions, schema_components
+from contracts.statistics import (
+    Aggregate,
+    Comparison,
+    ComparisonRequest,
+    OwnFigure,
+    ReleasePrivacy,
+    ReleaseReceipt,
+    ReleaseRequest,
+    StatisticsRow,
+)
 
 __all__ = [
+    "Aggregate",
     "AirQualityObserved",
     "BeachNeighbours",
     "BeachObservation",
@@ -107,6 +119,8 @@ __all__ = [
     "CONTRACTS_GROUP",
     "CallStatus",
     "Classification",
+    "Comparison",
+    "ComparisonRequest",
     "Consent",
     "Contract",
     "ContractError",
@@ -133,6 +147,7 @@ __all__ = [
     "Opportunity",
     "OpportunityOffer",
     "OpportunityReceipt",
+    "OwnFigure",
     "PersonalDeadLetter",
     "PersonalExport",
     "PersonalExportRequest",
@@ -141,6 +156,9 @@ __all__ = [
     "Quay",
     "RESERVED_DOMAINS",
     "Registry",
+    "ReleasePrivacy",
+    "ReleaseReceipt",
+    "ReleaseRequest",
     "Roster",
     "RosterEntry",
     "RosterRequest",
@@ -149,6 +167,7 @@ __all__ = [
     "SignupReceipt",
     "SignupRequest",
     "Slug",
+    "StatisticsRow",
     "StopPlace",
     "TimeKnown",
     "Timestamp",

@@ -66,6 +66,11 @@ EXPECTED = {
     "mobility.stop-place.v1": ("public", "stop_place"),
     "mobility.train-call.v1": ("public", "stop_place"),
     "operations.device-status.v1": ("internal", "device"),
+    "statistics.aggregate.v1": ("public", "dataset"),
+    "statistics.release-request.v1": ("internal", "dataset"),
+    "statistics.release-receipt.v1": ("internal", "dataset"),
+    "statistics.comparison-request.v1": ("personal", "person_id"),
+    "statistics.comparison.v1": ("personal", "person_id"),
 }
 
 
