@@ -258,18 +258,20 @@ def _clean(contributions: Iterable[Contribution], n: int) -> list[Contribution]:
     """The contributions of the right shape with a finite value; the rest left out."""
     kept: list[Contribution] = []
     for item in contributions:
-        group, value = getattr(item, "group", None), getattr(item, "value", None)
-        if not isinstance(getattr(item, "who", None), str) or not isinstance(group, tuple) or len(group) != n:
-            continue
-        if not all(isinstance(v, str) and v != ALL for v in group):
+        who, group = getattr(item, "who", None), getattr(item, "group", None)
+        value = getattr(item, "value", None)
+        if not isinstance(who, str) or not isinstance(group, tuple) or len(group) != n or ALL in group:
             continue
         if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
             continue
-        kept.append(item)
+        if all(isinstance(v, str) for v in group):
+            kept.append(item)
     return kept
 
 
 def _project(group: Group, mask: tuple[bool, ...]) -> Group:
+    if not any(mask):
+        return group
     return tuple(ALL if hidden else value for value, hidden in zip(group, mask, strict=True))
 
 
@@ -308,9 +310,14 @@ def _per_person(
     """Per cell and margin: each person's value there (their contributions summed)."""
     cells: dict[Group, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     for item in clean:
-        for mask in masks:
-            cells[_project(item.group, mask)][item.who] += float(item.value)
-    return cells
+        cells[item.group][item.who] += float(item.value)
+    spread: dict[Group, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    for mask in masks:
+        for group, people in cells.items():
+            target = spread[_project(group, mask)]
+            for who, value in people.items():
+                target[who] += value
+    return spread
 
 
 def _k_anonymous(clean: list[Contribution], masks: Sequence[tuple[bool, ...]], k: int) -> list[StatisticsRow]:
@@ -360,13 +367,19 @@ def _private(
     """Differential privacy: the shifted-count gate and the sums, both from OpenDP."""
     calibration, gate, noisy_sums = _calibrate(policy, len(masks))
     m, shift = policy.max_contributions, max(policy.k - 1, 0)
-    persons: dict[Group, set[str]] = defaultdict(set)
-    sums: dict[Group, float] = defaultdict(float)
+    cells: dict[Group, dict[str, float]] = defaultdict(dict)
     for who, group, value in _bounded(clean, m, policy.clamp):
-        for mask in masks:
+        cells[group][who] = value
+    persons: dict[Group, set[str]] = {}
+    sums: dict[Group, float] = {}
+    for mask in masks:
+        for group, people in cells.items():
             cell = _project(group, mask)
-            persons[cell].add(who)
-            sums[cell] += value
+            if cell in persons:
+                persons[cell].update(people)
+                sums[cell] += math.fsum(people.values())
+            else:
+                persons[cell], sums[cell] = set(people), math.fsum(people.values())
     index = _order(masks, persons)
     counts = {str(i): len(persons[g]) - shift for i, g in enumerate(index) if len(persons[g]) > shift}
     noisy_counts: dict[str, int] = gate(counts) if counts else {}
