@@ -440,7 +440,7 @@ def test_the_attacker_gains_no_more_than_the_published_guarantee(scenario: Scena
         # Not a vacuous pass: here the attacker does learn something — as much as the guarantee
         # allows, no more — so a weaker mechanism would show (the broken one below does).
         assert result.accuracy > 0.55, result
-        assert result.epsilon_seen > result.epsilon / 3, result
+        assert result.epsilon_seen > result.epsilon / 5, result
 
 
 @pytest.mark.parametrize(
