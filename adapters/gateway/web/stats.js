@@ -17,16 +17,16 @@
   const CONTRACT = 'statistics.aggregate';
   const API = 'api/v1/';
   const RETRY_MAX = 30000;
+  // The figures a row may have, as columns: [heading, the row's text or undefined when it has none].
   const FIGURES = [
-    ['mean', 'mean'],
-    ['median', 'median'],
-    ['min', 'min'],
-    ['max', 'max'],
-    ['sum', 'sum'],
+    ['mean', (r) => r.mean],
+    ['median', (r) => r.median],
+    ['range', (r) => (typeof r.min === 'number' || typeof r.max === 'number' ? [r.min, r.max] : undefined)],
+    ['sum', (r) => r.sum],
   ];
   // UCUM codes as people write them; anything else is shown as it is, without UCUM's braces.
   const UNITS = { Cel: '°C', CEL: '°C', 'ug/m3': 'µg/m³', '1': '', '%': '%', h: 'h', min: 'min', s: 's' };
-  const COUNTED = { persons: 'persons', observations: 'readings', entities: 'count' };
+  const COUNTED = { persons: 'persons', observations: 'readings', entities: 'counted' };
 
   const tables = new Map(); // data set -> its last event
   let source = null;
@@ -121,17 +121,22 @@
     });
   }
 
+  function figureText(value) {
+    return Array.isArray(value) ? figure(value[0]) + '–' + figure(value[1]) : figure(value);
+  }
+
   function renderTable(data) {
     const rows = Array.isArray(data.rows) ? data.rows : [];
     const dimensions = Array.isArray(data.dimensions) ? data.dimensions : [];
     // Only the figures some released row has: a k-anonymous table has no min or max.
-    const shown = FIGURES.filter(([key]) => rows.some((r) => r.status !== 'suppressed' && typeof r[key] === 'number'));
-    const unit = unitText(data.unit);
+    const shown = FIGURES.filter(([, get]) => rows.some((r) => r.status !== 'suppressed' && get(r) !== undefined && get(r) !== null));
     const table = el('table', 'stats-rows');
     const head = el('tr');
     for (const d of dimensions.length ? dimensions : ['group']) head.append(el('th', null, words(d)));
-    head.append(el('th', 'num', COUNTED[data.counts] || 'count'));
-    for (const [, name] of shown) head.append(el('th', 'num', name + (unit ? ' (' + unit + ')' : '')));
+    const n = el('th', 'num', 'n');
+    n.title = 'how many ' + (COUNTED[data.counts] || 'counted');
+    head.append(n);
+    for (const [name] of shown) head.append(el('th', 'num', name));
     const thead = el('thead');
     thead.append(head);
     const body = el('tbody');
@@ -146,12 +151,14 @@
         tr.append(cell);
       } else {
         tr.append(el('td', 'num', figure(row.count)));
-        for (const [key] of shown) tr.append(el('td', 'num', figure(row[key])));
+        for (const [, get] of shown) tr.append(el('td', 'num', figureText(get(row))));
       }
       body.append(tr);
     }
     table.append(thead, body);
-    return table;
+    const wrap = el('div', 'stats-scroll');
+    wrap.append(table);
+    return wrap;
   }
 
   function period(data) {
@@ -173,11 +180,12 @@
     }
     const summary = el('summary');
     summary.append(el('span', 'stats-title', data.title || words(ev.entity)), el('span', 'stats-period', period(data)));
-    const measure = data.measure ? words(data.measure) + (unitText(data.unit) ? ' (' + unitText(data.unit) + ')' : '') : '';
-    const sources = Array.isArray(data.sources) && data.sources.length ? 'from ' + data.sources.join(', ') : '';
+    const unit = unitText(data.unit);
+    const measure = data.measure ? 'Figures of ' + data.measure + (unit ? ', in ' + unit : '') : unit ? 'In ' + unit : '';
+    const sources = Array.isArray(data.sources) && data.sources.length ? 'computed from ' + data.sources.join(', ') : '';
     box.replaceChildren(
       summary,
-      el('p', 'stats-measure sub', [measure, sources].filter(Boolean).join(' · ')),
+      el('p', 'stats-measure sub', [measure, 'n: ' + (COUNTED[data.counts] || 'counted'), sources].filter(Boolean).join('; ')),
       renderTable(data),
       el('p', 'stats-privacy', privacyLine(data.privacy)),
     );
