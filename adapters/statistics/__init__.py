@@ -1,8 +1,8 @@
-"""The statistics service: everyday statistics, released so that they identify nobody.
+"""Everyday statistics, released so that they identify nobody (issue 19).
 
-It reads the personal data its consent allows and the city's public data, and publishes
-:class:`~contracts.Aggregate` tables protected by k-anonymity or differential privacy (OpenDP);
-:mod:`adapters.statistics.everyday` says how the public data sets are computed.
+The release engine (:mod:`adapters.statistics.engine`, pure: no bus), the periods a release
+covers (:mod:`adapters.statistics.periods`), and the public data sets computed from the city's
+public contracts (:mod:`adapters.statistics.everyday`).
 """
 
 __all__: list[str] = []
