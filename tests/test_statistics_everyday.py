@@ -10,6 +10,7 @@ pollutant, the bikes per rack).
 from __future__ import annotations
 
 import json
+import math
 import re
 import statistics
 from collections import defaultdict
@@ -22,6 +23,7 @@ from zoneinfo import ZoneInfo
 import msgspec
 import pytest
 
+from adapters.statistics.engine import Contribution, Policy, release
 from adapters.statistics.everyday import (
     BY_NAME,
     EVERYDAY,
@@ -31,13 +33,16 @@ from adapters.statistics.everyday import (
     consumed,
     latest,
 )
+from adapters.vicotee import SITES
 from contracts import (
     Aggregate,
+    AirQualityObserved,
     BeachObservation,
     BikeStationStatus,
     Classification,
     Contract,
     ReleasePrivacy,
+    StatisticsRow,
     TrainCall,
 )
 from sandbox.recording import read_messages
@@ -63,6 +68,30 @@ def observed(dataset: EverydayDataset) -> list[Observation]:
 
 def bodies(contract: type[Contract]) -> list[dict[str, Any]]:
     return [body for _, body in recorded(contract)]
+
+
+def released(dataset: EverydayDataset) -> dict[tuple[str, ...], StatisticsRow]:
+    """The day's table of ``dataset`` as the release engine makes it for public data (mechanism
+    none), labelled with the names the messages carry; its rows by group."""
+    labels: dict[str, str] = {}
+    for value, _ in recorded(dataset.contract):
+        labels |= dataset.labels(value)
+    contributions = [Contribution(who=o.who, group=o.group, value=o.value) for o in observed(dataset)]
+    table = release(contributions, dataset.dimensions, Policy(mechanism="none", k=0), labels=labels)
+    assert table.privacy.mechanism == "none" and table.privacy.epsilon == 0
+    rows = {row.group: row for row in table.rows}
+    assert len(rows) == len(table.rows)
+    assert all(row.status == "released" for row in table.rows)
+    return rows
+
+
+def agrees(row: StatisticsRow, values: list[float]) -> None:
+    """``row`` holds the figures of ``values``, worked out here."""
+    assert row.count == len(values)
+    assert row.sum == pytest.approx(math.fsum(values))
+    assert row.mean == pytest.approx(statistics.fmean(values))
+    assert row.median == pytest.approx(statistics.median(values))
+    assert (row.min, row.max) == (min(values), max(values))
 
 
 # -- what the data sets are -----------------------------------------------------------------------
@@ -160,8 +189,6 @@ def test_punctuality_at_drammen_counts_each_train_that_called_once() -> None:
 
 
 def test_air_quality_per_station_and_pollutant() -> None:
-    from contracts import AirQualityObserved
-
     found = observed(BY_NAME["air-quality"])
     expected: dict[tuple[str, str], list[float]] = defaultdict(list)
     for body in bodies(AirQualityObserved):
@@ -242,3 +269,69 @@ def test_the_same_call_is_one_observation_and_the_next_day_s_run_another() -> No
     assert first.who == again.who == corrected.who != next_day.who
     assert latest([first, again, corrected, next_day]) == [corrected, next_day]
     assert next_day.at - first.at == timedelta(days=1)
+
+
+# -- through the release engine, as the service publishes them ------------------------------------
+
+
+def test_the_day_s_beach_table_names_the_warmest_beach() -> None:
+    rows = released(BY_NAME["beach-water-temperature"])
+    water: dict[str, list[float]] = defaultdict(list)
+    for body in bodies(BeachObservation):
+        water[body["site"]].append(body["water_temperature"])
+    for site, values in water.items():
+        agrees(rows[(site,)], values)
+    agrees(rows[("all",)], [t for values in water.values() for t in values])
+    assert set(rows) == {(site,) for site in water} | {("all",)}
+    warmest = max((row for group, row in rows.items() if group != ("all",)), key=lambda row: row.mean or 0)
+    expected = max(water, key=lambda site: statistics.fmean(water[site]))
+    assert warmest.group == (expected,)
+    assert warmest.label == SITES[expected].name
+
+
+def test_the_day_s_punctuality_at_drammen_is_the_share_of_its_trains_on_time() -> None:
+    punctuality, delay = released(BY_NAME["train-punctuality"]), released(BY_NAME["train-delay"])
+    calls = [b for b in bodies(TrainCall) if b["status"] == "actual"]
+    at_drammen = [b for b in calls if b["stop_place"] == DRAMMEN]
+    on_time = [1.0 if b["delay_seconds"] <= 180 else 0.0 for b in at_drammen]
+    drammen = punctuality[(DRAMMEN, "all")]
+    agrees(drammen, on_time)
+    assert drammen.label == "Drammen stasjon, all"
+    agrees(delay[(DRAMMEN, "all")], [b["delay_seconds"] / 60 for b in at_drammen])
+    # every station and line of the day, and the grand total over all stations
+    for stop_place, line in {(b["stop_place"], b["line"]) for b in calls}:
+        cell = [
+            1.0 if b["delay_seconds"] <= 180 else 0.0
+            for b in calls
+            if (b["stop_place"], b["line"]) == (stop_place, line)
+        ]
+        agrees(punctuality[(stop_place, line)], cell)
+    agrees(punctuality[("all", "all")], [1.0 if b["delay_seconds"] <= 180 else 0.0 for b in calls])
+
+
+def test_the_day_s_air_table_per_station_and_pollutant_and_over_stations() -> None:
+    rows = released(BY_NAME["air-quality"])
+    readings: dict[tuple[str, str], list[float]] = defaultdict(list)
+    names: dict[str, str] = {}
+    for body in bodies(AirQualityObserved):
+        readings[(body["station"], body["component"])].append(body["value"])
+        names[body["station"]] = body["station_name"]
+    for (station, pollutant), values in readings.items():
+        agrees(rows[(station, pollutant)], values)
+        assert rows[(station, pollutant)].label == f"{names[station]}, {pollutant}"
+    for pollutant in {p for _, p in readings}:  # a pollutant over every station: a margin
+        agrees(
+            rows[("all", pollutant)],
+            [v for (_, p), values in readings.items() if p == pollutant for v in values],
+        )
+
+
+def test_the_day_s_bikes_per_rack() -> None:
+    rows = released(BY_NAME["bike-use"])
+    bikes: dict[str, list[float]] = defaultdict(list)
+    for body in bodies(BikeStationStatus):
+        if body.get("is_installed", True) and body["is_renting"]:
+            bikes[body["station_id"]].append(float(body["num_bikes_available"]))
+    for station, values in bikes.items():
+        agrees(rows[(station,)], values)
+    assert set(rows) == {(station,) for station in bikes} | {("all",)}

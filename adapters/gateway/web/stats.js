@@ -26,7 +26,7 @@
   ];
   // UCUM codes as people write them; anything else is shown as it is, without UCUM's braces.
   const UNITS = { Cel: '°C', CEL: '°C', 'ug/m3': 'µg/m³', '1': '', '%': '%', h: 'h', min: 'min', s: 's' };
-  const COUNTED = { persons: 'persons', observations: 'readings', entities: 'counted' };
+  const COUNTED = { persons: 'persons', observations: 'observations', entities: 'entities' };
 
   const tables = new Map(); // data set -> its last event
   let source = null;
