@@ -335,3 +335,31 @@ def test_the_day_s_bikes_per_rack() -> None:
     for station, values in bikes.items():
         agrees(rows[(station,)], values)
     assert set(rows) == {(station,) for station in bikes} | {("all",)}
+
+
+def test_the_day_s_figures_in_the_docs_are_the_tables() -> None:
+    doc = (ROOT / "docs" / "statistics-everyday.md").read_text(encoding="utf-8")
+
+    def best(rows: dict[tuple[str, ...], StatisticsRow]) -> StatisticsRow:
+        return max((r for g, r in rows.items() if "all" not in g), key=lambda r: r.mean or 0)
+
+    def share(row: StatisticsRow) -> str:
+        assert row.sum is not None and row.count is not None and row.mean is not None
+        return f"{row.sum:.0f} of {row.count:.0f} calls ({row.mean:.2f})"
+
+    beach = best(released(BY_NAME["beach-water-temperature"]))
+    punctuality = released(BY_NAME["train-punctuality"])
+    delay = released(BY_NAME["train-delay"])[(DRAMMEN, "all")]
+    air = best(released(BY_NAME["air-quality"]))
+    bikes = best(released(BY_NAME["bike-use"]))
+    stations = {g[0] for g in punctuality if g[0] != "all"}
+    assert len(stations) == 5
+    expected = [
+        f"| {beach.label}, {beach.mean:.2f} °C over {beach.count:.0f} readings |",
+        f"| trains on time at Drammen stasjon | {share(punctuality[(DRAMMEN, 'all')])} |",
+        f"| trains on time at the five stations | {share(punctuality[('all', 'all')])} |",
+        f"| mean delay at Drammen stasjon | {delay.mean:.2f} min |",
+        f"| {air.label}: {air.mean:.2f} ug/m3 |",
+        f"| {bikes.label}, {bikes.mean:.2f} bikes over {bikes.count:.0f} reports |",
+    ]
+    assert [line for line in expected if line not in doc] == []
