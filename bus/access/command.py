@@ -332,7 +332,8 @@ def cmd_revoke(args: argparse.Namespace, config: Config, providers: list[AccessP
     _reload(setup, "to disconnect it")
     kinds = [g.kind for g in leaving] or [k for p in providers for k in p.guests]
     if (leaving or account == Account.SANDBOX.value) and not component and kinds:
-        again = " or ".join(f"`citybus auth add-{k.name} {name} --produces ...`" for k in kinds)
+        flag = "" if account == Account.SANDBOX.value else f" --account {account.lower()}"
+        again = " or ".join(f"`citybus auth add-{k.name} {name}{flag} [--produces ...]`" for k in kinds)
         out(f"To let it in again with new credentials: {again}.")
     else:
         out(

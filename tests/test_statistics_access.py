@@ -1,0 +1,316 @@
+"""Tailored answers go only to the person who asked, and the broker sees to it: the statistics
+service's rows of the access matrix, on a real nats-server with citybus's accounts.
+
+* a citizen's user asks about itself only: a request for another person, for everyone (``*``) or
+  for a release is refused by the server before any responder sees it;
+* it reads nothing but its own inbox: not another's inbox, not ``_INBOX.>``, not the request
+  subjects, not a whole class;
+* nobody else may ask comparisons but the desk — not the organisations, the pilots, the public,
+  internal or gateway users, the operator or the analyst — and nobody but the service hears them;
+* releases are asked by the analyst (and by ``internal``, whose requests the internal class are:
+  the budget bounds what any asker can spend);
+* ``citybus auth add-citizen`` issues a citizen's user, in the sandbox or in production.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import structlog
+
+from adapters.access import declaration
+from adapters.gateway import Gateway
+from adapters.instances import parse_instance
+from adapters.statistics.access import (
+    ANALYST,
+    CITIZENS,
+    DESK,
+    analyst_declaration,
+    citizen_declaration,
+    desk_declaration,
+)
+from adapters.volunteer.access import organisation_declaration
+from bus.access import AccessError, AccessModel, Account, Declaration
+from bus.access.guests import Guest, load_guests
+from bus.access.keys import CredentialStore
+from bus.cli import main
+from bus.server import EmbeddedServer
+from bus.subjects import contract_filter, dead_letter_filter, request_filter
+from contracts import (
+    Aggregate,
+    ComparisonRequest,
+    Opportunity,
+    ReleaseRequest,
+    RosterRequest,
+    VolunteerActivity,
+)
+from sandbox.access import pilot_declaration
+from tests.test_access import CONTRACTS, PRODUCER, Peer, barrier, connect, write_accounts
+
+pytestmark = pytest.mark.slow
+
+A = "v-00000000000a"
+B = "v-00000000000b"
+ORG = "drammen-frivilligsentral"
+PILOT = "acme"
+ADDED = datetime(2026, 12, 7, 10, 0, tzinfo=UTC)
+SERVICE = Declaration(
+    "statistics",
+    consumes=(VolunteerActivity, Opportunity),
+    produces=(Aggregate,),
+    declassifier=True,
+    answers=(ReleaseRequest, ComparisonRequest),
+)
+GATEWAY = declaration(parse_instance("gateway", Gateway, {}))
+
+
+def citizen(person: str, account: Account = Account.CITY) -> Declaration:
+    """A citizen's user as ``citybus auth add-citizen`` makes it."""
+    return Guest(CITIZENS, person, (), ADDED, account).declaration()
+
+
+def model() -> AccessModel:
+    return AccessModel(
+        CONTRACTS,
+        adapters=[SERVICE, desk_declaration(), analyst_declaration(), organisation_declaration(ORG)]
+        + [PRODUCER],
+        sandbox_adapters=[GATEWAY],
+        guests=[citizen(A), citizen(B), pilot_declaration(PILOT, ())],
+    )
+
+
+@dataclass
+class City:
+    server: EmbeddedServer
+    store: CredentialStore
+    peers: dict[str, Peer]
+
+
+PEERS = {
+    A: Account.CITY,
+    B: Account.CITY,
+    DESK: Account.CITY,
+    ANALYST: Account.CITY,
+    ORG: Account.CITY,
+    "vicotee-beach": Account.CITY,
+    "public": Account.CITY,
+    "internal": Account.CITY,
+    "operator": Account.CITY,
+    "statistics": Account.CITY,
+    "gateway": Account.SANDBOX,
+    PILOT: Account.SANDBOX,
+}
+
+
+@pytest.fixture(scope="module")
+async def city(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[City]:
+    base: Path = tmp_path_factory.mktemp("statistics-access")
+    access = model()
+    store = CredentialStore(base / "credentials")
+    store.ensure(u.key for u in access.users)
+    data_dir = base / "nats"
+    data_dir.mkdir()
+    write_accounts(data_dir, access, store)
+    server = EmbeddedServer(data_dir=data_dir, extra_config='include "accounts.conf"')
+    await server.start()
+    peers = {user: await connect(server.url, store, account.value, user) for user, account in PEERS.items()}
+    try:
+        yield City(server, store, peers)
+    finally:
+        for peer in peers.values():
+            with contextlib.suppress(Exception):
+                await peer.nc.close()
+        await server.stop()
+
+
+async def publishes(peer: Peer, subject: str) -> bool:
+    """Whether the server lets ``peer`` publish on ``subject`` (a refusal comes back as an error)."""
+    await peer.nc.publish(subject, b"{}")
+    await barrier(peer.nc)
+    return not peer.refused("publish", subject)
+
+
+async def subscribes(peer: Peer, subject: str) -> bool:
+    """Whether the server lets ``peer`` subscribe to ``subject``."""
+    sub = await peer.nc.subscribe(subject)
+    await barrier(peer.nc)
+    allowed = not peer.refused("subscription", subject)
+    await sub.unsubscribe()
+    return allowed
+
+
+ASK_A = request_filter(ComparisonRequest, A)
+ASK_B = request_filter(ComparisonRequest, B)
+RELEASE = request_filter(ReleaseRequest, "volunteer-hours")
+
+
+@pytest.mark.parametrize(
+    ("subject", "allowed"),
+    [
+        (ASK_A, True),
+        (ASK_B, False),
+        (request_filter(ComparisonRequest, "v-0000000000ff"), False),
+        (RELEASE, False),
+        (request_filter(RosterRequest, ORG), False),
+        (contract_filter(Aggregate, "volunteer-hours"), False),
+        (contract_filter(VolunteerActivity, A), False),
+        (dead_letter_filter().replace(">", "x"), False),
+        ("_INBOX.v-00000000000b.x", False),
+    ],
+)
+async def test_a_citizen_asks_about_itself_and_nothing_else(city: City, subject: str, allowed: bool) -> None:
+    assert await publishes(city.peers[A], subject) is allowed
+
+
+@pytest.mark.parametrize(
+    ("subject", "allowed"),
+    [
+        (f"_INBOX.{A}.>", True),
+        (f"_INBOX.{B}.>", False),
+        (f"_INBOX.{DESK}.>", False),
+        ("_INBOX.>", False),
+        (">", False),
+        (ASK_A, False),  # not even the requests on its own subject
+        (request_filter(ComparisonRequest), False),
+        ("city.personal.>", False),
+        ("city.public.>", False),
+        (contract_filter(Aggregate), False),
+    ],
+)
+async def test_a_citizen_reads_its_own_inbox_only(city: City, subject: str, allowed: bool) -> None:
+    assert await subscribes(city.peers[A], subject) is allowed
+
+
+# Who may ask: every user of both accounts against the two request subjects. A personal request is
+# asked by the desk (anyone) and the person's own user; a release (internal) by the analyst and by
+# the internal client kind, which asks internal services.
+ASKERS = {
+    A: (True, False),
+    B: (False, False),
+    DESK: (True, False),
+    ANALYST: (False, True),
+    ORG: (False, False),
+    "vicotee-beach": (False, False),
+    "public": (False, False),
+    "internal": (False, True),
+    "operator": (False, False),
+    "statistics": (False, False),
+    "gateway": (False, False),
+    PILOT: (False, False),
+}
+
+
+@pytest.mark.parametrize("user", sorted(ASKERS))
+async def test_who_may_ask_a_comparison_or_a_release(city: City, user: str) -> None:
+    compare, release = ASKERS[user]
+    peer = city.peers[user]
+    assert await publishes(peer, ASK_A) is compare
+    assert await publishes(peer, RELEASE) is release
+
+
+@pytest.mark.parametrize("user", sorted(set(PEERS) - {"statistics"}))
+async def test_nobody_but_the_service_hears_the_requests(city: City, user: str) -> None:
+    peer = city.peers[user]
+    for subject in (ASK_A, request_filter(ComparisonRequest), RELEASE, "city.personal.rpc.>", "_INBOX.>"):
+        assert not await subscribes(peer, subject), (user, subject)
+
+
+async def test_the_service_hears_the_requests_it_answers(city: City) -> None:
+    peer = city.peers["statistics"]
+    assert await subscribes(peer, request_filter(ComparisonRequest))
+    assert await subscribes(peer, request_filter(ReleaseRequest))
+    assert not await subscribes(peer, f"_INBOX.{A}.>")
+
+
+def test_the_table_says_what_a_citizen_may_do_and_why() -> None:
+    access = model()
+    rows = [(r.account, r.right, r.subject) for r in access.table() if r.user == A]
+    assert rows == [
+        ("CITY", "publish", ASK_A),
+        ("CITY", "subscribe", f"_INBOX.{A}.>"),
+        ("CITY", "never publish", dead_letter_filter()),
+    ]
+    assert {r.kind for r in access.table() if r.user == A} == {"citizen"}
+    assert [(r.right, r.subject) for r in access.table() if r.user == DESK][0] == (
+        "publish",
+        request_filter(ComparisonRequest),
+    )
+
+
+def test_a_citizen_in_the_sandbox_is_a_sandbox_user() -> None:
+    access = AccessModel(CONTRACTS, guests=[citizen(A, Account.SANDBOX)])
+    assert access.user(Account.SANDBOX, A).title == "citizen"
+    with pytest.raises(KeyError):
+        access.user(Account.CITY, A)
+
+
+@pytest.mark.parametrize(
+    ("name", "produces", "message"),
+    [
+        ("kari-nordmann", (), "named by the person's id"),
+        ("v-12", (), "8 to 32 hex digits"),
+        (A, (Aggregate,), "a citizen publishes nothing"),
+    ],
+)
+def test_a_citizen_is_a_person_id_that_publishes_nothing(
+    name: str, produces: tuple[type[Aggregate], ...], message: str
+) -> None:
+    with pytest.raises(AccessError, match=message):
+        citizen_declaration(name, produces)
+
+
+@dataclass
+class Cli:
+    config: Path
+    directory: Path
+    capsys: pytest.CaptureFixture[str]
+
+    def __call__(self, *args: str) -> tuple[int, str, str]:
+        self.capsys.readouterr()
+        saved = structlog.get_config()  # the CLI configures logging for the process
+        try:
+            status = main(["--config", str(self.config), "auth", *args, "--dir", str(self.directory)])
+        finally:
+            structlog.configure(**saved)
+        captured = self.capsys.readouterr()
+        return status, captured.out, captured.err
+
+
+def test_citybus_auth_adds_a_citizen_to_the_sandbox_or_production(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "citybus.toml"
+    config.write_text("")
+    cli = Cli(config, tmp_path / "credentials", capsys)
+    status, out, _ = cli("add-citizen", A)
+    assert status == 0 and f"added citizen {A} to the sandbox (account SANDBOX)" in out
+    assert f"publishes  {ASK_A}" in out
+    status, out, _ = cli("add-citizen", B, "--account", "city")
+    assert status == 0 and f"added citizen {B} to production (account CITY)" in out
+    store = CredentialStore(cli.directory)
+    assert store.load("SANDBOX", A).connect_options()["inbox_prefix"] == f"_INBOX.{A}"
+    assert store.load("CITY", B).connect_options()
+    assert {(g.name, g.account) for g in load_guests(cli.directory, CITIZENS)} == {
+        (A, Account.SANDBOX),
+        (B, Account.CITY),
+    }
+    status, out, _ = cli("show", "--user", B)
+    assert status == 0 and request_filter(ComparisonRequest, B) in out and ASK_A not in out
+    # one line for what cannot be a citizen, and nothing issued for it
+    status, out, err = cli("add-citizen", "v-abc")
+    assert status == 1 and "8 to 32 hex digits" in err and len(err.strip().splitlines()) == 1
+    assert not (cli.directory / "SANDBOX" / "v-abc.nk").exists()
+    with pytest.raises(SystemExit, match="2"):
+        cli("add-citizen", "v-00000000000c", "--account", "sys")
+    assert "invalid choice: 'SYS' (choose from 'SANDBOX', 'CITY')" in capsys.readouterr().err
+    # revoked: out of citizens.toml, its seed gone, and added again later with new credentials
+    status, out, _ = cli("revoke", B)
+    assert status == 0 and f"CITY/{B} revoked" in out
+    assert [g.name for g in load_guests(cli.directory, CITIZENS)] == [A]
+    assert not (cli.directory / "CITY" / f"{B}.nk").exists()
+    assert f"`citybus auth add-citizen {B} --account city [--produces ...]`" in out
