@@ -37,7 +37,7 @@ import argparse
 import asyncio
 import re
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import timedelta
+from datetime import date, datetime, timedelta
 from typing import Any, TypeVar
 
 import msgspec
@@ -107,10 +107,19 @@ def _dataset(text: str) -> str:
 
 
 def _period(text: str | None) -> str | None:
-    if text is not None and not _PERIOD.match(text):
+    if text is None:
+        return None
+    try:
+        if not _PERIOD.match(text):
+            raise ValueError
+        if "-W" in text:
+            datetime.fromisocalendar(int(text[:4]), int(text[6:]), 1)
+        else:
+            date.fromisoformat(text if len(text) == 10 else f"{text}-01")
+    except ValueError:
         raise _Usage(
             f"--period {text!r}: a period is an ISO week (2026-W49), a month (2026-12) or a day (2026-12-07)"
-        )
+        ) from None
     return text
 
 

@@ -1,0 +1,224 @@
+"""``citybus stats list|show|release|compare`` on a real server: what a newcomer types, what they
+read back, and one line (exit status 1, or 2 for a mistake on the command line) for the rest.
+
+``list`` and ``show`` read what the stream holds, so releases published here stand for the
+service's; ``release`` and ``compare`` ask the statistics service itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import msgspec
+import pytest
+import structlog
+
+from bus import Bus
+from bus.cli import main
+from contracts import Aggregate, ReleasePrivacy, StatisticsRow
+
+pytestmark = pytest.mark.slow
+
+OSLO = ZoneInfo("Europe/Oslo")
+DP = ReleasePrivacy(
+    mechanism="differential-privacy",
+    k=5,
+    epsilon=0.5,
+    delta=1e-6,
+    spent=0.5,
+    budget=1.0,
+    count_scale=4.0,
+    sum_scale=32.0,
+    max_contributions=2,
+    clamp=8.0,
+)
+
+
+def week(period: str, release: int, rows: tuple[StatisticsRow, ...], *, final: bool = False) -> Aggregate:
+    """A release of volunteer hours for an ISO week (2026-W49)."""
+    year, number = period.split("-W")
+    start = datetime.fromisocalendar(int(year), int(number), 1).replace(tzinfo=OSLO)
+    return Aggregate(
+        dataset="volunteer-hours",
+        title="Volunteer hours by district and activity",
+        period=period,
+        period_start=start,
+        period_end=start + timedelta(days=7),
+        release=release,
+        final=final,
+        dimensions=("district", "activity"),
+        measure="hours",
+        unit="h",
+        counts="persons",
+        rows=rows,
+        privacy=msgspec.structs.replace(DP, spent=0.5 * release),
+        sources=("community.volunteer-activity",),
+    )
+
+
+W48 = week(
+    "2026-W48",
+    1,
+    (
+        StatisticsRow(group=("bragernes", "beach-cleanup"), count=6.0, sum=15.0, mean=2.5),
+        StatisticsRow(group=("all", "all"), count=6.0, sum=15.0, mean=2.5),
+    ),
+    final=True,
+)
+W49_FIRST = week("2026-W49", 1, (StatisticsRow(group=("all", "all"), count=9.0, sum=20.0, mean=2.22),))
+W49 = week(
+    "2026-W49",
+    2,
+    (
+        StatisticsRow(group=("bragernes", "beach-cleanup"), count=7.0, sum=20.4, mean=2.91),
+        StatisticsRow(group=("konnerud", "beach-cleanup"), status="suppressed", reason="threshold"),
+        StatisticsRow(group=("all", "all"), count=12.0, sum=33.0, mean=2.75),
+    ),
+)
+BEACH = Aggregate(
+    dataset="beach-water-temperature",
+    title="Water temperature at the beaches",
+    period="2026-W49",
+    period_start=W49.period_start,
+    period_end=W49.period_end,
+    dimensions=("site",),
+    measure="water temperature",
+    unit="Cel",
+    counts="observations",
+    rows=(
+        StatisticsRow(
+            group=("sota-fjordpark",),
+            count=40,
+            mean=6.1,
+            median=6.0,
+            min=5.2,
+            max=7.4,
+            label="Sota fjordpark",
+        ),
+        StatisticsRow(group=("all",), count=40, mean=6.1, median=6.0, min=5.2, max=7.4),
+    ),
+    privacy=ReleasePrivacy(mechanism="none"),
+    sources=("environment.beach-observation",),
+)
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Iterator[Path]:
+    path = tmp_path / "citybus.toml"
+    path.write_text('[auth]\nmode = "off"\n')
+    saved = structlog.get_config()  # the CLI configures logging for the process
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    yield path
+    structlog.configure(**saved)
+
+
+async def stats(
+    capsys: pytest.CaptureFixture[str], config: Path, bus: Bus, *args: str
+) -> tuple[int, str, str]:
+    capsys.readouterr()
+    status = await asyncio.to_thread(main, ["--config", str(config), "stats", *args, "--nats", bus.url])
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+async def test_list_and_show_what_was_released(
+    quiet_bus: Bus, config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = (capsys, config, quiet_bus)
+    assert await stats(*run, "list") == (
+        0,
+        "no statistics have been released yet (the statistics service releases when a period ends)\n",
+        "",
+    )
+    for aggregate in (W48, W49_FIRST, BEACH, W49):
+        await quiet_bus.publish(aggregate)
+
+    status, out, _ = await stats(*run, "list")
+    assert status == 0
+    assert [re.split(r"\s{2,}", line) for line in out.splitlines()] == [
+        ["DATASET", "PERIOD", "RELEASE", "CELLS", "PRIVACY", "TITLE"],
+        [
+            "beach-water-temperature",
+            "2026-W49",
+            "1 (provisional)",
+            "2",
+            "none (public data)",
+            "Water temperature at the beaches",
+        ],
+        [
+            "volunteer-hours",
+            "2026-W49",
+            "2 (provisional)",
+            "3 (1 suppressed)",
+            "differential privacy, k 5, ε 1 of 1 spent",
+            "Volunteer hours by district and activity",
+        ],
+    ]
+
+    status, out, _ = await stats(*run, "show", "volunteer-hours")
+    assert status == 0
+    assert out.splitlines() == [
+        "Volunteer hours by district and activity",
+        "volunteer-hours, 2026-W49 (2026-11-30 to 2026-12-06), release 2, provisional",
+        "measure: hours (h)",
+        "DISTRICT   ACTIVITY       PERSONS  SUM (h)  MEAN (h)",
+        "bragernes  beach-cleanup  7        20.4     2.91",
+        "konnerud   beach-cleanup  suppressed: below the noise threshold",
+        "all        all            12       33       2.75",
+        "privacy: differential privacy (OpenDP), ε 0.5 and δ 1e-06 for this release; ε 1 of 1 spent on "
+        "2026-W49; no released cell covers fewer than k = 5 persons; Laplace noise of scale 4 on counts "
+        "and 32 h on sums; a person counts in at most 2 cells, with at most 8 h each",
+        "from community.volunteer-activity",
+    ]
+
+    status, out, _ = await stats(*run, "show", "volunteer-hours", "--period", "2026-W48")
+    assert status == 0 and out.splitlines()[1].endswith(
+        "2026-W48 (2026-11-23 to 2026-11-29), release 1, final"
+    )
+
+    status, out, _ = await stats(*run, "show", "beach-water-temperature")
+    assert status == 0
+    table = out.splitlines()[3:6]
+    assert table == [
+        "SITE            NAME            OBSERVATIONS  MEAN (Cel)  MEDIAN (Cel)  MIN (Cel)  MAX (Cel)",
+        "sota-fjordpark  Sota fjordpark  40            6.1         6             5.2        7.4",
+        "all                             40            6.1         6             5.2        7.4",
+    ]
+    assert "privacy: none needed (public data: no person in it)" in out
+
+    status, out, _ = await stats(*run, "show", "volunteer-hours", "--period", "2026-W49", "--json")
+    assert status == 0 and msgspec.convert(json.loads(out), Aggregate) == W49
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "says"),
+    [
+        (("show", "volunteer-hours", "--period", "2026-W40"), 1, "periods held: 2026-W48, 2026-W49"),
+        (("show", "no-such-data"), 1, "no release of 'no-such-data' has been published"),
+        (("show", "Volunteer Hours"), 2, "is not a data set's name"),
+        (("show", "volunteer-hours", "--period", "last week"), 2, "a period is an ISO week (2026-W49)"),
+        (("release", "volunteer-hours", "--period", "2026-13"), 2, "a period is"),
+        (("compare", "Kari Nordmann"), 2, "is not a person's id"),
+        (("compare", "v-3f9c2a7e51d0", "--commute", "Bangeløkka"), 2, "a station's id"),
+    ],
+)
+async def test_what_cannot_be_done_is_one_line_and_a_non_zero_status(
+    quiet_bus: Bus,
+    config: Path,
+    capsys: pytest.CaptureFixture[str],
+    args: tuple[str, ...],
+    code: int,
+    says: str,
+) -> None:
+    for aggregate in (W48, W49):
+        await quiet_bus.publish(aggregate)
+    status, out, err = await stats(capsys, config, quiet_bus, *args)
+    assert (status, out) == (code, "")
+    assert len(err.strip().splitlines()) == 1 and says in err and "Traceback" not in err
