@@ -2,7 +2,9 @@
 
 It reads the personal data its consent allows and the city's public data, and publishes
 :class:`~contracts.Aggregate` tables protected by k-anonymity or differential privacy (OpenDP);
-:mod:`adapters.statistics.everyday` says how the public data sets are computed.
+:mod:`adapters.statistics.everyday` says how the public data sets are computed, the release
+engine (:mod:`adapters.statistics.engine`, pure: no bus) how a table is made, and
+:mod:`adapters.statistics.periods` the periods a release covers.
 
 A service adapter (``statistics``, :mod:`adapters.statistics.adapter`) releasing each data set per
 period, spending privacy budget by compare-and-set so that two processes can never overspend it
