@@ -53,8 +53,9 @@ Decisions, and why:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
-from typing import Annotated, Any, ClassVar, Final, Literal
+from typing import Annotated, Any, ClassVar, Final, Literal, TypeVar
 
 import msgspec
 from msgspec import Meta
@@ -82,23 +83,26 @@ from contracts import (
     VolunteerActivity,
 )
 
-__all__ = ["DEFAULT_POLICIES", "DatasetConfig", "DistrictConfig", "StatisticsConfig", "StatisticsService", "seconds"]
+__all__ = [
+    "DEFAULT_POLICIES",
+    "DatasetConfig",
+    "DistrictConfig",
+    "StatisticsConfig",
+    "StatisticsService",
+    "seconds",
+]
 
-_DURATION: Final = re.compile(r"^(?:([0-9]+)d)?(?:([0-9]+)h)?(?:([0-9]+)m)?(?:([0-9]+)s)?$")
+_DURATION: Final = re.compile(r"^(?=[0-9])(?:([0-9]+)d)?(?:([0-9]+)h)?(?:([0-9]+)m)?(?:([0-9]+)s)?$")
 
 Duration = Annotated[
-    str,
-    Meta(
-        pattern=r"^(?=[0-9])(?:[0-9]+d)?(?:[0-9]+h)?(?:[0-9]+m)?(?:[0-9]+s)?$",
-        description='A duration: days, hours, minutes, seconds, e.g. "1h", "90m", "1d12h", "30s"',
-    ),
+    str, Meta(description='A duration: days, hours, minutes, seconds, e.g. "1h", "90m", "1d12h", "30s"')
 ]
 
 
 def seconds(duration: str) -> float:
-    """The seconds of a :data:`Duration` (``"1h30m"`` → 5400)."""
+    """The seconds of a :data:`Duration` (``"1h30m"`` → 5400); :class:`ValueError` if it is none."""
     match = _DURATION.match(duration)
-    if match is None or not duration:
+    if match is None:
         raise ValueError(f"{duration!r} is not a duration: write it like 1h, 90m, 1d12h or 30s")
     d, h, m, s = (int(g or 0) for g in match.groups())
     return float(((d * 24 + h) * 60 + m) * 60 + s)
@@ -106,7 +110,13 @@ def seconds(duration: str) -> float:
 
 DEFAULT_POLICIES: Final[dict[str, engine.Policy]] = {
     VOLUNTEER_HOURS: engine.Policy(
-        mechanism="differential-privacy", k=5, epsilon=0.5, budget=1.0, delta=1e-6, max_contributions=2, clamp=8.0
+        mechanism="differential-privacy",
+        k=5,
+        epsilon=0.5,
+        budget=1.0,
+        delta=1e-6,
+        max_contributions=2,
+        clamp=8.0,
     ),
     **{d.name: engine.Policy(mechanism="none", k=0) for d in EVERYDAY},
 }
@@ -152,6 +162,17 @@ class DistrictConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
 
 
 _SLUG: Final = re.compile(r"^[a-z][a-z0-9]*(?:-[a-z0-9]+)*$")
+S = TypeVar("S", bound=msgspec.Struct)
+
+
+def _table(where: str, given: Any, shape: type[S]) -> S:
+    """``given`` (one table of the section) as ``shape``; :class:`ValueError` naming ``where``."""
+    try:
+        return msgspec.convert(given, shape)
+    except msgspec.ValidationError as error:
+        message, _, path = str(error).rpartition(" - at `")
+        key = path.rstrip("`").removeprefix("$").lstrip(".") if message else ""
+        raise ValueError(f"{where}{'.' + key if key else ''}: {message or error}") from None
 
 
 class StatisticsConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -164,22 +185,28 @@ class StatisticsConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
     arrived, if later)."""
     release_every: Duration | None = None
     """Provisional releases this often while a period is open; none if absent."""
-    datasets: dict[str, DatasetConfig] = {}
-    """Per data set, what differs from its defaults."""
-    districts: dict[str, DistrictConfig] = {}
-    """The districts' centres; given, they replace Drammen's built-in (approximate) ones."""
+    datasets: dict[str, dict[str, Any]] = {}
+    """Per data set, what differs from its defaults (each a :class:`DatasetConfig`)."""
+    districts: dict[str, dict[str, Any]] = {}
+    """The districts' centres (each a :class:`DistrictConfig`); given, they replace Drammen's
+    built-in (approximate) ones."""
 
     def __post_init__(self) -> None:
-        seconds(self.release_after)
-        if self.release_every is not None and seconds(self.release_every) <= 0:
-            raise ValueError("release_every must be longer than 0s")
-        for name, given in self.datasets.items():
+        _duration("release_after", self.release_after, zero=True)
+        if self.release_every is not None:
+            _duration("release_every", self.release_every)
+        for name in self.datasets:
             if name not in DEFAULT_POLICIES:
                 known = ", ".join(sorted(DEFAULT_POLICIES))
                 raise ValueError(f"datasets.{name}: there is no such data set; the data sets are {known}")
-            if given.release_every is not None and seconds(given.release_every) <= 0:
-                raise ValueError(f"datasets.{name}.release_every must be longer than 0s")
-            problem = policy_problem(name, self.policy(name))
+            given = self.dataset(name)
+            if given.release_every is not None:
+                _duration(f"datasets.{name}.release_every", given.release_every)
+            try:
+                policy = self.policy(name)
+            except ValueError as error:  # the engine refuses what is out of range
+                raise ValueError(f"datasets.{name}: {error}") from None
+            problem = policy_problem(name, policy)
             if problem:
                 raise ValueError(f"datasets.{name}: {problem}")
         for slug in self.districts:
@@ -188,44 +215,44 @@ class StatisticsConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
                     f"districts.{slug}: a district's key is its slug in kebab case (e.g. bragernes), "
                     f"and not {ALL}, {UNKNOWN} or {ELSEWHERE}"
                 )
+        self.district_list()
+
+    def dataset(self, name: str) -> DatasetConfig:
+        """What is configured for data set ``name`` (nothing: its defaults)."""
+        given = self.datasets.get(name)
+        return DatasetConfig() if given is None else _table(f"datasets.{name}", given, DatasetConfig)
 
     def policy(self, name: str) -> engine.Policy:
         """The privacy policy of data set ``name``: its defaults with what is configured over them."""
-        policy = DEFAULT_POLICIES[name]
-        given = self.datasets.get(name)
-        if given is None:
-            return policy
-        changes = {
-            field: value
-            for field in ("mechanism", "k", "epsilon", "budget", "delta", "max_contributions", "clamp", "margins")
-            if (value := getattr(given, field)) is not None
-        }
-        return engine.Policy(**{**_policy_fields(policy), **changes})
+        given = msgspec.structs.asdict(self.dataset(name))
+        given.pop("release_every")
+        return dataclasses.replace(
+            DEFAULT_POLICIES[name], **{key: value for key, value in given.items() if value is not None}
+        )
 
     def every(self, name: str) -> float | None:
         """Seconds between provisional releases of data set ``name`` (``None``: none)."""
-        given = self.datasets.get(name)
-        every = given.release_every if given is not None and given.release_every else self.release_every
+        every = self.dataset(name).release_every or self.release_every
         return seconds(every) if every else None
 
     def district_list(self) -> tuple[District, ...]:
         """The districts: the configured ones, else Drammen's."""
         if not self.districts:
             return DRAMMEN
-        return tuple(District(slug, d.name, d.lat, d.lon) for slug, d in sorted(self.districts.items()))
+        found = []
+        for slug, given in sorted(self.districts.items()):
+            district = _table(f"districts.{slug}", given, DistrictConfig)
+            found.append(District(slug, district.name, district.lat, district.lon))
+        return tuple(found)
 
 
-def _policy_fields(policy: engine.Policy) -> dict[str, Any]:
-    return {
-        "mechanism": policy.mechanism,
-        "k": policy.k,
-        "epsilon": policy.epsilon,
-        "budget": policy.budget,
-        "delta": policy.delta,
-        "max_contributions": policy.max_contributions,
-        "clamp": policy.clamp,
-        "margins": policy.margins,
-    }
+def _duration(key: str, value: str, *, zero: bool = False) -> None:
+    try:
+        length = seconds(value)
+    except ValueError as error:
+        raise ValueError(f"{key}: {error}") from None
+    if length <= 0 and not zero:
+        raise ValueError(f"{key}: {value!r} is no time at all: give a duration longer than 0s")
 
 
 def policy_problem(name: str, policy: engine.Policy) -> str:
@@ -237,7 +264,10 @@ def policy_problem(name: str, policy: engine.Policy) -> str:
                 'not "none"'
             )
         if policy.k < 2:
-            return f"it holds personal data: k must be at least 2 (no released cell about one person), not {policy.k}"
+            return (
+                "it holds personal data: k must be at least 2 (no released cell about one person), "
+                f"not {policy.k}"
+            )
     if policy.mechanism == "differential-privacy" and policy.budget < policy.epsilon:
         return (
             f"budget {policy.budget:g} cannot pay for one release of epsilon {policy.epsilon:g}: "
@@ -283,7 +313,9 @@ class StatisticsService(Adapter[StatisticsConfig]):
     def datasets(self) -> dict[str, Dataset]:
         """The data sets this instance releases, with their configured policies."""
         config = self.config
-        found = {VOLUNTEER_HOURS: volunteer_hours(config.policy(VOLUNTEER_HOURS), config.every(VOLUNTEER_HOURS))}
+        found = {
+            VOLUNTEER_HOURS: volunteer_hours(config.policy(VOLUNTEER_HOURS), config.every(VOLUNTEER_HOURS))
+        }
         for everyday in EVERYDAY:
             found[everyday.name] = Dataset(
                 name=everyday.name,
@@ -337,7 +369,9 @@ class StatisticsService(Adapter[StatisticsConfig]):
         await statistics.load()
 
         for contract in consumed():
-            readers = tuple(d for d in datasets.values() if d.everyday is not None and d.everyday.contract is contract)
+            readers = tuple(
+                d for d in datasets.values() if d.everyday is not None and d.everyday.contract is contract
+            )
             await ctx.subscribe(contract, _observer(statistics, readers), queue="")
 
         async def requested(event: Event[ReleaseRequest]) -> ReleaseReceipt:

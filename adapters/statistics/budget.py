@@ -174,5 +174,7 @@ class Budget:
                     self._on_conflict()
                 record, revision = await self._read(key)
                 continue
-            return Spent(release=new.releases, epsilon=epsilon, spent=new.spent, delta=new.delta, budget=budget)
+            return Spent(
+                release=new.releases, epsilon=epsilon, spent=new.spent, delta=new.delta, budget=budget
+            )
         raise StoreError(f"budget {key}: {_ATTEMPTS} compare-and-sets in a row lost to other writers")

@@ -182,6 +182,8 @@ class Where(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
 
     district: str
     activity: str
+    starts: float = 0.0
+    """When it starts (epoch seconds): the period whose table lists its cell."""
     cancelled: bool = False
     at: float = 0.0
     """The time of the message that said so (epoch seconds): an older one does not change it."""
@@ -219,20 +221,22 @@ class Opportunities:
                 self._known[opportunity_id] = old
                 return False
             try:
-                await self.store.put(name, _ENCODE.encode(where), revision=None if found is None else found.revision)
+                await self.store.put(
+                    name, _ENCODE.encode(where), revision=None if found is None else found.revision
+                )
             except StoreConflict:
                 continue
             self._known[opportunity_id] = where
             return True
         raise StoreError(f"{name}: {_ATTEMPTS} compare-and-sets in a row lost to other writers")
 
-    async def cancelled(self) -> set[str]:
-        """The opportunities cancelled, as the bucket says now."""
-        found = set()
+    async def load(self) -> dict[str, Where]:
+        """Every opportunity and where it counts, as the bucket says now."""
+        found = {}
         for name in await self.store.keys():
             head, _, opportunity_id = name.partition(".")
             if head == "opportunity" and "." not in opportunity_id:
                 where = await self.get(opportunity_id, fresh=True)
-                if where is not None and where.cancelled:
-                    found.add(opportunity_id)
+                if where is not None:
+                    found[opportunity_id] = where
         return found

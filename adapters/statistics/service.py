@@ -52,19 +52,20 @@ import asyncio
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Final, Literal
 
 import msgspec
 
 from adapters.changes import stable_id
 from adapters.context import Context
-from adapters.statistics import engine, periods
+from adapters.statistics import engine
 from adapters.statistics.budget import Budget, Refused
 from adapters.statistics.contributions import Contributions, Opportunities, Where
 from adapters.statistics.districts import UNKNOWN, Districts
 from adapters.statistics.everyday import EverydayDataset, Observation
 from adapters.statistics.metrics import StatisticsMetrics
+from adapters.statistics.periods import Period, PeriodError, PeriodKind
 from bus import Event
 from bus.errors import CityBusError
 from contracts import (
@@ -175,7 +176,7 @@ class Statistics:
         datasets: Mapping[str, Dataset],
         *,
         districts: Districts,
-        period: periods.Kind,
+        period: PeriodKind,
         release_after: float,
         budget: Budget,
         contributions: Contributions,
@@ -185,7 +186,7 @@ class Statistics:
         self.ctx = ctx
         self.datasets = dict(datasets)
         self.districts = districts
-        self.kind: periods.Kind = period
+        self.kind: PeriodKind = period
         self.release_after = release_after
         self.budget = budget
         self.contributions = contributions
@@ -194,7 +195,7 @@ class Statistics:
         self.released: dict[tuple[str, str], Aggregate] = {}
         """The latest release of each data set and period (published or read back)."""
         self._newest: dict[str, Aggregate] = {}
-        self._costs = {name: engine.cost(d.policy) for name, d in self.datasets.items()}
+        self._costs = {name: engine.cost(d.policy, d.dimensions) for name, d in self.datasets.items()}
         self._observations: dict[tuple[str, str], dict[str, Observation]] = {}
         self._labels: dict[str, dict[str, str]] = defaultdict(dict)
         self._provenance: dict[str, str] = {}
@@ -213,11 +214,7 @@ class Statistics:
 
     def period_of(self, when: datetime) -> str:
         """The period (of the configured kind) ``when`` lies in."""
-        return periods.period_of(self.kind, when)
-
-    def _previous(self, period: str) -> str:
-        start, _ = periods.bounds(period)
-        return self.period_of(start - timedelta(microseconds=1))
+        return str(Period.containing(when, self.kind))
 
     # -- what comes in ----------------------------------------------------------------------------
 
@@ -277,6 +274,7 @@ class Statistics:
         where = Where(
             district=self.districts.of(opportunity.location),
             activity=opportunity.skills[0] if opportunity.skills else GENERAL,
+            starts=opportunity.starts.timestamp(),
             cancelled=opportunity.status == "cancelled",
             at=_stamp(event, self.ctx.clock.now()),
         )
@@ -337,18 +335,27 @@ class Statistics:
         now = self.ctx.clock.now()
         period = request.period or self.period_of(now)
         dataset = self.datasets.get(request.dataset)
-        problem = ""
+        problem = self._period_problem(period, now)
         if dataset is None:
             problem = f"no data set {request.dataset} here; it releases {', '.join(sorted(self.datasets))}"
-        elif periods.kind_of(period) != self.kind:
-            example = self.period_of(now)
-            problem = f"this service counts by {self.kind}: ask for a period like {example}"
-        elif periods.bounds(period)[0] > now:
-            problem = f"the period {period} has not started"
         if dataset is None or problem:
-            self.ctx.log.info("release request refused", dataset=request.dataset, period=period, reason=problem)
+            self.ctx.log.info(
+                "release request refused", dataset=request.dataset, period=period, reason=problem
+            )
             return ReleaseReceipt(dataset=request.dataset, period=period, status="refused", reason=problem)
         return await self.release(dataset, period)
+
+    def _period_problem(self, period: str, now: datetime) -> str:
+        """What is wrong with asking for ``period`` now, for a person; empty if nothing."""
+        try:
+            parsed = Period.parse(period)
+        except PeriodError as error:
+            return str(error)
+        if parsed.kind != self.kind:
+            return f"this service counts by {self.kind}: ask for a period like {self.period_of(now)}"
+        if parsed.start > now:
+            return f"the period {period} has not started"
+        return ""
 
     async def release(
         self, dataset: Dataset, period: str, *, final: bool = False, unless_after: float | None = None
@@ -375,7 +382,9 @@ class Statistics:
                 unless_after=unless_after,
             )
             if isinstance(outcome, Refused):
-                return self._refused(dataset, period, outcome, final=final, scheduled=unless_after is not None)
+                return self._refused(
+                    dataset, period, outcome, final=final, scheduled=unless_after is not None
+                )
             try:
                 aggregate = await self._table(dataset, period, outcome.release, final=final)
                 if dataset.private:
@@ -442,16 +451,28 @@ class Statistics:
         return "recorded" if self.ctx.account == "SANDBOX" else "manual"
 
     async def _table(self, dataset: Dataset, period: str, release: int, *, final: bool) -> Aggregate:
-        start, end = periods.bounds(period)
-        given = await self._contributed(dataset, period)
+        parsed = Period.parse(period)
         labels = dict(self._labels.get(dataset.name, {}))
-        if dataset.name == VOLUNTEER_HOURS:
+        domain: set[tuple[str, ...]] = set()
+        if dataset.everyday is None:
+            known = await self.opportunities.load()
+            given = await self._contributed(dataset, period, known)
+            # the cells of the period's opportunities are public: listed, if not released, as suppressed
+            domain = {
+                (where.district, where.activity)
+                for where in known.values()
+                if not where.cancelled and parsed.start.timestamp() <= where.starts < parsed.end.timestamp()
+            }
             labels.update(self.districts.labels)
-            labels.update({g[1]: _activity_label(g[1]) for g in (c.group for c in given) if len(g) == 2})
+            labels.update({a: _activity_label(a) for _, a in (*domain, *(c.group for c in given))})
+        else:
+            held = self._observations.get((dataset.name, period), {})
+            given = [engine.Contribution(who=o.who, group=o.group, value=o.value) for o in held.values()]
         labels[ALL] = "All"
         table = await asyncio.to_thread(
-            engine.release, given, dataset.dimensions, dataset.policy, labels=labels
+            engine.release, given, dataset.dimensions, dataset.policy, labels=labels, domain=domain
         )
+        start, end = parsed.start, parsed.end
         return Aggregate(
             dataset=dataset.name,
             title=dataset.title,
@@ -469,19 +490,21 @@ class Statistics:
             sources=dataset.sources,
         )
 
-    async def _contributed(self, dataset: Dataset, period: str) -> list[engine.Contribution]:
-        """What goes into a release: each person's value per cell (personal data), or each
-        observation (public data)."""
-        if dataset.everyday is not None:
-            held = self._observations.get((dataset.name, period), {})
-            return [engine.Contribution(who=o.who, group=o.group, value=o.value) for o in held.values()]
-        cancelled = await self.opportunities.cancelled()
+    async def _contributed(
+        self, dataset: Dataset, period: str, known: Mapping[str, Where]
+    ) -> list[engine.Contribution]:
+        """What goes into a release of personal data: each person's value per cell, by ref,
+        leaving out cancelled opportunities."""
+        cancelled = {name for name, where in known.items() if where.cancelled}
         cells: dict[tuple[str, tuple[str, ...]], float] = defaultdict(float)
         for ref, items in (await self.contributions.period(dataset.name, period)).items():
             for item, contributed in items.items():
                 if item not in cancelled:
                     cells[(ref, contributed.group)] += contributed.value
-        return [engine.Contribution(who=ref, group=group, value=value) for (ref, group), value in sorted(cells.items())]
+        return [
+            engine.Contribution(who=ref, group=group, value=value)
+            for (ref, group), value in sorted(cells.items())
+        ]
 
     def _published(self, dataset: Dataset, aggregate: Aggregate, now: float) -> None:
         key = (dataset.name, aggregate.period)
@@ -522,13 +545,14 @@ class Statistics:
         for dataset in self.datasets.values():
             due = {p for d, p in self._pending if d == dataset.name}
             if dataset.personal:
-                due |= {current, self._previous(current)}
+                due |= {current, str(Period.parse(current).previous())}
             for period in sorted(due):
                 key = (dataset.name, period)
                 if key in self._done:
                     self._pending.discard(key)
                     continue
-                start, end = periods.bounds(period)
+                parsed = Period.parse(period)
+                start, end = parsed.start, parsed.end
                 if now < start:
                     continue
                 settled = max(end.timestamp(), self._heard.get(key, 0.0)) + self.release_after
@@ -582,7 +606,7 @@ class Statistics:
                 dataset=request.dataset,
                 period=period,
                 commute=commute,
-                note=f"there is no data set {request.dataset}: ask for one of {', '.join(sorted(self.datasets))}",
+                note=f"there is no data set {request.dataset}: ask for one of {', '.join(self.datasets)}",
             )
         release = self.released.get((dataset.name, period))
         yours: list[OwnFigure] = []
