@@ -14,35 +14,49 @@ service's rows of the access matrix, on a real nats-server with citybus's accoun
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
 
+import msgspec
 import pytest
 import structlog
+from nats.aio.msg import Msg
+from prometheus_client import CollectorRegistry
 
+from adapters import Context
 from adapters.access import declaration
 from adapters.gateway import Gateway
 from adapters.instances import parse_instance
+from adapters.metrics import AdapterMetrics
+from adapters.statistics import StatisticsService
 from adapters.statistics.access import (
     ANALYST,
     CITIZENS,
     DESK,
     analyst_declaration,
     citizen_declaration,
+    declared,
     desk_declaration,
 )
+from adapters.volunteer import VolunteerPlatform
 from adapters.volunteer.access import organisation_declaration
+from bus import Bus, Metrics, PermissionDeniedError
 from bus.access import AccessError, AccessModel, Account, Declaration
 from bus.access.guests import Guest, load_guests
 from bus.access.keys import CredentialStore
 from bus.cli import main
+from bus.config import load_config
 from bus.server import EmbeddedServer
 from bus.subjects import contract_filter, dead_letter_filter, request_filter
 from contracts import (
     Aggregate,
+    Comparison,
     ComparisonRequest,
     Opportunity,
     ReleaseRequest,
@@ -59,13 +73,9 @@ B = "v-00000000000b"
 ORG = "drammen-frivilligsentral"
 PILOT = "acme"
 ADDED = datetime(2026, 12, 7, 10, 0, tzinfo=UTC)
-SERVICE = Declaration(
-    "statistics",
-    consumes=(VolunteerActivity, Opportunity),
-    produces=(Aggregate,),
-    declassifier=True,
-    answers=(ReleaseRequest, ComparisonRequest),
-)
+SERVICE_CONFIG = parse_instance("statistics", StatisticsService, {"account": "city"})
+SERVICE = declaration(SERVICE_CONFIG)
+PLATFORM = declaration(parse_instance("volunteer-platform", VolunteerPlatform, {"organisations": [ORG]}))
 GATEWAY = declaration(parse_instance("gateway", Gateway, {}))
 
 
@@ -78,7 +88,7 @@ def model() -> AccessModel:
     return AccessModel(
         CONTRACTS,
         adapters=[SERVICE, desk_declaration(), analyst_declaration(), organisation_declaration(ORG)]
-        + [PRODUCER],
+        + [PRODUCER, PLATFORM],
         sandbox_adapters=[GATEWAY],
         guests=[citizen(A), citizen(B), pilot_declaration(PILOT, ())],
     )
@@ -89,6 +99,12 @@ class City:
     server: EmbeddedServer
     store: CredentialStore
     peers: dict[str, Peer]
+
+    async def bus(self, user: str) -> Bus:
+        """A bus logged in as ``user`` of ``CITY``."""
+        bus = Bus(metrics=Metrics(), logger=structlog.get_logger(), source=f"/tests/{user}")
+        await bus.connect(self.server.url, **self.store.load("CITY", user).connect_options())
+        return bus
 
 
 PEERS = {
@@ -119,6 +135,10 @@ async def city(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[City]:
     server = EmbeddedServer(data_dir=data_dir, extra_config='include "accounts.conf"')
     await server.start()
     peers = {user: await connect(server.url, store, account.value, user) for user, account in PEERS.items()}
+    provisioner = Bus(metrics=Metrics(), source="/tests/provisioner")
+    await provisioner.connect(server.url, **store.load("CITY", "provisioner").connect_options())
+    await provisioner.provision_streams()
+    await provisioner.drain()
     try:
         yield City(server, store, peers)
     finally:
@@ -264,6 +284,24 @@ def test_a_citizen_is_a_person_id_that_publishes_nothing(
         citizen_declaration(name, produces)
 
 
+@pytest.mark.parametrize(
+    ("toml", "account"),
+    [
+        ("", "sandbox"),  # the default instance, next to the sandbox
+        ('[adapters.stats]\nadapter = "statistics"\naccount = "city"\n', "city"),
+        ('[adapters.stats]\nadapter = "statistics"\nenabled = false\n', None),
+    ],
+)
+def test_the_desk_and_the_analyst_are_where_a_statistics_service_runs(
+    tmp_path: Path, toml: str, account: str | None
+) -> None:
+    path = tmp_path / "citybus.toml"
+    path.write_text(toml)
+    found = declared(load_config(path))
+    users = {"city": [d.name for d in found.city], "sandbox": [d.name for d in found.sandbox]}
+    assert users == {key: [DESK, ANALYST] if key == account else [] for key in users}
+
+
 @dataclass
 class Cli:
     config: Path
@@ -314,3 +352,121 @@ def test_citybus_auth_adds_a_citizen_to_the_sandbox_or_production(
     assert [g.name for g in load_guests(cli.directory, CITIZENS)] == [A]
     assert not (cli.directory / "CITY" / f"{B}.nk").exists()
     assert f"`citybus auth add-citizen {B} --account city [--produces ...]`" in out
+
+
+@contextlib.asynccontextmanager
+async def running(city: City) -> AsyncIterator[StatisticsService]:
+    """The statistics service, logged in as its own user: its declared rights and nothing else."""
+    bus = await city.bus(SERVICE.name)
+    adapter = StatisticsService(SERVICE_CONFIG.config)
+    ready = asyncio.Event()
+    ctx = Context(
+        bus=bus,
+        adapter=StatisticsService.name,
+        instance=SERVICE.name,
+        consumes=adapter.consumed(),
+        produces=adapter.produced(),
+        answers=StatisticsService.answers,
+        metrics=AdapterMetrics(CollectorRegistry()).instance(StatisticsService.name, SERVICE.name),
+        logger=structlog.get_logger(),
+        on_ready=ready.set,
+    )
+    task = asyncio.create_task(adapter.run(ctx))
+    try:
+        await asyncio.wait({task, asyncio.ensure_future(ready.wait())}, return_when="FIRST_COMPLETED")
+        if task.done():
+            task.result()  # raises what stopped it
+        yield adapter
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await ctx.close()
+        await bus.drain()
+
+
+OSLO = ZoneInfo("Europe/Oslo")
+BRAGERNES = {"type": "Point", "coordinates": [10.2040, 59.7440]}
+
+
+def opportunity(opportunity_id: str, starts: datetime) -> Opportunity:
+    """A public opportunity at Bragernes, asking for beach clean-up."""
+    given: dict[str, Any] = {
+        **Opportunity.__contract__.example,
+        "opportunity_id": opportunity_id,
+        "organisation": ORG,
+        "location": BRAGERNES,
+        "starts": starts.isoformat(),
+        "ends": (starts + timedelta(hours=3)).isoformat(),
+        "skills": ["beach-cleanup"],
+    }
+    return msgspec.convert(given, Opportunity)
+
+
+def activity(person: str, opportunity_id: str, starts: datetime, hours: float) -> VolunteerActivity:
+    """A volunteer's hours on an opportunity, as the platform publishes them (consent to statistics)."""
+    given: dict[str, Any] = {
+        **VolunteerActivity.__contract__.example,
+        "volunteer_id": person,
+        "opportunity_id": opportunity_id,
+        "organisation": ORG,
+        "skills": ["beach-cleanup"],
+        "starts": starts.isoformat(),
+        "hours": hours,
+    }
+    return msgspec.convert(given, VolunteerActivity)
+
+
+# Where each other connection listens: everything its user may subscribe that could carry an answer.
+WITNESSES = {
+    B: (f"_INBOX.{B}.>",),
+    DESK: (f"_INBOX.{DESK}.>",),
+    ANALYST: (f"_INBOX.{ANALYST}.>",),
+    ORG: (f"_INBOX.{ORG}.>",),
+    "public": ("city.public.>", "_INBOX.public.>"),
+    "internal": ("city.public.>", "city.internal.>", "_INBOX.internal.>"),
+    "operator": ("city.public.>", "city.internal.>", "citybus.clock.>", "_INBOX.operator.>"),
+    "vicotee-beach": ("_INBOX.vicotee-beach.>",),
+}
+
+
+async def test_a_citizen_gets_its_own_figures_and_no_other_connection_sees_them(city: City) -> None:
+    heard: dict[str, list[bytes]] = {user: [] for user in WITNESSES}
+    subs = []
+    for user, patterns in WITNESSES.items():
+        peer = city.peers[user]
+
+        async def listen(msg: Msg, user: str = user) -> None:
+            heard[user].append(msg.subject.encode() + b" " + msg.data)
+
+        for pattern in patterns:
+            subs.append(await peer.nc.subscribe(pattern, cb=listen))
+        await barrier(peer.nc)
+        assert not any(peer.refused("subscription", p) for p in patterns), user
+    platform, a = await city.bus(PLATFORM.name), await city.bus(A)
+    now = datetime.now(OSLO)
+    try:
+        async with running(city):
+            await platform.publish(opportunity("access-cleanup", now))
+            await platform.publish(activity(A, "access-cleanup", now, hours=3.0))
+            ask = ComparisonRequest(person_id=A)
+            for _ in range(400):  # until the service has counted the hours (20 s at most)
+                mine = (await a.request(ask, Comparison, timeout=10)).data
+                if mine.yours:
+                    break
+                await asyncio.sleep(0.05)
+            assert mine.person_id == A and [f.value for f in mine.yours] == [3.0]
+            assert mine.yours[0].group[1] == "beach-cleanup"
+            # ... and for another person, the broker refuses the request before the service sees it
+            with pytest.raises(PermissionDeniedError):
+                await a.request(ComparisonRequest(person_id=B), Comparison, timeout=600)
+            for peer in city.peers.values():
+                await barrier(peer.nc)
+    finally:
+        for sub in subs:
+            await sub.unsubscribe()
+        await platform.drain()
+        await a.drain()
+    assert heard["public"], "the witnesses listened (the public heard the opportunity)"
+    for user, messages in heard.items():
+        assert not [m for m in messages if A.encode() in m or b"yours" in m], user
