@@ -16,6 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
+import logging
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -354,6 +357,9 @@ def test_citybus_auth_adds_a_citizen_to_the_sandbox_or_production(
     assert f"`citybus auth add-citizen {B} --account city [--produces ...]`" in out
 
 
+QUIET = structlog.make_filtering_bound_logger(logging.WARNING)
+
+
 @contextlib.asynccontextmanager
 async def running(city: City) -> AsyncIterator[StatisticsService]:
     """The statistics service, logged in as its own user: its declared rights and nothing else."""
@@ -368,7 +374,8 @@ async def running(city: City) -> AsyncIterator[StatisticsService]:
         produces=adapter.produced(),
         answers=StatisticsService.answers,
         metrics=AdapterMetrics(CollectorRegistry()).instance(StatisticsService.name, SERVICE.name),
-        logger=structlog.get_logger(),
+        # its warnings to standard error, and nothing in the output of the commands run beside it
+        logger=structlog.wrap_logger(structlog.PrintLogger(sys.stderr), wrapper_class=QUIET),
         on_ready=ready.set,
     )
     task = asyncio.create_task(adapter.run(ctx))
@@ -430,7 +437,24 @@ WITNESSES = {
 }
 
 
-async def test_a_citizen_gets_its_own_figures_and_no_other_connection_sees_them(city: City) -> None:
+async def stats(city: City, tmp_path: Path, *args: str) -> tuple[int, str, str]:
+    """``citybus stats ARGS`` against the test's server: its status, output and errors."""
+    config = tmp_path / "citybus.toml"
+    config.write_text("")
+    saved = structlog.get_config()  # the CLI configures logging for the process
+    out, err = io.StringIO(), io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            argv = ["--config", str(config), "stats", *args, "--nats", city.server.url]
+            status = await asyncio.to_thread(main, argv)
+    finally:
+        structlog.configure(**saved)
+    return status, out.getvalue(), err.getvalue()
+
+
+async def test_a_citizen_gets_its_own_figures_and_no_other_connection_sees_them(
+    city: City, tmp_path: Path
+) -> None:
     heard: dict[str, list[bytes]] = {user: [] for user in WITNESSES}
     subs = []
     for user, patterns in WITNESSES.items():
@@ -460,6 +484,14 @@ async def test_a_citizen_gets_its_own_figures_and_no_other_connection_sees_them(
             # ... and for another person, the broker refuses the request before the service sees it
             with pytest.raises(PermissionDeniedError):
                 await a.request(ComparisonRequest(person_id=B), Comparison, timeout=600)
+            # the same from the command line, with the seed `citybus auth add-citizen` hands the person
+            seed = city.store.seed_path("CITY", A)
+            status, out, err = await stats(city, tmp_path, "compare", A, "--nkey", str(seed))
+            assert status == 0 and out.startswith(f"volunteer-hours, {mine.period}, for {A}")
+            assert "bragernes / beach-cleanup" in out and "computed for you alone" in out
+            status, out, err = await stats(city, tmp_path, "compare", B, "--nkey", str(seed))
+            assert (status, out) == (1, "") and len(err.strip().splitlines()) == 1
+            assert f"the broker refused CITY/{A} to ask about {B}: a citizen asks only about" in err
             for peer in city.peers.values():
                 await barrier(peer.nc)
     finally:

@@ -11,6 +11,7 @@ import asyncio
 import json
 import logging
 import re
+import sys
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -20,13 +21,24 @@ import msgspec
 import pytest
 import structlog
 
+from adapters.statistics import StatisticsService
+from adapters.testing import AdapterHarness
 from bus import Bus
 from bus.cli import main
-from contracts import Aggregate, ReleasePrivacy, StatisticsRow
+from contracts import (
+    Aggregate,
+    Comparison,
+    Opportunity,
+    ReleasePrivacy,
+    ReleaseReceipt,
+    StatisticsRow,
+    VolunteerActivity,
+)
 
 pytestmark = pytest.mark.slow
 
 OSLO = ZoneInfo("Europe/Oslo")
+KARI = "v-3f9c2a7e51d0"
 DP = ReleasePrivacy(
     mechanism="differential-privacy",
     k=5,
@@ -114,7 +126,11 @@ def config(tmp_path: Path) -> Iterator[Path]:
     path = tmp_path / "citybus.toml"
     path.write_text('[auth]\nmode = "off"\n')
     saved = structlog.get_config()  # the CLI configures logging for the process
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    # the service in this process logs its refusals as warnings: keep them out of the command's lines
+    structlog.configure(
+        wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR),
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+    )
     yield path
     structlog.configure(**saved)
 
@@ -197,6 +213,91 @@ async def test_list_and_show_what_was_released(
     assert status == 0 and msgspec.convert(json.loads(out), Aggregate) == W49
 
 
+def activity(person: str, opportunity_id: str, starts: datetime, hours: float) -> VolunteerActivity:
+    """A volunteer's hours, as the platform publishes them for one who consented to statistics."""
+    given = {
+        **VolunteerActivity.__contract__.example,
+        "volunteer_id": person,
+        "opportunity_id": opportunity_id,
+        "skills": ["beach-cleanup"],
+        "starts": starts.isoformat(),
+        "hours": hours,
+    }
+    return msgspec.convert(given, VolunteerActivity)
+
+
+def opportunity(opportunity_id: str, starts: datetime) -> Opportunity:
+    """An opportunity at Bragernes."""
+    given = {
+        **Opportunity.__contract__.example,
+        "opportunity_id": opportunity_id,
+        "location": {"type": "Point", "coordinates": [10.2040, 59.7440]},
+        "starts": starts.isoformat(),
+        "ends": (starts + timedelta(hours=3)).isoformat(),
+    }
+    return msgspec.convert(given, Opportunity)
+
+
+async def test_release_until_the_budget_refuses_and_compare_a_person(
+    quiet_bus: Bus, config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = (capsys, config, quiet_bus)
+    now = datetime.now(OSLO)
+    async with AdapterHarness(StatisticsService, instance="statistics", bus=quiet_bus) as service:
+        assert service.adapter.statistics is not None
+        period = service.adapter.statistics.period_of(now)
+        policy = service.adapter.config.policy("volunteer-hours")
+        spent, releases = 0.0, 0
+        while spent + policy.epsilon <= policy.budget + 1e-9:  # every release the budget pays for
+            status, out, err = await stats(*run, "release", "volunteer-hours")
+            spent, releases = spent + policy.epsilon, releases + 1
+            assert (status, err) == (0, "")
+            assert out == (
+                f"released volunteer-hours {period}: release {releases}, ε {policy.epsilon:g} "
+                f"(ε {spent:g} of {policy.budget:g} spent on the period)\n"
+            )
+        status, out, err = await stats(*run, "release", "volunteer-hours")
+        assert (status, out) == (1, "") and len(err.splitlines()) == 1
+        assert err.startswith(f"refused: volunteer-hours {period}: ")
+        assert err.endswith(
+            f"(it would spend ε {policy.epsilon:g}; ε {spent:g} of {policy.budget:g} spent on the period)\n"
+        )
+        status, out, _ = await stats(*run, "release", "beach-water-temperature", "--json")
+        assert status == 0 and msgspec.json.decode(out, type=ReleaseReceipt).status == "released"
+        status, out, err = await stats(*run, "release", "no-such-data")
+        assert (status, out) == (1, "") and "no data set no-such-data here" in err
+
+        status, out, _ = await stats(*run, "show", "volunteer-hours")
+        assert status == 0 and f"release {releases}, provisional" in out.splitlines()[1]
+        assert f"ε {spent:g} of {policy.budget:g} spent on {period}" in out
+
+        # a person's own figures beside the release, asked as the desk
+        await quiet_bus.publish(opportunity("cli-cleanup", now))
+        await quiet_bus.publish(activity(KARI, "cli-cleanup", now, hours=2.5))
+        for _ in range(200):  # until the service has counted the hours (10 s at most)
+            status, out, _ = await stats(*run, "compare", KARI)
+            if "2.5" in out:
+                break
+            await asyncio.sleep(0.05)
+        lines = out.splitlines()
+        assert (
+            status == 0
+            and lines[0]
+            == f"volunteer-hours, {period}, for {KARI} (compared with release {releases} of the period):"
+        )
+        assert re.split(r"\s{2,}", lines[1]) == [
+            "GROUP",
+            "NAME",
+            "YOURS (h)",
+            "RELEASED MEAN",
+            "RELEASED MEDIAN",
+        ]
+        assert re.split(r"\s{2,}", lines[2])[0::2] == ["bragernes / beach-cleanup", "2.5", "-"]
+        assert lines[-1] == "computed for you alone; nothing of it was published"
+        status, out, _ = await stats(*run, "compare", KARI, "--json")
+        assert msgspec.json.decode(out, type=Comparison).yours[0].value == 2.5
+
+
 @pytest.mark.parametrize(
     ("args", "code", "says"),
     [
@@ -207,6 +308,7 @@ async def test_list_and_show_what_was_released(
         (("release", "volunteer-hours", "--period", "2026-13"), 2, "a period is"),
         (("compare", "Kari Nordmann"), 2, "is not a person's id"),
         (("compare", "v-3f9c2a7e51d0", "--commute", "Bangeløkka"), 2, "a station's id"),
+        (("release", "volunteer-hours"), 1, "no statistics service answers on this bus: start `citybus up`"),
     ],
 )
 async def test_what_cannot_be_done_is_one_line_and_a_non_zero_status(

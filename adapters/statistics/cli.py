@@ -292,7 +292,8 @@ def _run(args: argparse.Namespace, config: Config, user: str, work: Callable[[Bu
     who = login(args, config, default=user, account=_account(config))
 
     async def run() -> T:
-        bus = Bus(metrics=Metrics(), logger=configure_logging(config.log.format, "warning"))
+        # errors only: what the broker refuses is said once, by the command, in its own words
+        bus = Bus(metrics=Metrics(), logger=configure_logging(config.log.format, "error"))
         await who.connect(bus, config)
         try:
             return await work(bus)
