@@ -204,7 +204,7 @@ def privacy_line(aggregate: Aggregate) -> str:
         )
     unit = f" {aggregate.unit}" if aggregate.unit else ""
     return (
-        f"privacy: differential privacy (OpenDP), ε {_number(p.epsilon)} and δ {p.delta:g} for this release; "
+        f"privacy: differential privacy (OpenDP), ε {_number(p.epsilon)} and δ {p.delta:.2g} this release; "
         f"ε {_number(p.spent)} of {_number(p.budget)} spent on {aggregate.period}; no released cell covers "
         f"fewer than k = {p.k} persons; Laplace noise of scale {_number(p.count_scale)} on counts and "
         f"{_number(p.sum_scale)}{unit} on sums; a person counts in at most {p.max_contributions} cells, "
@@ -432,8 +432,8 @@ def cmd_release(args: argparse.Namespace, config: Config) -> int:
         return 0 if receipt.status == "released" else 1
     spent = f"ε {_number(receipt.spent)} of {_number(receipt.budget)} spent on the period"
     if receipt.status == "refused":
-        cost = f" (it would spend ε {_number(receipt.epsilon)}; {spent})" if receipt.budget else ""
-        err(f"refused: {receipt.dataset} {receipt.period}: {receipt.reason}{cost}")
+        why = receipt.reason or f"it would spend ε {_number(receipt.epsilon)}; {spent}"
+        err(f"refused: {receipt.dataset} {receipt.period}: {why}")
         return 1
     if receipt.epsilon or receipt.budget:
         out(f"released {receipt.dataset} {receipt.period}: release {receipt.release}, "
