@@ -36,6 +36,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from adapters.journey.metrics import journey_metrics
 from adapters.privacy.metrics import privacy_metrics
+from adapters.statistics.metrics import statistics_metrics
 from adapters.supervisor import adapter_metrics
 from adapters.volunteer.metrics import volunteer_metrics
 from bus import Bus
@@ -255,6 +256,15 @@ def _exported(metrics: Metrics) -> dict[str, set[str]]:
     erased = [ErasedPlace(place="stream", location="CITY_PERSONAL_COMMUNITY", erased=1)]
     privacy.erasure("request", erased, False, 1.7e9)
     privacy.exports.inc()
+    statistics = statistics_metrics(registry)
+    statistics.releases.labels("volunteer-hours", "released").inc()
+    statistics.budget("volunteer-hours", 0.5, 1.0)
+    statistics.suppressed.labels("volunteer-hours", "threshold").inc()
+    statistics.last_release.labels("volunteer-hours").set(1.7e9)
+    statistics.comparisons.labels("volunteer-hours").inc()
+    statistics.contributions.labels("counted").inc()
+    statistics.observations.labels("air-quality").inc()
+    statistics.conflicts.inc()
 
     samples: dict[str, set[str]] = {}
     for family in text_string_to_metric_families(generate_latest(registry).decode()):
@@ -357,6 +367,7 @@ def test_dashboard_has_the_rows_an_operator_looks_for(dashboard: dict[str, Any])
         "Journey planner",
         "Volunteer platform",
         "Personal data",
+        "Statistics",
     ]
 
 
