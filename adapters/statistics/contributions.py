@@ -41,7 +41,13 @@ import msgspec
 
 from bus.store import KeyValueStore, StoreConflict, StoreError
 
-__all__ = ["Contributions", "Item", "Opportunities", "Where", "key"]
+__all__ = [
+    "Contributions",
+    "Item",
+    "Opportunities",
+    "Where",
+    "key",
+]
 
 _ATTEMPTS: Final = 100
 """Compare-and-set attempts before giving up: each lost one means another writer succeeded."""

@@ -83,11 +83,11 @@ from contracts import (
 
 __all__ = [
     "AIR_QUALITY",
-    "GENERAL",
-    "VOLUNTEER_HOURS",
     "Dataset",
+    "GENERAL",
     "RequestMismatchError",
     "Statistics",
+    "VOLUNTEER_HOURS",
     "volunteer_hours",
 ]
 
