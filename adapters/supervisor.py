@@ -22,13 +22,11 @@ adapter that publishes at once would stamp the wall clock's time into replayed d
 from __future__ import annotations
 
 import asyncio
-import weakref
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import structlog
-from prometheus_client import CollectorRegistry
 
 from adapters.clock import BusClock, Clock
 from adapters.context import Context
@@ -38,18 +36,12 @@ from bus import Bus, ConsumerSettings
 from bus.backoff import Backoff as _Policy
 from bus.config import Config
 from bus.health import Health
+from bus.metrics import per_registry
 
 __all__ = ["Backoff", "Supervisor", "adapter_metrics"]
 
-_FAMILIES: weakref.WeakKeyDictionary[CollectorRegistry, AdapterMetrics] = weakref.WeakKeyDictionary()
-
-
-def adapter_metrics(registry: CollectorRegistry) -> AdapterMetrics:
-    """The adapter metric families of a registry, registered on first use."""
-    families = _FAMILIES.get(registry)
-    if families is None:
-        families = _FAMILIES[registry] = AdapterMetrics(registry)
-    return families
+adapter_metrics = per_registry(AdapterMetrics)
+"""The adapter metric families of a registry, registered on first use."""
 
 
 class Backoff(_Policy, frozen=True, kw_only=True):

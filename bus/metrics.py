@@ -7,9 +7,31 @@ rejections, a short reason token — never a subject, an entity or an event id.
 
 from __future__ import annotations
 
+import weakref
+from collections.abc import Callable
+from typing import TypeVar
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-__all__ = ["ContractMetrics", "Metrics"]
+__all__ = ["ContractMetrics", "Metrics", "per_registry"]
+
+F = TypeVar("F")
+
+
+def per_registry(families: Callable[[CollectorRegistry], F]) -> Callable[[CollectorRegistry], F]:
+    """A function giving the metric families ``families(registry)`` builds, registered once per
+    registry: a component that restarts as a new object finds the families it registered before
+    (prometheus-client refuses to register a name twice), and a registry that is gone frees them."""
+    made: weakref.WeakKeyDictionary[CollectorRegistry, F] = weakref.WeakKeyDictionary()
+
+    def of(registry: CollectorRegistry) -> F:
+        found = made.get(registry)
+        if found is None:
+            found = made[registry] = families(registry)
+        return found
+
+    return of
+
 
 # Handlers of city data are mostly sub-millisecond; sinks writing to a database take longer.
 _HANDLER_BUCKETS = (

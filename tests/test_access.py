@@ -927,7 +927,7 @@ def test_the_table_says_who_may_do_what_and_why() -> None:
     reads = {
         ("publish", f"$JS.API.STREAM.{api}.CITY_PUBLIC_{domain}")
         for api in ("INFO", "MSG.GET")
-        for domain in ("COMMUNITY", "ENVIRONMENT", "MOBILITY")
+        for domain in ("COMMUNITY", "ENVIRONMENT", "MOBILITY", "STATISTICS")
     }
     assert public == {
         ("publish", "city.public.rpc.>"),

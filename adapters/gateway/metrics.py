@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import weakref
-
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from bus.metrics import per_registry
 
 __all__ = ["GatewayMetrics", "gateway_metrics"]
 
@@ -49,12 +49,5 @@ class GatewayMetrics:
         )
 
 
-_FAMILIES: weakref.WeakKeyDictionary[CollectorRegistry, GatewayMetrics] = weakref.WeakKeyDictionary()
-
-
-def gateway_metrics(registry: CollectorRegistry) -> GatewayMetrics:
-    """The gateway's metric families of ``registry``, registered on first use."""
-    families = _FAMILIES.get(registry)
-    if families is None:
-        families = _FAMILIES[registry] = GatewayMetrics(registry)
-    return families
+gateway_metrics = per_registry(GatewayMetrics)
+"""The gateway's metric families of ``registry``, registered on first use."""

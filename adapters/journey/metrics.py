@@ -3,10 +3,11 @@ new object)."""
 
 from __future__ import annotations
 
-import weakref
 from datetime import date, datetime, time, tzinfo
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from bus.metrics import per_registry
 
 __all__ = ["JourneyMetrics", "journey_metrics"]
 
@@ -67,12 +68,5 @@ class JourneyMetrics:
         self.live_calls.labels(outcome).inc()
 
 
-_FAMILIES: weakref.WeakKeyDictionary[CollectorRegistry, JourneyMetrics] = weakref.WeakKeyDictionary()
-
-
-def journey_metrics(registry: CollectorRegistry) -> JourneyMetrics:
-    """The journey planner's metric families of ``registry``, registered on first use."""
-    families = _FAMILIES.get(registry)
-    if families is None:
-        families = _FAMILIES[registry] = JourneyMetrics(registry)
-    return families
+journey_metrics = per_registry(JourneyMetrics)
+"""The journey planner's metric families of ``registry``, registered on first use."""

@@ -4,11 +4,11 @@ new object)."""
 from __future__ import annotations
 
 import time
-import weakref
 from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from bus.metrics import per_registry
 from contracts import ErasedPlace
 
 __all__ = ["PrivacyMetrics", "privacy_metrics"]
@@ -66,12 +66,5 @@ class PrivacyMetrics:
             self.failures.labels("retention").inc()
 
 
-_FAMILIES: weakref.WeakKeyDictionary[CollectorRegistry, PrivacyMetrics] = weakref.WeakKeyDictionary()
-
-
-def privacy_metrics(registry: CollectorRegistry) -> PrivacyMetrics:
-    """The privacy service's metric families of ``registry``, registered on first use."""
-    families = _FAMILIES.get(registry)
-    if families is None:
-        families = _FAMILIES[registry] = PrivacyMetrics(registry)
-    return families
+privacy_metrics = per_registry(PrivacyMetrics)
+"""The privacy service's metric families of ``registry``, registered on first use."""

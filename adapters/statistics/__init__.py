@@ -21,10 +21,9 @@ from adapters.statistics.districts import DRAMMEN, District, Districts
 from adapters.statistics.service import VOLUNTEER_HOURS, Statistics
 
 __all__ = [
-    "DRAMMEN",
-    "VOLUNTEER_HOURS",
     "Budget",
     "Contributions",
+    "DRAMMEN",
     "DatasetConfig",
     "District",
     "DistrictConfig",
@@ -34,4 +33,5 @@ __all__ = [
     "Statistics",
     "StatisticsConfig",
     "StatisticsService",
+    "VOLUNTEER_HOURS",
 ]

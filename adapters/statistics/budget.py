@@ -36,7 +36,12 @@ import msgspec
 
 from bus.store import KeyValueStore, StoreConflict, StoreError
 
-__all__ = ["Budget", "BudgetRecord", "Refused", "Spent"]
+__all__ = [
+    "Budget",
+    "BudgetRecord",
+    "Refused",
+    "Spent",
+]
 
 _ATTEMPTS: Final = 100
 """Compare-and-set attempts before giving up: each lost one means another writer succeeded."""

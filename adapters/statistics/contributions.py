@@ -41,7 +41,13 @@ import msgspec
 
 from bus.store import KeyValueStore, StoreConflict, StoreError
 
-__all__ = ["Contributions", "Item", "Opportunities", "Where", "key"]
+__all__ = [
+    "Contributions",
+    "Item",
+    "Opportunities",
+    "Where",
+    "key",
+]
 
 _ATTEMPTS: Final = 100
 """Compare-and-set attempts before giving up: each lost one means another writer succeeded."""
@@ -126,16 +132,21 @@ class Contributions:
         withdrawn: bool = False,
     ) -> bool:
         """Set (or withdraw) one item of the person's record, unless a newer message set it;
-        whether anything changed."""
+        whether what it counts changed (a repeat with a later time only moves the item's time)."""
         new_item = Item(group=group, value=value, at=at, withdrawn=withdrawn)
+        changed = False
 
         def apply(record: dict[str, Item]) -> dict[str, Item] | None:
+            nonlocal changed
             old = record.get(item)
-            if old is not None and (old.at > at or old == new_item):
+            if old is not None and old.at >= at:
+                changed = False
                 return None
+            changed = old is None or msgspec.structs.replace(old, at=at) != new_item
             return {**record, item: new_item}
 
-        return await self._change(key(dataset, period, ref), apply)
+        await self._change(key(dataset, period, ref), apply)
+        return changed
 
     async def of(self, dataset: str, period: str, ref: str) -> dict[str, Item]:
         """The person's items in the data set and period that count (not withdrawn)."""

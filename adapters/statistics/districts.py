@@ -29,7 +29,14 @@ from typing import Final
 from adapters.geo import distance
 from contracts import GeoPoint
 
-__all__ = ["DRAMMEN", "ELSEWHERE", "REACH", "UNKNOWN", "District", "Districts"]
+__all__ = [
+    "DRAMMEN",
+    "District",
+    "Districts",
+    "ELSEWHERE",
+    "REACH",
+    "UNKNOWN",
+]
 
 UNKNOWN: Final = "unknown"
 """The group of an opportunity that says nowhere where it is."""

@@ -8,9 +8,9 @@ what the service exists not to tell).
 
 from __future__ import annotations
 
-import weakref
-
 from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from bus.metrics import per_registry
 
 __all__ = ["StatisticsMetrics", "statistics_metrics"]
 
@@ -82,12 +82,5 @@ class StatisticsMetrics:
         self.remaining.labels(dataset).set(max(budget - spent, 0.0))
 
 
-_FAMILIES: weakref.WeakKeyDictionary[CollectorRegistry, StatisticsMetrics] = weakref.WeakKeyDictionary()
-
-
-def statistics_metrics(registry: CollectorRegistry) -> StatisticsMetrics:
-    """The statistics service's metric families of ``registry``, registered on first use."""
-    families = _FAMILIES.get(registry)
-    if families is None:
-        families = _FAMILIES[registry] = StatisticsMetrics(registry)
-    return families
+statistics_metrics = per_registry(StatisticsMetrics)
+"""The statistics service's metric families of ``registry``, registered on first use."""

@@ -83,11 +83,11 @@ from contracts import (
 
 __all__ = [
     "AIR_QUALITY",
-    "GENERAL",
-    "VOLUNTEER_HOURS",
     "Dataset",
+    "GENERAL",
     "RequestMismatchError",
     "Statistics",
+    "VOLUNTEER_HOURS",
     "volunteer_hours",
 ]
 
@@ -621,7 +621,7 @@ class Statistics:
                 yours.append(
                     OwnFigure(
                         group=group,
-                        label=" · ".join(labels.get(g, _activity_label(g)) for g in group),
+                        label=", ".join(labels.get(g, _activity_label(g)) for g in group),
                         value=round(value, 4),
                         released_mean=row.mean if shown and row is not None else None,
                         released_median=row.median if shown and row is not None else None,

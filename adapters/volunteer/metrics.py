@@ -7,9 +7,9 @@ id, name or contact.
 
 from __future__ import annotations
 
-import weakref
-
 from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from bus.metrics import per_registry
 
 __all__ = ["VolunteerMetrics", "volunteer_metrics"]
 
@@ -71,12 +71,5 @@ class VolunteerMetrics:
             self.places_left.labels(opportunity_id).set(left)
 
 
-_FAMILIES: weakref.WeakKeyDictionary[CollectorRegistry, VolunteerMetrics] = weakref.WeakKeyDictionary()
-
-
-def volunteer_metrics(registry: CollectorRegistry) -> VolunteerMetrics:
-    """The volunteer platform's metric families of ``registry``, registered on first use."""
-    families = _FAMILIES.get(registry)
-    if families is None:
-        families = _FAMILIES[registry] = VolunteerMetrics(registry)
-    return families
+volunteer_metrics = per_registry(VolunteerMetrics)
+"""The volunteer platform's metric families of ``registry``, registered on first use."""
