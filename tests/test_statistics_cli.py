@@ -25,6 +25,7 @@ from adapters.statistics import StatisticsService
 from adapters.testing import AdapterHarness
 from bus import Bus
 from bus.cli import main
+from bus.subjects import contract_filter
 from contracts import (
     Aggregate,
     Comparison,
@@ -293,6 +294,27 @@ async def test_release_until_the_budget_refuses_and_compare_a_person(
         assert lines[-1] == "computed for you alone; nothing of it was published"
         status, out, _ = await stats(*run, "compare", KARI, "--json")
         assert msgspec.json.decode(out, type=Comparison).yours[0].value == 2.5
+
+
+async def test_a_stored_message_that_is_no_release_is_said_and_skipped(
+    quiet_bus: Bus, config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = (capsys, config, quiet_bus)
+    for aggregate in (W48, BEACH):
+        await quiet_bus.publish(aggregate)
+    await quiet_bus.nc.publish(contract_filter(Aggregate, "volunteer-hours"), b"not a release")
+    await quiet_bus.flush()
+    status, out, err = await stats(*run, "show", "volunteer-hours")
+    assert (status, out) == (1, "") and len(err.splitlines()) == 1
+    assert "city.public.statistics.aggregate.volunteer-hours #3 is not a valid release" in err
+    status, out, err = await stats(*run, "show", "volunteer-hours", "--period", "2026-W48")
+    assert status == 0 and "release 1, final" in out and "#3 is not a valid release" in err
+    status, out, err = await stats(*run, "list")
+    assert status == 0 and [line.split()[0] for line in out.splitlines()] == [
+        "DATASET",
+        "beach-water-temperature",
+    ]
+    assert err.startswith("citybus stats: warning: city.public.statistics.aggregate.volunteer-hours #3")
 
 
 @pytest.mark.parametrize(

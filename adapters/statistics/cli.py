@@ -315,15 +315,23 @@ async def _ask(bus: Bus, request: Contract, answer: type[R], timeout: float) -> 
 _CODEC = Codec(Aggregate)
 
 
-def _aggregate(stored: StoredMessage) -> Aggregate | None:
-    """A stored message as an aggregate; ``None`` (with a warning) if it is not one."""
-    envelope = parse_headers(stored.headers, stored.subject)
-    if envelope.type != Aggregate.__contract__.type:
-        return None
+def _decode(stored: StoredMessage) -> Aggregate:
+    """A stored message as an aggregate; a :class:`CityBusError` saying why it is not one."""
     try:
+        envelope = parse_headers(stored.headers, stored.subject)
+        if envelope.type != Aggregate.__contract__.type:
+            raise CityBusError(f"its ce-type is {envelope.type!r}")
         return _CODEC.decode(stored.data, envelope.content_type or JSON)
     except CityBusError as exc:
-        err(f"citybus stats: warning: {stored.subject} #{stored.seq} is not a valid aggregate ({exc})")
+        raise CityBusError(f"{stored.subject} #{stored.seq} is not a valid release ({exc})") from None
+
+
+def _aggregate(stored: StoredMessage) -> Aggregate | None:
+    """A stored message as an aggregate; ``None``, with a warning, if it is not one."""
+    try:
+        return _decode(stored)
+    except CityBusError as exc:
+        err(f"citybus stats: warning: {exc}")
         return None
 
 
@@ -360,10 +368,9 @@ async def _latest(bus: Bus, dataset: str, period: str | None) -> Aggregate:
     try:
         if period is None:
             stored = await last_stored(bus, _STREAM, subject)
-            aggregate = _aggregate(stored) if stored is not None else None
-            if aggregate is None:
-                raise CityBusError(f"the last message of {dataset!r} is not a valid release")
-            return aggregate
+            if stored is None:
+                raise CityBusError(f"no release of {dataset!r} is held any more")
+            return _decode(stored)
         found: Aggregate | None = None
         periods: list[str] = []
         seq = 1
