@@ -22,6 +22,7 @@ import pytest
 import structlog
 
 from adapters.statistics import StatisticsService
+from adapters.statistics.cli import format_comparison
 from adapters.testing import AdapterHarness
 from bus import Bus
 from bus.cli import main
@@ -30,6 +31,7 @@ from contracts import (
     Aggregate,
     Comparison,
     Opportunity,
+    OwnFigure,
     ReleasePrivacy,
     ReleaseReceipt,
     StatisticsRow,
@@ -315,6 +317,40 @@ async def test_a_stored_message_that_is_no_release_is_said_and_skipped(
         "beach-water-temperature",
     ]
     assert err.startswith("citybus stats: warning: city.public.statistics.aggregate.volunteer-hours #3")
+
+
+def test_a_comparison_reads_as_lines_with_the_air_on_the_commute() -> None:
+    air = StatisticsRow(group=("bangelokka", "NO2"), label="Bangeløkka, NO2", count=2, mean=20.85, max=22.9)
+    comparison = Comparison(
+        person_id=KARI,
+        dataset="volunteer-hours",
+        period="2026-W49",
+        unit="h",
+        yours=(OwnFigure(group=("bragernes", "lifting"), value=3.0, released_mean=2.91),),
+        released=W49.rows,
+        release=2,
+        commute=(air,),
+        note="yours are exact",
+    )
+    lines = format_comparison(comparison)
+    cells = [re.split(r"\s{2,}", line) for line in lines]
+    assert lines[0] == f"volunteer-hours, 2026-W49, for {KARI} (compared with release 2 of the period):"
+    assert cells[1:3] == [
+        ["GROUP", "YOURS (h)", "RELEASED MEAN", "RELEASED MEDIAN"],
+        ["bragernes / lifting", "3", "2.91", "-"],
+    ]
+    assert lines[3] == "released (what everyone sees):"
+    assert cells[5:8] == [
+        ["bragernes / beach-cleanup", "7", "20.4", "2.91"],
+        ["konnerud / beach-cleanup", "suppressed: below the noise threshold"],
+        ["all / all", "12", "33", "2.75"],
+    ]
+    assert lines[8] == "the air on your commute (released, ug/m3):"
+    assert cells[9:11] == [
+        ["GROUP", "NAME", "OBSERVATIONS", "MEAN", "MAX"],
+        ["bangelokka / NO2", "Bangeløkka, NO2", "2", "20.85", "22.9"],
+    ]
+    assert lines[-2:] == ["note: yours are exact", "computed for you alone; nothing of it was published"]
 
 
 @pytest.mark.parametrize(

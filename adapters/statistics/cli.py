@@ -5,7 +5,7 @@
     citybus stats list                                  the latest release of every data set
     citybus stats show volunteer-hours [--period 2026-W49]
     citybus stats release volunteer-hours [--period 2026-W49]       as the analyst
-    citybus stats compare v-3f9c2a7e51d0 [--period 2026-W49] [--commute drammen-bangeloekka]
+    citybus stats compare v-3f9c2a7e51d0 [--period 2026-W49] [--commute bangelokka,backeparken]
 
 ``list`` and ``show`` read what was published (``statistics.aggregate``, the last message of each
 data set's subject, or of the period asked for) as the ``public`` user: what anyone may see.
@@ -44,6 +44,7 @@ import msgspec
 
 from adapters.access import configured_instances
 from adapters.statistics.access import ANALYST, DESK
+from adapters.statistics.everyday import BY_NAME
 from bus import Bus, Metrics, subjects
 from bus.cli import add_login_options, err, login, out
 from bus.codec import Codec
@@ -85,6 +86,8 @@ _WHY = {
     "threshold": "suppressed: below the noise threshold",
 }
 _FIGURES = ("sum", "mean", "median", "min", "max")
+_AIR_UNIT = BY_NAME["air-quality"].unit if "air-quality" in BY_NAME else ""
+"""The unit of the air-quality rows a comparison's ``commute`` holds."""
 _SERVICE = (
     "no statistics service answers on this bus: start `citybus up` (it runs one by default), "
     "or an instance of the statistics adapter"
@@ -133,7 +136,10 @@ def _stations(text: str | None) -> tuple[str, ...]:
     stations = tuple(part.strip() for part in (text or "").split(",") if part.strip())
     for station in stations:
         if not _DATASET.match(station):
-            raise _Usage(f"--commute {station!r}: a station's id, kebab case (drammen-bangeloekka)")
+            raise _Usage(
+                f"--commute {station!r}: a station's id, kebab case (bangelokka), "
+                "as `citybus stats show air-quality` lists them"
+            )
     if len(stations) > 8:
         raise _Usage(f"--commute: {len(stations)} stations; at most 8")
     return stations
@@ -268,7 +274,8 @@ def format_comparison(comparison: Comparison) -> list[str]:
         lines.append("released (what everyone sees):")
         lines += _columns(_rows(c.released, None, "", c.unit))
     if c.commute:
-        lines.append("the air on your commute (released):")
+        unit = f", {_AIR_UNIT}" if _AIR_UNIT else ""
+        lines.append(f"the air on your commute (released{unit}):")
         lines += _columns(_rows(c.commute, None, "observations", ""))
     if c.note:
         lines.append(f"note: {c.note}")
