@@ -2,7 +2,9 @@
 
 The page (``web/index.html``, ``web/app.js``, ``web/style.css``) is plain HTML, CSS and JavaScript
 served as it is in the repository: it reads the gateway's own API (the entities of four contracts,
-their history, the SSE stream) and draws them on a Leaflet map. Leaflet is vendored under
+their history, the SSE stream) and draws them on a Leaflet map. ``web/journey.js`` asks the journey
+route; ``web/stats.js`` shows the latest released table of each statistics data set
+(``statistics.aggregate``), each script on its own. Leaflet is vendored under
 ``web/vendor/leaflet/`` from the npm registry's ``leaflet@1.9.4`` (its BSD licence beside it, the
 provenance in ``web/vendor/README.md``).
 

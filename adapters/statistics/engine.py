@@ -28,6 +28,8 @@ Decisions, and why (differential privacy):
   (``m``) cells, their largest values (ties by group), a choice that depends on that person's data
   alone, so it keeps neighbours neighbours. One person then changes at most ``m`` cells of each
   grouping (the table and each margin), each count by 1 and the sums by at most ``m·clamp`` in all.
+  Values are floored to a grid of 1/1024 so that every sum is exact in floating point: the
+  sensitivity holds for the sums as computed, not only for real numbers.
 * **The gate is OpenDP's ``make_laplace_threshold``, shifted by k − 1.** The counts released are
   the map ``{cell: persons − (k − 1)}`` of the cells with at least ``k`` persons; the mechanism adds
   Laplace noise and releases the keys whose noisy value reaches the threshold, and the published
@@ -53,11 +55,18 @@ Decisions, and why (differential privacy):
   ``(ε, δ)`` — what :func:`release` states in ``privacy`` and what the budget is charged. Releases
   compose in the service's ledger (budget per data set and period); a reader composes over the
   releases a person is in (the attack test does exactly that, from the published ``privacy``).
+* **What it costs, in persons.** The gate only opens for crowds: with the defaults (ε = 0.5 per
+  release, δ = 1e-6, m = 2, clamp = 8 h) a two-dimensional table with margins has ``G = 4``, count
+  noise of scale 32 and a threshold of 487, so a cell needs about 490 persons to be released (sum
+  noise of scale 256); without margins, scale 8 and threshold 112. Smaller groups need a larger
+  ε, fewer dimensions or margins, or a larger δ — a choice for the data set's configuration,
+  which :func:`plan` shows before anything is released.
 * **The empty set of released cells is an answer.** Listing suppressed cells would say which cells
   have someone in them — not private — so suppressed rows (``threshold``) are listed only for the
   groups of a public ``domain`` the caller passes (e.g. districts × activities known publicly).
 * **Noise only from OpenDP's samplers** (discrete Laplace underneath, immune to the floating-point
-  attack on textbook Laplace); nothing here draws a random number itself.
+  attack on textbook Laplace); nothing here draws a random number itself. The gate's keys are the
+  groups themselves (JSON-encoded), so its input depends on the data only through the counts.
 
 Never raises on odd input: contributions of the wrong shape, a group value ``all`` (reserved for
 margins), or a value that is not a finite number are left out; no contributions give a table with
@@ -82,8 +91,8 @@ from contracts import ReleasePrivacy, StatisticsRow
 
 __all__ = [
     "ALL",
-    "MECHANISMS",
     "Contribution",
+    "MECHANISMS",
     "Mechanism",
     "Plan",
     "Policy",
@@ -104,6 +113,8 @@ ALL: Final = "all"
 Group = tuple[str, ...]
 _DECIMALS: Final = 2
 """Noisy figures are rounded to hundredths: the noise is far larger, and 12.437218 reads as exact."""
+_GRID: Final = 1024
+"""Values are floored to multiples of 1/1024 (of their unit): their sums are exact in floating point."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,18 +269,20 @@ def _clean(contributions: Iterable[Contribution], n: int) -> list[Contribution]:
     """The contributions of the right shape with a finite value; the rest left out."""
     kept: list[Contribution] = []
     for item in contributions:
-        group, value = getattr(item, "group", None), getattr(item, "value", None)
-        if not isinstance(getattr(item, "who", None), str) or not isinstance(group, tuple) or len(group) != n:
-            continue
-        if not all(isinstance(v, str) and v != ALL for v in group):
+        who, group = getattr(item, "who", None), getattr(item, "group", None)
+        value = getattr(item, "value", None)
+        if not isinstance(who, str) or not isinstance(group, tuple) or len(group) != n or ALL in group:
             continue
         if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
             continue
-        kept.append(item)
+        if all(isinstance(v, str) for v in group):
+            kept.append(item)
     return kept
 
 
 def _project(group: Group, mask: tuple[bool, ...]) -> Group:
+    if not any(mask):
+        return group
     return tuple(ALL if hidden else value for value, hidden in zip(group, mask, strict=True))
 
 
@@ -308,9 +321,14 @@ def _per_person(
     """Per cell and margin: each person's value there (their contributions summed)."""
     cells: dict[Group, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     for item in clean:
-        for mask in masks:
-            cells[_project(item.group, mask)][item.who] += float(item.value)
-    return cells
+        cells[item.group][item.who] += float(item.value)
+    spread: dict[Group, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    for mask in masks:
+        for group, people in cells.items():
+            target = spread[_project(group, mask)]
+            for who, value in people.items():
+                target[who] += value
+    return spread
 
 
 def _k_anonymous(clean: list[Contribution], masks: Sequence[tuple[bool, ...]], k: int) -> list[StatisticsRow]:
@@ -338,17 +356,22 @@ def _k_anonymous(clean: list[Contribution], masks: Sequence[tuple[bool, ...]], k
 
 
 def _bounded(clean: list[Contribution], m: int, clamp: float) -> list[tuple[str, Group, float]]:
-    """Contribution bounding: per person and cell summed, clamped to [0, clamp]; each person keeps
-    their ``m`` largest cells (ties by group)."""
+    """Contribution bounding: per person and cell summed, clamped to [0, clamp] and floored to the
+    grid; each person keeps their ``m`` largest cells (ties by group)."""
     summed: dict[str, dict[Group, float]] = defaultdict(lambda: defaultdict(float))
     for item in clean:
         summed[item.who][item.group] += float(item.value)
     kept: list[tuple[str, Group, float]] = []
     for who, cells in summed.items():
-        clamped = [(min(max(value, 0.0), clamp), group) for group, value in cells.items()]
+        clamped = [(math.floor(min(max(v, 0.0), clamp) * _GRID) / _GRID, g) for g, v in cells.items()]
         clamped.sort(key=lambda cell: (-cell[0], cell[1]))
         kept.extend((who, group, value) for value, group in clamped[:m])
     return kept
+
+
+def _key(group: Group) -> str:
+    """The gate's key of a group: a fixed, one-to-one encoding (JSON), not a data-dependent index."""
+    return msgspec.json.encode(group).decode()
 
 
 def _private(
@@ -360,22 +383,27 @@ def _private(
     """Differential privacy: the shifted-count gate and the sums, both from OpenDP."""
     calibration, gate, noisy_sums = _calibrate(policy, len(masks))
     m, shift = policy.max_contributions, max(policy.k - 1, 0)
-    persons: dict[Group, set[str]] = defaultdict(set)
-    sums: dict[Group, float] = defaultdict(float)
+    cells: dict[Group, dict[str, float]] = defaultdict(dict)
     for who, group, value in _bounded(clean, m, policy.clamp):
-        for mask in masks:
+        cells[group][who] = value
+    persons: dict[Group, set[str]] = {}
+    sums: dict[Group, float] = {}
+    for mask in masks:
+        for group, people in cells.items():
             cell = _project(group, mask)
-            persons[cell].add(who)
-            sums[cell] += value
-    index = _order(masks, persons)
-    counts = {str(i): len(persons[g]) - shift for i, g in enumerate(index) if len(persons[g]) > shift}
+            if cell in persons:
+                persons[cell].update(people)
+                sums[cell] += math.fsum(people.values())
+            else:
+                persons[cell], sums[cell] = set(people), math.fsum(people.values())
+    keys = {_key(group): group for group in persons}
+    counts = {key: len(persons[group]) - shift for key, group in keys.items() if len(persons[group]) > shift}
     noisy_counts: dict[str, int] = gate(counts) if counts else {}
-    keys = sorted(noisy_counts, key=int)
-    released = [index[int(key)] for key in keys]
+    released = _order(masks, (keys[key] for key in noisy_counts))
     noisy: list[float] = noisy_sums([sums[g] for g in released]) if released else []
     rows: dict[Group, StatisticsRow] = {}
-    for group, key, noisy_sum in zip(released, keys, noisy, strict=True):
-        count = float(noisy_counts[key] + shift)
+    for group, noisy_sum in zip(released, noisy, strict=True):
+        count = float(noisy_counts[_key(group)] + shift)
         merged = sum(v == ALL for v in group)
         cap = count * policy.clamp * (1 if merged == 0 else m)
         total = min(max(noisy_sum, 0.0), cap)
