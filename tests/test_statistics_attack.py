@@ -5,7 +5,7 @@ simulated year, before and after one person joins, it cannot tell whether that p
 included better than the stated differential-privacy guarantee allows (measured over many
 trials), and no released cell covers fewer than k persons."
 
-**The city.** A few hundred generated people volunteer over five districts × three activities,
+**The city.** Eight hundred generated people volunteer over five districts × three activities,
 joining over the year; each active week a person gives hours to one or two cells. Every week of
 2018 is released through :func:`adapters.statistics.engine.release` — the function the service
 calls — once after the week (final) and, in the service-like scenario, once mid-week too
@@ -161,7 +161,7 @@ class Attacker:
     world0: dict[Group, tuple[int, float]]
     world1: dict[Group, tuple[int, float]]
     threshold: int
-    k: int
+    """The gate's threshold: the mechanism's configuration is public (Kerckhoffs), see ``plan``."""
 
     def score(self, table: Table) -> float:
         """log P(table | world 1) − log P(table | world 0), from what the table publishes."""
@@ -176,7 +176,7 @@ class Attacker:
             if privacy.mechanism != "differential-privacy":
                 score += _exact(row.count if row else None, row.sum if row else None, (n0, s0), (n1, s1))
                 continue
-            shift = max(self.k - 1, 0)
+            shift = max(privacy.k - 1, 0)
             c0, c1 = n0 - shift, n1 - shift
             if row is None or row.count is None or row.sum is None:
                 score += _log_below(c1, self.threshold, privacy.count_scale) - _log_below(
@@ -376,7 +376,7 @@ def run(scenario: Scenario, mechanism: Release, trials: int | None = None) -> Ou
         if truth(given0, margins) != truth(given1, margins):  # this release contains the target
             releases.append((given0, given1))
     threshold = plan(policy, DIMENSIONS).threshold if policy.mechanism == "differential-privacy" else 0
-    attackers = [Attacker(truth(g0, margins), truth(g1, margins), threshold, k) for g0, g1 in releases]
+    attackers = [Attacker(truth(g0, margins), truth(g1, margins), threshold) for g0, g1 in releases]
     known = [(attacker.world0, attacker.world1) for attacker in attackers]
     scores: list[list[float]] = [[], []]
     epsilon = delta = 0.0
@@ -440,7 +440,7 @@ def test_the_attacker_gains_no_more_than_the_published_guarantee(scenario: Scena
         # Not a vacuous pass: here the attacker does learn something — as much as the guarantee
         # allows, no more — so a weaker mechanism would show (the broken one below does).
         assert result.accuracy > 0.55, result
-        assert result.epsilon_seen > result.epsilon / 3, result
+        assert result.epsilon_seen > result.epsilon / 5, result
 
 
 @pytest.mark.parametrize(

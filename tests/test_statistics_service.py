@@ -533,6 +533,15 @@ async def test_public_data_is_released_with_mechanism_none_once_the_day_has_sett
         clock.time += timedelta(hours=1, seconds=1)
         await running(harness).tick()
         (final,) = await releases(quiet_bus, "beach-water-temperature")
+        # what was held for the week is let go once it is released: asking again is refused, and
+        # so is a data set nothing was heard of (an empty table would replace nothing with nothing)
+        again, empty = (
+            await ask_release(quiet_bus, "beach-water-temperature"),
+            await ask_release(quiet_bus, "bike-use"),
+        )
+        assert again.status == empty.status == "refused"
+        assert again.reason == f"the final release of beach-water-temperature for {WEEK} was made: see it"
+        assert empty.reason == f"no observation of bike-use in {WEEK} has been heard here: nothing to release"
     assert (final.final, final.privacy.mechanism, final.counts, final.unit) == (
         True,
         "none",

@@ -161,6 +161,9 @@ class DistrictConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     """Its name, for people."""
 
 
+_TICK: Final = 5.0
+"""Seconds between looks at what is due, at most (less when the durations are short)."""
+
 _SLUG: Final = re.compile(r"^[a-z][a-z0-9]*(?:-[a-z0-9]+)*$")
 S = TypeVar("S", bound=msgspec.Struct)
 
@@ -391,7 +394,7 @@ class StatisticsService(Adapter[StatisticsConfig]):
             tasks.create_task(ctx.consume(Opportunity, statistics.opportunity))
             tasks.create_task(ctx.consume(VolunteerActivity, statistics.activity))
             tasks.create_task(reader.run())
-            tasks.create_task(statistics.schedule(min(max(shortest / 10, 0.1), 30.0)))
+            tasks.create_task(statistics.schedule(min(max(shortest / 10, 0.1), _TICK)))
 
 
 def _observer(statistics: Statistics, datasets: tuple[Dataset, ...]) -> Any:

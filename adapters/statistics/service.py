@@ -34,7 +34,12 @@ Decisions, and why:
   ``who`` (:func:`~adapters.statistics.everyday.latest`): it is nobody's, the sources' own streams
   keep it, and every process hears all of it (no queue group). A process that restarts within a
   period releases that period from what it heard since; periods already released are not
-  affected. A period's observations are dropped once its final release is made.
+  affected. A period's observations are dropped once its final release is made, and a request
+  for a public period nothing is held of is refused rather than answered with an empty table.
+* **The cells of volunteer hours that exist publicly** — the district and activity of each of
+  the period's opportunities, which are public — are given to the engine as its ``domain``, so
+  a cell the noise withheld is listed as suppressed; cells are never listed because a person is
+  in them.
 * **A comparison publishes nothing.** The person's own figures are read from their record (by
   their ref) and put beside the rows of the latest release of that period as it was published —
   kept in memory and read back from the ``statistics.aggregate`` stream at start — so the answer
@@ -318,8 +323,10 @@ class Statistics:
         newest = self._newest.get(aggregate.dataset)
         if newest is None or (aggregate.period_end, aggregate.release) >= (newest.period_end, newest.release):
             self._newest[aggregate.dataset] = aggregate
-        if aggregate.final:
+        if aggregate.final:  # nothing later is counted: what was held for it is let go
             self._done.add(key)
+            self._observations.pop(key, None)
+            self._pending.discard(key)
 
     # -- releases ---------------------------------------------------------------------------------
 
@@ -338,6 +345,17 @@ class Statistics:
         problem = self._period_problem(period, now)
         if dataset is None:
             problem = f"no data set {request.dataset} here; it releases {', '.join(sorted(self.datasets))}"
+        elif (
+            not problem
+            and dataset.everyday is not None
+            and not self._observations.get((dataset.name, period))
+        ):
+            # public data is held until its period's final release, by the process that heard it
+            problem = (
+                f"the final release of {dataset.name} for {period} was made: see it"
+                if (dataset.name, period) in self._done
+                else f"no observation of {dataset.name} in {period} has been heard here: nothing to release"
+            )
         if dataset is None or problem:
             self.ctx.log.info(
                 "release request refused", dataset=request.dataset, period=period, reason=problem
@@ -518,9 +536,6 @@ class Statistics:
                 self.metrics.suppressed.labels(dataset.name, row.reason or "too-few").inc()
         if dataset.private and aggregate.period == self._gauged:
             self.metrics.budget(dataset.name, aggregate.privacy.spent, aggregate.privacy.budget)
-        if aggregate.final:
-            self._observations.pop(key, None)
-            self._pending.discard(key)
 
     # -- the schedule -----------------------------------------------------------------------------
 
