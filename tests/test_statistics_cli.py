@@ -29,6 +29,7 @@ from bus.cli import main
 from bus.subjects import contract_filter
 from contracts import (
     Aggregate,
+    BeachObservation,
     Comparison,
     Opportunity,
     OwnFigure,
@@ -262,8 +263,19 @@ async def test_release_until_the_budget_refuses_and_compare_a_person(
         status, out, err = await stats(*run, "release", "volunteer-hours")
         assert (status, out) == (1, "") and len(err.splitlines()) == 1
         assert err.startswith(f"refused: volunteer-hours {period}: ") and "budget" in err
-        status, out, _ = await stats(*run, "release", "beach-water-temperature", "--json")
-        assert status == 0 and msgspec.json.decode(out, type=ReleaseReceipt).status == "released"
+        # public data: nothing to release until something was observed in the period
+        status, out, err = await stats(*run, "release", "beach-water-temperature", "--json")
+        assert status == 1 and msgspec.json.decode(out, type=ReleaseReceipt).status == "refused"
+        reading = {**BeachObservation.__contract__.example, "observed_at": now.isoformat()}
+        await quiet_bus.publish(msgspec.convert(reading, BeachObservation))
+        for _ in range(200):  # until the service has heard it (10 s at most)
+            status, out, err = await stats(*run, "release", "beach-water-temperature")
+            if status == 0:
+                break
+            await asyncio.sleep(0.05)
+        assert re.fullmatch(
+            rf"released beach-water-temperature {period}: release 1 \(public data: no budget\)\n", out
+        )
         status, out, err = await stats(*run, "release", "no-such-data")
         assert (status, out) == (1, "") and "no data set no-such-data here" in err
 
