@@ -164,12 +164,13 @@ def test_without_adapter_sections_the_defaults_run_in_the_sandbox(tmp_path: Path
     split = declarations(instances)
     assert split.city == ()
     # the replay, the gateway serving what it replays (reading nothing as itself), the journey planner,
-    # the privacy service, the volunteer platform
+    # the privacy service, the statistics service, the volunteer platform
     assert sorted((d.name, d.control) for d in split.sandbox) == [
         ("gateway", None),
         ("journey-planner", None),
         ("privacy", None),
         ("sandbox", "replay"),
+        ("statistics", None),
         ("volunteer-platform", None),
     ]
     gateway = next(d for d in split.sandbox if d.name == "gateway")

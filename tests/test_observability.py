@@ -36,6 +36,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from adapters.journey.metrics import journey_metrics
 from adapters.privacy.metrics import privacy_metrics
+from adapters.statistics.metrics import statistics_metrics
 from adapters.supervisor import adapter_metrics
 from adapters.volunteer.metrics import volunteer_metrics
 from bus import Bus
@@ -255,6 +256,15 @@ def _exported(metrics: Metrics) -> dict[str, set[str]]:
     erased = [ErasedPlace(place="stream", location="CITY_PERSONAL_COMMUNITY", erased=1)]
     privacy.erasure("request", erased, False, 1.7e9)
     privacy.exports.inc()
+    statistics = statistics_metrics(registry)
+    statistics.releases.labels("volunteer-hours", "released").inc()
+    statistics.budget("volunteer-hours", 0.5, 1.0)
+    statistics.suppressed.labels("volunteer-hours", "threshold").inc()
+    statistics.last_release.labels("volunteer-hours").set(1.7e9)
+    statistics.comparisons.labels("volunteer-hours").inc()
+    statistics.contributions.labels("counted").inc()
+    statistics.observations.labels("air-quality").inc()
+    statistics.conflicts.inc()
 
     samples: dict[str, set[str]] = {}
     for family in text_string_to_metric_families(generate_latest(registry).decode()):
@@ -357,6 +367,7 @@ def test_dashboard_has_the_rows_an_operator_looks_for(dashboard: dict[str, Any])
         "Journey planner",
         "Volunteer platform",
         "Personal data",
+        "Statistics",
     ]
 
 
@@ -465,6 +476,9 @@ def test_alerts_watch_what_operators_asked_for(rules: list[dict[str, Any]]) -> N
         "citybus_journey_plan_seconds_bucket",
         "citybus_personal_erasure_incomplete_total",
         "citybus_personal_erasure_last_timestamp_seconds",
+        "citybus_statistics_budget_spent",
+        "citybus_statistics_budget_remaining",
+        "citybus_statistics_releases_total",
     }
 
 
@@ -485,7 +499,7 @@ def promtool(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 def test_promtool_accepts_the_rules(tmp_path: Path) -> None:
     result = promtool("check", "rules", str(RULES), cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 16 rules found" in result.stdout
+    assert "SUCCESS: 18 rules found" in result.stdout
 
 
 BEACH = "environment.beach-observation.v1"
@@ -563,6 +577,20 @@ SERIES = [
     # One service's sweep stopped at time 0; the other's sweeps every minute.
     ('citybus_personal_erasure_last_timestamp_seconds{instance="stuck:9464",reason="retention"}', "0x300"),
     ('citybus_personal_erasure_last_timestamp_seconds{instance="bus:9464",reason="retention"}', "0+60x300"),
+    # One data set spends its budget of 1 by half at minutes 2 and 4; another keeps half of it; a
+    # public data set spends nothing of nothing.
+    ('citybus_statistics_budget_spent{instance="bus:9464",dataset="volunteer-hours"}', "0 0 0.5 0.5 1x20"),
+    (
+        'citybus_statistics_budget_remaining{instance="bus:9464",dataset="volunteer-hours"}',
+        "1 1 0.5 0.5 0x20",
+    ),
+    ('citybus_statistics_budget_spent{instance="bus:9464",dataset="sports-hours"}', "0.5x24"),
+    ('citybus_statistics_budget_remaining{instance="bus:9464",dataset="sports-hours"}', "0.5x24"),
+    ('citybus_statistics_budget_spent{instance="bus:9464",dataset="air-quality"}', "0x24"),
+    ('citybus_statistics_budget_remaining{instance="bus:9464",dataset="air-quality"}', "0x24"),
+    # One release refused at minute 3; releases made all along.
+    ('citybus_statistics_releases_total{dataset="volunteer-hours",outcome="refused"}', "0 0 0 1x30"),
+    ('citybus_statistics_releases_total{dataset="air-quality",outcome="released"}', "0+1x30"),
 ]
 EXPECTED = [
     ("30s", [quiet("CitybusNatsDisconnected"), quiet("CitybusAdapterDown")]),
@@ -608,6 +636,20 @@ EXPECTED = [
     ("4m", [alert("CitybusPersonalErasureIncomplete", "critical", instance="bus:9464", reason="request")]),
     ("3h10m", [quiet("CitybusRetentionSweepStale")]),  # stale from 3h, not yet for 15 minutes
     ("3h20m", [alert("CitybusRetentionSweepStale", "warning", instance="stuck:9464", reason="retention")]),
+    ("8m", [quiet("CitybusStatisticsBudgetNearlySpent")]),  # all spent from minute 4, not yet for 5 minutes
+    (
+        "10m",
+        [
+            alert(
+                "CitybusStatisticsBudgetNearlySpent",
+                "warning",
+                instance="bus:9464",
+                dataset="volunteer-hours",
+            )
+        ],
+    ),
+    ("3m", [quiet("CitybusStatisticsReleaseRefused")]),
+    ("5m", [alert("CitybusStatisticsReleaseRefused", "warning", dataset="volunteer-hours")]),
 ]
 
 

@@ -206,6 +206,7 @@ async def test_status_of_a_running_citybus_up_with_the_sandbox(tmp_path: Path) -
             ("journey-planner", "journey-planner", True),
             ("privacy", "privacy", True),
             ("sandbox-replay", "sandbox", True),
+            ("statistics", "statistics", True),
             ("volunteer-platform", "volunteer-platform", True),
         ]
     finally:
