@@ -107,7 +107,7 @@ def citizen_declaration(person: str, produces: tuple[type[Contract], ...] = ()) 
     Raises :class:`~bus.access.AccessError` (one line) for a name that is no person's id, and for
     contracts to publish (a citizen publishes none).
     """
-    if not _PERSON.match(person):
+    if not _PERSON.fullmatch(person):
         raise AccessError(
             f"citizen {person!r}: a citizen's user is named by the person's id, v- and 8 to 32 hex digits "
             "(v-3f9c2a7e51d0), as on the volunteer platform"

@@ -101,7 +101,7 @@ Duration = Annotated[
 
 def seconds(duration: str) -> float:
     """The seconds of a :data:`Duration` (``"1h30m"`` → 5400); :class:`ValueError` if it is none."""
-    match = _DURATION.match(duration)
+    match = _DURATION.fullmatch(duration)
     if match is None:
         raise ValueError(f"{duration!r} is not a duration: write it like 1h, 90m, 1d12h or 30s")
     d, h, m, s = (int(g or 0) for g in match.groups())
@@ -213,7 +213,7 @@ class StatisticsConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
             if problem:
                 raise ValueError(f"datasets.{name}: {problem}")
         for slug in self.districts:
-            if not _SLUG.match(slug) or slug in (ALL, UNKNOWN, ELSEWHERE):
+            if not _SLUG.fullmatch(slug) or slug in (ALL, UNKNOWN, ELSEWHERE):
                 raise ValueError(
                     f"districts.{slug}: a district's key is its slug in kebab case (e.g. bragernes), "
                     f"and not {ALL}, {UNKNOWN} or {ELSEWHERE}"

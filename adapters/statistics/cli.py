@@ -102,7 +102,7 @@ class _Usage(ValueError):
 
 
 def _dataset(text: str) -> str:
-    if not _DATASET.match(text) or len(text) > 64:
+    if not _DATASET.fullmatch(text) or len(text) > 64:
         raise _Usage(
             f"{text!r} is not a data set's name: kebab case, e.g. volunteer-hours (`citybus stats list`)"
         )
@@ -113,7 +113,7 @@ def _period(text: str | None) -> str | None:
     if text is None:
         return None
     try:
-        if not _PERIOD.match(text):
+        if not _PERIOD.fullmatch(text):
             raise ValueError
         if "-W" in text:
             datetime.fromisocalendar(int(text[:4]), int(text[6:]), 1)
@@ -127,7 +127,7 @@ def _period(text: str | None) -> str | None:
 
 
 def _person(text: str) -> str:
-    if not _PERSON.match(text):
+    if not _PERSON.fullmatch(text):
         raise _Usage(f"{text!r} is not a person's id: v- and 8 to 32 hex digits (v-3f9c2a7e51d0)")
     return text
 
@@ -135,7 +135,7 @@ def _person(text: str) -> str:
 def _stations(text: str | None) -> tuple[str, ...]:
     stations = tuple(part.strip() for part in (text or "").split(",") if part.strip())
     for station in stations:
-        if not _DATASET.match(station):
+        if not _DATASET.fullmatch(station):
             raise _Usage(
                 f"--commute {station!r}: a station's id, kebab case (bangelokka), "
                 "as `citybus stats show air-quality` lists them"

@@ -66,12 +66,12 @@ class Period:
         if not isinstance(text, str):
             raise PeriodError(f"a period is a string, {_FORMS}; got {type(text).__name__}")
         try:
-            if match := _WEEK.match(text):
+            if match := _WEEK.fullmatch(text):
                 year, week = int(match[1]), int(match[2])
                 return cls(date.fromisocalendar(year, week, 1), "week")
-            if match := _MONTH.match(text):
+            if match := _MONTH.fullmatch(text):
                 return cls(date(int(match[1]), int(match[2]), 1), "month")
-            if match := _DAY.match(text):
+            if match := _DAY.fullmatch(text):
                 return cls(date(int(match[1]), int(match[2]), int(match[3])), "day")
         except ValueError as error:
             raise PeriodError(f"no such period {text!r} ({error}): write {_FORMS}") from None

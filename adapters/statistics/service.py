@@ -91,6 +91,7 @@ __all__ = [
     "Dataset",
     "GENERAL",
     "RequestMismatchError",
+    "RequestPeriodError",
     "Statistics",
     "VOLUNTEER_HOURS",
     "volunteer_hours",
@@ -115,6 +116,10 @@ _REALNESS: Final = {"synthetic": 0, "pseudonymised": 1, "recorded": 2}
 
 class RequestMismatchError(CityBusError, ValueError):
     """A comparison request names another person than the subject it came on."""
+
+
+class RequestPeriodError(CityBusError, ValueError):
+    """A comparison request's period is none (the message says the accepted forms)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -613,6 +618,10 @@ class Statistics:
             raise RequestMismatchError("the comparison request names another person than its subject")
         now = self.ctx.clock.now()
         period = request.period or self.period_of(now)
+        try:  # the contract's pattern lets "2018-W35\n" through; a period names a record's key
+            Period.parse(period)
+        except PeriodError as error:
+            raise RequestPeriodError(str(error)) from None
         dataset = self.datasets.get(request.dataset)
         commute = self._commute(request.commute)
         if dataset is None:
