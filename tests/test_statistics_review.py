@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import msgspec
 import pytest
@@ -11,7 +11,7 @@ from adapters.statistics.access import citizen_declaration
 from adapters.statistics.periods import Period, PeriodError
 from bus import Bus, RequestRefusedError
 from bus.access import AccessError
-from contracts import Comparison, ComparisonRequest, ReleaseReceipt, ReleaseRequest
+from contracts import Comparison, ComparisonRequest, ReleaseReceipt, ReleaseRequest, VolunteerActivity
 from tests.test_statistics_service import (
     BRAGERNES,
     HOURS,
@@ -24,6 +24,7 @@ from tests.test_statistics_service import (
     offered,
     opportunity,
     releases,
+    running,
     service,
     took_part,
 )
@@ -65,3 +66,32 @@ def test_a_period_with_a_trailing_newline_is_no_period(text: str) -> None:
 def test_a_citizen_named_with_a_trailing_newline_is_refused() -> None:
     with pytest.raises(AccessError):
         citizen_declaration("v-0123456789\n")
+
+
+def late(n: int, opportunity_id: str, week_start: datetime) -> VolunteerActivity:
+    """Volunteer ``n``'s three hours on the Wednesday of the week starting ``week_start``."""
+    return msgspec.structs.replace(activity(n, opportunity_id), starts=week_start + timedelta(days=2, hours=10))
+
+
+async def test_when_and_whether_volunteer_hours_are_released_does_not_depend_on_who_contributed(
+    quiet_bus: Bus,
+) -> None:
+    """The schedule of a personal data set is the same whatever the data: one person's late
+    activity neither makes a table of an old week appear nor delays the final release of the
+    week that just ended (both would tell, outside epsilon, that someone contributed)."""
+    week_end = MONDAY + timedelta(days=7)
+    clock = SetClock(week_end + timedelta(minutes=30))  # W35 ended; its final release is due at +1h
+    async with service(quiet_bus, clock) as harness:
+        statistics = running(harness)
+        await offered(quiet_bus, harness, opportunity("o1", BRAGERNES))
+        old = MONDAY - timedelta(weeks=5)  # 2018-W30: long released, or never
+        await took_part(quiet_bus, late(1, "o1", old), late(2, "o1", MONDAY))  # heard now, both late
+        await counted(quiet_bus, 2)
+        clock.time = week_end + timedelta(hours=1, seconds=1)
+        await statistics.tick()
+        clock.time += timedelta(days=1)
+        await statistics.tick()
+    assert await releases(quiet_bus, period="2018-W30") == []
+    assert [(a.release, a.final) for a in await releases(quiet_bus)] == [(1, True)]
+    (final,) = await releases(quiet_bus)
+    assert final.privacy.spent == 0.5

@@ -17,11 +17,14 @@ as :class:`~contracts.Aggregate`, spending privacy budget first (:mod:`adapters.
 
 Decisions, and why:
 
-* **When a table is released.** The *final* release of a period is made once its data has
-  settled: ``release_after`` after the period ended, or after the last new data for it was heard
-  if that was later (a replayed day arrives long after its week ended). Personal data sets also
-  get a final release of the period that just ended when nobody contributed to it — a schedule
-  that depends on the data would tell, by a table's absence, that nobody did. Provisional
+* **When a table is released.** The *final* release of a public period is made once its data
+  has settled: ``release_after`` after the period ended, or after the last new data for it was
+  heard if that was later (a replayed day arrives long after its week ended). A personal data
+  set's schedule depends on nothing but the clock: the final release of the period that just
+  ended, ``release_after`` after its end, whoever contributed — a table that appears, is late or
+  is missing because of someone's data would tell, outside epsilon, that someone (or nobody)
+  contributed. Its hours heard after that, or for an older period, count in no scheduled
+  release (an analyst may still ask for one). Provisional
   releases every ``release_every`` while a period is open (personal data: regardless of the data;
   public: when it changed), and a release whenever an analyst asks
   (:class:`~contracts.ReleaseRequest`). Every one of them spends ``engine.cost(policy)`` of the
@@ -563,9 +566,12 @@ class Statistics:
         if current != self._gauged:
             await self._gauge(current)
         for dataset in self.datasets.values():
-            due = {p for d, p in self._pending if d == dataset.name}
             if dataset.personal:
-                due |= {current, str(Period.parse(current).previous())}
+                # the schedule, whatever the data: a table appears (or is delayed) for nobody's data
+                due = {current, str(Period.parse(current).previous())}
+                self._pending -= {(dataset.name, p) for p in self._pending_of(dataset.name) - due}
+            else:
+                due = set(self._pending_of(dataset.name))
             for period in sorted(due):
                 key = (dataset.name, period)
                 if key in self._done:
@@ -575,12 +581,16 @@ class Statistics:
                 start, end = parsed.start, parsed.end
                 if now < start:
                     continue
-                settled = max(end.timestamp(), self._heard.get(key, 0.0)) + self.release_after
+                heard = 0.0 if dataset.personal else self._heard.get(key, 0.0)
+                settled = max(end.timestamp(), heard) + self.release_after
                 if t >= settled:
                     await self.release(dataset, period, final=True)
                 elif self._provisional_due(dataset, key, t):
                     assert dataset.release_every is not None
                     await self.release(dataset, period, unless_after=t - dataset.release_every)
+
+    def _pending_of(self, dataset: str) -> set[str]:
+        return {p for d, p in self._pending if d == dataset}
 
     def _provisional_due(self, dataset: Dataset, key: tuple[str, str], t: float) -> bool:
         every = dataset.release_every
