@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import msgspec
 import pytest
 
-from adapters.statistics.access import citizen_declaration
+from adapters.statistics.access import ANALYST, DESK, citizen_declaration, declared
 from adapters.statistics.periods import Period, PeriodError
 from bus import Bus, RequestRefusedError
 from bus.access import AccessError
+from bus.config import load_config
 from contracts import Comparison, ComparisonRequest, ReleaseReceipt, ReleaseRequest, VolunteerActivity
 from tests.test_statistics_service import (
     BRAGERNES,
@@ -70,7 +72,9 @@ def test_a_citizen_named_with_a_trailing_newline_is_refused() -> None:
 
 def late(n: int, opportunity_id: str, week_start: datetime) -> VolunteerActivity:
     """Volunteer ``n``'s three hours on the Wednesday of the week starting ``week_start``."""
-    return msgspec.structs.replace(activity(n, opportunity_id), starts=week_start + timedelta(days=2, hours=10))
+    return msgspec.structs.replace(
+        activity(n, opportunity_id), starts=week_start + timedelta(days=2, hours=10)
+    )
 
 
 async def test_when_and_whether_volunteer_hours_are_released_does_not_depend_on_who_contributed(
@@ -95,3 +99,22 @@ async def test_when_and_whether_volunteer_hours_are_released_does_not_depend_on_
     assert [(a.release, a.final) for a in await releases(quiet_bus)] == [(1, True)]
     (final,) = await releases(quiet_bus)
     assert final.privacy.spent == 0.5
+
+
+def test_two_statistics_instances_in_one_account_are_refused(tmp_path: Path) -> None:
+    """Each instance keeps its own budget bucket: two in one account would each spend a full budget
+    on the same persons' activity (twice the stated epsilon), so the model refuses the pair."""
+    two = "".join(
+        f'[adapters.{name}]\nadapter = "statistics"\naccount = "city"\n' for name in ("stats", "more")
+    )
+    path = tmp_path / "citybus.toml"
+    path.write_text(two)
+    with pytest.raises(AccessError, match="more.*stats|stats.*more"):
+        declared(load_config(path))
+    # one per account is fine: the sandbox's volunteers are not the city's
+    path.write_text(
+        '[adapters.stats]\nadapter = "statistics"\naccount = "city"\n'
+        '[adapters.play]\nadapter = "statistics"\naccount = "sandbox"\n'
+    )
+    found = declared(load_config(path))
+    assert [d.name for d in found.city] == [d.name for d in found.sandbox] == [DESK, ANALYST]

@@ -40,6 +40,10 @@ Decisions, and why:
   internal services: the ``internal`` user (and a gateway token standing for it) can ask for a
   release too. That spends the budget sooner, never beyond it — the service refuses a release the
   budget does not cover, whoever asks.
+* **One statistics service per account.** Its budget lives in its instance's bucket: a second
+  instance in the same account would hear the same persons' activity and spend a budget of its
+  own on them, so the pair is refused here, where every instance is seen (more *processes* of one
+  instance share its budget).
 * **Nothing here publishes a dead letter** (``dead_letters=False``): they only ask.
 """
 
@@ -140,9 +144,18 @@ def declared(config: Config) -> Declared:
     city: dict[str, Declaration] = {}
     sandbox: dict[str, Declaration] = {}
     instances, _ = configured_instances(config)  # adapters' own provider reports the problems
+    services: dict[bool, str] = {}
     for instance in instances:
         answers = instance.adapter.answers
         users = sandbox if in_sandbox(instance) else city
+        if ReleaseRequest in answers or ComparisonRequest in answers:
+            other = services.setdefault(in_sandbox(instance), instance.name)
+            if other != instance.name:
+                raise AccessError(
+                    f"statistics instances {other} and {instance.name} run in one account: each keeps a "
+                    "privacy budget of its own, so together they would spend twice what one allows on the "
+                    "same persons; run one instance (its processes share one budget)"
+                )
         if ComparisonRequest in answers:
             users.setdefault(DESK, desk_declaration())
         if ReleaseRequest in answers:
