@@ -13,7 +13,16 @@ from adapters.statistics.periods import Period, PeriodError
 from bus import Bus, RequestRefusedError
 from bus.access import AccessError
 from bus.config import load_config
-from contracts import Comparison, ComparisonRequest, ReleaseReceipt, ReleaseRequest, VolunteerActivity
+from bus.envelope import Provenance
+from contracts import (
+    BeachObservation,
+    Comparison,
+    ComparisonRequest,
+    ReleaseReceipt,
+    ReleaseRequest,
+    VolunteerActivity,
+)
+from tests.conftest import wait_for
 from tests.test_statistics_service import (
     BRAGERNES,
     HOURS,
@@ -118,3 +127,24 @@ def test_two_statistics_instances_in_one_account_are_refused(tmp_path: Path) -> 
     )
     found = declared(load_config(path))
     assert [d.name for d in found.city] == [d.name for d in found.sandbox] == [DESK, ANALYST]
+
+
+async def test_readings_dated_in_the_future_do_not_push_the_current_week_out(quiet_bus: Bus) -> None:
+    """The service keeps 16 periods of public observations per data set: a source that dates
+    readings in coming weeks (a broken clock, or a pilot on purpose) must not make it drop the
+    week that is running."""
+    clock = SetClock(MONDAY + timedelta(days=3))
+    async with service(quiet_bus, clock) as harness:
+        reading = BeachObservation.example()
+        assert isinstance(reading, BeachObservation)
+        # nineteen coming weeks first, then a reading of the running week (one subscription: in order)
+        times = [MONDAY + timedelta(weeks=w) for w in range(1, 20)] + [MONDAY + timedelta(days=1)]
+        for time in times:
+            await quiet_bus.publish(
+                msgspec.structs.replace(reading, observed_at=time),
+                provenance=Provenance.RECORDED,
+                source="/tests",
+            )
+        await wait_for(lambda: ("beach-water-temperature", WEEK) in running(harness)._heard)
+        receipt = await ask_release(quiet_bus, "beach-water-temperature")
+    assert receipt.status == "released", receipt.reason

@@ -37,7 +37,9 @@ Decisions, and why:
   ``who`` (:func:`~adapters.statistics.everyday.latest`): it is nobody's, the sources' own streams
   keep it, and every process hears all of it (no queue group). A process that restarts within a
   period releases that period from what it heard since; periods already released are not
-  affected. A period's observations are dropped once its final release is made, and a request
+  affected. A period's observations are dropped once its final release is made (and, beyond the
+  latest 16 periods, the oldest: so a reading dated more than a day ahead of the clock is left
+  out, or a source with a wrong clock could push the running period out), and a request
   for a public period nothing is held of is refused rather than answered with an empty table.
 * **The cells of volunteer hours that exist publicly** — the district and activity of each of
   the period's opportunities, which are public — are given to the engine as its ``domain``, so
@@ -60,7 +62,7 @@ import asyncio
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Final, Literal
 
 import msgspec
@@ -113,6 +115,9 @@ _WAIT_FOR_PLACE: Final = 50
 :data:`~adapters.statistics.districts.UNKNOWN`: the two come on different streams."""
 _KEEP_PERIODS: Final = 16
 """Periods of public observations kept per data set (the oldest dropped beyond)."""
+_AHEAD: Final = timedelta(days=1)
+"""How far ahead of the service's clock a public observation may be dated (a replay running ahead
+of the wall clock is): later ones are left out, since the periods kept are the latest ones."""
 _REALNESS: Final = {"synthetic": 0, "pseudonymised": 1, "recorded": 2}
 """How real a provenance is, least first; every other kind (sensor, vendor, manual) is a reading."""
 
@@ -299,8 +304,12 @@ class Statistics:
         labels = self._labels[dataset.name]
         if len(labels) < 10_000:
             labels.update(dataset.everyday.labels(event.data))
-        taken = 0
+        taken = ahead = 0
+        latest = self.ctx.clock.now() + _AHEAD
         for observation in dataset.everyday.observe(event.data):
+            if observation.at > latest:  # kept, it would push the running period out of memory
+                ahead += 1
+                continue
             period = self.period_of(observation.at)
             key = (dataset.name, period)
             if key in self._done:
@@ -313,6 +322,8 @@ class Statistics:
                 held[observation.who] = observation
                 self._heard_now(dataset.name, period)
             taken += 1
+        if ahead:
+            self.ctx.log.warning("observations dated in the future left out", dataset=dataset.name, count=ahead)
         if taken:
             self.metrics.observations.labels(dataset.name).inc(taken)
             self._provenance_of(dataset.name, event.provenance)
