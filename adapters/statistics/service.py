@@ -323,7 +323,7 @@ class Statistics:
                 self._heard_now(dataset.name, period)
             taken += 1
         if ahead:
-            self.ctx.log.warning("observations dated in the future left out", dataset=dataset.name, count=ahead)
+            self.ctx.log.warning("readings dated in the future left out", dataset=dataset.name, count=ahead)
         if taken:
             self.metrics.observations.labels(dataset.name).inc(taken)
             self._provenance_of(dataset.name, event.provenance)
