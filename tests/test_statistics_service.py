@@ -310,6 +310,32 @@ async def test_the_budget_refuses_the_release_that_would_exceed_it(quiet_bus: Bu
     assert all(a.privacy.mechanism == "differential-privacy" and a.privacy.budget == 1.0 for a in published)
 
 
+async def test_provisional_releases_come_on_schedule_and_spend_the_same_budget(quiet_bus: Bus) -> None:
+    """``release_every``: a provisional release while the week runs, on schedule whatever the data;
+    each spends the week's budget, so once it is spent the rest — the final release too — is
+    refused, once each, and nothing more is published."""
+    clock = SetClock(MONDAY + timedelta(days=1))
+    async with service(quiet_bus, clock, {"release_every": "2d"}) as harness:
+        statistics = running(harness)
+        registry = quiet_bus.metrics.registry
+        seen: list[int] = []
+        for hours in (0, 1, 48, 49, 96, 97, 140):  # from Tuesday 00:00 to Sunday 20:00
+            clock.time = MONDAY + timedelta(days=1, hours=hours)
+            await statistics.tick()
+            seen.append(len(await releases(quiet_bus)))
+        refused_while_open = sample(
+            registry, "citybus_statistics_releases_total", dataset=HOURS, outcome="refused"
+        )
+        clock.time = AFTER
+        await statistics.tick()
+        await statistics.tick()
+        refused = sample(registry, "citybus_statistics_releases_total", dataset=HOURS, outcome="refused")
+    assert seen == [1, 1, 2, 2, 2, 2, 2]
+    published = await releases(quiet_bus)
+    assert [(a.release, a.final, a.privacy.spent) for a in published] == [(1, False, 0.5), (2, False, 1.0)]
+    assert (refused_while_open, refused) == (1, 2)  # the third provisional, then the final: once each
+
+
 async def test_two_service_processes_share_the_budget_and_make_one_final_release(quiet_bus: Bus) -> None:
     """Two instances, each on its own connection with its own memory, sharing only the server's
     buckets: the final release is made once, and concurrent requests never overspend."""
