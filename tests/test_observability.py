@@ -476,6 +476,9 @@ def test_alerts_watch_what_operators_asked_for(rules: list[dict[str, Any]]) -> N
         "citybus_journey_plan_seconds_bucket",
         "citybus_personal_erasure_incomplete_total",
         "citybus_personal_erasure_last_timestamp_seconds",
+        "citybus_statistics_budget_spent",
+        "citybus_statistics_budget_remaining",
+        "citybus_statistics_releases_total",
     }
 
 
@@ -496,7 +499,7 @@ def promtool(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 def test_promtool_accepts_the_rules(tmp_path: Path) -> None:
     result = promtool("check", "rules", str(RULES), cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 16 rules found" in result.stdout
+    assert "SUCCESS: 18 rules found" in result.stdout
 
 
 BEACH = "environment.beach-observation.v1"
@@ -574,6 +577,20 @@ SERIES = [
     # One service's sweep stopped at time 0; the other's sweeps every minute.
     ('citybus_personal_erasure_last_timestamp_seconds{instance="stuck:9464",reason="retention"}', "0x300"),
     ('citybus_personal_erasure_last_timestamp_seconds{instance="bus:9464",reason="retention"}', "0+60x300"),
+    # One data set spends its budget of 1 by half at minutes 2 and 4; another keeps half of it; a
+    # public data set spends nothing of nothing.
+    ('citybus_statistics_budget_spent{instance="bus:9464",dataset="volunteer-hours"}', "0 0 0.5 0.5 1x20"),
+    (
+        'citybus_statistics_budget_remaining{instance="bus:9464",dataset="volunteer-hours"}',
+        "1 1 0.5 0.5 0x20",
+    ),
+    ('citybus_statistics_budget_spent{instance="bus:9464",dataset="sports-hours"}', "0.5x24"),
+    ('citybus_statistics_budget_remaining{instance="bus:9464",dataset="sports-hours"}', "0.5x24"),
+    ('citybus_statistics_budget_spent{instance="bus:9464",dataset="air-quality"}', "0x24"),
+    ('citybus_statistics_budget_remaining{instance="bus:9464",dataset="air-quality"}', "0x24"),
+    # One release refused at minute 3; releases made all along.
+    ('citybus_statistics_releases_total{dataset="volunteer-hours",outcome="refused"}', "0 0 0 1x30"),
+    ('citybus_statistics_releases_total{dataset="air-quality",outcome="released"}', "0+1x30"),
 ]
 EXPECTED = [
     ("30s", [quiet("CitybusNatsDisconnected"), quiet("CitybusAdapterDown")]),
@@ -619,6 +636,20 @@ EXPECTED = [
     ("4m", [alert("CitybusPersonalErasureIncomplete", "critical", instance="bus:9464", reason="request")]),
     ("3h10m", [quiet("CitybusRetentionSweepStale")]),  # stale from 3h, not yet for 15 minutes
     ("3h20m", [alert("CitybusRetentionSweepStale", "warning", instance="stuck:9464", reason="retention")]),
+    ("8m", [quiet("CitybusStatisticsBudgetNearlySpent")]),  # all spent from minute 4, not yet for 5 minutes
+    (
+        "10m",
+        [
+            alert(
+                "CitybusStatisticsBudgetNearlySpent",
+                "warning",
+                instance="bus:9464",
+                dataset="volunteer-hours",
+            )
+        ],
+    ),
+    ("3m", [quiet("CitybusStatisticsReleaseRefused")]),
+    ("5m", [alert("CitybusStatisticsReleaseRefused", "warning", dataset="volunteer-hours")]),
 ]
 
 

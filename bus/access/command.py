@@ -4,6 +4,7 @@
 
     citybus auth generate                       keys for every user, and accounts.conf
     citybus auth add-pilot acme --produces environment.beach-observation
+    citybus auth add-<kind> NAME --account city a guest of a kind that may live in CITY
     citybus auth revoke acme                    then reload the server (SIGHUP)
     citybus auth add-token acme-research --user internal    a bearer token for the HTTP gateway
     citybus auth revoke-token acme-research     refused from the gateway's next request
@@ -53,7 +54,7 @@ from bus.access.declared import (
     discover_declarations,
     discover_providers,
 )
-from bus.access.guests import Guest, GuestKind, contract_ref, load_guests, save_guests
+from bus.access.guests import Guest, GuestKind, contract_ref, contracts_named, load_guests, save_guests
 from bus.access.joined import credentials_lock, joined_declarations, prune_joined
 from bus.access.keys import CredentialInfo, CredentialStore
 from bus.access.login import reload_server, running_instance
@@ -65,7 +66,7 @@ from bus.cli import err, out
 from bus.config import Config, config_file
 from bus.errors import CityBusError
 from bus.logs import configure_logging
-from contracts import Contract, UnknownContractError, default_registry
+from contracts import default_registry
 
 __all__ = ["register"]
 
@@ -241,23 +242,10 @@ def cmd_generate(args: argparse.Namespace, config: Config, providers: list[Acces
     return 0
 
 
-def _contracts(names: list[str]) -> tuple[type[Contract], ...]:
-    registry = default_registry()
-    found: list[type[Contract]] = []
-    for name in names:
-        try:
-            cls = registry.get(name)
-        except UnknownContractError as exc:
-            raise CityBusError(f"--produces: {exc}") from None
-        if cls not in found:
-            found.append(cls)
-    return tuple(found)
-
-
 def cmd_add(
     args: argparse.Namespace, config: Config, providers: list[AccessProvider], kind: GuestKind
 ) -> int:
-    """Add a guest of ``kind`` to the sandbox with the contracts it publishes, and issue its credentials."""
+    """Add a guest of ``kind`` to its account with the contracts it publishes, and issue its credentials."""
     setup = _Setup(args, config, providers)
     name = args.name
     if name in _BUILT_IN or not _NAME.match(name):
@@ -272,15 +260,16 @@ def cmd_add(
             f"{existing.kind.name} {name!r} already exists (it publishes {declared}); choose another name, "
             f"or `citybus auth revoke {name}` first to add it again with other contracts"
         )
-    guest = Guest(kind, name, _contracts(args.produces), datetime.now(UTC))
+    guest = Guest(kind, name, contracts_named(args.produces), datetime.now(UTC), Account(args.account))
     guests = [*setup.guests, guest]
     model = setup.model(guests)  # refuses a bad name, a taken name or a contract its kind may not have
     setup.keeps_users_in_use(model)
-    user = model.user(Account.SANDBOX, name)
-    credential = setup.store.generate(Account.SANDBOX.value, name)  # lifts an earlier revocation
+    user = model.user(guest.account, name)
+    credential = setup.store.generate(guest.account.value, name)  # lifts an earlier revocation
     setup.save(kind, guests)
     done = generate(model, setup.store)
-    out(f"added {kind.name} {name} to the sandbox (account SANDBOX)")
+    where = "the sandbox" if guest.account is Account.SANDBOX else "production"
+    out(f"added {kind.name} {name} to {where} (account {guest.account.value})")
     for grant in user.permissions.publish:
         out(f"  publishes  {grant.subject}  ({grant.why})")
     out(f"  reads      {kind.reads}")
@@ -327,7 +316,7 @@ def cmd_revoke(args: argparse.Namespace, config: Config, providers: list[AccessP
     was_revoked = any((i.account, i.user) == (account, name) and i.revoked_at is not None for i in infos)
     # A SANDBOX user that is not a component is a guest (or was one, revoked before).
     component = any(u.key == (account, name) and u.kind is Kind.ADAPTER for u in model.users)
-    leaving = [g for g in setup.guests if account == Account.SANDBOX.value and g.name == name]
+    leaving = [g for g in setup.guests if account == g.account.value and g.name == name]
     guests = [g for g in setup.guests if g not in leaving]
     if leaving:
         model = setup.model(guests)
@@ -342,8 +331,9 @@ def cmd_revoke(args: argparse.Namespace, config: Config, providers: list[AccessP
     _say_generated(done)
     _reload(setup, "to disconnect it")
     kinds = [g.kind for g in leaving] or [k for p in providers for k in p.guests]
-    if account == Account.SANDBOX.value and not component and kinds:
-        again = " or ".join(f"`citybus auth add-{k.name} {name} --produces ...`" for k in kinds)
+    if (leaving or account == Account.SANDBOX.value) and not component and kinds:
+        flag = "" if account == Account.SANDBOX.value else f" --account {account.lower()}"
+        again = " or ".join(f"`citybus auth add-{k.name} {name}{flag} [--produces ...]`" for k in kinds)
         out(f"To let it in again with new credentials: {again}.")
     else:
         out(
@@ -495,6 +485,14 @@ def register(subparsers: Any) -> None:
             default=[],
             metavar="CONTRACT",
             help="contracts it publishes, e.g. environment.beach-observation (name or name@version)",
+        )
+        accounts = [a.value for a in kind.accounts]
+        add.add_argument(
+            "--account",
+            type=str.upper,
+            choices=accounts,
+            default=accounts[0],
+            help=f"the account it lives in (default {accounts[0].lower()})",
         )
     revoke = command(
         "revoke",

@@ -28,7 +28,7 @@ from typing import Any
 
 from bus.access.guests import GuestKind, load_guests
 from bus.access.policy import AccessModel
-from bus.access.users import Declaration
+from bus.access.users import Account, Declaration
 from bus.config import Config
 from bus.errors import ConfigError
 from contracts import Classification, Contract, Registry, UnknownContractError
@@ -165,6 +165,7 @@ def declaration_record(d: Declaration) -> dict[str, Any]:
         "asks": list(d.asks),
         "stores": list(d.stores),
         "recalls": [_ref(c) for c in d.recalls],
+        "account": d.account.value if d.account is not None else None,
     }
 
 
@@ -192,6 +193,7 @@ def declaration_from_record(d: dict[str, Any], registry: Registry) -> Declaratio
         asks=tuple(str(s) for s in d.get("asks", ())),
         stores=tuple(str(s) for s in d.get("stores", ())),
         recalls=tuple(registry.get(str(c)) for c in d.get("recalls", ())),
+        account=Account(str(d["account"])) if d.get("account") else None,
     )
 
 

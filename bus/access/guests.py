@@ -10,6 +10,12 @@ removes it. Each kind's guests live in ``<kind>s.toml`` in the credentials direc
     produces = ["environment.beach-observation@1"]
     added = 2025-05-01T10:00:00Z
 
+A guest lives in ``SANDBOX``. A kind may let operators add its guests to ``CITY`` too
+(:attr:`GuestKind.accounts`; ``citybus auth add-<kind> NAME --account city``, kept as
+``account = "CITY"`` in its entry): for people from outside who use production, such as a person
+whose user may only ask about themselves. What such a guest may do is still its package's
+declaration, and the model's rules for guests hold in either account.
+
 Decisions, and why:
 
 * **The package says what a guest may do** (:attr:`GuestKind.declare` makes its
@@ -23,6 +29,10 @@ Decisions, and why:
   tables of strings, lists of strings and a date — so forty lines serve, where a dependency
   (``tomli-w``) would be one more package to pin for one file.
 * **Files are written whole** (a temporary file created 0600, synced, then renamed).
+* **``SANDBOX`` unless the kind says otherwise, and the operator chooses.** Pilots try their
+  products on replayed data and stay out of ``CITY``; a kind that names ``CITY`` among its
+  :attr:`~GuestKind.accounts` still gets ``SANDBOX`` by default, so a real account is a decision
+  written on the command line (``--account city``) and kept in the file, never a default.
 """
 
 from __future__ import annotations
@@ -30,19 +40,20 @@ from __future__ import annotations
 import re
 import tomllib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 from bus.access.keys import write_private
-from bus.access.users import Declaration
-from bus.errors import ConfigError
+from bus.access.users import Account, Declaration
+from bus.errors import CityBusError, ConfigError
 from contracts import Contract, UnknownContractError, default_registry
 
 __all__ = [
     "Guest",
     "GuestKind",
     "contract_ref",
+    "contracts_named",
     "load_guests",
     "save_guests",
     "toml_key",
@@ -67,6 +78,9 @@ class GuestKind:
     """The command's one-line help."""
     reads: str
     """What every guest of this kind reads, said when one is added."""
+    accounts: tuple[Account, ...] = (Account.SANDBOX,)
+    """The accounts its guests may live in, the default first (``SANDBOX``; ``CITY`` only for a kind
+    whose guests may use production, e.g. ask on their own request subject and nothing else)."""
 
     @property
     def file(self) -> str:
@@ -81,22 +95,38 @@ class GuestKind:
 
 @dataclass(frozen=True, slots=True)
 class Guest:
-    """One guest: its kind, its name (its user in ``SANDBOX``) and the contracts it publishes."""
+    """One guest: its kind, its name (its user), the contracts it publishes, and its account."""
 
     kind: GuestKind
     name: str
     produces: tuple[type[Contract], ...]
     added: datetime
+    account: Account = Account.SANDBOX
 
     def declaration(self) -> Declaration:
-        """What it may do, as its kind's package says."""
-        return self.kind.declare(self.name, self.produces)
+        """What it may do, as its kind's package says, in its account."""
+        return replace(self.kind.declare(self.name, self.produces), account=self.account)
 
 
 def contract_ref(cls: type[Contract]) -> str:
     """How a guest file names a contract: ``name@version``."""
     info = cls.__contract__
     return f"{info.name}@{info.version}"
+
+
+def contracts_named(names: Sequence[str]) -> tuple[type[Contract], ...]:
+    """The contracts ``names`` name (``name`` or ``name@version``), each once; a
+    :class:`~bus.errors.CityBusError` naming an unknown one (``--produces`` of ``add-<kind>``)."""
+    registry = default_registry()
+    found: list[type[Contract]] = []
+    for name in names:
+        try:
+            cls = registry.get(name)
+        except UnknownContractError as exc:
+            raise CityBusError(f"--produces: {exc}") from None
+        if cls not in found:
+            found.append(cls)
+    return tuple(found)
 
 
 def load_guests(directory: Path, kind: GuestKind) -> list[Guest]:
@@ -125,10 +155,14 @@ def load_guests(directory: Path, kind: GuestKind) -> list[Guest]:
         where = f"{path}: [{kind.table}.{name}]"
         if not _NAME.match(name):
             raise ConfigError(f"{where}: a {kind.name}'s name must be kebab case ('acme-sensors')")
-        if not isinstance(entry, dict) or set(entry) - {"produces", "added"}:
-            raise ConfigError(f"{where}: the keys are produces (a list of contract names) and added")
+        if not isinstance(entry, dict) or set(entry) - {"produces", "added", "account"}:
+            raise ConfigError(f"{where}: the keys are produces (a list of contract names), added and account")
         names = entry.get("produces", [])
         added = entry.get("added")
+        account = entry.get("account", Account.SANDBOX.value)
+        if account not in [a.value for a in kind.accounts]:
+            allowed = " or ".join(f'"{a.value}"' for a in kind.accounts)
+            raise ConfigError(f"{where}: account must be {allowed} (a {kind.name} lives there)")
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
             raise ConfigError(f"{where}: produces must be a list of contract names")
         if not isinstance(added, datetime) or added.tzinfo is None:
@@ -137,14 +171,14 @@ def load_guests(directory: Path, kind: GuestKind) -> list[Guest]:
             produces = tuple(registry.get(n) for n in names)
         except UnknownContractError as exc:
             raise ConfigError(f"{where}: {exc}") from None
-        guests.append(Guest(kind, name, produces, added))
+        guests.append(Guest(kind, name, produces, added, Account(account)))
     return guests
 
 
 def save_guests(directory: Path, kind: GuestKind, guests: Sequence[Guest]) -> Path:
     """Write ``<directory>/<kind>s.toml`` (0600) with ``guests``, in name order."""
     lines = [
-        f"# The sandbox's {kind.table} and the contracts each may publish, kept by",
+        f"# The {kind.table} and the contracts each may publish (in SANDBOX unless it says), kept by",
         f"# `citybus auth add-{kind.name}` and `citybus auth revoke`. After an edit by hand, run",
         "# `citybus auth generate`.",
     ]
@@ -157,6 +191,8 @@ def save_guests(directory: Path, kind: GuestKind, guests: Sequence[Guest]) -> Pa
             f"produces = [{refs}]",
             f"added = {added}",
         ]
+        if guest.account is not Account.SANDBOX:
+            lines.append(f"account = {toml_string(guest.account.value)}")
     path = directory / kind.file
     write_private(path, "\n".join(lines) + "\n")
     return path

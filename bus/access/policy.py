@@ -40,8 +40,8 @@ operator   ``citybus.control.>``; ``$JS.API.INFO``,         ``city.public.>``, `
 (both)     ``STREAM.NAMES``; streams as internal            ``citybus.clock.>``, its inbox. *Never*:
                                                             others' requests
 guest      as an adapter, from a declaration its package    as an adapter; takes no control requests
-(SANDBOX)  makes (the sandbox's pilots: their contracts,
-           never personal, never the dead letters)
+(SANDBOX,  makes (the sandbox's pilots: their contracts,
+or CITY)   never personal, never the dead letters)
 mqtt       the raw subjects ``CITY``'s adapters read        the raw subjects they publish (downlinks)
 (CITY)     (uplinks), with the same denials. Password
            login, MQTT connections only
@@ -103,9 +103,9 @@ Why each right exists, and the decisions behind them:
   seeing the replayed city and its own dead letters; that class's requests are denied.
 * **Operators** steer components, watch clocks, read public and internal data, and the state and
   stored messages (``citybus entities``) of the streams that are not personal.
-* **Guests** exist in ``SANDBOX`` only, take no control requests, name no personal contract with
-  ``personal=False``, and are denied each subject a ``SANDBOX`` component ``owns`` (the city's
-  entities: a replay's recorded subjects); their ``ce-source`` consumers check (:mod:`bus.origin`).
+* **Guests** live in ``SANDBOX`` (or ``CITY`` if their kind allows: :mod:`bus.access.guests`), take
+  no control requests, name no personal contract with ``personal=False``, and are denied each subject
+  a ``SANDBOX`` component ``owns`` (the city's entities), which ``ce-source`` checks (:mod:`bus.origin`).
 * **Clocks** (``citybus.clock.>``) are followed by the declarations that say ``clocks`` (the
   components in ``SANDBOX`` run on its clock) and watched by operators.
 * **MQTT users** are the devices' side of the adapters: a LoRaWAN network server publishes the
@@ -222,7 +222,7 @@ class AccessModel:
             users += [self._client(account, kind) for kind in _CLIENT_KINDS]
             users += [self._adapter(account, d, Kind.ADAPTER) for d in declared]
         owned = {subject: d.name for d in sandbox_adapters for subject in d.owns}
-        users += [self._adapter(Account.SANDBOX, d, Kind.GUEST, owned) for d in guests]
+        users += [self._adapter(d.account or Account.SANDBOX, d, Kind.GUEST, owned) for d in guests]
         users += [self._mqtt(name, adapters) for name in mqtt_users]
         users.append(
             User(

@@ -14,7 +14,9 @@ Accounts
 * ``CITY`` — production. Its subjects are the city's.
 * ``SANDBOX`` — the replayed city and its *guests*, users from outside that operators add by hand
   (the sandbox's pilots). An account is a subject namespace of its own: nothing published in one
-  account is seen in the other, so a guest cannot reach ``CITY`` whatever it publishes.
+  account is seen in the other, so a guest cannot reach ``CITY`` whatever it publishes — unless
+  its kind lets operators add it to ``CITY`` (:attr:`bus.access.guests.GuestKind.accounts`), as a
+  package does for users that only ask on their own subject (a person asking about themselves).
 * ``SYS`` — nats-server's system account (server events, monitoring requests); no data.
 
 JetStream is enabled per account (``CITY`` and ``SANDBOX`` each have their own streams, with the
@@ -124,6 +126,9 @@ class Declaration:
     """Contracts it produces whose stored messages it reads back (``STREAM.INFO`` and
     ``STREAM.MSG.GET`` of their stream, and their subjects to hear of new ones): state rebuilt
     after a restart and kept in step between replicas."""
+    account: Account | None = None
+    """The account a guest lives in (:mod:`bus.access.guests`): ``None`` is ``SANDBOX``, where every
+    guest lives unless its kind allows ``CITY``. A component is placed by the list it is declared in."""
 
 
 @dataclass(frozen=True, slots=True)
