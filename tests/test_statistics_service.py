@@ -285,7 +285,7 @@ async def test_a_withdrawal_removes_the_hours_even_when_it_arrives_before_the_si
 
 
 async def test_the_budget_refuses_the_release_that_would_exceed_it(quiet_bus: Bus) -> None:
-    """Budget 1.0 per week, epsilon 0.5 per release (the defaults): two releases, the third refused,
+    """Budget 2 per week, epsilon 1 per release (the defaults): two releases, the third refused,
     nothing published for it, and the receipt says why."""
     clock = SetClock(MONDAY + timedelta(days=3))
     async with service(quiet_bus, clock) as harness:
@@ -297,17 +297,17 @@ async def test_the_budget_refuses_the_release_that_would_exceed_it(quiet_bus: Bu
         assert sample(registry, "citybus_statistics_releases_total", dataset=HOURS, outcome="refused") == 1
         assert sample(registry, "citybus_statistics_budget_remaining", dataset=HOURS) == 0.0
     assert [(r.status, r.release, r.epsilon, r.spent, r.budget) for r in (first, second)] == [
-        ("released", 1, 0.5, 0.5, 1.0),
-        ("released", 2, 0.5, 1.0, 1.0),
+        ("released", 1, 1.0, 1.0, 2.0),
+        ("released", 2, 1.0, 2.0, 2.0),
     ]
-    assert (third.status, third.release, third.spent, third.budget) == ("refused", 0, 1.0, 1.0)
+    assert (third.status, third.release, third.spent, third.budget) == ("refused", 0, 2.0, 2.0)
     assert "budget" in third.reason and "exceeded" in third.reason
     published = await releases(quiet_bus)
     assert [(a.release, a.final, a.privacy.spent, a.privacy.epsilon) for a in published] == [
-        (1, False, 0.5, 0.5),
-        (2, False, 1.0, 0.5),
+        (1, False, 1.0, 1.0),
+        (2, False, 2.0, 1.0),
     ]
-    assert all(a.privacy.mechanism == "differential-privacy" and a.privacy.budget == 1.0 for a in published)
+    assert all(a.privacy.mechanism == "differential-privacy" and a.privacy.budget == 2.0 for a in published)
 
 
 async def test_provisional_releases_come_on_schedule_and_spend_the_same_budget(quiet_bus: Bus) -> None:
@@ -332,7 +332,7 @@ async def test_provisional_releases_come_on_schedule_and_spend_the_same_budget(q
         refused = sample(registry, "citybus_statistics_releases_total", dataset=HOURS, outcome="refused")
     assert seen == [1, 1, 2, 2, 2, 2, 2]
     published = await releases(quiet_bus)
-    assert [(a.release, a.final, a.privacy.spent) for a in published] == [(1, False, 0.5), (2, False, 1.0)]
+    assert [(a.release, a.final, a.privacy.spent) for a in published] == [(1, False, 1.0), (2, False, 2.0)]
     assert (refused_while_open, refused) == (1, 2)  # the third provisional, then the final: once each
 
 
@@ -369,7 +369,7 @@ async def test_two_service_processes_share_the_budget_and_make_one_final_release
     assert sorted(r.status for r in receipts) == ["refused"] * 9 + ["released"]
     published = await releases(quiet_bus)
     assert sorted((a.release, a.final) for a in published) == [(1, True), (2, False)]
-    assert (record.spent, record.releases, record.final) == (1.0, 2, True)
+    assert (record.spent, record.releases, record.final) == (2.0, 2, True)
     # the week before was due when they started: released once too
     assert [(a.release, a.final) for a in await releases(quiet_bus, period="2018-W34")] == [(1, True)]
 
@@ -517,14 +517,14 @@ async def test_a_restart_keeps_the_budget_the_contributions_and_the_releases(qui
         await offered(quiet_bus, harness, opportunity("o1", BRAGERNES))
         await took_part(quiet_bus, *(activity(n, "o1") for n in range(1, 9)))
         await counted(quiet_bus, 8)
-        assert (await ask_release(quiet_bus)).spent == 0.5
+        assert (await ask_release(quiet_bus)).spent == 1.0
     async with service(quiet_bus, clock) as restarted:
         mine = await compare(quiet_bus, 1)
         kept = await running(restarted).contributions.of(HOURS, WEEK, await quiet_bus.vault.ref(volunteer(1)))
         second, third = await ask_release(quiet_bus), await ask_release(quiet_bus)
     assert mine.release == 1 and [(f.group, f.value) for f in mine.yours] == [(("bragernes", "lifting"), 3.0)]
     assert [(item, i.group, i.value) for item, i in kept.items()] == [("o1", ("bragernes", "lifting"), 3.0)]
-    assert (second.status, second.release, second.spent) == ("released", 2, 1.0)
+    assert (second.status, second.release, second.spent) == ("released", 2, 2.0)
     assert third.status == "refused"
     assert [a.release for a in await releases(quiet_bus)] == [1, 2]
 
@@ -688,7 +688,7 @@ def test_the_configuration_overrides_the_defaults_per_data_set() -> None:
     ).config
     assert isinstance(config, StatisticsConfig)
     hours = config.policy(HOURS)
-    assert (hours.mechanism, hours.k, hours.epsilon, hours.budget) == ("k-anonymity", 10, 0.5, 1.0)
+    assert (hours.mechanism, hours.k, hours.epsilon, hours.budget) == ("k-anonymity", 10, 1.0, 2.0)
     assert config.policy("air-quality").mechanism == "none"
     assert (config.every("air-quality"), config.every(HOURS)) == (3600.0, 6 * 3600.0)
     assert [(d.slug, d.name) for d in config.district_list()] == [("sentrum", "Sentrum")]
