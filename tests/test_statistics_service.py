@@ -403,6 +403,27 @@ async def test_an_erased_person_is_forgotten_heard_or_missed(quiet_bus: Bus) -> 
     assert table(second)[("bragernes", "lifting")].reason == "too-few"  # one person left, k = 2
 
 
+async def test_contributions_are_forgotten_a_year_after_their_week(quiet_bus: Bus) -> None:
+    """Kept no longer than the activity they were counted from (community.volunteer-activity keeps a
+    year): the first tick of a later period empties them, and never a week too early."""
+    clock = SetClock(MONDAY + timedelta(days=3))
+    async with service(quiet_bus, clock, EXACT) as harness:
+        statistics = running(harness)
+        await offered(quiet_bus, harness, opportunity("o1", BRAGERNES))
+        await took_part(quiet_bus, *(activity(n, "o1") for n in (1, 2, 3)))
+        await counted(quiet_bus, 3)
+        clock.time = MONDAY + timedelta(days=364)  # the week ended 357 days ago: kept
+        await statistics.tick()
+        assert len(await statistics.contributions.period(HOURS, WEEK)) == 3
+        clock.time = MONDAY + timedelta(days=7 + 366)  # more than a year after the week ended
+        await statistics.tick()
+        assert await statistics.contributions.period(HOURS, WEEK) == {}
+        expired = sample(
+            quiet_bus.metrics.registry, "citybus_statistics_contributions_total", action="expired"
+        )
+        assert expired == 3
+
+
 # -- comparisons ----------------------------------------------------------------------------------
 
 
