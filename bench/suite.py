@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
 
-from bench import bus, certify, consume, gateway, journey, memory, personal, replay, startup
+from bench import bus, certify, consume, gateway, journey, memory, personal, replay, startup, statistics
 from bench.common import ROOT, Options, Spec, log
 from bench.report import Case, machine, render
 from bench.stats import LIBRARY
@@ -42,6 +42,7 @@ CASES: Final[list[Spec]] = [
     *gateway.CASES,
     *journey.CASES,
     *personal.CASES,
+    *statistics.CASES,
 ]
 
 

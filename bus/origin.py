@@ -30,6 +30,10 @@ Decisions, and why:
   (:attr:`bus.access.Declaration.owns` and ``sources``), as the running ``citybus up`` recorded
   them in ``instance.json``; a component that owns no subjects reserves no source. Subjects are
   literal (a recording's), so the check is one set lookup per message.
+* **Personal subjects are not checked.** No guest may publish personal data (the broker refuses
+  it every personal subject), so a city source found there is the city's. And there a replay cannot
+  know its subjects beforehand: a recording names a person by id, and the replay publishes the
+  sealed message on the subject of the person's pseudonymous ref, which only the key vault knows.
 * **On the read path, once per message**, in :class:`bus.pipeline.EventReader` — every kind of
   delivery (subscription, request, durable consumer) checks alike, and a bus without a guard
   pays nothing.
@@ -47,6 +51,7 @@ if TYPE_CHECKING:  # the access package imports the bus; the guard needs only th
 
 __all__ = ["FORGED_SOURCE", "SourceGuard"]
 
+_PERSONAL = "city.personal."
 FORGED_SOURCE = "forged-source"
 """The dead letters' reason for a reserved ``ce-source`` on a subject its owner does not publish."""
 
@@ -88,7 +93,7 @@ class SourceGuard:
         """Raise :class:`~bus.errors.ContractViolation` ``forged-source`` when ``source`` is reserved
         and ``subject`` is not one of its owner's."""
         allowed = self._subjects.get(source)
-        if allowed is not None and subject not in allowed:
+        if allowed is not None and subject not in allowed and not subject.startswith(_PERSONAL):
             raise ContractViolation(
                 f"ce-source {source} belongs to {self._owners[source]}, which does not publish {subject}: "
                 "the message claims to come from the city and does not",

@@ -43,6 +43,7 @@ CASES = [
     "SSE to 1,000 clients on the public stream",
     "Journey planner: loading the NSB feed, requests over the bus",
     "Personal data: sealing, the volunteer platform, export and erasure",
+    "Statistics: one release of a table, by mechanism and size",
 ]
 JOURNEY_KINDS = (
     "default: depart, max_walk 1000, bikes",

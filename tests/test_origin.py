@@ -74,3 +74,17 @@ def test_citybus_ups_sandbox_instances_guard_the_recorded_sources() -> None:
     guard.check(contract_filter(BeachObservation, "bragernes-strand"), "/adapters/beach")
     with pytest.raises(ContractViolation):
         guard.check(contract_filter(BeachObservation, "someone-elses-buoy"), "/adapters/beach")
+
+
+def test_personal_subjects_are_not_guarded() -> None:
+    """A replay publishes a recorded person's sealed message on the subject of their ref, which no
+    recording can name beforehand; no guest may publish personal data, so nothing is forged there."""
+    guard = SourceGuard()
+    guard.reserve(
+        ["/adapters/volunteers"],
+        ["city.personal.community.volunteer-signup.v-3f9c2a7e51d0"],
+        owner="sandbox-replay",
+    )
+    guard.check("city.personal.community.volunteer-signup.p-" + "0" * 24, "/adapters/volunteers")
+    with pytest.raises(ContractViolation):
+        guard.check("city.public.community.opportunity.made-up", "/adapters/volunteers")

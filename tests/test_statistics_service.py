@@ -285,7 +285,7 @@ async def test_a_withdrawal_removes_the_hours_even_when_it_arrives_before_the_si
 
 
 async def test_the_budget_refuses_the_release_that_would_exceed_it(quiet_bus: Bus) -> None:
-    """Budget 1.0 per week, epsilon 0.5 per release (the defaults): two releases, the third refused,
+    """Budget 2 per week, epsilon 1 per release (the defaults): two releases, the third refused,
     nothing published for it, and the receipt says why."""
     clock = SetClock(MONDAY + timedelta(days=3))
     async with service(quiet_bus, clock) as harness:
@@ -297,17 +297,43 @@ async def test_the_budget_refuses_the_release_that_would_exceed_it(quiet_bus: Bu
         assert sample(registry, "citybus_statistics_releases_total", dataset=HOURS, outcome="refused") == 1
         assert sample(registry, "citybus_statistics_budget_remaining", dataset=HOURS) == 0.0
     assert [(r.status, r.release, r.epsilon, r.spent, r.budget) for r in (first, second)] == [
-        ("released", 1, 0.5, 0.5, 1.0),
-        ("released", 2, 0.5, 1.0, 1.0),
+        ("released", 1, 1.0, 1.0, 2.0),
+        ("released", 2, 1.0, 2.0, 2.0),
     ]
-    assert (third.status, third.release, third.spent, third.budget) == ("refused", 0, 1.0, 1.0)
+    assert (third.status, third.release, third.spent, third.budget) == ("refused", 0, 2.0, 2.0)
     assert "budget" in third.reason and "exceeded" in third.reason
     published = await releases(quiet_bus)
     assert [(a.release, a.final, a.privacy.spent, a.privacy.epsilon) for a in published] == [
-        (1, False, 0.5, 0.5),
-        (2, False, 1.0, 0.5),
+        (1, False, 1.0, 1.0),
+        (2, False, 2.0, 1.0),
     ]
-    assert all(a.privacy.mechanism == "differential-privacy" and a.privacy.budget == 1.0 for a in published)
+    assert all(a.privacy.mechanism == "differential-privacy" and a.privacy.budget == 2.0 for a in published)
+
+
+async def test_provisional_releases_come_on_schedule_and_spend_the_same_budget(quiet_bus: Bus) -> None:
+    """``release_every``: a provisional release while the week runs, on schedule whatever the data;
+    each spends the week's budget, so once it is spent the rest — the final release too — is
+    refused, once each, and nothing more is published."""
+    clock = SetClock(MONDAY + timedelta(days=1))
+    async with service(quiet_bus, clock, {"release_every": "2d"}) as harness:
+        statistics = running(harness)
+        registry = quiet_bus.metrics.registry
+        seen: list[int] = []
+        for hours in (0, 1, 48, 49, 96, 97, 140):  # from Tuesday 00:00 to Sunday 20:00
+            clock.time = MONDAY + timedelta(days=1, hours=hours)
+            await statistics.tick()
+            seen.append(len(await releases(quiet_bus)))
+        refused_while_open = sample(
+            registry, "citybus_statistics_releases_total", dataset=HOURS, outcome="refused"
+        )
+        clock.time = AFTER
+        await statistics.tick()
+        await statistics.tick()
+        refused = sample(registry, "citybus_statistics_releases_total", dataset=HOURS, outcome="refused")
+    assert seen == [1, 1, 2, 2, 2, 2, 2]
+    published = await releases(quiet_bus)
+    assert [(a.release, a.final, a.privacy.spent) for a in published] == [(1, False, 1.0), (2, False, 2.0)]
+    assert (refused_while_open, refused) == (1, 2)  # the third provisional, then the final: once each
 
 
 async def test_two_service_processes_share_the_budget_and_make_one_final_release(quiet_bus: Bus) -> None:
@@ -343,7 +369,7 @@ async def test_two_service_processes_share_the_budget_and_make_one_final_release
     assert sorted(r.status for r in receipts) == ["refused"] * 9 + ["released"]
     published = await releases(quiet_bus)
     assert sorted((a.release, a.final) for a in published) == [(1, True), (2, False)]
-    assert (record.spent, record.releases, record.final) == (1.0, 2, True)
+    assert (record.spent, record.releases, record.final) == (2.0, 2, True)
     # the week before was due when they started: released once too
     assert [(a.release, a.final) for a in await releases(quiet_bus, period="2018-W34")] == [(1, True)]
 
@@ -375,6 +401,27 @@ async def test_an_erased_person_is_forgotten_heard_or_missed(quiet_bus: Bus) -> 
     first, second = await releases(quiet_bus)
     assert figures(table(first)[("bragernes", "lifting")]) == ("released", 2.0, 6.0)
     assert table(second)[("bragernes", "lifting")].reason == "too-few"  # one person left, k = 2
+
+
+async def test_contributions_are_forgotten_a_year_after_their_week(quiet_bus: Bus) -> None:
+    """Kept no longer than the activity they were counted from (community.volunteer-activity keeps a
+    year): the first tick of a later period empties them, and never a week too early."""
+    clock = SetClock(MONDAY + timedelta(days=3))
+    async with service(quiet_bus, clock, EXACT) as harness:
+        statistics = running(harness)
+        await offered(quiet_bus, harness, opportunity("o1", BRAGERNES))
+        await took_part(quiet_bus, *(activity(n, "o1") for n in (1, 2, 3)))
+        await counted(quiet_bus, 3)
+        clock.time = MONDAY + timedelta(days=364)  # the week ended 357 days ago: kept
+        await statistics.tick()
+        assert len(await statistics.contributions.period(HOURS, WEEK)) == 3
+        clock.time = MONDAY + timedelta(days=7 + 366)  # more than a year after the week ended
+        await statistics.tick()
+        assert await statistics.contributions.period(HOURS, WEEK) == {}
+        expired = sample(
+            quiet_bus.metrics.registry, "citybus_statistics_contributions_total", action="expired"
+        )
+        assert expired == 3
 
 
 # -- comparisons ----------------------------------------------------------------------------------
@@ -491,14 +538,14 @@ async def test_a_restart_keeps_the_budget_the_contributions_and_the_releases(qui
         await offered(quiet_bus, harness, opportunity("o1", BRAGERNES))
         await took_part(quiet_bus, *(activity(n, "o1") for n in range(1, 9)))
         await counted(quiet_bus, 8)
-        assert (await ask_release(quiet_bus)).spent == 0.5
+        assert (await ask_release(quiet_bus)).spent == 1.0
     async with service(quiet_bus, clock) as restarted:
         mine = await compare(quiet_bus, 1)
         kept = await running(restarted).contributions.of(HOURS, WEEK, await quiet_bus.vault.ref(volunteer(1)))
         second, third = await ask_release(quiet_bus), await ask_release(quiet_bus)
     assert mine.release == 1 and [(f.group, f.value) for f in mine.yours] == [(("bragernes", "lifting"), 3.0)]
     assert [(item, i.group, i.value) for item, i in kept.items()] == [("o1", ("bragernes", "lifting"), 3.0)]
-    assert (second.status, second.release, second.spent) == ("released", 2, 1.0)
+    assert (second.status, second.release, second.spent) == ("released", 2, 2.0)
     assert third.status == "refused"
     assert [a.release for a in await releases(quiet_bus)] == [1, 2]
 
@@ -662,7 +709,7 @@ def test_the_configuration_overrides_the_defaults_per_data_set() -> None:
     ).config
     assert isinstance(config, StatisticsConfig)
     hours = config.policy(HOURS)
-    assert (hours.mechanism, hours.k, hours.epsilon, hours.budget) == ("k-anonymity", 10, 0.5, 1.0)
+    assert (hours.mechanism, hours.k, hours.epsilon, hours.budget) == ("k-anonymity", 10, 1.0, 2.0)
     assert config.policy("air-quality").mechanism == "none"
     assert (config.every("air-quality"), config.every(HOURS)) == (3600.0, 6 * 3600.0)
     assert [(d.slug, d.name) for d in config.district_list()] == [("sentrum", "Sentrum")]

@@ -69,9 +69,9 @@ async def test_the_readme_walk(up: Up) -> None:
         await asyncio.sleep(0.1)
 
     # two releases spend the week's budget; the third is refused, in one line
-    for n, spent in ((1, "0.5"), (2, "1")):
+    for n, spent in ((1, "1"), (2, "2")):
         assert await citybus(up, "stats", "release", "volunteer-hours", "--period", WEEK) == (
-            f"released volunteer-hours {WEEK}: release {n}, ε 0.5 (ε {spent} of 1 spent on the period)\n"
+            f"released volunteer-hours {WEEK}: release {n}, ε 1 (ε {spent} of 2 spent on the period)\n"
         )
     refused = await run_citybus(
         "stats", "release", "volunteer-hours", "--period", WEEK, cwd=up.cwd, env=up.env
@@ -79,7 +79,7 @@ async def test_the_readme_walk(up: Up) -> None:
     assert_one_line_error(refused, 1, f"refused: volunteer-hours {WEEK}: ", "budget")
     table = await citybus(up, "stats", "show", "volunteer-hours", "--period", WEEK)
     assert f"volunteer-hours, {WEEK} (2026-06-01 to 2026-06-07), release 2, provisional" in table
-    assert "privacy: differential privacy (OpenDP), ε 0.5 and δ" in table and "ε 1 of 1 spent" in table
+    assert "privacy: differential privacy (OpenDP), ε 1 and δ" in table and "ε 2 of 2 spent" in table
     assert "suppressed" in table  # one volunteer: no cell of hers is released
 
     # how her week compares, as the desk, then as herself

@@ -11,10 +11,10 @@ account, on the wall clock). Its configuration, with the defaults::
     [adapters.statistics.datasets.volunteer-hours]   # personal: k-anonymity or differential privacy
     mechanism = "differential-privacy"
     k = 5                      # no released cell covers fewer persons
-    epsilon = 0.5              # the privacy loss of one release
-    budget = 1.0               # the epsilon it may spend per period: the rest is refused
-    delta = 1e-6
-    max_contributions = 2      # cells one person counts in per release
+    epsilon = 1.0              # the privacy loss of one release
+    budget = 2.0               # the epsilon it may spend per period: the rest is refused
+    delta = 1e-5
+    max_contributions = 1      # cells one person counts in per release (their largest)
     clamp = 8.0                # hours one person adds to one cell, at most
 
     [adapters.statistics.datasets.air-quality]       # public data sets: mechanism "none"
@@ -112,10 +112,10 @@ DEFAULT_POLICIES: Final[dict[str, engine.Policy]] = {
     VOLUNTEER_HOURS: engine.Policy(
         mechanism="differential-privacy",
         k=5,
-        epsilon=0.5,
-        budget=1.0,
-        delta=1e-6,
-        max_contributions=2,
+        epsilon=1.0,
+        budget=2.0,
+        delta=1e-5,
+        max_contributions=1,
         clamp=8.0,
     ),
     **{d.name: engine.Policy(mechanism="none", k=0) for d in EVERYDAY},

@@ -131,8 +131,8 @@ class Budget:
 
         :param final: the scheduled final release: refused if it was made already.
         :param at: now, on the service's clock (epoch seconds), recorded as the last release's time.
-        :param unless_after: a scheduled provisional release: refused if a release was made at or
-            after this time (another process made it).
+        :param unless_after: a scheduled provisional release: refused if a release was made after
+            this time (another process made it).
         """
         key = _key(dataset, period)
         record, revision = await self._read(key)
@@ -145,7 +145,7 @@ class Budget:
                     budget,
                     exceeded=False,
                 )
-            if unless_after is not None and record.releases and record.released_at >= unless_after:
+            if unless_after is not None and record.releases and record.released_at > unless_after:
                 return Refused(
                     f"{dataset} for {period} was released since (release {record.releases})",
                     epsilon,

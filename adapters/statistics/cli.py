@@ -101,6 +101,10 @@ class _Usage(ValueError):
 # -- input ----------------------------------------------------------------------------------------
 
 
+def _cells(n: int) -> str:
+    return "1 cell" if n == 1 else f"{n} cells"
+
+
 def _dataset(text: str) -> str:
     if not _DATASET.fullmatch(text) or len(text) > 64:
         raise _Usage(
@@ -213,7 +217,7 @@ def privacy_line(aggregate: Aggregate) -> str:
         f"privacy: differential privacy (OpenDP), ε {_number(p.epsilon)} and δ {p.delta:.2g} this release; "
         f"ε {_number(p.spent)} of {_number(p.budget)} spent on {aggregate.period}; no released cell covers "
         f"fewer than k = {p.k} persons; Laplace noise of scale {_number(p.count_scale)} on counts and "
-        f"{_number(p.sum_scale)}{unit} on sums; a person counts in at most {p.max_contributions} cells, "
+        f"{_number(p.sum_scale)}{unit} on sums; a person counts in at most {_cells(p.max_contributions)}, "
         f"with at most {_number(p.clamp)}{unit} each"
     )
 

@@ -35,10 +35,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from datetime import datetime
 from typing import Final
 
 import msgspec
 
+from adapters.statistics.periods import Period, PeriodError
 from bus.store import KeyValueStore, StoreConflict, StoreError
 
 __all__ = [
@@ -178,6 +180,20 @@ class Contributions:
             if ref not in found and (await self._read(key(d, p, ref)))[0]:
                 found.add(ref)
         return found
+
+    async def expire(self, dataset: str, before: datetime) -> int:
+        """Empty every record of ``dataset`` whose period ended at or before ``before`` (kept no longer
+        than the activity it was counted from); how many were not empty."""
+        expired = 0
+        for d, p, r in await self.keys():
+            try:
+                ended = Period.parse(p).end
+            except PeriodError:
+                continue  # not a period this service writes: not its to judge
+            if d == dataset and ended <= before:
+                if await self._change(key(d, p, r), lambda record: {} if record else None):
+                    expired += 1
+        return expired
 
     async def forget(self, ref: str) -> int:
         """Empty every record of ``ref`` (the person was erased); how many were not empty."""

@@ -59,7 +59,8 @@ class StatisticsMetrics:
         self.contributions = Counter(
             "citybus_statistics_contributions",
             "Volunteer activities applied to the contributions, by action (counted, withdrawn, "
-            "unchanged: a repeat or an older message), and records forgotten (erased)",
+            "unchanged: a repeat or an older message), and records forgotten (erased, or expired "
+            "a year after their period)",
             ["action"],
             registry=registry,
         )

@@ -576,6 +576,7 @@ class Statistics:
         current = self.period_of(now)
         if current != self._gauged:
             await self._gauge(current)
+            await self.expire(now)
         for dataset in self.datasets.values():
             if dataset.personal:
                 # the schedule, whatever the data: a table appears (or is delayed) for nobody's data
@@ -726,6 +727,21 @@ class Statistics:
         return ""
 
     # -- erasure ----------------------------------------------------------------------------------
+
+    async def expire(self, now: datetime) -> int:
+        """Forget the contributions of periods that ended longer ago than the retention of the
+        activity they were counted from (``community.volunteer-activity``: a year), as the privacy
+        service erases that activity; how many records were emptied."""
+        kept = VolunteerActivity.__contract__.retention
+        assert kept is not None  # every personal event states one
+        expired = 0
+        for dataset in self.datasets.values():
+            if dataset.personal:
+                expired += await self.contributions.expire(dataset.name, now - kept)
+        if expired:
+            self.metrics.contributions.labels("expired").inc(expired)
+            self.ctx.log.info("contributions past their retention forgotten", records=expired)
+        return expired
 
     async def erased(self, ref: str) -> int:
         """A person was erased (``citybus.personal.erased``): forget their contributions, so no
