@@ -25,6 +25,7 @@ from adapters.access import configured_instances, in_sandbox
 from adapters.privacy.adapter import PrivacyService
 from bus.access import Declaration
 from bus.access.declared import AccessProvider, Declared
+from bus.access.tenancy import asker
 from bus.config import Config
 from bus.subjects import request_filter
 from contracts import ErasureRequest, PersonalExportRequest
@@ -37,14 +38,8 @@ OFFICER = "privacy-officer"
 
 def officer_declaration() -> Declaration:
     """What the officer may do: ask the privacy service for exports and erasures, nothing else."""
-    return Declaration(
-        OFFICER,
-        consumes=(),
-        produces=(),
-        declassifier=False,
-        kind="privacy officer",
-        asks=(request_filter(PersonalExportRequest), request_filter(ErasureRequest)),
-        dead_letters=False,
+    return asker(
+        OFFICER, "privacy officer", request_filter(PersonalExportRequest), request_filter(ErasureRequest)
     )
 
 

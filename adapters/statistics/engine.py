@@ -485,7 +485,7 @@ def _smallest(fits: Callable[[int], bool]) -> int:
     """The smallest threshold ≥ 1 that fits (fitting is monotone in the threshold)."""
     high = 1
     while not fits(high):
-        high *= 2
+        high <<= 1  # an exponential search for a bound (not a delay: no backoff)
     low = high // 2
     while low + 1 < high:
         middle = (low + high) // 2

@@ -27,6 +27,7 @@ from adapters.access import configured_instances, in_sandbox
 from adapters.volunteer.adapter import VolunteerConfig, VolunteerPlatform
 from bus.access import Declaration
 from bus.access.declared import AccessProvider, Declared
+from bus.access.tenancy import asker
 from bus.config import Config
 from bus.subjects import request_filter
 from contracts import OpportunityOffer, RosterRequest, SignupRequest
@@ -39,28 +40,17 @@ DESK = "volunteer-desk"
 
 def organisation_declaration(organisation: str) -> Declaration:
     """What an organisation may do: offer opportunities and ask its roster, as itself only."""
-    return Declaration(
+    return asker(
         organisation,
-        consumes=(),
-        produces=(),
-        declassifier=False,
-        kind="organisation",
-        asks=(request_filter(OpportunityOffer, organisation), request_filter(RosterRequest, organisation)),
-        dead_letters=False,
+        "organisation",
+        request_filter(OpportunityOffer, organisation),
+        request_filter(RosterRequest, organisation),
     )
 
 
 def desk_declaration() -> Declaration:
     """What the desk may do: send citizens' sign-up requests, for any opportunity."""
-    return Declaration(
-        DESK,
-        consumes=(),
-        produces=(),
-        declassifier=False,
-        kind="volunteer desk",
-        asks=(request_filter(SignupRequest),),
-        dead_letters=False,
-    )
+    return asker(DESK, "volunteer desk", request_filter(SignupRequest))
 
 
 def declared(config: Config) -> Declared:

@@ -26,7 +26,16 @@ from collections.abc import Callable
 from bus import subjects
 from bus.access.users import AccessError, Declaration, Grant
 
-__all__ = ["check_tenancy", "tenancy_grants", "tenancy_rights"]
+__all__ = ["asker", "check_tenancy", "tenancy_grants", "tenancy_rights"]
+
+
+def asker(name: str, kind: str, *asks: str) -> Declaration:
+    """A user that only asks: sends requests on ``asks`` (request subjects, an entity or ``*``)
+    and reads its own inbox, where the answers come; it publishes and consumes nothing else, and
+    no dead letter (a desk, an organisation, an officer, an analyst, a citizen)."""
+    return Declaration(
+        name, consumes=(), produces=(), declassifier=False, kind=kind, asks=asks, dead_letters=False
+    )
 
 
 def tenancy_grants(d: Declaration) -> tuple[list[Grant], list[Grant]]:
