@@ -621,6 +621,7 @@ class Statistics:
 
     async def schedule(self, every: float) -> None:
         """Tick every ``every`` seconds until cancelled; a tick that fails is logged, not the end."""
+        task = asyncio.current_task()
         while True:
             try:
                 await self.tick()
@@ -628,6 +629,10 @@ class Statistics:
                 raise
             except Exception:
                 self.ctx.log.exception("scheduled releases failed; trying again at the next tick")
+            if task is not None and task.cancelling():
+                # stopped during a release: an await below swallowed the cancellation, and the loop
+                # would tick on for ever (the adapter never stopped)
+                raise asyncio.CancelledError
             await asyncio.sleep(every)
 
     # -- comparisons ------------------------------------------------------------------------------
