@@ -55,6 +55,7 @@ from adapters.access import configured_instances, in_sandbox
 from bus.access import AccessError, Account, Declaration
 from bus.access.declared import AccessProvider, Declared
 from bus.access.guests import GuestKind
+from bus.access.tenancy import asker
 from bus.config import Config
 from bus.subjects import request_filter
 from contracts import ComparisonRequest, Contract, ReleaseRequest
@@ -81,28 +82,12 @@ _PERSON = re.compile(r"^v-[0-9a-f]{8,32}$")
 
 def desk_declaration() -> Declaration:
     """What the desk may do: ask comparisons for any person, nothing else."""
-    return Declaration(
-        DESK,
-        consumes=(),
-        produces=(),
-        declassifier=False,
-        kind="statistics desk",
-        asks=(request_filter(ComparisonRequest),),
-        dead_letters=False,
-    )
+    return asker(DESK, "statistics desk", request_filter(ComparisonRequest))
 
 
 def analyst_declaration() -> Declaration:
     """What the analyst may do: ask for releases, nothing else."""
-    return Declaration(
-        ANALYST,
-        consumes=(),
-        produces=(),
-        declassifier=False,
-        kind="statistics analyst",
-        asks=(request_filter(ReleaseRequest),),
-        dead_letters=False,
-    )
+    return asker(ANALYST, "statistics analyst", request_filter(ReleaseRequest))
 
 
 def citizen_declaration(person: str, produces: tuple[type[Contract], ...] = ()) -> Declaration:
@@ -118,15 +103,7 @@ def citizen_declaration(person: str, produces: tuple[type[Contract], ...] = ()) 
         )
     if produces:
         raise AccessError(f"citizen {person!r}: a citizen publishes nothing; add it without --produces")
-    return Declaration(
-        person,
-        consumes=(),
-        produces=(),
-        declassifier=False,
-        kind="citizen",
-        asks=(request_filter(ComparisonRequest, person),),
-        dead_letters=False,
-    )
+    return asker(person, "citizen", request_filter(ComparisonRequest, person))
 
 
 CITIZENS = GuestKind(
