@@ -31,6 +31,7 @@ from bus.envelope import build_headers, new_event_id
 from contracts import BeachObservation
 from tests import join_package
 from tests.test_cli import (
+    COMMAND_TIMEOUT,
     Background,
     Result,
     Up,
@@ -246,6 +247,30 @@ def reading(site: str, source: str) -> tuple[bytes, dict[str, str]]:
     return body, headers
 
 
+async def dead_letters_until(letters: Background, consumer: str) -> list[dict[str, Any]]:
+    """The dead letters ``citybus tail`` prints until one of ``consumer``'s, and any other that
+    follows within a few seconds (up to the two it was asked for)."""
+    assert letters.process.stdout is not None
+    found: list[dict[str, Any]] = []
+
+    async def one() -> bool:
+        line = await letters.process.stdout.readline()  # type: ignore[union-attr]
+        if line.strip():
+            found.append(json.loads(line))
+        return bool(line)
+
+    async with asyncio.timeout(COMMAND_TIMEOUT):
+        while not any(letter["data"]["consumer"] == consumer for letter in found) and await one():
+            pass
+    try:
+        async with asyncio.timeout(5):
+            while len(found) < 2 and await one():
+                pass
+    except TimeoutError:
+        pass
+    return found
+
+
 async def test_a_pilots_forged_readings_are_refused(up: Up) -> None:
     joined = await join(up, ADVISOR)  # a consumer of beach observations, guarding the city's sources
     # A pilot added while the join runs: `citybus auth` keeps the joined user (else the reload would
@@ -282,14 +307,16 @@ async def test_a_pilots_forged_readings_are_refused(up: Up) -> None:
         body, headers = reading("forger-buoy", "/adapters/beach")
         await pilot.publish(own, body, headers=headers)
         await pilot.flush()
-        found = [json.loads(line) for line in (await letters.finish()).stdout.splitlines() if line.strip()]
+        found = await dead_letters_until(letters, ADVISOR)
     finally:
         await letters.kill()
         await pilot.close()
         await joined.stop(signal.SIGINT)
-    # each refused it: the joined consumer, and the statistics service (every process of which
-    # hears every observation, in no queue group: its dead letters name none)
-    assert sorted(letter["data"]["consumer"] for letter in found) == ["", ADVISOR]
+    # the joined consumer refused it; so does the statistics service when it heard it (every process
+    # of which hears every observation, in no queue group: its dead letters name none) — it reads
+    # public observations at most once (core NATS), so on a loaded machine it may not have
+    consumers = [letter["data"]["consumer"] for letter in found]
+    assert ADVISOR in consumers and set(consumers) <= {"", ADVISOR}, consumers
     for letter in found:
         assert letter["data"]["reason"] == "forged-source", letter
         assert letter["data"]["original_subject"] == own
