@@ -25,6 +25,18 @@ Decisions, and why:
 * **Nodes start together.** A clustered JetStream node waits for its peers, so starting them one
   after another would make the first wait; they are started concurrently, and a node that fails
   to start stops the others and raises its reason.
+* **Supervision is asked for.** :meth:`LocalCluster.watch` starts a node again that exited without
+  being asked to (a ``kill -9`` by hand, a crash), after a delay that grows while it keeps exiting
+  (:class:`~bus.backoff.Backoff`, from ``delay`` up to five minutes; a node that ran a minute
+  starts over from ``delay``). ``citybus up`` watches its cluster; the test fixture does not, since
+  its tests kill and start nodes themselves. A node stopped by :meth:`LocalCluster.stop_node` or
+  :meth:`LocalCluster.stop` stays stopped; one killed by :meth:`LocalCluster.kill` is a crash.
+* **The delay is long enough to look.** ``citybus up`` waits 30 s (``server.restart_delay``) by
+  default: someone killing nodes by hand to see failover needs time to watch ``citybus tail`` go
+  on with one node dead, to kill a second and see what two dead nodes do (no JetStream quorum:
+  durable publishing and key-value stores refuse, core publish/subscribe goes on), before they
+  come back and catch up. A node of three missing for half a minute costs no quorum; a restart at
+  once would hide the very thing the local cluster is there to show.
 """
 
 from __future__ import annotations
@@ -33,14 +45,18 @@ import asyncio
 import contextlib
 import json
 import secrets
+import signal
 import urllib.error
 import urllib.request
+from collections.abc import AsyncIterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
 import structlog
+from prometheus_client import Counter
 
+from bus.backoff import Backoff
 from bus.config import ServerConfig
 from bus.errors import EmbeddedServerError
 from bus.server import EmbeddedServer
@@ -49,6 +65,10 @@ from bus.server_config import ClusterSettings, free_port
 __all__ = ["LocalCluster", "config_dir", "embedded_broker", "jetstream_state"]
 
 _POLL = 0.1
+_LONGEST_RESTART_DELAY = 300.0
+"""The longest wait before starting a node again that keeps exiting (a taken port, a broken store)."""
+_STABLE_RUN = 60.0
+"""A node that ran this long before exiting was healthy: its next restart waits the first delay again."""
 
 
 def jetstream_state(monitor_url: str, timeout: float = 1.0) -> dict[str, Any] | None:
@@ -136,6 +156,10 @@ class LocalCluster:
         ]
         self.names = [f"{name}-{i + 1}" for i in range(size)]
         """Each node's ``server_name``, in node order (how JetStream names its peers)."""
+        self._wanted = [asyncio.Event() for _ in range(size)]
+        """Set while node ``i`` should run: an exit then is unasked, and :meth:`watch` restarts it."""
+        self._starting = [asyncio.Lock() for _ in range(size)]
+        """Held while node ``i`` starts, so a restart by :meth:`watch` and one by hand never overlap."""
 
     @property
     def size(self) -> int:
@@ -178,6 +202,8 @@ class LocalCluster:
         if failed:
             await self.stop()
             raise failed[0]
+        for wanted in self._wanted:
+            wanted.set()
         try:
             await self.wait_jetstream(self._start_timeout)
         except BaseException:
@@ -188,6 +214,8 @@ class LocalCluster:
 
     async def stop(self, timeout: float = 10.0) -> None:
         """Stop every node (in parallel); safe on a cluster that is partly or never started."""
+        for wanted in self._wanted:
+            wanted.clear()
         await asyncio.gather(*(node.stop(timeout) for node in self.nodes))
 
     async def kill(self, index: int) -> None:
@@ -195,12 +223,78 @@ class LocalCluster:
         await self.nodes[index].kill()
 
     async def stop_node(self, index: int) -> None:
-        """Stop node ``index`` gracefully (it hands its leaderships over first)."""
+        """Stop node ``index`` gracefully (it hands its leaderships over first); it stays stopped."""
+        self._wanted[index].clear()
         await self.nodes[index].stop()
 
     async def start_node(self, index: int) -> str:
         """Start node ``index`` again: the same ports and store, so it rejoins and catches up."""
-        return await self.nodes[index].start()
+        async with self._starting[index]:
+            url = await self.nodes[index].start()
+        self._wanted[index].set()  # after the start: the old process's exit code is not news
+        return url
+
+    # -- supervision ------------------------------------------------------------------------------
+
+    async def watch(self, delay: float = 30.0, *, restarts: Counter | None = None) -> None:
+        """Start again every node that exits unasked, ``delay`` seconds after (longer while it keeps
+        exiting), until cancelled; each restart is logged and counted in ``restarts`` (by node)."""
+        policy = Backoff(initial=delay, maximum=max(delay, _LONGEST_RESTART_DELAY))
+        async with asyncio.TaskGroup() as nodes:
+            for index, name in enumerate(self.names):
+                nodes.create_task(self._watch_node(index, policy, restarts), name=f"watch {name}")
+
+    @contextlib.asynccontextmanager
+    async def watching(self, delay: float = 30.0, *, restarts: Counter | None = None) -> AsyncIterator[None]:
+        """:meth:`watch` for as long as the ``async with`` block runs (ended before the block's end)."""
+        task = asyncio.create_task(self.watch(delay, restarts=restarts), name="watch the nats cluster")
+        task.add_done_callback(self._watch_ended)
+        try:
+            yield
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)  # an error was logged when it ended
+
+    def _watch_ended(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and (error := task.exception()) is not None:
+            self._log.error("the nats cluster is no longer watched", error=repr(error))
+
+    async def _watch_node(self, index: int, policy: Backoff, restarts: Counter | None) -> None:
+        node, name, wanted = self.nodes[index], self.names[index], self._wanted[index]
+        log = self._log.bind(node=name)
+        loop = asyncio.get_running_loop()
+        retries = policy.attempts()
+        while True:
+            await wanted.wait()
+            started, pid = loop.time(), node.pid
+            code = await node.wait()
+            if not wanted.is_set():
+                continue  # stopped on purpose: it stays down until started again
+            if loop.time() - started >= _STABLE_RUN:
+                retries.reset()
+            wait = retries.next()
+            log.warning(
+                "nats node exited: starting it again",
+                pid=pid,
+                returncode=code,
+                signal=signal.Signals(-code).name if -code in signal.valid_signals() else None,
+                restart_in=round(wait, 1),
+            )
+            while True:
+                await asyncio.sleep(wait)
+                async with self._starting[index]:
+                    if not wanted.is_set() or node.running:
+                        break  # stopped on purpose, or started by hand, meanwhile
+                    try:
+                        await node.start()
+                    except EmbeddedServerError as exc:
+                        wait = retries.next()
+                        log.error("nats node did not start again", error=str(exc), retry_in=round(wait, 1))
+                        continue
+                if restarts is not None:
+                    restarts.labels(name).inc()
+                log.warning("nats node started again", pid=node.pid, url=node.url)
+                break
 
     async def wait_jetstream(self, timeout: float = 30.0) -> None:
         """Wait until a running node reports a JetStream meta leader that the running nodes agree on.

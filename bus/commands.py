@@ -81,6 +81,8 @@ def cmd_up(args: argparse.Namespace, config: Config) -> int:
             if runtime.cluster is not None:
                 for name, node in zip(runtime.cluster.names, runtime.cluster.nodes, strict=True):
                     err(f"  node     {name} {node.url} (pid {node.pid}: kill it to watch failover)")
+                delay = runtime.config.server.restart_delay
+                err(f"           a node that exits is started again after {delay:g} s (server.restart_delay)")
             if runtime.server is not None and runtime.server.mqtt_port is not None:
                 err(f"  MQTT     {runtime.server.mqtt_url}  (topic a/b/c arrives as subject a.b.c)")
             for name, url in runtime.links.items():

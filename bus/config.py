@@ -128,6 +128,9 @@ class ServerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     """Nodes of the embedded broker: 1 is one server; 3 (or 5) starts a local cluster with routes on
     loopback (``citybus up --cluster 3``), each node in ``<data_dir>/cluster/node-N`` (bus/cluster.py),
     and streams get ``streams.replicas`` copies (automatic: 3)."""
+    restart_delay: _Seconds = 30.0
+    """Seconds before ``citybus up`` starts a node of its local cluster again that exited without being
+    asked (killed by hand, crashed); longer while it keeps exiting (``LocalCluster.watch``)."""
 
     def __post_init__(self) -> None:
         if self.mqtt and not self.jetstream:

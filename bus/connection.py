@@ -264,7 +264,10 @@ class Connection:
             self._stalled = False
             self.metrics.link(id(self), True)
             self.metrics.reconnects.inc()
-            log.info("nats reconnected")
+            # At the disconnect's level: who reads warnings only (`citybus tail`) sees the outage end
+            # too, and on which server of a cluster the connection went on.
+            server = self._nc.connected_url if self._nc is not None else None
+            log.warning("nats reconnected", server=redact_url(server.geturl()) if server else None)
 
         async def on_error(exc: Exception) -> None:
             self.on_error(exc, log)

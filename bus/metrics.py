@@ -180,6 +180,12 @@ class Metrics:
             ["contract"],
             registry=r,
         )
+        self.node_restarts = Counter(
+            "citybus_cluster_node_restarts",
+            "Times citybus started a node of its local cluster again after it exited unasked.",
+            ["node"],
+            registry=r,
+        )
 
     def link(self, connection: int, up: bool | None) -> None:
         """Record one connection's state (``None``: closed for good, forgotten).

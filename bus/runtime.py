@@ -288,6 +288,10 @@ class Runtime:
             stack.push_async_callback(self._bounded, "nats-server", broker.stop)
             if isinstance(broker, LocalCluster):
                 self.cluster = broker
+                # A node killed by hand comes back (unwatched before the cluster stops: stack order).
+                restarts = self.metrics.node_restarts
+                watching = broker.watching(cfg.server.restart_delay, restarts=restarts)
+                await stack.enter_async_context(watching)
             else:
                 self.server = broker
                 self.mqtt_url = broker.mqtt_url if cfg.server.mqtt else ""

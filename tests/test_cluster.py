@@ -8,11 +8,14 @@ cluster has moved on, and the node comes back with its store and catches up.
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 from pathlib import Path
 
 import pytest
 import structlog
 from nats.aio.msg import Msg
+from prometheus_client import CollectorRegistry, Counter
 
 from bus import Bus, Metrics
 from bus.cluster import LocalCluster, config_dir, embedded_broker
@@ -119,6 +122,59 @@ async def test_a_node_restarts_on_the_same_ports_and_store(cluster: LocalCluster
     assert cluster.index_of(cluster.names[2]) == 2
     with pytest.raises(LookupError):
         cluster.index_of("nobody")
+
+
+async def test_core_pub_sub_goes_on_with_two_nodes_of_three_dead(cluster: LocalCluster) -> None:
+    # No JetStream quorum is left, but a publisher and a subscriber on the surviving node still meet
+    # (what keeps `citybus tail` and the sandbox's replay going): neither needs JetStream.
+    publisher, subscriber = await _bus(cluster.urls[0]), await _bus(cluster.urls[1])
+    try:
+        got: list[bytes] = []
+
+        async def heard(msg: Msg) -> None:
+            got.append(msg.data)
+
+        await subscriber.nc.subscribe("city.public.test.>", cb=heard)
+        await subscriber.flush()
+        await cluster.kill(0)
+        await cluster.kill(1)  # both were connected to a node now dead: both fail over to the third
+        async with asyncio.timeout(30):
+            while b"after" not in got:
+                if publisher.connected:
+                    await publisher.publish_raw("city.public.test.ping", b"after")
+                await asyncio.sleep(0.05)
+        assert [node.running for node in cluster.nodes] == [False, False, True]  # no quorum
+        assert subscriber.nc.connected_url is not None
+        assert subscriber.nc.connected_url.port == cluster.nodes[2].port
+    finally:
+        await publisher.close()
+        await subscriber.close()
+
+
+async def test_a_watched_cluster_starts_a_killed_node_again_but_not_a_stopped_one(
+    cluster: LocalCluster,
+) -> None:
+    registry = CollectorRegistry()
+    restarts = Counter("restarts", "Node restarts.", ["node"], registry=registry)
+
+    def restarted(index: int) -> float | None:
+        return registry.get_sample_value("restarts_total", {"node": cluster.names[index]})
+
+    async with cluster.watching(0.1, restarts=restarts):
+        await cluster.stop_node(0)  # asked for: it stays down
+        killed = cluster.nodes[2].pid
+        assert killed is not None
+        os.kill(killed, signal.SIGKILL)  # behind the cluster's back, as someone at a terminal would
+        await wait_for(lambda: restarted(2) == 1, timeout=30)
+        assert cluster.nodes[2].running and cluster.nodes[2].pid != killed
+        # Node 0 stopped before node 2 was killed, with the same delay: a restart would have begun.
+        assert not cluster.nodes[0].running and restarted(0) is None
+        await cluster.start_node(0)  # started by hand, it is watched again
+        await cluster.kill(0)  # a crash, as far as the cluster knows
+        await wait_for(lambda: restarted(0) == 1, timeout=30)
+        assert cluster.nodes[0].running
+    await cluster.wait_jetstream(30)  # both came back into the cluster
+    assert cluster.meta_leader() in cluster.names
 
 
 def test_replicas_per_classification_resolve_automatically() -> None:

@@ -220,6 +220,7 @@ def _exported(metrics: Metrics) -> dict[str, set[str]]:
     metrics.publish_retries.labels("environment.beach-observation.v1").inc()
     metrics.consumer_pending.labels("archive-beach-observation-v1", "CITY_PUBLIC_ENVIRONMENT").set(3)
     metrics.permission_denials.labels("publish").inc()
+    metrics.node_restarts.labels("citybus-2").inc()
     instance = adapter_metrics(registry).instance("vicotee", "drammen")
     instance.up.set(1)
     instance.restarts.inc()
