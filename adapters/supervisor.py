@@ -221,13 +221,17 @@ class Supervisor:
                     personal=(self._config or Config()) if instance.adapter.privacy else None,
                 )
                 self.contexts[instance.name] = ctx
-                await adapter.run(ctx)
-            except asyncio.CancelledError:
-                metrics.up.set(0)
-                if ctx is not None:
-                    await ctx.close()
-                raise
-            except Exception as exc:
+                # Each run in a task of its own, so no run inherits the cancel count of the one before:
+                # Python 3.11's TaskGroup leaves its parent task "cancelling" when a child fails while
+                # the group's body has ended (python/cpython#116720), and the next run's reads, seeing
+                # the count, took it for a stop and ended the instance (see _stopping).
+                await asyncio.create_task(adapter.run(ctx), name=f"adapter {instance.name} run")
+            except (Exception, asyncio.CancelledError) as exc:
+                if isinstance(exc, asyncio.CancelledError) and _stopping():
+                    metrics.up.set(0)
+                    if ctx is not None:
+                        await ctx.close()
+                    raise
                 metrics.up.set(0)
                 metrics.restarts.inc()
                 self.health.ready(key, False)
@@ -251,3 +255,17 @@ class Supervisor:
             self.health.ready(key)
             log.info("adapter finished")
             return
+
+
+def _stopping() -> bool:
+    """Whether the running task is being cancelled (a stop), rather than an adapter raising a
+    :class:`asyncio.CancelledError` nobody asked for.
+
+    A run that raises ``CancelledError`` on its own (a future cancelled under it, a read that took a
+    stale cancel count for a stop) was taken for a stop: the instance's supervision ended without a
+    word — no log, no restart — and ``/readyz`` said "not ready" for ever (seen with the statistics
+    service when a node of ``citybus up --cluster 3`` died). Only a cancel of the supervising task
+    itself counts (``Task.cancelling()``); any other is a failure, logged and restarted.
+    """
+    task = asyncio.current_task()
+    return task is None or task.cancelling() > 0

@@ -24,6 +24,7 @@ from adapters import (
     Adapter,
     AdapterDeclarationError,
     Backoff,
+    Context,
     Supervisor,
     UndeclaredContractError,
     check_declaration,
@@ -427,6 +428,68 @@ async def test_an_adapter_whose_constructor_fails_is_restarted_and_the_others_ke
         )
         assert sample(bus, "citybus_adapter_up", adapter="ticker", adapter_instance="steady") == 1
         supervisor.stop()
+    await bus.drain()
+
+
+async def _fail_soon() -> None:
+    await asyncio.sleep(0)
+    raise RuntimeError("a task of the adapter's own failed")
+
+
+async def test_an_adapter_cancelled_by_no_one_is_restarted_not_taken_for_stopped() -> None:
+    runs: dict[str, int] = {"grouped": 0, "orphaned": 0}
+
+    class Grouped(Ticker):
+        """Fails from its TaskGroup once the group's body has ended (on Python 3.11 that leaves the
+        task "cancelling"), then, started again, checks for a stop as the bus's reads do."""
+
+        name = "grouped"
+
+        async def run(self, ctx: Context) -> None:
+            runs["grouped"] += 1
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise asyncio.CancelledError  # what bus/reading.py does when it sees a stop coming
+            if runs["grouped"] == 1:
+                async with asyncio.TaskGroup() as tasks:
+                    tasks.create_task(_fail_soon())
+            ctx.ready()
+            await asyncio.Event().wait()
+
+    class Orphaned(Ticker):
+        """Awaits a future someone else cancels: a CancelledError that is no stop."""
+
+        name = "orphaned"
+
+        async def run(self, ctx: Context) -> None:
+            runs["orphaned"] += 1
+            if runs["orphaned"] == 1:
+                future = asyncio.get_running_loop().create_future()
+                asyncio.get_running_loop().call_soon(future.cancel)
+                await future
+            ctx.ready()
+            await asyncio.Event().wait()
+
+    bus = MemoryBus(metrics=Metrics())
+    await bus.connect()
+    adapters = {"grouped": check_declaration(Grouped), "orphaned": check_declaration(Orphaned)}
+    supervisor = Supervisor(
+        instances_from_config({"grouped": {}, "orphaned": {}}, adapters),
+        bus=bus,
+        backoff=Backoff(initial=0.01, maximum=0.02),
+    )
+
+    def up(name: str) -> float:
+        return sample(bus, "citybus_adapter_up", adapter=name, adapter_instance=name)
+
+    async with asyncio.TaskGroup() as tg:
+        tg.create_task(supervisor.run())
+        for name in runs:
+            await wait_for(lambda n=name: up(n) == 1)
+            assert sample(bus, "citybus_adapter_restarts_total", adapter=name, adapter_instance=name) == 1
+        assert runs == {"grouped": 2, "orphaned": 2}
+        supervisor.stop()  # a real stop still stops them
+    assert [up(name) for name in runs] == [0, 0]
     await bus.drain()
 
 
