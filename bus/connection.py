@@ -193,6 +193,8 @@ class Connection:
         self._js: JetStreamContext | None = None
         self._closing = False
         self._stalled = False
+        self._reconnections = 0
+        """Times nats-py made the connection again (a ping sent before one is never answered)."""
         self._watchdog: asyncio.Task[None] | None = None
         self._denied: dict[str, float] = {}
         """Subjects the broker refused to take from this connection (lower-cased: nats-py lower-cases
@@ -261,6 +263,7 @@ class Connection:
             log.warning("nats disconnected")
 
         async def on_reconnect() -> None:
+            self._reconnections += 1
             self._stalled = False
             self.metrics.link(id(self), True)
             self.metrics.reconnects.inc()
@@ -393,6 +396,7 @@ class Connection:
             if not nc.is_connected or self._closing:
                 continue  # reconnecting (nats-py's own business), or closing
             reader: asyncio.Task[None] | None = getattr(nc, "_reading_task", None)
+            reconnections = self._reconnections
             if reader is not None and reader.done():
                 why = "its reader task has ended"
             else:
@@ -403,7 +407,10 @@ class Connection:
                     why = f"the server did not answer a ping within {stall_timeout:g} s"
                 except nats.errors.Error:
                     continue  # closed or reconnecting meanwhile
-            if not nc.is_connected or self._closing:
+            # A ping sent on a connection lost meanwhile is never answered (nats-py forgets it on
+            # reconnecting): after a failover that is no stall, and a forced reconnect would cut the
+            # connection the failover had just made.
+            if not nc.is_connected or self._closing or self._reconnections != reconnections:
                 continue
             self._stalled = True
             self.metrics.link(id(self), False)

@@ -188,6 +188,34 @@ async def test_a_connection_that_stops_reading_shows_as_down_within_seconds_and_
             await bus.close()
 
 
+async def test_a_ping_lost_with_its_connection_is_no_stall(nats_server: EmbeddedServer) -> None:
+    """A node of a cluster dies while the watchdog's ping is in flight: nats-py fails over to another
+    and forgets that ping. Its unanswered ping must not count as a stall of the new connection, nor
+    cut it again with a forced reconnect."""
+    async with FreezableProxy(nats_server.url) as proxy:
+        metrics = Metrics()
+        bus = Bus(metrics=metrics, source="/tests")
+        # The proxy first (the node that dies), the server itself second (the node that is left).
+        servers = f"{proxy.url},{nats_server.url}"
+        await bus.connect(
+            servers, reconnect_wait=0.1, watch_interval=0.05, stall_timeout=1.0, dont_randomize=True
+        )
+        try:
+            assert bus.nc.connected_url is not None and proxy.url.endswith(f":{bus.nc.connected_url.port}")
+            proxy.freeze()
+            await wait_for(lambda: bool(bus.nc._pongs))  # the watchdog's ping, unanswered
+            await proxy.cut()  # the node dies: the client fails over to the server
+            await wait_for(lambda: metrics.registry.get_sample_value("citybus_nats_reconnects_total") == 1)
+            answered = bus.nc._pongs_received
+            # The watchdog waits out its lost ping, then pings the new connection: answered.
+            await wait_for(lambda: bus.nc._pongs_received > answered)
+            assert metrics.registry.get_sample_value("citybus_nats_stalls_total") == 0
+            assert metrics.registry.get_sample_value("citybus_nats_reconnects_total") == 1
+            assert bus.connected
+        finally:
+            await bus.close()
+
+
 async def test_a_connection_whose_reader_task_ended_is_reconnected(fresh_bus: Bus, entity: str) -> None:
     """What nats-py's reader did on the header blocks above, and may do on a bytes nobody foresaw:
     end. The watchdog notices within its interval, counts it, and reconnects."""
