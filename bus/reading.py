@@ -79,6 +79,12 @@ def _cancelled() -> None:
         raise asyncio.CancelledError
 
 
+def _refused(stream: str, exc: nats.js.errors.APIError) -> str:
+    """Why JetStream refused a read of ``stream``: a cluster short of a majority of its nodes
+    answers 503 "JetStream system temporarily unavailable" until they are back."""
+    return f"JetStream refused reading {stream}: {exc.description or exc}"
+
+
 async def _api(bus: Bus, subject: str, request: dict[str, Any]) -> dict[str, Any]:
     try:
         reply = await bus.nc.request(subject, json.dumps(request).encode(), timeout=_TIMEOUT)
@@ -121,6 +127,8 @@ async def last_stored(bus: Bus, stream: str, subject: str) -> StoredMessage | No
         raw = await bus.js.get_last_msg(stream, subject)
     except nats.js.errors.NotFoundError:
         return None
+    except nats.js.errors.APIError as exc:
+        raise LookupError(_refused(stream, exc)) from None
     except (nats.errors.TimeoutError, TimeoutError):
         _cancelled()
         raise LookupError(f"no answer reading {stream} (this login may not read it)") from None
@@ -134,6 +142,8 @@ async def next_stored(bus: Bus, stream: str, subject_filter: str, seq: int) -> S
         raw = await bus.js.get_msg(stream, seq=max(1, seq), subject=subject_filter, next=True)
     except nats.js.errors.NotFoundError:
         return None
+    except nats.js.errors.APIError as exc:
+        raise LookupError(_refused(stream, exc)) from None
     except (nats.errors.TimeoutError, TimeoutError):
         _cancelled()
         raise LookupError(f"no answer reading {stream} (this login may not read it)") from None

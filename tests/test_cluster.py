@@ -21,6 +21,7 @@ from bus import Bus, Metrics
 from bus.cluster import LocalCluster, config_dir, embedded_broker
 from bus.config import ServerConfig, load_config
 from bus.errors import ConfigError, EmbeddedServerError
+from bus.reading import next_stored
 from bus.server import EmbeddedServer
 from bus.server_config import free_port
 from bus.streams_config import StreamsConfig
@@ -149,6 +150,29 @@ async def test_core_pub_sub_goes_on_with_two_nodes_of_three_dead(cluster: LocalC
     finally:
         await publisher.close()
         await subscriber.close()
+
+
+async def test_reading_a_stream_without_quorum_says_why(cluster: LocalCluster) -> None:
+    bus = await _bus(cluster.urls[2])
+    try:
+        await bus.provision_streams(StreamsConfig(replicas=3))
+        await bus.publish_durable(BeachObservation.example())
+        assert await next_stored(bus, "CITY_PUBLIC_ENVIRONMENT", ">", 1) is not None
+        await cluster.kill(0)
+        await cluster.kill(1)
+        # Until the survivor notices, a read may still be answered, or go unanswered; then JetStream
+        # answers 503, which the gateway and the services must get as the LookupError they handle.
+        why = ""
+        async with asyncio.timeout(60):
+            while "JetStream refused" not in why:
+                try:
+                    await next_stored(bus, "CITY_PUBLIC_ENVIRONMENT", ">", 1)
+                except LookupError as exc:
+                    why = str(exc)
+                await asyncio.sleep(0.1)
+        assert "CITY_PUBLIC_ENVIRONMENT" in why and "unavailable" in why
+    finally:
+        await bus.close()
 
 
 async def test_a_watched_cluster_starts_a_killed_node_again_but_not_a_stopped_one(
