@@ -41,7 +41,15 @@ from bus.errors import (
 from bus.metrics import Metrics
 from bus.wire import Client
 
-__all__ = ["TRANSIENT", "Connection", "Subscription", "check_accepted", "check_reachable", "redact_url"]
+__all__ = [
+    "TRANSIENT",
+    "Connection",
+    "Subscription",
+    "check_accepted",
+    "check_reachable",
+    "redact_url",
+    "server_urls",
+]
 
 # nats-py reports the server's -ERR 'Permissions Violation for Publish to "subject"' (lower case).
 _PERMISSION_DENIED = re.compile(
@@ -84,15 +92,20 @@ def redact_url(url: str) -> str:
     return ",".join(parts)
 
 
+def server_urls(url: str) -> list[str]:
+    """The servers of ``url`` (comma-separated for a cluster) as the list nats-py takes: it reads
+    one string as one server, and refuses ``tls://a:4222,tls://b:4222`` as a malformed URL."""
+    return [u.strip() for u in url.split(",") if u.strip()]
+
+
 async def check_reachable(url: str, timeout: float) -> None:
     """Fail fast when no server of ``url`` accepts connections.
 
     nats-py retries a failed first connect as often as it reconnects — forever, here — so a
     mistyped URL or a dead server would hang instead of saying so.
     """
-    servers = [u.strip() for u in url.split(",") if u.strip()]
     problems = []
-    for server in servers:
+    for server in server_urls(url):
         parsed = urlsplit(server if "://" in server else f"nats://{server}")
         host, port = parsed.hostname or "127.0.0.1", parsed.port or 4222
         try:
@@ -122,7 +135,7 @@ async def check_accepted(url: str, timeout: float, options: dict[str, Any]) -> N
 
     try:
         probe = await nats.connect(
-            url,
+            server_urls(url),
             allow_reconnect=False,
             max_reconnect_attempts=0,
             connect_timeout=timeout,
@@ -210,7 +223,7 @@ class Connection:
                 **self._callbacks(log),
             }
             nc = Client()  # nats-py's, reading headers faster (bus/wire.py)
-            await nc.connect(url, **settings, **options)
+            await nc.connect(server_urls(url), **settings, **options)
         except (TimeoutError, OSError, nats.errors.NoServersError) as exc:
             raise ServerUnavailableError(
                 f"no NATS server answered at {redact_url(url)} ({exc or type(exc).__name__}): start one, or "
