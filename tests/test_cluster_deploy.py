@@ -4,9 +4,11 @@ The test follows the document step by step in a temporary directory, on free loo
 certificates from ``docs/cluster/tls/make-certs.sh`` (openssl), ``citybus.toml`` and the three
 nodes' ``nats.conf`` rendered from the templates, ``accounts.conf`` written by ``citybus auth
 generate`` and copied beside each node's configuration; ``nats-server -t`` accepts each file; three
-real nats-servers form the cluster over mutual-TLS routes; citybus connects over TLS to the
-comma-separated URL as its own users and provisions every stream of both accounts with three
-replicas, each on all three nodes (a leader and two peers).
+real nats-servers form the cluster over mutual-TLS routes; a client without a user, or without the
+CA, is refused with citybus's message; citybus connects over TLS to the comma-separated URL as its
+own users and provisions every stream of both accounts with three replicas, each on all three nodes
+(a leader and two peers); then the node its connection is on is killed, and the connection moves to
+another node and every stream answers again with a leader of the two left.
 
 Decisions, and why:
 
@@ -25,8 +27,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import shutil
+import ssl
 import string
 import subprocess
+import sys
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,11 +42,11 @@ import pytest
 import structlog
 from conftest import require_service
 
-from bus import Metrics
+from bus import Bus, Metrics
 from bus.access.keys import CredentialStore
 from bus.access.login import tls_context
-from bus.cli import main
 from bus.config import load_config
+from bus.errors import ServerUnavailableError
 from bus.runtime import Connector
 from bus.server import find_nats_server, parent_death_signal
 from bus.server_config import free_port
@@ -85,29 +89,27 @@ def make_certs(tls: Path, name: str, *hosts: str) -> None:
 
 
 @contextlib.asynccontextmanager
-async def running(nodes: list[Node]) -> AsyncIterator[None]:
-    """The nodes' nats-servers, stopped (and killed if they linger) whatever happens."""
+async def running(nodes: list[Node]) -> AsyncIterator[dict[str, asyncio.subprocess.Process]]:
+    """The nodes' nats-servers by name, stopped (killed if they linger) whatever happens."""
     binary = str(find_nats_server())
-    processes: list[asyncio.subprocess.Process] = []
+    processes: dict[str, asyncio.subprocess.Process] = {}
     try:
         for node in nodes:
             with (node.directory / "server.log").open("wb") as log:
-                processes.append(
-                    await asyncio.create_subprocess_exec(
-                        binary,
-                        "-c",
-                        str(node.config),
-                        stdout=log,
-                        stderr=subprocess.STDOUT,
-                        preexec_fn=parent_death_signal(),
-                    )
+                processes[node.name] = await asyncio.create_subprocess_exec(
+                    binary,
+                    "-c",
+                    str(node.config),
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    preexec_fn=parent_death_signal(),
                 )
-        yield
+        yield processes
     finally:
-        for process in processes:
+        for process in processes.values():
             if process.returncode is None:
                 process.terminate()
-        for process in processes:
+        for process in processes.values():
             try:
                 await asyncio.wait_for(process.wait(), 15)
             except TimeoutError:
@@ -133,8 +135,34 @@ async def wait_cluster(nodes: list[Node], timeout: float = 60.0) -> None:
                 await asyncio.sleep(0.2)
 
 
+async def node_serving(nodes: list[Node], connection: str) -> Node:
+    """The node the client connection named ``connection`` is connected to (from ``/connz``)."""
+    async with aiohttp.ClientSession() as http:
+        for node in nodes:
+            async with http.get(f"http://{HOST}:{node.monitor}/connz") as connz:
+                names = {c.get("name") for c in (await connz.json()).get("connections") or []}
+            if connection in names:
+                return node
+    raise AssertionError(f"no node serves {connection!r}")
+
+
+async def leaders_among(provisioner: Bus, streams: list[str], alive: set[str]) -> None:
+    """Until every stream answers with a leader among ``alive`` (the bus reconnecting meanwhile)."""
+    for name in streams:
+        while True:
+            try:
+                info = await provisioner.js.stream_info(
+                    name,
+                )
+            except (nats.errors.Error, TimeoutError, OSError):
+                info = None  # reconnecting, or the stream is electing its leader
+            if info is not None and info.cluster is not None and info.cluster.leader in alive:
+                break
+            await asyncio.sleep(0.2)
+
+
 @pytest.fixture
-def documented(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[list[Node], Path]:
+def documented(tmp_path: Path) -> tuple[list[Node], Path]:
     """The nodes' files and ``citybus.toml``, made as docs/cluster.md says; each ``nats.conf``
     passes ``nats-server -t``."""
     nodes = [Node(name, free_port(HOST), free_port(HOST), free_port(HOST), tmp_path / name) for name in NAMES]
@@ -156,10 +184,11 @@ def documented(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[list
             },
         )
     )
-    capsys.readouterr()
-    assert main(["--config", str(toml), "auth", "generate"]) == 0
+    generate = [sys.executable, "-m", "bus.cli", "--config", str(toml), "auth", "generate"]
+    done = subprocess.run(generate, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
     accounts = tmp_path / "credentials" / "accounts.conf"
-    assert f"wrote {accounts}" in capsys.readouterr().out
+    assert f"wrote {accounts}" in done.stdout
 
     binary = str(find_nats_server())
     for node in nodes:
@@ -204,19 +233,15 @@ async def test_documented_cluster_serves_citybus_over_tls_with_three_replicas(
         store=store,
         options={"tls": tls_context(config.nats.tls_ca)},
     )
-    async with running(nodes):
+    async with running(nodes) as processes:
         await wait_cluster(nodes)
 
-        # Nobody gets in without a user of accounts.conf, TLS or not.
-        with pytest.raises((nats.errors.Error, OSError)):
-            anonymous = await nats.connect(
-                config.nats.url,
-                tls=tls_context(config.nats.tls_ca),
-                allow_reconnect=False,
-                connect_timeout=2,
-                max_reconnect_attempts=0,
-            )
-            await anonymous.close()
+        # Nobody gets in without a user of accounts.conf; nobody trusts the nodes without the CA.
+        stranger = Bus(metrics=Metrics(), name="stranger")
+        with pytest.raises(ServerUnavailableError, match="Authorization Violation"):
+            await stranger.connect(config.nats.url, tls=tls_context(config.nats.tls_ca))
+        with pytest.raises(ServerUnavailableError, match="CERTIFICATE_VERIFY_FAILED"):
+            await stranger.connect(config.nats.url, tls=ssl.create_default_context())
 
         for account in ("CITY", "SANDBOX"):
             provisioner = await connector.connect(account, "provisioner")
@@ -231,6 +256,18 @@ async def test_documented_cluster_serves_citybus_over_tls_with_three_replicas(
                     assert peers | {info.cluster.leader} == set(NAMES), (name, info.cluster)
             finally:
                 await provisioner.drain()
+
+        # One node lost (kill -9 the one citybus is connected to): the connection moves to another
+        # node over TLS, and every stream answers again, with a leader of the two left.
+        provisioner = await connector.connect("SANDBOX", "provisioner")
+        try:
+            lost = await node_serving(nodes, "citybus SANDBOX/provisioner")
+            processes[lost.name].kill()
+            await processes[lost.name].wait()
+            async with asyncio.timeout(60):
+                await leaders_among(provisioner, streams, set(NAMES) - {lost.name})
+        finally:
+            await provisioner.drain()
 
 
 def test_helm_values_are_the_charts_keys() -> None:
