@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import shutil
 import ssl
 import string
@@ -279,3 +280,12 @@ def test_helm_values_are_the_charts_keys() -> None:
     assert config["jetstream"]["enabled"] is True and config["jetstream"]["fileStore"]["pvc"]["enabled"]
     assert config["merge"]["$include"] == "accounts.conf"
     assert values["tlsCA"]["enabled"] is True
+
+
+def test_the_documents_configuration_examples_load(tmp_path: Path) -> None:
+    blocks = re.findall(r"```toml\n(.*?)```", (DOCS.parent / "cluster.md").read_text(), flags=re.S)
+    assert blocks
+    for block in blocks:
+        path = tmp_path / "citybus.toml"
+        path.write_text(block)
+        assert load_config(path, environ={}).nats.url.count("tls://") == 3
