@@ -48,7 +48,7 @@ __all__ = [
     "check_accepted",
     "check_reachable",
     "redact_url",
-    "server_urls",
+    "server_list",
 ]
 
 # nats-py reports the server's -ERR 'Permissions Violation for Publish to "subject"' (lower case).
@@ -92,9 +92,12 @@ def redact_url(url: str) -> str:
     return ",".join(parts)
 
 
-def server_urls(url: str) -> list[str]:
-    """The servers of ``url`` (comma-separated for a cluster) as the list nats-py takes: it reads
-    one string as one server, and refuses ``tls://a:4222,tls://b:4222`` as a malformed URL."""
+def server_list(url: str) -> list[str]:
+    """The servers of ``url``: one URL, or a cluster's nodes as a comma-separated list.
+
+    nats-py takes a list as its server pool (it connects to one and fails over to the others, and
+    learns further nodes from the cluster itself); a comma-separated string would be one bad URL.
+    """
     return [u.strip() for u in url.split(",") if u.strip()]
 
 
@@ -104,8 +107,9 @@ async def check_reachable(url: str, timeout: float) -> None:
     nats-py retries a failed first connect as often as it reconnects — forever, here — so a
     mistyped URL or a dead server would hang instead of saying so.
     """
+    servers = server_list(url)
     problems = []
-    for server in server_urls(url):
+    for server in servers:
         parsed = urlsplit(server if "://" in server else f"nats://{server}")
         host, port = parsed.hostname or "127.0.0.1", parsed.port or 4222
         try:
@@ -135,7 +139,7 @@ async def check_accepted(url: str, timeout: float, options: dict[str, Any]) -> N
 
     try:
         probe = await nats.connect(
-            server_urls(url),
+            server_list(url),
             allow_reconnect=False,
             max_reconnect_attempts=0,
             connect_timeout=timeout,
@@ -223,7 +227,7 @@ class Connection:
                 **self._callbacks(log),
             }
             nc = Client()  # nats-py's, reading headers faster (bus/wire.py)
-            await nc.connect(server_urls(url), **settings, **options)
+            await nc.connect(server_list(url), **settings, **options)
         except (TimeoutError, OSError, nats.errors.NoServersError) as exc:
             raise ServerUnavailableError(
                 f"no NATS server answered at {redact_url(url)} ({exc or type(exc).__name__}): start one, or "
