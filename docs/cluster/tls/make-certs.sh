@@ -5,9 +5,9 @@
 # certificate for one node signed by it: DIR/NAME.pem and DIR/NAME-key.pem, valid for every HOST
 # (a DNS name, a wildcard such as '*.nats-headless', or an IP address). Run it once per node:
 #
-#   ./make-certs.sh tls citybus-1 nats1.drammen.kommune.no 10.20.0.11
-#   ./make-certs.sh tls citybus-2 nats2.drammen.kommune.no 10.20.0.12
-#   ./make-certs.sh tls citybus-3 nats3.drammen.kommune.no 10.20.0.13
+#   docs/cluster/tls/make-certs.sh ~/citybus-tls citybus-1 nats1.drammen.kommune.no 10.20.0.11
+#   docs/cluster/tls/make-certs.sh ~/citybus-tls citybus-2 nats2.drammen.kommune.no 10.20.0.12
+#   docs/cluster/tls/make-certs.sh ~/citybus-tls citybus-3 nats3.drammen.kommune.no 10.20.0.13
 #
 # Each node certificate serves both ends of TLS: the client port (citybus checks the name it
 # dialled against HOST) and the routes, where nats-server always demands and checks the peer's
