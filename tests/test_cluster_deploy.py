@@ -152,9 +152,7 @@ async def leaders_among(provisioner: Bus, streams: list[str], alive: set[str]) -
     for name in streams:
         while True:
             try:
-                info = await provisioner.js.stream_info(
-                    name,
-                )
+                info = await provisioner.js.stream_info(name)
             except (nats.errors.Error, TimeoutError, OSError):
                 info = None  # reconnecting, or the stream is electing its leader
             if info is not None and info.cluster is not None and info.cluster.leader in alive:
