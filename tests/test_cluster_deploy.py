@@ -41,7 +41,7 @@ import nats
 import nats.errors
 import pytest
 import structlog
-from conftest import require_service
+import yaml
 
 from bus import Bus, Metrics
 from bus.access.keys import CredentialStore
@@ -52,6 +52,7 @@ from bus.runtime import Connector
 from bus.server import find_nats_server, parent_death_signal
 from bus.server_config import free_port
 from contracts import default_registry
+from tests.conftest import require_service
 
 pytestmark = pytest.mark.slow
 
@@ -270,7 +271,6 @@ async def test_documented_cluster_serves_citybus_over_tls_with_three_replicas(
 
 
 def test_helm_values_are_the_charts_keys() -> None:
-    yaml = pytest.importorskip("yaml", reason="PyYAML is not installed (citybus does not depend on it)")
     values = yaml.safe_load((DOCS / "helm-values.yaml").read_text())
     config = values["config"]
     assert config["cluster"]["enabled"] is True and config["cluster"]["replicas"] == 3
