@@ -22,6 +22,7 @@ from bus.asyncapi import asyncapi_document
 from bus.bus import Bus, redact_url
 from bus.codec import decode_bytes
 from bus.config import Config, config_file
+from bus.connection import server_list
 from bus.console import check_subscriptions, err, login, out
 from bus.entities import Listing, list_entities, render
 from bus.envelope import parse_headers
@@ -425,14 +426,21 @@ def cmd_contracts_provision(args: argparse.Namespace, config: Config) -> int:
     are delivered but never stored. Under access control it runs as the account's ``provisioner``,
     which may touch only the streams ``accounts.conf`` names: ``citybus auth generate`` (run with the
     package installed) adds the package's streams there first.
+
+    It never lowers a stream's replicas or limits unless ``--allow-lower`` says to (:mod:`bus.provision`);
+    automatic replicas are those of the running ``citybus up`` (its cluster's nodes, at most 3).
     """
     who = login(args, config, default="provisioner")
+    size = 1 if (args.nats or config.nats.url) else max(config.server.cluster_size, len(server_list(who.url)))
+    streams = config.streams.resolved(size)
+    if args.allow_lower:
+        streams = msgspec.structs.replace(streams, allow_lower=True)
 
     async def main() -> list[str]:
         bus = Bus(metrics=Metrics(), logger=configure_logging(config.log.format, "warning"))
         await who.connect(bus, config)
         try:
-            return await bus.provision_streams(config.streams)
+            return await bus.provision_streams(streams)
         except NotConnectedError as exc:
             if not who.user:
                 raise

@@ -59,6 +59,10 @@ class StreamsConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     list for every stream, or a table per classification."""
     storage: Literal["file", "memory"] = "file"
     """Where streams live: ``file`` survives restarts, ``memory`` is faster and does not."""
+    allow_lower: bool = False
+    """Apply a configured value lower than an existing stream's (replicas, max_bytes, max_msgs, max_age,
+    duplicate_window), which drops copies or data; off, the stream keeps its larger value and a warning
+    says so (:mod:`bus.provision`). ``citybus contracts provision --allow-lower`` turns it on once."""
 
     def replicas_for(self, classification: str) -> int:
         """How many copies a stream of ``classification`` gets (0: not resolved yet, see :meth:`resolved`)."""
