@@ -15,9 +15,9 @@ Decisions, and why:
 * **Replicated like the data it serves.** Given ``[streams]``, a bucket is created with
   :attr:`~bus.streams_config.StreamsConfig.most_replicas` copies and personal data's placement (a
   service's state can hold personal data), and an existing bucket with fewer copies is scaled up
-  the way a stream is (:func:`bus.provision.ensure_stream`: never lowered silently). A user that may
-  not update its bucket (under access control, the provisioner of ``citybus up`` raises it) is told
-  so in a warning, and the bucket works on with the copies it has.
+  the way a stream is (:func:`bus.provision.ensure_stream`: never lowered silently). Under access
+  control an instance's user may not update its bucket (see :func:`_scale`): a warning names the
+  operator's command, and the bucket works on with the copies it has.
 * **Keys are listed from the stream's state** (``STREAM.INFO`` with a subjects filter), not by a
   watcher: a watcher is a consumer, and a user that may create consumers may name any deliver
   subject.
@@ -37,7 +37,7 @@ from nats.js.kv import KeyValue
 from bus import subjects
 from bus.bus import Bus
 from bus.errors import CityBusError, NotConnectedError
-from bus.provision import ensure_stream, placement_for, refusal
+from bus.provision import ensure_stream, placement_for, reconcile, refusal
 from bus.reading import stream_subjects
 from bus.streams_config import StreamsConfig
 
@@ -153,22 +153,25 @@ async def _scale(
     js, stream = bus.js, subjects.store_stream(bucket)
     have = (await js.stream_info(stream)).config
     wanted = dataclasses.replace(have, num_replicas=replicas, placement=placement)
-    try:
-        await ensure_stream(
-            js,
-            wanted,
-            replicas_setting="streams.replicas",
-            allow_lower=allow_lower,
-            log=bus.log,
-            metrics=bus.metrics,
-            only_if_changed=True,
-        )
-    except (nats.errors.TimeoutError, TimeoutError, nats.errors.NoRespondersError):
-        # Under access control an instance may not update its bucket: the provisioner does.
-        bus.log.warning(
-            "key-value store not scaled",
-            bucket=bucket,
-            replicas=have.num_replicas,
-            configured=replicas,
-            fix="its user may not update the bucket: run citybus up, whose provisioner raises it",
-        )
+    if bus.user:
+        # Under access control an instance may create its bucket but not update it: an update
+        # could point the bucket's stream at other subjects and read them (bus/access/tenancy.py).
+        if reconcile(have, wanted, allow_lower=allow_lower)[0] != have:
+            bus.log.warning(
+                "key-value store not scaled",
+                bucket=bucket,
+                replicas=have.num_replicas,
+                configured=replicas,
+                reason="under access control an instance may not update its bucket",
+                fix=f"run `nats stream edit {stream} --replicas {replicas}` as an operator of the account",
+            )
+        return
+    await ensure_stream(
+        js,
+        wanted,
+        replicas_setting="streams.replicas",
+        allow_lower=allow_lower,
+        log=bus.log,
+        metrics=bus.metrics,
+        only_if_changed=True,
+    )

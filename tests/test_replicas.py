@@ -135,6 +135,39 @@ async def test_each_classification_gets_its_replicas_and_the_nodes_its_tags_name
         await bus.drain()
 
 
+async def test_a_stream_given_new_tags_moves_first_and_scales_at_the_next_provisioning(
+    tagged: LocalCluster,
+) -> None:
+    at_b = StreamsConfig(replicas={"public": 1}, placement_tags={"public": ["site:b"]}).resolved(3)
+    at_a = StreamsConfig(replicas={"public": 2}, placement_tags={"public": ["site:a"]}).resolved(3)
+    with structlog.testing.capture_logs() as logs:
+        bus = await _bus(tagged.url)
+        try:
+            await bus.provision_streams(at_b)
+            await bus.publish_durable(BeachObservation.example())
+            info = await bus.js.stream_info(PUBLIC)
+            assert info.cluster is not None and info.cluster.leader == "citybus-3"
+
+            # JetStream refuses to move and scale at once: the move goes first, the scale waits.
+            await bus.provision_streams(at_a)
+            config = await _config(bus, PUBLIC)
+            assert config.placement is not None and config.placement.tags == ["site:a"]
+            assert config.num_replicas == 1
+            assert any(e["event"] == "stream moves before it scales" and e["stream"] == PUBLIC for e in logs)
+
+            # Provisioned again once the move is done (until then: "stream is moving"), it scales.
+            async with asyncio.timeout(60):
+                while (await _config(bus, PUBLIC)).num_replicas != 2:
+                    await bus.provision_streams(at_a)
+                    await asyncio.sleep(0.2)
+            info = await _all_current(bus, PUBLIC, 2)
+            assert info.cluster is not None and info.state.messages == 1
+            peers = {info.cluster.leader, *(p.name for p in info.cluster.replicas or [])}
+            assert peers == {"citybus-1", "citybus-2"}
+        finally:
+            await bus.drain()
+
+
 async def test_raising_replicas_keeps_the_messages_and_lowering_waits_for_the_operator(
     cluster: LocalCluster,
 ) -> None:
@@ -268,3 +301,20 @@ async def test_key_value_buckets_get_the_most_replicas_and_an_r1_bucket_is_scale
         assert (await _config(bus, f"KV_{bucket}")).num_replicas == 3
     finally:
         await bus.drain()
+
+
+async def test_an_instance_under_access_control_says_who_may_scale_its_bucket(cluster: LocalCluster) -> None:
+    """Its user may create its bucket, never update it (it could point it at others' subjects)."""
+    with structlog.testing.capture_logs() as logs:
+        bus = await _bus(cluster.url)
+        try:
+            bucket = f"test-{uuid.uuid4().hex[:8]}"
+            await open_store(bus, bucket)
+            bus.user = "CITY/volunteer"  # as a connection logged in as an instance (bus.runtime.Connector)
+            store = await open_store(bus, bucket, streams=StreamsConfig(replicas=3))
+            assert await store.get("nothing") is None  # the store works on with the copies it has
+            assert (await _config(bus, f"KV_{bucket}")).num_replicas == 1
+        finally:
+            await bus.drain()
+    [warning] = [e for e in logs if e["event"] == "key-value store not scaled"]
+    assert warning["fix"] == f"run `nats stream edit KV_{bucket} --replicas 3` as an operator of the account"
