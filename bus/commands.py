@@ -22,13 +22,13 @@ from bus.asyncapi import asyncapi_document
 from bus.bus import Bus, redact_url
 from bus.codec import decode_bytes
 from bus.config import Config, config_file
-from bus.connection import server_list
 from bus.console import check_subscriptions, err, login, out
 from bus.entities import Listing, list_entities, render
 from bus.envelope import parse_headers
 from bus.errors import CityBusError, ContractViolation, NotConnectedError, UndecodableError
 from bus.logs import configure_logging
 from bus.metrics import Metrics
+from bus.provision import client_streams
 from bus.runtime import Runtime
 from bus.status import show_status
 from bus.strict import unknown_fields
@@ -431,8 +431,7 @@ def cmd_contracts_provision(args: argparse.Namespace, config: Config) -> int:
     automatic replicas are those of the running ``citybus up`` (its cluster's nodes, at most 3).
     """
     who = login(args, config, default="provisioner")
-    size = 1 if (args.nats or config.nats.url) else max(config.server.cluster_size, len(server_list(who.url)))
-    streams = config.streams.resolved(size)
+    streams = client_streams(config, who.url, external=bool(args.nats or config.nats.url))
     if args.allow_lower:
         streams = msgspec.structs.replace(streams, allow_lower=True)
 

@@ -51,6 +51,8 @@ import nats.js.errors
 from nats.js import JetStreamContext, api
 
 from bus import subjects
+from bus.config import Config
+from bus.connection import server_list
 from bus.errors import ConfigError
 from bus.metrics import Metrics
 from bus.personal.vault import VAULT_STREAM, vault_stream_config
@@ -61,6 +63,7 @@ __all__ = [
     "PROTECTED",
     "UNAVAILABLE_FOR",
     "Kept",
+    "client_streams",
     "ensure_stream",
     "placement_for",
     "provision_streams",
@@ -96,6 +99,14 @@ class Kept:
     """The ``[streams]`` name (``replicas``, ``max_bytes`` …)."""
     existing: Any
     configured: Any
+
+
+def client_streams(config: Config, url: str, *, external: bool) -> StreamsConfig:
+    """``[streams]`` as a client command (``citybus contracts provision``, a sandbox join) provisions
+    it: automatic replicas resolved as the running ``citybus up`` resolved them — one per node of its
+    ``url`` (at most 3) — or 1 against a server given by URL (``external``), as the runtime does."""
+    size = 1 if external else max(config.server.cluster_size, len(server_list(url)))
+    return config.streams.resolved(size)
 
 
 def placement_for(settings: StreamsConfig, classification: str) -> api.Placement | None:

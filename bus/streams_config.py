@@ -16,6 +16,9 @@ Decisions, and why:
   a laptop and a cluster then both work without editing the file. An external cluster's size is
   not known to citybus, so there 0 means 1, and the deployment guide (``docs/cluster.md``) says to
   set ``replicas`` explicitly.
+* **Never lowered by surprise.** How an existing stream is brought in step with this section —
+  raised at once, never lowered unless ``allow_lower`` says so, refusals explained — is
+  :mod:`bus.provision`'s.
 * **A class left out takes the default.** ``{personal = 3}`` keeps public and internal streams at the
   resolved default, so naming only the class that needs more is enough.
 """

@@ -26,9 +26,10 @@ from adapters.context import Context
 from adapters.supervisor import adapter_metrics
 from bus import Bus, Metrics
 from bus.cluster import LocalCluster
+from bus.config import Config
 from bus.errors import ConfigError
 from bus.personal.vault import VAULT_STREAM
-from bus.provision import reconcile
+from bus.provision import client_streams, reconcile
 from bus.server import EmbeddedServer
 from bus.store import open_store
 from bus.streams_config import StreamsConfig
@@ -103,6 +104,13 @@ def test_a_lower_value_is_kept_and_unlimited_is_the_largest() -> None:
     assert applied.duplicate_window is None  # not configured: the server's, not compared
     forced, again = reconcile(existing, wanted, allow_lower=True)
     assert forced == wanted and again == lowered
+
+
+def test_a_client_command_resolves_automatic_replicas_as_the_running_citybus_up_did() -> None:
+    three = "nats://127.0.0.1:4001,nats://127.0.0.1:4002,nats://127.0.0.1:4003"
+    assert client_streams(Config(), three, external=False).replicas_for("personal") == 3
+    assert client_streams(Config(), "nats://127.0.0.1:4001", external=False).replicas_for("public") == 1
+    assert client_streams(Config(), three, external=True).replicas_for("internal") == 1  # --nats URL
 
 
 async def test_each_classification_gets_its_replicas_and_the_nodes_its_tags_name(
