@@ -86,7 +86,7 @@ class Sizes:
     rounds: int
 
 
-FULL: Final = Sizes({"cpu": 20_000, "io": 10_000}, 3)
+FULL: Final = Sizes({"cpu": 20_000, "io": 10_000}, 5)
 SMOKE: Final = Sizes({"cpu": 300, "io": 300}, 1)
 
 
@@ -100,6 +100,8 @@ class Run:
     """Messages handled more than once (the steady state: 0 expected)."""
     consumer_cores: float
     server_cores: float
+    machine_cores: float
+    """Every process of the machine (other work on it included): how much of it was free."""
 
 
 def scaleout_case(options: Options) -> Case:
@@ -117,7 +119,8 @@ async def _scaleout(sizes: Sizes, options: Options) -> Case:
         "at once (a gate file); msg/s = messages / (the last one handled by any process - the gate). "
         f"{sizes.rounds} round(s), which setup goes first alternating; default `[consumer]` settings "
         "(64 in flight per process). cores = CPU seconds / wall seconds over the run (from /proc), of "
-        "the consumer processes together and of the nats-server; the machine has "
+        "the consumer processes together (median), of the nats-server (median), and of the whole machine "
+        "(`/proc/stat`, everything running on it, other work included); the machine has "
         f"{_cores()} logical CPUs, shared by all of them and by this bench.",
     )
     site = install(options.work / "scaleout-site")
@@ -146,6 +149,7 @@ async def _scaleout(sizes: Sizes, options: Options) -> Case:
                         "share of each process (median round)": " / ".join(f"{s:,}" for s in middle.shares),
                         "consumer cores": f"{median([run.consumer_cores for run in done]):.2f}",
                         "nats-server cores": f"{median([run.server_cores for run in done]):.2f}",
+                        "machine cores busy, each round": ", ".join(f"{r.machine_cores:.2f}" for r in done),
                         "handled twice": str(sum(run.twice for run in done)),
                     }
                 )
@@ -186,11 +190,13 @@ async def measure(where: Path, site: Path, work: Work, processes: int, count: in
             broker = server.pid
             assert broker is not None
             before = {pid: cpu_seconds(pid) for pid in (*pids, broker)}
+            busy = machine_busy()
             start = time.monotonic_ns()
             gate.touch()
             await _drained(bus, count, children)
             wall = (time.monotonic_ns() - start) / 1e9
             used = {pid: cpu_seconds(pid) - cpu for pid, cpu in before.items()}
+            busy = machine_busy() - busy
         finally:
             await _stop(children)
             await bus.drain()
@@ -205,7 +211,16 @@ async def measure(where: Path, site: Path, work: Work, processes: int, count: in
         twice=len(handled) - count,
         consumer_cores=sum(used[pid] for pid in pids) / wall,
         server_cores=used[broker] / wall,
+        machine_cores=busy / wall,
     )
+
+
+def machine_busy() -> float:
+    """CPU seconds the whole machine spent busy so far, every CPU (``/proc/stat``: user, nice,
+    system, irq and softirq; not idle, I/O wait or time stolen by the hypervisor)."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+    user, nice, system, _idle, _iowait, irq, softirq = (int(f) for f in fields[1:8])
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
 
 
 def _configure(where: Path, work: Work, record: Path, gate: Path) -> Path:
