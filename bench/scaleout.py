@@ -99,6 +99,8 @@ class Run:
     twice: int
     """Messages handled more than once (the steady state: 0 expected)."""
     consumer_cores: float
+    consumer_us: float
+    """The consumer processes' CPU time per message, µs: what the load of the machine leaves alone."""
     server_cores: float
     machine_cores: float
     """Every process of the machine (other work on it included): how much of it was free."""
@@ -120,8 +122,9 @@ async def _scaleout(sizes: Sizes, options: Options) -> Case:
         f"{sizes.rounds} round(s), which setup goes first alternating; default `[consumer]` settings "
         "(64 in flight per process). cores = CPU seconds / wall seconds over the run (from /proc), of "
         "the consumer processes together (median), of the nats-server (median), and of the whole machine "
-        "(`/proc/stat`, everything running on it, other work included); the machine has "
-        f"{_cores()} logical CPUs, shared by all of them and by this bench.",
+        "(`/proc/stat`, everything running on it, other work included); consumer CPU µs/msg = the consumer "
+        "processes' CPU time / messages (median; how busy the machine is changes it little); the machine "
+        f"has {_cores()} logical CPUs, shared by all of them and by this bench.",
     )
     site = install(options.work / "scaleout-site")
     number = 0
@@ -148,6 +151,7 @@ async def _scaleout(sizes: Sizes, options: Options) -> Case:
                         "ratio to 1 process": f"{rate / one:.2f}x",
                         "share of each process (median round)": " / ".join(f"{s:,}" for s in middle.shares),
                         "consumer cores": f"{median([run.consumer_cores for run in done]):.2f}",
+                        "consumer CPU µs/msg": f"{median([run.consumer_us for run in done]):.0f}",
                         "nats-server cores": f"{median([run.server_cores for run in done]):.2f}",
                         "machine cores busy, each round": ", ".join(f"{r.machine_cores:.2f}" for r in done),
                         "handled twice": str(sum(run.twice for run in done)),
@@ -210,6 +214,7 @@ async def measure(where: Path, site: Path, work: Work, processes: int, count: in
         shares=sorted((len(tally.ids) for tally in tallies), reverse=True),
         twice=len(handled) - count,
         consumer_cores=sum(used[pid] for pid in pids) / wall,
+        consumer_us=sum(used[pid] for pid in pids) * 1e6 / count,
         server_cores=used[broker] / wall,
         machine_cores=busy / wall,
     )
