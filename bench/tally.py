@@ -6,6 +6,9 @@ process appending one line per message it handled (the ``ce-id`` and ``time.mono
 file of its own, ``<record>/<pid>.tally``. Reading the files afterwards says whether every message
 was handled, whether one was handled twice, and how the processes shared the work.
 
+``scaleout-feed`` does nothing but run: under access control its user is a producer of beach
+observations, which the test logs in as to publish them.
+
 :func:`install` makes it an installed adapter (a ``*.dist-info`` with the ``citybus.adapters``
 entry point, in a directory put on ``PYTHONPATH``), so ``citybus adapters run`` finds it as it finds
 a company's pip-installed package.
