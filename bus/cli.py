@@ -64,6 +64,12 @@ def build_parser() -> argparse.ArgumentParser:
     up = sub.add_parser("up", help="run the embedded NATS server, streams, adapters and metrics")
     up.add_argument("--nats", metavar="URL", help="use this NATS server instead of the embedded one")
     up.add_argument("--data-dir", metavar="DIR", help="the embedded server's data directory")
+    up.add_argument(
+        "--cluster",
+        type=int,
+        metavar="N",
+        help="run the embedded broker as a local cluster of N nodes (3 or 5) with replicated streams",
+    )
     up.add_argument("--ops-port", type=int, metavar="PORT", help="port of /metrics, /healthz (0 = free)")
     up.set_defaults(func=cmd_up)
 
@@ -150,6 +156,16 @@ def _configure(args: argparse.Namespace) -> Config:
     nats, server, ops = config.nats, config.server, config.ops
     if getattr(args, "nats", None) and args.command == "up":
         nats = msgspec.structs.replace(nats, url=args.nats)
+    if getattr(args, "cluster", None) is not None:
+        if args.nats:
+            raise ConfigError(
+                "--cluster starts a local cluster of nats-servers; with --nats, citybus uses yours"
+            )
+        if not 1 <= args.cluster <= 5:
+            raise ConfigError(
+                f"--cluster {args.cluster}: give 3 or 5 nodes (1 is a single server; at most 5)"
+            )
+        server = msgspec.structs.replace(server, cluster_size=args.cluster)
     if getattr(args, "data_dir", None):
         server = msgspec.structs.replace(server, data_dir=args.data_dir)
     if getattr(args, "ops_port", None) is not None:

@@ -78,6 +78,9 @@ def cmd_up(args: argparse.Namespace, config: Config) -> int:
         await asyncio.wait({task, ready}, return_when=asyncio.FIRST_COMPLETED)
         if runtime.ready.is_set():
             err(f"citybus is up: NATS at {redact_url(runtime.nats_url)}")
+            if runtime.cluster is not None:
+                for name, node in zip(runtime.cluster.names, runtime.cluster.nodes, strict=True):
+                    err(f"  node     {name} {node.url} (pid {node.pid}: kill it to watch failover)")
             if runtime.server is not None and runtime.server.mqtt_port is not None:
                 err(f"  MQTT     {runtime.server.mqtt_url}  (topic a/b/c arrives as subject a.b.c)")
             for name, url in runtime.links.items():

@@ -35,6 +35,7 @@ import msgspec
 
 from bus.errors import ConfigError
 from bus.server import MIN_MEMORY_LIMIT, default_data_dir
+from bus.streams_config import StreamsConfig
 
 __all__ = [
     "AuthConfig",
@@ -123,6 +124,10 @@ class ServerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     """A soft ceiling on the server's memory in bytes (Go's ``GOMEMLIMIT``): near it, the garbage
     collector runs more often instead of letting the heap double; 0 leaves Go's default (none).
     It bounds the garbage, not what the server must hold: see ``bus/server.py``."""
+    cluster_size: Annotated[int, msgspec.Meta(ge=1, le=5)] = 1
+    """Nodes of the embedded broker: 1 is one server; 3 (or 5) starts a local cluster with routes on
+    loopback (``citybus up --cluster 3``), each node in ``<data_dir>/cluster/node-N`` (bus/cluster.py),
+    and streams get ``streams.replicas`` copies (automatic: 3)."""
 
     def __post_init__(self) -> None:
         if self.mqtt and not self.jetstream:
@@ -135,31 +140,16 @@ class ServerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
                 "server.tls_cert and server.tls_key go together: give both files (PEM) for TLS on the "
                 "client port, or neither"
             )
+        if self.mqtt and self.cluster_size > 1:
+            raise ValueError(
+                "server.mqtt with server.cluster_size > 1: the local cluster runs no MQTT listener; "
+                "use one server for MQTT, or configure MQTT on a cluster of your own (docs/cluster.md)"
+            )
         if 0 < self.memory_limit < MIN_MEMORY_LIMIT:
             raise ValueError(
                 f"server.memory_limit = {self.memory_limit} bytes is too small for nats-server: give "
                 f"0 (no limit) or at least {MIN_MEMORY_LIMIT} ({MIN_MEMORY_LIMIT >> 20} MiB)"
             )
-
-
-class StreamsConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """Limits of the JetStream streams provisioned from the contract registry.
-
-    The bus takes this Struct itself, as :class:`bus.StreamSettings` (one name for each side).
-    """
-
-    max_age: Annotated[float, msgspec.Meta(ge=0)] = 7 * 24 * 3600.0
-    """Seconds a message is kept; 0 keeps messages forever (within the other limits)."""
-    max_bytes: Annotated[int, msgspec.Meta(ge=-1)] = 1 << 30
-    """Bytes a stream may hold before the oldest messages go; -1 is unlimited."""
-    max_msgs: Annotated[int, msgspec.Meta(ge=-1)] = -1
-    """Messages a stream may hold before the oldest go; -1 is unlimited."""
-    duplicate_window: Annotated[float, msgspec.Meta(ge=0)] = 120.0
-    """Seconds within which a republished ``Nats-Msg-Id`` (the CloudEvents id) is dropped."""
-    replicas: Annotated[int, msgspec.Meta(ge=1, le=5)] = 1
-    """Copies of each stream in a cluster (1 on a single server; JetStream allows at most 5)."""
-    storage: Literal["file", "memory"] = "file"
-    """Where streams live: ``file`` survives restarts, ``memory`` is faster and does not."""
 
 
 class ConsumerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -451,7 +441,17 @@ def _convert(
 
 def _describe(annotation: Any) -> str:
     """What a field accepts, in words: "an integer from 0 to 65535", "one of 'json', 'msgpack'"."""
-    info = msgspec.inspect.type_info(annotation)
+    return _describe_info(msgspec.inspect.type_info(annotation))
+
+
+def _describe_info(info: msgspec.inspect.Type) -> str:
+    if isinstance(info, msgspec.inspect.UnionType):
+        return " or ".join(_describe_info(t) for t in info.types)
+    if isinstance(info, msgspec.inspect.DictType):
+        keys, values = _describe_info(info.key_type), _describe_info(info.value_type)
+        return f"a table whose keys are {keys} and values {values}"
+    if isinstance(info, msgspec.inspect.ListType):
+        return f"an array of {_describe_info(info.item_type).removeprefix('a ').removeprefix('an ')}s"
     if isinstance(info, msgspec.inspect.LiteralType):
         return "one of " + ", ".join(repr(v) for v in info.values)
     if isinstance(info, msgspec.inspect.BoolType):
@@ -468,7 +468,7 @@ def _describe(annotation: Any) -> str:
             if bound is not None
         ]
         return f"{noun} {' and '.join(bounds)}" if bounds else noun
-    return str(annotation)
+    return type(info).__name__.removesuffix("Type").lower()
 
 
 def _allowed_sections() -> list[str]:

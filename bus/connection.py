@@ -19,7 +19,10 @@ Decisions, and why:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
+import sys
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -41,7 +44,15 @@ from bus.errors import (
 from bus.metrics import Metrics
 from bus.wire import Client
 
-__all__ = ["TRANSIENT", "Connection", "Subscription", "check_accepted", "check_reachable", "redact_url"]
+__all__ = [
+    "TRANSIENT",
+    "Connection",
+    "Subscription",
+    "check_accepted",
+    "check_reachable",
+    "redact_url",
+    "server_list",
+]
 
 # nats-py reports the server's -ERR 'Permissions Violation for Publish to "subject"' (lower case).
 _PERMISSION_DENIED = re.compile(
@@ -84,13 +95,37 @@ def redact_url(url: str) -> str:
     return ",".join(parts)
 
 
+def _never_raising(callback: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
+    """``callback`` made safe for nats-py: an exception out of a callback ends nats-py's reading
+    and reconnecting for good (seen with a log written to a closed stream: the connection stayed
+    down). A failure is written to standard error as a last resort, never raised."""
+
+    async def guarded(*args: Any) -> None:
+        try:
+            await callback(*args)
+        except Exception as exc:  # noqa: BLE001 - see the docstring: raising here kills the connection
+            with contextlib.suppress(Exception):
+                sys.stderr.write(f"citybus: a NATS connection callback failed: {exc!r}\n")
+
+    return guarded
+
+
+def server_list(url: str) -> list[str]:
+    """The servers of ``url``: one URL, or a cluster's nodes as a comma-separated list.
+
+    nats-py takes a list as its server pool (it connects to one and fails over to the others, and
+    learns further nodes from the cluster itself); a comma-separated string would be one bad URL.
+    """
+    return [u.strip() for u in url.split(",") if u.strip()]
+
+
 async def check_reachable(url: str, timeout: float) -> None:
     """Fail fast when no server of ``url`` accepts connections.
 
     nats-py retries a failed first connect as often as it reconnects — forever, here — so a
     mistyped URL or a dead server would hang instead of saying so.
     """
-    servers = [u.strip() for u in url.split(",") if u.strip()]
+    servers = server_list(url)
     problems = []
     for server in servers:
         parsed = urlsplit(server if "://" in server else f"nats://{server}")
@@ -122,7 +157,7 @@ async def check_accepted(url: str, timeout: float, options: dict[str, Any]) -> N
 
     try:
         probe = await nats.connect(
-            url,
+            server_list(url),
             allow_reconnect=False,
             max_reconnect_attempts=0,
             connect_timeout=timeout,
@@ -210,7 +245,7 @@ class Connection:
                 **self._callbacks(log),
             }
             nc = Client()  # nats-py's, reading headers faster (bus/wire.py)
-            await nc.connect(url, **settings, **options)
+            await nc.connect(server_list(url), **settings, **options)
         except (TimeoutError, OSError, nats.errors.NoServersError) as exc:
             raise ServerUnavailableError(
                 f"no NATS server answered at {redact_url(url)} ({exc or type(exc).__name__}): start one, or "
@@ -259,10 +294,10 @@ class Connection:
             log.debug("nats connection closed")
 
         return {
-            "disconnected_cb": on_disconnect,
-            "reconnected_cb": on_reconnect,
-            "error_cb": on_error,
-            "closed_cb": on_closed,
+            "disconnected_cb": _never_raising(on_disconnect),
+            "reconnected_cb": _never_raising(on_reconnect),
+            "error_cb": _never_raising(on_error),
+            "closed_cb": _never_raising(on_closed),
         }
 
     def on_error(self, exc: Exception, log: Any) -> None:

@@ -56,7 +56,9 @@ ConsumerSettings = ConsumerConfig
 """How a durable consumer delivers, retries and gives up: the ``[consumer]`` section itself."""
 
 
-def _stream_config(name: str, subject: str, description: str, settings: StreamSettings) -> api.StreamConfig:
+def _stream_config(
+    name: str, subject: str, description: str, settings: StreamSettings, classification: str
+) -> api.StreamConfig:
     return api.StreamConfig(
         name=name,
         description=description,
@@ -67,7 +69,7 @@ def _stream_config(name: str, subject: str, description: str, settings: StreamSe
         max_bytes=settings.max_bytes,
         max_msgs=settings.max_msgs,
         duplicate_window=settings.duplicate_window,
-        num_replicas=settings.replicas,
+        num_replicas=settings.replicas_for(classification) or 1,
         storage=api.StorageType(settings.storage),
     )
 
@@ -106,6 +108,7 @@ async def _provision(
             subjects.domain_filter(classification, domain),
             f"citybus {classification.value} {domain} messages",
             settings,
+            classification.value,
         )
         try:
             await js.stream_info(name)
@@ -117,7 +120,7 @@ async def _provision(
         names.append(name)
     if any(cls.__contract__.sealed for cls in registry):
         # The personal key vault (bus.personal.vault): where the registry has personal data to seal.
-        config = vault_stream_config(settings.replicas, settings.storage)
+        config = vault_stream_config(settings.replicas_for("personal") or 1, settings.storage)
         try:
             await js.stream_info(VAULT_STREAM)
         except nats.js.errors.NotFoundError:

@@ -17,6 +17,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Protocol
 
+import msgspec
 import structlog
 
 from bus.access import Account, Kind
@@ -33,6 +34,7 @@ from bus.access.login import (
 )
 from bus.access.render import generate, server_include
 from bus.bus import Bus, redact_url
+from bus.cluster import LocalCluster, config_dir, embedded_broker
 from bus.config import Config
 from bus.entities import EntityReader
 from bus.health import Health
@@ -194,7 +196,9 @@ class Runtime:
         shutdown_timeout: float = 10.0,
         config_file: Path | None = None,
     ) -> None:
-        self.config = config
+        # Automatic stream replicas made concrete once, so every component sees the same counts.
+        size = config.server.cluster_size if not config.nats.url else 1
+        self.config = msgspec.structs.replace(config, streams=config.streams.resolved(size))
         self.config_file = config_file
         """The file ``config`` was read from (recorded in ``instance.json``), if any."""
         self.log = logger if logger is not None else structlog.get_logger()
@@ -206,6 +210,8 @@ class Runtime:
         self._declarations = declarations
         self.shutdown_timeout = shutdown_timeout
         self.server: EmbeddedServer | None = None
+        self.cluster: LocalCluster | None = None
+        """The local cluster under ``server.cluster_size`` > 1 (then :attr:`server` is ``None``)."""
         self.bus: Bus | None = None
         self.ops: OpsServer | None = None
         self.nats_url = ""
@@ -277,26 +283,18 @@ class Runtime:
         url = cfg.nats.url
         include = self._prepare_access(log)
         if not url:
-            self.server = EmbeddedServer(
-                data_dir=cfg.resolved_data_dir(),
-                host=cfg.server.host,
-                port=cfg.server.port,
-                jetstream=cfg.server.jetstream,
-                mqtt_port=cfg.server.mqtt_port if cfg.server.mqtt else None,
-                logger=self.log,
-                extra_config=include,
-                tls_cert=_path(cfg.server.tls_cert),
-                tls_key=_path(cfg.server.tls_key),
-                monitor_port=cfg.server.monitor_port if cfg.server.monitor else None,
-                memory_limit=cfg.server.memory_limit or None,
-            )
-            url = await self.server.start()
-            stack.push_async_callback(self._bounded, "nats-server", self.server.stop)
-            if cfg.server.mqtt:
-                self.mqtt_url = self.server.mqtt_url
+            broker = embedded_broker(cfg.server, cfg.resolved_data_dir(), include, self.log)
+            url = await broker.start()
+            stack.push_async_callback(self._bounded, "nats-server", broker.stop)
+            if isinstance(broker, LocalCluster):
+                self.cluster = broker
+            else:
+                self.server = broker
+                self.mqtt_url = broker.mqtt_url if cfg.server.mqtt else ""
             log.info(
                 "embedded nats-server started",
                 url=url,
+                nodes=self.cluster.names if self.cluster else None,
                 mqtt=self.mqtt_url or None,
                 data_dir=str(cfg.resolved_data_dir()),
             )
@@ -428,7 +426,7 @@ class Runtime:
             revoked=[f"{a}/{u}" for a, u in done.revoked] or None,
             credentials=str(store.directory),
         )
-        return server_include(done.config_file, cfg.resolved_data_dir())
+        return server_include(done.config_file, config_dir(cfg.server, cfg.resolved_data_dir()))
 
     def _tls_options(self) -> dict[str, Any]:
         """TLS for every connection: the configured CA, and the embedded server's own certificate."""
@@ -474,10 +472,6 @@ class Runtime:
 
     async def _forget_instance(self) -> None:
         forget_instance(self.config)
-
-
-def _path(text: str) -> Path | None:
-    return Path(text).expanduser() if text else None
 
 
 async def _same(bus: Bus) -> Bus:

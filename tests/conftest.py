@@ -12,6 +12,7 @@ import pytest
 import structlog
 
 from bus import Bus, Metrics
+from bus.cluster import LocalCluster
 from bus.memory import MemoryBus
 from bus.server import EmbeddedServer
 from tests.http_files import FileServer
@@ -47,6 +48,16 @@ async def fresh_server(tmp_path: Path) -> AsyncIterator[EmbeddedServer]:
     await server.start()
     yield server
     await server.stop()
+
+
+@pytest.fixture
+async def cluster(tmp_path: Path) -> AsyncIterator[LocalCluster]:
+    """A cluster of three nats-servers of the test's own (routes on loopback, JetStream on each),
+    for tests that kill nodes; stopped at the end whatever state its nodes are in."""
+    nodes = LocalCluster(data_dir=tmp_path / "cluster", size=3)
+    await nodes.start()
+    yield nodes
+    await nodes.stop()
 
 
 async def open_bus(server: EmbeddedServer) -> Bus:

@@ -229,7 +229,7 @@ def test_wrong_type_in_file_says_expected_type(toml: WriteToml) -> None:
     assert "expected true or false" in _error(toml('[server]\njetstream = "yes"\n'))
     assert "expected a number > 0" in _error(toml("[nats]\nconnect_timeout = 0\n"))
     assert "expected an integer >= 1" in _error(toml("[consumer]\nmax_deliver = 0\n"))
-    assert "expected an integer from 1 to 5" in _error(toml("[streams]\nreplicas = 7\n"))
+    assert "expected an integer from 0 to 5 or a table" in _error(toml("[streams]\nreplicas = 7\n"))
 
 
 def test_bad_literal_lists_allowed_values(toml: WriteToml) -> None:

@@ -47,8 +47,8 @@ from bus import Bus, Metrics
 from bus.access.login import client_login
 from bus.config import Config, load_config
 from bus.errors import CityBusError
+from bus.process import parent_death_signal
 from bus.runtime import Runtime
-from bus.server import parent_death_signal
 from bus.subjects import clock_subject, control_subject
 from sandbox.certify.model import BrokerFault, Crash, Resources, RunRecord
 from sandbox.certify.observe import Observer, ProcessUse, ReplayClock, read_child
