@@ -2,7 +2,8 @@
 
 Each process is ``citybus adapters run tally``, a real child process as an operator starts it (and
 under access control, ``citybus up`` itself runs the instance and ``adapters run`` a second
-process of it). The instance is ``scaleout-tally`` (:mod:`bench.tally`), installed for real: each
+process of it; on a three-node cluster, each process connected to a node of its own, as on two
+machines). The instance is ``scaleout-tally`` (:mod:`bench.tally`), installed for real: each
 process writes down every message it handled, so the test sees which process handled what. No
 process is killed while messages flow: this is the steady state, where no message may be handled
 twice. What a crash redelivers is the failover tests' business.
@@ -15,6 +16,7 @@ whose every message must be handled exactly once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -29,7 +31,9 @@ from structlog.testing import capture_logs
 from bench.tally import install, read_tallies
 from bus import Bus, ConsumerSettings, Event, Metrics, subjects
 from bus.access.login import client_login
+from bus.cluster import LocalCluster
 from bus.config import load_config
+from bus.streams_config import StreamsConfig
 from contracts import BeachObservation
 from tests.test_cli import Background, citybus_env, start_up
 
@@ -94,31 +98,19 @@ async def stopped(*children: Background) -> None:
             await child.kill()
 
 
-@pytest.fixture
-async def two_processes(
-    tmp_path: Path, site: Path, fresh_server_url: str, request: pytest.FixtureRequest
-) -> AsyncIterator[Path]:
-    """Two ``citybus adapters run tally`` processes of the mode the test is parametrized with; the
-    directory of their tallies."""
+@contextlib.asynccontextmanager
+async def two_processes(tmp_path: Path, site: Path, mode: str, urls: tuple[str, str]) -> AsyncIterator[Path]:
+    """Two ``citybus adapters run tally`` processes of ``mode``, the first connected to ``urls[0]``,
+    the second to ``urls[1]``; the directory of their tallies."""
     record = tmp_path / "record"
     toml = tmp_path / "citybus.toml"
-    toml.write_text('[auth]\nmode = "off"\n' + section(record, request.param))
+    toml.write_text('[auth]\nmode = "off"\n' + section(record, mode))
     env = citybus_env(tmp_path / "data")
     env["PYTHONPATH"] = os.pathsep.join([env["PYTHONPATH"], str(site)])
-    args = (
-        "--log-format",
-        "json",
-        "adapters",
-        "run",
-        "tally",
-        "--config",
-        str(toml),
-        "--nats",
-        fresh_server_url,
-    )
     children: list[Background] = []
     try:
-        for _ in range(2):
+        for url in urls:
+            args = ("--log-format", "json", "adapters", "run", "tally", "--config", str(toml), "--nats", url)
             children.append(await Background.start(*args, cwd=tmp_path, env=env))
         for child in children:
             await child.wait_said(READY)
@@ -127,20 +119,11 @@ async def two_processes(
         await stopped(*children)
 
 
-@pytest.fixture
-def fresh_server_url(quiet_bus: Bus) -> str:
-    """The URL of the test's own server (its streams provisioned, empty)."""
-    return quiet_bus.url
-
-
-@pytest.mark.parametrize("two_processes", ["durable"], indirect=True)
-async def test_two_processes_share_the_instances_durable_consumer(
-    quiet_bus: Bus, two_processes: Path
-) -> None:
-    record = two_processes
+async def durable_shared(bus: Bus, record: Path) -> None:
+    """Publish durably until both processes handle some, then a batch; every message handled once."""
 
     async def publish() -> str:
-        return (await quiet_bus.publish_durable(observation(), provenance="synthetic")).event_id
+        return (await bus.publish_durable(observation(), provenance="synthetic")).event_id
 
     sent = await share(record, publish)
     sent += await batch(record, publish)
@@ -150,25 +133,64 @@ async def test_two_processes_share_the_instances_durable_consumer(
     tallies = read_tallies(record)
     assert len(tallies) == 2 and all(tally.ids for tally in tallies), "both processes took a share"
     # one consumer on the server, for both processes, with nothing left unacknowledged
-    [consumer] = await quiet_bus.js.consumers_info(STREAM)
+    [consumer] = await bus.js.consumers_info(STREAM)
     assert consumer.name == subjects.durable_name("tally", BeachObservation)
     assert consumer.num_ack_pending == 0
 
 
-@pytest.mark.parametrize("two_processes", ["core"], indirect=True)
-async def test_two_processes_share_the_instances_queue_group(quiet_bus: Bus, two_processes: Path) -> None:
-    record = two_processes
+async def test_two_processes_share_the_instances_durable_consumer(
+    quiet_bus: Bus, tmp_path: Path, site: Path
+) -> None:
+    async with two_processes(tmp_path, site, "durable", (quiet_bus.url, quiet_bus.url)) as record:
+        await durable_shared(quiet_bus, record)
+
+
+async def test_two_processes_on_two_nodes_of_a_cluster_share_the_durable_consumer(
+    cluster: LocalCluster, tmp_path: Path, site: Path
+) -> None:
+    """As on two machines, each near a node of its own: the stream on three replicas, each process
+    connected to another node, the publisher to the third."""
+    bus = Bus(metrics=Metrics(), logger=structlog.get_logger(), source="/tests")
+    await bus.connect(cluster.urls[2], reconnect_wait=0.1)
+    try:
+        await bus.provision_streams(StreamsConfig(replicas=3))
+        async with two_processes(tmp_path, site, "durable", (cluster.urls[0], cluster.urls[1])) as record:
+            await durable_shared(bus, record)
+    finally:
+        await bus.drain()
+
+
+async def queue_group_shared(bus: Bus, tmp_path: Path, site: Path, urls: tuple[str, str]) -> None:
+    """Core messages (at most once) to two processes of the instance: each to one of them."""
 
     async def publish() -> str:
-        return await quiet_bus.publish(observation(), provenance="synthetic")
+        return await bus.publish(observation(), provenance="synthetic")
 
-    warm_up = await share(record, publish)
-    sent = await batch(record, publish)
+    async with two_processes(tmp_path, site, "core", urls) as record:
+        warm_up = await share(record, publish)  # before both joined the group, some may go to no one
+        sent = await batch(record, publish)
     counts = handled(record)
     assert all(counts[event_id] == 1 for event_id in sent), "each message to one process of the group"
     assert all(counts[event_id] <= 1 for event_id in warm_up), "never to both"
     tallies = read_tallies(record)
     assert len(tallies) == 2 and all(tally.ids for tally in tallies), "both processes took a share"
+
+
+async def test_two_processes_share_the_instances_queue_group(
+    quiet_bus: Bus, tmp_path: Path, site: Path
+) -> None:
+    await queue_group_shared(quiet_bus, tmp_path, site, (quiet_bus.url, quiet_bus.url))
+
+
+async def test_two_processes_on_two_nodes_of_a_cluster_share_the_queue_group(
+    cluster: LocalCluster, tmp_path: Path, site: Path
+) -> None:
+    bus = Bus(metrics=Metrics(), logger=structlog.get_logger(), source="/tests")
+    await bus.connect(cluster.urls[2], reconnect_wait=0.1)
+    try:
+        await queue_group_shared(bus, tmp_path, site, (cluster.urls[0], cluster.urls[1]))
+    finally:
+        await bus.drain()
 
 
 async def test_citybus_up_and_adapters_run_share_an_instance_under_access_control(
