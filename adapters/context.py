@@ -275,6 +275,10 @@ class Context:
         use and no other. ``durable`` may repeat that name; another one raises
         :class:`~bus.errors.ConfigError` at once, without access control too, so that an adapter
         behaves the same with and without it.
+
+        Every process of the instance (``citybus up``, ``citybus adapters run`` here or on another
+        machine) binds to that one consumer, which hands each message to one of them; a process
+        applies its ``settings`` to it when it starts (:data:`bus.jetstream.SETTLED`).
         """
         self._check_consumes(contract)
         name = subjects.durable_name(self.instance, contract)

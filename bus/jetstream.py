@@ -32,6 +32,7 @@ from contracts import Contract
 
 __all__ = [
     "FETCH_RETRY",
+    "SETTLED",
     "ConsumerHost",
     "ConsumerSettings",
     "DurableConsumer",
@@ -50,6 +51,31 @@ field added there reaches the bus without a copy to keep in step."""
 
 ConsumerSettings = ConsumerConfig
 """How a durable consumer delivers, retries and gives up: the ``[consumer]`` section itself."""
+
+
+SETTLED: Final = ("ack_policy", "ack_wait", "max_deliver", "max_ack_pending", "filter_subject")
+"""The fields of a durable consumer's configuration that :class:`DurableConsumer` sets.
+
+Decisions, and why: a durable consumer outlives the process that created it, and every process of
+an instance (``citybus up`` and ``citybus adapters run`` of the same instance, here or on another
+machine) binds to the same one. nats-py's ``pull_subscribe`` creates it when it is missing and
+otherwise binds without a look at its settings, so a ``[consumer]`` change (a longer ``ack_wait``)
+never reached a consumer that existed. Each process now compares these fields when it starts and,
+where they differ, updates the consumer to its own settings with a warning naming old and new:
+the configuration is the truth, and the process started last applies it. An update keeps the
+consumer's place in the stream and the messages in flight (JetStream updates a consumer in place),
+and only a start writes, never the steady state. Two processes started at the same moment, both
+finding no consumer, both create it; JetStream applies identical requests as one, and the later of
+two different ones as an update. Processes run with different settings would move the consumer
+back and forth at each start, which the warning makes visible.
+"""
+
+
+def _same(current: Any, wanted: Any) -> bool:
+    """Whether a consumer's setting on the server is the one wanted (seconds as floats: nearly)."""
+    if isinstance(current, float | int) and isinstance(wanted, float | int):
+        return abs(current - wanted) < 1e-6
+    return bool(current == wanted)
 
 
 class ConsumerHost(Protocol):
@@ -142,14 +168,39 @@ class DurableConsumer(Generic[C]):
             filter_subject=self.subject,
             max_ack_pending=max(s.max_in_flight * 4, 256),
         )
+        js = self._host.js
         try:
-            self._sub = await self._host.js.pull_subscribe(
+            await self._apply_settings(js, config)
+            self._sub = await js.pull_subscribe(
                 self.subject, durable=self.durable, stream=self.stream, config=config
             )
         except nats.js.errors.NotFoundError as exc:
             raise CityBusError(
                 f"stream {self.stream} does not exist: provision the streams first (citybus up does)"
             ) from exc
+
+    async def _apply_settings(self, js: JetStreamContext, config: api.ConsumerConfig) -> None:
+        """Bring a durable consumer that exists with other settings to this process's, saying what
+        changed (see :data:`SETTLED`); a missing one is left to ``pull_subscribe`` to create."""
+        if not hasattr(js, "consumer_info"):  # the in-memory bus's JetStream keeps no settings
+            return
+        try:
+            current = (await js.consumer_info(self.stream, self.durable)).config
+        except nats.js.errors.NotFoundError:
+            return
+        changed = {
+            name: f"{getattr(current, name)} -> {getattr(config, name)}"
+            for name in SETTLED
+            if not _same(getattr(current, name), getattr(config, name))
+        }
+        if not changed:
+            return
+        self.log.warning(
+            "durable consumer settings changed",
+            changed=changed,
+            fix="if this instance runs in several processes, give them the same [consumer] settings",
+        )
+        await js.add_consumer(self.stream, config.evolve(name=self.durable))
 
     def stop(self) -> None:
         """Ask :meth:`run` to return once the messages in hand are handled."""
