@@ -23,6 +23,9 @@ The alerts ``CitybusClusterNodeDown``, ``CitybusStreamReplicaLost`` and ``Citybu
 (docs/prometheus/citybus-rules.yml) watch them. The same view is citybus's health check
 ``nats cluster``: a stream citybus provisioned without quorum fails ``/readyz`` (503) and makes
 ``/healthz`` say ``unhealthy``; a node down or replicas behind make it ``degraded``, with reasons.
+Adapters' key-value buckets are left to their adapters (one whose bucket has no quorum fails,
+restarts with backoff and is not ready), and another application's streams on a shared cluster
+to their owners: they show in the metrics, but do not make citybus unready.
 
 Decisions, and why (and :class:`~bus.monitor.ServerMonitor`'s, which this keeps):
 
@@ -36,6 +39,10 @@ Decisions, and why (and :class:`~bus.monitor.ServerMonitor`'s, which this keeps)
   must never wait for HTTP, so the check reads the last view; :meth:`ClusterMonitor.start` keeps
   it at most :data:`WATCH_INTERVAL` seconds old (a scrape of ``/metrics`` reads afresh, and the
   watch skips a read a scrape just made).
+* **No grace for elections.** When a node dies, the streams it led have no leader until the
+  others elect one (measured: a few seconds on loopback), and ``/readyz`` says so: durable
+  publishes to them do wait then. An orchestrator's failure threshold (Kubernetes: 3 probes) rides
+  out an election; the alerts' ``for:`` does the same for a person.
 * **The server monitor reads node 1.** ``citybus_nats_server_*`` (:mod:`bus.monitor`) keep their
   meaning and labels in a cluster: one server's memory, store and streams, the first endpoint's.
   Reading every node would need a ``node`` label on each, and every sum over a stream's bytes

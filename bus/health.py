@@ -36,7 +36,7 @@ class Verdict:
     reasons: tuple[str, ...] = ()
 
 
-Probe = Callable[[], "bool | Verdict"]
+Probe = Callable[[], bool | Verdict]
 """A live check: evaluated on every query, cheaply (it runs on the event loop)."""
 
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -207,68 +208,75 @@ def _reasons(body: Any) -> list[str]:
     return [reason for reasons in body.get("reasons", {}).values() for reason in reasons]
 
 
-async def test_citybus_up_on_a_cluster_says_degraded_then_unhealthy_then_ok_without_a_restart(
-    cluster: LocalCluster, tmp_path: Path
-) -> None:
-    config = load_config(
-        environ={
-            "CITYBUS_NATS_URL": cluster.url,
-            "CITYBUS_NATS_MONITOR_URL": ",".join(cluster.monitor_urls),
-            "CITYBUS_NATS_RECONNECT_WAIT": "0.1",
-            "CITYBUS_AUTH_MODE": "off",
-            "CITYBUS_STREAMS_REPLICAS": "3",
-            "CITYBUS_OPS_PORT": "0",
-            "CITYBUS_SERVER_DATA_DIR": str(tmp_path / "data"),
-        }
-    )
-    runtime = Runtime(config, logger=structlog.get_logger(), components=[])
+@asynccontextmanager
+async def _up(tmp_path: Path, **environ: str) -> AsyncIterator[Runtime]:
+    """``citybus up`` in-process (no adapters, no access control), ready until the block ends."""
+    environ |= {"CITYBUS_AUTH_MODE": "off", "CITYBUS_SERVER_DATA_DIR": str(tmp_path / "data")}
+    runtime = Runtime(load_config(environ=environ), logger=structlog.get_logger(), components=[])
     stop = asyncio.Event()
-    async with asyncio.TaskGroup() as tg, aiohttp.ClientSession() as session:
+    async with asyncio.TaskGroup() as tg:
         tg.create_task(runtime.run(stop))
         try:
             async with asyncio.timeout(60):
                 await runtime.ready.wait()
-            assert runtime.ops is not None
-            ops = runtime.ops.url
-            healthy = await _poll(session, f"{ops}/healthz", lambda _s, b: b == {"status": "ok"})
-            assert healthy == {"status": "ok"}
-            status, body = await _get(session, f"{ops}/readyz")
-            assert status == 200 and body["checks"]["nats cluster"] is True
-            text = await (await session.get(f"{ops}/metrics")).text()
-            families = {f.name for f in text_string_to_metric_families(text)}
-            assert families >= CLUSTER_FAMILIES  # what the dashboard and the alerts query
-
-            # One node dies: still serving (ready, once its streams have new leaders), but degraded.
-            victim = cluster.names[2]
-            await cluster.kill(2)
-            body = await _poll(
-                session,
-                f"{ops}/readyz",
-                lambda s, b: s == 200 and any(f"node {victim} is down" in r for r in _reasons(b)),
-            )
-            status, health = await _get(session, f"{ops}/healthz")
-            assert status == 200 and health["status"] == "degraded"
-            assert any(victim in r for r in health["reasons"]["nats cluster"])
-
-            # A second dies: no quorum, so not ready for durable work, and unhealthy (still 200: a
-            # restart would heal nothing).
-            await cluster.kill(1)
-            # (The bus's own node may die too: "nats connected" can fail first, until it reconnects.)
-            body = await _poll(
-                session, f"{ops}/readyz", lambda s, b: s == 503 and not b["checks"]["nats cluster"]
-            )
-            assert any(f"{STREAM} has no quorum" in r for r in body["reasons"]["nats cluster"])
-            health = await _poll(session, f"{ops}/healthz", lambda _s, b: b["status"] == "unhealthy")
-            assert "nats cluster" in health["failing"]
-
-            # They come back: healthy again, with nothing restarted on citybus's side.
-            await cluster.start_node(1)
-            await cluster.start_node(2)
-            await _poll(session, f"{ops}/healthz", lambda s, b: s == 200 and b == {"status": "ok"}, 90)
-            status, body = await _get(session, f"{ops}/readyz")
-            assert status == 200 and "reasons" not in body
+            yield runtime
         finally:
             stop.set()
+
+
+async def test_citybus_up_on_a_cluster_says_degraded_then_unhealthy_then_ok_without_a_restart(
+    cluster: LocalCluster, tmp_path: Path
+) -> None:
+    async with (
+        _up(
+            tmp_path,
+            CITYBUS_NATS_URL=cluster.url,
+            CITYBUS_NATS_MONITOR_URL=",".join(cluster.monitor_urls),
+            CITYBUS_NATS_RECONNECT_WAIT="0.1",
+            CITYBUS_STREAMS_REPLICAS="3",
+            CITYBUS_OPS_PORT="0",
+        ) as runtime,
+        aiohttp.ClientSession() as session,
+    ):
+        assert runtime.ops is not None
+        ops = runtime.ops.url
+        healthy = await _poll(session, f"{ops}/healthz", lambda _s, b: b == {"status": "ok"})
+        assert healthy == {"status": "ok"}
+        status, body = await _get(session, f"{ops}/readyz")
+        assert status == 200 and body["checks"]["nats cluster"] is True
+        text = await (await session.get(f"{ops}/metrics")).text()
+        families = {f.name for f in text_string_to_metric_families(text)}
+        assert families >= CLUSTER_FAMILIES  # what the dashboard and the alerts query
+
+        # One node dies: still serving (ready, once its streams have new leaders), but degraded.
+        victim = cluster.names[2]
+        await cluster.kill(2)
+        body = await _poll(
+            session,
+            f"{ops}/readyz",
+            lambda s, b: s == 200 and any(f"node {victim} is down" in r for r in _reasons(b)),
+        )
+        status, health = await _get(session, f"{ops}/healthz")
+        assert status == 200 and health["status"] == "degraded"
+        assert any(victim in r for r in health["reasons"]["nats cluster"])
+
+        # A second dies: no quorum, so not ready for durable work, and unhealthy (still 200: a
+        # restart would heal nothing).
+        await cluster.kill(1)
+        # (The bus's own node may die too: "nats connected" can fail first, until it reconnects.)
+        body = await _poll(
+            session, f"{ops}/readyz", lambda s, b: s == 503 and not b["checks"]["nats cluster"]
+        )
+        assert any(f"{STREAM} has no quorum" in r for r in body["reasons"]["nats cluster"])
+        health = await _poll(session, f"{ops}/healthz", lambda _s, b: b["status"] == "unhealthy")
+        assert "nats cluster" in health["failing"]
+
+        # They come back: healthy again, with nothing restarted on citybus's side.
+        await cluster.start_node(1)
+        await cluster.start_node(2)
+        await _poll(session, f"{ops}/healthz", lambda s, b: s == 200 and b == {"status": "ok"}, 90)
+        status, body = await _get(session, f"{ops}/readyz")
+        assert status == 200 and "reasons" not in body
 
 
 CLUSTER_FAMILIES = {
@@ -286,37 +294,17 @@ CLUSTER_FAMILIES = {
 
 
 async def test_citybus_up_with_a_local_cluster_watches_each_node_and_node_1s_server(tmp_path: Path) -> None:
-    config = load_config(
-        environ={
-            "CITYBUS_SERVER_CLUSTER_SIZE": "3",
-            "CITYBUS_AUTH_MODE": "off",
-            "CITYBUS_OPS_ENABLED": "false",
-            "CITYBUS_SERVER_DATA_DIR": str(tmp_path / "data"),
-        }
-    )
-    runtime = Runtime(config, logger=structlog.get_logger(), components=[])
-    stop = asyncio.Event()
-    async with asyncio.TaskGroup() as tg:
-        tg.create_task(runtime.run(stop))
-        try:
-            async with asyncio.timeout(60):
-                await runtime.ready.wait()
-            assert runtime.cluster is not None
-            found = await _until(
-                runtime.metrics.registry,
-                lambda f: set(_by(f, "citybus_stream_quorum", "stream").values()) == {1.0},
-            )
-            assert set(_by(found, "citybus_cluster_node_up", "node")) == {(n,) for n in runtime.cluster.names}
-            assert len(found["citybus_nats_server_memory_bytes"]) == 1  # node 1's, unlabelled
-            await _poll_check(runtime, lambda ok: ok)
-        finally:
-            stop.set()
-
-
-async def _poll_check(runtime: Runtime, holds: Callable[[bool], bool]) -> None:
-    async with asyncio.timeout(30):
-        while not holds(runtime.health.status().get("nats cluster", False)):  # noqa: ASYNC110
-            await asyncio.sleep(0.1)
+    async with _up(tmp_path, CITYBUS_SERVER_CLUSTER_SIZE="3", CITYBUS_OPS_ENABLED="false") as runtime:
+        assert runtime.cluster is not None
+        found = await _until(
+            runtime.metrics.registry,
+            lambda f: set(_by(f, "citybus_stream_quorum", "stream").values()) == {1.0},
+        )
+        assert set(_by(found, "citybus_cluster_node_up", "node")) == {(n,) for n in runtime.cluster.names}
+        assert len(found["citybus_nats_server_memory_bytes"]) == 1  # node 1's, unlabelled
+        async with asyncio.timeout(30):  # the runtime's health check reads the same view
+            while not runtime.health.status().get("nats cluster"):  # noqa: ASYNC110
+                await asyncio.sleep(0.1)
 
 
 async def test_the_watch_keeps_the_view_fresh_without_scrapes(cluster: LocalCluster) -> None:
