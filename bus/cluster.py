@@ -223,22 +223,18 @@ class LocalCluster:
 
     def meta_leader(self) -> str | None:
         """The JetStream meta leader's server name, as the first running node that knows tells."""
-        for node in self.nodes:
-            if node.running and node.monitor_url is not None:
-                state = jetstream_state(node.monitor_url)
-                leader = ((state or {}).get("meta_cluster") or {}).get("leader")
-                if leader:
-                    return str(leader)
-        return None
+        return next((leader for leader in self._leaders() if leader), None)
 
     def _has_meta_leader(self) -> bool:
-        leaders = set()
-        for node in self.nodes:
-            if not node.running or node.monitor_url is None:
-                continue
-            state = jetstream_state(node.monitor_url)
-            leaders.add(((state or {}).get("meta_cluster") or {}).get("leader") or "")
-        return len(leaders) == 1 and "" not in leaders
+        return len(leaders := set(self._leaders())) == 1 and "" not in leaders
+
+    def _leaders(self) -> list[str]:
+        """The meta leader each running node names ("" for a node that knows none or does not answer)."""
+        return [
+            str(((jetstream_state(node.monitor_url) or {}).get("meta_cluster") or {}).get("leader") or "")
+            for node in self.nodes
+            if node.running and node.monitor_url is not None
+        ]
 
     async def __aenter__(self) -> Self:
         await self.start()

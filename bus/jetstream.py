@@ -1,10 +1,9 @@
-"""JetStream: streams provisioned from the contract registry, and durable pull consumers.
+"""JetStream: durable pull consumers over the streams provisioned from the contract registry.
 
-One stream per classification and domain (``CITY_PUBLIC_ENVIRONMENT`` holds
-``city.public.environment.>``), with limits from the configuration and a duplicate window so a
-republished ``ce-id`` is stored once. A :class:`DurableConsumer` fetches only as many messages as
-it has free handler slots, acks after the handler succeeds, retries a failure after a delay, and
-dead-letters a message once it has been delivered ``max_deliver`` times.
+The streams themselves (one per classification and domain) are made by :mod:`bus.provision`.
+A :class:`DurableConsumer` fetches only as many messages as it has free handler slots, acks after
+the handler succeeds, retries a failure after a delay, and dead-letters a message once it has
+been delivered ``max_deliver`` times.
 
 A fetch that fails because the connection is away is tried again after :data:`FETCH_RETRY`: a
 constant 0.5 s (no growth), because nats-py reconnects by itself and a consumer should resume
@@ -28,9 +27,8 @@ from bus.backoff import Backoff
 from bus.config import ConsumerConfig, StreamsConfig
 from bus.envelope import Event
 from bus.errors import CityBusError
-from bus.personal.vault import VAULT_STREAM, vault_stream_config
 from bus.pipeline import LetterSink, Policy, Route, Step, StreamPolicy, pending_count
-from contracts import Contract, Registry
+from contracts import Contract
 
 __all__ = [
     "FETCH_RETRY",
@@ -38,7 +36,6 @@ __all__ = [
     "ConsumerSettings",
     "DurableConsumer",
     "StreamSettings",
-    "provision_streams",
 ]
 
 FETCH_RETRY: Final = Backoff(initial=0.5, maximum=0.5)
@@ -53,82 +50,6 @@ field added there reaches the bus without a copy to keep in step."""
 
 ConsumerSettings = ConsumerConfig
 """How a durable consumer delivers, retries and gives up: the ``[consumer]`` section itself."""
-
-
-def _stream_config(
-    name: str, subject: str, description: str, settings: StreamSettings, classification: str
-) -> api.StreamConfig:
-    return api.StreamConfig(
-        name=name,
-        description=description,
-        subjects=[subject],
-        retention=api.RetentionPolicy.LIMITS,
-        discard=api.DiscardPolicy.OLD,
-        max_age=settings.max_age,
-        max_bytes=settings.max_bytes,
-        max_msgs=settings.max_msgs,
-        duplicate_window=settings.duplicate_window,
-        num_replicas=settings.replicas_for(classification) or 1,
-        storage=api.StorageType(settings.storage),
-    )
-
-
-UNAVAILABLE_FOR: Final = 10.0
-"""Seconds :func:`provision_streams` waits out JetStream answering 503 "temporarily unavailable"."""
-
-
-async def provision_streams(
-    js: JetStreamContext, registry: Registry, settings: StreamSettings, log: Any
-) -> list[str]:
-    """Create or update one stream per classification and domain; return their names.
-
-    JetStream answers 503 ("temporarily unavailable") for a moment after a server started or
-    reloaded its configuration (a ``citybus sandbox join`` reloads it just before provisioning):
-    that answer is waited out, up to :data:`UNAVAILABLE_FOR` seconds, as any other is not."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + UNAVAILABLE_FOR
-    while True:
-        try:
-            return await _provision(js, registry, settings, log)
-        except nats.js.errors.ServiceUnavailableError:
-            if loop.time() >= deadline:
-                raise
-            await asyncio.sleep(0.2)
-
-
-async def _provision(
-    js: JetStreamContext, registry: Registry, settings: StreamSettings, log: Any
-) -> list[str]:
-    names = []
-    for classification, domain in registry.domains():
-        name = subjects.stream_name(classification, domain)
-        config = _stream_config(
-            name,
-            subjects.domain_filter(classification, domain),
-            f"citybus {classification.value} {domain} messages",
-            settings,
-            classification.value,
-        )
-        try:
-            await js.stream_info(name)
-        except nats.js.errors.NotFoundError:
-            await js.add_stream(config)
-            log.info("stream created", stream=name)
-        else:
-            await js.update_stream(config)
-        names.append(name)
-    if any(cls.__contract__.sealed for cls in registry):
-        # The personal key vault (bus.personal.vault): where the registry has personal data to seal.
-        config = vault_stream_config(settings.replicas_for("personal") or 1, settings.storage)
-        try:
-            await js.stream_info(VAULT_STREAM)
-        except nats.js.errors.NotFoundError:
-            await js.add_stream(config)
-            log.info("stream created", stream=VAULT_STREAM)
-        else:
-            await js.update_stream(config)
-        names.append(VAULT_STREAM)
-    return names
 
 
 class ConsumerHost(Protocol):

@@ -232,6 +232,7 @@ def _exported(metrics: Metrics) -> dict[str, set[str]]:
     metrics.dead_letters_unstored.labels("environment.beach-observation.v1", "out-of-range").inc()
     metrics.publish_retries.labels("environment.beach-observation.v1").inc()
     metrics.consumer_pending.labels("archive-beach-observation-v1", "CITY_PUBLIC_ENVIRONMENT").set(3)
+    metrics.stream_setting_kept.labels("CITY_PUBLIC_ENVIRONMENT", "replicas").set(1)
     metrics.permission_denials.labels("publish").inc()
     instance = adapter_metrics(registry).instance("vicotee", "drammen")
     instance.up.set(1)
