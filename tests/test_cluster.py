@@ -205,3 +205,18 @@ def test_wrong_cluster_options_say_what_to_do(
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert "configuration error" in err and says in err and "Traceback" not in err
+
+
+async def test_a_route_port_taken_before_the_start_is_chosen_again(tmp_path: Path) -> None:
+    nodes = LocalCluster(data_dir=tmp_path / "c", size=3)
+    taken = nodes.nodes[1].cluster
+    assert taken is not None
+    squatter = await asyncio.start_server(lambda r, w: None, "127.0.0.1", taken.port)
+    try:
+        await nodes.start()
+        now = [n.cluster.port for n in nodes.nodes if n.cluster is not None]
+        assert taken.port not in now and len(set(now)) == 3
+        assert nodes.meta_leader() in nodes.names
+    finally:
+        squatter.close()
+        await nodes.stop()
