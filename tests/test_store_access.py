@@ -1,0 +1,136 @@
+"""Key-value buckets under access control, on a real nats-server with citybus's accounts.
+
+A ``STREAM.CREATE`` request carries the stream's configuration in its body, which the broker does
+not check: an instance allowed to create its bucket's stream could create ``KV_<bucket>`` over any
+subject of its account (a citizen's personal requests) and read what it captured with a stored
+message get — data it may not subscribe to. So instances do not create their buckets: the
+account's provisioner does, with the bucket's own subjects (:mod:`bus.buckets`), and the instance
+binds, reads and writes its keys.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import nats.errors
+import pytest
+import structlog
+from nats.js import api
+
+from bus import Bus, Metrics
+from bus.access import AccessModel, Declaration
+from bus.access.keys import CredentialStore
+from bus.access.tenancy import asker
+from bus.server import EmbeddedServer
+from bus.store import StoreError, open_store
+from bus.subjects import js_api, request_filter, store_bucket, store_filter, store_stream
+from contracts import ComparisonRequest
+from tests.test_access import CONTRACTS, Peer, barrier, connect, write_accounts
+
+pytestmark = pytest.mark.slow
+
+KEEPER = "keeper"
+BUCKET = store_bucket(KEEPER, "state")
+STREAM = store_stream(BUCKET)
+CITIZEN = "citizen"
+ASKED = request_filter(ComparisonRequest, "p-000000000042")
+"""A citizen's personal request: only the statistics service may read it."""
+
+
+@dataclass
+class City:
+    server: EmbeddedServer
+    store: CredentialStore
+
+    async def bus(self, user: str) -> Bus:
+        bus = Bus(metrics=Metrics(), logger=structlog.get_logger(), source=f"/tests/{user}")
+        await bus.connect(self.server.url, **self.store.load("CITY", user).connect_options())
+        bus.user = f"CITY/{user}"  # as the runtime's connector and the client commands log in
+        return bus
+
+    async def peer(self, user: str) -> Peer:
+        return await connect(self.server.url, self.store, "CITY", user)
+
+
+@pytest.fixture(scope="module")
+async def city(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[City]:
+    base: Path = tmp_path_factory.mktemp("store-access")
+    keeper = Declaration(KEEPER, consumes=(), produces=(), declassifier=False, stores=(BUCKET,))
+    citizen = asker(CITIZEN, "citizen", request_filter(ComparisonRequest, "*"))
+    model = AccessModel(CONTRACTS, adapters=[keeper, citizen])
+    store = CredentialStore(base / "credentials")
+    store.ensure(u.key for u in model.users)
+    data_dir = base / "nats"
+    data_dir.mkdir()
+    write_accounts(data_dir, model, store)
+    server = EmbeddedServer(data_dir=data_dir, extra_config='include "accounts.conf"')
+    await server.start()
+    try:
+        provisioner = City(server, store)
+        bus = await provisioner.bus("provisioner")
+        try:
+            await bus.provision_streams()  # the registry's streams, as citybus up makes them
+        finally:
+            await bus.drain()
+        yield City(server, store)
+    finally:
+        await server.stop()
+
+
+async def _ask_raw(peer: Peer, subject: str, body: dict[str, object]) -> dict[str, object] | None:
+    """JetStream's answer to ``body`` on ``subject``, or ``None`` when none came (refused)."""
+    try:
+        reply = await peer.nc.request(subject, json.dumps(body).encode(), timeout=2)
+    except (nats.errors.TimeoutError, nats.errors.NoRespondersError):
+        return None
+    answer: dict[str, object] = json.loads(reply.data)
+    return answer
+
+
+async def _stored(peer: Peer, subject: str) -> bytes | None:
+    """What ``peer`` reads of ``subject`` from the stream ``STREAM`` with a stored message get, once
+    JetStream stored it (it stores a message a moment after taking it); ``None`` when there is no
+    such stream, or ``peer`` may not ask."""
+    async with asyncio.timeout(10):
+        while True:
+            answer = await _ask_raw(peer, js_api("STREAM", "MSG", "GET", STREAM), {"last_by_subj": subject})
+            if answer is None:
+                return None
+            message, error = answer.get("message"), answer.get("error")
+            if isinstance(message, dict):
+                return base64.b64decode(message["data"])
+            if isinstance(error, dict) and error.get("err_code") == 10059:  # JSStreamNotFoundErr
+                return None
+            await asyncio.sleep(0.05)  # the stream is there, the message not yet stored
+
+
+async def test_an_instance_cannot_point_its_bucket_at_a_citizens_requests_to_read_them(city: City) -> None:
+    keeper, citizen = await city.peer(KEEPER), await city.peer(CITIZEN)
+    try:
+        # What it may not read by subscribing: the broker refuses the subscription.
+        await keeper.nc.subscribe("city.personal.rpc.>")
+        await barrier(keeper.nc)
+        assert keeper.refused("subscription", "city.personal.rpc.>")
+
+        # Its bucket's stream, created with another subject in the body of the request.
+        forged = api.StreamConfig(
+            name=STREAM, subjects=["city.personal.rpc.>"], storage=api.StorageType.FILE, num_replicas=1
+        )
+        created = await _ask_raw(keeper, js_api("STREAM", "CREATE", STREAM), forged.as_dict())
+        await citizen.nc.publish(ASKED, b'{"person": "p-000000000042", "asks": "my own data"}')
+        await barrier(citizen.nc)
+        leaked = await _stored(keeper, ASKED)
+        assert leaked is None, f"the instance read a citizen's request through its bucket: {leaked!r}"
+        assert created is None and keeper.refused("publish", js_api("STREAM", "CREATE", STREAM))
+        updated = await _ask_raw(keeper, js_api("STREAM", "UPDATE", STREAM), forged.as_dict())
+        assert updated is None and keeper.refused("publish", js_api("STREAM", "UPDATE", STREAM))
+    finally:
+        for peer in (keeper, citizen):
+            with contextlib.suppress(Exception):
+                await peer.nc.close()
