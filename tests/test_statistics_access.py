@@ -53,6 +53,7 @@ from bus import Bus, Metrics, PermissionDeniedError
 from bus.access import AccessError, AccessModel, Account, Declaration
 from bus.access.guests import Guest, load_guests
 from bus.access.keys import CredentialStore
+from bus.buckets import provision_buckets
 from bus.cli import main
 from bus.config import load_config
 from bus.server import EmbeddedServer
@@ -141,6 +142,8 @@ async def city(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[City]:
     provisioner = Bus(metrics=Metrics(), source="/tests/provisioner")
     await provisioner.connect(server.url, **store.load("CITY", "provisioner").connect_options())
     await provisioner.provision_streams()
+    # The instances' key-value buckets, as citybus up's provisioner makes them (they make none).
+    await provision_buckets(provisioner, access.buckets[Account.CITY], None)
     await provisioner.drain()
     try:
         yield City(server, store, peers)

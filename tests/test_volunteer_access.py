@@ -30,8 +30,9 @@ from adapters.metrics import AdapterMetrics
 from adapters.volunteer import VolunteerPlatform
 from adapters.volunteer.access import DESK, desk_declaration, organisation_declaration
 from bus import Bus, Metrics, PermissionDeniedError
-from bus.access import AccessError, AccessModel, Declaration
+from bus.access import AccessError, AccessModel, Account, Declaration
 from bus.access.keys import CredentialStore
+from bus.buckets import provision_buckets
 from bus.cli import main
 from bus.server import EmbeddedServer
 from bus.subjects import (
@@ -94,6 +95,8 @@ async def city(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Platfo
     provisioner = Bus(metrics=Metrics(), source="/tests/provisioner")
     await provisioner.connect(server.url, **store.load("CITY", "provisioner").connect_options())
     await provisioner.provision_streams()
+    # The instances' key-value buckets, as citybus up's provisioner makes them (they make none).
+    await provision_buckets(provisioner, model.buckets[Account.CITY], None)
     await provisioner.drain()
     try:
         yield Platform(server, store, peers)
