@@ -31,7 +31,15 @@ from bus.access.tenancy import asker
 from bus.buckets import provision_buckets
 from bus.server import EmbeddedServer
 from bus.store import StoreError, open_store
-from bus.subjects import js_api, overlaps, request_filter, store_bucket, store_filter, store_stream
+from bus.subjects import (
+    dead_letter_filter,
+    js_api,
+    overlaps,
+    request_filter,
+    store_bucket,
+    store_filter,
+    store_stream,
+)
 from contracts import ComparisonRequest
 from tests.test_access import CONTRACTS, Peer, barrier, connect, write_accounts
 
@@ -179,3 +187,22 @@ async def test_a_bucket_nobody_provisioned_is_an_error_that_says_who_creates_it(
             assert who in message
     finally:
         await keeper.drain()
+
+
+def test_citybus_auth_show_gives_each_bucket_to_its_accounts_provisioner_and_its_instance_its_keys() -> None:
+    keeper = Declaration(KEEPER, consumes=(), produces=(), declassifier=False, stores=(BUCKET,))
+    guest = Declaration("visitor", consumes=(), produces=(), declassifier=False, stores=("visitor_notes",))
+    model = AccessModel(CONTRACTS, adapters=[keeper], guests=[guest])
+    published = {(r.account, r.user, r.subject) for r in model.table() if r.right == "publish"}
+    for action in ("INFO", "CREATE", "UPDATE"):
+        assert ("CITY", "provisioner", js_api("STREAM", action, STREAM)) in published
+        assert ("SANDBOX", "provisioner", js_api("STREAM", action, "KV_visitor_notes")) in published
+        assert ("SANDBOX", "provisioner", js_api("STREAM", action, STREAM)) not in published
+    mine = {subject for account, user, subject in published if (account, user) == ("CITY", KEEPER)}
+    assert mine == {
+        dead_letter_filter(),
+        js_api("STREAM", "INFO", STREAM),  # binds
+        store_filter(BUCKET),  # writes its keys
+        js_api("DIRECT", "GET", STREAM, ">"),  # reads them
+        js_api("STREAM", "MSG", "GET", STREAM),
+    }
