@@ -17,7 +17,6 @@ import dataclasses
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import nats.errors
 import pytest
@@ -41,7 +40,7 @@ from bus.subjects import (
     store_stream,
 )
 from contracts import ComparisonRequest
-from tests.test_access import CONTRACTS, Peer, barrier, connect, write_accounts
+from tests.test_access import CONTRACTS, Peer, barrier, connect, start_with_accounts
 
 pytestmark = pytest.mark.slow
 
@@ -72,17 +71,10 @@ class City:
 
 @pytest.fixture(scope="module")
 async def city(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[City]:
-    base: Path = tmp_path_factory.mktemp("store-access")
     keeper = Declaration(KEEPER, consumes=(), produces=(), declassifier=False, stores=(BUCKET, LATER))
     citizen = asker(CITIZEN, "citizen", request_filter(ComparisonRequest, "*"))
     model = AccessModel(CONTRACTS, adapters=[keeper, citizen])
-    store = CredentialStore(base / "credentials")
-    store.ensure(u.key for u in model.users)
-    data_dir = base / "nats"
-    data_dir.mkdir()
-    write_accounts(data_dir, model, store)
-    server = EmbeddedServer(data_dir=data_dir, extra_config='include "accounts.conf"')
-    await server.start()
+    server, store = await start_with_accounts(tmp_path_factory.mktemp("store-access"), model)
     try:
         provisioner = City(server, store)
         bus = await provisioner.bus("provisioner")
