@@ -359,10 +359,12 @@ class Context:
         return await self._bus.vault.cipher_of(ref) is None
 
     async def key_value(self, name: str) -> KeyValueStore:
-        """The instance's own key-value bucket ``name``, created if missing: records changed by
-        compare-and-set, shared by the replicas of the instance (:mod:`bus.store`). The broker lets
-        an instance keep the buckets its adapter declares in ``stores`` and no other. On a cluster
-        the bucket has as many copies as the most replicated classification (``[streams]``)."""
+        """The instance's own key-value bucket ``name``: records changed by compare-and-set, shared
+        by the replicas of the instance (:mod:`bus.store`). The broker lets an instance use the
+        buckets its adapter declares in ``stores`` and no other; under access control the account's
+        provisioner creates them (``citybus up`` does as it starts), without it this creates a missing
+        one. On a cluster the bucket has as many copies as the most replicated classification
+        (``[streams]``)."""
         bucket = subjects.store_bucket(self.instance, name)
         about = f"state of {self.instance} ({name})"
         return await open_store(self._bus, bucket, description=about, streams=self._streams)

@@ -12,7 +12,8 @@ or an ``[adapters.NAME]`` section of the configuration (``--config FILE``). The 
    reloads the server (:func:`bus.access.joined.join`);
 3. provisions the sandbox's streams as ``SANDBOX/provisioner``, so that a contract of a company
    package installed after ``citybus up`` started is stored like the city's (``citybus up`` made
-   the streams of the contracts it knew);
+   the streams of the contracts it knew), and the key-value buckets the instance declares
+   (``stores``: an instance under access control never creates its own, :mod:`bus.buckets`);
 4. runs it, supervised, on the replay's clock (``ctx.clock`` is the replayed time, ``ce-time``
    follows it), with the sandbox's reserved sources checked on what it receives
    (:class:`bus.origin.SourceGuard`);
@@ -52,6 +53,7 @@ from bus.access import Account, Declaration
 from bus.access.declared import Declared
 from bus.access.joined import join, leave, running_sandbox
 from bus.access.login import Login, client_login
+from bus.buckets import provision_buckets
 from bus.config import Config
 from bus.console import err
 from bus.errors import CityBusError
@@ -102,14 +104,17 @@ def replay_to_follow(declared: Declared, wanted: str | None) -> str:
     )
 
 
-async def _provisioned(config: Config, log: Any) -> None:
-    """Create or update the sandbox's streams of every contract this process knows, as its
-    provisioner (whose rights the join's ``accounts.conf`` just extended to a new package's streams)."""
+async def _provisioned(config: Config, log: Any, buckets: Sequence[str]) -> None:
+    """Create or update the sandbox's streams of every contract this process knows, and the joined
+    instance's ``buckets``, as its provisioner (whose rights the join's ``accounts.conf`` just
+    extended to a new package's streams and to these buckets)."""
     provisioner = client_login(config, default_user="provisioner", default_account=Account.SANDBOX.value)
     bus = Bus(metrics=Metrics(), logger=log, name="citybus-join-provisioner", encoding=config.bus.encoding)
     await _admitted(bus, provisioner, config)
     try:
-        await bus.provision_streams(client_streams(config, provisioner.url, external=bool(config.nats.url)))
+        streams = client_streams(config, provisioner.url, external=bool(config.nats.url))
+        await bus.provision_streams(streams)
+        await provision_buckets(bus, buckets, streams)
     finally:
         await bus.drain()
 
@@ -194,7 +199,7 @@ async def _run(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, supervisor.stop)
-    await _provisioned(config, log)
+    await _provisioned(config, log, joined_declaration(instance).stores)
     await _admitted(bus, login, config)
     err(f"running adapter {instance.adapter.name} as instance {instance.name} (Ctrl-C to stop)")
     try:

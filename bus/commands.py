@@ -18,7 +18,9 @@ from typing import Any
 import msgspec
 
 from bus import subjects
+from bus.access.joined import declared_buckets
 from bus.asyncapi import asyncapi_document
+from bus.buckets import provision_buckets
 from bus.bus import Bus, redact_url
 from bus.codec import decode_bytes
 from bus.config import Config, config_file
@@ -427,7 +429,9 @@ def cmd_contracts_provision(args: argparse.Namespace, config: Config) -> int:
     installed while it runs (a company joining the sandbox) needs its streams made, or its messages
     are delivered but never stored. Under access control it runs as the account's ``provisioner``,
     which may touch only the streams ``accounts.conf`` names: ``citybus auth generate`` (run with the
-    package installed) adds the package's streams there first.
+    package installed) adds the package's streams there first. It also creates and scales up the
+    key-value buckets the account's instances declare (:mod:`bus.buckets`: under access control no
+    instance creates its own), those of the running ``citybus up`` or else of the configuration.
 
     It never lowers a stream's replicas or limits unless ``--allow-lower`` says to (:mod:`bus.provision`);
     automatic replicas are those of the running ``citybus up`` (its cluster's nodes, at most 3).
@@ -437,11 +441,15 @@ def cmd_contracts_provision(args: argparse.Namespace, config: Config) -> int:
     if args.allow_lower:
         streams = msgspec.structs.replace(streams, allow_lower=True)
 
-    async def main() -> list[str]:
+    account = who.user.split("/")[0] if "/" in who.user else None
+    declared = declared_buckets(config)
+    buckets = [b for a, names in declared.items() if account in (None, a.value) for b in names]
+
+    async def main() -> tuple[list[str], list[str]]:
         bus = Bus(metrics=Metrics(), logger=configure_logging(config.log.format, "warning"))
         await who.connect(bus, config)
         try:
-            return await bus.provision_streams(streams)
+            return await bus.provision_streams(streams), await provision_buckets(bus, buckets, streams)
         except NotConnectedError as exc:
             if not who.user:
                 raise
@@ -452,7 +460,9 @@ def cmd_contracts_provision(args: argparse.Namespace, config: Config) -> int:
         finally:
             await bus.drain()
 
-    names = asyncio.run(main())
-    where = f" in {who.user.split('/')[0]}" if "/" in who.user else ""
+    names, stores = asyncio.run(main())
+    where = f" in {account}" if account else ""
     out(f"provisioned {len(names)} streams{where}: {', '.join(names)}")
+    if stores:
+        out(f"provisioned {len(stores)} key-value stores{where}: {', '.join(stores)}")
     return 0

@@ -33,6 +33,7 @@ from bus.access.login import (
     write_instance,
 )
 from bus.access.render import generate, server_include
+from bus.buckets import provision_buckets
 from bus.bus import Bus, redact_url
 from bus.cluster import LocalCluster, config_dir, embedded_broker
 from bus.cluster_monitor import ClusterMonitor, monitor_urls, watch_cluster
@@ -226,6 +227,8 @@ class Runtime:
         self.access: InstanceAccess | None = None
         """Under access control, what ``citybus auth`` needs to rebuild this instance's access model
         (recorded in ``instance.json``): the declarations, the MQTT users, the users it runs as."""
+        self.buckets: dict[Account, tuple[str, ...]] = {}
+        """Under access control, the key-value buckets each account's provisioner creates (``stores``)."""
         self.ready = asyncio.Event()
         self.links: dict[str, str] = {}
         """What the components serve and where, once they do (see :attr:`RuntimeContext.links`)."""
@@ -373,10 +376,13 @@ class Runtime:
             await component.start()
 
     async def _provision(self, connector: Connector, account: str) -> list[str]:
-        """Provision ``account``'s streams as its ``provisioner``, then close that connection."""
+        """Provision ``account``'s streams and the key-value buckets its instances declare
+        (:mod:`bus.buckets`) as its ``provisioner``, then close that connection."""
         provisioner = await connector.connect(account, "provisioner")
         try:
-            return await provisioner.provision_streams(self.config.streams)
+            streams = await provisioner.provision_streams(self.config.streams)
+            buckets = self.buckets.get(Account(account), ())
+            return streams + await provision_buckets(provisioner, buckets, self.config.streams)
         finally:
             await self._bounded(f"provisioning connection ({account})", provisioner.drain)
 
@@ -424,6 +430,7 @@ class Runtime:
             log.info("removed the users of joins that are gone", users=[f"SANDBOX/{n}" for n in pruned])
         declared += Declared(guests=joined_declarations(store.directory))
         model = access_model(self.registry, declared, cfg)
+        self.buckets = model.buckets
         # `citybus auth`, run from anywhere, must rebuild this model (not its own directory's
         # citybus.toml's), and must never drop a user this instance runs as.
         self.access = InstanceAccess(

@@ -7,7 +7,8 @@ it finds a pip-installed one. The package brings:
 * a contract of its own, ``testco.beach-advice`` (entry point group ``citybus.contracts``);
 * ``testco-advisor`` (``citybus.adapters``): reads beach observations and publishes, every minute
   of its clock, advice for its own buoy stamped with that clock's time (``advised_at``), counting
-  the observations it saw;
+  the observations it saw; it counts its runs in a key-value bucket of its own (``stores``), which
+  the join's provisioner makes (an instance under access control never creates its bucket);
 * ``testco-snoop``: declares a personal contract, which no joined instance may have.
 """
 
@@ -55,8 +56,13 @@ class Advisor(Adapter):
     name = "testco-advisor"
     consumes = (BeachObservation,)
     produces = (BeachAdvice,)
+    stores = ("runs",)
 
     async def run(self, ctx: Context) -> None:
+        runs = await ctx.key_value("runs")
+        record = await runs.get("count")
+        count = int(record.value) + 1 if record is not None else 1
+        await runs.put("count", str(count).encode(), revision=record.revision if record else None)
         seen = 0
 
         async def on_observation(event: Event[BeachObservation]) -> None:

@@ -53,6 +53,7 @@ from bus.access import (
 )
 from bus.access.keys import CredentialError, CredentialStore, Secret
 from bus.access.render import render_config
+from bus.buckets import provision_buckets
 from bus.errors import ConfigError
 from bus.server import EmbeddedServer
 from bus.subjects import (
@@ -301,10 +302,8 @@ def write_accounts(data_dir: Path, model: AccessModel, store: CredentialStore) -
     return text
 
 
-@pytest.fixture(scope="module")
-async def city(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[City]:
-    base = tmp_path_factory.mktemp("access")
-    model = city_model()
+async def start_with_accounts(base: Path, model: AccessModel) -> tuple[EmbeddedServer, CredentialStore]:
+    """A started nats-server in ``base`` whose accounts are ``model``'s, and its users' credentials."""
     store = CredentialStore(base / "credentials")
     store.ensure(u.key for u in model.users)
     data_dir = base / "nats"
@@ -312,6 +311,25 @@ async def city(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[City]:
     write_accounts(data_dir, model, store)
     server = EmbeddedServer(data_dir=data_dir, extra_config='include "accounts.conf"')
     await server.start()
+    return server, store
+
+
+async def provision_as_up(server: EmbeddedServer, store: CredentialStore, model: AccessModel) -> None:
+    """What ``citybus up``'s provisioner makes in ``CITY``: the registry's streams, and the key-value
+    buckets the instances declare (they make none themselves: bus/buckets.py)."""
+    provisioner = Bus(metrics=Metrics(), source="/tests/provisioner")
+    await provisioner.connect(server.url, **store.load("CITY", "provisioner").connect_options())
+    try:
+        await provisioner.provision_streams()
+        await provision_buckets(provisioner, model.buckets[Account.CITY], None)
+    finally:
+        await provisioner.drain()
+
+
+@pytest.fixture(scope="module")
+async def city(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[City]:
+    model = city_model()
+    server, store = await start_with_accounts(tmp_path_factory.mktemp("access"), model)
     users = {*KINDS.values(), *(k for k in (*WITNESS.values(), *FEEDER.values()) if k is not None)}
     peers = {key: await connect(server.url, store, *key) for key in sorted(users)}
     try:

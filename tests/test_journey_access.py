@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
@@ -19,26 +18,24 @@ from adapters.access import declaration
 from adapters.instances import parse_instance
 from adapters.journey import JourneyPlanner
 from bus.access import AccessModel
-from bus.access.keys import CredentialStore
-from bus.server import EmbeddedServer
 from bus.subjects import request_filter, request_subject
 from contracts import JourneyRequest
-from tests.test_access import CONTRACTS, PRODUCER, Peer, barrier, connect, write_accounts
+from tests.test_access import (
+    CONTRACTS,
+    PRODUCER,
+    Peer,
+    barrier,
+    connect,
+    start_with_accounts,
+)
 
 PLANNER = declaration(parse_instance("journey-planner", JourneyPlanner, {"timetable": {"file": "nsb.zip"}}))
 
 
 @pytest.fixture(scope="module")
 async def peers(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[dict[str, Peer]]:
-    base: Path = tmp_path_factory.mktemp("journey-access")
     model = AccessModel(CONTRACTS, adapters=[PLANNER, PRODUCER])
-    store = CredentialStore(base / "credentials")
-    store.ensure(u.key for u in model.users)
-    data_dir = base / "nats"
-    data_dir.mkdir()
-    write_accounts(data_dir, model, store)
-    server = EmbeddedServer(data_dir=data_dir, extra_config='include "accounts.conf"')
-    await server.start()
+    server, store = await start_with_accounts(tmp_path_factory.mktemp("journey-access"), model)
     found = {
         user: await connect(server.url, store, "CITY", user)
         for user in ("journey-planner", "public", "vicotee-beach")

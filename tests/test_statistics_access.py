@@ -67,7 +67,15 @@ from contracts import (
     VolunteerActivity,
 )
 from sandbox.access import pilot_declaration
-from tests.test_access import CONTRACTS, PRODUCER, Peer, barrier, connect, write_accounts
+from tests.test_access import (
+    CONTRACTS,
+    PRODUCER,
+    Peer,
+    barrier,
+    connect,
+    provision_as_up,
+    start_with_accounts,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -128,20 +136,10 @@ PEERS = {
 
 @pytest.fixture(scope="module")
 async def city(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[City]:
-    base: Path = tmp_path_factory.mktemp("statistics-access")
     access = model()
-    store = CredentialStore(base / "credentials")
-    store.ensure(u.key for u in access.users)
-    data_dir = base / "nats"
-    data_dir.mkdir()
-    write_accounts(data_dir, access, store)
-    server = EmbeddedServer(data_dir=data_dir, extra_config='include "accounts.conf"')
-    await server.start()
+    server, store = await start_with_accounts(tmp_path_factory.mktemp("statistics-access"), access)
     peers = {user: await connect(server.url, store, account.value, user) for user, account in PEERS.items()}
-    provisioner = Bus(metrics=Metrics(), source="/tests/provisioner")
-    await provisioner.connect(server.url, **store.load("CITY", "provisioner").connect_options())
-    await provisioner.provision_streams()
-    await provisioner.drain()
+    await provision_as_up(server, store, access)
     try:
         yield City(server, store, peers)
     finally:

@@ -95,3 +95,13 @@ async def test_the_readme_walk(up: Up) -> None:
     listed = (await citybus(up, "stats", "list")).splitlines()
     assert listed[0].split() == ["DATASET", "PERIOD", "RELEASE", "CELLS", "PRIVACY", "TITLE"]
     assert {line.split()[0] for line in listed[1:]} >= {"beach-water-temperature", "volunteer-hours"}
+
+
+async def test_contracts_provision_makes_the_buckets_the_running_instances_declare(up: Up) -> None:
+    """Under access control no instance creates its key-value buckets: the account's provisioner
+    does, at start and again with ``citybus contracts provision`` (bus/buckets.py)."""
+    out = (await citybus(up, "contracts", "provision", "--account", "sandbox")).splitlines()
+    assert out[0].startswith("provisioned ") and " streams in SANDBOX: " in out[0]
+    assert out[1].startswith("provisioned ") and " key-value stores in SANDBOX: " in out[1]
+    made = set(out[1].split(": ", 1)[1].split(", "))
+    assert {"KV_statistics_budget", "KV_statistics_contributions"} <= made

@@ -6,8 +6,10 @@ import asyncio
 import uuid
 
 import pytest
+from nats.js import api
 
 from bus import Bus, MemoryBus, Metrics
+from bus.errors import ConfigError
 from bus.store import StoreConflict, StoreError, open_store
 
 pytestmark = pytest.mark.slow
@@ -38,6 +40,24 @@ async def test_concurrent_writers_each_win_once_per_revision(bus: Bus) -> None:
     )
     assert sum(isinstance(r, int) for r in results) == 1
     assert sum(isinstance(r, StoreConflict) for r in results) == 19
+
+
+async def test_a_bucket_made_here_keeps_its_own_keys_only(bus: Bus) -> None:
+    """Without access control an instance makes its bucket itself, as the provisioner would."""
+    store = await open_store(bus, f"test-{uuid.uuid4().hex[:8]}", description="state of a test")
+    config = (await bus.js.stream_info(f"KV_{store.bucket}")).config
+    assert config.subjects == [f"$KV.{store.bucket}.>"] and config.description == "state of a test"
+    assert config.max_msgs_per_subject == 1 and config.storage == api.StorageType.FILE and config.deny_delete
+
+
+async def test_a_bucket_over_other_subjects_is_refused_with_what_to_do(bus: Bus) -> None:
+    """As an instance of an earlier citybus could make it, to read others' subjects."""
+    bucket = f"test-{uuid.uuid4().hex[:8]}"
+    forged = api.StreamConfig(name=f"KV_{bucket}", subjects=[f"elsewhere-{bucket}.>"], max_msgs_per_subject=1)
+    await bus.js.add_stream(forged)
+    refused = rf"captures \['elsewhere-{bucket}.>'\].*nats stream rm KV_{bucket}"
+    with pytest.raises(ConfigError, match=refused):
+        await open_store(bus, bucket)
 
 
 async def test_the_in_memory_bus_says_it_keeps_no_stores() -> None:

@@ -54,7 +54,15 @@ from contracts import (
     VolunteerActivity,
     VolunteerSignup,
 )
-from tests.test_access import CONTRACTS, PRODUCER, Peer, barrier, connect, write_accounts
+from tests.test_access import (
+    CONTRACTS,
+    PRODUCER,
+    Peer,
+    barrier,
+    connect,
+    provision_as_up,
+    start_with_accounts,
+)
 from tests.volunteering import ORG, OTHER, offer, signup
 
 pytestmark = pytest.mark.slow
@@ -80,21 +88,11 @@ class Platform:
 
 @pytest.fixture(scope="module")
 async def city(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Platform]:
-    base: Path = tmp_path_factory.mktemp("volunteer-access")
     model = AccessModel(CONTRACTS, adapters=[PLATFORM, *TENANTS, PRODUCER])
-    store = CredentialStore(base / "credentials")
-    store.ensure(u.key for u in model.users)
-    data_dir = base / "nats"
-    data_dir.mkdir()
-    write_accounts(data_dir, model, store)
-    server = EmbeddedServer(data_dir=data_dir, extra_config='include "accounts.conf"')
-    await server.start()
+    server, store = await start_with_accounts(tmp_path_factory.mktemp("volunteer-access"), model)
     users = (INSTANCE, ORG, OTHER, DESK, "vicotee-beach", "public")
     peers = {user: await connect(server.url, store, "CITY", user) for user in users}
-    provisioner = Bus(metrics=Metrics(), source="/tests/provisioner")
-    await provisioner.connect(server.url, **store.load("CITY", "provisioner").connect_options())
-    await provisioner.provision_streams()
-    await provisioner.drain()
+    await provision_as_up(server, store, model)
     try:
         yield Platform(server, store, peers)
     finally:

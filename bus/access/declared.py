@@ -28,6 +28,7 @@ from typing import Any
 
 from bus.access.guests import GuestKind, load_guests
 from bus.access.policy import AccessModel
+from bus.access.provisioner import buckets_by_account
 from bus.access.users import Account, Declaration
 from bus.config import Config
 from bus.errors import ConfigError
@@ -62,6 +63,11 @@ class Declared:
     running, so they do not make ``SANDBOX`` the account ``citybus up`` serves."""
     problems: tuple[str, ...] = ()
     """What a package could not declare (an entry point that did not load), for warnings."""
+
+    def buckets(self) -> dict[Account, tuple[str, ...]]:
+        """The key-value buckets declared in each account, which its provisioner creates (the
+        on-demand users' in ``SANDBOX``, as :func:`access_model` places them)."""
+        return buckets_by_account(self.city, self.sandbox + self.on_demand, self.guests)
 
     def __add__(self, other: Declared) -> Declared:
         return Declared(

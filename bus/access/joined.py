@@ -48,6 +48,7 @@ from bus.access.declared import (
     declaration_from_record,
     declaration_record,
     declared_from_record,
+    discover_declarations,
     discover_providers,
 )
 from bus.access.guests import load_guests
@@ -67,6 +68,7 @@ __all__ = [
     "Joined",
     "JoinedUser",
     "credentials_lock",
+    "declared_buckets",
     "join",
     "joined_declarations",
     "leave",
@@ -171,6 +173,16 @@ def prune_joined(store: CredentialStore) -> list[str]:
         if store.seed_path(Account.SANDBOX.value, entry.name).exists():
             store.revoke(Account.SANDBOX.value, entry.name)
     return [e.name for e in dead]
+
+
+def declared_buckets(config: Config) -> dict[Account, tuple[str, ...]]:
+    """The key-value buckets declared in each account (what its provisioner creates): the running
+    ``citybus up``'s and its joined users' — or, when none runs here, the configuration's."""
+    info = read_instance(config)
+    if info is None or info.auth is None or info.access is None:
+        return discover_declarations(config).buckets()
+    declared = declared_from_record(info.access.declared, default_registry())
+    return (declared + Declared(guests=joined_declarations(Path(info.auth.credentials)))).buckets()
 
 
 def running_sandbox(config: Config) -> tuple[Instance, Declared]:

@@ -23,7 +23,8 @@ kind       publishes                                        subscribes
 service    the dead letters                                 its inbox
 (both)
 provision- ``$JS.API.STREAM.{INFO,CREATE,UPDATE}.<s>`` for  its inbox
-er (both)  every stream of the registry, nothing else
+er (both)  every stream of the registry and every key-value
+           bucket its account's users declare, nothing else
 adapter    the subjects of the contracts it produces; the   the subjects of the contracts it consumes; the
 (CITY or   dead letters (unless ``dead_letters=False``);    classes it ``reads`` whole; its
 SANDBOX)   its ``raw_publish``; its clock (with             ``raw_subscribe``; its control subjects (with
@@ -92,9 +93,9 @@ Why each right exists, and the decisions behind them:
   closes once the streams are provisioned. Provisioning reads a stream (``STREAM.INFO``), creates
   it when it is missing (``STREAM.CREATE``) and applies the configured limits to one that exists
   (``STREAM.UPDATE``: a changed ``streams.max_age`` must reach the streams already there). These
-  three, for the registry's stream names exactly, are all it gets: no ``DELETE``, ``PURGE``,
-  ``MSG.DELETE``, ``SNAPSHOT``, ``RESTORE``, no consumers, no data. An update can still drop
-  messages (lower limits): it lives on a user of its own, and no other user may send it.
+  three, for the registry's streams and the declared buckets exactly, are all it gets: no ``DELETE``,
+  ``PURGE``, ``MSG.DELETE``, ``SNAPSHOT``, ``RESTORE``, no consumers, no data. A create or update names
+  any subjects in its body, and can drop messages: no other user may send one (bus/access/provisioner.py).
 * **Dead letters are internal.** Every adapter may *publish* them (its bus dead-letters what it
   cannot handle); internal clients and operators read them; the public does not — a dead letter
   carries the original payload. A declaration with ``dead_letters=False`` (a guest that is not the
@@ -124,7 +125,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from bus import subjects
-from bus.access.personal import personal_rights, provision_vault
+from bus.access.personal import personal_rights
+from bus.access.provisioner import buckets_by_account, provisioner_rights
 from bus.access.tenancy import tenancy_rights
 from bus.access.users import (
     AccessError,
@@ -217,6 +219,8 @@ class AccessModel:
         self._streams = [(cls, subjects.stream_name(cls, domain)) for cls, domain in pairs]
         self._vault = any(c.__contract__.sealed for c in contracts)
         """Whether any contract is sealed, so that the account has a key vault (:mod:`bus.personal`)."""
+        self.buckets = buckets_by_account(adapters, sandbox_adapters, guests)
+        """The key-value buckets each account's users declare: its provisioner creates them."""
         users: list[User] = []
         for account, declared in ((Account.CITY, adapters), (Account.SANDBOX, sandbox_adapters)):
             users += [self._client(account, kind) for kind in _CLIENT_KINDS]
@@ -296,11 +300,7 @@ class AccessModel:
         inbox = subjects.inbox_filter(kind.value)
         requests = "requests are for their responders: they can carry what a citizen asked"
         if kind is Kind.PROVISIONER:
-            for _, stream in self._streams:
-                for action in ("INFO", "CREATE", "UPDATE"):
-                    r.pub(subjects.js_api("STREAM", action, stream), f"provisions the stream {stream}")
-            if self._vault:
-                provision_vault(r)
+            provisioner_rights(r, self._streams, vault=self._vault, buckets=self.buckets[account])
             r.sub(inbox, "its replies (JetStream answers), and nobody else's")
             return User(account=account, name=kind.value, kind=kind, permissions=r.permissions())
         if kind is Kind.SERVICE:

@@ -9,9 +9,12 @@ contract rules of :mod:`bus.access.policy` do not give, each granted here from a
   another nor ask for another's volunteers — the broker refuses the publish, the responder never
   sees it. The answer comes to its own inbox (the responder's ``allow_responses``).
 * **A service keeps its own key-value stores** (``stores``, :func:`bus.subjects.store_bucket`):
-  it may create and read its ``KV_<instance>_<name>`` stream and write its keys (compare-and-set,
-  :mod:`bus.store`); no other bucket, no ``PURGE`` or ``DELETE`` of the stream, and no ``UPDATE``
-  (which could point the stream at other subjects, to read them): an operator raises its replicas.
+  it may bind to its ``KV_<instance>_<name>`` stream (``STREAM.INFO``), write its keys
+  (compare-and-set, :mod:`bus.store`) and read them (``DIRECT.GET``, ``STREAM.MSG.GET``); no other
+  bucket, no ``PURGE`` or ``DELETE``, and neither ``CREATE`` nor ``UPDATE``: their body is the
+  stream's configuration, which could point the stream at other subjects of the account, to read
+  them with the same gets. The account's provisioner creates and scales the bucket
+  (:mod:`bus.access.provisioner`).
 * **A service reads back what it stored** (``recalls``, contracts it produces): ``STREAM.INFO``
   and ``STREAM.MSG.GET`` of their stream (the read-only reads of :mod:`bus.reading`, never a
   consumer, which could name any deliver subject) and their subjects, to hear of new messages.
@@ -49,7 +52,6 @@ def tenancy_grants(d: Declaration) -> tuple[list[Grant], list[Grant]]:
         stream = subjects.store_stream(bucket)
         publish += [
             Grant(subjects.js_api("STREAM", "INFO", stream), f"binds to its key-value store {bucket}"),
-            Grant(subjects.js_api("STREAM", "CREATE", stream), f"creates its key-value store {bucket}"),
             Grant(subjects.store_filter(bucket), f"writes the keys of {bucket} (compare-and-set)"),
             Grant(subjects.js_api("DIRECT", "GET", stream, ">"), f"reads the keys of {bucket}"),
             Grant(subjects.js_api("STREAM", "MSG", "GET", stream), f"reads the keys of {bucket}"),

@@ -120,8 +120,8 @@ class Declaration:
     an organisation of the volunteer platform asks on its own entity's subject only, so the broker,
     not the responder, keeps it from asking as another."""
     stores: tuple[str, ...] = ()
-    """JetStream key-value buckets it keeps (``bus.subjects.store_bucket``): it may create and read
-    them and write their keys (compare-and-set), and no other bucket."""
+    """JetStream key-value buckets it keeps (``bus.subjects.store_bucket``): the account's provisioner
+    creates them; it may bind to them, read and write their keys (compare-and-set), and no other bucket."""
     recalls: tuple[type[Contract], ...] = ()
     """Contracts it produces whose stored messages it reads back (``STREAM.INFO`` and
     ``STREAM.MSG.GET`` of their stream, and their subjects to hear of new ones): state rebuilt
