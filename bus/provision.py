@@ -47,6 +47,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Final
 
+import nats.errors
 import nats.js.errors
 from nats.js import JetStreamContext, api
 
@@ -61,6 +62,7 @@ from contracts import Registry
 
 __all__ = [
     "PROTECTED",
+    "UNANSWERED_FOR",
     "UNAVAILABLE_FOR",
     "Kept",
     "client_streams",
@@ -75,6 +77,10 @@ __all__ = [
 UNAVAILABLE_FOR: Final = 10.0
 """Seconds :func:`provision_streams` waits out JetStream answering 503 "temporarily unavailable"."""
 
+UNANSWERED_FOR: Final = 30.0
+"""Seconds :func:`provision_streams` asks again when a stream's request goes unanswered (a cluster
+started again on its store: its streams elect their leaders after the meta group did)."""
+
 PROTECTED: Final[dict[str, float | None]] = {
     "num_replicas": None,
     "max_bytes": -1,
@@ -83,6 +89,11 @@ PROTECTED: Final[dict[str, float | None]] = {
     "duplicate_window": None,
 }
 """The stream settings never lowered silently, each with its value meaning "unlimited" (if any)."""
+
+_SERVER_DEFAULT: Final[dict[str, float]] = {"duplicate_window": 0}
+"""A value nats-py sends for a setting left unset, which the server reads as its default (a
+duplicate window of 2 min) and reports as that default: not a lower value. The key vault leaves
+its window unset; compared, every provisioning after the first warned that it kept 120 s over 0."""
 
 _SETTING: Final = {"num_replicas": "replicas"}
 """How ``[streams]`` names a JetStream setting where the names differ."""
@@ -146,12 +157,14 @@ def reconcile(
 ) -> tuple[api.StreamConfig, list[Kept]]:
     """``wanted`` as it may be applied to a stream configured ``existing``, and the settings it
     lowers (kept at ``existing``'s value unless ``allow_lower``). A setting left ``None`` in
-    ``wanted`` (the server's default) is not compared."""
+    ``wanted`` (the server's default), or a duplicate window of 0 (the same), is not compared."""
     keep: dict[str, Any] = {}
     lowered: list[Kept] = []
     for field, unlimited in PROTECTED.items():
         have, want = getattr(existing, field), getattr(wanted, field)
-        if have is None or want is None or _size(want, unlimited) >= _size(have, unlimited):
+        if have is None or want is None or want == _SERVER_DEFAULT.get(field):
+            continue
+        if _size(want, unlimited) >= _size(have, unlimited):
             continue
         lowered.append(Kept(str(wanted.name), _SETTING.get(field, field), have, want))
         if not allow_lower:
@@ -321,16 +334,24 @@ async def provision_streams(
 
     JetStream answers 503 ("temporarily unavailable") for a moment after a server started or
     reloaded its configuration (a ``citybus sandbox join`` reloads it just before provisioning):
-    that answer is waited out, up to :data:`UNAVAILABLE_FOR` seconds, as any other is not."""
+    that answer is waited out, up to :data:`UNAVAILABLE_FOR` seconds, as any other is not.
+    No answer at all is asked again for up to :data:`UNANSWERED_FOR` seconds: a stream without a
+    leader answers nothing, and a cluster started again on its store (``citybus up --cluster 3``
+    run a second time) elects each stream's leader a few seconds after its meta leader. Streams
+    done before are brought in step again, which changes nothing."""
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + UNAVAILABLE_FOR
+    started = loop.time()
     while True:
         try:
             return await _provision(js, registry, settings or StreamsConfig(), log, metrics)
         except nats.js.errors.ServiceUnavailableError:
-            if loop.time() >= deadline:
+            if loop.time() >= started + UNAVAILABLE_FOR:
                 raise
             await asyncio.sleep(0.2)
+        except nats.errors.TimeoutError:
+            if loop.time() >= started + UNANSWERED_FOR:
+                raise
+            log.warning("JetStream did not answer provisioning the streams: asking again (electing leaders?)")
 
 
 async def _provision(

@@ -1,0 +1,74 @@
+"""Starting again on a store that exists: a whole local cluster stopped and started again, as
+``citybus up --cluster 3`` run a second time on the same data directory does, and streams
+provisioned a second time.
+
+Found by hand: the second ``citybus up --cluster 3`` on a data dir ended at start-up with "JetStream
+did not answer (TimeoutError): is JetStream enabled on the server?". The cluster had its meta leader
+(:meth:`~bus.cluster.LocalCluster.start` waits for that), but the streams it already held elect
+their own leaders only after it, and a stream without a leader does not answer ``STREAM.INFO`` at
+all: provisioning's first request timed out.
+"""
+
+from __future__ import annotations
+
+import pytest
+import structlog
+
+from bus import Bus, Metrics
+from bus.cluster import LocalCluster
+from bus.personal.vault import VAULT_STREAM
+from bus.server import EmbeddedServer
+from bus.streams_config import StreamsConfig
+from contracts.environment import BeachObservation
+
+pytestmark = pytest.mark.timeout(120)
+
+
+async def _bus(url: str) -> Bus:
+    bus = Bus(metrics=Metrics(), logger=structlog.get_logger(), source="/tests/cluster-restart")
+    await bus.connect(url, reconnect_wait=0.1)
+    return bus
+
+
+async def test_a_cluster_started_again_on_its_store_provisions_its_streams(cluster: LocalCluster) -> None:
+    settings = StreamsConfig(replicas=3)
+    bus = await _bus(cluster.url)
+    try:
+        names = await bus.provision_streams(settings)
+        event_id = "before-the-restart"
+        await bus.publish_durable(BeachObservation.example(), event_id=event_id)
+    finally:
+        await bus.drain()
+    await cluster.stop()
+
+    await cluster.start()  # returns once the meta group has a leader, not every stream
+    bus = await _bus(cluster.url)
+    try:
+        assert await bus.provision_streams(settings) == names
+        info = await bus.js.stream_info("CITY_PUBLIC_ENVIRONMENT")
+        assert info.config.num_replicas == 3 and info.state.messages == 1
+        stored = await bus.js.get_last_msg("CITY_PUBLIC_ENVIRONMENT", "city.public.>")
+        assert stored.headers is not None and stored.headers["ce-id"] == event_id
+    finally:
+        await bus.drain()
+
+
+async def test_provisioning_again_keeps_nothing_that_was_not_lowered(fresh_server: EmbeddedServer) -> None:
+    # The key vault leaves its duplicate window unset (sent as 0, the server's 2 min), and the server
+    # reports 120 s: every start after the first warned "stream setting kept" and set the gauge.
+    bus = await _bus(fresh_server.url)
+    try:
+        names = await bus.provision_streams(StreamsConfig())
+        assert VAULT_STREAM in names
+        await bus.provision_streams(StreamsConfig())
+        kept = [
+            sample.labels
+            for family in bus.metrics.registry.collect()
+            if family.name == "citybus_stream_setting_kept"
+            for sample in family.samples
+            if sample.value
+        ]
+        assert kept == []
+        assert (await bus.js.stream_info(VAULT_STREAM)).config.duplicate_window == 120
+    finally:
+        await bus.drain()
