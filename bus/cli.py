@@ -167,9 +167,10 @@ def _configure(args: argparse.Namespace) -> Config:
             raise ConfigError(
                 "--cluster starts a local cluster of nats-servers; with --nats, citybus uses yours"
             )
-        if not 1 <= args.cluster <= 5:
+        if not 1 <= args.cluster <= 5 or args.cluster == 2:
             raise ConfigError(
-                f"--cluster {args.cluster}: give 3 or 5 nodes (1 is a single server; at most 5)"
+                f"--cluster {args.cluster}: give 3 or 5 nodes (1 is a single server; at most 5; two "
+                "nodes have no majority once either is lost)"
             )
         server = msgspec.structs.replace(server, cluster_size=args.cluster)
     if getattr(args, "data_dir", None):

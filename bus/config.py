@@ -146,6 +146,12 @@ class ServerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
                 "server.tls_cert and server.tls_key go together: give both files (PEM) for TLS on the "
                 "client port, or neither"
             )
+        if self.cluster_size == 2:
+            raise ValueError(
+                "server.cluster_size = 2: two nodes have no majority once either is lost, so JetStream "
+                "stops with the first dead node (one server does as well). Give 3 (survives one lost "
+                "node) or 5 (two), or 1"
+            )
         if self.mqtt and self.cluster_size > 1:
             raise ValueError(
                 "server.mqtt with server.cluster_size > 1: the local cluster runs no MQTT listener; "

@@ -272,6 +272,7 @@ def test_the_registry_has_a_stream_per_class_and_domain() -> None:
             "with --nats, citybus uses yours",
         ),
         (["up", "--cluster", "9"], "--cluster 9: give 3 or 5 nodes"),
+        (["up", "--cluster", "2"], "two nodes have no majority once either is lost"),
     ],
 )
 def test_wrong_cluster_options_say_what_to_do(

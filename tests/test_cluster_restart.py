@@ -16,6 +16,8 @@ import structlog
 
 from bus import Bus, Metrics
 from bus.cluster import LocalCluster
+from bus.config import load_config
+from bus.errors import ConfigError
 from bus.personal.vault import VAULT_STREAM
 from bus.server import EmbeddedServer
 from bus.streams_config import StreamsConfig
@@ -72,3 +74,11 @@ async def test_provisioning_again_keeps_nothing_that_was_not_lowered(fresh_serve
         assert (await bus.js.stream_info(VAULT_STREAM)).config.duplicate_window == 120
     finally:
         await bus.drain()
+
+
+def test_a_cluster_of_two_is_refused_wherever_it_is_set() -> None:
+    # Two nodes lose JetStream with either one: less available than one server, and `citybus up
+    # --cluster 2` ran without a word, with R2 streams, showing no failover at all.
+    with pytest.raises(ConfigError, match="cluster_size = 2: two nodes have no majority"):
+        load_config(None, {"CITYBUS_SERVER_CLUSTER_SIZE": "2"})
+    assert load_config(None, {"CITYBUS_SERVER_CLUSTER_SIZE": "3"}).server.cluster_size == 3
