@@ -26,6 +26,11 @@ Decisions, and why:
 * **Nodes start together.** A clustered JetStream node waits for its peers, so starting them one
   after another would make the first wait; they are started concurrently, and a node that fails
   to start stops the others and raises its reason.
+* **One broker per data dir.** ``citybus up`` keeps a single server's store in its data dir and
+  a cluster's in ``cluster/`` below it, and both share the credentials and ``instance.json``; a
+  cluster given ``lock_dir`` holds that directory's lock (the one a single server takes) while it
+  runs, so ``citybus up`` and ``citybus up --cluster 3`` on one data dir refuse each other. Without
+  it, both ran; the second took over ``instance.json`` and the first to stop deleted it.
 * **Supervision is asked for.** :meth:`LocalCluster.watch` starts a node again that exited without
   being asked to (a ``kill -9`` by hand, a crash), after a delay that grows while it keeps exiting
   (:class:`~bus.backoff.Backoff`, from ``delay`` up to five minutes; a node that ran a minute
@@ -46,6 +51,7 @@ import asyncio
 import contextlib
 import dataclasses
 import json
+import os
 import secrets
 import signal
 import urllib.error
@@ -63,6 +69,7 @@ from bus.config import ServerConfig
 from bus.errors import EmbeddedServerError
 from bus.server import EmbeddedServer
 from bus.server_config import ClusterSettings, free_port
+from bus.server_dir import acquire_lock, record_holder
 
 __all__ = ["LocalCluster", "config_dir", "embedded_broker", "jetstream_state"]
 
@@ -97,7 +104,8 @@ class LocalCluster:
     ``port`` is the first node's client port (0: free, like the others'). ``extra_config``
     (accounts, …), TLS, the memory limit and the logger are as for
     :class:`~bus.server.EmbeddedServer`, the same on every node; ``tags`` gives node ``i`` the
-    placement tags ``tags[i]`` (``server_tags``).
+    placement tags ``tags[i]`` (``server_tags``). ``lock_dir`` is held locked from :meth:`start`
+    to :meth:`stop`, as a single server locks its data dir (``citybus up``'s data dir).
     """
 
     def __init__(
@@ -117,6 +125,7 @@ class LocalCluster:
         tls_cert: Path | None = None,
         tls_key: Path | None = None,
         tags: list[list[str]] | None = None,
+        lock_dir: Path | None = None,
     ) -> None:
         if size < 1:
             raise EmbeddedServerError(f"a cluster of {size} nodes makes no sense: give 3 or 5 (or 1)")
@@ -127,6 +136,8 @@ class LocalCluster:
         self._host = host
         self._start_timeout = start_timeout
         self._monitor = monitor
+        self._lock_dir = lock_dir
+        self._lock_fd: int | None = None
         self._log = (logger if logger is not None else structlog.get_logger()).bind(component="cluster")
         password = secrets.token_urlsafe(24)
         self.nodes: list[EmbeddedServer] = [
@@ -216,16 +227,12 @@ class LocalCluster:
         A route port taken between choosing it and the node binding it (another program's pick)
         is chosen again, up to :data:`_ROUTE_PORT_TRIES` times; any other failure stops the nodes
         that started and is raised."""
-        for attempt in range(1, _ROUTE_PORT_TRIES + 1):
-            results = await asyncio.gather(*(node.start() for node in self.nodes), return_exceptions=True)
-            failed = [r for r in results if isinstance(r, BaseException)]
-            if not failed:
-                break
-            await self.stop()
-            if attempt == _ROUTE_PORT_TRIES or not self._route_port_taken(failed[0]):
-                raise failed[0]
-            self._log.warning("a route port was taken meanwhile: choosing others", error=str(failed[0]))
-            self._choose_route_ports()
+        self._lock()
+        try:
+            await self._start_nodes()
+        except BaseException:
+            self._unlock()
+            raise
         for wanted in self._wanted:
             wanted.set()
         try:
@@ -236,6 +243,34 @@ class LocalCluster:
         self._log.info("nats cluster started", nodes=self.size, urls=self.urls)
         return self.url
 
+    async def _start_nodes(self) -> None:
+        for attempt in range(1, _ROUTE_PORT_TRIES + 1):
+            results = await asyncio.gather(*(node.start() for node in self.nodes), return_exceptions=True)
+            failed = [r for r in results if isinstance(r, BaseException)]
+            if not failed:
+                return
+            await asyncio.gather(*(node.stop() for node in self.nodes))
+            if attempt == _ROUTE_PORT_TRIES or not self._route_port_taken(failed[0]):
+                raise failed[0]
+            self._log.warning("a route port was taken meanwhile: choosing others", error=str(failed[0]))
+            self._choose_route_ports()
+
+    def _lock(self) -> None:
+        """Hold ``lock_dir``'s lock (see the module), naming this cluster as its holder."""
+        if self._lock_dir is None or self._lock_fd is not None:
+            return
+        self._lock_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._lock_fd = acquire_lock(self._lock_dir)
+        if self._lock_fd is not None:
+            record_holder(
+                self._lock_fd, os.getpid(), f"a local cluster of {self.size} nodes in {self._data_dir}"
+            )
+
+    def _unlock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
     def _route_port_taken(self, error: BaseException) -> bool:
         text = str(error)
         ports = [node.cluster.port for node in self.nodes if node.cluster is not None]
@@ -245,7 +280,10 @@ class LocalCluster:
         """Stop every node (in parallel); safe on a cluster that is partly or never started."""
         for wanted in self._wanted:
             wanted.clear()
-        await asyncio.gather(*(node.stop(timeout) for node in self.nodes))
+        try:
+            await asyncio.gather(*(node.stop(timeout) for node in self.nodes))
+        finally:
+            self._unlock()
 
     async def kill(self, index: int) -> None:
         """SIGKILL node ``index``, like a crash or a pulled power cable."""
@@ -401,6 +439,7 @@ def embedded_broker(
             memory_limit=server.memory_limit or None,
             tls_cert=tls_cert,
             tls_key=tls_key,
+            lock_dir=data_dir,
         )
     return EmbeddedServer(
         data_dir=data_dir,

@@ -11,13 +11,15 @@ all: provisioning's first request timed out.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import structlog
 
 from bus import Bus, Metrics
-from bus.cluster import LocalCluster
-from bus.config import load_config
-from bus.errors import ConfigError
+from bus.cluster import LocalCluster, embedded_broker
+from bus.config import ServerConfig, load_config
+from bus.errors import ConfigError, EmbeddedServerError
 from bus.personal.vault import VAULT_STREAM
 from bus.server import EmbeddedServer
 from bus.streams_config import StreamsConfig
@@ -82,3 +84,28 @@ def test_a_cluster_of_two_is_refused_wherever_it_is_set() -> None:
     with pytest.raises(ConfigError, match="cluster_size = 2: two nodes have no majority"):
         load_config(None, {"CITYBUS_SERVER_CLUSTER_SIZE": "2"})
     assert load_config(None, {"CITYBUS_SERVER_CLUSTER_SIZE": "3"}).server.cluster_size == 3
+
+
+async def test_a_single_server_and_a_cluster_refuse_to_share_a_data_dir(tmp_path: Path) -> None:
+    # Found by hand: `citybus up` and `citybus up --cluster 3` on one data dir both ran (the stores
+    # differ: <dir>/jetstream and <dir>/cluster/node-N), sharing credentials and instance.json, and
+    # the first one stopped deleted the other's instance.json: `citybus tail` found nothing running.
+    log = structlog.get_logger()
+    cluster = embedded_broker(ServerConfig(cluster_size=3), tmp_path, "", log)
+    single = embedded_broker(ServerConfig(), tmp_path, "", log)
+    assert isinstance(cluster, LocalCluster) and isinstance(single, EmbeddedServer)
+    await cluster.start()
+    try:
+        with pytest.raises(EmbeddedServerError, match="in use by another nats-server.*a local cluster of 3"):
+            await single.start()
+    finally:
+        await cluster.stop()
+    await single.start()
+    try:
+        with pytest.raises(EmbeddedServerError, match=f"the data dir {tmp_path} is in use"):
+            await cluster.start()
+        assert not any(node.running for node in cluster.nodes)
+    finally:
+        await single.stop()
+    await cluster.start()  # each gave the lock back when it stopped
+    await cluster.stop()
