@@ -16,6 +16,12 @@ Decisions, and why:
 - Between tries the wait is :data:`RETRY` (:class:`bus.backoff.Backoff`, 0.05 s doubling up to
   1 s): short, because a durable publish is usually waiting for a server that restarts in
   seconds, and bound by the caller's ``timeout``: a wait that would end past it is not begun.
+- A publish that gives up says why, within its timeout: the stream has no leader or no quorum
+  (:class:`~bus.errors.JetStreamUnavailableError`), does not exist, or the bus has no server
+  (:func:`bus.availability.diagnose`, in the timeout's last second). A stream whose own state
+  says it cannot store makes later publishes to it give up after a second until it stores again
+  (:class:`bus.availability.Outages`): on a cluster that lost its majority, not every message
+  waits out its whole timeout.
 """
 
 from __future__ import annotations
@@ -25,12 +31,15 @@ import itertools
 from typing import Any, Final
 
 import msgspec
+import nats.errors
 import nats.js.errors
 from nats.aio.msg import Msg
 
+from bus import subjects
+from bus.availability import DIAGNOSIS, PROBE, Diagnosis, Outages, Seen, diagnose
 from bus.backoff import Backoff
 from bus.connection import TRANSIENT, Connection
-from bus.errors import CityBusError, NotConnectedError, PublishTimeoutError
+from bus.errors import CityBusError, JetStreamUnavailableError, NotConnectedError, PublishTimeoutError
 from bus.metrics import Metrics
 
 __all__ = ["RETRY", "DurablePublisher", "Prepared", "PublishAck"]
@@ -88,6 +97,8 @@ class DurablePublisher:
         self._ack_nc: object = None
         self._ack_futures: dict[str, asyncio.Future[Any]] = {}
         self._ack_tokens = itertools.count()
+        self.outages = Outages(connection.log)
+        """The streams in a known outage (:mod:`bus.availability`)."""
 
     @property
     def awaiting(self) -> int:
@@ -105,6 +116,7 @@ class DurablePublisher:
         deadline = loop.time() + timeout
         refused: asyncio.Future[None] = loop.create_future()
         key = message[1].lower()
+        stream = subjects.stream_of(message[1])
 
         def on_refusal(denied: str) -> None:
             if denied == key and not refused.done():
@@ -113,21 +125,34 @@ class DurablePublisher:
         listeners = self._connection.refusal_listeners
         listeners.add(on_refusal)
         try:
-            return await self._publish_until(message, timeout, deadline, refused)
+            ack = await self._publish_until(message, timeout, deadline, refused, stream)
         finally:
             listeners.discard(on_refusal)
             refused.cancel()
+        if self.outages:
+            self.outages.stored(stream)
+        return ack
 
     async def _publish_until(
-        self, message: Prepared, timeout: float, deadline: float, refused: asyncio.Future[None]
+        self,
+        message: Prepared,
+        timeout: float,
+        deadline: float,
+        refused: asyncio.Future[None],
+        stream: str | None,
     ) -> PublishAck:
-        """:meth:`publish`'s retries; each attempt ends early when ``refused`` is set."""
+        """:meth:`publish`'s retries; each attempt ends early when ``refused`` is set. Tries stop in
+        time to ask ``stream`` why (:meth:`_unstored`), or after a probe in a known outage."""
         ce_type, subject, body, headers = message
         connection = self._connection
         loop = asyncio.get_running_loop()
         retries = RETRY.attempts()
+        started = deadline - timeout
+        tries_end = started + self.outages.probe([stream], timeout)
+        if tries_end == deadline and stream is not None:
+            tries_end -= min(DIAGNOSIS, timeout / 4)
         while True:
-            remaining = deadline - loop.time()
+            remaining = tries_end - loop.time()
             try:
                 attempt = asyncio.ensure_future(
                     connection.js.publish(
@@ -147,20 +172,22 @@ class DurablePublisher:
                     raise connection.refusal(subject)
                 ack = attempt.result()
                 return PublishAck(ack.stream, ack.seq, bool(ack.duplicate), headers["ce-id"])
-            except nats.js.errors.APIError as exc:
-                raise CityBusError(f"JetStream refused {subject}: {exc.description or exc}") from exc
-            except (*TRANSIENT, NotConnectedError) as exc:
-                if connection.refused_since(subject, deadline - timeout):
+            except (*TRANSIENT, NotConnectedError, nats.js.errors.ServiceUnavailableError) as exc:  # not now
+                if connection.refused_since(subject, started):
                     raise connection.refusal(subject) from exc
                 delay = retries.next()
-                if connection.closed or loop.time() + delay >= deadline:
-                    raise PublishTimeoutError(
-                        f"no JetStream stream acknowledged {subject} within {timeout:.0f} s "
-                        f"({type(exc).__name__}): is the server up and the stream provisioned? (a contract "
-                        "installed after citybus up started: `citybus contracts provision`)"
+                if connection.closed or loop.time() + delay >= tries_end:
+                    raise await self._unstored(
+                        f"no JetStream stream acknowledged {subject}",
+                        timeout,
+                        stream,
+                        _seen(exc),
+                        deadline,
                     ) from exc
                 self._metrics.publish_retries.labels(ce_type).inc()
                 await asyncio.sleep(delay)
+            except nats.js.errors.APIError as exc:
+                raise CityBusError(f"JetStream refused {subject}: {exc.description or exc}") from exc
 
     # -- many messages ------------------------------------------------------------------------
 
@@ -176,24 +203,60 @@ class DurablePublisher:
         acks: list[PublishAck | None] = [None] * len(prepared)
         pending = list(range(len(prepared)))
         retries = RETRY.attempts()
+        streams = {subjects.stream_of(p[1]) for p in prepared}
+        # In a known outage, tries end after a probe unless something is stored meanwhile.
+        tries_end = started + self.outages.probe(list(streams), timeout)
+        if tries_end == deadline:
+            tries_end -= min(DIAGNOSIS, timeout / 4)
         while True:
-            failed = await self._publish_window(prepared, pending, acks, window, deadline)
+            failed = await self._publish_window(prepared, pending, acks, window, tries_end)
+            if self.outages and len(failed) < len(pending):
+                for stream in streams:
+                    self.outages.stored(stream)
+                tries_end = max(tries_end, deadline - min(DIAGNOSIS, timeout / 4))
             if not failed:
                 break
             refused = [prepared[i][1] for i in failed if connection.refused_since(prepared[i][1], started)]
             if refused:
                 raise connection.refusal(refused[0])
             delay = retries.next()
-            if connection.closed or loop.time() + delay >= deadline:
-                raise PublishTimeoutError(
-                    f"{len(failed)} of {len(prepared)} messages were not acknowledged by a JetStream stream "
-                    f"within {timeout:.0f} s: is the server up and the stream provisioned?"
+            if connection.closed or loop.time() + delay >= tries_end:
+                subject = prepared[failed[0]][1]
+                raise await self._unstored(
+                    f"{len(failed)} of {len(prepared)} messages were not acknowledged by a JetStream stream",
+                    timeout,
+                    subjects.stream_of(subject),
+                    "unconfirmed" if connection.connected else "disconnected",
+                    deadline,
                 )
             for index in failed:
                 self._metrics.publish_retries.labels(prepared[index][0]).inc()
             await asyncio.sleep(delay)
             pending = failed
         return [ack for ack in acks if ack is not None]
+
+    async def _unstored(
+        self, what: str, timeout: float, stream: str | None, seen: Seen, deadline: float
+    ) -> PublishTimeoutError:
+        """The error of a publish that gives up: ``what`` did not happen within ``timeout``, and why
+        (asked of ``stream`` until ``deadline``); a stream in a confirmed outage is remembered."""
+        if stream is None:
+            return PublishTimeoutError(
+                f"{what} within {timeout:g} s: is the server up and the stream provisioned? (a contract "
+                "installed after citybus up started: `citybus contracts provision`)"
+            )
+        known = self.outages.why(stream)
+        if known is not None:
+            return JetStreamUnavailableError(
+                f"{what} within {min(timeout, PROBE):g} s: {known}", stream=stream
+            )
+        wait = max(deadline - asyncio.get_running_loop().time(), 0.1)
+        diagnosis: Diagnosis = await diagnose(self._connection, stream, seen, wait)
+        self.outages.failed(stream, diagnosis)
+        text = f"{what} within {timeout:g} s: {diagnosis.why}"
+        if diagnosis.unavailable:
+            return JetStreamUnavailableError(text, stream=stream)
+        return PublishTimeoutError(text)
 
     async def _ack_inbox(self) -> str:
         """The inbox where JetStream acknowledges :meth:`publish_many`'s messages, one subscription
@@ -315,3 +378,17 @@ class DurablePublisher:
                 raise CityBusError(f"JetStream refused {refused}: {ack.error.description or ack.error}")
             acks[index] = PublishAck(ack.stream, ack.seq, ack.duplicate, prepared[index][3]["ce-id"])
         return sorted(failed)
+
+
+def _seen(exc: BaseException) -> Seen:
+    """What an attempt that failed with ``exc`` met (:data:`bus.availability.Seen`)."""
+    if isinstance(
+        exc,
+        nats.js.errors.NoStreamResponseError
+        | nats.errors.NoRespondersError
+        | nats.js.errors.ServiceUnavailableError,
+    ):
+        return "nobody"
+    if isinstance(exc, nats.errors.TimeoutError | asyncio.TimeoutError | nats.errors.FlushTimeoutError):
+        return "unconfirmed"
+    return "disconnected"
