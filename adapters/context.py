@@ -33,6 +33,7 @@ from bus.personal.opening import Opener, seal_raw
 from bus.pipeline import EventReader, Message
 from bus.reading import Follower, StoredMessage
 from bus.store import KeyValueStore, open_store
+from bus.streams_config import StreamsConfig
 from contracts import Contract
 
 __all__ = ["ActingForOthersError", "Context", "UndeclaredContractError"]
@@ -70,8 +71,11 @@ class Context:
         links: dict[str, str] | None = None,
         answers: tuple[type[Contract], ...] = (),
         personal: Config | None = None,
+        streams: StreamsConfig | None = None,
     ) -> None:
         self._bus = bus
+        self._streams = streams
+        """The resolved ``[streams]``: the replicas and placement of the instance's key-value buckets."""
         self._personal = personal
         self._connect_as = connect_as
         self.credentials = credentials
@@ -271,6 +275,10 @@ class Context:
         use and no other. ``durable`` may repeat that name; another one raises
         :class:`~bus.errors.ConfigError` at once, without access control too, so that an adapter
         behaves the same with and without it.
+
+        Every process of the instance (``citybus up``, ``citybus adapters run`` here or on another
+        machine) binds to that one consumer, which hands each message to one of them; a process
+        applies its ``settings`` to it when it starts (:data:`bus.jetstream.SETTLED`).
         """
         self._check_consumes(contract)
         name = subjects.durable_name(self.instance, contract)
@@ -353,9 +361,11 @@ class Context:
     async def key_value(self, name: str) -> KeyValueStore:
         """The instance's own key-value bucket ``name``, created if missing: records changed by
         compare-and-set, shared by the replicas of the instance (:mod:`bus.store`). The broker lets
-        an instance keep the buckets its adapter declares in ``stores`` and no other."""
+        an instance keep the buckets its adapter declares in ``stores`` and no other. On a cluster
+        the bucket has as many copies as the most replicated classification (``[streams]``)."""
         bucket = subjects.store_bucket(self.instance, name)
-        return await open_store(self._bus, bucket, description=f"state of {self.instance} ({name})")
+        about = f"state of {self.instance} ({name})"
+        return await open_store(self._bus, bucket, description=about, streams=self._streams)
 
     def recall(
         self,

@@ -59,6 +59,7 @@ from bus.health import Health
 from bus.logs import configure_logging
 from bus.origin import SourceGuard
 from bus.pipeline import Middleware
+from bus.provision import client_streams
 from bus.tracing import from_config
 
 __all__ = ["ADMISSION_TIMEOUT", "add_join_options", "joined_declaration", "replay_to_follow", "run_joined"]
@@ -108,7 +109,7 @@ async def _provisioned(config: Config, log: Any) -> None:
     bus = Bus(metrics=Metrics(), logger=log, name="citybus-join-provisioner", encoding=config.bus.encoding)
     await _admitted(bus, provisioner, config)
     try:
-        await bus.provision_streams(config.streams)
+        await bus.provision_streams(client_streams(config, provisioner.url, external=bool(config.nats.url)))
     finally:
         await bus.drain()
 

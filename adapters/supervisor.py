@@ -219,6 +219,7 @@ class Supervisor:
                     account=instance.account,
                     links=self._links,
                     personal=(self._config or Config()) if instance.adapter.privacy else None,
+                    streams=self._config.streams if self._config is not None else None,
                 )
                 self.contexts[instance.name] = ctx
                 await adapter.run(ctx)

@@ -24,7 +24,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
 
-from bench import bus, certify, consume, gateway, journey, memory, personal, replay, startup, statistics
+from bench import (
+    bus,
+    certify,
+    consume,
+    gateway,
+    journey,
+    memory,
+    personal,
+    replay,
+    scaleout,
+    startup,
+    statistics,
+)
 from bench.common import ROOT, Options, Spec, log
 from bench.report import Case, machine, render
 from bench.stats import LIBRARY
@@ -43,6 +55,7 @@ CASES: Final[list[Spec]] = [
     *journey.CASES,
     *personal.CASES,
     *statistics.CASES,
+    *scaleout.CASES,
 ]
 
 

@@ -9,7 +9,7 @@ and no message disappears silently.
 
 This module is the facade only. The connection (connecting, probes, the watchdog, what nats-py's
 errors mean) is :mod:`bus.connection`; durable publishing :mod:`bus.durable`; dead letters
-:mod:`bus.deadletters`; durable consumers and streams :mod:`bus.jetstream`.
+:mod:`bus.deadletters`; durable consumers :mod:`bus.jetstream`; streams :mod:`bus.provision`.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from bus.deadletters import DeadLetters
 from bus.durable import DurablePublisher, Prepared, PublishAck
 from bus.envelope import CONTENT_TYPES, Event, Provenance, build_headers, new_event_id
 from bus.errors import CityBusError, NotConnectedError
-from bus.jetstream import ConsumerSettings, DurableConsumer, StreamSettings, provision_streams
+from bus.jetstream import ConsumerSettings, DurableConsumer, StreamSettings
 from bus.metrics import ContractMetrics, Metrics
 from bus.origin import SourceGuard
 from bus.personal.opening import Opener, seal_prepared
@@ -49,6 +49,7 @@ from bus.pipeline import (
     read_raw,
     receiver,
 )
+from bus.provision import provision_streams as provision
 from bus.serving import serve
 from contracts import Contract, Registry, default_registry
 
@@ -479,13 +480,11 @@ class Bus:
     # -- JetStream ----------------------------------------------------------------------------
 
     async def provision_streams(self, settings: StreamSettings | None = None) -> list[str]:
-        """Create or update the JetStream streams of every registered contract; return their names."""
+        """Create or update the streams of every contract (:mod:`bus.provision`); return their names."""
         try:
-            return await provision_streams(self.js, self.registry, settings or StreamSettings(), self.log)
+            return await provision(self.js, self.registry, settings, self.log, self.metrics)
         except nats.js.errors.APIError as exc:
-            raise CityBusError(
-                f"JetStream refused the stream configuration: {exc.description or exc}"
-            ) from exc
+            raise CityBusError(f"JetStream refused the streams' settings: {exc.description or exc}") from exc
         except TRANSIENT as exc:
             raise NotConnectedError(
                 f"JetStream did not answer ({type(exc).__name__}): is JetStream enabled on the server?"

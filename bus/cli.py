@@ -135,6 +135,12 @@ def build_parser() -> argparse.ArgumentParser:
         "provision", help="create or update the streams of every installed contract (after installing one)"
     )
     add_login_options(provision, default="provisioner")
+    provision.add_argument(
+        "--allow-lower",
+        action="store_true",
+        help="apply configured replicas or limits lower than a stream's (drops copies or data); "
+        "without it the stream keeps its larger values and a warning says so",
+    )
     provision.set_defaults(func=cmd_contracts_provision)
 
     for ep in sorted(entry_points(group=COMMANDS_GROUP), key=lambda e: e.name):

@@ -14,7 +14,8 @@ with its store, on its ports, as the same JetStream peer and catches up from the
 Decisions, and why:
 
 * **Route ports fixed before the start.** Every node's configuration lists every node's route URL,
-  so the route ports are picked (free ports) when the cluster is made and kept for its lifetime;
+  so the route ports are picked (free ports) before the first start and kept for the cluster's
+  lifetime (picked again only when one was taken before a node could bind it);
   client and monitoring ports are the kernel's pick, read back from each node's ports file, and
   kept across a node's restart like a single server's.
 * **Routes authenticate.** A route password is generated per cluster; without it any local process
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import secrets
 import urllib.error
@@ -49,6 +51,7 @@ from bus.server_config import ClusterSettings, free_port
 __all__ = ["LocalCluster", "config_dir", "embedded_broker", "jetstream_state"]
 
 _POLL = 0.1
+_ROUTE_PORT_TRIES = 3
 
 
 def jetstream_state(monitor_url: str, timeout: float = 1.0) -> dict[str, Any] | None:
@@ -105,9 +108,7 @@ class LocalCluster:
         self._start_timeout = start_timeout
         self._monitor = monitor
         self._log = (logger if logger is not None else structlog.get_logger()).bind(component="cluster")
-        route_ports = [free_port(host) for _ in range(size)]
         password = secrets.token_urlsafe(24)
-        routes = tuple(f"nats-route://route:{password}@{_hostport(host, port)}" for port in route_ports)
         self.nodes: list[EmbeddedServer] = [
             EmbeddedServer(
                 data_dir=self._data_dir / f"node-{i + 1}",
@@ -125,8 +126,8 @@ class LocalCluster:
                 cluster=ClusterSettings(
                     name=name,
                     host=host,
-                    port=route_ports[i],
-                    routes=routes,
+                    port=0,  # chosen by _choose_route_ports, below
+                    routes=(),
                     user="route",
                     password=password,
                     tags=tuple(tags[i]) if tags else (),
@@ -136,6 +137,20 @@ class LocalCluster:
         ]
         self.names = [f"{name}-{i + 1}" for i in range(size)]
         """Each node's ``server_name``, in node order (how JetStream names its peers)."""
+        self._choose_route_ports()
+
+    def _choose_route_ports(self) -> None:
+        """Free route ports for every node, and every node's list of all routes."""
+        ports = [free_port(self._host) for _ in self.nodes]
+        settings = [node.cluster for node in self.nodes]
+        routes = tuple(
+            f"nats-route://{c.user}:{c.password}@{_hostport(self._host, p)}"
+            for c, p in zip(settings, ports, strict=True)
+            if c is not None
+        )
+        for node, port in zip(self.nodes, ports, strict=True):
+            if node.cluster is not None:
+                node.cluster = dataclasses.replace(node.cluster, port=port, routes=routes)
 
     @property
     def size(self) -> int:
@@ -172,12 +187,21 @@ class LocalCluster:
     # -- lifecycle --------------------------------------------------------------------------------
 
     async def start(self) -> str:
-        """Start every node, wait until JetStream has a meta leader, and return :attr:`url`."""
-        results = await asyncio.gather(*(node.start() for node in self.nodes), return_exceptions=True)
-        failed = [r for r in results if isinstance(r, BaseException)]
-        if failed:
+        """Start every node, wait until JetStream has a meta leader, and return :attr:`url`.
+
+        A route port taken between choosing it and the node binding it (another program's pick)
+        is chosen again, up to :data:`_ROUTE_PORT_TRIES` times; any other failure stops the nodes
+        that started and is raised."""
+        for attempt in range(1, _ROUTE_PORT_TRIES + 1):
+            results = await asyncio.gather(*(node.start() for node in self.nodes), return_exceptions=True)
+            failed = [r for r in results if isinstance(r, BaseException)]
+            if not failed:
+                break
             await self.stop()
-            raise failed[0]
+            if attempt == _ROUTE_PORT_TRIES or not self._route_port_taken(failed[0]):
+                raise failed[0]
+            self._log.warning("a route port was taken meanwhile: choosing others", error=str(failed[0]))
+            self._choose_route_ports()
         try:
             await self.wait_jetstream(self._start_timeout)
         except BaseException:
@@ -185,6 +209,11 @@ class LocalCluster:
             raise
         self._log.info("nats cluster started", nodes=self.size, urls=self.urls)
         return self.url
+
+    def _route_port_taken(self, error: BaseException) -> bool:
+        text = str(error)
+        ports = [node.cluster.port for node in self.nodes if node.cluster is not None]
+        return "address already in use" in text and any(f":{port}" in text for port in ports)
 
     async def stop(self, timeout: float = 10.0) -> None:
         """Stop every node (in parallel); safe on a cluster that is partly or never started."""
@@ -223,22 +252,18 @@ class LocalCluster:
 
     def meta_leader(self) -> str | None:
         """The JetStream meta leader's server name, as the first running node that knows tells."""
-        for node in self.nodes:
-            if node.running and node.monitor_url is not None:
-                state = jetstream_state(node.monitor_url)
-                leader = ((state or {}).get("meta_cluster") or {}).get("leader")
-                if leader:
-                    return str(leader)
-        return None
+        return next((leader for leader in self._leaders() if leader), None)
 
     def _has_meta_leader(self) -> bool:
-        leaders = set()
-        for node in self.nodes:
-            if not node.running or node.monitor_url is None:
-                continue
-            state = jetstream_state(node.monitor_url)
-            leaders.add(((state or {}).get("meta_cluster") or {}).get("leader") or "")
-        return len(leaders) == 1 and "" not in leaders
+        return len(leaders := set(self._leaders())) == 1 and "" not in leaders
+
+    def _leaders(self) -> list[str]:
+        """The meta leader each running node names ("" for a node that knows none or does not answer)."""
+        return [
+            str(((jetstream_state(node.monitor_url) or {}).get("meta_cluster") or {}).get("leader") or "")
+            for node in self.nodes
+            if node.running and node.monitor_url is not None
+        ]
 
     async def __aenter__(self) -> Self:
         await self.start()

@@ -28,6 +28,7 @@ from bus.envelope import parse_headers
 from bus.errors import CityBusError, ContractViolation, NotConnectedError, UndecodableError
 from bus.logs import configure_logging
 from bus.metrics import Metrics
+from bus.provision import client_streams
 from bus.runtime import Runtime
 from bus.status import show_status
 from bus.strict import unknown_fields
@@ -425,14 +426,20 @@ def cmd_contracts_provision(args: argparse.Namespace, config: Config) -> int:
     are delivered but never stored. Under access control it runs as the account's ``provisioner``,
     which may touch only the streams ``accounts.conf`` names: ``citybus auth generate`` (run with the
     package installed) adds the package's streams there first.
+
+    It never lowers a stream's replicas or limits unless ``--allow-lower`` says to (:mod:`bus.provision`);
+    automatic replicas are those of the running ``citybus up`` (its cluster's nodes, at most 3).
     """
     who = login(args, config, default="provisioner")
+    streams = client_streams(config, who.url, external=bool(args.nats or config.nats.url))
+    if args.allow_lower:
+        streams = msgspec.structs.replace(streams, allow_lower=True)
 
     async def main() -> list[str]:
         bus = Bus(metrics=Metrics(), logger=configure_logging(config.log.format, "warning"))
         await who.connect(bus, config)
         try:
-            return await bus.provision_streams(config.streams)
+            return await bus.provision_streams(streams)
         except NotConnectedError as exc:
             if not who.user:
                 raise

@@ -92,7 +92,10 @@ class NatsConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     """The HTTP monitoring endpoint of the server at ``url`` (``http://host:8222``), read on every
     scrape of ``/metrics`` for the server's memory, JetStream use and slow consumers
     (``citybus_nats_server_*``); empty: those metrics are absent. The embedded server's own
-    endpoint is used without it."""
+    endpoint is used without it. For a cluster, every node's endpoint separated by commas
+    (``http://n1:8222,http://n2:8222,http://n3:8222``): each node, stream leader, replica and
+    quorum is then watched (``citybus_cluster_*``, ``citybus_stream_*`` and the ``nats cluster``
+    health check, bus/cluster_monitor.py), and ``citybus_nats_server_*`` are the first node's."""
 
 
 class ServerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

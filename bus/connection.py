@@ -19,7 +19,10 @@ Decisions, and why:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
+import sys
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -90,6 +93,21 @@ def redact_url(url: str) -> str:
             parsed = parsed._replace(query=query)
         parts.append(parsed.geturl())
     return ",".join(parts)
+
+
+def _never_raising(callback: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
+    """``callback`` made safe for nats-py: an exception out of a callback ends nats-py's reading
+    and reconnecting for good (seen with a log written to a closed stream: the connection stayed
+    down). A failure is written to standard error as a last resort, never raised."""
+
+    async def guarded(*args: Any) -> None:
+        try:
+            await callback(*args)
+        except Exception as exc:  # noqa: BLE001 - see the docstring: raising here kills the connection
+            with contextlib.suppress(Exception):
+                sys.stderr.write(f"citybus: a NATS connection callback failed: {exc!r}\n")
+
+    return guarded
 
 
 def server_list(url: str) -> list[str]:
@@ -276,10 +294,10 @@ class Connection:
             log.debug("nats connection closed")
 
         return {
-            "disconnected_cb": on_disconnect,
-            "reconnected_cb": on_reconnect,
-            "error_cb": on_error,
-            "closed_cb": on_closed,
+            "disconnected_cb": _never_raising(on_disconnect),
+            "reconnected_cb": _never_raising(on_reconnect),
+            "error_cb": _never_raising(on_error),
+            "closed_cb": _never_raising(on_closed),
         }
 
     def on_error(self, exc: Exception, log: Any) -> None:

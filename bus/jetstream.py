@@ -1,10 +1,9 @@
-"""JetStream: streams provisioned from the contract registry, and durable pull consumers.
+"""JetStream: durable pull consumers over the streams provisioned from the contract registry.
 
-One stream per classification and domain (``CITY_PUBLIC_ENVIRONMENT`` holds
-``city.public.environment.>``), with limits from the configuration and a duplicate window so a
-republished ``ce-id`` is stored once. A :class:`DurableConsumer` fetches only as many messages as
-it has free handler slots, acks after the handler succeeds, retries a failure after a delay, and
-dead-letters a message once it has been delivered ``max_deliver`` times.
+The streams themselves (one per classification and domain) are made by :mod:`bus.provision`.
+A :class:`DurableConsumer` fetches only as many messages as it has free handler slots, acks after
+the handler succeeds, retries a failure after a delay, and dead-letters a message once it has
+been delivered ``max_deliver`` times.
 
 A fetch that fails because the connection is away, or because a cluster is electing the
 consumer's leader (503), is tried again after :data:`FETCH_RETRY`: a constant 0.5 s (no growth),
@@ -29,18 +28,17 @@ from bus.backoff import Backoff
 from bus.config import ConsumerConfig, StreamsConfig
 from bus.envelope import Event
 from bus.errors import CityBusError
-from bus.personal.vault import VAULT_STREAM, vault_stream_config
 from bus.pipeline import LetterSink, Policy, Route, Step, pending_count
 from bus.redelivery import Handled, RememberingPolicy
-from contracts import Contract, Registry
+from contracts import Contract
 
 __all__ = [
     "FETCH_RETRY",
+    "SETTLED",
     "ConsumerHost",
     "ConsumerSettings",
     "DurableConsumer",
     "StreamSettings",
-    "provision_streams",
 ]
 
 FETCH_RETRY: Final = Backoff(initial=0.5, maximum=0.5)
@@ -64,80 +62,29 @@ ConsumerSettings = ConsumerConfig
 """How a durable consumer delivers, retries and gives up: the ``[consumer]`` section itself."""
 
 
-def _stream_config(
-    name: str, subject: str, description: str, settings: StreamSettings, classification: str
-) -> api.StreamConfig:
-    return api.StreamConfig(
-        name=name,
-        description=description,
-        subjects=[subject],
-        retention=api.RetentionPolicy.LIMITS,
-        discard=api.DiscardPolicy.OLD,
-        max_age=settings.max_age,
-        max_bytes=settings.max_bytes,
-        max_msgs=settings.max_msgs,
-        duplicate_window=settings.duplicate_window,
-        num_replicas=settings.replicas_for(classification) or 1,
-        storage=api.StorageType(settings.storage),
-    )
+SETTLED: Final = ("ack_policy", "ack_wait", "max_deliver", "max_ack_pending", "filter_subject")
+"""The fields of a durable consumer's configuration that :class:`DurableConsumer` sets.
+
+Decisions, and why: a durable consumer outlives the process that created it, and every process of
+an instance (``citybus up`` and ``citybus adapters run`` of the same instance, here or on another
+machine) binds to the same one. nats-py's ``pull_subscribe`` creates it when it is missing and
+otherwise binds without a look at its settings, so a ``[consumer]`` change (a longer ``ack_wait``)
+never reached a consumer that existed. Each process now compares these fields when it starts and,
+where they differ, updates the consumer to its own settings with a warning naming old and new:
+the configuration is the truth, and the process started last applies it. An update keeps the
+consumer's place in the stream and the messages in flight (JetStream updates a consumer in place),
+and only a start writes, never the steady state. Two processes started at the same moment, both
+finding no consumer, both create it; JetStream applies identical requests as one, and the later of
+two different ones as an update. Processes run with different settings would move the consumer
+back and forth at each start, which the warning makes visible.
+"""
 
 
-UNAVAILABLE_FOR: Final = 10.0
-"""Seconds :func:`provision_streams` waits out JetStream answering 503 "temporarily unavailable"."""
-
-
-async def provision_streams(
-    js: JetStreamContext, registry: Registry, settings: StreamSettings, log: Any
-) -> list[str]:
-    """Create or update one stream per classification and domain; return their names.
-
-    JetStream answers 503 ("temporarily unavailable") for a moment after a server started or
-    reloaded its configuration (a ``citybus sandbox join`` reloads it just before provisioning):
-    that answer is waited out, up to :data:`UNAVAILABLE_FOR` seconds, as any other is not."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + UNAVAILABLE_FOR
-    while True:
-        try:
-            return await _provision(js, registry, settings, log)
-        except nats.js.errors.ServiceUnavailableError:
-            if loop.time() >= deadline:
-                raise
-            await asyncio.sleep(0.2)
-
-
-async def _provision(
-    js: JetStreamContext, registry: Registry, settings: StreamSettings, log: Any
-) -> list[str]:
-    names = []
-    for classification, domain in registry.domains():
-        name = subjects.stream_name(classification, domain)
-        config = _stream_config(
-            name,
-            subjects.domain_filter(classification, domain),
-            f"citybus {classification.value} {domain} messages",
-            settings,
-            classification.value,
-        )
-        try:
-            await js.stream_info(name)
-        except nats.js.errors.NotFoundError:
-            await js.add_stream(config)
-            log.info("stream created", stream=name)
-        else:
-            await js.update_stream(config)
-        names.append(name)
-    if any(cls.__contract__.sealed for cls in registry):
-        # The personal key vault (bus.personal.vault): where the registry has personal data to seal.
-        config = vault_stream_config(settings.replicas_for("personal") or 1, settings.storage)
-        try:
-            await js.stream_info(VAULT_STREAM)
-        except nats.js.errors.NotFoundError:
-            await js.add_stream(config)
-            log.info("stream created", stream=VAULT_STREAM)
-        else:
-            await js.update_stream(config)
-        names.append(VAULT_STREAM)
-    return names
+def _same(current: Any, wanted: Any) -> bool:
+    """Whether a consumer's setting on the server is the one wanted (seconds as floats: nearly)."""
+    if isinstance(current, float | int) and isinstance(wanted, float | int):
+        return abs(current - wanted) < 1e-6
+    return bool(current == wanted)
 
 
 class ConsumerHost(Protocol):
@@ -236,14 +183,39 @@ class DurableConsumer(Generic[C]):
             filter_subject=self.subject,
             max_ack_pending=max(s.max_in_flight * 4, 256),
         )
+        js = self._host.js
         try:
-            self._sub = await self._host.js.pull_subscribe(
+            await self._apply_settings(js, config)
+            self._sub = await js.pull_subscribe(
                 self.subject, durable=self.durable, stream=self.stream, config=config
             )
         except nats.js.errors.NotFoundError as exc:
             raise CityBusError(
                 f"stream {self.stream} does not exist: provision the streams first (citybus up does)"
             ) from exc
+
+    async def _apply_settings(self, js: JetStreamContext, config: api.ConsumerConfig) -> None:
+        """Bring a durable consumer that exists with other settings to this process's, saying what
+        changed (see :data:`SETTLED`); a missing one is left to ``pull_subscribe`` to create."""
+        if not hasattr(js, "consumer_info"):  # the in-memory bus's JetStream keeps no settings
+            return
+        try:
+            current = (await js.consumer_info(self.stream, self.durable)).config
+        except nats.js.errors.NotFoundError:
+            return
+        changed = {
+            name: f"{getattr(current, name)} -> {getattr(config, name)}"
+            for name in SETTLED
+            if not _same(getattr(current, name), getattr(config, name))
+        }
+        if not changed:
+            return
+        self.log.warning(
+            "durable consumer settings changed",
+            changed=changed,
+            fix="if this instance runs in several processes, give them the same [consumer] settings",
+        )
+        await js.add_consumer(self.stream, config.evolve(name=self.durable))
 
     def stop(self) -> None:
         """Ask :meth:`run` to return once the messages in hand are handled."""

@@ -174,6 +174,13 @@ class Metrics:
         self.nats_errors = Counter(
             "citybus_nats_errors", "Asynchronous errors reported by the NATS client.", registry=r
         )
+        self.stream_setting_kept = Gauge(
+            "citybus_stream_setting_kept",
+            "1 for each setting of a stream that the configuration asks to lower and provisioning kept at "
+            "the stream's larger value (replicas, max_bytes, …; see bus/provision.py).",
+            ["stream", "setting"],
+            registry=r,
+        )
         self.publish_retries = Counter(
             "citybus_publish_retries",
             "Durable publishes retried because JetStream did not acknowledge in time.",

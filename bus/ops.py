@@ -3,7 +3,8 @@
 ====================================  ===============================================
 ``GET /``                             this list, and where the process serves more (the gateway)
 ``GET /metrics``                      Prometheus text format, from the bus's own registry
-``GET /healthz``                      200 while the process answers (liveness)
+``GET /healthz``                      200 while the process answers (liveness); the body says
+                                      ``ok``, ``degraded`` or ``unhealthy`` and why
 ``GET /readyz``                       200 when every component is ready, else 503 and why
 ``GET /contracts``                    the contracts: name, version, classification, subject,
                                       description and the package that brought it
@@ -134,14 +135,21 @@ class OpsServer:
         return web.json_response(index)
 
     async def _get_healthz(self, request: web.Request) -> web.Response:
-        return web.json_response({"status": "ok"})
+        # 200 whatever the checks say (see bus/health.py): restarting citybus heals no NATS cluster.
+        report = self._health.report()
+        body: dict[str, Any] = {"status": report.condition}
+        if report.failing:
+            body["failing"] = report.failing
+        if report.reasons:
+            body["reasons"] = report.reasons
+        return web.json_response(body)
 
     async def _get_readyz(self, request: web.Request) -> web.Response:
-        status = self._health.status()
-        ready = self._health.is_ready
-        return web.json_response(
-            {"status": "ready" if ready else "not ready", "checks": status}, status=200 if ready else 503
-        )
+        report = self._health.report()
+        body: dict[str, Any] = {"status": "ready" if report.ready else "not ready", "checks": report.status}
+        if report.reasons:
+            body["reasons"] = report.reasons
+        return web.json_response(body, status=200 if report.ready else 503)
 
     async def _get_contracts(self, request: web.Request) -> web.Response:
         return web.json_response(

@@ -35,6 +35,7 @@ from bus.access.login import (
 from bus.access.render import generate, server_include
 from bus.bus import Bus, redact_url
 from bus.cluster import LocalCluster, config_dir, embedded_broker
+from bus.cluster_monitor import ClusterMonitor, monitor_urls, watch_cluster
 from bus.config import Config
 from bus.entities import EntityReader
 from bus.health import Health
@@ -301,7 +302,7 @@ class Runtime:
         elif cfg.server.mqtt:
             log.warning("server.mqtt is ignored: nats.url names an external server, configure MQTT there")
         self.nats_url = url
-        self._monitor(stack)
+        cluster_monitor = self._monitor(stack)
         self.connector = connector = Connector(
             cfg,
             url,
@@ -334,6 +335,8 @@ class Runtime:
         else:
             streams = await bus.provision_streams(cfg.streams)
         self.health.ready("streams")
+        if cluster_monitor is not None:  # these streams without quorum: no durable work (bus/health.py)
+            self.health.check("nats cluster", lambda: cluster_monitor.verdict(streams))
         if self.ops is not None:  # /entities reads as each account's operator (see bus/entities.py)
             if connector.enabled:
                 reader = EntityReader(
@@ -373,14 +376,25 @@ class Runtime:
         finally:
             await self._bounded(f"provisioning connection ({account})", provisioner.drain)
 
-    def _monitor(self, stack: AsyncExitStack) -> None:
-        """The server's memory, JetStream use and slow consumers in ``/metrics`` (see bus/monitor.py)."""
-        server = self.server
-        url = server.monitor_url if server is not None else self.config.nats.monitor_url
-        if url:
-            limit = server.memory_limit if server is not None else None
-            monitor = monitor_server(self.metrics.registry, url, memory_limit=limit, logger=self.log)
-            stack.callback(self.metrics.registry.unregister, monitor)
+    def _monitor(self, stack: AsyncExitStack) -> ClusterMonitor | None:
+        """The server's memory, JetStream use and slow consumers in ``/metrics`` (bus/monitor.py: node
+        1's in a cluster) and, for a cluster, every node's state (bus/cluster_monitor.py)."""
+        server, cluster, registry = self.server, self.cluster, self.metrics.registry
+        if server is not None:
+            urls = [server.monitor_url] if server.monitor_url else []
+        else:
+            urls = cluster.monitor_urls if cluster is not None else monitor_urls(self.config.nats.monitor_url)
+        if urls:
+            first = server or (cluster.nodes[0] if cluster is not None else None)
+            limit = first.memory_limit if first is not None else None
+            monitor = monitor_server(registry, urls[0], memory_limit=limit, logger=self.log)
+            stack.callback(registry.unregister, monitor)
+        if not urls or (len(urls) < 2 and cluster is None):  # one endpoint: a single server
+            return None
+        nodes = watch_cluster(registry, urls, names=cluster.names if cluster else None, logger=self.log)
+        stack.callback(registry.unregister, nodes)
+        stack.push_async_callback(self._bounded, "nats cluster monitor", nodes.stop)
+        return nodes
 
     def _prepare_access(self, log: Any) -> str:
         """Under access control: the credentials every user needs and the server's ``accounts.conf``.

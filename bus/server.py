@@ -247,6 +247,15 @@ class EmbeddedServer:
         return address("http", loopback(self._host), self._monitor_port)
 
     @property
+    def cluster(self) -> ClusterSettings | None:
+        """Its place in a cluster (``None``: a single server); a change applies at the next start."""
+        return self._cluster
+
+    @cluster.setter
+    def cluster(self, value: ClusterSettings | None) -> None:
+        self._cluster = value
+
+    @property
     def memory_limit(self) -> int | None:
         """The server's ``GOMEMLIMIT`` in bytes, or ``None`` for Go's default (no limit)."""
         return self._memory_limit

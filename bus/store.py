@@ -12,6 +12,12 @@ Decisions, and why:
 
 * **Here in ``bus``**, because adapters never talk to nats-py: nats-py's key-value client and
   its errors stay behind this border, wrapped in citybus's own.
+* **Replicated like the data it serves.** Given ``[streams]``, a bucket is created with
+  :attr:`~bus.streams_config.StreamsConfig.most_replicas` copies and personal data's placement (a
+  service's state can hold personal data), and an existing bucket with fewer copies is scaled up
+  the way a stream is (:func:`bus.provision.ensure_stream`: never lowered silently). Under access
+  control an instance's user may not update its bucket (see :func:`_scale`): a warning names the
+  operator's command, and the bucket works on with the copies it has.
 * **Keys are listed from the stream's state** (``STREAM.INFO`` with a subjects filter), not by a
   watcher: a watcher is a consumer, and a user that may create consumers may name any deliver
   subject.
@@ -19,6 +25,7 @@ Decisions, and why:
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,7 +37,9 @@ from nats.js.kv import KeyValue
 from bus import subjects
 from bus.bus import Bus
 from bus.errors import CityBusError, NotConnectedError
+from bus.provision import ensure_stream, placement_for, reconcile, refusal
 from bus.reading import stream_subjects
+from bus.streams_config import StreamsConfig
 
 __all__ = ["KeyValueStore", "Record", "StoreConflict", "StoreError", "open_store"]
 
@@ -95,9 +104,17 @@ class KeyValueStore:
         return [subject[len(prefix) :] for subject in found]
 
 
-async def open_store(bus: Bus, bucket: str, *, description: str = "") -> KeyValueStore:
-    """The bucket ``bucket``, created (file storage, one revision per key) if it does not exist."""
+async def open_store(
+    bus: Bus, bucket: str, *, description: str = "", streams: StreamsConfig | None = None
+) -> KeyValueStore:
+    """The bucket ``bucket``, created (file storage, one revision per key) if it does not exist.
+
+    ``streams`` (the resolved ``[streams]``) gives it its replicas and placement, and scales up an
+    existing bucket with fewer copies; without it a new bucket has one copy and an existing one is
+    left as it is. :class:`~bus.errors.ConfigError` when the cluster cannot hold those copies."""
     js = bus.js
+    layout = streams or StreamsConfig()
+    replicas, placement = layout.most_replicas or 1, placement_for(layout, "personal")
     if not hasattr(js, "key_value"):  # the in-memory bus's JetStream has streams, not key-value stores
         raise StoreError(
             f"the key-value store {bucket} needs a real nats-server: the in-memory bus keeps none "
@@ -108,8 +125,18 @@ async def open_store(bus: Bus, bucket: str, *, description: str = "") -> KeyValu
             kv = await js.key_value(bucket)
         except nats.js.errors.BucketNotFoundError:
             config: dict[str, Any] = {"bucket": bucket, "history": 1, "storage": api.StorageType.FILE}
+            config.update(replicas=replicas, placement=placement)
             kv = await js.create_key_value(api.KeyValueConfig(description=description or None, **config))
+        else:
+            if streams is not None:
+                await _scale(bus, bucket, replicas, placement, streams.allow_lower)
     except nats.js.errors.APIError as exc:
+        asked = api.StreamConfig(
+            name=subjects.store_stream(bucket), num_replicas=replicas, placement=placement
+        )
+        problem = refusal(exc, asked, "streams.replicas")
+        if problem is not None:
+            raise problem from exc
         raise StoreError(f"JetStream refused the key-value store {bucket}: {exc.description or exc}") from exc
     except (nats.errors.TimeoutError, TimeoutError, nats.errors.NoRespondersError) as exc:
         raise NotConnectedError(
@@ -117,3 +144,34 @@ async def open_store(bus: Bus, bucket: str, *, description: str = "") -> KeyValu
             "is JetStream enabled, and may this user keep the store?"
         ) from exc
     return KeyValueStore(bus, bucket, kv)
+
+
+async def _scale(
+    bus: Bus, bucket: str, replicas: int, placement: api.Placement | None, allow_lower: bool
+) -> None:
+    """Bring an existing bucket's replicas and placement in step (see the module)."""
+    js, stream = bus.js, subjects.store_stream(bucket)
+    have = (await js.stream_info(stream)).config
+    wanted = dataclasses.replace(have, num_replicas=replicas, placement=placement)
+    if bus.user:
+        # Under access control an instance may create its bucket but not update it: an update
+        # could point the bucket's stream at other subjects and read them (bus/access/tenancy.py).
+        if reconcile(have, wanted, allow_lower=allow_lower)[0] != have:
+            bus.log.warning(
+                "key-value store not scaled",
+                bucket=bucket,
+                replicas=have.num_replicas,
+                configured=replicas,
+                reason="under access control an instance may not update its bucket",
+                fix=f"run `nats stream edit {stream} --replicas {replicas}` as an operator of the account",
+            )
+        return
+    await ensure_stream(
+        js,
+        wanted,
+        replicas_setting="streams.replicas",
+        allow_lower=allow_lower,
+        log=bus.log,
+        metrics=bus.metrics,
+        only_if_changed=True,
+    )

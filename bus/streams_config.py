@@ -16,6 +16,9 @@ Decisions, and why:
   a laptop and a cluster then both work without editing the file. An external cluster's size is
   not known to citybus, so there 0 means 1, and the deployment guide (``docs/cluster.md``) says to
   set ``replicas`` explicitly.
+* **Never lowered by surprise.** How an existing stream is brought in step with this section —
+  raised at once, never lowered unless ``allow_lower`` says so, refusals explained — is
+  :mod:`bus.provision`'s.
 * **A class left out takes the default.** ``{personal = 3}`` keeps public and internal streams at the
   resolved default, so naming only the class that needs more is enough.
 """
@@ -59,6 +62,10 @@ class StreamsConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     list for every stream, or a table per classification."""
     storage: Literal["file", "memory"] = "file"
     """Where streams live: ``file`` survives restarts, ``memory`` is faster and does not."""
+    allow_lower: bool = False
+    """Apply a configured value lower than an existing stream's (replicas, max_bytes, max_msgs, max_age,
+    duplicate_window), which drops copies or data; off, the stream keeps its larger value and a warning
+    says so (:mod:`bus.provision`). ``citybus contracts provision --allow-lower`` turns it on once."""
 
     def replicas_for(self, classification: str) -> int:
         """How many copies a stream of ``classification`` gets (0: not resolved yet, see :meth:`resolved`)."""

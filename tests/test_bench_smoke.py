@@ -44,6 +44,7 @@ CASES = [
     "Journey planner: loading the NSB feed, requests over the bus",
     "Personal data: sealing, the volunteer platform, export and erasure",
     "Statistics: one release of a table, by mechanism and size",
+    "Adapters scaled across processes",
 ]
 JOURNEY_KINDS = (
     "default: depart, max_walk 1000, bikes",
@@ -418,6 +419,21 @@ def test_personal_data_is_measured_sealed_against_unsealed_with_the_platform_and
     # the smoke run always profiles: a sealed round in one process, and each of the two processes
     assert text.count("Profile: ") == 6
     assert "bus/personal/" in text
+
+
+def test_scaleout_drains_one_stream_with_one_and_two_processes_for_each_kind_of_work(report: str) -> None:
+    text = case(report, CASES[15])
+    for which in (0, 1):  # 0.2 ms of CPU, then an await of 20 ms, per message
+        rows = {row["processes"]: row for row in columns(text, which)}
+        assert set(rows) == {"1", "2"}
+        for processes, row in rows.items():
+            assert re.fullmatch(NUMBER, row["msg/s (median)"])
+            assert re.fullmatch(RATIO, row["ratio to 1 process"])
+            assert row["handled twice"] == "0"
+            split = row["share of each process (median round)"].split(" / ")
+            shares = [int(share.replace(",", "")) for share in split]
+            assert len(shares) == int(processes)
+            assert sum(shares) == int(row["messages"].replace(",", "")), "each message handled once"
 
 
 def test_compare_runs_a_case_against_two_checkouts_and_tables_both(tmp_path: Path) -> None:

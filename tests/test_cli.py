@@ -228,16 +228,20 @@ class Up:
         return int(found.group(1))
 
 
-async def start_up(base: Path, *, sandbox: bool = False, auth: bool = True, site: Path | None = None) -> Up:
+async def start_up(
+    base: Path, *, sandbox: bool = False, auth: bool = True, site: Path | None = None, extra: str = ""
+) -> Up:
     """``citybus up`` in a directory of its own; without the sandbox's replay unless asked, so what
     a test publishes is all there is; without access control if asked (for tests that read streams
     directly: no user may, by design); with the packages installed in ``site`` if given (on the
-    ``PYTHONPATH`` of it and of every command run with its environment)."""
+    ``PYTHONPATH`` of it and of every command run with its environment); with ``extra`` at the end
+    of its ``citybus.toml`` (adapter sections)."""
     data_dir, cwd = base / "data", base / "cwd"
     cwd.mkdir(parents=True)
     toml = "" if auth else '[auth]\nmode = "off"\n'
     if not sandbox:
         toml += '[adapters.sandbox]\nadapter = "sandbox-replay"\nenabled = false\n'
+    toml += extra
     (cwd / "citybus.toml").write_text(toml)
     env = citybus_env(data_dir)
     if site is not None:

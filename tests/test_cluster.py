@@ -15,6 +15,7 @@ import structlog
 from nats.aio.msg import Msg
 
 from bus import Bus, Metrics
+from bus.cli import main
 from bus.cluster import LocalCluster, config_dir, embedded_broker
 from bus.config import ServerConfig, load_config
 from bus.errors import ConfigError, EmbeddedServerError
@@ -181,3 +182,41 @@ def test_a_cluster_needs_nodes(tmp_path: Path) -> None:
 def test_the_registry_has_a_stream_per_class_and_domain() -> None:
     classes = {c for c, _ in default_registry().domains()}
     assert Classification.PERSONAL in classes and Classification.PUBLIC in classes
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (
+            ["up", "--cluster", "3", "--nats", "nats://127.0.0.1:4222"],
+            "with --nats, citybus uses yours",
+        ),
+        (["up", "--cluster", "9"], "--cluster 9: give 3 or 5 nodes"),
+    ],
+)
+def test_wrong_cluster_options_say_what_to_do(
+    argv: list[str],
+    says: str,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.chdir(tmp_path)  # no citybus.toml of the developer's
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "configuration error" in err and says in err and "Traceback" not in err
+
+
+async def test_a_route_port_taken_before_the_start_is_chosen_again(tmp_path: Path) -> None:
+    nodes = LocalCluster(data_dir=tmp_path / "c", size=3)
+    taken = nodes.nodes[1].cluster
+    assert taken is not None
+    squatter = await asyncio.start_server(lambda r, w: None, "127.0.0.1", taken.port)
+    try:
+        await nodes.start()
+        now = [n.cluster.port for n in nodes.nodes if n.cluster is not None]
+        assert taken.port not in now and len(set(now)) == 3
+        assert nodes.meta_leader() in nodes.names
+    finally:
+        squatter.close()
+        await nodes.stop()

@@ -40,12 +40,16 @@ from adapters.statistics.metrics import statistics_metrics
 from adapters.supervisor import adapter_metrics
 from adapters.volunteer.metrics import volunteer_metrics
 from bus import Bus
+from bus.cluster import LocalCluster
+from bus.cluster_monitor import ClusterMonitor
 from bus.metrics import Metrics
 from bus.monitor import monitor_server
 from bus.server import EmbeddedServer
+from bus.streams_config import StreamsConfig
 from contracts import ErasedPlace
 from sandbox.metrics import replay_metrics
 from tests.test_cli import start_up
+from tests.test_cluster_monitor import CLUSTER_FAMILIES
 
 ROOT = Path(__file__).resolve().parent.parent
 DASHBOARD = ROOT / "docs" / "grafana" / "citybus.json"
@@ -193,16 +197,25 @@ async def exported(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[di
     server = EmbeddedServer(
         data_dir=tmp_path_factory.mktemp("monitored"), monitor_port=0, memory_limit=1 << 30
     )
+    # The cluster's families from a real three-node cluster's (bus/cluster_monitor.py).
+    cluster = LocalCluster(data_dir=tmp_path_factory.mktemp("cluster"), size=3)
     await server.start()
     try:
+        await cluster.start()
         bus = Bus(source="/tests")
         await bus.connect(server.url)
         await bus.provision_streams()  # streams, so that the per-stream families have samples
         await bus.drain()
         assert server.monitor_url is not None
         monitor_server(registry, server.monitor_url, memory_limit=server.memory_limit)
-        yield _exported(metrics)
+        bus = Bus(source="/tests")
+        await bus.connect(cluster.url)
+        await bus.provision_streams(StreamsConfig(replicas=3))  # leaders, replicas and quorum
+        await bus.drain()
+        registry.register(ClusterMonitor(cluster.monitor_urls))
+        yield await asyncio.to_thread(_exported, metrics)
     finally:
+        await cluster.stop()
         await server.stop()
 
 
@@ -219,6 +232,7 @@ def _exported(metrics: Metrics) -> dict[str, set[str]]:
     metrics.dead_letters_unstored.labels("environment.beach-observation.v1", "out-of-range").inc()
     metrics.publish_retries.labels("environment.beach-observation.v1").inc()
     metrics.consumer_pending.labels("archive-beach-observation-v1", "CITY_PUBLIC_ENVIRONMENT").set(3)
+    metrics.stream_setting_kept.labels("CITY_PUBLIC_ENVIRONMENT", "replicas").set(1)
     metrics.permission_denials.labels("publish").inc()
     instance = adapter_metrics(registry).instance("vicotee", "drammen")
     instance.up.set(1)
@@ -364,6 +378,7 @@ def test_dashboard_has_the_rows_an_operator_looks_for(dashboard: dict[str, Any])
         "Sandbox replay",
         "JetStream consumers",
         "NATS server",
+        "NATS cluster",
         "Journey planner",
         "Volunteer platform",
         "Personal data",
@@ -399,7 +414,9 @@ async def test_a_running_citybus_up_exports_every_family_queried(
         await running.stop()
     registered = {family.name for family in text_string_to_metric_families(text)}
     queried = _families({name: set() for _, expr in expressions for name in METRIC.findall(expr)})
-    assert queried - registered == set(), "queried, but not exported by a running citybus up"
+    # The cluster's families need a cluster: tests/test_cluster_monitor.py scrapes a citybus up on one.
+    missing = queried - registered - CLUSTER_FAMILIES
+    assert missing == set(), "queried, but not exported by a running citybus up"
     assert "citybus_replay_messages_total{" in text  # the replay ran: its series are real ones
 
 
@@ -472,6 +489,9 @@ def test_alerts_watch_what_operators_asked_for(rules: list[dict[str, Any]]) -> N
         "citybus_nats_server_memory_bytes",
         "citybus_nats_server_memory_limit_bytes",
         "citybus_nats_server_slow_consumers_total",
+        "citybus_cluster_node_up",
+        "citybus_stream_replica",
+        "citybus_stream_quorum",
         "citybus_journey_timetable_valid_to_timestamp_seconds",
         "citybus_journey_plan_seconds_bucket",
         "citybus_personal_erasure_incomplete_total",
@@ -499,10 +519,17 @@ def promtool(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 def test_promtool_accepts_the_rules(tmp_path: Path) -> None:
     result = promtool("check", "rules", str(RULES), cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 18 rules found" in result.stdout
+    assert "SUCCESS: 21 rules found" in result.stdout
 
 
 BEACH = "environment.beach-observation.v1"
+
+
+def _replica(node: str, state: str) -> str:
+    labels = f'account="CITY",stream="CITY_PUBLIC_ENVIRONMENT",node="{node}",state="{state}"'
+    return f'citybus_stream_replica{{job="citybus",instance="bus:9464",{labels}}}'
+
+
 BIKES = "mobility.bike-station-status.v1"
 
 
@@ -560,6 +587,20 @@ SERIES = [
     # Slow consumers keep being found on one server; the other found one once, long ago.
     ('citybus_nats_server_slow_consumers_total{job="citybus",instance="bus:9464"}', "0+2x30"),
     ('citybus_nats_server_slow_consumers_total{job="citybus",instance="other:9464"}', "1x30"),
+    # A cluster node stops answering at minute 2; the others answer all along.
+    ('citybus_cluster_node_up{job="citybus",instance="bus:9464",node="citybus-2"}', "1 1 0x20"),
+    ('citybus_cluster_node_up{job="citybus",instance="bus:9464",node="citybus-1"}', "1x22"),
+    # A replica lags from minute 2, then is offline from minute 5 (one alert all along, whatever the
+    # state); another lagged for two minutes and caught up; the leader's own replica is current.
+    (_replica("citybus-3", "lagging"), "_ _ 1 1 1 stale"),
+    (_replica("citybus-3", "offline"), "_ _ _ _ _ 1x20"),
+    (_replica("citybus-2", "lagging"), "_ 1 1 stale"),
+    (_replica("citybus-1", "current"), "1x25"),
+    # A stream loses its quorum at minute 2 and keeps it lost; another is without a leader for one
+    # minute only (an election), a third never loses it.
+    ('citybus_stream_quorum{account="CITY",stream="CITY_PUBLIC_MOBILITY"}', "1 1 0x10"),
+    ('citybus_stream_quorum{account="CITY",stream="CITY_PUBLIC_COMMUNITY"}', "1 0 1x10"),
+    ('citybus_stream_quorum{account="CITY",stream="CITY_PUBLIC_ENVIRONMENT"}', "1x12"),
     # One planner's timetable ends 8 days after the start (the alert is due after a day and an hour);
     # the other's in a year. Time in these tests starts at 0 (1970-01-01).
     ('citybus_journey_timetable_valid_to_timestamp_seconds{instance="old:9464"}', "691200x1700"),
@@ -626,6 +667,23 @@ EXPECTED = [
     ),
     ("15m", [quiet("CitybusNatsServerMemoryHigh")]),  # over 90% from minute 8, not yet for 10 minutes
     ("20m", [alert("CitybusNatsServerMemoryHigh", "warning", job="citybus", instance="bus:9464")]),
+    ("3m", [quiet("CitybusClusterNodeDown")]),  # down from minute 2, not yet for 2 minutes
+    ("5m", [alert("CitybusClusterNodeDown", "warning", node="citybus-2")]),
+    ("6m", [quiet("CitybusStreamReplicaLost")]),  # not current from minute 2, not yet for 5 minutes
+    (
+        "8m",
+        [
+            alert(
+                "CitybusStreamReplicaLost",
+                "warning",
+                account="CITY",
+                stream="CITY_PUBLIC_ENVIRONMENT",
+                node="citybus-3",
+            )
+        ],
+    ),
+    ("2m", [quiet("CitybusStreamNoQuorum")]),  # the election at minute 1 is over; the loss just began
+    ("3m", [alert("CitybusStreamNoQuorum", "critical", account="CITY", stream="CITY_PUBLIC_MOBILITY")]),
     ("3m", [quiet("CitybusNatsServerSlowConsumers")]),
     ("10m", [alert("CitybusNatsServerSlowConsumers", "warning", job="citybus", instance="bus:9464")]),
     ("1d", [quiet("CitybusJourneyTimetableRunningOut")]),  # 7 days left from day 1, not yet for an hour

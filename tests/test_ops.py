@@ -11,7 +11,7 @@ import structlog
 from prometheus_client.parser import text_string_to_metric_families
 
 from bus import CityBusError, Metrics
-from bus.health import Health
+from bus.health import Health, Verdict
 from bus.ops import OpsServer
 from contracts import default_registry
 
@@ -127,6 +127,36 @@ async def test_a_check_that_raises_counts_as_not_ready(ops: Ops, health: Health)
     status, body = await ops.get_json("/readyz")
     assert status == 503
     assert body["checks"] == {"nats": True, "database": False}
+
+
+async def test_healthz_tells_degraded_and_unhealthy_with_reasons_but_stays_200(
+    ops: Ops, health: Health
+) -> None:
+    """Liveness is 200 while the process answers (a restart heals no cluster); the body tells the truth."""
+    verdict = [Verdict(ok=True)]
+    health.expect("adapters")  # starting: not ready, but nothing wrong
+    health.check("nats cluster", lambda: verdict[0])
+    assert await ops.get_json("/healthz") == (200, {"status": "ok"})
+
+    verdict[0] = Verdict(ok=True, reasons=("node citybus-3 is down",))
+    assert await ops.get_json("/healthz") == (
+        200,
+        {"status": "degraded", "reasons": {"nats cluster": ["node citybus-3 is down"]}},
+    )
+    health.ready("adapters")
+    status, body = await ops.get_json("/readyz")  # degraded is still ready, and says why
+    assert (status, body["status"], body["reasons"]) == (
+        200,
+        "ready",
+        {"nats cluster": ["node citybus-3 is down"]},
+    )
+
+    verdict[0] = Verdict(ok=False, reasons=("stream CITY/CITY_PUBLIC_MOBILITY has no quorum (no leader)",))
+    status, body = await ops.get_json("/healthz")
+    assert (status, body["status"], body["failing"]) == (200, "unhealthy", ["nats cluster"])
+    assert body["reasons"]["nats cluster"] == ["stream CITY/CITY_PUBLIC_MOBILITY has no quorum (no leader)"]
+    status, body = await ops.get_json("/readyz")
+    assert (status, body["checks"]["nats cluster"]) == (503, False)
 
 
 async def test_metrics_are_prometheus_text_of_the_bus_registry(ops: Ops, metrics: Metrics) -> None:

@@ -172,6 +172,61 @@ def test_sections_come_from_the_installed_packages_in_their_order() -> None:
     assert "adapters" not in document and document["ready"] is True
 
 
+CLUSTER = """\
+# TYPE citybus_cluster_node_up gauge
+citybus_cluster_node_up{node="citybus-1"} 1.0
+citybus_cluster_node_up{node="citybus-2"} 0.0
+citybus_cluster_node_up{node="citybus-3"} 0.0
+# TYPE citybus_cluster_node_connections gauge
+citybus_cluster_node_connections{node="citybus-1"} 4.0
+# TYPE citybus_cluster_node_routes gauge
+citybus_cluster_node_routes{node="citybus-1"} 0.0
+# TYPE citybus_cluster_meta_leader gauge
+citybus_cluster_meta_leader{node="citybus-1"} 1.0
+citybus_cluster_meta_leader{node="citybus-2"} 0.0
+citybus_cluster_meta_leader{node="citybus-3"} 0.0
+# TYPE citybus_stream_leader gauge
+citybus_stream_leader{account="CITY",node="citybus-1",stream="CITY_PUBLIC_ENVIRONMENT"} 1.0
+# TYPE citybus_stream_quorum gauge
+citybus_stream_quorum{account="CITY",stream="CITY_PUBLIC_ENVIRONMENT"} 0.0
+citybus_stream_quorum{account="CITY",stream="CITY_PUBLIC_MOBILITY"} 0.0
+citybus_stream_quorum{account="SANDBOX",stream="CITY_PUBLIC_MOBILITY"} 1.0
+"""
+
+
+def test_a_cluster_shows_its_nodes_and_the_streams_without_quorum() -> None:
+    from bus.cluster_status import status_sections
+
+    status = collect(
+        ops_url=OPS, readiness=READY, metrics=parse_metrics(CLUSTER), now=0.0, providers=[status_sections]
+    )
+    lines = render(status).splitlines()
+    start = lines.index("NATS cluster nodes:")
+    assert lines[start : start + 10] == [
+        "NATS cluster nodes:",
+        "  NODE       UP   CONNECTIONS  ROUTES  META LEADER",
+        "  citybus-1  yes  4            0       yes",
+        "  citybus-2  NO   -            -",
+        "  citybus-3  NO   -            -",
+        "streams without quorum:",
+        "  ACCOUNT  STREAM                   LEADER",
+        "  CITY     CITY_PUBLIC_ENVIRONMENT  citybus-1",
+        "  CITY     CITY_PUBLIC_MOBILITY     NONE",
+        "dead letters: none",
+    ]
+    document = status.document()
+    assert document["streams_without_quorum"][1] == {
+        "account": "CITY",
+        "stream": "CITY_PUBLIC_MOBILITY",
+        "leader": None,
+    }
+    # A single server exports no cluster families: no cluster tables at all.
+    alone = collect(
+        ops_url=OPS, readiness=READY, metrics=parse_metrics(METRICS), now=0.0, providers=[status_sections]
+    )
+    assert alone.sections == []
+
+
 def test_text_that_is_not_prometheus_is_an_error() -> None:
     with pytest.raises(CityBusError, match="not Prometheus text"):
         parse_metrics("citybus_nats_connected one\n")

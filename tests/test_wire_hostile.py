@@ -204,3 +204,33 @@ async def test_a_connection_whose_reader_task_ended_is_reconnected(fresh_bus: Bu
     await fresh_bus.subscribe_raw(f"city.internal.test.{entity}", keep)
     await fresh_bus.publish_raw(f"city.internal.test.{entity}", b"heard")
     await wait_for(lambda: len(got) == 1)
+
+
+class _BrokenLog:
+    """A logger whose warnings fail, as a log writing to a closed stream does."""
+
+    def bind(self, **_: object) -> _BrokenLog:
+        return self
+
+    def __getattr__(self, name: str) -> object:
+        def log(*_args: object, **_kwargs: object) -> None:
+            if name == "warning":
+                raise ValueError("I/O operation on closed file")
+
+        return log
+
+
+async def test_a_callback_that_fails_does_not_end_reconnecting(fresh_server: EmbeddedServer) -> None:
+    """nats-py stops reading and reconnecting for good when one of its callbacks raises; a log that
+    fails in citybus's "disconnected" callback must not leave the connection down."""
+    bus = Bus(metrics=Metrics(), logger=_BrokenLog())
+    await bus.connect(fresh_server.url, reconnect_wait=0.1)
+    try:
+        await fresh_server.kill()
+        await wait_for(lambda: not bus.connected)
+        await fresh_server.start()
+        await wait_for(lambda: bus.connected, timeout=20)
+        await bus.publish_raw("city.internal.test.after", b"still here")
+        await bus.flush()
+    finally:
+        await bus.close()

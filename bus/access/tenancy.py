@@ -10,7 +10,8 @@ contract rules of :mod:`bus.access.policy` do not give, each granted here from a
   sees it. The answer comes to its own inbox (the responder's ``allow_responses``).
 * **A service keeps its own key-value stores** (``stores``, :func:`bus.subjects.store_bucket`):
   it may create and read its ``KV_<instance>_<name>`` stream and write its keys (compare-and-set,
-  :mod:`bus.store`); no other bucket, no ``PURGE`` or ``DELETE`` of the stream.
+  :mod:`bus.store`); no other bucket, no ``PURGE`` or ``DELETE`` of the stream, and no ``UPDATE``
+  (which could point the stream at other subjects, to read them): an operator raises its replicas.
 * **A service reads back what it stored** (``recalls``, contracts it produces): ``STREAM.INFO``
   and ``STREAM.MSG.GET`` of their stream (the read-only reads of :mod:`bus.reading`, never a
   consumer, which could name any deliver subject) and their subjects, to hear of new messages.

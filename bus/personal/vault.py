@@ -87,8 +87,11 @@ def vault_subject(ref: str) -> str:
     return f"citybus.personal.keys.{ref}"
 
 
-def vault_stream_config(replicas: int = 1, storage: str = "file") -> api.StreamConfig:
-    """The vault's stream: one message per subject, never discarded for lack of room."""
+def vault_stream_config(
+    replicas: int = 1, storage: str = "file", placement: api.Placement | None = None
+) -> api.StreamConfig:
+    """The vault's stream: one message per subject, never discarded for lack of room; ``replicas``
+    and ``placement`` are personal data's (``[streams]``)."""
     return api.StreamConfig(
         name=VAULT_STREAM,
         description="citybus personal keys: one per person, destroyed to erase them (crypto-shredding)",
@@ -102,6 +105,7 @@ def vault_stream_config(replicas: int = 1, storage: str = "file") -> api.StreamC
         # would change every ref or lose a key without erasing it. The stream refuses it.
         discard_new_per_subject=True,
         num_replicas=replicas,
+        placement=placement,
         storage=api.StorageType(storage),
         allow_direct=False,
         deny_delete=False,
