@@ -329,6 +329,7 @@ class DurableConsumer(Generic[C]):
             await asyncio.wait({fetch})
         except asyncio.CancelledError:
             fetch.cancel()
+            fetch.add_done_callback(_forget)  # its end (a closed connection, say) is nobody's business
             raise
         msgs: list[Msg] = fetch.result()
         return msgs
@@ -404,6 +405,12 @@ class _Workers:
             wake: asyncio.Future[None] = loop.create_future()
             idle.append(wake)
             await wake
+
+
+def _forget(task: asyncio.Task[Any]) -> None:
+    """Take a given-up task's exception, so that asyncio does not log it as never retrieved."""
+    if not task.cancelled():
+        task.exception()
 
 
 def _wake(future: asyncio.Future[None]) -> None:
