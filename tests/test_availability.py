@@ -21,6 +21,7 @@ from bus.availability import PROBE, Diagnosis, Outages, from_info
 from bus.redelivery import Handled
 from bus.server import EmbeddedServer
 from contracts.environment import BeachObservation
+from tests.conftest import wait_for
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -133,6 +134,41 @@ async def test_a_durable_publish_without_a_server_says_so_and_is_not_an_outage_o
         assert not bus._durable.outages  # a server restarting is waited for, message by message
         await fresh_server.start()
         assert (await bus.publish_durable(BeachObservation.example(), timeout=20)).stream == STREAM
+    finally:
+        await bus.close()
+
+
+async def test_publishes_awaiting_their_acknowledgement_when_the_connection_dies_are_sent_again_at_once(
+    fresh_server: EmbeddedServer,
+) -> None:
+    """After the reconnect, not at their request timeout (60 s here): an acknowledgement awaited on
+    a connection that died never comes. Both ways of publishing durably; each message stored once."""
+    bus = Bus(metrics=Metrics(), source="/tests", request_timeout=60.0)
+    await bus.connect(fresh_server.url, reconnect_wait=0.1)
+    await bus.provision_streams()
+    example = BeachObservation.example()
+    acked: list[str] = []
+
+    async def one_by_one(worker: int) -> None:
+        for n in range(150):
+            ack = await bus.publish_durable(example, event_id=f"{worker}-{n}", timeout=120)
+            acked.append(ack.event_id)
+
+    async def many() -> None:
+        for _ in range(6):
+            acked.extend(ack.event_id for ack in await bus.publish_durable_many([example] * 500, timeout=120))
+
+    try:
+        async with asyncio.timeout(40):  # far below the request timeout: a bound, not a measurement
+            async with asyncio.TaskGroup() as tg:
+                for worker in range(8):
+                    tg.create_task(one_by_one(worker))
+                tg.create_task(many())
+                await wait_for(lambda: len(acked) >= 400)
+                await fresh_server.kill()
+                await fresh_server.start()
+        assert len(set(acked)) == len(acked) == 8 * 150 + 6 * 500
+        assert (await bus.js.stream_info(STREAM)).state.messages == len(acked)
     finally:
         await bus.close()
 
