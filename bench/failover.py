@@ -54,11 +54,12 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
+import nats.js.errors
 import structlog
 
 from bench.common import CASE_LIMIT, BenchError, Options, Spec, log
@@ -82,6 +83,7 @@ PUBLISHERS: Final = 32
 PUBLISH_TIMEOUT: Final = 10.0
 """The timeout of each durable publish under load (an election takes 4-9 s)."""
 WINDOW: Final = 1024
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -113,29 +115,33 @@ async def _bus(url: str) -> Bus:
     return bus
 
 
-async def _until(predicate: Callable[[], bool], what: str, limit: float = CASE_LIMIT) -> None:
-    """Wait for ``predicate`` (plain state set by other tasks), failing the case after ``limit``."""
+async def _until(
+    predicate: Callable[[], bool], what: str, limit: float = CASE_LIMIT, detail: Callable[[], str] = str
+) -> None:
+    """Wait for ``predicate`` (plain state set by other tasks), failing the case after ``limit``
+    (saying ``detail()``)."""
     try:
         async with asyncio.timeout(limit):
             while not predicate():  # noqa: ASYNC110 - plain state
                 await asyncio.sleep(0.01)
     except TimeoutError:
-        raise BenchError(f"failover: {what} did not happen within {limit:.0f} s") from None
+        raise BenchError(f"failover: {what} did not happen within {limit:.0f} s{detail()}") from None
 
 
-def pause(times: Sequence[float], since: float, until: float) -> tuple[float, float]:
-    """The longest gap between successive ``times`` that ends in (``since``, ``until``], counted from
-    ``since`` at the earliest, and when it ended (from ``since``); with no time in the window at all,
-    the whole window and NaN."""
+def pause(
+    times: Sequence[float], since: float, before: float, *, spanning: bool = True
+) -> tuple[float, float]:
+    """The longest gap between successive ``times`` that ends after ``since`` and begins before
+    ``before`` (the next event), counted from ``since``; and when it ended, from ``since``. A kill
+    owns the gap it interrupted (``spanning``); a restart only those that begin after it, so that a
+    pause the kill began is not counted twice. NaN, NaN: nothing came after ``since``."""
     ordered = sorted(times)
-    longest, ended = 0.0, math.nan
-    for before, after in itertools.pairwise(ordered):
-        if since < after <= until:
-            gap = after - max(before, since)
-            if gap > longest:
-                longest, ended = gap, after - since
-    if math.isnan(ended):
-        return until - since, math.nan
+    longest, ended = math.nan, math.nan
+    for earlier, later in itertools.pairwise(ordered):
+        if later > since and earlier < before and (spanning or earlier >= since):
+            gap = later - max(earlier, since)
+            if not gap <= longest:  # the first, or a longer one
+                longest, ended = gap, later - since
     return longest, ended
 
 
@@ -150,6 +156,8 @@ class Kill:
     node: str
     consumer_leader: str
     """The node leading the durable consumer when the kill came (not always the stream's leader)."""
+    connected: str
+    """The components whose connection was to the killed node (they reconnect to another)."""
     at: float
     restarted: float = 0.0
     running: float = 0.0
@@ -236,9 +244,12 @@ async def replay(bus: Bus, recording: Path, load: Load) -> None:
     await replayer.run()
 
 
-async def kill_twice(cluster: LocalCluster, watcher: Bus, load: Load, n: int) -> list[Kill]:
-    """Kill the stream's leader a third in and a follower two thirds in, each started again once
-    publishing went on without it; wait until each restarted node is current."""
+async def kill_twice(
+    cluster: LocalCluster, watcher: Bus, load: Load, n: int, components: dict[str, Bus]
+) -> list[Kill]:
+    """Kill the stream's leader a third in and a follower two thirds in (once the first is current
+    again), each started again once publishing went on without it; wait until each restarted node
+    is current."""
     loop = asyncio.get_running_loop()
     kills: list[Kill] = []
     catching_up: list[asyncio.Task[None]] = []
@@ -251,6 +262,8 @@ async def kill_twice(cluster: LocalCluster, watcher: Bus, load: Load, n: int) ->
 
     for share, role in ((1 / 3, "leader"), (2 / 3, "follower")):
         await _until(lambda share=share: len(load.acks) >= n * share, f"{share:.0%} acknowledged")  # type: ignore[misc]
+        if catching_up:  # a second death while the first node still catches up stops the stream
+            await catching_up[-1]
         first = await leader_of(watcher, cluster)
         if first is None:
             raise BenchError("failover: the stream had no leader before a kill")
@@ -259,14 +272,27 @@ async def kill_twice(cluster: LocalCluster, watcher: Bus, load: Load, n: int) ->
         else:
             followers = [i for i in range(cluster.size) if i != first]
             victim = max(followers, key=lambda i: all(k.node != cluster.names[i] for k in kills))
-        info = await watcher.js.consumer_info(STREAM, DURABLE)
-        consumer_leader = (info.cluster.leader if info.cluster is not None else None) or "none"
-        kill = Kill(role, cluster.names[victim], consumer_leader, loop.time())
+        try:
+            info = await watcher.js.consumer_info(STREAM, DURABLE)
+            consumer_leader = (info.cluster.leader if info.cluster is not None else None) or "none"
+        except Exception:  # noqa: BLE001 - an election in progress
+            consumer_leader = "unknown"
+        port = cluster.urls[victim].rpartition(":")[2]
+        on_it = [
+            name for name, bus in components.items() if str(getattr(bus.nc.connected_url, "port", "")) == port
+        ]
+        kill = Kill(role, cluster.names[victim], consumer_leader, ", ".join(on_it) or "none", loop.time())
         log(f"failover: kill -9 the {role}, {kill.node}")
         await cluster.kill(victim)
         kills.append(kill)
-        goal = len(load.acks) + n // 20  # publishing went on without it
-        await _until(lambda goal=goal: len(load.acks) >= goal, "publishing after the kill")  # type: ignore[misc]
+        goal = min(len(load.acks) + n // 20, n)  # publishing went on without it
+        await _until(
+            lambda goal=goal: len(load.acks) >= goal,  # type: ignore[misc]
+            "publishing after the kill",
+            detail=lambda: (
+                f" ({len(load.acks)} acknowledged; errors: {dict(load.errors)}; {load.error_texts})"
+            ),
+        )
         kill.restarted = loop.time()
         await cluster.start_node(victim)
         kill.running = loop.time()
@@ -308,7 +334,8 @@ async def under_load(
     try:
         started = loop.time()
         replaying = asyncio.ensure_future(replay(replayer_bus, recording, load))
-        killing = asyncio.ensure_future(kill_twice(cluster, watcher, load, n))
+        components = {"publisher": publisher, "consumer": consumer_bus, "replay": replayer_bus}
+        killing = asyncio.ensure_future(kill_twice(cluster, watcher, load, n, components))
         try:
             async with asyncio.timeout(3 * CASE_LIMIT):  # 100,000 publishes: a bound against a hang
                 await publish(publisher, ids, load)
@@ -434,16 +461,34 @@ async def two_dead(cluster: LocalCluster, sizes: Sizes, load: Load) -> Outage:
 
 
 async def remake(bus: Bus, replicas: int) -> None:
-    """``CITY_PUBLIC_ENVIRONMENT`` made anew, empty, with ``replicas`` and its configuration otherwise."""
-    config = (await bus.js.stream_info(STREAM)).config
+    """``CITY_PUBLIC_ENVIRONMENT`` made anew, empty, with ``replicas`` and its configuration otherwise;
+    each step tried again while JetStream says it is unavailable (a cluster whose nodes just came back
+    is still electing its leaders)."""
+    config = (await _again(lambda: bus.js.stream_info(STREAM))).config
     config.num_replicas = replicas
-    await bus.js.delete_stream(STREAM)
+
+    async def delete() -> None:
+        with contextlib.suppress(nats.js.errors.NotFoundError):  # deleted by a try whose answer was lost
+            await bus.js.delete_stream(STREAM)
+
+    async def add() -> None:
+        try:
+            await bus.js.add_stream(config)
+        except nats.js.errors.BadRequestError:  # made by a try whose answer was lost?
+            if (await bus.js.stream_info(STREAM)).config.num_replicas != replicas:
+                raise
+
+    await _again(delete)
+    await _again(add)
+
+
+async def _again(step: Callable[[], Awaitable[T]]) -> T:
+    """``step()``, tried again every 0.2 s while it fails, for :data:`~bench.common.CASE_LIMIT` s."""
     async with asyncio.timeout(CASE_LIMIT):
         while True:
             try:
-                await bus.js.add_stream(config)
-                return
-            except Exception:  # noqa: BLE001 - the deletion still being applied: try again
+                return await step()
+            except Exception:  # noqa: BLE001 - unavailable, or a deletion still being applied: again
                 await asyncio.sleep(0.2)
 
 
@@ -586,21 +631,23 @@ def report(
         following = result.kills[number + 1].at if number + 1 < len(result.kills) else result.end
         for event, since, until in (
             (
-                f"the {kill.role} ({kill.node}) killed; the consumer's leader: {kill.consumer_leader}",
+                f"the {kill.role} ({kill.node}) killed; the consumer's leader: {kill.consumer_leader}; "
+                f"connected to it: {kill.connected}",
                 kill.at,
                 kill.restarted,
             ),
             (f"it started again, {kill.restarted - kill.at:.1f} s after", kill.restarted, following),
         ):
+            spanning = since == kill.at
             cells = {"event": event}
             for label, times in (
                 ("publishing", load.acks),
                 ("consumer", load.deliveries),
                 ("replay", load.replayed),
             ):
-                longest, ended = pause(times, since, until)
-                resumed = "none in the window" if math.isnan(ended) else f"{ended:.2f}"
-                cells[f"{label} paused s (resumed after s)"] = f"{longest:.2f} ({resumed})"
+                longest, ended = pause(times, since, until, spanning=spanning)
+                shown = "none after it" if math.isnan(ended) else f"{longest:.2f} ({ended:.2f})"
+                cells[f"{label} paused s (resumed after s)"] = shown
             cells["caught up after s"] = (
                 f"{kill.current - kill.running:.2f}" if since == kill.restarted else ""
             )
@@ -608,8 +655,9 @@ def report(
     case.tables.append(
         (
             "Each kill and restart: the longest pause of publishing (between acknowledgements), of the "
-            "consumer (deliveries to its handler) and of the replay (messages sent), until the next event; "
-            "in brackets when it ended, from the event:",
+            "consumer (deliveries to its handler) and of the replay (messages sent): for a kill, the pause "
+            "it interrupted or one beginning before the restart; for a restart, one beginning after it and "
+            "before the next kill; in brackets when it ended, from the event:",
             pauses,
         )
     )

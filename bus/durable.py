@@ -20,6 +20,10 @@ Decisions, and why:
   as soon as the connection is lost (:meth:`bus.connection.Connection.lost`; nats-py keeps it until
   the reconnect), not at the request timeout. A kill -9 of the node a publisher was connected to
   stopped its publishing for that timeout, 5 s, and now for about 0.1 s (``bench/failover.py``).
+- JetStream's "duplicate message id is in process" (:data:`IN_PROCESS`) is no refusal: the
+  message sent again (after a lost connection, say) meets its earlier try still being stored, and
+  is tried again like any "not now". Taken for a refusal, it ended publishes with an error under a
+  kill -9 of a node (``bench/failover.py``, 3 runs in 12).
 - A publish that gives up says why, within its timeout: the stream has no leader or no quorum
   (:class:`~bus.errors.JetStreamUnavailableError`), does not exist, or the bus has no server
   (:func:`bus.availability.diagnose`, in the timeout's last second). A stream whose own state
@@ -46,7 +50,7 @@ from bus.connection import TRANSIENT, Connection
 from bus.errors import CityBusError, JetStreamUnavailableError, NotConnectedError, PublishTimeoutError
 from bus.metrics import Metrics
 
-__all__ = ["RETRY", "DurablePublisher", "Prepared", "PublishAck"]
+__all__ = ["IN_PROCESS", "RETRY", "DurablePublisher", "Prepared", "PublishAck"]
 
 RETRY: Final = Backoff(initial=0.05, maximum=1.0)
 """The wait between tries of a durable publish (see the module's decisions)."""
@@ -55,8 +59,20 @@ Prepared = tuple[str, str, bytes, dict[str, str]]
 """A message ready to send: its contract's CloudEvents type, subject, body and headers."""
 
 
+IN_PROCESS: Final = 10158
+"""JetStream's error "duplicate message id is in process": a try of the same ``ce-id`` is being
+stored right now (one sent before a connection was lost or a request timed out). Not a refusal:
+tried again, the message is acknowledged as a duplicate once that try is stored, or stored if it
+was lost with a leader."""
+
+
+class _InProcess(Exception):
+    """JetStream is storing an earlier try of this message (:data:`IN_PROCESS`): try again."""
+
+
 class _AckError(msgspec.Struct):
     code: int = 0
+    err_code: int = 0
     description: str = ""
 
 
@@ -178,9 +194,14 @@ class DurablePublisher:
                     raise NotConnectedError(
                         f"the connection was lost while {subject} awaited its acknowledgement"
                     )
-                ack = attempt.result()
+                try:
+                    ack = attempt.result()
+                except nats.js.errors.APIError as exc:
+                    if exc.err_code == IN_PROCESS:
+                        raise _InProcess from exc
+                    raise
                 return PublishAck(ack.stream, ack.seq, bool(ack.duplicate), headers["ce-id"])
-            except (*TRANSIENT, NotConnectedError, nats.js.errors.ServiceUnavailableError) as exc:  # not now
+            except (*TRANSIENT, NotConnectedError, nats.js.errors.ServiceUnavailableError, _InProcess) as exc:
                 if connection.refused_since(subject, started):
                     raise connection.refusal(subject) from exc
                 delay = retries.next()
@@ -388,6 +409,9 @@ class DurablePublisher:
                 continue
             ack: _Ack = future.result()
             if ack.error is not None:
+                if ack.error.err_code == IN_PROCESS:
+                    failed.append(index)
+                    continue
                 refused = prepared[index][1]
                 raise CityBusError(f"JetStream refused {refused}: {ack.error.description or ack.error}")
             acks[index] = PublishAck(ack.stream, ack.seq, ack.duplicate, prepared[index][3]["ce-id"])
@@ -403,6 +427,8 @@ def _seen(exc: BaseException) -> Seen:
         | nats.js.errors.ServiceUnavailableError,
     ):
         return "nobody"
-    if isinstance(exc, nats.errors.TimeoutError | asyncio.TimeoutError | nats.errors.FlushTimeoutError):
+    if isinstance(
+        exc, nats.errors.TimeoutError | asyncio.TimeoutError | nats.errors.FlushTimeoutError | _InProcess
+    ):
         return "unconfirmed"
     return "disconnected"
