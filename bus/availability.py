@@ -51,7 +51,7 @@ Seen = Literal["nobody", "unconfirmed", "disconnected"]
 in time, or no connection."""
 
 RESUME: Final = (
-    "bring its nodes back: durable publishing to it resumes by itself once a majority is up (core "
+    "Bring its nodes back: durable publishing to it resumes by itself once a majority is up (core "
     "publish/subscribe works meanwhile)"
 )
 
@@ -117,7 +117,7 @@ def from_info(stream: str, document: bytes) -> Diagnosis:
         if info.error.code == 503:
             return Diagnosis(
                 "JetStream is unavailable in the cluster (no meta leader: most of its nodes are down or "
-                f"cannot reach each other); {RESUME}",
+                f"cannot reach each other). {RESUME}",
                 True,
                 True,
             )
@@ -135,14 +135,14 @@ def from_info(stream: str, document: bytes) -> Diagnosis:
         return Diagnosis(
             f"stream {stream} has no leader: one is elected once {quorum} of its {replicas} replicas are up "
             "and reach each other, seconds after a node died; if it lasts, too few nodes are up (no "
-            f"quorum; not current: {', '.join(behind) or 'none'}): {RESUME}",
+            f"quorum; not current: {', '.join(behind) or 'none'}). {RESUME}",
             True,
             True,
         )
     if replicas - len(behind) < quorum:
         return Diagnosis(
             f"stream {stream}'s leader {cluster.leader} has no quorum: storing takes {quorum} of its "
-            f"{replicas} replicas, and {_names(behind)} not current; {RESUME}",
+            f"{replicas} replicas, and {_names(behind)} not current. {RESUME}",
             True,
             True,
         )
@@ -182,7 +182,7 @@ async def diagnose(connection: Connection, stream: str, seen: Seen, timeout: flo
         return Diagnosis(
             f"no server stores messages for stream {stream} now (no responders): it has no leader, "
             f"with too few of the cluster's nodes up (no quorum), or it does not exist (`citybus "
-            f"contracts provision`) {which}; {RESUME}",
+            f"contracts provision`) {which}. {RESUME}",
             True,
             False,
         )

@@ -52,7 +52,7 @@ def test_the_stream_state_says_which_outage_it_is_and_what_to_do() -> None:
     assert (
         "has no leader" in no_leader.why
         and "citybus-1" in no_leader.why
-        and "bring its nodes back" in no_leader.why
+        and "Bring its nodes back" in no_leader.why
     )
 
     lost = from_info(

@@ -193,7 +193,7 @@ async def test_with_two_nodes_dead_durable_publishing_says_why_and_recovers_on_t
         text = str(unavailable.value)
         assert unavailable.value.stream == STREAM and STREAM in text
         assert "no leader" in text or "no quorum" in text or "JetStream is unavailable" in text, text
-        assert "bring its nodes back" in text, text
+        assert "Bring its nodes back" in text, text
         assert "Error" not in text and "nats" not in text.replace("NATS", ""), text  # nothing of nats-py
 
         # Core publish/subscribe between two clients of the surviving node goes on.
