@@ -217,6 +217,7 @@ class Connection:
         self._denied: dict[str, float] = {}
         """Subjects the broker refused to take from this connection (lower-cased: nats-py lower-cases
         the server's error text), and when (loop time)."""
+        self._lost: asyncio.Future[None] | None = None
 
     # -- opening ------------------------------------------------------------------------------
 
@@ -278,6 +279,8 @@ class Connection:
                 return  # our own drain or close, not a lost connection
             self.metrics.link(id(self), False)
             self.metrics.disconnects.inc()
+            if self._lost is not None and not self._lost.done():
+                self._lost.set_result(None)
             log.warning("nats disconnected")
 
         async def on_reconnect() -> None:
@@ -336,6 +339,13 @@ class Connection:
         )
 
     # -- refusals -----------------------------------------------------------------------------
+
+    def lost(self) -> asyncio.Future[None]:
+        """Done at the connection's next loss: a reply awaited on it will not come (a durable publish
+        then sends again at once, after the reconnect, instead of at its request timeout)."""
+        if self._lost is None or self._lost.done():
+            self._lost = asyncio.get_running_loop().create_future()
+        return self._lost
 
     def refused_since(self, subject: str, since: float) -> bool:
         """Whether the broker refused a publish to ``subject`` at or after ``since`` (loop time).
