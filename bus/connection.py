@@ -42,6 +42,7 @@ from bus.errors import (
     ServerUnavailableError,
 )
 from bus.metrics import Metrics
+from bus.urls import redact_url, server_list
 from bus.wire import Client
 
 __all__ = [
@@ -72,28 +73,6 @@ TRANSIENT = (
 )
 """Errors from nats-py that mean "not now, try again": the server is restarting or unreachable."""
 
-_SECRET_PARAMETER = re.compile(r"(?i)(key|token|secret|password|passwd|auth|client_?id|signature|sig)")
-
-
-def redact_url(url: str) -> str:
-    """``url`` with any user name, password or token replaced by ``***``, for logs and messages:
-    the user information, and the value of every query parameter whose name says it is a secret
-    (``apikey``, ``access_token``, ``client_id`` …)."""
-    parts = []
-    for server in url.split(","):
-        parsed = urlsplit(server.strip())
-        if parsed.username or parsed.password:
-            parsed = parsed._replace(netloc="***@" + parsed.netloc.rpartition("@")[2])
-        if parsed.query:
-            pairs = [p.partition("=") for p in parsed.query.split("&")]
-            query = "&".join(
-                f"{name}{eq}{'***' if eq and _SECRET_PARAMETER.search(name) else value}"
-                for name, eq, value in pairs
-            )
-            parsed = parsed._replace(query=query)
-        parts.append(parsed.geturl())
-    return ",".join(parts)
-
 
 def _never_raising(callback: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
     """``callback`` made safe for nats-py: an exception out of a callback ends nats-py's reading
@@ -108,15 +87,6 @@ def _never_raising(callback: Callable[..., Awaitable[None]]) -> Callable[..., Aw
                 sys.stderr.write(f"citybus: a NATS connection callback failed: {exc!r}\n")
 
     return guarded
-
-
-def server_list(url: str) -> list[str]:
-    """The servers of ``url``: one URL, or a cluster's nodes as a comma-separated list.
-
-    nats-py takes a list as its server pool (it connects to one and fails over to the others, and
-    learns further nodes from the cluster itself); a comma-separated string would be one bad URL.
-    """
-    return [u.strip() for u in url.split(",") if u.strip()]
 
 
 async def check_reachable(url: str, timeout: float) -> None:
