@@ -28,6 +28,7 @@ from bench import (
     bus,
     certify,
     consume,
+    failover,
     gateway,
     journey,
     memory,
@@ -56,6 +57,7 @@ CASES: Final[list[Spec]] = [
     *personal.CASES,
     *statistics.CASES,
     *scaleout.CASES,
+    *failover.CASES,
 ]
 
 

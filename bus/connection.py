@@ -42,6 +42,7 @@ from bus.errors import (
     ServerUnavailableError,
 )
 from bus.metrics import Metrics
+from bus.urls import redact_url, server_list
 from bus.wire import Client
 
 __all__ = [
@@ -72,28 +73,6 @@ TRANSIENT = (
 )
 """Errors from nats-py that mean "not now, try again": the server is restarting or unreachable."""
 
-_SECRET_PARAMETER = re.compile(r"(?i)(key|token|secret|password|passwd|auth|client_?id|signature|sig)")
-
-
-def redact_url(url: str) -> str:
-    """``url`` with any user name, password or token replaced by ``***``, for logs and messages:
-    the user information, and the value of every query parameter whose name says it is a secret
-    (``apikey``, ``access_token``, ``client_id`` …)."""
-    parts = []
-    for server in url.split(","):
-        parsed = urlsplit(server.strip())
-        if parsed.username or parsed.password:
-            parsed = parsed._replace(netloc="***@" + parsed.netloc.rpartition("@")[2])
-        if parsed.query:
-            pairs = [p.partition("=") for p in parsed.query.split("&")]
-            query = "&".join(
-                f"{name}{eq}{'***' if eq and _SECRET_PARAMETER.search(name) else value}"
-                for name, eq, value in pairs
-            )
-            parsed = parsed._replace(query=query)
-        parts.append(parsed.geturl())
-    return ",".join(parts)
-
 
 def _never_raising(callback: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
     """``callback`` made safe for nats-py: an exception out of a callback ends nats-py's reading
@@ -108,15 +87,6 @@ def _never_raising(callback: Callable[..., Awaitable[None]]) -> Callable[..., Aw
                 sys.stderr.write(f"citybus: a NATS connection callback failed: {exc!r}\n")
 
     return guarded
-
-
-def server_list(url: str) -> list[str]:
-    """The servers of ``url``: one URL, or a cluster's nodes as a comma-separated list.
-
-    nats-py takes a list as its server pool (it connects to one and fails over to the others, and
-    learns further nodes from the cluster itself); a comma-separated string would be one bad URL.
-    """
-    return [u.strip() for u in url.split(",") if u.strip()]
 
 
 async def check_reachable(url: str, timeout: float) -> None:
@@ -217,6 +187,7 @@ class Connection:
         self._denied: dict[str, float] = {}
         """Subjects the broker refused to take from this connection (lower-cased: nats-py lower-cases
         the server's error text), and when (loop time)."""
+        self._lost: asyncio.Future[None] | None = None
 
     # -- opening ------------------------------------------------------------------------------
 
@@ -278,6 +249,8 @@ class Connection:
                 return  # our own drain or close, not a lost connection
             self.metrics.link(id(self), False)
             self.metrics.disconnects.inc()
+            if self._lost is not None and not self._lost.done():
+                self._lost.set_result(None)
             log.warning("nats disconnected")
 
         async def on_reconnect() -> None:
@@ -336,6 +309,13 @@ class Connection:
         )
 
     # -- refusals -----------------------------------------------------------------------------
+
+    def lost(self) -> asyncio.Future[None]:
+        """Done at the connection's next loss: a reply awaited on it will not come (a durable publish
+        then sends again at once, after the reconnect, instead of at its request timeout)."""
+        if self._lost is None or self._lost.done():
+            self._lost = asyncio.get_running_loop().create_future()
+        return self._lost
 
     def refused_since(self, subject: str, since: float) -> bool:
         """Whether the broker refused a publish to ``subject`` at or after ``since`` (loop time).

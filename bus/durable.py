@@ -16,6 +16,20 @@ Decisions, and why:
 - Between tries the wait is :data:`RETRY` (:class:`bus.backoff.Backoff`, 0.05 s doubling up to
   1 s): short, because a durable publish is usually waiting for a server that restarts in
   seconds, and bound by the caller's ``timeout``: a wait that would end past it is not begun.
+- An acknowledgement awaited on a connection that is lost never comes: the message is sent again
+  as soon as the connection is lost (:meth:`bus.connection.Connection.lost`; nats-py keeps it until
+  the reconnect), not at the request timeout. A kill -9 of the node a publisher was connected to
+  stopped its publishing for that timeout, 5 s, and now for about 0.1 s (``bench/failover.py``).
+- JetStream's "duplicate message id is in process" (:data:`IN_PROCESS`) is no refusal: the
+  message sent again (after a lost connection, say) meets its earlier try still being stored, and
+  is tried again like any "not now". Taken for a refusal, it ended publishes with an error under a
+  kill -9 of a node (``bench/failover.py``, 3 runs in 12).
+- A publish that gives up says why, within its timeout: the stream has no leader or no quorum
+  (:class:`~bus.errors.JetStreamUnavailableError`), does not exist, or the bus has no server
+  (:func:`bus.availability.diagnose`, in the timeout's last second). A stream whose own state
+  says it cannot store makes later publishes to it give up after a second until it stores again
+  (:class:`bus.availability.Outages`): on a cluster that lost its majority, not every message
+  waits out its whole timeout.
 """
 
 from __future__ import annotations
@@ -25,15 +39,18 @@ import itertools
 from typing import Any, Final
 
 import msgspec
+import nats.errors
 import nats.js.errors
 from nats.aio.msg import Msg
 
+from bus import subjects
+from bus.availability import DIAGNOSIS, PROBE, Diagnosis, Outages, Seen, diagnose
 from bus.backoff import Backoff
 from bus.connection import TRANSIENT, Connection
-from bus.errors import CityBusError, NotConnectedError, PublishTimeoutError
+from bus.errors import CityBusError, JetStreamUnavailableError, NotConnectedError, PublishTimeoutError
 from bus.metrics import Metrics
 
-__all__ = ["RETRY", "DurablePublisher", "Prepared", "PublishAck"]
+__all__ = ["IN_PROCESS", "RETRY", "DurablePublisher", "Prepared", "PublishAck"]
 
 RETRY: Final = Backoff(initial=0.05, maximum=1.0)
 """The wait between tries of a durable publish (see the module's decisions)."""
@@ -42,8 +59,20 @@ Prepared = tuple[str, str, bytes, dict[str, str]]
 """A message ready to send: its contract's CloudEvents type, subject, body and headers."""
 
 
+IN_PROCESS: Final = 10158
+"""JetStream's error "duplicate message id is in process": a try of the same ``ce-id`` is being
+stored right now (one sent before a connection was lost or a request timed out). Not a refusal:
+tried again, the message is acknowledged as a duplicate once that try is stored, or stored if it
+was lost with a leader."""
+
+
+class _InProcess(Exception):
+    """JetStream is storing an earlier try of this message (:data:`IN_PROCESS`): try again."""
+
+
 class _AckError(msgspec.Struct):
     code: int = 0
+    err_code: int = 0
     description: str = ""
 
 
@@ -88,6 +117,8 @@ class DurablePublisher:
         self._ack_nc: object = None
         self._ack_futures: dict[str, asyncio.Future[Any]] = {}
         self._ack_tokens = itertools.count()
+        self.outages = Outages(connection.log)
+        """The streams in a known outage (:mod:`bus.availability`)."""
 
     @property
     def awaiting(self) -> int:
@@ -105,6 +136,7 @@ class DurablePublisher:
         deadline = loop.time() + timeout
         refused: asyncio.Future[None] = loop.create_future()
         key = message[1].lower()
+        stream = subjects.stream_of(message[1])
 
         def on_refusal(denied: str) -> None:
             if denied == key and not refused.done():
@@ -113,21 +145,34 @@ class DurablePublisher:
         listeners = self._connection.refusal_listeners
         listeners.add(on_refusal)
         try:
-            return await self._publish_until(message, timeout, deadline, refused)
+            ack = await self._publish_until(message, timeout, deadline, refused, stream)
         finally:
             listeners.discard(on_refusal)
             refused.cancel()
+        if self.outages:
+            self.outages.stored(stream)
+        return ack
 
     async def _publish_until(
-        self, message: Prepared, timeout: float, deadline: float, refused: asyncio.Future[None]
+        self,
+        message: Prepared,
+        timeout: float,
+        deadline: float,
+        refused: asyncio.Future[None],
+        stream: str | None,
     ) -> PublishAck:
-        """:meth:`publish`'s retries; each attempt ends early when ``refused`` is set."""
+        """:meth:`publish`'s retries; each attempt ends early when ``refused`` is set. Tries stop in
+        time to ask ``stream`` why (:meth:`_unstored`), or after a probe in a known outage."""
         ce_type, subject, body, headers = message
         connection = self._connection
         loop = asyncio.get_running_loop()
         retries = RETRY.attempts()
+        started = deadline - timeout
+        tries_end = started + self.outages.probe([stream], timeout)
+        if tries_end == deadline and stream is not None:
+            tries_end -= min(DIAGNOSIS, timeout / 4)
         while True:
-            remaining = deadline - loop.time()
+            remaining = tries_end - loop.time()
             try:
                 attempt = asyncio.ensure_future(
                     connection.js.publish(
@@ -138,29 +183,40 @@ class DurablePublisher:
                     )
                 )
                 try:
-                    either: set[asyncio.Future[Any]] = {attempt, refused}
+                    either: set[asyncio.Future[Any]] = {attempt, refused, connection.lost()}
                     await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
                 finally:
                     if not attempt.done():
-                        attempt.cancel()  # refused, or this call cancelled
+                        attempt.cancel()  # refused, the connection lost, or this call cancelled
                 if refused.done() and not attempt.done():
                     raise connection.refusal(subject)
-                ack = attempt.result()
+                if not attempt.done():  # the connection was lost: its acknowledgement cannot come
+                    raise NotConnectedError(
+                        f"the connection was lost while {subject} awaited its acknowledgement"
+                    )
+                try:
+                    ack = attempt.result()
+                except nats.js.errors.APIError as exc:
+                    if exc.err_code == IN_PROCESS:
+                        raise _InProcess from exc
+                    raise
                 return PublishAck(ack.stream, ack.seq, bool(ack.duplicate), headers["ce-id"])
-            except nats.js.errors.APIError as exc:
-                raise CityBusError(f"JetStream refused {subject}: {exc.description or exc}") from exc
-            except (*TRANSIENT, NotConnectedError) as exc:
-                if connection.refused_since(subject, deadline - timeout):
+            except (*TRANSIENT, NotConnectedError, nats.js.errors.ServiceUnavailableError, _InProcess) as exc:
+                if connection.refused_since(subject, started):
                     raise connection.refusal(subject) from exc
                 delay = retries.next()
-                if connection.closed or loop.time() + delay >= deadline:
-                    raise PublishTimeoutError(
-                        f"no JetStream stream acknowledged {subject} within {timeout:.0f} s "
-                        f"({type(exc).__name__}): is the server up and the stream provisioned? (a contract "
-                        "installed after citybus up started: `citybus contracts provision`)"
+                if connection.closed or loop.time() + delay >= tries_end:
+                    raise await self._unstored(
+                        f"no JetStream stream acknowledged {subject}",
+                        timeout,
+                        stream,
+                        _seen(exc),
+                        deadline,
                     ) from exc
                 self._metrics.publish_retries.labels(ce_type).inc()
                 await asyncio.sleep(delay)
+            except nats.js.errors.APIError as exc:
+                raise CityBusError(f"JetStream refused {subject}: {exc.description or exc}") from exc
 
     # -- many messages ------------------------------------------------------------------------
 
@@ -176,24 +232,60 @@ class DurablePublisher:
         acks: list[PublishAck | None] = [None] * len(prepared)
         pending = list(range(len(prepared)))
         retries = RETRY.attempts()
+        streams = {subjects.stream_of(p[1]) for p in prepared}
+        # In a known outage, tries end after a probe unless something is stored meanwhile.
+        tries_end = started + self.outages.probe(list(streams), timeout)
+        if tries_end == deadline:
+            tries_end -= min(DIAGNOSIS, timeout / 4)
         while True:
-            failed = await self._publish_window(prepared, pending, acks, window, deadline)
+            failed = await self._publish_window(prepared, pending, acks, window, tries_end)
+            if self.outages and len(failed) < len(pending):
+                for stream in streams:
+                    self.outages.stored(stream)
+                tries_end = max(tries_end, deadline - min(DIAGNOSIS, timeout / 4))
             if not failed:
                 break
             refused = [prepared[i][1] for i in failed if connection.refused_since(prepared[i][1], started)]
             if refused:
                 raise connection.refusal(refused[0])
             delay = retries.next()
-            if connection.closed or loop.time() + delay >= deadline:
-                raise PublishTimeoutError(
-                    f"{len(failed)} of {len(prepared)} messages were not acknowledged by a JetStream stream "
-                    f"within {timeout:.0f} s: is the server up and the stream provisioned?"
+            if connection.closed or loop.time() + delay >= tries_end:
+                subject = prepared[failed[0]][1]
+                raise await self._unstored(
+                    f"{len(failed)} of {len(prepared)} messages were not acknowledged by a JetStream stream",
+                    timeout,
+                    subjects.stream_of(subject),
+                    "unconfirmed" if connection.connected else "disconnected",
+                    deadline,
                 )
             for index in failed:
                 self._metrics.publish_retries.labels(prepared[index][0]).inc()
             await asyncio.sleep(delay)
             pending = failed
         return [ack for ack in acks if ack is not None]
+
+    async def _unstored(
+        self, what: str, timeout: float, stream: str | None, seen: Seen, deadline: float
+    ) -> PublishTimeoutError:
+        """The error of a publish that gives up: ``what`` did not happen within ``timeout``, and why
+        (asked of ``stream`` until ``deadline``); a stream in a confirmed outage is remembered."""
+        if stream is None:
+            return PublishTimeoutError(
+                f"{what} within {timeout:g} s: is the server up and the stream provisioned? (a contract "
+                "installed after citybus up started: `citybus contracts provision`)"
+            )
+        known = self.outages.why(stream)
+        if known is not None:
+            return JetStreamUnavailableError(
+                f"{what} within {min(timeout, PROBE):g} s: {known}", stream=stream
+            )
+        wait = max(deadline - asyncio.get_running_loop().time(), 0.1)
+        diagnosis: Diagnosis = await diagnose(self._connection, stream, seen, wait)
+        self.outages.failed(stream, diagnosis)
+        text = f"{what} within {timeout:g} s: {diagnosis.why}"
+        if diagnosis.unavailable:
+            return JetStreamUnavailableError(text, stream=stream)
+        return PublishTimeoutError(text)
 
     async def _ack_inbox(self) -> str:
         """The inbox where JetStream acknowledges :meth:`publish_many`'s messages, one subscription
@@ -265,6 +357,11 @@ class DurablePublisher:
                     futures.pop(token, None)
                     future.set_exception(connection.refusal(refused))
 
+        def on_lost(_: asyncio.Future[None]) -> None:
+            give_up_waiting()  # acknowledgements on the lost connection will not come: sent again
+
+        lost = connection.lost()
+        lost.add_done_callback(on_lost)
         connection.refusal_listeners.add(on_refusal)
         try:
             for index in pending:
@@ -297,6 +394,7 @@ class DurablePublisher:
                 wait = min(self.request_timeout, deadline - loop.time())
                 await asyncio.wait(waiting, timeout=max(wait, 0.001))
         finally:
+            lost.remove_done_callback(on_lost)
             connection.refusal_listeners.discard(on_refusal)
             give_up_waiting()  # what is still unacknowledged now (or after an error) is not waited for
         for index, _, future in sent:
@@ -311,7 +409,26 @@ class DurablePublisher:
                 continue
             ack: _Ack = future.result()
             if ack.error is not None:
+                if ack.error.err_code == IN_PROCESS:
+                    failed.append(index)
+                    continue
                 refused = prepared[index][1]
                 raise CityBusError(f"JetStream refused {refused}: {ack.error.description or ack.error}")
             acks[index] = PublishAck(ack.stream, ack.seq, ack.duplicate, prepared[index][3]["ce-id"])
         return sorted(failed)
+
+
+def _seen(exc: BaseException) -> Seen:
+    """What an attempt that failed with ``exc`` met (:data:`bus.availability.Seen`)."""
+    if isinstance(
+        exc,
+        nats.js.errors.NoStreamResponseError
+        | nats.errors.NoRespondersError
+        | nats.js.errors.ServiceUnavailableError,
+    ):
+        return "nobody"
+    if isinstance(
+        exc, nats.errors.TimeoutError | asyncio.TimeoutError | nats.errors.FlushTimeoutError | _InProcess
+    ):
+        return "unconfirmed"
+    return "disconnected"

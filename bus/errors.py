@@ -11,6 +11,7 @@
      │    └── ServerUnavailableError       no NATS server answered at the given URL
      ├── PermissionDeniedError             the broker refused a publish: the user has no right to it
      ├── PublishTimeoutError (TimeoutError) a durable publish was not acknowledged in time
+     │    └── JetStreamUnavailableError    … because the stream cannot store now (no leader, no quorum)
      ├── RequestTimeoutError (TimeoutError) nobody answered a request in time
      ├── NoRespondersError                 nobody listens on the request subject
      ├── RequestRefusedError               a responder answered a request with an error
@@ -27,6 +28,7 @@ __all__ = [
     "ConfigError",
     "ContractViolation",
     "EmbeddedServerError",
+    "JetStreamUnavailableError",
     "MissingHeaderError",
     "NoRespondersError",
     "NotConnectedError",
@@ -89,6 +91,19 @@ class PermissionDeniedError(CityBusError):
 
 class PublishTimeoutError(CityBusError, TimeoutError):
     """JetStream did not acknowledge a durable publish before the deadline."""
+
+
+class JetStreamUnavailableError(PublishTimeoutError):
+    """A durable publish was not stored because its stream cannot store anything now: it has no
+    leader, its leader has no quorum (too few of its replicas up), or JetStream does not answer.
+
+    ``stream`` names it. The message says why and what to do; while it lasts, durable publishes to
+    the stream fail within about a second instead of waiting out their timeout (:mod:`bus.availability`).
+    """
+
+    def __init__(self, message: str, *, stream: str) -> None:
+        super().__init__(message)
+        self.stream = stream
 
 
 class RequestTimeoutError(CityBusError, TimeoutError):

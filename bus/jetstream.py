@@ -5,9 +5,10 @@ A :class:`DurableConsumer` fetches only as many messages as it has free handler 
 the handler succeeds, retries a failure after a delay, and dead-letters a message once it has
 been delivered ``max_deliver`` times.
 
-A fetch that fails because the connection is away is tried again after :data:`FETCH_RETRY`: a
-constant 0.5 s (no growth), because nats-py reconnects by itself and a consumer should resume
-within half a second of it, not after a wait that grew while the server was down.
+A fetch that fails because the connection is away, or because a cluster is electing the
+consumer's leader (503), is tried again after :data:`FETCH_RETRY`: a constant 0.5 s (no growth),
+because nats-py reconnects by itself and a consumer should resume within half a second of it, not
+after a wait that grew while the server was down.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ from bus.backoff import Backoff
 from bus.config import ConsumerConfig, StreamsConfig
 from bus.envelope import Event
 from bus.errors import CityBusError
-from bus.pipeline import LetterSink, Policy, Route, Step, StreamPolicy, pending_count
+from bus.pipeline import LetterSink, Policy, Route, Step, pending_count
+from bus.redelivery import Handled, RememberingPolicy
 from contracts import Contract
 
 __all__ = [
@@ -41,6 +43,13 @@ __all__ = [
 
 FETCH_RETRY: Final = Backoff(initial=0.5, maximum=0.5)
 """The wait before fetching again after a fetch failed on a lost connection (see the module)."""
+
+_FETCH_AGAIN: Final = (
+    nats.errors.ConnectionClosedError,
+    nats.errors.ConnectionReconnectingError,
+    nats.js.errors.ServiceUnavailableError,  # 503: no consumer leader right now (a cluster electing one)
+)
+"""Fetch failures that mean "not now": the fetch is tried again after :data:`FETCH_RETRY`."""
 
 C = TypeVar("C", bound=Contract)
 
@@ -118,6 +127,10 @@ class DurableConsumer(Generic[C]):
 
     Create it with :meth:`bus.Bus.consume`, then run :meth:`run` inside the caller's TaskGroup;
     :meth:`stop` ends it after the messages in hand are handled.
+
+    Delivery is at least once. A redelivery of a message it handled lately (after a cluster lost
+    the consumer's leader before its acknowledgement was replicated) is acknowledged again without
+    calling the handler: :mod:`bus.redelivery` says why there, and not by a double ack.
     """
 
     def __init__(
@@ -142,8 +155,10 @@ class DurableConsumer(Generic[C]):
         self._sub: Any = None
         self.log = host.log.bind(consumer=durable, contract=info.type)
         route = Route("consume", self.subject, info.type, durable)
-        policy = StreamPolicy(
+        self._handled = Handled()
+        policy = RememberingPolicy(
             host.dead_letters,
+            handled=self._handled,
             route=route,
             log=self.log,
             max_deliver=settings.max_deliver,
@@ -220,9 +235,18 @@ class DurableConsumer(Generic[C]):
                 pass  # the connection is already gone; the durable consumer stays on the server
         self.log.info("consumer stopped")
 
+    @property
+    def redeliveries_skipped(self) -> int:
+        """Redeliveries of messages handled already, acknowledged again without the handler."""
+        return self._handled.skipped
+
     async def _handle_one(self, msg: Msg) -> None:
         """One message through the pipeline; its failure is logged, never the end of :meth:`run`."""
         try:
+            if self._handled.again(msg):
+                self._handled.skipped += 1
+                await msg.ack()
+                return
             await self._handle(msg)
         except (TimeoutError, nats.errors.Error) as exc:
             # The ack, nak or term did not reach the server: JetStream redelivers after
@@ -250,10 +274,26 @@ class DurableConsumer(Generic[C]):
 
         The next pull request goes out once half the slots are free (or nothing in hand waits for a
         worker), so its round trip overlaps the handling of the rest of the batch.
+
+        A fetch that fails because the connection is away, or because the consumer has no leader
+        for a moment (JetStream answers 503 while a cluster elects one after a node died), is tried
+        again after :data:`FETCH_RETRY`; the first failure of a run of them is a warning, the end
+        of it an info line with how long it lasted.
+
+        A cancellation that an await below lost is honoured at the next turn: Python 3.11's
+        ``asyncio.wait_for`` (under nats-py's requests, such as the consumer lookup of
+        :meth:`start`) drops one that arrives together with its result, and the consumer would
+        then fetch forever (a consumer stopped right after its start hung now and then). The task
+        still counts the request (``Task.cancelling()``), so it is read here.
         """
         limit = pool.size
         fetch_retries = FETCH_RETRY.attempts()
+        task = asyncio.current_task()
+        failing_since: float | None = None
+        loop = asyncio.get_running_loop()
         while not self._stopping.is_set():
+            if task is not None and task.cancelling():
+                raise asyncio.CancelledError
             await pool.room((limit + 1) // 2)
             try:
                 msgs = await self._fetch(limit - pool.in_hand)
@@ -261,11 +301,16 @@ class DurableConsumer(Generic[C]):
                 self._pending.set(0)  # nothing came within the fetch's wait: nothing is waiting
                 fetch_retries.reset()
                 continue
-            except (nats.errors.ConnectionClosedError, nats.errors.ConnectionReconnectingError) as exc:
+            except _FETCH_AGAIN as exc:
                 delay = fetch_retries.next()
-                self.log.warning("fetch failed, retrying", error=type(exc).__name__, retry_in=delay)
+                if failing_since is None:
+                    failing_since = loop.time()
+                    self.log.warning("fetch failed, retrying", error=type(exc).__name__, retry_in=delay)
                 await asyncio.sleep(delay)
                 continue
+            if failing_since is not None:
+                self.log.info("fetching again", failed_for=round(loop.time() - failing_since, 2))
+                failing_since = None
             fetch_retries.reset()
             if msgs:  # how many of the stream's messages are still to come to this consumer
                 self._pending.set(pending_count(msgs[-1]))
@@ -284,6 +329,7 @@ class DurableConsumer(Generic[C]):
             await asyncio.wait({fetch})
         except asyncio.CancelledError:
             fetch.cancel()
+            fetch.add_done_callback(_forget)  # its end (a closed connection, say) is nobody's business
             raise
         msgs: list[Msg] = fetch.result()
         return msgs
@@ -359,6 +405,12 @@ class _Workers:
             wake: asyncio.Future[None] = loop.create_future()
             idle.append(wake)
             await wake
+
+
+def _forget(task: asyncio.Task[Any]) -> None:
+    """Take a given-up task's exception, so that asyncio does not log it as never retrieved."""
+    if not task.cancelled():
+        task.exception()
 
 
 def _wake(future: asyncio.Future[None]) -> None:

@@ -63,6 +63,7 @@ __all__ = [
     "pending_count",
     "read_raw",
     "receiver",
+    "stream_sequence",
 ]
 
 C = TypeVar("C", bound=Contract)
@@ -325,6 +326,12 @@ def delivery_count(msg: Any) -> int:
     """
     count = _ack_token(msg, 4, 6)
     return msg.metadata.num_delivered if count is None else count
+
+
+def stream_sequence(msg: Any) -> int | None:
+    """The stream sequence of a message a durable consumer delivered, from its reply subject;
+    ``None`` for one that has no JetStream reply (the in-memory bus's)."""
+    return _ack_token(msg, 5, 7)
 
 
 def pending_count(msg: Any) -> int:

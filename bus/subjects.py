@@ -56,6 +56,7 @@ __all__ = [
     "reserved_roots",
     "resolve_pattern",
     "stream_name",
+    "stream_of",
     "validate_pattern",
 ]
 
@@ -118,6 +119,19 @@ def domain_filter(classification: Classification, domain: str) -> str:
 def stream_name(classification: Classification, domain: str) -> str:
     """The JetStream stream for one classification and domain, e.g. ``CITY_PUBLIC_ENVIRONMENT``."""
     return "_".join((ROOT, classification.value, domain)).upper().replace("-", "_")
+
+
+def stream_of(subject: str) -> str | None:
+    """The stream that stores a data subject (``city.public.environment.…``: ``CITY_PUBLIC_ENVIRONMENT``),
+    or ``None`` for a subject no provisioned stream holds (a request, a control subject)."""
+    tokens = subject.split(".")
+    if len(tokens) < 4 or tokens[0] != ROOT or tokens[2] == RPC:
+        return None
+    try:
+        classification = Classification(tokens[1])
+    except ValueError:
+        return None
+    return stream_name(classification, tokens[2])
 
 
 def dead_letter_subject(reason: str) -> str:

@@ -24,7 +24,9 @@ import pytest
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
-SMOKE_TIMEOUT = 240.0  # a bound against hangs, not a performance expectation
+SMOKE_TIMEOUT = (
+    300.0  # a bound against hangs, not a performance expectation (the failover case waits out elections)
+)
 NUMBER = r"[\d,]+(?:\.\d+)?"
 RATIO = rf"{NUMBER}x"
 VERDICT = ("yes", "**no**")
@@ -45,6 +47,7 @@ CASES = [
     "Personal data: sealing, the volunteer platform, export and erasure",
     "Statistics: one release of a table, by mechanism and size",
     "Adapters scaled across processes",
+    "Failover under load: kill -9 on a three-node cluster",
 ]
 JOURNEY_KINDS = (
     "default: depart, max_walk 1000, bikes",
@@ -162,7 +165,8 @@ def test_the_summary_gives_every_target_a_figure_and_a_verdict(report: str) -> N
     assert sum(name.startswith("4. JetStream durable publish: citybus") for name in rows) == 1
     assert sum(name.startswith("8. Peak RSS replaying a large recording") for name in rows) == 1
     assert sum(name.startswith("14. erasing one person over 1,000 messages") for name in rows) == 1
-    assert len(rows) == 27
+    assert {f"17. {CASES[16]}: messages {what} on R3" for what in ("lost", "stored twice")} <= set(rows)
+    assert len(rows) == 29
     for name, (_, target, result, verdict) in rows.items():
         assert target, name
         if name.startswith("2.") and not FASTSTREAM:
@@ -434,6 +438,31 @@ def test_scaleout_drains_one_stream_with_one_and_two_processes_for_each_kind_of_
             shares = [int(share.replace(",", "")) for share in split]
             assert len(shares) == int(processes)
             assert sum(shares) == int(row["messages"].replace(",", "")), "each message handled once"
+
+
+def test_failover_counts_every_message_and_times_each_kill_the_outage_and_r3_against_r1(report: str) -> None:
+    text = case(report, CASES[16])
+    [outcome] = columns(text, 0)
+    assert outcome["published"] == outcome["acknowledged"] == outcome["stored"] == "3,000"
+    assert outcome["distinct ids handed to the consumer"] == "3,000"
+    assert (outcome["lost"], outcome["stored twice"], outcome["handled twice"]) == ("0", "0", "0")
+    events = columns(text, 1)
+    assert [row["event"].split(" (")[0] for row in events[::2]] == ["the leader", "the follower"]
+    for row in events:
+        for what in ("publishing", "consumer", "replay"):
+            assert re.fullmatch(
+                rf"{NUMBER} \({NUMBER}\)|none after it", row[f"{what} paused s (resumed after s)"]
+            )
+    assert all(re.fullmatch(NUMBER, row["caught up after s"]) for row in events[1::2])
+    outage = {row["what"]: row for row in columns(text, 2)}
+    first = outage["first durable publish after the kills: gave up after"]
+    assert first["citybus"] == "JetStreamUnavailableError" and re.fullmatch(NUMBER, first["s"])
+    assert outage["core publish → subscribe on the surviving node"]["citybus"] == "100 of 100 heard"
+    assert re.fullmatch(NUMBER, outage["the same bus stored a durable publish, from the nodes running"]["s"])
+    setups = {row["setup"]: row for row in columns(text, 3)}
+    assert set(setups) == {"cluster, R1 stream", "cluster, R3 stream", "single nats-server"}
+    assert all(re.fullmatch(RATIO, row["ratio to R1"]) for row in setups.values())
+    assert "CITY_PUBLIC_ENVIRONMENT" in text and "Bring its nodes back" in text
 
 
 def test_compare_runs_a_case_against_two_checkouts_and_tables_both(tmp_path: Path) -> None:
