@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 import structlog
 
-from bus import Bus, Metrics
 from bus.cluster import LocalCluster, embedded_broker
 from bus.config import ServerConfig, load_config
 from bus.errors import ConfigError, EmbeddedServerError
@@ -24,14 +23,9 @@ from bus.personal.vault import VAULT_STREAM
 from bus.server import EmbeddedServer
 from bus.streams_config import StreamsConfig
 from contracts.environment import BeachObservation
+from tests.test_cluster import _bus
 
 pytestmark = pytest.mark.timeout(120)
-
-
-async def _bus(url: str) -> Bus:
-    bus = Bus(metrics=Metrics(), logger=structlog.get_logger(), source="/tests/cluster-restart")
-    await bus.connect(url, reconnect_wait=0.1)
-    return bus
 
 
 async def test_a_cluster_started_again_on_its_store_provisions_its_streams(cluster: LocalCluster) -> None:
