@@ -243,7 +243,7 @@ class Supervisor:
                 delay = retries.next()
                 log.error(
                     "adapter failed, restarting",
-                    error=f"{type(exc).__name__}: {exc}",
+                    error=_failure_text(exc),
                     restart_in=delay,
                     exc_info=exc,
                 )
@@ -256,6 +256,14 @@ class Supervisor:
             self.health.ready(key)
             log.info("adapter finished")
             return
+
+
+def _failure_text(exc: BaseException) -> str:
+    """``Type: message`` of what failed; for an exception group (a TaskGroup's), of each exception in
+    it, so the log says what failed instead of "unhandled errors in a TaskGroup (1 sub-exception)"."""
+    if isinstance(exc, BaseExceptionGroup):
+        return "; ".join(_failure_text(inner) for inner in exc.exceptions)
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _stopping() -> bool:

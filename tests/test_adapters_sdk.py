@@ -522,3 +522,16 @@ async def test_citybus_up_can_be_stopped_while_it_is_still_starting(tmp_path: Pa
     # A component stopped while it was starting is asked to stop too (what it had started, such as
     # adapters still getting ready, stops before the connections and the server it runs on).
     assert stopped == ["never-ready"]
+
+
+def test_a_failure_inside_a_task_group_is_logged_by_what_failed() -> None:
+    """An adapter whose TaskGroup failed is logged with the exceptions inside the group, not as
+    "unhandled errors in a TaskGroup (1 sub-exception)", which says nothing about what to fix."""
+    from adapters.supervisor import _failure_text
+
+    group = ExceptionGroup(
+        "unhandled errors in a TaskGroup",
+        [KeyError("walk"), ExceptionGroup("inner", [TimeoutError("JetStream did not answer")])],
+    )
+    assert _failure_text(group) == "KeyError: 'walk'; TimeoutError: JetStream did not answer"
+    assert _failure_text(ValueError("bad")) == "ValueError: bad"
