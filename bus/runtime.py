@@ -287,6 +287,8 @@ class Runtime:
         url = cfg.nats.url
         include = self._prepare_access(log)
         if not url:
+            if cfg.nats.monitor_url:
+                log.warning("nats.monitor_url is ignored: citybus reads its embedded server's own monitoring")
             broker = embedded_broker(cfg.server, cfg.resolved_data_dir(), include, self.log)
             url = await broker.start()
             stack.push_async_callback(self._bounded, "nats-server", broker.stop)

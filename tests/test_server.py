@@ -17,6 +17,7 @@ from pathlib import Path
 import aiomqtt
 import nats
 import pytest
+import structlog
 from nats.js.api import StreamConfig
 
 from bus import server as server_module
@@ -352,3 +353,26 @@ async def test_killed_citybus_leaves_no_orphan_server(tmp_path: Path) -> None:
         parent.kill()
         await parent.wait()
     assert await _wait_gone(server_pid), "nats-server outlived the citybus process that started it"
+
+
+async def test_a_monitoring_url_beside_the_embedded_server_is_ignored_with_a_warning(tmp_path: Path) -> None:
+    """``nats.monitor_url`` names an external server's endpoint; with the embedded one it would
+    otherwise be ignored without a word (review of issue 20)."""
+    config = load_config(
+        environ={
+            "CITYBUS_SERVER_DATA_DIR": str(tmp_path),
+            "CITYBUS_NATS_MONITOR_URL": "http://127.0.0.1:1",
+            "CITYBUS_OPS_ENABLED": "false",
+        }
+    )
+    runtime = Runtime(config, components=[])
+    stop = asyncio.Event()
+    with structlog.testing.capture_logs() as logs:
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(runtime.run(stop))
+            try:
+                async with asyncio.timeout(30):
+                    await runtime.ready.wait()
+            finally:
+                stop.set()
+    assert any(e["event"].startswith("nats.monitor_url is ignored") for e in logs)
