@@ -50,12 +50,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import json
 import os
 import secrets
 import signal
-import urllib.error
-import urllib.request
 from collections.abc import AsyncIterator
 from pathlib import Path
 from types import TracebackType
@@ -67,6 +64,7 @@ from prometheus_client import Counter
 from bus.backoff import Backoff
 from bus.config import ServerConfig
 from bus.errors import EmbeddedServerError
+from bus.monitor import monitoring_document
 from bus.server import EmbeddedServer
 from bus.server_config import ClusterSettings, free_port
 from bus.server_dir import acquire_lock, record_holder
@@ -84,11 +82,9 @@ _STABLE_RUN = 60.0
 def jetstream_state(monitor_url: str, timeout: float = 1.0) -> dict[str, Any] | None:
     """One node's ``/jsz`` document (its view of the JetStream meta group), or ``None`` if unreadable."""
     try:
-        with urllib.request.urlopen(f"{monitor_url}/jsz", timeout=timeout) as response:  # noqa: S310
-            document: dict[str, Any] = json.loads(response.read())
-    except (OSError, ValueError, urllib.error.URLError):
+        return monitoring_document(f"{monitor_url}/jsz", timeout)
+    except (OSError, ValueError):  # URLError is an OSError
         return None
-    return document
 
 
 class LocalCluster:

@@ -55,7 +55,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import threading
 import time
 import urllib.error
@@ -72,6 +71,7 @@ from prometheus_client.registry import Collector
 from bus.cluster_view import ClusterView, NodeRead, cluster_view, node_name
 from bus.errors import ConfigError
 from bus.health import Verdict
+from bus.monitor import monitoring_document
 
 __all__ = ["WATCH_INTERVAL", "ClusterMonitor", "monitor_urls", "watch_cluster"]
 
@@ -132,9 +132,7 @@ class ClusterMonitor(Collector):
         return dict(self._errors)
 
     def _get(self, url: str) -> dict[str, Any]:
-        with urllib.request.urlopen(url, timeout=self._timeout) as response:  # noqa: S310
-            document: dict[str, Any] = json.loads(response.read())
-        return document
+        return monitoring_document(url, self._timeout)
 
     def _read_node(self, url: str) -> NodeRead:
         documents: list[dict[str, Any]] = []

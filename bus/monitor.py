@@ -45,7 +45,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-__all__ = ["ServerMonitor", "monitor_server"]
+__all__ = ["ServerMonitor", "monitor_server", "monitoring_document"]
 
 _TIMEOUT: Final = 1.0
 _LOG_EVERY: Final = 60.0
@@ -73,9 +73,7 @@ class ServerMonitor(Collector):
         self._lock = threading.Lock()  # scrapes may overlap; the log throttle is shared
 
     def _get(self, path: str) -> dict[str, Any]:
-        with urllib.request.urlopen(f"{self.url}{path}", timeout=self._timeout) as response:  # noqa: S310
-            document: dict[str, Any] = json.loads(response.read())
-        return document
+        return monitoring_document(f"{self.url}{path}", self._timeout)
 
     def read(self) -> tuple[dict[str, Any], dict[str, Any]] | None:
         """``/varz`` and ``/jsz`` (accounts and streams), or ``None`` when the server does not answer."""
@@ -151,6 +149,15 @@ class ServerMonitor(Collector):
                 count.add_metric(labels, float(state.get("messages") or 0))
         yield size
         yield count
+
+
+def monitoring_document(url: str, timeout: float) -> dict[str, Any]:
+    """The JSON document a nats-server monitoring endpoint serves at ``url`` (``/varz``, ``/jsz``, …).
+
+    Raises :class:`OSError` (refused, timed out) or :class:`ValueError` (not JSON)."""
+    with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - http(s) monitoring URLs
+        document: dict[str, Any] = json.loads(response.read())
+    return document
 
 
 def _gauge(name: str, documentation: str, value: Any) -> GaugeMetricFamily:
